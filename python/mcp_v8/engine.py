@@ -1,0 +1,98 @@
+"""The public engine API: ``Engine().execute(code)`` runs one script in a fresh V8 isolate."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Literal
+
+from . import _engine
+from ._engine import Control, Outcome
+
+Language = Literal["javascript", "typescript"]
+ConsoleCallback = Callable[[str, str], None]
+
+DEFAULT_CONSOLE_LIMIT_BYTES = 16 << 20
+
+
+class Engine:
+    """Runs JavaScript in V8 isolates, one fresh isolate per execution.
+
+    The constructor's arguments are defaults for every ``execute`` call; each call
+    may override them. Several threads may call ``execute`` on one ``Engine`` at
+    once: the GIL is released while JavaScript runs.
+
+    Result conversion (``Outcome.result`` is JSON text):
+    objects, arrays, strings, numbers, booleans and null are plain JSON;
+    ``undefined``, functions and symbols are dropped inside objects, ``null`` inside
+    arrays and ``null`` at the top level; NaN and Infinity are ``null``; a BigInt is the
+    string of its digits; a reference back to an ancestor is ``"[Circular]"``; a
+    ``toJSON`` or getter that throws becomes ``"[Thrown: <exception>]"``; a Promise is
+    awaited first.
+    """
+
+    def __init__(
+        self,
+        *,
+        heap_limit_mb: int | None = None,
+        timeout: float | None = None,
+        language: Language = "javascript",
+        max_result_bytes: int = 0,
+        console_limit_bytes: int = DEFAULT_CONSOLE_LIMIT_BYTES,
+    ) -> None:
+        self.heap_limit_mb = heap_limit_mb
+        self.timeout = timeout
+        self.language: Language = language
+        self.max_result_bytes = max_result_bytes
+        self.console_limit_bytes = console_limit_bytes
+
+    def execute(
+        self,
+        code: str,
+        *,
+        heap: bytes | None = None,
+        snapshot: bool = False,
+        heap_limit_mb: int | None = None,
+        timeout: float | None = None,
+        language: Language | None = None,
+        filename: str = "<input>",
+        on_console: ConsoleCallback | None = None,
+        control: Control | None = None,
+    ) -> Outcome:
+        """Runs ``code`` as a classic script and returns its :class:`Outcome`.
+
+        ``on_console(level, text)`` is called for each console call while the script
+        runs, on the executing thread. ``control`` cancels it from another thread.
+        ``heap`` restores a snapshot envelope produced by an earlier ``snapshot=True``
+        execution; ``snapshot=True`` returns a new one in ``Outcome.snapshot``.
+        Script errors are reported in the outcome (``outcome.raise_for_error()`` turns
+        them into exceptions); a refused ``heap`` raises :class:`SnapshotError`.
+        """
+        return _engine.execute(
+            code,
+            heap=heap,
+            snapshot=snapshot,
+            heap_limit_mb=self.heap_limit_mb if heap_limit_mb is None else heap_limit_mb,
+            timeout=self.timeout if timeout is None else timeout,
+            language=language or self.language,
+            filename=filename,
+            max_result_bytes=self.max_result_bytes,
+            console_limit_bytes=self.console_limit_bytes,
+            on_console=on_console,
+            control=control,
+        )
+
+    def evaluate(self, code: str, **kwargs: Any) -> Any:
+        """Runs ``code`` and returns its completion value as a Python object, raising
+        the matching :mod:`mcp_v8.errors` exception when it did not complete."""
+        outcome = self.execute(code, **kwargs)
+        outcome.raise_for_error()
+        assert outcome.result is not None
+        return json.loads(outcome.result)
+
+
+def v8_version() -> str:
+    """The version of the V8 the engine runs."""
+    return _engine.v8_version()
+
+
+__all__ = ["Control", "Engine", "Outcome", "v8_version"]

@@ -1,0 +1,91 @@
+"""The exception hierarchy of mcp-v8, with one root and one table from outcome to exception.
+
+``MCPV8Error``
+    ``JSError``                 the script failed (exception, rejected promise)
+        ``JSSyntaxError``       it did not parse (also a ``SyntaxError``)
+        ``HeapLimitExceeded``   the heap cap stopped it (also a ``MemoryError``)
+    ``ExecutionTimeout``        the deadline passed (also a ``TimeoutError``)
+    ``ExecutionCancelled``      ``Control.cancel()`` stopped it
+    ``SnapshotError``           a heap snapshot envelope was refused (also a ``ValueError``)
+    ``EngineError``             the engine itself could not run (V8 initialisation)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._engine import Outcome
+
+
+class MCPV8Error(Exception):
+    """Root of every mcp-v8 error. ``outcome`` is set when raised for an execution."""
+
+    outcome: Outcome | None = None
+
+
+class JSError(MCPV8Error):
+    """The script threw, or its result promise was rejected."""
+
+    @property
+    def name(self) -> str | None:
+        return self.outcome.error_name if self.outcome else None
+
+    @property
+    def line(self) -> int | None:
+        return self.outcome.error_line if self.outcome else None
+
+    @property
+    def column(self) -> int | None:
+        return self.outcome.error_column if self.outcome else None
+
+
+class JSSyntaxError(JSError, SyntaxError):
+    """The code did not parse (JavaScript or TypeScript)."""
+
+
+class HeapLimitExceeded(JSError, MemoryError):
+    """The execution went over its heap cap."""
+
+
+class ExecutionTimeout(MCPV8Error, TimeoutError):
+    """The execution ran past its timeout."""
+
+
+class ExecutionCancelled(MCPV8Error):
+    """The execution was cancelled through its Control."""
+
+
+class SnapshotError(MCPV8Error, ValueError):
+    """A heap snapshot envelope was refused (corrupt, truncated, other engine or V8)."""
+
+
+class EngineError(MCPV8Error, RuntimeError):
+    """The engine could not run at all."""
+
+
+def error_for(outcome: Outcome) -> MCPV8Error | None:
+    """The exception matching ``outcome``, or None when it completed."""
+    if outcome.completed:
+        return None
+    message = outcome.error or outcome.status
+    exc: MCPV8Error
+    if outcome.timed_out:
+        exc = ExecutionTimeout(message)
+    elif outcome.cancelled:
+        exc = ExecutionCancelled(message)
+    elif outcome.heap_limit_exceeded:
+        exc = HeapLimitExceeded(message)
+    elif outcome.error_name == "SyntaxError":
+        exc = JSSyntaxError(message)
+    else:
+        exc = JSError(message)
+    exc.outcome = outcome
+    return exc
+
+
+def raise_for(outcome: Outcome) -> None:
+    """Raises ``error_for(outcome)`` unless the execution completed."""
+    exc = error_for(outcome)
+    if exc is not None:
+        raise exc

@@ -1,0 +1,70 @@
+// EventLoop: timers, microtask checkpoints, unhandled-rejection tracking and the wait
+// for a pending result promise. Runs until no work is left, an error escapes, or the
+// execution is terminated (the Control wakes it from any wait).
+#pragma once
+#include <v8.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "control.h"
+#include "errors.h"
+
+namespace mv8 {
+
+class EventLoop {
+ public:
+  enum class Stop { kIdle, kTerminated, kError };
+  static constexpr size_t kMaxTimers = 1000000;
+
+  EventLoop(v8::Isolate* isolate, v8::Platform* platform, Control* control);
+  ~EventLoop();
+
+  // Returns the timer id, or -1 when too many timers are pending.
+  double AddTimer(v8::Local<v8::Function> callback, const std::vector<v8::Local<v8::Value>>& args, double delay_ms,
+                  bool repeat);
+  void ClearTimer(double id);
+
+  // `result` may be a promise the loop waits for; `terminated` reports termination.
+  Stop Run(v8::Local<v8::Context> context, v8::Local<v8::Value> result, const std::function<bool()>& terminated);
+
+  // The error that stopped the loop (kError).
+  const ErrorInfo& error() const { return error_; }
+
+  // Drops every handle the loop holds (required before SnapshotCreator::CreateBlob).
+  void Clear();
+
+  static void OnPromiseReject(v8::PromiseRejectMessage message);
+  // Exceptions thrown by microtask callbacks reach message listeners, not TryCatch.
+  static void OnMessage(v8::Local<v8::Message> message, v8::Local<v8::Value> exception);
+
+ private:
+  using Clock = Control::Clock;
+  struct Timer {
+    v8::Global<v8::Function> callback;
+    std::vector<v8::Global<v8::Value>> args;
+    double interval_ms;
+    bool repeat;
+    Clock::time_point due;
+  };
+
+  bool FireDue(v8::Local<v8::Context> context, const std::function<bool()>& terminated);
+  bool TakeUnhandledRejection(v8::Local<v8::Context> context, v8::Local<v8::Value> result);
+  void PumpPlatform();
+
+  v8::Isolate* isolate_;
+  v8::Platform* platform_;
+  Control* control_;
+  double next_id_ = 1;
+  std::map<double, Timer> timers_;
+  std::map<std::pair<Clock::time_point, double>, double> queue_;  // (due, id) -> id
+  std::vector<std::pair<v8::Global<v8::Promise>, v8::Global<v8::Value>>> rejections_;
+  ErrorInfo error_;
+  bool uncaught_ = false;
+};
+
+}  // namespace mv8

@@ -1,0 +1,69 @@
+#include "v8_process.h"
+
+#include <string>
+
+#include "host.h"
+
+namespace mv8 {
+
+V8Process* V8Process::Get(std::string* error) {
+  static std::once_flag once;
+  static V8Process* process = nullptr;
+  static std::string init_error;
+  std::call_once(once, [] {
+    auto* p = new V8Process();
+    if (p->Initialize(&init_error)) {
+      process = p;
+    }  // a failed process is leaked on purpose: V8 cannot be initialised twice
+  });
+  if (process == nullptr && error != nullptr) *error = init_error;
+  return process;
+}
+
+bool V8Process::Initialize(std::string* error) {
+  // Two worker threads: background compilation and GC helpers, not JS execution.
+  platform_ = v8::platform::NewDefaultPlatform(2);
+  v8::V8::InitializePlatform(platform_.get());
+  if (!v8::V8::Initialize()) {
+    *error = "V8 failed to initialise";
+    return false;
+  }
+  v8::SnapshotCreator creator(host::ExternalReferences());
+  v8::Isolate* isolate = creator.GetIsolate();
+  {
+    v8::HandleScope scope(isolate);
+    v8::Local<v8::Context> context = v8::Context::New(isolate);
+    v8::Context::Scope context_scope(context);
+    if (!host::InstallGlobals(context, error)) return false;
+    creator.SetDefaultContext(context);
+  }
+  base_ = creator.CreateBlob(v8::SnapshotCreator::FunctionCodeHandling::kKeep);
+  if (base_.data == nullptr) {
+    *error = "V8 could not create the base snapshot";
+    return false;
+  }
+  return true;
+}
+
+void V8Process::SetHeapFlag(size_t heap_limit_bytes) {
+  // 0 restores V8's own heuristics.
+  std::string flag = "--max-old-space-size=" + std::to_string((heap_limit_bytes + (1 << 20) - 1) >> 20);
+  v8::V8::SetFlagsFromString(flag.c_str(), flag.size());
+}
+
+v8::Isolate* V8Process::NewIsolate(v8::Isolate::CreateParams* params, size_t heap_limit_bytes) {
+  if (heap_limit_bytes != 0) {
+    params->constraints.ConfigureDefaultsFromHeapSize(0, heap_limit_bytes);
+  }
+  std::lock_guard<std::mutex> lock(create_mu_);
+  SetHeapFlag(heap_limit_bytes);
+  return v8::Isolate::New(*params);
+}
+
+std::unique_ptr<v8::SnapshotCreator> V8Process::NewSnapshotCreator(v8::StartupData* blob, size_t heap_limit_bytes) {
+  std::lock_guard<std::mutex> lock(create_mu_);
+  SetHeapFlag(heap_limit_bytes);
+  return std::make_unique<v8::SnapshotCreator>(host::ExternalReferences(), blob);
+}
+
+}  // namespace mv8

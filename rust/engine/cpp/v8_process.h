@@ -1,0 +1,41 @@
+// V8Process: everything V8 needs once per process. Initialises the platform and V8,
+// builds the base snapshot (a context with console, timers and queueMicrotask
+// installed) that every execution starts from, and creates isolates.
+//
+// Isolate creation is serialised under one lock: in V8 10.2 the SnapshotCreator takes
+// no CreateParams, so its heap cap is set through --max-old-space-size, a process-wide
+// flag that V8 reads while it configures a new heap (and that overrides
+// ResourceConstraints); every isolate is therefore created with the flag set to its
+// own cap.
+#pragma once
+#include <libplatform/libplatform.h>
+#include <v8.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace mv8 {
+
+class V8Process {
+ public:
+  // Returns nullptr and fills *error when initialisation failed.
+  static V8Process* Get(std::string* error);
+
+  v8::Platform* platform() const { return platform_.get(); }
+  const v8::StartupData* base_snapshot() const { return &base_; }
+
+  v8::Isolate* NewIsolate(v8::Isolate::CreateParams* params, size_t heap_limit_bytes);
+  std::unique_ptr<v8::SnapshotCreator> NewSnapshotCreator(v8::StartupData* blob, size_t heap_limit_bytes);
+
+ private:
+  V8Process() = default;
+  bool Initialize(std::string* error);
+  void SetHeapFlag(size_t heap_limit_bytes);
+
+  std::unique_ptr<v8::Platform> platform_;
+  v8::StartupData base_{nullptr, 0};
+  std::mutex create_mu_;
+};
+
+}  // namespace mv8
