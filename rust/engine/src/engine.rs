@@ -237,7 +237,11 @@ pub fn initialize() -> Result<(), EngineError> {
 /// The V8 version string, e.g. `10.2.154.26-node.28`.
 pub fn v8_version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
-    VERSION.get_or_init(|| unsafe { CStr::from_ptr(ffi::mv8_v8_version()).to_string_lossy().into_owned() })
+    VERSION.get_or_init(|| unsafe {
+        CStr::from_ptr(ffi::mv8_v8_version())
+            .to_string_lossy()
+            .into_owned()
+    })
 }
 
 unsafe fn take_cstr(p: *mut c_char) -> Option<String> {
@@ -270,10 +274,18 @@ struct ConsoleSink<'a> {
     callback: Option<&'a mut dyn FnMut(&ConsoleLine)>,
 }
 
-unsafe extern "C" fn on_console(user_data: *mut c_void, level: c_int, text: *const c_char, len: usize) {
+unsafe extern "C" fn on_console(
+    user_data: *mut c_void,
+    level: c_int,
+    text: *const c_char,
+    len: usize,
+) {
     let sink = &mut *(user_data as *mut ConsoleSink);
     let bytes = std::slice::from_raw_parts(text as *const u8, len);
-    let line = ConsoleLine { level: Level::from_raw(level), text: String::from_utf8_lossy(bytes).into_owned() };
+    let line = ConsoleLine {
+        level: Level::from_raw(level),
+        text: String::from_utf8_lossy(bytes).into_owned(),
+    };
     // A panicking callback must not unwind into C++.
     let _ = catch_unwind(AssertUnwindSafe(|| {
         if let Some(cb) = sink.callback.as_mut() {
@@ -289,7 +301,10 @@ unsafe extern "C" fn on_console(user_data: *mut c_void, level: c_int, text: *con
 }
 
 fn source_failure(err: source::SourceError, started: Instant) -> Outcome {
-    let stack = format!("SyntaxError: {}\n    at <input>:{}:{}", err.message, err.line, err.column);
+    let stack = format!(
+        "SyntaxError: {}\n    at <input>:{}:{}",
+        err.message, err.line, err.column
+    );
     Outcome {
         status: Status::Failed,
         result: None,
@@ -316,14 +331,20 @@ pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError
     let started = Instant::now();
     initialize()?;
     let raw_heap = match opts.heap {
-        Some(envelope) => Some(envelope::unseal(envelope, v8_version()).map_err(EngineError::Snapshot)?),
+        Some(envelope) => {
+            Some(envelope::unseal(envelope, v8_version()).map_err(EngineError::Snapshot)?)
+        }
         None => None,
     };
     let prepared = match source::prepare(code, opts.language) {
         Ok(p) => p,
         Err(e) => return Ok(source_failure(e, started)),
     };
-    let filename = if opts.filename.is_empty() { "<input>".to_string() } else { opts.filename.clone() };
+    let filename = if opts.filename.is_empty() {
+        "<input>".to_string()
+    } else {
+        opts.filename.clone()
+    };
     let filename = CString::new(filename.replace('\0', "")).unwrap();
     let mut sink = ConsoleSink {
         lines: Vec::new(),
@@ -353,7 +374,11 @@ pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError
     outcome
 }
 
-unsafe fn convert(r: &ffi::mv8_response, sink: ConsoleSink, started: Instant) -> Result<Outcome, EngineError> {
+unsafe fn convert(
+    r: &ffi::mv8_response,
+    sink: ConsoleSink,
+    started: Instant,
+) -> Result<Outcome, EngineError> {
     let status = match r.status {
         ffi::MV8_COMPLETED => Status::Completed,
         ffi::MV8_FAILED => Status::Failed,

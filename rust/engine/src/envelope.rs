@@ -60,13 +60,27 @@ impl fmt::Display for EnvelopeError {
         match self {
             Self::Truncated => write!(f, "heap snapshot is truncated"),
             Self::BadMagic => write!(f, "not an mcp-v8 heap snapshot (bad magic)"),
-            Self::UnsupportedFormat(v) => write!(f, "heap snapshot format {v} is not supported (this engine reads {FORMAT_VERSION})"),
-            Self::UnsupportedCompression(c) => write!(f, "heap snapshot compression {c} is not supported"),
-            Self::WrongEngine => write!(f, "heap snapshot was made by an incompatible mcp-v8 engine build"),
-            Self::WrongV8 { snapshot, running } => {
-                write!(f, "heap snapshot was made by V8 {snapshot}, this engine runs V8 {running}")
+            Self::UnsupportedFormat(v) => write!(
+                f,
+                "heap snapshot format {v} is not supported (this engine reads {FORMAT_VERSION})"
+            ),
+            Self::UnsupportedCompression(c) => {
+                write!(f, "heap snapshot compression {c} is not supported")
             }
-            Self::ChecksumMismatch => write!(f, "heap snapshot is corrupt (SHA-256 of the payload does not match)"),
+            Self::WrongEngine => write!(
+                f,
+                "heap snapshot was made by an incompatible mcp-v8 engine build"
+            ),
+            Self::WrongV8 { snapshot, running } => {
+                write!(
+                    f,
+                    "heap snapshot was made by V8 {snapshot}, this engine runs V8 {running}"
+                )
+            }
+            Self::ChecksumMismatch => write!(
+                f,
+                "heap snapshot is corrupt (SHA-256 of the payload does not match)"
+            ),
             Self::TooLarge(n) => write!(f, "heap snapshot announces {n} bytes, more than allowed"),
             Self::Corrupt(m) => write!(f, "heap snapshot is corrupt ({m})"),
         }
@@ -94,7 +108,8 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn seal(raw: &[u8], v8_version: &str) -> Sealed {
-    let payload = zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compression of an in-memory buffer");
+    let payload =
+        zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compression of an in-memory buffer");
     let digest: [u8; 32] = Sha256::digest(&payload).into();
     let version = v8_version.as_bytes();
     let version = &version[..version.len().min(255)];
@@ -108,7 +123,11 @@ pub fn seal(raw: &[u8], v8_version: &str) -> Sealed {
     out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
     out.extend_from_slice(&digest);
     out.extend_from_slice(&payload);
-    Sealed { envelope: out, key: hex(&digest), raw_len: raw.len() }
+    Sealed {
+        envelope: out,
+        key: hex(&digest),
+        raw_len: raw.len(),
+    }
 }
 
 /// Header fields of an envelope whose checksum has been verified.
@@ -162,7 +181,11 @@ pub fn open<'a>(envelope: &'a [u8], v8_version: &str) -> Result<Opened<'a>, Enve
     if actual.as_slice() != digest {
         return Err(EnvelopeError::ChecksumMismatch);
     }
-    Ok(Opened { key: hex(&actual), raw_len, payload: b })
+    Ok(Opened {
+        key: hex(&actual),
+        raw_len,
+        payload: b,
+    })
 }
 
 /// Opens and decompresses an envelope into the raw V8 blob.
@@ -171,7 +194,11 @@ pub fn unseal(envelope: &[u8], v8_version: &str) -> Result<Vec<u8>, EnvelopeErro
     let raw = zstd::bulk::decompress(opened.payload, opened.raw_len as usize)
         .map_err(|e| EnvelopeError::Corrupt(e.to_string()))?;
     if raw.len() as u64 != opened.raw_len {
-        return Err(EnvelopeError::Corrupt(format!("{} bytes instead of {}", raw.len(), opened.raw_len)));
+        return Err(EnvelopeError::Corrupt(format!(
+            "{} bytes instead of {}",
+            raw.len(),
+            opened.raw_len
+        )));
     }
     Ok(raw)
 }
@@ -214,7 +241,10 @@ mod tests {
         for cut in [0, 5, 8, 20, 40, sealed.envelope.len() - 1] {
             assert!(unseal(&sealed.envelope[..cut], V).is_err());
         }
-        assert_eq!(unseal(b"definitely not a snapshot", V).unwrap_err(), EnvelopeError::BadMagic);
+        assert_eq!(
+            unseal(b"definitely not a snapshot", V).unwrap_err(),
+            EnvelopeError::BadMagic
+        );
         let err = unseal(&sealed.envelope, "11.3.0").unwrap_err();
         assert!(matches!(err, EnvelopeError::WrongV8 { .. }), "{err}");
     }

@@ -18,8 +18,9 @@ pub struct mv8_control {
     _private: [u8; 0],
 }
 
-pub type mv8_console_fn =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, level: c_int, text: *const c_char, len: usize)>;
+pub type mv8_console_fn = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, level: c_int, text: *const c_char, len: usize),
+>;
 
 #[repr(C)]
 pub struct mv8_request {

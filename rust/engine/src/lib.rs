@@ -13,6 +13,7 @@ pub mod source;
 mod python;
 
 pub use engine::{
-    execute, initialize, v8_version, ConsoleLine, Control, EngineError, JsError, Level, Options, Outcome, Status,
+    execute, initialize, v8_version, ConsoleLine, Control, EngineError, JsError, Level, Options,
+    Outcome, Status,
 };
 pub use source::Language;

@@ -23,7 +23,9 @@ struct PyControl {
 impl PyControl {
     #[new]
     fn new() -> Self {
-        PyControl { inner: engine::Control::new() }
+        PyControl {
+            inner: engine::Control::new(),
+        }
     }
 
     /// Terminates the execution; it ends with status "cancelled".
@@ -115,7 +117,10 @@ impl PyOutcome {
     /// Envelope bytes of the new heap snapshot (snapshot=True and completed).
     #[getter]
     fn snapshot<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
-        self.inner.snapshot.as_ref().map(|s| PyBytes::new(py, &s.envelope))
+        self.inner
+            .snapshot
+            .as_ref()
+            .map(|s| PyBytes::new(py, &s.envelope))
     }
     /// Key of the new snapshot: lowercase hex SHA-256 of its payload.
     #[getter]
@@ -151,7 +156,11 @@ impl PyOutcome {
     fn __repr__(&self) -> String {
         match (&self.inner.result, &self.inner.error) {
             (Some(r), _) => format!("<Outcome completed result={}>", truncate(r, 60)),
-            (_, Some(e)) => format!("<Outcome {} error={:?}>", self.inner.status.as_str(), truncate(&e.message, 60)),
+            (_, Some(e)) => format!(
+                "<Outcome {} error={:?}>",
+                self.inner.status.as_str(),
+                truncate(&e.message, 60)
+            ),
             _ => format!("<Outcome {}>", self.inner.status.as_str()),
         }
     }
@@ -217,13 +226,19 @@ fn execute(
     let language = parse_language(language)?;
     if let Some(mb) = heap_limit_mb {
         if mb == 0 || mb > 1 << 20 {
-            return Err(PyValueError::new_err("heap_limit_mb must be between 1 and 1048576"));
+            return Err(PyValueError::new_err(
+                "heap_limit_mb must be between 1 and 1048576",
+            ));
         }
     }
     let timeout = match timeout {
         None => None,
         Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
-        Some(_) => return Err(PyValueError::new_err("timeout must be a positive number of seconds")),
+        Some(_) => {
+            return Err(PyValueError::new_err(
+                "timeout must be a positive number of seconds",
+            ))
+        }
     };
     if let Some(cb) = &on_console {
         if !cb.bind(py).is_callable() {
@@ -254,11 +269,17 @@ fn execute(
             max_result_bytes,
             console_limit_bytes,
             control: control_ref.map(|c| &c.inner),
-            on_console: if on_console.is_some() { Some(&mut forward) } else { None },
+            on_console: if on_console.is_some() {
+                Some(&mut forward)
+            } else {
+                None
+            },
         };
         engine::execute(&code, opts)
     });
-    outcome.map(|inner| PyOutcome { inner }).map_err(|e| to_pyerr(py, e))
+    outcome
+        .map(|inner| PyOutcome { inner })
+        .map_err(|e| to_pyerr(py, e))
 }
 
 /// The V8 version the engine runs, e.g. "10.2.154.26-node.28".

@@ -21,9 +21,14 @@ pub struct Prepared {
 
 pub fn prepare(src: &str, lang: Language) -> Result<Prepared, SourceError> {
     match lang {
-        Language::JavaScript => Ok(Prepared { code: src.to_string(), top_level_await: false }),
-        Language::TypeScript => {
-            Err(SourceError { message: "TypeScript is not supported yet".into(), line: 1, column: 1 })
-        }
+        Language::JavaScript => Ok(Prepared {
+            code: src.to_string(),
+            top_level_await: false,
+        }),
+        Language::TypeScript => Err(SourceError {
+            message: "TypeScript is not supported yet".into(),
+            line: 1,
+            column: 1,
+        }),
     }
 }

@@ -1,0 +1,37 @@
+# One way to build, run, test, benchmark and lint mcp-v8. Every target bootstraps
+# first (system libraries, libnode, .venv, the release build); that step is idempotent.
+.PHONY: bootstrap run test test-rust test-python bench lint fmt
+
+VENV := .venv
+PY := $(VENV)/bin/python
+CODE ?= console.log('hello from V8', 6 * 7); [1, 2].map(x => x * 2)
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+run: bootstrap
+	$(PY) -m mcp_v8 run "$(CODE)"
+
+test: bootstrap test-rust test-python
+
+test-rust:
+	cargo test --workspace --quiet
+
+test-python:
+	$(PY) -m pytest -q
+
+bench: bootstrap
+	$(PY) benches/engine_bench.py
+
+lint: bootstrap
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest mcp_v8._engine
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --features python -- -D warnings
+
+fmt:
+	$(VENV)/bin/ruff format python tests benches
+	cargo fmt --all
