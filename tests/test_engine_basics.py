@@ -8,6 +8,7 @@ import os
 import threading
 
 import pytest
+
 from mcp_v8 import Control, Engine, JSError, JSSyntaxError, MCPV8Error
 
 
