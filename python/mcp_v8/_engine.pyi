@@ -68,7 +68,7 @@ def execute(
     snapshot: bool = False,
     heap_limit_mb: int | None = None,
     timeout: float | None = None,
-    language: str = "javascript",
+    language: str = "auto",
     filename: str = "<input>",
     max_result_bytes: int = 0,
     console_limit_bytes: int = 16777216,

@@ -8,7 +8,7 @@ from typing import Any, Callable, Literal
 from . import _engine
 from ._engine import Control, Outcome
 
-Language = Literal["javascript", "typescript"]
+Language = Literal["auto", "javascript", "typescript"]
 ConsoleCallback = Callable[[str, str], None]
 
 DEFAULT_CONSOLE_LIMIT_BYTES = 16 << 20
@@ -35,7 +35,7 @@ class Engine:
         *,
         heap_limit_mb: int | None = None,
         timeout: float | None = None,
-        language: Language = "javascript",
+        language: Language = "auto",
         max_result_bytes: int = 0,
         console_limit_bytes: int = DEFAULT_CONSOLE_LIMIT_BYTES,
     ) -> None:

@@ -168,6 +168,7 @@ pub struct Options<'a> {
     /// V8 heap cap; off-heap ArrayBuffer bytes get a budget of the same size. 0 = none.
     pub heap_limit_bytes: u64,
     pub timeout: Option<Duration>,
+    /// JavaScript, TypeScript (types stripped keeping positions) or Auto (the default).
     pub language: Language,
     /// Name of the script in stack traces.
     pub filename: String,
@@ -188,7 +189,7 @@ impl Default for Options<'_> {
             snapshot: false,
             heap_limit_bytes: 0,
             timeout: None,
-            language: Language::JavaScript,
+            language: Language::Auto,
             filename: String::new(),
             max_result_bytes: 0,
             console_limit_bytes: 16 << 20,

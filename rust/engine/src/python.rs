@@ -195,8 +195,9 @@ fn parse_language(language: &str) -> PyResult<Language> {
     match language {
         "javascript" | "js" => Ok(Language::JavaScript),
         "typescript" | "ts" => Ok(Language::TypeScript),
+        "auto" => Ok(Language::Auto),
         other => Err(PyValueError::new_err(format!(
-            "language must be 'javascript' or 'typescript', not {other:?}"
+            "language must be 'auto', 'javascript' or 'typescript', not {other:?}"
         ))),
     }
 }
@@ -205,7 +206,7 @@ fn parse_language(language: &str) -> PyResult<Language> {
 #[pyfunction]
 #[pyo3(signature = (
     code, *, heap=None, snapshot=false, heap_limit_mb=None, timeout=None,
-    language="javascript", filename="<input>", max_result_bytes=0,
+    language="auto", filename="<input>", max_result_bytes=0,
     console_limit_bytes=16777216, on_console=None, control=None
 ))]
 #[allow(clippy::too_many_arguments)]

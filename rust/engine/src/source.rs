@@ -1,34 +1,1887 @@
-//! Source preparation before V8 sees the code.
+//! Preparing user source code for execution as a V8 *classic script*.
+//!
+//! [`prepare`] runs two independent steps, both driven by the oxc parser:
+//!
+//! 1. **TypeScript type erasure** ([`Language::TypeScript`] only), in the style of
+//!    `ts-blank-space`: every TypeScript-only span is overwritten with blanks. Line terminators
+//!    are kept and every other erased character becomes as many spaces as it has UTF-16 code
+//!    units, so every remaining token keeps its exact line and (UTF-16) column and V8's
+//!    positions point into the original source without a source map. Where erasing would let
+//!    automatic semicolon insertion join two statements, the first erased character becomes a
+//!    `;`. Constructs that need code generation (enums, namespaces with values, constructor
+//!    parameter properties, parameter decorators, `import x = ...`, `export =`) are rejected
+//!    with a [`SourceError`].
+//! 2. **Top-level await** (both languages): a classic script cannot contain `await` outside of
+//!    functions. When it does, the script is rewritten the way Node's REPL does it
+//!    (`lib/internal/repl/await.js`): top-level declarations are hoisted so they still become
+//!    globals, and the statements run inside an async arrow function whose promise is the
+//!    script's completion value. The wrapper opens on the first line and closes on a new last
+//!    line, so every user line keeps its line number.
+//!
+//! Everything else is passed through untouched: JavaScript without top-level await is returned
+//! byte for byte, and JavaScript that oxc cannot parse is returned unchanged so that V8 reports
+//! its own `SyntaxError`.
 
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+
+use oxc_allocator::{Allocator, Vec as ArenaVec};
+use oxc_ast::ast::*;
+use oxc_ast_visit::{walk, Visit};
+use oxc_parser::Parser;
+use oxc_span::{GetSpan, SourceType, Span};
+
+/// The language of a source text handed to [`prepare`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
     JavaScript,
     TypeScript,
+    /// JavaScript when the text parses as JavaScript (script or module goal), else
+    /// TypeScript when it parses as TypeScript, else JavaScript (V8 reports the error).
+    Auto,
 }
 
+/// A problem that prevents a source text from being run, with its position in the original text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceError {
+    /// What went wrong, naming the offending construct.
     pub message: String,
+    /// 1-based line in the original source. `\n`, `\r\n`, `\r`, U+2028 and U+2029 each end a
+    /// line, as in ECMAScript.
     pub line: u32,
+    /// 1-based column in UTF-16 code units (the unit V8 uses for columns).
     pub column: u32,
 }
 
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}:{})", self.message, self.line, self.column)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+impl SourceError {
+    /// An error at byte `offset` of `src`.
+    fn at(src: &str, offset: u32, message: impl Into<String>) -> Self {
+        let (line, column) = line_column(src, offset);
+        SourceError {
+            message: message.into(),
+            line,
+            column,
+        }
+    }
+}
+
+/// JavaScript ready to be compiled by V8 as a classic script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
+    /// The JavaScript to run as a V8 classic script.
     pub code: String,
+    /// `true` when `code` is the async-wrapper form: its completion value is a promise that
+    /// resolves to the value of the user's last expression statement (or `undefined`).
     pub top_level_await: bool,
 }
 
+/// Turns user source into a V8 classic script.
+///
+/// * TypeScript is type-erased in place (see the module documentation); TypeScript syntax
+///   errors and constructs that need code generation are returned as [`SourceError`]s.
+/// * JavaScript without top-level `await` is returned unchanged. JavaScript that does not parse
+///   is returned unchanged too, so that V8 reports the syntax error itself.
+/// * `import`/`export` statements are rejected: classic scripts cannot contain them.
+/// * Code with top-level `await` is wrapped (see [`Prepared::top_level_await`]). Line numbers
+///   are preserved; columns on the first line shift right by the length of the inserted prefix,
+///   and columns on a line after a rewritten top-level `class`, an object-destructuring
+///   declaration or the final expression statement shift by the few inserted characters.
 pub fn prepare(src: &str, lang: Language) -> Result<Prepared, SourceError> {
-    match lang {
-        Language::JavaScript => Ok(Prepared {
-            code: src.to_string(),
+    let js: Cow<'_, str> = match lang {
+        Language::JavaScript => Cow::Borrowed(src),
+        Language::TypeScript => Cow::Owned(strip_types(src)?),
+        Language::Auto if parses_as_javascript(src) => Cow::Borrowed(src),
+        Language::Auto => {
+            let allocator = Allocator::default();
+            if parse_typescript(&allocator, src).is_ok() {
+                Cow::Owned(strip_types(src)?)
+            } else {
+                Cow::Borrowed(src)
+            }
+        }
+    };
+    finish_script(js)
+}
+
+/// Whether `src` is valid JavaScript as a module (which allows top-level await) or as a
+/// script (which allows sloppy-mode syntax).
+fn parses_as_javascript(src: &str) -> bool {
+    [SourceType::mjs(), SourceType::cjs()]
+        .into_iter()
+        .any(|source_type| {
+            let allocator = Allocator::default();
+            let parsed = Parser::new(&allocator, src, source_type).parse();
+            !parsed.panicked && !parsed.diagnostics.has_errors()
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Positions and small lexical helpers
+// ---------------------------------------------------------------------------------------------
+
+fn is_line_terminator(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}')
+}
+
+fn has_line_terminator(text: &str) -> bool {
+    text.chars().any(is_line_terminator)
+}
+
+/// 1-based (line, UTF-16 column) of byte `offset` in `src`.
+fn line_column(src: &str, offset: u32) -> (u32, u32) {
+    let mut offset = (offset as usize).min(src.len());
+    while !src.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let (mut line, mut column) = (1u32, 1u32);
+    let mut chars = src[..offset].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' && chars.peek() == Some(&'\n') {
+            continue; // `\r\n` is one line break, counted at the `\n`
+        }
+        if is_line_terminator(c) {
+            line += 1;
+            column = 1;
+        } else {
+            column += c.len_utf16() as u32;
+        }
+    }
+    (line, column)
+}
+
+fn is_js_whitespace(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
+}
+
+fn is_identifier_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || c == '_'
+        || c == '$'
+        || c == '\\'
+        || (!c.is_ascii() && !is_js_whitespace(c))
+}
+
+/// The significant tokens of a *gap*: source text between two AST nodes, which only contains
+/// punctuation, keywords/modifiers, whitespace and comments. Returns `(start, end)` byte spans
+/// of words and of single punctuation characters; whitespace and comments are skipped.
+fn gap_tokens(src: &str, start: u32, end: u32) -> Vec<(u32, u32)> {
+    let end = (end as usize).min(src.len());
+    let mut i = start as usize;
+    let mut tokens = Vec::new();
+    while i < end {
+        let rest = &src[i..end];
+        let c = rest.chars().next().unwrap_or(' ');
+        if is_js_whitespace(c) {
+            i += c.len_utf8();
+        } else if rest.starts_with("//") {
+            i += rest.find(is_line_terminator).unwrap_or(rest.len());
+        } else if let Some(comment) = rest.strip_prefix("/*") {
+            i += comment.find("*/").map_or(rest.len(), |p| p + 4);
+        } else if is_identifier_char(c) {
+            let len = rest
+                .find(|ch: char| !is_identifier_char(ch))
+                .unwrap_or(rest.len());
+            tokens.push((i as u32, (i + len) as u32));
+            i += len;
+        } else {
+            tokens.push((i as u32, (i + c.len_utf8()) as u32));
+            i += c.len_utf8();
+        }
+    }
+    tokens
+}
+
+/// The first parse error of `parsed`, positioned in `src`.
+fn first_parse_error(src: &str, parsed: &oxc_parser::ParserReturn<'_>) -> SourceError {
+    match parsed.diagnostics.errors().next() {
+        Some(error) => {
+            let offset = error.labels.first().map_or(0, |label| label.offset());
+            SourceError::at(src, offset, error.message.to_string())
+        }
+        None => SourceError::at(src, 0, "the source could not be parsed"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TypeScript type erasure
+// ---------------------------------------------------------------------------------------------
+
+const ENUM_ERROR: &str = "TypeScript enum declarations need code generation and are not supported; use a const object instead";
+const CONST_ENUM_ERROR: &str = "TypeScript `const enum` declarations need code generation and are not supported; use a const object instead";
+const NAMESPACE_ERROR: &str = "TypeScript namespaces that contain values need code generation and are not supported; use a plain object instead (only `declare namespace` and type-only namespaces can be erased)";
+const MODULE_ERROR: &str = "TypeScript `module` declarations that contain values need code generation and are not supported; use a plain object instead (only `declare module` and type-only modules can be erased)";
+const PARAMETER_PROPERTY_ERROR: &str = "TypeScript constructor parameter properties (`public`/`private`/`protected`/`readonly`/`override` on a constructor parameter) need code generation and are not supported; declare the field in the class body and assign it in the constructor";
+const PARAMETER_DECORATOR_ERROR: &str =
+    "TypeScript parameter decorators need code generation and are not supported";
+const IMPORT_EQUALS_ERROR: &str = "TypeScript `import x = require(...)` / `import x = N.y` declarations need code generation and are not supported";
+const EXPORT_ASSIGNMENT_ERROR: &str =
+    "TypeScript `export =` assignments need code generation and are not supported";
+const TYPE_ASSERTION_ERROR: &str = "this `<T>expr` type assertion would change meaning once the type is erased; write `expr as T` instead";
+const IMPORT_EXPORT_ERROR: &str = "import/export statements are not supported in scripts";
+
+/// Modifier keywords of class members that only exist in TypeScript.
+const TS_MEMBER_MODIFIERS: [&str; 7] = [
+    "public",
+    "private",
+    "protected",
+    "readonly",
+    "override",
+    "declare",
+    "abstract",
+];
+
+/// What to do with a statement or declaration.
+enum Action {
+    /// Plain JavaScript, possibly with nested TypeScript to erase.
+    Keep,
+    /// Entirely TypeScript: erase all of it.
+    Erase,
+    /// Needs code generation: reject with this message at this byte offset.
+    Reject(u32, &'static str),
+}
+
+fn declaration_action(decl: &Declaration<'_>) -> Action {
+    match decl {
+        Declaration::VariableDeclaration(d) if d.declare => Action::Erase,
+        Declaration::FunctionDeclaration(f) if f.declare || f.body.is_none() => Action::Erase,
+        Declaration::ClassDeclaration(c) if c.declare => Action::Erase,
+        Declaration::VariableDeclaration(_)
+        | Declaration::FunctionDeclaration(_)
+        | Declaration::ClassDeclaration(_) => Action::Keep,
+        Declaration::TSTypeAliasDeclaration(_)
+        | Declaration::TSInterfaceDeclaration(_)
+        | Declaration::TSExternalModuleDeclaration(_)
+        | Declaration::TSGlobalDeclaration(_) => Action::Erase,
+        Declaration::TSEnumDeclaration(e) if e.declare => Action::Erase,
+        Declaration::TSEnumDeclaration(e) => Action::Reject(
+            e.span.start,
+            if e.r#const {
+                CONST_ENUM_ERROR
+            } else {
+                ENUM_ERROR
+            },
+        ),
+        Declaration::TSNamespaceDeclaration(n) if n.declare || namespace_is_type_only(n) => {
+            Action::Erase
+        }
+        Declaration::TSNamespaceDeclaration(n) => Action::Reject(
+            n.span.start,
+            match n.kind {
+                TSNamespaceDeclarationKind::Module => MODULE_ERROR,
+                TSNamespaceDeclarationKind::Namespace => NAMESPACE_ERROR,
+            },
+        ),
+        Declaration::TSImportEqualsDeclaration(i) if i.import_kind.is_type() => Action::Erase,
+        Declaration::TSImportEqualsDeclaration(i) => {
+            Action::Reject(i.span.start, IMPORT_EQUALS_ERROR)
+        }
+    }
+}
+
+/// A namespace that only declares types produces no JavaScript (TypeScript calls it
+/// "non-instantiated") and can be erased.
+fn namespace_is_type_only(namespace: &TSNamespaceDeclaration<'_>) -> bool {
+    match &namespace.body {
+        TSNamespaceDeclarationBody::TSNamespaceDeclaration(inner) => namespace_is_type_only(inner),
+        TSNamespaceDeclarationBody::TSModuleBlock(block) => {
+            block.body.iter().all(|stmt| match stmt {
+                Statement::EmptyStatement(_) => true,
+                Statement::ExportDeclaration(e) => {
+                    matches!(declaration_action(&e.declaration), Action::Erase)
+                }
+                Statement::ExportNamedDeclaration(e) => {
+                    e.export_kind.is_type() || e.specifiers.iter().all(|s| s.export_kind.is_type())
+                }
+                _ => stmt
+                    .as_declaration()
+                    .is_some_and(|d| matches!(declaration_action(d), Action::Erase)),
+            })
+        }
+    }
+}
+
+fn import_specifier_is_type(specifier: &ImportDeclarationSpecifier<'_>) -> bool {
+    matches!(specifier, ImportDeclarationSpecifier::ImportSpecifier(s) if s.import_kind.is_type())
+}
+
+fn statement_action(stmt: &Statement<'_>) -> Action {
+    if let Some(decl) = stmt.as_declaration() {
+        return declaration_action(decl);
+    }
+    match stmt {
+        Statement::ImportDeclaration(i) => {
+            let only_types = i.specifiers.as_ref().is_some_and(|specifiers| {
+                !specifiers.is_empty() && specifiers.iter().all(import_specifier_is_type)
+            });
+            if i.import_kind.is_type() || only_types {
+                Action::Erase
+            } else {
+                Action::Keep
+            }
+        }
+        // Also erases `export {}`, which TypeScript files use to become modules (and so be
+        // allowed top-level await); it has no effect at runtime.
+        Statement::ExportNamedDeclaration(e) => {
+            if e.export_kind.is_type() || e.specifiers.iter().all(|s| s.export_kind.is_type()) {
+                Action::Erase
+            } else {
+                Action::Keep
+            }
+        }
+        Statement::ExportFromDeclaration(e) => {
+            let only_types =
+                !e.specifiers.is_empty() && e.specifiers.iter().all(|s| s.export_kind.is_type());
+            if e.export_kind.is_type() || only_types {
+                Action::Erase
+            } else {
+                Action::Keep
+            }
+        }
+        Statement::ExportAllDeclaration(e) if e.export_kind.is_type() => Action::Erase,
+        Statement::ExportDeclaration(e) => declaration_action(&e.declaration),
+        Statement::ExportDefaultDeclaration(e) => match &e.declaration {
+            ExportDefaultDeclarationKind::TSInterfaceDeclaration(_) => Action::Erase,
+            ExportDefaultDeclarationKind::FunctionDeclaration(f) if f.body.is_none() => {
+                Action::Erase
+            }
+            _ => Action::Keep,
+        },
+        Statement::TSExportAssignment(e) => Action::Reject(e.span.start, EXPORT_ASSIGNMENT_ERROR),
+        Statement::TSNamespaceExportDeclaration(_) => Action::Erase,
+        _ => Action::Keep,
+    }
+}
+
+/// A statement or class member that ends where automatic semicolon insertion may have ended it
+/// in TypeScript. If its last character gets erased, the erased run that contains it starts
+/// with a `;` so that the next line cannot continue it.
+struct AsiCandidate {
+    start: u32,
+    end: u32,
+    /// Only erased code precedes it in its statement list or class body, so it needs no `;`
+    /// when it is erased entirely (which also keeps directive prologues intact).
+    nothing_before: bool,
+}
+
+/// Collects the byte ranges to erase.
+struct Blanker<'s> {
+    src: &'s str,
+    ranges: Vec<(u32, u32)>,
+    asi_candidates: Vec<AsiCandidate>,
+    /// Erased characters to print as something else than a space, by byte offset.
+    replacements: BTreeMap<u32, char>,
+    /// Positions where an expression starts a statement or an arrow function body: erasing a
+    /// `<T>` there could turn the expression into a block or a declaration.
+    statement_starts: HashSet<u32>,
+    /// Whether the statement about to be visited is preceded, in its list, by erased code only.
+    nothing_before: bool,
+    /// The earliest construct that needs code generation: byte offset and message.
+    error: Option<(u32, &'static str)>,
+}
+
+impl<'s> Blanker<'s> {
+    fn new(src: &'s str) -> Self {
+        Blanker {
+            src,
+            ranges: Vec::new(),
+            asi_candidates: Vec::new(),
+            replacements: BTreeMap::new(),
+            statement_starts: HashSet::new(),
+            nothing_before: false,
+            error: None,
+        }
+    }
+
+    fn blank(&mut self, start: u32, end: u32) {
+        if start < end {
+            self.ranges.push((start, end));
+        }
+    }
+
+    fn blank_span(&mut self, span: Span) {
+        self.blank(span.start, span.end);
+    }
+
+    /// Records a construct that cannot be erased; the earliest one in the source is reported.
+    fn reject(&mut self, offset: u32, message: &'static str) {
+        if self.error.is_none_or(|(earliest, _)| offset < earliest) {
+            self.error = Some((offset, message));
+        }
+    }
+
+    fn text(&self, start: u32, end: u32) -> &'s str {
+        &self.src[start as usize..end as usize]
+    }
+
+    /// Erases the punctuation characters `chars` (such as `?` or `!`) found in a gap.
+    fn blank_punctuation(&mut self, start: u32, end: u32, chars: &[char]) {
+        for (s, e) in gap_tokens(self.src, start, end) {
+            if self
+                .text(s, e)
+                .chars()
+                .next()
+                .is_some_and(|c| chars.contains(&c))
+            {
+                self.blank(s, e);
+            }
+        }
+    }
+
+    /// The end of the `,` that directly follows `end` (before `limit`), if any.
+    fn comma_after(&self, end: u32, limit: u32) -> Option<u32> {
+        gap_tokens(self.src, end, limit)
+            .first()
+            .filter(|&&(s, e)| self.text(s, e) == ",")
+            .map(|&(_, e)| e)
+    }
+
+    /// Erases `span` together with the comma that follows it (for list elements).
+    fn blank_list_element(&mut self, span: Span, next: u32) {
+        let end = self.comma_after(span.end, next).unwrap_or(span.end);
+        self.blank(span.start, end);
+    }
+
+    /// Erases TypeScript modifiers (`public`, `readonly`, `abstract`, ...) before a class
+    /// member's key.
+    fn blank_member_modifiers(&mut self, member: Span, decorators: &[Decorator<'_>], key: Span) {
+        let from = decorators
+            .last()
+            .map_or(member.start, |d| d.span.end)
+            .max(member.start);
+        for (s, e) in gap_tokens(self.src, from, key.start) {
+            if TS_MEMBER_MODIFIERS.contains(&self.text(s, e)) {
+                self.blank(s, e);
+            }
+        }
+    }
+
+    /// Erases the `type` specifiers of a value import/export, with their commas.
+    fn blank_type_only_specifiers(&mut self, stmt: &Statement<'_>) {
+        let mut spans: Vec<(Span, bool)> = Vec::new();
+        match stmt {
+            Statement::ImportDeclaration(i) => {
+                for s in i.specifiers.iter().flatten() {
+                    spans.push((s.span(), import_specifier_is_type(s)));
+                }
+            }
+            Statement::ExportNamedDeclaration(e) => {
+                spans.extend(
+                    e.specifiers
+                        .iter()
+                        .map(|s| (s.span, s.export_kind.is_type())),
+                );
+            }
+            Statement::ExportFromDeclaration(e) => {
+                spans.extend(
+                    e.specifiers
+                        .iter()
+                        .map(|s| (s.span, s.export_kind.is_type())),
+                );
+            }
+            _ => return,
+        }
+        for (i, &(span, is_type)) in spans.iter().enumerate() {
+            if is_type {
+                let next = spans.get(i + 1).map_or(stmt.span().end, |(s, _)| s.start);
+                self.blank_list_element(span, next);
+            }
+        }
+    }
+
+    /// Turns the collected ranges into the erased source text.
+    fn render(mut self) -> String {
+        self.ranges.sort_unstable();
+        let mut runs: Vec<(u32, u32)> = Vec::with_capacity(self.ranges.len());
+        for &(start, end) in &self.ranges {
+            match runs.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => runs.push((start, end)),
+            }
+        }
+
+        for candidate in &self.asi_candidates {
+            let Some(last) = candidate.end.checked_sub(1) else {
+                continue;
+            };
+            let index = runs.partition_point(|&(start, _)| start <= last);
+            let Some(&(run_start, run_end)) = index.checked_sub(1).map(|i| &runs[i]) else {
+                continue;
+            };
+            if last >= run_end {
+                continue; // its last character is kept: nothing to protect
+            }
+            let at = run_start.max(candidate.start);
+            if at == candidate.start && candidate.nothing_before {
+                continue;
+            }
+            self.replacements.entry(at).or_insert(';');
+        }
+
+        let mut out = String::with_capacity(self.src.len());
+        let mut run = runs.iter().peekable();
+        for (offset, c) in self.src.char_indices() {
+            let offset = offset as u32;
+            while run.peek().is_some_and(|&&(_, end)| end <= offset) {
+                run.next();
+            }
+            let erased = run.peek().is_some_and(|&&(start, _)| start <= offset);
+            if !erased || is_line_terminator(c) {
+                out.push(c);
+                continue;
+            }
+            let mut width = c.len_utf16();
+            if let Some(&replacement) = self.replacements.get(&offset) {
+                out.push(replacement);
+                width -= 1;
+            }
+            out.extend(std::iter::repeat_n(' ', width));
+        }
+        out
+    }
+}
+
+impl<'a> Visit<'a> for Blanker<'_> {
+    fn visit_statements(&mut self, stmts: &ArenaVec<'a, Statement<'a>>) {
+        let mut code_before = false;
+        for stmt in stmts {
+            self.nothing_before = !code_before;
+            self.visit_statement(stmt);
+            code_before |= !matches!(statement_action(stmt), Action::Erase);
+        }
+    }
+
+    fn visit_statement(&mut self, stmt: &Statement<'a>) {
+        // Statements in single-statement positions (`if (a) x as T`) always count as preceded.
+        let nothing_before = std::mem::take(&mut self.nothing_before);
+        let span = stmt.span();
+        self.asi_candidates.push(AsiCandidate {
+            start: span.start,
+            end: span.end,
+            nothing_before,
+        });
+        match statement_action(stmt) {
+            Action::Erase => self.blank_span(span),
+            Action::Reject(offset, message) => self.reject(offset, message),
+            Action::Keep => {
+                self.blank_type_only_specifiers(stmt);
+                walk::walk_statement(self, stmt);
+            }
+        }
+    }
+
+    fn visit_expression_statement(&mut self, it: &ExpressionStatement<'a>) {
+        self.statement_starts.insert(it.expression.span().start);
+        walk::walk_expression_statement(self, it);
+    }
+
+    // Types are never looked into: each of these nodes is erased as a whole.
+
+    fn visit_ts_type_annotation(&mut self, it: &TSTypeAnnotation<'a>) {
+        self.blank_span(it.span); // includes the leading `:`
+    }
+
+    fn visit_ts_type_parameter_declaration(&mut self, it: &TSTypeParameterDeclaration<'a>) {
+        self.blank_span(it.span); // `<T, U extends V>`
+    }
+
+    fn visit_ts_type_parameter_instantiation(&mut self, it: &TSTypeParameterInstantiation<'a>) {
+        self.blank_span(it.span); // `<string>` in `f<string>()`, `new Map<K, V>()`, `extends B<T>`
+    }
+
+    fn visit_ts_type(&mut self, _it: &TSType<'a>) {}
+
+    fn visit_ts_class_implements(&mut self, _it: &TSClassImplements<'a>) {}
+
+    fn visit_ts_this_parameter(&mut self, _it: &TSThisParameter<'a>) {}
+
+    fn visit_variable_declarator(&mut self, it: &VariableDeclarator<'a>) {
+        if it.definite {
+            // `let x!: number`
+            let end = it
+                .type_annotation
+                .as_ref()
+                .map_or(it.span.end, |t| t.span.start);
+            self.blank_punctuation(it.id.span().end, end, &['!']);
+        }
+        walk::walk_variable_declarator(self, it);
+    }
+
+    fn enter_node(&mut self, kind: oxc_ast::AstKind<'a>) {
+        // `function f(this: T, a)`: erase `this: T,`. (Done on entering the node rather than in
+        // `visit_function`, whose signature needs `oxc_syntax`'s `ScopeFlags`.)
+        let oxc_ast::AstKind::Function(function) = kind else {
+            return;
+        };
+        if let Some(this_param) = &function.this_param {
+            let params = &function.params;
+            let next = params
+                .items
+                .first()
+                .map(|p| p.span.start)
+                .or(params.rest.as_ref().map(|r| r.span.start))
+                .unwrap_or(params.span.end);
+            self.blank_list_element(this_param.span, next);
+        }
+    }
+
+    fn visit_formal_parameter(&mut self, it: &FormalParameter<'a>) {
+        if let Some(decorator) = it.decorators.first() {
+            return self.reject(decorator.span.start, PARAMETER_DECORATOR_ERROR);
+        }
+        if it.accessibility.is_some() || it.readonly || it.r#override {
+            return self.reject(it.span.start, PARAMETER_PROPERTY_ERROR);
+        }
+        if it.optional {
+            // `a?: T`
+            let end = it
+                .type_annotation
+                .as_ref()
+                .map(|t| t.span.start)
+                .or(it.initializer.as_ref().map(|i| i.span().start))
+                .unwrap_or(it.span.end);
+            self.blank_punctuation(it.pattern.span().end, end, &['?']);
+        }
+        walk::walk_formal_parameter(self, it);
+    }
+
+    fn visit_arrow_function_expression(&mut self, it: &ArrowFunctionExpression<'a>) {
+        if let Some(type_parameters) = &it.type_parameters {
+            self.blank_span(type_parameters.span);
+        }
+        self.visit_formal_parameters(&it.params);
+        if let Some(return_type) = &it.return_type {
+            let params_end = it.params.span.end;
+            let spans_lines = has_line_terminator(self.text(params_end, return_type.span.end));
+            if spans_lines && self.text(params_end - 1, params_end) == ")" {
+                // `(a): {\n x: T\n} => a`: erasing the type would leave a line break between
+                // `)` and `=>`, which is a syntax error. Move the `)` to the end of the type,
+                // as ts-blank-space does.
+                self.blank(params_end - 1, return_type.span.end);
+                let mut last = return_type.span.end - 1;
+                while !self.src.is_char_boundary(last as usize) {
+                    last -= 1;
+                }
+                self.replacements.insert(last, ')');
+            } else {
+                self.blank_span(return_type.span);
+            }
+        }
+        if !matches!(it.body, ArrowFunctionBody::FunctionBody(_)) {
+            self.statement_starts.insert(it.body.span().start);
+        }
+        self.visit_arrow_function_body(&it.body);
+    }
+
+    fn visit_class(&mut self, it: &Class<'a>) {
+        let after_decorators = it
+            .decorators
+            .last()
+            .map_or(it.span.start, |d| d.span.end)
+            .max(it.span.start);
+        if it.r#abstract {
+            // `abstract class C {}`
+            let end = it
+                .id
+                .as_ref()
+                .map_or(it.body.span.start, |id| id.span.start);
+            for (s, e) in gap_tokens(self.src, after_decorators, end) {
+                match self.text(s, e) {
+                    "abstract" => self.blank(s, e),
+                    "class" => break,
+                    _ => {}
+                }
+            }
+        }
+        if let (Some(first), Some(last)) = (it.implements.first(), it.implements.last()) {
+            // `implements A, B<T>`: erase from the keyword to the end of the last interface.
+            let mut from = after_decorators;
+            if let Some(id) = &it.id {
+                from = from.max(id.span.end);
+            }
+            if let Some(type_parameters) = &it.type_parameters {
+                from = from.max(type_parameters.span.end);
+            }
+            if let Some(heritage) = &it.heritage {
+                from = from.max(heritage.expression.span().end);
+                if let Some(type_arguments) = &heritage.type_arguments {
+                    from = from.max(type_arguments.span.end);
+                }
+            }
+            let keyword = gap_tokens(self.src, from, first.span.start)
+                .into_iter()
+                .find(|&(s, e)| self.text(s, e) == "implements");
+            let end = last
+                .type_arguments
+                .as_ref()
+                .map_or(last.span.end, |t| t.span.end.max(last.span.end));
+            if let Some((start, _)) = keyword {
+                self.blank(start, end);
+            }
+        }
+        walk::walk_class(self, it);
+    }
+
+    fn visit_class_body(&mut self, it: &ClassBody<'a>) {
+        let mut code_before = false;
+        for element in &it.body {
+            let span = element.span();
+            let nothing_before = !code_before;
+            self.asi_candidates.push(AsiCandidate {
+                start: span.start,
+                end: span.end,
+                nothing_before,
+            });
+            let erased = match element {
+                ClassElement::StaticBlock(block) => {
+                    self.visit_static_block(block);
+                    false
+                }
+                // `[key: string]: T`
+                ClassElement::TSIndexSignature(_) => true,
+                // `abstract m(): T;` and overload signatures `m(a: string): void;`
+                ClassElement::MethodDefinition(m)
+                    if m.r#type == MethodDefinitionType::TSAbstractMethodDefinition
+                        || m.value.body.is_none() =>
+                {
+                    true
+                }
+                ClassElement::MethodDefinition(m) => {
+                    self.blank_member_modifiers(span, &m.decorators, m.key.span());
+                    if m.optional {
+                        self.blank_punctuation(m.key.span().end, m.value.span.start, &['?']);
+                    }
+                    self.visit_method_definition(m);
+                    false
+                }
+                // `abstract x: T;` and `declare x: T;` produce no field.
+                ClassElement::PropertyDefinition(p)
+                    if p.r#type == PropertyDefinitionType::TSAbstractPropertyDefinition
+                        || p.declare =>
+                {
+                    true
+                }
+                ClassElement::PropertyDefinition(p) => {
+                    self.blank_member_modifiers(span, &p.decorators, p.key.span());
+                    if p.optional || p.definite {
+                        // `x?: T`, `x!: T`
+                        let end = p
+                            .type_annotation
+                            .as_ref()
+                            .map(|t| t.span.start)
+                            .or(p.value.as_ref().map(|v| v.span().start))
+                            .unwrap_or(span.end);
+                        self.blank_punctuation(p.key.span().end, end, &['?', '!']);
+                    }
+                    self.visit_property_definition(p);
+                    false
+                }
+                ClassElement::AccessorProperty(a)
+                    if a.r#type == AccessorPropertyType::TSAbstractAccessorProperty =>
+                {
+                    true
+                }
+                ClassElement::AccessorProperty(a) => {
+                    self.blank_member_modifiers(span, &a.decorators, a.key.span());
+                    if a.definite {
+                        let end = a
+                            .type_annotation
+                            .as_ref()
+                            .map(|t| t.span.start)
+                            .or(a.value.as_ref().map(|v| v.span().start))
+                            .unwrap_or(span.end);
+                        self.blank_punctuation(a.key.span().end, end, &['!']);
+                    }
+                    self.visit_accessor_property(a);
+                    false
+                }
+            };
+            if erased {
+                self.blank_span(span);
+            }
+            code_before |= !erased;
+        }
+    }
+
+    fn visit_ts_as_expression(&mut self, it: &TSAsExpression<'a>) {
+        self.blank(it.expression.span().end, it.span.end); // ` as T`
+        self.visit_expression(&it.expression);
+    }
+
+    fn visit_ts_satisfies_expression(&mut self, it: &TSSatisfiesExpression<'a>) {
+        self.blank(it.expression.span().end, it.span.end); // ` satisfies T`
+        self.visit_expression(&it.expression);
+    }
+
+    fn visit_ts_non_null_expression(&mut self, it: &TSNonNullExpression<'a>) {
+        self.blank_punctuation(it.expression.span().end, it.span.end, &['!']); // `x!`
+        self.visit_expression(&it.expression);
+    }
+
+    fn visit_ts_type_assertion(&mut self, it: &TSTypeAssertion<'a>) {
+        // `<T>x` becomes `   x`. That is only wrong where a statement or an arrow function body
+        // starts with it and `x` starts with `{` (now a block), `function`, `class`, `let` or
+        // `async` (now a declaration), or where a line break would separate `x` from a
+        // preceding `return`, `throw`, `yield`...
+        let operand = it.expression.span().start;
+        let operand_text = &self.src[operand as usize..];
+        let starts_declaration = operand_text.starts_with('{')
+            || ["function", "class", "let", "async"].iter().any(|keyword| {
+                operand_text
+                    .strip_prefix(keyword)
+                    .is_some_and(|rest| !rest.starts_with(|c: char| is_identifier_char(c)))
+            });
+        if (starts_declaration && self.statement_starts.contains(&it.span.start))
+            || has_line_terminator(self.text(it.span.start, operand))
+        {
+            return self.reject(it.span.start, TYPE_ASSERTION_ERROR);
+        }
+        self.blank(it.span.start, operand);
+        self.visit_expression(&it.expression);
+    }
+}
+
+/// Parses TypeScript, as a module first (so top-level `await` is accepted) and, should that
+/// fail, as a sloppy-mode script. Returns the module-mode error if both fail.
+fn parse_typescript<'a>(
+    allocator: &'a Allocator,
+    src: &'a str,
+) -> Result<Program<'a>, SourceError> {
+    let module = Parser::new(allocator, src, SourceType::ts().with_module(true)).parse();
+    if !module.panicked && !module.diagnostics.has_errors() {
+        return Ok(module.program);
+    }
+    let script = Parser::new(allocator, src, SourceType::ts().with_script(true)).parse();
+    if !script.panicked && !script.diagnostics.has_errors() {
+        return Ok(script.program);
+    }
+    Err(first_parse_error(src, &module))
+}
+
+/// Erases TypeScript syntax, keeping every remaining character at its line and column.
+fn strip_types(src: &str) -> Result<String, SourceError> {
+    let allocator = Allocator::default();
+    let program = parse_typescript(&allocator, src)?;
+    let mut blanker = Blanker::new(src);
+    blanker.visit_program(&program);
+    match blanker.error {
+        Some((offset, message)) => Err(SourceError::at(src, offset, message)),
+        None => Ok(blanker.render()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Top-level await
+// ---------------------------------------------------------------------------------------------
+
+/// Checks a JavaScript text and wraps it when it uses top-level await.
+fn finish_script(code: Cow<'_, str>) -> Result<Prepared, SourceError> {
+    let unchanged = |code: Cow<'_, str>| {
+        Ok(Prepared {
+            code: code.into_owned(),
             top_level_await: false,
-        }),
-        Language::TypeScript => Err(SourceError {
-            message: "TypeScript is not supported yet".into(),
-            line: 1,
-            column: 1,
-        }),
+        })
+    };
+    let allocator = Allocator::default();
+    // Module goal: the only goal in which oxc parses top-level `await` as an await expression.
+    let parsed = Parser::new(&allocator, &code, SourceType::mjs()).parse();
+    if parsed.panicked || parsed.diagnostics.has_errors() {
+        // Not valid as a module: a syntax error, which V8 reports itself, or script-only syntax
+        // (`await` as an identifier, HTML-like comments, top-level `return`...), which cannot
+        // be combined with top-level await anyway.
+        return unchanged(code);
+    }
+    let program = &parsed.program;
+    if let Some(stmt) = program.body.iter().find(|s| s.is_module_declaration()) {
+        return Err(SourceError::at(
+            &code,
+            stmt.span().start,
+            IMPORT_EXPORT_ERROR,
+        ));
+    }
+    let mut finder = AwaitFinder { found: false };
+    finder.visit_program(program);
+    if !finder.found {
+        return unchanged(code);
+    }
+    Ok(Prepared {
+        code: wrap_top_level_await(&code, program),
+        top_level_await: true,
+    })
+}
+
+/// Finds `await` (and `for await`, `await using`) outside of any function.
+struct AwaitFinder {
+    found: bool,
+}
+
+impl<'a> Visit<'a> for AwaitFinder {
+    fn visit_await_expression(&mut self, _it: &AwaitExpression<'a>) {
+        self.found = true;
+    }
+
+    fn visit_for_of_statement(&mut self, it: &ForOfStatement<'a>) {
+        self.found |= it.r#await;
+        walk::walk_for_of_statement(self, it);
+    }
+
+    fn visit_variable_declaration(&mut self, it: &VariableDeclaration<'a>) {
+        self.found |= it.kind == VariableDeclarationKind::AwaitUsing;
+        walk::walk_variable_declaration(self, it);
+    }
+
+    // Function bodies are a scope of their own (parameters cannot contain `await` outside of
+    // nested functions, which are skipped too).
+    fn visit_function_body(&mut self, _it: &FunctionBody<'a>) {}
+
+    fn visit_arrow_function_expression(&mut self, _it: &ArrowFunctionExpression<'a>) {}
+}
+
+/// Where a variable declaration that becomes an assignment stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DeclarationPosition {
+    /// In a statement list: may start with `;` to stop the previous line from continuing.
+    List,
+    /// The body of `if`, `while`, a label, ...: must stay one statement.
+    Single,
+    /// `for (var i = 0; ...)`, `for (var x of xs)`: must stay an expression / assignment target.
+    ForHead,
+}
+
+/// A text edit of the wrapped script: replace `delete` bytes at `at` by `insert`.
+struct Edit {
+    at: u32,
+    delete: u32,
+    insert: String,
+}
+
+/// Collects the edits and hoisted names of the top-level-await rewrite.
+struct AwaitRewriter {
+    edits: Vec<Edit>,
+    lets: Vec<String>,
+    vars: Vec<String>,
+    functions: Vec<String>,
+}
+
+fn collect_bound_names(pattern: &BindingPattern<'_>, names: &mut Vec<String>) {
+    match pattern {
+        BindingPattern::BindingIdentifier(id) => names.push(id.name.as_str().to_string()),
+        BindingPattern::ObjectPattern(object) => {
+            for property in &object.properties {
+                collect_bound_names(&property.value, names);
+            }
+            if let Some(rest) = &object.rest {
+                collect_bound_names(&rest.argument, names);
+            }
+        }
+        BindingPattern::ArrayPattern(array) => {
+            for element in array.elements.iter().flatten() {
+                collect_bound_names(element, names);
+            }
+            if let Some(rest) = &array.rest {
+                collect_bound_names(&rest.argument, names);
+            }
+        }
+        BindingPattern::AssignmentPattern(assignment) => {
+            collect_bound_names(&assignment.left, names)
+        }
+    }
+}
+
+impl AwaitRewriter {
+    /// Hoists the names of `decl` and turns it into an assignment: `const {a} = e` becomes
+    /// `;(    {a} = e)` in a statement list. Declarators without initializer stay as plain
+    /// references (`let x;` becomes `x;`), so a re-declared `var` keeps its value.
+    fn declaration(
+        &mut self,
+        decl: &VariableDeclaration<'_>,
+        position: DeclarationPosition,
+        top_level: bool,
+    ) {
+        let keyword_len: u32 = match decl.kind {
+            VariableDeclarationKind::Var => 3,
+            VariableDeclarationKind::Let if top_level => 3,
+            VariableDeclarationKind::Const if top_level => 5,
+            _ => return, // block-scoped declarations inside blocks stay where they are
+        };
+        let names = if decl.kind == VariableDeclarationKind::Var {
+            &mut self.vars
+        } else {
+            &mut self.lets
+        };
+        for declarator in &decl.declarations {
+            collect_bound_names(&declarator.id, names);
+        }
+        let mut replacement = String::new();
+        if position == DeclarationPosition::List {
+            replacement.push(';');
+        }
+        let first = &decl.declarations[0];
+        let parenthesize = position != DeclarationPosition::ForHead
+            && matches!(first.id, BindingPattern::ObjectPattern(_));
+        if parenthesize {
+            replacement.push('('); // a statement cannot start with `{`
+            self.edits.push(Edit {
+                at: first.span.end,
+                delete: 0,
+                insert: ")".to_string(),
+            });
+        }
+        while replacement.len() < keyword_len as usize {
+            replacement.push(' ');
+        }
+        self.edits.push(Edit {
+            at: decl.span.start,
+            delete: keyword_len,
+            insert: replacement,
+        });
+    }
+}
+
+/// Finds `var` declarations outside functions (they are function-scoped, so they must be
+/// hoisted out of the wrapper too).
+impl<'a> Visit<'a> for AwaitRewriter {
+    fn visit_statements(&mut self, stmts: &ArenaVec<'a, Statement<'a>>) {
+        for stmt in stmts {
+            match stmt {
+                Statement::VariableDeclaration(d) => {
+                    self.declaration(d, DeclarationPosition::List, false)
+                }
+                _ => self.visit_statement(stmt),
+            }
+        }
+    }
+
+    fn visit_variable_declaration(&mut self, it: &VariableDeclaration<'a>) {
+        self.declaration(it, DeclarationPosition::Single, false);
+    }
+
+    fn visit_for_statement_init(&mut self, it: &ForStatementInit<'a>) {
+        if let ForStatementInit::VariableDeclaration(d) = it {
+            self.declaration(d, DeclarationPosition::ForHead, false);
+        }
+    }
+
+    fn visit_for_statement_left(&mut self, it: &ForStatementLeft<'a>) {
+        if let ForStatementLeft::VariableDeclaration(d) = it {
+            self.declaration(d, DeclarationPosition::ForHead, false);
+        }
+    }
+
+    // Expressions only contain declarations inside functions and classes, which are scopes of
+    // their own.
+    fn visit_expression(&mut self, _it: &Expression<'a>) {}
+
+    fn visit_function_body(&mut self, _it: &FunctionBody<'a>) {}
+
+    fn visit_class(&mut self, _it: &Class<'a>) {}
+}
+
+fn unique(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    names
+        .into_iter()
+        .filter(|n| seen.insert(n.clone()))
+        .collect()
+}
+
+/// Rewrites a script with top-level await into
+///
+/// ```text
+/// let a, C; var v, f; (async () => { this.f = f; <user code, edited>
+/// })()
+/// ```
+///
+/// * `var` declarations outside functions and top-level `let`/`const` become assignments to
+///   hoisted globals; `const` becomes `let` (the binding is assigned inside the wrapper, so it
+///   cannot stay constant).
+/// * Top-level `function f` declarations stay in the wrapper (so they are still hoisted there)
+///   and are published as globals by `this.f = f;` at the start of the wrapper.
+/// * Top-level `class C {}` becomes `C=class C {};` assigned to a hoisted `let C`.
+/// * The last statement, if it is an expression statement, becomes `return (expr);`, so the
+///   wrapper's promise resolves to the script's completion value.
+fn wrap_top_level_await(code: &str, program: &Program<'_>) -> String {
+    let mut rewriter = AwaitRewriter {
+        edits: Vec::new(),
+        lets: Vec::new(),
+        vars: Vec::new(),
+        functions: Vec::new(),
+    };
+
+    if program.hashbang.is_some() {
+        // A hashbang is only allowed at the very start; keep it as a line comment.
+        rewriter.edits.push(Edit {
+            at: 0,
+            delete: 2,
+            insert: "//".to_string(),
+        });
+    }
+    for stmt in &program.body {
+        match stmt {
+            Statement::VariableDeclaration(d) => {
+                rewriter.declaration(d, DeclarationPosition::List, true)
+            }
+            Statement::FunctionDeclaration(f) => {
+                if let Some(id) = &f.id {
+                    rewriter.functions.push(id.name.as_str().to_string());
+                }
+            }
+            Statement::ClassDeclaration(c) => {
+                if let Some(id) = &c.id {
+                    let name = id.name.as_str().to_string();
+                    rewriter.edits.push(Edit {
+                        at: c.span.start,
+                        delete: 0,
+                        insert: format!("{name}="),
+                    });
+                    rewriter.edits.push(Edit {
+                        at: c.span.end,
+                        delete: 0,
+                        insert: ";".to_string(),
+                    });
+                    rewriter.lets.push(name);
+                }
+            }
+            _ => rewriter.visit_statement(stmt),
+        }
+    }
+    let last = program
+        .body
+        .iter()
+        .rev()
+        .find(|s| !matches!(s, Statement::EmptyStatement(_)));
+    if let Some(Statement::ExpressionStatement(last)) = last {
+        rewriter.edits.push(Edit {
+            at: last.span.start,
+            delete: 0,
+            insert: "return (".to_string(),
+        });
+        rewriter.edits.push(Edit {
+            at: last.expression.span().end,
+            delete: 0,
+            insert: ")".to_string(),
+        });
+    }
+
+    let mut out = String::with_capacity(code.len() + 64);
+    if program.has_use_strict_directive() {
+        // The directive inside the wrapper no longer applies to the hoisted declarations.
+        out.push_str("\"use strict\"; ");
+    }
+    let lets = unique(rewriter.lets);
+    if !lets.is_empty() {
+        out.push_str(&format!("let {}; ", lets.join(", ")));
+    }
+    let functions = unique(rewriter.functions);
+    let vars = unique(rewriter.vars.into_iter().chain(functions.iter().cloned()));
+    if !vars.is_empty() {
+        out.push_str(&format!("var {}; ", vars.join(", ")));
+    }
+    out.push_str("(async () => { ");
+    for f in &functions {
+        out.push_str(&format!("this.{f} = {f}; "));
+    }
+
+    rewriter.edits.sort_by_key(|e| e.at); // stable: same-position edits keep their order
+    let mut copied = 0usize;
+    for edit in &rewriter.edits {
+        let at = edit.at as usize;
+        debug_assert!(at >= copied, "overlapping edits");
+        out.push_str(&code[copied..at]);
+        out.push_str(&edit.insert);
+        copied = at + edit.delete as usize;
+    }
+    out.push_str(&code[copied..]);
+    out.push_str("\n})()");
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(src: &str) -> String {
+        let prepared =
+            prepare(src, Language::TypeScript).unwrap_or_else(|e| panic!("{e} in {src:?}"));
+        assert!(
+            !prepared.top_level_await,
+            "unexpected top-level await wrapper for {src:?}"
+        );
+        prepared.code
+    }
+
+    fn ts_err(src: &str) -> SourceError {
+        match prepare(src, Language::TypeScript) {
+            Ok(p) => panic!("expected an error for {src:?}, got {:?}", p.code),
+            Err(e) => e,
+        }
+    }
+
+    fn js(src: &str) -> Prepared {
+        prepare(src, Language::JavaScript).unwrap_or_else(|e| panic!("{e} in {src:?}"))
+    }
+
+    /// Asserts `code` is valid JavaScript as a classic script.
+    fn assert_valid_script(code: &str) {
+        let allocator = Allocator::default();
+        let ret = Parser::new(&allocator, code, SourceType::script()).parse();
+        let errors: Vec<String> = ret
+            .diagnostics
+            .errors()
+            .map(|e| e.message.to_string())
+            .collect();
+        assert!(errors.is_empty(), "invalid JavaScript {code:?}: {errors:?}");
+    }
+
+    /// Every non-blank character of `output` sits at a (line, UTF-16 column) where `input` has
+    /// the same character, except for the characters listed in `inserted`, which must be
+    /// exactly the ones that differ.
+    fn assert_positions_preserved(input: &str, output: &str, inserted: &str) {
+        fn grid(text: &str) -> Vec<Vec<u16>> {
+            text.split('\n')
+                .map(|line| line.encode_utf16().collect())
+                .collect()
+        }
+        let (a, b) = (grid(input), grid(output));
+        assert_eq!(
+            a.len(),
+            b.len(),
+            "line count changed: {input:?} -> {output:?}"
+        );
+        let mut differing = String::new();
+        for (line_in, line_out) in a.iter().zip(&b) {
+            assert_eq!(
+                line_in.len(),
+                line_out.len(),
+                "line length changed: {input:?} -> {output:?}"
+            );
+            for (&x, &y) in line_in.iter().zip(line_out) {
+                if y != u16::from(b' ') && x != y {
+                    differing.push(char::from_u32(u32::from(y)).unwrap_or('?'));
+                }
+            }
+        }
+        assert_eq!(
+            differing, inserted,
+            "unexpected changes: {input:?} -> {output:?}"
+        );
+    }
+
+    /// Strips `src`, checks the result keeps positions (with only `inserted` added) and is
+    /// valid JavaScript, and returns it.
+    fn strip(src: &str, inserted: &str) -> String {
+        let out = ts(src);
+        assert_positions_preserved(src, &out, inserted);
+        assert_valid_script(&out);
+        out
+    }
+
+    // --- positions -----------------------------------------------------------------------
+
+    #[test]
+    fn line_column_counts_utf16_and_all_line_terminators() {
+        let src = "a\r\nb\rc\u{2028}d\né😀x";
+        assert_eq!(line_column(src, 0), (1, 1));
+        assert_eq!(line_column(src, 3), (2, 1));
+        assert_eq!(line_column(src, 5), (3, 1));
+        let x = src.find('x').unwrap() as u32;
+        assert_eq!(line_column(src, x), (5, 4)); // é = 1 unit, 😀 = 2 units
+    }
+
+    // --- TypeScript erasure --------------------------------------------------------------
+
+    #[test]
+    fn variable_annotations() {
+        let out = strip("let x: number = 1;\nconst y: Array<string> = [];", "");
+        assert_eq!(out, "let x         = 1;\nconst y                = [];");
+    }
+
+    #[test]
+    fn parameter_and_return_annotations() {
+        let out = strip("function f(a: number, b?: string): void {}", "");
+        assert_eq!(out, "function f(a        , b         )       {}");
+    }
+
+    #[test]
+    fn optional_parameters_without_type_and_rest_parameters() {
+        let out = strip("function f(a?, ...rest: number[]) {}", "");
+        assert_eq!(out, "function f(a , ...rest          ) {}");
+    }
+
+    #[test]
+    fn interfaces_and_type_aliases() {
+        let src = "interface Point {\n  x: number;\n  y: number;\n}\ntype Id = string | number;\nconst p = 1;";
+        let out = strip(src, "");
+        assert_eq!(
+            out,
+            "                 \n            \n            \n \n                          \nconst p = 1;"
+        );
+    }
+
+    #[test]
+    fn erased_statement_after_code_starts_with_semicolon() {
+        // Without the `;`, `a` would be called with `(b)`.
+        let src = "let x = a\ninterface I {}\n(b)";
+        let out = strip(src, ";");
+        assert_eq!(out, "let x = a\n;             \n(b)");
+        let src = "let x = a\ntype T = 1\n[1].map(f)";
+        assert_eq!(strip(src, ";"), "let x = a\n;         \n[1].map(f)");
+    }
+
+    #[test]
+    fn generics_on_functions_classes_calls_and_new() {
+        let src = "function id<T>(x: T): T { return x; }\nclass Box<T> { v: T; }\nconst m = new Map<string, number>();\nid<number>(1);\nconst g = id<string>;";
+        let out = strip(src, "");
+        assert_eq!(
+            out,
+            "function id   (x   )    { return x; }\nclass Box    { v   ; }\nconst m = new Map                ();\nid        (1);\nconst g = id        ;"
+        );
+    }
+
+    #[test]
+    fn generic_arrow_functions_and_tagged_templates() {
+        let out = strip(
+            "const f = async <T,>(x: T): Promise<T> => x;\ntag<string>`a${1}`;",
+            "",
+        );
+        assert_eq!(
+            out,
+            "const f = async     (x   )             => x;\ntag        `a${1}`;"
+        );
+    }
+
+    #[test]
+    fn as_satisfies_and_non_null() {
+        let src = "const a = (b as any).c!.d;\nconst e = { f: 1 } satisfies Record<string, number>;\nconst g = h! + i as const;";
+        let out = strip(src, "");
+        assert_eq!(
+            out,
+            "const a = (b       ).c .d;\nconst e = { f: 1 }                                 ;\nconst g = h  + i         ;"
+        );
+    }
+
+    #[test]
+    fn as_at_end_of_line_without_semicolon_is_terminated() {
+        // `a as T` followed by a line starting with `(`: TypeScript ends the statement after
+        // the type, JavaScript would call `a(...)`.
+        let src = "const x = a as Foo\n(function () {})()";
+        assert_eq!(strip(src, ";"), "const x = a;      \n(function () {})()");
+        let src = "x as any\n[1, 2].forEach(f)";
+        assert_eq!(strip(src, ";"), "x;      \n[1, 2].forEach(f)");
+        let src = "class A {\n  x = 1 as number\n  [k] = 2\n}";
+        assert_eq!(
+            strip(src, ";"),
+            "class A {\n  x = 1;         \n  [k] = 2\n}"
+        );
+    }
+
+    #[test]
+    fn angle_bracket_type_assertions() {
+        assert_eq!(strip("const x = <any>y;", ""), "const x =      y;");
+        assert_eq!(
+            strip("f(<string>s, <T>(a, b));", ""),
+            "f(        s,    (a, b));"
+        );
+        assert_eq!(
+            strip("<any>x;\nconst f = () => <T>y;", ""),
+            "     x;\nconst f = () =>    y;"
+        );
+        let e = ts_err("let a = 1;\n<any>{ b: 1 };");
+        assert_eq!((e.line, e.column), (2, 1));
+        assert!(e.message.contains("as T"), "{}", e.message);
+        let e = ts_err("let a = 1;\n<any>function () {};");
+        assert_eq!((e.line, e.column), (2, 1));
+        let e = ts_err("const f = () => <any>{};");
+        assert_eq!((e.line, e.column), (1, 17));
+        let e = ts_err("function f() { return <any>\n  x; }");
+        assert_eq!((e.line, e.column), (1, 23));
+    }
+
+    #[test]
+    fn class_member_modifiers() {
+        let src = "class A {\n  public a = 1;\n  private readonly b: string = '';\n  protected static c?: number;\n  override d!: number;\n  public async m(): Promise<void> {}\n  private static get g(): number { return 1; }\n}";
+        let out = strip(src, "");
+        assert_eq!(
+            out,
+            "class A {\n         a = 1;\n                   b         = '';\n            static c         ;\n           d         ;\n         async m()                {}\n          static get g()         { return 1; }\n}"
+        );
+    }
+
+    #[test]
+    fn abstract_classes_declare_fields_index_signatures_and_overloads() {
+        let src = "abstract class S implements I, J<T> {\n  abstract area(): number;\n  protected abstract name: string;\n  declare tag: string;\n  [key: string]: unknown;\n  m(a: string): void;\n  m(a: number): void;\n  m(a: any) { return a; }\n}";
+        let out = strip(src, "");
+        let expected = "         class S                    {\n                          \n                                  \n                      \n                         \n                     \n                     \n  m(a     ) { return a; }\n}";
+        assert_eq!(out, expected);
+        // After a field without `;`, an erased member starts with `;` so that the field's
+        // initializer cannot continue into the next member.
+        let src = "class A {\n  x = a\n  declare y: number\n  ['z'] = 1\n  abstract m(): void\n  n() {}\n}";
+        let out = strip(src, ";;");
+        assert_eq!(
+            out,
+            "class A {\n  x = a\n  ;                \n  ['z'] = 1\n  ;                 \n  n() {}\n}"
+        );
+    }
+
+    #[test]
+    fn optional_methods_and_computed_keys() {
+        let out = strip("class A { m?(): void {} [k]?: number; }", "");
+        assert_eq!(out, "class A { m ()       {} [k]         ; }");
+    }
+
+    #[test]
+    fn class_heritage_type_arguments() {
+        let out = strip("class A<T> extends B<T> implements C {}", "");
+        assert_eq!(out, "class A    extends B                 {}");
+        let out = strip("const K = class implements I { x = 1 };", "");
+        assert_eq!(out, "const K = class              { x = 1 };");
+    }
+
+    #[test]
+    fn this_parameters() {
+        let out = strip(
+            "function f(this: Window, a: number) {}\nfunction g(this: Window) {}",
+            "",
+        );
+        assert_eq!(
+            out,
+            "function f(              a        ) {}\nfunction g(            ) {}"
+        );
+    }
+
+    #[test]
+    fn definite_assignment() {
+        assert_eq!(strip("let x!: number;", ""), "let x         ;");
+    }
+
+    #[test]
+    fn declare_statements_and_function_overloads() {
+        let src = "declare const x: number;\ndeclare function f(): void;\ndeclare class C {}\ndeclare enum E { A }\ndeclare namespace N { const y: 1 }\ndeclare module 'm' {}\ndeclare global { interface Window {} }\nfunction g(a: string): void;\nfunction g(a: any) {}";
+        let out = strip(src, "");
+        let mut expected: String = src
+            .lines()
+            .take(8)
+            .map(|l| " ".repeat(l.len()) + "\n")
+            .collect();
+        expected.push_str("function g(a     ) {}");
+        assert_eq!(out, expected);
+        // After code, each erased statement starts with `;`.
+        let src = "f()\ndeclare const x: number\nfunction g(a: string): void\n(1)";
+        assert_eq!(
+            strip(src, ";;"),
+            "f()\n;                      \n;                          \n(1)"
+        );
+    }
+
+    #[test]
+    fn type_only_imports_and_exports() {
+        let src = "import type { A } from './a';\nexport type { B };\nexport type C = 1;\nexport interface D {}\nexport declare const e: number;\nexport type * from './f';\nexport default interface G {}\nexport {};";
+        let out = strip(src, "");
+        assert!(out.chars().all(|c| c == ' ' || c == '\n'), "{out:?}");
+        let src = "let a = 1\nexport type { B }\nexport {}\n[a]";
+        assert_eq!(
+            strip(src, ";;"),
+            "let a = 1\n;                \n;        \n[a]"
+        );
+    }
+
+    #[test]
+    fn type_only_import_specifiers_are_erased_before_the_import_is_rejected() {
+        let src = "import { type A, b } from './a';";
+        let mut blanker = Blanker::new(src);
+        let allocator = Allocator::default();
+        blanker.visit_program(&parse_typescript(&allocator, src).unwrap());
+        assert_eq!(blanker.render(), "import {         b } from './a';");
+        let e = ts_err("const x = 1;\nimport { type A, b } from './a';");
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (2, 1, IMPORT_EXPORT_ERROR)
+        );
+        // Imports of types only disappear entirely.
+        strip("import { type A, type B } from './a';\nlet a: A;", "");
+    }
+
+    #[test]
+    fn type_only_namespaces_are_erased() {
+        let out = strip(
+            "namespace Types {\n  export type T = 1;\n  export interface I {}\n}\nlet x = 1;",
+            "",
+        );
+        assert!(out.ends_with("\nlet x = 1;"));
+        assert_eq!(out.lines().count(), 5);
+    }
+
+    #[test]
+    fn catch_clause_annotations_and_arrow_params() {
+        let out = strip(
+            "try {} catch (e: unknown) {}\nconst f = (a: number, b?: string): void => {};",
+            "",
+        );
+        assert_eq!(
+            out,
+            "try {} catch (e         ) {}\nconst f = (a        , b         )       => {};"
+        );
+    }
+
+    #[test]
+    fn multi_line_arrow_return_type_moves_the_paren() {
+        let src = "const f = (a: number): {\n  x: number\n} => ({ x: a });";
+        let out = strip(src, ")");
+        assert_eq!(
+            out,
+            "const f = (a            \n           \n) => ({ x: a });"
+        );
+    }
+
+    #[test]
+    fn surrogate_pairs_and_multibyte_chars_keep_utf16_columns() {
+        let src = "let s: '😀é' = '😀é' as '😀é'; let t = 1;";
+        let out = strip(src, "");
+        assert_eq!(out.encode_utf16().count(), src.encode_utf16().count());
+        assert!(out.ends_with("= '😀é'         ; let t = 1;"), "{out:?}");
+    }
+
+    #[test]
+    fn crlf_line_endings_are_kept() {
+        let src = "interface I {\r\n  a: 1\r\n}\r\nlet x: I = {a: 1};\r\n";
+        let out = ts(src);
+        assert_eq!(out.matches("\r\n").count(), 4);
+        assert!(out.contains("\r\nlet x    = {a: 1};\r\n"), "{out:?}");
+    }
+
+    #[test]
+    fn comments_inside_erased_types_keep_their_newlines() {
+        let src = "let x: // the type\n  number = 1;";
+        let out = strip(src, "");
+        assert_eq!(out, "let x             \n         = 1;");
+    }
+
+    #[test]
+    fn positions_preserved_in_a_larger_program() {
+        let src = r#"interface User { id: number; name?: string }
+type Handler<T> = (value: T) => void;
+
+export type { Handler as H };
+
+abstract class Base<T extends object> implements Iterable<T> {
+  protected readonly items: T[] = [];
+  private count!: number;
+  static create<U extends object>(this: void, ...xs: U[]): U[] { return xs; }
+  abstract describe(): string;
+  *[Symbol.iterator](): Iterator<T> { yield* this.items; }
+}
+
+function first<T>(xs: readonly T[]): T | undefined {
+  return xs[0]!;
+}
+
+const users = new Map<number, User>();
+const user = users.get(1) as User | undefined;
+const n = first<number>([1, 2, 3]) satisfies number | undefined;
+let later: string;
+label: for (const u of users.values() as Iterable<User>) { break label; }
+const arrow = <T,>(x: T): T => x;
+arrow(user?.name!)
+"#;
+        let out = strip(src, ";");
+        assert!(out.contains("const users = new Map              ();"));
+    }
+
+    #[test]
+    fn enums_are_rejected_with_their_position() {
+        let e = ts_err("let a = 1;\n  enum Color { Red, Green }");
+        assert_eq!((e.line, e.column), (2, 3));
+        assert_eq!(e.message, ENUM_ERROR);
+        assert!(e.message.contains("enum"));
+        let e = ts_err("const x = 1;\nexport const enum E { A = 1 }");
+        assert_eq!((e.line, e.column), (2, 8));
+        assert!(e.message.contains("const enum"));
+        // An enum inside a function is found too.
+        let e = ts_err("function f() {\n  enum E { A }\n}");
+        assert_eq!((e.line, e.column), (2, 3));
+    }
+
+    #[test]
+    fn namespaces_with_values_are_rejected() {
+        let e = ts_err("// c\nnamespace NS {\n  export const x = 1;\n}");
+        assert_eq!((e.line, e.column), (2, 1));
+        assert!(e.message.contains("namespace"));
+        let e = ts_err("module M { export function f() {} }");
+        assert_eq!((e.line, e.column), (1, 1));
+        assert!(e.message.contains("module"));
+    }
+
+    #[test]
+    fn parameter_properties_are_rejected() {
+        let e = ts_err("class P {\n  constructor(x: number, private y: number) {}\n}");
+        assert_eq!((e.line, e.column), (2, 26));
+        assert!(e.message.contains("parameter properties"), "{}", e.message);
+        let e = ts_err("class P { constructor(readonly y: number) {} }");
+        assert_eq!((e.line, e.column), (1, 23));
+    }
+
+    #[test]
+    fn legacy_module_syntax_and_parameter_decorators_are_rejected() {
+        let e = ts_err("import fs = require('fs');");
+        assert_eq!((e.line, e.column), (1, 1));
+        assert!(e.message.contains("import x = require"));
+        let e = ts_err("const x = 1;\nexport = x;");
+        assert_eq!((e.line, e.column), (2, 1));
+        assert!(e.message.contains("export ="));
+        let e = ts_err("class A { m(@inject() x) {} }");
+        assert_eq!((e.line, e.column), (1, 13));
+        assert!(e.message.contains("parameter decorators"));
+    }
+
+    #[test]
+    fn typescript_syntax_errors_are_reported_with_position() {
+        let e = ts_err("let x: number = 1;\nlet y = (;");
+        assert_eq!(e.line, 2);
+        assert!(e.column >= 9, "{e:?}");
+        assert!(!e.message.is_empty());
+    }
+
+    #[test]
+    fn sloppy_mode_typescript_is_accepted() {
+        // `await` as an identifier is not valid in a module, fine in a script: the TypeScript
+        // parse falls back to the script goal, and the result is no top-level-await script.
+        let out = strip("var await: number = 1;\nawait", "");
+        assert_eq!(out, "var await         = 1;\nawait");
+        let out = strip("var o: any = {}; with (o) { var z: number = 1; }", "");
+        assert_eq!(out, "var o      = {}; with (o) { var z         = 1; }");
+    }
+
+    #[test]
+    fn value_exports_are_rejected_in_typescript() {
+        let e = ts_err("type T = 1;\nexport const x: T = 1;");
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (2, 1, IMPORT_EXPORT_ERROR)
+        );
+    }
+
+    #[test]
+    fn type_arguments_spanning_lines_and_other_expression_forms() {
+        let src = "const h = foo<\n  string,\n  number\n>(1);\nconst i = a?.b<T>();\nconst j = new Foo<string>;";
+        let out = strip(src, "");
+        assert_eq!(
+            out,
+            "const h = foo \n         \n        \n (1);\nconst i = a?.b   ();\nconst j = new Foo        ;"
+        );
+    }
+
+    #[test]
+    fn object_methods_accessors_and_destructured_parameters() {
+        let src = "const o = { m<T>(x: T): T { return x }, get v(): number { return 1 }, set v(x: number) {} };\nfunction f({ a }: { a: number }, [c]: number[] = [1]): void {}\nconst g = ({ a }: { a: number }): number => a;";
+        let out = strip(src, "");
+        assert_eq!(
+            out,
+            "const o = { m   (x   )    { return x }, get v()         { return 1 }, set v(x        ) {} };\nfunction f({ a }               , [c]           = [1])       {}\nconst g = ({ a }               )         => a;"
+        );
+    }
+
+    #[test]
+    fn comments_between_erased_tokens() {
+        let out = strip("class A /* c */ implements /* d */ I, /* e */ J {}", "");
+        assert_eq!(out, "class A /* c */                                 {}");
+    }
+
+    #[test]
+    fn type_only_import_equals_is_erased() {
+        let out = strip("import type X = require('x');\nlet y: X;", "");
+        assert_eq!(out, "                             \nlet y   ;");
+    }
+
+    // --- JavaScript ----------------------------------------------------------------------
+
+    #[test]
+    fn javascript_passes_through_byte_identical() {
+        for src in [
+            "const a = 1;\nfunction f(x) { return x * 2 }\nf(a)",
+            "var x = 1 // comment\r\n/* block */ x++\u{2028}x",
+            "async function g() { await 1; for await (const x of []) {} }\nconst h = async () => await g();",
+            "class A { static { var x = 1 } #p = 1; get p() { return this.#p } }",
+            "#!/usr/bin/env node\nconsole.log('hi')",
+        ] {
+            let p = js(src);
+            assert_eq!(p.code, src);
+            assert!(!p.top_level_await);
+        }
+    }
+
+    #[test]
+    fn javascript_parse_errors_are_left_to_v8() {
+        for src in [
+            "let x = (;",
+            "return 1",
+            "await = 1; await",
+            "let x: number = await 1",
+            "var x = 1; <!-- html comment\nawait x",
+        ] {
+            let p = js(src);
+            assert_eq!(p.code, src);
+            assert!(!p.top_level_await);
+        }
+    }
+
+    #[test]
+    fn import_and_export_statements_are_rejected() {
+        let e = prepare("const a = 1;\n  import x from 'y';", Language::JavaScript).unwrap_err();
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (2, 3, IMPORT_EXPORT_ERROR)
+        );
+        let e = prepare("export default 1", Language::JavaScript).unwrap_err();
+        assert_eq!((e.line, e.column), (1, 1));
+        // Dynamic import is an expression and is fine.
+        assert!(!js("import('x').then(m => m)").top_level_await);
+    }
+
+    // --- Top-level await -----------------------------------------------------------------
+
+    #[test]
+    fn await_inside_functions_is_not_top_level() {
+        for src in [
+            "async function f() { await 1 }",
+            "const f = async () => { await 1 }",
+            "const o = { async m() { for await (const x of y) {} } }",
+            "class C { async m() { await 1 } }",
+        ] {
+            assert!(!js(src).top_level_await, "{src}");
+        }
+    }
+
+    #[test]
+    fn top_level_await_is_detected() {
+        for src in [
+            "await 1",
+            "if (x) { await y }",
+            "for await (const x of xs) {}",
+            "const f = async () => 1; f(await 2)",
+            "class C { [await k]() {} }",
+        ] {
+            assert!(js(src).top_level_await, "{src}");
+        }
+    }
+
+    #[test]
+    fn rewrite_matches_the_documented_shape() {
+        let p = js("const a = await Promise.resolve(2);\na * 21");
+        assert!(p.top_level_await);
+        assert_eq!(
+            p.code,
+            "let a; (async () => { ;     a = await Promise.resolve(2);\nreturn (a * 21)\n})()"
+        );
+        assert_valid_script(&p.code);
+    }
+
+    #[test]
+    fn rewrite_var_let_const() {
+        let p = js("var v = 1;\nlet l = await f();\nconst c = 3, d = 4;\nlet u;\nvar w;");
+        assert_eq!(
+            p.code,
+            "let l, c, d, u; var v, w; (async () => { ;   v = 1;\n;   l = await f();\n;     c = 3, d = 4;\n;   u;\n;   w;\n})()"
+        );
+        assert_valid_script(&p.code);
+    }
+
+    #[test]
+    fn rewrite_destructuring() {
+        let p = js("const {a, b: [c], ...r} = await o;\nlet [x, {y = 1}] = arr;");
+        assert_eq!(
+            p.code,
+            "let a, c, r, x, y; (async () => { ;(    {a, b: [c], ...r} = await o);\n;   [x, {y = 1}] = arr;\n})()"
+        );
+        assert_valid_script(&p.code);
+    }
+
+    #[test]
+    fn rewrite_functions_and_classes() {
+        let p =
+            js("function f() { return 1 }\nclass C { m() {} }\nawait f();\nasync function* g() {}");
+        assert_eq!(
+            p.code,
+            "let C; var f, g; (async () => { this.f = f; this.g = g; function f() { return 1 }\nC=class C { m() {} };\nawait f();\nasync function* g() {}\n})()"
+        );
+        assert_valid_script(&p.code);
+    }
+
+    #[test]
+    fn rewrite_hoists_nested_vars_but_not_nested_lets() {
+        let src = "if (a) { var x = await 1; let y = 2; }\nfor (var i = 0; i < 3; i++) {}\nfor (var k of ks) {}\nwhile (0) var {z} = o;\nfunction f() { var inner = 1 }";
+        let p = js(src);
+        assert_eq!(
+            p.code,
+            "var x, i, k, z, f; (async () => { this.f = f; if (a) { ;   x = await 1; let y = 2; }\nfor (    i = 0; i < 3; i++) {}\nfor (    k of ks) {}\nwhile (0) (   {z} = o);\nfunction f() { var inner = 1 }\n})()"
+        );
+        assert_valid_script(&p.code);
+    }
+
+    #[test]
+    fn rewrite_returns_only_a_final_expression_statement() {
+        let p = js("await x;\nif (y) {}");
+        assert!(!p.code.contains("return"), "{}", p.code);
+        let p = js("await x;\ny;;");
+        assert!(p.code.contains("return (y);;"), "{}", p.code);
+        let p = js("await x\n// trailing comment");
+        assert_eq!(
+            p.code,
+            "(async () => { return (await x)\n// trailing comment\n})()"
+        );
+        assert_valid_script(&p.code);
+    }
+
+    #[test]
+    fn rewrite_preserves_line_numbers() {
+        let src =
+            "// header\nconst a = 1;\n\nlet b = await a;\nfunction f() {\n  return b;\n}\nf()";
+        let p = js(src);
+        let lines: Vec<&str> = p.code.lines().collect();
+        assert_eq!(lines.len(), src.lines().count() + 1);
+        for (i, line) in src.lines().enumerate().skip(1) {
+            let kept = line.trim_start_matches("const").trim_start_matches("let");
+            assert!(
+                lines[i].contains(kept.trim()),
+                "line {}: {:?} vs {:?}",
+                i + 1,
+                lines[i],
+                line
+            );
+        }
+        assert!(lines[0].ends_with("// header"));
+        assert_eq!(*lines.last().unwrap(), "})()");
+    }
+
+    #[test]
+    fn rewrite_keeps_use_strict_and_hashbang() {
+        let p = js("#!/usr/bin/env node\n'use strict';\nawait 1");
+        assert_eq!(
+            p.code,
+            "\"use strict\"; (async () => { ///usr/bin/env node\n'use strict';\nreturn (await 1)\n})()"
+        );
+    }
+
+    #[test]
+    fn typescript_with_top_level_await() {
+        let src = "interface R { v: number }\nconst r: R = await load() as R;\nexport {};\nr.v";
+        let p = prepare(src, Language::TypeScript).unwrap();
+        assert!(p.top_level_await);
+        assert_eq!(p.code.lines().count(), src.lines().count() + 1);
+        assert_eq!(
+            p.code,
+            "let r; (async () => {                          \n;     r    = await load()     ;\n;         \nreturn (r.v)\n})()"
+        );
+        assert_valid_script(&p.code);
     }
 }
