@@ -7,7 +7,7 @@
 //! offset  size  field
 //! 0       8     magic "MCPV8SNP"
 //! 8       2     format version (little endian), currently 1
-//! 10      2     compression: 1 = zstd
+//! 10      2     compression: 1 = zstd with the console bootstrap as dictionary
 //! 12      16    engine fingerprint (see `fingerprint`)
 //! 28      1     length n of the V8 version string
 //! 29      n     V8 version, e.g. "10.2.154.26-node.28"
@@ -107,9 +107,24 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Every snapshot holds the source text of the console bootstrap (V8 keeps function
+/// sources); used as a zstd dictionary, that text costs almost nothing to store. The
+/// engine fingerprint covers it, so both sides always hold the same dictionary.
+const DICTIONARY: &[u8] = include_bytes!("../cpp/js/console.js");
+
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<zstd::bulk::Compressor<'static>> = std::cell::RefCell::new(
+        zstd::bulk::Compressor::with_dictionary(ZSTD_LEVEL, DICTIONARY).expect("zstd dictionary"),
+    );
+    static DECOMPRESSOR: std::cell::RefCell<zstd::bulk::Decompressor<'static>> = std::cell::RefCell::new(
+        zstd::bulk::Decompressor::with_dictionary(DICTIONARY).expect("zstd dictionary"),
+    );
+}
+
 pub fn seal(raw: &[u8], v8_version: &str) -> Sealed {
-    let payload =
-        zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compression of an in-memory buffer");
+    let payload = COMPRESSOR
+        .with(|c| c.borrow_mut().compress(raw))
+        .expect("zstd compression of an in-memory buffer");
     let digest: [u8; 32] = Sha256::digest(&payload).into();
     let version = v8_version.as_bytes();
     let version = &version[..version.len().min(255)];
@@ -191,7 +206,11 @@ pub fn open<'a>(envelope: &'a [u8], v8_version: &str) -> Result<Opened<'a>, Enve
 /// Opens and decompresses an envelope into the raw V8 blob.
 pub fn unseal(envelope: &[u8], v8_version: &str) -> Result<Vec<u8>, EnvelopeError> {
     let opened = open(envelope, v8_version)?;
-    let raw = zstd::bulk::decompress(opened.payload, opened.raw_len as usize)
+    let raw = DECOMPRESSOR
+        .with(|d| {
+            d.borrow_mut()
+                .decompress(opened.payload, opened.raw_len as usize)
+        })
         .map_err(|e| EnvelopeError::Corrupt(e.to_string()))?;
     if raw.len() as u64 != opened.raw_len {
         return Err(EnvelopeError::Corrupt(format!(
