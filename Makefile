@@ -1,6 +1,6 @@
 # One way to build, run, test, benchmark and lint mcp-v8. Every target bootstraps
 # first (system libraries, libnode, .venv, the release build); that step is idempotent.
-.PHONY: bootstrap run test test-rust test-python bench lint fmt
+.PHONY: bootstrap run snippet test test-rust test-python bench lint fmt
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,6 +10,9 @@ bootstrap:
 	@bash scripts/bootstrap.sh
 
 run: bootstrap
+	$(VENV)/bin/mcp-v8 serve
+
+snippet: bootstrap
 	$(PY) -m mcp_v8 run "$(CODE)"
 
 test: bootstrap test-rust test-python

@@ -1,6 +1,6 @@
 """Native engine of mcp-v8 (Rust + C++ shim over V8 10.2). Use mcp_v8.Engine instead."""
 
-from typing import Callable, Final, final
+from typing import Callable, Final, Literal, final
 
 __all__ = ["Control", "Outcome", "SNAPSHOT_FORMAT_VERSION", "execute", "snapshot_key", "v8_version"]
 
@@ -18,7 +18,7 @@ class Outcome:
     """The immutable outcome of one execution."""
 
     @property
-    def status(self) -> str: ...
+    def status(self) -> Literal["completed", "failed", "timed_out", "cancelled"]: ...
     @property
     def completed(self) -> bool: ...
     @property

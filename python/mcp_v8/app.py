@@ -1,0 +1,187 @@
+"""The WSGI application: ``create_app(settings)``.
+
+``Service`` owns what the app needs (heap store, registry, execution manager with its
+worker processes); ``create_app`` wires it to Falcon resources, the security
+middleware (Host allowlist, bearer token, body size limit) and one error mapping that
+turns everything into ``{"error": "..."}`` with no server stack trace.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import falcon
+
+from .config import Settings
+from .executions import ExecutionManager
+from .resources.executions import (
+    CancelResource,
+    ExecResource,
+    ExecutionListResource,
+    ExecutionResource,
+    OutputResource,
+)
+from .resources.meta import CliDownloadResource, CliIndexResource, VersionResource
+from .storage import FileHeapStore, Registry
+
+log = logging.getLogger("mcp_v8")
+
+PUBLIC_ROUTES = frozenset({"/api/version"})
+RETENTION_INTERVAL_SECONDS = 60.0
+
+
+class DataDirError(RuntimeError):
+    """The data directory cannot be used (missing permissions, read-only, full)."""
+
+
+def check_data_dir(path: Path) -> None:
+    """Fails at start, with a clear message, when the data directory is unusable."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-probe"
+        with open(probe, "wb") as f:
+            f.write(b"x" * 4096)
+            f.flush()
+        probe.unlink()
+    except OSError as e:
+        raise DataDirError(f"data directory {path} is not usable: {e.strerror or e}") from e
+
+
+class Service:
+    """Storage and execution manager of one server process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        check_data_dir(settings.data_dir)
+        self.heaps = FileHeapStore(settings.data_dir)
+        self.registry = Registry(settings.data_dir, max_output_bytes=settings.max_output_bytes)
+        failed = self.registry.fail_running_on_startup("the server stopped while this execution was running")
+        if failed:
+            log.warning("marked %d interrupted executions as failed", failed)
+        self.manager = ExecutionManager(
+            registry=self.registry,
+            heaps=self.heaps,
+            data_dir=settings.data_dir,
+            workers=settings.workers,
+            queue_limit=settings.queue_limit,
+            max_output_bytes=settings.max_output_bytes,
+        )
+        self._stop = threading.Event()
+        self._pruner: threading.Thread | None = None
+
+    def start(self) -> Service:
+        self.manager.start()
+        self._pruner = threading.Thread(target=self._prune_loop, daemon=True, name="mcp-v8-retention")
+        self._pruner.start()
+        return self
+
+    def prune(self) -> int:
+        s = self.settings
+        return self.registry.prune(
+            max_age_seconds=float(s.retention_max_age_secs) or None,
+            max_count=s.retention_max_count or None,
+        )
+
+    def _prune_loop(self) -> None:
+        while not self._stop.wait(RETENTION_INTERVAL_SECONDS):
+            try:
+                self.prune()
+            except Exception:  # retention must never take the server down
+                log.exception("retention pass failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        self.manager.close()
+        self.registry.close()
+
+
+class SecurityMiddleware:
+    """Host allowlist (DNS rebinding), bearer token, request body limit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._hosts = {h.lower() for h in settings.allowed_hosts}
+        self._any_host = "*" in self._hosts
+        self._token = settings.api_token
+        self._max_body = settings.max_body_bytes
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not self._any_host:
+            host = (req.get_header("Host") or "").lower()
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name not in self._hosts:
+                raise falcon.HTTPBadRequest(description="Host header not allowed by this server's allowlist")
+        if self._token is not None and req.path not in PUBLIC_ROUTES:
+            header = req.get_header("Authorization") or ""
+            scheme, _, given = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), self._token.encode()
+            ):
+                raise falcon.HTTPUnauthorized(
+                    description="a valid bearer token is required", challenges=['Bearer realm="mcp-v8"']
+                )
+        length = req.content_length
+        if length is not None and length > self._max_body:
+            raise falcon.HTTPContentTooLarge(
+                description=f"request body is larger than {self._max_body} bytes"
+            )
+
+
+class QueryParamsMiddleware:
+    """Unknown query parameters are a client mistake (400), as unknown body fields are.
+    Each resource lists the ones it takes in ``QUERY_PARAMS``."""
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any
+    ) -> None:
+        allowed: frozenset[str] = getattr(resource, "QUERY_PARAMS", frozenset())
+        unknown = sorted(set(req.params) - allowed)
+        if unknown:
+            shown = ", ".join(repr(u[:40]) for u in unknown[:5])
+            raise falcon.HTTPBadRequest(description=f"unknown query parameter(s): {shown}")
+
+
+def _serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    resp.content_type = falcon.MEDIA_JSON
+    resp.media = {"error": exc.description or exc.title}
+
+
+def _handle_unexpected(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
+) -> None:
+    if isinstance(ex, falcon.HTTPError):
+        raise ex
+    log.exception("internal error on %s %s", req.method, req.path)
+    raise falcon.HTTPInternalServerError(description="internal server error")
+
+
+class App(falcon.App[falcon.Request, falcon.Response]):
+    """The Falcon app, holding the ``Service`` it serves (``app.service``)."""
+
+    service: Service
+
+
+def create_app(settings: Settings | None = None, service: Service | None = None) -> App:
+    """Builds the WSGI app. Without ``service``, one is created and started from
+    ``settings`` (defaults: ``Settings()``); it is reachable as ``app.service``."""
+    if service is None:
+        service = Service(settings or Settings()).start()
+    settings = service.settings
+    app = App(middleware=[SecurityMiddleware(settings), QueryParamsMiddleware()])
+    app.req_options.keep_blank_qs_values = True
+    app.req_options.strip_url_path_trailing_slash = True
+    app.set_error_serializer(_serialize_error)
+    app.add_error_handler(Exception, _handle_unexpected)
+    app.add_route("/api/exec", ExecResource(settings, service.manager, service.heaps))
+    app.add_route("/api/executions", ExecutionListResource(service.registry))
+    app.add_route("/api/executions/{id}", ExecutionResource(service.registry, service.manager))
+    app.add_route("/api/executions/{id}/cancel", CancelResource(service.manager, service.registry))
+    app.add_route("/api/executions/{id}/output", OutputResource(service.registry))
+    app.add_route("/api/version", VersionResource())
+    app.add_route("/api/cli", CliIndexResource())
+    app.add_route("/api/cli/{platform}", CliDownloadResource())
+    app.service = service
+    return app

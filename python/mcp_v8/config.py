@@ -1,0 +1,91 @@
+"""Server settings: embedded defaults, overridable by ``MCP_V8_*`` environment variables
+and by ``mcp-v8 serve`` flags (flags win). One table, ``FIELDS``, drives all three."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+
+def _default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind (loopback by default)"})
+    port: int = field(default=3000, metadata={"help": "TCP port"})
+    data_dir: Path = field(
+        default=Path("data"), metadata={"help": "directory for the heap store, the registry and worker logs"}
+    )
+    workers: int = field(
+        default_factory=_default_workers, metadata={"help": "worker processes (default: CPU count)"}
+    )
+    queue_limit: int = field(default=256, metadata={"help": "executions waiting for a worker before 429"})
+    threads: int = field(default=32, metadata={"help": "HTTP threads (long-polls hold one each)"})
+    default_timeout_secs: int = field(
+        default=30, metadata={"help": "execution timeout when the request has none"}
+    )
+    max_timeout_secs: int = field(default=300, metadata={"help": "largest execution_timeout_secs accepted"})
+    default_heap_mb: int = field(default=64, metadata={"help": "heap cap when the request has none"})
+    max_heap_mb: int = field(default=1024, metadata={"help": "largest heap_memory_max_mb accepted"})
+    max_code_bytes: int = field(default=1 << 20, metadata={"help": "largest code accepted (UTF-8 bytes)"})
+    max_body_bytes: int = field(default=2 << 20, metadata={"help": "largest request body (413 beyond)"})
+    max_output_bytes: int = field(default=10 << 20, metadata={"help": "console output kept per execution"})
+    retention_max_age_secs: int = field(
+        default=7 * 86400, metadata={"help": "finished executions older than this are deleted (0: keep)"}
+    )
+    retention_max_count: int = field(
+        default=10000, metadata={"help": "finished executions kept at most (0: no limit)"}
+    )
+    api_token: str | None = field(
+        default=None, metadata={"help": "bearer token required on every route but /api/version"}
+    )
+    allowed_hosts: tuple[str, ...] = field(
+        default=("127.0.0.1", "localhost", "[::1]"),
+        metadata={"help": "Host header values accepted, comma-separated ('*' accepts any)"},
+    )
+
+    def with_overrides(self, **values: Any) -> Settings:
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+def _parser_for(name: str) -> Callable[[str], Any]:
+    special: dict[str, Callable[[str], Any]] = {
+        "data_dir": Path,
+        "allowed_hosts": _csv,
+        "api_token": lambda v: v or None,
+        "host": str,
+    }
+    return special.get(name, int)
+
+
+FIELDS = [f for f in fields(Settings)]
+
+
+def env_name(name: str) -> str:
+    return "MCP_V8_" + name.upper()
+
+
+def from_env(environ: dict[str, str] | None = None) -> Settings:
+    """Settings from the embedded defaults and ``MCP_V8_*`` variables."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for f in FIELDS:
+        raw = environ.get(env_name(f.name))
+        if raw is not None and raw != "":
+            try:
+                values[f.name] = _parser_for(f.name)(raw)
+            except ValueError as e:
+                raise ValueError(f"{env_name(f.name)}={raw!r}: {e}") from e
+    return Settings(**values)
+
+
+def parser_for(name: str) -> Callable[[str], Any]:
+    return _parser_for(name)

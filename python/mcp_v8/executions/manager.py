@@ -1,0 +1,222 @@
+"""The execution manager: the state machine between the HTTP layer and the workers.
+
+An execution is ``running`` from the moment it is accepted (queued or executing, as the
+contract says) until its first terminal transition (``completed``, ``failed``,
+``cancelled``, ``timed_out``), which the registry makes atomic: later transitions are
+ignored, so a cancelled execution is never overwritten by what its worker reports
+afterwards. The queue is bounded; a full queue is refused (``QueueFull``), never grown.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from ..storage import HeapNotFound, HeapStore, Registry
+from .pool import WorkerSlot, WorkerStartError, worker_log_dir
+from .protocol import Job, JobResult
+
+TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out"})
+
+
+class QueueFull(Exception):
+    """The bounded queue is full; the client should retry later."""
+
+
+class CancelOutcome(Enum):
+    ACCEPTED = "accepted"
+    ALREADY_FINISHED = "already_finished"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    code: str
+    heap: str | None
+    heap_limit_mb: int
+    timeout_secs: float
+    session: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Queued:
+    execution_id: str
+    request: SubmitRequest
+
+
+class ExecutionManager:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        heaps: HeapStore,
+        data_dir: Path,
+        workers: int,
+        queue_limit: int,
+        max_output_bytes: int,
+    ) -> None:
+        self._registry = registry
+        self._heaps = heaps
+        self._queue_limit = queue_limit
+        self._lock = threading.Condition()
+        self._queue: collections.deque[_Queued] = collections.deque()
+        self._executing: dict[str, WorkerSlot] = {}
+        self._finished = threading.Condition()
+        self._closed = False
+        log_dir = worker_log_dir(data_dir)
+        self._slots = [WorkerSlot(i, log_dir, max_output_bytes) for i in range(workers)]
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        """Starts every worker (so a broken engine fails at start, not at the first
+        request), then one dispatcher thread per worker."""
+        for slot in self._slots:
+            slot.start()
+        for slot in self._slots:
+            t = threading.Thread(
+                target=self._dispatch, args=(slot,), daemon=True, name=f"mcp-v8-dispatch-{slot.index}"
+            )
+            t.start()
+            self._threads.append(t)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pending = list(self._queue)
+            self._queue.clear()
+            self._lock.notify_all()
+        for item in pending:
+            self._finish(
+                item.execution_id, JobResult(status="failed", error="server shut down before it started")
+            )
+        for slot in self._slots:
+            slot.stop()
+
+    @property
+    def worker_pids(self) -> list[int | None]:
+        return [slot.pid for slot in self._slots]
+
+    # -- API -------------------------------------------------------------------------
+    def submit(self, request: SubmitRequest) -> str:
+        execution_id = str(uuid.uuid4())
+        with self._lock:
+            if self._closed:
+                raise QueueFull("the server is shutting down")
+            if len(self._queue) >= self._queue_limit:
+                raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
+            self._registry.create(
+                execution_id,
+                session=request.session,
+                tags=request.tags or None,
+                heap_in=request.heap,
+                code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
+            )
+            self._queue.append(_Queued(execution_id, request))
+            self._lock.notify()
+        return execution_id
+
+    def cancel(self, execution_id: str) -> CancelOutcome:
+        record = self._registry.get(execution_id)
+        if record is None:
+            return CancelOutcome.UNKNOWN
+        with self._lock:
+            for item in self._queue:
+                if item.execution_id == execution_id:
+                    self._queue.remove(item)
+                    break
+            slot = self._executing.get(execution_id)
+        if not self._finish(execution_id, JobResult(status="cancelled", error="execution cancelled")):
+            return CancelOutcome.ALREADY_FINISHED
+        if slot is not None:
+            slot.cancel(execution_id)
+        return CancelOutcome.ACCEPTED
+
+    def wait(self, execution_id: str, timeout: float) -> None:
+        """Blocks until the execution is terminal or ``timeout`` seconds passed."""
+        deadline = time.monotonic() + timeout
+        with self._finished:
+            while True:
+                record = self._registry.get(execution_id)
+                remaining = deadline - time.monotonic()
+                if record is None or record.status in TERMINAL or remaining <= 0:
+                    return
+                self._finished.wait(remaining)
+
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    # -- internals -------------------------------------------------------------------
+    def _finish(self, execution_id: str, result: JobResult, heap_out: str | None = None) -> bool:
+        changed = self._registry.finish(
+            execution_id,
+            result.status,
+            result=result.result,
+            error=result.error,
+            heap_out=heap_out,
+            duration_ms=result.duration_ms,
+        )
+        with self._finished:
+            self._finished.notify_all()
+        return changed
+
+    def _next(self) -> _Queued | None:
+        with self._lock:
+            while not self._queue and not self._closed:
+                self._lock.wait()
+            if self._closed:
+                return None
+            return self._queue.popleft()
+
+    def _dispatch(self, slot: WorkerSlot) -> None:
+        while True:
+            item = self._next()
+            if item is None:
+                return
+            with self._lock:
+                self._executing[item.execution_id] = slot
+            try:
+                self._execute(slot, item)
+            except Exception as e:  # never lose an execution to a bug in this thread
+                self._finish(item.execution_id, JobResult(status="failed", error=f"internal error: {e}"))
+            finally:
+                with self._lock:
+                    self._executing.pop(item.execution_id, None)
+
+    def _execute(self, slot: WorkerSlot, item: _Queued) -> None:
+        request = item.request
+        envelope = None
+        if request.heap is not None:
+            try:
+                envelope = self._heaps.get(request.heap)
+            except HeapNotFound:
+                self._finish(
+                    item.execution_id, JobResult(status="failed", error=f"heap {request.heap} not found")
+                )
+                return
+        job = Job(
+            execution_id=item.execution_id,
+            code=request.code,
+            heap=envelope,
+            heap_limit_mb=request.heap_limit_mb,
+            timeout_secs=request.timeout_secs,
+        )
+        try:
+            result = slot.run(job, lambda text: self._registry.append_output(item.execution_id, text))
+        except WorkerStartError as e:
+            result = JobResult(status="failed", error=str(e))
+        heap_out = None
+        if result.status == "completed" and result.snapshot is not None and result.heap_key is not None:
+            self._heaps.put(
+                result.heap_key, result.snapshot, session=request.session, tags=request.tags or None
+            )
+            heap_out = result.heap_key
+        self._registry.flush(item.execution_id)
+        self._finish(item.execution_id, result, heap_out)

@@ -1,0 +1,152 @@
+"""Worker process main: hosts one V8 engine and runs one execution at a time.
+
+A reader thread receives jobs and cancels, so a cancel reaches a job that is queued in
+the worker or running; a flusher thread sends console output in batches (every
+``FLUSH_SECONDS`` or ``FLUSH_BYTES``), so a console flood costs a few messages, not one
+per line. Whatever V8 does to this process (a fatal out-of-memory abort, a signal),
+the server sees the pipe close and fails only this worker's execution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import threading
+from typing import Any
+
+from ..engine import Engine
+from ..errors import SnapshotError
+from .protocol import Channel, Job, JobResult
+
+FLUSH_SECONDS = 0.02
+FLUSH_BYTES = 64 * 1024
+
+
+class _Output:
+    """Console output of the current job, flushed to the server in batches."""
+
+    def __init__(self, send: Any, max_bytes: int) -> None:
+        self._send = send
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._parts: list[str] = []
+        self._size = 0
+        self._sent_total = 0
+        self._id: str | None = None
+        self._wake = threading.Event()
+
+    def start(self, execution_id: str) -> None:
+        with self._lock:
+            self._id, self._parts, self._size, self._sent_total = execution_id, [], 0, 0
+
+    def write(self, level: str, text: str) -> None:
+        line = (text if level == "log" else f"[{level}] {text}") + "\n"
+        with self._lock:
+            if self._sent_total + self._size > self._max_bytes:
+                return  # the server stores a truncation marker; no need to ship more
+            self._parts.append(line)
+            self._size += len(line)
+            if self._size >= FLUSH_BYTES:
+                self._wake.set()
+
+    def flush(self) -> None:
+        # Sent under the lock: a batch taken by the flusher thread is on the pipe before
+        # a later flush returns, so output always precedes the job's "done".
+        with self._lock:
+            if not self._parts or self._id is None:
+                return
+            text, self._parts = "".join(self._parts), []
+            self._sent_total += self._size
+            self._size = 0
+            self._send(("output", self._id, text))
+
+    def run_flusher(self) -> None:
+        while True:
+            self._wake.wait(FLUSH_SECONDS)
+            self._wake.clear()
+            self.flush()
+
+
+def _run(engine: Engine, job: Job, control: Any, output: _Output) -> JobResult:
+    try:
+        outcome = engine.execute(
+            job.code,
+            heap=job.heap,
+            snapshot=job.snapshot,
+            heap_limit_mb=job.heap_limit_mb,
+            timeout=job.timeout_secs,
+            language=job.language,  # type: ignore[arg-type]
+            on_console=output.write,
+            control=control,
+        )
+    except SnapshotError as e:
+        return JobResult(status="failed", error=f"cannot restore heap: {e}")
+    return JobResult(
+        status=outcome.status,
+        result=outcome.result,
+        error=outcome.error,
+        heap_limit_exceeded=outcome.heap_limit_exceeded,
+        snapshot=outcome.snapshot,
+        heap_key=outcome.heap_key,
+        duration_ms=outcome.duration_ms,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="mcp-v8 worker process (started by the server)")
+    parser.add_argument("--fd", type=int, required=True, help="inherited socket to the server")
+    parser.add_argument("--max-output-bytes", type=int, required=True)
+    args = parser.parse_args(argv)
+    serve(Channel.from_fd(args.fd), args.max_output_bytes)
+
+
+def serve(conn: Channel, max_output_bytes: int) -> None:
+    from .. import _engine
+
+    send = conn.send
+    engine = Engine(console_limit_bytes=0)
+    engine.execute("1")  # initialise V8 before saying ready
+    jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+    controls: dict[str, Any] = {}
+    controls_lock = threading.Lock()
+
+    def reader() -> None:
+        try:
+            while True:
+                message = conn.recv()
+                if isinstance(message, Job):
+                    with controls_lock:
+                        controls[message.execution_id] = _engine.Control()
+                    jobs.put(message)
+                elif message[0] == "cancel":
+                    with controls_lock:
+                        control = controls.get(message[1])
+                    if control is not None:
+                        control.cancel()
+                elif message[0] == "stop":
+                    jobs.put(None)
+                    return
+        except (EOFError, OSError):
+            os._exit(0)  # the server is gone: nothing to report to
+
+    output = _Output(send, max_output_bytes)
+    threading.Thread(target=reader, daemon=True, name="mcp-v8-reader").start()
+    threading.Thread(target=output.run_flusher, daemon=True, name="mcp-v8-flusher").start()
+    send(("ready", os.getpid()))
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        with controls_lock:
+            control = controls[job.execution_id]
+        output.start(job.execution_id)
+        result = _run(engine, job, control, output)
+        output.flush()
+        with controls_lock:
+            controls.pop(job.execution_id, None)
+        send(("done", job.execution_id, result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""GET /api/version, GET /api/cli, GET /api/cli/{platform}."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import falcon
+
+from .. import __version__
+from ..engine import v8_version
+
+PLATFORMS = ("linux-x86_64", "linux-aarch64", "macos-aarch64")
+# Binaries embedded at build time: mcp_v8/cli_bin/mcp-v8-cli-<platform>
+CLI_DIR = Path(__file__).resolve().parent.parent / "cli_bin"
+
+
+def cli_binary(platform: str) -> Path | None:
+    path = CLI_DIR / f"mcp-v8-cli-{platform}"
+    return path if path.is_file() else None
+
+
+class VersionResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"version": __version__, "v8": v8_version()}
+
+
+class CliIndexResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {
+            "version": __version__,
+            "assets": [
+                {
+                    "platform": p,
+                    "available": cli_binary(p) is not None,
+                    "url": f"{req.prefix}/api/cli/{p}",
+                }
+                for p in PLATFORMS
+            ],
+        }
+
+
+class CliDownloadResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, platform: str) -> None:
+        if platform not in PLATFORMS:
+            raise falcon.HTTPNotFound(
+                description=f"unknown platform {platform[:40]!r}; known: {', '.join(PLATFORMS)}"
+            )
+        path = cli_binary(platform)
+        if path is None:
+            raise falcon.HTTPNotFound(description=f"no CLI binary for {platform} is embedded in this build")
+        resp.content_type = "application/octet-stream"
+        resp.downloadable_as = f"mcp-v8-cli-{__version__}-{platform}"
+        resp.data = path.read_bytes()

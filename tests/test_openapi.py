@@ -1,0 +1,257 @@
+"""The OpenAPI description: valid, complete against the HTTP contract, and its constraints bite."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openapi_schema_validator import OAS31Validator
+from openapi_spec_validator import validate
+
+SPEC_PATH = Path(__file__).resolve().parents[1] / "openapi.json"
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+CONTRACT_SCHEMAS = {
+    "ApiError",
+    "CancelResult",
+    "CliAsset",
+    "CliIndex",
+    "ExecAccepted",
+    "ExecRequest",
+    "ExecutionInfo",
+    "ExecutionList",
+    "ExecutionSummary",
+    "ExecutionOutput",
+    "OutputQuery",
+}
+OPERATIONS = {
+    ("get", "/api/cli"): ("listCliAssets", "CLI"),
+    ("get", "/api/cli/{platform}"): ("downloadCli", "CLI"),
+    ("post", "/api/exec"): ("submitExecution", "Executions"),
+    ("get", "/api/executions"): ("listExecutions", "Executions"),
+    ("get", "/api/executions/{id}"): ("getExecution", "Executions"),
+    ("post", "/api/executions/{id}/cancel"): ("cancelExecution", "Executions"),
+    ("get", "/api/executions/{id}/output"): ("getExecutionOutput", "Executions"),
+    ("get", "/api/version"): ("getVersion", "Meta"),
+}
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+    return loaded
+
+
+def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if method in HTTP_METHODS:
+                yield method, path, op
+
+
+def validator(spec: dict[str, Any], schema: dict[str, Any]) -> OAS31Validator:
+    return OAS31Validator({**schema, "components": spec["components"]})
+
+
+def schema_validator(spec: dict[str, Any], name: str) -> OAS31Validator:
+    return validator(spec, {"$ref": f"#/components/schemas/{name}"})
+
+
+def resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = spec
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def test_spec_is_valid_openapi(spec: dict[str, Any]) -> None:
+    validate(spec)
+    assert spec["openapi"].startswith("3.")
+
+
+def test_every_contract_schema_is_there(spec: dict[str, Any]) -> None:
+    assert CONTRACT_SCHEMAS | {"VersionInfo"} == set(spec["components"]["schemas"])
+
+
+def test_operations_ids_tags(spec: dict[str, Any]) -> None:
+    found = {(method, path): op for method, path, op in operations(spec)}
+    assert set(found) == set(OPERATIONS)
+    for key, (operation_id, tag) in OPERATIONS.items():
+        assert found[key]["operationId"] == operation_id
+        assert found[key]["tags"] == [tag]
+    assert {t["name"] for t in spec["tags"]} == {"CLI", "Executions", "Meta"}
+
+
+def test_every_ref_resolves(spec: dict[str, Any]) -> None:
+    def walk(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "$ref":
+                    yield v
+                else:
+                    yield from walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from walk(v)
+
+    refs = list(walk(spec))
+    assert refs
+    for ref in refs:
+        resolve(spec, {"$ref": ref})  # raises KeyError when dangling
+
+
+def test_security_everywhere_but_version(spec: dict[str, Any]) -> None:
+    assert spec["security"] == [{}, {"bearerAuth": []}]  # required only when a token is configured
+    scheme = spec["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for method, path, op in operations(spec):
+        if path == "/api/version":
+            assert op["security"] == []
+            assert "401" not in op["responses"]
+        else:
+            assert "security" not in op  # inherits bearerAuth
+            assert "401" in op["responses"], (method, path)
+
+
+def test_error_responses_use_api_error(spec: dict[str, Any]) -> None:
+    for method, path, op in operations(spec):
+        for code, response in op["responses"].items():
+            response = resolve(spec, response)
+            if code.startswith(("4", "5")) and not (path.endswith("/cancel") and code == "400"):
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ApiError"}, (method, path, code)
+    exec_responses = spec["paths"]["/api/exec"]["post"]["responses"]
+    assert {"202", "400", "401", "404", "413", "429", "500", "503"} <= set(exec_responses)
+    too_many = resolve(spec, exec_responses["429"])
+    assert "Retry-After" in too_many["headers"]
+    for path in ("/api/executions/{id}", "/api/executions/{id}/cancel", "/api/executions/{id}/output"):
+        op = next(iter(spec["paths"][path].values()))
+        assert "404" in op["responses"]
+
+
+def test_examples_match_their_schemas(spec: dict[str, Any]) -> None:
+    checked = 0
+    for _method, _path, op in operations(spec):
+        bodies = [op.get("requestBody", {})] + [resolve(spec, r) for r in op["responses"].values()]
+        for body in bodies:
+            for media in body.get("content", {}).values():
+                if "example" in media:
+                    validator(spec, media["schema"]).validate(media["example"])
+                    checked += 1
+    assert checked >= 8
+
+
+GOOD_REQUESTS: list[dict[str, Any]] = [
+    {"code": "1"},
+    {
+        "code": "x",
+        "execution_timeout_secs": 1,
+        "heap": "0" * 64,
+        "heap_memory_max_mb": 8,
+        "session": "s" * 256,
+        "tags": {f"k{i}": "v" for i in range(64)},
+    },
+    {"code": "x", "execution_timeout_secs": None, "heap": None, "heap_memory_max_mb": None},
+    {"code": "x", "session": None, "tags": None},
+]
+BAD_REQUESTS: list[dict[str, Any]] = [
+    {},
+    {"code": ""},
+    {"code": 1},
+    {"code": "x", "unknown": 1},
+    {"code": "x", "execution_timeout_secs": 0},
+    {"code": "x", "execution_timeout_secs": 1.5},
+    {"code": "x", "execution_timeout_secs": "10"},
+    {"code": "x", "heap_memory_max_mb": 7},
+    {"code": "x", "heap": "A" * 64},
+    {"code": "x", "heap": "0" * 63},
+    {"code": "x", "heap": "../" + "0" * 61},
+    {"code": "x", "heap": "0" * 64 + "\n"},
+    {"code": "x", "tags": {"k": 1}},
+    {"code": "x", "tags": {f"k{i}": "v" for i in range(65)}},
+    {"code": "x", "tags": ["a"]},
+    {"code": "x", "session": "s" * 257},
+]
+
+
+@pytest.mark.parametrize("body", GOOD_REQUESTS)
+def test_exec_request_accepts(spec: dict[str, Any], body: dict[str, Any]) -> None:
+    schema_validator(spec, "ExecRequest").validate(body)
+
+
+@pytest.mark.parametrize("body", BAD_REQUESTS, ids=[json.dumps(b)[:40] for b in BAD_REQUESTS])
+def test_exec_request_rejects(spec: dict[str, Any], body: dict[str, Any]) -> None:
+    assert not schema_validator(spec, "ExecRequest").is_valid(body)
+
+
+def test_execution_info_shapes(spec: dict[str, Any]) -> None:
+    v = schema_validator(spec, "ExecutionInfo")
+    v.validate({"execution_id": "e1", "started_at": "2024-05-01T10:00:00.000Z", "status": "running"})
+    v.validate(
+        {
+            "execution_id": "e1",
+            "started_at": "2024-05-01T10:00:00.000Z",
+            "completed_at": "2024-05-01T10:00:01.250Z",
+            "status": "completed",
+            "result": "[2,4]",
+            "error": None,
+            "heap": "a" * 64,
+            "session": "s",
+            "tags": {"k": "v"},
+            "duration_ms": 1250.0,
+        }
+    )
+    assert not v.is_valid({"execution_id": "e1", "started_at": "x", "status": "exploded"})
+    props = spec["components"]["schemas"]["ExecutionInfo"]["properties"]
+    assert set(props) == {
+        "completed_at",
+        "error",
+        "execution_id",
+        "heap",
+        "result",
+        "started_at",
+        "status",
+        "session",
+        "tags",
+        "duration_ms",
+    }
+    items = spec["components"]["schemas"]["ExecutionList"]["properties"]["executions"]["items"]
+    assert items == {"$ref": "#/components/schemas/ExecutionSummary"}
+
+
+def test_output_schema_and_parameters(spec: dict[str, Any]) -> None:
+    schema = spec["components"]["schemas"]["ExecutionOutput"]
+    assert set(schema["required"]) == set(schema["properties"])  # every cursor field always filled
+    op = spec["paths"]["/api/executions/{id}/output"]["get"]
+    params = {p["name"]: p["schema"] for p in op["parameters"] if p["in"] == "query"}
+    assert params["line_offset"]["default"] == 0
+    assert (params["line_limit"]["default"], params["line_limit"]["maximum"]) == (1000, 10000)
+    assert (params["byte_limit"]["default"], params["byte_limit"]["maximum"]) == (65536, 1048576)
+    wait = spec["paths"]["/api/executions/{id}"]["get"]["parameters"][1]
+    assert (wait["name"], wait["schema"]["minimum"], wait["schema"]["maximum"]) == ("wait_ms", 0, 30000)
+    listing = {p["name"]: p["schema"] for p in spec["paths"]["/api/executions"]["get"]["parameters"]}
+    assert (listing["limit"]["minimum"], listing["limit"]["maximum"], listing["limit"]["default"]) == (
+        1,
+        1000,
+        100,
+    )
+    assert set(listing["status"]["enum"]) == {"running", "completed", "failed", "cancelled", "timed_out"}
+
+
+def test_cli_download(spec: dict[str, Any]) -> None:
+    op = spec["paths"]["/api/cli/{platform}"]["get"]
+    assert op["parameters"][0]["schema"]["enum"] == ["linux-x86_64", "linux-aarch64", "macos-aarch64"]
+    ok = op["responses"]["200"]
+    assert "application/octet-stream" in ok["content"]
+    assert "Content-Disposition" in ok["headers"]
+
+
+def test_version(spec: dict[str, Any]) -> None:
+    v = schema_validator(spec, "VersionInfo")
+    v.validate({"version": "0.1.0", "v8": "10.2.154.26-node.37"})
+    assert not v.is_valid({"version": "0.1.0"})

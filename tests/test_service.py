@@ -1,0 +1,302 @@
+"""Issue 03: every endpoint and error case through falcon.testing, against real
+worker processes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from falcon import testing
+
+from mcp_v8.app import Service, create_app
+from mcp_v8.config import Settings
+
+from .service_helpers import HOST, submit, wait, wait_for_output
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("data"), workers=2, queue_limit=50, max_code_bytes=10000
+    )
+    svc = Service(settings).start()
+    yield svc
+    svc.close()
+
+
+@pytest.fixture(scope="module")
+def client(service: Service) -> testing.TestClient:
+    return testing.TestClient(create_app(service=service))
+
+
+def test_exec_poll_result(client: testing.TestClient) -> None:
+    eid = submit(client, "console.log('hi'); [1, 2].map(x => x * 2)")
+    info = wait(client, eid)
+    assert info["status"] == "completed"
+    assert json.loads(info["result"]) == [2, 4]
+    assert info["error"] is None
+    assert len(info["heap"]) == 64
+    assert info["started_at"].endswith("Z") and info["completed_at"] >= info["started_at"]
+
+
+def test_resume_from_heap(client: testing.TestClient) -> None:
+    heap = wait(client, submit(client, "var counter = 10; counter"))["heap"]
+    for expected in (11, 12, 13):
+        info = wait(client, submit(client, "counter += 1", heap=heap))
+        assert info["status"] == "completed", info
+        assert info["result"] == str(expected)
+        heap = info["heap"]
+
+
+def test_typescript_and_errors(client: testing.TestClient) -> None:
+    ts = wait(client, submit(client, "const n: number = 41;\nn + 1"))
+    assert ts["result"] == "42"
+    failed = wait(client, submit(client, "let a = 1;\nthrow new TypeError('nope')"))
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("TypeError: nope\n    at <input>:2:")
+    assert failed["heap"] is None
+
+
+def test_timeout_and_heap_cap(client: testing.TestClient) -> None:
+    info = wait(client, submit(client, "while (true) {}", execution_timeout_secs=1))
+    assert info["status"] == "timed_out"
+    capped = wait(client, submit(client, "const a = []; while (true) a.push({a})", heap_memory_max_mb=16))
+    assert capped["status"] == "failed"
+    assert "heap limit exceeded" in capped["error"]
+
+
+def test_worker_crash_fails_only_that_execution(client: testing.TestClient) -> None:
+    crashed = wait(client, submit(client, "new Array(1e9).fill(0)", heap_memory_max_mb=64), timeout=120)
+    assert crashed["status"] == "failed"
+    assert crashed["error"].startswith("worker crashed:")
+    assert wait(client, submit(client, "'after the crash'"))["result"] == '"after the crash"'
+
+
+def test_cancel_running_execution(client: testing.TestClient) -> None:
+    eid = submit(client, "console.log('started'); while (true) {}", execution_timeout_secs=60)
+    wait_for_output(client, eid, "started")
+    resp = client.simulate_post(f"/api/executions/{eid}/cancel", headers=HOST)
+    assert resp.status_code == 200 and resp.json == {"ok": True, "error": None}
+    info = wait(client, eid)
+    assert info["status"] == "cancelled"
+    again = client.simulate_post(f"/api/executions/{eid}/cancel", headers=HOST)
+    assert again.status_code == 400
+    assert again.json["ok"] is False and "already finished" in again.json["error"]
+    assert wait(client, eid)["status"] == "cancelled"  # never overwritten
+
+
+def test_cancel_queued_execution(client: testing.TestClient) -> None:
+    blockers = [
+        submit(client, "console.log('busy'); while (true) {}", execution_timeout_secs=60) for _ in range(2)
+    ]
+    for b in blockers:
+        wait_for_output(client, b, "busy")
+    queued = submit(client, "'never runs'")
+    info = client.simulate_get(f"/api/executions/{queued}", headers=HOST).json
+    assert info["status"] == "running"  # waiting in the queue counts as running
+    assert client.simulate_post(f"/api/executions/{queued}/cancel", headers=HOST).json["ok"] is True
+    for b in blockers:
+        client.simulate_post(f"/api/executions/{b}/cancel", headers=HOST)
+    assert wait(client, queued)["status"] == "cancelled"
+    assert wait(client, queued)["result"] is None
+
+
+def test_cancel_unknown(client: testing.TestClient) -> None:
+    resp = client.simulate_post("/api/executions/00000000-0000-0000-0000-000000000000/cancel", headers=HOST)
+    assert resp.status_code == 404 and "error" in resp.json
+
+
+def test_output_line_and_byte_paging(client: testing.TestClient) -> None:
+    eid = submit(client, "for (let i = 0; i < 25; i++) console.log('line ' + i + ' é€😀');")
+    assert wait(client, eid)["status"] == "completed"
+    page = client.simulate_get(
+        f"/api/executions/{eid}/output", params={"line_offset": "10", "line_limit": "5"}, headers=HOST
+    ).json
+    assert page["data"].splitlines() == [f"line {i} é€😀" for i in range(10, 15)]
+    assert (page["start_line"], page["end_line"], page["next_line_offset"]) == (10, 15, 15)
+    assert page["has_more"] is True and page["total_lines"] == 25 and page["status"] == "completed"
+    full = "".join(f"line {i} é€😀\n" for i in range(25)).encode()
+    assert page["total_bytes"] == len(full)
+    assert full[page["start_byte"] : page["end_byte"]].decode() == page["data"]
+    # byte mode: every page is whole UTF-8, and the pages add up to the whole output
+    collected, offset = b"", 0
+    while True:
+        p = client.simulate_get(
+            f"/api/executions/{eid}/output",
+            params={"byte_offset": str(offset), "byte_limit": "7"},
+            headers=HOST,
+        ).json
+        collected += p["data"].encode()
+        assert p["start_byte"] == offset
+        offset = p["next_byte_offset"]
+        if not p["has_more"]:
+            break
+    assert collected == full
+
+
+def test_output_readable_while_running(client: testing.TestClient) -> None:
+    eid = submit(client, "console.log('early'); while (true) {}", execution_timeout_secs=60)
+    data = wait_for_output(client, eid, "early")
+    page = client.simulate_get(f"/api/executions/{eid}/output", headers=HOST).json
+    assert page["status"] == "running" and data == "early\n"
+    client.simulate_post(f"/api/executions/{eid}/cancel", headers=HOST)
+
+
+def test_output_errors(client: testing.TestClient) -> None:
+    eid = submit(client, "1")
+    wait(client, eid)
+    both = client.simulate_get(
+        f"/api/executions/{eid}/output", params={"line_offset": "0", "byte_offset": "0"}, headers=HOST
+    )
+    assert both.status_code == 400
+    negative = client.simulate_get(f"/api/executions/{eid}/output", params={"line_limit": "-1"}, headers=HOST)
+    assert negative.status_code == 400
+    unknown = client.simulate_get("/api/executions/not-an-id/output", headers=HOST)
+    assert unknown.status_code == 404
+
+
+def test_list_newest_first(client: testing.TestClient) -> None:
+    ids = [submit(client, str(i)) for i in range(3)]
+    for i in ids:
+        wait(client, i)
+    listed = client.simulate_get("/api/executions", headers=HOST).json["executions"]
+    positions = [next(n for n, e in enumerate(listed) if e["execution_id"] == i) for i in ids]
+    assert positions == sorted(positions, reverse=True)
+    assert set(listed[0]) == {"execution_id", "status", "started_at", "completed_at"}
+    assert client.simulate_get("/api/executions", params={"status": "bogus"}, headers=HOST).status_code == 400
+
+
+def test_get_unknown_execution(client: testing.TestClient) -> None:
+    assert (
+        client.simulate_get("/api/executions/00000000-0000-0000-0000-000000000000", headers=HOST).status_code
+        == 404
+    )
+    assert client.simulate_get("/api/executions/..%2F..%2Fetc", headers=HOST).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({}, 400, "code"),
+        ({"code": ""}, 400, "code"),
+        ({"code": "   "}, 400, "code"),
+        ({"code": 5}, 400, "code"),
+        ({"code": "1", "execution_timeout_secs": 0}, 400, "execution_timeout_secs"),
+        ({"code": "1", "execution_timeout_secs": 10**12}, 400, "execution_timeout_secs"),
+        ({"code": "1", "execution_timeout_secs": "5"}, 400, "execution_timeout_secs"),
+        ({"code": "1", "execution_timeout_secs": True}, 400, "execution_timeout_secs"),
+        ({"code": "1", "heap_memory_max_mb": 1}, 400, "heap_memory_max_mb"),
+        ({"code": "1", "heap_memory_max_mb": 1.5}, 400, "heap_memory_max_mb"),
+        ({"code": "1", "heap": "../../etc/passwd"}, 400, "heap"),
+        ({"code": "1", "heap": "A" * 64}, 400, "heap"),
+        ({"code": "1", "heap": "0" * 64}, 404, "not found"),
+        ({"code": "1", "tags": {"a": 1}}, 400, "tags"),
+        ({"code": "1", "tags": ["a"]}, 400, "tags"),
+        ({"code": "1", "session": 7}, 400, "session"),
+        ({"code": "1", "surprise": True}, 400, "unknown field"),
+        ({"code": "x" * 10001}, 413, "limit"),
+        ([1, 2], 400, "JSON object"),
+    ],
+)
+def test_exec_validation(client: testing.TestClient, body: object, status: int, fragment: str) -> None:
+    before = len(
+        client.simulate_get("/api/executions", params={"limit": "1000"}, headers=HOST).json["executions"]
+    )
+    resp = client.simulate_post("/api/exec", json=body, headers=HOST)
+    assert resp.status_code == status, resp.text
+    assert fragment in resp.json["error"]
+    after = len(
+        client.simulate_get("/api/executions", params={"limit": "1000"}, headers=HOST).json["executions"]
+    )
+    assert after == before, "a refused request must not create an execution"
+
+
+def test_exec_bad_bodies(client: testing.TestClient) -> None:
+    assert client.simulate_post("/api/exec", body="{not json", headers=HOST).status_code == 400
+    assert client.simulate_post("/api/exec", body="", headers=HOST).status_code == 400
+    assert client.simulate_post("/api/exec", body=b"\xff\xfe", headers=HOST).status_code == 400
+    form = client.simulate_post(
+        "/api/exec",
+        body='{"code": "1"}',
+        headers={**HOST, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 202  # curl -d sends a form type; the body is JSON all the same
+    huge = client.simulate_post("/api/exec", body="[" + "1," * (2 << 20) + "1]", headers=HOST)
+    assert huge.status_code == 413
+
+
+def test_tags_and_session_recorded(client: testing.TestClient, service: Service) -> None:
+    info = wait(client, submit(client, "var t = 1", tags={"owner": "me"}, session="s-1"))
+    assert info["tags"] == {"owner": "me"} and info["session"] == "s-1"
+    meta = service.heaps.meta(info["heap"])
+    assert meta is not None and meta.session == "s-1" and meta.tags == {"owner": "me"}
+
+
+def test_version_and_cli(client: testing.TestClient) -> None:
+    version = client.simulate_get("/api/version", headers=HOST).json
+    assert version["version"] == "0.1.0" and version["v8"].startswith("10.2.")
+    index = client.simulate_get("/api/cli", headers={"Host": "example.test:8080"}).status_code
+    assert index == 400  # not in the Host allowlist
+    index = client.simulate_get("/api/cli", headers=HOST).json
+    assert {a["platform"] for a in index["assets"]} == {"linux-x86_64", "linux-aarch64", "macos-aarch64"}
+    for asset in index["assets"]:
+        assert asset["url"] == f"http://127.0.0.1:3000/api/cli/{asset['platform']}"
+        if not asset["available"]:
+            assert client.simulate_get(f"/api/cli/{asset['platform']}", headers=HOST).status_code == 404
+    assert client.simulate_get("/api/cli/windows-x86", headers=HOST).status_code == 404
+
+
+def test_token_required_when_configured(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, workers=1, api_token="s3cret")
+    app = create_app(settings)
+    try:
+        c = testing.TestClient(app)
+        assert c.simulate_get("/api/version", headers=HOST).status_code == 200
+        denied = c.simulate_get("/api/executions", headers=HOST)
+        assert denied.status_code == 401 and denied.json == {"error": "a valid bearer token is required"}
+        wrong = c.simulate_get("/api/executions", headers={**HOST, "Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = c.simulate_get("/api/executions", headers={**HOST, "Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+    finally:
+        app.service.close()
+
+
+def test_queue_full_is_429(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, workers=1, queue_limit=1))
+    c = testing.TestClient(app)
+    try:
+        first = submit(c, "console.log('busy'); while (true) {}", execution_timeout_secs=60)
+        wait_for_output(c, first, "busy")
+        submit(c, "1")  # waits in the queue
+        full = c.simulate_post("/api/exec", json={"code": "2"}, headers=HOST)
+        assert full.status_code == 429
+        assert full.headers["Retry-After"] == "1" and "queue is full" in full.json["error"]
+        c.simulate_post(f"/api/executions/{first}/cancel", headers=HOST)
+    finally:
+        app.service.close()
+
+
+def test_restart_keeps_records_and_fails_interrupted(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, workers=1)
+    app = create_app(settings)
+    c = testing.TestClient(app)
+    done = submit(c, "console.log('kept'); 'done'")
+    wait(c, done)
+    app.service.registry.create(
+        "11111111-1111-1111-1111-111111111111", session=None, tags=None, heap_in=None, code_bytes=1
+    )
+    app.service.close()
+
+    app2 = create_app(settings)
+    c2 = testing.TestClient(app2)
+    try:
+        info = c2.simulate_get(f"/api/executions/{done}", headers=HOST).json
+        assert info["status"] == "completed" and info["result"] == '"done"'
+        assert c2.simulate_get(f"/api/executions/{done}/output", headers=HOST).json["data"] == "kept\n"
+        lost = c2.simulate_get("/api/executions/11111111-1111-1111-1111-111111111111", headers=HOST).json
+        assert lost["status"] == "failed" and "server stopped" in lost["error"]
+    finally:
+        app2.service.close()
