@@ -63,9 +63,12 @@ if ! stamp_ok .venv/.requirements "$req_hash"; then
   echo "$req_hash" > .venv/.requirements
 fi
 
-# 4. the extension, release build, installed into .venv. Skipped when no source that
-#    goes into it changed since the last install.
-src_hash=$( (git ls-files -z -co --exclude-standard d-- rust Cargo.toml Cargo.lock pyproject.toml 2>/dev/null \
+# 4. the CLI client, embedded into the package for /api/cli (scripts/embed-cli.sh),
+#    then the extension, release build, installed into .venv. Skipped when no source
+#    that goes into them changed since the last install.
+bash scripts/embed-cli.sh >&2
+
+src_hash=$( (git ls-files -z -co --exclude-standard -- rust Cargo.toml Cargo.lock pyproject.toml scripts 2>/dev/null \
   | xargs -0 -r sha256sum 2>/dev/null; echo "${MCP_V8_LIBNODE_PREFIX:-}") | sha256sum | cut -c1-16)
 if ! stamp_ok .venv/.build "$src_hash" || ! .venv/bin/python -c 'import mcp_v8._engine' 2>/dev/null; then
   log "building the extension (release)"
