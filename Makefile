@@ -1,6 +1,6 @@
 # One way to build, run, test, benchmark and lint mcp-v8. Every target bootstraps
 # first (system libraries, libnode, .venv, the release build); that step is idempotent.
-.PHONY: bootstrap run snippet test test-rust test-python bench lint fmt
+.PHONY: bootstrap run snippet wheel test test-rust test-python bench lint fmt
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,6 +14,9 @@ run: bootstrap
 
 snippet: bootstrap
 	$(PY) -m mcp_v8 run "$(CODE)"
+
+wheel:
+	bash scripts/build-wheel.sh dist
 
 test: bootstrap test-rust test-python
 
