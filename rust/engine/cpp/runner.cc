@@ -167,21 +167,22 @@ class Execution {
           !script->Run(context).ToLocal(&completion)) {
         if (try_catch.HasTerminated() || terminated()) return End::kTerminated;
         error_ = ErrorInfo::FromException(isolate_, context, try_catch.Exception(), try_catch.Message());
-        return End::kFailed;
+        // Formatting the error runs user code too (getters, Error.prepareStackTrace).
+        return terminated() ? End::kTerminated : End::kFailed;
       }
     }
     EventLoop::Stop stop = loop->Run(context, completion, [this] { return terminated(); });
     if (stop == EventLoop::Stop::kTerminated || terminated()) return End::kTerminated;
     if (stop == EventLoop::Stop::kError) {
       error_ = loop->error();
-      return End::kFailed;
+      return terminated() ? End::kTerminated : End::kFailed;
     }
     v8::Local<v8::Value> value = completion;
     if (completion->IsPromise()) {
       v8::Local<v8::Promise> promise = completion.As<v8::Promise>();
       if (promise->State() == v8::Promise::kRejected) {
         error_ = ErrorInfo::FromException(isolate_, context, promise->Result(), v8::Local<v8::Message>());
-        return End::kFailed;
+        return terminated() ? End::kTerminated : End::kFailed;
       }
       value = promise->Result();
     }
