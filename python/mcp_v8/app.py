@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -57,8 +59,11 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         check_data_dir(settings.data_dir)
-        self.heaps = FileHeapStore(settings.data_dir)
-        self.registry = Registry(settings.data_dir, max_output_bytes=settings.max_output_bytes)
+        try:
+            self.heaps = FileHeapStore(settings.data_dir)
+            self.registry = Registry(settings.data_dir, max_output_bytes=settings.max_output_bytes)
+        except (OSError, sqlite3.Error) as e:
+            raise DataDirError(f"data directory {settings.data_dir} is not usable: {e}") from e
         failed = self.registry.fail_running_on_startup("the server stopped while this execution was running")
         if failed:
             log.warning("marked %d interrupted executions as failed", failed)
@@ -69,6 +74,7 @@ class Service:
             workers=settings.workers,
             queue_limit=settings.queue_limit,
             max_output_bytes=settings.max_output_bytes,
+            max_result_bytes=settings.max_result_bytes,
         )
         self._stop = threading.Event()
         self._pruner: threading.Thread | None = None
@@ -99,6 +105,16 @@ class Service:
         self.registry.close()
 
 
+_HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[^\[\]:@/\s]+)(?::[0-9]{1,5})?")
+
+
+def _host_name(header: str) -> str | None:
+    """The host part of a Host header (``name``, ``name:port``, ``[v6]:port``), or
+    None when the header is not of that shape."""
+    match = _HOST.fullmatch(header.strip())
+    return match.group(1).lower() if match else None
+
+
 class SecurityMiddleware:
     """Host allowlist (DNS rebinding), bearer token, request body limit."""
 
@@ -109,11 +125,8 @@ class SecurityMiddleware:
         self._max_body = settings.max_body_bytes
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not self._any_host:
-            host = (req.get_header("Host") or "").lower()
-            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if name not in self._hosts:
-                raise falcon.HTTPBadRequest(description="Host header not allowed by this server's allowlist")
+        if not self._any_host and _host_name(req.get_header("Host") or "") not in self._hosts:
+            raise falcon.HTTPBadRequest(description="Host header not allowed by this server's allowlist")
         if self._token is not None and req.path not in PUBLIC_ROUTES:
             header = req.get_header("Authorization") or ""
             scheme, _, given = header.partition(" ")

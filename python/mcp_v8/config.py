@@ -38,6 +38,9 @@ class Settings:
     max_code_bytes: int = field(default=1 << 20, metadata={"help": "largest code accepted (UTF-8 bytes)"})
     max_body_bytes: int = field(default=2 << 20, metadata={"help": "largest request body (413 beyond)"})
     max_output_bytes: int = field(default=10 << 20, metadata={"help": "console output kept per execution"})
+    max_result_bytes: int = field(
+        default=8 << 20, metadata={"help": "largest JSON result; a larger one fails the execution"}
+    )
     retention_max_age_secs: int = field(
         default=7 * 86400, metadata={"help": "finished executions older than this are deleted (0: keep)"}
     )

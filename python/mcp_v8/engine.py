@@ -57,6 +57,7 @@ class Engine:
         filename: str = "<input>",
         on_console: ConsoleCallback | None = None,
         control: Control | None = None,
+        max_result_bytes: int | None = None,
     ) -> Outcome:
         """Runs ``code`` as a classic script and returns its :class:`Outcome`.
 
@@ -75,7 +76,7 @@ class Engine:
             timeout=self.timeout if timeout is None else timeout,
             language=language or self.language,
             filename=filename,
-            max_result_bytes=self.max_result_bytes,
+            max_result_bytes=self.max_result_bytes if max_result_bytes is None else max_result_bytes,
             console_limit_bytes=self.console_limit_bytes,
             on_console=on_console,
             control=control,

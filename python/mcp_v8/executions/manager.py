@@ -60,10 +60,12 @@ class ExecutionManager:
         workers: int,
         queue_limit: int,
         max_output_bytes: int,
+        max_result_bytes: int = 0,
     ) -> None:
         self._registry = registry
         self._heaps = heaps
         self._queue_limit = queue_limit
+        self._max_result_bytes = max_result_bytes
         self._lock = threading.Condition()
         self._queue: collections.deque[_Queued] = collections.deque()
         self._executing: dict[str, WorkerSlot] = {}
@@ -207,6 +209,7 @@ class ExecutionManager:
             heap=envelope,
             heap_limit_mb=request.heap_limit_mb,
             timeout_secs=request.timeout_secs,
+            max_result_bytes=self._max_result_bytes,
         )
         try:
             result = slot.run(job, lambda text: self._registry.append_output(item.execution_id, text))

@@ -32,6 +32,7 @@ class Job:
     timeout_secs: float
     snapshot: bool = True
     language: str = "auto"
+    max_result_bytes: int = 0
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ def _run(engine: Engine, job: Job, control: Any, output: _Output) -> JobResult:
             language=job.language,  # type: ignore[arg-type]
             on_console=output.write,
             control=control,
+            max_result_bytes=job.max_result_bytes,
         )
     except SnapshotError as e:
         return JobResult(status="failed", error=f"cannot restore heap: {e}")

@@ -56,6 +56,6 @@ def read_json_body(req: falcon.Request, max_bytes: int) -> Any:
     if not raw.strip():
         raise bad_request("the request body is empty; send a JSON object")
     try:
-        return json.loads(raw)
+        return json.loads(raw.decode("utf-8"))  # RFC 8259: JSON between systems is UTF-8
     except (UnicodeDecodeError, ValueError) as e:
-        raise bad_request(f"the request body is not valid JSON: {e}") from None
+        raise bad_request(f"the request body is not valid JSON (UTF-8): {e}") from None
