@@ -300,3 +300,13 @@ def test_restart_keeps_records_and_fails_interrupted(tmp_path: Path) -> None:
         assert lost["status"] == "failed" and "server stopped" in lost["error"]
     finally:
         app2.service.close()
+
+
+def test_submit_after_close_is_503(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, workers=1))
+    c = testing.TestClient(app)
+    app.service.manager.close()
+    resp = c.simulate_post("/api/exec", json={"code": "1"}, headers=HOST)
+    assert resp.status_code == 503 and "shutting down" in resp.json["error"]
+    assert resp.headers["Retry-After"] == "5"
+    app.service.close()

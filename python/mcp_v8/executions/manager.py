@@ -28,6 +28,10 @@ class QueueFull(Exception):
     """The bounded queue is full; the client should retry later."""
 
 
+class ShuttingDown(Exception):
+    """The server is stopping and accepts no new executions."""
+
+
 class CancelOutcome(Enum):
     ACCEPTED = "accepted"
     ALREADY_FINISHED = "already_finished"
@@ -110,7 +114,7 @@ class ExecutionManager:
         execution_id = str(uuid.uuid4())
         with self._lock:
             if self._closed:
-                raise QueueFull("the server is shutting down")
+                raise ShuttingDown("the server is shutting down")
             if len(self._queue) >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
             self._registry.create(

@@ -7,7 +7,7 @@ from typing import Any, cast
 import falcon
 
 from ..config import Settings
-from ..executions import CancelOutcome, ExecutionManager, QueueFull, SubmitRequest
+from ..executions import CancelOutcome, ExecutionManager, QueueFull, ShuttingDown, SubmitRequest
 from ..storage import ExecutionRecord, ExecutionStatus, HeapStore, Registry
 from .validation import HEAP_KEY, bad_request, execution_id, optional_int, query_int, read_json_body
 
@@ -106,6 +106,8 @@ class ExecResource:
             new_id = self._manager.submit(request)
         except QueueFull as e:
             raise falcon.HTTPTooManyRequests(description=str(e), headers={"Retry-After": "1"}) from None
+        except ShuttingDown as e:
+            raise falcon.HTTPServiceUnavailable(description=str(e), headers={"Retry-After": "5"}) from None
         resp.status = falcon.HTTP_202
         resp.media = {"execution_id": new_id}
 

@@ -140,11 +140,6 @@ impl Control {
     pub fn cancel(&self) {
         unsafe { ffi::mv8_control_terminate(self.raw, ffi::MV8_REASON_CANCEL) }
     }
-
-    /// Ends the execution as if its deadline had passed.
-    pub fn expire(&self) {
-        unsafe { ffi::mv8_control_terminate(self.raw, ffi::MV8_REASON_TIMEOUT) }
-    }
 }
 
 impl Default for Control {

@@ -11,7 +11,6 @@ pub const MV8_CANCELLED: c_int = 3;
 pub const MV8_INTERNAL: c_int = 4;
 
 pub const MV8_REASON_CANCEL: c_int = 1;
-pub const MV8_REASON_TIMEOUT: c_int = 2;
 
 #[repr(C)]
 pub struct mv8_control {
