@@ -310,3 +310,20 @@ def test_submit_after_close_is_503(tmp_path: Path) -> None:
     assert resp.status_code == 503 and "shutting down" in resp.json["error"]
     assert resp.headers["Retry-After"] == "5"
     app.service.close()
+
+
+def test_retention_prunes_finished_executions(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, workers=1, retention_max_count=2))
+    c = testing.TestClient(app)
+    try:
+        ids = [submit(c, f"console.log({i}); {i}") for i in range(4)]
+        for i in ids:
+            wait(c, i)
+        assert app.service.prune() == 2
+        listed = [
+            e["execution_id"] for e in c.simulate_get("/api/executions", headers=HOST).json["executions"]
+        ]
+        assert listed == ids[:1:-1]  # the two newest, newest first
+        assert c.simulate_get(f"/api/executions/{ids[0]}/output", headers=HOST).status_code == 404
+    finally:
+        app.service.close()
