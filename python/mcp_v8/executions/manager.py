@@ -173,21 +173,23 @@ class ExecutionManager:
             self._finished.notify_all()
         return changed
 
-    def _next(self) -> _Queued | None:
+    def _next(self, slot: WorkerSlot) -> _Queued | None:
+        """Takes the oldest queued execution and marks it executing on ``slot`` in one
+        step, so a cancel always finds it in one place or the other."""
         with self._lock:
             while not self._queue and not self._closed:
                 self._lock.wait()
             if self._closed:
                 return None
-            return self._queue.popleft()
+            item = self._queue.popleft()
+            self._executing[item.execution_id] = slot
+            return item
 
     def _dispatch(self, slot: WorkerSlot) -> None:
         while True:
-            item = self._next()
+            item = self._next(slot)
             if item is None:
                 return
-            with self._lock:
-                self._executing[item.execution_id] = slot
             try:
                 self._execute(slot, item)
             except Exception as e:  # never lose an execution to a bug in this thread

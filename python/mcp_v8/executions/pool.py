@@ -59,6 +59,7 @@ class WorkerSlot:
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Channel | None = None
         self._running: _Running | None = None
+        self._early_cancel: str | None = None
         self.pid: int | None = None
 
     # -- process lifecycle -------------------------------------------------------
@@ -136,6 +137,7 @@ class WorkerSlot:
     def cancel(self, execution_id: str) -> None:
         running = self._running
         if running is None or running.execution_id != execution_id:
+            self._early_cancel = execution_id  # assigned to this slot, not yet sent
             return
         running.cancel_deadline = time.monotonic() + GRACE_SECONDS
         with contextlib.suppress(OSError):
@@ -150,6 +152,8 @@ class WorkerSlot:
         self._running = _Running(job.execution_id, time.monotonic() + job.timeout_secs + GRACE_SECONDS + 1.0)
         try:
             self._send(job)
+            if self._early_cancel == job.execution_id:
+                self.cancel(job.execution_id)
             while True:
                 running = self._running
                 limit = (
@@ -185,6 +189,7 @@ class WorkerSlot:
             )
         finally:
             self._running = None
+            self._early_cancel = None
 
 
 def worker_log_dir(data_dir: Path) -> Path:

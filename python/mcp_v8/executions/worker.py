@@ -110,6 +110,7 @@ def serve(conn: Channel, max_output_bytes: int) -> None:
     engine.execute("1")  # initialise V8 before saying ready
     jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
     controls: dict[str, Any] = {}
+    cancelled_early: set[str] = set()  # a cancel can overtake its job on the way here
     controls_lock = threading.Lock()
 
     def reader() -> None:
@@ -117,14 +118,20 @@ def serve(conn: Channel, max_output_bytes: int) -> None:
             while True:
                 message = conn.recv()
                 if isinstance(message, Job):
+                    control = _engine.Control()
                     with controls_lock:
-                        controls[message.execution_id] = _engine.Control()
+                        controls[message.execution_id] = control
+                        if message.execution_id in cancelled_early:
+                            cancelled_early.discard(message.execution_id)
+                            control.cancel()
                     jobs.put(message)
                 elif message[0] == "cancel":
                     with controls_lock:
-                        control = controls.get(message[1])
-                    if control is not None:
-                        control.cancel()
+                        known = controls.get(message[1])
+                        if known is None and len(cancelled_early) < 1024:
+                            cancelled_early.add(message[1])
+                    if known is not None:
+                        known.cancel()
                 elif message[0] == "stop":
                     jobs.put(None)
                     return
