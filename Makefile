@@ -27,7 +27,7 @@ test-python:
 	$(PY) -m pytest -q
 
 bench: bootstrap
-	$(PY) benches/engine_bench.py
+	$(PY) benches/run.py
 
 lint: bootstrap
 	$(VENV)/bin/ruff check python tests benches

@@ -1,0 +1,299 @@
+"""Closed-loop load generator for a running ``mcp-v8 serve``, run as its own process.
+
+Each of ``--concurrency`` client threads owns one keep-alive HTTP/1.1 connection and loops:
+``POST /api/exec``, then ``GET /api/executions/{id}?wait_ms=30000`` (the long-poll, repeated only
+if it returns while still running) until the status is terminal; the end-to-end latency is from
+before the POST to the terminal answer. ``--mode stateful`` makes every client keep a heap chain
+(each execution restores the ``heap`` the previous one produced, and the counter it returns is
+checked). With ``--cancel-fraction`` that share of executions is cancelled
+(``POST /api/executions/{id}/cancel``), half of them right after the submit and half after a random
+delay; a cancel that comes too late (400) is not an error, a cancel that was accepted but whose
+execution still completed is.
+
+Only loopback targets are accepted. The run is bounded by ``--seconds`` (and ``--max-executions``).
+Prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import resource
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from benchlib import TRIVIAL, TRIVIAL_RESULT, summary_ms
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+WAIT_MS = 30000
+CHAIN_FIRST = "var n = 0; n"
+CHAIN_STEP = "n += 1; JSON.stringify(n)"
+TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body[:200]}")
+        self.status = status
+
+
+class Client:
+    """One keep-alive connection; reconnects once on a dropped connection."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self._host, self._port, self._timeout = host, port, timeout
+        self._conn: http.client.HTTPConnection | None = None
+        self.reconnects = 0
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        for attempt in (0, 1):
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+            try:
+                self._conn.request(method, path, body=payload, headers=headers)
+                resp = self._conn.getresponse()
+                data = resp.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self._conn.close()
+                self._conn = None
+                self.reconnects += 1
+                if attempt:
+                    raise
+                continue
+            if resp.getheader("Connection", "").lower() == "close":
+                self._conn.close()
+                self._conn = None
+            return resp.status, json.loads(data) if data else None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+@dataclass
+class Stats:
+    latencies: list[float] = field(default_factory=list)  # completed executions, seconds
+    cancel_latencies: list[float] = field(default_factory=list)  # cancelled: cancel POST -> terminal
+    cancelled_e2e: list[float] = field(default_factory=list)  # cancelled: submit -> terminal
+    statuses: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    error_samples: list[str] = field(default_factory=list)
+    cancels_sent: int = 0
+    cancels_accepted: int = 0
+    cancels_late: int = 0
+    requests: int = 0
+    reconnects: int = 0
+
+    def error(self, kind: str, detail: str) -> None:
+        self.errors[kind] += 1
+        if len(self.error_samples) < 10:
+            self.error_samples.append(f"{kind}: {detail[:300]}")
+
+
+class ClientLoop:
+    def __init__(
+        self, args: argparse.Namespace, host: str, port: int, index: int, stop_at: list[float]
+    ) -> None:
+        self.args = args
+        self.client = Client(host, port, timeout=WAIT_MS / 1000 + 30)
+        self.rng = random.Random(args.seed * 1000 + index)
+        self.stats = Stats()
+        self.stop_at = stop_at
+        self.heap: str | None = None
+        self.counter = 0
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        self.stats.requests += 1
+        return self.client.request(method, path, body)
+
+    def submit(self, code: str) -> str:
+        body: dict[str, Any] = {"code": code}
+        if self.heap is not None:
+            body["heap"] = self.heap
+        status, doc = self._call("POST", "/api/exec", body)
+        if status != 202:
+            raise HttpError(status, json.dumps(doc))
+        return str(doc["execution_id"])
+
+    def wait(self, execution_id: str) -> dict[str, Any]:
+        while True:
+            status, doc = self._call("GET", f"/api/executions/{execution_id}?wait_ms={WAIT_MS}")
+            if status != 200:
+                raise HttpError(status, json.dumps(doc))
+            if doc["status"] in TERMINAL:
+                return dict(doc)
+
+    def setup(self) -> None:
+        if self.args.mode == "stateful":
+            info = self.wait(self.submit(CHAIN_FIRST))
+            if info["status"] != "completed" or not info.get("heap"):
+                raise RuntimeError(f"chain setup failed: {info}")
+            self.heap = info["heap"]
+
+    def one(self) -> None:
+        stats = self.stats
+        stateful = self.args.mode == "stateful"
+        cancel = self.rng.random() < self.args.cancel_fraction
+        t0 = time.perf_counter()
+        execution_id = self.submit(CHAIN_STEP if stateful else self.args.code)
+        accepted = False
+        t_cancel = 0.0
+        if cancel:
+            if self.rng.random() >= 0.5:
+                time.sleep(self.rng.uniform(0, self.args.cancel_max_delay_ms / 1000))
+            t_cancel = time.perf_counter()
+            stats.cancels_sent += 1
+            status, doc = self._call("POST", f"/api/executions/{execution_id}/cancel")
+            if status == 200 and doc.get("ok"):
+                accepted = True
+                stats.cancels_accepted += 1
+            elif status == 400:
+                stats.cancels_late += 1
+            else:
+                stats.error(f"cancel_http_{status}", json.dumps(doc))
+        info = self.wait(execution_id)
+        t1 = time.perf_counter()
+        if t1 > self.stop_at[0]:
+            return  # finished after the window: not counted
+        status_name = info["status"]
+        stats.statuses[status_name] += 1
+        if accepted and status_name != "cancelled":
+            stats.error("cancel_not_final", f"{execution_id} cancelled (200) but ended {status_name}")
+            return
+        if status_name == "cancelled":
+            stats.cancel_latencies.append(t1 - t_cancel)
+            stats.cancelled_e2e.append(t1 - t0)
+            return  # the chain stays at the heap it started from
+        if status_name != "completed":
+            stats.error(f"status_{status_name}", str(info.get("error")))
+            return
+        stats.latencies.append(t1 - t0)
+        if stateful:
+            self.counter += 1
+            if info["result"] != f'"{self.counter}"':
+                stats.error("wrong_result", f"expected {self.counter}, got {info['result']}")
+                self.counter = int(json.loads(info["result"]))
+            self.heap = info["heap"]
+        elif self.args.expect is not None and info["result"] != self.args.expect:
+            stats.error("wrong_result", str(info["result"]))
+
+    def loop(self, start: threading.Barrier, budget: list[int], budget_lock: threading.Lock) -> None:
+        try:
+            self.setup()
+        except Exception as e:
+            self.stats.error("setup", repr(e))
+        start.wait()
+        while time.perf_counter() < self.stop_at[0]:
+            with budget_lock:
+                if budget[0] <= 0:
+                    break
+                budget[0] -= 1
+            try:
+                self.one()
+            except HttpError as e:
+                kind = "http_429" if e.status == 429 else f"http_{e.status}"
+                self.stats.error(kind, str(e))
+                if e.status == 429:
+                    time.sleep(0.05)
+            except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
+                self.stats.error(type(e).__name__, repr(e))
+                time.sleep(0.05)
+        self.stats.reconnects = self.client.reconnects
+        self.client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", required=True, help="http://127.0.0.1:PORT (loopback only)")
+    ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--max-executions", type=int, default=10**9, help="stop after this many submits")
+    ap.add_argument("--mode", choices=("stateless", "stateful"), default="stateless")
+    ap.add_argument("--cancel-fraction", type=float, default=0.0)
+    ap.add_argument("--cancel-max-delay-ms", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--code", default=TRIVIAL, help="the script of stateless mode")
+    ap.add_argument(
+        "--expect", default=None, help="its expected result (default: that of the trivial script)"
+    )
+    args = ap.parse_args(argv)
+    if args.expect is None and args.code == TRIVIAL:
+        args.expect = TRIVIAL_RESULT
+    url = urlsplit(args.url)
+    if url.scheme != "http" or url.hostname not in LOOPBACK or url.port is None:
+        ap.error("--url must be http://127.0.0.1:PORT (load targets loopback only)")
+    host, port = url.hostname, url.port
+
+    stop_at = [float("inf")]
+    loops = [ClientLoop(args, host, port, i, stop_at) for i in range(args.concurrency)]
+    start = threading.Barrier(args.concurrency + 1)
+    budget, budget_lock = [args.max_executions], threading.Lock()
+    threads = [threading.Thread(target=c.loop, args=(start, budget, budget_lock), daemon=True) for c in loops]
+    for t in threads:
+        t.start()
+    start.wait()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    stop_at[0] = t0 + args.seconds
+    for t in threads:
+        t.join(args.seconds + WAIT_MS / 1000 + 60)
+    # Executions still in flight at the deadline are not counted; a run cut short by the
+    # execution budget ends when its last client does.
+    elapsed = min(time.perf_counter(), stop_at[0]) - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+
+    total = Stats()
+    for c in loops:
+        s = c.stats
+        total.latencies += s.latencies
+        total.cancel_latencies += s.cancel_latencies
+        total.cancelled_e2e += s.cancelled_e2e
+        total.statuses += s.statuses
+        total.errors += s.errors
+        total.error_samples += s.error_samples[: max(0, 10 - len(total.error_samples))]
+        total.cancels_sent += s.cancels_sent
+        total.cancels_accepted += s.cancels_accepted
+        total.cancels_late += s.cancels_late
+        total.requests += s.requests
+        total.reconnects += s.reconnects
+    finished = sum(total.statuses.values())
+    out = {
+        "mode": args.mode,
+        "concurrency": args.concurrency,
+        "cancel_fraction": args.cancel_fraction,
+        "elapsed_s": elapsed,
+        "finished": finished,
+        "completed": total.statuses.get("completed", 0),
+        "statuses": dict(total.statuses),
+        "throughput_per_s": finished / elapsed if elapsed > 0 else 0.0,
+        "completed_per_s": total.statuses.get("completed", 0) / elapsed if elapsed > 0 else 0.0,
+        "latency": summary_ms(total.latencies),
+        "cancelled_latency": summary_ms(total.cancelled_e2e),
+        "cancel_to_terminal": summary_ms(total.cancel_latencies),
+        "errors": sum(total.errors.values()),
+        "errors_by_kind": dict(total.errors),
+        "error_samples": total.error_samples,
+        "cancels_sent": total.cancels_sent,
+        "cancels_accepted": total.cancels_accepted,
+        "cancels_late": total.cancels_late,
+        "http_requests": total.requests,
+        "reconnects": total.reconnects,
+        "loadgen_cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
+    }
+    json.dump(out, sys.stdout)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

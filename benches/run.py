@@ -1,0 +1,316 @@
+"""mcp-v8 benchmark harness: writes benches/results/bench.md (report) and bench.json (raw numbers).
+
+Parts, all in one run so that every comparison is a ratio of numbers measured together:
+  engine   in-process Engine: rates, latencies, snapshots, cancel latency, raw-V8 ceiling
+  service  a real `mcp-v8 serve` driven by benches/loadgen.py (closed loop, long-poll), with cancels
+  leak     10,000 executions through one worker process, its RSS at the start and at the end
+  profile  where the time of one HTTP execution goes
+  peers    PyMiniRacer, jsrun, node, deno on the same scripts (installed with pip when missing)
+
+usage: .venv/bin/python benches/run.py [--quick] [--parts engine,service,leak,profile,peers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from benchlib import RESULTS, load_average, log, machine_info, ratio
+from engine_level import ceiling_rate, rate_at
+from report import STAGE_LABELS, profile_stages, render, run_key
+
+PARTS = ("engine", "service", "leak", "profile", "peers")
+
+
+def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """Every cross-part ratio, the headlines and the observations the numbers support."""
+    out: dict[str, Any] = {"service": {}, "headlines": [], "observations": []}
+    engine = results.get("engine", {})
+    cores = os.cpu_count() or 1
+    all_threads = max(engine.get("threads", [1]))
+    eng_stateless = rate_at(engine.get("stateless", []), all_threads)
+    eng_stateless_snap = rate_at(engine.get("stateless_snapshot", []), all_threads)
+    eng_chain = rate_at(engine.get("snapshot_chain", []), all_threads)
+    ceil_fresh = ceiling_rate(engine, all_threads, "fresh-isolate")
+    ceil_chain = ceiling_rate(engine, all_threads, "snapshot-chain")
+    out["engine"] = {
+        "threads": all_threads,
+        "stateless_vs_ceiling": ratio(eng_stateless, ceil_fresh),
+        "snapshot_chain_vs_ceiling": ratio(eng_chain, ceil_chain),
+        "stateless_snapshot_vs_stateless": ratio(eng_stateless_snap, eng_stateless),
+    }
+    if eng_stateless:
+        out["headlines"].append(
+            f"Engine in-process, {all_threads} threads: {eng_stateless:.0f} stateless exec/s "
+            f"({_x(out['engine']['stateless_vs_ceiling'])} raw V8), {eng_chain or 0:.0f} snapshot-chain exec/s "
+            f"({_x(out['engine']['snapshot_chain_vs_ceiling'])} raw V8)."
+        )
+
+    service = results.get("service", {})
+    best: dict[str, dict[str, Any]] = {}
+    total_errors = 0
+    default_threads = min((r.get("http_threads", 0) for r in service.get("runs", [])), default=0)
+    for run in service.get("runs", []):
+        total_errors += run["errors"]
+        if run["cancel_fraction"]:
+            continue
+        mode, c = run["mode"], run["concurrency"]
+        eng, ceil = (eng_stateless, ceil_fresh) if mode == "stateless" else (eng_chain, ceil_chain)
+        entry = {
+            "throughput_per_s": run["throughput_per_s"],
+            "vs_engine": ratio(run["throughput_per_s"], eng),
+            "vs_engine_snapshot": ratio(run["throughput_per_s"], eng_stateless_snap)
+            if mode == "stateless"
+            else None,
+            "vs_ceiling": ratio(run["throughput_per_s"], ceil),
+        }
+        out["service"][run_key(run)] = entry
+        if run.get("http_threads", 0) != default_threads:
+            continue  # the extra rows with more HTTP threads
+        if mode not in best or run["throughput_per_s"] > best[mode]["throughput_per_s"]:
+            best[mode] = {**entry, "concurrency": c, "median_ms": run["latency"]["median_ms"]}
+    out["service_best"] = best
+    out["service_errors"] = total_errors
+    for mode, b in best.items():
+        versus = (
+            f"{_x(b['vs_engine'])} the engine's stateless rate, {_x(b['vs_engine_snapshot'])} its stateless + "
+            "snapshot rate"
+            if mode == "stateless"
+            else f"{_x(b['vs_engine'])} the engine's snapshot-chain rate"
+        )
+        out["headlines"].append(
+            f"Service {mode}, best at {b['concurrency']} clients: {b['throughput_per_s']:.0f} exec/s "
+            f"({versus}, {_x(b['vs_ceiling'])} raw V8)."
+        )
+    if service.get("runs"):
+        out["headlines"].append(f"Service errors over all runs (429 included): {total_errors}.")
+
+    profile = results.get("profile", {})
+    if "outside_stateless" in profile:
+        st = profile["outside_stateless"]
+        stages = profile_stages(st, profile["engine"], False)
+        key = max(stages, key=lambda k: stages[k])
+        label = dict(STAGE_LABELS)[key]
+        text = f"{label}: {stages[key]:.2f} ms of {st['end_to_end']:.2f} ms ({100 * stages[key] / st['end_to_end']:.0f} %)"
+        heap_ms = (
+            profile.get("sampled", {})
+            .get("ms_per_execution", {})
+            .get("dispatcher", {})
+            .get("heap store: write + fsync snapshot")
+        )
+        if heap_ms is not None:
+            text += (
+                f"; outside the engine the largest is the heap store's write + fsync of the snapshot, "
+                f"~{heap_ms:.1f} ms (sampled, part of the {stages['around_engine']:.2f} ms around the engine)"
+            )
+        out["slowest_stage"] = text
+        out["headlines"].append(f"Slowest stage of one HTTP execution (stateless, sequential): {text}.")
+        if heap_ms is not None:
+            out["observations"].append(
+                f"Each execution's snapshot is written with two fsyncs (blob and meta) and two directory "
+                f"fsyncs: ~{heap_ms:.1f} ms per execution on the dispatcher thread (sampled), "
+                f"{100 * heap_ms / st['end_to_end']:.0f} % of a sequential HTTP execution."
+            )
+
+    leak = results.get("leak", {})
+    if "start" in leak and leak["start"].get("worker_kb") and leak["end"].get("worker_kb"):
+        s, e = leak["start"]["worker_kb"], leak["end"]["worker_kb"]
+        out["headlines"].append(
+            f"Leak check: worker RSS {s / 1024:.1f} MiB → {e / 1024:.1f} MiB over {leak['executions']:,} "
+            f"executions ({leak['errors']} errors)."
+        )
+        heaps = leak.get("data_dir_bytes", {}).get("heaps")
+        if heaps:
+            out["observations"].append(
+                f"Heap store after the leak check's {leak['executions']:,} stateless executions: "
+                f"{heaps / 2**20:.0f} MiB ({heaps / max(1, leak['executions']) / 1024:.0f} KiB per execution). "
+                "Every execution stores a snapshot, even when nobody asked for one, and retention prunes "
+                "executions but never heaps."
+            )
+
+    if eng_stateless and eng_stateless_snap:
+        out["observations"].append(
+            f"The service snapshots every execution: in-process a stateless execution runs at "
+            f"{eng_stateless:.0f}/s, with a snapshot at {eng_stateless_snap:.0f}/s "
+            f"({eng_stateless / eng_stateless_snap:.1f}× slower); that is the service's stateless ceiling."
+        )
+    chain = engine.get("snapshot_chain", [])
+    if len(chain) >= 2 and chain[0]["threads"] == 1:
+        scale = chain[-1]["rate_per_s"] / chain[0]["rate_per_s"]
+        c1 = ceiling_rate(engine, 1, "snapshot-chain")
+        cn = ceiling_rate(engine, chain[-1]["threads"], "snapshot-chain")
+        raw_scale = f"raw V8 scales {cn / c1:.2f}×" if c1 and cn else "raw V8 not measured"
+        fresh = engine.get("stateless", [])
+        fresh_scale = fresh[-1]["rate_per_s"] / fresh[0]["rate_per_s"] if len(fresh) >= 2 else None
+        out["observations"].append(
+            f"In-process snapshot chains scale {scale:.2f}× from 1 to {chain[-1]['threads']} threads "
+            f"({raw_scale}; stateless executions scale {_x(fresh_scale)})."
+        )
+    runs = [
+        r
+        for r in service.get("runs", [])
+        if not r["cancel_fraction"]
+        and r["mode"] == "stateless"
+        and r.get("http_threads", 0) == default_threads
+    ]
+    if len(runs) >= 2:
+        lo, hi = runs[0], runs[-1]
+        out["observations"].append(
+            f"Server-process CPU per stateless execution: {lo['server_cpu_ms_per_exec']:.2f} ms at "
+            f"{lo['concurrency']} client(s), {hi['server_cpu_ms_per_exec']:.2f} ms at {hi['concurrency']}; "
+            f"workers {lo['workers_cpu_ms_per_exec']:.2f} → {hi['workers_cpu_ms_per_exec']:.2f} ms "
+            f"({cores} cores in all, shared with the load generator)."
+        )
+    out["observations"] += _thread_observations(service, default_threads)
+    out["observations"] += _herd_observations(profile)
+    for r in sorted(runs, key=lambda r: -r["throughput_per_s"])[:1]:
+        cpu = r["server_cpu_ms_per_exec"] + r["workers_cpu_ms_per_exec"]
+        cpu += r["loadgen_cpu_s"] / max(1, r["finished"]) * 1e3
+        out["observations"].append(
+            f"CPU budget at {r['concurrency']} stateless clients: {cpu:.1f} ms of CPU per execution (server "
+            f"{r['server_cpu_ms_per_exec']:.1f}, workers {r['workers_cpu_ms_per_exec']:.1f}, load generator "
+            f"{r['loadgen_cpu_s'] / max(1, r['finished']) * 1e3:.1f}), so {cores} cores allow at most "
+            f"~{cores * 1000 / cpu:.0f} exec/s; measured {r['throughput_per_s']:.0f}/s."
+        )
+    return out
+
+
+def _thread_observations(service: dict[str, Any], default_threads: int) -> list[str]:
+    """The busiest cancel row on the default HTTP threads against the same row with more threads."""
+    cancel_runs = [r for r in service.get("runs", []) if r["cancel_fraction"] and r["mode"] == "stateless"]
+    if not cancel_runs:
+        return []
+    top = max(r["concurrency"] for r in cancel_runs)
+    by_threads = {r["http_threads"]: r for r in cancel_runs if r["concurrency"] == top}
+    more = [t for t in by_threads if t != default_threads]
+    if default_threads not in by_threads or not more:
+        return []
+    a, b = by_threads[default_threads], by_threads[max(more)]
+    ca, cb = a["cancel_to_terminal"]["median_ms"], b["cancel_to_terminal"]["median_ms"]
+    pa, pb = a["probe_version"]["median_ms"], b["probe_version"]["median_ms"]
+    text = (
+        f"At {top} clients with the default {default_threads} HTTP threads, a cancel reaches its client as "
+        f"`cancelled` in {ca:.1f} ms (median) and a side `GET /api/version` takes {pa:.1f} ms; with "
+        f"{max(more)} threads, {cb:.1f} ms and {pb:.1f} ms (throughput {a['throughput_per_s']:.0f} vs "
+        f"{b['throughput_per_s']:.0f}/s)."
+    )
+    if top > default_threads and ca > 3 * cb:
+        text += (
+            " Each long-poll holds an HTTP thread for the whole wait, so with more waiting clients than "
+            "threads every other request (cancel, status, version) queues behind them."
+        )
+    return [text]
+
+
+def _herd_observations(profile: dict[str, Any]) -> list[str]:
+    one = profile.get("sampled", {})
+    many = profile.get("sampled_load", {})
+    if "ms_per_execution" not in one or "ms_per_execution" not in many:
+        return []
+    stage = "registry: record terminal status + notify"
+    d1 = one["ms_per_execution"].get("dispatcher", {}).get(stage)
+    dn = many["ms_per_execution"].get("dispatcher", {}).get(stage)
+    w1 = one["ms_per_execution"].get("http", {}).get("GET: long-poll wake-up checks", 0.0)
+    wn = many["ms_per_execution"].get("http", {}).get("GET: long-poll wake-up checks", 0.0)
+    if d1 is None or dn is None:
+        return []
+    reads = profile.get("registry_reads", {}).get("rows", [])
+    counted = ", ".join(f"{r['registry_gets_per_execution']:.1f} at {r['concurrency']}" for r in reads)
+    text = (
+        f"Recording a terminal status and waking the long-polls (`ExecutionManager._finish`) costs "
+        f"{d1:.2f} ms of dispatcher time per execution with 1 client and {dn:.2f} ms with "
+        f"{many['concurrency']} clients (sampled); the long-polls' wake-up re-checks {w1:.2f} → "
+        f"{wn:.2f} ms of HTTP-thread time per execution."
+    )
+    if counted:
+        text += f" `Registry.get` calls per execution by clients: {counted}."
+    if (
+        len(reads) >= 2
+        and reads[-1]["registry_gets_per_execution"] > 2 * reads[0]["registry_gets_per_execution"]
+    ):
+        text += (
+            " `_finish` calls `notify_all()` on one condition shared by every waiting long-poll, and each "
+            "woken waiter re-reads its record from SQLite while holding that condition's lock: the work per "
+            "finished execution grows with the number of waiting clients, and the dispatcher (whose worker "
+            "sits idle meanwhile) queues for that lock."
+        )
+    return [text]
+
+
+def _x(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}×"
+
+
+def write(results: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results["ratios"] = compute_ratios(results)
+    (RESULTS / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (RESULTS / "bench.md").write_text(render(results))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short smoke run (under ~2 minutes)")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    args = ap.parse_args(argv)
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        ap.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    quick = args.quick
+    # A SIGTERM unwinds like Ctrl-C, so every server this run started is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    cores = os.cpu_count() or 1
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "meta": {
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "quick": quick,
+            "parts": parts,
+            "argv": sys.argv,
+        },
+        "machine": machine_info(),
+    }
+
+    import engine_level
+    import peers
+    import profile_http
+    import service_level
+
+    steps: dict[str, Callable[[], dict[str, Any]]] = {
+        "engine": lambda: engine_level.run(1.0 if quick else 5.0, cores, quick=quick),
+        "service": lambda: service_level.run(workers=cores, quick=quick),
+        "leak": lambda: service_level.leak_check(executions=1000 if quick else 10_000, quick=quick),
+        "profile": lambda: profile_http.run(quick, cores),
+        "peers": lambda: peers.run(quick=quick),
+    }
+    failed = []
+    for part in PARTS:
+        if part not in parts:
+            continue
+        t0 = time.monotonic()
+        try:
+            results[part] = steps[part]()
+        except Exception as e:
+            traceback.print_exc()
+            results[part] = {"error": f"{type(e).__name__}: {e}"}
+            failed.append(part)
+        results[part]["elapsed_s"] = time.monotonic() - t0
+        results["meta"]["duration_s"] = time.monotonic() - started
+        results["meta"]["load_average_at_end"] = load_average()
+        write(results)  # after every part, so an interrupted run still leaves its numbers
+    log(f"wrote {RESULTS / 'bench.md'} and {RESULTS / 'bench.json'} in {time.monotonic() - started:.0f} s")
+    if failed:
+        log(f"failed parts: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

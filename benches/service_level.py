@@ -1,0 +1,219 @@
+"""Part 2, service level: a real ``mcp-v8 serve`` on loopback driven by benches/loadgen.py in its own
+process (closed-loop clients, submit + long-poll), stateless and stateful, with and without 10 %
+cancels; and a leak check of one worker process over many executions."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchlib import TRIVIAL, TRIVIAL_RESULT, cpu_seconds, log, rss_kb, summary_ms
+from server import Server, run_loadgen
+
+from mcp_v8.config import Settings
+
+LEAK_CODE = "console.log('leak check', 42);\n" + TRIVIAL
+
+
+def _cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(p) or 0.0 for p in pids)
+
+
+class Probe:
+    """``GET /api/version`` every 50 ms on its own keep-alive connection while a load runs: how long
+    a request that needs no work waits for one of the server's HTTP threads."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    def __enter__(self) -> Probe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self._port, timeout=60)
+        while not self._stop.wait(0.05):
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", "/api/version")
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    self.errors += 1
+                    continue
+            except (OSError, http.client.HTTPException):
+                self.errors += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self._port, timeout=60)
+                continue
+            self.latencies.append(time.perf_counter() - t0)
+        conn.close()
+
+    def summary(self) -> dict[str, Any]:
+        return {"count": len(self.latencies), "errors": self.errors, **summary_ms(self.latencies)}
+
+
+def load_run(
+    server: Server, *, concurrency: int, seconds: float, mode: str, cancel: float, http_threads: int
+) -> dict[str, Any]:
+    """One loadgen run, with the server's and its workers' CPU time per finished execution and the
+    latency of a side probe."""
+    workers = server.worker_pids()
+    server_cpu0, workers_cpu0 = _cpu([server.pid]), _cpu(workers)
+    with Probe(server.port) as probe:
+        result = run_loadgen(
+            server.url,
+            timeout=seconds + 120,
+            concurrency=concurrency,
+            seconds=seconds,
+            mode=mode,
+            cancel_fraction=cancel,
+            seed=concurrency,
+        )
+    result["probe_version"] = probe.summary()
+    result["http_threads"] = http_threads
+    finished = max(1, result["finished"])
+    result["server_cpu_ms_per_exec"] = (_cpu([server.pid]) - server_cpu0) / finished * 1e3
+    result["workers_cpu_ms_per_exec"] = (_cpu(workers) - workers_cpu0) / finished * 1e3
+    result["worker_replacements"] = len(set(server.worker_pids()) - set(workers))
+    log(
+        f"service {mode} c={concurrency} threads={http_threads} cancel={cancel:.0%}: "
+        f"{result['throughput_per_s']:.1f}/s, "
+        f"median {result['latency']['median_ms']:.1f} ms, errors {result['errors']}"
+    )
+    return result
+
+
+def run(*, workers: int, quick: bool) -> dict[str, Any]:
+    concurrencies = (1, 16) if quick else (1, 4, 16, 64)
+    seconds = 2.0 if quick else 8.0
+    queue_limit = 2 * max(concurrencies)  # closed loop: at most one execution per client is queued
+    out: dict[str, Any] = {
+        "workers": workers,
+        "queue_limit": queue_limit,
+        "seconds": seconds,
+        "concurrencies": list(concurrencies),
+        "runs": [],
+    }
+    default_threads = Settings().threads
+    with Server(workers=workers, queue_limit=queue_limit) as server:
+        out["server_args"] = server.args
+        run_loadgen(server.url, timeout=60, concurrency=workers, seconds=1.0)  # warm-up
+        for cancel in (0.0, 0.1):
+            for mode in ("stateless", "stateful"):
+                for c in concurrencies:
+                    out["runs"].append(
+                        load_run(
+                            server,
+                            concurrency=c,
+                            seconds=seconds,
+                            mode=mode,
+                            cancel=cancel,
+                            http_threads=default_threads,
+                        )
+                    )
+        out["data_dir_bytes"] = _du(server.data_dir)
+    # Long-polls hold an HTTP thread each: the busiest row again with enough threads for every client.
+    top = max(concurrencies)
+    threads = 2 * top + default_threads
+    with Server(workers=workers, queue_limit=queue_limit, threads=threads) as server:
+        run_loadgen(server.url, timeout=60, concurrency=workers, seconds=1.0)  # warm-up
+        for cancel in (0.0, 0.1):
+            out["runs"].append(
+                load_run(
+                    server,
+                    concurrency=top,
+                    seconds=seconds,
+                    mode="stateless",
+                    cancel=cancel,
+                    http_threads=threads,
+                )
+            )
+    return out
+
+
+def _du(path: Path) -> dict[str, int]:
+    """Bytes on disk under ``path`` by top-level entry (heaps, registry, workers...)."""
+    sizes: dict[str, int] = {}
+    for entry in path.iterdir():
+        if entry.is_dir():
+            total = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+        else:
+            total = entry.stat().st_size
+        key = "registry" if entry.name.startswith("registry") else entry.name
+        sizes[key] = sizes.get(key, 0) + total
+    return sizes
+
+
+def leak_check(*, executions: int, quick: bool) -> dict[str, Any]:
+    """``executions`` trivial executions (with a console line) through a server with one worker;
+    the worker's and the server's VmRSS sampled at the start, every second and at the end."""
+    samples: list[dict[str, Any]] = []
+    with Server(workers=1, queue_limit=64) as server:
+        (worker,) = server.worker_pids()
+        start: dict[str, Any] = {"t": 0.0, "worker_kb": rss_kb(worker), "server_kb": rss_kb(server.pid)}
+        stop = threading.Event()
+        t0 = time.monotonic()
+
+        def sample() -> None:
+            while not stop.wait(1.0):
+                samples.append(
+                    {"t": time.monotonic() - t0, "worker_kb": rss_kb(worker), "server_kb": rss_kb(server.pid)}
+                )
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            result = run_loadgen(
+                server.url,
+                timeout=3600,
+                concurrency=4,
+                seconds=1800,
+                max_executions=executions,
+                code=LEAK_CODE,
+                expect=TRIVIAL_RESULT,
+            )
+        finally:
+            stop.set()
+            sampler.join()
+        end: dict[str, Any] = {
+            "t": time.monotonic() - t0,
+            "worker_kb": rss_kb(worker),
+            "server_kb": rss_kb(server.pid),
+        }
+        replaced = server.worker_pids() != [worker]
+        disk = _du(server.data_dir)
+    done = result["finished"]
+    # Growth over the second half of the run (after warm-up effects) per 1000 executions.
+    half = [s for s in samples if s["t"] >= end["t"] / 2 and s["worker_kb"]]
+    slope = None
+    if len(half) >= 2 and done:
+        rate = done / end["t"]
+        slope = (
+            (half[-1]["worker_kb"] - half[0]["worker_kb"]) / ((half[-1]["t"] - half[0]["t"]) * rate) * 1000
+        )
+    log(f"leak check: worker RSS {start['worker_kb']} kB -> {end['worker_kb']} kB over {done} executions")
+    return {
+        "executions": done,
+        "errors": result["errors"],
+        "errors_by_kind": result["errors_by_kind"],
+        "throughput_per_s": result["throughput_per_s"],
+        "worker_pid_replaced": replaced,
+        "start": start,
+        "end": end,
+        "samples": samples,
+        "worker_kb_per_1000_second_half": slope,
+        "data_dir_bytes": disk,
+        "quick": quick,
+    }
