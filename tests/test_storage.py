@@ -807,3 +807,17 @@ def test_closed_registry_refuses_work(tmp_path: Path) -> None:
     assert not any(t.name == "mcp-v8-registry-flusher" and t.is_alive() for t in threading.enumerate())
     with pytest.raises(RuntimeError):
         reg.get("z")
+
+
+def test_prune_heaps_by_last_use(tmp_path: Path) -> None:
+    store = FileHeapStore(tmp_path, durable=False)
+    old, used, fresh = (hashlib.sha256(bytes([i])).hexdigest() for i in range(3))
+    for key in (old, used, fresh):
+        store.put(key, b"envelope " + key.encode(), session=None, tags=None)
+    long_ago = time.time() - 7200
+    for key in (old, used):
+        os.utime(tmp_path / "heaps" / key[:2] / key[2:], (long_ago, long_ago))
+    store.get(used)  # a restore counts as a use
+    assert store.prune(3600) == 1
+    assert not store.exists(old) and store.meta(old) is None
+    assert store.exists(used) and store.exists(fresh)

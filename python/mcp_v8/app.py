@@ -33,7 +33,7 @@ from .storage import FileHeapStore, Registry
 log = logging.getLogger("mcp_v8")
 
 PUBLIC_ROUTES = frozenset({"/api/version"})
-RETENTION_INTERVAL_SECONDS = 60.0
+RETENTION_INTERVAL_SECONDS = 300.0
 
 
 class DataDirError(RuntimeError):
@@ -60,7 +60,7 @@ class Service:
         self.settings = settings
         check_data_dir(settings.data_dir)
         try:
-            self.heaps = FileHeapStore(settings.data_dir)
+            self.heaps = FileHeapStore(settings.data_dir, durable=settings.durable_heaps)
             self.registry = Registry(settings.data_dir, max_output_bytes=settings.max_output_bytes)
         except (OSError, sqlite3.Error) as e:
             raise DataDirError(f"data directory {settings.data_dir} is not usable: {e}") from e
@@ -86,11 +86,16 @@ class Service:
         return self
 
     def prune(self) -> int:
+        """One retention pass: finished executions by age and count, and heap snapshots
+        unused for the same age. Returns the number of executions removed."""
         s = self.settings
-        return self.registry.prune(
+        removed = self.registry.prune(
             max_age_seconds=float(s.retention_max_age_secs) or None,
             max_count=s.retention_max_count or None,
         )
+        if s.retention_max_age_secs:
+            self.heaps.prune(float(s.retention_max_age_secs))
+        return removed
 
     def _prune_loop(self) -> None:
         while not self._stop.wait(RETENTION_INTERVAL_SECONDS):

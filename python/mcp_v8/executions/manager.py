@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from enum import Enum
@@ -72,8 +71,12 @@ class ExecutionManager:
         self._max_result_bytes = max_result_bytes
         self._lock = threading.Condition()
         self._queue: collections.deque[_Queued] = collections.deque()
+        self._reserved = 0  # places taken by submits whose record is being written
         self._executing: dict[str, WorkerSlot] = {}
-        self._finished = threading.Condition()
+        # Long-polls wait on an event of their own execution: a finish wakes only its
+        # waiters, who then read one record (a shared condition woke every waiter).
+        self._waiters_lock = threading.Lock()
+        self._waiters: dict[str, tuple[threading.Event, int]] = {}
         self._closed = False
         log_dir = worker_log_dir(data_dir)
         self._slots = [WorkerSlot(i, log_dir, max_output_bytes) for i in range(workers)]
@@ -115,8 +118,10 @@ class ExecutionManager:
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
-            if len(self._queue) >= self._queue_limit:
+            if len(self._queue) + self._reserved >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
+            self._reserved += 1
+        try:  # the SQLite write happens outside the lock the dispatchers need
             self._registry.create(
                 execution_id,
                 session=request.session,
@@ -124,8 +129,18 @@ class ExecutionManager:
                 heap_in=request.heap,
                 code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
             )
-            self._queue.append(_Queued(execution_id, request))
-            self._lock.notify()
+        except BaseException:
+            with self._lock:
+                self._reserved -= 1
+            raise
+        with self._lock:
+            self._reserved -= 1
+            accepted = not self._closed
+            if accepted:
+                self._queue.append(_Queued(execution_id, request))
+                self._lock.notify()
+        if not accepted:
+            self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
         return execution_id
 
     def cancel(self, execution_id: str) -> CancelOutcome:
@@ -146,14 +161,20 @@ class ExecutionManager:
 
     def wait(self, execution_id: str, timeout: float) -> None:
         """Blocks until the execution is terminal or ``timeout`` seconds passed."""
-        deadline = time.monotonic() + timeout
-        with self._finished:
-            while True:
-                record = self._registry.get(execution_id)
-                remaining = deadline - time.monotonic()
-                if record is None or record.status in TERMINAL or remaining <= 0:
-                    return
-                self._finished.wait(remaining)
+        with self._waiters_lock:  # registered before the check: a finish cannot slip between
+            event, count = self._waiters.get(execution_id, (threading.Event(), 0))
+            self._waiters[execution_id] = (event, count + 1)
+        try:
+            record = self._registry.get(execution_id)
+            if record is not None and record.status not in TERMINAL:
+                event.wait(timeout)
+        finally:
+            with self._waiters_lock:
+                event, count = self._waiters[execution_id]
+                if count == 1:
+                    del self._waiters[execution_id]
+                else:
+                    self._waiters[execution_id] = (event, count - 1)
 
     def queued(self) -> int:
         with self._lock:
@@ -169,8 +190,11 @@ class ExecutionManager:
             heap_out=heap_out,
             duration_ms=result.duration_ms,
         )
-        with self._finished:
-            self._finished.notify_all()
+        if changed:
+            with self._waiters_lock:
+                waiting = self._waiters.get(execution_id)
+            if waiting is not None:
+                waiting[0].set()
         return changed
 
     def _next(self, slot: WorkerSlot) -> _Queued | None:

@@ -152,15 +152,22 @@ class FileHeapStore:
     meta (``{"created_at", "session", "tags"}``). The two-character fan-out keeps directories small
     (256 of them, each ~1/256 of the keys).
 
-    Writes go to a uniquely named temp file in the destination directory, are fsynced, then published
+    Writes go to a uniquely named temp file in the destination directory, are fsynced (when
+    ``durable``), then published
     with a hard link (``link`` fails if the name exists, so the first writer wins and nothing is ever
     overwritten; falls back to ``os.replace`` on filesystems without hard links), and the directory is
     fsynced. Every path below ``<root>/heaps`` is opened relative to a directory file descriptor with
     ``O_NOFOLLOW``: a symlink planted inside the store is never followed, so no key reaches a file
     outside the root.
+
+    ``durable=False`` skips the fsyncs (about 3.6 ms per snapshot, a fifth of a service
+    execution): writes stay atomic and survive a crash of any process, and a blob that a power
+    loss leaves incomplete is caught by the envelope's checksum when it is used. That is the
+    same promise as the registry's SQLite ``synchronous=NORMAL``.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
+        self.durable = durable
         self.root = os.path.realpath(os.fspath(root))
         self.heaps_dir = os.path.join(self.root, "heaps")
         os.makedirs(self.root, exist_ok=True)
@@ -192,9 +199,9 @@ class FileHeapStore:
             # Blob first, meta second: a crash in between leaves a blob without meta (meta() then
             # reports session/tags as None), never meta without a blob.
             if not _is_regular(name, dfd):
-                _publish(dfd, name, data)
+                _publish(dfd, name, data, self.durable)
             if not _is_regular(name + _META_SUFFIX, dfd):
-                _publish(dfd, name + _META_SUFFIX, meta)
+                _publish(dfd, name + _META_SUFFIX, meta, self.durable)
 
     def get(self, key: str) -> bytes:
         validate_heap_key(key)
@@ -208,7 +215,11 @@ class FileHeapStore:
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise HeapNotFound(key)
-            return f.read()
+            data = f.read()
+            # The modification time records the last use, which prune() goes by.
+            with contextlib.suppress(OSError):
+                os.utime(f.fileno())
+            return data
 
     def exists(self, key: str) -> bool:
         validate_heap_key(key)
@@ -285,6 +296,21 @@ class FileHeapStore:
                 if _KEY_RE.fullmatch(key) is not None:
                     yield key
 
+    def prune(self, max_age_seconds: float) -> int:
+        """Deletes snapshots neither written nor restored for ``max_age_seconds``; returns how
+        many. A snapshot in use is touched by ``get``, so a chain still being resumed stays."""
+        cutoff = time.time() - max_age_seconds
+        removed = 0
+        for key in list(self.keys()):
+            try:
+                with self._fanout(key, create=False) as dfd:
+                    st = os.stat(key[2:], dir_fd=dfd, follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff and self.delete(key):
+                removed += 1
+        return removed
+
     def remove_stale_temp_files(self, older_than_seconds: float = 3600.0) -> int:
         """Removes temp files left by writers that died mid-``put``; returns how many.
 
@@ -357,7 +383,7 @@ def _fsync_dir(dfd: int) -> None:
         os.fsync(dfd)
 
 
-def _publish(dfd: int, name: str, data: bytes) -> None:
+def _publish(dfd: int, name: str, data: bytes, durable: bool = True) -> None:
     """Writes ``data`` to ``name`` in ``dfd`` atomically; an existing ``name`` is kept (first wins)."""
     tmp = f".{name}.{secrets.token_hex(8)}{_TMP_SUFFIX}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o644, dir_fd=dfd)
@@ -367,7 +393,8 @@ def _publish(dfd: int, name: str, data: bytes) -> None:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         try:
@@ -386,4 +413,5 @@ def _publish(dfd: int, name: str, data: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dfd)
-    _fsync_dir(dfd)
+    if durable:
+        _fsync_dir(dfd)
