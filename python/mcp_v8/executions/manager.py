@@ -108,10 +108,6 @@ class ExecutionManager:
         for slot in self._slots:
             slot.stop()
 
-    @property
-    def worker_pids(self) -> list[int | None]:
-        return [slot.pid for slot in self._slots]
-
     # -- API -------------------------------------------------------------------------
     def submit(self, request: SubmitRequest) -> str:
         execution_id = str(uuid.uuid4())
@@ -176,10 +172,6 @@ class ExecutionManager:
                 else:
                     self._waiters[execution_id] = (event, count - 1)
 
-    def queued(self) -> int:
-        with self._lock:
-            return len(self._queue)
-
     # -- internals -------------------------------------------------------------------
     def _finish(self, execution_id: str, result: JobResult, heap_out: str | None = None) -> bool:
         changed = self._registry.finish(
@@ -223,6 +215,9 @@ class ExecutionManager:
                     self._executing.pop(item.execution_id, None)
 
     def _execute(self, slot: WorkerSlot, item: _Queued) -> None:
+        record = self._registry.get(item.execution_id)
+        if record is None or record.status != "running":
+            return  # cancelled while its submit was still being recorded
         request = item.request
         envelope = None
         if request.heap is not None:
