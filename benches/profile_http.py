@@ -35,7 +35,7 @@ from mcp_v8 import Engine
 # (thread group, stage, frames that must all appear); first match wins, in order.
 RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("dispatcher", "idle (waiting for a job)", ("ExecutionManager._next",)),
-    ("dispatcher", "heap store: write + fsync snapshot", ("FileHeapStore.put",)),
+    ("dispatcher", "heap store: write snapshot", ("FileHeapStore.put",)),
     ("dispatcher", "heap store: read snapshot", ("FileHeapStore.get",)),
     ("dispatcher", "job to worker (pickle + send)", ("WorkerSlot.run", "Channel.send")),
     ("dispatcher", "result from worker (recv + unpickle)", ("WorkerSlot.run", "Channel.recv")),
