@@ -40,7 +40,6 @@ class JobResult:
     status: TerminalStatus
     result: str | None = None
     error: str | None = None
-    heap_limit_exceeded: bool = False
     snapshot: bytes | None = None
     heap_key: str | None = None
     duration_ms: float | None = None

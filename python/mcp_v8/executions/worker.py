@@ -87,7 +87,6 @@ def _run(engine: Engine, job: Job, control: Any, output: _Output) -> JobResult:
         status=outcome.status,
         result=outcome.result,
         error=outcome.error,
-        heap_limit_exceeded=outcome.heap_limit_exceeded,
         snapshot=outcome.snapshot,
         heap_key=outcome.heap_key,
         duration_ms=outcome.duration_ms,

@@ -1,0 +1,67 @@
+"""Settings: embedded defaults, MCP_V8_* variables, serve flags (flags win), clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcp_v8 import config
+
+
+def test_defaults_are_loopback_and_local() -> None:
+    s = config.from_env({})
+    assert (s.host, s.port, s.data_dir) == ("127.0.0.1", 3000, Path("data"))
+    assert s.api_token is None and s.durable_heaps is False
+    assert s.workers >= 1
+
+
+def test_environment_overrides() -> None:
+    s = config.from_env(
+        {
+            "MCP_V8_PORT": "8123",
+            "MCP_V8_DATA_DIR": "/srv/mcp",
+            "MCP_V8_ALLOWED_HOSTS": "a.example, b.example",
+            "MCP_V8_API_TOKEN": "t",
+            "MCP_V8_DURABLE_HEAPS": "yes",
+            "MCP_V8_WORKERS": "",  # empty means unset
+        }
+    )
+    assert s.port == 8123 and s.data_dir == Path("/srv/mcp") and s.api_token == "t"
+    assert s.allowed_hosts == ("a.example", "b.example") and s.durable_heaps is True
+    assert s.workers == config.Settings().workers
+
+
+@pytest.mark.parametrize(("name", "value"), [("MCP_V8_PORT", "http"), ("MCP_V8_DURABLE_HEAPS", "maybe")])
+def test_bad_environment_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        config.from_env({name: value})
+
+
+def test_flags_win_over_environment_and_help_shows_defaults(tmp_path: Path) -> None:
+    env = {"MCP_V8_PORT": "8123", "PATH": "/usr/bin:/bin"}
+    help_text = subprocess.run(
+        [sys.executable, "-m", "mcp_v8", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    ).stdout
+    assert (
+        "default: 8123" in help_text
+        and "MCP_V8_MAX_HEAP_MB" in help_text
+        and "default: 127.0.0.1" in help_text
+    )
+    s = config.from_env(env).with_overrides(port=9000, data_dir=None)
+    assert s.port == 9000 and s.data_dir == Path("data")
+
+
+def test_bad_environment_value_stops_serve_with_a_message() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcp_v8", "serve"],
+        capture_output=True, text=True, env={"MCP_V8_PORT": "nope", "PATH": "/usr/bin:/bin"}, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "MCP_V8_PORT='nope'" in proc.stderr and "Traceback" not in proc.stderr
