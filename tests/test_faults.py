@@ -12,12 +12,7 @@ from pathlib import Path
 
 import requests
 
-from .live_server import LiveServer
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+from .live_server import LiveServer, children
 
 
 def alive(pid: int) -> bool:

@@ -9,7 +9,6 @@ must answer 429 (with Retry-After) instead of growing. Then the RSS of a worker 
 from __future__ import annotations
 
 import random
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from .live_server import LiveServer
+from .live_server import LiveServer, children
 
 TOTAL, CLIENTS, CANCELS, TIMEOUTS = 500, 32, 50, 20
 
@@ -117,11 +116,7 @@ def test_worker_rss_stays_flat_over_5000_executions(tmp_path: Path) -> None:
     live = LiveServer(tmp_path, "--workers", "1", "--threads", "16").start()
     try:
         assert live.process is not None
-        (worker,) = [
-            int(p) for p in subprocess.run(
-                ["ps", "-o", "pid=", "--ppid", str(live.process.pid)], capture_output=True, text=True
-            ).stdout.split()
-        ]  # fmt: skip
+        (worker,) = children(live.process.pid)
         code = "var state = (globalThis.state || 0) + 1; const o = {list: Array.from({length: 100}, (_, i) => i)};" \
                "console.log('x'); JSON.stringify(o).length"  # fmt: skip
 
