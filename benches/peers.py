@@ -21,7 +21,17 @@ import tempfile
 import time
 from typing import Any, Callable
 
-from benchlib import BENCHES, CPU, CPU_RESULT, TRIVIAL, TRIVIAL_RESULT, VENV_BIN, log, summary_ms
+from benchlib import (
+    BENCHES,
+    CPU,
+    CPU_RESULT,
+    TRIVIAL,
+    TRIVIAL_RESULT,
+    VENV_BIN,
+    log,
+    run_json_child,
+    summary_ms,
+)
 
 SCRIPTS = {"trivial": (TRIVIAL, TRIVIAL_RESULT), "cpu": (CPU, CPU_RESULT)}
 
@@ -214,15 +224,7 @@ def child(kind: str, script: str, seconds: float) -> dict[str, Any]:
 def measure(kind: str, script: str, seconds: float) -> dict[str, Any]:
     command = [sys.executable, str(BENCHES / "peers.py"), "--child", kind, "--script", script]
     command += ["--seconds", str(seconds)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds * 3 + 120)
-    except subprocess.TimeoutExpired:
-        return {"error": "timed out"}
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        return {"error": lines[-1] if lines else f"exit code {done.returncode}"}
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_json_child(command, timeout=seconds * 3 + 120)
 
 
 def run(*, quick: bool) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from typing import Any
 
-from benchlib import BENCHES, TRIVIAL, VENV_BIN, log
+from benchlib import BENCHES, TRIVIAL, VENV_BIN, log, run_json_child
 from server import Server, run_loadgen
 
 from mcp_v8 import Engine
@@ -227,17 +227,7 @@ def registry_reads(levels: tuple[int, ...], seconds: float, workers: int) -> dic
     """Runs benches/counted_server.py (the service with a counter on ``Registry.get``)."""
     command = [sys.executable, str(BENCHES / "counted_server.py"), "--seconds", str(seconds)]
     command += ["--concurrency", ",".join(map(str, levels)), "--workers", str(workers)]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=len(levels) * (seconds + 60) + 60
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": "timed out"}
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        return {"error": lines[-1] if lines else f"exit code {done.returncode}"}
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_json_child(command, timeout=len(levels) * (seconds + 60) + 60)
 
 
 def run(quick: bool, workers: int) -> dict[str, Any]:
