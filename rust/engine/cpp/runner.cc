@@ -61,7 +61,7 @@ class Execution {
 
   void Run() {
     if (control_->reason() != 0) {
-      Finish(Terminated());
+      Finish(End::kTerminated);
       return;
     }
     v8::StartupData blob = process_->base_snapshot()[0];
@@ -72,9 +72,9 @@ class Execution {
     if (req_.want_snapshot) {
       creator_ = process_->NewSnapshotCreator(&blob, req_.heap_limit_bytes);
       isolate_ = creator_->GetIsolate();
-      if (req_.heap_limit_bytes != 0) adopted_ = AdoptSnapshotAllocator(isolate_, &budget_);
+      bool adopted = req_.heap_limit_bytes != 0 && AdoptSnapshotAllocator(isolate_, &budget_);
       RunInIsolate();
-      if (adopted_) ReleaseSnapshotAllocator(isolate_);
+      if (adopted) ReleaseSnapshotAllocator(isolate_);
       if (resp_->status == MV8_COMPLETED) {
         v8::StartupData out = creator_->CreateBlob(v8::SnapshotCreator::FunctionCodeHandling::kKeep);
         if (out.data == nullptr) {
@@ -217,8 +217,6 @@ class Execution {
                                                   std::to_string(req_.heap_limit_bytes >> 20) + " MB");
   }
 
-  End Terminated() const { return End::kTerminated; }
-
   void Finish(End end) {
     switch (end) {
       case End::kCompleted:
@@ -263,7 +261,6 @@ class Execution {
   BoundedAllocator allocator_;
   std::unique_ptr<v8::SnapshotCreator> creator_;
   v8::Isolate* isolate_ = nullptr;
-  bool adopted_ = false;
   HeapGuard* heap_guard_ = nullptr;
   ErrorInfo error_;
   std::string result_;
