@@ -151,3 +151,17 @@ def test_full_disk_fails_at_start(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "not usable" in proc.stderr and "No space left on device" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_worker_stuck_in_an_uninterruptible_builtin_is_killed(tmp_path: Path) -> None:
+    """Array.prototype.fill on a huge array never checks for termination; with a large
+    heap cap it outlives its deadline, and the backstop kills the worker."""
+    live = LiveServer(tmp_path, "--workers", "1").start()
+    try:
+        eid = submit(live.url, "new Array(1e9).fill(0)", execution_timeout_secs=1, heap_memory_max_mb=1024)
+        info = wait(live.url, eid)
+        assert info["status"] == "timed_out", info
+        assert info["error"] == "worker did not stop after its 1 s timeout and was killed"
+        assert wait(live.url, submit(live.url, "'next'"))["result"] == '"next"'
+    finally:
+        live.stop()

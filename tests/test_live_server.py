@@ -114,3 +114,25 @@ def test_unusable_data_dir_fails_at_start(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "data directory" in proc.stderr and "not usable" in proc.stderr
+
+
+def test_wsgi_module_for_other_servers(tmp_path: Path) -> None:
+    """mcp_v8.wsgi:app is a WSGI callable configured from MCP_V8_* variables."""
+    code = (
+        "from wsgiref.util import setup_testing_defaults\n"
+        "from mcp_v8.wsgi import app\n"
+        "env = {'PATH_INFO': '/api/version', 'HTTP_HOST': '127.0.0.1'}\n"
+        "setup_testing_defaults(env)\n"
+        "status = []\n"
+        "body = b''.join(app(env, lambda s, h: status.append(s)))\n"
+        "print(status[0], body.decode())\n"
+        "app.service.close()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "MCP_V8_DATA_DIR": str(tmp_path), "MCP_V8_WORKERS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("200 OK") and '"version": "0.1.0"' in proc.stdout
+    assert (tmp_path / "registry.sqlite3").exists()
