@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Callable, Literal
 
 from . import _engine
@@ -12,6 +13,15 @@ Language = Literal["auto", "javascript", "typescript"]
 ConsoleCallback = Callable[[str, str], None]
 
 DEFAULT_CONSOLE_LIMIT_BYTES = 16 << 20
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_lone_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (which UTF-8 cannot carry) written as the JavaScript
+    escape ``\\uXXXX``: the same code unit inside string, template and regular expression
+    literals, and the same ``SyntaxError`` elsewhere."""
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class Engine:
@@ -67,7 +77,58 @@ class Engine:
         execution; ``snapshot=True`` returns a new one in ``Outcome.snapshot``.
         Script errors are reported in the outcome (``outcome.raise_for_error()`` turns
         them into exceptions); a refused ``heap`` raises :class:`SnapshotError`.
+
+        Any source text gives an outcome: nesting deeper than the parser allows is a
+        ``SyntaxError`` naming the limit, and a lone surrogate in ``code`` (a ``str`` can
+        hold one, UTF-8 cannot) stands for that UTF-16 code unit, as the escape
+        ``\\uXXXX`` would (columns after it on its line shift by five).
         """
+        try:
+            return self._execute(
+                code,
+                heap,
+                snapshot,
+                heap_limit_mb,
+                timeout,
+                language,
+                filename,
+                on_console,
+                control,
+                max_result_bytes,
+            )
+        except UnicodeEncodeError as e:
+            if e.object is code:
+                code = _escape_lone_surrogates(code)
+            elif e.object is filename:
+                filename = _LONE_SURROGATE.sub("\ufffd", filename)
+            else:
+                raise
+        return self.execute(
+            code,
+            heap=heap,
+            snapshot=snapshot,
+            heap_limit_mb=heap_limit_mb,
+            timeout=timeout,
+            language=language,
+            filename=filename,
+            on_console=on_console,
+            control=control,
+            max_result_bytes=max_result_bytes,
+        )
+
+    def _execute(
+        self,
+        code: str,
+        heap: bytes | None,
+        snapshot: bool,
+        heap_limit_mb: int | None,
+        timeout: float | None,
+        language: Language | None,
+        filename: str,
+        on_console: ConsoleCallback | None,
+        control: Control | None,
+        max_result_bytes: int | None,
+    ) -> Outcome:
         return _engine.execute(
             code,
             heap=heap,

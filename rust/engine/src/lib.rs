@@ -7,6 +7,7 @@
 pub mod engine;
 pub mod envelope;
 mod ffi;
+pub mod nesting;
 pub mod source;
 
 #[cfg(feature = "python")]

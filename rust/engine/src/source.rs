@@ -31,6 +31,8 @@ use oxc_ast_visit::{walk, Visit};
 use oxc_parser::Parser;
 use oxc_span::{GetSpan, SourceType, Span};
 
+use crate::nesting;
+
 /// The language of a source text handed to [`prepare`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
@@ -95,6 +97,55 @@ pub struct Prepared {
 ///   and columns on a line after a rewritten top-level `class`, an object-destructuring
 ///   declaration or the final expression statement shift by the few inserted characters.
 pub fn prepare(src: &str, lang: Language) -> Result<Prepared, SourceError> {
+    // oxc's parser recurses once per level of nesting, without a depth guard: bound the
+    // nesting first, then parse on a stack large enough for that bound.
+    if let Err(e) = nesting::check(src) {
+        return Err(SourceError::at(src, e.offset as u32, e.message));
+    }
+    stacker::maybe_grow(PARSE_STACK_BYTES, PARSE_STACK_BYTES, || {
+        prepare_checked(src, lang)
+    })
+}
+
+/// Stack the parser and the passes over the tree may need for a text that passed
+/// [`nesting::check`]: measured at the deepest nesting accepted, for every kind of construct,
+/// with a wide margin (see the `deep_sources_fit_the_parse_stack` test). Taken from the
+/// caller's stack when it has that much left, else from a stack of this size allocated for
+/// the call (address space, committed only as it is used).
+pub const PARSE_STACK_BYTES: usize = 256 << 20;
+
+/// Deepest expression tree the passes over it walk (left-associative chains such as
+/// `a + b + c` or `a.b.c` are built by loops in the parser, so [`nesting::check`] does not
+/// bound them).
+pub const MAX_TREE_DEPTH: u32 = 100_000;
+
+const TREE_TOO_DEEP: &str = "the source nests too deeply: more than 100000 levels of nested expressions (the limit is 100000)";
+
+/// Counts the depth of the expressions a visitor is in.
+#[derive(Default)]
+struct DepthGuard {
+    depth: u32,
+    /// Where the walk first went deeper than [`MAX_TREE_DEPTH`].
+    exceeded_at: Option<u32>,
+}
+
+impl DepthGuard {
+    /// Enters a node at byte `offset`; `false` when it is too deep to walk into.
+    fn enter(&mut self, offset: u32) -> bool {
+        self.depth += 1;
+        if self.depth > MAX_TREE_DEPTH {
+            self.exceeded_at.get_or_insert(offset);
+            return false;
+        }
+        self.exceeded_at.is_none()
+    }
+
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+}
+
+fn prepare_checked(src: &str, lang: Language) -> Result<Prepared, SourceError> {
     let js: Cow<'_, str> = match lang {
         Language::JavaScript => Cow::Borrowed(src),
         Language::TypeScript => Cow::Owned(strip_types(src)?),
@@ -385,6 +436,7 @@ struct Blanker<'s> {
     nothing_before: bool,
     /// The earliest construct that needs code generation: byte offset and message.
     error: Option<(u32, &'static str)>,
+    guard: DepthGuard,
 }
 
 impl<'s> Blanker<'s> {
@@ -397,6 +449,7 @@ impl<'s> Blanker<'s> {
             statement_starts: HashSet::new(),
             nothing_before: false,
             error: None,
+            guard: DepthGuard::default(),
         }
     }
 
@@ -580,6 +633,15 @@ impl<'a> Visit<'a> for Blanker<'_> {
     fn visit_expression_statement(&mut self, it: &ExpressionStatement<'a>) {
         self.statement_starts.insert(it.expression.span().start);
         walk::walk_expression_statement(self, it);
+    }
+
+    fn visit_expression(&mut self, it: &Expression<'a>) {
+        if self.guard.enter(it.span().start) {
+            walk::walk_expression(self, it);
+        } else if self.error.is_none() {
+            self.error = Some((it.span().start, TREE_TOO_DEEP));
+        }
+        self.guard.leave();
     }
 
     // Types are never looked into: each of these nodes is erased as a whole.
@@ -906,8 +968,11 @@ fn finish_script(code: Cow<'_, str>) -> Result<Prepared, SourceError> {
             IMPORT_EXPORT_ERROR,
         ));
     }
-    let mut finder = AwaitFinder { found: false };
+    let mut finder = AwaitFinder::default();
     finder.visit_program(program);
+    if let Some(offset) = finder.guard.exceeded_at {
+        return Err(SourceError::at(&code, offset, TREE_TOO_DEEP));
+    }
     if !finder.found {
         return unchanged(code);
     }
@@ -918,11 +983,20 @@ fn finish_script(code: Cow<'_, str>) -> Result<Prepared, SourceError> {
 }
 
 /// Finds `await` (and `for await`, `await using`) outside of any function.
+#[derive(Default)]
 struct AwaitFinder {
     found: bool,
+    guard: DepthGuard,
 }
 
 impl<'a> Visit<'a> for AwaitFinder {
+    fn visit_expression(&mut self, it: &Expression<'a>) {
+        if self.guard.enter(it.span().start) {
+            walk::walk_expression(self, it);
+        }
+        self.guard.leave();
+    }
+
     fn visit_await_expression(&mut self, _it: &AwaitExpression<'a>) {
         self.found = true;
     }
@@ -1883,5 +1957,192 @@ arrow(user?.name!)
             "let r; (async () => {                          \n;     r    = await load()     ;\n;         \nreturn (r.v)\n})()"
         );
         assert_valid_script(&p.code);
+    }
+}
+
+#[cfg(test)]
+mod deep_tests {
+    use super::*;
+
+    /// Sources of every kind of nesting, each as deep as [`nesting::check`] lets through.
+    pub(crate) fn deepest_sources() -> Vec<(&'static str, Language, String)> {
+        type Gen = fn(usize) -> String;
+        let kinds: Vec<(&'static str, Language, Gen)> = vec![
+            ("parens", Language::JavaScript, |n| {
+                "(".repeat(n) + "1" + &")".repeat(n)
+            }),
+            ("brackets", Language::JavaScript, |n| {
+                "[".repeat(n) + &"]".repeat(n)
+            }),
+            ("objects", Language::JavaScript, |n| {
+                "x = ".to_string() + &"{a:".repeat(n) + "1" + &"}".repeat(n)
+            }),
+            ("blocks", Language::JavaScript, |n| {
+                "{".repeat(n) + &"}".repeat(n)
+            }),
+            ("not", Language::JavaScript, |n| "!".repeat(n) + "x"),
+            ("minus", Language::JavaScript, |n| "- ".repeat(n) + "x"),
+            ("typeof", Language::JavaScript, |n| {
+                "typeof ".repeat(n) + "x"
+            }),
+            ("await", Language::JavaScript, |n| "await ".repeat(n) + "x"),
+            ("new", Language::JavaScript, |n| "new ".repeat(n) + "X"),
+            ("assign", Language::JavaScript, |n| "a=".repeat(n) + "1"),
+            ("ternary", Language::JavaScript, |n| "a?b:".repeat(n) + "c"),
+            ("arrows", Language::JavaScript, |n| "x=>".repeat(n) + "1"),
+            ("exp", Language::JavaScript, |n| "a**".repeat(n) + "1"),
+            ("if", Language::JavaScript, |n| "if(a)".repeat(n) + "x"),
+            ("else-if", Language::JavaScript, |n| {
+                "if(a)x;".to_string() + &"else if(a)x;".repeat(n)
+            }),
+            ("labels", Language::JavaScript, |n| {
+                (0..n).map(|i| format!("l{i}:")).collect::<String>() + "x"
+            }),
+            ("functions", Language::JavaScript, |n| {
+                "function f(){".repeat(n) + &"}".repeat(n)
+            }),
+            ("arrow bodies", Language::JavaScript, |n| {
+                "()=>{".repeat(n) + &"}".repeat(n)
+            }),
+            ("classes", Language::JavaScript, |n| {
+                "x=class{m(){".repeat(n) + &"}}".repeat(n)
+            }),
+            ("templates", Language::JavaScript, |n| {
+                "`${".repeat(n) + "1" + &"}`".repeat(n)
+            }),
+            ("calls", Language::JavaScript, |n| {
+                "f(".repeat(n) + &")".repeat(n)
+            }),
+            ("spread", Language::JavaScript, |n| {
+                "[...".repeat(n) + "x" + &"]".repeat(n)
+            }),
+            ("destructuring", Language::JavaScript, |n| {
+                "[".repeat(n) + "a" + &"]".repeat(n) + "=x"
+            }),
+            ("plus chain", Language::JavaScript, |n| {
+                "a".to_string() + &"+a".repeat(n)
+            }),
+            ("member chain", Language::JavaScript, |n| {
+                "a".to_string() + &".a".repeat(n)
+            }),
+            ("call chain", Language::JavaScript, |n| {
+                "f".to_string() + &"()".repeat(n)
+            }),
+            ("generics", Language::TypeScript, |n| {
+                "let x: ".to_string() + &"A<".repeat(n) + "B" + &">".repeat(n)
+            }),
+            ("assertions", Language::TypeScript, |n| {
+                "<T>".repeat(n) + "x"
+            }),
+            ("type unions", Language::TypeScript, |n| {
+                "type T = ".to_string() + &"(A|".repeat(n) + "B" + &")".repeat(n)
+            }),
+            ("conditional types", Language::TypeScript, |n| {
+                "type T = ".to_string() + &"A extends B ? C : ".repeat(n) + "D"
+            }),
+            ("keyof", Language::TypeScript, |n| {
+                "type T = ".to_string() + &"keyof ".repeat(n) + "D"
+            }),
+            ("function types", Language::TypeScript, |n| {
+                "type T = ".to_string() + &"() => ".repeat(n) + "D"
+            }),
+            ("array types", Language::TypeScript, |n| {
+                "let x: A".to_string() + &"[]".repeat(n)
+            }),
+            ("qualified names", Language::TypeScript, |n| {
+                "let x: A".to_string() + &".a".repeat(n)
+            }),
+            ("as chain", Language::TypeScript, |n| {
+                "x".to_string() + &" as T".repeat(n)
+            }),
+            ("ts parens", Language::TypeScript, |n| {
+                "let x: number = ".to_string() + &"(".repeat(n) + "1" + &")".repeat(n)
+            }),
+            ("auto parens", Language::Auto, |n| {
+                "(".repeat(n) + "1" + &")".repeat(n)
+            }),
+            ("auto not", Language::Auto, |n| "!".repeat(n) + "x"),
+            ("auto generics", Language::Auto, |n| {
+                "let x: ".to_string() + &"A<".repeat(n) + "B" + &">".repeat(n)
+            }),
+        ];
+        kinds
+            .into_iter()
+            .map(|(name, lang, gen)| {
+                // Left-associative chains: as deep as the passes over the tree walk.
+                if name.ends_with("chain")
+                    || name.ends_with("types") && name.starts_with("array")
+                    || name == "qualified names"
+                {
+                    return (name, lang, gen(MAX_TREE_DEPTH as usize));
+                }
+                // Others: the largest n whose source the pre-scan accepts.
+                let (mut lo, mut hi) = (1usize, 2 * nesting::MAX_NESTING as usize + 8);
+                while lo < hi {
+                    let mid = (lo + hi).div_ceil(2);
+                    if nesting::check(&gen(mid)).is_ok() {
+                        lo = mid;
+                    } else {
+                        hi = mid - 1;
+                    }
+                }
+                (name, lang, gen(lo))
+            })
+            .collect()
+    }
+
+    /// Prepares `src` on a thread with a stack of `bytes` (a stack overflow kills the test).
+    fn prepare_on_stack(bytes: usize, src: &str, lang: Language) -> Result<Prepared, SourceError> {
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(bytes)
+                .spawn_scoped(s, || prepare(src, lang))
+                .unwrap()
+                .join()
+                .unwrap()
+        })
+    }
+
+    #[test]
+    fn deep_sources_fit_the_parse_stack() {
+        // A thread with a small stack: `prepare` must move to a stack of its own. Any overflow
+        // aborts the test binary.
+        for (name, lang, src) in deepest_sources() {
+            let result = prepare_on_stack(256 << 10, &src, lang);
+            if let Err(e) = &result {
+                assert!(
+                    e.message.contains("(the limit is "),
+                    "{name}: {}",
+                    e.message
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn one_level_deeper_is_a_syntax_error_naming_the_limit() {
+        for (name, lang) in [
+            ("parens", Language::JavaScript),
+            ("not", Language::TypeScript),
+        ] {
+            let n = nesting::MAX_NESTING as usize + 1;
+            let src = if name == "parens" {
+                "(".repeat(n) + "1" + &")".repeat(n)
+            } else {
+                "!".repeat(n) + "x"
+            };
+            let err = prepare_on_stack(256 << 10, &src, lang).unwrap_err();
+            assert!(
+                err.message
+                    .contains(&format!("the limit is {}", nesting::MAX_NESTING)),
+                "{}",
+                err.message
+            );
+            assert_eq!((err.line, err.column), (1, n as u32));
+        }
+        let chain = "a".to_string() + &"+a".repeat(MAX_TREE_DEPTH as usize + 10);
+        let err = prepare_on_stack(256 << 10, &chain, Language::JavaScript).unwrap_err();
+        assert!(TREE_TOO_DEEP.contains(&format!("the limit is {MAX_TREE_DEPTH}")));
+        assert_eq!(err.message, TREE_TOO_DEEP);
     }
 }
