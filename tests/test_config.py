@@ -24,6 +24,7 @@ def test_environment_overrides() -> None:
             "MCP_V8_PORT": "8123",
             "MCP_V8_DATA_DIR": "/srv/mcp",
             "MCP_V8_ALLOWED_HOSTS": "a.example, b.example",
+            "MCP_V8_ALLOWED_ORIGINS": "http://a.example:8080, null",
             "MCP_V8_API_TOKEN": "t",
             "MCP_V8_DURABLE_HEAPS": "yes",
             "MCP_V8_WORKERS": "",  # empty means unset
@@ -31,10 +32,19 @@ def test_environment_overrides() -> None:
     )
     assert s.port == 8123 and s.data_dir == Path("/srv/mcp") and s.api_token == "t"
     assert s.allowed_hosts == ("a.example", "b.example") and s.durable_heaps is True
+    assert s.allowed_origins == ("http://a.example:8080", "null")
+    assert config.from_env({}).allowed_origins == ()  # no Origin allowed by default
     assert s.workers == config.Settings().workers
 
 
-@pytest.mark.parametrize(("name", "value"), [("MCP_V8_PORT", "http"), ("MCP_V8_DURABLE_HEAPS", "maybe")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MCP_V8_PORT", "http"),
+        ("MCP_V8_DURABLE_HEAPS", "maybe"),
+        ("MCP_V8_ALLOWED_ORIGINS", "http://a.example/x"),
+    ],
+)
 def test_bad_environment_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         config.from_env({name: value})
@@ -53,6 +63,7 @@ def test_flags_win_over_environment_and_help_shows_defaults(tmp_path: Path) -> N
         "default: 8123" in help_text
         and "MCP_V8_MAX_HEAP_MB" in help_text
         and "default: 127.0.0.1" in help_text
+        and "--allowed-origins" in help_text
     )
     s = config.from_env(env).with_overrides(port=9000, data_dir=None)
     assert s.port == 9000 and s.data_dir == Path("data")

@@ -26,6 +26,7 @@ CONTRACT_SCHEMAS = {
     "ExecutionSummary",
     "ExecutionOutput",
     "OutputQuery",
+    "Stats",
 }
 OPERATIONS = {
     ("get", "/api/cli"): ("listCliAssets", "CLI"),
@@ -36,6 +37,7 @@ OPERATIONS = {
     ("post", "/api/executions/{id}/cancel"): ("cancelExecution", "Executions"),
     ("get", "/api/executions/{id}/output"): ("getExecutionOutput", "Executions"),
     ("get", "/api/version"): ("getVersion", "Meta"),
+    ("get", "/api/stats"): ("getStats", "Meta"),
 }
 
 
@@ -255,3 +257,24 @@ def test_version(spec: dict[str, Any]) -> None:
     v = schema_validator(spec, "VersionInfo")
     v.validate({"version": "0.1.0", "v8": "10.2.154.26-node.37"})
     assert not v.is_valid({"version": "0.1.0"})
+
+
+def test_forbidden_origin_documented_everywhere(spec: dict[str, Any]) -> None:
+    forbidden = {"$ref": "#/components/responses/Forbidden"}
+    for method, path, op in operations(spec):
+        assert op["responses"].get("403") == forbidden, (method, path)
+    assert "--allowed-origins" in resolve(spec, forbidden)["description"]
+
+
+def test_stats(spec: dict[str, Any]) -> None:
+    v = schema_validator(spec, "Stats")
+    counters = {"uptime_secs": 1.5, "workers": 2, "workers_busy": 0, "queued": 0, "worker_crashes": 0,
+                "worker_restarts": 0}  # fmt: skip
+    v.validate({**counters, "last_worker_crash": None})
+    crash = {"execution_id": "e1", "reason": "killed by signal SIGKILL", "at": "2024-05-01T10:00:00.000Z"}
+    v.validate({**counters, "worker_crashes": 1, "last_worker_crash": crash})
+    assert not v.is_valid(counters)  # last_worker_crash is always there
+    assert not v.is_valid({**counters, "last_worker_crash": {"reason": "x"}})
+    assert not v.is_valid({**counters, "worker_crashes": -1, "last_worker_crash": None})
+    op = spec["paths"]["/api/stats"]["get"]
+    assert "security" not in op and "401" in op["responses"]

@@ -2,8 +2,8 @@
 
 ``Service`` owns what the app needs (heap store, registry, execution manager with its
 worker processes); ``create_app`` wires it to Falcon resources, the security
-middleware (Host allowlist, bearer token, body size limit) and one error mapping that
-turns everything into ``{"error": "..."}`` with no server stack trace.
+middleware (Host and Origin allowlists, bearer token, body size limit) and one error
+mapping that turns everything into ``{"error": "..."}`` with no server stack trace.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import falcon
 
-from .config import Settings
+from .config import Settings, normalize_origin, origin_allowlist
 from .executions import ExecutionManager
 from .resources.executions import (
     CancelResource,
@@ -27,7 +27,8 @@ from .resources.executions import (
     ExecutionResource,
     OutputResource,
 )
-from .resources.meta import CliDownloadResource, CliIndexResource, VersionResource
+from .resources.meta import CliDownloadResource, CliIndexResource, StatsResource, VersionResource
+from .resources.validation import check_query
 from .storage import FileHeapStore, Registry
 
 log = logging.getLogger("mcp_v8")
@@ -121,17 +122,29 @@ def _host_name(header: str) -> str | None:
 
 
 class SecurityMiddleware:
-    """Host allowlist (DNS rebinding), bearer token, request body limit."""
+    """Host allowlist (DNS rebinding), Origin allowlist (cross-origin requests from
+    browsers), bearer token, request body limit; all before any route does work."""
 
     def __init__(self, settings: Settings) -> None:
         self._hosts = {h.lower() for h in settings.allowed_hosts}
         self._any_host = "*" in self._hosts
+        self._origins = origin_allowlist(settings.allowed_origins)
+        self._any_origin = "*" in self._origins
         self._token = settings.api_token
         self._max_body = settings.max_body_bytes
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not self._any_host and _host_name(req.get_header("Host") or "") not in self._hosts:
             raise falcon.HTTPBadRequest(description="Host header not allowed by this server's allowlist")
+        # A web page can send a "simple" request (a POST of text/plain, which this API
+        # parses as JSON) to any server without a CORS preflight; browsers always say
+        # where it came from in Origin. Clients outside browsers send no Origin.
+        origin = req.get_header("Origin")
+        if origin is not None and not self._any_origin and normalize_origin(origin) not in self._origins:
+            shown = origin if len(origin) <= 100 else origin[:100] + "..."
+            raise falcon.HTTPForbidden(
+                description=f"Origin {shown!r} is not allowed by this server's allowlist (--allowed-origins)"
+            )
         if self._token is not None and req.path not in PUBLIC_ROUTES:
             header = req.get_header("Authorization") or ""
             scheme, _, given = header.partition(" ")
@@ -149,8 +162,12 @@ class SecurityMiddleware:
 
 
 class QueryParamsMiddleware:
-    """Unknown query parameters are a client mistake (400), as unknown body fields are.
-    Each resource lists the ones it takes in ``QUERY_PARAMS``."""
+    """Query parameters must be valid Unicode on every route, and unknown ones are a
+    client mistake (400), as unknown body fields are. Each resource lists the ones it
+    takes in ``QUERY_PARAMS``."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        check_query(req)
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any
@@ -199,6 +216,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_route("/api/executions/{id}/cancel", CancelResource(service.manager, service.registry))
     app.add_route("/api/executions/{id}/output", OutputResource(service.registry))
     app.add_route("/api/version", VersionResource())
+    app.add_route("/api/stats", StatsResource(service.manager))
     app.add_route("/api/cli", CliIndexResource())
     app.add_route("/api/cli/{platform}", CliDownloadResource())
     app.service = service

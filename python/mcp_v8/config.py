@@ -4,6 +4,7 @@ and by ``mcp-v8 serve`` flags (flags win). One table, ``FIELDS``, drives all thr
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +25,45 @@ def _bool(value: str) -> bool:
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+_ORIGIN = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(\[[0-9A-Fa-f:.]+\]|[^\[\]:@/?#\s]+)(?::([0-9]{1,5}))?")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def normalize_origin(value: str) -> str | None:
+    """The canonical form of an ``Origin`` header value or allowlist entry: scheme and
+    host lower-cased, the port kept as written but dropped when it is the scheme's
+    default (browsers never send ``:80`` or ``:443``); ``null`` stays ``null``. None
+    when the value is not ``scheme://host[:port]`` (a path, userinfo or query is not an
+    origin)."""
+    text = value.strip()
+    if text.lower() == "null":
+        return "null"
+    match = _ORIGIN.fullmatch(text)
+    if match is None:
+        return None
+    scheme, host, port = match.group(1).lower(), match.group(2).lower(), match.group(3)
+    if port is None or _DEFAULT_PORTS.get(scheme) == port:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def origin_allowlist(entries: tuple[str, ...]) -> frozenset[str]:
+    """Normalised allowlist entries (``*`` kept as is); ValueError names a bad entry."""
+    allowed = set()
+    for entry in entries:
+        canonical = "*" if entry.strip() == "*" else normalize_origin(entry)
+        if canonical is None:
+            raise ValueError(f"{entry!r} is not an origin (scheme://host[:port], 'null' or '*')")
+        allowed.add(canonical)
+    return frozenset(allowed)
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    entries = _csv(value)
+    origin_allowlist(entries)  # refuse a malformed entry at start, naming it
+    return entries
 
 
 @dataclass(frozen=True)
@@ -70,6 +110,13 @@ class Settings:
         default=("127.0.0.1", "localhost", "[::1]"),
         metadata={"help": "Host header values accepted, comma-separated ('*' accepts any)"},
     )
+    allowed_origins: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Origin header values accepted (scheme://host[:port], comma-separated; '*' accepts any, "
+            "'null' the null origin); a request with any other Origin gets 403, one without Origin is unaffected"
+        },
+    )
 
     def with_overrides(self, **values: Any) -> Settings:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
@@ -79,6 +126,7 @@ def _parser_for(name: str) -> Callable[[str], Any]:
     special: dict[str, Callable[[str], Any]] = {
         "data_dir": Path,
         "allowed_hosts": _csv,
+        "allowed_origins": _origins,
         "api_token": lambda v: v or None,
         "durable_heaps": _bool,
         "host": str,

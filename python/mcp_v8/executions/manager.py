@@ -5,22 +5,30 @@ contract says) until its first terminal transition (``completed``, ``failed``,
 ``cancelled``, ``timed_out``), which the registry makes atomic: later transitions are
 ignored, so a cancelled execution is never overwritten by what its worker reports
 afterwards. The queue is bounded; a full queue is refused (``QueueFull``), never grown.
+Worker crashes and restarts are logged and counted for ``stats()`` (``GET /api/stats``).
 """
 
 from __future__ import annotations
 
 import collections
+import functools
+import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from ..storage import HeapNotFound, HeapStore, Registry
 from .pool import WorkerSlot, WorkerStartError, worker_log_dir
 from .protocol import Job, JobResult
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out"})
+
+log = logging.getLogger(__name__)
 
 
 class QueueFull(Exception):
@@ -78,8 +86,24 @@ class ExecutionManager:
         self._waiters_lock = threading.Lock()
         self._waiters: dict[str, tuple[threading.Event, int]] = {}
         self._closed = False
+        # Counters since this manager was created, read by stats(); dispatcher threads
+        # update them, so they have a lock of their own.
+        self._stats_lock = threading.Lock()
+        self._created = time.monotonic()
+        self._worker_crashes = 0
+        self._worker_restarts = 0
+        self._last_crash: dict[str, str] | None = None
         log_dir = worker_log_dir(data_dir)
-        self._slots = [WorkerSlot(i, log_dir, max_output_bytes) for i in range(workers)]
+        self._slots = [
+            WorkerSlot(
+                i,
+                log_dir,
+                max_output_bytes,
+                on_crash=functools.partial(self._worker_crashed, i),
+                on_restart=functools.partial(self._worker_restarted, i),
+            )
+            for i in range(workers)
+        ]
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle -----------------------------------------------------------------
@@ -172,7 +196,36 @@ class ExecutionManager:
                 else:
                     self._waiters[execution_id] = (event, count - 1)
 
+    def stats(self) -> dict[str, Any]:
+        """Counters for operators (``GET /api/stats``)."""
+        with self._lock:
+            busy, queued = len(self._executing), len(self._queue)
+        with self._stats_lock:
+            crashes, restarts = self._worker_crashes, self._worker_restarts
+            last = dict(self._last_crash) if self._last_crash is not None else None
+        return {
+            "uptime_secs": round(time.monotonic() - self._created, 3),
+            "workers": len(self._slots),
+            "workers_busy": busy,
+            "queued": queued,
+            "worker_crashes": crashes,
+            "worker_restarts": restarts,
+            "last_worker_crash": last,
+        }
+
     # -- internals -------------------------------------------------------------------
+    def _worker_crashed(self, index: int, execution_id: str, reason: str) -> None:
+        log.warning("worker %d crashed while running execution %s: %s", index, execution_id, reason)
+        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with self._stats_lock:
+            self._worker_crashes += 1
+            self._last_crash = {"execution_id": execution_id, "reason": reason, "at": at}
+
+    def _worker_restarted(self, index: int) -> None:
+        log.info("worker %d replaced by a new process", index)
+        with self._stats_lock:
+            self._worker_restarts += 1
+
     def _finish(self, execution_id: str, result: JobResult, heap_out: str | None = None) -> bool:
         changed = self._registry.finish(
             execution_id,
@@ -239,6 +292,7 @@ class ExecutionManager:
         try:
             result = slot.run(job, lambda text: self._registry.append_output(item.execution_id, text))
         except WorkerStartError as e:
+            log.warning("worker %d could not start for execution %s: %s", slot.index, item.execution_id, e)
             result = JobResult(status="failed", error=str(e))
         heap_out = None
         if result.status == "completed" and result.snapshot is not None and result.heap_key is not None:

@@ -8,6 +8,8 @@ the job is done. The engine enforces timeouts and cancels inside the worker; the
 is the backstop: a worker that has not answered ``GRACE_SECONDS`` after its deadline
 or after a cancel is killed, and a worker that dies (V8's fatal out-of-memory abort, a
 signal) fails only its job. Either way the slot starts a new process for the next job.
+The slot reports both to its owner: ``on_crash(execution_id, reason)`` when the process
+died under a job, ``on_restart()`` when a replacement process is ready.
 """
 
 from __future__ import annotations
@@ -52,10 +54,21 @@ def _describe_exit(code: int | None) -> str:
 
 
 class WorkerSlot:
-    def __init__(self, index: int, log_dir: Path, max_output_bytes: int) -> None:
+    def __init__(
+        self,
+        index: int,
+        log_dir: Path,
+        max_output_bytes: int,
+        *,
+        on_crash: Callable[[str, str], None] | None = None,
+        on_restart: Callable[[], None] | None = None,
+    ) -> None:
         self.index = index
         self._stderr_path = log_dir / f"worker-{index}.stderr"
         self._max_output_bytes = max_output_bytes
+        self._on_crash = on_crash
+        self._on_restart = on_restart
+        self._started_once = False
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Channel | None = None
         self._running: _Running | None = None
@@ -97,6 +110,9 @@ class WorkerSlot:
             raise WorkerStartError(f"worker {self.index} died at start: {self._stderr_tail()}") from e
         assert message[0] == "ready"
         self.pid = message[1]
+        if self._started_once and self._on_restart is not None:
+            self._on_restart()
+        self._started_once = True
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -182,11 +198,11 @@ class WorkerSlot:
             assert self._process is not None
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(5)
-            detail = _describe_exit(self._process.poll())
             tail = self._stderr_tail()
-            return JobResult(
-                status="failed", error=f"worker crashed: {detail}" + (f" ({tail})" if tail else "")
-            )
+            reason = _describe_exit(self._process.poll()) + (f" ({tail})" if tail else "")
+            if self._on_crash is not None:
+                self._on_crash(job.execution_id, reason)
+            return JobResult(status="failed", error=f"worker crashed: {reason}")
         finally:
             self._running = None
             self._early_cancel = None

@@ -1,4 +1,4 @@
-"""GET /api/version, GET /api/cli, GET /api/cli/{platform}."""
+"""GET /api/version, GET /api/stats, GET /api/cli, GET /api/cli/{platform}."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import falcon
 
 from .. import __version__
 from ..engine import v8_version
+from ..executions import ExecutionManager
 
 PLATFORMS = ("linux-x86_64", "linux-aarch64", "macos-aarch64")
 # Binaries embedded at build time: mcp_v8/cli_bin/mcp-v8-cli-<platform>
@@ -22,6 +23,17 @@ def cli_binary(platform: str) -> Path | None:
 class VersionResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"version": __version__, "v8": v8_version()}
+
+
+class StatsResource:
+    """Counters of the running server for operators: worker crashes and restarts since
+    it started, busy workers, queued executions."""
+
+    def __init__(self, manager: ExecutionManager) -> None:
+        self._manager = manager
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._manager.stats()
 
 
 class CliIndexResource:
