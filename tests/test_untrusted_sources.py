@@ -74,7 +74,9 @@ class ChildEngine:
             header = b""
         if len(header) < 4:
             code_shown = code[:120] + (f"... ({len(code)} characters)" if len(code) > 120 else "")
-            raise AssertionError(f"the engine's process died ({proc.wait()}) on {language} source {code_shown!r}")
+            raise AssertionError(
+                f"the engine's process died ({proc.wait()}) on {language} source {code_shown!r}"
+            )
         reply: dict[str, Any] = json.loads(proc.stdout.read(struct.unpack("<I", header)[0]))
         return reply
 
@@ -216,14 +218,14 @@ def nested_sources(draw: st.DrawFn) -> str:
     code = draw(st.sampled_from(["1", "x", "", "a.b", "'s'"]))
     for name, n, closed in layers:
         opening, core, closing = CONSTRUCTS[name]
-        code = opening * n + (core if not code else code) + (closing * n if closed else "")
+        code = opening * n + (code or core) + (closing * n if closed else "")
     return code
 
 
 token_soup = st.lists(st.sampled_from(PIECES), max_size=400).map("".join)
-repeated_soup = st.tuples(st.lists(st.sampled_from(PIECES), min_size=1, max_size=6), st.integers(1, 200_000)).map(
-    lambda t: "".join(t[0]) * t[1]
-)
+repeated_soup = st.tuples(
+    st.lists(st.sampled_from(PIECES), min_size=1, max_size=6), st.integers(1, 200_000)
+).map(lambda t: "".join(t[0]) * t[1])
 
 
 @settings(
