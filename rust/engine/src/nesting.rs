@@ -15,6 +15,12 @@
 //! Left-associative chains (`a + b + c`, `a.b.c`, `f()()`) are parsed iteratively and do not
 //! count here; the passes that walk the tree bound them themselves (see `source.rs`).
 //!
+//! In the TypeScript [`Dialect`], a `<` after a value may open type arguments: it counts
+//! until a `>` closes it or an operator that types do not have (`&&`, `+`, `/`...) shows it
+//! was a comparison. oxc tries each such `<` as type arguments and re-reads what follows
+//! when that fails, so time grows with the square of how many are open at once: more than
+//! [`MAX_OPEN_ANGLES`] are refused as well. In JavaScript `<` only compares.
+//!
 //! The running count of the innermost bracket goes back to zero only where the parser is
 //! certainly back at that bracket's level: after `,`; after `;` unless `else` or `while`
 //! follows; and before a token that must start a new statement (an identifier or keyword
@@ -39,6 +45,19 @@ use std::hash::{Hash, Hasher};
 /// The deepest nesting accepted, in the units counted above.
 pub const MAX_NESTING: u32 = 2000;
 
+/// Most `<` open at once in TypeScript: oxc tries each as the start of type arguments and
+/// re-reads what follows when that fails, which costs time quadratic in their number.
+pub const MAX_OPEN_ANGLES: u32 = 16;
+
+/// Which grammar the text will be parsed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `<` is only ever a comparison.
+    JavaScript,
+    /// `<` may open type arguments, which nest.
+    TypeScript,
+}
+
 /// Most readings of ambiguous `/` waiting to be followed before the text is refused.
 const MAX_PENDING: usize = 64;
 
@@ -55,16 +74,17 @@ pub struct TooDeep {
 /// Checks that `src` nests at most [`MAX_NESTING`] levels deep. Runs in time linear in the
 /// length of `src` (all readings together scan at most [`WORK_FACTOR`] times the text) and in
 /// constant stack space.
-pub fn check(src: &str) -> Result<(), TooDeep> {
-    check_with_limit(src, MAX_NESTING)
+pub fn check(src: &str, dialect: Dialect) -> Result<(), TooDeep> {
+    check_with_limit(src, dialect, MAX_NESTING)
 }
 
 /// [`check`] with another limit (tests).
-pub fn check_with_limit(src: &str, limit: u32) -> Result<(), TooDeep> {
+pub fn check_with_limit(src: &str, dialect: Dialect, limit: u32) -> Result<(), TooDeep> {
     let mut scan = Scan {
         src: src.as_bytes(),
         text: src,
         limit,
+        typescript: dialect == Dialect::TypeScript,
         pending: vec![Reading::new()],
         seen: HashSet::new(),
         forked: false,
@@ -99,8 +119,10 @@ struct Frame {
     base: u32,
     /// Counted tokens since the current expression or statement of this frame began.
     chain: u32,
-    /// `<` after a value (type arguments) not yet closed by a `>`.
+    /// `<` after a value (type arguments) not yet closed by a `>` (TypeScript only).
     angles: u32,
+    /// The same, in all the frames below.
+    angles_below: u32,
     /// Hash of the frames below, so that a reading's state hashes in constant time.
     below: u64,
 }
@@ -159,6 +181,7 @@ impl Reading {
                 base: 0,
                 chain: 0,
                 angles: 0,
+                angles_below: 0,
                 below: 0,
             }],
             prev: Prev::Operator,
@@ -207,6 +230,7 @@ struct Scan<'s> {
     src: &'s [u8],
     text: &'s str,
     limit: u32,
+    typescript: bool,
     pending: Vec<Reading>,
     seen: HashSet<u64>,
     forked: bool,
@@ -373,11 +397,13 @@ impl<'s> Scan<'s> {
         let mut h = DefaultHasher::new();
         (top.below, top.kind, top.base, top.chain, top.angles).hash(&mut h);
         let below = h.finish();
+        let angles_below = top.angles_below + top.angles;
         r.frames.push(Frame {
             kind,
             base,
             chain: 0,
             angles: 0,
+            angles_below,
             below,
         });
         Ok(())
@@ -477,6 +503,7 @@ impl<'s> Scan<'s> {
                             self.count(r, at)?;
                             r.pos += 2;
                         } else {
+                            r.top().angles = 0; // no division in types
                             r.pos += 1;
                         }
                         r.prev = Prev::Operator;
@@ -619,8 +646,19 @@ impl<'s> Scan<'s> {
         match op {
             // Generics and type assertions: `<` after a value opens type arguments that a `>`
             // closes; in prefix position it is a type assertion `<T>x`, which nests.
+            // In JavaScript, `<` after a value only compares.
+            b"<" if (after_value || prev == Prev::Ambiguous) && !self.typescript => {}
             b"<" if after_value || prev == Prev::Ambiguous => {
-                r.top().angles += 1;
+                let top = r.top();
+                top.angles += 1;
+                if top.angles_below + top.angles > MAX_OPEN_ANGLES {
+                    return Err(TooDeep {
+                        offset: at,
+                        message: format!(
+                            "the source nests too deeply: more than {MAX_OPEN_ANGLES} `<` open at once (TypeScript reads each as possible type arguments; the limit is {MAX_OPEN_ANGLES})"
+                        ),
+                    });
+                }
                 self.check_depth(r, at)?;
             }
             b">" | b">>" | b">>>" | b">=" | b">>=" | b">>>=" => {
@@ -635,7 +673,10 @@ impl<'s> Scan<'s> {
             b"++" | b"--" | b"!" if after_value => r.prev = Prev::Value,
             b"." | b"?." => r.dot = true,
             b"..." => {}
-            b"+" | b"-" if after_value => {}
+            // Operators that cannot appear in types: the `<` before them were comparisons.
+            b"+" | b"-" if after_value => r.top().angles = 0,
+            b"&&" | b"||" | b"??" | b"*" | b"%" | b"<<" | b"==" | b"===" | b"!=" | b"!=="
+            | b"^" | b"<=" => r.top().angles = 0,
             b"=" | b"=>" | b"**" | b"?" | b":" | b"<" | b"!" | b"~" | b"++" | b"--" | b"+"
             | b"-" | b"@" => self.count(r, at)?,
             _ if op.ends_with(b"=") && !matches!(op, b"==" | b"===" | b"!=" | b"!==" | b"<=") => {
@@ -766,7 +807,7 @@ mod tests {
     use super::*;
 
     fn depth_ok(src: &str, limit: u32) -> bool {
-        check_with_limit(src, limit).is_ok()
+        check_with_limit(src, Dialect::TypeScript, limit).is_ok()
     }
 
     /// The smallest limit that accepts `src`.
@@ -854,11 +895,11 @@ mod tests {
 
     #[test]
     fn refusals_name_the_limit_and_position() {
-        let err = check_with_limit("((((((", 3).unwrap_err();
+        let err = check_with_limit("((((((", Dialect::JavaScript, 3).unwrap_err();
         assert_eq!(err.offset, 3);
         assert!(err.message.contains("limit is 3"), "{}", err.message);
-        assert!(check(&"(".repeat(1_000_000)).is_err());
-        assert!(check(&"!".repeat(1_000_000)).is_err());
+        assert!(check(&"(".repeat(1_000_000), Dialect::JavaScript).is_err());
+        assert!(check(&"!".repeat(1_000_000), Dialect::TypeScript).is_err());
     }
 
     #[test]
@@ -866,7 +907,7 @@ mod tests {
         // On every line, reading the `/` as division closes a bracket that the other reading
         // keeps open: the readings never meet again and multiply.
         let src = "(".repeat(300) + &"{} / b ) / 2\n".repeat(300);
-        let err = check(&src).unwrap_err();
+        let err = check(&src, Dialect::JavaScript).unwrap_err();
         assert!(err.message.contains("cannot be checked"), "{}", err.message);
     }
 
@@ -874,18 +915,37 @@ mod tests {
     fn ordinary_code_is_cheap_to_check() {
         let line =
             "x = Math.floor((a + b) / 2) + (c) / 3; y = {a: 1}; if (x) { y = /re/g.test(s) }\n";
-        assert!(check(&line.repeat(20_000)).is_ok());
-        assert!(check(&line.replace('\n', "").repeat(5_000)).is_ok());
+        assert!(check(&line.repeat(20_000), Dialect::TypeScript).is_ok());
+        assert!(check(&line.replace('\n', "").repeat(5_000), Dialect::TypeScript).is_ok());
     }
 
     #[test]
     fn typescript_generics_and_assertions_nest() {
-        assert!(depth(&("let x: ".to_string() + &"A<".repeat(30) + "B" + &">".repeat(30))) >= 30);
+        assert!(depth(&("let x: ".to_string() + &"A<".repeat(15) + "B" + &">".repeat(15))) >= 15);
         assert!(
-            depth(&("let x: ".to_string() + &"A<x, ".repeat(30) + "B" + &">".repeat(30))) >= 30
+            depth(&("let x: ".to_string() + &"A<x, ".repeat(15) + "B" + &">".repeat(15))) >= 15
         );
         assert!(depth(&("<T>".repeat(30) + "x")) >= 30);
         assert_eq!(depth("let m: Map<string, Array<number>> = new Map()"), 3);
+    }
+
+    #[test]
+    fn open_angles_are_capped_in_typescript_only() {
+        let chain = "a".to_string() + &"<a".repeat(MAX_OPEN_ANGLES as usize + 1);
+        let err = check(&chain, Dialect::TypeScript).unwrap_err();
+        assert!(err.message.contains("the limit is 16"), "{}", err.message);
+        assert!(check(&chain, Dialect::JavaScript).is_ok());
+        // Across brackets too: each `(` starts a new try.
+        let nested = "a<(".repeat(MAX_OPEN_ANGLES as usize + 1);
+        assert!(check(&nested, Dialect::TypeScript).is_err());
+        // Comparisons joined by operators that types do not have are not type arguments.
+        let cond = (0..100)
+            .map(|i| format!("x < {i}"))
+            .collect::<Vec<_>>()
+            .join(" || ");
+        assert!(check(&cond, Dialect::TypeScript).is_ok());
+        let closed = "let m: ".to_string() + &"A<".repeat(10) + "B" + &">".repeat(10) + ";";
+        assert!(check(&closed.repeat(100), Dialect::TypeScript).is_ok());
     }
 
     #[test]

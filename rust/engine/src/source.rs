@@ -98,8 +98,13 @@ pub struct Prepared {
 ///   declaration or the final expression statement shift by the few inserted characters.
 pub fn prepare(src: &str, lang: Language) -> Result<Prepared, SourceError> {
     // oxc's parser recurses once per level of nesting, without a depth guard: bound the
-    // nesting first, then parse on a stack large enough for that bound.
-    if let Err(e) = nesting::check(src) {
+    // nesting first, then parse on a stack large enough for that bound. `auto` is checked as
+    // JavaScript here, and as TypeScript before it is parsed as such.
+    let dialect = match lang {
+        Language::TypeScript => nesting::Dialect::TypeScript,
+        Language::JavaScript | Language::Auto => nesting::Dialect::JavaScript,
+    };
+    if let Err(e) = nesting::check(src, dialect) {
         return Err(SourceError::at(src, e.offset as u32, e.message));
     }
     stacker::maybe_grow(PARSE_STACK_BYTES, PARSE_STACK_BYTES, || {
@@ -152,7 +157,9 @@ fn prepare_checked(src: &str, lang: Language) -> Result<Prepared, SourceError> {
         Language::Auto if parses_as_javascript(src) => Cow::Borrowed(src),
         Language::Auto => {
             let allocator = Allocator::default();
-            if parse_typescript(&allocator, src).is_ok() {
+            // Beyond TypeScript's bounds it is not TypeScript here: V8 reports the error.
+            let bounded = nesting::check(src, nesting::Dialect::TypeScript).is_ok();
+            if bounded && parse_typescript(&allocator, src).is_ok() {
                 Cow::Owned(strip_types(src)?)
             } else {
                 Cow::Borrowed(src)
@@ -2080,7 +2087,7 @@ mod deep_tests {
                 let (mut lo, mut hi) = (1usize, 2 * nesting::MAX_NESTING as usize + 8);
                 while lo < hi {
                     let mid = (lo + hi).div_ceil(2);
-                    if nesting::check(&gen(mid)).is_ok() {
+                    if nesting::check(&gen(mid), nesting::Dialect::TypeScript).is_ok() {
                         lo = mid;
                     } else {
                         hi = mid - 1;
