@@ -131,9 +131,14 @@ def test_error_responses_use_api_error(spec: dict[str, Any]) -> None:
     assert {"202", "400", "401", "404", "413", "429", "500", "503"} <= set(exec_responses)
     too_many = resolve(spec, exec_responses["429"])
     assert "Retry-After" in too_many["headers"]
-    for path in ("/api/executions/{id}", "/api/executions/{id}/cancel", "/api/executions/{id}/output"):
+    for path in ("/api/executions/{id}", "/api/executions/{id}/output"):
         op = next(iter(spec["paths"][path].values()))
         assert "404" in op["responses"]
+    # A cancel is answered with a CancelResult only: an unknown id is a 400 with ok false.
+    cancel = spec["paths"]["/api/executions/{id}/cancel"]["post"]["responses"]
+    assert "404" not in cancel
+    refs = resolve(spec, cancel["400"])["content"]["application/json"]["schema"]["anyOf"]
+    assert {"$ref": "#/components/schemas/CancelResult"} in refs
 
 
 def test_examples_match_their_schemas(spec: dict[str, Any]) -> None:

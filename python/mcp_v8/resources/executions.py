@@ -7,16 +7,21 @@ from typing import Any, cast
 import falcon
 
 from ..config import Settings
+from ..contract import BodyValidator, InvalidRequest, QueryValidator
 from ..executions import CancelOutcome, ExecutionManager, QueueFull, ShuttingDown, SubmitRequest
 from ..storage import ExecutionRecord, ExecutionStatus, HeapStore, Registry
-from .validation import HEAP_KEY, bad_request, execution_id, optional_int, query_int, read_json_body
+from .validation import EXECUTION_ID, bad_request, execution_id, read_json_body
 
-EXEC_FIELDS = frozenset({"code", "execution_timeout_secs", "heap", "heap_memory_max_mb", "session", "tags"})
-STATUSES = ("running", "completed", "failed", "cancelled", "timed_out")
-MAX_TAGS = 64
-MAX_TAG_CHARS = 256
-MAX_SESSION_CHARS = 256
-MAX_WAIT_MS = 30000
+LIST_QUERY = QueryValidator("/api/executions", "get")
+GET_QUERY = QueryValidator("/api/executions/{id}", "get")
+OUTPUT_QUERY = QueryValidator("/api/executions/{id}/output", "get")
+
+
+def _query(validator: QueryValidator, req: falcon.Request) -> dict[str, Any]:
+    try:
+        return validator.validate(req.params)
+    except InvalidRequest as e:
+        raise bad_request(str(e)) from None
 
 
 def _info(record: ExecutionRecord) -> dict[str, Any]:
@@ -48,51 +53,34 @@ class ExecResource:
         self._settings = settings
         self._manager = manager
         self._heaps = heaps
+        # The contract's schema, with this server's bounds on top.
+        self._body = BodyValidator(
+            "ExecRequest",
+            maxima={
+                "execution_timeout_secs": settings.max_timeout_secs,
+                "heap_memory_max_mb": settings.max_heap_mb,
+            },
+        )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_json_body(req, self._settings.max_body_bytes)
-        if not isinstance(body, dict):
-            raise bad_request("the request body must be a JSON object")
-        unknown = sorted(set(body) - EXEC_FIELDS)
-        if unknown:
-            raise bad_request(f"unknown field(s): {', '.join(unknown)}")
         s = self._settings
-
-        code = body.get("code")
-        if not isinstance(code, str) or not code.strip():
-            raise bad_request("code must be a non-empty string")
-        size = len(code.encode("utf-8", "surrogatepass"))
+        try:
+            body = self._body.validate(read_json_body(req, s.max_body_bytes))
+        except InvalidRequest as e:
+            raise bad_request(str(e)) from None
+        code: str = body["code"]
+        size = len(code.encode("utf-8"))
         if size > s.max_code_bytes:
             raise falcon.HTTPContentTooLarge(
                 description=f"code is {size} bytes, the limit is {s.max_code_bytes}"
             )
-
-        timeout = optional_int(body, "execution_timeout_secs", 1, s.max_timeout_secs)
-        heap_mb = optional_int(body, "heap_memory_max_mb", 8, s.max_heap_mb)
-
+        timeout = body.get("execution_timeout_secs")
+        heap_mb = body.get("heap_memory_max_mb")
         heap = body.get("heap")
-        if heap is not None:
-            if not isinstance(heap, str) or not HEAP_KEY.fullmatch(heap):
-                raise bad_request(
-                    "heap must be a 64-character lowercase hex key returned by an earlier execution"
-                )
-            if not self._heaps.exists(heap):
-                raise falcon.HTTPNotFound(description=f"heap {heap} not found")
-
+        if heap is not None and not self._heaps.exists(heap):
+            raise falcon.HTTPNotFound(description=f"heap {heap} not found")
         tags = body.get("tags")
-        if tags is not None:
-            if not isinstance(tags, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
-            ):
-                raise bad_request("tags must be an object whose values are strings")
-            if len(tags) > MAX_TAGS or any(
-                len(k) > MAX_TAG_CHARS or len(v) > MAX_TAG_CHARS for k, v in tags.items()
-            ):
-                raise bad_request(f"tags: at most {MAX_TAGS} entries of at most {MAX_TAG_CHARS} characters")
-
         session = body.get("session")
-        if session is not None and (not isinstance(session, str) or len(session) > MAX_SESSION_CHARS):
-            raise bad_request(f"session must be a string of at most {MAX_SESSION_CHARS} characters")
 
         request = SubmitRequest(
             code=code,
@@ -113,22 +101,20 @@ class ExecResource:
 
 
 class ExecutionListResource:
-    QUERY_PARAMS = frozenset({"limit", "status"})
+    QUERY_PARAMS = LIST_QUERY.names
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit = query_int(req, "limit", 1, 1000, 100)
-        status = req.get_param("status")
-        if status is not None and status not in STATUSES:
-            raise bad_request(f"status must be one of {', '.join(STATUSES)}")
+        query = _query(LIST_QUERY, req)
+        limit, status = query["limit"], query["status"]
         records = self._registry.list(limit=limit or 100, status=cast(ExecutionStatus, status))
         resp.media = {"executions": [_summary(r) for r in records]}
 
 
 class ExecutionResource:
-    QUERY_PARAMS = frozenset({"wait_ms"})
+    QUERY_PARAMS = GET_QUERY.names
 
     def __init__(self, registry: Registry, manager: ExecutionManager) -> None:
         self._registry = registry
@@ -136,7 +122,7 @@ class ExecutionResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         execution_id(id)
-        wait_ms = query_int(req, "wait_ms", 0, MAX_WAIT_MS, 0)
+        wait_ms = _query(GET_QUERY, req)["wait_ms"]
         if wait_ms:
             self._manager.wait(id, wait_ms / 1000)
         record = self._registry.get(id)
@@ -151,10 +137,13 @@ class CancelResource:
         self._registry = registry
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        execution_id(id)
-        outcome = self._manager.cancel(id)
+        # The contract answers a cancel with a CancelResult only (200, or 400 with ok
+        # false), so an id that cannot exist or is unknown is a 400 too, not a 404.
+        outcome = self._manager.cancel(id) if EXECUTION_ID.fullmatch(id) else CancelOutcome.UNKNOWN
         if outcome is CancelOutcome.UNKNOWN:
-            raise falcon.HTTPNotFound(description=f"execution {id} not found")
+            resp.status = falcon.HTTP_400
+            resp.media = {"ok": False, "error": f"execution {id[:80]!r} not found"}
+            return
         if outcome is CancelOutcome.ALREADY_FINISHED:
             record = self._registry.get(id)
             status = record.status if record else "finished"
@@ -165,7 +154,7 @@ class CancelResource:
 
 
 class OutputResource:
-    QUERY_PARAMS = frozenset({"line_offset", "line_limit", "byte_offset", "byte_limit"})
+    QUERY_PARAMS = OUTPUT_QUERY.names
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
@@ -176,13 +165,11 @@ class OutputResource:
         byte_mode = req.get_param("byte_offset") is not None or req.get_param("byte_limit") is not None
         if line_mode and byte_mode:
             raise bad_request("use either line_offset/line_limit or byte_offset/byte_limit, not both")
-        big = 2**62
+        query = _query(OUTPUT_QUERY, req)
         if byte_mode:
-            offset = query_int(req, "byte_offset", 0, big, 0) or 0
-            limit = query_int(req, "byte_limit", 1, 1 << 20, 65536) or 65536
+            offset, limit = query["byte_offset"], query["byte_limit"]
         else:
-            offset = query_int(req, "line_offset", 0, big, 0) or 0
-            limit = query_int(req, "line_limit", 1, 10000, 1000) or 1000
+            offset, limit = query["line_offset"], query["line_limit"]
         record = self._registry.get(id)
         if record is None:
             raise falcon.HTTPNotFound(description=f"execution {id} not found")

@@ -8,7 +8,6 @@ from typing import Any
 
 import falcon
 
-HEAP_KEY = re.compile(r"[0-9a-f]{64}")
 EXECUTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # JSON's \uXXXX escapes can spell half of a surrogate pair alone ("\ud800"): valid JSON,
 # but not Unicode text, and no UTF-8 encoder (worker pipe, SQLite, heap sidecar, V8)
@@ -23,30 +22,6 @@ TOO_DEEP = f"the request body nests too deeply (more than {MAX_BODY_DEPTH} level
 
 def bad_request(message: str) -> falcon.HTTPError:
     return falcon.HTTPBadRequest(description=message)
-
-
-def optional_int(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request(f"{name} must be an integer")
-    if not low <= value <= high:
-        raise bad_request(f"{name} must be between {low} and {high}")
-    return value
-
-
-def query_int(req: falcon.Request, name: str, low: int, high: int, default: int | None) -> int | None:
-    raw = req.get_param(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request(f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise bad_request(f"{name} must be between {low} and {high}")
-    return value
 
 
 def execution_id(value: str) -> str:

@@ -1,0 +1,199 @@
+"""The HTTP contract, ``openapi.json`` (shipped in this package), as request validators.
+
+Request bodies and query parameters are checked against the schemas of the contract, with
+the server's configured bounds (largest timeout, heap) applied on top, so the contract and
+the checks cannot drift apart. Failures are :class:`InvalidRequest` with a message that
+names the field and the rule (``execution_timeout_secs must be between 1 and 300``); the
+validators know nothing of HTTP, so any door (the REST resources, MCP tools) can use them.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError
+
+CONTRACT_PATH = Path(__file__).with_name("openapi.json")
+
+# What a pattern of the contract asks for, in words.
+_PATTERNS = {
+    "^[0-9a-f]{64}$": "a 64-character lowercase hex key returned by an earlier execution",
+    "\\S": "a non-empty string",
+}
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "object": "an object",
+    "array": "an array",
+}
+
+
+def _is_integer(checker: Any, instance: Any) -> bool:
+    # JSON Schema counts 64.0 as an integer; a request that sends it means a float.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+Validator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
+class InvalidRequest(ValueError):
+    """A request that breaks the contract; the message says which field and which rule."""
+
+
+@functools.cache
+def contract() -> dict[str, Any]:
+    """The parsed ``openapi.json``."""
+    with open(CONTRACT_PATH, encoding="utf-8") as f:
+        loaded: dict[str, Any] = json.load(f)
+    return loaded
+
+
+def schema(name: str) -> dict[str, Any]:
+    """A copy of ``components.schemas[name]``, references resolved."""
+    resolved: dict[str, Any] = _resolve(copy.deepcopy(contract()["components"]["schemas"][name]))
+    return resolved
+
+
+def _resolve(node: Any) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            return schema(ref.rsplit("/", 1)[1])
+        return {k: _resolve(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v) for v in node]
+    return node
+
+
+def _field(path: Iterable[Any]) -> str:
+    parts = list(path)
+    if not parts:
+        return "the request body"
+    name = str(parts[0])
+    for p in parts[1:]:
+        name += f"[{p}]" if isinstance(p, int) else f"[{json.dumps(p)}]"
+    return name
+
+
+def _types(types: Any) -> str:
+    listed = [t for t in ([types] if isinstance(types, str) else types) if t != "null"]
+    return " or ".join(_TYPE_WORDS.get(t, t) for t in listed)
+
+
+def _bounds(field: str, sub: Mapping[str, Any]) -> str:
+    low, high = sub.get("minimum"), sub.get("maximum")
+    if low is not None and high is not None:
+        return f"{field} must be between {low} and {high}"
+    if low is not None:
+        return f"{field} must be at least {low}"
+    return f"{field} must be at most {high}"
+
+
+def _message(error: ValidationError) -> str:
+    field = _field(error.absolute_path)
+    sub = error.schema if isinstance(error.schema, Mapping) else {}
+    keyword = error.validator
+    instance: Any = error.instance
+    rule: Any = error.validator_value
+    if keyword == "type":
+        if not error.absolute_path:
+            return f"the request body must be a JSON {_types(error.validator_value).removeprefix('an ')}"
+        return f"{field} must be {_types(error.validator_value)}"
+    if keyword == "additionalProperties" and error.validator_value is False:
+        known = set(sub.get("properties", {}))
+        unknown = sorted(k for k in instance if k not in known)
+        where = "" if not error.absolute_path else f" in {field}"
+        return f"unknown field(s){where}: {', '.join(u[:40] for u in unknown[:10])}"
+    if keyword == "required":
+        return f"{error.message.split()[0].strip(chr(39))} is required"
+    if keyword in ("minimum", "maximum"):
+        return _bounds(field, sub)
+    if keyword == "enum":
+        return f"{field} must be one of {', '.join(map(str, rule))}"
+    if keyword in ("minLength", "pattern") and (sub.get("pattern") in _PATTERNS or sub.get("minLength") == 1):
+        return f"{field} must be {_PATTERNS.get(sub.get('pattern', ''), 'a non-empty string')}"
+    if keyword == "maxLength":
+        if "propertyNames" in error.schema_path:
+            return f"a key in {field} must be at most {error.validator_value} characters"
+        return f"{field} must be at most {error.validator_value} characters"
+    if keyword == "maxProperties":
+        return f"{field} must have at most {error.validator_value} entries"
+    return f"{field}: {error.message}"
+
+
+def _first(errors: Iterable[ValidationError]) -> ValidationError | None:
+    """The error to report: the outermost, and among those the first by field name, so the
+    answer to one request is always the same."""
+    ranked = sorted(errors, key=lambda e: (len(e.absolute_path), [str(p) for p in e.absolute_path]))
+    return ranked[0] if ranked else None
+
+
+class BodyValidator:
+    """Validates a parsed JSON body against ``components.schemas[name]``; ``maxima`` sets
+    the server's upper bounds on top of the contract's (``{"execution_timeout_secs": 300}``)."""
+
+    def __init__(self, name: str, maxima: Mapping[str, int] | None = None) -> None:
+        body = schema(name)
+        for prop, high in (maxima or {}).items():
+            body["properties"][prop]["maximum"] = high
+        Validator.check_schema(body)
+        self.schema = body
+        self._validator = Validator(body)
+
+    def validate(self, body: Any) -> dict[str, Any]:
+        error = _first(self._validator.iter_errors(body))
+        if error is not None:
+            raise InvalidRequest(_message(error))
+        assert isinstance(body, dict)
+        return body
+
+
+class QueryValidator:
+    """The query parameters of one operation of the contract (``GET /api/executions``):
+    their names, and their values converted to the declared types, checked, and defaulted."""
+
+    def __init__(self, path: str, method: str) -> None:
+        operation = contract()["paths"][path][method.lower()]
+        self._params = {
+            p["name"]: _resolve(p["schema"]) for p in operation.get("parameters", []) if p["in"] == "query"
+        }
+        self.names = frozenset(self._params)
+        self._validators = {name: Validator(s) for name, s in self._params.items()}
+
+    def validate(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """``raw``: the query as parsed (a value, or a list for a repeated name). Returns
+        every declared parameter: the given value converted, else the default (or None)."""
+        values: dict[str, Any] = {}
+        for name, sub in self._params.items():
+            given = raw.get(name)
+            if given is None:
+                values[name] = sub.get("default")
+                continue
+            if isinstance(given, list):
+                raise InvalidRequest(f"{name} must be given once")
+            value: Any = given
+            if sub.get("type") == "integer":
+                if not re.fullmatch(r"[+-]?[0-9]{1,30}", given.strip()):
+                    raise InvalidRequest(f"{name} must be an integer")
+                value = int(given)
+            error = _first(self._validators[name].iter_errors(value))
+            if error is not None:
+                if error.validator in ("minimum", "maximum"):
+                    raise InvalidRequest(_bounds(name, sub))
+                if error.validator == "enum":
+                    raise InvalidRequest(f"{name} must be one of {', '.join(map(str, sub['enum']))}")
+                raise InvalidRequest(f"{name}: {error.message}")
+            values[name] = value
+        return values

@@ -1,0 +1,89 @@
+"""Request validation comes from the contract (openapi.json) plus the server's bounds, with
+messages that name the field and the rule. No V8, no server: these run in milliseconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mcp_v8.contract import BodyValidator, InvalidRequest, QueryValidator, contract
+
+EXEC = contract()["components"]["schemas"]["ExecRequest"]["properties"]
+
+
+@pytest.fixture(scope="module")
+def body() -> BodyValidator:
+    return BodyValidator("ExecRequest", maxima={"execution_timeout_secs": 300, "heap_memory_max_mb": 1024})
+
+
+@pytest.mark.parametrize(
+    ("request_body", "message"),
+    [
+        ([1], "the request body must be a JSON object"),
+        ({}, "code is required"),
+        ({"code": 5}, "code must be a string"),
+        ({"code": ""}, "code must be a non-empty string"),
+        ({"code": " \n\t"}, "code must be a non-empty string"),
+        ({"code": "1", "timeout": 5, "zz": 1}, "unknown field(s): timeout, zz"),
+        ({"code": "1", "execution_timeout_secs": 0}, "execution_timeout_secs must be between 1 and 300"),
+        ({"code": "1", "execution_timeout_secs": 301}, "execution_timeout_secs must be between 1 and 300"),
+        ({"code": "1", "execution_timeout_secs": 5.0}, "execution_timeout_secs must be an integer"),
+        ({"code": "1", "execution_timeout_secs": True}, "execution_timeout_secs must be an integer"),
+        ({"code": "1", "heap_memory_max_mb": 7}, f"heap_memory_max_mb must be between {EXEC['heap_memory_max_mb']['minimum']} and 1024"),
+        ({"code": "1", "heap": "A" * 64}, "heap must be a 64-character lowercase hex key returned by an earlier execution"),
+        ({"code": "1", "session": 7}, "session must be a string"),
+        ({"code": "1", "session": "s" * 257}, "session must be at most 256 characters"),
+        ({"code": "1", "tags": ["a"]}, "tags must be an object"),
+        ({"code": "1", "tags": {"a": 1}}, 'tags["a"] must be a string'),
+        ({"code": "1", "tags": {"a": "v" * 257}}, 'tags["a"] must be at most 256 characters'),
+        ({"code": "1", "tags": {"k" * 257: "v"}}, "a key in tags must be at most 256 characters"),
+        ({"code": "1", "tags": {str(i): "v" for i in range(65)}}, "tags must have at most 64 entries"),
+    ],
+)  # fmt: skip
+def test_body_messages_name_the_field_and_the_rule(
+    body: BodyValidator, request_body: Any, message: str
+) -> None:
+    with pytest.raises(InvalidRequest) as e:
+        body.validate(request_body)
+    assert str(e.value) == message
+
+
+def test_valid_bodies_pass_unchanged(body: BodyValidator) -> None:
+    request = {"code": "1", "execution_timeout_secs": 300, "heap_memory_max_mb": 8, "heap": "a" * 64,
+               "session": "s", "tags": {"k": "v"}}  # fmt: skip
+    assert body.validate(request) == request
+    assert body.validate({"code": "1", "heap": None, "tags": None}) == {
+        "code": "1",
+        "heap": None,
+        "tags": None,
+    }
+
+
+def test_server_bounds_apply_on_top_of_the_contract() -> None:
+    tight = BodyValidator("ExecRequest", maxima={"execution_timeout_secs": 2})
+    with pytest.raises(InvalidRequest, match="between 1 and 2"):
+        tight.validate({"code": "1", "execution_timeout_secs": 3})
+    # The contract itself is not changed by a validator's bounds.
+    assert "maximum" not in EXEC["execution_timeout_secs"]
+
+
+def test_query_parameters_from_the_contract() -> None:
+    listing = QueryValidator("/api/executions", "get")
+    assert listing.names == {"limit", "status"}
+    assert listing.validate({}) == {"limit": 100, "status": None}
+    assert listing.validate({"limit": "7", "status": "failed"}) == {"limit": 7, "status": "failed"}
+    for raw, message in [
+        ({"limit": "x"}, "limit must be an integer"),
+        ({"limit": "1.5"}, "limit must be an integer"),
+        ({"limit": "0"}, "limit must be between 1 and 1000"),
+        ({"limit": ["1", "2"]}, "limit must be given once"),
+        ({"status": "done"}, "status must be one of running, completed, failed, cancelled, timed_out"),
+    ]:
+        with pytest.raises(InvalidRequest) as e:
+            listing.validate(raw)
+        assert str(e.value) == message
+    output = QueryValidator("/api/executions/{id}/output", "get")
+    assert output.validate({"byte_offset": "12"})["byte_offset"] == 12
+    with pytest.raises(InvalidRequest, match="byte_offset must be between 0 and"):
+        output.validate({"byte_offset": "9" * 25})
