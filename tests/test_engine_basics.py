@@ -9,7 +9,18 @@ import threading
 
 import pytest
 
-from mcp_v8 import Control, Engine, JSError, JSSyntaxError, MCPV8Error
+from mcp_v8 import (
+    Control,
+    Engine,
+    ExecutionCancelled,
+    ExecutionTimeout,
+    HeapLimitExceeded,
+    JSError,
+    JSSyntaxError,
+    MCPV8Error,
+)
+from mcp_v8.engine import Language
+from mcp_v8.errors import OUTCOME_ERRORS, error_for
 
 
 def result(engine: Engine, code: str) -> object:
@@ -136,6 +147,53 @@ def test_exception_hierarchy(engine: Engine) -> None:
     assert isinstance(syntax.value, SyntaxError)
     assert engine.evaluate("({a: [1, 2]})") == {"a": [1, 2]}
     assert engine.execute("1").raise_for_error() is None
+
+
+@pytest.mark.parametrize(
+    ("code", "language", "syntax_error"),
+    [
+        ("(", "javascript", True),
+        ("let x: number = ;", "typescript", True),
+        ("enum E { A }", "typescript", True),  # needs code generation: refused before V8
+        ("(" * 5000, "auto", True),  # nests too deeply
+        ("JSON.parse('{')", "auto", False),
+        ("eval('(')", "auto", False),
+        ("throw new SyntaxError('made by the script')", "auto", False),
+        ("class E extends Error { name = 'SyntaxError' }; throw new E('named')", "auto", False),
+    ],
+)
+def test_only_source_that_does_not_compile_is_a_syntax_error(
+    engine: Engine, code: str, language: Language, syntax_error: bool
+) -> None:
+    outcome = engine.execute(code, language=language)
+    assert outcome.failed and outcome.syntax_error is syntax_error
+    with pytest.raises(JSError) as info:
+        outcome.raise_for_error()
+    assert isinstance(info.value, JSSyntaxError) is syntax_error
+
+
+def test_one_table_maps_outcomes_to_exceptions(engine: Engine) -> None:
+    cases = [
+        (engine.execute("while (true) {}", timeout=0.2), ExecutionTimeout),
+        (engine.execute("const a = []; while (true) a.push({})", heap_limit_mb=16), HeapLimitExceeded),
+        (engine.execute("null.x"), JSError),
+    ]
+    control = Control()
+    control.cancel()
+    cases.append((engine.execute("1", control=control), ExecutionCancelled))
+    for outcome, cls in cases:
+        error = error_for(outcome)
+        assert type(error) is cls and error.outcome is outcome
+    assert [cls for _, cls in OUTCOME_ERRORS][-1] is JSError
+
+
+def test_a_string_result_over_the_cap_is_refused_from_its_length(engine: Engine) -> None:
+    outcome = engine.execute("'x'.repeat(2 ** 27)", heap_limit_mb=512, max_result_bytes=1 << 20)
+    assert outcome.failed and not outcome.syntax_error
+    assert (outcome.error or "").startswith("RangeError: the result is a string of 134217728 characters")
+    # At the cap exactly it is kept: the JSON has the two quotes more.
+    fits = engine.execute("'y'.repeat(1000)", max_result_bytes=1002)
+    assert fits.completed and fits.result == '"' + "y" * 1000 + '"'
 
 
 def test_console_levels_order_and_markers(engine: Engine) -> None:

@@ -1,8 +1,16 @@
 """Native engine of mcp-v8 (Rust + C++ shim over V8 10.2). Use mcp_v8.Engine instead."""
 
-from typing import Callable, Final, Literal, final
+from typing import Any, Callable, Final, Literal, final
 
-__all__ = ["Control", "Outcome", "SNAPSHOT_FORMAT_VERSION", "execute", "snapshot_key", "v8_version"]
+__all__ = [
+    "Control",
+    "Outcome",
+    "SNAPSHOT_FORMAT_VERSION",
+    "_register_errors",
+    "execute",
+    "snapshot_key",
+    "v8_version",
+]
 
 SNAPSHOT_FORMAT_VERSION: Final[int]
 
@@ -29,6 +37,8 @@ class Outcome:
     def cancelled(self) -> bool: ...
     @property
     def heap_limit_exceeded(self) -> bool: ...
+    @property
+    def syntax_error(self) -> bool: ...
     @property
     def result(self) -> str | None: ...
     @property
@@ -77,3 +87,4 @@ def execute(
 ) -> Outcome: ...
 def v8_version() -> str: ...
 def snapshot_key(envelope: bytes) -> str: ...
+def _register_errors(raise_for: Callable[[Outcome], None], snapshot_error: Any, engine_error: Any) -> None: ...

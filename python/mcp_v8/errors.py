@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import _engine
+
 if TYPE_CHECKING:
     from ._engine import Outcome
 
@@ -64,22 +66,25 @@ class EngineError(MCPV8Error, RuntimeError):
     """The engine could not run at all."""
 
 
+# What stopped an execution, most specific first: the outcome's flag and its exception.
+# This table is the only place that maps engine statuses to exceptions. A script that
+# throws an error merely named "SyntaxError" (JSON.parse, eval, its own) is a JSError:
+# only source that did not compile sets ``syntax_error``.
+OUTCOME_ERRORS: tuple[tuple[str, type[MCPV8Error]], ...] = (
+    ("timed_out", ExecutionTimeout),
+    ("cancelled", ExecutionCancelled),
+    ("heap_limit_exceeded", HeapLimitExceeded),
+    ("syntax_error", JSSyntaxError),
+    ("failed", JSError),
+)
+
+
 def error_for(outcome: Outcome) -> MCPV8Error | None:
     """The exception matching ``outcome``, or None when it completed."""
     if outcome.completed:
         return None
-    message = outcome.error or outcome.status
-    exc: MCPV8Error
-    if outcome.timed_out:
-        exc = ExecutionTimeout(message)
-    elif outcome.cancelled:
-        exc = ExecutionCancelled(message)
-    elif outcome.heap_limit_exceeded:
-        exc = HeapLimitExceeded(message)
-    elif outcome.error_name == "SyntaxError":
-        exc = JSSyntaxError(message)
-    else:
-        exc = JSError(message)
+    cls = next((cls for flag, cls in OUTCOME_ERRORS if getattr(outcome, flag)), JSError)
+    exc = cls(outcome.error or outcome.status)
     exc.outcome = outcome
     return exc
 
@@ -89,3 +94,7 @@ def raise_for(outcome: Outcome) -> None:
     exc = error_for(outcome)
     if exc is not None:
         raise exc
+
+
+# The native module raises these; it learns them here instead of importing the package.
+_engine._register_errors(raise_for, SnapshotError, EngineError)

@@ -163,9 +163,10 @@ class Execution {
         error_ = ErrorInfo::Plain("RangeError", "the source code is too long");
         return End::kFailed;
       }
-      if (!v8::Script::Compile(context, source, &origin).ToLocal(&script) ||
-          !script->Run(context).ToLocal(&completion)) {
+      const bool compiled = v8::Script::Compile(context, source, &origin).ToLocal(&script);
+      if (!compiled || !script->Run(context).ToLocal(&completion)) {
         if (try_catch.HasTerminated() || terminated()) return End::kTerminated;
+        syntax_error_ = !compiled;
         error_ = ErrorInfo::FromException(isolate_, context, try_catch.Exception(), try_catch.Message());
         // Formatting the error runs user code too (getters, Error.prepareStackTrace).
         return terminated() ? End::kTerminated : End::kFailed;
@@ -185,6 +186,16 @@ class Execution {
         return terminated() ? End::kTerminated : End::kFailed;
       }
       value = promise->Result();
+    }
+    // A string's JSON has at least as many bytes as the string has UTF-16 units, plus its
+    // quotes: refuse one that cannot fit without serialising it first.
+    if (req_.max_result_bytes != 0 && value->IsString() &&
+        static_cast<uint64_t>(value.As<v8::String>()->Length()) + 2 > req_.max_result_bytes) {
+      error_ = ErrorInfo::Plain("RangeError", "the result is a string of " +
+                                                  std::to_string(value.As<v8::String>()->Length()) +
+                                                  " characters, more than the limit of " +
+                                                  std::to_string(req_.max_result_bytes) + " bytes of JSON");
+      return End::kFailed;
     }
     if (!Serializer::ToJson(isolate_, context, value, &result_) || terminated()) return End::kTerminated;
     if (req_.max_result_bytes != 0 && result_.size() > req_.max_result_bytes) {
@@ -232,6 +243,7 @@ class Execution {
           error_.message += " (heap limit of " + std::to_string(req_.heap_limit_bytes >> 20) +
                             " MB includes ArrayBuffer memory)";
         }
+        resp_->syntax_error = syntax_error_ ? 1 : 0;
         SetError(resp_, error_);
         break;
       case End::kTerminated: {
@@ -263,6 +275,7 @@ class Execution {
   v8::Isolate* isolate_ = nullptr;
   HeapGuard* heap_guard_ = nullptr;
   ErrorInfo error_;
+  bool syntax_error_ = false;  // the failure is the source not compiling
   std::string result_;
 };
 

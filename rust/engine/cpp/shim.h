@@ -45,6 +45,7 @@ typedef struct {
 typedef struct {
   int status;
   int heap_limit_exceeded;       // the heap cap stopped the script (status FAILED)
+  int syntax_error;              // the source did not compile (status FAILED)
   char* result;                  // JSON text (COMPLETED), NUL-terminated, or NULL
   size_t result_len;
   char* error_name;              // e.g. "TypeError"; NULL when not an Error

@@ -111,6 +111,9 @@ pub struct Outcome {
     pub result: Option<String>,
     pub error: Option<JsError>,
     pub heap_limit_exceeded: bool,
+    /// The source did not compile (status `Failed`): a syntax error, refused TypeScript,
+    /// nesting too deep. Errors thrown while the script runs never set it.
+    pub syntax_error: bool,
     pub console: Vec<ConsoleLine>,
     /// Console calls dropped after `console_limit_bytes` was reached.
     pub console_dropped: u64,
@@ -312,6 +315,7 @@ fn source_failure(err: source::SourceError, started: Instant) -> Outcome {
             column: Some(err.column),
         }),
         heap_limit_exceeded: false,
+        syntax_error: true,
         console: Vec::new(),
         console_dropped: 0,
         snapshot: None,
@@ -414,6 +418,7 @@ unsafe fn convert(
         result,
         error,
         heap_limit_exceeded: r.heap_limit_exceeded != 0,
+        syntax_error: r.syntax_error != 0,
         console: sink.lines,
         console_dropped: sink.dropped,
         snapshot,

@@ -41,6 +41,7 @@ pub struct mv8_request {
 pub struct mv8_response {
     pub status: c_int,
     pub heap_limit_exceeded: c_int,
+    pub syntax_error: c_int,
     pub result: *mut c_char,
     pub result_len: usize,
     pub error_name: *mut c_char,

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::engine::{self, EngineError, Outcome, Status};
@@ -66,6 +67,12 @@ impl PyOutcome {
     #[getter]
     fn heap_limit_exceeded(&self) -> bool {
         self.inner.heap_limit_exceeded
+    }
+    /// The source did not compile (TypeScript or JavaScript syntax, nesting too deep). A
+    /// `SyntaxError` thrown while the script runs (`JSON.parse`, `eval`) is not one.
+    #[getter]
+    fn syntax_error(&self) -> bool {
+        self.inner.syntax_error
     }
     /// JSON text of the completion value, or None unless completed.
     #[getter]
@@ -148,8 +155,9 @@ impl PyOutcome {
     /// Raises the mcp_v8.errors exception matching this outcome; returns None when
     /// it completed.
     fn raise_for_error(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let errors = slf.py().import("mcp_v8.errors")?;
-        errors.getattr("raise_for")?.call1((slf,))?;
+        let py = slf.py();
+        let errors = registered(py)?;
+        errors.raise_for.bind(py).call1((slf,))?;
         Ok(())
     }
 
@@ -173,20 +181,55 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn errors_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    py.import("mcp_v8.errors")?.getattr(name)
+/// The exception classes of `mcp_v8.errors`, handed over by that module when it loads
+/// (this module never imports the package).
+struct Errors {
+    raise_for: Py<PyAny>,
+    snapshot_error: Py<PyAny>,
+    engine_error: Py<PyAny>,
+}
+
+static ERRORS: PyOnceLock<Errors> = PyOnceLock::new();
+
+fn registered(py: Python<'_>) -> PyResult<&Errors> {
+    ERRORS
+        .get(py)
+        .ok_or_else(|| PyRuntimeError::new_err("mcp_v8.errors has not registered its exceptions"))
+}
+
+/// Called once by `mcp_v8.errors`: the function that raises for an outcome, and the
+/// classes of refused snapshots and engine failures.
+#[pyfunction]
+fn _register_errors(
+    py: Python<'_>,
+    raise_for: Py<PyAny>,
+    snapshot_error: Py<PyAny>,
+    engine_error: Py<PyAny>,
+) {
+    let _ = ERRORS.set(
+        py,
+        Errors {
+            raise_for,
+            snapshot_error,
+            engine_error,
+        },
+    );
 }
 
 fn to_pyerr(py: Python<'_>, err: EngineError) -> PyErr {
-    let class = match err {
-        EngineError::Snapshot(_) => "SnapshotError",
-        EngineError::Init(_) | EngineError::Internal(_) => "EngineError",
+    let message = err.to_string();
+    let Ok(errors) = registered(py) else {
+        return match err {
+            EngineError::Snapshot(_) => PyValueError::new_err(message),
+            _ => PyRuntimeError::new_err(message),
+        };
     };
-    match errors_class(py, class) {
-        Ok(cls) => match cls.call1((err.to_string(),)) {
-            Ok(instance) => PyErr::from_value(instance),
-            Err(e) => e,
-        },
+    let class = match err {
+        EngineError::Snapshot(_) => &errors.snapshot_error,
+        EngineError::Init(_) | EngineError::Internal(_) => &errors.engine_error,
+    };
+    match class.bind(py).call1((message,)) {
+        Ok(instance) => PyErr::from_value(instance),
         Err(e) => e,
     }
 }
@@ -304,6 +347,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(execute, m)?)?;
     m.add_function(wrap_pyfunction!(v8_version, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_key, m)?)?;
+    m.add_function(wrap_pyfunction!(_register_errors, m)?)?;
     m.add("SNAPSHOT_FORMAT_VERSION", envelope::FORMAT_VERSION)?;
     Ok(())
 }
