@@ -267,6 +267,23 @@ def test_console_limit_keeps_the_first_bytes(engine: Engine) -> None:
     assert outcome.console_dropped == 100 - len(outcome.console)
 
 
+def test_console_limit_zero_means_no_limit_and_keep_console_false_keeps_none() -> None:
+    code = "for (let i = 0; i < 3000; i++) console.log('line ' + i); 1"
+    unlimited = Engine(console_limit_bytes=0).execute(code)
+    assert len(unlimited.console) == 3000 and unlimited.console_dropped == 0
+    seen: list[str] = []
+    streamed = Engine(keep_console=False).execute(code, on_console=lambda level, text: seen.append(text))
+    assert streamed.console == [] and len(seen) == 3000
+
+
+def test_filename_names_every_error(engine: Engine) -> None:
+    for code, language in [("(", "javascript"), ("let x: number = ;", "typescript"), ("null.x", "auto")]:
+        outcome = engine.execute(code, language=language, filename="job.ts")
+        assert "at job.ts:1:" in (outcome.error or ""), outcome.error
+        default = engine.execute(code, language=language)
+        assert "<input>:1:" in (default.error or ""), default.error
+
+
 def test_gil_released_while_javascript_runs(engine: Engine) -> None:
     """While one thread is stuck in JavaScript, other threads run Python and other
     executions to completion."""

@@ -4,6 +4,7 @@ from typing import Any, Callable, Final, Literal, final
 
 __all__ = [
     "Control",
+    "DEFAULT_CONSOLE_LIMIT_BYTES",
     "Outcome",
     "SNAPSHOT_FORMAT_VERSION",
     "_register_errors",
@@ -13,6 +14,7 @@ __all__ = [
 ]
 
 SNAPSHOT_FORMAT_VERSION: Final[int]
+DEFAULT_CONSOLE_LIMIT_BYTES: Final[int]
 
 @final
 class Control:
@@ -79,9 +81,10 @@ def execute(
     heap_limit_mb: int | None = None,
     timeout: float | None = None,
     language: str = "auto",
-    filename: str = "<input>",
+    filename: str | None = None,
     max_result_bytes: int = 0,
-    console_limit_bytes: int = 16777216,
+    console_limit_bytes: int = ...,
+    keep_console: bool = True,
     on_console: Callable[[str, str], object] | None = None,
     control: Control | None = None,
 ) -> Outcome: ...

@@ -12,7 +12,7 @@ from ._engine import Control, Outcome
 Language = Literal["auto", "javascript", "typescript"]
 ConsoleCallback = Callable[[str, str], None]
 
-DEFAULT_CONSOLE_LIMIT_BYTES = 16 << 20
+DEFAULT_CONSOLE_LIMIT_BYTES = _engine.DEFAULT_CONSOLE_LIMIT_BYTES
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -29,7 +29,9 @@ class Engine:
 
     The constructor's arguments are defaults for every ``execute`` call; each call
     may override them. Several threads may call ``execute`` on one ``Engine`` at
-    once: the GIL is released while JavaScript runs.
+    once: the GIL is released while JavaScript runs. For every limit, 0 means none
+    (``max_result_bytes``, ``console_limit_bytes``); ``keep_console=False`` keeps no
+    console calls in the outcome (``on_console`` still sees them).
 
     Result conversion (``Outcome.result`` is JSON text):
     objects, arrays, strings, numbers, booleans and null are plain JSON;
@@ -48,12 +50,14 @@ class Engine:
         language: Language = "auto",
         max_result_bytes: int = 0,
         console_limit_bytes: int = DEFAULT_CONSOLE_LIMIT_BYTES,
+        keep_console: bool = True,
     ) -> None:
         self.heap_limit_mb = heap_limit_mb
         self.timeout = timeout
         self.language: Language = language
         self.max_result_bytes = max_result_bytes
         self.console_limit_bytes = console_limit_bytes
+        self.keep_console = keep_console
 
     def execute(
         self,
@@ -64,7 +68,7 @@ class Engine:
         heap_limit_mb: int | None = None,
         timeout: float | None = None,
         language: Language | None = None,
-        filename: str = "<input>",
+        filename: str | None = None,
         on_console: ConsoleCallback | None = None,
         control: Control | None = None,
         max_result_bytes: int | None = None,
@@ -99,7 +103,7 @@ class Engine:
         except UnicodeEncodeError as e:
             if e.object is code:
                 code = _escape_lone_surrogates(code)
-            elif e.object is filename:
+            elif filename is not None and e.object is filename:
                 filename = _LONE_SURROGATE.sub("\ufffd", filename)
             else:
                 raise
@@ -124,7 +128,7 @@ class Engine:
         heap_limit_mb: int | None,
         timeout: float | None,
         language: Language | None,
-        filename: str,
+        filename: str | None,
         on_console: ConsoleCallback | None,
         control: Control | None,
         max_result_bytes: int | None,
@@ -139,6 +143,7 @@ class Engine:
             filename=filename,
             max_result_bytes=self.max_result_bytes if max_result_bytes is None else max_result_bytes,
             console_limit_bytes=self.console_limit_bytes,
+            keep_console=self.keep_console,
             on_console=on_console,
             control=control,
         )

@@ -105,7 +105,7 @@ def serve(conn: Channel, max_output_bytes: int) -> None:
     from .. import _engine
 
     send = conn.send
-    engine = Engine(console_limit_bytes=0)
+    engine = Engine(keep_console=False)  # output streams to the server through on_console
     engine.execute("1")  # initialise V8 before saying ready
     jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
     controls: dict[str, Any] = {}

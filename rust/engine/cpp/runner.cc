@@ -156,7 +156,7 @@ class Execution {
       v8::TryCatch try_catch(isolate_);
       v8::Local<v8::String> source;
       v8::Local<v8::Script> script;
-      const char* filename = req_.filename != nullptr ? req_.filename : "<input>";
+      const char* filename = req_.filename != nullptr ? req_.filename : "";  // Rust names it
       v8::ScriptOrigin origin(isolate_, v8::String::NewFromUtf8(isolate_, filename).ToLocalChecked());
       if (!v8::String::NewFromUtf8(isolate_, req_.code, v8::NewStringType::kNormal, static_cast<int>(req_.code_len))
                .ToLocal(&source)) {

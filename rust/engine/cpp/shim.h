@@ -30,7 +30,7 @@ typedef void (*mv8_console_fn)(void* user_data, int level, const char* text, siz
 typedef struct {
   const char* code;
   size_t code_len;
-  const char* filename;          // NUL-terminated script name used in stack traces
+  const char* filename;          // NUL-terminated script name used in stack traces (required)
   const uint8_t* snapshot;       // raw V8 startup blob to restore; NULL = the base context
   size_t snapshot_len;
   int want_snapshot;             // 1: run in a SnapshotCreator and return a new blob

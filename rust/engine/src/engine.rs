@@ -172,13 +172,22 @@ pub struct Options<'a> {
     pub filename: String,
     /// Largest JSON result accepted (0 = unlimited); a larger one fails the execution.
     pub max_result_bytes: u64,
-    /// Console bytes kept in the outcome; later calls are counted and dropped
-    /// (the live callback still sees them).
+    /// Console bytes kept in the outcome (0 = no limit, as for every limit); later calls
+    /// are counted and dropped (the live callback still sees them).
     pub console_limit_bytes: usize,
+    /// Whether the outcome keeps console calls at all (a caller that streams them through
+    /// `on_console` may not need them twice).
+    pub keep_console: bool,
     pub control: Option<&'a Control>,
     /// Called on the executing thread for every console call, while the script runs.
     pub on_console: Option<&'a mut dyn FnMut(&ConsoleLine)>,
 }
+
+/// Console bytes an outcome keeps unless told otherwise.
+pub const DEFAULT_CONSOLE_LIMIT_BYTES: usize = 16 << 20;
+
+/// The script's name in stack traces unless one is given.
+pub const DEFAULT_FILENAME: &str = "<input>";
 
 impl Default for Options<'_> {
     fn default() -> Self {
@@ -190,7 +199,8 @@ impl Default for Options<'_> {
             language: Language::Auto,
             filename: String::new(),
             max_result_bytes: 0,
-            console_limit_bytes: 16 << 20,
+            console_limit_bytes: DEFAULT_CONSOLE_LIMIT_BYTES,
+            keep_console: true,
             control: None,
             on_console: None,
         }
@@ -268,7 +278,9 @@ unsafe fn borrowed_cstr(p: *const c_char) -> Option<String> {
 struct ConsoleSink<'a> {
     lines: Vec<ConsoleLine>,
     bytes: usize,
+    /// 0: no limit.
     limit: usize,
+    keep: bool,
     dropped: u64,
     callback: Option<&'a mut dyn FnMut(&ConsoleLine)>,
 }
@@ -291,7 +303,7 @@ unsafe extern "C" fn on_console(
             cb(&line);
         }
     }));
-    if sink.bytes + len <= sink.limit {
+    if sink.keep && (sink.limit == 0 || sink.bytes + len <= sink.limit) {
         sink.bytes += len;
         sink.lines.push(line);
     } else {
@@ -299,10 +311,10 @@ unsafe extern "C" fn on_console(
     }
 }
 
-fn source_failure(err: source::SourceError, started: Instant) -> Outcome {
+fn source_failure(err: source::SourceError, filename: &str, started: Instant) -> Outcome {
     let stack = format!(
-        "SyntaxError: {}\n    at <input>:{}:{}",
-        err.message, err.line, err.column
+        "SyntaxError: {}\n    at {}:{}:{}",
+        err.message, filename, err.line, err.column
     );
     Outcome {
         status: Status::Failed,
@@ -336,20 +348,21 @@ pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError
         }
         None => None,
     };
+    let filename = if opts.filename.is_empty() {
+        DEFAULT_FILENAME.to_string()
+    } else {
+        opts.filename.replace('\0', "")
+    };
     let prepared = match source::prepare(code, opts.language) {
         Ok(p) => p,
-        Err(e) => return Ok(source_failure(e, started)),
+        Err(e) => return Ok(source_failure(e, &filename, started)),
     };
-    let filename = if opts.filename.is_empty() {
-        "<input>".to_string()
-    } else {
-        opts.filename.clone()
-    };
-    let filename = CString::new(filename.replace('\0', "")).unwrap();
+    let filename = CString::new(filename).expect("NUL bytes were removed");
     let mut sink = ConsoleSink {
         lines: Vec::new(),
         bytes: 0,
         limit: opts.console_limit_bytes,
+        keep: opts.keep_console,
         dropped: 0,
         callback: opts.on_console.take(),
     };

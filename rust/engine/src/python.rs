@@ -249,8 +249,9 @@ fn parse_language(language: &str) -> PyResult<Language> {
 #[pyfunction]
 #[pyo3(signature = (
     code, *, heap=None, snapshot=false, heap_limit_mb=None, timeout=None,
-    language="auto", filename="<input>", max_result_bytes=0,
-    console_limit_bytes=16777216, on_console=None, control=None
+    language="auto", filename=None, max_result_bytes=0,
+    console_limit_bytes=engine::DEFAULT_CONSOLE_LIMIT_BYTES, keep_console=true,
+    on_console=None, control=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn execute(
@@ -261,9 +262,10 @@ fn execute(
     heap_limit_mb: Option<u64>,
     timeout: Option<f64>,
     language: &str,
-    filename: &str,
+    filename: Option<&str>,
     max_result_bytes: u64,
     console_limit_bytes: usize,
+    keep_console: bool,
     on_console: Option<Py<PyAny>>,
     control: Option<Py<PyControl>>,
 ) -> PyResult<PyOutcome> {
@@ -290,7 +292,7 @@ fn execute(
         }
     }
     let heap = heap.map(|h| h.to_vec());
-    let filename = filename.to_string();
+    let filename = filename.unwrap_or(engine::DEFAULT_FILENAME).to_string();
     let code = code.to_string();
     let control_ref = control.as_ref().map(|c| c.get());
     let outcome = py.detach(|| {
@@ -312,6 +314,7 @@ fn execute(
             filename,
             max_result_bytes,
             console_limit_bytes,
+            keep_console,
             control: control_ref.map(|c| &c.inner),
             on_console: if on_console.is_some() {
                 Some(&mut forward)
@@ -349,5 +352,9 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(snapshot_key, m)?)?;
     m.add_function(wrap_pyfunction!(_register_errors, m)?)?;
     m.add("SNAPSHOT_FORMAT_VERSION", envelope::FORMAT_VERSION)?;
+    m.add(
+        "DEFAULT_CONSOLE_LIMIT_BYTES",
+        engine::DEFAULT_CONSOLE_LIMIT_BYTES,
+    )?;
     Ok(())
 }
