@@ -117,16 +117,26 @@ def test_unusable_data_dir_fails_at_start(tmp_path: Path) -> None:
 
 
 def test_wsgi_module_for_other_servers(tmp_path: Path) -> None:
-    """mcp_v8.wsgi:app is a WSGI callable configured from MCP_V8_* variables."""
+    """mcp_v8.wsgi:app is a WSGI callable configured from MCP_V8_* variables; importing
+    it starts nothing (no database, no worker process) until the first request."""
     code = (
+        "import os\n"
         "from wsgiref.util import setup_testing_defaults\n"
         "from mcp_v8.wsgi import app\n"
+        "assert os.listdir(os.environ['MCP_V8_DATA_DIR']) == [], 'import created files'\n"
+        "def parent(pid):\n"
+        "    try:\n"
+        "        return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[1]\n"
+        "    except OSError:\n"
+        "        return None\n"
+        "children = [p for p in os.listdir('/proc') if p.isdigit() and parent(p) == str(os.getpid())]\n"
+        "assert children == [], 'import started processes'\n"
         "env = {'PATH_INFO': '/api/version', 'HTTP_HOST': '127.0.0.1'}\n"
         "setup_testing_defaults(env)\n"
         "status = []\n"
         "body = b''.join(app(env, lambda s, h: status.append(s)))\n"
         "print(status[0], body.decode())\n"
-        "app.service.close()\n"
+        "app.app.service.close()\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],

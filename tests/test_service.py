@@ -331,3 +331,10 @@ def test_retention_prunes_finished_executions(tmp_path: Path) -> None:
         assert c.simulate_get(f"/api/executions/{ids[0]}/output", headers=HOST).status_code == 404
     finally:
         app.service.close()
+
+
+def test_create_app_refuses_settings_that_contradict_its_service(service: Service) -> None:
+    with pytest.raises(ValueError, match="settings differ"):
+        create_app(service.settings.with_overrides(max_heap_mb=9), service=service)
+    # The same settings, or none, are fine.
+    assert create_app(service.settings, service=service).service is service

@@ -187,8 +187,6 @@ def _serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTT
 def _handle_unexpected(
     req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
 ) -> None:
-    if isinstance(ex, falcon.HTTPError):
-        raise ex
     log.exception("internal error on %s %s", req.method, req.path)
     raise falcon.HTTPInternalServerError(description="internal server error")
 
@@ -204,6 +202,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     ``settings`` (defaults: ``Settings()``); it is reachable as ``app.service``."""
     if service is None:
         service = Service(settings or Settings()).start()
+    elif settings is not None and settings != service.settings:
+        raise ValueError("create_app: settings differ from the given service's; pass one or the other")
     settings = service.settings
     app = App(middleware=[SecurityMiddleware(settings), QueryParamsMiddleware()])
     app.req_options.keep_blank_qs_values = True

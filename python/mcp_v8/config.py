@@ -122,7 +122,7 @@ class Settings:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
 
-def _parser_for(name: str) -> Callable[[str], Any]:
+def parser_for(name: str) -> Callable[[str], Any]:
     special: dict[str, Callable[[str], Any]] = {
         "data_dir": Path,
         "allowed_hosts": _csv,
@@ -149,11 +149,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         raw = environ.get(env_name(f.name))
         if raw is not None and raw != "":
             try:
-                values[f.name] = _parser_for(f.name)(raw)
+                values[f.name] = parser_for(f.name)(raw)
             except ValueError as e:
                 raise ValueError(f"{env_name(f.name)}={raw!r}: {e}") from e
     return Settings(**values)
-
-
-def parser_for(name: str) -> Callable[[str], Any]:
-    return _parser_for(name)
