@@ -3,7 +3,7 @@
 # python/mcp_v8/cli_bin/mcp-v8-cli-<platform>, which /api/cli/<platform> serves.
 # Binaries for other platforms, built elsewhere, are embedded too when
 # MCP_V8_CLI_BINARIES names a directory holding files named mcp-v8-cli-<platform>
-# (platforms: linux-x86_64, linux-aarch64, macos-aarch64).
+# (the platforms the contract names for /api/cli/{platform}).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "$(uname -s)-$(uname -m)" in
@@ -18,7 +18,10 @@ cargo build --release --quiet -p mcp-v8-cli
 install -m 0755 target/release/mcp-v8-cli "$dest/mcp-v8-cli-$platform.tmp"
 mv -f "$dest/mcp-v8-cli-$platform.tmp" "$dest/mcp-v8-cli-$platform"
 if [ -n "${MCP_V8_CLI_BINARIES:-}" ]; then
-  for other in linux-x86_64 linux-aarch64 macos-aarch64; do
+  platforms=$(python3 -c 'import json, sys
+op = json.load(open("python/mcp_v8/openapi.json"))["paths"]["/api/cli/{platform}"]["get"]
+print(" ".join(next(p["schema"]["enum"] for p in op["parameters"] if p["name"] == "platform")))')
+  for other in $platforms; do
     [ "$other" = "$platform" ] && continue
     if [ -f "$MCP_V8_CLI_BINARIES/mcp-v8-cli-$other" ]; then
       install -m 0755 "$MCP_V8_CLI_BINARIES/mcp-v8-cli-$other" "$dest/mcp-v8-cli-$other"

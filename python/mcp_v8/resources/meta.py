@@ -7,10 +7,18 @@ from pathlib import Path
 import falcon
 
 from .. import __version__
+from ..contract import contract
 from ..engine import v8_version
 from ..executions import ExecutionManager
 
-PLATFORMS = ("linux-x86_64", "linux-aarch64", "macos-aarch64")
+# The platforms the contract names for /api/cli/{platform}.
+PLATFORMS: tuple[str, ...] = tuple(
+    next(
+        p["schema"]["enum"]
+        for p in contract()["paths"]["/api/cli/{platform}"]["get"]["parameters"]
+        if p["name"] == "platform"
+    )
+)
 # Binaries embedded at build time: mcp_v8/cli_bin/mcp-v8-cli-<platform>
 CLI_DIR = Path(__file__).resolve().parent.parent / "cli_bin"
 
