@@ -1,4 +1,4 @@
-"""Issue 03: the app and openapi.json agree — every route is documented, every
+"""The app and openapi.json agree — every route is documented, every
 documented operation is served, and schemathesis finds no 5xx and no response that
 breaks the schema."""
 

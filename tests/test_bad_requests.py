@@ -1,4 +1,4 @@
-"""Issue 06: bad requests get a clear 4xx with {"error": ...} and create nothing."""
+"""Bad requests get a clear 4xx with {"error": ...} and create nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 04: the mcp-v8-cli client against a real server, and its embedding."""
+"""The mcp-v8-cli client against a real server, and its embedding."""
 
 from __future__ import annotations
 

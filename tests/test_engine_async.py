@@ -1,4 +1,4 @@
-"""Issue 02: promises, timers, microtasks and rejections."""
+"""Promises, timers, microtasks and rejections."""
 
 from __future__ import annotations
 

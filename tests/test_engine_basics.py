@@ -1,4 +1,4 @@
-"""Issue 01: results as JSON, classic-script semantics, errors with positions, console
+"""Results as JSON, classic-script semantics, errors with positions, console
 capture (ordered, levelled, live), concurrency and resource hygiene."""
 
 from __future__ import annotations

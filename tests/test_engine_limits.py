@@ -1,4 +1,4 @@
-"""Issue 02: heap cap (on-heap and off-heap), timeouts and cancellation."""
+"""Heap cap (on-heap and off-heap), timeouts and cancellation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 06: faults. Workers and the server killed with SIGKILL mid-execution, heap
+"""Faults. Workers and the server killed with SIGKILL mid-execution, heap
 files corrupted on disk, unusable data directories at start."""
 
 from __future__ import annotations

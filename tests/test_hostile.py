@@ -1,4 +1,4 @@
-"""Issue 06: hostile scripts against a real server. For each: the right terminal status
+"""Hostile scripts against a real server. For each: the right terminal status
 with a clear error, within its timeout plus a grace, the server keeps answering, and an
 execution resuming an earlier heap still works."""
 

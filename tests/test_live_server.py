@@ -1,4 +1,4 @@
-"""Issue 03: the real server (``mcp-v8 serve`` on Waitress) end to end."""
+"""The real server (``mcp-v8 serve`` on Waitress) end to end."""
 
 from __future__ import annotations
 

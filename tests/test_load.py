@@ -1,4 +1,4 @@
-"""Issue 06: load and leaks.
+"""Load and leaks.
 
 500 executions from 32 concurrent clients against a real server whose queue is small
 enough to overflow: 50 are cancelled at random moments, 20 time out. Every accepted id

@@ -1,4 +1,4 @@
-"""Issue 03: every endpoint and error case through falcon.testing, against real
+"""Every endpoint and error case through falcon.testing, against real
 worker processes."""
 
 from __future__ import annotations

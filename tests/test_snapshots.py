@@ -1,4 +1,4 @@
-"""Issue 02: heap snapshots in checked envelopes."""
+"""Heap snapshots in checked envelopes."""
 
 from __future__ import annotations
 

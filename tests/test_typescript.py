@@ -1,4 +1,4 @@
-"""Issue 02: TypeScript stripping with positions kept, and top-level await."""
+"""TypeScript stripping with positions kept, and top-level await."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 04: the wheel is self-contained. Built by scripts/build-wheel.sh, installed
+"""The wheel is self-contained. Built by scripts/build-wheel.sh, installed
 with pip into a fresh venv, and run where no libnode is visible (the repository's
 libnode prefix is hidden by a bind mount in a private mount namespace)."""
 
