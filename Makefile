@@ -1,6 +1,6 @@
 # One way to build, run, test, benchmark and lint mcp-v8. Every target bootstraps
 # first (system libraries, libnode, .venv, the release build); that step is idempotent.
-.PHONY: bootstrap run snippet wheel test test-rust test-python bench lint fmt
+.PHONY: bootstrap run snippet wheel test test-fast test-rust test-python bench lint fmt
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -25,6 +25,11 @@ test-rust:
 
 test-python:
 	$(PY) -m pytest -q
+
+# What a developer runs between edits: every level but e2e and packaging (tests/conftest.py).
+test-fast: bootstrap
+	cargo test --workspace --quiet --lib
+	$(PY) -m pytest -q -m "not e2e and not packaging"
 
 bench: bootstrap
 	$(PY) benches/run.py

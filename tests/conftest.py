@@ -1,8 +1,53 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mcp_v8 import Engine
+
+# Every test module belongs to one level (a pytest marker of the same name):
+#   unit       no V8, no process: state machines, stores, validation (milliseconds)
+#   engine     the engine in this process (or a child interpreter)
+#   service    the app through falcon.testing, with real worker processes
+#   e2e        a real server (Waitress) or the CLI over HTTP, faults, load
+#   packaging  building and installing the wheel
+# `make test` runs every level; `make test-fast` all but e2e and packaging.
+LEVELS: dict[str, str] = {
+    "test_config": "unit",
+    "test_contract": "unit",
+    "test_openapi": "unit",
+    "test_storage": "unit",
+    "test_executions_state": "unit",
+    "test_cli_module": "unit",
+    "test_engine_basics": "engine",
+    "test_engine_limits": "engine",
+    "test_engine_async": "engine",
+    "test_console": "engine",
+    "test_snapshots": "engine",
+    "test_typescript": "engine",
+    "test_untrusted_sources": "engine",
+    "test_service": "service",
+    "test_bad_requests": "service",
+    "test_hardening": "service",
+    "test_live_server": "e2e",
+    "test_api_contract": "e2e",
+    "test_cli_client": "e2e",
+    "test_hostile": "e2e",
+    "test_faults": "e2e",
+    "test_load": "e2e",
+    "test_fuzz_http": "e2e",
+    "test_wheel": "packaging",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = Path(str(item.fspath)).stem
+        level = LEVELS.get(module)
+        if level is None:
+            raise pytest.UsageError(f"{module}.py has no level: add it to LEVELS in tests/conftest.py")
+        item.add_marker(getattr(pytest.mark, level))
 
 
 @pytest.fixture(scope="session")
