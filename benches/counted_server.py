@@ -1,6 +1,6 @@
-"""The service with a call counter on ``Registry.get`` (the registry read behind every status check),
+"""The service with a call counter on ``SQLiteExecutionStore.get`` (the record read behind every status check),
 served in this process on 127.0.0.1 and driven by benches/loadgen.py at several concurrencies: how
-many registry reads one execution costs as the number of waiting long-polls grows.
+many record reads one execution costs as the number of waiting long-polls grows.
 
 Run by the harness as its own process; prints one JSON object.
 usage: python benches/counted_server.py [--concurrency 1,4,16,64] [--seconds 5] [--workers 2]
@@ -22,7 +22,7 @@ from waitress.server import create_server
 
 from mcp_v8.app import Service, create_app
 from mcp_v8.config import Settings
-from mcp_v8.storage import Registry
+from mcp_v8.storage import SQLiteExecutionStore
 
 
 def main() -> int:
@@ -35,14 +35,14 @@ def main() -> int:
 
     calls = {"get": 0}
     lock = threading.Lock()
-    original = Registry.get
+    original = SQLiteExecutionStore.get
 
-    def counted(self: Registry, execution_id: str) -> Any:
+    def counted(self: SQLiteExecutionStore, execution_id: str) -> Any:
         with lock:
             calls["get"] += 1
         return original(self, execution_id)
 
-    Registry.get = counted  # type: ignore[method-assign]
+    SQLiteExecutionStore.get = counted  # type: ignore[method-assign]
 
     port = free_port()
     threads = 2 * max(levels) + 32  # enough for every long-poll: count reads, not thread waits
@@ -70,7 +70,7 @@ def main() -> int:
                     "concurrency": c,
                     "throughput_per_s": result["throughput_per_s"],
                     "errors": result["errors"],
-                    "registry_gets_per_execution": gets / finished,
+                    "record_gets_per_execution": gets / finished,
                     "http_requests_per_execution": result["http_requests"] / finished,
                 }
             )

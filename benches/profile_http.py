@@ -2,7 +2,7 @@
 
 Two views of the same server (``--workers 1``, one client, executions one after another):
 
-* From outside, unperturbed: client timestamps around the POST and the long-poll, the registry's
+* From outside, unperturbed: client timestamps around the POST and the long-poll, the record's
   ``started_at`` / ``completed_at`` (stamped when the execution is recorded and when its terminal
   status is) and ``duration_ms`` (the engine call inside the worker, snapshot included), plus the
   same script through the in-process ``Engine`` to split that engine time into running the script
@@ -35,19 +35,20 @@ from mcp_v8 import Engine
 # (thread group, stage, frames that must all appear); first match wins, in order.
 RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("dispatcher", "idle (waiting for a job)", ("ExecutionManager._next",)),
-    ("dispatcher", "heap store: write snapshot", ("FileHeapStore.put",)),
-    ("dispatcher", "heap store: read snapshot", ("FileHeapStore.get",)),
     ("dispatcher", "job to worker (pickle + send)", ("WorkerSlot.run", "Channel.send")),
     ("dispatcher", "result from worker (recv + unpickle)", ("WorkerSlot.run", "Channel.recv")),
     ("dispatcher", "waiting for the worker", ("WorkerSlot.run",)),
-    ("dispatcher", "registry: flush output", ("Registry.flush",)),
-    ("dispatcher", "registry: record terminal status + notify", ("ExecutionManager._finish",)),
+    ("dispatcher", "output log: write buffered output", ("SQLiteOutputLog.seal",)),
+    ("dispatcher", "execution store: record terminal status + notify", ("ExecutionManager._finish",)),
     ("dispatcher", "other", ()),
+    ("worker", "heap store: write snapshot", ("FileHeapStore.put",)),
+    ("worker", "heap store: read snapshot", ("FileHeapStore.get",)),
     ("worker", "engine (V8 run + snapshot)", ("Engine.execute",)),
     ("worker", "send result (pickle + write)", ("Channel.send",)),
     ("worker", "flush console output", ("_Output.flush",)),
     ("worker", "idle", ()),
-    ("http", "POST: registry insert", ("ExecResource.on_post", "Registry.create")),
+    ("http", "POST: output log insert", ("ExecResource.on_post", "SQLiteOutputLog.create")),
+    ("http", "POST: record insert", ("ExecResource.on_post", "SQLiteExecutionStore.create")),
     ("http", "POST: heap key check", ("ExecResource.on_post", "FileHeapStore.exists")),
     ("http", "POST: parse + validate + queue", ("ExecResource.on_post",)),
     ("http", "GET: long-poll waiting", ("ExecutionManager.wait", "Condition.wait")),
@@ -136,13 +137,13 @@ class Sequential:
 
 
 def _ts(text: str) -> float:
-    """A registry timestamp in seconds. They are truncated to the millisecond, so the true instant is
+    """A record timestamp in seconds. They are truncated to the millisecond, so the true instant is
     on average half a millisecond later: that is added, or every stage next to one would be biased."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() + 0.0005
 
 
 def outside_stages(samples: list[dict[str, Any]]) -> dict[str, float]:
-    """Median milliseconds of each stage, from client timestamps and the registry's fields."""
+    """Median milliseconds of each stage, from client timestamps and the record's fields."""
     cols: dict[str, list[float]] = defaultdict(list)
     for s in samples:
         info = s["info"]
@@ -223,8 +224,8 @@ def sampled(server: Server, seconds: float, concurrency: int) -> dict[str, Any]:
             "samples": {g: dict(c) for g, c in counts.items()}}  # fmt: skip
 
 
-def registry_reads(levels: tuple[int, ...], seconds: float, workers: int) -> dict[str, Any]:
-    """Runs benches/counted_server.py (the service with a counter on ``Registry.get``)."""
+def record_reads(levels: tuple[int, ...], seconds: float, workers: int) -> dict[str, Any]:
+    """Runs benches/counted_server.py (the service with a counter on ``SQLiteExecutionStore.get``)."""
     command = [sys.executable, str(BENCHES / "counted_server.py"), "--seconds", str(seconds)]
     command += ["--concurrency", ",".join(map(str, levels)), "--workers", str(workers)]
     return run_json_child(command, timeout=len(levels) * (seconds + 60) + 60)
@@ -252,8 +253,8 @@ def run(quick: bool, workers: int) -> dict[str, Any]:
         log("profile: py-spy sampling, 1 client")
         result["sampled"] = sampled(server, 3.0 if quick else 8.0, 1)
     clients = 16 if quick else 64
-    log("profile: registry reads per execution")
-    result["registry_reads"] = registry_reads(
+    log("profile: record reads per execution")
+    result["record_reads"] = record_reads(
         (1, clients) if quick else (1, 4, 16, 64), 2.0 if quick else 5.0, workers
     )
     with Server(workers=workers, queue_limit=2 * clients) as server:

@@ -319,7 +319,7 @@ STAGE_LABELS = [
     ("post_to_recorded", "client sends POST → execution recorded (HTTP parse, Falcon, validation)"),
     (
         "around_engine",
-        "queue + dispatch + IPC to/from worker + heap store + registry (recorded → terminal − engine)",
+        "queue + dispatch + IPC to/from worker + heap store + execution store + output log (recorded → terminal − engine)",
     ),
     ("engine_script", "engine: isolate + script (in-process stateless time)"),
     ("engine_snapshot", "engine: snapshot creation + seal (rest of `duration_ms`)"),
@@ -347,7 +347,7 @@ def profile_section(profile: dict[str, Any], ratios: dict[str, Any]) -> list[str
     eng = profile["engine"]
     out.append(
         "`mcp-v8 serve --workers 1`, one client, executions one after another (medians). From outside: "
-        "client timestamps, the registry's `started_at` (stamped when the POST is recorded) and "
+        "client timestamps, the record's `started_at` (stamped when the POST is recorded) and "
         "`completed_at` (when the terminal status is), and `duration_ms` (the engine call in the worker). "
         f"In-process, the same trivial script takes {num(eng['stateless_ms'], 2)} ms, "
         f"{num(eng['stateless_snapshot_ms'], 2)} ms with a snapshot, and a chain step (restore + run + "
@@ -416,23 +416,23 @@ def profile_section(profile: dict[str, Any], ratios: dict[str, Any]) -> list[str
     for r in runs:
         if "error" in r:
             out += [f"Sampling profile: {r['error']}", ""]
-    reads = profile.get("registry_reads", {})
+    reads = profile.get("record_reads", {})
     if "rows" in reads:
         out.append(
-            "Registry reads per execution (`benches/counted_server.py`: the same service in one process "
-            f"with a counter on `Registry.get`, {reads['workers']} workers, {reads['http_threads']} HTTP "
+            "Record reads per execution (`benches/counted_server.py`: the same service in one process "
+            f"with a counter on `SQLiteExecutionStore.get`, {reads['workers']} workers, {reads['http_threads']} HTTP "
             "threads so that no request waits for a thread, stateless closed-loop clients):"
         )
         out.append("")
         rows = [
-            [str(r["concurrency"]), num(r["throughput_per_s"]), num(r["registry_gets_per_execution"]),
+            [str(r["concurrency"]), num(r["throughput_per_s"]), num(r["record_gets_per_execution"]),
              num(r["http_requests_per_execution"]), str(r["errors"])]
             for r in reads["rows"]
         ]  # fmt: skip
-        out += table(["clients", "exec/s", "`Registry.get` calls per execution", "HTTP requests per execution",
+        out += table(["clients", "exec/s", "`SQLiteExecutionStore.get` calls per execution", "HTTP requests per execution",
                       "errors"], rows)  # fmt: skip
     elif reads:
-        out += [f"Registry reads per execution: {reads.get('error')}", ""]
+        out += [f"Record reads per execution: {reads.get('error')}", ""]
     slow = ratios.get("slowest_stage")
     if slow:
         out += [f"**Slowest stage**: {slow}", ""]

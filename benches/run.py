@@ -102,7 +102,7 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
         heap_ms = (
             profile.get("sampled", {})
             .get("ms_per_execution", {})
-            .get("dispatcher", {})
+            .get("worker", {})
             .get("heap store: write snapshot")
         )
         if heap_ms is not None:
@@ -115,7 +115,7 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
         if heap_ms is not None:
             out["observations"].append(
                 f"Storing each execution's snapshot (blob + meta, fsynced only with --durable-heaps) takes "
-                f"~{heap_ms:.1f} ms per execution on the dispatcher thread (sampled), "
+                f"~{heap_ms:.1f} ms per execution in the worker process (sampled), "
                 f"{100 * heap_ms / st['end_to_end']:.0f} % of a sequential HTTP execution."
             )
 
@@ -214,15 +214,15 @@ def _herd_observations(profile: dict[str, Any]) -> list[str]:
     many = profile.get("sampled_load", {})
     if "ms_per_execution" not in one or "ms_per_execution" not in many:
         return []
-    stage = "registry: record terminal status + notify"
+    stage = "execution store: record terminal status + notify"
     d1 = one["ms_per_execution"].get("dispatcher", {}).get(stage)
     dn = many["ms_per_execution"].get("dispatcher", {}).get(stage)
     w1 = one["ms_per_execution"].get("http", {}).get("GET: long-poll wake-up checks", 0.0)
     wn = many["ms_per_execution"].get("http", {}).get("GET: long-poll wake-up checks", 0.0)
     if d1 is None or dn is None:
         return []
-    reads = profile.get("registry_reads", {}).get("rows", [])
-    counted = ", ".join(f"{r['registry_gets_per_execution']:.1f} at {r['concurrency']}" for r in reads)
+    reads = profile.get("record_reads", {}).get("rows", [])
+    counted = ", ".join(f"{r['record_gets_per_execution']:.1f} at {r['concurrency']}" for r in reads)
     text = (
         f"Recording a terminal status and waking the long-polls (`ExecutionManager._finish`) costs "
         f"{d1:.2f} ms of dispatcher time per execution with 1 client and {dn:.2f} ms with "
@@ -230,11 +230,8 @@ def _herd_observations(profile: dict[str, Any]) -> list[str]:
         f"{wn:.2f} ms of HTTP-thread time per execution."
     )
     if counted:
-        text += f" `Registry.get` calls per execution by clients: {counted}."
-    if (
-        len(reads) >= 2
-        and reads[-1]["registry_gets_per_execution"] > 2 * reads[0]["registry_gets_per_execution"]
-    ):
+        text += f" `SQLiteExecutionStore.get` calls per execution by clients: {counted}."
+    if len(reads) >= 2 and reads[-1]["record_gets_per_execution"] > 2 * reads[0]["record_gets_per_execution"]:
         text += (
             " `_finish` calls `notify_all()` on one condition shared by every waiting long-poll, and each "
             "woken waiter re-reads its record from SQLite while holding that condition's lock: the work per "

@@ -18,6 +18,8 @@ LEVELS: dict[str, str] = {
     "test_contract": "unit",
     "test_openapi": "unit",
     "test_storage": "unit",
+    "test_store_contracts": "unit",
+    "test_migrations": "unit",
     "test_executions_state": "unit",
     "test_cli_module": "unit",
     "test_engine_basics": "engine",

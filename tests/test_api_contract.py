@@ -44,7 +44,7 @@ def test_every_route_is_documented_and_every_operation_served(tmp_path: Path) ->
     try:
         assert _app_routes(create_app(service=service)) == documented
     finally:
-        service.registry.close()
+        service.close()
 
 
 @pytest.fixture(scope="module")

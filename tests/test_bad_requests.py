@@ -24,7 +24,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testing.TestCli
         Settings(data_dir=tmp_path_factory.mktemp("bad"), workers=1, api_token=TOKEN, max_body_bytes=4096)
     )
     yield testing.TestClient(create_app(service=service))
-    service.registry.close()
+    service.close()
 
 
 BODIES = [

@@ -3,11 +3,13 @@ messages that name the field and the rule. No V8, no server: these run in millis
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from mcp_v8.contract import BodyValidator, InvalidRequest, QueryValidator, contract
+from mcp_v8.storage.executions import ExecutionStatus
+from mcp_v8.storage.heaps import HEAP_KEY_PATTERN
 
 EXEC = contract()["components"]["schemas"]["ExecRequest"]["properties"]
 
@@ -87,3 +89,11 @@ def test_query_parameters_from_the_contract() -> None:
     assert output.validate({"byte_offset": "12"})["byte_offset"] == 12
     with pytest.raises(InvalidRequest, match="byte_offset must be between 0 and"):
         output.validate({"byte_offset": "9" * 25})
+
+
+def test_the_contract_and_the_code_define_the_same_statuses_and_keys() -> None:
+    schemas = contract()["components"]["schemas"]
+    assert schemas["ExecutionInfo"]["properties"]["status"]["enum"] == list(get_args(ExecutionStatus))
+    listing = QueryValidator("/api/executions", "get")
+    assert listing.validate({"status": "timed_out"})["status"] == "timed_out"
+    assert schemas["ExecRequest"]["properties"]["heap"]["pattern"] == f"^{HEAP_KEY_PATTERN}$"

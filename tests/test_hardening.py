@@ -270,7 +270,7 @@ def test_allowlist_entries(tmp_path: Path, allowed: tuple[str, ...], origin: str
         assert client.simulate_get("/api/version", headers={**HOST, "Origin": origin}).status_code == status
         assert client.simulate_get("/api/version", headers=HOST).status_code == 200
     finally:
-        service.registry.close()
+        service.close()
 
 
 def test_malformed_allowlist_entries_are_refused(tmp_path: Path) -> None:
@@ -279,7 +279,7 @@ def test_malformed_allowlist_entries_are_refused(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="is not an origin"):
             create_app(service=service)
     finally:
-        service.registry.close()
+        service.close()
 
 
 # -- worker crashes and /api/stats -------------------------------------------------------
@@ -376,11 +376,13 @@ def test_crash_counters_are_guarded_against_concurrent_reports(tmp_path: Path) -
     # No worker process: the manager is never started, its dispatcher threads are played
     # by 8 threads reporting crashes and restarts at once while a reader takes stats.
     from mcp_v8.executions import ExecutionManager
-    from mcp_v8.storage import FileHeapStore, Registry
+    from mcp_v8.storage import FileHeapStore, SQLiteExecutionStore, SQLiteOutputLog, open_database
 
-    registry = Registry(tmp_path)
+    database = open_database(tmp_path)
+    output = SQLiteOutputLog(database)
     manager = ExecutionManager(
-        registry=registry,
+        executions=SQLiteExecutionStore(database),
+        output=output,
         heaps=FileHeapStore(tmp_path),
         data_dir=tmp_path,
         workers=2,
@@ -412,4 +414,5 @@ def test_crash_counters_are_guarded_against_concurrent_reports(tmp_path: Path) -
     assert (stats["worker_crashes"], stats["worker_restarts"]) == (4000, 4000)
     assert seen == sorted(seen)  # counters only grow
     assert stats["last_worker_crash"]["execution_id"].endswith("-499")
-    registry.close()
+    output.close()
+    database.close()

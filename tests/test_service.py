@@ -289,7 +289,8 @@ def test_restart_keeps_records_and_fails_interrupted(tmp_path: Path) -> None:
     c = testing.TestClient(app)
     done = submit(c, "console.log('kept'); 'done'")
     wait(c, done)
-    app.service.registry.create(
+    app.service.output.create("11111111-1111-1111-1111-111111111111")
+    app.service.executions.create(
         "11111111-1111-1111-1111-111111111111", session=None, tags=None, heap_in=None, code_bytes=1
     )
     app.service.close()

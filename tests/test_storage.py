@@ -1,4 +1,4 @@
-"""Tests of mcp_v8.storage: the heap store and the execution registry."""
+"""Tests of mcp_v8.storage: the heap store, the execution store and the output log (SQLite)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,14 @@ from mcp_v8.storage import (
     HeapStore,
     InvalidHeapKey,
     OutputPage,
-    Registry,
+    OutputTotals,
+    SQLiteExecutionStore,
+    SQLiteOutputLog,
+    open_database,
     truncation_marker,
     validate_heap_key,
 )
+from mcp_v8.storage.schema import database_path
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -289,13 +294,50 @@ def test_keys_and_stale_temp_cleanup(store: FileHeapStore) -> None:
 
 
 # ================================================================================================
-# Registry: records
+# Stores on one database
 # ================================================================================================
 
 
-def sql(reg: Registry, query: str, *params: object) -> list[Any]:
-    """Runs ``query`` on the registry's database through a separate connection (committed)."""
-    conn = sqlite3.connect(reg.path)
+class Stores:
+    """The execution store and the output log of one data directory, on one shared database, as
+    the service holds them."""
+
+    def __init__(self, root: Path, **output_options: Any) -> None:
+        self.root = root
+        self.db = open_database(root)
+        self.executions = SQLiteExecutionStore(self.db)
+        self.output = SQLiteOutputLog(self.db, **{"flush_interval": None, **output_options})
+
+    def create(self, execution_id: str, **kwargs: Any) -> None:
+        """Records an execution and starts its output log, in the service's order."""
+        self.output.create(execution_id)
+        self.executions.create(execution_id, **kwargs)
+
+    def finish(self, execution_id: str, status: str = "completed", **kwargs: Any) -> bool:
+        """Seals the output, then records the terminal status, in the service's order."""
+        self.output.seal(execution_id)
+        return self.executions.finish(execution_id, status, **kwargs)  # type: ignore[arg-type]
+
+    def prune(self, max_age_seconds: float | None = None, max_count: int | None = None) -> int:
+        doomed = self.executions.prunable(max_age_seconds=max_age_seconds, max_count=max_count)
+        self.output.delete(doomed)
+        return self.executions.delete(doomed)
+
+    def close(self) -> None:
+        self.output.close()
+        self.executions.close()
+        self.db.close()
+
+    def __enter__(self) -> Stores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def sql(root: Path, query: str, *params: object) -> list[Any]:
+    """Runs ``query`` on the database of ``root`` through a separate connection (committed)."""
+    conn = sqlite3.connect(database_path(root))
     try:
         with conn:
             return conn.execute(query, params).fetchall()
@@ -303,60 +345,72 @@ def sql(reg: Registry, query: str, *params: object) -> list[Any]:
         conn.close()
 
 
-def chunk_count(reg: Registry, execution_id: str | None = None) -> int:
+def chunk_count(root: Path, execution_id: str | None = None) -> int:
     if execution_id is None:
-        return int(sql(reg, "SELECT count(*) FROM output_chunks")[0][0])
-    return int(sql(reg, "SELECT count(*) FROM output_chunks WHERE execution_id = ?", execution_id)[0][0])
+        return int(sql(root, "SELECT count(*) FROM output_chunks")[0][0])
+    return int(sql(root, "SELECT count(*) FROM output_chunks WHERE execution_id = ?", execution_id)[0][0])
 
 
 @pytest.fixture
-def reg(tmp_path: Path) -> Iterator[Registry]:
-    registry = Registry(tmp_path / "reg", flush_interval=None)
-    yield registry
-    registry.close()
+def st(tmp_path: Path) -> Iterator[Stores]:
+    stores = Stores(tmp_path / "reg")
+    yield stores
+    stores.close()
 
 
-def test_create_get_finish(reg: Registry) -> None:
-    reg.create("e1", session="sess", tags={"k": "v"}, heap_in="a" * 64, code_bytes=12)
-    rec = reg.get("e1")
+# ================================================================================================
+# Execution store
+# ================================================================================================
+
+
+def test_create_get_finish(st: Stores) -> None:
+    ex = st.executions
+    ex.create("e1", session="sess", tags={"k": "v"}, heap_in="a" * 64, code_bytes=12)
+    rec = ex.get("e1")
     assert rec is not None
     assert rec.status == "running" and not rec.is_terminal
     assert ISO_MS_Z.match(rec.started_at)
     assert (rec.completed_at, rec.result, rec.error, rec.heap, rec.duration_ms) == (None,) * 5
     assert (rec.session, rec.tags, rec.heap_in, rec.code_bytes) == ("sess", {"k": "v"}, "a" * 64, 12)
 
-    assert reg.finish("e1", "completed", result="[2,4]", heap_out="b" * 64, duration_ms=3.5) is True
-    rec = reg.get("e1")
+    assert ex.finish("e1", "completed", result="[2,4]", heap_out="b" * 64, duration_ms=3.5) is True
+    rec = ex.get("e1")
     assert rec is not None and rec.status == "completed" and rec.is_terminal
     assert rec.completed_at is not None and ISO_MS_Z.match(rec.completed_at)
     assert (rec.result, rec.heap, rec.duration_ms, rec.error) == ("[2,4]", "b" * 64, 3.5, None)
 
     # The first terminal transition is never overwritten.
-    assert reg.finish("e1", "failed", error="late") is False
-    rec2 = reg.get("e1")
+    assert ex.finish("e1", "failed", error="late") is False
+    rec2 = ex.get("e1")
     assert rec2 == rec
 
-    assert reg.get("nope") is None
-    assert reg.finish("nope", "completed") is False
+    assert ex.get("nope") is None
+    assert ex.finish("nope", "completed") is False
     with pytest.raises(DuplicateExecution):
-        reg.create("e1")
+        ex.create("e1")
     with pytest.raises(ValueError):
-        reg.finish("e1", "running")  # type: ignore[arg-type]
+        ex.finish("e1", "running")  # type: ignore[arg-type]
 
 
-def test_duration_defaults_to_wall_clock(reg: Registry) -> None:
-    reg.create("e")
-    time.sleep(0.02)
-    reg.finish("e", "timed_out", error="deadline")
-    rec = reg.get("e")
-    assert rec is not None and rec.duration_ms is not None and rec.duration_ms >= 10
+def test_duration_defaults_to_time_since_start(st: Stores) -> None:
+    st.executions.create("e")
+    # Started five seconds ago, as far as the store knows: no sleeping, no clock race.
+    sql(st.root, "UPDATE executions SET started_at = ?", iso_seconds_ago(5))
+    st.executions.finish("e", "timed_out", error="deadline")
+    rec = st.executions.get("e")
+    assert rec is not None and rec.duration_ms is not None and rec.duration_ms >= 5000
 
 
-def test_first_terminal_transition_wins_under_concurrency(reg: Registry) -> None:
+def iso_seconds_ago(seconds: float) -> str:
+    then = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    return then.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_first_terminal_transition_wins_under_concurrency(st: Stores) -> None:
     statuses = ["completed", "failed", "cancelled", "timed_out"]
     n_exec, n_threads = 40, 8
     for i in range(n_exec):
-        reg.create(f"x{i}")
+        st.create(f"x{i}")
     wins: dict[str, list[tuple[int, str]]] = {f"x{i}": [] for i in range(n_exec)}
     lock = threading.Lock()
     barrier = threading.Barrier(n_threads)
@@ -365,7 +419,7 @@ def test_first_terminal_transition_wins_under_concurrency(reg: Registry) -> None
         barrier.wait()
         for i in range(n_exec):
             status = statuses[(t + i) % len(statuses)]
-            if reg.finish(f"x{i}", status, error=f"thread {t}"):  # type: ignore[arg-type]
+            if st.finish(f"x{i}", status, error=f"thread {t}"):
                 with lock:
                     wins[f"x{i}"].append((t, status))
 
@@ -376,51 +430,55 @@ def test_first_terminal_transition_wins_under_concurrency(reg: Registry) -> None
         t.join()
     for execution_id, won in wins.items():
         assert len(won) == 1, (execution_id, won)
-        rec = reg.get(execution_id)
+        rec = st.executions.get(execution_id)
         assert rec is not None
         assert (rec.status, rec.error) == (won[0][1], f"thread {won[0][0]}")
 
 
-def test_list_newest_first_limit_and_status(reg: Registry) -> None:
+def test_list_newest_first_limit_and_status(st: Stores) -> None:
+    ex = st.executions
     for i in range(5):
-        reg.create(f"e{i}")
-    reg.finish("e1", "completed")
-    reg.finish("e3", "failed", error="boom")
+        ex.create(f"e{i}")
+    ex.finish("e1", "completed")
+    ex.finish("e3", "failed", error="boom")
     # Same started_at for all: the tie is broken by insertion order, newest first.
-    sql(reg, "UPDATE executions SET started_at = '2024-01-01T00:00:00.000Z'")
-    assert [r.execution_id for r in reg.list()] == ["e4", "e3", "e2", "e1", "e0"]
-    assert [r.execution_id for r in reg.list(limit=2)] == ["e4", "e3"]
-    assert [r.execution_id for r in reg.list(status="running")] == ["e4", "e2", "e0"]
-    assert [r.execution_id for r in reg.list(status="failed")] == ["e3"]
-    sql(reg, "UPDATE executions SET started_at = '2030-01-01T00:00:00.000Z' WHERE execution_id = 'e0'")
-    assert [r.execution_id for r in reg.list(limit=1)] == ["e0"]
+    sql(st.root, "UPDATE executions SET started_at = '2024-01-01T00:00:00.000Z'")
+    assert [r.execution_id for r in ex.list()] == ["e4", "e3", "e2", "e1", "e0"]
+    assert [r.execution_id for r in ex.list(limit=2)] == ["e4", "e3"]
+    assert [r.execution_id for r in ex.list(status="running")] == ["e4", "e2", "e0"]
+    assert [r.execution_id for r in ex.list(status="failed")] == ["e3"]
+    sql(st.root, "UPDATE executions SET started_at = '2030-01-01T00:00:00.000Z' WHERE execution_id = 'e0'")
+    assert [r.execution_id for r in ex.list(limit=1)] == ["e0"]
 
 
 def test_restart_keeps_data_and_fails_running(tmp_path: Path) -> None:
     root = tmp_path / "reg"
-    with Registry(root, flush_interval=None) as reg:
-        reg.create("done", session="s")
-        reg.append_output("done", "hello\n")
-        reg.finish("done", "completed", result="1", heap_out="c" * 64)
-        reg.create("busy")
-        reg.append_output("busy", "working\n")  # buffered: close() flushes it
-    with Registry(root, flush_interval=None) as reg:
-        done, busy = reg.get("done"), reg.get("busy")
+    with Stores(root) as st:
+        st.create("done", session="s")
+        st.output.append("done", "hello\n")
+        st.finish("done", "completed", result="1", heap_out="c" * 64)
+        st.create("busy")
+        st.output.append("busy", "working\n")  # buffered: close() flushes it
+    with Stores(root) as st:
+        done, busy = st.executions.get("done"), st.executions.get("busy")
         assert done is not None and done.status == "completed" and done.heap == "c" * 64
         assert busy is not None and busy.status == "running"
-        assert reg.read_lines("done").data == "hello\n"
-        assert reg.read_lines("busy").data == "working\n"
-        assert reg.fail_running_on_startup("server restarted") == 1
-        busy = reg.get("busy")
+        assert st.output.read_lines("done").data == "hello\n"
+        assert st.output.read_lines("busy").data == "working\n"
+        assert st.executions.fail_running_on_startup("server restarted") == 1
+        busy = st.executions.get("busy")
         assert busy is not None and busy.status == "failed" and busy.error == "server restarted"
         assert busy.completed_at is not None
-        assert reg.fail_running_on_startup("again") == 0
-        assert reg.finish("busy", "completed") is False
-        # Output may still be appended to a terminal execution after a restart.
-        reg.append_output("busy", "late\n")
-        assert reg.read_lines("busy").data == "working\nlate\n"
-    with Registry(root, flush_interval=None) as reg:
-        assert reg.read_lines("busy").data == "working\nlate\n"
+        assert st.executions.fail_running_on_startup("again") == 0
+        assert st.finish("busy", "completed") is False
+        # Output may still be appended to a terminal execution after a restart; it is written
+        # through (the log was not started by this process), so another reader sees it at once.
+        st.output.append("busy", "late\n")
+        assert st.output.read_lines("busy").data == "working\nlate\n"
+        with SQLiteOutputLog(root, flush_interval=None) as other:
+            assert other.read_lines("busy").data == "working\nlate\n"
+    with Stores(root) as st:
+        assert st.output.read_lines("busy").data == "working\nlate\n"
 
 
 def test_committed_data_survives_a_kill(tmp_path: Path) -> None:
@@ -428,29 +486,58 @@ def test_committed_data_survives_a_kill(tmp_path: Path) -> None:
     script = f"""
 import os, signal, sys
 sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
-from mcp_v8.storage import Registry
-reg = Registry({str(root)!r}, flush_interval=None)
-reg.create("a")
-reg.append_output("a", "line one\\n")
-reg.finish("a", "completed", result="42")
-reg.create("b")
-reg.append_output("b", "flushed\\n")
-reg.flush("b")
-reg.append_output("b", "only in memory\\n")
+from mcp_v8.storage import SQLiteExecutionStore, SQLiteOutputLog, open_database
+db = open_database({str(root)!r})
+executions, output = SQLiteExecutionStore(db), SQLiteOutputLog(db, flush_interval=None)
+for execution_id in ("a", "b"):
+    output.create(execution_id)
+    executions.create(execution_id)
+output.append("a", "line one\\n")
+output.seal("a")
+executions.finish("a", "completed", result="42")
+output.append("b", "flushed\\n")
+output.flush("b")
+output.append("b", "only in memory\\n")
 os.kill(os.getpid(), signal.SIGKILL)
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert proc.returncode == -9, proc.stderr.decode()
-    with Registry(root, flush_interval=None) as reg:
-        a = reg.get("a")
+    with Stores(root) as st:
+        a = st.executions.get("a")
         assert a is not None and a.status == "completed" and a.result == "42"
-        assert reg.read_lines("a").data == "line one\n"
-        assert reg.read_lines("b").data == "flushed\n"
-        assert reg.fail_running_on_startup("killed") == 1
+        assert st.output.read_lines("a").data == "line one\n"
+        assert st.output.read_lines("b").data == "flushed\n"
+        assert st.executions.fail_running_on_startup("killed") == 1
+
+
+def test_stores_write_only_their_own_tables(st: Stores) -> None:
+    """The execution store never writes the output log's tables and the reverse, so either can
+    move to another backend alone."""
+
+    def rows(table: str) -> list[Any]:
+        return sql(st.root, f"SELECT * FROM {table} ORDER BY 1, 2")
+
+    st.output.create("o")
+    st.output.append("o", "text\n")
+    st.output.seal("o")
+    output_tables = (rows("output_logs"), rows("output_chunks"))
+    st.executions.create("o", session="s")
+    st.executions.finish("o", "completed", result="1")
+    st.executions.fail_running_on_startup("restart")
+    st.executions.delete(st.executions.prunable(max_count=0))
+    assert (rows("output_logs"), rows("output_chunks")) == output_tables
+
+    st.executions.create("r")
+    records = rows("executions")
+    st.output.create("r")
+    st.output.append("r", "more\n" * 10)
+    st.output.seal("r")
+    st.output.delete(["r", "o"])
+    assert rows("executions") == records
 
 
 # ================================================================================================
-# Registry: console output
+# Output log
 # ================================================================================================
 
 
@@ -478,14 +565,14 @@ MIXED = (
 )
 
 
-def feed(reg: Registry, execution_id: str, text: str, *, flush: bool) -> None:
-    reg.create(execution_id)
+def feed(output: SQLiteOutputLog, execution_id: str, text: str, *, flush: bool) -> None:
+    output.create(execution_id)
     # Uneven pieces, so chunk and buffer boundaries fall everywhere.
     pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
     for piece in pieces:
-        reg.append_output(execution_id, piece)
+        output.append(execution_id, piece)
     if flush:
-        reg.flush(execution_id)
+        output.flush(execution_id)
 
 
 @pytest.mark.parametrize("flush", [True, False], ids=["flushed", "buffered"])
@@ -496,11 +583,12 @@ def test_byte_mode_never_splits_utf8(tmp_path: Path, flush: bool, chunk_bytes: i
     raw = text.encode()
     total = len(raw)
     bounds = boundaries(text)
-    with Registry(tmp_path / "reg", flush_interval=None, chunk_bytes=chunk_bytes) as reg:
-        feed(reg, "u", text, flush=flush)
-        # flushed: also read back through another registry, from the database alone
-        other = Registry(reg.root, flush_interval=None) if flush else None
-        for reader in [reg] if other is None else [reg, other]:
+    root = tmp_path / "reg"
+    with SQLiteOutputLog(root, flush_interval=None, chunk_bytes=chunk_bytes) as out:
+        feed(out, "u", text, flush=flush)
+        # flushed: also read back through another output log, from the database alone
+        other = SQLiteOutputLog(root, flush_interval=None) if flush else None
+        for reader in [out] if other is None else [out, other]:
             for offset in range(total + 3):
                 for limit in range(0, 9):
                     page = reader.read_bytes("u", offset, limit)
@@ -532,11 +620,12 @@ def test_line_mode_matches_reference(tmp_path: Path, flush: bool, chunk_bytes: i
     text = MIXED  # ends with a partial line, which counts as a line
     raw = text.encode()
     ref = all_lines(raw)
-    with Registry(tmp_path / "reg", flush_interval=None, chunk_bytes=chunk_bytes) as reg:
-        feed(reg, "l", text, flush=flush)
-        # flushed: also read back through another registry, from the database alone
-        other = Registry(reg.root, flush_interval=None) if flush else None
-        for reader in [reg] if other is None else [reg, other]:
+    root = tmp_path / "reg"
+    with SQLiteOutputLog(root, flush_interval=None, chunk_bytes=chunk_bytes) as out:
+        feed(out, "l", text, flush=flush)
+        # flushed: also read back through another output log, from the database alone
+        other = SQLiteOutputLog(root, flush_interval=None) if flush else None
+        for reader in [out] if other is None else [out, other]:
             for offset in range(len(ref) + 3):
                 for limit in range(0, len(ref) + 2):
                     page = reader.read_lines("l", offset, limit)
@@ -555,24 +644,34 @@ def test_line_mode_matches_reference(tmp_path: Path, flush: bool, chunk_bytes: i
             other.close()
 
 
-def test_empty_output(reg: Registry) -> None:
-    reg.create("e")
-    for page in (reg.read_lines("e", 0, 10), reg.read_bytes("e", 0, 10), reg.read_lines("e", 5, 10)):
+def test_empty_output(st: Stores) -> None:
+    st.output.create("e")
+    out = st.output
+    for page in (out.read_lines("e", 0, 10), out.read_bytes("e", 0, 10), out.read_lines("e", 5, 10)):
         assert page == OutputPage("", 0, 0, 0, 0, 0, 0, False, 0, 0)
+    assert out.totals("e") == OutputTotals(0, 0, False)
 
 
-def test_unknown_execution(reg: Registry) -> None:
+def test_unknown_execution(st: Stores) -> None:
+    out = st.output
     with pytest.raises(ExecutionNotFound):
-        reg.read_lines("ghost")
+        out.read_lines("ghost")
     with pytest.raises(ExecutionNotFound):
-        reg.read_bytes("ghost")
+        out.read_bytes("ghost")
     with pytest.raises(ExecutionNotFound):
-        reg.append_output("ghost", "boo\n")
-    reg.create("e")
+        out.totals("ghost")
+    with pytest.raises(ExecutionNotFound):
+        out.append("ghost", "boo\n")
+    st.executions.create("record-only")  # a record is not a log
+    with pytest.raises(ExecutionNotFound):
+        out.append("record-only", "boo\n")
+    out.create("e")
+    with pytest.raises(DuplicateExecution):
+        out.create("e")
     with pytest.raises(ValueError):
-        reg.read_lines("e", -1, 10)
+        out.read_lines("e", -1, 10)
     with pytest.raises(ValueError):
-        reg.read_bytes("e", 0, -1)
+        out.read_bytes("e", 0, -1)
 
 
 def make_lines(n: int) -> list[str]:
@@ -580,151 +679,193 @@ def make_lines(n: int) -> list[str]:
 
 
 def test_line_paging_cost_does_not_grow_with_output(tmp_path: Path) -> None:
-    with Registry(tmp_path / "reg", flush_interval=None, chunk_bytes=4096) as reg:
+    root = tmp_path / "reg"
+    with SQLiteOutputLog(root, flush_interval=None, chunk_bytes=4096) as out:
         sizes = {"small": 1_000, "large": 100_000}
         for execution_id, n in sizes.items():
-            reg.create(execution_id)
+            out.create(execution_id)
             for line in make_lines(n):
-                reg.append_output(execution_id, line)
-            reg.finish(execution_id, "completed")
-        n_chunks = chunk_count(reg)
+                out.append(execution_id, line)
+            out.seal(execution_id)
+        n_chunks = chunk_count(root)
         assert n_chunks > 400  # many chunks, so a scan would show
 
         def rows_for(read: Callable[[str, int, int], OutputPage], *args: Any) -> int:
-            before = reg.chunk_rows_read
+            before = out.chunk_rows_read
             read(*args)
-            return reg.chunk_rows_read - before
+            return out.chunk_rows_read - before
 
         costs = {}
         for execution_id, n in sizes.items():
             expected = make_lines(n)
             for offset in (0, 1, n // 2, n - 150, n - 100, n - 1):
-                page = reg.read_lines(execution_id, offset, 100)
+                page = out.read_lines(execution_id, offset, 100)
                 assert page.data == "".join(expected[offset : offset + 100])
-                costs[(execution_id, "lines", offset)] = rows_for(reg.read_lines, execution_id, offset, 100)
+                costs[(execution_id, "lines", offset)] = rows_for(out.read_lines, execution_id, offset, 100)
             for offset in (0, n * 10, n * 20 - 7):
-                costs[(execution_id, "bytes", offset)] = rows_for(reg.read_bytes, execution_id, offset, 2000)
+                costs[(execution_id, "bytes", offset)] = rows_for(out.read_bytes, execution_id, offset, 2000)
         assert max(costs.values()) <= 3, costs
 
         # A full walk in pages reads each chunk about once (no rescans from the start).
-        before = reg.chunk_rows_read
+        before = out.chunk_rows_read
         offset, pieces = 0, []
         while True:
-            page = reg.read_lines("large", offset, 1000)
+            page = out.read_lines("large", offset, 1000)
             pieces.append(page.data)
             offset = page.next_line_offset
             if not page.has_more:
                 break
         assert "".join(pieces) == "".join(make_lines(100_000))
-        large_chunks = chunk_count(reg, "large")
+        large_chunks = chunk_count(root, "large")
         pages = len(pieces)
         assert pages == 100
-        assert reg.chunk_rows_read - before <= large_chunks + pages
+        assert out.chunk_rows_read - before <= large_chunks + pages
 
 
-def test_reads_include_buffered_output(reg: Registry) -> None:
-    reg.create("b")
-    reg.append_output("b", "one\n")
-    reg.append_output("b", "two\n")
-    assert chunk_count(reg) == 0  # still in memory
-    assert reg.read_lines("b").data == "one\ntwo\n"
-    assert reg.read_bytes("b", 4, 100).data == "two\n"
-    rec = reg.get("b")
-    assert rec is not None and (rec.total_bytes, rec.total_lines) == (8, 2)
-    # finish() flushes before the transition: another reader of the database sees all output.
-    reg.finish("b", "completed")
-    with Registry(reg.root, flush_interval=None) as other:
+def test_reads_include_buffered_output(st: Stores) -> None:
+    out = st.output
+    out.create("b")
+    out.append("b", "one\n")
+    out.append("b", "two\n")
+    assert chunk_count(st.root) == 0  # still in memory
+    assert out.read_lines("b").data == "one\ntwo\n"
+    assert out.read_bytes("b", 4, 100).data == "two\n"
+    assert out.totals("b") == OutputTotals(8, 2, False)
+    with SQLiteOutputLog(st.root, flush_interval=None) as other:
+        assert other.totals("b") == OutputTotals(0, 0, False)  # another reader sees the database only
+        # seal() writes everything appended before it: then every reader sees all output.
+        out.seal("b")
         assert other.read_lines("b").data == "one\ntwo\n"
+        assert other.totals("b") == OutputTotals(8, 2, False)
 
 
-def test_console_flood_is_coalesced_into_chunks(tmp_path: Path) -> None:
-    with Registry(tmp_path / "reg", flush_interval=None) as reg:
-        reg.create("flood")
-        for i in range(20_000):
-            reg.append_output("flood", f"tick {i}\n")
-        # Full chunks are on disk, the tail is in memory: reads see both, totals add up.
-        assert 0 < chunk_count(reg, "flood") < 4
-        page = reg.read_lines("flood", 19_990, 100)
-        assert page.data == "".join(f"tick {i}\n" for i in range(19_990, 20_000))
-        assert (page.total_lines, page.end_line, page.has_more) == (20_000, 20_000, False)
-        assert reg.read_bytes("flood", page.start_byte, 1 << 20).data == page.data
-        reg.finish("flood", "completed")
-        rec = reg.get("flood")
-        assert rec is not None and rec.total_lines == 20_000
-        n_chunks = chunk_count(reg, "flood")
-        assert n_chunks == -(-rec.total_bytes // (64 * 1024))  # full 64 KiB chunks, one write each
+def test_console_flood_is_coalesced_into_chunks(st: Stores) -> None:
+    out = st.output
+    out.create("flood")
+    for i in range(20_000):
+        out.append("flood", f"tick {i}\n")
+    # Full chunks are on disk, the tail is in memory: reads see both, totals add up.
+    assert 0 < chunk_count(st.root, "flood") < 4
+    page = out.read_lines("flood", 19_990, 100)
+    assert page.data == "".join(f"tick {i}\n" for i in range(19_990, 20_000))
+    assert (page.total_lines, page.end_line, page.has_more) == (20_000, 20_000, False)
+    assert out.read_bytes("flood", page.start_byte, 1 << 20).data == page.data
+    out.seal("flood")
+    totals = out.totals("flood")
+    assert totals.total_lines == 20_000
+    n_chunks = chunk_count(st.root, "flood")
+    assert n_chunks == -(-totals.total_bytes // (64 * 1024))  # full 64 KiB chunks, one write each
 
 
-def test_failed_flush_keeps_output_buffered(reg: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
-    reg.create("w")
+def test_failed_flush_keeps_output_buffered(st: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    st.output.create("w")
 
     def locked(*args: object, **kwargs: object) -> None:
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(reg, "_write", locked)
+    monkeypatch.setattr(st.db, "write", locked)
     big = "x" * 100 + "\n"
     for _ in range(1000):  # well past one chunk: every append tries to flush
-        reg.append_output("w", big)
-    assert reg.read_lines("w", 999, 10).data == big
+        st.output.append("w", big)
+    assert st.output.read_lines("w", 999, 10).data == big
+    # A seal the database refuses keeps the output buffered and readable here.
+    st.output.seal("w")
+    assert st.output.totals("w").total_lines == 1000
     monkeypatch.undo()
-    reg.flush("w")
-    assert chunk_count(reg, "w") > 0
-    with Registry(reg.root, flush_interval=None) as other:
+    st.output.flush("w")
+    assert chunk_count(st.root, "w") > 0
+    with SQLiteOutputLog(st.root, flush_interval=None) as other:
         page = other.read_lines("w", 0, 2000)
         assert page.total_lines == 1000 and page.data == big * 1000
 
 
 def test_background_flush(tmp_path: Path) -> None:
-    with Registry(tmp_path / "reg", flush_interval=0.05) as reg:
-        reg.create("f")
-        reg.append_output("f", "soon on disk\n")
-        deadline = time.monotonic() + 10
-        while chunk_count(reg) == 0:
+    root = tmp_path / "reg"
+    with SQLiteOutputLog(root, flush_interval=0.05) as out:
+        out.create("f")
+        out.append("f", "soon on disk\n")
+        deadline = time.monotonic() + 60  # a bound for a stuck flusher, not a speed requirement
+        while chunk_count(root) == 0:
             assert time.monotonic() < deadline, "the flusher never wrote the buffered output"
             time.sleep(0.01)
 
 
 def test_big_append_is_split_into_bounded_chunks(tmp_path: Path) -> None:
     text = ("\u20ac" * 1000 + "\n") * 50
-    with Registry(tmp_path / "reg", flush_interval=None, chunk_bytes=1000) as reg:
-        reg.create("big")
-        reg.append_output("big", text)
-        reg.flush("big")
-        sizes = [row[0] for row in sql(reg, "SELECT length(data) FROM output_chunks ORDER BY seq")]
+    root = tmp_path / "reg"
+    with SQLiteOutputLog(root, flush_interval=None, chunk_bytes=1000) as out:
+        out.create("big")
+        out.append("big", text)
+        out.flush("big")
+        sizes = [row[0] for row in sql(root, "SELECT length(data) FROM output_chunks ORDER BY seq")]
         assert max(sizes) <= 1000 and sum(sizes) == len(text.encode())
-        for (data,) in sql(reg, "SELECT data FROM output_chunks"):
+        for (data,) in sql(root, "SELECT data FROM output_chunks"):
             bytes(data).decode("utf-8")  # every chunk is valid UTF-8 on its own
-        assert reg.read_lines("big", 10, 5).data == ("\u20ac" * 1000 + "\n") * 5
+        assert out.read_lines("big", 10, 5).data == ("\u20ac" * 1000 + "\n") * 5
 
 
-def test_concurrent_appends_keep_entries_whole(reg: Registry) -> None:
-    reg.create("c")
+@pytest.mark.parametrize("chunk_bytes", [64, 64 * 1024])
+def test_concurrent_appends_keep_entries_whole(tmp_path: Path, chunk_bytes: int) -> None:
     n_threads, per_thread = 8, 500
+    with Stores(tmp_path / "reg", chunk_bytes=chunk_bytes) as st:
+        st.create("c")
+        start = threading.Barrier(n_threads)
 
-    def writer(t: int) -> None:
-        for i in range(per_thread):
-            reg.append_output("c", f"thread {t} entry {i} \u00e9\U0001f600\n")
+        def writer(t: int) -> None:
+            start.wait()
+            for i in range(per_thread):
+                st.output.append("c", f"thread {t} entry {i} \u00e9\U0001f600\n")
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(n_threads)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    reg.finish("c", "completed")
-    expected = {
-        f"thread {t} entry {i} \u00e9\U0001f600\n" for t in range(n_threads) for i in range(per_thread)
-    }
-    page = reg.read_lines("c", 0, 10_000)
-    got = page.data.splitlines(keepends=True)
-    assert len(got) == len(expected) and set(got) == expected
-    assert page.total_lines == len(expected)
-    for t in range(n_threads):  # each writer's entries stay in order
-        mine = [line for line in got if line.startswith(f"thread {t} ")]
-        assert mine == [f"thread {t} entry {i} \u00e9\U0001f600\n" for i in range(per_thread)]
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(n_threads)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        st.finish("c", "completed")
+        expected = {
+            f"thread {t} entry {i} \u00e9\U0001f600\n" for t in range(n_threads) for i in range(per_thread)
+        }
+        with SQLiteOutputLog(st.root, flush_interval=None) as other:  # the database alone
+            page = other.read_lines("c", 0, 10_000)
+        got = page.data.splitlines(keepends=True)
+        assert len(got) == len(expected) and set(got) == expected
+        assert page.total_lines == len(expected)
+        for t in range(n_threads):  # each writer's entries stay in order
+            mine = [line for line in got if line.startswith(f"thread {t} ")]
+            assert mine == [f"thread {t} entry {i} \u00e9\U0001f600\n" for i in range(per_thread)]
+
+
+def test_appends_racing_a_seal_are_all_kept(tmp_path: Path) -> None:
+    """A worker may still print while its cancel seals the log: every entry is kept, whole, in
+    order, whether it landed before the seal (buffered) or after (written through)."""
+    n_threads, per_thread = 4, 300
+    with Stores(tmp_path / "reg", chunk_bytes=256) as st:
+        st.create("s")
+        start = threading.Barrier(n_threads + 1)
+
+        def writer(t: int) -> None:
+            start.wait()
+            for i in range(per_thread):
+                st.output.append("s", f"w{t} {i}\n")
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(n_threads)]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        assert st.finish("s", "cancelled", error="execution cancelled")
+        for thread in threads:
+            thread.join()
+        with SQLiteOutputLog(st.root, flush_interval=None) as other:  # nothing left in memory only
+            got = other.read_lines("s", 0, 10_000).data.splitlines(keepends=True)
+        assert sorted(got) == sorted(f"w{t} {i}\n" for t in range(n_threads) for i in range(per_thread))
+        for t in range(n_threads):
+            assert [line for line in got if line.startswith(f"w{t} ")] == [
+                f"w{t} {i}\n" for i in range(per_thread)
+            ]
 
 
 # ================================================================================================
-# Registry: truncation and retention
+# Output log: truncation; retention
 # ================================================================================================
 
 
@@ -732,81 +873,151 @@ def test_truncation_marker(tmp_path: Path) -> None:
     cap = 100
     marker = truncation_marker(cap)
     assert marker == "[output truncated: limit of 100 bytes reached]\n"
-    with Registry(tmp_path / "reg", flush_interval=None, max_output_bytes=cap) as reg:
-        reg.create("t")
+    root = tmp_path / "reg"
+    with SQLiteOutputLog(root, flush_interval=None, max_output_bytes=cap) as out:
+        out.create("t")
         lines = [f"line {i:02d}\n" for i in range(30)]  # 8 bytes each
         for line in lines:
-            reg.append_output("t", line)
-        data = reg.read_lines("t", 0, 1000).data
+            out.append("t", line)
+        data = out.read_lines("t", 0, 1000).data
         # 12 whole lines (96 bytes), then 4 bytes of the 13th, then the marker on its own line.
         assert data == "".join(lines[:12]) + "line\n" + marker
         assert data.count("[output truncated") == 1
-        rec = reg.get("t")
-        assert rec is not None and rec.truncated
-        reg.append_output("t", "more\n")
-        reg.finish("t", "completed")
-        assert reg.read_lines("t", 0, 1000).data == data
-        rec = reg.get("t")
-        assert rec is not None and rec.truncated and rec.total_bytes == len(data.encode())
-    with Registry(tmp_path / "reg", flush_interval=None, max_output_bytes=cap) as reg:
-        rec = reg.get("t")
-        assert rec is not None and rec.truncated
-        reg.append_output("t", "after restart\n")
-        assert reg.read_lines("t", 0, 1000).data == data
+        assert out.totals("t").truncated
+        out.append("t", "more\n")
+        out.seal("t")
+        assert out.read_lines("t", 0, 1000).data == data
+        assert out.totals("t") == OutputTotals(len(data.encode()), 14, True)
+    with SQLiteOutputLog(root, flush_interval=None, max_output_bytes=cap) as out:
+        assert out.totals("t").truncated
+        out.append("t", "after restart\n")
+        assert out.read_lines("t", 0, 1000).data == data
 
 
 def test_truncation_never_splits_a_character(tmp_path: Path) -> None:
-    with Registry(tmp_path / "reg", flush_interval=None, max_output_bytes=10) as reg:
-        reg.create("t")
-        reg.append_output("t", "\U0001f600" * 5 + "\n")  # 21 bytes; 2 characters fit in 10
-        page = reg.read_lines("t", 0, 10)
+    with SQLiteOutputLog(tmp_path / "reg", flush_interval=None, max_output_bytes=10) as out:
+        out.create("t")
+        out.append("t", "\U0001f600" * 5 + "\n")  # 21 bytes; 2 characters fit in 10
+        page = out.read_lines("t", 0, 10)
         assert page.data == "\U0001f600\U0001f600\n" + truncation_marker(10)
         assert page.total_lines == 2
 
 
 def test_exactly_at_cap_is_not_truncated(tmp_path: Path) -> None:
-    with Registry(tmp_path / "reg", flush_interval=None, max_output_bytes=8) as reg:
-        reg.create("t")
-        reg.append_output("t", "1234567\n")
-        rec = reg.get("t")
-        assert rec is not None and not rec.truncated
-        reg.append_output("t", "x\n")
-        assert reg.read_lines("t").data == "1234567\n" + truncation_marker(8)
+    with SQLiteOutputLog(tmp_path / "reg", flush_interval=None, max_output_bytes=8) as out:
+        out.create("t")
+        out.append("t", "1234567\n")
+        assert not out.totals("t").truncated
+        out.append("t", "x\n")
+        assert out.read_lines("t").data == "1234567\n" + truncation_marker(8)
 
 
-def test_prune_by_count_and_age(reg: Registry) -> None:
+def test_prune_by_count_and_age(st: Stores) -> None:
     for i in range(6):
-        reg.create(f"p{i}")
-        reg.append_output(f"p{i}", f"output {i}\n")
+        st.create(f"p{i}")
+        st.output.append(f"p{i}", f"output {i}\n")
     for i in (0, 1, 2, 3):
-        reg.finish(f"p{i}", "completed")
+        st.finish(f"p{i}", "completed")
     # p4 and p5 stay running; they are never pruned and do not count.
-    assert reg.prune(max_count=2) == 2
-    assert [r.execution_id for r in reg.list()] == ["p5", "p4", "p3", "p2"]
-    assert chunk_count(reg, "p0") == 0 and chunk_count(reg, "p1") == 0
+    assert st.prune(max_count=2) == 2
+    assert [r.execution_id for r in st.executions.list()] == ["p5", "p4", "p3", "p2"]
+    assert chunk_count(st.root, "p0") == 0 and chunk_count(st.root, "p1") == 0
     with pytest.raises(ExecutionNotFound):
-        reg.read_lines("p0")
-    assert reg.prune(max_count=2) == 0
+        st.output.read_lines("p0")
+    assert st.prune(max_count=2) == 0
 
     # Age: make p2 old, p3 recent.
-    sql(reg, "UPDATE executions SET completed_at = '2000-01-01T00:00:00.000Z' WHERE execution_id = 'p2'")
-    assert reg.prune(max_age_seconds=3600) == 1
-    assert [r.execution_id for r in reg.list()] == ["p5", "p4", "p3"]
+    sql(st.root, "UPDATE executions SET completed_at = '2000-01-01T00:00:00.000Z' WHERE execution_id = 'p2'")
+    assert st.prune(max_age_seconds=3600) == 1
+    assert [r.execution_id for r in st.executions.list()] == ["p5", "p4", "p3"]
 
-    assert reg.prune(max_age_seconds=0, max_count=0) == 1
-    assert [r.execution_id for r in reg.list()] == ["p5", "p4"]
-    assert reg.read_lines("p4").data == "output 4\n"
-    assert reg.prune() == 0
+    assert st.prune(max_age_seconds=0, max_count=0) == 1
+    assert [r.execution_id for r in st.executions.list()] == ["p5", "p4"]
+    assert st.output.read_lines("p4").data == "output 4\n"
+    assert st.prune() == 0
+    # Running executions are refused by delete() whoever asks.
+    assert st.executions.delete(["p4", "p5"]) == 0
+    with pytest.raises(ValueError):
+        st.executions.prunable(max_count=-1)
 
 
-def test_closed_registry_refuses_work(tmp_path: Path) -> None:
-    reg = Registry(tmp_path / "reg", flush_interval=0.05)
-    reg.create("z")
-    reg.close()
-    reg.close()  # idempotent
-    assert not any(t.name == "mcp-v8-registry-flusher" and t.is_alive() for t in threading.enumerate())
+def test_service_prune_removes_records_and_their_output(tmp_path: Path) -> None:
+    from mcp_v8.app import Service
+    from mcp_v8.config import Settings
+
+    service = Service(Settings(data_dir=tmp_path, workers=1, retention_max_count=1))  # never started
+    try:
+        for name in ("old", "new"):
+            service.output.create(name)
+            service.executions.create(name)
+            service.output.append(name, f"{name}\n")
+            service.output.seal(name)
+            service.executions.finish(name, "completed")
+        assert service.prune() == 1
+        assert [r.execution_id for r in service.executions.list()] == ["new"]
+        with pytest.raises(ExecutionNotFound):
+            service.output.totals("old")
+        assert service.output.read_lines("new").data == "new\n"
+        assert sql(tmp_path, "SELECT execution_id FROM output_logs") == [("new",)]
+    finally:
+        service.close()
+
+
+def test_closed_stores_refuse_work(tmp_path: Path) -> None:
+    st = Stores(tmp_path / "reg", flush_interval=0.05)
+    st.create("z")
+    st.close()
+    st.close()  # idempotent
+    assert not any(t.name == "mcp-v8-output-flusher" and t.is_alive() for t in threading.enumerate())
     with pytest.raises(RuntimeError):
-        reg.get("z")
+        st.executions.get("z")
+    with pytest.raises(RuntimeError):
+        st.output.append("z", "late\n")
+    with pytest.raises(RuntimeError):
+        st.output.read_lines("z")
+
+
+def test_connections_are_never_shared_between_threads(tmp_path: Path) -> None:
+    """The pool lends each connection to one thread at a time: eight threads holding one at
+    once hold eight different ones, and a connection comes back to the pool for the next."""
+    n = 8
+    with open_database(tmp_path) as db:
+        with db.connection() as warm:  # one idle connection for all of them to race for
+            pass
+        held: list[int] = []
+        lock = threading.Lock()
+        all_holding = threading.Barrier(n)
+
+        def borrow() -> None:
+            with db.connection() as conn:
+                with lock:
+                    held.append(id(conn))
+                all_holding.wait()  # nobody returns theirs before everyone has one
+                conn.execute("SELECT 1").fetchone()
+
+        threads = [threading.Thread(target=borrow) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(set(held)) == n and id(warm) in held
+        with db.connection() as again:
+            assert id(again) in held  # reused, not opened anew
+
+
+def test_service_removes_stale_heap_temp_files_at_start(tmp_path: Path) -> None:
+    from mcp_v8.app import Service
+    from mcp_v8.config import Settings
+
+    fanout = tmp_path / "heaps" / "ab"
+    fanout.mkdir(parents=True)
+    stale = fanout / ".cdef.0123456789abcdef.tmp"
+    stale.write_bytes(b"half a snapshot")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    service = Service(Settings(data_dir=tmp_path, workers=1))  # never started
+    service.close()
+    assert not stale.exists()
 
 
 def test_prune_heaps_by_last_use(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The WSGI application: ``create_app(settings)``.
 
-``Service`` owns what the app needs (heap store, registry, execution manager with its
-worker processes); ``create_app`` wires it to Falcon resources, the security
+``Service`` owns what the app needs (heap store, execution store, output log, execution
+manager with its worker processes); ``create_app`` wires it to Falcon resources, the security
 middleware (Host and Origin allowlists, bearer token, body size limit) and one error
 mapping that turns everything into ``{"error": "..."}`` with no server stack trace.
 """
@@ -29,7 +29,15 @@ from .resources.executions import (
 )
 from .resources.meta import CliDownloadResource, CliIndexResource, StatsResource, VersionResource
 from .resources.validation import check_query
-from .storage import FileHeapStore, Registry
+from .storage import (
+    ExecutionStore,
+    FileHeapStore,
+    OutputLog,
+    SchemaVersionError,
+    SQLiteExecutionStore,
+    SQLiteOutputLog,
+    open_database,
+)
 
 log = logging.getLogger("mcp_v8")
 
@@ -62,14 +70,23 @@ class Service:
         check_data_dir(settings.data_dir)
         try:
             self.heaps = FileHeapStore(settings.data_dir, durable=settings.durable_heaps)
-            self.registry = Registry(settings.data_dir, max_output_bytes=settings.max_output_bytes)
-        except (OSError, sqlite3.Error) as e:
+            stale = self.heaps.remove_stale_temp_files()
+            self.database = open_database(settings.data_dir)
+        except (OSError, sqlite3.Error, SchemaVersionError) as e:
             raise DataDirError(f"data directory {settings.data_dir} is not usable: {e}") from e
-        failed = self.registry.fail_running_on_startup("the server stopped while this execution was running")
+        if stale:
+            log.info("removed %d temp files of interrupted heap snapshot writes", stale)
+        # One database file, two stores each owning its own tables.
+        self.executions: ExecutionStore = SQLiteExecutionStore(self.database)
+        self.output: OutputLog = SQLiteOutputLog(self.database, max_output_bytes=settings.max_output_bytes)
+        failed = self.executions.fail_running_on_startup(
+            "the server stopped while this execution was running"
+        )
         if failed:
             log.warning("marked %d interrupted executions as failed", failed)
         self.manager = ExecutionManager(
-            registry=self.registry,
+            executions=self.executions,
+            output=self.output,
             heaps=self.heaps,
             data_dir=settings.data_dir,
             workers=settings.workers,
@@ -90,10 +107,13 @@ class Service:
         """One retention pass: finished executions by age and count, and heap snapshots
         unused for the same age. Returns the number of executions removed."""
         s = self.settings
-        removed = self.registry.prune(
+        doomed = self.executions.prunable(
             max_age_seconds=float(s.retention_max_age_secs) or None,
             max_count=s.retention_max_count or None,
         )
+        # Output first: after a crash in between, the records left are still due and go next pass.
+        self.output.delete(doomed)
+        removed = self.executions.delete(doomed)
         if s.retention_max_age_secs:
             self.heaps.prune(float(s.retention_max_age_secs))
         return removed
@@ -108,7 +128,9 @@ class Service:
     def close(self) -> None:
         self._stop.set()
         self.manager.close()
-        self.registry.close()
+        self.output.close()
+        self.executions.close()
+        self.database.close()
 
 
 _HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[^\[\]:@/\s]+)(?::[0-9]{1,5})?")
@@ -211,10 +233,10 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.set_error_serializer(_serialize_error)
     app.add_error_handler(Exception, _handle_unexpected)
     app.add_route("/api/exec", ExecResource(settings, service.manager, service.heaps))
-    app.add_route("/api/executions", ExecutionListResource(service.registry))
-    app.add_route("/api/executions/{id}", ExecutionResource(service.registry, service.manager))
-    app.add_route("/api/executions/{id}/cancel", CancelResource(service.manager, service.registry))
-    app.add_route("/api/executions/{id}/output", OutputResource(service.registry))
+    app.add_route("/api/executions", ExecutionListResource(service.executions))
+    app.add_route("/api/executions/{id}", ExecutionResource(service.executions, service.manager))
+    app.add_route("/api/executions/{id}/cancel", CancelResource(service.manager, service.executions))
+    app.add_route("/api/executions/{id}/output", OutputResource(service.executions, service.output))
     app.add_route("/api/version", VersionResource())
     app.add_route("/api/stats", StatsResource(service.manager))
     app.add_route("/api/cli", CliIndexResource())

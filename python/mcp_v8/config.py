@@ -71,7 +71,8 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind (loopback by default)"})
     port: int = field(default=3000, metadata={"help": "TCP port"})
     data_dir: Path = field(
-        default=Path("data"), metadata={"help": "directory for the heap store, the registry and worker logs"}
+        default=Path("data"),
+        metadata={"help": "directory for the heap store, the executions database and worker logs"},
     )
     workers: int = field(
         default_factory=_default_workers, metadata={"help": "worker processes (default: CPU count)"}

@@ -2,7 +2,7 @@
 
 An execution is ``running`` from the moment it is accepted (queued or executing, as the
 contract says) until its first terminal transition (``completed``, ``failed``,
-``cancelled``, ``timed_out``), which the registry makes atomic: later transitions are
+``cancelled``, ``timed_out``), which the execution store makes atomic: later transitions are
 ignored, so a cancelled execution is never overwritten by what its worker reports
 afterwards. The queue is bounded; a full queue is refused (``QueueFull``), never grown.
 Worker crashes and restarts are logged and counted for ``stats()`` (``GET /api/stats``).
@@ -22,11 +22,16 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ..storage import HeapNotFound, HeapStore, Registry
-from .pool import WorkerSlot, WorkerStartError, worker_log_dir
+from ..storage import TERMINAL_STATUSES, ExecutionStore, FileHeapStore, OutputLog
+from .pool import (
+    SpawnWorker,
+    WorkerOptions,
+    WorkerSlot,
+    WorkerStartError,
+    spawn_worker_process,
+    worker_log_dir,
+)
 from .protocol import Job, JobResult
-
-TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out"})
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +70,20 @@ class ExecutionManager:
     def __init__(
         self,
         *,
-        registry: Registry,
-        heaps: HeapStore,
+        executions: ExecutionStore,
+        output: OutputLog,
+        heaps: FileHeapStore,
         data_dir: Path,
         workers: int,
         queue_limit: int,
         max_output_bytes: int,
         max_result_bytes: int = 0,
+        spawn_worker: SpawnWorker = spawn_worker_process,
     ) -> None:
-        self._registry = registry
-        self._heaps = heaps
+        """``heaps`` is the store the workers open too: they read and write snapshots
+        themselves, and only keys pass through the manager."""
+        self._executions = executions
+        self._output = output
         self._queue_limit = queue_limit
         self._max_result_bytes = max_result_bytes
         self._lock = threading.Condition()
@@ -94,17 +103,18 @@ class ExecutionManager:
         self._worker_restarts = 0
         self._last_crash: dict[str, str] | None = None
         log_dir = worker_log_dir(data_dir)
+        options = WorkerOptions(max_output_bytes, heaps.root, heaps.durable)
         self._slots = [
             WorkerSlot(
                 i,
                 log_dir,
-                max_output_bytes,
+                options,
+                spawn=spawn_worker,
                 on_crash=functools.partial(self._worker_crashed, i),
                 on_restart=functools.partial(self._worker_restarted, i),
             )
             for i in range(workers)
         ]
-        self._threads: list[threading.Thread] = []
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -113,11 +123,9 @@ class ExecutionManager:
         for slot in self._slots:
             slot.start()
         for slot in self._slots:
-            t = threading.Thread(
+            threading.Thread(
                 target=self._dispatch, args=(slot,), daemon=True, name=f"mcp-v8-dispatch-{slot.index}"
-            )
-            t.start()
-            self._threads.append(t)
+            ).start()
 
     def close(self) -> None:
         with self._lock:
@@ -141,14 +149,20 @@ class ExecutionManager:
             if len(self._queue) + self._reserved >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
             self._reserved += 1
-        try:  # the SQLite write happens outside the lock the dispatchers need
-            self._registry.create(
-                execution_id,
-                session=request.session,
-                tags=request.tags or None,
-                heap_in=request.heap,
-                code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
-            )
+        try:  # the SQLite writes happen outside the lock the dispatchers need
+            # The output log first: a record is never without one, even after a crash in between.
+            self._output.create(execution_id)
+            try:
+                self._executions.create(
+                    execution_id,
+                    session=request.session,
+                    tags=request.tags or None,
+                    heap_in=request.heap,
+                    code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
+                )
+            except BaseException:
+                self._output.delete([execution_id])
+                raise
         except BaseException:
             with self._lock:
                 self._reserved -= 1
@@ -164,7 +178,7 @@ class ExecutionManager:
         return execution_id
 
     def cancel(self, execution_id: str) -> CancelOutcome:
-        record = self._registry.get(execution_id)
+        record = self._executions.get(execution_id)
         if record is None:
             return CancelOutcome.UNKNOWN
         with self._lock:
@@ -185,8 +199,8 @@ class ExecutionManager:
             event, count = self._waiters.get(execution_id, (threading.Event(), 0))
             self._waiters[execution_id] = (event, count + 1)
         try:
-            record = self._registry.get(execution_id)
-            if record is not None and record.status not in TERMINAL:
+            record = self._executions.get(execution_id)
+            if record is not None and record.status not in TERMINAL_STATUSES:
                 event.wait(timeout)
         finally:
             with self._waiters_lock:
@@ -226,13 +240,15 @@ class ExecutionManager:
         with self._stats_lock:
             self._worker_restarts += 1
 
-    def _finish(self, execution_id: str, result: JobResult, heap_out: str | None = None) -> bool:
-        changed = self._registry.finish(
+    def _finish(self, execution_id: str, result: JobResult) -> bool:
+        # Output first, so a client that sees the terminal status reads all of it.
+        self._output.seal(execution_id)
+        changed = self._executions.finish(
             execution_id,
             result.status,
             result=result.result,
             error=result.error,
-            heap_out=heap_out,
+            heap_out=result.heap,
             duration_ms=result.duration_ms,
         )
         if changed:
@@ -268,37 +284,23 @@ class ExecutionManager:
                     self._executing.pop(item.execution_id, None)
 
     def _execute(self, slot: WorkerSlot, item: _Queued) -> None:
-        record = self._registry.get(item.execution_id)
+        record = self._executions.get(item.execution_id)
         if record is None or record.status != "running":
             return  # cancelled while its submit was still being recorded
         request = item.request
-        envelope = None
-        if request.heap is not None:
-            try:
-                envelope = self._heaps.get(request.heap)
-            except HeapNotFound:
-                self._finish(
-                    item.execution_id, JobResult(status="failed", error=f"heap {request.heap} not found")
-                )
-                return
         job = Job(
             execution_id=item.execution_id,
             code=request.code,
-            heap=envelope,
+            heap=request.heap,
             heap_limit_mb=request.heap_limit_mb,
             timeout_secs=request.timeout_secs,
             max_result_bytes=self._max_result_bytes,
+            session=request.session,
+            tags=request.tags or None,
         )
         try:
-            result = slot.run(job, lambda text: self._registry.append_output(item.execution_id, text))
+            result = slot.run(job, lambda text: self._output.append(item.execution_id, text))
         except WorkerStartError as e:
             log.warning("worker %d could not start for execution %s: %s", slot.index, item.execution_id, e)
             result = JobResult(status="failed", error=str(e))
-        heap_out = None
-        if result.status == "completed" and result.snapshot is not None and result.heap_key is not None:
-            self._heaps.put(
-                result.heap_key, result.snapshot, session=request.session, tags=request.tags or None
-            )
-            heap_out = result.heap_key
-        self._registry.flush(item.execution_id)
-        self._finish(item.execution_id, result, heap_out)
+        self._finish(item.execution_id, result)

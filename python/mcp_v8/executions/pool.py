@@ -1,33 +1,44 @@
 """Worker processes seen from the server: start, run a job, cancel, kill, replace.
 
-Each ``WorkerSlot`` owns one process, a fresh interpreter running
+Each ``WorkerSlot`` owns one process, by default a fresh interpreter running
 ``python -m mcp_v8.executions.worker`` (never a fork of a process that runs threads and
 V8, and no re-import of the server's main module), connected by a socketpair.
-``run`` sends a job and relays the worker's messages until
-the job is done. The engine enforces timeouts and cancels inside the worker; the slot
-is the backstop: a worker that has not answered ``GRACE_SECONDS`` after its deadline
-or after a cancel is killed, and a worker that dies (V8's fatal out-of-memory abort, a
-signal) fails only its job. Either way the slot starts a new process for the next job.
-The slot reports both to its owner: ``on_crash(execution_id, reason)`` when the process
-died under a job, ``on_restart()`` when a replacement process is ready.
+``run`` sends a job and relays the worker's messages until the job is done. The engine
+enforces timeouts and cancels inside the worker; the slot is the backstop: a worker
+that has not answered ``GRACE_SECONDS`` after its deadline or after a cancel is killed,
+and a worker that dies (V8's fatal out-of-memory abort, a signal) fails only its job.
+Either way the slot starts a new process for the next job. The slot reports both to its
+owner: ``on_crash(execution_id, reason)`` when the process died under a job,
+``on_restart()`` when a replacement process is ready.
+
+``run`` (a dispatcher thread) and ``cancel`` (any thread) hand a job over under one
+lock: ``run`` checks for a cancel and sends the job in one step, and ``cancel`` looks
+for the running job and sends its cancel in one step. A cancel is therefore either seen
+by ``run`` before the job is sent (the job is then never sent) or sent after the job,
+and a worker never sees a cancel before the job it is for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable, Protocol
 
 from ..storage import TerminalStatus
 from .protocol import Channel, Job, JobResult
 
 GRACE_SECONDS = 3.0
+# A job's deadline also allows for what happens before its timeout clock starts in the
+# worker (restoring its heap).
+START_ALLOWANCE_SECONDS = 1.0
 START_TIMEOUT_SECONDS = 60.0
 
 
@@ -35,11 +46,64 @@ class WorkerStartError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What every worker process is started with."""
+
+    max_output_bytes: int
+    heaps_root: str  # the root of the server's FileHeapStore, which the worker opens too
+    durable_heaps: bool
+
+
+class WorkerProcess(Protocol):
+    """What a slot needs of its process (a ``subprocess.Popen`` is one)."""
+
+    def poll(self) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+SpawnWorker = Callable[[WorkerOptions, socket.socket, BinaryIO], WorkerProcess]
+"""Starts a worker process that speaks the protocol on the given socket (which it
+inherits) and writes its standard error to the given file."""
+
+
+def spawn_worker_process(options: WorkerOptions, sock: socket.socket, stderr: BinaryIO) -> WorkerProcess:
+    args = [
+        sys.executable,
+        "-m",
+        "mcp_v8.executions.worker",
+        "--fd",
+        str(sock.fileno()),
+        "--max-output-bytes",
+        str(options.max_output_bytes),
+        "--heaps-root",
+        options.heaps_root,
+    ]
+    if options.durable_heaps:
+        args.append("--durable-heaps")
+    return subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        pass_fds=(sock.fileno(),),
+        start_new_session=True,  # a Ctrl-C aimed at the server is the server's to handle
+    )
+
+
 @dataclass
 class _Running:
     execution_id: str
     deadline: float
     cancel_deadline: float | None = None
+
+    def limit(self) -> float:
+        if self.cancel_deadline is None:
+            return self.deadline
+        return min(self.deadline, self.cancel_deadline)
 
 
 def _describe_exit(code: int | None) -> str:
@@ -58,46 +122,55 @@ class WorkerSlot:
         self,
         index: int,
         log_dir: Path,
-        max_output_bytes: int,
+        options: WorkerOptions,
         *,
+        spawn: SpawnWorker = spawn_worker_process,
+        grace_seconds: float = GRACE_SECONDS,
+        start_allowance_seconds: float = START_ALLOWANCE_SECONDS,
         on_crash: Callable[[str, str], None] | None = None,
         on_restart: Callable[[], None] | None = None,
     ) -> None:
         self.index = index
         self._stderr_path = log_dir / f"worker-{index}.stderr"
-        self._max_output_bytes = max_output_bytes
+        self._options = options
+        self._spawn = spawn
+        self._grace = grace_seconds
+        self._start_allowance = start_allowance_seconds
         self._on_crash = on_crash
         self._on_restart = on_restart
         self._started_once = False
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: WorkerProcess | None = None
         self._conn: Channel | None = None
+        # The hand-off between run() and cancel(): _running (the job sent to the worker)
+        # and _cancelled (a cancel for the job assigned to this slot that run() has not
+        # sent yet) are read and written under this lock only.
+        self._lock = threading.Lock()
         self._running: _Running | None = None
-        self._early_cancel: str | None = None
-        self.pid: int | None = None
+        self._cancelled: str | None = None
+        # cancel() wakes run()'s wait for the worker, so the cancel's deadline counts at once.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    def _handoff(self, point: str) -> None:
+        """Called with the lock held at each hand-off point: ``"run:checked"`` (``run`` has
+        looked for a cancel and not yet sent the job) and ``"cancel:checked"`` (``cancel``
+        has looked for the running job and not yet acted). Does nothing; a test overrides
+        it to park a thread there."""
 
     # -- process lifecycle -------------------------------------------------------
     def start(self) -> None:
         self.kill()
         parent, child = socket.socketpair()
         self._stderr_path.write_bytes(b"")
-        with open(self._stderr_path, "ab") as stderr:  # O_APPEND: the file is truncated per job
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "mcp_v8.executions.worker",
-                    "--fd",
-                    str(child.fileno()),
-                    "--max-output-bytes",
-                    str(self._max_output_bytes),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                pass_fds=(child.fileno(),),
-                start_new_session=True,  # a Ctrl-C aimed at the server is the server's to handle
-            )
-        child.close()
+        try:
+            with open(self._stderr_path, "ab") as stderr:  # O_APPEND: the file is truncated per job
+                process = self._spawn(self._options, child, stderr)
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
         conn = Channel(parent)
         self._process, self._conn = process, conn
         if not conn.poll(START_TIMEOUT_SECONDS):
@@ -109,7 +182,6 @@ class WorkerSlot:
             self.kill()
             raise WorkerStartError(f"worker {self.index} died at start: {self._stderr_tail()}") from e
         assert message[0] == "ready"
-        self.pid = message[1]
         if self._started_once and self._on_restart is not None:
             self._on_restart()
         self._started_once = True
@@ -133,6 +205,8 @@ class WorkerSlot:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(2)
         self.kill()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _stderr_tail(self, limit: int = 2000) -> str:
         try:
@@ -145,67 +219,91 @@ class WorkerSlot:
         return meaningful[-1] if meaningful else ""
 
     def _send(self, message: Any) -> None:
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             raise OSError("worker not started")
-        self._conn.send(message)
+        conn.send(message)
 
     # -- jobs ---------------------------------------------------------------------
     def cancel(self, execution_id: str) -> None:
-        running = self._running
-        if running is None or running.execution_id != execution_id:
-            self._early_cancel = execution_id  # assigned to this slot, not yet sent
-            return
-        running.cancel_deadline = time.monotonic() + GRACE_SECONDS
+        """Cancels ``execution_id``, running or assigned to this slot and not yet run."""
+        with self._lock:
+            running = self._running
+            self._handoff("cancel:checked")
+            if running is None or running.execution_id != execution_id:
+                self._cancelled = execution_id  # run() sees it before sending the job
+                return
+            if running.cancel_deadline is not None:
+                return  # already cancelled
+            running.cancel_deadline = time.monotonic() + self._grace
+            with contextlib.suppress(OSError):
+                self._send(("cancel", execution_id))
         with contextlib.suppress(OSError):
-            self._send(("cancel", execution_id))
+            self._wake_w.send(b"\0")
 
     def run(self, job: Job, on_output: Callable[[str], None]) -> JobResult:
         """Runs ``job`` and returns its result; never raises for what the job did."""
         if not self.alive():
             self.start()
-        assert self._conn is not None
+        conn = self._conn
+        assert conn is not None
         self._stderr_path.write_bytes(b"")
-        self._running = _Running(job.execution_id, time.monotonic() + job.timeout_secs + GRACE_SECONDS + 1.0)
         try:
-            self._send(job)
-            if self._early_cancel == job.execution_id:
-                self.cancel(job.execution_id)
-            while True:
-                running = self._running
-                limit = (
-                    running.deadline
-                    if running.cancel_deadline is None
-                    else min(running.deadline, running.cancel_deadline)
-                )
-                wait = max(0.0, limit - time.monotonic())
-                if not self._conn.poll(min(wait, 1.0)):
-                    if time.monotonic() >= limit:
-                        cancelled = running.cancel_deadline is not None
-                        self.kill()
-                        how: TerminalStatus = "cancelled" if cancelled else "timed_out"
-                        reason = "cancel" if cancelled else f"its {job.timeout_secs:g} s timeout"
-                        return JobResult(
-                            status=how, error=f"worker did not stop after {reason} and was killed"
-                        )
-                    continue
-                message = self._conn.recv()
+            with self._lock:
+                cancelled = self._cancelled == job.execution_id
+                self._cancelled = None
+                self._handoff("run:checked")
+                if cancelled:
+                    return JobResult(status="cancelled", error="execution cancelled")
+                deadline = time.monotonic() + job.timeout_secs + self._grace + self._start_allowance
+                running = self._running = _Running(job.execution_id, deadline)
+                conn.send(job)
+            return self._relay(job, running, conn, on_output)
+        except (EOFError, OSError):
+            return self._crashed(job)
+        finally:
+            with self._lock:
+                self._running = None
+
+    def _relay(
+        self, job: Job, running: _Running, conn: Channel, on_output: Callable[[str], None]
+    ) -> JobResult:
+        """Relays the worker's messages about ``job`` until it is done or the backstop
+        kills the worker."""
+        while True:
+            with self._lock:
+                limit = running.limit()
+                cancelled = running.cancel_deadline is not None
+            conn_fd, wake_fd = conn.fileno(), self._wake_r.fileno()
+            try:
+                readable, _, _ = select.select([conn_fd, wake_fd], [], [], max(0.0, limit - time.monotonic()))
+            except ValueError:  # stop() closed the sockets under this job
+                raise OSError("worker connection closed") from None
+            if wake_fd in readable:
+                with contextlib.suppress(BlockingIOError):
+                    self._wake_r.recv(4096)
+            if conn_fd in readable:
+                message = conn.recv()
                 kind = message[0]
                 if kind == "output" and message[1] == job.execution_id:
                     on_output(message[2])
                 elif kind == "done" and message[1] == job.execution_id:
                     return message[2]  # type: ignore[no-any-return]
-        except (EOFError, OSError):
-            assert self._process is not None
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(5)
-            tail = self._stderr_tail()
-            reason = _describe_exit(self._process.poll()) + (f" ({tail})" if tail else "")
-            if self._on_crash is not None:
-                self._on_crash(job.execution_id, reason)
-            return JobResult(status="failed", error=f"worker crashed: {reason}")
-        finally:
-            self._running = None
-            self._early_cancel = None
+            elif time.monotonic() >= limit:  # nothing from the worker by its limit
+                self.kill()
+                how: TerminalStatus = "cancelled" if cancelled else "timed_out"
+                reason = "cancel" if cancelled else f"its {job.timeout_secs:g} s timeout"
+                return JobResult(status=how, error=f"worker did not stop after {reason} and was killed")
+
+    def _crashed(self, job: Job) -> JobResult:
+        assert self._process is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(5)
+        tail = self._stderr_tail()
+        reason = _describe_exit(self._process.poll()) + (f" ({tail})" if tail else "")
+        if self._on_crash is not None:
+            self._on_crash(job.execution_id, reason)
+        return JobResult(status="failed", error=f"worker crashed: {reason}")
 
 
 def worker_log_dir(data_dir: Path) -> Path:
@@ -214,4 +312,13 @@ def worker_log_dir(data_dir: Path) -> Path:
     return path
 
 
-__all__ = ["GRACE_SECONDS", "WorkerSlot", "WorkerStartError", "worker_log_dir"]
+__all__ = [
+    "GRACE_SECONDS",
+    "SpawnWorker",
+    "WorkerOptions",
+    "WorkerProcess",
+    "WorkerSlot",
+    "WorkerStartError",
+    "spawn_worker_process",
+    "worker_log_dir",
+]

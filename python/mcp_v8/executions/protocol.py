@@ -2,12 +2,15 @@
 
 server -> worker
     ``Job``                       run one execution
-    ``("cancel", execution_id)``  terminate it (before or while it runs)
+    ``("cancel", execution_id)``  terminate it (sent only after its ``Job``)
     ``("stop",)``                 exit after the current job
 worker -> server
-    ``("ready", pid)``                  once, after V8 is initialised
+    ``("ready",)``                      once, after V8 is initialised and the heap store opened
     ``("output", execution_id, text)``  console output, batched, rendered with level markers
     ``("done", execution_id, JobResult)``
+
+Heap snapshots never cross the pipe: the worker opens the heap store itself, reads the
+snapshot a ``Job`` names by key and writes the one it produces, and only keys travel.
 """
 
 from __future__ import annotations
@@ -25,23 +28,29 @@ from ..storage import TerminalStatus
 
 @dataclass(frozen=True)
 class Job:
+    """One execution. ``heap`` is the key of the snapshot to restore; ``session`` and
+    ``tags`` go with the snapshot it produces."""
+
     execution_id: str
     code: str
-    heap: bytes | None
+    heap: str | None
     heap_limit_mb: int
     timeout_secs: float
-    snapshot: bool = True
-    language: str = "auto"
     max_result_bytes: int = 0
+    session: str | None = None
+    tags: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
 class JobResult:
+    """What became of a job. ``heap`` is the key of the snapshot the worker stored (a
+    completed job only) and ``heap_size`` its size in bytes."""
+
     status: TerminalStatus
     result: str | None = None
     error: str | None = None
-    snapshot: bytes | None = None
-    heap_key: str | None = None
+    heap: str | None = None
+    heap_size: int | None = None
     duration_ms: float | None = None
 
 

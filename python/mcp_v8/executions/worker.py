@@ -5,6 +5,9 @@ the worker or running; a flusher thread sends console output in batches (every
 ``FLUSH_SECONDS`` or ``FLUSH_BYTES``), so a console flood costs a few messages, not one
 per line. Whatever V8 does to this process (a fatal out-of-memory abort, a signal),
 the server sees the pipe close and fails only this worker's execution.
+
+The worker opens the server's heap store itself: it reads the snapshot a job names and
+writes the one the job produces, so snapshot bytes never cross the pipe.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from ..engine import Engine
 from ..errors import SnapshotError
+from ..storage import FileHeapStore, HeapNotFound, HeapStore
 from .protocol import Channel, Job, JobResult
 
 FLUSH_SECONDS = 0.02
@@ -68,27 +72,42 @@ class _Output:
             self.flush()
 
 
-def _run(engine: Engine, job: Job, control: Any, output: _Output) -> JobResult:
+def _run(engine: Engine, heaps: HeapStore, job: Job, control: Any, output: _Output) -> JobResult:
+    envelope = None
+    if job.heap is not None:
+        try:
+            envelope = heaps.get(job.heap)
+        except HeapNotFound:
+            return JobResult(status="failed", error=f"heap {job.heap} not found")
+        except OSError as e:
+            return JobResult(status="failed", error=f"cannot restore heap: {e.strerror or e}")
     try:
         outcome = engine.execute(
             job.code,
-            heap=job.heap,
-            snapshot=job.snapshot,
+            heap=envelope,
+            snapshot=True,
             heap_limit_mb=job.heap_limit_mb,
             timeout=job.timeout_secs,
-            language=job.language,  # type: ignore[arg-type]
             on_console=output.write,
             control=control,
             max_result_bytes=job.max_result_bytes,
         )
     except SnapshotError as e:
         return JobResult(status="failed", error=f"cannot restore heap: {e}")
+    heap, heap_size = None, None
+    if outcome.status == "completed" and outcome.snapshot is not None and outcome.heap_key is not None:
+        heap_bytes = outcome.snapshot
+        try:
+            heaps.put(outcome.heap_key, heap_bytes, session=job.session, tags=job.tags)
+        except OSError as e:
+            return JobResult(status="failed", error=f"cannot store heap: {e.strerror or e}")
+        heap, heap_size = outcome.heap_key, len(heap_bytes)
     return JobResult(
         status=outcome.status,
         result=outcome.result,
         error=outcome.error,
-        snapshot=outcome.snapshot,
-        heap_key=outcome.heap_key,
+        heap=heap,
+        heap_size=heap_size,
         duration_ms=outcome.duration_ms,
     )
 
@@ -97,19 +116,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="mcp-v8 worker process (started by the server)")
     parser.add_argument("--fd", type=int, required=True, help="inherited socket to the server")
     parser.add_argument("--max-output-bytes", type=int, required=True)
+    parser.add_argument("--heaps-root", required=True, help="root of the server's heap store")
+    parser.add_argument("--durable-heaps", action="store_true", help="fsync the heaps this worker writes")
     args = parser.parse_args(argv)
-    serve(Channel.from_fd(args.fd), args.max_output_bytes)
+    heaps = FileHeapStore(args.heaps_root, durable=args.durable_heaps)
+    serve(Channel.from_fd(args.fd), args.max_output_bytes, heaps)
 
 
-def serve(conn: Channel, max_output_bytes: int) -> None:
+def serve(conn: Channel, max_output_bytes: int, heaps: HeapStore) -> None:
     from .. import _engine
 
     send = conn.send
     engine = Engine(keep_console=False)  # output streams to the server through on_console
     engine.execute("1")  # initialise V8 before saying ready
     jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-    controls: dict[str, Any] = {}
-    cancelled_early: set[str] = set()  # a cancel can overtake its job on the way here
+    controls: dict[str, Any] = {}  # the server sends a cancel only after its job
     controls_lock = threading.Lock()
 
     def reader() -> None:
@@ -117,19 +138,13 @@ def serve(conn: Channel, max_output_bytes: int) -> None:
             while True:
                 message = conn.recv()
                 if isinstance(message, Job):
-                    control = _engine.Control()
                     with controls_lock:
-                        controls[message.execution_id] = control
-                        if message.execution_id in cancelled_early:
-                            cancelled_early.discard(message.execution_id)
-                            control.cancel()
+                        controls[message.execution_id] = _engine.Control()
                     jobs.put(message)
                 elif message[0] == "cancel":
                     with controls_lock:
                         known = controls.get(message[1])
-                        if known is None and len(cancelled_early) < 1024:
-                            cancelled_early.add(message[1])
-                    if known is not None:
+                    if known is not None:  # else its job is already done
                         known.cancel()
                 elif message[0] == "stop":
                     jobs.put(None)
@@ -140,7 +155,7 @@ def serve(conn: Channel, max_output_bytes: int) -> None:
     output = _Output(send, max_output_bytes)
     threading.Thread(target=reader, daemon=True, name="mcp-v8-reader").start()
     threading.Thread(target=output.run_flusher, daemon=True, name="mcp-v8-flusher").start()
-    send(("ready", os.getpid()))
+    send(("ready",))
     while True:
         job = jobs.get()
         if job is None:
@@ -148,7 +163,7 @@ def serve(conn: Channel, max_output_bytes: int) -> None:
         with controls_lock:
             control = controls[job.execution_id]
         output.start(job.execution_id)
-        result = _run(engine, job, control, output)
+        result = _run(engine, heaps, job, control, output)
         output.flush()
         with controls_lock:
             controls.pop(job.execution_id, None)

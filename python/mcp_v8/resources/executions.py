@@ -9,7 +9,14 @@ import falcon
 from ..config import Settings
 from ..contract import BodyValidator, InvalidRequest, QueryValidator
 from ..executions import CancelOutcome, ExecutionManager, QueueFull, ShuttingDown, SubmitRequest
-from ..storage import ExecutionRecord, ExecutionStatus, HeapStore, Registry
+from ..storage import (
+    ExecutionNotFound,
+    ExecutionRecord,
+    ExecutionStatus,
+    ExecutionStore,
+    HeapStore,
+    OutputLog,
+)
 from .validation import EXECUTION_ID, bad_request, execution_id, read_json_body
 
 LIST_QUERY = QueryValidator("/api/executions", "get")
@@ -103,21 +110,21 @@ class ExecResource:
 class ExecutionListResource:
     QUERY_PARAMS = LIST_QUERY.names
 
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
+    def __init__(self, executions: ExecutionStore) -> None:
+        self._executions = executions
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query = _query(LIST_QUERY, req)
         limit, status = query["limit"], query["status"]
-        records = self._registry.list(limit=limit or 100, status=cast(ExecutionStatus, status))
+        records = self._executions.list(limit=limit or 100, status=cast(ExecutionStatus, status))
         resp.media = {"executions": [_summary(r) for r in records]}
 
 
 class ExecutionResource:
     QUERY_PARAMS = GET_QUERY.names
 
-    def __init__(self, registry: Registry, manager: ExecutionManager) -> None:
-        self._registry = registry
+    def __init__(self, executions: ExecutionStore, manager: ExecutionManager) -> None:
+        self._executions = executions
         self._manager = manager
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
@@ -125,16 +132,16 @@ class ExecutionResource:
         wait_ms = _query(GET_QUERY, req)["wait_ms"]
         if wait_ms:
             self._manager.wait(id, wait_ms / 1000)
-        record = self._registry.get(id)
+        record = self._executions.get(id)
         if record is None:
             raise falcon.HTTPNotFound(description=f"execution {id} not found")
         resp.media = _info(record)
 
 
 class CancelResource:
-    def __init__(self, manager: ExecutionManager, registry: Registry) -> None:
+    def __init__(self, manager: ExecutionManager, executions: ExecutionStore) -> None:
         self._manager = manager
-        self._registry = registry
+        self._executions = executions
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         # The contract answers a cancel with a CancelResult only (200, or 400 with ok
@@ -145,7 +152,7 @@ class CancelResource:
             resp.media = {"ok": False, "error": f"execution {id[:80]!r} not found"}
             return
         if outcome is CancelOutcome.ALREADY_FINISHED:
-            record = self._registry.get(id)
+            record = self._executions.get(id)
             status = record.status if record else "finished"
             resp.status = falcon.HTTP_400
             resp.media = {"ok": False, "error": f"execution already finished ({status})"}
@@ -156,8 +163,9 @@ class CancelResource:
 class OutputResource:
     QUERY_PARAMS = OUTPUT_QUERY.names
 
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
+    def __init__(self, executions: ExecutionStore, output: OutputLog) -> None:
+        self._executions = executions
+        self._output = output
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         execution_id(id)
@@ -170,13 +178,16 @@ class OutputResource:
             offset, limit = query["byte_offset"], query["byte_limit"]
         else:
             offset, limit = query["line_offset"], query["line_limit"]
-        record = self._registry.get(id)
+        record = self._executions.get(id)
         if record is None:
             raise falcon.HTTPNotFound(description=f"execution {id} not found")
-        if byte_mode:
-            page = self._registry.read_bytes(id, offset, limit)
-        else:
-            page = self._registry.read_lines(id, offset, limit)
+        try:
+            if byte_mode:
+                page = self._output.read_bytes(id, offset, limit)
+            else:
+                page = self._output.read_lines(id, offset, limit)
+        except ExecutionNotFound:  # pruned since the record was read
+            raise falcon.HTTPNotFound(description=f"execution {id} not found") from None
         resp.media = {
             "execution_id": id,
             "status": record.status,

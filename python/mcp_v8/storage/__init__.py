@@ -1,35 +1,48 @@
-"""Storage for the service: heap snapshots (content-addressed blobs) and the execution registry
-(execution records and console output in SQLite)."""
+"""Storage for the service, one store per job, each behind a ``Protocol`` that other backends can
+implement: heap snapshots (:class:`HeapStore`, content-addressed blobs on the filesystem), execution
+records and their state machine (:class:`ExecutionStore`), and console output (:class:`OutputLog`).
+The SQLite implementations of the last two keep their tables in one database file
+(:func:`open_database`) and share only its plumbing (:mod:`.sqlite`)."""
 
 from __future__ import annotations
 
-from .heaps import FileHeapStore, HeapMeta, HeapNotFound, HeapStore, InvalidHeapKey, validate_heap_key
-from .registry import (
+from .executions import (
     TERMINAL_STATUSES,
     DuplicateExecution,
     ExecutionNotFound,
     ExecutionRecord,
     ExecutionStatus,
-    OutputPage,
-    Registry,
+    ExecutionStore,
+    SQLiteExecutionStore,
     TerminalStatus,
-    truncation_marker,
 )
+from .heaps import FileHeapStore, HeapMeta, HeapNotFound, HeapStore, InvalidHeapKey, validate_heap_key
+from .output import OutputLog, OutputPage, OutputTotals, SQLiteOutputLog, truncation_marker
+from .schema import SCHEMA_VERSION, open_database
+from .sqlite import SchemaVersionError, SQLiteDatabase
 
 __all__ = [
+    "SCHEMA_VERSION",
     "TERMINAL_STATUSES",
     "DuplicateExecution",
     "ExecutionNotFound",
     "ExecutionRecord",
     "ExecutionStatus",
+    "ExecutionStore",
     "FileHeapStore",
     "HeapMeta",
     "HeapNotFound",
     "HeapStore",
     "InvalidHeapKey",
+    "OutputLog",
     "OutputPage",
-    "Registry",
+    "OutputTotals",
+    "SQLiteDatabase",
+    "SQLiteExecutionStore",
+    "SQLiteOutputLog",
+    "SchemaVersionError",
     "TerminalStatus",
+    "open_database",
     "truncation_marker",
     "validate_heap_key",
 ]

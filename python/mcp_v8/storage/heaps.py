@@ -29,7 +29,9 @@ __all__ = [
     "validate_heap_key",
 ]
 
-_KEY_RE = re.compile(r"[0-9a-f]{64}")
+# A heap key: the lowercase hex SHA-256 of a snapshot's payload (the contract's pattern).
+HEAP_KEY_PATTERN = "[0-9a-f]{64}"
+_KEY_RE = re.compile(HEAP_KEY_PATTERN)
 _PREFIX_RE = re.compile(r"[0-9a-f]{2}")
 _TMP_SUFFIX = ".tmp"
 _META_SUFFIX = ".json"
@@ -163,7 +165,7 @@ class FileHeapStore:
     ``durable=False`` skips the fsyncs (about 3.6 ms per snapshot, a fifth of a service
     execution): writes stay atomic and survive a crash of any process, and a blob that a power
     loss leaves incomplete is caught by the envelope's checksum when it is used. That is the
-    same promise as the registry's SQLite ``synchronous=NORMAL``.
+    same promise as the executions database's SQLite ``synchronous=NORMAL``.
     """
 
     def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:

@@ -1,0 +1,336 @@
+"""The execution store: one record per execution and its state machine.
+
+An execution is ``running`` from the moment it is recorded until its first terminal transition
+(``completed``, ``failed``, ``cancelled``, ``timed_out``); the store makes that transition atomic, so
+whoever reports second (a worker after a cancel, a cancel after a crash) changes nothing. Console
+output is not here: it is the output log's (:mod:`.output`), keyed by the same execution id.
+
+:class:`ExecutionStore` is the contract; :class:`SQLiteExecutionStore` keeps the records in the
+``executions`` table of the service's SQLite database (:mod:`.schema`) and touches no other table.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
+
+from .schema import open_database
+from .sqlite import SQLiteDatabase
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "DuplicateExecution",
+    "ExecutionNotFound",
+    "ExecutionRecord",
+    "ExecutionStatus",
+    "ExecutionStore",
+    "SQLiteExecutionStore",
+    "TerminalStatus",
+]
+
+ExecutionStatus = Literal["running", "completed", "failed", "cancelled", "timed_out"]
+TerminalStatus = Literal["completed", "failed", "cancelled", "timed_out"]
+TERMINAL_STATUSES: frozenset[str] = frozenset(get_args(TerminalStatus))
+
+_DELETE_BATCH = 200
+_COLUMNS = (
+    "execution_id, status, started_at, completed_at, result, error, heap_out, session, tags, "
+    "duration_ms, heap_in, code_bytes"
+)
+
+
+class ExecutionNotFound(KeyError):
+    """No execution (or no output log of an execution) is recorded under this id."""
+
+
+class DuplicateExecution(ValueError):
+    """An execution (or an output log of an execution) with this id is already recorded."""
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """One execution as recorded. ``heap`` is the snapshot key it produced; ``heap_in`` the one it
+    restored. Timestamps are ISO-8601 UTC with millisecond precision and a ``Z``."""
+
+    execution_id: str
+    status: ExecutionStatus
+    started_at: str
+    completed_at: str | None
+    result: str | None
+    error: str | None
+    heap: str | None
+    session: str | None
+    tags: dict[str, str] | None
+    duration_ms: float | None
+    heap_in: str | None = None
+    code_bytes: int = 0
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status != "running"
+
+
+@runtime_checkable
+class ExecutionStore(Protocol):
+    """Execution records and their state machine (``running`` → one terminal status).
+
+    Contract every backend keeps:
+
+    * :meth:`create` records ``running`` with ``started_at`` = now; an id recorded already raises
+      :class:`DuplicateExecution` and changes nothing.
+    * :meth:`finish` is the only way out of ``running`` besides :meth:`fail_running_on_startup`, and
+      the first terminal transition wins: among any number of concurrent calls for one id (threads or
+      processes) exactly one returns True and its status, result, error, heap and duration are what
+      every later read sees; the others, and calls for a terminal or unknown id, return False and
+      change nothing.
+    * :meth:`list` is newest first by ``started_at``, ties broken by the order of :meth:`create`.
+    * :meth:`prunable` and :meth:`delete` never touch a ``running`` execution.
+    * Every method may be called from many threads at once.
+
+    A PostgreSQL backend keeps the same table (``tags`` as ``jsonb``, timestamps as ``timestamptz``,
+    an identity column for the insertion order); :meth:`finish` is one
+    ``UPDATE ... WHERE execution_id = $1 AND status = 'running'`` whose row count says who won, which
+    holds under READ COMMITTED because the second updater re-checks the ``WHERE`` after the first
+    commits.
+    """
+
+    def create(
+        self,
+        execution_id: str,
+        *,
+        session: str | None = None,
+        tags: dict[str, str] | None = None,
+        heap_in: str | None = None,
+        code_bytes: int = 0,
+    ) -> None:
+        """Records a new execution as ``running``, started now."""
+        ...
+
+    def finish(
+        self,
+        execution_id: str,
+        status: TerminalStatus,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        heap_out: str | None = None,
+        duration_ms: float | None = None,
+    ) -> bool:
+        """Records the first terminal transition; False when already terminal or unknown.
+        ``duration_ms`` defaults to the time since ``started_at``."""
+        ...
+
+    def get(self, execution_id: str) -> ExecutionRecord | None:
+        """The record of ``execution_id``, or None."""
+        ...
+
+    def list(self, limit: int = 100, status: ExecutionStatus | None = None) -> builtins.list[ExecutionRecord]:
+        """Up to ``limit`` records (of ``status`` when given), newest first."""
+        ...
+
+    def fail_running_on_startup(self, reason: str) -> int:
+        """Marks every ``running`` execution ``failed`` with ``reason``; returns how many."""
+        ...
+
+    def prunable(
+        self, max_age_seconds: float | None = None, max_count: int | None = None
+    ) -> builtins.list[str]:
+        """Ids of terminal executions that completed more than ``max_age_seconds`` ago or that are
+        not among the newest ``max_count`` terminal ones."""
+        ...
+
+    def delete(self, execution_ids: Iterable[str]) -> int:
+        """Deletes the terminal executions among ``execution_ids``; returns how many."""
+        ...
+
+    def close(self) -> None:
+        """Releases what the store holds. Idempotent."""
+        ...
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class SQLiteExecutionStore:
+    """An :class:`ExecutionStore` in the ``executions`` table of the service's SQLite database.
+
+    ``database`` is a :class:`~.sqlite.SQLiteDatabase` opened by :func:`~.schema.open_database` and
+    shared with the output log (closed by whoever opened it), or a data directory, whose database
+    the store then opens and closes itself.
+    """
+
+    def __init__(self, database: SQLiteDatabase | str | os.PathLike[str]) -> None:
+        self._owns_db = not isinstance(database, SQLiteDatabase)
+        self._db = open_database(database) if not isinstance(database, SQLiteDatabase) else database
+
+    def close(self) -> None:
+        if self._owns_db:
+            self._db.close()
+
+    def __enter__(self) -> SQLiteExecutionStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def create(
+        self,
+        execution_id: str,
+        *,
+        session: str | None = None,
+        tags: dict[str, str] | None = None,
+        heap_in: str | None = None,
+        code_bytes: int = 0,
+    ) -> None:
+        """Records a new execution as ``running``, started now. Raises :class:`DuplicateExecution`."""
+        tags_json = json.dumps(tags, ensure_ascii=False, sort_keys=True) if tags is not None else None
+        try:
+            with self._db.write() as conn:
+                conn.execute(
+                    "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags,"
+                    " code_bytes) VALUES (?, 'running', ?, ?, ?, ?, ?)",
+                    (execution_id, _iso(_now()), heap_in, session, tags_json, code_bytes),
+                )
+        except sqlite3.IntegrityError:
+            raise DuplicateExecution(execution_id) from None
+
+    def finish(
+        self,
+        execution_id: str,
+        status: TerminalStatus,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        heap_out: str | None = None,
+        duration_ms: float | None = None,
+    ) -> bool:
+        """Records the first terminal transition of a running execution; returns False (and changes
+        nothing) when it is already terminal or unknown. ``duration_ms`` defaults to the wall-clock
+        time since ``started_at``."""
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"not a terminal status: {status!r}")
+        now = _now()
+        with self._db.write() as conn:
+            if duration_ms is None:
+                row = conn.execute(
+                    "SELECT started_at FROM executions WHERE execution_id = ? AND status = 'running'",
+                    (execution_id,),
+                ).fetchone()
+                if row is not None:
+                    duration_ms = (now - _parse_iso(row[0])).total_seconds() * 1000.0
+            cur = conn.execute(
+                "UPDATE executions SET status = ?, completed_at = ?, result = ?, error = ?, heap_out = ?,"
+                " duration_ms = ? WHERE execution_id = ? AND status = 'running'",
+                (status, _iso(now), result, error, heap_out, duration_ms, execution_id),
+            )
+            return cur.rowcount == 1
+
+    def get(self, execution_id: str) -> ExecutionRecord | None:
+        """The record of ``execution_id``, or None."""
+        with self._db.connection() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM executions WHERE execution_id = ?", (execution_id,)
+            ).fetchone()
+        return None if row is None else _record(row)
+
+    def list(self, limit: int = 100, status: ExecutionStatus | None = None) -> builtins.list[ExecutionRecord]:
+        """Up to ``limit`` records, newest first (by ``started_at``, then by insertion order)."""
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+        sql = f"SELECT {_COLUMNS} FROM executions"
+        params: tuple[Any, ...] = ()
+        if status is not None:
+            sql += " WHERE status = ?"
+            params = (status,)
+        sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
+        with self._db.connection() as conn:
+            rows = conn.execute(sql, (*params, limit)).fetchall()
+        return [_record(row) for row in rows]
+
+    def fail_running_on_startup(self, reason: str) -> int:
+        """Marks every ``running`` execution ``failed`` with ``reason`` (after a restart nothing can
+        still be running them); returns how many. Call before accepting requests."""
+        with self._db.write() as conn:
+            cur = conn.execute(
+                "UPDATE executions SET status = 'failed', error = ?, completed_at = ?"
+                " WHERE status = 'running'",
+                (reason, _iso(_now())),
+            )
+            return cur.rowcount
+
+    def prunable(
+        self, max_age_seconds: float | None = None, max_count: int | None = None
+    ) -> builtins.list[str]:
+        """Ids of terminal executions that completed more than ``max_age_seconds`` ago or that are
+        not among the newest ``max_count`` terminal executions (running ones do not count), sorted."""
+        if max_count is not None and max_count < 0:
+            raise ValueError("max_count must be >= 0")
+        doomed: set[str] = set()
+        with self._db.connection() as conn:
+            if max_age_seconds is not None:
+                cutoff = _iso(_now() - timedelta(seconds=max_age_seconds))
+                rows = conn.execute(
+                    "SELECT execution_id FROM executions WHERE status != 'running' AND completed_at < ?",
+                    (cutoff,),
+                ).fetchall()
+                doomed.update(row[0] for row in rows)
+            if max_count is not None:
+                rows = conn.execute(
+                    "SELECT execution_id FROM executions WHERE status != 'running'"
+                    " ORDER BY started_at DESC, id DESC LIMIT -1 OFFSET ?",
+                    (max_count,),
+                ).fetchall()
+                doomed.update(row[0] for row in rows)
+        return sorted(doomed)
+
+    def delete(self, execution_ids: Iterable[str]) -> int:
+        """Deletes the terminal executions among ``execution_ids``; returns how many."""
+        ids = builtins.list(execution_ids)
+        deleted = 0
+        for i in range(0, len(ids), _DELETE_BATCH):
+            batch = ids[i : i + _DELETE_BATCH]
+            marks = ",".join("?" * len(batch))
+            with self._db.write() as conn:
+                cur = conn.execute(
+                    f"DELETE FROM executions WHERE status != 'running' AND execution_id IN ({marks})", batch
+                )
+                deleted += cur.rowcount
+        return deleted
+
+
+def _record(row: Sequence[Any]) -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=row[0],
+        status=row[1],
+        started_at=row[2],
+        completed_at=row[3],
+        result=row[4],
+        error=row[5],
+        heap=row[6],
+        session=row[7],
+        tags=json.loads(row[8]) if row[8] is not None else None,
+        duration_ms=row[9],
+        heap_in=row[10],
+        code_bytes=row[11],
+    )

@@ -1,0 +1,115 @@
+"""The service's SQLite database: one file, ``<data dir>/registry.sqlite3``, holding the tables of the
+execution store (:mod:`.executions`: ``executions``) and of the output log (:mod:`.output`:
+``output_logs``, ``output_chunks``). Each store reads and writes only its own tables; they share the
+file and the :class:`~.sqlite.SQLiteDatabase` plumbing.
+
+The migrations below are the file's history and are never edited once released: a change of schema
+is a new migration at the end (see :mod:`.sqlite` for how they are applied). Every released version
+must open: ``tests/fixtures`` keeps a data directory of each one, read back by the tests.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .sqlite import Migration, SQLiteDatabase, statements
+
+__all__ = ["DB_FILENAME", "MIGRATIONS", "SCHEMA_VERSION", "database_path", "open_database"]
+
+DB_FILENAME = "registry.sqlite3"
+
+# Version 1: records and output totals in one table, output chunks in another.
+_V1 = """
+CREATE TABLE executions (
+    id             INTEGER PRIMARY KEY,
+    execution_id   TEXT NOT NULL UNIQUE,
+    status         TEXT NOT NULL
+                   CHECK (status IN ('running', 'completed', 'failed', 'cancelled', 'timed_out')),
+    started_at     TEXT NOT NULL,
+    completed_at   TEXT,
+    result         TEXT,
+    error          TEXT,
+    heap_in        TEXT,
+    heap_out       TEXT,
+    session        TEXT,
+    tags           TEXT,
+    code_bytes     INTEGER NOT NULL DEFAULT 0,
+    duration_ms    REAL,
+    total_bytes    INTEGER NOT NULL DEFAULT 0,
+    total_lines    INTEGER NOT NULL DEFAULT 0,
+    total_newlines INTEGER NOT NULL DEFAULT 0,
+    truncated      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX executions_by_start ON executions (started_at);
+CREATE INDEX executions_by_status ON executions (status, started_at);
+
+CREATE TABLE output_chunks (
+    execution_id TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    start_byte   INTEGER NOT NULL,
+    start_line   INTEGER NOT NULL,
+    n_lines      INTEGER NOT NULL,
+    data         BLOB NOT NULL,
+    UNIQUE (execution_id, seq)
+);
+CREATE INDEX output_chunks_by_byte ON output_chunks (execution_id, start_byte);
+CREATE INDEX output_chunks_by_line ON output_chunks (execution_id, start_line, seq);
+"""
+
+# Version 2: the output totals move to the output log's own table, one row per execution's log;
+# ``executions`` is rebuilt without them (keeping ``id``, which orders records started at the same
+# millisecond).
+_V2 = """
+CREATE TABLE output_logs (
+    execution_id   TEXT PRIMARY KEY,
+    total_bytes    INTEGER NOT NULL DEFAULT 0,
+    total_lines    INTEGER NOT NULL DEFAULT 0,
+    total_newlines INTEGER NOT NULL DEFAULT 0,
+    truncated      INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO output_logs (execution_id, total_bytes, total_lines, total_newlines, truncated)
+    SELECT execution_id, total_bytes, total_lines, total_newlines, truncated FROM executions;
+
+CREATE TABLE executions_v2 (
+    id             INTEGER PRIMARY KEY,
+    execution_id   TEXT NOT NULL UNIQUE,
+    status         TEXT NOT NULL
+                   CHECK (status IN ('running', 'completed', 'failed', 'cancelled', 'timed_out')),
+    started_at     TEXT NOT NULL,
+    completed_at   TEXT,
+    result         TEXT,
+    error          TEXT,
+    heap_in        TEXT,
+    heap_out       TEXT,
+    session        TEXT,
+    tags           TEXT,
+    code_bytes     INTEGER NOT NULL DEFAULT 0,
+    duration_ms    REAL
+);
+INSERT INTO executions_v2 (id, execution_id, status, started_at, completed_at, result, error, heap_in,
+                           heap_out, session, tags, code_bytes, duration_ms)
+    SELECT id, execution_id, status, started_at, completed_at, result, error, heap_in,
+           heap_out, session, tags, code_bytes, duration_ms FROM executions;
+DROP TABLE executions;
+ALTER TABLE executions_v2 RENAME TO executions;
+CREATE INDEX executions_by_start ON executions (started_at);
+CREATE INDEX executions_by_status ON executions (status, started_at);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "execution records with output totals, output chunks", statements(_V1)),
+    Migration(2, "output totals in output_logs, owned by the output log", statements(_V2)),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def database_path(root: str | os.PathLike[str]) -> str:
+    """Where the database of the data directory ``root`` lives."""
+    return os.path.join(os.fspath(root), DB_FILENAME)
+
+
+def open_database(root: str | os.PathLike[str], *, busy_timeout_ms: int = 10_000) -> SQLiteDatabase:
+    """Opens (creating ``root`` and the file if needed) and migrates the database of the data
+    directory ``root``. Raises :class:`~.sqlite.SchemaVersionError` for a file of a newer release."""
+    os.makedirs(os.fspath(root), exist_ok=True)
+    return SQLiteDatabase(database_path(root), MIGRATIONS, busy_timeout_ms=busy_timeout_ms)

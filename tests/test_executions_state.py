@@ -1,0 +1,587 @@
+"""The execution state machine against a fake worker: no V8, no subprocess, no sleeps.
+
+A ``FakeWorker`` is a thread of the test process that speaks the worker protocol on the
+slot's socket and does what each job's code names (``complete``, ``until-cancel``,
+``ignore-cancel``, ``finish-on-cancel``, ``crash``). A ``ParkingSlot`` parks ``run`` or
+``cancel`` at a hand-off point with the slot's lock held, and its lock reports when
+another thread has to wait for it, so each interleaving of a cancel with a job's
+hand-off to the worker is forced, not hoped for. Every wait has a generous bound that
+only turns a hang into a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, BinaryIO, Callable
+
+import pytest
+
+from mcp_v8.errors import SnapshotError
+from mcp_v8.executions import CancelOutcome, ExecutionManager, QueueFull, SubmitRequest
+from mcp_v8.executions.pool import WorkerOptions, WorkerSlot
+from mcp_v8.executions.protocol import Channel, Job, JobResult
+from mcp_v8.executions.worker import _run
+from mcp_v8.storage import (
+    FileHeapStore,
+    SQLiteExecutionStore,
+    SQLiteOutputLog,
+    open_database,
+)
+
+HANG = 30.0  # seconds; only ever reached when the code under test is broken
+WORKER_CANCELLED = "cancelled in the worker"
+SLOT_CANCELLED = "execution cancelled"
+LATE_HEAP = "f" * 64
+
+
+# -- the fake worker ---------------------------------------------------------------------
+
+
+class FakeWorker:
+    """A worker process played by a thread: what a slot's ``spawn`` returns."""
+
+    def __init__(self, sock: socket.socket, stderr_path: Path) -> None:
+        self._sock = socket.socket(fileno=os.dup(sock.fileno()))  # the slot closes its own copy
+        self._conn = Channel(self._sock)
+        self._stderr_path = stderr_path
+        self.received: queue.Queue[Any] = queue.Queue()
+        self.returncode: int | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True, name="fake-worker")
+        self._thread.start()
+
+    # WorkerProcess
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            self.returncode = -signal.SIGKILL
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise subprocess.TimeoutExpired("fake worker", timeout or 0)
+        assert self.returncode is not None
+        return self.returncode
+
+    def next_message(self) -> Any:
+        return self.received.get(timeout=HANG)
+
+    def all_received(self) -> list[Any]:
+        messages = []
+        while not self.received.empty():
+            messages.append(self.received.get_nowait())
+        return messages
+
+    def _main(self) -> None:
+        current: Job | None = None
+        try:
+            self._conn.send(("ready",))
+            while True:
+                message = self._conn.recv()
+                self.received.put(message)
+                if isinstance(message, Job):
+                    current = message
+                    if message.code == "complete":
+                        eid = message.execution_id
+                        self._conn.send(("output", "another-execution", "not mine\n"))
+                        self._conn.send(("output", eid, f"ran {eid}\n"))
+                        self._conn.send(("done", eid, JobResult(status="completed", result='"done"')))
+                    elif message.code == "crash":
+                        with open(self._stderr_path, "ab") as stderr:
+                            stderr.write(b"#\n# Fatal javascript OOM in a fake worker\n#\n")
+                        self.returncode = -signal.SIGKILL
+                        return
+                elif message[0] == "cancel" and current is not None and message[1] == current.execution_id:
+                    if current.code == "until-cancel":
+                        result = JobResult(status="cancelled", error=WORKER_CANCELLED)
+                        self._conn.send(("done", current.execution_id, result))
+                    elif current.code == "finish-on-cancel":  # the job ended as the cancel arrived
+                        result = JobResult(status="completed", result='"late"', heap=LATE_HEAP, heap_size=1)
+                        self._conn.send(("done", current.execution_id, result))
+                elif message[0] == "stop":
+                    self.returncode = 0
+                    return
+        except (EOFError, OSError):
+            if self.returncode is None:
+                self.returncode = 0
+        finally:
+            self._sock.close()
+
+
+class FakeWorkers:
+    """A ``spawn`` function: starts fake workers and keeps them, oldest first."""
+
+    def __init__(self) -> None:
+        self.started: list[FakeWorker] = []
+
+    def __call__(self, options: WorkerOptions, sock: socket.socket, stderr: BinaryIO) -> FakeWorker:
+        worker = FakeWorker(sock, Path(stderr.name))
+        self.started.append(worker)
+        return worker
+
+    @property
+    def current(self) -> FakeWorker:
+        return self.started[-1]
+
+
+# -- forcing interleavings --------------------------------------------------------------
+
+
+class ObservedLock:
+    """The slot's lock, setting ``waited`` when a thread has to wait for it."""
+
+    def __init__(self, waited: threading.Event) -> None:
+        self._lock = threading.Lock()
+        self.waited = waited
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            self.waited.set()
+            self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class Park:
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+
+class ParkingSlot(WorkerSlot):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Set when a thread waits for the slot's lock; tests also set it when the thread
+        # they watch returns, so that a broken hand-off fails instead of hanging.
+        self.moved = threading.Event()
+        self._lock = ObservedLock(self.moved)  # type: ignore[assignment]
+        self._parks: dict[str, Park] = {}
+
+    def park(self, point: str) -> Park:
+        park = self._parks[point] = Park()
+        return park
+
+    def release_all(self) -> None:
+        for park in self._parks.values():
+            park.release.set()
+
+    def _handoff(self, point: str) -> None:
+        park = self._parks.pop(point, None)
+        if park is not None:
+            park.reached.set()
+            park.release.wait(HANG)
+
+
+class Background:
+    """Runs ``fn`` in a thread; sets ``also`` (if given) when it returns."""
+
+    def __init__(self, fn: Callable[[], Any], also: threading.Event | None = None) -> None:
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def main() -> None:
+            try:
+                self._value = fn()
+            except BaseException as e:
+                self._error = e
+            finally:
+                self._done.set()
+                if also is not None:
+                    also.set()
+
+        threading.Thread(target=main, daemon=True).start()
+
+    def result(self) -> Any:
+        assert self._done.wait(HANG), "the call never returned"
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def job(execution_id: str, code: str, timeout: float = 60.0) -> Job:
+    return Job(execution_id=execution_id, code=code, heap=None, heap_limit_mb=8, timeout_secs=timeout)
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.crashes: list[tuple[str, str]] = []
+        self.restarts = 0
+
+    def crashed(self, execution_id: str, reason: str) -> None:
+        self.crashes.append((execution_id, reason))
+
+    def restarted(self) -> None:
+        self.restarts += 1
+
+
+@pytest.fixture
+def workers() -> FakeWorkers:
+    return FakeWorkers()
+
+
+@pytest.fixture
+def reports() -> Reports:
+    return Reports()
+
+
+@pytest.fixture
+def make_slot(tmp_path: Path, workers: FakeWorkers, reports: Reports) -> Iterator[Callable[..., ParkingSlot]]:
+    slots: list[ParkingSlot] = []
+
+    def make(**kwargs: Any) -> ParkingSlot:
+        options = WorkerOptions(max_output_bytes=1 << 20, heaps_root=str(tmp_path), durable_heaps=False)
+        slot = ParkingSlot(
+            0,
+            tmp_path,
+            options,
+            spawn=workers,
+            on_crash=reports.crashed,
+            on_restart=reports.restarted,
+            **kwargs,
+        )
+        slot.start()
+        slots.append(slot)
+        return slot
+
+    yield make
+    for slot in slots:
+        slot.release_all()
+        slot.stop()
+
+
+def job_ids(messages: list[Any]) -> list[str]:
+    return [m.execution_id for m in messages if isinstance(m, Job)]
+
+
+# -- the slot: a cancel against the hand-off of its job -----------------------------------
+
+
+def test_cancel_before_run_is_seen_and_the_job_never_sent(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers
+) -> None:
+    slot = make_slot()
+    slot.cancel("a")
+    assert slot.run(job("a", "complete"), lambda text: None) == JobResult(
+        status="cancelled", error=SLOT_CANCELLED
+    )
+    assert slot.run(job("b", "complete"), lambda text: None).status == "completed"
+    assert job_ids(workers.current.all_received()) == ["b"]
+
+
+def test_cancel_arriving_while_run_is_between_its_check_and_the_send(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers
+) -> None:
+    # run() has found no cancel and is about to send the job when the cancel comes: the
+    # cancel must wait and then reach the worker, after the job.
+    slot = make_slot()
+    park = slot.park("run:checked")
+    runner = Background(lambda: slot.run(job("a", "until-cancel"), lambda text: None))
+    assert park.reached.wait(HANG)
+    canceller = Background(lambda: slot.cancel("a"), also=slot.moved)
+    assert slot.moved.wait(HANG)  # the cancel waits for the lock (or, broken, has returned)
+    park.release.set()
+    canceller.result()
+    assert runner.result() == JobResult(status="cancelled", error=WORKER_CANCELLED)
+    messages = workers.current.all_received()
+    assert job_ids(messages) == ["a"]
+    assert messages[1:] == [("cancel", "a")]
+    assert slot.alive()
+
+
+def test_run_starting_while_cancel_is_between_its_check_and_its_write(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers
+) -> None:
+    # cancel() has found no running job and is about to record itself when run() starts:
+    # run() must wait and then see the cancel instead of sending the job.
+    slot = make_slot()
+    park = slot.park("cancel:checked")
+    canceller = Background(lambda: slot.cancel("a"))
+    assert park.reached.wait(HANG)
+    runner = Background(lambda: slot.run(job("a", "complete"), lambda text: None), also=slot.moved)
+    assert slot.moved.wait(HANG)  # run waits for the lock (or, broken, has returned)
+    park.release.set()
+    canceller.result()
+    assert runner.result() == JobResult(status="cancelled", error=SLOT_CANCELLED)
+    assert workers.current.all_received() == []
+
+
+def test_cancel_while_running_reaches_the_worker(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports
+) -> None:
+    slot = make_slot()
+    runner = Background(lambda: slot.run(job("a", "until-cancel"), lambda text: None))
+    assert job_ids([workers.current.next_message()]) == ["a"]
+    slot.cancel("a")
+    slot.cancel("a")  # a second cancel changes nothing
+    assert runner.result() == JobResult(status="cancelled", error=WORKER_CANCELLED)
+    assert workers.current.all_received() == [("cancel", "a")]
+    assert slot.alive() and len(workers.started) == 1 and reports.restarts == 0
+
+
+def test_cancel_after_finish_sends_nothing(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers
+) -> None:
+    slot = make_slot()
+    output: list[str] = []
+    assert slot.run(job("a", "complete"), output.append) == JobResult(status="completed", result='"done"')
+    assert output == ["ran a\n"]  # output of another execution is not relayed
+    slot.cancel("a")
+    assert slot.run(job("b", "complete"), output.append).status == "completed"
+    messages = workers.current.all_received()
+    assert job_ids(messages) == ["a", "b"] and len(messages) == 2  # no cancel in between
+
+
+def test_worker_death_mid_job_fails_that_job_and_the_next_gets_a_new_worker(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports
+) -> None:
+    slot = make_slot()
+    result = slot.run(job("a", "crash"), lambda text: None)
+    reason = "killed by signal SIGKILL (Fatal javascript OOM in a fake worker)"
+    assert result == JobResult(status="failed", error=f"worker crashed: {reason}")
+    assert reports.crashes == [("a", reason)] and reports.restarts == 0
+    assert not slot.alive()
+    assert slot.run(job("b", "complete"), lambda text: None).status == "completed"
+    assert len(workers.started) == 2 and reports.restarts == 1
+
+
+def test_backstop_kills_a_worker_that_ignores_a_cancel(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports
+) -> None:
+    slot = make_slot(grace_seconds=0.0)
+    runner = Background(lambda: slot.run(job("a", "ignore-cancel"), lambda text: None))
+    stubborn = workers.current
+    assert job_ids([stubborn.next_message()]) == ["a"]
+    slot.cancel("a")
+    assert runner.result() == JobResult(
+        status="cancelled", error="worker did not stop after cancel and was killed"
+    )
+    assert stubborn.returncode == -signal.SIGKILL
+    assert reports.crashes == []  # a kill by the backstop is no crash
+    assert slot.run(job("b", "complete"), lambda text: None).status == "completed"
+    assert len(workers.started) == 2 and reports.restarts == 1
+
+
+def test_backstop_kills_a_worker_past_its_deadline(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers
+) -> None:
+    slot = make_slot(grace_seconds=0.0, start_allowance_seconds=0.0)
+    result = slot.run(job("a", "ignore-cancel", timeout=0.0), lambda text: None)
+    assert result == JobResult(
+        status="timed_out", error="worker did not stop after its 0 s timeout and was killed"
+    )
+    assert workers.current.returncode == -signal.SIGKILL
+
+
+# -- the manager: queue and first terminal status ---------------------------------------
+
+
+class Service:
+    def __init__(self, tmp_path: Path, workers: FakeWorkers, queue_limit: int) -> None:
+        self.database = open_database(tmp_path)
+        self.executions = SQLiteExecutionStore(self.database)
+        self.output = SQLiteOutputLog(self.database, max_output_bytes=1 << 20)
+        self.manager = ExecutionManager(
+            executions=self.executions,
+            output=self.output,
+            heaps=FileHeapStore(tmp_path, durable=False),
+            data_dir=tmp_path,
+            workers=1,
+            queue_limit=queue_limit,
+            max_output_bytes=1 << 20,
+            spawn_worker=workers,
+        )
+        self.manager.start()
+
+    def submit(self, code: str) -> str:
+        return self.manager.submit(SubmitRequest(code=code, heap=None, heap_limit_mb=8, timeout_secs=60))
+
+    def finished(self, execution_id: str) -> Any:
+        self.manager.wait(execution_id, HANG)
+        record = self.executions.get(execution_id)
+        assert record is not None and record.status != "running", "never finished"
+        return record
+
+    def close(self) -> None:
+        self.manager.close()
+        self.output.close()
+        self.executions.close()
+        self.database.close()
+
+
+@pytest.fixture
+def make_service(tmp_path: Path, workers: FakeWorkers) -> Iterator[Callable[..., Service]]:
+    services: list[Service] = []
+
+    def make(queue_limit: int = 4) -> Service:
+        service = Service(tmp_path, workers, queue_limit)
+        services.append(service)
+        return service
+
+    yield make
+    for service in services:
+        service.close()
+
+
+def test_cancel_while_queued_never_reaches_a_worker(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service()
+    busy = service.submit("until-cancel")
+    assert job_ids([workers.current.next_message()]) == [busy]  # the only worker is taken
+    queued = service.submit("complete")
+    assert service.manager.stats()["queued"] == 1
+    assert service.manager.cancel(queued) is CancelOutcome.ACCEPTED
+    assert service.finished(queued).status == "cancelled"
+    assert service.manager.stats()["queued"] == 0
+    assert service.manager.cancel(busy) is CancelOutcome.ACCEPTED
+    after = service.submit("complete")
+    assert service.finished(after).result == '"done"'
+    assert service.finished(busy).status == "cancelled"
+    assert job_ids(workers.current.all_received()) == [after]  # never the cancelled one
+    assert service.manager.cancel(after) is CancelOutcome.ALREADY_FINISHED
+    assert service.manager.cancel("no-such-execution") is CancelOutcome.UNKNOWN
+
+
+def test_full_queue_is_refused(make_service: Callable[..., Service], workers: FakeWorkers) -> None:
+    service = make_service(queue_limit=1)
+    busy = service.submit("until-cancel")
+    assert job_ids([workers.current.next_message()]) == [busy]
+    queued = service.submit("complete")
+    with pytest.raises(QueueFull):
+        service.submit("complete")
+    assert service.manager.stats()["queued"] == 1
+    assert service.manager.cancel(queued) is CancelOutcome.ACCEPTED
+    again = service.submit("complete")  # its place is free again
+    assert service.manager.cancel(busy) is CancelOutcome.ACCEPTED
+    assert service.finished(again).status == "completed"
+
+
+def test_first_terminal_status_wins_against_a_late_worker_result(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service()
+    late = service.submit("finish-on-cancel")
+    assert job_ids([workers.current.next_message()]) == [late]
+    assert service.manager.cancel(late) is CancelOutcome.ACCEPTED
+    # The worker answers the cancel with a completed result. The next execution on the
+    # only worker finishing means that answer has been handled.
+    assert service.finished(service.submit("complete")).status == "completed"
+    record = service.finished(late)
+    assert (record.status, record.error, record.result, record.heap) == (
+        "cancelled",
+        SLOT_CANCELLED,
+        None,
+        None,
+    )
+    assert workers.current.all_received()[0] == ("cancel", late)
+
+
+def test_worker_crash_fails_its_execution_and_is_counted(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service()
+    crashed = service.submit("crash")
+    record = service.finished(crashed)
+    assert (record.status, record.error) == (
+        "failed",
+        "worker crashed: killed by signal SIGKILL (Fatal javascript OOM in a fake worker)",
+    )
+    assert service.finished(service.submit("complete")).status == "completed"
+    stats = service.manager.stats()
+    assert (
+        stats["worker_crashes"],
+        stats["worker_restarts"],
+        stats["last_worker_crash"]["execution_id"],
+    ) == (
+        1,
+        1,
+        crashed,
+    )
+
+
+# -- the worker's side of the heap store -----------------------------------------------
+
+
+class StubEngine:
+    """Stands in for the engine in the worker's job runner."""
+
+    def __init__(self, snapshot: bytes | None = None, refuse: str | None = None) -> None:
+        self.snapshot = snapshot
+        self.refuse = refuse
+        self.restored: list[bytes | None] = []
+
+    def execute(self, code: str, *, heap: bytes | None, **kwargs: Any) -> Any:
+        self.restored.append(heap)
+        if self.refuse is not None:
+            raise SnapshotError(self.refuse)
+        key = hashlib.sha256(self.snapshot).hexdigest() if self.snapshot is not None else None
+        return SimpleNamespace(
+            status="completed", result="1", error=None, snapshot=self.snapshot, heap_key=key, duration_ms=1.5
+        )
+
+
+def run_in_worker(engine: StubEngine, heaps: FileHeapStore, job: Job) -> JobResult:
+    output = SimpleNamespace(write=lambda level, text: None)
+    return _run(engine, heaps, job, None, output)  # type: ignore[arg-type]
+
+
+def test_worker_reads_the_heap_by_key_and_stores_the_new_one(tmp_path: Path) -> None:
+    heaps = FileHeapStore(tmp_path, durable=False)
+    before = b"envelope before"
+    heaps.put(hashlib.sha256(before).hexdigest(), before)
+    after = b"envelope after, longer"
+    engine = StubEngine(snapshot=after)
+    request = Job(
+        execution_id="a",
+        code="x",
+        heap=hashlib.sha256(before).hexdigest(),
+        heap_limit_mb=8,
+        timeout_secs=1,
+        session="s",
+        tags={"k": "v"},
+    )
+    result = run_in_worker(engine, heaps, request)
+    key = hashlib.sha256(after).hexdigest()
+    assert result == JobResult(
+        status="completed", result="1", heap=key, heap_size=len(after), duration_ms=1.5
+    )
+    assert engine.restored == [before]
+    assert heaps.get(key) == after
+    meta = heaps.meta(key)
+    assert meta is not None and (meta.session, meta.tags) == ("s", {"k": "v"})
+
+
+def test_worker_fails_a_job_whose_heap_is_missing_or_refused(tmp_path: Path) -> None:
+    heaps = FileHeapStore(tmp_path, durable=False)
+    missing = "0" * 64
+    engine = StubEngine(snapshot=b"unused")
+    request = Job(execution_id="a", code="x", heap=missing, heap_limit_mb=8, timeout_secs=1)
+    assert run_in_worker(engine, heaps, request) == JobResult(
+        status="failed", error=f"heap {missing} not found"
+    )
+    assert engine.restored == []  # the engine never ran
+
+    stored = b"corrupt envelope"
+    heaps.put(hashlib.sha256(stored).hexdigest(), stored)
+    refusing = StubEngine(refuse="heap snapshot is corrupt")
+    request = Job(
+        execution_id="b", code="x", heap=hashlib.sha256(stored).hexdigest(), heap_limit_mb=8, timeout_secs=1
+    )
+    assert run_in_worker(refusing, heaps, request) == JobResult(
+        status="failed", error="cannot restore heap: heap snapshot is corrupt"
+    )
