@@ -86,6 +86,17 @@ def test_exec_from_file_and_stdin_with_heap_session_tags(
     assert second.stdout == "10\n"
 
 
+def test_exec_no_snapshot(cli: Path, server: LiveServer) -> None:
+    base = json.loads(run(cli, server, "--json", "exec", "--wait", "var w = 20; w").stdout)
+    assert base["status"] == "completed" and len(base["heap"]) == 64  # the server default: a snapshot
+    proc = run(cli, server, "exec", "--no-snapshot", "--json", "--wait", "--heap", base["heap"],
+               "[w + 1, typeof WebAssembly]")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["status"] == "completed" and info["heap"] is None
+    assert json.loads(info["result"]) == [21, "object"]
+
+
 def test_exec_without_wait_then_get_output_list(cli: Path, server: LiveServer) -> None:
     submitted = run(cli, server, "exec", "console.log('line one'); console.warn('careful'); 7")
     eid = submitted.stdout.strip()

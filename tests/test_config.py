@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from mcp_v8 import config
+from mcp_v8 import cli, config
 
 
 def test_defaults_are_loopback_and_local() -> None:
     s = config.from_env({})
     assert (s.host, s.port, s.data_dir) == ("127.0.0.1", 3000, Path("data"))
     assert s.api_token is None and s.durable_heaps is False
+    assert s.snapshot_default is True  # a client that knows only the contract gets a heap
     assert s.workers >= 1
 
 
@@ -27,11 +29,13 @@ def test_environment_overrides() -> None:
             "MCP_V8_ALLOWED_ORIGINS": "http://a.example:8080, null",
             "MCP_V8_API_TOKEN": "t",
             "MCP_V8_DURABLE_HEAPS": "yes",
+            "MCP_V8_SNAPSHOT_DEFAULT": "false",
             "MCP_V8_WORKERS": "",  # empty means unset
         }
     )
     assert s.port == 8123 and s.data_dir == Path("/srv/mcp") and s.api_token == "t"
     assert s.allowed_hosts == ("a.example", "b.example") and s.durable_heaps is True
+    assert s.snapshot_default is False
     assert s.allowed_origins == ("http://a.example:8080", "null")
     assert config.from_env({}).allowed_origins == ()  # no Origin allowed by default
     assert s.workers == config.Settings().workers
@@ -42,6 +46,7 @@ def test_environment_overrides() -> None:
     [
         ("MCP_V8_PORT", "http"),
         ("MCP_V8_DURABLE_HEAPS", "maybe"),
+        ("MCP_V8_SNAPSHOT_DEFAULT", "sometimes"),
         ("MCP_V8_ALLOWED_ORIGINS", "http://a.example/x"),
     ],
 )
@@ -64,6 +69,8 @@ def test_flags_win_over_environment_and_help_shows_defaults(tmp_path: Path) -> N
         and "MCP_V8_MAX_HEAP_MB" in help_text
         and "default: 127.0.0.1" in help_text
         and "--allowed-origins" in help_text
+        and "--snapshot-default" in help_text
+        and "MCP_V8_SNAPSHOT_DEFAULT" in help_text
     )
     s = config.from_env(env).with_overrides(port=9000, data_dir=None)
     assert s.port == 9000 and s.data_dir == Path("data")
@@ -76,3 +83,34 @@ def test_bad_environment_value_stops_serve_with_a_message() -> None:
     )  # fmt: skip
     assert proc.returncode != 0
     assert "MCP_V8_PORT='nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "expected"),
+    [
+        ({}, [], True),
+        ({}, ["--snapshot-default", "false"], False),
+        ({"MCP_V8_SNAPSHOT_DEFAULT": "off"}, [], False),
+        ({"MCP_V8_SNAPSHOT_DEFAULT": "0"}, ["--snapshot-default", "yes"], True),
+    ],
+)
+def test_snapshot_default_from_flag_and_environment(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], flags: list[str], expected: bool
+) -> None:
+    monkeypatch.delenv("MCP_V8_SNAPSHOT_DEFAULT", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    parser = argparse.ArgumentParser()
+    cli._serve_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", *flags])
+    # what ``mcp-v8 serve`` does with its arguments
+    settings = args.base.with_overrides(**{f.name: getattr(args, f.name) for f in config.FIELDS})
+    assert settings.snapshot_default is expected
+
+
+def test_snapshot_default_flag_refuses_other_words(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    cli._serve_parser(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--snapshot-default", "maybe"])
+    assert "--snapshot-default" in capsys.readouterr().err

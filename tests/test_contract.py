@@ -35,6 +35,8 @@ def body() -> BodyValidator:
         ({"code": "1", "heap_memory_max_mb": 7}, f"heap_memory_max_mb must be between {EXEC['heap_memory_max_mb']['minimum']} and 1024"),
         ({"code": "1", "heap": "A" * 64}, "heap must be a 64-character lowercase hex key returned by an earlier execution"),
         ({"code": "1", "session": 7}, "session must be a string"),
+        ({"code": "1", "snapshot": "yes"}, "snapshot must be true or false"),
+        ({"code": "1", "snapshot": 1}, "snapshot must be true or false"),
         ({"code": "1", "session": "s" * 257}, "session must be at most 256 characters"),
         ({"code": "1", "tags": ["a"]}, "tags must be an object"),
         ({"code": "1", "tags": {"a": 1}}, 'tags["a"] must be a string'),
@@ -53,8 +55,9 @@ def test_body_messages_name_the_field_and_the_rule(
 
 def test_valid_bodies_pass_unchanged(body: BodyValidator) -> None:
     request = {"code": "1", "execution_timeout_secs": 300, "heap_memory_max_mb": 8, "heap": "a" * 64,
-               "session": "s", "tags": {"k": "v"}}  # fmt: skip
+               "session": "s", "tags": {"k": "v"}, "snapshot": False}  # fmt: skip
     assert body.validate(request) == request
+    assert body.validate({"code": "1", "snapshot": None}) == {"code": "1", "snapshot": None}
     assert body.validate({"code": "1", "heap": None, "tags": None}) == {
         "code": "1",
         "heap": None,

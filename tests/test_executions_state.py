@@ -407,8 +407,10 @@ class Service:
         )
         self.manager.start()
 
-    def submit(self, code: str) -> str:
-        return self.manager.submit(SubmitRequest(code=code, heap=None, heap_limit_mb=8, timeout_secs=60))
+    def submit(self, code: str, **fields: Any) -> str:
+        return self.manager.submit(
+            SubmitRequest(code=code, heap=None, heap_limit_mb=8, timeout_secs=60, **fields)
+        )
 
     def finished(self, execution_id: str) -> Any:
         self.manager.wait(execution_id, HANG)
@@ -455,6 +457,22 @@ def test_cancel_while_queued_never_reaches_a_worker(
     assert job_ids(workers.current.all_received()) == [after]  # never the cancelled one
     assert service.manager.cancel(after) is CancelOutcome.ALREADY_FINISHED
     assert service.manager.cancel("no-such-execution") is CancelOutcome.UNKNOWN
+
+
+def test_the_snapshot_flag_reaches_the_worker(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service()
+    sent: dict[str, bool] = {}
+    for flag in (False, True):
+        eid = service.submit("complete", snapshot=flag)
+        assert service.finished(eid).status == "completed"
+        sent[eid] = flag
+    default = service.submit("complete")  # a SubmitRequest takes a snapshot unless told not to
+    assert service.finished(default).status == "completed"
+    sent[default] = True
+    jobs = [m for m in workers.current.all_received() if isinstance(m, Job)]
+    assert {j.execution_id: j.snapshot for j in jobs} == sent
 
 
 def test_full_queue_is_refused(make_service: Callable[..., Service], workers: FakeWorkers) -> None:
@@ -524,9 +542,11 @@ class StubEngine:
         self.snapshot = snapshot
         self.refuse = refuse
         self.restored: list[bytes | None] = []
+        self.asked_snapshot: list[bool] = []
 
-    def execute(self, code: str, *, heap: bytes | None, **kwargs: Any) -> Any:
+    def execute(self, code: str, *, heap: bytes | None, snapshot: bool, **kwargs: Any) -> Any:
         self.restored.append(heap)
+        self.asked_snapshot.append(snapshot)
         if self.refuse is not None:
             raise SnapshotError(self.refuse)
         key = hashlib.sha256(self.snapshot).hexdigest() if self.snapshot is not None else None
@@ -560,10 +580,30 @@ def test_worker_reads_the_heap_by_key_and_stores_the_new_one(tmp_path: Path) -> 
     assert result == JobResult(
         status="completed", result="1", heap=key, heap_size=len(after), duration_ms=1.5
     )
-    assert engine.restored == [before]
+    assert engine.restored == [before] and engine.asked_snapshot == [True]
     assert heaps.get(key) == after
     meta = heaps.meta(key)
     assert meta is not None and (meta.session, meta.tags) == ("s", {"k": "v"})
+
+
+def test_worker_without_snapshot_restores_the_heap_and_stores_nothing(tmp_path: Path) -> None:
+    heaps = FileHeapStore(tmp_path, durable=False)
+    before = b"envelope before"
+    heaps.put(hashlib.sha256(before).hexdigest(), before)
+    # Even an engine that hands back a snapshot gets none stored for a job that asked for none.
+    engine = StubEngine(snapshot=b"not asked for")
+    request = Job(
+        execution_id="a",
+        code="x",
+        heap=hashlib.sha256(before).hexdigest(),
+        heap_limit_mb=8,
+        timeout_secs=1,
+        snapshot=False,
+    )
+    result = run_in_worker(engine, heaps, request)
+    assert result == JobResult(status="completed", result="1", duration_ms=1.5)
+    assert (engine.restored, engine.asked_snapshot) == ([before], [False])
+    assert list(heaps.keys()) == [hashlib.sha256(before).hexdigest()]
 
 
 def test_worker_fails_a_job_whose_heap_is_missing_or_refused(tmp_path: Path) -> None:

@@ -107,6 +107,7 @@ field_values = {
     "heap": st.one_of(st.text("0123456789abcdef", min_size=64, max_size=64), json_values),
     "session": st.one_of(texts, json_values),
     "tags": st.one_of(st.dictionaries(texts, texts, max_size=5), json_values),
+    "snapshot": st.one_of(st.booleans(), json_values),
 }
 exec_objects = st.fixed_dictionaries(
     {"code": codes},
@@ -130,6 +131,7 @@ valid_exec_objects = st.fixed_dictionaries(
         "heap_memory_max_mb": st.integers(8, 64),
         "session": st.text(max_size=30),
         "tags": st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=4),
+        "snapshot": st.one_of(st.booleans(), st.none()),
     },
 )
 

@@ -165,6 +165,9 @@ GOOD_REQUESTS: list[dict[str, Any]] = [
     },
     {"code": "x", "execution_timeout_secs": None, "heap": None, "heap_memory_max_mb": None},
     {"code": "x", "session": None, "tags": None},
+    {"code": "x", "snapshot": False},
+    {"code": "x", "heap": "0" * 64, "snapshot": True},
+    {"code": "x", "snapshot": None},
 ]
 BAD_REQUESTS: list[dict[str, Any]] = [
     {},
@@ -183,6 +186,8 @@ BAD_REQUESTS: list[dict[str, Any]] = [
     {"code": "x", "tags": {f"k{i}": "v" for i in range(65)}},
     {"code": "x", "tags": ["a"]},
     {"code": "x", "session": "s" * 257},
+    {"code": "x", "snapshot": "false"},
+    {"code": "x", "snapshot": 0},
 ]
 
 

@@ -50,6 +50,45 @@ def test_resume_from_heap(client: testing.TestClient) -> None:
         heap = info["heap"]
 
 
+# The smallest WebAssembly module (magic and version): compiling it needs WebAssembly.
+WASM_PROBE = (
+    "[typeof WebAssembly, typeof WebAssembly === 'object' && "
+    "new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0])) instanceof WebAssembly.Module]"
+)
+
+
+def test_no_snapshot_runs_with_webassembly_and_gives_no_heap(client: testing.TestClient) -> None:
+    plain = wait(client, submit(client, WASM_PROBE, snapshot=False))
+    assert plain["status"] == "completed", plain
+    assert json.loads(plain["result"]) == ["object", True]
+    assert plain["heap"] is None
+    # The server default (true here) and an explicit true or null all take a snapshot,
+    # in V8's SnapshotCreator, where WebAssembly does not exist.
+    for fields in ({}, {"snapshot": True}, {"snapshot": None}):
+        snapped = wait(client, submit(client, WASM_PROBE, **fields))
+        assert snapped["status"] == "completed", (fields, snapped)
+        assert json.loads(snapped["result"]) == ["undefined", False], fields
+        assert len(snapped["heap"]) == 64, fields
+
+
+def test_no_snapshot_resumes_a_heap_and_leaves_it_resumable(client: testing.TestClient) -> None:
+    base = wait(client, submit(client, "var g = 1; const kept = 'from the heap'; g"))["heap"]
+    plain = wait(client, submit(client, "g += 10; [g, kept, typeof WebAssembly]", heap=base, snapshot=False))
+    assert plain["status"] == "completed", plain
+    assert json.loads(plain["result"]) == [11, "from the heap", "object"]
+    assert plain["heap"] is None
+    # What the plain execution changed is gone with it: the heap it started from is
+    # still there, as it was, for executions with or without a snapshot.
+    later = wait(client, submit(client, "g += 1; [g, kept]", heap=base))
+    assert later["status"] == "completed", later
+    assert json.loads(later["result"]) == [2, "from the heap"]
+    assert len(later["heap"]) == 64 and later["heap"] != base
+    again = wait(client, submit(client, "g", heap=base, snapshot=False))
+    assert (again["status"], again["result"], again["heap"]) == ("completed", "1", None)
+    # and the snapshot the later execution took resumes from where it left off
+    assert wait(client, submit(client, "g", heap=later["heap"], snapshot=False))["result"] == "2"
+
+
 def test_typescript_and_errors(client: testing.TestClient) -> None:
     ts = wait(client, submit(client, "const n: number = 41;\nn + 1"))
     assert ts["result"] == "42"
@@ -199,6 +238,8 @@ def test_get_unknown_execution(client: testing.TestClient) -> None:
         ({"code": "1", "tags": {"a": 1}}, 400, "tags"),
         ({"code": "1", "tags": ["a"]}, 400, "tags"),
         ({"code": "1", "session": 7}, 400, "session"),
+        ({"code": "1", "snapshot": "yes"}, 400, "snapshot must be true or false"),
+        ({"code": "1", "snapshot": 0}, 400, "snapshot must be true or false"),
         ({"code": "1", "surprise": True}, 400, "unknown field"),
         ({"code": "x" * 10001}, 413, "limit"),
         ([1, 2], 400, "JSON object"),
@@ -236,6 +277,26 @@ def test_tags_and_session_recorded(client: testing.TestClient, service: Service)
     assert info["tags"] == {"owner": "me"} and info["session"] == "s-1"
     meta = service.heaps.meta(info["heap"])
     assert meta is not None and meta.session == "s-1" and meta.tags == {"owner": "me"}
+
+
+def test_server_default_without_snapshots(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, workers=1, snapshot_default=False))
+    c = testing.TestClient(app)
+    try:
+        for fields in ({}, {"snapshot": None}):
+            plain = wait(c, submit(c, WASM_PROBE, **fields))
+            assert plain["status"] == "completed", (fields, plain)
+            assert json.loads(plain["result"]) == ["object", True], fields
+            assert plain["heap"] is None, fields
+        assert list(app.service.heaps.keys()) == []  # nothing was stored either
+        snapped = wait(c, submit(c, "var v = 'kept'; " + WASM_PROBE, snapshot=True))
+        assert snapped["status"] == "completed", snapped
+        assert json.loads(snapped["result"]) == ["undefined", False]
+        assert list(app.service.heaps.keys()) == [snapped["heap"]]
+        resumed = wait(c, submit(c, "v", heap=snapped["heap"]))
+        assert (resumed["result"], resumed["heap"]) == ('"kept"', None)
+    finally:
+        app.service.close()
 
 
 def test_version_and_cli(client: testing.TestClient) -> None:

@@ -95,6 +95,13 @@ class Settings:
         default=False,
         metadata={"help": "fsync every heap snapshot (survives power loss; ~3.6 ms per execution)"},
     )
+    snapshot_default: bool = field(
+        default=True,
+        metadata={
+            "help": "whether an execution whose request has no snapshot field (or null) produces a heap snapshot "
+            "(false: it runs in a plain isolate, with WebAssembly, and its heap is null)"
+        },
+    )
     retention_max_age_secs: int = field(
         default=7 * 86400,
         metadata={
@@ -130,6 +137,7 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "allowed_origins": _origins,
         "api_token": lambda v: v or None,
         "durable_heaps": _bool,
+        "snapshot_default": _bool,
         "host": str,
     }
     return special.get(name, int)

@@ -52,12 +52,16 @@ class CancelOutcome(Enum):
 
 @dataclass(frozen=True)
 class SubmitRequest:
+    """An accepted execution. ``snapshot`` false runs it without producing a heap
+    snapshot (in a plain isolate, restored from ``heap`` when one is given)."""
+
     code: str
     heap: str | None
     heap_limit_mb: int
     timeout_secs: float
     session: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    snapshot: bool = True
 
 
 @dataclass
@@ -297,6 +301,7 @@ class ExecutionManager:
             max_result_bytes=self._max_result_bytes,
             session=request.session,
             tags=request.tags or None,
+            snapshot=request.snapshot,
         )
         try:
             result = slot.run(job, lambda text: self._output.append(item.execution_id, text))

@@ -28,8 +28,10 @@ from ..storage import TerminalStatus
 
 @dataclass(frozen=True)
 class Job:
-    """One execution. ``heap`` is the key of the snapshot to restore; ``session`` and
-    ``tags`` go with the snapshot it produces."""
+    """One execution. ``heap`` is the key of the snapshot to restore; ``snapshot`` says
+    whether the execution produces a new one (false: a plain isolate, restored from
+    ``heap`` when there is one, and no snapshot); ``session`` and ``tags`` go with the
+    snapshot it produces."""
 
     execution_id: str
     code: str
@@ -39,12 +41,13 @@ class Job:
     max_result_bytes: int = 0
     session: str | None = None
     tags: dict[str, str] | None = None
+    snapshot: bool = True
 
 
 @dataclass(frozen=True)
 class JobResult:
     """What became of a job. ``heap`` is the key of the snapshot the worker stored (a
-    completed job only) and ``heap_size`` its size in bytes."""
+    completed job that asked for one only) and ``heap_size`` its size in bytes."""
 
     status: TerminalStatus
     result: str | None = None

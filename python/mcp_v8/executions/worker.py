@@ -7,7 +7,8 @@ per line. Whatever V8 does to this process (a fatal out-of-memory abort, a signa
 the server sees the pipe close and fails only this worker's execution.
 
 The worker opens the server's heap store itself: it reads the snapshot a job names and
-writes the one the job produces, so snapshot bytes never cross the pipe.
+writes the one the job produces (none when the job asks for no snapshot), so snapshot
+bytes never cross the pipe.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def _run(engine: Engine, heaps: HeapStore, job: Job, control: Any, output: _Outp
         outcome = engine.execute(
             job.code,
             heap=envelope,
-            snapshot=True,
+            snapshot=job.snapshot,
             heap_limit_mb=job.heap_limit_mb,
             timeout=job.timeout_secs,
             on_console=output.write,
@@ -95,7 +96,12 @@ def _run(engine: Engine, heaps: HeapStore, job: Job, control: Any, output: _Outp
     except SnapshotError as e:
         return JobResult(status="failed", error=f"cannot restore heap: {e}")
     heap, heap_size = None, None
-    if outcome.status == "completed" and outcome.snapshot is not None and outcome.heap_key is not None:
+    if (
+        job.snapshot
+        and outcome.status == "completed"
+        and outcome.snapshot is not None
+        and outcome.heap_key is not None
+    ):
         heap_bytes = outcome.snapshot
         try:
             heaps.put(outcome.heap_key, heap_bytes, session=job.session, tags=job.tags)

@@ -88,6 +88,7 @@ class ExecResource:
             raise falcon.HTTPNotFound(description=f"heap {heap} not found")
         tags = body.get("tags")
         session = body.get("session")
+        snapshot = body.get("snapshot")
 
         request = SubmitRequest(
             code=code,
@@ -96,6 +97,7 @@ class ExecResource:
             timeout_secs=float(timeout or s.default_timeout_secs),
             session=session,
             tags=dict(tags or {}),
+            snapshot=s.snapshot_default if snapshot is None else snapshot,
         )
         try:
             new_id = self._manager.submit(request)

@@ -66,6 +66,10 @@ struct ExecArgs {
     heap_memory_max_mb: Option<u64>,
     #[arg(long)]
     execution_timeout_secs: Option<u64>,
+    /// Take no heap snapshot: run in a plain isolate (with WebAssembly), resumed from
+    /// --heap if given; the execution's heap is null (default: the server's setting)
+    #[arg(long)]
+    no_snapshot: bool,
     /// Stream console output while it runs, then print the result (or the error) and
     /// exit with the matching code
     #[arg(long)]
@@ -259,6 +263,9 @@ fn exec(cli: &Cli, client: &Client, args: &ExecArgs) -> Result<u8, CliError> {
     }
     if let Some(n) = args.execution_timeout_secs {
         body.insert("execution_timeout_secs".into(), json!(n));
+    }
+    if args.no_snapshot {
+        body.insert("snapshot".into(), json!(false));
     }
     let accepted = client.post("/api/exec", &Value::Object(body))?;
     let id = str_of(&accepted, "execution_id").to_string();
