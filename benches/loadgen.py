@@ -5,7 +5,9 @@ Each of ``--concurrency`` client threads owns one keep-alive HTTP/1.1 connection
 if it returns while still running) until the status is terminal; the end-to-end latency is from
 before the POST to the terminal answer. ``--mode stateful`` makes every client keep a heap chain
 (each execution restores the ``heap`` the previous one produced, and the counter it returns is
-checked). With ``--cancel-fraction`` that share of executions is cancelled
+checked); ``--mode stateless-no-snapshot`` runs the stateless script with ``"snapshot": false`` (a
+plain isolate, no heap snapshot taken or stored; the answer's ``heap`` is checked to be null). With
+``--cancel-fraction`` that share of executions is cancelled
 (``POST /api/executions/{id}/cancel``), half of them right after the submit and half after a random
 delay; a cancel that comes too late (400) is not an error, a cancel that was accepted but whose
 execution still completed is.
@@ -36,6 +38,7 @@ WAIT_MS = 30000
 CHAIN_FIRST = "var n = 0; n"
 CHAIN_STEP = "n += 1; JSON.stringify(n)"
 TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
+MODES = ("stateless", "stateless-no-snapshot", "stateful")
 
 
 class HttpError(Exception):
@@ -120,6 +123,8 @@ class ClientLoop:
         body: dict[str, Any] = {"code": code}
         if self.heap is not None:
             body["heap"] = self.heap
+        if self.args.mode == "stateless-no-snapshot":
+            body["snapshot"] = False
         status, doc = self._call("POST", "/api/exec", body)
         if status != 202:
             raise HttpError(status, json.dumps(doc))
@@ -186,6 +191,10 @@ class ClientLoop:
             self.heap = info["heap"]
         elif self.args.expect is not None and info["result"] != self.args.expect:
             stats.error("wrong_result", str(info["result"]))
+        elif self.args.mode == "stateless-no-snapshot" and info["heap"] is not None:
+            stats.error(
+                "unexpected_heap", f"{execution_id} asked for no snapshot but has heap {info['heap']}"
+            )
 
     def loop(self, start: threading.Barrier, budget: list[int], budget_lock: threading.Lock) -> None:
         try:
@@ -218,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--max-executions", type=int, default=10**9, help="stop after this many submits")
-    ap.add_argument("--mode", choices=("stateless", "stateful"), default="stateless")
+    ap.add_argument("--mode", choices=MODES, default="stateless")
     ap.add_argument("--cancel-fraction", type=float, default=0.0)
     ap.add_argument("--cancel-max-delay-ms", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--code", default=TRIVIAL, help="the script of stateless mode")
+    ap.add_argument("--code", default=TRIVIAL, help="the script of the stateless modes")
     ap.add_argument(
         "--expect", default=None, help="its expected result (default: that of the trivial script)"
     )

@@ -148,6 +148,46 @@ def run_key(r: dict[str, Any]) -> str:
     return f"{r['mode']}/{r['concurrency']}/t{r.get('http_threads')}"
 
 
+# The loadgen modes as the report names them.
+MODE_LABELS = {
+    "stateless": "stateless",
+    "stateless-no-snapshot": "stateless, no snapshot",
+    "stateful": "stateful",
+}
+
+
+def snapshot_vs_none(service: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stateless rows with the default snapshot against the same rows with ``"snapshot": false``
+    (no cancels, same server, same client count), by client count."""
+    rows: dict[int, dict[str, dict[str, Any]]] = {}
+    threads = min((r.get("http_threads", 0) for r in service.get("runs", [])), default=0)
+    for r in service.get("runs", []):
+        if r["cancel_fraction"] or r.get("http_threads", 0) != threads:
+            continue
+        if r["mode"] in ("stateless", "stateless-no-snapshot"):
+            rows.setdefault(r["concurrency"], {})[r["mode"]] = r
+    out = []
+    for c, pair in sorted(rows.items()):
+        snap, plain = pair.get("stateless"), pair.get("stateless-no-snapshot")
+        if snap is None or plain is None:
+            continue
+        out.append(
+            {
+                "concurrency": c,
+                "snapshot_per_s": snap["throughput_per_s"],
+                "no_snapshot_per_s": plain["throughput_per_s"],
+                "throughput_ratio": plain["throughput_per_s"] / snap["throughput_per_s"]
+                if snap["throughput_per_s"]
+                else None,
+                "snapshot_median_ms": snap["latency"]["median_ms"],
+                "no_snapshot_median_ms": plain["latency"]["median_ms"],
+                "snapshot_workers_cpu_ms": snap["workers_cpu_ms_per_exec"],
+                "no_snapshot_workers_cpu_ms": plain["workers_cpu_ms_per_exec"],
+            }
+        )
+    return out
+
+
 def _probe(r: dict[str, Any]) -> str:
     p = r.get("probe_version", {})
     return f"{num(p.get('median_ms'), 2)} / {num(p.get('p95_ms'), 2)}"
@@ -161,12 +201,14 @@ def service_section(service: dict[str, Any], ratios: dict[str, Any]) -> list[str
         f"`mcp-v8 serve {' '.join('TMP' if a.startswith('/') else a for a in service['server_args'])}` "
         f"on 127.0.0.1, driven by `benches/loadgen.py` in its own process: closed-loop clients, each "
         "`POST /api/exec` then `GET /api/executions/{id}?wait_ms=30000` until terminal, keep-alive "
-        f"connections, {service['seconds']:g} s per row. Stateless: the trivial script; stateful: "
+        f"connections, {service['seconds']:g} s per row. Stateless: the trivial script, each execution "
+        "snapshotted (the server default); stateless, no snapshot: the same script with "
+        '`"snapshot": false` (a plain isolate, nothing stored, `heap` checked to be null); stateful: '
         "each client chains its heap (`heap` = the previous result's), and the counter it returns is checked. "
         "Errors count every non-2xx (429 included), wrong result, failed execution and cancel that "
         'did not stick. "vs engine" divides by the in-process rate at all cores measured in this run '
-        '(stateless vs stateless, stateful vs snapshot chain); "vs engine+snap" divides stateless by '
-        "the in-process stateless + snapshot rate, since the service snapshots every execution. "
+        '(both stateless modes vs stateless, stateful vs snapshot chain); "vs engine+snap" divides '
+        "stateless by the in-process stateless + snapshot rate, since the service snapshots those executions. "
         "CPU columns are CPU time per finished execution of the server process, of its workers and of "
         "the load generator (which shares the 2 cores). The probe is a `GET /api/version` every 50 ms on "
         "a side connection during the row: how long a request that needs no work waits for an HTTP "
@@ -182,7 +224,7 @@ def service_section(service: dict[str, Any], ratios: dict[str, Any]) -> list[str
         rr = ratios.get("service", {}).get(run_key(r), {})
         rows.append(
             [
-                r["mode"],
+                MODE_LABELS.get(r["mode"], r["mode"]),
                 str(r["concurrency"]),
                 str(r.get("http_threads", "")),
                 num(r["throughput_per_s"]),
@@ -217,6 +259,38 @@ def service_section(service: dict[str, Any], ratios: dict[str, Any]) -> list[str
         ],
         rows,
     )
+    pairs = snapshot_vs_none(service)
+    if pairs:
+        out.append(
+            'The snapshot\'s cost: stateless rows with the default snapshot against `"snapshot": false`, '
+            "same server, same client count."
+        )
+        out.append("")
+        out += table(
+            [
+                "clients",
+                "exec/s, snapshot",
+                "exec/s, no snapshot",
+                "no snapshot / snapshot",
+                "median ms, snapshot",
+                "median ms, no snapshot",
+                "workers CPU ms/exec, snapshot",
+                "workers CPU ms/exec, no snapshot",
+            ],
+            [
+                [
+                    str(p["concurrency"]),
+                    num(p["snapshot_per_s"]),
+                    num(p["no_snapshot_per_s"]),
+                    times(p["throughput_ratio"]),
+                    num(p["snapshot_median_ms"], 2),
+                    num(p["no_snapshot_median_ms"], 2),
+                    num(p["snapshot_workers_cpu_ms"], 2),
+                    num(p["no_snapshot_workers_cpu_ms"], 2),
+                ]
+                for p in pairs
+            ],
+        )
     out.append(
         "With 10 % of executions cancelled (`POST /api/executions/{id}/cancel`, half right after the "
         "submit, half after a random 0–20 ms): exec/s counts every terminal execution; latencies are "
@@ -232,7 +306,7 @@ def service_section(service: dict[str, Any], ratios: dict[str, Any]) -> list[str
         base = base_of.get(run_key(r))
         rows.append(
             [
-                r["mode"],
+                MODE_LABELS.get(r["mode"], r["mode"]),
                 str(r["concurrency"]),
                 str(r.get("http_threads", "")),
                 num(r["throughput_per_s"]),

@@ -7,7 +7,7 @@ Parts, all in one run so that every comparison is a ratio of numbers measured to
   profile  where the time of one HTTP execution goes
   peers    PyMiniRacer, jsrun, node, deno on the same scripts (installed with pip when missing)
 
-usage: .venv/bin/python benches/run.py [--quick] [--parts engine,service,leak,profile,peers]
+usage: .venv/bin/python benches/run.py [--quick] [--parts engine,service,leak,profile,peers] [--clients 1,4]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from benchlib import RESULTS, load_average, log, machine_info, ratio
 from engine_level import ceiling_rate, rate_at
-from report import STAGE_LABELS, profile_stages, render, run_key
+from report import MODE_LABELS, STAGE_LABELS, profile_stages, render, run_key, snapshot_vs_none
 
 PARTS = ("engine", "service", "leak", "profile", "peers")
 
@@ -62,7 +62,8 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
         if run["cancel_fraction"]:
             continue
         mode, c = run["mode"], run["concurrency"]
-        eng, ceil = (eng_stateless, ceil_fresh) if mode == "stateless" else (eng_chain, ceil_chain)
+        stateless = mode != "stateful"
+        eng, ceil = (eng_stateless, ceil_fresh) if stateless else (eng_chain, ceil_chain)
         entry = {
             "throughput_per_s": run["throughput_per_s"],
             "vs_engine": ratio(run["throughput_per_s"], eng),
@@ -79,15 +80,30 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
     out["service_best"] = best
     out["service_errors"] = total_errors
     for mode, b in best.items():
-        versus = (
-            f"{_x(b['vs_engine'])} the engine's stateless rate, {_x(b['vs_engine_snapshot'])} its stateless + "
-            "snapshot rate"
-            if mode == "stateless"
-            else f"{_x(b['vs_engine'])} the engine's snapshot-chain rate"
-        )
+        if mode == "stateless":
+            versus = (
+                f"{_x(b['vs_engine'])} the engine's stateless rate, {_x(b['vs_engine_snapshot'])} its "
+                "stateless + snapshot rate"
+            )
+        elif mode == "stateful":
+            versus = f"{_x(b['vs_engine'])} the engine's snapshot-chain rate"
+        else:
+            versus = f"{_x(b['vs_engine'])} the engine's stateless rate"
         out["headlines"].append(
-            f"Service {mode}, best at {b['concurrency']} clients: {b['throughput_per_s']:.0f} exec/s "
-            f"({versus}, {_x(b['vs_ceiling'])} raw V8)."
+            f"Service {MODE_LABELS.get(mode, mode)}, best at {b['concurrency']} clients: "
+            f"{b['throughput_per_s']:.0f} exec/s ({versus}, {_x(b['vs_ceiling'])} raw V8)."
+        )
+    out["snapshot_vs_none"] = snapshot_vs_none(service)
+    if out["snapshot_vs_none"]:
+        out["observations"].append(
+            'Skipping the snapshot (`"snapshot": false`) against the default stateless execution: '
+            + "; ".join(
+                f"{r['concurrency']} client(s) {r['snapshot_per_s']:.0f} → {r['no_snapshot_per_s']:.0f} exec/s "
+                f"({_x(r['throughput_ratio'])}), median {r['snapshot_median_ms']:.1f} → "
+                f"{r['no_snapshot_median_ms']:.1f} ms"
+                for r in out["snapshot_vs_none"]
+            )
+            + "."
         )
     if service.get("runs"):
         out["headlines"].append(f"Service errors over all runs (429 included): {total_errors}.")
@@ -131,15 +147,17 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
             out["observations"].append(
                 f"Heap store after the leak check's {leak['executions']:,} stateless executions: "
                 f"{heaps / 2**20:.0f} MiB ({heaps / max(1, leak['executions']) / 1024:.0f} KiB per execution). "
-                "Every execution stores a snapshot, even when nobody asked for one; retention deletes "
-                "snapshots unused for --retention-max-age-secs (7 days by default)."
+                'Every execution stores a snapshot unless its request says `"snapshot": false` (or the '
+                "server runs with --snapshot-default false); retention deletes snapshots unused for "
+                "--retention-max-age-secs (7 days by default)."
             )
 
     if eng_stateless and eng_stateless_snap:
         out["observations"].append(
-            f"The service snapshots every execution: in-process a stateless execution runs at "
+            f"The service snapshots every execution by default: in-process a stateless execution runs at "
             f"{eng_stateless:.0f}/s, with a snapshot at {eng_stateless_snap:.0f}/s "
-            f"({eng_stateless / eng_stateless_snap:.1f}× slower); that is the service's stateless ceiling."
+            f"({eng_stateless / eng_stateless_snap:.1f}× slower); that is the service's stateless ceiling unless "
+            'a request says `"snapshot": false`.'
         )
     chain = engine.get("snapshot_chain", [])
     if len(chain) >= 2 and chain[0]["threads"] == 1:
@@ -256,7 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short smoke run (under ~2 minutes)")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    ap.add_argument(
+        "--clients",
+        default=None,
+        help="comma-separated client counts of the service part (default 1,16 with --quick, else 1,4,16,64)",
+    )
     args = ap.parse_args(argv)
+    clients = tuple(int(c) for c in args.clients.split(",") if c) if args.clients else None
+    if clients is not None and (not clients or min(clients) < 1):
+        ap.error("--clients takes positive client counts, e.g. 1,4")
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -283,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
     steps: dict[str, Callable[[], dict[str, Any]]] = {
         "engine": lambda: engine_level.run(1.0 if quick else 5.0, cores, quick=quick),
-        "service": lambda: service_level.run(workers=cores, quick=quick),
+        "service": lambda: service_level.run(workers=cores, quick=quick, concurrencies=clients),
         "leak": lambda: service_level.leak_check(executions=1000 if quick else 10_000, quick=quick),
         "profile": lambda: profile_http.run(quick, cores),
         "peers": lambda: peers.run(quick=quick),

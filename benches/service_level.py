@@ -1,6 +1,7 @@
 """Part 2, service level: a real ``mcp-v8 serve`` on loopback driven by benches/loadgen.py in its own
-process (closed-loop clients, submit + long-poll), stateless and stateful, with and without 10 %
-cancels; and a leak check of one worker process over many executions."""
+process (closed-loop clients, submit + long-poll), stateless (with the default snapshot, and with
+``"snapshot": false``) and stateful, with and without 10 % cancels; and a leak check of one worker
+process over many executions."""
 
 from __future__ import annotations
 
@@ -95,8 +96,14 @@ def load_run(
     return result
 
 
-def run(*, workers: int, quick: bool) -> dict[str, Any]:
-    concurrencies = (1, 16) if quick else (1, 4, 16, 64)
+# Every mode is measured without cancels; the rows with 10 % cancels keep to two (a shorter run).
+MODES = ("stateless", "stateless-no-snapshot", "stateful")
+CANCEL_MODES = ("stateless", "stateful")
+
+
+def run(*, workers: int, quick: bool, concurrencies: tuple[int, ...] | None = None) -> dict[str, Any]:
+    if concurrencies is None:
+        concurrencies = (1, 16) if quick else (1, 4, 16, 64)
     seconds = 2.0 if quick else 8.0
     queue_limit = 2 * max(concurrencies)  # closed loop: at most one execution per client is queued
     out: dict[str, Any] = {
@@ -111,7 +118,7 @@ def run(*, workers: int, quick: bool) -> dict[str, Any]:
         out["server_args"] = server.args
         run_loadgen(server.url, timeout=60, concurrency=workers, seconds=1.0)  # warm-up
         for cancel in (0.0, 0.1):
-            for mode in ("stateless", "stateful"):
+            for mode in CANCEL_MODES if cancel else MODES:
                 for c in concurrencies:
                     out["runs"].append(
                         load_run(
