@@ -18,11 +18,10 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from types import TracebackType
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from .schema import open_database
-from .sqlite import SQLiteDatabase
+from .sqlite import Closing, SQLiteDatabase
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -167,7 +166,7 @@ def _parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-class SQLiteExecutionStore:
+class SQLiteExecutionStore(Closing):
     """An :class:`ExecutionStore` in the ``executions`` table of the service's SQLite database.
 
     ``database`` is a :class:`~.sqlite.SQLiteDatabase` opened by :func:`~.schema.open_database` and
@@ -182,17 +181,6 @@ class SQLiteExecutionStore:
     def close(self) -> None:
         if self._owns_db:
             self._db.close()
-
-    def __enter__(self) -> SQLiteExecutionStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def create(
         self,

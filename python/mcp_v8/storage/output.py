@@ -27,12 +27,11 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from .executions import DuplicateExecution, ExecutionNotFound
 from .schema import open_database
-from .sqlite import SQLiteDatabase
+from .sqlite import Closing, SQLiteDatabase
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -258,7 +257,7 @@ class _OutputExtent(NamedTuple):
     pending: _Chunk | None
 
 
-class SQLiteOutputLog:
+class SQLiteOutputLog(Closing):
     """An :class:`OutputLog` in the ``output_logs`` and ``output_chunks`` tables of the service's
     SQLite database. Safe to share between threads.
 
@@ -327,17 +326,6 @@ class SQLiteOutputLog:
             self._closed = True
             if self._owns_db:
                 self._db.close()
-
-    def __enter__(self) -> SQLiteOutputLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- OutputLog -----------------------------------------------------------------------------
 

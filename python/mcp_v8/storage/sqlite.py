@@ -23,12 +23,34 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 __all__ = ["Migration", "SQLiteDatabase", "SchemaVersionError", "statements"]
 
 log = logging.getLogger(__name__)
 
 _MAX_IDLE_CONNECTIONS = 8
+
+
+_C = TypeVar("_C", bound="Closing")
+
+
+class Closing:
+    """``with`` support for a store: leaving the block calls ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class SchemaVersionError(RuntimeError):
@@ -57,7 +79,7 @@ def statements(sql: str) -> Callable[[sqlite3.Connection], None]:
     return apply
 
 
-class SQLiteDatabase:
+class SQLiteDatabase(Closing):
     """One SQLite file, its connection pool and its schema version. Safe to share between threads.
 
     ``migrations`` must be numbered 1, 2, 3... in order; the file is brought to the last one at open
@@ -95,17 +117,6 @@ class SQLiteDatabase:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
-
-    def __enter__(self) -> SQLiteDatabase:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- connections ---------------------------------------------------------------------------
 
