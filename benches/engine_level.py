@@ -3,6 +3,7 @@ overheads, cancel latency, heap-cap overshoot, and the raw-V8 ceiling measured i
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import threading
@@ -139,11 +140,10 @@ def heap_overshoot(engine: Engine, caps: tuple[int, ...]) -> list[dict[str, Any]
 
 
 def ceiling_program() -> str:
-    """Builds ../shared/tools/v8-ceiling (cached by its build script) and returns the program's path;
+    """Builds the raw-V8 yardstick, benches/ceiling.cc, against the libnode the extension
+    links (scripts/build-ceiling.sh, which the bootstrap also runs) and returns its path;
     raises RuntimeError with the reason when it cannot."""
-    script = ROOT.parent / "shared" / "tools" / "v8-ceiling" / "build.sh"
-    if not script.exists():
-        raise RuntimeError(f"{script} missing")
+    script = ROOT / "scripts" / "build-ceiling.sh"
     try:
         done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
     except (subprocess.SubprocessError, OSError) as e:
@@ -160,8 +160,10 @@ def ceiling(program: str, threads: int, seconds: float) -> dict[str, float]:
     ).stdout
     rates = {}
     for line in out.splitlines():
-        name, _, rest = line.partition(" ")
-        rates[name] = float(rest.rsplit("rate=", 1)[1].rstrip("/s"))
+        figure = json.loads(line)
+        if "error" in figure:
+            raise RuntimeError(f"{figure['kind']}: {figure['error']}")
+        rates[figure["kind"]] = float(figure["rate_per_s"])
     return rates
 
 

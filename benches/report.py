@@ -92,7 +92,7 @@ def engine_section(engine: dict[str, Any]) -> list[str]:
             [n, num(v.get("fresh-isolate")), num(v.get("snapshot-chain"))]
             for n, v in ceil["by_threads"].items()
         ]
-        out.append("Raw-V8 ceiling (`../shared/tools/v8-ceiling`, C++ against the same libnode, same run):")
+        out.append("Raw-V8 ceiling (`benches/ceiling.cc`, C++ against the same libnode, same run):")
         out.append("")
         out += table(["threads", "fresh isolates/s", "snapshot chain/s"], rows)
     else:

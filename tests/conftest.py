@@ -40,6 +40,7 @@ LEVELS: dict[str, str] = {
     "test_load": "e2e",
     "test_fuzz_http": "e2e",
     "test_wheel": "packaging",
+    "test_bench_ceiling": "packaging",
 }
 
 

@@ -1,0 +1,141 @@
+// The raw-V8 yardstick of the benchmark: how fast this machine's V8 (the libnode the
+// extension links) can do the two things an execution costs at the least, with no
+// Python, no shim, no HTTP in the way.
+//
+//   fresh-isolate   new isolate + new context + compile and run a trivial script + dispose
+//   snapshot-chain  SnapshotCreator restored from the previous blob + run a script that
+//                   changes a global + CreateBlob; the next round restores that blob
+//
+// usage: v8-ceiling THREADS SECONDS
+// Prints one JSON object per figure: {"kind": ..., "threads": N, "runs": N,
+// "seconds": S, "rate_per_s": R}. Each thread runs its own chain.
+#include <libplatform/libplatform.h>
+#include <v8.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Compiles and runs `source` in `context`; false when it did not complete.
+bool RunScript(v8::Isolate* isolate, v8::Local<v8::Context> context, const char* source) {
+  v8::TryCatch try_catch(isolate);
+  v8::Local<v8::String> text;
+  v8::Local<v8::Script> script;
+  v8::Local<v8::Value> result;
+  return v8::String::NewFromUtf8(isolate, source).ToLocal(&text) &&
+         v8::Script::Compile(context, text).ToLocal(&script) && script->Run(context).ToLocal(&result);
+}
+
+class Figure {
+ public:
+  virtual ~Figure() = default;
+  virtual const char* name() const = 0;
+  // One unit of work; false stops the thread (an error).
+  virtual bool Step() = 0;
+};
+
+class FreshIsolate : public Figure {
+ public:
+  explicit FreshIsolate(v8::ArrayBuffer::Allocator* allocator) : allocator_(allocator) {}
+  const char* name() const override { return "fresh-isolate"; }
+  bool Step() override {
+    v8::Isolate::CreateParams params;
+    params.array_buffer_allocator = allocator_;
+    v8::Isolate* isolate = v8::Isolate::New(params);
+    bool ok;
+    {
+      v8::Isolate::Scope isolate_scope(isolate);
+      v8::HandleScope handles(isolate);
+      v8::Local<v8::Context> context = v8::Context::New(isolate);
+      v8::Context::Scope context_scope(context);
+      ok = RunScript(isolate, context, "JSON.stringify([1, 2].map(x => x * 2))");
+    }
+    isolate->Dispose();
+    return ok;
+  }
+
+ private:
+  v8::ArrayBuffer::Allocator* allocator_;
+};
+
+class SnapshotChain : public Figure {
+ public:
+  ~SnapshotChain() override { delete[] blob_.data; }
+  const char* name() const override { return "snapshot-chain"; }
+  bool Step() override {
+    const bool first = blob_.data == nullptr;
+    v8::SnapshotCreator creator(nullptr, first ? nullptr : &blob_);
+    v8::Isolate* isolate = creator.GetIsolate();
+    bool ok;
+    {
+      v8::HandleScope handles(isolate);
+      v8::Local<v8::Context> context = v8::Context::New(isolate);
+      v8::Context::Scope context_scope(context);
+      ok = RunScript(isolate, context, first ? "var counter = 0; counter" : "counter += 1; String(counter)");
+      creator.SetDefaultContext(context);
+    }
+    v8::StartupData next = creator.CreateBlob(v8::SnapshotCreator::FunctionCodeHandling::kKeep);
+    delete[] blob_.data;
+    blob_ = next;
+    return ok && next.data != nullptr;
+  }
+
+ private:
+  v8::StartupData blob_{nullptr, 0};
+};
+
+template <typename Make>
+void Measure(const char* kind, int threads, double seconds, Make make) {
+  std::atomic<long> runs{0};
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> workers;
+  const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
+  const auto started = Clock::now();
+  for (int i = 0; i < threads; i++) {
+    workers.emplace_back([&] {
+      std::unique_ptr<Figure> figure = make();
+      while (Clock::now() < deadline) {
+        if (!figure->Step()) {
+          failed = true;
+          return;
+        }
+        runs++;
+      }
+    });
+  }
+  for (auto& worker : workers) worker.join();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+  std::printf("{\"kind\": \"%s\", \"threads\": %d, \"runs\": %ld, \"seconds\": %.3f, \"rate_per_s\": %.1f%s}\n",
+              kind, threads, runs.load(), elapsed, runs / elapsed, failed ? ", \"error\": \"a run failed\"" : "");
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
+  const double seconds = argc > 2 ? std::atof(argv[2]) : 3.0;
+  if (threads < 1 || seconds <= 0) {
+    std::fprintf(stderr, "usage: %s THREADS SECONDS\n", argv[0]);
+    return 2;
+  }
+  std::unique_ptr<v8::Platform> platform = v8::platform::NewDefaultPlatform();
+  v8::V8::InitializePlatform(platform.get());
+  v8::V8::Initialize();
+  std::unique_ptr<v8::ArrayBuffer::Allocator> allocator(v8::ArrayBuffer::Allocator::NewDefaultAllocator());
+  Measure("fresh-isolate", threads, seconds,
+          [&] { return std::unique_ptr<Figure>(new FreshIsolate(allocator.get())); });
+  Measure("snapshot-chain", threads, seconds, [] { return std::unique_ptr<Figure>(new SnapshotChain()); });
+  v8::V8::Dispose();
+  v8::V8::DisposePlatform();
+  return 0;
+}
