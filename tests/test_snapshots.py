@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -65,14 +66,14 @@ def test_key_is_sha256_of_payload_and_envelope_is_compressed(engine: Engine) -> 
     assert envelope is not None and outcome.heap_key is not None
     assert envelope.startswith(b"MCPV8SNP")
     assert outcome.heap_key == _engine.snapshot_key(envelope)
-    n = envelope[28]  # layout documented in rust/engine/src/envelope.rs
-    assert envelope[29 : 29 + n].decode() == _engine.v8_version()
-    digest, payload = envelope[37 + n : 69 + n], envelope[69 + n :]
+    n = envelope[44]  # layout documented in rust/engine/src/envelope.rs (format 2)
+    assert envelope[45 : 45 + n].decode() == _engine.v8_version()
+    digest, payload = envelope[53 + n : 85 + n], envelope[85 + n :]
     assert digest.hex() == outcome.heap_key
     assert hashlib.sha256(payload).hexdigest() == outcome.heap_key
     raw = outcome.snapshot_raw_bytes
     assert raw is not None
-    assert len(envelope) <= 0.15 * raw, (len(envelope), raw)
+    assert len(envelope) <= 0.06 * raw, (len(envelope), raw)
 
 
 @pytest.mark.parametrize(
@@ -141,3 +142,18 @@ def test_redeclaring_let_is_a_syntax_error(engine: Engine) -> None:
     heap = engine.execute("let once = 1", snapshot=True).snapshot
     outcome = engine.execute("let once = 2", heap=heap)
     assert outcome.failed and outcome.error_name == "SyntaxError"
+
+
+def test_envelopes_of_the_previous_format_keep_restoring(engine: Engine) -> None:
+    # A heap the previous release stored (envelope format 1), resumed by this one.
+    fixture = Path(__file__).parent / "fixtures" / "datadir-v1" / "data" / "heaps"
+    (old,) = [p for p in fixture.glob("*/*") if not p.name.endswith(".json")]
+    envelope = old.read_bytes()
+    assert int.from_bytes(envelope[8:10], "little") == 1
+    outcome = engine.execute("counter += 1; [counter, note]", heap=envelope, snapshot=True)
+    assert outcome.result == '[42,"fixture"]'
+    # What this engine stores is the current format, against the shipped dictionary.
+    assert outcome.snapshot is not None
+    assert int.from_bytes(outcome.snapshot[8:10], "little") == _engine.SNAPSHOT_FORMAT_VERSION == 2
+    assert outcome.snapshot_raw_bytes is not None
+    assert len(outcome.snapshot) <= 0.06 * outcome.snapshot_raw_bytes

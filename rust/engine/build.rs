@@ -127,12 +127,28 @@ fn main() {
 
     // What a snapshot depends on besides V8 itself: the host functions (their order is
     // the external-reference table) and the console bootstrap baked into every context.
-    let mut abi = Sha256::new();
-    for f in ["cpp/host.cc", "cpp/shim.h", "cpp/js/console.js"] {
-        abi.update(fs::read(f).unwrap());
-    }
-    let abi: String = abi.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    println!("cargo:rustc-env=MCP_V8_SNAPSHOT_ABI={}", &abi[..32]);
+    let abi = |files: &[&str]| -> String {
+        let mut h = Sha256::new();
+        for f in files {
+            h.update(fs::read(f).unwrap());
+        }
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()[..32]
+            .to_string()
+    };
+    println!(
+        "cargo:rustc-env=MCP_V8_SNAPSHOT_ABI={}",
+        abi(&["cpp/host.cc", "cpp/js/console.js"])
+    );
+    // Envelopes of format 1 were fingerprinted with the C ABI header in the hash too,
+    // although nothing of it is in a snapshot; cpp/abi/shim-format1.h is that header as
+    // format 1 shipped it, kept so that those envelopes keep restoring.
+    println!(
+        "cargo:rustc-env=MCP_V8_SNAPSHOT_ABI_FORMAT1={}",
+        abi(&["cpp/host.cc", "cpp/abi/shim-format1.h", "cpp/js/console.js"])
+    );
 
     let mut sources: Vec<PathBuf> = fs::read_dir("cpp")
         .unwrap()

@@ -6,36 +6,58 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic "MCPV8SNP"
-//! 8       2     format version (little endian), currently 1
-//! 10      2     compression: 1 = zstd with the console bootstrap as dictionary
+//! 8       2     format version (little endian): 2 is written, 1 and 2 are read
+//! 10      2     compression: 2 = zstd against the shipped snapshot dictionary
+//!                            (1 = zstd with the console bootstrap as dictionary, format 1)
 //! 12      16    engine fingerprint (see `fingerprint`)
-//! 28      1     length n of the V8 version string
-//! 29      n     V8 version, e.g. "10.2.154.26-node.28"
-//! 29+n    8     raw blob length (little endian)
-//! 37+n    32    SHA-256 of the payload
-//! 69+n    ...   payload: the zstd-compressed V8 startup blob
+//! 28      16    format 2 only: the dictionary's id (first 16 bytes of its SHA-256)
+//! then    1     length n of the V8 version string
+//!         n     V8 version, e.g. "10.2.154.26-node.28"
+//!         8     raw blob length (little endian)
+//!         32    SHA-256 of the payload
+//!         ...   payload: the zstd-compressed V8 startup blob
 //! ```
 //!
-//! The key of a snapshot is the lowercase hex SHA-256 of its payload.
+//! Format 2 compresses against the raw blob of a near-empty snapshot of this engine
+//! (`dict/snapshot-dictionary.bin`, made once by `examples/snapshot_dictionary.rs` and
+//! shipped, since V8 snapshots are not reproducible): most of any snapshot is that base
+//! context, so a near-empty snapshot stores in about 5 % of its raw size (format 1: 11 %).
+//! The dictionary is named by hash, so a later one can ship beside it and stored heaps
+//! keep restoring. The key of a snapshot is the lowercase hex SHA-256 of its payload.
 
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::OnceLock;
+use zstd::dict::{DecoderDictionary, EncoderDictionary};
 
 pub const MAGIC: &[u8; 8] = b"MCPV8SNP";
-pub const FORMAT_VERSION: u16 = 1;
-const COMPRESSION_ZSTD: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+/// Format 1: zstd with the console bootstrap as dictionary.
+const COMPRESSION_CONSOLE_DICTIONARY: u16 = 1;
+/// Format 2: zstd against the shipped snapshot dictionary named in the header.
+const COMPRESSION_SNAPSHOT_DICTIONARY: u16 = 2;
 /// zstd level: 3 is the sweet spot measured for V8 blobs (466 KB -> ~53 KB).
 const ZSTD_LEVEL: i32 = 3;
 /// Upper bound on the raw blob a envelope may announce (guards the decompressor).
 pub const MAX_RAW_LEN: u64 = 4 << 30;
 
 /// Identifies the engine build whose snapshots are interchangeable: the layout of the
-/// host functions and the console bootstrap baked into every snapshot, plus this
-/// format. Computed by build.rs from those sources.
+/// host functions and the console bootstrap baked into every snapshot, plus the
+/// envelope format. Computed by build.rs from those sources.
 pub fn fingerprint() -> [u8; 16] {
+    fingerprint_for(FORMAT_VERSION)
+}
+
+fn fingerprint_for(format: u16) -> [u8; 16] {
+    let abi = if format == 1 {
+        env!("MCP_V8_SNAPSHOT_ABI_FORMAT1")
+    } else {
+        env!("MCP_V8_SNAPSHOT_ABI")
+    };
     let mut h = Sha256::new();
-    h.update(env!("MCP_V8_SNAPSHOT_ABI").as_bytes());
-    h.update(FORMAT_VERSION.to_le_bytes());
+    h.update(abi.as_bytes());
+    h.update(format.to_le_bytes());
     let full = h.finalize();
     let mut out = [0u8; 16];
     out.copy_from_slice(&full[..16]);
@@ -51,6 +73,7 @@ pub enum EnvelopeError {
     WrongEngine,
     WrongV8 { snapshot: String, running: String },
     ChecksumMismatch,
+    UnknownDictionary(String),
     TooLarge(u64),
     Corrupt(String),
 }
@@ -62,7 +85,7 @@ impl fmt::Display for EnvelopeError {
             Self::BadMagic => write!(f, "not an mcp-v8 heap snapshot (bad magic)"),
             Self::UnsupportedFormat(v) => write!(
                 f,
-                "heap snapshot format {v} is not supported (this engine reads {FORMAT_VERSION})"
+                "heap snapshot format {v} is not supported (this engine reads 1 and {FORMAT_VERSION})"
             ),
             Self::UnsupportedCompression(c) => {
                 write!(f, "heap snapshot compression {c} is not supported")
@@ -80,6 +103,10 @@ impl fmt::Display for EnvelopeError {
             Self::ChecksumMismatch => write!(
                 f,
                 "heap snapshot is corrupt (SHA-256 of the payload does not match)"
+            ),
+            Self::UnknownDictionary(id) => write!(
+                f,
+                "heap snapshot was compressed against dictionary {id}, which this engine does not ship"
             ),
             Self::TooLarge(n) => write!(f, "heap snapshot announces {n} bytes, more than allowed"),
             Self::Corrupt(m) => write!(f, "heap snapshot is corrupt ({m})"),
@@ -107,18 +134,46 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Every snapshot holds the source text of the console bootstrap (V8 keeps function
-/// sources); used as a zstd dictionary, that text costs almost nothing to store. The
-/// engine fingerprint covers it, so both sides always hold the same dictionary.
-const DICTIONARY: &[u8] = include_bytes!("../cpp/js/console.js");
+/// Format 1's dictionary: every snapshot holds the source text of the console bootstrap
+/// (V8 keeps function sources). The engine fingerprint covers it.
+const CONSOLE_DICTIONARY: &[u8] = include_bytes!("../cpp/js/console.js");
+
+/// Format 2's dictionary: the raw blob of a near-empty snapshot of this engine.
+const SNAPSHOT_DICTIONARY: &[u8] = include_bytes!("../dict/snapshot-dictionary.bin");
+
+/// The id format 2 envelopes name their dictionary by.
+pub fn dictionary_id() -> [u8; 16] {
+    static ID: OnceLock<[u8; 16]> = OnceLock::new();
+    *ID.get_or_init(|| {
+        let digest = Sha256::digest(SNAPSHOT_DICTIONARY);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        id
+    })
+}
+
+// Dictionaries are digested once per process; each thread keeps its own (de)compressor.
+fn encoder_dictionary() -> &'static EncoderDictionary<'static> {
+    static DICTIONARY: OnceLock<EncoderDictionary<'static>> = OnceLock::new();
+    DICTIONARY.get_or_init(|| EncoderDictionary::copy(SNAPSHOT_DICTIONARY, ZSTD_LEVEL))
+}
+
+fn decoder_dictionary(format: u16) -> &'static DecoderDictionary<'static> {
+    static SNAPSHOT: OnceLock<DecoderDictionary<'static>> = OnceLock::new();
+    static CONSOLE: OnceLock<DecoderDictionary<'static>> = OnceLock::new();
+    if format == 1 {
+        CONSOLE.get_or_init(|| DecoderDictionary::copy(CONSOLE_DICTIONARY))
+    } else {
+        SNAPSHOT.get_or_init(|| DecoderDictionary::copy(SNAPSHOT_DICTIONARY))
+    }
+}
 
 thread_local! {
-    static COMPRESSOR: std::cell::RefCell<zstd::bulk::Compressor<'static>> = std::cell::RefCell::new(
-        zstd::bulk::Compressor::with_dictionary(ZSTD_LEVEL, DICTIONARY).expect("zstd dictionary"),
+    static COMPRESSOR: RefCell<zstd::bulk::Compressor<'static>> = RefCell::new(
+        zstd::bulk::Compressor::with_prepared_dictionary(encoder_dictionary()).expect("zstd dictionary"),
     );
-    static DECOMPRESSOR: std::cell::RefCell<zstd::bulk::Decompressor<'static>> = std::cell::RefCell::new(
-        zstd::bulk::Decompressor::with_dictionary(DICTIONARY).expect("zstd dictionary"),
-    );
+    static DECOMPRESSORS: RefCell<[Option<zstd::bulk::Decompressor<'static>>; 2]> =
+        const { RefCell::new([None, None]) };
 }
 
 pub fn seal(raw: &[u8], v8_version: &str) -> Sealed {
@@ -128,11 +183,12 @@ pub fn seal(raw: &[u8], v8_version: &str) -> Sealed {
     let digest: [u8; 32] = Sha256::digest(&payload).into();
     let version = v8_version.as_bytes();
     let version = &version[..version.len().min(255)];
-    let mut out = Vec::with_capacity(69 + version.len() + payload.len());
+    let mut out = Vec::with_capacity(85 + version.len() + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&COMPRESSION_ZSTD.to_le_bytes());
+    out.extend_from_slice(&COMPRESSION_SNAPSHOT_DICTIONARY.to_le_bytes());
     out.extend_from_slice(&fingerprint());
+    out.extend_from_slice(&dictionary_id());
     out.push(version.len() as u8);
     out.extend_from_slice(version);
     out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
@@ -148,6 +204,8 @@ pub fn seal(raw: &[u8], v8_version: &str) -> Sealed {
 /// Header fields of an envelope whose checksum has been verified.
 #[derive(Debug)]
 pub struct Opened<'a> {
+    /// The envelope's format (1 or 2): which dictionary its payload needs.
+    pub format: u16,
     pub key: String,
     pub raw_len: u64,
     pub payload: &'a [u8],
@@ -169,15 +227,23 @@ pub fn open<'a>(envelope: &'a [u8], v8_version: &str) -> Result<Opened<'a>, Enve
         return Err(EnvelopeError::BadMagic);
     }
     let format = u16::from_le_bytes(take(&mut b, 2)?.try_into().unwrap());
-    if format != FORMAT_VERSION {
-        return Err(EnvelopeError::UnsupportedFormat(format));
-    }
+    let expected_compression = match format {
+        1 => COMPRESSION_CONSOLE_DICTIONARY,
+        2 => COMPRESSION_SNAPSHOT_DICTIONARY,
+        _ => return Err(EnvelopeError::UnsupportedFormat(format)),
+    };
     let compression = u16::from_le_bytes(take(&mut b, 2)?.try_into().unwrap());
-    if compression != COMPRESSION_ZSTD {
+    if compression != expected_compression {
         return Err(EnvelopeError::UnsupportedCompression(compression));
     }
-    if take(&mut b, 16)? != fingerprint() {
+    if take(&mut b, 16)? != fingerprint_for(format) {
         return Err(EnvelopeError::WrongEngine);
+    }
+    if format == 2 {
+        let id = take(&mut b, 16)?;
+        if id != dictionary_id() {
+            return Err(EnvelopeError::UnknownDictionary(hex(id)));
+        }
     }
     let n = take(&mut b, 1)?[0] as usize;
     let version = take(&mut b, n)?;
@@ -197,6 +263,7 @@ pub fn open<'a>(envelope: &'a [u8], v8_version: &str) -> Result<Opened<'a>, Enve
         return Err(EnvelopeError::ChecksumMismatch);
     }
     Ok(Opened {
+        format,
         key: hex(&actual),
         raw_len,
         payload: b,
@@ -206,9 +273,17 @@ pub fn open<'a>(envelope: &'a [u8], v8_version: &str) -> Result<Opened<'a>, Enve
 /// Opens and decompresses an envelope into the raw V8 blob.
 pub fn unseal(envelope: &[u8], v8_version: &str) -> Result<Vec<u8>, EnvelopeError> {
     let opened = open(envelope, v8_version)?;
-    let raw = DECOMPRESSOR
-        .with(|d| {
-            d.borrow_mut()
+    let raw = DECOMPRESSORS
+        .with(|slots| {
+            let mut slots = slots.borrow_mut();
+            let slot = &mut slots[usize::from(opened.format == 2)];
+            if slot.is_none() {
+                *slot = Some(zstd::bulk::Decompressor::with_prepared_dictionary(
+                    decoder_dictionary(opened.format),
+                )?);
+            }
+            slot.as_mut()
+                .expect("set above")
                 .decompress(opened.payload, opened.raw_len as usize)
         })
         .map_err(|e| EnvelopeError::Corrupt(e.to_string()))?;
@@ -252,6 +327,46 @@ mod tests {
             bad[i] ^= 0x40;
             assert!(unseal(&bad, V).is_err(), "flip at {i} accepted");
         }
+    }
+
+    /// An envelope as format 1 wrote it.
+    fn seal_v1(raw: &[u8], v8_version: &str) -> Vec<u8> {
+        let payload = zstd::bulk::Compressor::with_dictionary(ZSTD_LEVEL, CONSOLE_DICTIONARY)
+            .unwrap()
+            .compress(raw)
+            .unwrap();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&COMPRESSION_CONSOLE_DICTIONARY.to_le_bytes());
+        out.extend_from_slice(&fingerprint_for(1));
+        out.push(v8_version.len() as u8);
+        out.extend_from_slice(v8_version.as_bytes());
+        out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
+        out.extend_from_slice(&Sha256::digest(&payload));
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    #[test]
+    fn format_1_envelopes_keep_opening() {
+        let raw = blob();
+        let old = seal_v1(&raw, V);
+        assert_eq!(open(&old, V).unwrap().format, 1);
+        assert_eq!(unseal(&old, V).unwrap(), raw);
+        // A format 1 header with format 2's fingerprint is another engine's.
+        let mut mixed = old.clone();
+        mixed[12..28].copy_from_slice(&fingerprint_for(2));
+        assert_eq!(unseal(&mixed, V).unwrap_err(), EnvelopeError::WrongEngine);
+    }
+
+    #[test]
+    fn an_unknown_dictionary_is_named() {
+        let mut sealed = seal(&blob(), V).envelope;
+        assert_eq!(&sealed[28..44], &dictionary_id());
+        sealed[30] ^= 1;
+        let err = unseal(&sealed, V).unwrap_err();
+        assert!(matches!(err, EnvelopeError::UnknownDictionary(_)), "{err}");
+        assert!(err.to_string().contains("does not ship"));
     }
 
     #[test]

@@ -91,6 +91,32 @@ fn snapshot_round_trip_keeps_globals() {
 }
 
 #[test]
+fn near_empty_snapshots_store_in_under_six_percent_of_their_size() {
+    for code in [
+        "undefined",
+        "var counter = 5; class K {}; const m = new Map([[1, 2]])",
+    ] {
+        let sealed = execute(
+            code,
+            Options {
+                snapshot: true,
+                ..Options::default()
+            },
+        )
+        .unwrap()
+        .snapshot
+        .expect("snapshot");
+        let ratio = sealed.envelope.len() as f64 / sealed.raw_len as f64;
+        assert!(
+            ratio <= 0.06,
+            "{code}: {} of {} bytes",
+            sealed.envelope.len(),
+            sealed.raw_len
+        );
+    }
+}
+
+#[test]
 fn corrupt_envelope_is_refused_before_v8() {
     let first = execute(
         "var n = 1",
