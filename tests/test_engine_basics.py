@@ -347,3 +347,10 @@ def test_many_executions_do_not_leak_handles_or_threads(engine: Engine) -> None:
     assert _open_fds() == fds
     assert threading.active_count() == threads
     assert len(os.listdir("/proc/self/task")) == native_threads
+
+
+def test_lone_surrogates_in_code_and_filename_are_carried(engine: Engine) -> None:
+    outcome = engine.execute('"\ud800".charCodeAt(0)', filename="job\udc00.js")
+    assert outcome.result == "55296"
+    failed = engine.execute("null.x", filename="job\udc00.js")
+    assert "job\ufffd.js:1:" in (failed.error or ""), failed.error

@@ -87,66 +87,26 @@ class Engine:
         hold one, UTF-8 cannot) stands for that UTF-16 code unit, as the escape
         ``\\uXXXX`` would (columns after it on its line shift by five).
         """
+        options: dict[str, Any] = {
+            "heap": heap,
+            "snapshot": snapshot,
+            "heap_limit_mb": self.heap_limit_mb if heap_limit_mb is None else heap_limit_mb,
+            "timeout": self.timeout if timeout is None else timeout,
+            "language": language or self.language,
+            "max_result_bytes": self.max_result_bytes if max_result_bytes is None else max_result_bytes,
+            "console_limit_bytes": self.console_limit_bytes,
+            "keep_console": self.keep_console,
+            "on_console": on_console,
+            "control": control,
+        }
         try:
-            return self._execute(
-                code,
-                heap,
-                snapshot,
-                heap_limit_mb,
-                timeout,
-                language,
-                filename,
-                on_console,
-                control,
-                max_result_bytes,
-            )
-        except UnicodeEncodeError as e:
-            if e.object is code:
-                code = _escape_lone_surrogates(code)
-            elif filename is not None and e.object is filename:
+            return _engine.execute(code, filename=filename, **options)
+        except UnicodeEncodeError:
+            # Only lone surrogates make a str unencodable: carry them, then run once more.
+            code = _escape_lone_surrogates(code)
+            if filename is not None:
                 filename = _LONE_SURROGATE.sub("\ufffd", filename)
-            else:
-                raise
-        return self.execute(
-            code,
-            heap=heap,
-            snapshot=snapshot,
-            heap_limit_mb=heap_limit_mb,
-            timeout=timeout,
-            language=language,
-            filename=filename,
-            on_console=on_console,
-            control=control,
-            max_result_bytes=max_result_bytes,
-        )
-
-    def _execute(
-        self,
-        code: str,
-        heap: bytes | None,
-        snapshot: bool,
-        heap_limit_mb: int | None,
-        timeout: float | None,
-        language: Language | None,
-        filename: str | None,
-        on_console: ConsoleCallback | None,
-        control: Control | None,
-        max_result_bytes: int | None,
-    ) -> Outcome:
-        return _engine.execute(
-            code,
-            heap=heap,
-            snapshot=snapshot,
-            heap_limit_mb=self.heap_limit_mb if heap_limit_mb is None else heap_limit_mb,
-            timeout=self.timeout if timeout is None else timeout,
-            language=language or self.language,
-            filename=filename,
-            max_result_bytes=self.max_result_bytes if max_result_bytes is None else max_result_bytes,
-            console_limit_bytes=self.console_limit_bytes,
-            keep_console=self.keep_console,
-            on_console=on_console,
-            control=control,
-        )
+        return _engine.execute(code, filename=filename, **options)
 
     def evaluate(self, code: str, **kwargs: Any) -> Any:
         """Runs ``code`` and returns its completion value as a Python object, raising
