@@ -625,3 +625,15 @@ def test_worker_fails_a_job_whose_heap_is_missing_or_refused(tmp_path: Path) -> 
     assert run_in_worker(refusing, heaps, request) == JobResult(
         status="failed", error="cannot restore heap: heap snapshot is corrupt"
     )
+
+
+def test_worker_fails_a_job_whose_new_heap_cannot_be_stored(tmp_path: Path) -> None:
+    class FullStore(FileHeapStore):
+        def put(self, *args: Any, **kwargs: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+    engine = StubEngine(snapshot=b"new envelope")
+    request = Job(execution_id="a", code="x", heap=None, heap_limit_mb=8, timeout_secs=1)
+    assert run_in_worker(engine, FullStore(tmp_path, durable=False), request) == JobResult(
+        status="failed", error="cannot store heap: No space left on device"
+    )
