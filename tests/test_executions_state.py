@@ -459,6 +459,63 @@ def test_cancel_while_queued_never_reaches_a_worker(
     assert service.manager.cancel("no-such-execution") is CancelOutcome.UNKNOWN
 
 
+class CountingGets:
+    """Counts the execution store's ``get`` calls (the instance the manager holds)."""
+
+    def __init__(self, service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[str] = []
+        real = service.executions.get
+
+        def get(execution_id: str) -> Any:
+            self.calls.append(execution_id)
+            return real(execution_id)
+
+        monkeypatch.setattr(service.executions, "get", get)
+
+
+def test_a_long_poll_is_handed_the_terminal_record_without_reading_it(
+    make_service: Callable[..., Service], workers: FakeWorkers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = make_service()
+    eid = service.submit("until-cancel")
+    assert job_ids([workers.current.next_message()]) == [eid]
+    gets = CountingGets(service, monkeypatch)
+    registered: queue.Queue[str] = queue.Queue()
+    monkeypatch.setattr(service.manager, "_waiting", registered.put)
+    answers: list[Any] = []
+    waiters = [
+        threading.Thread(target=lambda: answers.append(service.manager.wait(eid, HANG))) for _ in range(2)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    assert [registered.get(timeout=HANG) for _ in waiters] == [eid, eid]  # both wait on the live id
+    assert service.manager.cancel(eid) is CancelOutcome.ACCEPTED  # a live id: no read either
+    for waiter in waiters:
+        waiter.join(HANG)
+    assert gets.calls == []
+    stored = service.executions.get(eid)
+    assert stored is not None and stored.status == "cancelled"
+    assert answers == [stored, stored]
+    assert service.manager._waiters == {}  # the last waiter leaves nothing behind
+
+
+def test_a_long_poll_reads_what_is_not_running_here_and_times_out_on_what_is(
+    make_service: Callable[..., Service], workers: FakeWorkers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = make_service()
+    done = service.submit("complete")
+    finished = service.finished(done)
+    busy = service.submit("until-cancel")
+    assert job_ids([workers.current.next_message(), workers.current.next_message()]) == [done, busy]
+    gets = CountingGets(service, monkeypatch)
+    assert service.manager.wait(done, HANG) == finished  # terminal: read once, no wait
+    assert service.manager.wait("no-such-execution", HANG) is None  # unknown: the caller answers 404
+    assert gets.calls == [done, "no-such-execution"]
+    assert service.manager.wait(busy, 0.01) is None  # still running: the caller reads it
+    assert gets.calls == [done, "no-such-execution"]
+    assert service.manager.cancel(busy) is CancelOutcome.ACCEPTED
+
+
 def test_the_snapshot_flag_reaches_the_worker(
     make_service: Callable[..., Service], workers: FakeWorkers
 ) -> None:

@@ -50,6 +50,44 @@ def test_resume_from_heap(client: testing.TestClient) -> None:
         heap = info["heap"]
 
 
+def test_submit_with_wait_answers_with_the_execution(client: testing.TestClient) -> None:
+    resp = client.simulate_post(
+        "/api/exec", json={"code": "var w = 40; w + 1", "wait_ms": 20000}, headers=HOST
+    )
+    assert resp.status_code == 200, resp.text
+    done = resp.json
+    assert (done["status"], done["result"], len(done["heap"])) == ("completed", "41", 64)
+    # The same answer a long-poll gives, and the heap resumes like any other.
+    assert wait(client, done["execution_id"]) == done
+    again = client.simulate_post(
+        "/api/exec", json={"code": "w += 1", "heap": done["heap"], "wait_ms": 20000}, headers=HOST
+    )
+    assert (again.status_code, again.json["result"]) == (200, "41")
+    failed = client.simulate_post(
+        "/api/exec", json={"code": "throw new Error('no')", "wait_ms": 20000}, headers=HOST
+    )
+    assert (failed.status_code, failed.json["status"]) == (200, "failed")
+    assert "no" in failed.json["error"]
+
+
+def test_submit_with_wait_that_elapses_answers_202_running(client: testing.TestClient) -> None:
+    resp = client.simulate_post(
+        "/api/exec",
+        json={"code": "while (true) {}", "execution_timeout_secs": 60, "wait_ms": 50},
+        headers=HOST,
+    )
+    assert resp.status_code == 202, resp.text
+    running = resp.json
+    assert running["status"] == "running" and running["result"] is None and running["completed_at"] is None
+    eid = running["execution_id"]
+    assert client.simulate_post(f"/api/executions/{eid}/cancel", headers=HOST).json["ok"] is True
+    assert wait(client, eid)["status"] == "cancelled"
+    # Without wait_ms (or with 0) the answer is the id alone, as the contract has it.
+    for fields in ({}, {"wait_ms": 0}, {"wait_ms": None}):
+        quick = client.simulate_post("/api/exec", json={"code": "1", **fields}, headers=HOST)
+        assert (quick.status_code, set(quick.json)) == (202, {"execution_id"})
+
+
 # The smallest WebAssembly module (magic and version): compiling it needs WebAssembly.
 WASM_PROBE = (
     "[typeof WebAssembly, typeof WebAssembly === 'object' && "
@@ -240,6 +278,10 @@ def test_get_unknown_execution(client: testing.TestClient) -> None:
         ({"code": "1", "session": 7}, 400, "session"),
         ({"code": "1", "snapshot": "yes"}, 400, "snapshot must be true or false"),
         ({"code": "1", "snapshot": 0}, 400, "snapshot must be true or false"),
+        ({"code": "1", "wait_ms": -1}, 400, "wait_ms"),
+        ({"code": "1", "wait_ms": 30001}, 400, "wait_ms"),
+        ({"code": "1", "wait_ms": 1.5}, 400, "wait_ms"),
+        ({"code": "1", "wait_ms": "100"}, 400, "wait_ms"),
         ({"code": "1", "surprise": True}, 400, "unknown field"),
         ({"code": "x" * 10001}, 413, "limit"),
         ([1, 2], 400, "JSON object"),

@@ -373,19 +373,20 @@ def test_create_get_finish(st: Stores) -> None:
     assert (rec.completed_at, rec.result, rec.error, rec.heap, rec.duration_ms) == (None,) * 5
     assert (rec.session, rec.tags, rec.heap_in, rec.code_bytes) == ("sess", {"k": "v"}, "a" * 64, 12)
 
-    assert ex.finish("e1", "completed", result="[2,4]", heap_out="b" * 64, duration_ms=3.5) is True
+    done = ex.finish("e1", "completed", result="[2,4]", heap_out="b" * 64, duration_ms=3.5)
+    assert done is not None and done == ex.get("e1")
     rec = ex.get("e1")
     assert rec is not None and rec.status == "completed" and rec.is_terminal
     assert rec.completed_at is not None and ISO_MS_Z.match(rec.completed_at)
     assert (rec.result, rec.heap, rec.duration_ms, rec.error) == ("[2,4]", "b" * 64, 3.5, None)
 
     # The first terminal transition is never overwritten.
-    assert ex.finish("e1", "failed", error="late") is False
+    assert ex.finish("e1", "failed", error="late") is None
     rec2 = ex.get("e1")
     assert rec2 == rec
 
     assert ex.get("nope") is None
-    assert ex.finish("nope", "completed") is False
+    assert ex.finish("nope", "completed") is None
     with pytest.raises(DuplicateExecution):
         ex.create("e1")
     with pytest.raises(ValueError):
@@ -470,7 +471,7 @@ def test_restart_keeps_data_and_fails_running(tmp_path: Path) -> None:
         assert busy is not None and busy.status == "failed" and busy.error == "server restarted"
         assert busy.completed_at is not None
         assert st.executions.fail_running_on_startup("again") == 0
-        assert st.finish("busy", "completed") is False
+        assert st.finish("busy", "completed") is None
         # Output may still be appended to a terminal execution after a restart; it is written
         # through (the log was not started by this process), so another reader sees it at once.
         st.output.append("busy", "late\n")

@@ -131,9 +131,10 @@ def test_a_duplicate_create_changes_nothing(executions: ExecutionStore) -> None:
 
 def test_the_first_terminal_transition_wins(executions: ExecutionStore) -> None:
     executions.create("a")
-    assert executions.finish("a", "cancelled", error="execution cancelled", duration_ms=2.0)
-    assert not executions.finish("a", "completed", result="1", heap_out="e" * 64, duration_ms=3.0)
+    won = executions.finish("a", "cancelled", error="execution cancelled", duration_ms=2.0)
+    assert executions.finish("a", "completed", result="1", heap_out="e" * 64, duration_ms=3.0) is None
     rec = executions.get("a")
+    assert won == rec  # the terminal record, as a later read sees it
     assert rec is not None and rec.is_terminal and rec.completed_at is not None
     assert (rec.status, rec.result, rec.error, rec.heap, rec.duration_ms) == (
         "cancelled",
@@ -142,7 +143,7 @@ def test_the_first_terminal_transition_wins(executions: ExecutionStore) -> None:
         None,
         2.0,
     )
-    assert not executions.finish("unknown", "failed")
+    assert executions.finish("unknown", "failed") is None
     executions.create("b")
     with pytest.raises(ValueError):
         executions.finish("b", "running")  # type: ignore[arg-type]

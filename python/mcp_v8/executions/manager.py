@@ -22,7 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ..storage import TERMINAL_STATUSES, ExecutionStore, FileHeapStore, OutputLog
+from ..storage import TERMINAL_STATUSES, ExecutionRecord, ExecutionStore, FileHeapStore, OutputLog
 from .pool import (
     SpawnWorker,
     WorkerOptions,
@@ -70,6 +70,16 @@ class _Queued:
     request: SubmitRequest
 
 
+@dataclass
+class _Waiter:
+    """The long-polls waiting for one execution: how many, and the terminal record its
+    finish hands them (so none of them reads it again)."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    count: int = 0
+    record: ExecutionRecord | None = None
+
+
 class ExecutionManager:
     def __init__(
         self,
@@ -94,10 +104,12 @@ class ExecutionManager:
         self._queue: collections.deque[_Queued] = collections.deque()
         self._reserved = 0  # places taken by submits whose record is being written
         self._executing: dict[str, WorkerSlot] = {}
-        # Long-polls wait on an event of their own execution: a finish wakes only its
-        # waiters, who then read one record (a shared condition woke every waiter).
+        # Executions accepted here and not yet terminal (``_live``), and the long-polls
+        # waiting for them: a finish wakes only its own waiters and hands them the terminal
+        # record. Both under ``_waiters_lock``, so a wait and a finish never miss each other.
         self._waiters_lock = threading.Lock()
-        self._waiters: dict[str, tuple[threading.Event, int]] = {}
+        self._live: set[str] = set()
+        self._waiters: dict[str, _Waiter] = {}
         self._closed = False
         # Counters since this manager was created, read by stats(); dispatcher threads
         # update them, so they have a lock of their own.
@@ -153,6 +165,8 @@ class ExecutionManager:
             if len(self._queue) + self._reserved >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
             self._reserved += 1
+        with self._waiters_lock:  # live before its record exists: never running and unknown here
+            self._live.add(execution_id)
         try:  # the SQLite writes happen outside the lock the dispatchers need
             # The output log first: a record is never without one, even after a crash in between.
             self._output.create(execution_id)
@@ -170,6 +184,8 @@ class ExecutionManager:
         except BaseException:
             with self._lock:
                 self._reserved -= 1
+            with self._waiters_lock:
+                self._live.discard(execution_id)
             raise
         with self._lock:
             self._reserved -= 1
@@ -182,9 +198,12 @@ class ExecutionManager:
         return execution_id
 
     def cancel(self, execution_id: str) -> CancelOutcome:
-        record = self._executions.get(execution_id)
-        if record is None:
-            return CancelOutcome.UNKNOWN
+        if not self._is_live(execution_id):
+            record = self._executions.get(execution_id)
+            if record is None:
+                return CancelOutcome.UNKNOWN
+            if record.status in TERMINAL_STATUSES:
+                return CancelOutcome.ALREADY_FINISHED
         with self._lock:
             for item in self._queue:
                 if item.execution_id == execution_id:
@@ -197,22 +216,29 @@ class ExecutionManager:
             slot.cancel(execution_id)
         return CancelOutcome.ACCEPTED
 
-    def wait(self, execution_id: str, timeout: float) -> None:
-        """Blocks until the execution is terminal or ``timeout`` seconds passed."""
-        with self._waiters_lock:  # registered before the check: a finish cannot slip between
-            event, count = self._waiters.get(execution_id, (threading.Event(), 0))
-            self._waiters[execution_id] = (event, count + 1)
-        try:
+    def wait(self, execution_id: str, timeout: float) -> ExecutionRecord | None:
+        """Blocks until the execution is terminal or ``timeout`` seconds passed. Returns its
+        record when that needs no further read: the terminal record its finish handed over, or
+        the record read because the execution is not running here (terminal, or None for an
+        unknown id). Returns None when the caller must read it (the wait timed out, or the
+        execution runs in another process sharing the store)."""
+        with self._waiters_lock:
+            waiter = self._register(execution_id) if execution_id in self._live else None
+        if waiter is None:
             record = self._executions.get(execution_id)
-            if record is not None and record.status not in TERMINAL_STATUSES:
-                event.wait(timeout)
+            if record is None or record.status in TERMINAL_STATUSES:
+                return record
+            with self._waiters_lock:
+                waiter = self._register(execution_id)
+        try:
+            self._waiting(execution_id)
+            waiter.event.wait(timeout)
+            return waiter.record
         finally:
             with self._waiters_lock:
-                event, count = self._waiters[execution_id]
-                if count == 1:
+                waiter.count -= 1
+                if waiter.count == 0:
                     del self._waiters[execution_id]
-                else:
-                    self._waiters[execution_id] = (event, count - 1)
 
     def stats(self) -> dict[str, Any]:
         """Counters for operators (``GET /api/stats``)."""
@@ -232,6 +258,20 @@ class ExecutionManager:
         }
 
     # -- internals -------------------------------------------------------------------
+    def _register(self, execution_id: str) -> _Waiter:
+        """A waiter for ``execution_id``; the caller holds ``_waiters_lock``."""
+        waiter = self._waiters.setdefault(execution_id, _Waiter())
+        waiter.count += 1
+        return waiter
+
+    def _waiting(self, execution_id: str) -> None:
+        """Called by ``wait`` once its waiter is registered, before it blocks. Does nothing;
+        a test overrides it to know a long-poll is in place."""
+
+    def _is_live(self, execution_id: str) -> bool:
+        with self._waiters_lock:
+            return execution_id in self._live
+
     def _worker_crashed(self, index: int, execution_id: str, reason: str) -> None:
         log.warning("worker %d crashed while running execution %s: %s", index, execution_id, reason)
         at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -247,7 +287,7 @@ class ExecutionManager:
     def _finish(self, execution_id: str, result: JobResult) -> bool:
         # Output first, so a client that sees the terminal status reads all of it.
         self._output.seal(execution_id)
-        changed = self._executions.finish(
+        record = self._executions.finish(
             execution_id,
             result.status,
             result=result.result,
@@ -255,12 +295,15 @@ class ExecutionManager:
             heap_out=result.heap,
             duration_ms=result.duration_ms,
         )
-        if changed:
-            with self._waiters_lock:
-                waiting = self._waiters.get(execution_id)
-            if waiting is not None:
-                waiting[0].set()
-        return changed
+        if record is None:
+            return False
+        with self._waiters_lock:
+            self._live.discard(execution_id)
+            waiter = self._waiters.get(execution_id)
+            if waiter is not None:
+                waiter.record = record
+                waiter.event.set()
+        return True
 
     def _next(self, slot: WorkerSlot) -> _Queued | None:
         """Takes the oldest queued execution and marks it executing on ``slot`` in one
@@ -288,8 +331,7 @@ class ExecutionManager:
                     self._executing.pop(item.execution_id, None)
 
     def _execute(self, slot: WorkerSlot, item: _Queued) -> None:
-        record = self._executions.get(item.execution_id)
-        if record is None or record.status != "running":
+        if not self._is_live(item.execution_id):
             return  # cancelled while its submit was still being recorded
         request = item.request
         job = Job(

@@ -56,10 +56,13 @@ def _summary(record: ExecutionRecord) -> dict[str, Any]:
 
 
 class ExecResource:
-    def __init__(self, settings: Settings, manager: ExecutionManager, heaps: HeapStore) -> None:
+    def __init__(
+        self, settings: Settings, manager: ExecutionManager, heaps: HeapStore, executions: ExecutionStore
+    ) -> None:
         self._settings = settings
         self._manager = manager
         self._heaps = heaps
+        self._executions = executions
         # The contract's schema, with this server's bounds on top.
         self._body = BodyValidator(
             "ExecRequest",
@@ -105,8 +108,17 @@ class ExecResource:
             raise falcon.HTTPTooManyRequests(description=str(e), headers={"Retry-After": "1"}) from None
         except ShuttingDown as e:
             raise falcon.HTTPServiceUnavailable(description=str(e), headers={"Retry-After": "5"}) from None
-        resp.status = falcon.HTTP_202
-        resp.media = {"execution_id": new_id}
+        wait_ms = body.get("wait_ms")
+        if not wait_ms:
+            resp.status = falcon.HTTP_202
+            resp.media = {"execution_id": new_id}
+            return
+        # Submit and long-poll in one request: the execution as GET ?wait_ms= would answer it.
+        record = self._manager.wait(new_id, wait_ms / 1000) or self._executions.get(new_id)
+        if record is None:  # pruned already: only a retention of zero age could do that
+            raise falcon.HTTPNotFound(description=f"execution {new_id} not found")
+        resp.status = falcon.HTTP_200 if record.is_terminal else falcon.HTTP_202
+        resp.media = _info(record)
 
 
 class ExecutionListResource:
@@ -132,9 +144,9 @@ class ExecutionResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         execution_id(id)
         wait_ms = _query(GET_QUERY, req)["wait_ms"]
-        if wait_ms:
-            self._manager.wait(id, wait_ms / 1000)
-        record = self._executions.get(id)
+        record = self._manager.wait(id, wait_ms / 1000) if wait_ms else None
+        if record is None:
+            record = self._executions.get(id)
         if record is None:
             raise falcon.HTTPNotFound(description=f"execution {id} not found")
         resp.media = _info(record)

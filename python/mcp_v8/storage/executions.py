@@ -121,9 +121,10 @@ class ExecutionStore(Protocol):
         error: str | None = None,
         heap_out: str | None = None,
         duration_ms: float | None = None,
-    ) -> bool:
-        """Records the first terminal transition; False when already terminal or unknown.
-        ``duration_ms`` defaults to the time since ``started_at``."""
+    ) -> ExecutionRecord | None:
+        """Records the first terminal transition and returns the terminal record; None (and
+        nothing changes) when already terminal or unknown. ``duration_ms`` defaults to the time
+        since ``started_at``."""
         ...
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
@@ -212,10 +213,11 @@ class SQLiteExecutionStore(Closing):
         error: str | None = None,
         heap_out: str | None = None,
         duration_ms: float | None = None,
-    ) -> bool:
-        """Records the first terminal transition of a running execution; returns False (and changes
-        nothing) when it is already terminal or unknown. ``duration_ms`` defaults to the wall-clock
-        time since ``started_at``."""
+    ) -> ExecutionRecord | None:
+        """Records the first terminal transition of a running execution and returns its terminal
+        record (read in the same statement, so a caller can answer from it without reading again);
+        returns None (and changes nothing) when it is already terminal or unknown. ``duration_ms``
+        defaults to the wall-clock time since ``started_at``."""
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"not a terminal status: {status!r}")
         now = _now()
@@ -227,12 +229,12 @@ class SQLiteExecutionStore(Closing):
                 ).fetchone()
                 if row is not None:
                     duration_ms = (now - _parse_iso(row[0])).total_seconds() * 1000.0
-            cur = conn.execute(
+            rows = conn.execute(  # fetchall: the statement completes before the commit
                 "UPDATE executions SET status = ?, completed_at = ?, result = ?, error = ?, heap_out = ?,"
-                " duration_ms = ? WHERE execution_id = ? AND status = 'running'",
+                f" duration_ms = ? WHERE execution_id = ? AND status = 'running' RETURNING {_COLUMNS}",
                 (status, _iso(now), result, error, heap_out, duration_ms, execution_id),
-            )
-            return cur.rowcount == 1
+            ).fetchall()
+        return _record(rows[0]) if rows else None
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
         """The record of ``execution_id``, or None."""
