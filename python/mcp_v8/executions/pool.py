@@ -21,6 +21,7 @@ and a worker never sees a cancel before the job it is for.
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import signal
 import socket
@@ -208,6 +209,13 @@ class WorkerSlot:
         self._wake_r.close()
         self._wake_w.close()
 
+    def _clear_stderr(self) -> None:
+        """Empties the worker's standard error file, so a crash report names what this job
+        printed; a stat when it is already empty (the usual case) instead of a rewrite."""
+        with contextlib.suppress(OSError):
+            if os.stat(self._stderr_path).st_size:
+                self._stderr_path.write_bytes(b"")
+
     def _stderr_tail(self, limit: int = 2000) -> str:
         try:
             data = self._stderr_path.read_bytes()[-limit:]
@@ -247,7 +255,7 @@ class WorkerSlot:
             self.start()
         conn = self._conn
         assert conn is not None
-        self._stderr_path.write_bytes(b"")
+        self._clear_stderr()
         try:
             with self._lock:
                 cancelled = self._cancelled == job.execution_id
