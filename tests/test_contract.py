@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any, get_args
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mcp_v8.contract import BodyValidator, InvalidRequest, QueryValidator, contract
+from mcp_v8.contract import BodyValidator, InvalidRequest, QueryValidator, compile_check, contract
 from mcp_v8.storage.executions import ExecutionStatus
 from mcp_v8.storage.heaps import HEAP_KEY_PATTERN
 
@@ -100,3 +102,79 @@ def test_the_contract_and_the_code_define_the_same_statuses_and_keys() -> None:
     listing = QueryValidator("/api/executions", "get")
     assert listing.validate({"status": "timed_out"})["status"] == "timed_out"
     assert schemas["ExecRequest"]["properties"]["heap"]["pattern"] == f"^{HEAP_KEY_PATTERN}$"
+
+
+# JSON values around every rule of ExecRequest: the edges of each bound, both kinds of
+# number, booleans (which Python counts as integers), lone and repeated keys.
+_edges = st.sampled_from([0, 1, 7, 8, 63, 64, 65, 256, 257, 300, 301, 1024, 1025, 30000, 30001, -1, 10**12])
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    _edges,
+    st.integers(),
+    _edges.map(float),
+    st.floats(allow_nan=False),
+    st.sampled_from(["", " ", "\n\t", "1", "a" * 64, "0" * 64, "A" * 64, "x" * 256, "x" * 257]),
+    st.text(max_size=8),
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=300), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_tags = st.one_of(
+    _json,
+    st.dictionaries(
+        st.sampled_from(["k", "x" * 256, "x" * 257]), st.one_of(_scalars, st.text(max_size=300)), max_size=3
+    ),
+    st.dictionaries(st.text(max_size=3), st.just("v"), min_size=64, max_size=66),
+    st.none(),
+    st.just({"k": "v"}),
+)
+_numbers = st.one_of(st.none(), _edges, _edges.map(float), st.booleans())
+_near = {  # values each field mostly takes: valid or just past a rule
+    "code": st.sampled_from(["1", " ", "", "x", "\n1"]),
+    "execution_timeout_secs": _numbers,
+    "heap_memory_max_mb": _numbers,
+    "wait_ms": _numbers,
+    "heap": st.sampled_from([None, "a" * 64, "0" * 64, "A" * 64, "a" * 63, "a" * 65]),
+    "session": st.one_of(st.none(), st.text(max_size=4), st.sampled_from(["x" * 256, "x" * 257])),
+    "snapshot": st.sampled_from([None, True, False, 0, 1]),
+    "tags": _tags,
+}
+assert set(_near) == set(EXEC), "a field of ExecRequest without values to test"
+_fields = {name: st.one_of(_near[name], _near[name], _json) for name in EXEC}
+_bodies = st.one_of(
+    _json,
+    st.fixed_dictionaries({"code": st.just("1")}, optional={k: v for k, v in _near.items() if k != "code"}),
+    st.fixed_dictionaries(
+        {"code": _fields["code"]}, optional={k: v for k, v in _fields.items() if k != "code"}
+    ),
+    st.fixed_dictionaries({}, optional={**_fields, "extra": _json}),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(candidate=_bodies)
+def test_the_fast_check_accepts_exactly_what_the_schema_validator_accepts(
+    body: BodyValidator, candidate: Any
+) -> None:
+    assert body._check is not None, "the request schema uses a keyword the fast check lacks"
+    accepted_by_schema = next(body._validator.iter_errors(candidate), None) is None
+    assert body._check(candidate) is accepted_by_schema
+
+
+def test_the_fast_check_declines_schemas_it_does_not_know() -> None:
+    assert compile_check({"type": "object", "oneOf": [{"required": ["a"]}]}) is None
+    assert compile_check({"enum": [1, 2]}) is None
+    check = compile_check({"type": ["integer", "null"], "minimum": 1})
+    assert check is not None and [check(v) for v in (1, 0, None, True, 1.0, "1")] == [
+        True,
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]

@@ -13,7 +13,7 @@ import copy
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,81 @@ def _first(errors: Iterable[ValidationError]) -> ValidationError | None:
     return ranked[0] if ranked else None
 
 
+Check = Callable[[Any], bool]
+
+# Keywords that only annotate: they never make an instance invalid (formats are not asserted).
+_ANNOTATIONS = frozenset({"description", "format", "default", "example", "examples", "title", "deprecated"})
+_IS_TYPE: dict[str, Check] = {
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+}
+
+
+def compile_check(node: Mapping[str, Any]) -> Check | None:
+    """A plain function telling whether an instance is valid against ``node``, for the
+    keywords the contract's request schemas use (None when ``node`` uses another). It
+    answers exactly as :data:`Validator` does, and much faster; the validator still
+    explains a refusal."""
+    checks: list[Check] = []
+    for keyword, rule in node.items():
+        if keyword in _ANNOTATIONS:
+            continue
+        check = _keyword_check(keyword, rule, node)
+        if check is None:
+            return None
+        checks.append(check)
+    return lambda v: all(check(v) for check in checks)
+
+
+def _keyword_check(keyword: str, rule: Any, node: Mapping[str, Any]) -> Check | None:
+    number = _IS_TYPE["number"]
+    if keyword == "type":
+        types = [_IS_TYPE[t] for t in ([rule] if isinstance(rule, str) else rule)]
+        return lambda v: any(t(v) for t in types)
+    if keyword == "enum":
+        if not all(isinstance(e, str) for e in rule):
+            return None
+        allowed = frozenset(rule)
+        return lambda v: isinstance(v, str) and v in allowed
+    if keyword == "minimum":
+        return lambda v: not number(v) or v >= rule
+    if keyword == "maximum":
+        return lambda v: not number(v) or v <= rule
+    if keyword == "minLength":
+        return lambda v: not isinstance(v, str) or len(v) >= rule
+    if keyword == "maxLength":
+        return lambda v: not isinstance(v, str) or len(v) <= rule
+    if keyword == "pattern":
+        search = re.compile(rule).search
+        return lambda v: not isinstance(v, str) or search(v) is not None
+    if keyword == "required":
+        return lambda v: not isinstance(v, dict) or all(k in v for k in rule)
+    if keyword == "maxProperties":
+        return lambda v: not isinstance(v, dict) or len(v) <= rule
+    if keyword == "propertyNames":
+        names = compile_check(rule)
+        return None if names is None else (lambda v: not isinstance(v, dict) or all(names(k) for k in v))
+    if keyword == "properties":
+        props = {k: compile_check(sub) for k, sub in rule.items()}
+        if any(c is None for c in props.values()):
+            return None
+        return lambda v: not isinstance(v, dict) or all(props[k](x) for k, x in v.items() if k in props)  # type: ignore[misc]
+    if keyword == "additionalProperties":
+        known = frozenset(node.get("properties", {}))
+        if rule is False:
+            return lambda v: not isinstance(v, dict) or all(k in known for k in v)
+        extra = compile_check(rule) if isinstance(rule, Mapping) else None
+        if extra is None:
+            return None
+        return lambda v: not isinstance(v, dict) or all(extra(x) for k, x in v.items() if k not in known)
+    return None
+
+
 class BodyValidator:
     """Validates a parsed JSON body against ``components.schemas[name]``; ``maxima`` sets
     the server's upper bounds on top of the contract's (``{"execution_timeout_secs": 300}``)."""
@@ -151,8 +226,11 @@ class BodyValidator:
         Validator.check_schema(body)
         self.schema = body
         self._validator = Validator(body)
+        self._check = compile_check(body)
 
     def validate(self, body: Any) -> dict[str, Any]:
+        if self._check is not None and self._check(body):
+            return body  # type: ignore[no-any-return]
         error = _first(self._validator.iter_errors(body))
         if error is not None:
             raise InvalidRequest(_message(error))
