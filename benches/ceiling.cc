@@ -8,8 +8,11 @@
 //
 // usage: v8-ceiling THREADS SECONDS
 // Prints one JSON object per figure: {"kind": ..., "threads": N, "runs": N,
-// "seconds": S, "rate_per_s": R}. Each thread runs its own chain.
+// "seconds": S, "rate_per_s": R, "cpu_ms_per_run": C}. Each thread runs its own chain.
+// cpu_ms_per_run is the process's CPU time (user + system, every thread: V8's platform
+// threads included) during the figure, divided by its runs.
 #include <libplatform/libplatform.h>
+#include <sys/resource.h>
 #include <v8.h>
 
 #include <atomic>
@@ -24,6 +27,14 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// CPU seconds (user + system) of the whole process so far.
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
 
 // Compiles and runs `source` in `context`; false when it did not complete.
 bool RunScript(v8::Isolate* isolate, v8::Local<v8::Context> context, const char* source) {
@@ -100,6 +111,7 @@ void Measure(const char* kind, int threads, double seconds, Make make) {
   std::vector<std::thread> workers;
   const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
   const auto started = Clock::now();
+  const double cpu_started = ProcessCpuSeconds();
   for (int i = 0; i < threads; i++) {
     workers.emplace_back([&] {
       std::unique_ptr<Figure> figure = make();
@@ -114,8 +126,13 @@ void Measure(const char* kind, int threads, double seconds, Make make) {
   }
   for (auto& worker : workers) worker.join();
   const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
-  std::printf("{\"kind\": \"%s\", \"threads\": %d, \"runs\": %ld, \"seconds\": %.3f, \"rate_per_s\": %.1f%s}\n",
-              kind, threads, runs.load(), elapsed, runs / elapsed, failed ? ", \"error\": \"a run failed\"" : "");
+  const double cpu = ProcessCpuSeconds() - cpu_started;
+  const long total = runs.load();
+  std::printf(
+      "{\"kind\": \"%s\", \"threads\": %d, \"runs\": %ld, \"seconds\": %.3f, \"rate_per_s\": %.1f, "
+      "\"cpu_ms_per_run\": %.3f%s}\n",
+      kind, threads, total, elapsed, total / elapsed, total > 0 ? cpu * 1e3 / total : 0.0,
+      failed ? ", \"error\": \"a run failed\"" : "");
   std::fflush(stdout);
 }
 

@@ -153,18 +153,21 @@ def ceiling_program() -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def ceiling(program: str, threads: int, seconds: float) -> dict[str, float]:
-    """Raw V8 (C++ against the same libnode): fresh isolates and snapshot chains per second."""
+def ceiling(program: str, threads: int, seconds: float) -> tuple[dict[str, float], dict[str, float]]:
+    """Raw V8 (C++ against the same libnode): fresh isolates and snapshot chains per second, and the
+    CPU milliseconds per run the program measured for each (every thread of the process)."""
     out = subprocess.run(
         [program, str(threads), str(seconds)], check=True, capture_output=True, text=True, timeout=300
     ).stdout
-    rates = {}
+    rates, cpu = {}, {}
     for line in out.splitlines():
         figure = json.loads(line)
         if "error" in figure:
             raise RuntimeError(f"{figure['kind']}: {figure['error']}")
         rates[figure["kind"]] = float(figure["rate_per_s"])
-    return rates
+        if figure.get("cpu_ms_per_run") is not None:
+            cpu[figure["kind"]] = float(figure["cpu_ms_per_run"])
+    return rates, cpu
 
 
 def run(seconds: float, threads: int, *, quick: bool, with_ceiling: bool = True) -> dict[str, Any]:
@@ -197,7 +200,12 @@ def measure_ceiling(counts: tuple[int, ...], seconds: float) -> dict[str, Any]:
     log("raw V8 ceiling")
     try:
         program = ceiling_program()
-        return {"program": program, "by_threads": {str(n): ceiling(program, n, seconds) for n in counts}}
+        figures = {str(n): ceiling(program, n, seconds) for n in counts}
+        return {
+            "program": program,
+            "by_threads": {n: rates for n, (rates, _) in figures.items()},
+            "cpu_ms_per_run_by_threads": {n: cpu for n, (_, cpu) in figures.items()},
+        }
     except (RuntimeError, subprocess.SubprocessError, OSError, ValueError, IndexError) as e:
         return {"error": f"not available: {e}"}
 
@@ -207,6 +215,20 @@ def ceiling_rate(results: dict[str, Any], threads: int, kind: str) -> float | No
     by = results.get("ceiling", {}).get("by_threads", {})
     value = by.get(str(threads), {}).get(kind)
     return float(value) if value is not None else None
+
+
+def ceiling_cpu_ms(results: dict[str, Any], threads: int, kind: str) -> tuple[float | None, str]:
+    """The ceiling's CPU milliseconds per ``kind`` run at ``threads`` and where it comes from: as the
+    program measured it ('measured'), else ``threads`` × 1000 / rate, which assumes its threads were
+    busy all the time ('estimated'); (None, 'not measured') without a ceiling."""
+    by = results.get("ceiling", {}).get("cpu_ms_per_run_by_threads", {})
+    value = by.get(str(threads), {}).get(kind)
+    if value is not None:
+        return float(value), "measured"
+    rate = ceiling_rate(results, threads, kind)
+    if rate:
+        return threads * 1000.0 / rate, "estimated"
+    return None, "not measured"
 
 
 def rate_at(rows: list[dict[str, Any]], threads: int) -> float | None:

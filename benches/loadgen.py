@@ -7,6 +7,9 @@ before the POST to the terminal answer. ``--mode stateful`` makes every client k
 (each execution restores the ``heap`` the previous one produced, and the counter it returns is
 checked); ``--mode stateless-no-snapshot`` runs the stateless script with ``"snapshot": false`` (a
 plain isolate, no heap snapshot taken or stored; the answer's ``heap`` is checked to be null). With
+``--submit-wait`` each submit carries ``"wait_ms": 30000`` and is answered with the execution when it
+ends (one request per execution instead of a submit and a long-poll; the long-poll follows only if
+the submit's wait elapsed); it does not combine with cancels. With
 ``--cancel-fraction`` that share of executions is cancelled
 (``POST /api/executions/{id}/cancel``), half of them right after the submit and half after a random
 delay; a cancel that comes too late (400) is not an error, a cancel that was accepted but whose
@@ -119,16 +122,22 @@ class ClientLoop:
         self.stats.requests += 1
         return self.client.request(method, path, body)
 
-    def submit(self, code: str) -> str:
+    def submit(self, code: str, wait: bool = False) -> tuple[str, dict[str, Any] | None]:
+        """The new execution's id, and with ``wait`` its terminal record when the submit's own
+        wait saw it end."""
         body: dict[str, Any] = {"code": code}
         if self.heap is not None:
             body["heap"] = self.heap
         if self.args.mode == "stateless-no-snapshot":
             body["snapshot"] = False
+        if wait:
+            body["wait_ms"] = WAIT_MS
         status, doc = self._call("POST", "/api/exec", body)
+        if status == 200 and wait and doc["status"] in TERMINAL:
+            return str(doc["execution_id"]), dict(doc)
         if status != 202:
             raise HttpError(status, json.dumps(doc))
-        return str(doc["execution_id"])
+        return str(doc["execution_id"]), None
 
     def wait(self, execution_id: str) -> dict[str, Any]:
         while True:
@@ -140,7 +149,7 @@ class ClientLoop:
 
     def setup(self) -> None:
         if self.args.mode == "stateful":
-            info = self.wait(self.submit(CHAIN_FIRST))
+            info = self.wait(self.submit(CHAIN_FIRST)[0])
             if info["status"] != "completed" or not info.get("heap"):
                 raise RuntimeError(f"chain setup failed: {info}")
             self.heap = info["heap"]
@@ -150,7 +159,7 @@ class ClientLoop:
         stateful = self.args.mode == "stateful"
         cancel = self.rng.random() < self.args.cancel_fraction
         t0 = time.perf_counter()
-        execution_id = self.submit(CHAIN_STEP if stateful else self.args.code)
+        execution_id, info = self.submit(CHAIN_STEP if stateful else self.args.code, self.args.submit_wait)
         accepted = False
         t_cancel = 0.0
         if cancel:
@@ -166,7 +175,8 @@ class ClientLoop:
                 stats.cancels_late += 1
             else:
                 stats.error(f"cancel_http_{status}", json.dumps(doc))
-        info = self.wait(execution_id)
+        if info is None:
+            info = self.wait(execution_id)
         t1 = time.perf_counter()
         if t1 > self.stop_at[0]:
             return  # finished after the window: not counted
@@ -228,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--max-executions", type=int, default=10**9, help="stop after this many submits")
     ap.add_argument("--mode", choices=MODES, default="stateless")
+    ap.add_argument(
+        "--submit-wait", action="store_true", help="submit with wait_ms: one request per execution"
+    )
     ap.add_argument("--cancel-fraction", type=float, default=0.0)
     ap.add_argument("--cancel-max-delay-ms", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=1)
@@ -238,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.expect is None and args.code == TRIVIAL:
         args.expect = TRIVIAL_RESULT
+    if args.submit_wait and args.cancel_fraction:
+        ap.error("--submit-wait does not combine with --cancel-fraction (the submit holds the connection)")
     url = urlsplit(args.url)
     if url.scheme != "http" or url.hostname not in LOOPBACK or url.port is None:
         ap.error("--url must be http://127.0.0.1:PORT (load targets loopback only)")
@@ -278,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     finished = sum(total.statuses.values())
     out = {
         "mode": args.mode,
+        "submit_wait": args.submit_wait,
         "concurrency": args.concurrency,
         "cancel_fraction": args.cancel_fraction,
         "elapsed_s": elapsed,

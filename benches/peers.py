@@ -52,6 +52,7 @@ PACKAGES: dict[str, Callable[[], bool]] = {
     "jsrun": lambda: importlib.util.find_spec("jsrun") is not None,
     "deno": lambda: _deno_bin() is not None,
     "py-spy": lambda: (VENV_BIN / "py-spy").exists(),
+    "matplotlib": lambda: importlib.util.find_spec("matplotlib") is not None,  # benches/plot.py
 }
 
 
@@ -74,7 +75,7 @@ def ensure_installed(packages: list[str]) -> dict[str, str]:
         if PACKAGES[name]():
             status[name] = f"present ({_dist_version(name)})"
             continue
-        log(f"peers: pip install {name}")
+        log(f"pip install {name}")
         try:
             done = subprocess.run(
                 [*_pip(), "install", "--quiet", "--disable-pip-version-check", name],

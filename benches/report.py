@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from engine_level import ceiling_rate
+import targets
+from engine_level import ceiling_cpu_ms, ceiling_rate
 
 
 def num(value: Any, digits: int = 1) -> str:
@@ -56,6 +57,88 @@ def machine_section(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _met(row: dict[str, Any]) -> str:
+    if row["measured"] is None:
+        return "—"
+    if row.get("ceiling_starved"):
+        return "n/a (ceiling starved)"
+    if row["met"] is None:
+        return "n/a"
+    if row["met"]:
+        return "yes"
+    checks = row.get("checks", {})
+    misses = [k for k, ok in checks.items() if ok is False]
+    return "**no**" + (f" ({', '.join(misses)})" if len(checks) > 1 else "")
+
+
+def _headline_cells(row: dict[str, Any]) -> list[str]:
+    kind = row["kind"]
+    ref = row["reference"]
+    if kind == "rate":
+        measured = "not measured" if row["measured"] is None else f"{num(row['measured'])} exec/s"
+        reference = f"{num(ref)} exec/s" if ref is not None else "not measured"
+        ratio = times(row["ratio"])
+    elif kind == "latency":
+        measured = "not measured" if row["measured"] is None else f"{num(row['measured'], 2)} ms"
+        reference = f"{num(ref, 2)} ms" if ref is not None else "not measured"
+        ratio = times(row["ratio"])
+    else:
+        split = row.get("split")
+        measured = (
+            "not measured"
+            if not split
+            else f"{num(split['server'], 2)} / {num(split['workers'], 2)} / {num(split['loadgen'], 2)} ms"
+        )
+        reference = f"{num(ref, 2)} ms" if ref is not None else "not measured"
+        ratio = f"workers {times(row['ratio'])}" if row["ratio"] is not None else "n/a"
+    if ref is not None:
+        reference += f" ({row['reference_label']})"
+    return [row["figure"], measured, reference, ratio, row["target"], _met(row)]
+
+
+def headline_section(results: dict[str, Any]) -> list[str]:
+    """The headline table (benches/targets.py) and the throughput plot."""
+    head = results.get("ratios", {}).get("headline") or targets.compute(results)
+    out = ["## Headline", ""]
+    out.append(
+        "The service against the raw-V8 ceiling (`benches/ceiling.cc`) or the in-process engine, all "
+        "measured in this run. Rates: closed-loop exec/s over the ceiling's rate at all "
+        f"{head['threads']} threads. Latencies: medians; the reference column holds the in-process "
+        "engine's median at 1 thread (cancel: its in-process cancel latency), the ratio is over it. CPU: "
+        "CPU ms per finished execution of the server process / its workers / the load generator, against "
+        "the ceiling's CPU per run at all threads (measured by the program, or estimated as threads × "
+        "1000 / rate); the ratio is the workers' over it."
+    )
+    out.append("")
+    out += table(
+        ["figure", "measured", "raw V8 ceiling", "ratio", "target", "met?"],
+        [_headline_cells(r) for r in head["rows"]],
+    )
+    shares = head.get("ceiling_cpu_share", {})
+    starved = {k: v for k, v in shares.items() if v is not None and v < targets.CEILING_MIN_CPU_SHARE}
+    if starved:
+        text = ", ".join(f"{targets.CEILING_NAMES[k]} {100 * v:.0f} %" for k, v in starved.items())
+        out += [
+            f"**The raw-V8 ceiling was starved in this run**: at {head['threads']} threads it used only "
+            f"{text} of its {head['threads']} CPUs (rate × its CPU per run; ~100 % on an idle machine), so "
+            "other processes had the CPU while it ran. Its rates, and the exec/s ratios above, say "
+            "nothing here; its CPU per run (the CPU rows) still holds.",
+            "",
+        ]
+    plot = results.get("plot")
+    if plot and plot.get("file"):
+        out += [
+            f"![exec/s against clients, service modes and raw-V8 ceilings]({plot['file']})",
+            "",
+            f"`{plot['file']}`: exec/s against clients (log 2) for the three service modes (no cancels, "
+            "default HTTP threads); the raw-V8 ceilings at all threads dashed, their targets dotted.",
+            "",
+        ]
+    elif plot:
+        out += [f"Throughput plot not written: {plot.get('error', 'unknown error')}", ""]
+    return out
+
+
 def summary_section(results: dict[str, Any]) -> list[str]:
     r = results.get("ratios", {})
     out = ["## Summary", ""]
@@ -88,13 +171,29 @@ def engine_section(engine: dict[str, Any]) -> list[str]:
 
     ceil = engine.get("ceiling", {})
     if "by_threads" in ceil:
-        rows = [
-            [n, num(v.get("fresh-isolate")), num(v.get("snapshot-chain"))]
-            for n, v in ceil["by_threads"].items()
-        ]
-        out.append("Raw-V8 ceiling (`benches/ceiling.cc`, C++ against the same libnode, same run):")
+        rows = []
+        for n, v in ceil["by_threads"].items():
+            cpu = [ceiling_cpu_ms(engine, int(n), kind) for kind in ("fresh-isolate", "snapshot-chain")]
+            rows.append(
+                [n, num(v.get("fresh-isolate")), num(v.get("snapshot-chain"))]
+                + [f"{num(ms, 2)}{'' if how == 'measured' else ' (est.)'}" for ms, how in cpu]
+            )
+        out.append(
+            "Raw-V8 ceiling (`benches/ceiling.cc`, C++ against the same libnode, same run; CPU per run is "
+            "the process's CPU time over its runs, or estimated as threads × 1000 / rate when the "
+            "program did not report it):"
+        )
         out.append("")
-        out += table(["threads", "fresh isolates/s", "snapshot chain/s"], rows)
+        out += table(
+            [
+                "threads",
+                "fresh isolates/s",
+                "snapshot chain/s",
+                "fresh isolate CPU ms/run",
+                "chain CPU ms/run",
+            ],
+            rows,
+        )
     else:
         out += [f"Raw-V8 ceiling: {ceil.get('error', 'not measured')}", ""]
 
@@ -259,6 +358,46 @@ def service_section(service: dict[str, Any], ratios: dict[str, Any]) -> list[str
         ],
         rows,
     )
+    one_request = service.get("submit_wait_runs", [])
+    if one_request:
+        two = {(r["mode"], r["concurrency"]): r for r in runs if not r["cancel_fraction"]}
+        out.append(
+            'One request per execution: the same loads with `"wait_ms": 30000` in the submit, which answers '
+            "with the execution once it has ended (no separate long-poll). Same server."
+        )
+        out.append("")
+        wait_rows = []
+        for r in one_request:
+            base = two.get((r["mode"], r["concurrency"]))
+            wait_rows.append(
+                [
+                    MODE_LABELS.get(r["mode"], r["mode"]),
+                    str(r["concurrency"]),
+                    num(r["throughput_per_s"]),
+                    *_lat(r["latency"]),
+                    str(r["errors"]) + (f" ({_kinds(r)})" if r["errors"] else ""),
+                    num(r["server_cpu_ms_per_exec"], 2),
+                    num(base["server_cpu_ms_per_exec"], 2) if base else "n/a",
+                    num(r["workers_cpu_ms_per_exec"], 2),
+                    num(base["latency"]["median_ms"], 2) if base else "n/a",
+                ]
+            )
+        out += table(
+            [
+                "mode",
+                "clients",
+                "exec/s",
+                "median ms",
+                "p95 ms",
+                "p99 ms",
+                "errors",
+                "server CPU ms/exec",
+                "server CPU ms/exec, submit + long-poll",
+                "workers CPU ms/exec",
+                "median ms, submit + long-poll",
+            ],
+            wait_rows,
+        )
     pairs = snapshot_vs_none(service)
     if pairs:
         out.append(
@@ -335,13 +474,52 @@ def service_section(service: dict[str, Any], ratios: dict[str, Any]) -> list[str
         ],
         rows,
     )
+    out += _cancel_http(service.get("cancel_http"))
     disk = service.get("data_dir_bytes", {})
     if disk:
         parts = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in sorted(disk.items()))
-        out += [f"Data dir after the runs on the first server: {parts}.", ""]
+        out += [f"Data dir after the load runs on the first server: {parts}.", ""]
     samples = [s for r in runs for s in r.get("error_samples", [])]
     if samples:
         out += ["Error samples:", ""] + [f"- `{s}`" for s in samples[:10]] + [""]
+    return out
+
+
+def _cancel_http(cancel: dict[str, Any] | None) -> list[str]:
+    if not cancel:
+        return []
+    if "error" in cancel:
+        return [f"Cancel over HTTP: {cancel['error']}", ""]
+    out = [
+        f"Cancel over HTTP, on the same server after the load rows, one execution at a time "
+        f"({cancel['rounds']} rounds per script): submit, poll the output until the worker has printed "
+        f"the script's first line, wait {num(cancel['margin_ms'], 0)} ms, then from sending "
+        "`POST /api/executions/{id}/cancel` to the long-poll answering `cancelled`.",
+        "",
+    ]
+    rows = []
+    for key, label in (("busy_loop", "busy loop"), ("parked_promise", "parked on a promise")):
+        c = cancel.get(key)
+        if not c:
+            continue
+        rows.append(
+            [
+                label,
+                f"`{cancel['scripts'][key]}`".replace("\n", " "),
+                f"{c['cancelled']} / {cancel['rounds']}",
+                *_lat(c),
+                num(c["cancel_post_ms"].get("median_ms"), 2),
+                num(c["submit_to_started_ms"].get("median_ms"), 2),
+            ]
+        )
+    out += table(
+        ["script", "code", "cancelled / rounds", "median ms", "p95 ms", "p99 ms",
+         "cancel POST round trip median ms", "submit → first line seen median ms"],
+        rows,
+    )  # fmt: skip
+    errors = [e for key in ("busy_loop", "parked_promise") for e in cancel.get(key, {}).get("errors", [])]
+    if errors:
+        out += ["Cancel errors:", ""] + [f"- `{e}`" for e in errors[:10]] + [""]
     return out
 
 
@@ -560,6 +738,7 @@ def render(results: dict[str, Any]) -> str:
     ratios = results.get("ratios", {})
     lines = ["# mcp-v8 benchmarks", ""]
     lines += machine_section(results)
+    lines += headline_section(results)
     lines += summary_section(results)
     if "engine" in results:
         lines += engine_section(results["engine"])

@@ -8,6 +8,7 @@ Parts, all in one run so that every comparison is a ratio of numbers measured to
   peers    PyMiniRacer, jsrun, node, deno on the same scripts (installed with pip when missing)
 
 usage: .venv/bin/python benches/run.py [--quick] [--parts engine,service,leak,profile,peers] [--clients 1,4]
+       .venv/bin/python benches/run.py --render-only [bench.json]   # re-render, measure nothing
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import sys
 import time
 import traceback
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
+import plot
+import targets
 from benchlib import RESULTS, load_average, log, machine_info, ratio
 from engine_level import ceiling_rate, rate_at
 from report import MODE_LABELS, STAGE_LABELS, profile_stages, render, run_key, snapshot_vs_none
@@ -32,6 +36,7 @@ PARTS = ("engine", "service", "leak", "profile", "peers")
 def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
     """Every cross-part ratio, the headlines and the observations the numbers support."""
     out: dict[str, Any] = {"service": {}, "headlines": [], "observations": []}
+    out["headline"] = targets.compute(results)
     engine = results.get("engine", {})
     cores = os.cpu_count() or 1
     all_threads = max(engine.get("threads", [1]))
@@ -266,8 +271,26 @@ def _x(value: float | None) -> str:
 def write(results: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     results["ratios"] = compute_ratios(results)
+    if plot.has_rows(results):
+        results["plot"] = plot.write_plot(results, RESULTS)
+        if "error" in results["plot"]:
+            log(f"throughput plot not written: {results['plot']['error']}")
     (RESULTS / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (RESULTS / "bench.md").write_text(render(results))
+
+
+def render_only(path: str) -> int:
+    """Recomputes the ratios, the headline table and the plot of a saved run and writes its report
+    into benches/results (its raw numbers are kept as they are)."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        log(f"cannot read {path}: {e}")
+        return 2
+    results.pop("plot", None)
+    write(results)
+    log(f"re-rendered {RESULTS / 'bench.md'} and {RESULTS / 'bench.json'} from {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,7 +302,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="comma-separated client counts of the service part (default 1,16 with --quick, else 1,4,16,64)",
     )
+    ap.add_argument(
+        "--render-only",
+        nargs="?",
+        const=str(RESULTS / "bench.json"),
+        metavar="BENCH_JSON",
+        help="measure nothing: rewrite bench.md, the ratios in bench.json and the plot from a saved "
+        "bench.json (default benches/results/bench.json)",
+    )
     args = ap.parse_args(argv)
+    if args.render_only:
+        return render_only(args.render_only)
     clients = tuple(int(c) for c in args.clients.split(",") if c) if args.clients else None
     if clients is not None and (not clients or min(clients) < 1):
         ap.error("--clients takes positive client counts, e.g. 1,4")

@@ -134,7 +134,10 @@ def run_loadgen(url: str, *, timeout: float, **options: Any) -> dict[str, Any]:
     """Runs benches/loadgen.py in its own process and returns its JSON report."""
     command = [sys.executable, str(BENCHES / "loadgen.py"), "--url", url]
     for name, value in options.items():
-        command += ["--" + name.replace("_", "-"), str(value)]
+        if value is True:
+            command.append("--" + name.replace("_", "-"))  # a flag
+        elif value is not False:
+            command += ["--" + name.replace("_", "-"), str(value)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"loadgen failed ({done.returncode}): {done.stderr.strip()[-1000:]}")

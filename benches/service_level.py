@@ -1,7 +1,7 @@
 """Part 2, service level: a real ``mcp-v8 serve`` on loopback driven by benches/loadgen.py in its own
 process (closed-loop clients, submit + long-poll), stateless (with the default snapshot, and with
-``"snapshot": false``) and stateful, with and without 10 % cancels; and a leak check of one worker
-process over many executions."""
+``"snapshot": false``) and stateful, with and without 10 % cancels; cancel → ``cancelled`` over HTTP
+of a busy loop and of a parked promise; and a leak check of one worker process over many executions."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import TRIVIAL, TRIVIAL_RESULT, cpu_seconds, log, rss_kb, summary_ms
+from loadgen import TERMINAL, Client
 from server import Server, run_loadgen
 
 from mcp_v8.config import Settings
@@ -66,7 +67,14 @@ class Probe:
 
 
 def load_run(
-    server: Server, *, concurrency: int, seconds: float, mode: str, cancel: float, http_threads: int
+    server: Server,
+    *,
+    concurrency: int,
+    seconds: float,
+    mode: str,
+    cancel: float,
+    http_threads: int,
+    submit_wait: bool = False,
 ) -> dict[str, Any]:
     """One loadgen run, with the server's and its workers' CPU time per finished execution and the
     latency of a side probe."""
@@ -81,6 +89,7 @@ def load_run(
             mode=mode,
             cancel_fraction=cancel,
             seed=concurrency,
+            submit_wait=submit_wait,
         )
     result["probe_version"] = probe.summary()
     result["http_threads"] = http_threads
@@ -89,11 +98,91 @@ def load_run(
     result["workers_cpu_ms_per_exec"] = (_cpu(workers) - workers_cpu0) / finished * 1e3
     result["worker_replacements"] = len(set(server.worker_pids()) - set(workers))
     log(
-        f"service {mode} c={concurrency} threads={http_threads} cancel={cancel:.0%}: "
+        f"service {mode}{' submit-wait' if submit_wait else ''} c={concurrency} threads={http_threads} "
+        f"cancel={cancel:.0%}: "
         f"{result['throughput_per_s']:.1f}/s, "
         f"median {result['latency']['median_ms']:.1f} ms, errors {result['errors']}"
     )
     return result
+
+
+# Scripts of the HTTP cancel measurement; each prints a line first, so its output tells that a worker
+# has started it (the record says `running` from the submit on, queued or not).
+CANCEL_SCRIPTS = {
+    "busy_loop": "console.log('started');\nwhile (true) {}",
+    "parked_promise": "console.log('started');\nawait new Promise(() => {})",
+}
+CANCEL_MARGIN_S = 0.005  # after the line is seen: the script is inside its loop or its await
+
+
+def cancel_over_http(server: Server, rounds: int) -> dict[str, Any]:
+    """For each script of CANCEL_SCRIPTS, ``rounds`` times one after another on an idle server:
+    submit it, poll its output until the worker has printed the first line (the console flusher sends
+    it within ~20 ms), wait CANCEL_MARGIN_S, then time ``POST /api/executions/{id}/cancel`` until a
+    ``GET /api/executions/{id}?wait_ms=...`` long-poll answers ``cancelled``."""
+    client = Client("127.0.0.1", server.port, timeout=60)
+    out: dict[str, Any] = {"rounds": rounds, "margin_ms": CANCEL_MARGIN_S * 1e3, "scripts": CANCEL_SCRIPTS}
+    try:
+        for name, code in CANCEL_SCRIPTS.items():
+            samples: list[float] = []
+            posts: list[float] = []
+            starts: list[float] = []
+            errors: list[str] = []
+            for _ in range(rounds):
+                try:
+                    t_submit = time.perf_counter()
+                    status, doc = client.request(
+                        "POST", "/api/exec", {"code": code, "execution_timeout_secs": 30}
+                    )
+                    if status != 202:
+                        raise RuntimeError(f"submit: HTTP {status} {doc}")
+                    eid = doc["execution_id"]
+                    deadline = time.monotonic() + 20
+                    while True:
+                        status, page = client.request("GET", f"/api/executions/{eid}/output")
+                        if status != 200:
+                            raise RuntimeError(f"output: HTTP {status} {page}")
+                        if page["total_lines"] >= 1:
+                            break
+                        if page["status"] in TERMINAL:
+                            raise RuntimeError(f"ended {page['status']} before printing")
+                        if time.monotonic() > deadline:
+                            raise RuntimeError("no output after 20 s")
+                        time.sleep(0.002)
+                    starts.append(time.perf_counter() - t_submit)
+                    time.sleep(CANCEL_MARGIN_S)
+                    t0 = time.perf_counter()
+                    status, doc = client.request("POST", f"/api/executions/{eid}/cancel")
+                    posts.append(time.perf_counter() - t0)
+                    if status != 200:
+                        raise RuntimeError(f"cancel: HTTP {status} {doc}")
+                    while True:
+                        status, info = client.request("GET", f"/api/executions/{eid}?wait_ms=30000")
+                        if status != 200:
+                            raise RuntimeError(f"long-poll: HTTP {status} {info}")
+                        if info["status"] in TERMINAL:
+                            break
+                    t1 = time.perf_counter()
+                    if info["status"] != "cancelled":
+                        raise RuntimeError(f"ended {info['status']} after the cancel")
+                    samples.append(t1 - t0)
+                except (OSError, RuntimeError, ValueError, KeyError) as e:
+                    errors.append(f"{type(e).__name__}: {e}"[:300])
+            out[name] = {
+                "cancelled": len(samples),
+                **summary_ms(samples),
+                "samples_ms": [x * 1e3 for x in samples],
+                "cancel_post_ms": summary_ms(posts),
+                "submit_to_started_ms": summary_ms(starts),
+                "errors": errors,
+            }
+            log(
+                f"service cancel over HTTP, {name}: median {out[name]['median_ms']:.2f} ms "
+                f"({len(samples)}/{rounds} cancelled)"
+            )
+    finally:
+        client.close()
+    return out
 
 
 # Every mode is measured without cancels; the rows with 10 % cancels keep to two (a shorter run).
@@ -130,7 +219,25 @@ def run(*, workers: int, quick: bool, concurrencies: tuple[int, ...] | None = No
                             http_threads=default_threads,
                         )
                     )
+        # One request per execution: the submit carries wait_ms and answers with the execution.
+        out["submit_wait_runs"] = [
+            load_run(
+                server,
+                concurrency=c,
+                seconds=seconds,
+                mode=mode,
+                cancel=0.0,
+                http_threads=default_threads,
+                submit_wait=True,
+            )
+            for mode in MODES
+            for c in sorted({min(concurrencies), 4} & set(concurrencies))
+        ]
         out["data_dir_bytes"] = _du(server.data_dir)
+        try:
+            out["cancel_http"] = cancel_over_http(server, 10 if quick else 20)
+        except Exception as e:  # the load rows stay
+            out["cancel_http"] = {"error": f"{type(e).__name__}: {e}"}
     # Long-polls hold an HTTP thread each: the busiest row again with enough threads for every client.
     top = max(concurrencies)
     threads = 2 * top + default_threads
