@@ -195,12 +195,11 @@ class SQLiteExecutionStore(Closing):
         """Records a new execution as ``running``, started now. Raises :class:`DuplicateExecution`."""
         tags_json = json.dumps(tags, ensure_ascii=False, sort_keys=True) if tags is not None else None
         try:
-            with self._db.write() as conn:
-                conn.execute(
-                    "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags,"
-                    " code_bytes) VALUES (?, 'running', ?, ?, ?, ?, ?)",
-                    (execution_id, _iso(_now()), heap_in, session, tags_json, code_bytes),
-                )
+            self._db.run(
+                "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags,"
+                " code_bytes) VALUES (?, 'running', ?, ?, ?, ?, ?)",
+                (execution_id, _iso(_now()), heap_in, session, tags_json, code_bytes),
+            )
         except sqlite3.IntegrityError:
             raise DuplicateExecution(execution_id) from None
 
@@ -220,29 +219,32 @@ class SQLiteExecutionStore(Closing):
         defaults to the wall-clock time since ``started_at``."""
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"not a terminal status: {status!r}")
+        update = (
+            "UPDATE executions SET status = ?, completed_at = ?, result = ?, error = ?, heap_out = ?,"
+            f" duration_ms = ? WHERE execution_id = ? AND status = 'running' RETURNING {_COLUMNS}"
+        )
+        if duration_ms is not None:  # the usual case: one statement
+            rows = self._db.run(
+                update, (status, _iso(_now()), result, error, heap_out, duration_ms, execution_id)
+            )
+            return _record(rows[0]) if rows else None
         now = _now()
         with self._db.write() as conn:
-            if duration_ms is None:
-                row = conn.execute(
-                    "SELECT started_at FROM executions WHERE execution_id = ? AND status = 'running'",
-                    (execution_id,),
-                ).fetchone()
-                if row is not None:
-                    duration_ms = (now - _parse_iso(row[0])).total_seconds() * 1000.0
+            row = conn.execute(
+                "SELECT started_at FROM executions WHERE execution_id = ? AND status = 'running'",
+                (execution_id,),
+            ).fetchone()
+            if row is not None:
+                duration_ms = (now - _parse_iso(row[0])).total_seconds() * 1000.0
             rows = conn.execute(  # fetchall: the statement completes before the commit
-                "UPDATE executions SET status = ?, completed_at = ?, result = ?, error = ?, heap_out = ?,"
-                f" duration_ms = ? WHERE execution_id = ? AND status = 'running' RETURNING {_COLUMNS}",
-                (status, _iso(now), result, error, heap_out, duration_ms, execution_id),
+                update, (status, _iso(now), result, error, heap_out, duration_ms, execution_id)
             ).fetchall()
         return _record(rows[0]) if rows else None
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
         """The record of ``execution_id``, or None."""
-        with self._db.connection() as conn:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM executions WHERE execution_id = ?", (execution_id,)
-            ).fetchone()
-        return None if row is None else _record(row)
+        rows = self._db.run(f"SELECT {_COLUMNS} FROM executions WHERE execution_id = ?", (execution_id,))
+        return _record(rows[0]) if rows else None
 
     def list(self, limit: int = 100, status: ExecutionStatus | None = None) -> builtins.list[ExecutionRecord]:
         """Up to ``limit`` records, newest first (by ``started_at``, then by insertion order)."""

@@ -334,8 +334,7 @@ class SQLiteOutputLog(Closing):
         :class:`DuplicateExecution`."""
         self._check_open()
         try:
-            with self._db.write() as conn:
-                conn.execute("INSERT INTO output_logs (execution_id) VALUES (?)", (execution_id,))
+            self._db.run("INSERT INTO output_logs (execution_id) VALUES (?)", (execution_id,))
         except sqlite3.IntegrityError:
             raise DuplicateExecution(execution_id) from None
         with self._states_lock:

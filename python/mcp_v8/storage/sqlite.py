@@ -3,7 +3,9 @@
 :class:`SQLiteDatabase` opens the file in WAL mode with ``synchronous=NORMAL`` (a committed transaction
 survives a kill of the process, an OS crash may lose the last few; readers never block the writer),
 lends connections from a small pool (so concurrent readers do not wait for each other), wraps every
-write in one short ``BEGIN IMMEDIATE`` transaction, and brings the schema up to date at open.
+write of several statements in one short ``BEGIN IMMEDIATE`` transaction (a single statement is its
+own transaction, and takes the write lock before it reads, just the same), and brings the schema up
+to date at open.
 
 Schema versions: the database's ``PRAGMA user_version`` is the number of the last migration applied
 (0 for a new file). At open, every :class:`Migration` numbered above it is applied in order, each in
@@ -124,23 +126,38 @@ class SQLiteDatabase(Closing):
     def connection(self) -> Iterator[sqlite3.Connection]:
         """Borrows a connection (autocommit: each statement is its own transaction unless the caller
         begins one) for one operation. Raises ``RuntimeError`` once the database is closed."""
+        conn = self._borrow()
+        try:
+            yield conn
+        finally:
+            self._give_back(conn)
+
+    def run(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Runs one statement as its own transaction (a read, or a write that needs no other
+        statement with it) and returns its rows: the hot paths' way, without a context manager
+        or a ``BEGIN``/``COMMIT`` pair around it."""
+        conn = self._borrow()
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            self._give_back(conn)
+
+    def _borrow(self) -> sqlite3.Connection:
         with self._pool_lock:
             if self._closed:
                 raise RuntimeError(f"database {self.path} is closed")
             conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._connect()
-        try:
-            yield conn
-        finally:
-            if conn.in_transaction:  # only after an error inside write()'s own handling
-                conn.execute("ROLLBACK")
-            with self._pool_lock:
-                keep = not self._closed and len(self._idle) < _MAX_IDLE_CONNECTIONS
-                if keep:
-                    self._idle.append(conn)
-            if not keep:
-                conn.close()
+        return conn if conn is not None else self._connect()
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:  # only after an error inside write()'s own handling
+            conn.execute("ROLLBACK")
+        with self._pool_lock:
+            keep = not self._closed and len(self._idle) < _MAX_IDLE_CONNECTIONS
+            if keep:
+                self._idle.append(conn)
+        if not keep:
+            conn.close()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
