@@ -178,3 +178,22 @@ def test_the_fast_check_declines_schemas_it_does_not_know() -> None:
         False,
         False,
     ]
+
+
+_QUERIES = [
+    QueryValidator(path, method)
+    for path, item in contract()["paths"].items()
+    for method, op in item.items()
+    if any(p["in"] == "query" for p in op.get("parameters", []))
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(_scalars, st.sampled_from(["running", "completed", "done", "RUNNING"])))
+def test_query_checks_accept_exactly_what_the_schema_validators_accept(value: Any) -> None:
+    assert _QUERIES, "the contract has query parameters"
+    for query in _QUERIES:
+        for name, check in query._checks.items():
+            assert check is not None, f"{name}: a keyword the fast check lacks"
+            accepted = next(query._validators[name].iter_errors(value), None) is None
+            assert check(value) is accepted, (name, value)

@@ -249,6 +249,7 @@ class QueryValidator:
         }
         self.names = frozenset(self._params)
         self._validators = {name: Validator(s) for name, s in self._params.items()}
+        self._checks = {name: compile_check(s) for name, s in self._params.items()}
 
     def validate(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """``raw``: the query as parsed (a value, or a list for a repeated name). Returns
@@ -266,6 +267,10 @@ class QueryValidator:
                 if not re.fullmatch(r"[+-]?[0-9]{1,30}", given.strip()):
                     raise InvalidRequest(f"{name} must be an integer")
                 value = int(given)
+            check = self._checks[name]
+            if check is not None and check(value):
+                values[name] = value
+                continue
             error = _first(self._validators[name].iter_errors(value))
             if error is not None:
                 if error.validator in ("minimum", "maximum"):
