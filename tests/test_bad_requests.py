@@ -106,6 +106,10 @@ def test_cancel_path_tricks(client: testing.TestClient) -> None:
         ({"limit": "99999999999999999999999"}, 400),
         ({"status": "done"}, 400),
         ({"bogus": "1"}, 400),
+        ({"session": "s" * 257}, 400),
+        ({"cursor": ""}, 400),
+        ({"cursor": "not a cursor"}, 400),
+        ({"cursor": "e30"}, 400),
     ],
 )
 def test_bad_list_queries(client: testing.TestClient, query: dict[str, str], status: int) -> None:

@@ -77,19 +77,36 @@ def test_server_bounds_apply_on_top_of_the_contract() -> None:
 
 def test_query_parameters_from_the_contract() -> None:
     listing = QueryValidator("/api/executions", "get")
-    assert listing.names == {"limit", "status"}
-    assert listing.validate({}) == {"limit": 100, "status": None}
-    assert listing.validate({"limit": "7", "status": "failed"}) == {"limit": 7, "status": "failed"}
+    assert listing.names == {"limit", "status", "session", "cursor"}
+    assert listing.validate({}) == {"limit": 100, "status": None, "session": None, "cursor": None}
+    assert listing.validate({"limit": "7", "status": "failed", "session": "a/b ü", "cursor": "e30"}) == {
+        "limit": 7,
+        "status": "failed",
+        "session": "a/b ü",
+        "cursor": "e30",
+    }
+    assert listing.validate({"session": ""})["session"] == ""  # the empty string names a session
     for raw, message in [
         ({"limit": "x"}, "limit must be an integer"),
         ({"limit": "1.5"}, "limit must be an integer"),
         ({"limit": "0"}, "limit must be between 1 and 1000"),
         ({"limit": ["1", "2"]}, "limit must be given once"),
         ({"status": "done"}, "status must be one of running, completed, failed, cancelled, timed_out"),
+        ({"session": "s" * 257}, "session must be at most 256 characters"),
+        ({"session": ["a", "b"]}, "session must be given once"),
+        ({"cursor": ""}, "cursor must be the next_cursor of an earlier page"),
+        ({"cursor": "a+b/c="}, "cursor must be the next_cursor of an earlier page"),
+        ({"cursor": "a" * 4097}, "cursor must be at most 4096 characters"),
     ]:
         with pytest.raises(InvalidRequest) as e:
             listing.validate(raw)
         assert str(e.value) == message
+    log = QueryValidator("/api/sessions/log", "get")
+    assert log.names == {"session", "limit", "cursor"}
+    with pytest.raises(InvalidRequest, match="^session is required$"):
+        log.validate({"limit": "5"})
+    assert log.validate({"session": "a/b"}) == {"session": "a/b", "limit": 100, "cursor": None}
+    assert QueryValidator("/api/sessions", "get").validate({}) == {"limit": 100, "cursor": None}
     output = QueryValidator("/api/executions/{id}/output", "get")
     assert output.validate({"byte_offset": "12"})["byte_offset"] == 12
     with pytest.raises(InvalidRequest, match="byte_offset must be between 0 and"):
@@ -189,7 +206,13 @@ _QUERIES = [
 
 
 @settings(max_examples=300, deadline=None)
-@given(value=st.one_of(_scalars, st.sampled_from(["running", "completed", "done", "RUNNING"])))
+@given(
+    value=st.one_of(
+        _scalars,
+        st.sampled_from(["running", "completed", "done", "RUNNING", "e30", "e30\n", "a=", "-_", "x" * 4097]),
+        st.from_regex(r"[A-Za-z0-9_-]{0,8}\n?", fullmatch=True),
+    )
+)
 def test_query_checks_accept_exactly_what_the_schema_validators_accept(value: Any) -> None:
     assert _QUERIES, "the contract has query parameters"
     for query in _QUERIES:

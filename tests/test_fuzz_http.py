@@ -208,12 +208,24 @@ def percent(data: bytes) -> str:
 
 
 query_parts = st.one_of(
-    st.sampled_from(["limit", "status", "wait_ms", "line_offset", "line_limit", "byte_offset", "byte_limit"]),
+    st.sampled_from(
+        [
+            "limit",
+            "status",
+            "wait_ms",
+            "line_offset",
+            "line_limit",
+            "byte_offset",
+            "byte_limit",
+            "session",
+            "cursor",
+        ]
+    ),
     st.text(max_size=10),
 ).map(lambda s: percent(s.encode()))
 query_values = st.one_of(
     st.integers(-(10**30), 10**30).map(str),
-    st.sampled_from(["0", "1", "30000", "running", "completed", "1e3", "", "-0", " 1", "0x10"]),
+    st.sampled_from(["0", "1", "30000", "running", "completed", "1e3", "", "-0", " 1", "0x10", "e30", "a/b"]),
     st.text(max_size=10),
 ).map(lambda s: percent(s.encode()))
 raw_query_bytes = st.one_of(invalid_utf8, st.binary(max_size=8), st.just(b"\xed\xa0\x80")).map(percent)
@@ -277,7 +289,10 @@ def any_requests(draw: st.DrawFn, known_id: str) -> tuple[str, str]:
                 ("GET", f"/api/executions/{eid}"),
                 ("GET", f"/api/executions/{eid}/output"),
                 ("GET", "/api/version"),
+                ("GET", "/api/openapi.json"),
                 ("GET", "/api/stats"),
+                ("GET", "/api/sessions"),
+                ("GET", "/api/sessions/log"),
                 ("GET", "/api/cli"),
                 ("GET", f"/api/cli/{eid}"),
                 ("GET", "/api/" + eid),

@@ -133,7 +133,14 @@ def test_lone_surrogate_in_a_query_parameter() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/executions", f"/api/executions/{ZERO_ID}", f"/api/executions/{ZERO_ID}/output", "/api/stats"],
+    [
+        "/api/executions",
+        f"/api/executions/{ZERO_ID}",
+        f"/api/executions/{ZERO_ID}/output",
+        "/api/stats",
+        "/api/sessions",
+        "/api/sessions/log",
+    ],
 )
 def test_encoded_surrogates_in_queries_are_client_errors(client: testing.TestClient, path: str) -> None:
     resp = client.simulate_get(path, query_string="status=%ED%A0%80&%ED%B0%80=%FF", headers=AUTH)
@@ -191,7 +198,10 @@ ROUTES = [
     ("POST", f"/api/executions/{ZERO_ID}/cancel"),
     ("GET", f"/api/executions/{ZERO_ID}/output"),
     ("GET", "/api/version"),
+    ("GET", "/api/openapi.json"),
     ("GET", "/api/stats"),
+    ("GET", "/api/sessions"),
+    ("GET", "/api/sessions/log"),
     ("GET", "/api/cli"),
     ("GET", "/api/cli/linux-x86_64"),
     ("GET", "/api/nothing-here"),

@@ -1,8 +1,9 @@
 """Schema versions of the service database: a data directory of every released schema opens and
 reads back, migrations run once, in order, each whole or not at all, and a newer file is refused.
 
-``fixtures/datadir-v1`` is a data directory written by schema version 1, with what that code read
-back from it (``expected.json``); its README says how it was made.
+``fixtures/datadir-v1`` and ``fixtures/datadir-v2`` are data directories written by schema versions
+1 and 2, each with what that code read back from it (``expected.json``); their READMEs say how they
+were made.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import json
 import shutil
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import pytest
 from falcon import testing
@@ -23,9 +26,12 @@ from mcp_v8.app import DataDirError, Service, create_app
 from mcp_v8.config import Settings
 from mcp_v8.storage import (
     SCHEMA_VERSION,
+    ExecutionRecord,
     FileHeapStore,
     OutputTotals,
+    Page,
     SchemaVersionError,
+    SessionSummary,
     SQLiteDatabase,
     SQLiteExecutionStore,
     SQLiteOutputLog,
@@ -124,6 +130,145 @@ def test_a_version_1_data_dir_serves_through_the_service(datadir: Path) -> None:
         service.close()
 
 
+# -- version 2 -----------------------------------------------------------------------------------
+
+FIXTURE_V2 = Path(__file__).parent / "fixtures" / "datadir-v2"
+EXPECTED_V2: dict[str, Any] = json.loads((FIXTURE_V2 / "expected.json").read_text(encoding="utf-8"))
+IDS_V2: dict[str, str] = EXPECTED_V2["ids"]
+SLASHED = "team/a b:ü 🎉"
+T = TypeVar("T")
+
+
+@pytest.fixture
+def datadir_v2(tmp_path: Path) -> Path:
+    """A copy of the version-2 data directory."""
+    return Path(shutil.copytree(FIXTURE_V2 / "data", tmp_path / "data"))
+
+
+def retained_v2() -> list[ExecutionRecord]:
+    """The records of the fixture, in the order they were created (the order of their ids)."""
+    records = [ExecutionRecord(**r) for r in EXPECTED_V2["records"].values() if r is not None]
+    return sorted(records, key=lambda r: r.execution_id)
+
+
+def log_v2(session: str) -> list[ExecutionRecord]:
+    """A session's log worked out from the records: oldest first, ties in order of creation."""
+    return sorted((r for r in retained_v2() if r.session == session), key=lambda r: r.started_at)
+
+
+def sessions_v2() -> list[SessionSummary]:
+    """The sessions worked out from the records, latest activity first, then by name."""
+    summaries = []
+    for name in sorted({r.session for r in retained_v2() if r.session is not None}):
+        log = log_v2(name)
+        heaps = [r.heap for r in log if r.heap is not None]
+        times = [t for r in log for t in (r.started_at, r.completed_at) if t is not None]
+        summaries.append(
+            SessionSummary(name, len(log), log[0].started_at, max(times), heaps[-1] if heaps else None)
+        )
+    return sorted(summaries, key=lambda s: s.last_activity_at, reverse=True)  # stable: names stay sorted
+
+
+def every_item(fetch: Callable[[str | None], Page[T] | None]) -> list[T]:
+    """The items of every page of a listing, following next_cursor from the first page."""
+    items: list[T] = []
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        assert page is not None
+        items += page.items
+        if page.next_cursor is None:
+            return items
+        cursor = page.next_cursor
+
+
+def test_the_fixture_is_schema_version_2(datadir_v2: Path) -> None:
+    assert query(datadir_v2, "PRAGMA user_version") == [(2,)]
+    tables = {row[0] for row in query(datadir_v2, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"executions", "output_logs", "output_chunks"}
+    indexes = {row[0] for row in query(datadir_v2, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "executions_by_session" not in indexes
+    assert query(datadir_v2, "SELECT count(*) FROM output_chunks")[0][0] > 40  # many chunks per log
+
+
+def test_a_version_2_data_dir_reads_back(datadir_v2: Path) -> None:
+    db = open_database(datadir_v2)
+    executions, output = SQLiteExecutionStore(db), SQLiteOutputLog(db, flush_interval=None)
+    try:
+        assert db.schema_version == SCHEMA_VERSION
+        assert [r.execution_id for r in executions.list()] == EXPECTED_V2["list"]
+        assert [r.execution_id for r in executions.list_page(1000).items] == EXPECTED_V2["list"]
+        for name, execution_id in IDS_V2.items():
+            expected = EXPECTED_V2["records"][name]
+            record = executions.get(execution_id)
+            assert (dataclasses.asdict(record) if record else None) == expected, name
+            if expected is None:  # deleted by retention before the upgrade
+                continue
+            assert dataclasses.asdict(output.totals(execution_id)) == EXPECTED_V2["totals"][name], name
+            for case in EXPECTED_V2["pages"][name]:
+                read = output.read_lines if case["kind"] == "lines" else output.read_bytes
+                page = read(execution_id, case["offset"], case["limit"])
+                assert dataclasses.asdict(page) == case["page"], (name, case["kind"], case["offset"])
+    finally:
+        output.close()
+        db.close()
+    heaps = FileHeapStore(datadir_v2)
+    key = EXPECTED_V2["heap"]["key"]
+    assert hashlib.sha256(heaps.get(key)).hexdigest() == key
+    meta = heaps.meta(key)
+    assert meta is not None and dataclasses.asdict(meta) == EXPECTED_V2["heap"]["meta"]
+    assert not heaps.exists(EXPECTED_V2["gone_heap"])  # recorded by an execution, not stored
+
+
+def test_the_sessions_of_a_version_2_data_dir(datadir_v2: Path) -> None:
+    """The session queries, which that release did not have, on the executions it recorded."""
+    expected = sessions_v2()
+    # What the fixture was made to hold (its README), so the oracle above cannot drift with it.
+    assert [s.session for s in expected] == [SLASHED, "", "tie-a", "tie-b", "tie-c", "fixture-session"]
+    assert expected[-1].latest_heap == EXPECTED_V2["gone_heap"] and expected[-1].executions == 3
+    with SQLiteExecutionStore(datadir_v2) as executions:
+        assert executions.sessions().items == expected
+        for limit in (1, 2, 4):
+            assert every_item(lambda cursor, n=limit: executions.sessions(n, cursor=cursor)) == expected
+        for summary in expected:
+            entries = every_item(
+                lambda cursor, name=summary.session: executions.session_log(name, 1, cursor=cursor)
+            )
+            assert entries == log_v2(summary.session), summary.session
+            by_session = executions.list_page(1000, session=summary.session)
+            assert by_session.items == log_v2(summary.session)[::-1]
+        assert executions.session_log("gone-session") is None  # its only execution was pruned
+        assert [r.execution_id for r in log_v2("fixture-session")] == [
+            IDS_V2["first"],
+            IDS_V2["resumed"],
+            IDS_V2["failed"],  # started in the same millisecond as "resumed", after it
+        ]
+    indexes = {row[0] for row in query(datadir_v2, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "executions_by_session" in indexes
+
+
+def test_a_version_2_data_dir_serves_sessions(datadir_v2: Path) -> None:
+    service = Service(Settings(data_dir=datadir_v2, workers=1))  # no worker started: reads only
+    try:
+        client = testing.TestClient(create_app(service=service))
+        listed = client.simulate_get("/api/sessions", headers=HOST).json
+        # Its running execution failed when this server opened the directory: its session's
+        # last activity is now, the others are as recorded.
+        assert [s["session"] for s in listed["sessions"]] == [s.session for s in sessions_v2()]
+        assert listed["sessions"][1:] == [dataclasses.asdict(s) for s in sessions_v2()[1:]]
+        assert listed["next_cursor"] is None
+        log = client.simulate_get(
+            "/api/sessions/log", query_string=f"session={quote(SLASHED, safe='')}", headers=HOST
+        ).json
+        assert [e["execution_id"] for e in log["executions"]] == [r.execution_id for r in log_v2(SLASHED)]
+        assert log["executions"][-1]["status"] == "failed"  # it was running when that server stopped
+        assert log["session"] == SLASHED and log["next_cursor"] is None
+        gone = client.simulate_get("/api/sessions/log", params={"session": "gone-session"}, headers=HOST)
+        assert gone.status_code == 404
+    finally:
+        service.close()
+
+
 def test_new_executions_after_migration(datadir: Path) -> None:
     with SQLiteExecutionStore(datadir) as executions, SQLiteOutputLog(datadir, flush_interval=None) as out:
         out.create("after-1")
@@ -155,11 +300,11 @@ def query_write(root: Path, sql: str) -> None:
         conn.close()
 
 
-@pytest.mark.parametrize("start", ["version-1", "empty"])
+@pytest.mark.parametrize("start", ["version-1", "version-2", "empty"])
 def test_opening_again_changes_nothing(tmp_path: Path, start: str) -> None:
     root = tmp_path / "data"
-    if start == "version-1":
-        shutil.copytree(FIXTURE / "data", root)
+    if start != "empty":
+        shutil.copytree({"version-1": FIXTURE, "version-2": FIXTURE_V2}[start] / "data", root)
     open_database(root).close()
     first = dump(root)
     open_database(root).close()

@@ -26,6 +26,10 @@ CONTRACT_SCHEMAS = {
     "ExecutionSummary",
     "ExecutionOutput",
     "OutputQuery",
+    "SessionList",
+    "SessionLog",
+    "SessionLogEntry",
+    "SessionSummary",
     "Stats",
 }
 OPERATIONS = {
@@ -37,8 +41,12 @@ OPERATIONS = {
     ("post", "/api/executions/{id}/cancel"): ("cancelExecution", "Executions"),
     ("get", "/api/executions/{id}/output"): ("getExecutionOutput", "Executions"),
     ("get", "/api/version"): ("getVersion", "Meta"),
+    ("get", "/api/openapi.json"): ("getOpenApi", "Meta"),
     ("get", "/api/stats"): ("getStats", "Meta"),
+    ("get", "/api/sessions"): ("listSessions", "Sessions"),
+    ("get", "/api/sessions/log"): ("getSessionLog", "Sessions"),
 }
+PUBLIC = {"/api/version", "/api/openapi.json"}  # no token needed, even when one is configured
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +94,7 @@ def test_operations_ids_tags(spec: dict[str, Any]) -> None:
     for key, (operation_id, tag) in OPERATIONS.items():
         assert found[key]["operationId"] == operation_id
         assert found[key]["tags"] == [tag]
-    assert {t["name"] for t in spec["tags"]} == {"CLI", "Executions", "Meta"}
+    assert {t["name"] for t in spec["tags"]} == {"CLI", "Executions", "Meta", "Sessions"}
 
 
 def test_every_ref_resolves(spec: dict[str, Any]) -> None:
@@ -107,12 +115,13 @@ def test_every_ref_resolves(spec: dict[str, Any]) -> None:
         resolve(spec, {"$ref": ref})  # raises KeyError when dangling
 
 
-def test_security_everywhere_but_version(spec: dict[str, Any]) -> None:
+def test_security_everywhere_but_the_public_routes(spec: dict[str, Any]) -> None:
     assert spec["security"] == [{}, {"bearerAuth": []}]  # required only when a token is configured
     scheme = spec["components"]["securitySchemes"]["bearerAuth"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert all(f"GET {path}" in scheme["description"] for path in PUBLIC)
     for method, path, op in operations(spec):
-        if path == "/api/version":
+        if path in PUBLIC:
             assert op["security"] == []
             assert "401" not in op["responses"]
         else:
@@ -131,7 +140,7 @@ def test_error_responses_use_api_error(spec: dict[str, Any]) -> None:
     assert {"202", "400", "401", "404", "413", "429", "500", "503"} <= set(exec_responses)
     too_many = resolve(spec, exec_responses["429"])
     assert "Retry-After" in too_many["headers"]
-    for path in ("/api/executions/{id}", "/api/executions/{id}/output"):
+    for path in ("/api/executions/{id}", "/api/executions/{id}/output", "/api/sessions/log"):
         op = next(iter(spec["paths"][path].values()))
         assert "404" in op["responses"]
     # A cancel is answered with a CancelResult only: an unknown id is a 400 with ok false.
@@ -253,6 +262,72 @@ def test_output_schema_and_parameters(spec: dict[str, Any]) -> None:
         100,
     )
     assert set(listing["status"]["enum"]) == {"running", "completed", "failed", "cancelled", "timed_out"}
+
+
+def test_paged_listings(spec: dict[str, Any]) -> None:
+    """Every listing pages by an opaque cursor, with the same bounds, and says where the next page
+    starts in a next_cursor that is always there (null on the last page)."""
+    listings = {
+        "/api/executions": ("ExecutionList", "executions"),
+        "/api/sessions": ("SessionList", "sessions"),
+        "/api/sessions/log": ("SessionLog", "executions"),
+    }
+    cursor_schema = None
+    for path, (schema_name, items) in listings.items():
+        op = spec["paths"][path]["get"]
+        params = {p["name"]: p for p in op["parameters"]}
+        assert params["limit"]["schema"] | {"format": "int64"} == {
+            "type": "integer", "format": "int64", "minimum": 1, "maximum": 1000, "default": 100,
+        }  # fmt: skip
+        assert not params["cursor"]["required"]
+        cursor_schema = cursor_schema or params["cursor"]["schema"]
+        assert params["cursor"]["schema"] == cursor_schema, path
+        body = spec["components"]["schemas"][schema_name]
+        assert {items, "next_cursor"} <= set(body["required"])
+        assert body["properties"]["next_cursor"]["type"] == ["string", "null"]
+        assert body["properties"][items]["type"] == "array"
+        assert {"400", "401", "403"} <= set(op["responses"])
+    log = {p["name"]: p for p in spec["paths"]["/api/sessions/log"]["get"]["parameters"]}
+    assert log["session"]["required"] is True and log["session"]["in"] == "query"
+    by_session = {p["name"]: p for p in spec["paths"]["/api/executions"]["get"]["parameters"]}["session"]
+    assert by_session["required"] is False
+    assert log["session"]["schema"] == by_session["schema"] == {"type": "string", "maxLength": 256}
+    assert spec["components"]["schemas"]["ExecRequest"]["properties"]["session"]["maxLength"] == 256
+
+
+def test_session_schemas(spec: dict[str, Any]) -> None:
+    summary = spec["components"]["schemas"]["SessionSummary"]
+    assert set(summary["required"]) == set(summary["properties"])  # every field always there
+    entry = spec["components"]["schemas"]["SessionLogEntry"]
+    assert set(entry["required"]) == set(entry["properties"]) == {
+        "execution_id", "status", "heap_in", "heap", "tags", "started_at", "completed_at",
+    }  # fmt: skip
+    v = schema_validator(spec, "SessionList")
+    example = spec["paths"]["/api/sessions"]["get"]["responses"]["200"]["content"]["application/json"][
+        "example"
+    ]
+    v.validate(example)
+    assert not v.is_valid({"sessions": []})  # next_cursor is always there
+    assert not v.is_valid({"sessions": [{**example["sessions"][0], "executions": 0}], "next_cursor": None})
+    log = schema_validator(spec, "SessionLog")
+    log.validate(
+        {
+            "session": "a/b",
+            "executions": [
+                {"execution_id": "e1", "status": "completed", "heap_in": None, "heap": "a" * 64,
+                 "tags": {"k": "v"}, "started_at": "2024-05-01T10:00:00.000Z",
+                 "completed_at": "2024-05-01T10:00:00.012Z"},
+            ],
+            "next_cursor": "eyJsaXN0Ijoic2Vzc2lvbi1sb2cifQ",
+        }
+    )  # fmt: skip
+    assert not log.is_valid({"session": "a", "executions": [{"execution_id": "e1"}], "next_cursor": None})
+
+
+def test_openapi_document_operation(spec: dict[str, Any]) -> None:
+    op = spec["paths"]["/api/openapi.json"]["get"]
+    assert op["security"] == [] and "401" not in op["responses"]
+    assert op["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "object"
 
 
 def test_cli_download(spec: dict[str, Any]) -> None:

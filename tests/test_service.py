@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from falcon import testing
 
+import mcp_v8
 from mcp_v8.app import Service, create_app
 from mcp_v8.config import Settings
 
@@ -249,6 +251,138 @@ def test_list_newest_first(client: testing.TestClient) -> None:
     assert client.simulate_get("/api/executions", params={"status": "bogus"}, headers=HOST).status_code == 400
 
 
+def every_page(client: testing.TestClient, path: str, items: str, **params: str) -> list[list[Any]]:
+    """The pages of a listing, following next_cursor from the first."""
+    pages: list[list[Any]] = []
+    cursor: str | None = None
+    while True:
+        resp = client.simulate_get(
+            path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=HOST
+        )
+        assert resp.status_code == 200, resp.text
+        pages.append(resp.json[items])
+        cursor = resp.json["next_cursor"]
+        if cursor is None:
+            return pages
+        assert len(pages) < 1000
+
+
+def test_executions_page_by_cursor(client: testing.TestClient) -> None:
+    for i in range(5):
+        wait(client, submit(client, str(i)))
+    whole = client.simulate_get("/api/executions", params={"limit": "1000"}, headers=HOST).json
+    assert whole["next_cursor"] is None and len(whole["executions"]) >= 5
+    pages = every_page(client, "/api/executions", "executions", limit="2")
+    assert all(len(p) == 2 for p in pages[:-1]) and 1 <= len(pages[-1]) <= 2
+    assert [e for p in pages for e in p] == whole["executions"]
+    completed = every_page(client, "/api/executions", "executions", limit="3", status="completed")
+    assert [e for p in completed for e in p] == [e for e in whole["executions"] if e["status"] == "completed"]
+
+
+# Any character may be in a session name, URL-encoded in a query: "/" too, and "+&=?#%".
+SESSION = "svc demo/ü 🎉 +&=?#%"
+
+
+def log_entry(info: dict[str, Any], heap_in: str | None) -> dict[str, Any]:
+    keys = ("execution_id", "status", "heap", "tags", "started_at", "completed_at")
+    return {"heap_in": heap_in, **{k: info[k] for k in keys}}
+
+
+def test_sessions_and_a_session_log(client: testing.TestClient) -> None:
+    first = wait(client, submit(client, "var n = 1; n", session=SESSION, tags={"step": "1"}))
+    second = wait(client, submit(client, "n += 1", session=SESSION, heap=first["heap"], tags={"step": "2"}))
+    third = wait(client, submit(client, "n", session=SESSION, heap=second["heap"], snapshot=False))
+    assert (third["result"], third["heap"], third["tags"]) == ("2", None, None)
+    wait(client, submit(client, "'no session'"))  # belongs to none
+
+    listed = client.simulate_get("/api/sessions", params={"limit": "1000"}, headers=HOST)
+    assert listed.status_code == 200 and listed.json["next_cursor"] is None
+    sessions = listed.json["sessions"]
+    assert None not in [s["session"] for s in sessions]
+    for a, b in zip(sessions, sessions[1:]):  # latest activity first, ties by name
+        assert (a["last_activity_at"], b["session"]) > (b["last_activity_at"], a["session"]), (a, b)
+    times = [t for info in (first, second, third) for t in (info["started_at"], info["completed_at"])]
+    mine = {
+        "session": SESSION,
+        "executions": 3,
+        "first_activity_at": first["started_at"],
+        "last_activity_at": max(times),
+        "latest_heap": second["heap"],  # the third produced none
+    }
+    assert [s for s in sessions if s["session"] == SESSION] == [mine]
+    assert [s for p in every_page(client, "/api/sessions", "sessions", limit="1") for s in p] == sessions
+
+    log = client.simulate_get("/api/sessions/log", params={"session": SESSION}, headers=HOST)
+    entries = [log_entry(first, None), log_entry(second, first["heap"]), log_entry(third, second["heap"])]
+    assert log.status_code == 200
+    assert log.json == {"session": SESSION, "executions": entries, "next_cursor": None}
+    pages = every_page(client, "/api/sessions/log", "executions", session=SESSION, limit="1")
+    assert pages == [[e] for e in entries]
+
+    by_session = client.simulate_get("/api/executions", params={"session": SESSION}, headers=HOST).json
+    expected_ids = [third["execution_id"], second["execution_id"], first["execution_id"]]
+    assert [e["execution_id"] for e in by_session["executions"]] == expected_ids
+    pages = every_page(client, "/api/executions", "executions", session=SESSION, limit="2")
+    assert [[e["execution_id"] for e in p] for p in pages] == [expected_ids[:2], expected_ids[2:]]
+    failed = client.simulate_get(
+        "/api/executions", params={"session": SESSION, "status": "failed"}, headers=HOST
+    )
+    assert failed.json == {"executions": [], "next_cursor": None}
+
+
+def test_session_and_paging_errors(client: testing.TestClient) -> None:
+    def get(path: str, **params: Any) -> Any:
+        return client.simulate_get(path, params=params, headers=HOST)
+
+    missing = get("/api/sessions/log")
+    assert (missing.status_code, missing.json) == (400, {"error": "session is required"})
+    unknown = get("/api/sessions/log", session="nobody/here")
+    assert unknown.status_code == 404
+    assert unknown.json == {"error": "session 'nobody/here' not found: no retained execution belongs to it"}
+    assert get("/api/sessions/log", session="").status_code == 404  # a name like any other
+    assert get("/api/sessions/log", session="s" * 257).status_code == 400
+    twice = client.simulate_get("/api/sessions/log", query_string="session=a&session=b", headers=HOST)
+    assert (twice.status_code, twice.json) == (400, {"error": "session must be given once"})
+    assert get("/api/sessions", session="a").status_code == 400  # not a parameter of the listing
+    assert get("/api/sessions/log", session="a", status="completed").status_code == 400
+
+    wait(client, submit(client, "1", session="errors"))
+    wait(client, submit(client, "2", session="errors"))
+    sessions_cursor = get("/api/sessions", limit="1").json["next_cursor"]
+    log_cursor = get("/api/sessions/log", session="errors", limit="1").json["next_cursor"]
+    executions_cursor = get("/api/executions", limit="1").json["next_cursor"]
+    assert None not in (sessions_cursor, log_cursor, executions_cursor)
+    listings: list[tuple[str, dict[str, str], str]] = [
+        ("/api/executions", {}, executions_cursor),
+        ("/api/sessions", {}, sessions_cursor),
+        ("/api/sessions/log", {"session": "errors"}, log_cursor),
+    ]
+    for path, params, own in listings:
+        assert get(path, **params, cursor=own).status_code == 200
+        for limit in ("0", "1001", "-1", "x", "", "1.0"):
+            resp = get(path, **params, limit=limit)
+            assert resp.status_code == 400 and "limit" in resp.json["error"], (path, limit)
+        assert get(path, **params, limit="1000").status_code == 200
+        for cursor in ("", "!!!", "a=", "e30", "e31", own + "A", own[:-2], "x" * 4097):
+            resp = get(path, **params, cursor=cursor)
+            assert resp.status_code == 400, (path, cursor, resp.text)
+            assert "cursor" in resp.json["error"], resp.json
+        for other in {executions_cursor, sessions_cursor, log_cursor} - {own}:
+            resp = get(path, **params, cursor=other)
+            assert resp.status_code == 400 and "belongs to another listing" in resp.json["error"], path
+
+
+def test_the_contract_is_served_byte_for_byte(client: testing.TestClient) -> None:
+    resp = client.simulate_get("/api/openapi.json", headers=HOST)
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/json"
+    repository_file = Path(__file__).resolve().parents[1] / "openapi.json"
+    assert resp.content == repository_file.read_bytes()
+    assert resp.content == Path(mcp_v8.__file__).with_name("openapi.json").read_bytes()
+    assert resp.json["paths"]["/api/openapi.json"]["get"]["operationId"] == "getOpenApi"
+    assert client.simulate_get("/api/openapi.json", params={"x": "1"}, headers=HOST).status_code == 400
+
+
 def test_get_unknown_execution(client: testing.TestClient) -> None:
     assert (
         client.simulate_get("/api/executions/00000000-0000-0000-0000-000000000000", headers=HOST).status_code
@@ -361,6 +495,10 @@ def test_token_required_when_configured(tmp_path: Path) -> None:
     try:
         c = testing.TestClient(app)
         assert c.simulate_get("/api/version", headers=HOST).status_code == 200
+        # The contract is public too: it is in the package, and tells a client a token may be needed.
+        assert c.simulate_get("/api/openapi.json", headers=HOST).status_code == 200
+        for path in ("/api/sessions", "/api/sessions/log?session=s"):
+            assert c.simulate_get(path, headers=HOST).status_code == 401
         denied = c.simulate_get("/api/executions", headers=HOST)
         assert denied.status_code == 401 and denied.json == {"error": "a valid bearer token is required"}
         wrong = c.simulate_get("/api/executions", headers={**HOST, "Authorization": "Bearer nope"})
@@ -421,18 +559,35 @@ def test_submit_after_close_is_503(tmp_path: Path) -> None:
 
 
 def test_retention_prunes_finished_executions(tmp_path: Path) -> None:
-    app = create_app(Settings(data_dir=tmp_path, workers=1, retention_max_count=2))
+    app = create_app(Settings(data_dir=tmp_path, workers=1, retention_max_count=3))
     c = testing.TestClient(app)
     try:
-        ids = [submit(c, f"console.log({i}); {i}") for i in range(4)]
-        for i in ids:
-            wait(c, i)
+        # Sessions come from the retained executions: pruning takes the executions out of their
+        # session's log and count, and a session whose executions are all pruned is gone.
+        fields: list[dict[str, Any]] = [
+            {"session": "gone"},
+            {"session": "gone"},
+            {"session": "kept"},
+            {"session": "kept"},
+            {"session": "kept", "snapshot": False},
+        ]
+        ids = [submit(c, f"console.log({i}); {i}", **f) for i, f in enumerate(fields)]
+        infos = [wait(c, i) for i in ids]
         assert app.service.prune() == 2
         listed = [
             e["execution_id"] for e in c.simulate_get("/api/executions", headers=HOST).json["executions"]
         ]
-        assert listed == ids[:1:-1]  # the two newest, newest first
+        assert listed == ids[:1:-1]  # the three newest, newest first
         assert c.simulate_get(f"/api/executions/{ids[0]}/output", headers=HOST).status_code == 404
+        sessions = c.simulate_get("/api/sessions", headers=HOST).json["sessions"]
+        assert [(s["session"], s["executions"], s["latest_heap"]) for s in sessions] == [
+            ("kept", 3, infos[3]["heap"])  # the last one produced no heap
+        ]
+        assert (
+            c.simulate_get("/api/sessions/log", params={"session": "gone"}, headers=HOST).status_code == 404
+        )
+        log = c.simulate_get("/api/sessions/log", params={"session": "kept"}, headers=HOST).json
+        assert [e["execution_id"] for e in log["executions"]] == ids[2:]
     finally:
         app.service.close()
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import mcp_v8.storage.executions as executions_module
 from mcp_v8.storage import (
     DuplicateExecution,
     ExecutionNotFound,
@@ -33,6 +34,7 @@ from mcp_v8.storage import (
     validate_heap_key,
 )
 from mcp_v8.storage.schema import database_path
+from mcp_v8.storage.sqlite import SQLiteDatabase
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -450,6 +452,58 @@ def test_list_newest_first_limit_and_status(st: Stores) -> None:
     assert [r.execution_id for r in ex.list(status="failed")] == ["e3"]
     sql(st.root, "UPDATE executions SET started_at = '2030-01-01T00:00:00.000Z' WHERE execution_id = 'e0'")
     assert [r.execution_id for r in ex.list(limit=1)] == ["e0"]
+
+
+def test_a_page_costs_the_same_at_any_depth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listings page by keyset through an index: a page deep in a listing costs what the first
+    does (an OFFSET would make the n-th page cost n times as much)."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0  # go on
+
+    connect = SQLiteDatabase._connect
+
+    def counting_connect(self: SQLiteDatabase) -> sqlite3.Connection:
+        conn = connect(self)
+        conn.set_progress_handler(count, 100)  # one step per 100 VM instructions
+        return conn
+
+    monkeypatch.setattr(SQLiteDatabase, "_connect", counting_connect)
+    with Stores(tmp_path / "reg") as st:
+        rows = [
+            (f"e{i:05d}", "completed", f"2026-01-01T00:00:{i // 100 % 60:02d}.{i // 6000:03d}Z",
+             f"s{i % 4}" if i % 5 else None, '{"k": "v"}')
+            for i in range(6000)
+        ]  # fmt: skip
+        with st.db.write() as conn:
+            conn.executemany(
+                "INSERT INTO executions (execution_id, status, started_at, session, tags) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        listings: dict[str, Callable[[str | None], Any]] = {
+            "executions": lambda c: st.executions.list_page(50, cursor=c),
+            "by status": lambda c: st.executions.list_page(50, status="completed", cursor=c),
+            "by session": lambda c: st.executions.list_page(50, session="s1", cursor=c),
+            "session log": lambda c: st.executions.session_log("s1", 50, cursor=c),
+        }
+        for name, fetch in listings.items():
+            costs, cursor, seen = [], None, 0
+            while True:
+                before = steps[0]
+                page = fetch(cursor)
+                costs.append(steps[0] - before)
+                seen += len(page.items)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert seen == (6000 if name in ("executions", "by status") else 1200), name
+            assert len(costs) >= 24
+            assert max(costs[1:]) <= 2 * costs[1] + 20, (name, costs)  # no page costs more for its depth
+        plan = sql(st.root, "EXPLAIN QUERY PLAN " + executions_module._SESSIONS_SQL.format(where=""), 10)
+        assert any("executions_by_session" in row[-1] for row in plan), plan
 
 
 def test_restart_keeps_data_and_fails_running(tmp_path: Path) -> None:

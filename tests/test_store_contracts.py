@@ -1,8 +1,10 @@
 """The contracts of :class:`ExecutionStore` and :class:`OutputLog`, run against every backend.
 
 Each backend is a :class:`Backend` in ``BACKENDS``: how to open its execution store and its output log
-on a location (a fresh directory per test). Opening twice on one location must give two handles on
-the same data, which is how these tests read "from another process". Only the Protocols' methods are
+on a location (a fresh directory per test), and how to pin the clock its execution store stamps
+records with (so that tests can start executions in the same millisecond without racing a real
+clock). Opening twice on one location must give two handles on the same data, which is how these
+tests read "from another process". Only the Protocols' methods are
 used here; what one implementation does beyond them (SQLite's chunk sizes, buffering, row counters)
 is tested in test_storage.py. A PostgreSQL backend joins by adding an entry whose openers connect to
 a test database (one schema per location).
@@ -10,20 +12,33 @@ a test database (one schema per location).
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
+import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import mcp_v8.storage.executions
 from mcp_v8.storage import (
     DuplicateExecution,
     ExecutionNotFound,
+    ExecutionRecord,
     ExecutionStore,
+    InvalidCursor,
     OutputLog,
     OutputPage,
     OutputTotals,
+    Page,
+    SessionSummary,
     SQLiteExecutionStore,
     SQLiteOutputLog,
     truncation_marker,
@@ -37,6 +52,7 @@ class Backend:
     name: str
     open_executions: Callable[[Path], ExecutionStore]
     open_output: Callable[[Path, int], OutputLog]  # location, max_output_bytes
+    pin_clock: Callable[[pytest.MonkeyPatch, Callable[[], datetime]], None]
 
 
 def _sqlite_output(location: Path, max_output_bytes: int) -> OutputLog:
@@ -44,7 +60,11 @@ def _sqlite_output(location: Path, max_output_bytes: int) -> OutputLog:
     return SQLiteOutputLog(location, max_output_bytes=max_output_bytes, flush_interval=None)
 
 
-BACKENDS = [Backend("sqlite", SQLiteExecutionStore, _sqlite_output)]
+def _sqlite_clock(monkeypatch: pytest.MonkeyPatch, now: Callable[[], datetime]) -> None:
+    monkeypatch.setattr(mcp_v8.storage.executions, "_now", now)
+
+
+BACKENDS = [Backend("sqlite", SQLiteExecutionStore, _sqlite_output, _sqlite_clock)]
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
@@ -233,6 +253,375 @@ def test_pruning_never_touches_running_executions(executions: ExecutionStore) ->
     assert executions.delete(["p0", "p1", "p3", "p4", "unknown"]) == 2  # p3 and p4 are running
     assert [r.execution_id for r in executions.list()] == ["p4", "p3", "p2"]
     assert sorted(executions.prunable(max_count=0)) == ["p2"]
+
+
+# ================================================================================================
+# ExecutionStore: pages, sessions, session logs
+# ================================================================================================
+
+T = TypeVar("T")
+HEAPS = [f"{i:064x}" for i in range(1, 100)]
+
+
+class Clock:
+    """The time the store stamps records with, moved by the test: ``tick(0)`` keeps the same
+    millisecond, as executions submitted together under load share one."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self, ms: int) -> None:
+        self.now += timedelta(milliseconds=ms)
+
+
+@pytest.fixture
+def clock(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Clock:
+    pinned = Clock()
+    backend.pin_clock(monkeypatch, pinned)
+    return pinned
+
+
+def follow(fetch: Callable[[str | None], Page[T] | None], limit: int) -> list[list[T]]:
+    """Every page of a listing, from the first, following ``next_cursor``: each page but the last
+    is full, and the last is not empty (unless the whole listing is)."""
+    pages: list[list[T]] = []
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        assert page is not None
+        assert len(page.items) <= limit
+        pages.append(page.items)
+        if page.next_cursor is None:
+            break
+        assert len(page.items) == limit, "a page before the last is full"
+        assert len(pages) < 1000, "the cursor does not advance"
+        cursor = page.next_cursor
+    assert pages[-1] or len(pages) == 1, "no empty page after a full one"
+    return pages
+
+
+def ids(records: list[ExecutionRecord]) -> list[str]:
+    return [r.execution_id for r in records]
+
+
+TIES = ["tie-b", "tie-a", "tie-c"]
+SESSIONS = ["alpha", "beta/γ 🎉", "", *TIES]
+
+
+class History:
+    """Executions recorded through the store with a pinned clock, and what the contract says
+    about them, worked out here from the records alone (the oracle)."""
+
+    def __init__(self, executions: ExecutionStore, clock: Clock, n: int = 45, seed: int = 7) -> None:
+        self.executions = executions
+        self.created: list[str] = []  # in the order of create()
+        rng = random.Random(seed)
+        for i in range(n):
+            clock.tick(rng.choice([0, 0, 0, 1, 2]))  # many share a millisecond
+            execution_id = f"e{i:02d}"
+            session = rng.choice([*SESSIONS[:3], None])
+            executions.create(
+                execution_id, session=session, tags={"i": str(i)}, heap_in=rng.choice([None, *HEAPS[:3]])
+            )
+            self.created.append(execution_id)
+            if rng.random() < 0.4:  # finish some of the earlier ones, out of order
+                clock.tick(rng.choice([0, 1]))
+                earlier = rng.choice(self.created)
+                status = rng.choice(["completed", "completed", "failed", "cancelled"])
+                heap = HEAPS[i] if status == "completed" and rng.random() < 0.7 else None
+                executions.finish(earlier, status, heap_out=heap, duration_ms=1.0)  # type: ignore[arg-type]
+        # Sessions whose last activity ties: ordered by name, whatever the order of creation.
+        clock.tick(1)
+        for name in TIES:
+            executions.create(f"{name}-1", session=name)
+            self.created.append(f"{name}-1")
+        clock.tick(1)
+        for name in TIES:
+            executions.finish(f"{name}-1", "completed", heap_out=HEAPS[-1], duration_ms=1.0)
+
+    def records(self) -> list[ExecutionRecord]:
+        """The retained records, in the order of create()."""
+        got = [self.executions.get(e) for e in self.created]
+        return [r for r in got if r is not None]
+
+    def newest_first(self, **match: Any) -> list[str]:
+        order = {e: n for n, e in enumerate(self.created)}
+        chosen = [r for r in self.records() if all(getattr(r, k) == v for k, v in match.items())]
+        return [
+            r.execution_id
+            for r in sorted(chosen, key=lambda r: (r.started_at, order[r.execution_id]), reverse=True)
+        ]
+
+    def log(self, session: str) -> list[str]:
+        return self.newest_first(session=session)[::-1]
+
+    def sessions(self) -> list[SessionSummary]:
+        summaries = []
+        for name in {r.session for r in self.records() if r.session is not None}:
+            log = [self.executions.get(e) for e in self.log(name)]
+            assert all(log)
+            times = [t for r in log if r for t in (r.started_at, r.completed_at) if t is not None]
+            heaps = [r.heap for r in log if r and r.heap is not None]
+            summaries.append(
+                SessionSummary(
+                    session=name,
+                    executions=len(log),
+                    first_activity_at=min(r.started_at for r in log if r),
+                    last_activity_at=max(times),
+                    latest_heap=heaps[-1] if heaps else None,
+                )
+            )
+        # Latest activity first, then by name: sort by name, then (stable) by activity.
+        summaries.sort(key=lambda s: s.session)
+        summaries.sort(key=lambda s: s.last_activity_at, reverse=True)
+        return summaries
+
+
+@pytest.fixture
+def history(executions: ExecutionStore, clock: Clock) -> History:
+    return History(executions, clock)
+
+
+LIMITS = [1, 2, 3, 7, 100]
+
+
+@pytest.mark.parametrize("limit", LIMITS)
+def test_pages_of_executions_hold_each_once_newest_first(history: History, limit: int) -> None:
+    executions = history.executions
+    expected = history.newest_first()
+    assert len(set(r.started_at for r in history.records())) < len(expected) - 10  # many ties
+    pages = follow(lambda cursor: executions.list_page(limit, cursor=cursor), limit)
+    assert [ids(p) for p in pages] == [expected[i : i + limit] for i in range(0, len(expected), limit)]
+    assert ids(executions.list(limit=1000)) == expected  # the same order as list()
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_pages_of_executions_by_status_and_session(history: History, limit: int) -> None:
+    executions = history.executions
+    cases: list[dict[str, Any]] = [
+        {"status": "running"},
+        {"status": "completed"},
+        {"session": "alpha"},
+        {"session": "beta/γ 🎉"},
+        {"session": ""},
+        {"session": "alpha", "status": "completed"},
+        {"session": "nobody"},
+    ]
+    for match in cases:
+        pages = follow(lambda cursor, m=match: executions.list_page(limit, cursor=cursor, **m), limit)  # type: ignore[misc]
+        got = [r for p in pages for r in p]
+        assert ids(got) == history.newest_first(**match), match
+        assert all(getattr(r, k) == v for r in got for k, v in match.items())
+    assert history.newest_first(session="alpha", status="completed"), "the filters select something"
+
+
+@pytest.mark.parametrize("limit", LIMITS)
+def test_a_session_log_is_oldest_first_page_by_page(history: History, limit: int) -> None:
+    executions = history.executions
+    for session in SESSIONS:
+        pages = follow(lambda cursor, s=session: executions.session_log(s, limit, cursor=cursor), limit)  # type: ignore[misc]
+        records = [r for p in pages for r in p]
+        assert ids(records) == history.log(session), session
+        assert records == [executions.get(e) for e in ids(records)]  # whole records
+    assert len(history.log("alpha")) > 7
+
+
+def test_a_session_without_retained_executions_has_no_log(history: History) -> None:
+    executions = history.executions
+    assert executions.session_log("nobody") is None
+    assert executions.session_log("ALPHA") is None  # names match exactly
+    page = executions.session_log("alpha", 1)
+    assert page is not None and page.next_cursor is not None
+    assert executions.session_log("nobody", cursor=page.next_cursor) is None
+    executions.create("solo", session="solo")
+    assert executions.session_log("solo") == Page([executions.get("solo")], None)
+    executions.finish("solo", "completed", duration_ms=1.0)
+    assert executions.delete(["solo"]) == 1
+    assert executions.session_log("solo") is None
+    assert "solo" not in [s.session for s in executions.sessions(1000).items]
+
+
+@pytest.mark.parametrize("limit", LIMITS)
+def test_sessions_latest_activity_first_page_by_page(history: History, limit: int) -> None:
+    executions = history.executions
+    expected = history.sessions()
+    assert {s.session for s in expected} == set(SESSIONS)  # executions without a session make none
+    assert [s.session for s in expected][:3] == sorted(TIES)  # the latest activity, tied
+    pages = follow(lambda cursor: executions.sessions(limit, cursor=cursor), limit)
+    assert [s for p in pages for s in p] == expected
+
+
+def test_session_activity_and_latest_heap(executions: ExecutionStore, clock: Clock) -> None:
+    def at(ms: int) -> str:
+        return f"2026-01-01T00:00:00.{ms:03d}Z"
+
+    def session_a() -> SessionSummary:
+        found = [s for s in executions.sessions().items if s.session == "a"]
+        assert len(found) == 1
+        return found[0]
+
+    executions.create("a1", session="a")
+    clock.tick(10)
+    executions.create("b1", session="b")
+    clock.tick(10)
+    executions.finish("a1", "completed", heap_out=HEAPS[0], duration_ms=1.0)  # a's activity is now later
+    assert executions.sessions() == Page(
+        [SessionSummary("a", 1, at(0), at(20), HEAPS[0]), SessionSummary("b", 1, at(10), at(10), None)], None
+    )
+    clock.tick(10)
+    executions.create("a2", session="a", heap_in=HEAPS[0])  # running: it counts, its start is activity
+    clock.tick(10)
+    executions.create("a3", session="a")
+    executions.finish("a3", "completed", heap_out=None, duration_ms=1.0)  # produced no heap
+    assert session_a() == SessionSummary("a", 3, at(0), at(40), HEAPS[0])
+    clock.tick(10)
+    executions.create("a4", session="a")
+    executions.finish("a4", "completed", heap_out=HEAPS[4], duration_ms=1.0)
+    clock.tick(10)
+    # a2 started before a4 and produces its heap after a4 did: the log's order decides, and a4
+    # is the log's last entry with a heap.
+    executions.finish("a2", "completed", heap_out=HEAPS[2], duration_ms=1.0)
+    assert session_a() == SessionSummary("a", 4, at(0), at(60), HEAPS[4])
+    log = executions.session_log("a")
+    assert log is not None and [(r.execution_id, r.heap_in, r.heap) for r in log.items] == [
+        ("a1", None, HEAPS[0]),
+        ("a2", HEAPS[0], HEAPS[2]),
+        ("a3", None, None),
+        ("a4", None, HEAPS[4]),
+    ]
+    # Retention: the latest heap is one a retained execution recorded, never a pruned one's.
+    assert executions.delete(["a4"]) == 1
+    assert session_a() == SessionSummary("a", 3, at(0), at(60), HEAPS[2])
+    assert executions.delete(["a2"]) == 1
+    assert session_a() == SessionSummary("a", 2, at(0), at(40), HEAPS[0])
+    assert executions.delete(["a1"]) == 1
+    assert session_a() == SessionSummary("a", 1, at(40), at(40), None)
+    assert executions.delete(["a3", "b1"]) == 1  # b1 is running: never deleted
+    assert executions.sessions() == Page([SessionSummary("b", 1, at(10), at(10), None)], None)
+    assert executions.session_log("a") is None
+
+
+def _cursor(payload: Any) -> str:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+BAD_CURSORS = [
+    "",
+    "!",
+    "abc",  # not a whole number of bytes
+    "e31",  # "{}" spelt with stray bits
+    "e30=",  # padded
+    "e30\n",
+    "e30",  # {}
+    _cursor([1, 2]),
+    _cursor("x"),
+    _cursor(b"\xff\xfe"),  # not UTF-8
+    _cursor(b"[" * 100_000),  # nested past any parser's recursion
+    _cursor({"list": "executions"}),
+    _cursor({"list": "executions", "after": ["2026-01-01T00:00:00.000Z", 1], "extra": 1}),
+    _cursor({"list": "executions", "after": ["2026-01-01T00:00:00.000Z"]}),
+    _cursor({"list": "executions", "after": ["2026-01-01T00:00:00.000Z", True]}),
+    _cursor({"list": "executions", "after": ["2026-01-01T00:00:00.000Z", 0]}),
+    _cursor({"list": "executions", "after": ["2026-01-01T00:00:00.000Z", 2**63]}),
+    _cursor({"list": "executions", "after": ["2026-01-01T00:00:00.000Z", 1.5]}),
+    _cursor({"list": "executions", "after": ["2026-01-01 00:00:00", 1]}),
+    _cursor({"list": "executions", "after": [None, 1]}),
+    _cursor({"list": "sessions", "after": ["2026-01-01T00:00:00.000Z", 1]}),
+    _cursor({"list": "sessions", "after": ["2026-01-01T00:00:00.000Z", "\ud800"]}),
+    _cursor({"list": "session-log", "after": ["2026-01-01T00:00:00.000Z", "a"]}),
+    _cursor({"list": "nothing", "after": []}),
+]
+
+
+def _listings(executions: ExecutionStore) -> dict[str, Callable[[str], object]]:
+    return {
+        "executions": lambda c: executions.list_page(10, cursor=c),
+        "executions of a session": lambda c: executions.list_page(10, session="alpha", cursor=c),
+        "session log": lambda c: executions.session_log("alpha", 10, cursor=c),
+        "sessions": lambda c: executions.sessions(10, cursor=c),
+    }
+
+
+@pytest.mark.parametrize("cursor", BAD_CURSORS, ids=range(len(BAD_CURSORS)))
+def test_a_bad_cursor_is_refused(history: History, cursor: str) -> None:
+    for name, fetch in _listings(history.executions).items():
+        with pytest.raises(InvalidCursor, match="invalid cursor"):
+            fetch(cursor)
+        assert isinstance(InvalidCursor(), ValueError), name
+
+
+def test_a_cursor_spelt_otherwise_is_refused(history: History) -> None:
+    # base64 leaves the low bits of a last partial character unused: flipping one spells the same
+    # bytes, a cursor this store never wrote.
+    for row_id in range(1, 10):
+        cursor = _cursor({"list": "executions", "after": ["2999-01-01T00:00:00.000Z", row_id]})
+        if len(cursor) % 4:
+            break
+    assert len(cursor) % 4
+    assert len(history.executions.list_page(1, cursor=cursor).items) == 1
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    respelt = cursor[:-1] + alphabet[alphabet.index(cursor[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(respelt + "==") == base64.urlsafe_b64decode(cursor + "==")
+    with pytest.raises(InvalidCursor, match="not base64url"):
+        history.executions.list_page(1, cursor=respelt)
+
+
+def test_a_cursor_serves_only_its_own_listing(history: History) -> None:
+    executions = history.executions
+    listings = _listings(executions)
+    cursors = {
+        "executions": executions.list_page(1).next_cursor,
+        "session log": executions.session_log("alpha", 1).next_cursor,  # type: ignore[union-attr]
+        "sessions": executions.sessions(1).next_cursor,
+    }
+    for issued_by, cursor in cursors.items():
+        assert cursor is not None
+        for name, fetch in listings.items():
+            if name.startswith(issued_by):
+                fetch(cursor)
+            else:
+                with pytest.raises(InvalidCursor, match="another listing"):
+                    fetch(cursor)
+
+
+def test_a_forged_position_is_just_a_position(history: History) -> None:
+    executions = history.executions
+    # Well-formed but never issued: the listing continues after that position, nothing more.
+    before_all = _cursor({"list": "executions", "after": ["2000-01-01T00:00:00.000Z", 1]})
+    assert executions.list_page(5, cursor=before_all) == Page([], None)
+    after_all = _cursor({"list": "executions", "after": ["2999-01-01T00:00:00.000Z", 2**63 - 1]})
+    assert ids(executions.list_page(1000, cursor=after_all).items) == history.newest_first()
+    far = _cursor({"list": "sessions", "after": ["2000-01-01T00:00:00.000Z", "z"]})
+    assert executions.sessions(5, cursor=far) == Page([], None)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    cursor=st.one_of(
+        st.text(max_size=40),
+        st.binary(max_size=60).map(_cursor),
+        st.from_regex(r"[A-Za-z0-9_-]{1,24}", fullmatch=True),
+    )
+)
+def test_any_cursor_gives_a_page_or_invalid_cursor(history: History, cursor: str) -> None:
+    for fetch in _listings(history.executions).values():
+        with contextlib.suppress(InvalidCursor):
+            fetch(cursor)
+
+
+def test_limits_below_one_are_refused(executions: ExecutionStore) -> None:
+    for fetch in (
+        lambda n: executions.list_page(n),
+        lambda n: executions.session_log("s", n),
+        lambda n: executions.sessions(n),
+    ):
+        for bad in (0, -1):
+            with pytest.raises(ValueError, match="limit"):
+                fetch(bad)
 
 
 # ================================================================================================

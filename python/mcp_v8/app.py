@@ -27,7 +27,14 @@ from .resources.executions import (
     ExecutionResource,
     OutputResource,
 )
-from .resources.meta import CliDownloadResource, CliIndexResource, StatsResource, VersionResource
+from .resources.meta import (
+    CliDownloadResource,
+    CliIndexResource,
+    OpenApiResource,
+    StatsResource,
+    VersionResource,
+)
+from .resources.sessions import SessionListResource, SessionLogResource
 from .resources.validation import check_query
 from .storage import (
     ExecutionStore,
@@ -41,7 +48,9 @@ from .storage import (
 
 log = logging.getLogger("mcp_v8")
 
-PUBLIC_ROUTES = frozenset({"/api/version"})
+# Routes that need no token: the version, and the contract (public anyway, as it ships in the
+# package, and what tells a client that the other routes may need a token).
+PUBLIC_ROUTES = frozenset({"/api/version", "/api/openapi.json"})
 RETENTION_INTERVAL_SECONDS = 300.0
 
 
@@ -237,7 +246,10 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_route("/api/executions/{id}", ExecutionResource(service.executions, service.manager))
     app.add_route("/api/executions/{id}/cancel", CancelResource(service.manager, service.executions))
     app.add_route("/api/executions/{id}/output", OutputResource(service.executions, service.output))
+    app.add_route("/api/sessions", SessionListResource(service.executions))
+    app.add_route("/api/sessions/log", SessionLogResource(service.executions))
     app.add_route("/api/version", VersionResource())
+    app.add_route("/api/openapi.json", OpenApiResource())
     app.add_route("/api/stats", StatsResource(service.manager))
     app.add_route("/api/cli", CliIndexResource())
     app.add_route("/api/cli/{platform}", CliDownloadResource())

@@ -112,7 +112,8 @@ class Settings:
         default=10000, metadata={"help": "finished executions kept at most (0: no limit)"}
     )
     api_token: str | None = field(
-        default=None, metadata={"help": "bearer token required on every route but /api/version"}
+        default=None,
+        metadata={"help": "bearer token required on every route but /api/version and /api/openapi.json"},
     )
     allowed_hosts: tuple[str, ...] = field(
         default=("127.0.0.1", "localhost", "[::1]"),

@@ -26,6 +26,7 @@ CONTRACT_PATH = Path(__file__).with_name("openapi.json")
 _PATTERNS = {
     "^[0-9a-f]{64}$": "a 64-character lowercase hex key returned by an earlier execution",
     "\\S": "a non-empty string",
+    "^[A-Za-z0-9_-]+$": "the next_cursor of an earlier page",
 }
 _TYPE_WORDS = {
     "integer": "an integer",
@@ -53,10 +54,16 @@ class InvalidRequest(ValueError):
 
 
 @functools.cache
+def contract_bytes() -> bytes:
+    """``openapi.json`` as shipped, read once: what :func:`contract` parses, so what the server
+    serves (``GET /api/openapi.json``) is the very document its validators were built from."""
+    return CONTRACT_PATH.read_bytes()
+
+
+@functools.cache
 def contract() -> dict[str, Any]:
     """The parsed ``openapi.json``."""
-    with open(CONTRACT_PATH, encoding="utf-8") as f:
-        loaded: dict[str, Any] = json.load(f)
+    loaded: dict[str, Any] = json.loads(contract_bytes().decode("utf-8"))
     return loaded
 
 
@@ -244,20 +251,24 @@ class QueryValidator:
 
     def __init__(self, path: str, method: str) -> None:
         operation = contract()["paths"][path][method.lower()]
-        self._params = {
-            p["name"]: _resolve(p["schema"]) for p in operation.get("parameters", []) if p["in"] == "query"
-        }
+        query = [p for p in operation.get("parameters", []) if p["in"] == "query"]
+        self._params = {p["name"]: _resolve(p["schema"]) for p in query}
+        self._required = frozenset(p["name"] for p in query if p.get("required"))
         self.names = frozenset(self._params)
         self._validators = {name: Validator(s) for name, s in self._params.items()}
         self._checks = {name: compile_check(s) for name, s in self._params.items()}
 
     def validate(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """``raw``: the query as parsed (a value, or a list for a repeated name). Returns
-        every declared parameter: the given value converted, else the default (or None)."""
+        every declared parameter: the given value converted, else the default (or None).
+        A required parameter that is absent is refused; one given empty (``?name=``) is
+        the empty string, which its schema accepts or not."""
         values: dict[str, Any] = {}
         for name, sub in self._params.items():
             given = raw.get(name)
             if given is None:
+                if name in self._required:
+                    raise InvalidRequest(f"{name} is required")
                 values[name] = sub.get("default")
                 continue
             if isinstance(given, list):
@@ -273,10 +284,22 @@ class QueryValidator:
                 continue
             error = _first(self._validators[name].iter_errors(value))
             if error is not None:
-                if error.validator in ("minimum", "maximum"):
-                    raise InvalidRequest(_bounds(name, sub))
-                if error.validator == "enum":
-                    raise InvalidRequest(f"{name} must be one of {', '.join(map(str, sub['enum']))}")
-                raise InvalidRequest(f"{name}: {error.message}")
+                raise InvalidRequest(_query_message(name, sub, error))
             values[name] = value
         return values
+
+
+def _query_message(name: str, sub: Mapping[str, Any], error: ValidationError) -> str:
+    """What is wrong with the value of the query parameter ``name``, in words."""
+    keyword = error.validator
+    if keyword in ("minimum", "maximum"):
+        return _bounds(name, sub)
+    if keyword == "enum":
+        return f"{name} must be one of {', '.join(map(str, sub['enum']))}"
+    if keyword in ("minLength", "pattern") and sub.get("pattern") in _PATTERNS:
+        return f"{name} must be {_PATTERNS[sub['pattern']]}"
+    if keyword == "minLength":
+        return f"{name} must be at least {error.validator_value} characters"
+    if keyword == "maxLength":
+        return f"{name} must be at most {error.validator_value} characters"
+    return f"{name}: {error.message}"

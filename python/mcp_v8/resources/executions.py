@@ -15,20 +15,14 @@ from ..storage import (
     ExecutionStatus,
     ExecutionStore,
     HeapStore,
+    InvalidCursor,
     OutputLog,
 )
-from .validation import EXECUTION_ID, bad_request, execution_id, read_json_body
+from .validation import EXECUTION_ID, bad_request, execution_id, query_params, read_json_body
 
 LIST_QUERY = QueryValidator("/api/executions", "get")
 GET_QUERY = QueryValidator("/api/executions/{id}", "get")
 OUTPUT_QUERY = QueryValidator("/api/executions/{id}/output", "get")
-
-
-def _query(validator: QueryValidator, req: falcon.Request) -> dict[str, Any]:
-    try:
-        return validator.validate(req.params)
-    except InvalidRequest as e:
-        raise bad_request(str(e)) from None
 
 
 def _info(record: ExecutionRecord) -> dict[str, Any]:
@@ -128,10 +122,17 @@ class ExecutionListResource:
         self._executions = executions
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        query = _query(LIST_QUERY, req)
-        limit, status = query["limit"], query["status"]
-        records = self._executions.list(limit=limit or 100, status=cast(ExecutionStatus, status))
-        resp.media = {"executions": [_summary(r) for r in records]}
+        query = query_params(LIST_QUERY, req)
+        try:
+            page = self._executions.list_page(
+                query["limit"],
+                status=cast(ExecutionStatus, query["status"]),
+                session=query["session"],
+                cursor=query["cursor"],
+            )
+        except InvalidCursor as e:
+            raise bad_request(str(e)) from None
+        resp.media = {"executions": [_summary(r) for r in page.items], "next_cursor": page.next_cursor}
 
 
 class ExecutionResource:
@@ -143,7 +144,7 @@ class ExecutionResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         execution_id(id)
-        wait_ms = _query(GET_QUERY, req)["wait_ms"]
+        wait_ms = query_params(GET_QUERY, req)["wait_ms"]
         record = self._manager.wait(id, wait_ms / 1000) if wait_ms else None
         if record is None:
             record = self._executions.get(id)
@@ -187,7 +188,7 @@ class OutputResource:
         byte_mode = req.get_param("byte_offset") is not None or req.get_param("byte_limit") is not None
         if line_mode and byte_mode:
             raise bad_request("use either line_offset/line_limit or byte_offset/byte_limit, not both")
-        query = _query(OUTPUT_QUERY, req)
+        query = query_params(OUTPUT_QUERY, req)
         if byte_mode:
             offset, limit = query["byte_offset"], query["byte_limit"]
         else:

@@ -1,4 +1,4 @@
-"""GET /api/version, GET /api/stats, GET /api/cli, GET /api/cli/{platform}."""
+"""GET /api/version, GET /api/openapi.json, GET /api/stats, GET /api/cli, GET /api/cli/{platform}."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import falcon
 
 from .. import __version__
-from ..contract import contract
+from ..contract import contract, contract_bytes
 from ..engine import v8_version
 from ..executions import ExecutionManager
 
@@ -31,6 +31,17 @@ def cli_binary(platform: str) -> Path | None:
 class VersionResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"version": __version__, "v8": v8_version()}
+
+
+class OpenApiResource:
+    """The contract, byte for byte the document the validators were built from."""
+
+    def __init__(self) -> None:
+        self._document = contract_bytes()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self._document
 
 
 class StatsResource:

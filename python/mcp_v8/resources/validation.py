@@ -8,6 +8,8 @@ from typing import Any
 
 import falcon
 
+from ..contract import InvalidRequest, QueryValidator
+
 EXECUTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # JSON's \uXXXX escapes can spell half of a surrogate pair alone ("\ud800"): valid JSON,
 # but not Unicode text, and no UTF-8 encoder (worker pipe, SQLite, heap sidecar, V8)
@@ -75,6 +77,15 @@ def check_query(req: falcon.Request) -> None:
         check_text("a query parameter name", key)
         for item in value if isinstance(value, list) else [value]:
             check_text(f"query parameter {key}", item)
+
+
+def query_params(validator: QueryValidator, req: falcon.Request) -> dict[str, Any]:
+    """The query parameters of ``req`` as ``validator`` (the operation's, from the contract)
+    converts and defaults them; a 400 naming the parameter and the rule otherwise."""
+    try:
+        return validator.validate(req.params)
+    except InvalidRequest as e:
+        raise bad_request(str(e)) from None
 
 
 def read_json_body(req: falcon.Request, max_bytes: int) -> Any:

@@ -1,6 +1,7 @@
 """Storage for the service, one store per job, each behind a ``Protocol`` that other backends can
 implement: heap snapshots (:class:`HeapStore`, content-addressed blobs on the filesystem), execution
-records and their state machine (:class:`ExecutionStore`), and console output (:class:`OutputLog`).
+records and their state machine, with the sessions they belong to (:class:`ExecutionStore`), and
+console output (:class:`OutputLog`).
 The SQLite implementations of the last two keep their tables in one database file
 (:func:`open_database`) and share only its plumbing (:mod:`.sqlite`)."""
 
@@ -13,11 +14,13 @@ from .executions import (
     ExecutionRecord,
     ExecutionStatus,
     ExecutionStore,
+    SessionSummary,
     SQLiteExecutionStore,
     TerminalStatus,
 )
 from .heaps import FileHeapStore, HeapMeta, HeapNotFound, HeapStore, InvalidHeapKey, validate_heap_key
 from .output import OutputLog, OutputPage, OutputTotals, SQLiteOutputLog, truncation_marker
+from .paging import InvalidCursor, Page
 from .schema import SCHEMA_VERSION, open_database
 from .sqlite import SchemaVersionError, SQLiteDatabase
 
@@ -33,14 +36,17 @@ __all__ = [
     "HeapMeta",
     "HeapNotFound",
     "HeapStore",
+    "InvalidCursor",
     "InvalidHeapKey",
     "OutputLog",
     "OutputPage",
     "OutputTotals",
+    "Page",
     "SQLiteDatabase",
     "SQLiteExecutionStore",
     "SQLiteOutputLog",
     "SchemaVersionError",
+    "SessionSummary",
     "TerminalStatus",
     "open_database",
     "truncation_marker",

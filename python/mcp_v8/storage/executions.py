@@ -5,6 +5,12 @@ An execution is ``running`` from the moment it is recorded until its first termi
 whoever reports second (a worker after a cancel, a cancel after a crash) changes nothing. Console
 output is not here: it is the output log's (:mod:`.output`), keyed by the same execution id.
 
+Sessions are not stored apart: a session is the ``session`` field of its executions, and what the
+store says about one (:meth:`ExecutionStore.sessions`, :meth:`ExecutionStore.session_log`) is read
+from the retained executions by query, so recording an execution costs no extra statement (only an
+index entry, when it has a session) and a pruned one leaves no trace. The listings page by keyset
+(:mod:`.paging`): an opaque cursor, never an offset.
+
 :class:`ExecutionStore` is the contract; :class:`SQLiteExecutionStore` keeps the records in the
 ``executions`` table of the service's SQLite database (:mod:`.schema`) and touches no other table.
 """
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
+from .paging import Page, decode_cursor, encode_cursor, is_row_id, is_text, is_timestamp
 from .schema import open_database
 from .sqlite import Closing, SQLiteDatabase
 
@@ -31,6 +38,7 @@ __all__ = [
     "ExecutionStatus",
     "ExecutionStore",
     "SQLiteExecutionStore",
+    "SessionSummary",
     "TerminalStatus",
 ]
 
@@ -43,6 +51,28 @@ _COLUMNS = (
     "execution_id, status, started_at, completed_at, result, error, heap_out, session, tags, "
     "duration_ms, heap_in, code_bytes"
 )
+# Paged listings: each name is a cursor's ``list``, and its position is the sort key of an item.
+_EXECUTIONS, _SESSION_LOG, _SESSIONS = "executions", "session-log", "sessions"
+_RECORD_POSITION = (is_timestamp, is_row_id)  # (started_at, id)
+_SESSION_POSITION = (is_timestamp, is_text)  # (last activity, session)
+# Sessions by latest activity. The aggregate walks the index by session (schema version 3), so
+# executions without a session cost it nothing; only the sessions of the page look up their latest
+# heap, walking their entries of that index backwards from the newest until one produced a heap.
+_SESSIONS_SQL = """
+WITH activity AS (
+    SELECT session, count(*) AS executions, min(started_at) AS first_at,
+           max(max(started_at), coalesce(max(completed_at), '')) AS last_at
+    FROM executions WHERE session IS NOT NULL GROUP BY session
+), page AS MATERIALIZED (
+    SELECT session, executions, first_at, last_at FROM activity {where}
+    ORDER BY last_at DESC, session LIMIT ?
+)
+SELECT session, executions, first_at, last_at,
+       (SELECT heap_out FROM executions AS e
+        WHERE e.session = page.session AND e.heap_out IS NOT NULL
+        ORDER BY e.started_at DESC, e.id DESC LIMIT 1)
+FROM page ORDER BY last_at DESC, session
+"""
 
 
 class ExecutionNotFound(KeyError):
@@ -76,6 +106,21 @@ class ExecutionRecord:
         return self.status != "running"
 
 
+@dataclass(frozen=True)
+class SessionSummary:
+    """One session, as its retained executions tell it. ``last_activity_at`` is the latest
+    ``started_at`` or ``completed_at`` among them; ``latest_heap`` the heap recorded by the last
+    of them (in the session log's order) that produced one, or None. Like any execution's ``heap``,
+    it is a key as recorded: the heap store prunes blobs by its own rule, so it may name one that
+    is no longer stored."""
+
+    session: str
+    executions: int
+    first_activity_at: str
+    last_activity_at: str
+    latest_heap: str | None
+
+
 @runtime_checkable
 class ExecutionStore(Protocol):
     """Execution records and their state machine (``running`` → one terminal status).
@@ -89,12 +134,21 @@ class ExecutionStore(Protocol):
       processes) exactly one returns True and its status, result, error, heap and duration are what
       every later read sees; the others, and calls for a terminal or unknown id, return False and
       change nothing.
-    * :meth:`list` is newest first by ``started_at``, ties broken by the order of :meth:`create`.
+    * :meth:`list` and :meth:`list_page` are newest first by ``started_at``, ties broken by the order
+      of :meth:`create` (later first); :meth:`session_log` is the reverse, oldest first;
+      :meth:`sessions` is by last activity, latest first, ties by session name (code point order).
+    * Paged listings (:class:`~.paging.Page`) continue from an opaque cursor that a page of the same
+      listing returned: following ``next_cursor`` until it is None yields every item present
+      throughout exactly once, in order, however many share a timestamp. A cursor that no page of that
+      listing could have returned raises :class:`~.paging.InvalidCursor`.
+    * Sessions are derived from the retained executions (those with a ``session``), never stored
+      apart: a pruned execution leaves no trace in them.
     * :meth:`prunable` and :meth:`delete` never touch a ``running`` execution.
     * Every method may be called from many threads at once.
 
     A PostgreSQL backend keeps the same table (``tags`` as ``jsonb``, timestamps as ``timestamptz``,
-    an identity column for the insertion order); :meth:`finish` is one
+    an identity column for the insertion order, session names compared ``COLLATE "C"``, which is
+    code point order as SQLite's); :meth:`finish` is one
     ``UPDATE ... WHERE execution_id = $1 AND status = 'running'`` whose row count says who won, which
     holds under READ COMMITTED because the second updater re-checks the ``WHERE`` after the first
     commits.
@@ -133,6 +187,29 @@ class ExecutionStore(Protocol):
 
     def list(self, limit: int = 100, status: ExecutionStatus | None = None) -> builtins.list[ExecutionRecord]:
         """Up to ``limit`` records (of ``status`` when given), newest first."""
+        ...
+
+    def list_page(
+        self,
+        limit: int = 100,
+        *,
+        status: ExecutionStatus | None = None,
+        session: str | None = None,
+        cursor: str | None = None,
+    ) -> Page[ExecutionRecord]:
+        """A page of up to ``limit`` (>= 1) records, newest first, of ``status`` and of ``session``
+        when given, after ``cursor`` when given."""
+        ...
+
+    def sessions(self, limit: int = 100, *, cursor: str | None = None) -> Page[SessionSummary]:
+        """A page of up to ``limit`` (>= 1) sessions, latest activity first, after ``cursor``."""
+        ...
+
+    def session_log(
+        self, session: str, limit: int = 100, *, cursor: str | None = None
+    ) -> Page[ExecutionRecord] | None:
+        """A page of up to ``limit`` (>= 1) records of ``session``, oldest first, after ``cursor``;
+        None when no retained execution belongs to ``session``."""
         ...
 
     def fail_running_on_startup(self, reason: str) -> int:
@@ -260,6 +337,72 @@ class SQLiteExecutionStore(Closing):
             rows = conn.execute(sql, (*params, limit)).fetchall()
         return [_record(row) for row in rows]
 
+    def list_page(
+        self,
+        limit: int = 100,
+        *,
+        status: ExecutionStatus | None = None,
+        session: str | None = None,
+        cursor: str | None = None,
+    ) -> Page[ExecutionRecord]:
+        """A page of up to ``limit`` records, newest first (by ``started_at``, then by insertion
+        order), of ``status`` and of ``session`` when given, after ``cursor`` when given. Raises
+        :class:`~.paging.InvalidCursor`."""
+        _check_limit(limit)
+        where: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if session is not None:
+            where.append("session = ?")
+            params.append(session)
+        if cursor is not None:
+            at, row_id = decode_cursor(_EXECUTIONS, cursor, _RECORD_POSITION)
+            where.append("started_at <= ? AND (started_at < ? OR id < ?)")
+            params += [at, at, row_id]
+        sql = f"SELECT {_COLUMNS}, id FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._db.run(sql + " ORDER BY started_at DESC, id DESC LIMIT ?", (*params, limit + 1))
+        return _record_page(_EXECUTIONS, rows, limit)
+
+    def session_log(
+        self, session: str, limit: int = 100, *, cursor: str | None = None
+    ) -> Page[ExecutionRecord] | None:
+        """A page of up to ``limit`` records of ``session``, oldest first (by ``started_at``, then by
+        insertion order), after ``cursor`` when given; None when no retained execution belongs to
+        ``session``. Raises :class:`~.paging.InvalidCursor`."""
+        _check_limit(limit)
+        sql = f"SELECT {_COLUMNS}, id FROM executions WHERE session = ?"
+        params: builtins.list[Any] = [session]
+        if cursor is not None:
+            at, row_id = decode_cursor(_SESSION_LOG, cursor, _RECORD_POSITION)
+            sql += " AND started_at >= ? AND (started_at > ? OR id > ?)"
+            params += [at, at, row_id]
+        rows = self._db.run(sql + " ORDER BY started_at, id LIMIT ?", (*params, limit + 1))
+        if not rows and not self._db.run("SELECT 1 FROM executions WHERE session = ? LIMIT 1", (session,)):
+            return None
+        return _record_page(_SESSION_LOG, rows, limit)
+
+    def sessions(self, limit: int = 100, *, cursor: str | None = None) -> Page[SessionSummary]:
+        """A page of up to ``limit`` sessions, latest activity first (ties by session name), after
+        ``cursor`` when given. Raises :class:`~.paging.InvalidCursor`.
+
+        Every page aggregates the executions of every session (the order is by an aggregate, so no
+        index can hand it over sorted): linear in the retained executions that have a session."""
+        _check_limit(limit)
+        where = ""
+        params: builtins.list[Any] = []
+        if cursor is not None:
+            last_at, session = decode_cursor(_SESSIONS, cursor, _SESSION_POSITION)
+            where = "WHERE last_at <= ? AND (last_at < ? OR session > ?)"
+            params = [last_at, last_at, session]
+        rows = self._db.run(_SESSIONS_SQL.format(where=where), (*params, limit + 1))
+        items = [_session(row) for row in rows[:limit]]
+        last = items[-1] if len(rows) > limit else None
+        return Page(items, encode_cursor(_SESSIONS, [last.last_activity_at, last.session]) if last else None)
+
     def fail_running_on_startup(self, reason: str) -> int:
         """Marks every ``running`` execution ``failed`` with ``reason`` (after a restart nothing can
         still be running them); returns how many. Call before accepting requests."""
@@ -309,6 +452,32 @@ class SQLiteExecutionStore(Closing):
                 )
                 deleted += cur.rowcount
         return deleted
+
+
+def _check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be an integer >= 1, not {limit!r}")
+
+
+def _record_page(listing: str, rows: Sequence[Sequence[Any]], limit: int) -> Page[ExecutionRecord]:
+    """The records of ``rows`` (columns ``_COLUMNS`` then ``id``, one more than ``limit`` when a next
+    page exists) as a page of ``listing``."""
+    items = [_record(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(listing, [last[2], last[12]])  # (started_at, id)
+    return Page(items, next_cursor)
+
+
+def _session(row: Sequence[Any]) -> SessionSummary:
+    return SessionSummary(
+        session=row[0],
+        executions=row[1],
+        first_activity_at=row[2],
+        last_activity_at=row[3],
+        latest_heap=row[4],
+    )
 
 
 def _record(row: Sequence[Any]) -> ExecutionRecord:

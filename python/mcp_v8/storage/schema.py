@@ -96,9 +96,21 @@ CREATE INDEX executions_by_start ON executions (started_at);
 CREATE INDEX executions_by_status ON executions (status, started_at);
 """
 
+# Version 3: an index for sessions (the ``session`` field of executions; there is no table of
+# them). It hands a session's executions over in the listings' order, ``(started_at, id)``, both
+# ways: a session's log, ``session=`` filters, each session's latest heap. Partial: an execution
+# without a session costs it nothing. It holds no column that finishing an execution changes, so
+# the hot write at the end of every execution leaves it alone (a covering index with
+# ``completed_at`` halves the sessions listing's time, at the cost of an index update per finish).
+_V3 = """
+CREATE INDEX executions_by_session ON executions (session, started_at, id)
+    WHERE session IS NOT NULL;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "execution records with output totals, output chunks", statements(_V1)),
     Migration(2, "output totals in output_logs, owned by the output log", statements(_V2)),
+    Migration(3, "an index of executions by session", statements(_V3)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
