@@ -33,6 +33,7 @@ LEVELS: dict[str, str] = {
     "test_bad_requests": "service",
     "test_hardening": "service",
     "test_live_server": "e2e",
+    "test_client": "e2e",
     "test_api_contract": "e2e",
     "test_cli_client": "e2e",
     "test_hostile": "e2e",

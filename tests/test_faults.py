@@ -3,14 +3,18 @@ files corrupted on disk, unusable data directories at start."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
+
+from mcp_v8.client import Client
 
 from .live_server import LiveServer, children
 
@@ -24,20 +28,16 @@ def alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split()[2] == "Z")
 
 
-def submit(url: str, code: str, **fields: object) -> str:
-    resp = requests.post(url + "/api/exec", json={"code": code, **fields}, timeout=10)
-    assert resp.status_code == 202, resp.text
-    return str(resp.json()["execution_id"])
+def submit(url: str, code: str, **fields: Any) -> str:
+    with Client(url) as client:
+        return client.execute(code, wait=False, **fields).execution_id
 
 
 def wait(url: str, eid: str) -> dict[str, object]:
-    for _ in range(6):
-        info: dict[str, object] = requests.get(
-            f"{url}/api/executions/{eid}", params={"wait_ms": 10000}, timeout=30
-        ).json()
-        if info["status"] != "running":
-            return info
-    raise AssertionError(f"{eid} still running")
+    with Client(url) as client:
+        info = client.wait(eid, timeout=60)
+    assert info.done, f"{eid} still running"
+    return dataclasses.asdict(info)
 
 
 def wait_output(url: str, eid: str, needle: str) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+
+from mcp_v8.client import Client
 
 from .live_server import LiveServer
 
@@ -21,12 +25,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live.stop()
 
 
-def exec_and_wait(url: str, code: str, **fields: object) -> dict[str, object]:
-    eid = requests.post(url + "/api/exec", json={"code": code, **fields}, timeout=10).json()["execution_id"]
-    info: dict[str, object] = requests.get(
-        f"{url}/api/executions/{eid}", params={"wait_ms": 20000}, timeout=30
-    ).json()
-    return info
+def exec_and_wait(url: str, code: str, **fields: Any) -> dict[str, object]:
+    with Client(url) as client:
+        return dataclasses.asdict(client.execute(code, timeout=60, **fields))
 
 
 def test_submit_long_poll_and_resume(server: LiveServer) -> None:

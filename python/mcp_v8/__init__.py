@@ -8,6 +8,7 @@
 from ._engine import Control, Outcome
 from .engine import Engine, v8_version
 from .errors import (
+    APIError,
     EngineError,
     ExecutionCancelled,
     ExecutionTimeout,
@@ -21,6 +22,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "APIError",
     "Control",
     "Engine",
     "EngineError",

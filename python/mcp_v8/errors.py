@@ -8,6 +8,11 @@
     ``ExecutionCancelled``      ``Control.cancel()`` stopped it
     ``SnapshotError``           a heap snapshot envelope was refused (also a ``ValueError``)
     ``EngineError``             the engine itself could not run (V8 initialisation)
+    ``APIError``                the HTTP API refused a request (:mod:`mcp_v8.client`);
+                                ``status`` and the server's ``error`` text
+        ``BadRequestError`` 400, ``AuthError`` 401/403, ``NotFoundError`` 404 (also a
+        ``LookupError``), ``ConflictError`` 409, ``PayloadTooLargeError`` 413,
+        ``QueueFullError`` 429, ``UnavailableError`` 503, ``ServerError`` other 5xx
 """
 
 from __future__ import annotations
@@ -64,6 +69,65 @@ class SnapshotError(MCPV8Error, ValueError):
 
 class EngineError(MCPV8Error, RuntimeError):
     """The engine could not run at all."""
+
+
+class APIError(MCPV8Error):
+    """The HTTP API answered with an error status; ``message`` is its ``error`` text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class BadRequestError(APIError, ValueError):
+    """400: the request broke the contract (the message names the field)."""
+
+
+class AuthError(APIError, PermissionError):
+    """401 or 403: a missing or wrong token, or a Host or Origin the server does not allow."""
+
+
+class NotFoundError(APIError, LookupError):
+    """404: no such execution, heap or session."""
+
+
+class ConflictError(APIError):
+    """409: the resource is in use."""
+
+
+class PayloadTooLargeError(APIError):
+    """413: the body or the code is over the server's limit."""
+
+
+class QueueFullError(APIError):
+    """429: the server's queue stayed full through the client's retries."""
+
+
+class UnavailableError(APIError):
+    """503: the server is shutting down."""
+
+
+class ServerError(APIError):
+    """A 5xx other than 503: a fault in the server."""
+
+
+_API_ERRORS = {
+    400: BadRequestError,
+    401: AuthError,
+    403: AuthError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    429: QueueFullError,
+    503: UnavailableError,
+}
+
+
+def api_error(status: int, message: str) -> APIError:
+    """The exception for an HTTP error ``status`` with the server's ``message``."""
+    cls = _API_ERRORS.get(status, ServerError if status >= 500 else APIError)
+    return cls(status, message)
 
 
 # What stopped an execution, most specific first: the outcome's flag and its exception.

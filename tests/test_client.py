@@ -1,0 +1,134 @@
+"""``mcp_v8.client.Client`` against a real ``mcp-v8 serve`` (Waitress, worker processes)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mcp_v8 import ExecutionTimeout, JSError
+from mcp_v8.client import Client
+from mcp_v8.errors import AuthError, BadRequestError, NotFoundError, QueueFullError
+
+from .live_server import LiveServer
+
+TOKEN = "client-test-token"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(tmp_path_factory.mktemp("client"), "--workers", "2", "--api-token", TOKEN).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[Client]:
+    with Client(server.url, token=TOKEN) as c:
+        yield c
+
+
+def test_execute_waits_and_resumes_a_heap(client: Client) -> None:
+    first = client.execute("var n = 41; n", session="client-resume")
+    assert (first.status, first.value, first.done) == ("completed", 41, True)
+    second = client.execute("n += 1; ({n, wasm: typeof WebAssembly})", heap=first.heap, snapshot=False)
+    assert second.value == {"n": 42, "wasm": "object"}
+    assert second.heap is None  # no snapshot asked
+    assert client.get(first.execution_id) == first
+
+
+def test_execute_without_wait_then_wait_and_output(client: Client) -> None:
+    code = "for (let i = 0; i < 3; i++) console.log('line ' + i); await new Promise(r => setTimeout(r, 200)); 'end'"
+    started = client.execute(code, wait=False)
+    assert (started.status, started.result) == ("running", None)
+    lines = list(client.output(started.execution_id))  # follows it until it ends
+    assert lines == ["line 0\n", "line 1\n", "line 2\n"]
+    done = client.wait(started.execution_id)
+    assert (done.status, done.value) == ("completed", "end")
+
+
+def test_wait_with_a_timeout_returns_it_running_then_cancel(client: Client) -> None:
+    busy = client.execute("while (true) {}", execution_timeout_secs=60, timeout=0.2)
+    assert busy.status == "running"
+    assert client.wait(busy.execution_id, timeout=0.1).status == "running"
+    assert client.cancel(busy.execution_id) is True
+    assert client.wait(busy.execution_id).status == "cancelled"
+    assert client.cancel(busy.execution_id) is False  # already ended
+    assert client.cancel("00000000-0000-0000-0000-000000000000") is False
+
+
+def test_check_raises_what_the_engine_raises(client: Client) -> None:
+    with pytest.raises(JSError, match="boom"):
+        client.execute("throw new Error('boom')").check()
+    with pytest.raises(ExecutionTimeout):
+        client.execute("while (true) {}", execution_timeout_secs=1).check()
+    assert client.execute("1 + 1").check().value == 2
+
+
+def test_http_errors_keep_the_server_text(server: LiveServer, client: Client) -> None:
+    with pytest.raises(BadRequestError, match="execution_timeout_secs must be between") as bad:
+        client.execute("1", execution_timeout_secs=0)
+    assert bad.value.status == 400
+    with pytest.raises(NotFoundError, match="heap .* not found"):
+        client.execute("1", heap="0" * 64)
+    with pytest.raises(NotFoundError):
+        client.get("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(NotFoundError, match="session"):
+        list(client.session_log("no-such-session"))
+    with Client(server.url) as anonymous:
+        assert anonymous.version()["version"]  # public
+        with pytest.raises(AuthError, match="bearer token"):
+            anonymous.execute("1")
+
+
+def test_listings_follow_their_cursors(client: Client) -> None:
+    ids = [client.execute(f"{i}", session="client-pages").execution_id for i in range(5)]
+    log = list(client.session_log("client-pages", page_size=2))  # three pages
+    assert [e.execution_id for e in log] == ids
+    assert all(e.status == "completed" and e.heap for e in log)
+    listed = [e.execution_id for e in client.executions(session="client-pages", page_size=2)]
+    assert listed == ids[::-1]
+    mine = [s for s in client.sessions(page_size=1) if s.session == "client-pages"]
+    assert len(mine) == 1 and mine[0].executions == 5 and mine[0].latest_heap == log[-1].heap
+
+
+def test_threads_share_a_client(client: Client) -> None:
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def run(i: int) -> None:
+        value = client.execute(f"{i} * 2").value
+        with lock:
+            results.append(value)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == [i * 2 for i in range(6)]  # type: ignore[type-var]
+
+
+def test_a_full_queue_is_retried_after_retry_after(tmp_path: Path) -> None:
+    live = LiveServer(tmp_path, "--workers", "1", "--queue-limit", "1").start()
+    try:
+        with Client(live.url, retries=0) as impatient, Client(live.url, retries=5) as patient:
+            busy = impatient.execute("await new Promise(r => setTimeout(r, 1500)); 1", wait=False)
+            # The worker takes the first; fill the queue's one place behind it.
+            deadline = time.monotonic() + 60
+            while impatient.stats()["workers_busy"] == 0:
+                assert time.monotonic() < deadline, "the worker never took the first execution"
+                time.sleep(0.02)
+            queued = impatient.execute("2", wait=False)
+            with pytest.raises(QueueFullError) as full:
+                impatient.execute("3", wait=False)
+            assert full.value.status == 429
+            # Retry-After (1 s) outlasts the busy execution: the retry gets in.
+            assert patient.execute("3").value == 3
+            assert impatient.wait(busy.execution_id).value == 1
+            assert impatient.wait(queued.execution_id).value == 2
+    finally:
+        live.stop()
