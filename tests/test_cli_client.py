@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -139,3 +141,103 @@ def test_token(cli: Path, tmp_path: Path) -> None:
         assert ok.returncode == 0 and ok.stdout == "2\n"
     finally:
         secured.stop()
+
+
+# "/" and a space, as the brief of the sessions endpoints says, and what a query string must escape
+SESSION = "team/alpha beta+&=%?#,"
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def exec_json(cli: Path, server: LiveServer, *args: str) -> dict[str, Any]:
+    proc = run(cli, server, "--json", "exec", "--wait", *args)
+    assert proc.returncode == 0, proc.stderr
+    info: dict[str, Any] = json.loads(proc.stdout)
+    return info
+
+
+def test_sessions_list_and_show(cli: Path, server: LiveServer) -> None:
+    first = exec_json(cli, server, "--session", SESSION, "--tag", "step=1", "--tag", "by=cli", "var n = 1; n")
+    second = exec_json(cli, server, "--session", SESSION, "--heap", first["heap"], "--tag", "step=2", "n + 1")
+    assert second["result"] == "2" and second["session"] == SESSION
+
+    listed = run(cli, server, "sessions", "list")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    ours = [line for line in lines if line.startswith(SESSION + " ")]
+    assert len(ours) == 1
+    count, last_activity, latest_heap = ours[0][len(SESSION) :].split()
+    assert count == "2" and TIMESTAMP.fullmatch(last_activity) and latest_heap == second["heap"]
+    # aligned: the last-activity column starts at the same offset on every line
+    assert len(lines) >= 2 and len({TIMESTAMP.search(line).start() for line in lines}) == 1  # type: ignore[union-attr]
+
+    as_json = json.loads(run(cli, server, "--json", "sessions", "list").stdout)
+    assert isinstance(as_json, list)
+    (summary,) = [s for s in as_json if s["session"] == SESSION]
+    assert summary["executions"] == 2 and summary["latest_heap"] == second["heap"]
+    assert summary["last_activity_at"] == last_activity
+
+    shown = run(cli, server, "sessions", "show", SESSION)
+    assert shown.returncode == 0, shown.stderr
+    one, two = shown.stdout.splitlines()
+    assert one.split() == [first["execution_id"], "completed", "-", "->", first["heap"],
+                           first["started_at"], "by=cli", "step=1"]  # fmt: skip
+    assert two.split() == [second["execution_id"], "completed", first["heap"], "->", second["heap"],
+                           second["started_at"], "step=2"]  # fmt: skip
+
+    log = json.loads(run(cli, server, "--json", "sessions", "show", SESSION).stdout)
+    assert [e["execution_id"] for e in log] == [first["execution_id"], second["execution_id"]]
+    assert log[1]["heap_in"] == log[0]["heap"] == first["heap"] and log[0]["heap_in"] is None
+    assert log[0]["tags"] == {"step": "1", "by": "cli"}
+
+    filtered = json.loads(run(cli, server, "--json", "executions", "list", "--session", SESSION).stdout)
+    assert [e["execution_id"] for e in filtered["executions"]] == [
+        second["execution_id"],
+        first["execution_id"],
+    ]
+    assert filtered["next_cursor"] is None
+
+
+def test_sessions_paging(cli: Path, server: LiveServer) -> None:
+    session = "paged/session one"
+    ids = [exec_json(cli, server, "--session", session, f"{i}")["execution_id"] for i in range(5)]
+    exec_json(cli, server, "--session", "paged/session two", "1")
+
+    shown = run(cli, server, "sessions", "show", session, "--page-size", "2")
+    assert shown.returncode == 0, shown.stderr
+    assert [line.split()[0] for line in shown.stdout.splitlines()] == ids
+    log = json.loads(run(cli, server, "--json", "sessions", "show", session, "--page-size", "2").stdout)
+    assert [e["execution_id"] for e in log] == ids
+    capped = run(cli, server, "sessions", "show", session, "--page-size", "2", "--limit", "3")
+    assert [line.split()[0] for line in capped.stdout.splitlines()] == ids[:3]
+
+    every = json.loads(run(cli, server, "--json", "sessions", "list").stdout)
+    names = [s["session"] for s in every]
+    assert len(names) >= 3 and {session, "paged/session two"} <= set(names)
+    paged = json.loads(run(cli, server, "--json", "sessions", "list", "--page-size", "1").stdout)
+    assert paged == every
+    limited = json.loads(
+        run(cli, server, "--json", "sessions", "list", "--page-size", "1", "--limit", "2").stdout
+    )
+    assert limited == every[:2]
+    human = run(cli, server, "sessions", "list", "--page-size", "2", "--limit", "3")
+    assert human.returncode == 0 and len(human.stdout.splitlines()) == 3
+
+    # executions list: --limit is the total, read in pages of --page-size; next_cursor continues
+    newest = json.loads(run(cli, server, "--json", "executions", "list", "--session", session,
+                            "--limit", "4", "--page-size", "3").stdout)  # fmt: skip
+    assert [e["execution_id"] for e in newest["executions"]] == ids[::-1][:4]
+    assert newest["next_cursor"] is not None
+    rest = requests.get(f"{server.url}/api/executions",
+                        params={"session": session, "cursor": newest["next_cursor"]}, timeout=10).json()  # fmt: skip
+    assert [e["execution_id"] for e in rest["executions"]] == ids[:1]
+    listed = run(cli, server, "executions", "list", "--session", session, "--page-size", "2")
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ids[::-1]
+
+
+def test_sessions_errors(cli: Path, server: LiveServer) -> None:
+    missing = run(cli, server, "sessions", "show", "no such/session")
+    assert missing.returncode == 3 and missing.stdout == ""
+    assert "HTTP 404" in missing.stderr and "session 'no such/session' not found" in missing.stderr
+    assert run(cli, server, "sessions", "list", "--page-size", "0").returncode == 2
+    assert run(cli, server, "sessions", "list", "--page-size", "1001").returncode == 2
+    assert run(cli, server, "sessions", "show").returncode == 2

@@ -40,6 +40,10 @@ impl Client {
         }
     }
 
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     fn request(&self, method: &str, path: &str, query: &[(&str, String)]) -> ureq::Request {
         let mut req = self
             .agent

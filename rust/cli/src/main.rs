@@ -1,5 +1,5 @@
 //! `mcp-v8-cli`: submit code to an mcp-v8 server, stream its console output, read
-//! results, list, cancel. One binary, no runtime dependencies beyond libc.
+//! results, list, cancel, read sessions. One binary, no runtime dependencies beyond libc.
 //!
 //! Exit codes: 0 completed (or the command succeeded), 1 the execution failed,
 //! 2 usage error, 3 connection or HTTP error, 4 timed out, 5 cancelled.
@@ -43,6 +43,9 @@ enum Command {
     /// List, inspect, read output of, or cancel executions
     #[command(subcommand)]
     Executions(ExecutionsCommand),
+    /// List sessions, or show one session's log
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
     /// Print the server's and this client's versions
     Version,
 }
@@ -80,10 +83,17 @@ struct ExecArgs {
 enum ExecutionsCommand {
     /// List executions, newest first
     List {
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
+        /// How many to list in all (following the server's pages)
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: u64,
+        /// Only executions in this status
         #[arg(long)]
         status: Option<String>,
+        /// Only executions of this session (any characters)
+        #[arg(long)]
+        session: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
     },
     /// Show one execution
     Get { id: String },
@@ -96,6 +106,35 @@ enum ExecutionsCommand {
     },
     /// Cancel an execution
     Cancel { id: String },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// List sessions, latest activity first: name, executions, last activity, latest heap
+    List {
+        /// Print at most this many (default: every session)
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a session's log, oldest first: execution, status, heap_in -> heap, start, tags
+    Show {
+        /// The session name (any characters)
+        session: String,
+        /// Print at most this many (default: every execution of the session)
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+}
+
+#[derive(Args)]
+struct Paging {
+    /// How many items to ask the server for per request (1-1000)
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    page_size: u64,
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
@@ -141,16 +180,33 @@ fn run(cli: &Cli, client: &Client) -> Result<u8, CliError> {
             Ok(0)
         }
         Command::Exec(args) => exec(cli, client, args),
-        Command::Executions(ExecutionsCommand::List { limit, status }) => {
-            let mut query = vec![("limit", limit.to_string())];
+        Command::Sessions(command) => sessions(cli, client, command),
+        Command::Executions(ExecutionsCommand::List {
+            limit,
+            status,
+            session,
+            paging,
+        }) => {
+            let mut query = Vec::new();
             if let Some(s) = status {
                 query.push(("status", s.clone()));
             }
-            let v = client.get("/api/executions", &query)?;
+            if let Some(s) = session {
+                query.push(("session", s.clone()));
+            }
+            let (executions, next_cursor) = collect_pages(
+                client,
+                "/api/executions",
+                &query,
+                "executions",
+                Some(*limit),
+                paging.page_size,
+            )?;
             if cli.json {
-                print_json(&v);
+                // The shape of one page, holding every page read: next_cursor continues the listing.
+                print_json(&json!({"executions": executions, "next_cursor": next_cursor}));
             } else {
-                for e in v["executions"].as_array().into_iter().flatten() {
+                for e in &executions {
                     println!(
                         "{}  {:<9}  {}  {}",
                         str_of(e, "execution_id"),
@@ -204,6 +260,149 @@ fn run(cli: &Cli, client: &Client) -> Result<u8, CliError> {
             Ok(0)
         }
     }
+}
+
+/// Reads a cursor-paged listing from its first page, following `next_cursor`, gathering the
+/// `key` arrays: up to `limit` items in all (every item when `None`). No request asks for more
+/// than remain, so the returned cursor (that of the last page read, `None` when it was the last)
+/// continues the listing right after the last item returned.
+fn collect_pages(
+    client: &Client,
+    path: &str,
+    query: &[(&str, String)],
+    key: &str,
+    limit: Option<u64>,
+    page_size: u64,
+) -> Result<(Vec<Value>, Option<String>), CliError> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let remaining = limit.map(|l| l.saturating_sub(items.len() as u64));
+        if remaining == Some(0) {
+            return Ok((items, cursor));
+        }
+        let ask = remaining.map_or(page_size, |r| r.min(page_size));
+        let mut q = query.to_vec();
+        q.push(("limit", ask.to_string()));
+        if let Some(c) = &cursor {
+            q.push(("cursor", c.clone()));
+        }
+        let mut page = client.get(path, &q)?;
+        let got = match page[key].take() {
+            Value::Array(a) => a,
+            _ => return Err(bad_page(client, path, key)),
+        };
+        let next = page["next_cursor"].as_str().map(str::to_string);
+        if got.is_empty() && next.is_some() {
+            // a page that moves nothing on would be read again forever
+            return Err(bad_page(client, path, key));
+        }
+        items.extend(got);
+        if let Some(l) = limit {
+            items.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+        }
+        cursor = next;
+        if cursor.is_none() {
+            return Ok((items, None));
+        }
+    }
+}
+
+fn bad_page(client: &Client, path: &str, key: &str) -> CliError {
+    CliError::Connect(format!(
+        "bad response from {}: {path} gave no page of {key}",
+        client.base()
+    ))
+}
+
+fn sessions(cli: &Cli, client: &Client, command: &SessionsCommand) -> Result<u8, CliError> {
+    match command {
+        SessionsCommand::List { limit, paging } => {
+            let (sessions, _) = collect_pages(
+                client,
+                "/api/sessions",
+                &[],
+                "sessions",
+                *limit,
+                paging.page_size,
+            )?;
+            if cli.json {
+                print_json(&Value::Array(sessions));
+                return Ok(0);
+            }
+            let rows: Vec<[String; 4]> = sessions
+                .iter()
+                .map(|s| {
+                    [
+                        printable(str_of(s, "session")),
+                        s["executions"].as_u64().unwrap_or(0).to_string(),
+                        str_of(s, "last_activity_at").to_string(),
+                        s["latest_heap"].as_str().unwrap_or("-").to_string(),
+                    ]
+                })
+                .collect();
+            let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+            let (name_w, count_w) = (width(0), width(1));
+            for [name, count, last, heap] in &rows {
+                let pad = name_w - name.chars().count();
+                println!("{name}{:pad$}  {count:>count_w$}  {last}  {heap}", "");
+            }
+            Ok(0)
+        }
+        SessionsCommand::Show {
+            session,
+            limit,
+            paging,
+        } => {
+            let (entries, _) = collect_pages(
+                client,
+                "/api/sessions/log",
+                &[("session", session.clone())],
+                "executions",
+                *limit,
+                paging.page_size,
+            )?;
+            if cli.json {
+                print_json(&Value::Array(entries));
+                return Ok(0);
+            }
+            for e in &entries {
+                let tags: Vec<String> = e["tags"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| printable(&format!("{k}={}", v.as_str().unwrap_or(""))))
+                    .collect();
+                let line = format!(
+                    "{}  {:<9}  {} -> {}  {}  {}",
+                    str_of(e, "execution_id"),
+                    str_of(e, "status"),
+                    e["heap_in"].as_str().unwrap_or("-"),
+                    e["heap"].as_str().unwrap_or("-"),
+                    str_of(e, "started_at"),
+                    tags.join(" ")
+                );
+                println!("{}", line.trim_end());
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// `s` with its control characters escaped (`\n`, `\u{1b}`...), so it stays on its line.
+fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
