@@ -104,6 +104,33 @@ def test_timeout_stops_every_kind_of_wait(engine: Engine, code: str) -> None:
     assert isinstance(ExecutionTimeout("x"), TimeoutError)
 
 
+def test_a_deadline_earlier_than_every_armed_one_still_fires() -> None:
+    # The watchdog thread sleeps until the earliest deadline it was told of and is woken only by
+    # an earlier one: a long timeout (still armed here, in another thread's run) must not delay a
+    # short one armed after it.
+    engine = Engine()
+    long_run = Control()
+    started = threading.Event()
+    runner = threading.Thread(
+        target=lambda: engine.execute(
+            "console.log('go'); while (true) {}",
+            timeout=600,
+            control=long_run,
+            on_console=lambda *_: started.set(),
+        )
+    )
+    runner.start()
+    try:
+        assert started.wait(30)
+        assert engine.execute("1", timeout=600).completed  # disarmed: its deadline stays queued
+        t0 = time.monotonic()
+        assert engine.execute("while (true) {}", timeout=0.2).timed_out
+        assert time.monotonic() - t0 < 60  # not the 600 s the thread was sleeping towards
+    finally:
+        long_run.cancel()
+        runner.join()
+
+
 @pytest.mark.parametrize("code", PARKED.values(), ids=PARKED.keys())
 def test_cancel_from_another_thread_stops_every_kind_of_wait(engine: Engine, code: str) -> None:
     control = Control()

@@ -80,10 +80,10 @@ class Execution {
         if (out.data == nullptr) {
           SetInternal("V8 could not create the heap snapshot");
         } else {
-          resp_->snapshot = reinterpret_cast<uint8_t*>(std::malloc(out.raw_size));
-          std::memcpy(resp_->snapshot, out.data, out.raw_size);
+          // Handed over as V8 allocated it (new[]), not copied: mv8_response_free
+          // releases it with delete[].
+          resp_->snapshot = reinterpret_cast<uint8_t*>(const_cast<char*>(out.data));
           resp_->snapshot_len = static_cast<size_t>(out.raw_size);
-          delete[] out.data;
         }
       }
       creator_.reset();

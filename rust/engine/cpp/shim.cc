@@ -54,7 +54,7 @@ void mv8_response_free(mv8_response* response) {
   std::free(response->error_name);
   std::free(response->error_message);
   std::free(response->error_stack);
-  std::free(response->snapshot);
+  delete[] reinterpret_cast<char*>(response->snapshot);  // V8's own blob (runner.cc)
   std::memset(response, 0, sizeof *response);
 }
 

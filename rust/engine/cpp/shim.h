@@ -1,5 +1,6 @@
 // C ABI of the V8 shim. Nothing V8-typed and no C++ exception crosses it: requests go
-// in as plain data, responses come back as malloc'd buffers plus a numbered status.
+// in as plain data, responses come back as buffers the shim allocated plus a numbered
+// status; mv8_response_free releases them.
 // Mirrored by rust/engine/src/ffi.rs; keep the two in step.
 #pragma once
 #include <stddef.h>
@@ -53,7 +54,7 @@ typedef struct {
   char* error_stack;             // "Name: message\n    at ..." with positions in the input
   int32_t error_line;            // 1-based, 0 when unknown
   int32_t error_column;          // 1-based, 0 when unknown
-  uint8_t* snapshot;             // raw blob when requested and COMPLETED
+  uint8_t* snapshot;             // raw blob when requested and COMPLETED (V8's buffer, not malloc'd)
   size_t snapshot_len;
   uint64_t heap_used_bytes;      // V8 heap in use at the end of the run
   uint64_t external_bytes;       // peak ArrayBuffer bytes counted by the bounded allocator

@@ -21,7 +21,10 @@ uint64_t Watchdog::Arm(Control::Clock::time_point deadline, std::shared_ptr<Cont
   uint64_t ticket = next_ticket_++;
   queue_.emplace(std::make_pair(deadline, ticket), std::move(control));
   deadlines_.emplace(ticket, deadline);
-  cv_.notify_all();
+  if (deadline < waiting_until_) {
+    waiting_until_ = deadline;  // the thread re-reads the queue as soon as it runs
+    cv_.notify_all();
+  }
   return ticket;
 }
 
@@ -37,12 +40,14 @@ void Watchdog::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (queue_.empty()) {
+      waiting_until_ = Control::Clock::time_point::max();
       cv_.wait(lock);
       continue;
     }
     auto first = queue_.begin();
     if (Control::Clock::now() < first->first.first) {
-      cv_.wait_until(lock, first->first.first);
+      waiting_until_ = first->first.first;
+      cv_.wait_until(lock, waiting_until_);
       continue;
     }
     std::shared_ptr<Control> due = std::move(first->second);

@@ -337,6 +337,34 @@ fn source_failure(err: source::SourceError, filename: &str, started: Instant) ->
     }
 }
 
+thread_local! {
+    /// The buffer the last execution on this thread restored its heap into.
+    static SPARE_RAW_HEAP: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The raw blob an execution restores, in a buffer the thread reuses: a chain of
+/// executions decompresses each heap into the same memory instead of a fresh
+/// blob-sized allocation every time. Taken for the whole execution (V8 reads the blob
+/// while it runs; a nested execution on the same thread finds none and allocates), given
+/// back on drop unless it grew beyond `envelope::MAX_KEPT_BUFFER`.
+struct RawHeap(Vec<u8>);
+
+impl RawHeap {
+    fn take() -> RawHeap {
+        RawHeap(SPARE_RAW_HEAP.with(|spare| spare.take()))
+    }
+}
+
+impl Drop for RawHeap {
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.0);
+        if buffer.capacity() <= envelope::MAX_KEPT_BUFFER {
+            // try_with: the thread-local may already be gone at thread exit.
+            let _ = SPARE_RAW_HEAP.try_with(|spare| spare.set(buffer));
+        }
+    }
+}
+
 /// Runs `code` once. Errors of the script are in the outcome; `Err` means the
 /// execution could not start (V8 failed to initialise, the heap envelope is invalid).
 pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError> {
@@ -344,7 +372,10 @@ pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError
     initialize()?;
     let raw_heap = match opts.heap {
         Some(envelope) => {
-            Some(envelope::unseal(envelope, v8_version()).map_err(EngineError::Snapshot)?)
+            let mut raw = RawHeap::take();
+            envelope::unseal_into(envelope, v8_version(), &mut raw.0)
+                .map_err(EngineError::Snapshot)?;
+            Some(raw)
         }
         None => None,
     };
@@ -370,8 +401,8 @@ pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError
         code: prepared.code.as_ptr() as *const c_char,
         code_len: prepared.code.len(),
         filename: filename.as_ptr(),
-        snapshot: raw_heap.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()),
-        snapshot_len: raw_heap.as_ref().map_or(0, |b| b.len()),
+        snapshot: raw_heap.as_ref().map_or(std::ptr::null(), |b| b.0.as_ptr()),
+        snapshot_len: raw_heap.as_ref().map_or(0, |b| b.0.len()),
         want_snapshot: opts.snapshot as c_int,
         heap_limit_bytes: opts.heap_limit_bytes,
         timeout_secs: opts.timeout.map_or(0.0, |d| d.as_secs_f64().max(1e-6)),

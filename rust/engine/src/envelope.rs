@@ -37,8 +37,16 @@ pub const FORMAT_VERSION: u16 = 2;
 const COMPRESSION_CONSOLE_DICTIONARY: u16 = 1;
 /// Format 2: zstd against the shipped snapshot dictionary named in the header.
 const COMPRESSION_SNAPSHOT_DICTIONARY: u16 = 2;
-/// zstd level: 3 is the sweet spot measured for V8 blobs (466 KB -> ~53 KB).
+/// zstd level for blobs above `SMALL_BLOB`: 3 is the lowest level whose tables index the whole
+/// ~600 KB dictionary (levels 1 and 2 reach only its last 64 KB and 256 KB).
 const ZSTD_LEVEL: i32 = 3;
+/// Blobs up to this size (a near-empty heap is ~600 KB, most of it the dictionary's base
+/// context) are compressed with `small_blob_compressor`'s parameters instead of level 3's: the
+/// fast strategy, with a hash table big enough to index the whole dictionary. Measured on a
+/// near-empty heap: 30 % less CPU, stored size 4.4 % of raw instead of 4.2 %. Above it they lose
+/// (8 % of raw instead of 5.7 % at 1.5 MB) and level 3 is kept. Frames say how to decode them,
+/// so the format and the reader do not change.
+const SMALL_BLOB: usize = 1 << 20;
 /// Upper bound on the raw blob a envelope may announce (guards the decompressor).
 pub const MAX_RAW_LEN: u64 = 4 << 30;
 
@@ -49,19 +57,24 @@ pub fn fingerprint() -> [u8; 16] {
     fingerprint_for(FORMAT_VERSION)
 }
 
+/// The fingerprint envelopes of `format` (1 or 2) carry; computed once per process.
 fn fingerprint_for(format: u16) -> [u8; 16] {
-    let abi = if format == 1 {
-        env!("MCP_V8_SNAPSHOT_ABI_FORMAT1")
+    static FORMAT1: OnceLock<[u8; 16]> = OnceLock::new();
+    static FORMAT2: OnceLock<[u8; 16]> = OnceLock::new();
+    let (cell, abi) = if format == 1 {
+        (&FORMAT1, env!("MCP_V8_SNAPSHOT_ABI_FORMAT1"))
     } else {
-        env!("MCP_V8_SNAPSHOT_ABI")
+        (&FORMAT2, env!("MCP_V8_SNAPSHOT_ABI"))
     };
-    let mut h = Sha256::new();
-    h.update(abi.as_bytes());
-    h.update(format.to_le_bytes());
-    let full = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&full[..16]);
-    out
+    *cell.get_or_init(|| {
+        let mut h = Sha256::new();
+        h.update(abi.as_bytes());
+        h.update(format.to_le_bytes());
+        let full = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,19 +181,67 @@ fn decoder_dictionary(format: u16) -> &'static DecoderDictionary<'static> {
     }
 }
 
+/// Scratch buffers a thread keeps between executions are dropped above this capacity, so
+/// one huge snapshot does not stay resident; below it, the next execution reuses them
+/// instead of allocating (and page-faulting) a blob-sized buffer again.
+pub const MAX_KEPT_BUFFER: usize = 8 << 20;
+
+fn small_blob_compressor() -> zstd::bulk::Compressor<'static> {
+    use zstd::zstd_safe::{CParameter, Strategy};
+    let mut c =
+        zstd::bulk::Compressor::with_dictionary(1, SNAPSHOT_DICTIONARY).expect("zstd dictionary");
+    // Set before the first frame, when zstd digests the dictionary with these parameters (once).
+    for p in [
+        CParameter::Strategy(Strategy::ZSTD_fast),
+        CParameter::WindowLog(21), // dictionary + blob fit in the window
+        CParameter::HashLog(17),   // enough to index the whole dictionary
+        CParameter::MinMatch(7),
+    ] {
+        c.set_parameter(p).expect("valid zstd parameter");
+    }
+    c
+}
+
 thread_local! {
     static COMPRESSOR: RefCell<zstd::bulk::Compressor<'static>> = RefCell::new(
         zstd::bulk::Compressor::with_prepared_dictionary(encoder_dictionary()).expect("zstd dictionary"),
     );
+    static SMALL_BLOB_COMPRESSOR: RefCell<zstd::bulk::Compressor<'static>> =
+        RefCell::new(small_blob_compressor());
     static DECOMPRESSORS: RefCell<[Option<zstd::bulk::Decompressor<'static>>; 2]> =
         const { RefCell::new([None, None]) };
+    /// Where `seal` compresses to (the payload is then copied into an exact-size envelope).
+    static PAYLOAD_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 pub fn seal(raw: &[u8], v8_version: &str) -> Sealed {
-    let payload = COMPRESSOR
-        .with(|c| c.borrow_mut().compress(raw))
-        .expect("zstd compression of an in-memory buffer");
-    let digest: [u8; 32] = Sha256::digest(&payload).into();
+    PAYLOAD_SCRATCH.with(|scratch| {
+        // A nested call (a console callback running another execution) gets its own buffer.
+        match scratch.try_borrow_mut() {
+            Ok(mut buffer) => {
+                let sealed = seal_with(raw, v8_version, &mut buffer);
+                if buffer.capacity() > MAX_KEPT_BUFFER {
+                    *buffer = Vec::new();
+                }
+                sealed
+            }
+            Err(_) => seal_with(raw, v8_version, &mut Vec::new()),
+        }
+    })
+}
+
+fn seal_with(raw: &[u8], v8_version: &str, payload: &mut Vec<u8>) -> Sealed {
+    payload.clear();
+    payload.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+    let compressor = if raw.len() <= SMALL_BLOB {
+        &SMALL_BLOB_COMPRESSOR
+    } else {
+        &COMPRESSOR
+    };
+    compressor
+        .with(|c| c.borrow_mut().compress_to_buffer(raw, payload))
+        .expect("zstd compression into a buffer of the bound's size");
+    let digest: [u8; 32] = Sha256::digest(&payload[..]).into();
     let version = v8_version.as_bytes();
     let version = &version[..version.len().min(255)];
     let mut out = Vec::with_capacity(85 + version.len() + payload.len());
@@ -193,7 +254,7 @@ pub fn seal(raw: &[u8], v8_version: &str) -> Sealed {
     out.extend_from_slice(version);
     out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
     out.extend_from_slice(&digest);
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     Sealed {
         envelope: out,
         key: hex(&digest),
@@ -272,8 +333,25 @@ pub fn open<'a>(envelope: &'a [u8], v8_version: &str) -> Result<Opened<'a>, Enve
 
 /// Opens and decompresses an envelope into the raw V8 blob.
 pub fn unseal(envelope: &[u8], v8_version: &str) -> Result<Vec<u8>, EnvelopeError> {
+    let mut raw = Vec::new();
+    unseal_into(envelope, v8_version, &mut raw)?;
+    Ok(raw)
+}
+
+/// [`unseal`] into `raw` (cleared first), reusing its allocation. On error `raw` is left
+/// empty: no partial blob ever reaches V8.
+pub fn unseal_into(
+    envelope: &[u8],
+    v8_version: &str,
+    raw: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
+    raw.clear();
     let opened = open(envelope, v8_version)?;
-    let raw = DECOMPRESSORS
+    let want =
+        usize::try_from(opened.raw_len).map_err(|_| EnvelopeError::TooLarge(opened.raw_len))?;
+    raw.try_reserve_exact(want)
+        .map_err(|_| EnvelopeError::TooLarge(opened.raw_len))?;
+    let written = DECOMPRESSORS
         .with(|slots| {
             let mut slots = slots.borrow_mut();
             let slot = &mut slots[usize::from(opened.format == 2)];
@@ -284,17 +362,20 @@ pub fn unseal(envelope: &[u8], v8_version: &str) -> Result<Vec<u8>, EnvelopeErro
             }
             slot.as_mut()
                 .expect("set above")
-                .decompress(opened.payload, opened.raw_len as usize)
+                .decompress_to_buffer(opened.payload, raw)
         })
-        .map_err(|e| EnvelopeError::Corrupt(e.to_string()))?;
-    if raw.len() as u64 != opened.raw_len {
+        .map_err(|e| {
+            raw.clear();
+            EnvelopeError::Corrupt(e.to_string())
+        })?;
+    if written as u64 != opened.raw_len || raw.len() != written {
+        raw.clear();
         return Err(EnvelopeError::Corrupt(format!(
             "{} bytes instead of {}",
-            raw.len(),
-            opened.raw_len
+            written, opened.raw_len
         )));
     }
-    Ok(raw)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -317,6 +398,43 @@ mod tests {
         assert_eq!(opened.key, sealed.key);
         assert_eq!(hex(&Sha256::digest(opened.payload)), sealed.key);
         assert_eq!(unseal(&sealed.envelope, V).unwrap(), raw);
+    }
+
+    #[test]
+    fn small_and_large_blobs_round_trip_into_a_reused_buffer() {
+        // Below SMALL_BLOB one compressor, above it the other; the buffer keeps its allocation.
+        let small = blob();
+        let large: Vec<u8> = (0..SMALL_BLOB as u32 + 4096)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | (i % 7) as u8)
+            .collect();
+        let mut raw = Vec::new();
+        for original in [&large, &small, &large] {
+            let sealed = seal(original, V);
+            assert_eq!(open(&sealed.envelope, V).unwrap().key, sealed.key);
+            unseal_into(&sealed.envelope, V, &mut raw).unwrap();
+            assert_eq!(&raw, original);
+        }
+        assert!(raw.capacity() >= large.len());
+        // A refused envelope leaves no blob behind, whatever the buffer held.
+        let mut bad = seal(&small, V).envelope;
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(
+            unseal_into(&bad, V, &mut raw).unwrap_err(),
+            EnvelopeError::ChecksumMismatch
+        );
+        assert!(raw.is_empty());
+        // An announced length below the real one is refused even when the reused buffer has
+        // room for more.
+        let sealed = seal(&small, V).envelope;
+        let at = 45 + V.len();
+        let mut short = sealed.clone();
+        let announced = u64::from_le_bytes(short[at..at + 8].try_into().unwrap()) - 1;
+        short[at..at + 8].copy_from_slice(&announced.to_le_bytes());
+        raw.reserve(large.len());
+        let err = unseal_into(&short, V, &mut raw).unwrap_err();
+        assert!(matches!(err, EnvelopeError::Corrupt(_)), "{err}");
+        assert!(raw.is_empty());
     }
 
     #[test]
