@@ -221,6 +221,72 @@ def test_blob_without_meta_still_works(store: FileHeapStore) -> None:
     assert meta is not None and meta.session == "again"
 
 
+def test_put_without_session_or_tags_writes_the_blob_alone(store: FileHeapStore) -> None:
+    blob = b"a heap nobody named"
+    key = key_of(blob)
+    store.put(key, blob, session=None, tags=None)
+    fanout = Path(store.root) / "heaps" / key[:2]
+    assert sorted(p.name for p in fanout.iterdir()) == [key[2:]]
+    meta = store.meta(key)
+    assert meta is not None and (meta.session, meta.tags, meta.size) == (None, None, len(blob))
+    assert ISO_MS_Z.match(meta.created_at)
+    # A restore is a use (the access time, which prune() reads), never a change: the creation
+    # time, which created_at reports, stays.
+    path = fanout / key[2:]
+    created_ns = path.stat().st_mtime_ns
+    os.utime(path, ns=(10**9, created_ns))
+    assert store.get(key) == blob
+    after = path.stat()
+    assert after.st_mtime_ns == created_ns
+    assert after.st_atime > time.time() - 3600
+    meta_again = store.meta(key)
+    assert meta_again is not None and meta_again.created_at == meta.created_at
+
+
+def test_puts_publish_unnamed_files_where_the_system_has_them(
+    store: FileHeapStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcp_v8.storage import heaps as heaps_module
+
+    try:
+        os.close(os.open(tmp_path, os.O_WRONLY | heaps_module._O_TMPFILE))
+    except (OSError, TypeError):
+        pytest.skip("no O_TMPFILE here")
+    if not heaps_module._O_TMPFILE or not os.path.isdir(heaps_module._PROC_SELF_FD):
+        pytest.skip("no O_TMPFILE or /proc here")
+
+    def no_named_temp_files(n: int) -> str:
+        raise AssertionError("a named temp file was made")
+
+    monkeypatch.setattr(heaps_module.secrets, "token_hex", no_named_temp_files)
+    blob = b"unnamed until published"
+    key = key_of(blob)
+    store.put(key, blob, session="s", tags={"k": "v"})
+    assert store.get(key) == blob
+    meta = store.meta(key)
+    assert meta is not None and (meta.session, meta.tags) == ("s", {"k": "v"})
+
+
+@pytest.mark.parametrize("missing", ["O_TMPFILE", "/proc"])
+def test_puts_fall_back_to_named_temp_files(
+    store: FileHeapStore, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    from mcp_v8.storage import heaps as heaps_module
+
+    if missing == "O_TMPFILE":
+        monkeypatch.setattr(heaps_module, "_O_TMPFILE", 0)
+    else:
+        monkeypatch.setattr(heaps_module, "_PROC_SELF_FD", "/nonexistent/proc/self/fd")
+    blob = missing.encode() * 100
+    key = key_of(blob)
+    store.put(key, blob, session="first", tags=None)
+    store.put(key, blob, session="second", tags=None)
+    assert store.get(key) == blob
+    meta = store.meta(key)
+    assert meta is not None and meta.session == "first"
+    assert temp_files(Path(store.root)) == []
+
+
 def test_symlinked_fanout_dir_is_not_followed(store: FileHeapStore, tmp_path: Path) -> None:
     key = "ab" + "1" * 62
     outside = tmp_path / "outside"

@@ -38,6 +38,8 @@ _META_SUFFIX = ".json"
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux: an unnamed file, published by linking it
+_PROC_SELF_FD = "/proc/self/fd"
 
 
 class InvalidHeapKey(ValueError):
@@ -150,17 +152,20 @@ def _iso_from_timestamp(ts: float) -> str:
 class FileHeapStore:
     """A :class:`HeapStore` on the local filesystem.
 
-    Layout: ``<root>/heaps/<key[:2]>/<key[2:]>`` holds the blob and ``<key[2:]>.json`` beside it the
-    meta (``{"created_at", "session", "tags"}``). The two-character fan-out keeps directories small
-    (256 of them, each ~1/256 of the keys).
+    Layout: ``<root>/heaps/<key[:2]>/<key[2:]>`` holds the blob and, when its put recorded a session
+    or tags, ``<key[2:]>.json`` beside it the meta (``{"created_at", "session", "tags"}``). The
+    two-character fan-out keeps directories small (256 of them, each ~1/256 of the keys). A blob's
+    modification time is its creation time (nothing rewrites it) and its access time its last use
+    (``get`` sets it), so a put without session or tags writes one file, not two.
 
-    Writes go to a uniquely named temp file in the destination directory, are fsynced (when
-    ``durable``), then published
+    Writes go to an unnamed file in the destination directory (``O_TMPFILE``; where the system or
+    filesystem has none, a uniquely named temp file), are fsynced (when ``durable``), then published
     with a hard link (``link`` fails if the name exists, so the first writer wins and nothing is ever
     overwritten; falls back to ``os.replace`` on filesystems without hard links), and the directory is
-    fsynced. Every path below ``<root>/heaps`` is opened relative to a directory file descriptor with
-    ``O_NOFOLLOW``: a symlink planted inside the store is never followed, so no key reaches a file
-    outside the root.
+    fsynced. An unnamed file costs no directory entry to create and remove, and a writer that dies
+    leaves nothing behind. Every path below ``<root>/heaps`` is opened relative to a directory file
+    descriptor with ``O_NOFOLLOW``: a symlink planted inside the store is never followed, so no key
+    reaches a file outside the root.
 
     ``durable=False`` skips the fsyncs (about 3.6 ms per snapshot, a fifth of a service
     execution): writes stay atomic and survive a crash of any process, and a blob that a power
@@ -192,17 +197,18 @@ class FileHeapStore:
         validate_heap_key(key)
         data = bytes(envelope)
         name = key[2:]
-        meta = json.dumps(
-            {"created_at": _now_iso(), "session": session, "tags": tags},
-            ensure_ascii=False,
-            sort_keys=True,
-        ).encode("utf-8")
         with self._fanout(key, create=True) as dfd:
             # Blob first, meta second: a crash in between leaves a blob without meta (meta() then
-            # reports session/tags as None), never meta without a blob.
+            # reports session/tags as None), never meta without a blob. Without session and tags
+            # the meta holds nothing the blob's own times do not (see the class).
             if not _is_regular(name, dfd):
                 _publish(dfd, name, data, self.durable)
-            if not _is_regular(name + _META_SUFFIX, dfd):
+            if (session is not None or tags is not None) and not _is_regular(name + _META_SUFFIX, dfd):
+                meta = json.dumps(
+                    {"created_at": _now_iso(), "session": session, "tags": tags},
+                    ensure_ascii=False,
+                    sort_keys=True,
+                ).encode("utf-8")
                 _publish(dfd, name + _META_SUFFIX, meta, self.durable)
 
     def get(self, key: str) -> bytes:
@@ -215,12 +221,14 @@ class FileHeapStore:
                 raise HeapNotFound(key) from None
             raise
         with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
                 raise HeapNotFound(key)
             data = f.read()
-            # The modification time records the last use, which prune() goes by.
+            # The access time records the last use, which prune() goes by; the modification time
+            # stays the creation time.
             with contextlib.suppress(OSError):
-                os.utime(f.fileno())
+                os.utime(f.fileno(), ns=(time.time_ns(), st.st_mtime_ns))
             return data
 
     def exists(self, key: str) -> bool:
@@ -300,7 +308,8 @@ class FileHeapStore:
 
     def prune(self, max_age_seconds: float) -> int:
         """Deletes snapshots neither written nor restored for ``max_age_seconds``; returns how
-        many. A snapshot in use is touched by ``get``, so a chain still being resumed stays."""
+        many. A snapshot in use is touched by ``get`` (its access time), so a chain still being
+        resumed stays."""
         cutoff = time.time() - max_age_seconds
         removed = 0
         for key in list(self.keys()):
@@ -309,7 +318,8 @@ class FileHeapStore:
                     st = os.stat(key[2:], dir_fd=dfd, follow_symlinks=False)
             except OSError:
                 continue
-            if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff and self.delete(key):
+            last_use = max(st.st_atime, st.st_mtime)  # stores written before: get() set the mtime
+            if stat.S_ISREG(st.st_mode) and last_use < cutoff and self.delete(key):
                 removed += 1
         return removed
 
@@ -344,14 +354,18 @@ class FileHeapStore:
         flags = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
         heaps_fd = os.open(self.heaps_dir, flags)
         try:
-            if create:
+            try:
+                dfd = os.open(prefix, flags, dir_fd=heaps_fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
                 try:
                     os.mkdir(prefix, 0o755, dir_fd=heaps_fd)
                 except FileExistsError:
                     pass
                 else:
                     _fsync_dir(heaps_fd)
-            dfd = os.open(prefix, flags, dir_fd=heaps_fd)
+                dfd = os.open(prefix, flags, dir_fd=heaps_fd)
         finally:
             os.close(heaps_fd)
         try:
@@ -385,16 +399,59 @@ def _fsync_dir(dfd: int) -> None:
         os.fsync(dfd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+# Errors that say "no unnamed files here" (the kernel or filesystem lacks O_TMPFILE, or there is no
+# /proc to link one through): publishing then goes through a named temp file.
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL, errno.ENOENT}
+_NO_LINK = {errno.ENOENT, errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
+
+
+def _publish_unnamed(dfd: int, name: str, data: bytes, durable: bool) -> bool:
+    """Publishes ``data`` as ``name`` in ``dfd`` from an unnamed file; False when it could not here
+    (nothing is left behind then, and ``name`` is unchanged)."""
+    try:
+        fd = os.open(".", os.O_WRONLY | _O_TMPFILE | _O_CLOEXEC, 0o644, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno in _NO_TMPFILE:
+            return False
+        raise
+    try:
+        _write_all(fd, data)
+        if durable:
+            os.fsync(fd)
+        try:
+            # /proc/self/fd/N names the unnamed file itself; link() follows it (AT_SYMLINK_FOLLOW).
+            os.link(f"{_PROC_SELF_FD}/{fd}", name, dst_dir_fd=dfd)
+        except FileExistsError:
+            # Someone else published it first: kept. A symlink or other non-file squatting the name
+            # is replaced by the named-file path below.
+            return _is_regular(name, dfd)
+        except OSError as exc:
+            if exc.errno in _NO_LINK:
+                return False
+            raise
+    finally:
+        os.close(fd)
+    if durable:
+        _fsync_dir(dfd)
+    return True
+
+
 def _publish(dfd: int, name: str, data: bytes, durable: bool = True) -> None:
     """Writes ``data`` to ``name`` in ``dfd`` atomically; an existing ``name`` is kept (first wins)."""
+    if _O_TMPFILE and _publish_unnamed(dfd, name, data, durable):
+        return
     tmp = f".{name}.{secrets.token_hex(8)}{_TMP_SUFFIX}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o644, dir_fd=dfd)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:
