@@ -24,5 +24,23 @@ def test_ceiling_program_builds_and_measures_both_figures() -> None:
     for figure in figures:
         assert "error" not in figure, figure
         assert figure["threads"] == 1 and figure["runs"] > 0 and figure["rate_per_s"] > 0
+    for figure in figures:
+        assert figure["cpu_ms_per_run"] > 0
     refused = subprocess.run([program, "0", "1"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "usage" in refused.stderr
+    # Serve mode: measured slices on request, the chain carrying on between them.
+    console_js = ROOT / "rust" / "engine" / "cpp" / "js" / "console.js"
+    served = subprocess.run(
+        [program, "serve", str(console_js)],
+        input="snapshot-chain 3\nfresh-isolate 2\nnonsense 1\nsnapshot-chain 2\nconsole-chain 2\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    answers = [json.loads(line) for line in served.splitlines()]
+    kinds = [a.get("kind") for a in answers]
+    assert kinds == ["snapshot-chain", "fresh-isolate", None, "snapshot-chain", "console-chain"]
+    assert "error" in answers[2]
+    for answer in answers[:2] + answers[3:]:
+        assert "error" not in answer and answer["cpu_ms_per_run"] > 0
