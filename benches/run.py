@@ -191,6 +191,15 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
             f"workers {lo['workers_cpu_ms_per_exec']:.2f} → {hi['workers_cpu_ms_per_exec']:.2f} ms "
             f"({cores} cores in all, shared with the load generator)."
         )
+    floor = service.get("http_floor")
+    if floor:
+        per = floor["server_cpu_ms_per_request"]
+        out["observations"].append(
+            f"The HTTP floor: the server spends {per:.2f} ms of CPU per `GET /api/version` "
+            f"({floor['clients']} keep-alive clients, {floor['per_s']:.0f} requests/s), Waitress and Falcon "
+            f"with nothing behind them; an execution's submit + long-poll starts at {2 * per:.2f} ms of "
+            f"server CPU, a submit with wait_ms at {per:.2f} ms."
+        )
     out["observations"] += _thread_observations(service, default_threads)
     out["observations"] += _herd_observations(profile)
     for r in sorted(runs, key=lambda r: -r["throughput_per_s"])[:1]:

@@ -185,6 +185,36 @@ def cancel_over_http(server: Server, rounds: int) -> dict[str, Any]:
     return out
 
 
+def http_floor(server: Server, *, clients: int = 4, requests: int = 1500) -> dict[str, Any]:
+    """The server's CPU per ``GET /api/version`` (no work behind it) from ``clients`` keep-alive
+    connections: what Waitress and Falcon cost per request, the floor under an execution's two
+    (submit + long-poll) or one (submit with wait_ms)."""
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        for _ in range(requests):
+            conn.request("GET", "/api/version")
+            conn.getresponse().read()
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    cpu0, t0 = _cpu([server.pid]), time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed, cpu = time.perf_counter() - t0, _cpu([server.pid]) - cpu0
+    total = clients * requests
+    result = {
+        "clients": clients,
+        "requests": total,
+        "per_s": total / elapsed,
+        "server_cpu_ms_per_request": cpu / total * 1e3,
+    }
+    log(f"service HTTP floor: {result['server_cpu_ms_per_request']:.2f} ms server CPU per GET /api/version")
+    return result
+
+
 # Every mode is measured without cancels; the rows with 10 % cancels keep to two (a shorter run).
 MODES = ("stateless", "stateless-no-snapshot", "stateful")
 CANCEL_MODES = ("stateless", "stateful")
@@ -234,6 +264,7 @@ def run(*, workers: int, quick: bool, concurrencies: tuple[int, ...] | None = No
             for c in sorted({min(concurrencies), 4} & set(concurrencies))
         ]
         out["data_dir_bytes"] = _du(server.data_dir)
+        out["http_floor"] = http_floor(server, requests=500 if quick else 1500)
         try:
             out["cancel_http"] = cancel_over_http(server, 10 if quick else 20)
         except Exception as e:  # the load rows stay
