@@ -21,6 +21,8 @@ LEVELS: dict[str, str] = {
     "test_store_contracts": "unit",
     "test_migrations": "unit",
     "test_executions_state": "unit",
+    "test_heap_tags": "unit",
+    "test_heaps_service": "service",
     "test_worker": "unit",
     "test_cli_module": "unit",
     "test_engine_basics": "engine",

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mcp_v8 import ExecutionTimeout, JSError
-from mcp_v8.client import Client
-from mcp_v8.errors import AuthError, BadRequestError, NotFoundError, QueueFullError
+from mcp_v8.client import Client, HeapInfo
+from mcp_v8.errors import AuthError, BadRequestError, ConflictError, NotFoundError, QueueFullError
 
 from .live_server import LiveServer
 
@@ -132,3 +132,36 @@ def test_a_full_queue_is_retried_after_retry_after(tmp_path: Path) -> None:
             assert impatient.wait(queued.execution_id).value == 2
     finally:
         live.stop()
+
+
+def test_heaps_metadata_tags_query_and_delete(client: Client) -> None:
+    heaps = [
+        client.execute(f"var h{i} = {i}", session="client-heaps", tags={"suite": "client-heaps"}).heap
+        for i in range(3)
+    ]
+    assert all(heaps)
+    first = client.heap(str(heaps[0]))
+    assert isinstance(first, HeapInfo)
+    assert (first.heap, first.session, first.tags) == (heaps[0], "client-heaps", {"suite": "client-heaps"})
+    assert first.size_bytes > 0 and first.last_used_at >= first.created_at
+    tagged = client.tag_heap(str(heaps[1]), {"stage": "ready", "suite": None})
+    assert tagged.tags == {"stage": "ready"}
+    assert [h.heap for h in client.query_heaps({"suite": "client-heaps"}, page_size=1)] == [
+        heaps[2],
+        heaps[0],
+    ]
+    assert [h.heap for h in client.query_heaps({"stage": "ready"})] == [heaps[1]]
+    with pytest.raises(BadRequestError, match="at most 64 tags"):
+        client.tag_heap(str(heaps[1]), {f"k{i}": "v" for i in range(64)})
+    busy = client.execute("while (true) {}", heap=heaps[2], execution_timeout_secs=60, wait=False)
+    with pytest.raises(ConflictError) as conflict:
+        client.delete_heap(str(heaps[2]))
+    assert conflict.value.status == 409
+    assert client.cancel(busy.execution_id) is True
+    client.delete_heap(str(heaps[2]))
+    with pytest.raises(NotFoundError):
+        client.heap(str(heaps[2]))
+    with pytest.raises(NotFoundError):
+        client.delete_heap(str(heaps[2]))
+    with pytest.raises(BadRequestError, match="64 lowercase hex"):
+        client.heap("nope")

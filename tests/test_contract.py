@@ -220,3 +220,38 @@ def test_query_checks_accept_exactly_what_the_schema_validators_accept(value: An
             assert check is not None, f"{name}: a keyword the fast check lacks"
             accepted = next(query._validators[name].iter_errors(value), None) is None
             assert check(value) is accepted, (name, value)
+
+
+_HEAP_BODIES = ("HeapQuery", "HeapTagsPatch")
+_tag_values = st.one_of(st.none(), _scalars, st.text(max_size=300))
+_heap_bodies = st.one_of(
+    _json,
+    st.dictionaries(st.sampled_from(["k", "x" * 256, "x" * 257]), _tag_values, max_size=3),
+    st.fixed_dictionaries(
+        {"tags": st.one_of(_tags, st.just({}))},
+        optional={
+            "limit": _numbers,
+            "cursor": st.sampled_from(["", "e30", "a=", "x" * 4097]),
+            "extra": _json,
+        },
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(candidate=_heap_bodies)
+def test_the_fast_check_of_the_heap_bodies_agrees_with_the_schema_validator(candidate: Any) -> None:
+    for name in _HEAP_BODIES:
+        validator = BodyValidator(name)
+        assert validator._check is not None, f"{name} uses a keyword the fast check lacks"
+        accepted_by_schema = next(validator._validator.iter_errors(candidate), None) is None
+        assert validator._check(candidate) is accepted_by_schema, (name, candidate)
+
+
+def test_a_merge_patch_may_remove_tags_with_null() -> None:
+    patch = BodyValidator("HeapTagsPatch")
+    assert patch.validate({"a": None, "b": "v"}) == {"a": None, "b": "v"}
+    with pytest.raises(InvalidRequest, match="must be a string"):
+        patch.validate({"a": 1})
+    with pytest.raises(InvalidRequest, match="^tags must have at least 1 entry$"):
+        BodyValidator("HeapQuery").validate({"tags": {}})

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,12 +28,13 @@ from typing import Any, BinaryIO, Callable
 import pytest
 
 from mcp_v8.errors import SnapshotError
-from mcp_v8.executions import CancelOutcome, ExecutionManager, QueueFull, SubmitRequest
+from mcp_v8.executions import CancelOutcome, ExecutionManager, HeapInUse, QueueFull, SubmitRequest
 from mcp_v8.executions.pool import WorkerOptions, WorkerSlot
 from mcp_v8.executions.protocol import Channel, Job, JobResult
 from mcp_v8.executions.worker import _run
 from mcp_v8.storage import (
     FileHeapStore,
+    HeapNotFound,
     SQLiteExecutionStore,
     SQLiteOutputLog,
     open_database,
@@ -50,7 +52,8 @@ LATE_HEAP = "f" * 64
 class FakeWorker:
     """A worker process played by a thread: what a slot's ``spawn`` returns."""
 
-    def __init__(self, sock: socket.socket, stderr_path: Path) -> None:
+    def __init__(self, sock: socket.socket, stderr_path: Path, heaps_root: str) -> None:
+        self._heaps = FileHeapStore(heaps_root, durable=False)
         self._sock = socket.socket(fileno=os.dup(sock.fileno()))  # the slot closes its own copy
         self._conn = Channel(self._sock)
         self._stderr_path = stderr_path
@@ -99,6 +102,10 @@ class FakeWorker:
                         self._conn.send(("output", "another-execution", "not mine\n"))
                         self._conn.send(("output", eid, f"ran {eid}\n"))
                         self._conn.send(("done", eid, JobResult(status="completed", result='"done"')))
+                    elif message.code == "heap-present":  # whether the job's heap is stored now
+                        present = message.heap is not None and self._heaps.exists(message.heap)
+                        result = JobResult(status="completed", result="true" if present else "false")
+                        self._conn.send(("done", message.execution_id, result))
                     elif message.code == "crash":
                         with open(self._stderr_path, "ab") as stderr:
                             stderr.write(b"#\n# Fatal javascript OOM in a fake worker\n#\n")
@@ -128,7 +135,7 @@ class FakeWorkers:
         self.started: list[FakeWorker] = []
 
     def __call__(self, options: WorkerOptions, sock: socket.socket, stderr: BinaryIO) -> FakeWorker:
-        worker = FakeWorker(sock, Path(stderr.name))
+        worker = FakeWorker(sock, Path(stderr.name), options.heaps_root)
         self.started.append(worker)
         return worker
 
@@ -395,10 +402,11 @@ class Service:
         self.database = open_database(tmp_path)
         self.executions = SQLiteExecutionStore(self.database)
         self.output = SQLiteOutputLog(self.database, max_output_bytes=1 << 20)
+        self.heaps = FileHeapStore(tmp_path, durable=False)
         self.manager = ExecutionManager(
             executions=self.executions,
             output=self.output,
-            heaps=FileHeapStore(tmp_path, durable=False),
+            heaps=self.heaps,
             data_dir=tmp_path,
             workers=1,
             queue_limit=queue_limit,
@@ -408,9 +416,8 @@ class Service:
         self.manager.start()
 
     def submit(self, code: str, **fields: Any) -> str:
-        return self.manager.submit(
-            SubmitRequest(code=code, heap=None, heap_limit_mb=8, timeout_secs=60, **fields)
-        )
+        request: dict[str, Any] = {"heap": None, "heap_limit_mb": 8, "timeout_secs": 60, **fields}
+        return self.manager.submit(SubmitRequest(code=code, **request))
 
     def finished(self, execution_id: str) -> Any:
         self.manager.wait(execution_id, HANG)
@@ -530,6 +537,107 @@ def test_the_snapshot_flag_reaches_the_worker(
     sent[default] = True
     jobs = [m for m in workers.current.all_received() if isinstance(m, Job)]
     assert {j.execution_id: j.snapshot for j in jobs} == sent
+
+
+def put_heap(service: Service, blob: bytes = b"a heap") -> str:
+    key = hashlib.sha256(blob).hexdigest()
+    service.heaps.put(key, blob)
+    return key
+
+
+def test_a_heap_is_in_use_while_an_execution_resuming_it_is_queued_or_running(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service()
+    manager = service.manager
+    key = put_heap(service)
+    assert not manager.heap_in_use(key)
+    with pytest.raises(HeapNotFound):
+        service.submit("complete", heap="0" * 64)  # refused before it is counted
+    assert manager.heaps_in_use() == set()
+    running = service.submit("until-cancel", heap=key)
+    assert job_ids([workers.current.next_message()]) == [running]
+    queued = [service.submit("complete", heap=key) for _ in range(2)]
+    assert manager.heap_in_use(key) and manager.heaps_in_use() == {key}
+    with pytest.raises(HeapInUse):
+        manager.delete_heap(key, service.heaps.delete)
+    assert manager.cancel(queued[0]) is CancelOutcome.ACCEPTED  # one of three: still in use
+    assert manager.heap_in_use(key)
+    assert manager.cancel(running) is CancelOutcome.ACCEPTED
+    assert service.finished(queued[1]).status == "completed"  # the last one finished
+    assert not manager.heap_in_use(key)
+    assert manager._heap_users == {} and manager._heap_of == {}
+    assert manager.delete_heap(key, service.heaps.delete) is True
+    assert not service.heaps.exists(key)
+    assert manager.delete_heap(key, service.heaps.delete) is False  # gone already
+    with pytest.raises(HeapNotFound):
+        service.submit("complete", heap=key)
+
+
+def test_a_failed_submit_does_not_keep_its_heap_in_use(
+    make_service: Callable[..., Service], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = make_service()
+    key = put_heap(service)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(service.executions, "create", broken)
+    with pytest.raises(OSError, match="disk full"):
+        service.submit("complete", heap=key)
+    assert not service.manager.heap_in_use(key)
+
+
+def test_deleting_a_heap_races_submits_that_resume_it(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    """Submits of executions resuming a heap race its deletion: each submit is either refused
+    (the heap is gone) or accepted with the heap kept until its execution has run, which the
+    fake worker checks (``heap-present``) when the job reaches it."""
+    service = make_service(queue_limit=64)
+    key = put_heap(service)
+    deleted = threading.Event()
+    accepted: list[str] = []
+    refused: list[int] = []
+    lock = threading.Lock()
+
+    def submitter() -> None:
+        for _ in range(5000):  # until the heap is gone, which a gap between submits allows
+            try:
+                eid = service.submit("heap-present", heap=key)
+            except HeapNotFound:
+                with lock:
+                    refused.append(1)
+                return
+            with lock:
+                accepted.append(eid)
+            service.finished(eid)  # none of this thread's in use between two submits
+            time.sleep(0.001)  # a gap the deleter can hit when the other thread has one too
+        raise AssertionError("the heap was never deleted")
+
+    def deleter() -> int:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                if service.manager.delete_heap(key, service.heaps.delete):
+                    deleted.set()
+                    return attempts
+            except HeapInUse:
+                pass
+            assert attempts < 10**7
+
+    threads = [Background(submitter) for _ in range(2)]
+    attempts = Background(deleter)
+    for t in threads:
+        t.result()
+    assert attempts.result() >= 1 and deleted.is_set()
+    results = [service.finished(eid).result for eid in accepted]
+    assert results == ["true"] * len(accepted)  # every accepted execution found its heap
+    assert len(refused) == 2  # each submitter ended on a refusal
+    assert service.manager.heaps_in_use() == set()
+    assert not service.heaps.exists(key)
 
 
 def test_full_queue_is_refused(make_service: Callable[..., Service], workers: FakeWorkers) -> None:

@@ -25,6 +25,11 @@ CONTRACT_SCHEMAS = {
     "ExecutionList",
     "ExecutionSummary",
     "ExecutionOutput",
+    "HeapDeleted",
+    "HeapInfo",
+    "HeapList",
+    "HeapQuery",
+    "HeapTagsPatch",
     "OutputQuery",
     "SessionList",
     "SessionLog",
@@ -45,6 +50,10 @@ OPERATIONS = {
     ("get", "/api/stats"): ("getStats", "Meta"),
     ("get", "/api/sessions"): ("listSessions", "Sessions"),
     ("get", "/api/sessions/log"): ("getSessionLog", "Sessions"),
+    ("get", "/api/heaps/{key}"): ("getHeap", "Heaps"),
+    ("delete", "/api/heaps/{key}"): ("deleteHeap", "Heaps"),
+    ("patch", "/api/heaps/{key}/tags"): ("patchHeapTags", "Heaps"),
+    ("post", "/api/heaps/query"): ("queryHeaps", "Heaps"),
 }
 PUBLIC = {"/api/version", "/api/openapi.json"}  # no token needed, even when one is configured
 
@@ -94,7 +103,7 @@ def test_operations_ids_tags(spec: dict[str, Any]) -> None:
     for key, (operation_id, tag) in OPERATIONS.items():
         assert found[key]["operationId"] == operation_id
         assert found[key]["tags"] == [tag]
-    assert {t["name"] for t in spec["tags"]} == {"CLI", "Executions", "Meta", "Sessions"}
+    assert {t["name"] for t in spec["tags"]} == {"CLI", "Executions", "Heaps", "Meta", "Sessions"}
 
 
 def test_every_ref_resolves(spec: dict[str, Any]) -> None:

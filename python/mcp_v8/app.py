@@ -27,6 +27,7 @@ from .resources.executions import (
     ExecutionResource,
     OutputResource,
 )
+from .resources.heaps import HeapQueryResource, HeapResource, HeapTagsResource
 from .resources.meta import (
     CliDownloadResource,
     CliIndexResource,
@@ -42,6 +43,7 @@ from .storage import (
     OutputLog,
     SchemaVersionError,
     SQLiteExecutionStore,
+    SQLiteHeapTags,
     SQLiteOutputLog,
     open_database,
 )
@@ -88,6 +90,7 @@ class Service:
         # One database file, two stores each owning its own tables.
         self.executions: ExecutionStore = SQLiteExecutionStore(self.database)
         self.output: OutputLog = SQLiteOutputLog(self.database, max_output_bytes=settings.max_output_bytes)
+        self.heap_tags = SQLiteHeapTags(self.database)
         failed = self.executions.fail_running_on_startup(
             "the server stopped while this execution was running"
         )
@@ -102,6 +105,7 @@ class Service:
             queue_limit=settings.queue_limit,
             max_output_bytes=settings.max_output_bytes,
             max_result_bytes=settings.max_result_bytes,
+            heap_tags=self.heap_tags,
         )
         self._stop = threading.Event()
         self._pruner: threading.Thread | None = None
@@ -114,7 +118,8 @@ class Service:
 
     def prune(self) -> int:
         """One retention pass: finished executions by age and count, and heap snapshots
-        unused for the same age. Returns the number of executions removed."""
+        unused for the same age, but those with tags in the registry (``heap_tags``) and those a
+        queued or running execution resumes. Returns the number of executions removed."""
         s = self.settings
         doomed = self.executions.prunable(
             max_age_seconds=float(s.retention_max_age_secs) or None,
@@ -124,7 +129,8 @@ class Service:
         self.output.delete(doomed)
         removed = self.executions.delete(doomed)
         if s.retention_max_age_secs:
-            self.heaps.prune(float(s.retention_max_age_secs))
+            keep = self.heap_tags.tagged() | self.manager.heaps_in_use()
+            self.heaps.prune(float(s.retention_max_age_secs), keep=keep)
         return removed
 
     def _prune_loop(self) -> None:
@@ -246,6 +252,10 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_route("/api/executions/{id}", ExecutionResource(service.executions, service.manager))
     app.add_route("/api/executions/{id}/cancel", CancelResource(service.manager, service.executions))
     app.add_route("/api/executions/{id}/output", OutputResource(service.executions, service.output))
+    heaps = (settings, service.heaps, service.heap_tags, service.manager)
+    app.add_route("/api/heaps/query", HeapQueryResource(*heaps))
+    app.add_route("/api/heaps/{key}", HeapResource(*heaps))
+    app.add_route("/api/heaps/{key}/tags", HeapTagsResource(*heaps))
     app.add_route("/api/sessions", SessionListResource(service.executions))
     app.add_route("/api/sessions/log", SessionLogResource(service.executions))
     app.add_route("/api/version", VersionResource())

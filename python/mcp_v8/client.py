@@ -31,7 +31,15 @@ from .errors import (
     api_error,
 )
 
-__all__ = ["Client", "Execution", "ExecutionSummary", "OutputPage", "SessionLogEntry", "SessionSummary"]
+__all__ = [
+    "Client",
+    "Execution",
+    "ExecutionSummary",
+    "HeapInfo",
+    "OutputPage",
+    "SessionLogEntry",
+    "SessionSummary",
+]
 
 _LONG_POLL_MS = 30_000  # the contract's largest wait_ms
 _MAX_RETRY_AFTER = 30.0
@@ -120,6 +128,18 @@ class OutputPage:
     has_more: bool
     total_bytes: int
     total_lines: int
+
+
+@dataclass(frozen=True)
+class HeapInfo:
+    """A stored heap snapshot's metadata (``GET /api/heaps/{key}``)."""
+
+    heap: str
+    size_bytes: int
+    created_at: str
+    last_used_at: str
+    session: str | None = None
+    tags: dict[str, str] | None = None
 
 
 _T = TypeVar("_T")
@@ -271,6 +291,35 @@ class Client:
         for a session with no retained execution."""
         for doc in self._pages("/api/sessions/log", {"session": session, "limit": page_size}, "executions"):
             yield _typed(SessionLogEntry, doc)
+
+    # -- heaps ---------------------------------------------------------------------
+    def heap(self, key: str) -> HeapInfo:
+        """The metadata of the heap ``key``; raises :class:`~mcp_v8.errors.NotFoundError`."""
+        return _typed(HeapInfo, self._request("GET", f"/api/heaps/{_segment(key)}"))
+
+    def query_heaps(self, tags: Mapping[str, str], *, page_size: int = 100) -> Iterator[HeapInfo]:
+        """Every heap whose tags hold all pairs of ``tags``, newest first."""
+        cursor: str | None = None
+        while True:
+            body: dict[str, Any] = {"tags": dict(tags), "limit": page_size}
+            if cursor:
+                body["cursor"] = cursor
+            doc = self._request("POST", "/api/heaps/query", body)
+            for item in doc["heaps"]:
+                yield _typed(HeapInfo, item)
+            cursor = doc.get("next_cursor")
+            if not cursor:
+                return
+
+    def tag_heap(self, key: str, patch: Mapping[str, str | None]) -> HeapInfo:
+        """Changes the heap's tags with a JSON merge patch (a string sets a key, None removes
+        it) and returns its metadata."""
+        return _typed(HeapInfo, self._request("PATCH", f"/api/heaps/{_segment(key)}/tags", dict(patch)))
+
+    def delete_heap(self, key: str) -> None:
+        """Removes the heap; raises :class:`~mcp_v8.errors.ConflictError` while an execution
+        that resumes it is queued or running, :class:`~mcp_v8.errors.NotFoundError` when absent."""
+        self._request("DELETE", f"/api/heaps/{_segment(key)}")
 
     # -- the server ----------------------------------------------------------------
     def version(self) -> dict[str, Any]:

@@ -137,6 +137,9 @@ def _message(error: ValidationError) -> str:
         return f"{field} must be at most {error.validator_value} characters"
     if keyword == "maxProperties":
         return f"{field} must have at most {error.validator_value} entries"
+    if keyword == "minProperties":
+        n = error.validator_value
+        return f"{field} must have at least {n} {'entry' if n == 1 else 'entries'}"
     return f"{field}: {error.message}"
 
 
@@ -203,6 +206,8 @@ def _keyword_check(keyword: str, rule: Any, node: Mapping[str, Any]) -> Check | 
         return lambda v: not isinstance(v, dict) or all(k in v for k in rule)
     if keyword == "maxProperties":
         return lambda v: not isinstance(v, dict) or len(v) <= rule
+    if keyword == "minProperties":
+        return lambda v: not isinstance(v, dict) or len(v) >= rule
     if keyword == "propertyNames":
         names = compile_check(rule)
         return None if names is None else (lambda v: not isinstance(v, dict) or all(names(k) for k in v))

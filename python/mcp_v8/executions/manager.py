@@ -20,9 +20,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ..storage import TERMINAL_STATUSES, ExecutionRecord, ExecutionStore, FileHeapStore, OutputLog
+from ..storage import (
+    TERMINAL_STATUSES,
+    ExecutionRecord,
+    ExecutionStore,
+    FileHeapStore,
+    HeapNotFound,
+    OutputLog,
+    SQLiteHeapTags,
+)
 from .pool import (
     SpawnWorker,
     WorkerOptions,
@@ -42,6 +50,10 @@ class QueueFull(Exception):
 
 class ShuttingDown(Exception):
     """The server is stopping and accepts no new executions."""
+
+
+class HeapInUse(Exception):
+    """A queued or running execution of this manager resumes the heap: it cannot go now."""
 
 
 class CancelOutcome(Enum):
@@ -93,10 +105,14 @@ class ExecutionManager:
         max_output_bytes: int,
         max_result_bytes: int = 0,
         spawn_worker: SpawnWorker = spawn_worker_process,
+        heap_tags: SQLiteHeapTags | None = None,
     ) -> None:
         """``heaps`` is the store the workers open too: they read and write snapshots
-        themselves, and only keys pass through the manager."""
+        themselves, and only keys pass through the manager. ``heap_tags``, when given, is
+        where the tags of each heap an execution stores with tags are recorded as it finishes."""
         self._executions = executions
+        self._heaps = heaps
+        self._heap_tags = heap_tags
         self._output = output
         self._queue_limit = queue_limit
         self._max_result_bytes = max_result_bytes
@@ -104,6 +120,10 @@ class ExecutionManager:
         self._queue: collections.deque[_Queued] = collections.deque()
         self._reserved = 0  # places taken by submits whose record is being written
         self._executing: dict[str, WorkerSlot] = {}
+        # Heaps that accepted, not yet finished executions resume: how many per key, and the
+        # key of each such execution. Under ``_lock``, which a heap's deletion holds too.
+        self._heap_users: dict[str, int] = {}
+        self._heap_of: dict[str, str] = {}
         # Executions accepted here and not yet terminal (``_live``), and the long-polls
         # waiting for them: a finish wakes only its own waiters and hands them the terminal
         # record. Both under ``_waiters_lock``, so a wait and a finish never miss each other.
@@ -164,6 +184,13 @@ class ExecutionManager:
                 raise ShuttingDown("the server is shutting down")
             if len(self._queue) + self._reserved >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
+            if request.heap is not None:
+                # Checked and counted in one step with delete_heap's check and removal: a heap
+                # is either gone before this execution is accepted or kept until it finishes.
+                if not self._heaps.exists(request.heap):
+                    raise HeapNotFound(request.heap)
+                self._heap_users[request.heap] = self._heap_users.get(request.heap, 0) + 1
+                self._heap_of[execution_id] = request.heap
             self._reserved += 1
         with self._waiters_lock:  # live before its record exists: never running and unknown here
             self._live.add(execution_id)
@@ -184,6 +211,7 @@ class ExecutionManager:
         except BaseException:
             with self._lock:
                 self._reserved -= 1
+                self._release_heap(execution_id)
             with self._waiters_lock:
                 self._live.discard(execution_id)
             raise
@@ -240,6 +268,26 @@ class ExecutionManager:
                 if waiter.count == 0:
                     del self._waiters[execution_id]
 
+    def heap_in_use(self, key: str) -> bool:
+        """Whether a queued or running execution accepted here resumes the heap ``key``."""
+        with self._lock:
+            return key in self._heap_users
+
+    def heaps_in_use(self) -> set[str]:
+        """The heaps that queued or running executions accepted here resume."""
+        with self._lock:
+            return set(self._heap_users)
+
+    def delete_heap(self, key: str, remove: Callable[[str], bool]) -> bool:
+        """Calls ``remove(key)`` (which deletes the heap and returns whether it was there)
+        unless an execution accepted here and not finished resumes it, in which case it
+        raises :class:`HeapInUse`. Holds the lock a submit counts its heap under, so no
+        execution is accepted on a heap that is being removed."""
+        with self._lock:
+            if key in self._heap_users:
+                raise HeapInUse(f"heap {key} is resumed by a queued or running execution")
+            return remove(key)
+
     def stats(self) -> dict[str, Any]:
         """Counters for operators (``GET /api/stats``)."""
         with self._lock:
@@ -267,6 +315,28 @@ class ExecutionManager:
     def _waiting(self, execution_id: str) -> None:
         """Called by ``wait`` once its waiter is registered, before it blocks. Does nothing;
         a test overrides it to know a long-poll is in place."""
+
+    def _release_heap(self, execution_id: str) -> None:
+        """The execution no longer needs its heap; the caller holds ``_lock``."""
+        key = self._heap_of.pop(execution_id, None)
+        if key is None:
+            return
+        left = self._heap_users[key] - 1
+        if left:
+            self._heap_users[key] = left
+        else:
+            del self._heap_users[key]
+
+    def _record_heap_tags(self, record: ExecutionRecord) -> None:
+        """Copies the first meta's tags of the heap the execution stored into ``heap_tags``."""
+        if self._heap_tags is None or record.heap is None or not record.tags:
+            return
+        try:
+            meta = self._heaps.meta(record.heap)
+            if meta is not None and meta.tags:
+                self._heap_tags.record(record.heap, meta.tags, meta.created_at)
+        except Exception:  # the execution is finished whatever happens to its tags' copy
+            log.exception("could not record the tags of heap %s", record.heap)
 
     def _is_live(self, execution_id: str) -> bool:
         with self._waiters_lock:
@@ -297,6 +367,9 @@ class ExecutionManager:
         )
         if record is None:
             return False
+        with self._lock:
+            self._release_heap(execution_id)
+        self._record_heap_tags(record)
         with self._waiters_lock:
             self._live.discard(execution_id)
             waiter = self._waiters.get(execution_id)

@@ -14,6 +14,7 @@ from ..storage import (
     ExecutionRecord,
     ExecutionStatus,
     ExecutionStore,
+    HeapNotFound,
     HeapStore,
     InvalidCursor,
     OutputLog,
@@ -102,6 +103,8 @@ class ExecResource:
             raise falcon.HTTPTooManyRequests(description=str(e), headers={"Retry-After": "1"}) from None
         except ShuttingDown as e:
             raise falcon.HTTPServiceUnavailable(description=str(e), headers={"Retry-After": "5"}) from None
+        except HeapNotFound:  # deleted since the check above
+            raise falcon.HTTPNotFound(description=f"heap {heap} not found") from None
         wait_ms = body.get("wait_ms")
         if not wait_ms:
             resp.status = falcon.HTTP_202

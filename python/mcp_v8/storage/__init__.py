@@ -18,6 +18,7 @@ from .executions import (
     SQLiteExecutionStore,
     TerminalStatus,
 )
+from .heap_tags import HeapTagLimit, SQLiteHeapTags, merge_patch
 from .heaps import FileHeapStore, HeapMeta, HeapNotFound, HeapStore, InvalidHeapKey, validate_heap_key
 from .output import OutputLog, OutputPage, OutputTotals, SQLiteOutputLog, truncation_marker
 from .paging import InvalidCursor, Page
@@ -35,6 +36,7 @@ __all__ = [
     "FileHeapStore",
     "HeapMeta",
     "HeapNotFound",
+    "HeapTagLimit",
     "HeapStore",
     "InvalidCursor",
     "InvalidHeapKey",
@@ -44,10 +46,12 @@ __all__ = [
     "Page",
     "SQLiteDatabase",
     "SQLiteExecutionStore",
+    "SQLiteHeapTags",
     "SQLiteOutputLog",
     "SchemaVersionError",
     "SessionSummary",
     "TerminalStatus",
+    "merge_patch",
     "open_database",
     "truncation_marker",
     "validate_heap_key",

@@ -15,7 +15,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
@@ -78,6 +78,8 @@ class HeapMeta:
     created_at: str
     session: str | None
     tags: dict[str, str] | None
+    # The last time it was written or restored (what retention goes by); None when unknown.
+    last_used_at: str | None = None
 
 
 @runtime_checkable
@@ -263,12 +265,17 @@ class FileHeapStore:
         session = doc.get("session")
         tags = doc.get("tags")
         created_at = doc.get("created_at")
+        if not isinstance(created_at, str):
+            created_at = _iso_from_timestamp(st.st_mtime)
+        # The meta's created_at is taken just after the blob is written: never before it.
+        last_used_at = max(_iso_from_timestamp(max(st.st_atime, st.st_mtime)), created_at)
         return HeapMeta(
             key=key,
             size=st.st_size,
-            created_at=created_at if isinstance(created_at, str) else _iso_from_timestamp(st.st_mtime),
+            created_at=created_at,
             session=session if isinstance(session, str) else None,
             tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else None,
+            last_used_at=last_used_at,
         )
 
     def delete(self, key: str) -> bool:
@@ -306,13 +313,15 @@ class FileHeapStore:
                 if _KEY_RE.fullmatch(key) is not None:
                     yield key
 
-    def prune(self, max_age_seconds: float) -> int:
-        """Deletes snapshots neither written nor restored for ``max_age_seconds``; returns how
-        many. A snapshot in use is touched by ``get`` (its access time), so a chain still being
-        resumed stays."""
+    def prune(self, max_age_seconds: float, *, keep: Collection[str] = ()) -> int:
+        """Deletes snapshots neither written nor restored for ``max_age_seconds``, but those of
+        ``keep``; returns how many. A snapshot in use is touched by ``get`` (its access time), so
+        a chain still being resumed stays."""
         cutoff = time.time() - max_age_seconds
         removed = 0
         for key in list(self.keys()):
+            if key in keep:
+                continue
             try:
                 with self._fanout(key, create=False) as dfd:
                     st = os.stat(key[2:], dir_fd=dfd, follow_symlinks=False)

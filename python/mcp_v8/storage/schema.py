@@ -1,6 +1,6 @@
 """The service's SQLite database: one file, ``<data dir>/registry.sqlite3``, holding the tables of the
 execution store (:mod:`.executions`: ``executions``) and of the output log (:mod:`.output`:
-``output_logs``, ``output_chunks``). Each store reads and writes only its own tables; they share the
+``output_logs``, ``output_chunks``) and the tags of heap snapshots (:mod:`.heap_tags`: ``heap_tags``). Each store reads and writes only its own tables; they share the
 file and the :class:`~.sqlite.SQLiteDatabase` plumbing.
 
 The migrations below are the file's history and are never edited once released: a change of schema
@@ -107,10 +107,24 @@ CREATE INDEX executions_by_session ON executions (session, started_at, id)
     WHERE session IS NOT NULL;
 """
 
+# Version 4: the tags of heap snapshots, owned by :mod:`.heap_tags` (one row per heap stored with
+# tags or whose tags a client changed; ``tags`` is a JSON object). Ordered for the tag query,
+# newest first.
+_V4 = """
+CREATE TABLE heap_tags (
+    key        TEXT PRIMARY KEY,
+    tags       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX heap_tags_by_creation ON heap_tags (created_at, key);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "execution records with output totals, output chunks", statements(_V1)),
     Migration(2, "output totals in output_logs, owned by the output log", statements(_V2)),
     Migration(3, "an index of executions by session", statements(_V3)),
+    Migration(4, "the tags of heap snapshots", statements(_V4)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
