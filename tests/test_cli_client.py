@@ -241,3 +241,68 @@ def test_sessions_errors(cli: Path, server: LiveServer) -> None:
     assert run(cli, server, "sessions", "list", "--page-size", "0").returncode == 2
     assert run(cli, server, "sessions", "list", "--page-size", "1001").returncode == 2
     assert run(cli, server, "sessions", "show").returncode == 2
+
+
+def test_heaps_tag_show_query_delete(cli: Path, server: LiveServer) -> None:
+    info = exec_json(cli, server, "--session", "heaps/cli", "--tag", "draft=yes", "var h = 1; h")
+    key = info["heap"]
+    assert len(key) == 64
+
+    tagged = run(cli, server, "heaps", "tag", key, "purpose=cli-test", "stage=ready", "draft=")
+    assert tagged.returncode == 0, tagged.stderr
+    assert "  purpose=cli-test\n  stage=ready\n" in tagged.stdout and "draft" not in tagged.stdout
+    as_json = json.loads(run(cli, server, "--json", "heaps", "tag", key, "stage=ready").stdout)
+    assert as_json["heap"] == key and as_json["tags"] == {"purpose": "cli-test", "stage": "ready"}
+
+    shown = run(cli, server, "heaps", "show", key)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"key: {key}"
+    assert re.fullmatch(r"size: \d+ bytes", lines[1])
+    assert lines[2] == f"created: {as_json['created_at']}"
+    assert lines[3].startswith("last used: ") and TIMESTAMP.fullmatch(lines[3][len("last used: ") :])
+    assert lines[4] == "session: heaps/cli"
+    assert lines[5:] == ["tags:", "  purpose=cli-test", "  stage=ready"]
+    shown_json = json.loads(run(cli, server, "--json", "heaps", "show", key).stdout)
+    assert shown_json["tags"] == {"purpose": "cli-test", "stage": "ready"}
+    assert shown_json["session"] == "heaps/cli" and shown_json["size_bytes"] > 0
+
+    found = run(cli, server, "heaps", "query", "purpose=cli-test", "stage=ready")
+    assert found.returncode == 0, found.stderr
+    assert [line.split() for line in found.stdout.splitlines()] == [
+        [key, str(shown_json["size_bytes"]), shown_json["created_at"], "purpose=cli-test", "stage=ready"]
+    ]
+    found_json = json.loads(run(cli, server, "--json", "heaps", "query", "purpose=cli-test").stdout)
+    assert [h["heap"] for h in found_json] == [key]
+    assert run(cli, server, "heaps", "query", "draft=yes").stdout == ""
+
+    deleted = run(cli, server, "heaps", "delete", key)
+    assert deleted.returncode == 0 and deleted.stdout == "ok\n", deleted.stderr
+    gone = run(cli, server, "heaps", "show", key)
+    assert gone.returncode == 3 and gone.stdout == ""
+    assert "HTTP 404" in gone.stderr and "not found" in gone.stderr
+    again = run(cli, server, "heaps", "delete", key)
+    assert again.returncode == 3 and "not found" in again.stderr
+
+
+def test_heaps_query_follows_pages(cli: Path, server: LiveServer) -> None:
+    keys = [
+        exec_json(cli, server, "--tag", "batch=paged-heaps", f"var p{i} = {i}; p{i}")["heap"]
+        for i in range(3)
+    ]
+    found = json.loads(
+        run(cli, server, "--json", "heaps", "query", "batch=paged-heaps", "--page-size", "1").stdout
+    )
+    assert sorted(h["heap"] for h in found) == sorted(set(keys))
+    capped = run(cli, server, "heaps", "query", "batch=paged-heaps", "--page-size", "1", "--limit", "2")
+    assert capped.returncode == 0 and len(capped.stdout.splitlines()) == 2
+
+
+def test_heaps_usage_errors(cli: Path, server: LiveServer) -> None:
+    assert run(cli, server, "heaps", "tag", "0" * 64, "novalue").returncode == 2
+    assert run(cli, server, "heaps", "tag", "0" * 64).returncode == 2
+    assert run(cli, server, "heaps", "query").returncode == 2
+    assert run(cli, server, "heaps", "query", "=v").returncode == 2
+    assert run(cli, server, "heaps", "show").returncode == 2
+    bad_key = run(cli, server, "heaps", "show", "not-a-key")
+    assert bad_key.returncode == 3 and "HTTP 400" in bad_key.stderr

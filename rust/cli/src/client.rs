@@ -65,6 +65,14 @@ impl Client {
         self.finish(self.request("POST", path, &[]).send_json(body), &[])
     }
 
+    pub fn patch(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        self.finish(self.request("PATCH", path, &[]).send_json(body), &[])
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+        self.finish(self.request("DELETE", path, &[]).call(), &[])
+    }
+
     /// Like `post`, but answers with these status codes are returned, not errors.
     pub fn post_allow(&self, path: &str, body: &Value, allow: &[u16]) -> Result<Value, CliError> {
         self.finish(self.request("POST", path, &[]).send_json(body), allow)
@@ -91,4 +99,17 @@ impl Client {
             ))),
         }
     }
+}
+
+/// `s` percent-encoded as one path segment: every byte but unreserved ones escaped.
+pub fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

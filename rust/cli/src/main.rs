@@ -1,5 +1,5 @@
 //! `mcp-v8-cli`: submit code to an mcp-v8 server, stream its console output, read
-//! results, list, cancel, read sessions. One binary, no runtime dependencies beyond libc.
+//! results, list, cancel, read sessions, inspect, tag, query and delete heap snapshots. One binary, no runtime dependencies beyond libc.
 //!
 //! Exit codes: 0 completed (or the command succeeded), 1 the execution failed,
 //! 2 usage error, 3 connection or HTTP error, 4 timed out, 5 cancelled.
@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
-use client::{CliError, Client};
+use client::{path_segment, CliError, Client};
 
 #[derive(Parser)]
 #[command(name = "mcp-v8-cli", version, about = "Client of the mcp-v8 HTTP API")]
@@ -46,6 +46,9 @@ enum Command {
     /// List sessions, or show one session's log
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Show, tag, query or delete stored heap snapshots
+    #[command(subcommand)]
+    Heaps(HeapsCommand),
     /// Print the server's and this client's versions
     Version,
 }
@@ -130,6 +133,39 @@ enum SessionsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum HeapsCommand {
+    /// Show a heap snapshot's metadata: key, size, created, last used, session, tags
+    Show {
+        /// The heap snapshot key
+        key: String,
+    },
+    /// Find the heap snapshots whose tags hold every key=value given, newest first
+    Query {
+        /// key=value pairs every heap found has among its tags
+        #[arg(required = true, value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Print at most this many (default: every heap found)
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Change a heap snapshot's tags: key=value sets key, key= removes it; prints the result
+    Tag {
+        /// The heap snapshot key
+        key: String,
+        /// key=value to set, key= to remove
+        #[arg(required = true, value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+    },
+    /// Remove a heap snapshot and its metadata
+    Delete {
+        /// The heap snapshot key
+        key: String,
+    },
+}
+
 #[derive(Args)]
 struct Paging {
     /// How many items to ask the server for per request (1-1000)
@@ -181,6 +217,7 @@ fn run(cli: &Cli, client: &Client) -> Result<u8, CliError> {
         }
         Command::Exec(args) => exec(cli, client, args),
         Command::Sessions(command) => sessions(cli, client, command),
+        Command::Heaps(command) => heaps(cli, client, command),
         Command::Executions(ExecutionsCommand::List {
             limit,
             status,
@@ -367,12 +404,7 @@ fn sessions(cli: &Cli, client: &Client, command: &SessionsCommand) -> Result<u8,
                 return Ok(0);
             }
             for e in &entries {
-                let tags: Vec<String> = e["tags"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| printable(&format!("{k}={}", v.as_str().unwrap_or(""))))
-                    .collect();
+                let tags = tag_pairs(&e["tags"]);
                 let line = format!(
                     "{}  {:<9}  {} -> {}  {}  {}",
                     str_of(e, "execution_id"),
@@ -387,6 +419,142 @@ fn sessions(cli: &Cli, client: &Client, command: &SessionsCommand) -> Result<u8,
             Ok(0)
         }
     }
+}
+
+fn heaps(cli: &Cli, client: &Client, command: &HeapsCommand) -> Result<u8, CliError> {
+    match command {
+        HeapsCommand::Show { key } => {
+            let info = client.get(&format!("/api/heaps/{}", path_segment(key)), &[])?;
+            print_heap(cli, &info);
+            Ok(0)
+        }
+        HeapsCommand::Tag { key, tags } => {
+            // RFC 7396: a string sets the key, null removes it; the last of a key given twice wins
+            let patch: Map<String, Value> = tags
+                .iter()
+                .map(|(k, v)| {
+                    let v = if v.is_empty() { Value::Null } else { json!(v) };
+                    (k.clone(), v)
+                })
+                .collect();
+            let info = client.patch(
+                &format!("/api/heaps/{}/tags", path_segment(key)),
+                &Value::Object(patch),
+            )?;
+            print_heap(cli, &info);
+            Ok(0)
+        }
+        HeapsCommand::Delete { key } => {
+            let v = client.delete(&format!("/api/heaps/{}", path_segment(key)))?;
+            if cli.json {
+                print_json(&v);
+            } else {
+                println!("ok");
+            }
+            Ok(0)
+        }
+        HeapsCommand::Query {
+            tags,
+            limit,
+            paging,
+        } => {
+            let tags: Map<String, Value> =
+                tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            let heaps = query_heaps(client, &tags, *limit, paging.page_size)?;
+            if cli.json {
+                print_json(&Value::Array(heaps));
+                return Ok(0);
+            }
+            for h in &heaps {
+                let line = format!(
+                    "{}  {}  {}  {}",
+                    str_of(h, "heap"),
+                    h["size_bytes"].as_u64().unwrap_or(0),
+                    str_of(h, "created_at"),
+                    tag_pairs(&h["tags"]).join(" ")
+                );
+                println!("{}", line.trim_end());
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// POST /api/heaps/query from the first page, following `next_cursor` (sent back as `cursor`):
+/// up to `limit` heaps in all (every heap found when `None`).
+fn query_heaps(
+    client: &Client,
+    tags: &Map<String, Value>,
+    limit: Option<u64>,
+    page_size: u64,
+) -> Result<Vec<Value>, CliError> {
+    let path = "/api/heaps/query";
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let remaining = limit.map(|l| l.saturating_sub(items.len() as u64));
+        if remaining == Some(0) {
+            return Ok(items);
+        }
+        let mut body = json!({
+            "tags": tags,
+            "limit": remaining.map_or(page_size, |r| r.min(page_size)),
+        });
+        if let Some(c) = &cursor {
+            body["cursor"] = json!(c);
+        }
+        let mut page = client.post(path, &body)?;
+        let got = match page["heaps"].take() {
+            Value::Array(a) => a,
+            _ => return Err(bad_page(client, path, "heaps")),
+        };
+        let next = page["next_cursor"].as_str().map(str::to_string);
+        if got.is_empty() && next.is_some() {
+            return Err(bad_page(client, path, "heaps"));
+        }
+        items.extend(got);
+        if let Some(l) = limit {
+            items.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+        }
+        cursor = next;
+        if cursor.is_none() {
+            return Ok(items);
+        }
+    }
+}
+
+/// A HeapInfo as JSON, or as `name: value` lines with its tags as `key=value` lines.
+fn print_heap(cli: &Cli, info: &Value) {
+    if cli.json {
+        print_json(info);
+        return;
+    }
+    println!("key: {}", str_of(info, "heap"));
+    println!("size: {} bytes", info["size_bytes"].as_u64().unwrap_or(0));
+    println!("created: {}", str_of(info, "created_at"));
+    println!("last used: {}", str_of(info, "last_used_at"));
+    println!(
+        "session: {}",
+        info["session"].as_str().map_or("-".to_string(), printable)
+    );
+    let tags = tag_pairs(&info["tags"]);
+    if tags.is_empty() {
+        println!("tags: -");
+    } else {
+        println!("tags:");
+        for t in tags {
+            println!("  {t}");
+        }
+    }
+}
+
+/// A tags object as printable `key=value` strings, sorted by key.
+fn tag_pairs(tags: &Value) -> Vec<String> {
+    tags.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| printable(&format!("{k}={}", v.as_str().unwrap_or(""))))
+        .collect()
 }
 
 /// `s` with its control characters escaped (`\n`, `\u{1b}`...), so it stays on its line.
