@@ -15,7 +15,7 @@ from typing import Any
 
 from engine_level import ceiling_cpu_ms, ceiling_rate
 
-# Targets (issue 09, performance).
+# The performance targets the headline table holds each figure to.
 RATE_NO_SNAPSHOT = 0.5  # service, no snapshot, 4 clients: >= 0.5x the fresh-isolate ceiling
 RATE_CHAIN = 0.7  # service, heap chains: >= 0.7x the snapshot-chain ceiling
 LATENCY_SLACK_MS = 3.0  # 1 client, submit -> completed: <= the engine's median + 3 ms

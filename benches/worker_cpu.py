@@ -1,6 +1,6 @@
 """CPU per execution of a service worker's path, against the raw-V8 ceiling measured beside it.
 
-Issue 09's "lean worker" yardstick: worker CPU per snapshot execution <= 1.25x the raw chain's
+The lean-worker yardstick: worker CPU per snapshot execution <= 1.25x the raw chain's
 (benches/ceiling.cc: restore a blob + run ``n += 1`` + create a new blob, C++ against the same
 libnode). Everything here is process CPU time (user + system, every thread: V8's platform threads
 included), never wall time, on one thread.

@@ -209,7 +209,7 @@ class Client:
         if not wait or "status" not in doc:
             return Execution(execution_id=doc["execution_id"], status="running")
         execution = _typed(Execution, doc)
-        if execution.done or wait_ms_left(deadline) == 0:
+        if execution.done or _wait_ms_left(deadline) == 0:
             return execution
         return self.wait(execution.execution_id, None if deadline is None else deadline - time.monotonic())
 
@@ -223,7 +223,7 @@ class Client:
             ms = _wait_ms(deadline)
             doc = self._request("GET", f"/api/executions/{_segment(execution_id)}", query={"wait_ms": ms})
             execution = _typed(Execution, doc)
-            if execution.done or wait_ms_left(deadline) == 0:
+            if execution.done or _wait_ms_left(deadline) == 0:
                 return execution
 
     def cancel(self, execution_id: str) -> bool:
@@ -439,7 +439,7 @@ def _retry_after(header: str | None) -> float | None:
         return None
 
 
-def wait_ms_left(deadline: float | None) -> int | None:
+def _wait_ms_left(deadline: float | None) -> int | None:
     """Milliseconds until ``deadline`` (None: no deadline), never below 0."""
     if deadline is None:
         return None
@@ -447,5 +447,5 @@ def wait_ms_left(deadline: float | None) -> int | None:
 
 
 def _wait_ms(deadline: float | None) -> int:
-    left = wait_ms_left(deadline)
+    left = _wait_ms_left(deadline)
     return _LONG_POLL_MS if left is None else min(_LONG_POLL_MS, left)
