@@ -647,6 +647,8 @@ def test_full_queue_is_refused(make_service: Callable[..., Service], workers: Fa
     queued = service.submit("complete")
     with pytest.raises(QueueFull):
         service.submit("complete")
+    with pytest.raises(HeapNotFound):  # an unknown heap is the client's mistake, full queue or not
+        service.submit("complete", heap="0" * 64)
     assert service.manager.stats()["queued"] == 1
     assert service.manager.cancel(queued) is CancelOutcome.ACCEPTED
     again = service.submit("complete")  # its place is free again

@@ -247,7 +247,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_error)
     app.add_error_handler(Exception, _handle_unexpected)
-    app.add_route("/api/exec", ExecResource(settings, service.manager, service.heaps, service.executions))
+    app.add_route("/api/exec", ExecResource(settings, service.manager, service.executions))
     app.add_route("/api/executions", ExecutionListResource(service.executions))
     app.add_route("/api/executions/{id}", ExecutionResource(service.executions, service.manager))
     app.add_route("/api/executions/{id}/cancel", CancelResource(service.manager, service.executions))

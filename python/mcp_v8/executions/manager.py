@@ -182,13 +182,14 @@ class ExecutionManager:
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
+            # The only existence check of the heap, in one step with its count and with
+            # delete_heap's check and removal: a heap is either gone before this execution is
+            # accepted or kept until it finishes. An unknown heap is refused before a full queue.
+            if request.heap is not None and not self._heaps.exists(request.heap):
+                raise HeapNotFound(request.heap)
             if len(self._queue) + self._reserved >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
             if request.heap is not None:
-                # Checked and counted in one step with delete_heap's check and removal: a heap
-                # is either gone before this execution is accepted or kept until it finishes.
-                if not self._heaps.exists(request.heap):
-                    raise HeapNotFound(request.heap)
                 self._heap_users[request.heap] = self._heap_users.get(request.heap, 0) + 1
                 self._heap_of[execution_id] = request.heap
             self._reserved += 1

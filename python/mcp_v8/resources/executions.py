@@ -15,7 +15,6 @@ from ..storage import (
     ExecutionStatus,
     ExecutionStore,
     HeapNotFound,
-    HeapStore,
     InvalidCursor,
     OutputLog,
 )
@@ -51,12 +50,9 @@ def _summary(record: ExecutionRecord) -> dict[str, Any]:
 
 
 class ExecResource:
-    def __init__(
-        self, settings: Settings, manager: ExecutionManager, heaps: HeapStore, executions: ExecutionStore
-    ) -> None:
+    def __init__(self, settings: Settings, manager: ExecutionManager, executions: ExecutionStore) -> None:
         self._settings = settings
-        self._manager = manager
-        self._heaps = heaps
+        self._manager = manager  # checks the heap exists, in one step with accepting the execution
         self._executions = executions
         # The contract's schema, with this server's bounds on top.
         self._body = BodyValidator(
@@ -82,8 +78,6 @@ class ExecResource:
         timeout = body.get("execution_timeout_secs")
         heap_mb = body.get("heap_memory_max_mb")
         heap = body.get("heap")
-        if heap is not None and not self._heaps.exists(heap):
-            raise falcon.HTTPNotFound(description=f"heap {heap} not found")
         tags = body.get("tags")
         session = body.get("session")
         snapshot = body.get("snapshot")
@@ -103,7 +97,7 @@ class ExecResource:
             raise falcon.HTTPTooManyRequests(description=str(e), headers={"Retry-After": "1"}) from None
         except ShuttingDown as e:
             raise falcon.HTTPServiceUnavailable(description=str(e), headers={"Retry-After": "5"}) from None
-        except HeapNotFound:  # deleted since the check above
+        except HeapNotFound:
             raise falcon.HTTPNotFound(description=f"heap {heap} not found") from None
         wait_ms = body.get("wait_ms")
         if not wait_ms:
