@@ -601,19 +601,37 @@ def test_deleting_a_heap_races_submits_that_resume_it(
     accepted: list[str] = []
     refused: list[int] = []
     lock = threading.Lock()
+    attempts_made = threading.Condition()
+    made = [0]  # the deleter's finished attempts, under ``attempts_made``
+
+    def deleter_ran_while_both_idle() -> None:
+        # Runs in one submitter while both wait at the barrier, out of use: a whole attempt
+        # that starts now finds no user, so the race ends however the machine schedules it.
+        with attempts_made:
+            seen = made[0]
+            assert attempts_made.wait_for(lambda: made[0] >= seen + 2 or deleted.is_set(), HANG)
+
+    gap = threading.Barrier(2, action=deleter_ran_while_both_idle)
 
     def submitter() -> None:
-        for _ in range(5000):  # until the heap is gone, which a gap between submits allows
+        for round in range(10**6):
             try:
                 eid = service.submit("heap-present", heap=key)
             except HeapNotFound:
                 with lock:
                     refused.append(1)
+                gap.abort()  # the other submitter must not wait for this one at the gap
                 return
             with lock:
                 accepted.append(eid)
             service.finished(eid)  # none of this thread's in use between two submits
-            time.sleep(0.001)  # a gap the deleter can hit when the other thread has one too
+            if round < 100:
+                time.sleep(0.001)  # free rounds: the deleter races submits wherever it lands
+                continue
+            try:
+                gap.wait(HANG)
+            except threading.BrokenBarrierError:
+                pass  # the other submitter was refused, so the heap is gone already
         raise AssertionError("the heap was never deleted")
 
     def deleter() -> int:
@@ -626,7 +644,11 @@ def test_deleting_a_heap_races_submits_that_resume_it(
                     return attempts
             except HeapInUse:
                 pass
-            assert attempts < 10**7
+            finally:
+                with attempts_made:
+                    made[0] += 1
+                    attempts_made.notify_all()
+            time.sleep(0)  # lets the other threads have the GIL without waiting out its interval
 
     threads = [Background(submitter) for _ in range(2)]
     attempts = Background(deleter)
