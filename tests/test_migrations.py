@@ -258,7 +258,20 @@ def test_a_version_2_data_dir_serves_sessions(datadir_v2: Path) -> None:
         # Its running execution failed when this server opened the directory: its session's
         # last activity is now, the others are as recorded.
         assert [s["session"] for s in listed["sessions"]] == [s.session for s in sessions_v2()]
-        assert listed["sessions"][1:] == [dataclasses.asdict(s) for s in sessions_v2()[1:]]
+        # A session's latest heap says whether it is still stored: fixture-session's is not.
+        stored = {None: None, EXPECTED_V2["heap"]["key"]: True, EXPECTED_V2["gone_heap"]: False}
+        assert listed["sessions"][1:] == [
+            {**dataclasses.asdict(s), "latest_heap_stored": stored[s.latest_heap]} for s in sessions_v2()[1:]
+        ]
+        assert stored[None] is None and False in [s["latest_heap_stored"] for s in listed["sessions"]]
+        fixture_log = client.simulate_get(
+            "/api/sessions/log", params={"session": "fixture-session"}, headers=HOST
+        ).json["executions"]
+        assert [(e["heap"], e["heap_stored"]) for e in fixture_log] == [
+            (EXPECTED_V2["heap"]["key"], True),  # stored
+            (EXPECTED_V2["gone_heap"], False),  # recorded, then pruned by its own age rule
+            (None, None),  # failed: produced none
+        ]
         assert listed["next_cursor"] is None
         log = client.simulate_get(
             "/api/sessions/log", query_string=f"session={quote(SLASHED, safe='')}", headers=HOST

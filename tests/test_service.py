@@ -285,7 +285,8 @@ SESSION = "svc demo/ü 🎉 +&=?#%"
 
 def log_entry(info: dict[str, Any], heap_in: str | None) -> dict[str, Any]:
     keys = ("execution_id", "status", "heap", "tags", "started_at", "completed_at")
-    return {"heap_in": heap_in, **{k: info[k] for k in keys}}
+    stored = None if info["heap"] is None else True
+    return {"heap_in": heap_in, "heap_stored": stored, **{k: info[k] for k in keys}}
 
 
 def test_sessions_and_a_session_log(client: testing.TestClient) -> None:
@@ -308,6 +309,7 @@ def test_sessions_and_a_session_log(client: testing.TestClient) -> None:
         "first_activity_at": first["started_at"],
         "last_activity_at": max(times),
         "latest_heap": second["heap"],  # the third produced none
+        "latest_heap_stored": True,
     }
     assert [s for s in sessions if s["session"] == SESSION] == [mine]
     assert [s for p in every_page(client, "/api/sessions", "sessions", limit="1") for s in p] == sessions
@@ -328,6 +330,19 @@ def test_sessions_and_a_session_log(client: testing.TestClient) -> None:
         "/api/executions", params={"session": SESSION, "status": "failed"}, headers=HOST
     )
     assert failed.json == {"executions": [], "next_cursor": None}
+
+    # A deleted (or pruned) heap stays named where it was produced, and is said to be gone.
+    assert client.simulate_delete(f"/api/heaps/{second['heap']}", headers=HOST).status_code == 200
+    listed = client.simulate_get("/api/sessions", params={"limit": "1000"}, headers=HOST).json
+    assert [s for s in listed["sessions"] if s["session"] == SESSION] == [
+        {**mine, "latest_heap_stored": False}
+    ]
+    log = client.simulate_get("/api/sessions/log", params={"session": SESSION}, headers=HOST).json
+    assert [(e["heap"], e["heap_stored"]) for e in log["executions"]] == [
+        (first["heap"], True),
+        (second["heap"], False),
+        (None, None),
+    ]
 
 
 def test_session_and_paging_errors(client: testing.TestClient) -> None:

@@ -20,6 +20,7 @@ import falcon
 
 from .config import Settings, normalize_origin, origin_allowlist
 from .executions import ExecutionManager
+from .operations import OperationError, Operations
 from .resources.executions import (
     CancelResource,
     ExecResource,
@@ -228,6 +229,13 @@ def _handle_unexpected(
     raise falcon.HTTPInternalServerError(description="internal server error")
 
 
+def _operation_error(
+    req: falcon.Request, resp: falcon.Response, ex: OperationError, params: dict[str, Any]
+) -> None:
+    headers = {"Retry-After": str(ex.retry_after)} if ex.retry_after is not None else None
+    raise falcon.HTTPError(falcon.code_to_http_status(ex.status), description=str(ex), headers=headers)
+
+
 class App(falcon.App[falcon.Request, falcon.Response]):
     """The Falcon app, holding the ``Service`` it serves (``app.service``)."""
 
@@ -247,17 +255,18 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_error)
     app.add_error_handler(Exception, _handle_unexpected)
-    app.add_route("/api/exec", ExecResource(settings, service.manager, service.executions))
-    app.add_route("/api/executions", ExecutionListResource(service.executions))
-    app.add_route("/api/executions/{id}", ExecutionResource(service.executions, service.manager))
-    app.add_route("/api/executions/{id}/cancel", CancelResource(service.manager, service.executions))
-    app.add_route("/api/executions/{id}/output", OutputResource(service.executions, service.output))
-    heaps = (settings, service.heaps, service.heap_tags, service.manager)
-    app.add_route("/api/heaps/query", HeapQueryResource(*heaps))
-    app.add_route("/api/heaps/{key}", HeapResource(*heaps))
-    app.add_route("/api/heaps/{key}/tags", HeapTagsResource(*heaps))
-    app.add_route("/api/sessions", SessionListResource(service.executions))
-    app.add_route("/api/sessions/log", SessionLogResource(service.executions))
+    ops = Operations(service)
+    app.add_error_handler(OperationError, _operation_error)
+    app.add_route("/api/exec", ExecResource(ops))
+    app.add_route("/api/executions", ExecutionListResource(ops))
+    app.add_route("/api/executions/{id}", ExecutionResource(ops))
+    app.add_route("/api/executions/{id}/cancel", CancelResource(ops))
+    app.add_route("/api/executions/{id}/output", OutputResource(ops))
+    app.add_route("/api/heaps/query", HeapQueryResource(ops))
+    app.add_route("/api/heaps/{key}", HeapResource(ops))
+    app.add_route("/api/heaps/{key}/tags", HeapTagsResource(ops))
+    app.add_route("/api/sessions", SessionListResource(ops))
+    app.add_route("/api/sessions/log", SessionLogResource(ops))
     app.add_route("/api/version", VersionResource())
     app.add_route("/api/openapi.json", OpenApiResource())
     app.add_route("/api/stats", StatsResource(service.manager))

@@ -10,7 +10,6 @@ import falcon
 
 from ..contract import InvalidRequest, QueryValidator
 
-EXECUTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # JSON's \uXXXX escapes can spell half of a surrogate pair alone ("\ud800"): valid JSON,
 # but not Unicode text, and no UTF-8 encoder (worker pipe, SQLite, heap sidecar, V8)
 # accepts it. A paired escape is decoded to one code point, so any surrogate left in a
@@ -24,13 +23,6 @@ TOO_DEEP = f"the request body nests too deeply (more than {MAX_BODY_DEPTH} level
 
 def bad_request(message: str) -> falcon.HTTPError:
     return falcon.HTTPBadRequest(description=message)
-
-
-def execution_id(value: str) -> str:
-    """Unknown ids are 404, never 400: an id that cannot exist is simply not found."""
-    if not EXECUTION_ID.fullmatch(value):
-        raise falcon.HTTPNotFound(description=f"execution {value[:80]!r} not found")
-    return value
 
 
 def check_text(field: str, text: str) -> str:

@@ -96,14 +96,21 @@ class SQLiteHeapTags:
         )
 
     def patch(
-        self, key: str, patch: Mapping[str, object], *, base: Mapping[str, str] | None, created_at: str
+        self,
+        key: str,
+        patch: Mapping[str, object],
+        *,
+        base: Mapping[str, str] | None,
+        created_at: str,
+        replace: bool = False,
     ) -> dict[str, str]:
         """Applies a merge patch to the heap's tags (its row's, else ``base``: the blob's meta)
-        in one transaction and returns the result. Raises :class:`HeapTagLimit`."""
+        in one transaction and returns the result; with ``replace``, ``patch`` becomes all of
+        its tags. Raises :class:`HeapTagLimit`."""
         validate_heap_key(key)
         with self._db.write() as conn:
             row = conn.execute("SELECT tags FROM heap_tags WHERE key = ?", (key,)).fetchone()
-            current = _loads(row[0]) if row else dict(base or {})
+            current = {} if replace else _loads(row[0]) if row else dict(base or {})
             merged = merge_patch(current, patch)
             conn.execute(
                 "INSERT INTO heap_tags (key, tags, created_at, updated_at) VALUES (?, ?, ?, ?)"

@@ -374,7 +374,7 @@ fn sessions(cli: &Cli, client: &Client, command: &SessionsCommand) -> Result<u8,
                         printable(str_of(s, "session")),
                         s["executions"].as_u64().unwrap_or(0).to_string(),
                         str_of(s, "last_activity_at").to_string(),
-                        s["latest_heap"].as_str().unwrap_or("-").to_string(),
+                        heap_shown(s, "latest_heap", "latest_heap_stored"),
                     ]
                 })
                 .collect();
@@ -410,7 +410,7 @@ fn sessions(cli: &Cli, client: &Client, command: &SessionsCommand) -> Result<u8,
                     str_of(e, "execution_id"),
                     str_of(e, "status"),
                     e["heap_in"].as_str().unwrap_or("-"),
-                    e["heap"].as_str().unwrap_or("-"),
+                    heap_shown(e, "heap", "heap_stored"),
                     str_of(e, "started_at"),
                     tags.join(" ")
                 );
@@ -418,6 +418,16 @@ fn sessions(cli: &Cli, client: &Client, command: &SessionsCommand) -> Result<u8,
             }
             Ok(0)
         }
+    }
+}
+
+/// A heap key of a listing, "-" when there is none, marked "(gone)" when the server says it
+/// is no longer stored (pruned or deleted since the execution produced it).
+fn heap_shown(item: &Value, key: &str, stored: &str) -> String {
+    match item[key].as_str() {
+        None => "-".to_string(),
+        Some(k) if item[stored] == Value::Bool(false) => format!("{k} (gone)"),
+        Some(k) => k.to_string(),
     }
 }
 

@@ -1,0 +1,377 @@
+"""The service's operations, once for every door.
+
+The REST resources (``resources/``) and the MCP tools (``mcp/``) call these and nothing else:
+submit, get (with a long-poll), output pages, cancel, the listings, sessions, heap metadata and
+tags. Arguments arrive checked against the contract's schemas by the door (a REST query string
+needs converting, MCP arguments are JSON already); what only the service can know (the code's
+size, whether an execution or a heap exists, a full queue) is checked here. Results are the
+contract's JSON documents as dicts; refusals are :class:`OperationError` with the HTTP status
+the contract gives them, which each door turns into its own form (an ``{"error"}`` response,
+an MCP tool result with ``isError``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+from .executions import CancelOutcome, HeapInUse, QueueFull, ShuttingDown, SubmitRequest
+from .storage import (
+    ExecutionNotFound,
+    ExecutionRecord,
+    ExecutionStatus,
+    HeapMeta,
+    HeapNotFound,
+    HeapTagLimit,
+    InvalidCursor,
+    InvalidHeapKey,
+    SessionSummary,
+    validate_heap_key,
+)
+
+if TYPE_CHECKING:
+    from .app import Service
+
+EXECUTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+OUTPUT_LINE_LIMIT = 1000  # the contract's defaults of GET /api/executions/{id}/output
+OUTPUT_BYTE_LIMIT = 65536
+
+
+class OperationError(Exception):
+    """A refusal, with the HTTP status the contract gives it and, for 429 and 503, the
+    seconds after which a retry makes sense."""
+
+    status = 400
+    retry_after: int | None = None
+
+
+class BadInput(OperationError):
+    status = 400
+
+
+class NotFound(OperationError):
+    status = 404
+
+
+class Conflict(OperationError):
+    status = 409
+
+
+class TooLarge(OperationError):
+    status = 413
+
+
+class Busy(OperationError):
+    status = 429
+    retry_after = 1
+
+
+class Unavailable(OperationError):
+    status = 503
+    retry_after = 5
+
+
+def execution_info(record: ExecutionRecord) -> dict[str, Any]:
+    """The contract's ExecutionInfo."""
+    return {
+        "execution_id": record.execution_id,
+        "status": record.status,
+        "started_at": record.started_at,
+        "completed_at": record.completed_at,
+        "result": record.result,
+        "error": record.error,
+        "heap": record.heap,
+        "session": record.session,
+        "tags": record.tags,
+        "duration_ms": record.duration_ms,
+    }
+
+
+def _summary(record: ExecutionRecord) -> dict[str, Any]:
+    return {
+        "execution_id": record.execution_id,
+        "status": record.status,
+        "started_at": record.started_at,
+        "completed_at": record.completed_at,
+    }
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _execution_not_found(execution_id: str) -> NotFound:
+    return NotFound(f"execution {_shown(execution_id)!r} not found")
+
+
+class Operations:
+    """What a client can do with one service (its stores and execution manager)."""
+
+    def __init__(self, service: Service) -> None:
+        self.settings = service.settings
+        self._manager = service.manager
+        self._executions = service.executions
+        self._output = service.output
+        self._heaps = service.heaps
+        self._heap_tags = service.heap_tags
+
+    # -- executions --------------------------------------------------------------------
+
+    def submit(self, body: Mapping[str, Any]) -> str:
+        """Accepts an execution; ``body`` is an ExecRequest the door validated. Returns its id."""
+        s = self.settings
+        code: str = body["code"]
+        size = len(code.encode("utf-8"))
+        if size > s.max_code_bytes:
+            raise TooLarge(f"code is {size} bytes, the limit is {s.max_code_bytes}")
+        heap = body.get("heap")
+        snapshot = body.get("snapshot")
+        request = SubmitRequest(
+            code=code,
+            heap=heap,
+            heap_limit_mb=body.get("heap_memory_max_mb") or s.default_heap_mb,
+            timeout_secs=float(body.get("execution_timeout_secs") or s.default_timeout_secs),
+            session=body.get("session"),
+            tags=dict(body.get("tags") or {}),
+            snapshot=s.snapshot_default if snapshot is None else snapshot,
+        )
+        try:
+            return self._manager.submit(request)
+        except QueueFull as e:
+            raise Busy(str(e)) from None
+        except ShuttingDown as e:
+            raise Unavailable(str(e)) from None
+        except HeapNotFound:
+            raise NotFound(f"heap {heap} not found") from None
+
+    def get(self, execution_id: str, wait_ms: int = 0) -> dict[str, Any]:
+        """ExecutionInfo; with ``wait_ms``, once the execution is terminal or that long passed.
+        The wait is on the manager's completion event, never a poll."""
+        record = self.record(execution_id, wait_ms)
+        return execution_info(record)
+
+    def record(self, execution_id: str, wait_ms: int = 0) -> ExecutionRecord:
+        if not EXECUTION_ID.fullmatch(execution_id):
+            raise _execution_not_found(execution_id)
+        record = self._manager.wait(execution_id, wait_ms / 1000) if wait_ms else None
+        if record is None:
+            record = self._executions.get(execution_id)
+        if record is None:
+            raise _execution_not_found(execution_id)
+        return record
+
+    def output(
+        self,
+        execution_id: str,
+        *,
+        line_offset: int | None = None,
+        line_limit: int | None = None,
+        byte_offset: int | None = None,
+        byte_limit: int | None = None,
+    ) -> dict[str, Any]:
+        """A page of console output (ExecutionOutput): by lines, or by bytes when a byte
+        parameter is given; never both."""
+        byte_mode = byte_offset is not None or byte_limit is not None
+        if byte_mode and (line_offset is not None or line_limit is not None):
+            raise BadInput("use either line_offset/line_limit or byte_offset/byte_limit, not both")
+        if not EXECUTION_ID.fullmatch(execution_id):
+            raise _execution_not_found(execution_id)
+        record = self._executions.get(execution_id)
+        if record is None:
+            raise _execution_not_found(execution_id)
+        try:
+            if byte_mode:
+                page = self._output.read_bytes(
+                    execution_id, byte_offset or 0, byte_limit or OUTPUT_BYTE_LIMIT
+                )
+            else:
+                page = self._output.read_lines(
+                    execution_id, line_offset or 0, line_limit or OUTPUT_LINE_LIMIT
+                )
+        except ExecutionNotFound:  # pruned since the record was read
+            raise _execution_not_found(execution_id) from None
+        return {
+            "execution_id": execution_id,
+            "status": record.status,
+            "data": page.data,
+            "start_line": page.start_line,
+            "end_line": page.end_line,
+            "start_byte": page.start_byte,
+            "end_byte": page.end_byte,
+            "next_line_offset": page.next_line_offset,
+            "next_byte_offset": page.next_byte_offset,
+            "has_more": page.has_more,
+            "total_lines": page.total_lines,
+            "total_bytes": page.total_bytes,
+        }
+
+    def cancel(self, execution_id: str) -> dict[str, Any]:
+        """CancelResult: ``ok`` true when the cancel was accepted, else false with the reason
+        (unknown, or already finished: the contract answers both with 400)."""
+        valid = EXECUTION_ID.fullmatch(execution_id)
+        outcome = self._manager.cancel(execution_id) if valid else CancelOutcome.UNKNOWN
+        if outcome is CancelOutcome.UNKNOWN:
+            return {"ok": False, "error": f"execution {_shown(execution_id)!r} not found"}
+        if outcome is CancelOutcome.ALREADY_FINISHED:
+            record = self._executions.get(execution_id)
+            status = record.status if record else "finished"
+            return {"ok": False, "error": f"execution already finished ({status})"}
+        return {"ok": True, "error": None}
+
+    def list_executions(
+        self,
+        limit: int = 100,
+        *,
+        status: str | None = None,
+        session: str | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """ExecutionList, newest first."""
+        try:
+            page = self._executions.list_page(
+                limit, status=cast(ExecutionStatus, status), session=session, cursor=cursor
+            )
+        except InvalidCursor as e:
+            raise BadInput(str(e)) from None
+        return {"executions": [_summary(r) for r in page.items], "next_cursor": page.next_cursor}
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def sessions(self, limit: int = 100, *, cursor: str | None = None) -> dict[str, Any]:
+        """SessionList, latest activity first."""
+        try:
+            page = self._executions.sessions(limit, cursor=cursor)
+        except InvalidCursor as e:
+            raise BadInput(str(e)) from None
+        return {"sessions": [self._session(s) for s in page.items], "next_cursor": page.next_cursor}
+
+    def session_log(self, session: str, limit: int = 100, *, cursor: str | None = None) -> dict[str, Any]:
+        """SessionLog, oldest first; NotFound when no retained execution belongs to it."""
+        try:
+            page = self._executions.session_log(session, limit, cursor=cursor)
+        except InvalidCursor as e:
+            raise BadInput(str(e)) from None
+        if page is None:
+            raise NotFound(f"session {_shown(session)!r} not found: no retained execution belongs to it")
+        return {
+            "session": session,
+            "executions": [self._log_entry(r) for r in page.items],
+            "next_cursor": page.next_cursor,
+        }
+
+    def _stored(self, key: str | None) -> bool | None:
+        """Whether the heap ``key`` is still stored (None for no key): a session's log keeps
+        the keys its executions produced, and retention or a delete may have removed one."""
+        return None if key is None else self._heaps.exists(key)
+
+    def _session(self, summary: SessionSummary) -> dict[str, Any]:
+        return {
+            "session": summary.session,
+            "executions": summary.executions,
+            "first_activity_at": summary.first_activity_at,
+            "last_activity_at": summary.last_activity_at,
+            "latest_heap": summary.latest_heap,
+            "latest_heap_stored": self._stored(summary.latest_heap),
+        }
+
+    def _log_entry(self, record: ExecutionRecord) -> dict[str, Any]:
+        return {
+            "execution_id": record.execution_id,
+            "status": record.status,
+            "heap_in": record.heap_in,
+            "heap": record.heap,
+            "heap_stored": self._stored(record.heap),
+            "tags": record.tags,
+            "started_at": record.started_at,
+            "completed_at": record.completed_at,
+        }
+
+    # -- heaps -------------------------------------------------------------------------
+
+    def heap(self, key: str) -> dict[str, Any]:
+        """HeapInfo; NotFound when the heap is not stored."""
+        meta = self._meta(key)
+        return _heap_info(meta, self._heap_tags.get(key))
+
+    def patch_heap_tags(self, key: str, patch: Mapping[str, str | None]) -> dict[str, Any]:
+        """Applies a JSON merge patch (``{"k": "v"}`` sets, ``{"k": null}`` removes) to the
+        heap's tags; returns its HeapInfo."""
+        return self._change_tags(key, patch, replace=False)
+
+    def replace_heap_tags(self, key: str, tags: Mapping[str, str]) -> dict[str, Any]:
+        """Makes ``tags`` all of the heap's tags; returns its HeapInfo."""
+        return self._change_tags(key, tags, replace=True)
+
+    def remove_heap_tags(self, key: str, names: list[str] | None) -> dict[str, Any]:
+        """Removes the tags named (all of them when ``names`` is None); returns its HeapInfo."""
+        if names is None:
+            return self._change_tags(key, {}, replace=True)
+        return self._change_tags(key, dict.fromkeys(names), replace=False)
+
+    def _change_tags(self, key: str, patch: Mapping[str, str | None], *, replace: bool) -> dict[str, Any]:
+        meta = self._meta(key)
+        try:
+            tags = self._heap_tags.patch(
+                key, patch, base=meta.tags, created_at=meta.created_at, replace=replace
+            )
+        except HeapTagLimit as e:
+            raise BadInput(str(e)) from None
+        return _heap_info(meta, tags)
+
+    def query_heaps(
+        self, tags: Mapping[str, str], limit: int = 100, *, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """HeapList: the heaps whose tags hold every pair of ``tags``, newest first."""
+        try:
+            page = self._heap_tags.query(tags, limit, cursor=cursor)
+        except InvalidCursor as e:
+            raise BadInput(str(e)) from None
+        heaps = []
+        for key, found in page.items:
+            meta = self._heaps.meta(key)
+            if meta is not None:  # a row whose blob went outside this server
+                heaps.append(_heap_info(meta, found))
+        return {"heaps": heaps, "next_cursor": page.next_cursor}
+
+    def delete_heap(self, key: str) -> dict[str, Any]:
+        """Removes a heap and its tags; Conflict while a queued or running execution resumes it."""
+        check_heap_key(key)
+        try:
+            # Only the blob under the manager's lock (no SQLite write while dispatchers wait).
+            removed = self._manager.delete_heap(key, self._heaps.delete)
+        except HeapInUse as e:
+            raise Conflict(str(e)) from None
+        # Then its row: a crash in between leaves tags without a heap, which GET and the query
+        # ignore and the next delete of the key removes; never a heap that lost its tags.
+        self._heap_tags.delete(key)
+        if not removed:
+            raise NotFound(f"heap {key} not found")
+        return {"ok": True}
+
+    def _meta(self, key: str) -> HeapMeta:
+        meta = self._heaps.meta(check_heap_key(key))
+        if meta is None:
+            raise NotFound(f"heap {key} not found")
+        return meta
+
+
+def check_heap_key(key: str) -> str:
+    """``key`` when it is a heap key (64 lowercase hex); BadInput otherwise."""
+    try:
+        return validate_heap_key(key)
+    except InvalidHeapKey as e:
+        raise BadInput(str(e)) from None
+
+
+def _heap_info(meta: HeapMeta, tags: dict[str, str] | None) -> dict[str, Any]:
+    """A heap as the contract's HeapInfo: ``tags`` are the registry's when it has a row (given),
+    else the blob's first meta's."""
+    return {
+        "heap": meta.key,
+        "size_bytes": meta.size,
+        "created_at": meta.created_at,
+        "last_used_at": meta.last_used_at or meta.created_at,
+        "session": meta.session,
+        "tags": tags if tags is not None else meta.tags,
+    }
