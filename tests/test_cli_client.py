@@ -196,6 +196,17 @@ def test_sessions_list_and_show(cli: Path, server: LiveServer) -> None:
     ]
     assert filtered["next_cursor"] is None
 
+    # Once the session's latest heap is deleted, both listings say so beside its key.
+    assert run(cli, server, "heaps", "delete", second["heap"]).returncode == 0
+    ours = [
+        line
+        for line in run(cli, server, "sessions", "list").stdout.splitlines()
+        if line.startswith(SESSION + " ")
+    ]
+    assert ours[0].split()[-2:] == [second["heap"], "(gone)"]
+    one, two = run(cli, server, "sessions", "show", SESSION).stdout.splitlines()
+    assert one.split()[4] == first["heap"] and two.split()[4:6] == [second["heap"], "(gone)"]
+
 
 def test_sessions_paging(cli: Path, server: LiveServer) -> None:
     session = "paged/session one"
@@ -283,6 +294,26 @@ def test_heaps_tag_show_query_delete(cli: Path, server: LiveServer) -> None:
     assert "HTTP 404" in gone.stderr and "not found" in gone.stderr
     again = run(cli, server, "heaps", "delete", key)
     assert again.returncode == 3 and "not found" in again.stderr
+
+
+def test_heaps_delete_of_a_heap_in_use_prints_the_conflict(cli: Path, server: LiveServer) -> None:
+    key = exec_json(cli, server, "var kept = 1; kept")["heap"]
+    # An execution that resumes the heap and runs until cancelled keeps it in use.
+    resumed = run(cli, server, "exec", "--heap", key, "--execution-timeout-secs", "60", "while (true) {}")
+    assert resumed.returncode == 0, resumed.stderr
+    eid = resumed.stdout.strip()
+    try:
+        busy = run(cli, server, "heaps", "delete", key)
+        assert busy.returncode == 3 and busy.stdout == ""
+        assert "HTTP 409" in busy.stderr
+        assert f"heap {key} is resumed by a queued or running execution" in busy.stderr
+    finally:
+        cancelled = run(cli, server, "executions", "cancel", eid)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert run(cli, server, "executions", "output", eid, "--follow").returncode == 5  # cancelled
+    assert json.loads(run(cli, server, "--json", "heaps", "show", key).stdout)["heap"] == key  # kept
+    deleted = run(cli, server, "heaps", "delete", key)
+    assert deleted.returncode == 0 and deleted.stdout == "ok\n", deleted.stderr
 
 
 def test_heaps_query_follows_pages(cli: Path, server: LiveServer) -> None:

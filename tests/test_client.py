@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from mcp_v8 import ExecutionTimeout, JSError
 from mcp_v8.client import Client, HeapInfo
-from mcp_v8.errors import AuthError, BadRequestError, ConflictError, NotFoundError, QueueFullError
+from mcp_v8.errors import (
+    APIError,
+    AuthError,
+    BadRequestError,
+    ConflictError,
+    InvalidResponseError,
+    NotFoundError,
+    QueueFullError,
+    ServerError,
+)
 
 from .live_server import LiveServer
 
@@ -165,3 +176,84 @@ def test_heaps_metadata_tags_query_and_delete(client: Client) -> None:
         client.delete_heap(str(heaps[2]))
     with pytest.raises(BadRequestError, match="64 lowercase hex"):
         client.heap("nope")
+
+
+def test_requests_and_reconnects_are_counted(client: Client) -> None:
+    before = client.requests
+    started = client.execute("await new Promise(r => setTimeout(r, 50)); 7", wait=False)
+    assert client.requests == before + 1
+    assert client.wait(started.execution_id).value == 7
+    assert client.execute("8").value == 8  # the submit's own wait: one request
+    assert client.requests == before + 3
+    assert client.reconnects == 0
+
+
+# What a proxy or a stranger answers in front of (or instead of) the API: path -> status, type, body.
+HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body>" + b"x" * 5000 + b"</body></html>"
+NOT_API = {
+    "/api/exec": (502, "text/html", HTML_502),
+    "/api/version": (200, "text/plain", b"\xff\xfe garbage, not JSON " + b"y" * 5000),
+    "/api/stats": (200, "application/json", b"[1, 2, 3]"),
+    "/api/executions/x": (404, "text/plain", b"nothing here"),
+    "/api/executions/dropped": (
+        200,
+        "application/json",
+        b'{"execution_id": "dropped", "status": "completed"}',
+    ),
+}
+
+
+class _NotAPI(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so that a dropped connection can be seen
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, kind, body = NOT_API[self.path.split("?")[0]]
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        # Closes without saying so: the client's next request on it finds it gone.
+        self.close_connection = self.path.startswith("/api/executions/dropped")
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def not_api() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _NotAPI)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_response_that_is_not_json_raises_with_its_status_and_an_excerpt(not_api: str) -> None:
+    with Client(not_api, retries=0) as c:
+        with pytest.raises(ServerError) as gateway:  # a 5xx: the class of its status
+            c.execute("1")
+        assert gateway.value.status == 502
+        assert "text/html" in gateway.value.message and "502 Bad Gateway" in gateway.value.message
+        assert len(gateway.value.message) < 300  # an excerpt, not the 5 kB page
+        with pytest.raises(InvalidResponseError) as garbage:  # a 2xx that is not the API
+            c.version()
+        assert garbage.value.status == 200 and "garbage, not JSON" in garbage.value.message
+        assert len(garbage.value.message) < 300
+        with pytest.raises(InvalidResponseError, match="not a JSON object"):
+            c.stats()  # JSON, but not an object
+        with pytest.raises(NotFoundError, match="nothing here") as missing:
+            c.get("x")
+        assert missing.value.status == 404
+        assert isinstance(garbage.value, APIError) and not isinstance(garbage.value, json.JSONDecodeError)
+
+
+def test_a_keep_alive_connection_the_server_dropped_is_reopened_once(not_api: str) -> None:
+    with Client(not_api) as c:
+        assert c.get("dropped").status == "completed"  # the server closes it afterwards
+        assert c.get("dropped").status == "completed"  # sent on the closed one, then again
+        assert (c.requests, c.reconnects) == (3, 1)

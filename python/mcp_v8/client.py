@@ -9,7 +9,11 @@
 One keep-alive connection per thread (a ``Client`` may be shared by threads), reopened once
 when the server closed it. A 429 (queue full) is retried after its ``Retry-After``, up to
 ``retries`` times; every other refusal raises the :class:`~mcp_v8.errors.APIError` of its
-status with the server's ``error`` text. Listings are iterators that follow ``next_cursor``.
+status with the server's ``error`` text; an answer that is not the API's JSON (a proxy's error
+page, a truncated body) raises the error of its status, or :class:`~mcp_v8.errors.InvalidResponseError`
+for a 2xx, with an excerpt of the body. Listings are iterators that follow ``next_cursor``.
+``requests`` and ``reconnects`` count the HTTP requests sent and the dropped keep-alive connections
+reopened (a load generator reads them).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from .errors import (
     ExecutionCancelled,
     ExecutionTimeout,
+    InvalidResponseError,
     JSError,
     MCPV8Error,
     api_error,
@@ -43,6 +48,7 @@ __all__ = [
 
 _LONG_POLL_MS = 30_000  # the contract's largest wait_ms
 _MAX_RETRY_AFTER = 30.0
+_EXCERPT = 200  # characters of a body that is not JSON kept in the error
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class SessionSummary:
     first_activity_at: str
     last_activity_at: str
     latest_heap: str | None
+    latest_heap_stored: bool | None = None  # false once that heap was pruned or deleted
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,7 @@ class SessionLogEntry:
     tags: dict[str, str] | None
     started_at: str
     completed_at: str | None
+    heap_stored: bool | None = None  # false once ``heap`` was pruned or deleted
 
 
 @dataclass(frozen=True)
@@ -147,8 +155,13 @@ _T = TypeVar("_T")
 
 def _typed(cls: type[_T], doc: Mapping[str, Any]) -> _T:
     """``cls`` from a response object, keeping the fields it knows (a newer server may send more)."""
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))  # type: ignore[arg-type]
     return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
 
 
 class Client:
@@ -172,6 +185,8 @@ class Client:
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        self.requests = 0  # HTTP requests sent, retries included
+        self.reconnects = 0  # keep-alive connections the server had closed, reopened
 
     # -- executions ----------------------------------------------------------------
     def execute(
@@ -403,6 +418,8 @@ class Client:
     ) -> tuple[int, float | None, dict[str, Any]]:
         for attempt in (0, 1):
             conn = self._connection()
+            with self._lock:
+                self.requests += 1
             try:
                 conn.request(method, target, body=payload, headers=headers)
                 resp = conn.getresponse()
@@ -412,6 +429,8 @@ class Client:
                 self._drop_connection()
                 if attempt:
                     raise
+                with self._lock:
+                    self.reconnects += 1
                 continue
             except BaseException:
                 self._drop_connection()
@@ -421,9 +440,14 @@ class Client:
             try:
                 doc = json.loads(data) if data else {}
             except ValueError:
-                doc = {"error": data[:200].decode("utf-8", "replace")}
+                doc = None
             if not isinstance(doc, dict):
-                doc = {"error": f"unexpected response: {str(doc)[:200]}"}
+                excerpt = data[: _EXCERPT * 4].decode("utf-8", "replace")[:_EXCERPT]
+                kind = resp.getheader("Content-Type") or "no Content-Type"
+                message = f"not a JSON object ({kind}): {excerpt!r}"
+                if resp.status < 300:
+                    raise InvalidResponseError(resp.status, message)
+                doc = {"error": message}
             return resp.status, _retry_after(resp.getheader("Retry-After")), doc
         raise AssertionError("unreachable")
 

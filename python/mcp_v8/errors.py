@@ -12,7 +12,8 @@
                                 ``status`` and the server's ``error`` text
         ``BadRequestError`` 400, ``AuthError`` 401/403, ``NotFoundError`` 404 (also a
         ``LookupError``), ``ConflictError`` 409, ``PayloadTooLargeError`` 413,
-        ``QueueFullError`` 429, ``UnavailableError`` 503, ``ServerError`` other 5xx
+        ``QueueFullError`` 429, ``UnavailableError`` 503, ``ServerError`` other 5xx,
+        ``InvalidResponseError`` a 2xx whose body is not a JSON object
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ class UnavailableError(APIError):
 
 class ServerError(APIError):
     """A 5xx other than 503: a fault in the server."""
+
+
+class InvalidResponseError(APIError):
+    """A success status whose body is not a JSON object (not the API, or a cut answer); the
+    message holds an excerpt of the body. An error status with such a body raises its own class."""
 
 
 _API_ERRORS = {
