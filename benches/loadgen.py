@@ -1,6 +1,7 @@
 """Closed-loop load generator for a running ``mcp-v8 serve``, run as its own process.
 
-Each of ``--concurrency`` client threads owns one keep-alive HTTP/1.1 connection and loops:
+Each of ``--concurrency`` client threads owns one :class:`mcp_v8.client.Client` (one keep-alive
+HTTP/1.1 connection, 429s counted as errors, not retried) and loops:
 ``POST /api/exec``, then ``GET /api/executions/{id}?wait_ms=30000`` (the long-poll, repeated only
 if it returns while still running) until the status is terminal; the end-to-end latency is from
 before the POST to the terminal answer. ``--mode stateful`` makes every client keep a heap chain
@@ -13,7 +14,8 @@ the submit's wait elapsed); it does not combine with cancels. With
 ``--cancel-fraction`` that share of executions is cancelled
 (``POST /api/executions/{id}/cancel``), half of them right after the submit and half after a random
 delay; a cancel that comes too late (400) is not an error, a cancel that was accepted but whose
-execution still completed is.
+execution still completed is. ``--session PREFIX`` gives every execution the session
+``PREFIX-<client index>`` and ``--tags k=v,...`` these tags (what sessions and heap tags write).
 
 Only loopback targets are accepted. The run is bounded by ``--seconds`` (and ``--max-executions``).
 Prints one JSON object on stdout.
@@ -31,59 +33,18 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 from benchlib import TRIVIAL, TRIVIAL_RESULT, summary_ms
+
+from mcp_v8.client import Client, Execution
+from mcp_v8.errors import APIError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 WAIT_MS = 30000
 CHAIN_FIRST = "var n = 0; n"
 CHAIN_STEP = "n += 1; JSON.stringify(n)"
-TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
 MODES = ("stateless", "stateless-no-snapshot", "stateful")
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"HTTP {status}: {body[:200]}")
-        self.status = status
-
-
-class Client:
-    """One keep-alive connection; reconnects once on a dropped connection."""
-
-    def __init__(self, host: str, port: int, timeout: float) -> None:
-        self._host, self._port, self._timeout = host, port, timeout
-        self._conn: http.client.HTTPConnection | None = None
-        self.reconnects = 0
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        payload = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
-        for attempt in (0, 1):
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
-            try:
-                self._conn.request(method, path, body=payload, headers=headers)
-                resp = self._conn.getresponse()
-                data = resp.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self._conn.close()
-                self._conn = None
-                self.reconnects += 1
-                if attempt:
-                    raise
-                continue
-            if resp.getheader("Connection", "").lower() == "close":
-                self._conn.close()
-                self._conn = None
-            return resp.status, json.loads(data) if data else None
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
 
 
 @dataclass
@@ -107,59 +68,44 @@ class Stats:
 
 
 class ClientLoop:
-    def __init__(
-        self, args: argparse.Namespace, host: str, port: int, index: int, stop_at: list[float]
-    ) -> None:
+    def __init__(self, args: argparse.Namespace, url: str, index: int, stop_at: list[float]) -> None:
         self.args = args
-        self.client = Client(host, port, timeout=WAIT_MS / 1000 + 30)
+        # One keep-alive connection (this thread's); a 429 is counted, not retried.
+        self.client = Client(url, timeout=30.0, retries=0)
         self.rng = random.Random(args.seed * 1000 + index)
         self.stats = Stats()
         self.stop_at = stop_at
         self.heap: str | None = None
         self.counter = 0
+        self.session = None if args.session is None else f"{args.session}-{index}"
+        self.tags = args.tags
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        self.stats.requests += 1
-        return self.client.request(method, path, body)
-
-    def submit(self, code: str, wait: bool = False) -> tuple[str, dict[str, Any] | None]:
-        """The new execution's id, and with ``wait`` its terminal record when the submit's own
-        wait saw it end."""
-        body: dict[str, Any] = {"code": code}
-        if self.heap is not None:
-            body["heap"] = self.heap
-        if self.args.mode == "stateless-no-snapshot":
-            body["snapshot"] = False
-        if wait:
-            body["wait_ms"] = WAIT_MS
-        status, doc = self._call("POST", "/api/exec", body)
-        if status == 200 and wait and doc["status"] in TERMINAL:
-            return str(doc["execution_id"]), dict(doc)
-        if status != 202:
-            raise HttpError(status, json.dumps(doc))
-        return str(doc["execution_id"]), None
-
-    def wait(self, execution_id: str) -> dict[str, Any]:
-        while True:
-            status, doc = self._call("GET", f"/api/executions/{execution_id}?wait_ms={WAIT_MS}")
-            if status != 200:
-                raise HttpError(status, json.dumps(doc))
-            if doc["status"] in TERMINAL:
-                return dict(doc)
+    def submit(self, code: str, wait: bool = False) -> Execution:
+        """The new execution, ``running`` with only its id, or with ``wait`` as the submit's own wait
+        (and, if it elapsed, the long-poll) saw it end."""
+        return self.client.execute(
+            code,
+            heap=self.heap,
+            session=self.session,
+            tags=self.tags,
+            snapshot=False if self.args.mode == "stateless-no-snapshot" else None,
+            wait=wait,
+        )
 
     def setup(self) -> None:
         if self.args.mode == "stateful":
-            info = self.wait(self.submit(CHAIN_FIRST)[0])
-            if info["status"] != "completed" or not info.get("heap"):
+            info = self.client.wait(self.submit(CHAIN_FIRST).execution_id)
+            if info.status != "completed" or not info.heap:
                 raise RuntimeError(f"chain setup failed: {info}")
-            self.heap = info["heap"]
+            self.heap = info.heap
 
     def one(self) -> None:
         stats = self.stats
         stateful = self.args.mode == "stateful"
         cancel = self.rng.random() < self.args.cancel_fraction
         t0 = time.perf_counter()
-        execution_id, info = self.submit(CHAIN_STEP if stateful else self.args.code, self.args.submit_wait)
+        info = self.submit(CHAIN_STEP if stateful else self.args.code, self.args.submit_wait)
+        execution_id = info.execution_id
         accepted = False
         t_cancel = 0.0
         if cancel:
@@ -167,20 +113,21 @@ class ClientLoop:
                 time.sleep(self.rng.uniform(0, self.args.cancel_max_delay_ms / 1000))
             t_cancel = time.perf_counter()
             stats.cancels_sent += 1
-            status, doc = self._call("POST", f"/api/executions/{execution_id}/cancel")
-            if status == 200 and doc.get("ok"):
-                accepted = True
-                stats.cancels_accepted += 1
-            elif status == 400:
-                stats.cancels_late += 1
+            try:
+                accepted = self.client.cancel(execution_id)
+            except APIError as e:
+                stats.error(f"cancel_http_{e.status}", str(e))
             else:
-                stats.error(f"cancel_http_{status}", json.dumps(doc))
-        if info is None:
-            info = self.wait(execution_id)
+                if accepted:
+                    stats.cancels_accepted += 1
+                else:  # 400: it had already ended
+                    stats.cancels_late += 1
+        if not info.done:
+            info = self.client.wait(execution_id)
         t1 = time.perf_counter()
         if t1 > self.stop_at[0]:
             return  # finished after the window: not counted
-        status_name = info["status"]
+        status_name = info.status
         stats.statuses[status_name] += 1
         if accepted and status_name != "cancelled":
             stats.error("cancel_not_final", f"{execution_id} cancelled (200) but ended {status_name}")
@@ -190,21 +137,19 @@ class ClientLoop:
             stats.cancelled_e2e.append(t1 - t0)
             return  # the chain stays at the heap it started from
         if status_name != "completed":
-            stats.error(f"status_{status_name}", str(info.get("error")))
+            stats.error(f"status_{status_name}", str(info.error))
             return
         stats.latencies.append(t1 - t0)
         if stateful:
             self.counter += 1
-            if info["result"] != f'"{self.counter}"':
-                stats.error("wrong_result", f"expected {self.counter}, got {info['result']}")
-                self.counter = int(json.loads(info["result"]))
-            self.heap = info["heap"]
-        elif self.args.expect is not None and info["result"] != self.args.expect:
-            stats.error("wrong_result", str(info["result"]))
-        elif self.args.mode == "stateless-no-snapshot" and info["heap"] is not None:
-            stats.error(
-                "unexpected_heap", f"{execution_id} asked for no snapshot but has heap {info['heap']}"
-            )
+            if info.result != f'"{self.counter}"':
+                stats.error("wrong_result", f"expected {self.counter}, got {info.result}")
+                self.counter = int(info.value)
+            self.heap = info.heap
+        elif self.args.expect is not None and info.result != self.args.expect:
+            stats.error("wrong_result", str(info.result))
+        elif self.args.mode == "stateless-no-snapshot" and info.heap is not None:
+            stats.error("unexpected_heap", f"{execution_id} asked for no snapshot but has heap {info.heap}")
 
     def loop(self, start: threading.Barrier, budget: list[int], budget_lock: threading.Lock) -> None:
         try:
@@ -219,16 +164,23 @@ class ClientLoop:
                 budget[0] -= 1
             try:
                 self.one()
-            except HttpError as e:
-                kind = "http_429" if e.status == 429 else f"http_{e.status}"
-                self.stats.error(kind, str(e))
+            except APIError as e:
+                self.stats.error(f"http_{e.status}", str(e))
                 if e.status == 429:
                     time.sleep(0.05)
             except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
                 self.stats.error(type(e).__name__, repr(e))
                 time.sleep(0.05)
+        self.stats.requests = self.client.requests
         self.stats.reconnects = self.client.reconnects
         self.client.close()
+
+
+def _tags(text: str) -> dict[str, str]:
+    pairs = [item.partition("=") for item in text.split(",") if item]
+    if not pairs or any(not sep or not key for key, sep, _ in pairs):
+        raise argparse.ArgumentTypeError(f"expected k=v[,k=v...], not {text!r}")
+    return {key: value for key, _, value in pairs}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--expect", default=None, help="its expected result (default: that of the trivial script)"
     )
+    ap.add_argument(
+        "--session",
+        default=None,
+        help="every execution carries a session: this prefix and the client's index",
+    )
+    ap.add_argument("--tags", default=None, type=_tags, help="k=v[,k=v...]: the tags every execution carries")
     args = ap.parse_args(argv)
     if args.expect is None and args.code == TRIVIAL:
         args.expect = TRIVIAL_RESULT
@@ -256,10 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     url = urlsplit(args.url)
     if url.scheme != "http" or url.hostname not in LOOPBACK or url.port is None:
         ap.error("--url must be http://127.0.0.1:PORT (load targets loopback only)")
-    host, port = url.hostname, url.port
 
     stop_at = [float("inf")]
-    loops = [ClientLoop(args, host, port, i, stop_at) for i in range(args.concurrency)]
+    loops = [ClientLoop(args, args.url, i, stop_at) for i in range(args.concurrency)]
     start = threading.Barrier(args.concurrency + 1)
     budget, budget_lock = [args.max_executions], threading.Lock()
     threads = [threading.Thread(target=c.loop, args=(start, budget, budget_lock), daemon=True) for c in loops]
@@ -294,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "mode": args.mode,
         "submit_wait": args.submit_wait,
+        "session": args.session,
+        "tags": args.tags,
         "concurrency": args.concurrency,
         "cancel_fraction": args.cancel_fraction,
         "elapsed_s": elapsed,

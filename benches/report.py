@@ -398,6 +398,46 @@ def service_section(service: dict[str, Any], ratios: dict[str, Any]) -> list[str
             ],
             wait_rows,
         )
+    tagged = service.get("session_tags_runs", [])
+    if tagged:
+        plain = {
+            (r["concurrency"], r.get("http_threads")): r
+            for r in runs
+            if r["mode"] == "stateless" and not r["cancel_fraction"]
+        }
+        out.append(
+            "What sessions and heap tags cost: the stateless loads again with a session (one per client) "
+            "and two tags on every execution (`loadgen.py --session --tags`). Same server."
+        )
+        out.append("")
+        tag_rows = []
+        for r in tagged:
+            base = plain.get((r["concurrency"], r.get("http_threads")))
+            tag_rows.append(
+                [
+                    str(r["concurrency"]),
+                    num(r["throughput_per_s"]),
+                    num(r["latency"]["median_ms"], 2),
+                    str(r["errors"]) + (f" ({_kinds(r)})" if r["errors"] else ""),
+                    num(r["server_cpu_ms_per_exec"], 2),
+                    num(base["server_cpu_ms_per_exec"], 2) if base else "n/a",
+                    num(r["workers_cpu_ms_per_exec"], 2),
+                    num(base["workers_cpu_ms_per_exec"], 2) if base else "n/a",
+                ]
+            )
+        out += table(
+            [
+                "clients",
+                "exec/s",
+                "median ms",
+                "errors",
+                "server CPU ms/exec",
+                "server CPU ms/exec, no session or tags",
+                "workers CPU ms/exec",
+                "workers CPU ms/exec, no session or tags",
+            ],
+            tag_rows,
+        )
     pairs = snapshot_vs_none(service)
     if pairs:
         out.append(

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import TRIVIAL, TRIVIAL_RESULT, cpu_seconds, log, rss_kb, summary_ms
-from loadgen import TERMINAL, Client
 from server import Server, run_loadgen
 
+from mcp_v8.client import Client
 from mcp_v8.config import Settings
+from mcp_v8.errors import APIError
 
 LEAK_CODE = "console.log('leak check', 42);\n" + TRIVIAL
 
@@ -66,6 +67,9 @@ class Probe:
         return {"count": len(self.latencies), "errors": self.errors, **summary_ms(self.latencies)}
 
 
+SESSION_TAGS = "project=bench,owner=loadgen"  # loadgen --tags: two tags on every execution
+
+
 def load_run(
     server: Server,
     *,
@@ -75,9 +79,11 @@ def load_run(
     cancel: float,
     http_threads: int,
     submit_wait: bool = False,
+    session_tags: bool = False,
 ) -> dict[str, Any]:
     """One loadgen run, with the server's and its workers' CPU time per finished execution and the
-    latency of a side probe."""
+    latency of a side probe; with ``session_tags`` every execution carries a session (one per
+    client) and SESSION_TAGS."""
     workers = server.worker_pids()
     server_cpu0, workers_cpu0 = _cpu([server.pid]), _cpu(workers)
     with Probe(server.port) as probe:
@@ -90,6 +96,8 @@ def load_run(
             cancel_fraction=cancel,
             seed=concurrency,
             submit_wait=submit_wait,
+            session="bench" if session_tags else False,
+            tags=SESSION_TAGS if session_tags else False,
         )
     result["probe_version"] = probe.summary()
     result["http_threads"] = http_threads
@@ -98,7 +106,8 @@ def load_run(
     result["workers_cpu_ms_per_exec"] = (_cpu(workers) - workers_cpu0) / finished * 1e3
     result["worker_replacements"] = len(set(server.worker_pids()) - set(workers))
     log(
-        f"service {mode}{' submit-wait' if submit_wait else ''} c={concurrency} threads={http_threads} "
+        f"service {mode}{' submit-wait' if submit_wait else ''}{' session+tags' if session_tags else ''} "
+        f"c={concurrency} threads={http_threads} "
         f"cancel={cancel:.0%}: "
         f"{result['throughput_per_s']:.1f}/s, "
         f"median {result['latency']['median_ms']:.1f} ms, errors {result['errors']}"
@@ -120,7 +129,7 @@ def cancel_over_http(server: Server, rounds: int) -> dict[str, Any]:
     submit it, poll its output until the worker has printed the first line (the console flusher sends
     it within ~20 ms), wait CANCEL_MARGIN_S, then time ``POST /api/executions/{id}/cancel`` until a
     ``GET /api/executions/{id}?wait_ms=...`` long-poll answers ``cancelled``."""
-    client = Client("127.0.0.1", server.port, timeout=60)
+    client = Client(server.url, timeout=30.0, retries=0)
     out: dict[str, Any] = {"rounds": rounds, "margin_ms": CANCEL_MARGIN_S * 1e3, "scripts": CANCEL_SCRIPTS}
     try:
         for name, code in CANCEL_SCRIPTS.items():
@@ -131,42 +140,26 @@ def cancel_over_http(server: Server, rounds: int) -> dict[str, Any]:
             for _ in range(rounds):
                 try:
                     t_submit = time.perf_counter()
-                    status, doc = client.request(
-                        "POST", "/api/exec", {"code": code, "execution_timeout_secs": 30}
-                    )
-                    if status != 202:
-                        raise RuntimeError(f"submit: HTTP {status} {doc}")
-                    eid = doc["execution_id"]
+                    eid = client.execute(code, execution_timeout_secs=30, wait=False).execution_id
                     deadline = time.monotonic() + 20
-                    while True:
-                        status, page = client.request("GET", f"/api/executions/{eid}/output")
-                        if status != 200:
-                            raise RuntimeError(f"output: HTTP {status} {page}")
-                        if page["total_lines"] >= 1:
-                            break
-                        if page["status"] in TERMINAL:
-                            raise RuntimeError(f"ended {page['status']} before printing")
+                    # One output page per poll (follow=False): it yields only when it holds data.
+                    while not any(client.output_pages(eid, follow=False)):
                         if time.monotonic() > deadline:
                             raise RuntimeError("no output after 20 s")
                         time.sleep(0.002)
                     starts.append(time.perf_counter() - t_submit)
                     time.sleep(CANCEL_MARGIN_S)
                     t0 = time.perf_counter()
-                    status, doc = client.request("POST", f"/api/executions/{eid}/cancel")
+                    accepted = client.cancel(eid)
                     posts.append(time.perf_counter() - t0)
-                    if status != 200:
-                        raise RuntimeError(f"cancel: HTTP {status} {doc}")
-                    while True:
-                        status, info = client.request("GET", f"/api/executions/{eid}?wait_ms=30000")
-                        if status != 200:
-                            raise RuntimeError(f"long-poll: HTTP {status} {info}")
-                        if info["status"] in TERMINAL:
-                            break
+                    if not accepted:
+                        raise RuntimeError("cancel refused: the execution had ended")
+                    info = client.wait(eid)
                     t1 = time.perf_counter()
-                    if info["status"] != "cancelled":
-                        raise RuntimeError(f"ended {info['status']} after the cancel")
+                    if info.status != "cancelled":
+                        raise RuntimeError(f"ended {info.status} after the cancel")
                     samples.append(t1 - t0)
-                except (OSError, RuntimeError, ValueError, KeyError) as e:
+                except (OSError, RuntimeError, APIError, ValueError, KeyError) as e:
                     errors.append(f"{type(e).__name__}: {e}"[:300])
             out[name] = {
                 "cancelled": len(samples),
@@ -261,6 +254,19 @@ def run(*, workers: int, quick: bool, concurrencies: tuple[int, ...] | None = No
                 submit_wait=True,
             )
             for mode in MODES
+            for c in sorted({min(concurrencies), 4} & set(concurrencies))
+        ]
+        # What sessions and heap tags add: the stateless rows again, every execution with both.
+        out["session_tags_runs"] = [
+            load_run(
+                server,
+                concurrency=c,
+                seconds=seconds,
+                mode="stateless",
+                cancel=0.0,
+                http_threads=default_threads,
+                session_tags=True,
+            )
             for c in sorted({min(concurrencies), 4} & set(concurrencies))
         ]
         out["data_dir_bytes"] = _du(server.data_dir)
