@@ -22,6 +22,7 @@ LEVELS: dict[str, str] = {
     "test_migrations": "unit",
     "test_executions_state": "unit",
     "test_heap_tags": "unit",
+    "test_leases": "service",
     "test_heaps_service": "service",
     "test_worker": "unit",
     "test_cli_module": "unit",
@@ -43,6 +44,7 @@ LEVELS: dict[str, str] = {
     "test_faults": "e2e",
     "test_load": "e2e",
     "test_fuzz_http": "e2e",
+    "test_mcp": "e2e",
     "test_wheel": "packaging",
     "test_bench_ceiling": "packaging",
 }

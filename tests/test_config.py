@@ -101,7 +101,7 @@ def test_snapshot_default_from_flag_and_environment(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     parser = argparse.ArgumentParser()
-    cli._serve_parser(parser.add_subparsers(dest="command"))
+    cli._settings_parser(parser.add_subparsers(dest="command"), "serve", "", "")
     args = parser.parse_args(["serve", *flags])
     # what ``mcp-v8 serve`` does with its arguments
     settings = args.base.with_overrides(**{f.name: getattr(args, f.name) for f in config.FIELDS})
@@ -110,7 +110,7 @@ def test_snapshot_default_from_flag_and_environment(
 
 def test_snapshot_default_flag_refuses_other_words(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    cli._serve_parser(parser.add_subparsers(dest="command"))
+    cli._settings_parser(parser.add_subparsers(dest="command"), "serve", "", "")
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "--snapshot-default", "maybe"])
     assert "--snapshot-default" in capsys.readouterr().err

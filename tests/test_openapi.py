@@ -309,7 +309,7 @@ def test_session_schemas(spec: dict[str, Any]) -> None:
     assert set(summary["required"]) == set(summary["properties"])  # every field always there
     entry = spec["components"]["schemas"]["SessionLogEntry"]
     assert set(entry["required"]) == set(entry["properties"]) == {
-        "execution_id", "status", "heap_in", "heap", "tags", "started_at", "completed_at",
+        "execution_id", "status", "heap_in", "heap", "heap_stored", "tags", "started_at", "completed_at",
     }  # fmt: skip
     v = schema_validator(spec, "SessionList")
     example = spec["paths"]["/api/sessions"]["get"]["responses"]["200"]["content"]["application/json"][
@@ -323,7 +323,7 @@ def test_session_schemas(spec: dict[str, Any]) -> None:
         {
             "session": "a/b",
             "executions": [
-                {"execution_id": "e1", "status": "completed", "heap_in": None, "heap": "a" * 64,
+                {"execution_id": "e1", "status": "completed", "heap_in": None, "heap": "a" * 64, "heap_stored": False,
                  "tags": {"k": "v"}, "started_at": "2024-05-01T10:00:00.000Z",
                  "completed_at": "2024-05-01T10:00:00.012Z"},
             ],

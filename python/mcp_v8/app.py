@@ -20,6 +20,7 @@ import falcon
 
 from .config import Settings, normalize_origin, origin_allowlist
 from .executions import ExecutionManager
+from .mcp import McpResource
 from .operations import OperationError, Operations
 from .resources.executions import (
     CancelResource,
@@ -41,6 +42,7 @@ from .resources.validation import check_query
 from .storage import (
     ExecutionStore,
     FileHeapStore,
+    Lease,
     OutputLog,
     SchemaVersionError,
     SQLiteExecutionStore,
@@ -92,11 +94,14 @@ class Service:
         self.executions: ExecutionStore = SQLiteExecutionStore(self.database)
         self.output: OutputLog = SQLiteOutputLog(self.database, max_output_bytes=settings.max_output_bytes)
         self.heap_tags = SQLiteHeapTags(self.database)
-        failed = self.executions.fail_running_on_startup(
-            "the server stopped while this execution was running"
-        )
+        # Other processes may serve this directory too: fail only the running executions of
+        # those that are gone.
+        self.lease = Lease(settings.data_dir)
+        gone = self.lease.gone(self.executions.running_owners())
+        failed = self.executions.fail_running_of(gone, "the server stopped while this execution was running")
         if failed:
             log.warning("marked %d interrupted executions as failed", failed)
+        self.lease.remove_stale()
         self.manager = ExecutionManager(
             executions=self.executions,
             output=self.output,
@@ -107,6 +112,8 @@ class Service:
             max_output_bytes=settings.max_output_bytes,
             max_result_bytes=settings.max_result_bytes,
             heap_tags=self.heap_tags,
+            owner=self.lease.id,
+            log_dir=self.lease.worker_log_dir,
         )
         self._stop = threading.Event()
         self._pruner: threading.Thread | None = None
@@ -147,6 +154,7 @@ class Service:
         self.output.close()
         self.executions.close()
         self.database.close()
+        self.lease.close()
 
 
 _HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[^\[\]:@/\s]+)(?::[0-9]{1,5})?")
@@ -267,6 +275,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_route("/api/heaps/{key}/tags", HeapTagsResource(ops))
     app.add_route("/api/sessions", SessionListResource(ops))
     app.add_route("/api/sessions/log", SessionLogResource(ops))
+    app.add_route("/mcp", McpResource(ops))
     app.add_route("/api/version", VersionResource())
     app.add_route("/api/openapi.json", OpenApiResource())
     app.add_route("/api/stats", StatsResource(service.manager))

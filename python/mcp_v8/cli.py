@@ -1,30 +1,42 @@
-"""``mcp-v8``: ``serve`` the HTTP API on Waitress, or ``run`` one snippet locally.
+"""``mcp-v8``: ``serve`` the HTTP API (and MCP at ``/mcp``) on Waitress, serve ``mcp`` on
+stdio, or ``run`` one snippet locally.
 
-Every ``serve`` flag is also read from an ``MCP_V8_*`` environment variable (the flag
-wins); ``mcp-v8 serve --help`` prints the defaults in force.
+Every ``serve`` and ``mcp`` flag is also read from an ``MCP_V8_*`` environment variable (the
+flag wins); ``mcp-v8 serve --help`` prints the defaults in force.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from . import config
 
 
-def _serve_parser(sub: Any) -> argparse.ArgumentParser:
+def user_data_dir() -> Path:
+    """Where ``mcp-v8 mcp`` keeps its data unless told: the user's data directory (XDG), not
+    the working directory the MCP client happens to start it in."""
+    base = os.environ.get("XDG_DATA_HOME") or ""
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".local" / "share") / "mcp-v8"
+
+
+def _settings_parser(sub: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
     try:
         defaults = config.from_env()
     except ValueError as e:
         raise SystemExit(f"mcp-v8: {e}") from None
+    if name == "mcp" and not os.environ.get(config.env_name("data_dir")):
+        defaults = defaults.with_overrides(data_dir=user_data_dir())
     serve: argparse.ArgumentParser = sub.add_parser(
-        "serve",
-        help="serve the HTTP API (Waitress)",
+        name,
+        help=help,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Serve the mcp-v8 HTTP API. Each flag can also be set with the MCP_V8_<NAME> variable.",
+        description=description + " Each flag can also be set with the MCP_V8_<NAME> variable.",
     )
     for f in config.FIELDS:
         default = getattr(defaults, f.name)
@@ -43,13 +55,18 @@ def _serve_parser(sub: Any) -> argparse.ArgumentParser:
     return serve
 
 
+def _settings(args: argparse.Namespace) -> config.Settings:
+    values = {f.name: getattr(args, f.name) for f in config.FIELDS}
+    settings: config.Settings = args.base.with_overrides(**values)
+    return settings
+
+
 def serve(args: argparse.Namespace) -> int:
     import waitress
 
     from .app import DataDirError, Service, create_app
 
-    values = {f.name: getattr(args, f.name) for f in config.FIELDS}
-    settings = args.base.with_overrides(**values)
+    settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         service = Service(settings).start()
@@ -65,6 +82,32 @@ def serve(args: argparse.Namespace) -> int:
     )
     try:
         waitress.serve(app, host=settings.host, port=settings.port, threads=settings.threads, ident="mcp-v8")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
+    return 0
+
+
+def mcp(args: argparse.Namespace) -> int:
+    from .mcp import claim_stdout, serve_stdio
+
+    protocol = claim_stdout()  # before anything can print: stdout is the protocol's alone
+    from .app import DataDirError, Service
+    from .operations import Operations
+
+    settings = _settings(args)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        service = Service(settings).start()
+    except DataDirError as e:
+        print(f"mcp-v8: {e}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        serve_stdio(Operations(service), sys.stdin.buffer, protocol)
     except KeyboardInterrupt:
         pass
     finally:
@@ -98,7 +141,19 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mcp-v8", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _serve_parser(sub)
+    _settings_parser(
+        sub,
+        "serve",
+        "serve the HTTP API and MCP at /mcp (Waitress)",
+        "Serve the mcp-v8 HTTP API and MCP at /mcp.",
+    )
+    _settings_parser(
+        sub,
+        "mcp",
+        "serve MCP on stdin/stdout (for MCP clients that start their server)",
+        "Serve MCP on stdin/stdout; the data directory defaults to $XDG_DATA_HOME/mcp-v8 "
+        "(~/.local/share/mcp-v8). host, port and threads do not apply.",
+    )
     r = sub.add_parser("run", help="run JavaScript (or TypeScript) locally and print the result")
     r.add_argument("code", help="the code, or - to read it from standard input")
     r.add_argument(
@@ -107,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     r.add_argument("--heap-limit-mb", type=int, default=256, help="heap cap in MB (default 256)")
     args = parser.parse_args(argv)
-    return serve(args) if args.command == "serve" else run(args)
+    commands = {"serve": serve, "mcp": mcp, "run": run}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -227,18 +227,15 @@ def _keyword_check(keyword: str, rule: Any, node: Mapping[str, Any]) -> Check | 
     return None
 
 
-class BodyValidator:
-    """Validates a parsed JSON body against ``components.schemas[name]``; ``maxima`` sets
-    the server's upper bounds on top of the contract's (``{"execution_timeout_secs": 300}``)."""
+class SchemaValidator:
+    """Validates a parsed JSON value against ``schema`` (a JSON Schema built from the
+    contract's): the fast predicate first, the validator only to word a refusal."""
 
-    def __init__(self, name: str, maxima: Mapping[str, int] | None = None) -> None:
-        body = schema(name)
-        for prop, high in (maxima or {}).items():
-            body["properties"][prop]["maximum"] = high
-        Validator.check_schema(body)
-        self.schema = body
-        self._validator = Validator(body)
-        self._check = compile_check(body)
+    def __init__(self, schema: dict[str, Any]) -> None:
+        Validator.check_schema(schema)
+        self.schema = schema
+        self._validator = Validator(schema)
+        self._check = compile_check(schema)
 
     def validate(self, body: Any) -> dict[str, Any]:
         if self._check is not None and self._check(body):
@@ -248,6 +245,23 @@ class BodyValidator:
             raise InvalidRequest(_message(error))
         assert isinstance(body, dict)
         return body
+
+
+class BodyValidator(SchemaValidator):
+    """Validates a parsed JSON body against ``components.schemas[name]``; ``maxima`` sets
+    the server's upper bounds on top of the contract's (``{"execution_timeout_secs": 300}``)."""
+
+    def __init__(self, name: str, maxima: Mapping[str, int] | None = None) -> None:
+        body = schema(name)
+        for prop, high in (maxima or {}).items():
+            body["properties"][prop]["maximum"] = high
+        super().__init__(body)
+
+
+def parameters(path: str, method: str) -> dict[str, dict[str, Any]]:
+    """The schemas of an operation's parameters (path and query), by name, references resolved."""
+    operation = contract()["paths"][path][method.lower()]
+    return {p["name"]: _resolve(p["schema"]) for p in operation.get("parameters", [])}
 
 
 class QueryValidator:

@@ -13,7 +13,7 @@ an MCP tool result with ``isError``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from .executions import CancelOutcome, HeapInUse, QueueFull, ShuttingDown, SubmitRequest
@@ -160,6 +160,11 @@ class Operations:
         if record is None:
             raise _execution_not_found(execution_id)
         return record
+
+    def follow(self, execution_id: str, listener: Callable[[str | None], None]) -> Callable[[], None]:
+        """``listener`` hears of each batch of console output, then (None) of the end; see
+        :meth:`ExecutionManager.follow`. Returns the function that stops it."""
+        return self._manager.follow(execution_id, listener)
 
     def output(
         self,

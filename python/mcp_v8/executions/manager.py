@@ -106,10 +106,15 @@ class ExecutionManager:
         max_result_bytes: int = 0,
         spawn_worker: SpawnWorker = spawn_worker_process,
         heap_tags: SQLiteHeapTags | None = None,
+        owner: str | None = None,
+        log_dir: Path | None = None,
     ) -> None:
         """``heaps`` is the store the workers open too: they read and write snapshots
         themselves, and only keys pass through the manager. ``heap_tags``, when given, is
-        where the tags of each heap an execution stores with tags are recorded as it finishes."""
+        where the tags of each heap an execution stores with tags are recorded as it finishes.
+        ``owner`` is recorded with each execution (the process's lease on a shared data
+        directory); ``log_dir`` is where workers write their stderr (default: in ``data_dir``)."""
+        self._owner = owner
         self._executions = executions
         self._heaps = heaps
         self._heap_tags = heap_tags
@@ -130,6 +135,9 @@ class ExecutionManager:
         self._waiters_lock = threading.Lock()
         self._live: set[str] = set()
         self._waiters: dict[str, _Waiter] = {}
+        # Callbacks following an execution's console output as it is written (MCP progress),
+        # told ``None`` once it is terminal. Under ``_waiters_lock`` too.
+        self._followers: dict[str, list[Callable[[str | None], None]]] = {}
         self._closed = False
         # Counters since this manager was created, read by stats(); dispatcher threads
         # update them, so they have a lock of their own.
@@ -138,7 +146,7 @@ class ExecutionManager:
         self._worker_crashes = 0
         self._worker_restarts = 0
         self._last_crash: dict[str, str] | None = None
-        log_dir = worker_log_dir(data_dir)
+        log_dir = log_dir or worker_log_dir(data_dir)
         options = WorkerOptions(max_output_bytes, heaps.root, heaps.durable)
         self._slots = [
             WorkerSlot(
@@ -205,6 +213,7 @@ class ExecutionManager:
                     tags=request.tags or None,
                     heap_in=request.heap,
                     code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
+                    owner=self._owner,
                 )
             except BaseException:
                 self._output.delete([execution_id])
@@ -268,6 +277,36 @@ class ExecutionManager:
                 waiter.count -= 1
                 if waiter.count == 0:
                     del self._waiters[execution_id]
+
+    def follow(self, execution_id: str, listener: Callable[[str | None], None]) -> Callable[[], None]:
+        """Calls ``listener(text)`` with each batch of console output the execution writes from
+        now on (after the output log has it), then ``listener(None)`` once it is terminal: at
+        once when it is not running here. Returns the function that stops following. The
+        listener runs on a dispatcher thread: it must only hand the text on, never block."""
+        with self._waiters_lock:
+            live = execution_id in self._live
+            if live:
+                self._followers.setdefault(execution_id, []).append(listener)
+        if not live:
+            listener(None)
+
+        def stop() -> None:
+            with self._waiters_lock:
+                listeners = self._followers.get(execution_id)
+                if listeners is not None and listener in listeners:
+                    listeners.remove(listener)
+                    if not listeners:
+                        del self._followers[execution_id]
+
+        return stop
+
+    def _output_written(self, execution_id: str, text: str) -> None:
+        self._output.append(execution_id, text)
+        if self._followers:  # read without the lock: a follower added now reads the log anyway
+            with self._waiters_lock:
+                listeners = list(self._followers.get(execution_id, ()))
+            for listener in listeners:
+                listener(text)
 
     def heap_in_use(self, key: str) -> bool:
         """Whether a queued or running execution accepted here resumes the heap ``key``."""
@@ -377,6 +416,9 @@ class ExecutionManager:
             if waiter is not None:
                 waiter.record = record
                 waiter.event.set()
+            listeners = self._followers.pop(execution_id, ())
+        for listener in listeners:
+            listener(None)
         return True
 
     def _next(self, slot: WorkerSlot) -> _Queued | None:
@@ -420,7 +462,7 @@ class ExecutionManager:
             snapshot=request.snapshot,
         )
         try:
-            result = slot.run(job, lambda text: self._output.append(item.execution_id, text))
+            result = slot.run(job, lambda text: self._output_written(item.execution_id, text))
         except WorkerStartError as e:
             log.warning("worker %d could not start for execution %s: %s", slot.index, item.execution_id, e)
             result = JobResult(status="failed", error=str(e))

@@ -20,6 +20,7 @@ from .executions import (
 )
 from .heap_tags import HeapTagLimit, SQLiteHeapTags, merge_patch
 from .heaps import FileHeapStore, HeapMeta, HeapNotFound, HeapStore, InvalidHeapKey, validate_heap_key
+from .leases import Lease
 from .output import OutputLog, OutputPage, OutputTotals, SQLiteOutputLog, truncation_marker
 from .paging import InvalidCursor, Page
 from .schema import SCHEMA_VERSION, open_database
@@ -40,6 +41,7 @@ __all__ = [
     "HeapStore",
     "InvalidCursor",
     "InvalidHeapKey",
+    "Lease",
     "OutputLog",
     "OutputPage",
     "OutputTotals",

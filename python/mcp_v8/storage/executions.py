@@ -21,7 +21,7 @@ import builtins
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
@@ -162,8 +162,9 @@ class ExecutionStore(Protocol):
         tags: dict[str, str] | None = None,
         heap_in: str | None = None,
         code_bytes: int = 0,
+        owner: str | None = None,
     ) -> None:
-        """Records a new execution as ``running``, started now."""
+        """Records a new execution as ``running``, started now, run by the process ``owner``."""
         ...
 
     def finish(
@@ -214,6 +215,15 @@ class ExecutionStore(Protocol):
 
     def fail_running_on_startup(self, reason: str) -> int:
         """Marks every ``running`` execution ``failed`` with ``reason``; returns how many."""
+        ...
+
+    def running_owners(self) -> set[str | None]:
+        """The owners of ``running`` executions (None: executions recorded without one)."""
+        ...
+
+    def fail_running_of(self, owners: Collection[str | None], reason: str) -> int:
+        """Marks the ``running`` executions of ``owners`` (None: those without an owner)
+        ``failed`` with ``reason``; returns how many."""
         ...
 
     def prunable(
@@ -268,14 +278,16 @@ class SQLiteExecutionStore(Closing):
         tags: dict[str, str] | None = None,
         heap_in: str | None = None,
         code_bytes: int = 0,
+        owner: str | None = None,
     ) -> None:
-        """Records a new execution as ``running``, started now. Raises :class:`DuplicateExecution`."""
+        """Records a new execution as ``running``, started now, run by the process ``owner``.
+        Raises :class:`DuplicateExecution`."""
         tags_json = json.dumps(tags, ensure_ascii=False, sort_keys=True) if tags is not None else None
         try:
             self._db.run(
                 "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags,"
-                " code_bytes) VALUES (?, 'running', ?, ?, ?, ?, ?)",
-                (execution_id, _iso(_now()), heap_in, session, tags_json, code_bytes),
+                " code_bytes, owner) VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
+                (execution_id, _iso(_now()), heap_in, session, tags_json, code_bytes, owner),
             )
         except sqlite3.IntegrityError:
             raise DuplicateExecution(execution_id) from None
@@ -411,6 +423,28 @@ class SQLiteExecutionStore(Closing):
                 "UPDATE executions SET status = 'failed', error = ?, completed_at = ?"
                 " WHERE status = 'running'",
                 (reason, _iso(_now())),
+            )
+            return cur.rowcount
+
+    def running_owners(self) -> set[str | None]:
+        rows = self._db.run("SELECT DISTINCT owner FROM executions WHERE status = 'running'")
+        return {None if r[0] is None else str(r[0]) for r in rows}
+
+    def fail_running_of(self, owners: Collection[str | None], reason: str) -> int:
+        named = sorted({o for o in owners if o is not None})
+        unowned = None in owners
+        where = []
+        if named:
+            where.append(f"owner IN ({', '.join('?' * len(named))})")
+        if unowned:
+            where.append("owner IS NULL")
+        if not where:
+            return 0
+        with self._db.write() as conn:
+            cur = conn.execute(
+                "UPDATE executions SET status = 'failed', error = ?, completed_at = ?"
+                f" WHERE status = 'running' AND ({' OR '.join(where)})",
+                (reason, _iso(_now()), *named),
             )
             return cur.rowcount
 

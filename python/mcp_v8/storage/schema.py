@@ -120,11 +120,21 @@ CREATE TABLE heap_tags (
 CREATE INDEX heap_tags_by_creation ON heap_tags (created_at, key);
 """
 
+# Version 5: which server process runs an execution (``owner``, the id of its lease in the data
+# directory, see :mod:`.leases`), so a process starting on a directory another one serves fails
+# only the running executions of processes that are gone. NULL for executions of earlier
+# versions. The index holds only running executions: what a start looks for.
+_V5 = """
+ALTER TABLE executions ADD COLUMN owner TEXT;
+CREATE INDEX executions_running_by_owner ON executions (owner) WHERE status = 'running';
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "execution records with output totals, output chunks", statements(_V1)),
     Migration(2, "output totals in output_logs, owned by the output log", statements(_V2)),
     Migration(3, "an index of executions by session", statements(_V3)),
     Migration(4, "the tags of heap snapshots", statements(_V4)),
+    Migration(5, "the server process running each execution", statements(_V5)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,104 @@
+"""``POST /mcp``: MCP's Streamable HTTP transport, in its plain-JSON form.
+
+Every POST is answered with one ``application/json`` body (a response, or an array of them for
+a batch), or 202 with none when it held only notifications and responses. The server offers
+no SSE stream and issues no session id, so GET and DELETE are 405. Host, Origin (403) and
+bearer token are checked by the app's middleware as on every route; here: the body limit,
+``MCP-Protocol-Version`` (400 when unsupported; absent means 2025-03-26), and JSON-RPC.
+Without a stream there is no progress, and ``notifications/cancelled`` needs no answer: a
+client cancels an execution with the cancel_execution tool.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import falcon
+
+from ..operations import Operations
+from .protocol import (
+    ASSUMED_HTTP_VERSION,
+    BATCH_VERSIONS,
+    INVALID_REQUEST,
+    SUPPORTED_VERSIONS,
+    ProtocolError,
+    Server,
+    classify,
+    error_response,
+    parse,
+)
+
+
+def _answer(resp: falcon.Response, status: str, body: Any) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class McpResource:
+    def __init__(self, ops: Operations) -> None:
+        self._server = Server(ops)
+        self._max_body = ops.settings.max_body_bytes
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raise falcon.HTTPMethodNotAllowed(
+            ["POST"], description="this server offers no SSE stream: POST JSON-RPC messages to /mcp"
+        )
+
+    on_delete = on_get
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        version = req.get_header("MCP-Protocol-Version") or ASSUMED_HTTP_VERSION
+        if version not in SUPPORTED_VERSIONS:
+            shown = version[:40]
+            _answer(
+                resp,
+                falcon.HTTP_400,
+                error_response(
+                    None,
+                    INVALID_REQUEST,
+                    f"unsupported MCP-Protocol-Version {shown!r}; supported: {', '.join(SUPPORTED_VERSIONS)}",
+                ),
+            )
+            return
+        raw = req.bounded_stream.read(self._max_body + 1)
+        if len(raw) > self._max_body:
+            raise falcon.HTTPContentTooLarge(
+                description=f"request body is larger than {self._max_body} bytes"
+            )
+        try:
+            message = parse(raw)
+        except ProtocolError as e:
+            _answer(resp, falcon.HTTP_400, error_response(None, e.code, str(e)))
+            return
+        if isinstance(message, list):
+            if version not in BATCH_VERSIONS or not message:
+                why = (
+                    "an empty batch" if not message else f"batches are not part of protocol version {version}"
+                )
+                _answer(
+                    resp, falcon.HTTP_400, error_response(None, INVALID_REQUEST, f"invalid request: {why}")
+                )
+                return
+            responses = [r for r in (self._one(m, version) for m in message) if r is not None]
+            if not responses:
+                resp.status = falcon.HTTP_202
+                return
+            _answer(resp, falcon.HTTP_200, responses)
+            return
+        response = self._one(message, version)
+        if response is None:
+            resp.status = falcon.HTTP_202
+            return
+        failed = "error" in response and response["error"]["code"] == INVALID_REQUEST
+        _answer(resp, falcon.HTTP_400 if failed else falcon.HTTP_200, response)
+
+    def _one(self, message: Any, version: str) -> dict[str, Any] | None:
+        try:
+            request = classify(message)
+        except ProtocolError as e:
+            return error_response(e.id, e.code, str(e))
+        if request is None:
+            return None
+        return self._server.handle(request, version)

@@ -1,0 +1,189 @@
+"""JSON-RPC 2.0 for MCP, shared by the stdio transport and ``POST /mcp``.
+
+Why not the official SDK's server: its Streamable HTTP transport is ASGI only (this service is
+WSGI on Waitress, where the SDK's transport does not run as is), its server runs on asyncio
+while the execution manager is built on threads, and one small dispatch serving both
+transports keeps their behaviour identical. The messages handled are few: ``initialize``,
+``ping``, ``tools/list``, ``tools/call`` and the ``notifications/initialized`` and
+``notifications/cancelled`` notifications; the tests speak to both transports with the SDK's
+own client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from .. import __version__
+from ..operations import Operations
+from .tools import Call, Tool, build_tools, call_tool
+
+log = logging.getLogger("mcp_v8.mcp")
+
+SUPPORTED_VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")
+LATEST_VERSION = SUPPORTED_VERSIONS[-1]
+# What a request over HTTP without MCP-Protocol-Version speaks (the specification's rule).
+ASSUMED_HTTP_VERSION = "2025-03-26"
+# Batches (a JSON array of messages) exist in this revision only.
+BATCH_VERSIONS = frozenset({"2025-03-26"})
+# Output schemas and structuredContent came with this revision.
+STRUCTURED_VERSIONS = frozenset({"2025-06-18", "2025-11-25"})
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+INSTRUCTIONS = """\
+mcp-v8 runs JavaScript and TypeScript in isolated V8 sandboxes. Use run_js; keep state between \
+calls by passing the returned `heap` back (or by naming a `session`); tag heaps worth keeping \
+with set_heap_tags and find them with query_heaps_by_tags."""
+
+
+class ProtocolError(Exception):
+    """A message that is not valid JSON-RPC: answered with an error and no result."""
+
+    def __init__(self, code: int, message: str, id: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.id = id
+
+
+def error_response(id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}
+
+
+def parse(raw: bytes | str) -> Any:
+    """A JSON-RPC message or batch from its text. Raises :class:`ProtocolError` (parse error)
+    for what is not JSON, nests absurdly, or holds text that is not Unicode (a lone
+    surrogate escape, which no later stage can encode)."""
+    try:
+        message = json.loads(raw)
+        json.dumps(message, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise ProtocolError(PARSE_ERROR, "parse error: the message nests too deeply") from None
+    except UnicodeError:
+        raise ProtocolError(
+            PARSE_ERROR, "parse error: the message holds text that is not valid Unicode"
+        ) from None
+    except ValueError as e:
+        raise ProtocolError(PARSE_ERROR, f"parse error: {e}") from None
+    return message
+
+
+@dataclass(frozen=True)
+class Request:
+    id: Any  # None for a notification
+    method: str
+    params: dict[str, Any]
+
+    @property
+    def is_notification(self) -> bool:
+        return self.id is None
+
+
+def classify(message: Any) -> Request | None:
+    """The request or notification ``message`` is; None for a response (the server sends
+    no requests, so a client's responses need nothing). Raises :class:`ProtocolError`."""
+    if not isinstance(message, dict):
+        raise ProtocolError(INVALID_REQUEST, "invalid request: a message must be a JSON object")
+    id = message.get("id")
+    if message.get("jsonrpc") != "2.0":
+        raise ProtocolError(INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"', _valid_id(id))
+    if "method" not in message:
+        if "result" in message or "error" in message:
+            return None
+        raise ProtocolError(INVALID_REQUEST, "invalid request: no method", _valid_id(id))
+    method = message["method"]
+    if not isinstance(method, str):
+        raise ProtocolError(INVALID_REQUEST, "invalid request: method must be a string", _valid_id(id))
+    if "id" in message and _valid_id(id) is None:
+        raise ProtocolError(INVALID_REQUEST, "invalid request: id must be a string or an integer")
+    params = message.get("params", {})
+    if not isinstance(params, dict):
+        raise ProtocolError(INVALID_PARAMS, "invalid params: params must be an object", _valid_id(id))
+    return Request(id, method, params)
+
+
+def _valid_id(id: Any) -> Any:
+    return id if isinstance(id, str) or (isinstance(id, int) and not isinstance(id, bool)) else None
+
+
+def negotiate(requested: Any) -> str:
+    """The version to speak: the client's when supported, else the latest (the client then
+    decides whether it can)."""
+    return requested if requested in SUPPORTED_VERSIONS else LATEST_VERSION
+
+
+class Server:
+    """The MCP server of one service: turns requests into responses."""
+
+    def __init__(self, ops: Operations) -> None:
+        self.ops = ops
+        self.tools: dict[str, Tool] = build_tools(ops)
+
+    def handle(self, request: Request, version: str, call: Call | None = None) -> dict[str, Any] | None:
+        """The response to ``request`` (None for a notification). ``version``: the protocol
+        version of the exchange; ``call``: the tools/call's progress and cancellation."""
+        try:
+            result = self._dispatch(request, version, call or Call())
+        except ProtocolError as e:
+            return None if request.is_notification else error_response(request.id, e.code, str(e))
+        except Exception:  # a bug here must cost one request, never the server
+            log.exception("MCP request %s failed", request.method)
+            if request.is_notification:
+                return None
+            return error_response(request.id, INTERNAL_ERROR, "internal error")
+        if request.is_notification:
+            return None
+        return {"jsonrpc": "2.0", "id": request.id, "result": result}
+
+    def _dispatch(self, request: Request, version: str, call: Call) -> dict[str, Any]:
+        method, params = request.method, request.params
+        if request.is_notification:
+            return {}  # initialized, cancelled (the transport handles it), anything else: nothing to say
+        if method == "initialize":
+            return {
+                "protocolVersion": negotiate(params.get("protocolVersion")),
+                "capabilities": {"tools": {"listChanged": False}},
+                "serverInfo": {
+                    "name": "mcp-v8",
+                    "title": "mcp-v8 JavaScript sandbox",
+                    "version": __version__,
+                },
+                "instructions": INSTRUCTIONS,
+            }
+        if method == "ping":
+            return {}
+        if method == "tools/list":
+            structured = version in STRUCTURED_VERSIONS
+            return {"tools": [t.listing(structured) for t in self.tools.values()]}
+        if method == "tools/call":
+            return self._call(params, version, call)
+        raise ProtocolError(METHOD_NOT_FOUND, f"method not found: {method[:100]}")
+
+    def _call(self, params: dict[str, Any], version: str, call: Call) -> dict[str, Any]:
+        name = params.get("name")
+        if not isinstance(name, str):
+            raise ProtocolError(INVALID_PARAMS, "invalid params: name must be a string")
+        tool = self.tools.get(name)
+        if tool is None:
+            raise ProtocolError(INVALID_PARAMS, f"unknown tool: {name[:100]}")
+        result = call_tool(self.ops, tool, params.get("arguments"), call)
+        text = result.text if result.text is not None else json.dumps(result.structured, ensure_ascii=False)
+        out: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": result.is_error}
+        if version in STRUCTURED_VERSIONS and not (
+            result.is_error and "execution_id" not in result.structured
+        ):
+            out["structuredContent"] = result.structured
+        return out
+
+
+def progress_token(request: Request) -> Any:
+    """The progress token of a request (``params._meta.progressToken``), None when absent."""
+    meta = request.params.get("_meta")
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return _valid_id(token)

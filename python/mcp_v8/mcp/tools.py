@@ -1,0 +1,525 @@
+"""The MCP tools: names and arguments as the upstream mcp-v8 server has them (so prompts written
+for it keep working), schemas from the HTTP contract, each one a call of :class:`Operations`.
+
+A tool's ``inputSchema`` is built from the contract's request schema or parameters, and the
+arguments are validated against it; its ``outputSchema`` is the contract's response schema.
+A refusal of the service (unknown execution, bad cursor, full queue) and a script that failed,
+timed out or was cancelled are results with ``isError``; the JSON-RPC layer only sees unknown
+tools.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..contract import InvalidRequest, SchemaValidator, parameters, schema
+from ..operations import EXECUTION_ID, OperationError, Operations
+
+RUN_JS_WAIT_MS = 30_000  # run_js waits this long by default: the contract's largest wait_ms
+FIRST_OUTPUT_LINES = 100  # console lines a run_js or get_execution result carries
+FIRST_OUTPUT_BYTES = 16_384
+
+_STATE = """\
+State carries over between calls through heap snapshots: every run that completes returns \
+`heap`, the key of a snapshot of its whole global state; pass it back as `heap` to continue \
+from there (or give a `session` name and read the session's latest heap with \
+list_session_snapshots). A snapshot keeps globals: `var`, functions, and top-level \
+`let`/`const`/`class` bindings, objects, closures. It does not keep pending timers, \
+unresolved promises or open handles. Redeclaring a top-level `let`/`const`/`class` that the \
+resumed heap already has is a SyntaxError (`let x` twice): on a resumed heap use `var`, or \
+assign to the existing name."""
+
+RUN_JS = f"""\
+Run JavaScript or TypeScript (types are stripped) in a fresh, isolated V8 sandbox and return \
+the JSON of the script's completion value (the value of its last expression statement, \
+awaited when it is a promise; top-level `await` works). There is no network, file system, \
+`require` or `process`; `console.log` output is captured and returned (the first \
+{FIRST_OUTPUT_LINES} lines, then page with get_execution_output).
+
+{_STATE}
+
+Limits: `heap_memory_max_mb` caps the V8 heap and `execution_timeout_secs` the run time (the \
+server's defaults apply when absent); a script over either ends with an error, as does one \
+that throws (`isError`, with the error's name, message, stack and line). The call waits up \
+to `wait_ms` (default {RUN_JS_WAIT_MS}) for the script to finish; when it is still running \
+the result has `status: "running"`, and get_execution with `wait_ms` waits for the rest. \
+Pass `snapshot: false` for throwaway runs that need no state afterwards: faster, no `heap` \
+returned, and `WebAssembly`/`SharedArrayBuffer`/`Atomics` are available."""
+
+
+@dataclass
+class Call:
+    """One tools/call in progress: where it reports console output as it arrives (``progress``,
+    None when the client asked for no progress), and its cancellation by the client."""
+
+    progress: Callable[[str], None] | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    # The execution the call waits for, so that cancelling the call cancels it.
+    execution_id: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _wake: threading.Event | None = None
+
+    def watch(self, execution_id: str, wake: threading.Event) -> None:
+        with self._lock:
+            self.execution_id = execution_id
+            self._wake = wake
+
+    def cancel(self) -> str | None:
+        """Marks the call cancelled and wakes its wait; returns the execution to cancel."""
+        with self._lock:
+            self.cancelled.set()
+            if self._wake is not None:
+                self._wake.set()
+            return self.execution_id
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    structured: dict[str, Any]
+    is_error: bool = False
+    text: str | None = None  # the text content; the JSON of ``structured`` when None
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    title: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    run: Callable[[Operations, dict[str, Any], Call], ToolResult]
+    read_only: bool = True
+    destructive: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_validator", SchemaValidator(self.input_schema))
+
+    def validate(self, arguments: Any) -> dict[str, Any]:
+        validator: SchemaValidator = self._validator  # type: ignore[attr-defined]
+        return validator.validate(arguments)
+
+    def listing(self, structured: bool) -> dict[str, Any]:
+        """The tool as tools/list shows it; ``structured``: the protocol version has
+        output schemas (2025-06-18 and later)."""
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "inputSchema": self.input_schema,
+            "annotations": {
+                "title": self.title,
+                "readOnlyHint": self.read_only,
+                "destructiveHint": self.destructive,
+                "idempotentHint": self.read_only,
+                "openWorldHint": False,
+            },
+        }
+        if structured:
+            entry["outputSchema"] = self.output_schema
+        return entry
+
+
+# -- schemas ---------------------------------------------------------------------------
+
+
+def _object(properties: Mapping[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": dict(properties),
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+def _described(node: dict[str, Any], description: str) -> dict[str, Any]:
+    return {**node, "description": description}
+
+
+_EXECUTION_ID = {
+    "type": "string",
+    "pattern": "^" + EXECUTION_ID.pattern + "$",
+    "description": "The execution_id that run_js returned.",
+}
+_HEAP = _described(
+    {k: v for k, v in schema("ExecRequest")["properties"]["heap"].items() if k != "description"}
+    | {"type": "string"},
+    "A heap snapshot key (64 lowercase hex characters), the `heap` of an earlier run.",
+)
+
+
+def _without_null(node: dict[str, Any]) -> dict[str, Any]:
+    types = node.get("type")
+    if isinstance(types, list) and "null" in types:
+        kept = [t for t in types if t != "null"]
+        return {**node, "type": kept[0] if len(kept) == 1 else kept}
+    return node
+
+
+def _params(path: str, method: str, *names: str) -> dict[str, Any]:
+    found = parameters(path, method)
+    return {name: found[name] for name in names}
+
+
+def _output_schema(name: str, **extra: Any) -> dict[str, Any]:
+    out = schema(name)
+    out.setdefault("properties", {}).update(extra)
+    return out
+
+
+_OUTPUT_EXCERPT = {
+    "type": "object",
+    "description": "The first lines of the execution's console output; page on with "
+    "get_execution_output from `next_line_offset` when `has_more`.",
+    "required": ["data", "next_line_offset", "has_more", "total_lines"],
+    "properties": {
+        "data": {"type": "string"},
+        "next_line_offset": {"type": "integer"},
+        "has_more": {"type": "boolean"},
+        "total_lines": {"type": "integer"},
+    },
+}
+_JS_ERROR = {
+    "type": ["object", "null"],
+    "description": "The error of a failed, timed-out or cancelled run, taken apart.",
+    "properties": {
+        "name": {"type": ["string", "null"]},
+        "message": {"type": "string"},
+        "stack": {"type": "string"},
+        "line": {"type": ["integer", "null"]},
+        "column": {"type": ["integer", "null"]},
+    },
+}
+
+
+def _run_js_input(ops: Operations) -> dict[str, Any]:
+    s = ops.settings
+    body = schema("ExecRequest")
+    body.pop("description", None)
+    props = body["properties"]
+    props["execution_timeout_secs"]["maximum"] = s.max_timeout_secs
+    props["heap_memory_max_mb"]["maximum"] = s.max_heap_mb
+    props["wait_ms"] = _described(
+        props["wait_ms"],
+        f"How long to wait for the run to finish, in milliseconds (default {RUN_JS_WAIT_MS}, "
+        "at most 30000); 0 returns at once with status running. The run continues either way.",
+    )
+    props["code"] = _described(
+        props["code"],
+        "JavaScript or TypeScript source, run as a script; its last expression is the result. "
+        f"At most {s.max_code_bytes} bytes.",
+    )
+    return body
+
+
+# -- results -----------------------------------------------------------------------------
+
+_FIRST_LINE = re.compile(r"([A-Za-z_$][\w$]*)(?:: (.*))?$")
+_POSITION = re.compile(r"<input>:(\d+):(\d+)")
+
+
+def js_error(error: str | None) -> dict[str, Any] | None:
+    """The engine's error text (``TypeError: bad\\n    at f (<input>:2:21)``) as name, message,
+    stack and the line and column of its innermost position in the script."""
+    if error is None:
+        return None
+    first = error.split("\n", 1)[0]
+    match = _FIRST_LINE.fullmatch(first)
+    name, message = (
+        (match.group(1), match.group(2) or "") if match and match.group(2) is not None else (None, first)
+    )
+    position = _POSITION.search(error)
+    return {
+        "name": name,
+        "message": message,
+        "stack": error,
+        "line": int(position.group(1)) if position else None,
+        "column": int(position.group(2)) if position else None,
+    }
+
+
+def _execution_result(ops: Operations, info: dict[str, Any]) -> ToolResult:
+    page = ops.output(info["execution_id"], line_limit=FIRST_OUTPUT_LINES)
+    data = page["data"]
+    next_line = page["next_line_offset"]
+    if len(data.encode("utf-8")) > FIRST_OUTPUT_BYTES:  # long lines: cut at a line end if any
+        cut = data.encode("utf-8")[:FIRST_OUTPUT_BYTES].decode("utf-8", "ignore")
+        kept = cut[: cut.rfind("\n") + 1] or cut
+        next_line = page["start_line"] + kept.count("\n")
+        data = kept
+    structured = {
+        **info,
+        "output": {
+            "data": data,
+            "next_line_offset": next_line,
+            "has_more": next_line < page["total_lines"] or page["status"] == "running",
+            "total_lines": page["total_lines"],
+        },
+        "js_error": js_error(info["error"]) if info["status"] in ("failed", "timed_out") else None,
+    }
+    failed = info["status"] in ("failed", "timed_out", "cancelled")
+    return ToolResult(structured, is_error=failed, text=_execution_text(structured) if failed else None)
+
+
+def _execution_text(structured: dict[str, Any]) -> str:
+    """A failed run's text content: the error first, where a model reads it, then the JSON."""
+    head = f"execution {structured['execution_id']} {structured['status']}: {structured['error']}"
+    return head + "\n\n" + json.dumps(structured, ensure_ascii=False)
+
+
+def _wait(ops: Operations, execution_id: str, wait_ms: int, call: Call) -> dict[str, Any]:
+    """The execution once terminal, ``wait_ms`` passed or the call was cancelled, sending its
+    console output as progress while waiting when the call asked for progress."""
+    if call.progress is None:
+        if call.cancelled.is_set() or not wait_ms:
+            return ops.get(execution_id)
+        wake = threading.Event()
+        call.watch(execution_id, wake)
+        if call.cancelled.is_set():
+            return ops.get(execution_id)
+        return ops.get(execution_id, wait_ms)  # on the manager's completion event
+    return _wait_with_progress(ops, execution_id, wait_ms, call, call.progress)
+
+
+def _wait_with_progress(
+    ops: Operations, execution_id: str, wait_ms: int, call: Call, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    wake = threading.Event()
+    done = threading.Event()
+    call.watch(execution_id, wake)
+
+    def listener(text: str | None) -> None:  # on a dispatcher thread: only hand on
+        if text is None:
+            done.set()
+        wake.set()
+
+    stop = ops.follow(execution_id, listener)
+    deadline = time.monotonic() + wait_ms / 1000
+    offset = 0
+    try:
+        while True:
+            page = ops.output(execution_id, byte_offset=offset, byte_limit=FIRST_OUTPUT_BYTES * 4)
+            if page["data"]:
+                progress(page["data"])
+                offset = page["next_byte_offset"]
+                if page["has_more"]:
+                    continue
+            left = deadline - time.monotonic()
+            if done.is_set() or call.cancelled.is_set() or left <= 0:
+                break
+            wake.wait(left)
+            wake.clear()
+    finally:
+        stop()
+    return ops.get(execution_id)
+
+
+def _tool_error(message: str) -> ToolResult:
+    return ToolResult({"error": message}, is_error=True, text=message)
+
+
+# -- the tools -----------------------------------------------------------------------------
+
+
+def _run_js(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    body = {k: v for k, v in args.items() if k != "wait_ms"}
+    execution_id = ops.submit(body)
+    wait_ms = args.get("wait_ms")
+    info = _wait(ops, execution_id, RUN_JS_WAIT_MS if wait_ms is None else wait_ms, call)
+    return _execution_result(ops, info)
+
+
+def _get_execution(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    info = _wait(ops, args["execution_id"], args.get("wait_ms") or 0, call)
+    return _execution_result(ops, info)
+
+
+def _get_output(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    paging = {k: v for k, v in args.items() if k != "execution_id"}
+    return ToolResult(ops.output(args["execution_id"], **paging))
+
+
+def _cancel(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    result = ops.cancel(args["execution_id"])
+    return ToolResult(result, is_error=not result["ok"], text=None if result["ok"] else result["error"])
+
+
+def _list_executions(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    return ToolResult(
+        ops.list_executions(
+            args.get("limit", 100),
+            status=args.get("status"),
+            session=args.get("session"),
+            cursor=args.get("cursor"),
+        )
+    )
+
+
+def _list_sessions(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    return ToolResult(ops.sessions(args.get("limit", 100), cursor=args.get("cursor")))
+
+
+def _session_log(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    return ToolResult(ops.session_log(args["session"], args.get("limit", 100), cursor=args.get("cursor")))
+
+
+def _get_tags(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    return ToolResult(ops.heap(args["heap"]))
+
+
+def _set_tags(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    return ToolResult(ops.replace_heap_tags(args["heap"], args["tags"]))
+
+
+def _delete_tags(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    return ToolResult(ops.remove_heap_tags(args["heap"], args.get("keys")))
+
+
+def _query_heaps(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    return ToolResult(ops.query_heaps(args["tags"], args.get("limit", 100), cursor=args.get("cursor")))
+
+
+def build_tools(ops: Operations) -> dict[str, Tool]:
+    """The tools of one server, by name, with this server's bounds in their schemas."""
+    exec_query = _params("/api/executions/{id}", "get", "wait_ms")
+    output_query = _params(
+        "/api/executions/{id}/output", "get", "line_offset", "line_limit", "byte_offset", "byte_limit"
+    )
+    list_query = _params("/api/executions", "get", "limit", "status", "session", "cursor")
+    sessions_query = _params("/api/sessions", "get", "limit", "cursor")
+    log_query = _params("/api/sessions/log", "get", "session", "limit", "cursor")
+    query_body = schema("HeapQuery")["properties"]
+    tags = _without_null(schema("ExecRequest")["properties"]["tags"])
+    execution_out = _output_schema("ExecutionInfo", output=_OUTPUT_EXCERPT, js_error=_JS_ERROR)
+    heap_out = _output_schema("HeapInfo")
+    tools = [
+        Tool("run_js", "Run JavaScript", RUN_JS, _run_js_input(ops), execution_out, _run_js, read_only=False),
+        Tool(
+            "get_execution",
+            "Get an execution",
+            "The status, result, heap, error and first console lines of an execution started by "
+            "run_js. With `wait_ms` (at most 30000) it waits for a running execution to finish.",
+            _object({"execution_id": _EXECUTION_ID, **exec_query}, ("execution_id",)),
+            execution_out,
+            _get_execution,
+        ),
+        Tool(
+            "get_execution_output",
+            "Read console output",
+            "A page of an execution's console output, by lines (`line_offset`, `line_limit`) or by "
+            "bytes (`byte_offset`, `byte_limit`), never both. Works while it runs: continue from "
+            "`next_line_offset` (or `next_byte_offset`) while `has_more` or status is running.",
+            _object({"execution_id": _EXECUTION_ID, **output_query}, ("execution_id",)),
+            schema("ExecutionOutput"),
+            _get_output,
+        ),
+        Tool(
+            "cancel_execution",
+            "Cancel an execution",
+            "Stops a queued or running execution; it ends with status cancelled. An error when it "
+            "already finished or is unknown.",
+            _object({"execution_id": _EXECUTION_ID}, ("execution_id",)),
+            schema("CancelResult"),
+            _cancel,
+            read_only=False,
+            destructive=True,
+        ),
+        Tool(
+            "list_executions",
+            "List executions",
+            "Executions newest first, filtered by `status` and `session`; page with `cursor` "
+            "(the previous page's `next_cursor`).",
+            _object(list_query),
+            schema("ExecutionList"),
+            _list_executions,
+        ),
+        Tool(
+            "list_sessions",
+            "List sessions",
+            "Sessions (the `session` names given to run_js), latest activity first, each with its "
+            "number of executions and latest heap (`latest_heap_stored` false when that heap is "
+            "gone). Page with `cursor`.",
+            _object(sessions_query),
+            schema("SessionList"),
+            _list_sessions,
+        ),
+        Tool(
+            "list_session_snapshots",
+            "A session's history",
+            "A session's executions oldest first: for each, the heap it started from (`heap_in`), "
+            "the heap it produced (`heap`, with `heap_stored`), its status and tags. To continue a "
+            "session, pass its latest stored heap to run_js. Page with `cursor`.",
+            _object(log_query, ("session",)),
+            schema("SessionLog"),
+            _session_log,
+        ),
+        Tool(
+            "get_heap_tags",
+            "Get a heap's tags",
+            "A heap snapshot's tags and metadata (size, creation and last use, session).",
+            _object({"heap": _HEAP}, ("heap",)),
+            heap_out,
+            _get_tags,
+        ),
+        Tool(
+            "set_heap_tags",
+            "Set a heap's tags",
+            "Replaces all of a heap snapshot's tags with `tags` (string values). A heap with tags "
+            "is kept by retention until its tags are removed: tag what you want to keep.",
+            _object({"heap": _HEAP, "tags": tags}, ("heap", "tags")),
+            heap_out,
+            _set_tags,
+            read_only=False,
+        ),
+        Tool(
+            "delete_heap_tags",
+            "Delete a heap's tags",
+            "Removes the tags named in `keys` from a heap snapshot, or all of its tags when `keys` "
+            "is omitted.",
+            _object(
+                {
+                    "heap": _HEAP,
+                    "keys": {
+                        "type": "array",
+                        "items": {"type": "string", "maxLength": 256},
+                        "maxItems": 1024,
+                        "description": "The tag keys to remove; omitted: all.",
+                    },
+                },
+                ("heap",),
+            ),
+            heap_out,
+            _delete_tags,
+            read_only=False,
+            destructive=True,
+        ),
+        Tool(
+            "query_heaps_by_tags",
+            "Find heaps by tags",
+            "Heap snapshots whose tags include every given key/value pair, newest first. Page with `cursor`.",
+            _object(query_body, ("tags",)),
+            schema("HeapList"),
+            _query_heaps,
+        ),
+    ]
+    return {t.name: t for t in tools}
+
+
+def call_tool(ops: Operations, tool: Tool, arguments: Any, call: Call) -> ToolResult:
+    """Runs ``tool``: bad arguments and the service's refusals are error results naming why."""
+    try:
+        args = tool.validate({} if arguments is None else arguments)
+    except InvalidRequest as e:
+        return _tool_error(
+            f"invalid arguments for {tool.name}: {str(e).replace('the request body', 'arguments')}"
+        )
+    try:
+        return tool.run(ops, copy.deepcopy(args), call)
+    except OperationError as e:
+        return _tool_error(str(e))
