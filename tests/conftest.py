@@ -23,6 +23,7 @@ LEVELS: dict[str, str] = {
     "test_executions_state": "unit",
     "test_heap_tags": "unit",
     "test_leases": "service",
+    "test_mcp_protocol": "unit",
     "test_heaps_service": "service",
     "test_worker": "unit",
     "test_cli_module": "unit",

@@ -72,8 +72,11 @@ class Call:
             self._wake = wake
 
     def cancel(self) -> str | None:
-        """Marks the call cancelled and wakes its wait; returns the execution to cancel."""
+        """Marks the call cancelled and wakes its wait; returns the execution to cancel (None
+        when there is none, or the call was cancelled already)."""
         with self._lock:
+            if self.cancelled.is_set():
+                return None
             self.cancelled.set()
             if self._wake is not None:
                 self._wake.set()

@@ -1,0 +1,213 @@
+"""The MCP JSON-RPC layer without V8: parsing, classification, versions, and the stdio
+session's handling of requests in flight (driven with a fake server)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from mcp_v8.mcp.protocol import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    ProtocolError,
+    Request,
+    classify,
+    negotiate,
+    parse,
+    progress_token,
+)
+from mcp_v8.mcp.stdio import StdioSession
+from mcp_v8.mcp.tools import Call, js_error
+
+HANG = 30.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"{bad", PARSE_ERROR),
+        (b"[" * 100_000, PARSE_ERROR),  # nests too deeply for the parser
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": "\\ud800"}}', PARSE_ERROR),
+        (b"\xff\xfe", PARSE_ERROR),
+    ],
+)
+def test_what_is_not_json_text_is_a_parse_error(raw: bytes, code: int) -> None:
+    with pytest.raises(ProtocolError) as e:
+        parse(raw)
+    assert e.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "id"),
+    [
+        (5, INVALID_REQUEST, None),
+        ({"jsonrpc": "1.0", "id": 3, "method": "ping"}, INVALID_REQUEST, 3),
+        ({"jsonrpc": "2.0", "id": 3}, INVALID_REQUEST, 3),
+        ({"jsonrpc": "2.0", "id": 3, "method": 7}, INVALID_REQUEST, 3),
+        ({"jsonrpc": "2.0", "id": True, "method": "ping"}, INVALID_REQUEST, None),
+        ({"jsonrpc": "2.0", "id": None, "method": "ping"}, INVALID_REQUEST, None),
+        ({"jsonrpc": "2.0", "id": "a", "method": "ping", "params": [1]}, INVALID_PARAMS, "a"),
+    ],
+)
+def test_invalid_messages(message: Any, code: int, id: Any) -> None:
+    with pytest.raises(ProtocolError) as e:
+        classify(message)
+    assert (e.value.code, e.value.id) == (code, id)
+
+
+def test_requests_notifications_and_responses() -> None:
+    request = classify({"jsonrpc": "2.0", "id": 0, "method": "tools/list"})
+    assert request == Request(0, "tools/list", {}) and not request.is_notification
+    note = classify({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    assert note is not None and note.is_notification
+    assert classify({"jsonrpc": "2.0", "id": 4, "result": {}}) is None  # a client's response
+    call = classify(
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"_meta": {"progressToken": "p"}}}
+    )
+    assert call is not None and progress_token(call) == "p"
+    assert progress_token(Request(1, "tools/call", {"_meta": {"progressToken": 1.5}})) is None
+
+
+def test_negotiation() -> None:
+    assert negotiate("2025-03-26") == "2025-03-26"
+    assert negotiate("2025-06-18") == "2025-06-18"
+    assert negotiate("2026-07-28") == "2025-11-25"  # unknown: the latest, the client decides
+    assert negotiate(None) == "2025-11-25"
+
+
+def test_js_errors_taken_apart() -> None:
+    assert js_error("TypeError: bad thing\n    at f (<input>:2:21)\n    at <input>:3:1") == {
+        "name": "TypeError",
+        "message": "bad thing",
+        "stack": "TypeError: bad thing\n    at f (<input>:2:21)\n    at <input>:3:1",
+        "line": 2,
+        "column": 21,
+    }
+    thrown = js_error("Uncaught 5\n    at <input>:1:1")
+    assert thrown is not None and (thrown["name"], thrown["message"], thrown["line"]) == (
+        None,
+        "Uncaught 5",
+        1,
+    )
+    timeout = js_error("TimeoutError: execution timed out after 1 s")
+    assert timeout is not None and (timeout["name"], timeout["line"]) == ("TimeoutError", None)
+    assert js_error(None) is None
+
+
+class FakeOps:
+    def __init__(self) -> None:
+        self.cancelled: list[str] = []
+
+    def cancel(self, execution_id: str) -> dict[str, Any]:
+        self.cancelled.append(execution_id)
+        return {"ok": True, "error": None}
+
+
+class FakeServer:
+    """Answers ping at once; a tools/call watches execution "e-<id>" and blocks until cancelled."""
+
+    def __init__(self) -> None:
+        self.ops = FakeOps()
+        self.waiting = threading.Event()
+
+    def handle(self, request: Request, version: str, call: Call | None = None) -> dict[str, Any] | None:
+        if request.is_notification:
+            return None
+        if request.method == "tools/call":
+            assert call is not None
+            call.watch(f"e-{request.id}", threading.Event())
+            self.waiting.set()
+            assert call.cancelled.wait(HANG)
+        return {"jsonrpc": "2.0", "id": request.id, "result": {"version": version}}
+
+
+class Lines(io.RawIOBase):
+    """stdin fed line by line by the test: readline blocks until a line (or the end) comes."""
+
+    def __init__(self) -> None:
+        self._lines: list[bytes] = []
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def feed(self, message: Any) -> None:
+        raw = message if isinstance(message, bytes) else json.dumps(message).encode()
+        with self._cond:
+            self._lines.append(raw + b"\n")
+            self._cond.notify()
+
+    def end(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def readline(self, size: int | None = -1) -> bytes:
+        with self._cond:
+            assert self._cond.wait_for(lambda: self._lines or self._closed, HANG)
+            return self._lines.pop(0) if self._lines else b""
+
+
+def test_a_cancelled_request_cancels_its_execution_and_gets_no_response() -> None:
+    server = FakeServer()
+    out = io.BytesIO()
+    stdin = Lines()
+    session = StdioSession(server, out)  # type: ignore[arg-type]
+    runner = threading.Thread(target=session.run, args=(stdin,))
+    runner.start()
+    stdin.feed(
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-03-26"}}
+    )
+    stdin.feed({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "run_js"}})
+    assert server.waiting.wait(HANG)
+    stdin.feed({"jsonrpc": "2.0", "id": 2, "method": "ping"})  # answered while the call waits
+    stdin.feed({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}})
+    stdin.feed(b"not json")
+    stdin.feed([{"jsonrpc": "2.0", "id": 3, "method": "ping"}, {"jsonrpc": "2.0", "method": "x"}])
+    stdin.end()
+    runner.join(HANG)
+    assert not runner.is_alive()
+    responses = [json.loads(line) for line in out.getvalue().splitlines()]
+    by_id = {r.get("id"): r for r in responses if not isinstance(r, list)}
+    assert by_id[1]["result"] == {"version": "2025-03-26"}
+    assert by_id[2]["result"] == {"version": "2025-03-26"}
+    assert 7 not in by_id  # cancelled: no response
+    assert by_id[None]["error"]["code"] == PARSE_ERROR
+    batches = [r for r in responses if isinstance(r, list)]
+    assert batches == [[{"jsonrpc": "2.0", "id": 3, "result": {"version": "2025-03-26"}}]]
+    assert server.ops.cancelled == ["e-7"]
+
+
+def test_batches_are_refused_after_a_later_version_was_negotiated() -> None:
+    server = FakeServer()
+    out = io.BytesIO()
+    stdin = Lines()
+    session = StdioSession(server, out)  # type: ignore[arg-type]
+    stdin.feed(
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
+    )
+    stdin.feed([{"jsonrpc": "2.0", "id": 3, "method": "ping"}])
+    stdin.feed(b"[]")
+    stdin.end()
+    session.run(stdin)
+    first, batch, empty = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["result"] == {"version": "2025-11-25"}
+    assert batch["error"]["code"] == INVALID_REQUEST and "2025-11-25" in batch["error"]["message"]
+    assert empty["error"]["code"] == INVALID_REQUEST
+
+
+def test_ending_stdin_cancels_the_calls_in_flight() -> None:
+    server = FakeServer()
+    out = io.BytesIO()
+    stdin = Lines()
+    session = StdioSession(server, out)  # type: ignore[arg-type]
+    runner = threading.Thread(target=session.run, args=(stdin,))
+    runner.start()
+    stdin.feed({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "run_js"}})
+    assert server.waiting.wait(HANG)
+    stdin.end()
+    runner.join(HANG)
+    assert not runner.is_alive() and server.ops.cancelled == ["e-9"]
