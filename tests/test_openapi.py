@@ -30,6 +30,8 @@ CONTRACT_SCHEMAS = {
     "HeapList",
     "HeapQuery",
     "HeapTagsPatch",
+    "JsonRpcMessage",
+    "JsonRpcResponse",
     "OutputQuery",
     "SessionList",
     "SessionLog",
@@ -54,6 +56,9 @@ OPERATIONS = {
     ("delete", "/api/heaps/{key}"): ("deleteHeap", "Heaps"),
     ("patch", "/api/heaps/{key}/tags"): ("patchHeapTags", "Heaps"),
     ("post", "/api/heaps/query"): ("queryHeaps", "Heaps"),
+    ("post", "/mcp"): ("mcp", "MCP"),
+    ("get", "/mcp"): ("mcpStream", "MCP"),
+    ("delete", "/mcp"): ("mcpEndSession", "MCP"),
 }
 PUBLIC = {"/api/version", "/api/openapi.json"}  # no token needed, even when one is configured
 
@@ -103,7 +108,7 @@ def test_operations_ids_tags(spec: dict[str, Any]) -> None:
     for key, (operation_id, tag) in OPERATIONS.items():
         assert found[key]["operationId"] == operation_id
         assert found[key]["tags"] == [tag]
-    assert {t["name"] for t in spec["tags"]} == {"CLI", "Executions", "Heaps", "Meta", "Sessions"}
+    assert {t["name"] for t in spec["tags"]} == {"CLI", "Executions", "Heaps", "Meta", "Sessions", "MCP"}
 
 
 def test_every_ref_resolves(spec: dict[str, Any]) -> None:
@@ -142,7 +147,9 @@ def test_error_responses_use_api_error(spec: dict[str, Any]) -> None:
     for method, path, op in operations(spec):
         for code, response in op["responses"].items():
             response = resolve(spec, response)
-            if code.startswith(("4", "5")) and not (path.endswith("/cancel") and code == "400"):
+            # A cancel's 400 is a CancelResult; MCP's a JSON-RPC error where the message was read.
+            exempt = (path.endswith("/cancel") or path == "/mcp") and code == "400"
+            if code.startswith(("4", "5")) and not exempt:
                 schema = response["content"]["application/json"]["schema"]
                 assert schema == {"$ref": "#/components/schemas/ApiError"}, (method, path, code)
     exec_responses = spec["paths"]["/api/exec"]["post"]["responses"]
@@ -157,6 +164,8 @@ def test_error_responses_use_api_error(spec: dict[str, Any]) -> None:
     assert "404" not in cancel
     refs = resolve(spec, cancel["400"])["content"]["application/json"]["schema"]["anyOf"]
     assert {"$ref": "#/components/schemas/CancelResult"} in refs
+    mcp = resolve(spec, spec["paths"]["/mcp"]["post"]["responses"]["400"])["content"]["application/json"]
+    assert {"$ref": "#/components/schemas/ApiError"} in mcp["schema"]["anyOf"]  # Host refused
 
 
 def test_examples_match_their_schemas(spec: dict[str, Any]) -> None:

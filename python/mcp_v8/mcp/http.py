@@ -23,6 +23,7 @@ from .protocol import (
     INVALID_REQUEST,
     SUPPORTED_VERSIONS,
     ProtocolError,
+    Request,
     Server,
     classify,
     error_response,
@@ -49,7 +50,8 @@ class McpResource:
     on_delete = on_get
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        version = req.get_header("MCP-Protocol-Version") or ASSUMED_HTTP_VERSION
+        given = req.get_header("MCP-Protocol-Version")  # absent, not empty, means the oldest
+        version = ASSUMED_HTTP_VERSION if given is None else given.strip()
         if version not in SUPPORTED_VERSIONS:
             shown = version[:40]
             _answer(
@@ -81,24 +83,30 @@ class McpResource:
                     resp, falcon.HTTP_400, error_response(None, INVALID_REQUEST, f"invalid request: {why}")
                 )
                 return
-            responses = [r for r in (self._one(m, version) for m in message) if r is not None]
+            # Every message is checked before any runs: one that is not JSON-RPC refuses the batch.
+            requests = []
+            for item in message:
+                try:
+                    requests.append(classify(item))
+                except ProtocolError as e:
+                    _answer(resp, falcon.HTTP_400, error_response(e.id, e.code, str(e)))
+                    return
+            responses = [r for r in (self._handle(q, version) for q in requests) if r is not None]
             if not responses:
                 resp.status = falcon.HTTP_202
                 return
             _answer(resp, falcon.HTTP_200, responses)
             return
-        response = self._one(message, version)
+        try:
+            request = classify(message)
+        except ProtocolError as e:  # not JSON-RPC: the client's mistake, as a bad REST body is
+            _answer(resp, falcon.HTTP_400, error_response(e.id, e.code, str(e)))
+            return
+        response = self._handle(request, version)
         if response is None:
             resp.status = falcon.HTTP_202
             return
-        failed = "error" in response and response["error"]["code"] == INVALID_REQUEST
-        _answer(resp, falcon.HTTP_400 if failed else falcon.HTTP_200, response)
+        _answer(resp, falcon.HTTP_200, response)
 
-    def _one(self, message: Any, version: str) -> dict[str, Any] | None:
-        try:
-            request = classify(message)
-        except ProtocolError as e:
-            return error_response(e.id, e.code, str(e))
-        if request is None:
-            return None
-        return self._server.handle(request, version)
+    def _handle(self, request: Request | None, version: str) -> dict[str, Any] | None:
+        return None if request is None else self._server.handle(request, version)
