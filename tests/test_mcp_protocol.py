@@ -114,13 +114,18 @@ class FakeServer:
     def __init__(self) -> None:
         self.ops = FakeOps()
         self.waiting = threading.Event()
+        self.gate = threading.Event()  # a tools/call reaches watch() once it is set
+        self.gate.set()
 
     def handle(self, request: Request, version: str, call: Call | None = None) -> dict[str, Any] | None:
         if request.is_notification:
             return None
         if request.method == "tools/call":
             assert call is not None
-            call.watch(f"e-{request.id}", threading.Event())
+            assert self.gate.wait(HANG)
+            if not call.watch(f"e-{request.id}", threading.Event(), owned=True):
+                self.ops.cancel(f"e-{request.id}")  # as the tools do: cancelled before it started
+                return None
             self.waiting.set()
             assert call.cancelled.wait(HANG)
         return {"jsonrpc": "2.0", "id": request.id, "result": {"version": version}}
@@ -211,3 +216,30 @@ def test_ending_stdin_cancels_the_calls_in_flight() -> None:
     stdin.end()
     runner.join(HANG)
     assert not runner.is_alive() and server.ops.cancelled == ["e-9"]
+
+
+def test_a_cancel_right_behind_its_request_is_not_lost() -> None:
+    """The cancel is read before a request thread took the call up: the call was registered
+    as it was read, so the cancel finds it, and the execution is cancelled when it starts."""
+    server = FakeServer()
+    server.gate.clear()
+    out = io.BytesIO()
+    stdin = Lines()
+    session = StdioSession(server, out)  # type: ignore[arg-type]
+    runner = threading.Thread(target=session.run, args=(stdin,))
+    runner.start()
+    stdin.feed({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "run_js"}})
+    stdin.feed({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 4}})
+    stdin.feed({"jsonrpc": "2.0", "id": 5, "method": "ping"})  # answered: the cancel was read
+    deadline = threading.Event()
+    for _ in range(3000):
+        if b'"id":5' in out.getvalue():
+            break
+        deadline.wait(0.01)
+    assert b'"id":5' in out.getvalue()
+    server.gate.set()
+    stdin.end()
+    runner.join(HANG)
+    assert not runner.is_alive()
+    assert server.ops.cancelled == ["e-4"]
+    assert b'"id":4' not in out.getvalue()

@@ -63,7 +63,8 @@ class StdioSession:
         )
 
     def run(self, stream: BinaryIO) -> None:
-        """Serves messages from ``stream`` until it ends; then waits for requests in flight."""
+        """Serves messages from ``stream`` until it ends. Then the client is gone: the requests
+        in flight are cancelled (their executions too) and get no response."""
         try:
             while True:
                 line = stream.readline(self._max_line + 1)
@@ -114,7 +115,14 @@ class StdioSession:
         if request.is_notification:
             self._notified(request)
             return
-        self._pool.submit(self._respond, request)
+        # Registered here, in order: a cancel right behind its request always finds the call.
+        call = Call()
+        token = progress_token(request)
+        if token is not None and request.method == "tools/call":
+            call.progress = self._progress_sender(token)
+        with self._calls_lock:
+            self._calls[request.id] = call
+        self._pool.submit(self._respond, request, call)
 
     def _request(self, message: Any) -> Request | None:
         try:
@@ -124,13 +132,17 @@ class StdioSession:
             return None
 
     def _batch(self, messages: list[Any]) -> None:
-        responses = []
+        # Every message is checked before any runs: one that is not JSON-RPC refuses the batch,
+        # as POST /mcp does.
+        requests = []
         for message in messages:
             try:
-                request = classify(message)
+                requests.append(classify(message))
             except ProtocolError as e:
-                responses.append(error_response(e.id, e.code, str(e)))
-                continue
+                self._send(error_response(e.id, e.code, str(e)))
+                return
+        responses = []
+        for request in requests:
             if request is None:
                 continue
             if request.is_notification:
@@ -150,13 +162,7 @@ class StdioSession:
             if execution_id is not None:
                 self._server.ops.cancel(execution_id)
 
-    def _respond(self, request: Request) -> None:
-        call = Call()
-        token = progress_token(request)
-        if token is not None and request.method == "tools/call":
-            call.progress = self._progress_sender(token)
-        with self._calls_lock:
-            self._calls[request.id] = call
+    def _respond(self, request: Request, call: Call) -> None:
         try:
             response = self._server.handle(request, self._version, call)
         finally:

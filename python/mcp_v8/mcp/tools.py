@@ -66,10 +66,14 @@ class Call:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _wake: threading.Event | None = None
 
-    def watch(self, execution_id: str, wake: threading.Event) -> None:
+    def watch(self, execution_id: str, wake: threading.Event, *, owned: bool) -> bool:
+        """Names the execution the call waits for and the event that wakes the wait; ``owned``:
+        the call started it (run_js), so cancelling the call cancels it. Returns False when
+        the call was cancelled already (the caller then stops, cancelling what it owns)."""
         with self._lock:
-            self.execution_id = execution_id
+            self.execution_id = execution_id if owned else None
             self._wake = wake
+            return not self.cancelled.is_set()
 
     def cancel(self) -> str | None:
         """Marks the call cancelled and wakes its wait; returns the execution to cancel (None
@@ -276,26 +280,21 @@ def _execution_text(structured: dict[str, Any]) -> str:
     return head + "\n\n" + json.dumps(structured, ensure_ascii=False)
 
 
-def _wait(ops: Operations, execution_id: str, wait_ms: int, call: Call) -> dict[str, Any]:
+def _wait(ops: Operations, execution_id: str, wait_ms: int, call: Call, *, owned: bool) -> dict[str, Any]:
     """The execution once terminal, ``wait_ms`` passed or the call was cancelled, sending its
-    console output as progress while waiting when the call asked for progress."""
-    if call.progress is None:
-        if call.cancelled.is_set() or not wait_ms:
-            return ops.get(execution_id)
-        wake = threading.Event()
-        call.watch(execution_id, wake)
-        if call.cancelled.is_set():
-            return ops.get(execution_id)
-        return ops.get(execution_id, wait_ms)  # on the manager's completion event
-    return _wait_with_progress(ops, execution_id, wait_ms, call, call.progress)
-
-
-def _wait_with_progress(
-    ops: Operations, execution_id: str, wait_ms: int, call: Call, progress: Callable[[str], None]
-) -> dict[str, Any]:
+    console output as progress while waiting when the call asked for progress. The wait is
+    on the manager's events (completion, output written), never a poll."""
     wake = threading.Event()
     done = threading.Event()
-    call.watch(execution_id, wake)
+    if not call.watch(execution_id, wake, owned=owned):
+        if owned:
+            ops.cancel(execution_id)  # the client cancelled the call before it got here
+        return ops.get(execution_id)
+    progress = call.progress
+    if progress is None:
+        if owned or not call.cancelled.is_set():
+            return ops.get(execution_id, wait_ms)  # an owned one ends when the call is cancelled
+        return ops.get(execution_id)
 
     def listener(text: str | None) -> None:  # on a dispatcher thread: only hand on
         if text is None:
@@ -334,12 +333,12 @@ def _run_js(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
     body = {k: v for k, v in args.items() if k != "wait_ms"}
     execution_id = ops.submit(body)
     wait_ms = args.get("wait_ms")
-    info = _wait(ops, execution_id, RUN_JS_WAIT_MS if wait_ms is None else wait_ms, call)
+    info = _wait(ops, execution_id, RUN_JS_WAIT_MS if wait_ms is None else wait_ms, call, owned=True)
     return _execution_result(ops, info)
 
 
 def _get_execution(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
-    info = _wait(ops, args["execution_id"], args.get("wait_ms") or 0, call)
+    info = _wait(ops, args["execution_id"], args.get("wait_ms") or 0, call, owned=False)
     return _execution_result(ops, info)
 
 
