@@ -831,3 +831,40 @@ def test_stdio_raw_cancel_right_behind_the_request(stdio_dir: Path) -> None:
         assert 2 not in {r.get("id") for r in raw.flat()}  # a cancelled request gets no response
     finally:
         raw.finish()  # stdin's end cancels what is in flight
+
+
+def test_mcp_keeps_its_data_in_the_users_data_directory(tmp_path: Path) -> None:
+    """Without MCP_V8_DATA_DIR, ``mcp-v8 mcp`` keeps its data under $XDG_DATA_HOME/mcp-v8, not in
+    the working directory its client starts it in."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_V8_")}
+    env.update({"XDG_DATA_HOME": str(tmp_path / "xdg"), "MCP_V8_WORKERS": "1"})
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+         "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "run_js", "arguments": {"code": "6 * 7", "snapshot": False}}},
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mcp_v8", "mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=cwd,
+        env=env,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write(json.dumps(messages[0]).encode() + b"\n")
+        process.stdin.flush()
+        assert json.loads(process.stdout.readline())["id"] == 1
+        process.stdin.write(json.dumps(messages[1]).encode() + b"\n")
+        process.stdin.flush()
+        reply = json.loads(process.stdout.readline())
+        assert reply["id"] == 2 and reply["result"]["structuredContent"]["result"] == "42"
+    finally:
+        process.stdin.close()
+        process.wait(60)
+    assert (tmp_path / "xdg" / "mcp-v8" / "registry.sqlite3").is_file()
+    assert list(cwd.iterdir()) == []
