@@ -661,6 +661,23 @@ def test_deleting_a_heap_races_submits_that_resume_it(
     assert not service.heaps.exists(key)
 
 
+def test_close_returns_once_the_running_execution_is_recorded(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    """The stores close right after the manager: close waits for the dispatcher to write how
+    the execution it was running ended, so nothing is written to a closed database."""
+    service = make_service()
+    busy = service.submit("until-cancel")
+    assert job_ids([workers.current.next_message()]) == [busy]
+    queued = service.submit("complete")
+    service.manager.close()
+    records = {eid: service.executions.get(eid) for eid in (busy, queued)}
+    assert {eid: r.status for eid, r in records.items() if r is not None} == {
+        busy: "failed",
+        queued: "failed",
+    }
+
+
 def test_full_queue_is_refused(make_service: Callable[..., Service], workers: FakeWorkers) -> None:
     service = make_service(queue_limit=1)
     busy = service.submit("until-cancel")

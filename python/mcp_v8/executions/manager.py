@@ -139,6 +139,7 @@ class ExecutionManager:
         # told ``None`` once it is terminal. Under ``_waiters_lock`` too.
         self._followers: dict[str, list[Callable[[str | None], None]]] = {}
         self._closed = False
+        self._dispatchers: list[threading.Thread] = []
         # Counters since this manager was created, read by stats(); dispatcher threads
         # update them, so they have a lock of their own.
         self._stats_lock = threading.Lock()
@@ -167,11 +168,16 @@ class ExecutionManager:
         for slot in self._slots:
             slot.start()
         for slot in self._slots:
-            threading.Thread(
+            thread = threading.Thread(
                 target=self._dispatch, args=(slot,), daemon=True, name=f"mcp-v8-dispatch-{slot.index}"
-            ).start()
+            )
+            thread.start()
+            self._dispatchers.append(thread)
 
-    def close(self) -> None:
+    def close(self, join_timeout: float = 10.0) -> None:
+        """Fails what is queued, stops the workers, and waits (up to ``join_timeout`` seconds)
+        for the dispatchers to record how their executions ended: the stores they write to
+        are closed after this returns."""
         with self._lock:
             self._closed = True
             pending = list(self._queue)
@@ -183,6 +189,10 @@ class ExecutionManager:
             )
         for slot in self._slots:
             slot.stop()
+        deadline = time.monotonic() + join_timeout
+        for thread in self._dispatchers:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- API -------------------------------------------------------------------------
     def submit(self, request: SubmitRequest) -> str:
