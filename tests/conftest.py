@@ -6,6 +6,8 @@ import pytest
 
 from mcp_v8 import Engine
 
+from .pg_server import postgres_server, postgres_url  # noqa: F401  (fixtures)
+
 # Every test module belongs to one level (a pytest marker of the same name):
 #   unit       no V8, no process: state machines, stores, validation (milliseconds)
 #   engine     the engine in this process (or a child interpreter)
@@ -22,6 +24,7 @@ LEVELS: dict[str, str] = {
     "test_migrations": "unit",
     "test_executions_state": "unit",
     "test_heap_tags": "unit",
+    "test_postgres_storage": "unit",
     "test_leases": "service",
     "test_mcp_protocol": "unit",
     "test_heaps_service": "service",

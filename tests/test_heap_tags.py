@@ -11,13 +11,24 @@ import pytest
 
 from mcp_v8.storage import HeapTagLimit, InvalidCursor, SQLiteHeapTags, merge_patch, open_database
 
+from .pg_server import schema_for
+
 
 def key(n: int) -> str:
     return hashlib.sha256(str(n).encode()).hexdigest()
 
 
-@pytest.fixture
-def tags(tmp_path: Path) -> Iterator[SQLiteHeapTags]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def tags(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteHeapTags]:
+    """The heap tags of a fresh SQLite file, or of a fresh PostgreSQL schema (the same methods)."""
+    if request.param == "postgres":
+        from mcp_v8.storage.postgres import PostgresHeapTags, open_postgres
+
+        server = request.getfixturevalue("postgres_server")
+        pg = open_postgres(server.url, schema=server.create_schema(schema_for(tmp_path)))
+        yield PostgresHeapTags(pg)  # type: ignore[misc]
+        pg.close()
+        return
     db = open_database(tmp_path)
     yield SQLiteHeapTags(db)
     db.close()

@@ -44,6 +44,8 @@ from mcp_v8.storage import (
     truncation_marker,
 )
 
+from .pg_server import running_server, schema_for
+
 CAP = 4096
 
 
@@ -64,11 +66,42 @@ def _sqlite_clock(monkeypatch: pytest.MonkeyPatch, now: Callable[[], datetime]) 
     monkeypatch.setattr(mcp_v8.storage.executions, "_now", now)
 
 
-BACKENDS = [Backend("sqlite", SQLiteExecutionStore, _sqlite_output, _sqlite_clock)]
+def _pg_schema(location: Path) -> tuple[str, str]:
+    """The session's server URL and the schema of ``location`` (created on first use)."""
+    server = running_server()
+    return server.url, server.create_schema(schema_for(location))
+
+
+def _pg_executions(location: Path) -> ExecutionStore:
+    from mcp_v8.storage.postgres import PostgresExecutionStore
+
+    url, schema = _pg_schema(location)
+    return PostgresExecutionStore(url, schema=schema)
+
+
+def _pg_output(location: Path, max_output_bytes: int) -> OutputLog:
+    from mcp_v8.storage.postgres import PostgresOutputLog
+
+    url, schema = _pg_schema(location)
+    return PostgresOutputLog(url, schema=schema, max_output_bytes=max_output_bytes)
+
+
+def _pg_clock(monkeypatch: pytest.MonkeyPatch, now: Callable[[], datetime]) -> None:
+    import mcp_v8.storage.postgres.executions
+
+    monkeypatch.setattr(mcp_v8.storage.postgres.executions, "_now", now)
+
+
+BACKENDS = [
+    Backend("sqlite", SQLiteExecutionStore, _sqlite_output, _sqlite_clock),
+    Backend("postgres", _pg_executions, _pg_output, _pg_clock),  # one schema per location
+]
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
 def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param.name == "postgres":
+        request.getfixturevalue("postgres_server")  # started once per session; skips without binaries
     return request.param  # type: ignore[no-any-return]
 
 

@@ -1,0 +1,175 @@
+"""PostgreSQL plumbing shared by the stores that keep their tables in one database (or one schema).
+
+:class:`PostgresDatabase` holds a :class:`psycopg_pool.ConnectionPool` of autocommit connections:
+a single statement is its own transaction (:meth:`PostgresDatabase.run`), and a write of several
+statements is one short transaction (:meth:`PostgresDatabase.transaction`) that never spans a wait
+for anything but the database. ``schema`` (optional) puts every connection's ``search_path`` on one
+schema, so several stores (or tests) can share a database without seeing each other's tables.
+
+Schema versions: the table ``schema_version`` holds one row, the number of the last migration
+applied (no table: 0). At open, every :class:`PgMigration` numbered above it is applied in order,
+each in its own transaction that also writes the new number, under a session-level advisory lock
+of the schema, so two nodes opening at once apply nothing twice. A version above the last
+migration this code knows was written by a newer release: it is refused with
+:class:`~..sqlite.SchemaVersionError` before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from ..sqlite import Closing, SchemaVersionError
+
+__all__ = ["PgMigration", "PostgresDatabase", "Row"]
+
+log = logging.getLogger(__name__)
+
+Row = tuple[Any, ...]
+_SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_LOCK_KEY = "hashtext('mcp_v8 schema ' || current_schema())"
+_LOCK_SQL = f"SELECT pg_advisory_lock({_LOCK_KEY})"
+_UNLOCK_SQL = f"SELECT pg_advisory_unlock({_LOCK_KEY})"
+
+
+@dataclass(frozen=True)
+class PgMigration:
+    """One step of a schema: ``sql`` runs inside the step's transaction (several statements
+    separated by ``;`` are fine: psycopg sends them as one simple query when there are no
+    parameters)."""
+
+    version: int
+    description: str
+    sql: str
+
+
+class PostgresDatabase(Closing):
+    """A PostgreSQL database (or one schema of it), its connection pool and its schema version.
+    Safe to share between threads. Use as a context manager or call :meth:`close`."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        migrations: Sequence[PgMigration],
+        *,
+        schema: str | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 30.0,
+    ) -> None:
+        numbers = [m.version for m in migrations]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValueError(f"migrations must be numbered 1, 2, 3... in order, not {numbers}")
+        if schema is not None and _SCHEMA_RE.fullmatch(schema) is None:
+            raise ValueError(f"not a plain schema name: {schema!r}")
+        self.schema = schema
+        self.latest_version = len(migrations)
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if schema is not None:
+            kwargs["options"] = f"-c search_path={schema}"
+        self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs=kwargs,
+            timeout=timeout,
+            open=False,
+            name="mcp-v8-postgres",
+        )
+        self._closed = False
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+            self.schema_version = self._migrate(migrations)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Closes the pool (connections in use close when they come back). Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._pool.close()
+
+    # -- connections -----------------------------------------------------------------------------
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Row]]:
+        """Borrows an autocommit connection for one operation."""
+        if self._closed:
+            raise RuntimeError("the PostgreSQL database is closed")
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Row]]:
+        """One transaction, committed on success and rolled back on error. Keep it short: no
+        waiting on anything but the database inside."""
+        with self.connection() as conn, conn.transaction():
+            yield conn
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Runs one statement as its own transaction and returns its rows (none for a statement
+        that returns none)."""
+        with self.connection() as conn:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description is not None else []
+
+    def run_count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Runs one statement as its own transaction and returns its row count."""
+        with self.connection() as conn:
+            return conn.execute(sql, params).rowcount
+
+    # -- schema ----------------------------------------------------------------------------------
+
+    def _version(self, conn: psycopg.Connection[Row]) -> int:
+        row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+        version = 0
+        if row is not None and row[0]:
+            found = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            version = int(found[0]) if found is not None and found[0] is not None else 0
+        if version > self.latest_version:
+            raise SchemaVersionError(
+                f"the PostgreSQL schema {self.schema or 'public'} has version {version}, but this release"
+                f" knows versions up to {self.latest_version}: it was written by a newer release; use that"
+                " release or another database"
+            )
+        return version
+
+    def _migrate(self, migrations: Sequence[PgMigration]) -> int:
+        with self.connection() as conn:
+            version = self._version(conn)  # a newer schema is refused before anything is written
+            if version == self.latest_version:
+                return version
+            # A session-level lock, taken outside any transaction: each step's transaction starts
+            # after it is held, so it sees the catalog as the previous holder committed it (a lock
+            # taken inside a transaction would leave its catalog snapshot stale).
+            conn.execute(_LOCK_SQL)
+            try:
+                for migration in migrations:
+                    with conn.transaction():
+                        version = self._version(conn)  # another node may have migrated meanwhile
+                        if version >= migration.version:
+                            continue
+                        log.info(
+                            "migrating PostgreSQL to schema version %d: %s",
+                            migration.version,
+                            migration.description,
+                        )
+                        if version == 0:
+                            conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+                        conn.execute(migration.sql)
+                        conn.execute("DELETE FROM schema_version")
+                        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (migration.version,))
+                        version = migration.version
+            finally:
+                with contextlib.suppress(psycopg.Error):  # a broken connection released it already
+                    conn.execute(_UNLOCK_SQL)
+        return version

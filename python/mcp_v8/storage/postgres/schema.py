@@ -1,0 +1,83 @@
+"""The service's PostgreSQL tables: those of the execution store (``executions``), of the output log
+(``output_logs``, ``output_chunks``) and of the heap tags (``heap_tags``), as the SQLite database
+holds them (:mod:`..schema`) with PostgreSQL's types: ``timestamptz`` timestamps (stored at
+millisecond precision, so they compare as the ISO strings the stores hand out), ``jsonb`` tags, an
+identity column for the order of insertion, ``bytea`` output, and ``COLLATE "C"`` (code point
+order, as SQLite compares) on every name the listings sort or page by.
+
+The migrations below are the schema's history and are never edited once released: a change is a
+new migration at the end (see :mod:`.database` for how they are applied).
+"""
+
+from __future__ import annotations
+
+from .database import PgMigration, PostgresDatabase
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "open_postgres"]
+
+# Version 1: everything the SQLite schema holds at its version 5.
+_V1 = """
+CREATE TABLE executions (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    execution_id text COLLATE "C" NOT NULL UNIQUE,
+    status       text NOT NULL
+                 CHECK (status IN ('running', 'completed', 'failed', 'cancelled', 'timed_out')),
+    started_at   timestamptz NOT NULL,
+    completed_at timestamptz,
+    result       text,
+    error        text,
+    heap_in      text,
+    heap_out     text,
+    session      text COLLATE "C",
+    tags         jsonb,
+    code_bytes   bigint NOT NULL DEFAULT 0,
+    duration_ms  double precision,
+    owner        text
+);
+CREATE INDEX executions_by_start ON executions (started_at, id);
+CREATE INDEX executions_by_status ON executions (status, started_at, id);
+CREATE INDEX executions_by_session ON executions (session, started_at, id) WHERE session IS NOT NULL;
+CREATE INDEX executions_running_by_owner ON executions (owner) WHERE status = 'running';
+
+CREATE TABLE output_logs (
+    execution_id     text COLLATE "C" PRIMARY KEY,
+    total_bytes      bigint NOT NULL DEFAULT 0,
+    total_lines      bigint NOT NULL DEFAULT 0,
+    total_newlines   bigint NOT NULL DEFAULT 0,
+    truncated        boolean NOT NULL DEFAULT false,
+    chunks           integer NOT NULL DEFAULT 0,
+    last_chunk_bytes integer NOT NULL DEFAULT 0
+);
+CREATE TABLE output_chunks (
+    execution_id text COLLATE "C" NOT NULL,
+    seq          integer NOT NULL,
+    start_byte   bigint NOT NULL,
+    start_line   bigint NOT NULL,
+    n_lines      bigint NOT NULL,
+    data         bytea NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+);
+CREATE INDEX output_chunks_by_byte ON output_chunks (execution_id, start_byte);
+CREATE INDEX output_chunks_by_line ON output_chunks (execution_id, start_line, seq);
+
+CREATE TABLE heap_tags (
+    key        text COLLATE "C" PRIMARY KEY,
+    tags       jsonb NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX heap_tags_by_creation ON heap_tags (created_at, key);
+CREATE INDEX heap_tags_by_tags ON heap_tags USING gin (tags jsonb_path_ops);
+"""
+
+MIGRATIONS: tuple[PgMigration, ...] = (PgMigration(1, "executions, output logs and chunks, heap tags", _V1),)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def open_postgres(
+    conninfo: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10
+) -> PostgresDatabase:
+    """Connects to ``conninfo`` (a ``postgresql://`` URL or a libpq connection string), on the
+    schema ``schema`` when given (it must exist), and brings its tables to :data:`SCHEMA_VERSION`.
+    Raises :class:`~..sqlite.SchemaVersionError` for a schema of a newer release."""
+    return PostgresDatabase(conninfo, MIGRATIONS, schema=schema, min_size=min_size, max_size=max_size)

@@ -1,0 +1,169 @@
+"""What the PostgreSQL stores do beyond the contracts that test_store_contracts.py and
+test_heap_tags.py run against every backend: versioned migrations, chunked output read in
+O(page), owners of running executions, names PostgreSQL cannot hold, and the query plans that keep
+the listings indexed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from mcp_v8.storage import SchemaVersionError
+
+from .pg_server import PostgresServer, schema_for
+
+if TYPE_CHECKING:
+    from mcp_v8.storage.postgres import PostgresDatabase
+
+psycopg = pytest.importorskip("psycopg")
+postgres = pytest.importorskip("mcp_v8.storage.postgres")
+
+
+@pytest.fixture
+def schema(postgres_server: PostgresServer, tmp_path: Path) -> str:
+    return postgres_server.create_schema(schema_for(tmp_path))
+
+
+@pytest.fixture
+def db(postgres_server: PostgresServer, schema: str) -> Iterator[PostgresDatabase]:
+    database = postgres.open_postgres(postgres_server.url, schema=schema)
+    yield database
+    database.close()
+
+
+def _version(url: str, schema: str) -> list[tuple[int]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(f"SELECT version FROM {schema}.schema_version").fetchall()  # type: ignore[no-any-return]
+
+
+def test_migrations_are_versioned_and_applied_once(postgres_server: PostgresServer, schema: str) -> None:
+    url = postgres_server.url
+    first = postgres.open_postgres(url, schema=schema)
+    assert first.schema_version == postgres.SCHEMA_VERSION == len(postgres.MIGRATIONS)
+    first.close()
+    second = postgres.open_postgres(url, schema=schema)  # nothing to apply: no error, same version
+    assert second.schema_version == postgres.SCHEMA_VERSION
+    second.close()
+    assert _version(url, schema) == [(postgres.SCHEMA_VERSION,)]
+
+
+def test_nodes_opening_at_once_migrate_once(postgres_server: PostgresServer, schema: str) -> None:
+    errors: list[BaseException] = []
+    opened: list[int] = []
+    start = threading.Barrier(6)
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            database = postgres.open_postgres(postgres_server.url, schema=schema)
+            opened.append(database.schema_version)
+            database.close()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and opened == [postgres.SCHEMA_VERSION] * 6
+    assert _version(postgres_server.url, schema) == [(postgres.SCHEMA_VERSION,)]
+
+
+def test_a_newer_schema_is_refused_and_left_alone(postgres_server: PostgresServer, schema: str) -> None:
+    url = postgres_server.url
+    postgres.open_postgres(url, schema=schema).close()
+    newer = postgres.SCHEMA_VERSION + 1
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"UPDATE {schema}.schema_version SET version = %s", (newer,))
+    with pytest.raises(SchemaVersionError, match=f"version {newer}.*newer release"):
+        postgres.open_postgres(url, schema=schema)
+    assert _version(url, schema) == [(newer,)]
+
+
+def test_migrations_must_be_numbered_in_order(postgres_server: PostgresServer, schema: str) -> None:
+    with pytest.raises(ValueError, match="numbered"):
+        postgres.PostgresDatabase(
+            postgres_server.url, [postgres.PgMigration(2, "two", "SELECT 1")], schema=schema
+        )
+    with pytest.raises(ValueError, match="schema name"):
+        postgres.PostgresDatabase(postgres_server.url, [], schema="x; DROP TABLE y")
+
+
+def test_output_is_chunked_and_a_page_reads_only_its_chunks(db: PostgresDatabase) -> None:
+    log = postgres.PostgresOutputLog(db, max_output_bytes=10 << 20, chunk_bytes=1024)
+    log.create("big")
+    lines = [f"line {i:06d} é\n" for i in range(20_000)]  # ~300 KB in many small appends
+    for i in range(0, len(lines), 7):
+        log.append("big", "".join(lines[i : i + 7]))
+    raw = "".join(lines).encode()
+    totals = log.totals("big")
+    assert (totals.total_bytes, totals.total_lines) == (len(raw), len(lines))
+    chunks = db.run("SELECT count(*), max(length(data)), min(length(data)) FROM output_chunks")[0]
+    assert chunks[0] <= len(raw) // 1000 + 1 and chunks[1] <= 1024  # appends fill chunks, not rows
+    for offset in (0, 10, 9_990, 19_990):
+        before = log.chunk_rows_read
+        page = log.read_lines("big", offset, 10)
+        assert page.data == "".join(lines[offset : offset + 10])
+        assert log.chunk_rows_read - before <= 2  # one lookup and the chunks of the page
+    for offset in (0, 1000, len(raw) - 300):
+        before = log.chunk_rows_read
+        page = log.read_bytes("big", offset, 200)
+        assert page.data.encode() == raw[page.start_byte : page.end_byte]
+        assert log.chunk_rows_read - before <= 2
+    # The page lookups walk the indexes.
+    plan = "\n".join(
+        str(r[0])
+        for r in db.run(
+            "EXPLAIN SELECT seq FROM output_chunks WHERE execution_id = 'big' AND start_line <= 500"
+            " AND start_byte < 10000000 ORDER BY start_line DESC, seq DESC LIMIT 1"
+        )
+    )
+    assert "output_chunks_by_line" in plan or "Index" in plan
+    log.close()
+
+
+def test_owners_of_running_executions(db: PostgresDatabase) -> None:
+    store = postgres.PostgresExecutionStore(db)
+    store.create("a", owner="node-1")
+    store.create("b", owner="node-2")
+    store.create("c")
+    store.create("d", owner="node-1")
+    store.finish("d", "completed", duration_ms=1.0)
+    assert store.running_owners() == {"node-1", "node-2", None}
+    assert store.fail_running_of([], "nothing") == 0
+    assert store.fail_running_of(["node-1", None], "node gone") == 2
+    a = store.get("a")
+    assert a is not None and (a.status, a.error) == ("failed", "node gone")
+    assert store.running_owners() == {"node-2"}
+    b = store.finish("b", "completed", result="1")  # duration defaults to the time since the start
+    assert b is not None and b.duration_ms is not None and b.duration_ms >= 0
+    store.close()  # shared database: still open
+    assert db.run("SELECT 1") == [(1,)]
+
+
+def test_names_postgresql_cannot_hold_find_nothing(db: PostgresDatabase) -> None:
+    store = postgres.PostgresExecutionStore(db)
+    store.create("a", session="s")
+    assert store.session_log("s\x00x") is None
+    assert store.list_page(10, session="s\x00").items == []
+    assert store.delete(["a\x00"]) == 0
+    store.close()
+
+
+def test_heap_tag_query_uses_jsonb_containment(db: PostgresDatabase) -> None:
+    tags = postgres.PostgresHeapTags(db)
+    key = "ab" * 32
+    tags.record(key, {"team": "x"}, "2024-01-01T00:00:00.123456Z")  # stored at milliseconds
+    page = tags.query({"team": "x"}, 10)
+    assert page.items == [(key, {"team": "x"})]
+    plan = "\n".join(
+        str(r[0]) for r in db.run('EXPLAIN SELECT key FROM heap_tags WHERE tags @> \'{"team": "x"}\'::jsonb')
+    )
+    assert "heap_tags" in plan
+    indexes = {str(r[0]) for r in db.run("SELECT indexname FROM pg_indexes WHERE tablename = 'heap_tags'")}
+    assert "heap_tags_by_tags" in indexes
