@@ -7,6 +7,7 @@ import pytest
 from mcp_v8 import Engine
 
 from .pg_server import postgres_server, postgres_url  # noqa: F401  (fixtures)
+from .s3_server import s3_server  # noqa: F401  (fixture)
 
 # Every test module belongs to one level (a pytest marker of the same name):
 #   unit       no V8, no process: state machines, stores, validation (milliseconds)
@@ -49,6 +50,7 @@ LEVELS: dict[str, str] = {
     "test_load": "e2e",
     "test_fuzz_http": "e2e",
     "test_mcp": "e2e",
+    "test_blob_stores": "e2e",
     "test_wheel": "packaging",
     "test_bench_ceiling": "packaging",
 }

@@ -7,6 +7,7 @@ The SQLite implementations of the last two keep their tables in one database fil
 
 from __future__ import annotations
 
+from .blobs import BlobStore, BlobStoreUnavailable, CachedBlobStore
 from .executions import (
     TERMINAL_STATUSES,
     DuplicateExecution,
@@ -29,6 +30,9 @@ from .sqlite import SchemaVersionError, SQLiteDatabase
 __all__ = [
     "SCHEMA_VERSION",
     "TERMINAL_STATUSES",
+    "BlobStore",
+    "BlobStoreUnavailable",
+    "CachedBlobStore",
     "DuplicateExecution",
     "ExecutionNotFound",
     "ExecutionRecord",
