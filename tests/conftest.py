@@ -51,6 +51,7 @@ LEVELS: dict[str, str] = {
     "test_fuzz_http": "e2e",
     "test_mcp": "e2e",
     "test_blob_stores": "e2e",
+    "test_nodes": "e2e",
     "test_wheel": "packaging",
     "test_bench_ceiling": "packaging",
 }

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
 import falcon
 
+from .backends import BackendError, open_stores
 from .config import Settings, normalize_origin, origin_allowlist
 from .executions import ExecutionManager
 from .mcp import McpResource
@@ -44,12 +44,8 @@ from .storage import (
     FileHeapStore,
     Lease,
     OutputLog,
-    SchemaVersionError,
-    SQLiteExecutionStore,
-    SQLiteHeapTags,
-    SQLiteOutputLog,
-    open_database,
 )
+from .storage.shared_heaps import SharedHeaps
 
 log = logging.getLogger("mcp_v8")
 
@@ -85,19 +81,25 @@ class Service:
         try:
             self.heaps = FileHeapStore(settings.data_dir, durable=settings.durable_heaps)
             stale = self.heaps.remove_stale_temp_files()
-            self.database = open_database(settings.data_dir)
-        except (OSError, sqlite3.Error, SchemaVersionError) as e:
+        except OSError as e:
             raise DataDirError(f"data directory {settings.data_dir} is not usable: {e}") from e
         if stale:
             log.info("removed %d temp files of interrupted heap snapshot writes", stale)
-        # One database file, two stores each owning its own tables.
-        self.executions: ExecutionStore = SQLiteExecutionStore(self.database)
-        self.output: OutputLog = SQLiteOutputLog(self.database, max_output_bytes=settings.max_output_bytes)
-        self.heap_tags = SQLiteHeapTags(self.database)
-        # Other processes may serve this directory too: fail only the running executions of
-        # those that are gone.
+        try:
+            self.stores = open_stores(settings, self.heaps)
+        except BackendError as e:
+            raise DataDirError(str(e)) from e
+        self.executions: ExecutionStore = self.stores.executions
+        self.output: OutputLog = self.stores.output
+        self.heap_tags = self.stores.heap_tags
+        self.shared_heaps: SharedHeaps | None = self.stores.shared_heaps
+        # Other processes may serve this directory (and, on PostgreSQL, this registry) too: fail
+        # only the running executions of processes known to be gone. Without a shared registry,
+        # an owner with no lease here is gone; with one, it may be a node elsewhere.
         self.lease = Lease(settings.data_dir)
-        gone = self.lease.gone(self.executions.running_owners())
+        gone = self.lease.gone(
+            self.executions.running_owners(), unknown_is_gone=not self.stores.shared_database
+        )
         failed = self.executions.fail_running_of(gone, "the server stopped while this execution was running")
         if failed:
             log.warning("marked %d interrupted executions as failed", failed)
@@ -112,6 +114,7 @@ class Service:
             max_output_bytes=settings.max_output_bytes,
             max_result_bytes=settings.max_result_bytes,
             heap_tags=self.heap_tags,
+            shared_heaps=self.shared_heaps,
             owner=self.lease.id,
             log_dir=self.lease.worker_log_dir,
         )
@@ -153,7 +156,7 @@ class Service:
         self.manager.close()
         self.output.close()
         self.executions.close()
-        self.database.close()
+        self.stores.close()
         self.lease.close()
 
 

@@ -60,6 +60,22 @@ def origin_allowlist(entries: tuple[str, ...]) -> frozenset[str]:
     return frozenset(allowed)
 
 
+def _database_url(value: str) -> str | None:
+    if not value:
+        return None
+    if not re.match(r"postgres(ql)?://", value):
+        raise ValueError("expected a postgresql:// URL")
+    return value
+
+
+def _heap_store(value: str) -> str | None:
+    if not value:
+        return None
+    if value in ("file", "postgresql") or re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", value):
+        return value
+    raise ValueError("expected file, postgresql or s3://bucket[/prefix]")
+
+
 def _origins(value: str) -> tuple[str, ...]:
     entries = _csv(value)
     origin_allowlist(entries)  # refuse a malformed entry at start, naming it
@@ -111,6 +127,25 @@ class Settings:
     retention_max_count: int = field(
         default=10000, metadata={"help": "finished executions kept at most (0: no limit)"}
     )
+    database_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "postgresql://... : executions, console output and heap tags in PostgreSQL instead of "
+            "the data directory's SQLite file"
+        },
+    )
+    heap_store: str | None = field(
+        default=None,
+        metadata={
+            "help": "where heap snapshots live: file (the data directory), postgresql (bytea in the database of "
+            "--database-url) or s3://bucket/prefix; the data directory then caches them. Default: postgresql "
+            "with --database-url, else file"
+        },
+    )
+    s3_endpoint_url: str | None = field(
+        default=None,
+        metadata={"help": "the S3 endpoint of an s3:// heap store (credentials from AWS_* variables)"},
+    )
     api_token: str | None = field(
         default=None,
         metadata={"help": "bearer token required on every route but /api/version and /api/openapi.json"},
@@ -127,6 +162,17 @@ class Settings:
         },
     )
 
+    def __post_init__(self) -> None:
+        if self.heap_store == "postgresql" and self.database_url is None:
+            raise ValueError("heap_store postgresql needs database_url")
+
+    @property
+    def heap_backend(self) -> str:
+        """The heap store in force: ``heap_store``, else postgresql with a database, else file."""
+        if self.heap_store is not None:
+            return self.heap_store
+        return "file" if self.database_url is None else "postgresql"
+
     def with_overrides(self, **values: Any) -> Settings:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
@@ -137,6 +183,9 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "allowed_hosts": _csv,
         "allowed_origins": _origins,
         "api_token": lambda v: v or None,
+        "database_url": _database_url,
+        "heap_store": _heap_store,
+        "s3_endpoint_url": lambda v: v or None,
         "durable_heaps": _bool,
         "snapshot_default": _bool,
         "host": str,

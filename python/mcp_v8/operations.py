@@ -29,6 +29,7 @@ from .storage import (
     SessionSummary,
     validate_heap_key,
 )
+from .storage.shared_heaps import HeapStoreUnavailable
 
 if TYPE_CHECKING:
     from .app import Service
@@ -115,6 +116,7 @@ class Operations:
         self._output = service.output
         self._heaps = service.heaps
         self._heap_tags = service.heap_tags
+        self._shared = service.shared_heaps  # None on one machine: the local store is all there is
 
     # -- executions --------------------------------------------------------------------
 
@@ -144,6 +146,8 @@ class Operations:
             raise Unavailable(str(e)) from None
         except HeapNotFound:
             raise NotFound(f"heap {heap} not found") from None
+        except HeapStoreUnavailable as e:
+            raise Unavailable(str(e)) from None
 
     def get(self, execution_id: str, wait_ms: int = 0) -> dict[str, Any]:
         """ExecutionInfo; with ``wait_ms``, once the execution is terminal or that long passed.
@@ -344,9 +348,12 @@ class Operations:
         check_heap_key(key)
         try:
             # Only the blob under the manager's lock (no SQLite write while dispatchers wait).
-            removed = self._manager.delete_heap(key, self._heaps.delete)
+            remove = self._heaps.delete if self._shared is None else self._shared.delete
+            removed = self._manager.delete_heap(key, remove)
         except HeapInUse as e:
             raise Conflict(str(e)) from None
+        except HeapStoreUnavailable as e:
+            raise Unavailable(str(e)) from None
         # Then its row: a crash in between leaves tags without a heap, which GET and the query
         # ignore and the next delete of the key removes; never a heap that lost its tags.
         self._heap_tags.delete(key)
@@ -356,6 +363,14 @@ class Operations:
 
     def _meta(self, key: str) -> HeapMeta:
         meta = self._heaps.meta(check_heap_key(key))
+        if meta is None and self._shared is not None:
+            try:  # stored by another node: cached here from now on
+                self._shared.fetch(key)
+            except HeapNotFound:
+                pass
+            except HeapStoreUnavailable as e:
+                raise Unavailable(str(e)) from None
+            meta = self._heaps.meta(key)
         if meta is None:
             raise NotFound(f"heap {key} not found")
         return meta

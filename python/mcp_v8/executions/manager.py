@@ -31,6 +31,7 @@ from ..storage import (
     OutputLog,
     SQLiteHeapTags,
 )
+from ..storage.shared_heaps import HeapStoreUnavailable, SharedHeaps
 from .pool import (
     SpawnWorker,
     WorkerOptions,
@@ -108,13 +109,18 @@ class ExecutionManager:
         heap_tags: SQLiteHeapTags | None = None,
         owner: str | None = None,
         log_dir: Path | None = None,
+        shared_heaps: SharedHeaps | None = None,
     ) -> None:
         """``heaps`` is the store the workers open too: they read and write snapshots
         themselves, and only keys pass through the manager. ``heap_tags``, when given, is
         where the tags of each heap an execution stores with tags are recorded as it finishes.
         ``owner`` is recorded with each execution (the process's lease on a shared data
-        directory); ``log_dir`` is where workers write their stderr (default: in ``data_dir``)."""
+        directory); ``log_dir`` is where workers write their stderr (default: in ``data_dir``).
+        ``shared_heaps``: the remote store several nodes share, of which ``heaps`` is then this
+        node's cache: heaps are fetched before an execution resuming them is accepted and
+        published before one that produced them is recorded."""
         self._owner = owner
+        self._shared = shared_heaps
         self._executions = executions
         self._heaps = heaps
         self._heap_tags = heap_tags
@@ -197,6 +203,8 @@ class ExecutionManager:
     # -- API -------------------------------------------------------------------------
     def submit(self, request: SubmitRequest) -> str:
         execution_id = str(uuid.uuid4())
+        if request.heap is not None and self._shared is not None:
+            self._shared.fetch(request.heap)  # a network round trip: before the lock
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
@@ -476,4 +484,13 @@ class ExecutionManager:
         except WorkerStartError as e:
             log.warning("worker %d could not start for execution %s: %s", slot.index, item.execution_id, e)
             result = JobResult(status="failed", error=str(e))
+        if result.heap is not None and self._shared is not None:
+            try:  # published before a client can see the key, so any node can resume it
+                self._shared.publish(result.heap)
+            except HeapStoreUnavailable as e:
+                result = JobResult(
+                    status="failed",
+                    error=f"the heap snapshot could not be stored: {e}",
+                    duration_ms=result.duration_ms,
+                )
         self._finish(item.execution_id, result)

@@ -22,6 +22,20 @@ from .heaps import validate_heap_key
 __all__ = ["BlobStore", "BlobStoreUnavailable", "CachedBlobStore"]
 
 
+def matches_key(key: str, blob: bytes) -> bool:
+    """Whether ``blob`` is what ``key`` names. A heap snapshot's key is the SHA-256 of its
+    envelope's compressed payload, which the envelope's header carries just before it (the
+    engine checks the rest of the envelope before V8 sees a byte); any other blob is keyed by
+    the SHA-256 of all its bytes."""
+    digest = bytes.fromhex(key)
+    at = blob.find(digest)
+    while at != -1:
+        if hashlib.sha256(memoryview(blob)[at + 32 :]).digest() == digest:
+            return True
+        at = blob.find(digest, at + 1)
+    return hashlib.sha256(blob).digest() == digest
+
+
 class BlobStoreUnavailable(RuntimeError):
     """The remote blob store could not be reached, timed out, or answered with an error."""
 
@@ -90,7 +104,7 @@ class CachedBlobStore:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
-        if hashlib.sha256(data).hexdigest() != key:
+        if not matches_key(key, data):
             with contextlib.suppress(OSError):
                 path.unlink()
             return None
@@ -100,7 +114,7 @@ class CachedBlobStore:
         return data
 
     def _write_cached(self, key: str, data: bytes) -> None:
-        if len(data) > self.max_bytes or hashlib.sha256(data).hexdigest() != key:
+        if len(data) > self.max_bytes or not matches_key(key, data):
             return  # would be evicted at once, or is not this key's content: never cache it
         tmp = self.cache_dir / f"{_TMP_PREFIX}{key}-{secrets.token_hex(6)}"
         try:

@@ -44,19 +44,23 @@ class Lease:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def gone(self, owners: Collection[str | None]) -> set[str | None]:
-        """Those of ``owners`` whose process no longer runs: no lease file, or one whose lock
-        can be taken. None (executions recorded before owners existed) is always gone."""
+    def gone(self, owners: Collection[str | None], *, unknown_is_gone: bool = True) -> set[str | None]:
+        """Those of ``owners`` whose process no longer runs: a lease file whose lock can be
+        taken, and, with ``unknown_is_gone``, no lease file at all (its process removed it at
+        exit) and None (executions recorded before owners existed). Without it, an owner with
+        no lease here may be a node on another machine sharing the registry: not gone."""
         dead: set[str | None] = set()
         for owner in owners:
             if owner == self.id:
                 continue
             if owner is None or not _valid(owner):
-                dead.add(owner)
+                if unknown_is_gone:
+                    dead.add(owner)
                 continue
             fd = _locked(self._path(owner), create=False)
-            if fd == -1:  # no file: its process removed it at exit, or it never was
-                dead.add(owner)
+            if fd == -1:
+                if unknown_is_gone:
+                    dead.add(owner)
             elif fd is not None:
                 os.close(fd)
                 dead.add(owner)

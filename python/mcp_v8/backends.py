@@ -1,0 +1,125 @@
+"""Which stores a node uses, from its settings.
+
+Embedded (the default): one SQLite file in the data directory holds executions, console output
+and heap tags, and heap snapshots are files there. With ``database_url``, those three live in
+PostgreSQL, and heap snapshots default to ``bytea`` in the same database (several nodes never
+default to node-local heaps); ``heap_store`` may name S3 instead. With a remote heap store, the
+data directory's heap files are this node's cache of it (the workers read and write there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Settings
+from .storage import (
+    ExecutionStore,
+    FileHeapStore,
+    OutputLog,
+    SchemaVersionError,
+    SQLiteExecutionStore,
+    SQLiteHeapTags,
+    SQLiteOutputLog,
+    open_database,
+)
+from .storage.shared_heaps import SharedHeaps
+
+
+class BackendError(RuntimeError):
+    """A store the settings name cannot be opened (unreachable, refused, newer schema)."""
+
+
+@dataclass
+class Stores:
+    executions: ExecutionStore
+    output: OutputLog
+    heap_tags: Any  # SQLiteHeapTags or PostgresHeapTags: the same methods
+    shared_heaps: SharedHeaps | None
+    shared_database: bool  # other nodes may use the same registry (PostgreSQL)
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                close()
+
+
+def open_stores(settings: Settings, heaps: FileHeapStore) -> Stores:
+    """The stores of ``settings``; ``heaps`` is the data directory's heap store."""
+    closers: list[Callable[[], None]] = []
+    try:
+        if settings.database_url is None:
+            try:
+                database = open_database(settings.data_dir)
+            except (OSError, sqlite3.Error, SchemaVersionError) as e:
+                raise BackendError(f"data directory {settings.data_dir} is not usable: {e}") from e
+            closers.append(database.close)
+            stores = Stores(
+                SQLiteExecutionStore(database),
+                SQLiteOutputLog(database, max_output_bytes=settings.max_output_bytes),
+                SQLiteHeapTags(database),
+                None,
+                False,
+                closers,
+            )
+        else:
+            stores = _postgres(settings, closers)
+        backend = settings.heap_backend
+        if backend != "file":
+            remote = _blob_store(settings, backend)
+            closers.append(remote.close)
+            stores.shared_heaps = SharedHeaps(heaps, remote)
+        return stores
+    except BaseException:
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                close()
+        raise
+
+
+def _postgres(settings: Settings, closers: list[Callable[[], None]]) -> Stores:
+    from .storage.postgres import PostgresExecutionStore, PostgresHeapTags, PostgresOutputLog, open_postgres
+
+    assert settings.database_url is not None
+    try:
+        database = open_postgres(settings.database_url)
+    except SchemaVersionError as e:
+        raise BackendError(f"database {_shown(settings.database_url)}: {e}") from e
+    except Exception as e:  # psycopg's and the pool's errors: unreachable, refused, bad URL
+        raise BackendError(f"database {_shown(settings.database_url)} cannot be used: {e}") from e
+    closers.append(database.close)
+    return Stores(
+        PostgresExecutionStore(database),
+        PostgresOutputLog(database, max_output_bytes=settings.max_output_bytes),
+        PostgresHeapTags(database),
+        None,
+        True,
+        closers,
+    )
+
+
+def _blob_store(settings: Settings, backend: str) -> Any:
+    try:
+        if backend == "postgresql":
+            from .storage.blobs_postgres import PostgresBlobStore
+
+            assert settings.database_url is not None
+            return PostgresBlobStore(settings.database_url)
+        from .storage.blobs_s3 import S3BlobStore
+
+        return S3BlobStore(backend, endpoint_url=settings.s3_endpoint_url)
+    except Exception as e:
+        raise BackendError(f"heap store {backend} cannot be used: {e}") from e
+
+
+def _shown(url: str) -> str:
+    """A database URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        user, _, host = rest.rpartition("@")
+        return f"{scheme}{sep}{user.split(':', 1)[0]}:***@{host}" if ":" in user else url
+    return url

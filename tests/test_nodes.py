@@ -1,0 +1,98 @@
+"""Nodes sharing a PostgreSQL registry and a remote heap store (S3 or PostgreSQL bytea), each
+with its own data directory and workers: what one node stored, another answers for and resumes.
+Real PostgreSQL and SeaweedFS, started by the fixtures."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcp_v8.app import Service
+from mcp_v8.config import Settings
+from mcp_v8.operations import NotFound, Operations
+
+from .pg_server import PostgresServer
+from .s3_server import S3Server
+
+WAIT_MS = 30_000
+Node = tuple[Service, Operations]
+
+
+@pytest.fixture
+def nodes(
+    tmp_path: Path, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Node]]:
+    database = postgres_server.create_database("nodes_" + uuid.uuid4().hex[:12])
+    started: list[Service] = []
+
+    def start(name: str, **settings: Any) -> Node:
+        service = Service(
+            Settings(data_dir=tmp_path / name, workers=1, database_url=database, **settings)
+        ).start()
+        started.append(service)
+        return service, Operations(service)
+
+    yield start
+    for service in started:
+        service.close()
+
+
+def run(ops: Operations, code: str, **body: Any) -> dict[str, Any]:
+    return ops.get(ops.submit({"code": code, **body}), WAIT_MS)
+
+
+def test_heaps_in_postgresql_by_default(nodes: Callable[..., Node]) -> None:
+    (a, on_a), (b, on_b) = nodes("a"), nodes("b")
+    assert a.settings.heap_backend == "postgresql" and a.shared_heaps is not None
+    first = run(on_a, "console.log('from a'); var n = 41; n", session="s", tags={"step": "one"})
+    assert first["status"] == "completed" and first["heap"] is not None
+    # Node b answers for node a's execution: its record, its output, its session.
+    assert on_b.get(first["execution_id"]) == first
+    assert on_b.output(first["execution_id"])["data"] == "from a\n"
+    assert on_b.session_log("s")["executions"][0]["execution_id"] == first["execution_id"]
+    # ... and resumes its heap, which it never had: fetched from the shared store.
+    assert not b.heaps.exists(first["heap"])
+    second = run(on_b, "n + 1", heap=first["heap"])
+    assert (second["status"], second["result"]) == ("completed", "42")
+    assert b.heaps.exists(first["heap"])  # cached on b from now on
+    info = on_b.heap(second["heap"])
+    assert info["heap"] == second["heap"] and info["size_bytes"] > 0
+    assert on_a.query_heaps({"step": "one"})["heaps"][0]["heap"] == first["heap"]
+    with pytest.raises(NotFound):
+        on_b.submit({"code": "1", "heap": "0" * 64})
+
+
+def test_heaps_in_s3(
+    nodes: Callable[..., Node], s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    store = f"{s3_server.url}/t-{uuid.uuid4().hex[:8]}"
+    (a, on_a), (b, on_b) = (nodes(n, heap_store=store, s3_endpoint_url=s3_server.endpoint) for n in "ab")
+    first = run(on_a, "var words = ['a']; words.length")
+    assert first["status"] == "completed"
+    second = run(on_b, "words.push('b'); words.join('')", heap=first["heap"])
+    assert (second["status"], second["result"]) == ("completed", '"ab"')
+    third = run(on_a, "words.length", heap=second["heap"])  # and back: b's heap on a
+    assert third["result"] == "2"
+    assert on_a.delete_heap(first["heap"]) == {"ok": True}
+    with pytest.raises(NotFound):  # gone from the shared store, not only from a's cache
+        on_b.submit({"code": "1", "heap": first["heap"]})
+
+
+def test_an_unreachable_heap_store_fails_what_needs_it_and_nothing_else(
+    nodes: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    _, ops = nodes("down", heap_store="s3://heaps/x", s3_endpoint_url="http://127.0.0.1:9")  # nothing listens
+    failed = run(ops, "var kept = 1; kept")
+    assert failed["status"] == "failed" and failed["heap"] is None
+    assert failed["error"].startswith("the heap snapshot could not be stored: ")
+    plain = run(ops, "2 + 2", snapshot=False)  # needs no heap store
+    assert (plain["status"], plain["result"]) == ("completed", "4")
