@@ -54,11 +54,13 @@ def test_heaps_in_postgresql_by_default(nodes: Callable[..., Node]) -> None:
     assert on_b.get(first["execution_id"]) == first
     assert on_b.output(first["execution_id"])["data"] == "from a\n"
     assert on_b.session_log("s")["executions"][0]["execution_id"] == first["execution_id"]
-    # ... and resumes its heap, which it never had: fetched from the shared store.
-    assert not b.heaps.exists(first["heap"])
-    second = run(on_b, "n + 1", heap=first["heap"])
+    # Whichever node ran it, the other never had its heap, and resumes it: fetched from the
+    # shared store when the submit checks it.
+    (other, on_other) = (a, on_a) if not a.heaps.exists(first["heap"]) else (b, on_b)
+    assert not other.heaps.exists(first["heap"])
+    second = run(on_other, "n + 1", heap=first["heap"])
     assert (second["status"], second["result"]) == ("completed", "42")
-    assert b.heaps.exists(first["heap"])  # cached on b from now on
+    assert other.heaps.exists(first["heap"])  # cached there from now on
     info = on_b.heap(second["heap"])
     assert info["heap"] == second["heap"] and info["size_bytes"] > 0
     assert on_a.query_heaps({"step": "one"})["heaps"][0]["heap"] == first["heap"]
@@ -96,3 +98,36 @@ def test_an_unreachable_heap_store_fails_what_needs_it_and_nothing_else(
     assert failed["error"].startswith("the heap snapshot could not be stored: ")
     plain = run(ops, "2 + 2", snapshot=False)  # needs no heap store
     assert (plain["status"], plain["result"]) == ("completed", "4")
+
+
+def test_any_node_answers_for_any_execution(nodes: Callable[..., Node]) -> None:
+    """Submit on a, long-poll on b, cancel on c, resume on b: one service."""
+    (a, on_a), (b, on_b), (c, on_c) = nodes("a"), nodes("b"), nodes("c")
+    first = on_b.get(on_a.submit({"code": "var n = 41; n"}), WAIT_MS)  # long-poll on another node
+    assert (first["status"], first["result"]) == ("completed", "41")
+    resumed = run(on_b, "n + 1", heap=first["heap"])
+    assert resumed["result"] == "42"
+    looping = on_a.submit({"code": "console.log('started'); while (true) {}", "execution_timeout_secs": 120})
+    started = on_c.get(looping, 0)
+    assert started["status"] == "running"
+    assert on_c.cancel(looping) == {"ok": True, "error": None}  # whichever node runs it
+    done = on_b.get(looping, WAIT_MS)
+    assert done["status"] == "cancelled"
+    assert on_c.cancel(looping)["ok"] is False  # once
+    # the node that ran it stopped its worker: every node's worker is free again
+    for ops in (on_a, on_b, on_c):
+        assert run(ops, "1 + 1", snapshot=False)["result"] == "2"
+    owners = {s.lease.id for s in (a, b, c)}
+    assert len(owners) == 3
+
+
+def test_work_spreads_over_the_nodes(nodes: Callable[..., Node]) -> None:
+    (a, on_a), (b, _), (c, _) = nodes("a"), nodes("b"), nodes("c")
+    ids = [on_a.submit({"code": "const t = Date.now(); while (Date.now() - t < 300) {} 1", "snapshot": False})
+           for _ in range(6)]  # fmt: skip
+    results = [on_a.get(i, WAIT_MS) for i in ids]
+    assert [r["status"] for r in results] == ["completed"] * 6
+    rows = a.stores.work._db.run(  # type: ignore[union-attr]
+        "SELECT DISTINCT owner FROM executions WHERE execution_id = ANY(%s)", (ids,)
+    )
+    assert len({r[0] for r in rows}) >= 2  # one worker per node: the others claimed some

@@ -20,6 +20,7 @@ import falcon
 from .backends import BackendError, open_stores
 from .config import Settings, normalize_origin, origin_allowlist
 from .executions import ExecutionManager
+from .executions.cluster import Cluster
 from .mcp import McpResource
 from .operations import OperationError, Operations
 from .resources.executions import (
@@ -115,14 +116,22 @@ class Service:
             max_result_bytes=settings.max_result_bytes,
             heap_tags=self.heap_tags,
             shared_heaps=self.shared_heaps,
+            work=self.stores.work,
             owner=self.lease.id,
             log_dir=self.lease.worker_log_dir,
+        )
+        self.cluster = (
+            None
+            if self.stores.work is None
+            else Cluster(self.stores.work, self.manager, self.lease.id, lease_secs=settings.node_lease_secs)
         )
         self._stop = threading.Event()
         self._pruner: threading.Thread | None = None
 
     def start(self) -> Service:
         self.manager.start()
+        if self.cluster is not None:
+            self.cluster.start()
         self._pruner = threading.Thread(target=self._prune_loop, daemon=True, name="mcp-v8-retention")
         self._pruner.start()
         return self
@@ -153,6 +162,8 @@ class Service:
 
     def close(self) -> None:
         self._stop.set()
+        if self.cluster is not None:
+            self.cluster.close()
         self.manager.close()
         self.output.close()
         self.executions.close()

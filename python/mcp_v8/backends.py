@@ -42,6 +42,8 @@ class Stores:
     shared_database: bool  # other nodes may use the same registry (PostgreSQL)
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
+    work: Any = None  # the shared queue (PostgresQueue) when several nodes may share the registry
+
     def close(self) -> None:
         for close in reversed(self._closers):
             with contextlib.suppress(Exception):
@@ -83,6 +85,7 @@ def open_stores(settings: Settings, heaps: FileHeapStore) -> Stores:
 
 def _postgres(settings: Settings, closers: list[Callable[[], None]]) -> Stores:
     from .storage.postgres import PostgresExecutionStore, PostgresHeapTags, PostgresOutputLog, open_postgres
+    from .storage.postgres.queue import PostgresQueue
 
     assert settings.database_url is not None
     try:
@@ -99,6 +102,7 @@ def _postgres(settings: Settings, closers: list[Callable[[], None]]) -> Stores:
         None,
         True,
         closers,
+        work=PostgresQueue(database, settings.database_url),
     )
 
 

@@ -146,6 +146,13 @@ class Settings:
         default=None,
         metadata={"help": "the S3 endpoint of an s3:// heap store (credentials from AWS_* variables)"},
     )
+    node_lease_secs: int = field(
+        default=10,
+        metadata={
+            "help": "with --database-url: a node that has not renewed its lease for this long is lost, and "
+            "its running executions fail"
+        },
+    )
     api_token: str | None = field(
         default=None,
         metadata={"help": "bearer token required on every route but /api/version and /api/openapi.json"},

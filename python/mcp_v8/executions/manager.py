@@ -11,6 +11,7 @@ Worker crashes and restarts are logged and counted for ``stats()`` (``GET /api/s
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import logging
 import threading
@@ -32,6 +33,7 @@ from ..storage import (
     SQLiteHeapTags,
 )
 from ..storage.shared_heaps import HeapStoreUnavailable, SharedHeaps
+from .cluster import WorkQueue
 from .pool import (
     SpawnWorker,
     WorkerOptions,
@@ -110,6 +112,7 @@ class ExecutionManager:
         owner: str | None = None,
         log_dir: Path | None = None,
         shared_heaps: SharedHeaps | None = None,
+        work: WorkQueue | None = None,
     ) -> None:
         """``heaps`` is the store the workers open too: they read and write snapshots
         themselves, and only keys pass through the manager. ``heap_tags``, when given, is
@@ -121,6 +124,9 @@ class ExecutionManager:
         published before one that produced them is recorded."""
         self._owner = owner
         self._shared = shared_heaps
+        # Several nodes: submits go to the shared queue, which the node's Cluster claims from
+        # (adopt) when a worker here is free; terminal transitions and cancels are announced.
+        self._work = work
         self._executions = executions
         self._heaps = heaps
         self._heap_tags = heap_tags
@@ -202,6 +208,8 @@ class ExecutionManager:
 
     # -- API -------------------------------------------------------------------------
     def submit(self, request: SubmitRequest) -> str:
+        if self._work is not None:
+            return self._submit_to_cluster(request, self._work)
         execution_id = str(uuid.uuid4())
         if request.heap is not None and self._shared is not None:
             self._shared.fetch(request.heap)  # a network round trip: before the lock
@@ -253,6 +261,109 @@ class ExecutionManager:
             self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
         return execution_id
 
+    def _submit_to_cluster(self, request: SubmitRequest, work: WorkQueue) -> str:
+        """Records the execution and queues it for whichever node has a free worker."""
+        execution_id = str(uuid.uuid4())
+        if request.heap is not None and self._shared is not None:
+            self._shared.fetch(request.heap)  # the existence check (HeapNotFound)
+        with self._lock:
+            if self._closed:
+                raise ShuttingDown("the server is shutting down")
+        if work.waiting() >= self._queue_limit:
+            raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
+        self._output.create(execution_id)
+        try:
+            self._executions.create(
+                execution_id,
+                session=request.session,
+                tags=request.tags or None,
+                heap_in=request.heap,
+                code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
+            )
+        except BaseException:
+            self._output.delete([execution_id])
+            raise
+        try:
+            work.enqueue(execution_id, dataclasses.asdict(request))
+        except BaseException as e:
+            self._executions.finish(execution_id, "failed", error=f"the execution could not be queued: {e}")
+            raise
+        return execution_id
+
+    def adopt(self, execution_id: str, request: SubmitRequest) -> None:
+        """Runs here an execution this node claimed from the shared queue (recorded by the node
+        that accepted it)."""
+        if request.heap is not None and self._shared is not None:
+            try:
+                self._shared.fetch(request.heap)
+            except (HeapNotFound, HeapStoreUnavailable) as e:
+                self._finish_elsewhere(execution_id, f"its heap could not be read: {e}")
+                return
+        with self._waiters_lock:
+            self._live.add(execution_id)
+        with self._lock:
+            if self._closed:
+                accepted = False
+            else:
+                accepted = True
+                if request.heap is not None:
+                    self._heap_users[request.heap] = self._heap_users.get(request.heap, 0) + 1
+                    self._heap_of[execution_id] = request.heap
+                self._queue.append(_Queued(execution_id, request))
+                self._lock.notify_all()
+        if not accepted:
+            self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
+
+    def _finish_elsewhere(self, execution_id: str, error: str) -> None:
+        record = self._executions.finish(execution_id, "failed", error=error)
+        if record is not None and self._work is not None:
+            self._announce(self._work.finished, execution_id)
+
+    def wait_for_capacity(self, timeout: float) -> bool:
+        """Waits until a worker here is free and nothing waits in this node's queue; False when
+        ``timeout`` passed first or the manager closed."""
+        with self._lock:
+            return (
+                self._lock.wait_for(
+                    lambda: self._closed or (not self._queue and len(self._executing) < len(self._slots)),
+                    timeout,
+                )
+                and not self._closed
+            )
+
+    def stop_here(self, execution_id: str) -> None:
+        """Another node cancelled this execution (its terminal status is written): stops it here
+        if it runs or waits here."""
+        if not self._is_live(execution_id):
+            return
+        with self._lock:
+            queued = next((i for i in self._queue if i.execution_id == execution_id), None)
+            if queued is not None:
+                self._queue.remove(queued)
+            slot = self._executing.get(execution_id)
+        if slot is not None:
+            slot.cancel(execution_id)  # the dispatcher then finds it terminal and only cleans up
+        elif queued is not None:
+            self._finish(execution_id, JobResult(status="cancelled", error="execution cancelled"))
+
+    def wake(self, execution_id: str | None = None) -> None:
+        """An execution became terminal on another node (None: events may have been lost): the
+        long-polls waiting here for it (for any execution not running here) read it again."""
+        with self._waiters_lock:
+            if execution_id is not None:
+                waiters = [self._waiters[execution_id]] if execution_id in self._waiters else []
+            else:
+                waiters = [w for e, w in self._waiters.items() if e not in self._live]
+            for waiter in waiters:
+                if waiter.record is None:
+                    waiter.event.set()
+
+    def _announce(self, send: Callable[[str], None], execution_id: str) -> None:
+        try:
+            send(execution_id)
+        except Exception:  # the record is written; other nodes re-read after reconnecting
+            log.exception("could not announce execution %s to the other nodes", execution_id)
+
     def cancel(self, execution_id: str) -> CancelOutcome:
         if not self._is_live(execution_id):
             record = self._executions.get(execution_id)
@@ -270,6 +381,8 @@ class ExecutionManager:
             return CancelOutcome.ALREADY_FINISHED
         if slot is not None:
             slot.cancel(execution_id)
+        elif self._work is not None:  # it may run on another node
+            self._announce(self._work.cancelled, execution_id)
         return CancelOutcome.ACCEPTED
 
     def wait(self, execution_id: str, timeout: float) -> ExecutionRecord | None:
@@ -286,6 +399,14 @@ class ExecutionManager:
                 return record
             with self._waiters_lock:
                 waiter = self._register(execution_id)
+            if self._work is not None:  # it may end on another node before its event is heard
+                record = self._executions.get(execution_id)
+                if record is None or record.status in TERMINAL_STATUSES:
+                    with self._waiters_lock:
+                        waiter.count -= 1
+                        if waiter.count == 0:
+                            del self._waiters[execution_id]
+                    return record
         try:
             self._waiting(execution_id)
             waiter.event.wait(timeout)
@@ -413,6 +534,9 @@ class ExecutionManager:
             self._worker_restarts += 1
 
     def _finish(self, execution_id: str, result: JobResult) -> bool:
+        """Records how the execution ended, unless it is terminal already (another node or a
+        cancel wrote it first: then this node's part of it ends all the same). Returns whether
+        this call wrote it."""
         # Output first, so a client that sees the terminal status reads all of it.
         self._output.seal(execution_id)
         record = self._executions.finish(
@@ -423,11 +547,17 @@ class ExecutionManager:
             heap_out=result.heap,
             duration_ms=result.duration_ms,
         )
-        if record is None:
-            return False
+        written = record is not None
+        if not written:
+            if self._work is None or not self._is_live(execution_id):
+                return False
+            record = self._executions.get(execution_id)  # cancelled on another node
+        elif self._work is not None:
+            self._announce(self._work.finished, execution_id)
         with self._lock:
             self._release_heap(execution_id)
-        self._record_heap_tags(record)
+        if written and record is not None:
+            self._record_heap_tags(record)
         with self._waiters_lock:
             self._live.discard(execution_id)
             waiter = self._waiters.get(execution_id)
@@ -437,7 +567,7 @@ class ExecutionManager:
             listeners = self._followers.pop(execution_id, ())
         for listener in listeners:
             listener(None)
-        return True
+        return written
 
     def _next(self, slot: WorkerSlot) -> _Queued | None:
         """Takes the oldest queued execution and marks it executing on ``slot`` in one
@@ -463,6 +593,7 @@ class ExecutionManager:
             finally:
                 with self._lock:
                     self._executing.pop(item.execution_id, None)
+                    self._lock.notify_all()  # a free worker: the cluster's feeder may claim
 
     def _execute(self, slot: WorkerSlot, item: _Queued) -> None:
         if not self._is_live(item.execution_id):

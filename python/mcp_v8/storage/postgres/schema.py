@@ -15,7 +15,9 @@ from .database import PgMigration, PostgresDatabase
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "open_postgres"]
 
-# Version 1: everything the SQLite schema holds at its version 5.
+# Version 1: everything the SQLite schema holds at its version 5, and what nodes share only here:
+# the queue of accepted executions no node has claimed yet (``queue``, the job as JSON bytes) and
+# the nodes with their leases (``nodes``, see :mod:`.queue`).
 _V1 = """
 CREATE TABLE executions (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -68,6 +70,22 @@ CREATE TABLE heap_tags (
 );
 CREATE INDEX heap_tags_by_creation ON heap_tags (created_at, key);
 CREATE INDEX heap_tags_by_tags ON heap_tags USING gin (tags jsonb_path_ops);
+
+CREATE TABLE queue (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    execution_id text COLLATE "C" NOT NULL UNIQUE,
+    job          bytea NOT NULL,
+    enqueued_at  timestamptz NOT NULL DEFAULT now(),
+    claimed_by   text,
+    claimed_at   timestamptz
+);
+CREATE INDEX queue_unclaimed ON queue (id) WHERE claimed_by IS NULL;
+
+CREATE TABLE nodes (
+    id          text COLLATE "C" PRIMARY KEY,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    lease_until timestamptz NOT NULL
+);
 """
 
 MIGRATIONS: tuple[PgMigration, ...] = (PgMigration(1, "executions, output logs and chunks, heap tags", _V1),)

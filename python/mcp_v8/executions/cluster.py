@@ -1,0 +1,133 @@
+"""A node among several sharing one PostgreSQL database: the threads that connect its execution
+manager to the shared queue, to the other nodes' events, and to the leases.
+
+- the **feeder** claims a queued job whenever a worker here is free (woken by the queue's
+  notifications, with a slow re-check in case one was lost) and hands it to the manager;
+- the **listener** turns events into calls: ``cancel:<id>`` stops it here, ``done:<id>`` wakes
+  the long-polls waiting here, ``work`` wakes the feeder; after a reconnection everything is
+  re-checked, since notifications sent meanwhile are lost;
+- the **heartbeat** renews this node's lease and fails the executions of nodes whose lease
+  expired (any node may; each such execution fails once).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .manager import ExecutionManager
+
+log = logging.getLogger("mcp_v8.cluster")
+
+LOST_NODE = "the node running this execution was lost (its lease expired)"
+RECHECK_SECONDS = 5.0  # how long the feeder trusts notifications before looking anyway
+
+
+class WorkQueue(Protocol):
+    """The shared queue as the manager uses it (:class:`~..storage.postgres.queue.PostgresQueue`)."""
+
+    def enqueue(self, execution_id: str, job: dict[str, Any]) -> None: ...
+
+    def waiting(self) -> int: ...
+
+    def finished(self, execution_id: str) -> None: ...
+
+    def cancelled(self, execution_id: str) -> None: ...
+
+
+class ClusterQueue(WorkQueue, Protocol):
+    """What the cluster's threads need of the shared queue besides."""
+
+    def claim(self, node: str) -> tuple[str, dict[str, Any]] | None: ...
+
+    def heartbeat(self, node: str, lease_secs: float) -> None: ...
+
+    def leave(self, node: str) -> None: ...
+
+    def reap(self, reason: str) -> list[str]: ...
+
+    def listen(self, on_event: Any, stop: threading.Event) -> None: ...
+
+
+class Cluster:
+    """This node's part in the cluster: ``node`` is its id (the owner its executions record)."""
+
+    def __init__(
+        self, queue: ClusterQueue, manager: ExecutionManager, node: str, *, lease_secs: float = 10.0
+    ) -> None:
+        self._queue = queue
+        self._manager = manager
+        self.node = node
+        self._lease = lease_secs
+        self._stop = threading.Event()
+        self._work = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> Cluster:
+        self._queue.heartbeat(self.node, self._lease)  # a lease before the first claim
+        for name, target in (("listener", self._listen), ("feeder", self._feed), ("heartbeat", self._beat)):
+            thread = threading.Thread(target=target, daemon=True, name=f"mcp-v8-{name}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._work.set()
+        for thread in self._threads:
+            thread.join(10.0)
+        try:
+            self._queue.leave(self.node)
+        except Exception:
+            log.exception("could not leave the cluster")
+
+    def _on_event(self, event: str) -> None:
+        kind, _, execution_id = event.partition(":")
+        if kind == "work":
+            self._work.set()
+        elif kind == "cancel":
+            self._manager.stop_here(execution_id)
+        elif kind == "done":
+            self._manager.wake(execution_id)
+        elif kind == "connected":  # events may have been lost while disconnected
+            self._work.set()
+            self._manager.wake(None)
+
+    def _listen(self) -> None:
+        self._queue.listen(self._on_event, self._stop)
+
+    def _feed(self) -> None:
+        from .manager import SubmitRequest  # the manager module imports this one
+
+        backoff = 0.1
+        while not self._stop.is_set():
+            if not self._manager.wait_for_capacity(1.0):
+                continue
+            self._work.clear()
+            try:
+                claimed = self._queue.claim(self.node)
+                backoff = 0.1
+            except Exception as e:  # the database is away: claim again once it is back
+                log.warning("could not claim work: %s", e)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if claimed is None:
+                self._work.wait(RECHECK_SECONDS)
+                continue
+            execution_id, job = claimed
+            try:
+                self._manager.adopt(execution_id, SubmitRequest(**job))
+            except Exception:  # never lose a claimed execution to a bug here
+                log.exception("could not start claimed execution %s", execution_id)
+
+    def _beat(self) -> None:
+        interval = max(0.2, self._lease / 5)
+        while not self._stop.wait(interval):
+            try:
+                self._queue.heartbeat(self.node, self._lease)
+                self._queue.reap(LOST_NODE)
+            except Exception as e:
+                log.warning("heartbeat failed: %s", e)

@@ -1,0 +1,160 @@
+"""The work that nodes sharing one PostgreSQL database hand each other: the queue of accepted
+executions, the nodes' leases, and the events that cross nodes.
+
+- **Queue**: a submit on any node inserts the job (``queue``) in the transaction that sends
+  ``NOTIFY mcp_v8_work``; a node with a free worker claims the oldest unclaimed job of a running
+  execution with one ``UPDATE ... (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)``, which also
+  records the node as the execution's ``owner``. Nobody holds a transaction while a script runs.
+- **Events** (``NOTIFY mcp_v8_events``): ``cancel:<id>`` when an execution was cancelled (its node
+  stops the worker), ``done:<id>`` when one became terminal (long-polls on every node wake).
+  Sent on submit, cancel and terminal transitions only, never per output chunk.
+- **Leases**: each node renews ``nodes.lease_until`` (the database's clock) on a heartbeat; any
+  node fails the running executions of a node whose lease expired, once, with a clear error.
+  Nothing is retried: a script may have had effects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from .database import PostgresDatabase
+
+__all__ = ["WORK_CHANNEL", "EVENT_CHANNEL", "PostgresQueue"]
+
+log = logging.getLogger("mcp_v8.cluster")
+
+WORK_CHANNEL = "mcp_v8_work"
+EVENT_CHANNEL = "mcp_v8_events"
+_NOW_MS = "date_trunc('milliseconds', now())"
+
+
+class PostgresQueue:
+    """The queue, leases and events of the nodes sharing ``database``. Safe to share between threads."""
+
+    def __init__(self, database: PostgresDatabase, conninfo: str) -> None:
+        self._db = database
+        self._conninfo = conninfo
+
+    # -- the queue --------------------------------------------------------------------------
+
+    def enqueue(self, execution_id: str, job: dict[str, Any]) -> None:
+        """Queues the job of an accepted execution; every node hears of it at commit."""
+        data = json.dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        with self._db.transaction() as conn:
+            conn.execute("INSERT INTO queue (execution_id, job) VALUES (%s, %s)", (execution_id, data))
+            conn.execute(f"NOTIFY {WORK_CHANNEL}")
+
+    def waiting(self) -> int:
+        """How many queued jobs no node has claimed."""
+        rows = self._db.run("SELECT count(*) FROM queue WHERE claimed_by IS NULL")
+        return int(rows[0][0])
+
+    def claim(self, node: str) -> tuple[str, dict[str, Any]] | None:
+        """The oldest unclaimed job of a running execution, claimed for ``node`` (which becomes
+        its owner); None when there is none."""
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "UPDATE queue SET claimed_by = %s, claimed_at = now() WHERE id = ("
+                " SELECT q.id FROM queue AS q JOIN executions AS e USING (execution_id)"
+                " WHERE q.claimed_by IS NULL AND e.status = 'running'"
+                " ORDER BY q.id FOR UPDATE OF q SKIP LOCKED LIMIT 1)"
+                " RETURNING execution_id, job",
+                (node,),
+            ).fetchone()
+            if row is None:
+                return None
+            execution_id = str(row[0])
+            conn.execute(
+                "UPDATE executions SET owner = %s WHERE execution_id = %s AND status = 'running'",
+                (node, execution_id),
+            )
+        return execution_id, json.loads(bytes(row[1]).decode("utf-8", "surrogatepass"))
+
+    def finished(self, execution_id: str) -> None:
+        """The execution is terminal: its job goes and every node hears of it."""
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM queue WHERE execution_id = %s", (execution_id,))
+            conn.execute("SELECT pg_notify(%s, %s)", (EVENT_CHANNEL, "done:" + execution_id))
+
+    def cancelled(self, execution_id: str) -> None:
+        """The execution was cancelled (its terminal status written, :meth:`finished` said): the
+        node running it stops it."""
+        self._db.run("SELECT pg_notify(%s, %s)", (EVENT_CHANNEL, "cancel:" + execution_id))
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def heartbeat(self, node: str, lease_secs: float) -> None:
+        self._db.run(
+            "INSERT INTO nodes (id, lease_until) VALUES (%s, now() + make_interval(secs => %s))"
+            " ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until",
+            (node, lease_secs),
+        )
+
+    def leave(self, node: str) -> None:
+        self._db.run("DELETE FROM nodes WHERE id = %s", (node,))
+
+    def reap(self, reason: str) -> list[str]:
+        """Fails the running executions of nodes whose lease expired (their queued jobs go too)
+        and forgets those nodes; returns the executions failed. Any node may call it."""
+        with self._db.transaction() as conn:
+            lost = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT id FROM nodes WHERE lease_until < now() FOR UPDATE SKIP LOCKED"
+                ).fetchall()
+            ]
+            if not lost:
+                return []
+            failed = [
+                str(r[0])
+                for r in conn.execute(
+                    f"UPDATE executions SET status = 'failed', error = %s, completed_at = {_NOW_MS},"
+                    " duration_ms = COALESCE(duration_ms, 1000 * extract(epoch FROM now() - started_at))"
+                    " WHERE status = 'running' AND owner = ANY(%s) RETURNING execution_id",
+                    (reason, lost),
+                ).fetchall()
+            ]
+            conn.execute("DELETE FROM queue WHERE execution_id = ANY(%s)", (failed,))
+            conn.execute("DELETE FROM nodes WHERE id = ANY(%s)", (lost,))
+            for execution_id in failed:
+                conn.execute("SELECT pg_notify(%s, %s)", (EVENT_CHANNEL, "done:" + execution_id))
+        if failed:
+            log.warning("failed %d executions of lost nodes %s", len(failed), ", ".join(lost))
+        return failed
+
+    # -- events -----------------------------------------------------------------------------
+
+    def listen(self, on_event: Callable[[str], None], stop: threading.Event) -> None:
+        """Calls ``on_event`` with each event (``work``, ``cancel:<id>``, ``done:<id>``) until
+        ``stop`` is set, on a connection of its own. Notifications sent while it reconnects are
+        lost: after every (re)connection it calls ``on_event("connected")`` so that the caller
+        re-checks what it waits for."""
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+                    if self._db.schema is not None:
+                        conn.execute(f"SET search_path TO {self._db.schema}")
+                    conn.execute(f"LISTEN {WORK_CHANNEL}")
+                    conn.execute(f"LISTEN {EVENT_CHANNEL}")
+                    backoff = 0.1
+                    on_event("connected")
+                    while not stop.is_set():
+                        for notify in conn.notifies(timeout=0.5):
+                            on_event("work" if notify.channel == WORK_CHANNEL else notify.payload)
+            except psycopg.Error as e:
+                if stop.is_set():
+                    return
+                log.warning("lost the PostgreSQL event connection (%s); reconnecting", e)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:  # a bug in a handler must not end the events of this node
+                log.exception("PostgreSQL event handling failed")
+                time.sleep(0.1)
