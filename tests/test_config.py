@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mcp_v8 import cli, config
+from mcp_v8.config import Settings
 
 
 def test_defaults_are_loopback_and_local() -> None:
@@ -114,3 +115,24 @@ def test_snapshot_default_flag_refuses_other_words(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "--snapshot-default", "maybe"])
     assert "--snapshot-default" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"heap_store": "postgresql"}, "heap_store postgresql needs database_url"),
+        ({"heap_store": "file", "database_url": "postgresql://u@h/db"}, "nodes share heaps"),
+    ],
+)
+def test_heap_stores_that_contradict_the_database_are_refused(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings(**values)  # type: ignore[arg-type]
+    assert Settings(database_url="postgresql://u@h/db").heap_backend == "postgresql"
+    assert Settings().heap_backend == "file"
+    assert Settings(heap_store="s3://b/p").heap_backend == "s3://b/p"
+
+
+def test_contradicting_flags_end_the_command_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli.main(["serve", "--heap-store", "postgresql"])
+    assert str(e.value) == "mcp-v8: heap_store postgresql needs database_url"

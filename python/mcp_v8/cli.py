@@ -57,7 +57,10 @@ def _settings_parser(sub: Any, name: str, help: str, description: str) -> argpar
 
 def _settings(args: argparse.Namespace) -> config.Settings:
     values = {f.name: getattr(args, f.name) for f in config.FIELDS}
-    settings: config.Settings = args.base.with_overrides(**values)
+    try:
+        settings: config.Settings = args.base.with_overrides(**values)
+    except ValueError as e:  # settings that contradict each other
+        raise SystemExit(f"mcp-v8: {e}") from None
     return settings
 
 

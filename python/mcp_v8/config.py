@@ -137,9 +137,9 @@ class Settings:
     heap_store: str | None = field(
         default=None,
         metadata={
-            "help": "where heap snapshots live: file (the data directory), postgresql (bytea in the database of "
-            "--database-url) or s3://bucket/prefix; the data directory then caches them. Default: postgresql "
-            "with --database-url, else file"
+            "help": "where heap snapshots live: file (the data directory; not with --database-url, whose nodes "
+            "share heaps), postgresql (bytea in the database of --database-url) or s3://bucket/prefix; the data "
+            "directory then caches them. Default: postgresql with --database-url, else file"
         },
     )
     s3_endpoint_url: str | None = field(
@@ -172,6 +172,12 @@ class Settings:
     def __post_init__(self) -> None:
         if self.heap_store == "postgresql" and self.database_url is None:
             raise ValueError("heap_store postgresql needs database_url")
+        if self.heap_store == "file" and self.database_url is not None:
+            # Any node may run any execution: a heap only one node's disk holds would be lost
+            # to the others.
+            raise ValueError(
+                "with database_url, heap_store must be postgresql or s3://...: nodes share heaps"
+            )
 
     @property
     def heap_backend(self) -> str:
