@@ -52,6 +52,8 @@ LEVELS: dict[str, str] = {
     "test_mcp": "e2e",
     "test_blob_stores": "e2e",
     "test_nodes": "e2e",
+    "test_cluster_faults": "e2e",
+    "test_processes": "e2e",
     "test_wheel": "packaging",
     "test_bench_ceiling": "packaging",
 }

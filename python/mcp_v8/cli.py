@@ -64,12 +64,80 @@ def _settings(args: argparse.Namespace) -> config.Settings:
     return settings
 
 
+REUSE_PORT_ENV = "MCP_V8_SERVE_CHILD"  # set for the processes of --processes: bind with SO_REUSEPORT
+
+
+def _as_env(settings: config.Settings) -> dict[str, str]:
+    """``settings`` as the MCP_V8_* variables that give them back."""
+    env = {}
+    for f in config.FIELDS:
+        value = getattr(settings, f.name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, tuple):
+            text = ",".join(value)
+        else:
+            text = str(value)
+        env[config.env_name(f.name)] = text
+    return env
+
+
+def _serve_processes(settings: config.Settings) -> int:
+    """Runs ``settings.processes`` serve processes on one port; returns when they have ended
+    (all of them are stopped when one ends or this process is told to stop)."""
+    import subprocess
+
+    env = {**os.environ, **_as_env(settings), config.env_name("processes"): "1", REUSE_PORT_ENV: "1"}
+    children = [
+        subprocess.Popen([sys.executable, "-m", "mcp_v8", "serve"], env=env)
+        for _ in range(settings.processes)
+    ]
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    while any(child.poll() is None for child in children):
+        for child in children:
+            try:
+                returned = child.wait(0.5)
+            except subprocess.TimeoutExpired:
+                continue
+            if not stopping:  # one ended by itself: the others follow
+                code = returned or 1
+                stop()
+    return code
+
+
+def _reuse_port_socket(host: str, port: int) -> Any:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.listen(1024)
+    return sock
+
+
 def serve(args: argparse.Namespace) -> int:
     import waitress
 
     from .app import DataDirError, Service, create_app
 
     settings = _settings(args)
+    if settings.processes > 1:
+        return _serve_processes(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         service = Service(settings).start()
@@ -84,7 +152,13 @@ def serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        waitress.serve(app, host=settings.host, port=settings.port, threads=settings.threads, ident="mcp-v8")
+        if os.environ.get(REUSE_PORT_ENV) == "1":  # one of --processes: the kernel spreads connections
+            sock = _reuse_port_socket(settings.host, settings.port)
+            waitress.serve(app, sockets=[sock], threads=settings.threads, ident="mcp-v8")
+        else:
+            waitress.serve(
+                app, host=settings.host, port=settings.port, threads=settings.threads, ident="mcp-v8"
+            )
     except KeyboardInterrupt:
         pass
     finally:

@@ -95,6 +95,13 @@ class Settings:
     )
     queue_limit: int = field(default=256, metadata={"help": "executions waiting for a worker before 429"})
     threads: int = field(default=64, metadata={"help": "HTTP threads; a long-poll holds one while it waits"})
+    processes: int = field(
+        default=1,
+        metadata={
+            "help": "serve processes sharing the port (SO_REUSEPORT), each a node with its own workers; "
+            "more than 1 needs --database-url"
+        },
+    )
     default_timeout_secs: int = field(
         default=30, metadata={"help": "execution timeout when the request has none"}
     )
@@ -170,6 +177,11 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        if self.processes < 1:
+            raise ValueError("processes must be at least 1")
+        if self.processes > 1 and self.database_url is None:
+            # A request may reach any of them: they must share the registry and the queue.
+            raise ValueError("processes above 1 need database_url: the processes answer for each other")
         if self.heap_store == "postgresql" and self.database_url is None:
             raise ValueError("heap_store postgresql needs database_url")
         if self.heap_store == "file" and self.database_url is not None:
