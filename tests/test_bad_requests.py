@@ -50,6 +50,9 @@ BODIES = [
         400,
     ),
     ("session object", b'{"code": "1", "session": {}}', 400),
+    ("session nul", b'{"code": "1", "session": "a\\u0000b"}', 400),
+    ("tag value nul", b'{"code": "1", "tags": {"k": "\\u0000"}}', 400),
+    ("tag key nul", b'{"code": "1", "tags": {"\\u0000": "v"}}', 400),
     ("oversized body", b'{"code": "' + b"x" * 5000 + b'"}', 413),
 ]
 
@@ -58,6 +61,8 @@ BODIES = [
 def test_bad_exec_bodies(client: testing.TestClient, name: str, body: bytes, status: int) -> None:
     resp = client.simulate_post("/api/exec", body=body, headers={**AUTH, "Content-Type": "application/json"})
     assert resp.status_code == status, resp.text
+    if name.endswith(" nul"):
+        assert "without NUL characters" in resp.json["error"] or name == "heap nul", resp.json
     assert set(resp.json) == {"error"} and resp.json["error"]
     assert client.simulate_get("/api/executions", headers=AUTH).json["executions"] == []
 

@@ -309,8 +309,14 @@ def test_paged_listings(spec: dict[str, Any]) -> None:
     assert log["session"]["required"] is True and log["session"]["in"] == "query"
     by_session = {p["name"]: p for p in spec["paths"]["/api/executions"]["get"]["parameters"]}["session"]
     assert by_session["required"] is False
-    assert log["session"]["schema"] == by_session["schema"] == {"type": "string", "maxLength": 256}
-    assert spec["components"]["schemas"]["ExecRequest"]["properties"]["session"]["maxLength"] == 256
+    no_nul = "^[^\\u0000]*$"  # names are stored as text, which holds no NUL in PostgreSQL
+    assert (
+        log["session"]["schema"]
+        == by_session["schema"]
+        == {"type": "string", "maxLength": 256, "pattern": no_nul}
+    )
+    session = spec["components"]["schemas"]["ExecRequest"]["properties"]["session"]
+    assert (session["maxLength"], session["pattern"]) == (256, no_nul)
 
 
 def test_session_schemas(spec: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ _PATTERNS = {
     "^[0-9a-f]{64}$": "a 64-character lowercase hex key returned by an earlier execution",
     "\\S": "a non-empty string",
     "^[A-Za-z0-9_-]+$": "the next_cursor of an earlier page",
+    "^[^\\u0000]*$": "text without NUL characters (U+0000)",
 }
 _TYPE_WORDS = {
     "integer": "an integer",
@@ -130,7 +131,8 @@ def _message(error: ValidationError) -> str:
     if keyword == "enum":
         return f"{field} must be one of {', '.join(map(str, rule))}"
     if keyword in ("minLength", "pattern") and (sub.get("pattern") in _PATTERNS or sub.get("minLength") == 1):
-        return f"{field} must be {_PATTERNS.get(sub.get('pattern', ''), 'a non-empty string')}"
+        where = f"a key in {field}" if "propertyNames" in error.schema_path else field
+        return f"{where} must be {_PATTERNS.get(sub.get('pattern', ''), 'a non-empty string')}"
     if keyword == "maxLength":
         if "propertyNames" in error.schema_path:
             return f"a key in {field} must be at most {error.validator_value} characters"
