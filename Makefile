@@ -1,6 +1,6 @@
 # One way to build, run, test, benchmark and lint mcp-v8. Every target bootstraps
 # first (system libraries, libnode, .venv, the release build); that step is idempotent.
-.PHONY: bootstrap run snippet wheel test test-fast test-rust test-python bench lint fmt
+.PHONY: bootstrap run snippet wheel test test-fast test-rust test-python bench cluster lint fmt
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -33,6 +33,10 @@ test-fast: bootstrap
 
 bench: bootstrap
 	$(PY) benches/run.py
+
+# PostgreSQL + SeaweedFS S3 + three nodes on this machine, a short mixed load, a summary per node.
+cluster: bootstrap
+	PY=$(PY) bash scripts/cluster.sh
 
 lint: bootstrap
 	$(VENV)/bin/ruff check python tests benches

@@ -6,6 +6,7 @@ Parts, all in one run so that every comparison is a ratio of numbers measured to
   leak     10,000 executions through one worker process, its RSS at the start and at the end
   profile  where the time of one HTTP execution goes
   peers    PyMiniRacer, jsrun, node, deno on the same scripts (installed with pip when missing)
+  nodes    only with --nodes: 1, 2, 3 nodes on one PostgreSQL beside the SQLite node (benches/nodes.py)
 
 usage: .venv/bin/python benches/run.py [--quick] [--parts engine,service,leak,profile,peers] [--clients 1,4]
        .venv/bin/python benches/run.py --render-only [bench.json]   # re-render, measure nothing
@@ -31,6 +32,7 @@ from engine_level import ceiling_rate, rate_at
 from report import MODE_LABELS, STAGE_LABELS, profile_stages, render, run_key, snapshot_vs_none
 
 PARTS = ("engine", "service", "leak", "profile", "peers")
+OPTIONAL_PARTS = ("nodes",)  # run only when asked for (--nodes, or named in --parts)
 
 
 def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
@@ -285,7 +287,12 @@ def write(results: dict[str, Any]) -> None:
         if "error" in results["plot"]:
             log(f"throughput plot not written: {results['plot']['error']}")
     (RESULTS / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (RESULTS / "bench.md").write_text(render(results))
+    report = render(results)
+    if "rows" in results.get("nodes", {}):
+        import nodes
+
+        report += "\n## Nodes on one PostgreSQL\n\n" + nodes.render(results["nodes"])
+    (RESULTS / "bench.md").write_text(report)
 
 
 def render_only(path: str) -> int:
@@ -312,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated client counts of the service part (default 1,16 with --quick, else 1,4,16,64)",
     )
     ap.add_argument(
+        "--nodes",
+        action="store_true",
+        help="also run benches/nodes.py (PostgreSQL: 1, 2, 3 nodes; about a minute, half with --quick)",
+    )
+    ap.add_argument(
         "--render-only",
         nargs="?",
         const=str(RESULTS / "bench.json"),
@@ -326,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     if clients is not None and (not clients or min(clients) < 1):
         ap.error("--clients takes positive client counts, e.g. 1,4")
     parts = [p for p in args.parts.split(",") if p]
-    unknown = set(parts) - set(PARTS)
+    if args.nodes and "nodes" not in parts:
+        parts.append("nodes")
+    unknown = set(parts) - set(PARTS) - set(OPTIONAL_PARTS)
     if unknown:
         ap.error(f"unknown parts: {', '.join(sorted(unknown))}")
     quick = args.quick
@@ -355,9 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         "leak": lambda: service_level.leak_check(executions=1000 if quick else 10_000, quick=quick),
         "profile": lambda: profile_http.run(quick, cores),
         "peers": lambda: peers.run(quick=quick),
+        "nodes": lambda: __import__("nodes").run(seconds=2.0 if quick else 4.0),
     }
     failed = []
-    for part in PARTS:
+    for part in PARTS + OPTIONAL_PARTS:
         if part not in parts:
             continue
         t0 = time.monotonic()
