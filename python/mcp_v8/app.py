@@ -41,6 +41,7 @@ from .resources.meta import (
 from .resources.sessions import SessionListResource, SessionLogResource
 from .resources.validation import check_query
 from .storage import (
+    DatabaseUnavailable,
     ExecutionStore,
     FileHeapStore,
     Lease,
@@ -258,6 +259,13 @@ def _operation_error(
     raise falcon.HTTPError(falcon.code_to_http_status(ex.status), description=str(ex), headers=headers)
 
 
+def _database_unavailable(
+    req: falcon.Request, resp: falcon.Response, ex: DatabaseUnavailable, params: dict[str, Any]
+) -> None:
+    log.warning("%s %s: %s", req.method, req.path, ex)
+    raise falcon.HTTPServiceUnavailable(description=str(ex), retry_after=5)
+
+
 class App(falcon.App[falcon.Request, falcon.Response]):
     """The Falcon app, holding the ``Service`` it serves (``app.service``)."""
 
@@ -279,6 +287,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_error_handler(Exception, _handle_unexpected)
     ops = Operations(service)
     app.add_error_handler(OperationError, _operation_error)
+    app.add_error_handler(DatabaseUnavailable, _database_unavailable)
     app.add_route("/api/exec", ExecResource(ops))
     app.add_route("/api/executions", ExecutionListResource(ops))
     app.add_route("/api/executions/{id}", ExecutionResource(ops))

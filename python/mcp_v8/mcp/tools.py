@@ -21,6 +21,7 @@ from typing import Any
 
 from ..contract import InvalidRequest, SchemaValidator, parameters, schema
 from ..operations import EXECUTION_ID, OperationError, Operations
+from ..storage import DatabaseUnavailable
 
 RUN_JS_WAIT_MS = 30_000  # run_js waits this long by default: the contract's largest wait_ms
 FIRST_OUTPUT_LINES = 100  # console lines a run_js or get_execution result carries
@@ -523,5 +524,5 @@ def call_tool(ops: Operations, tool: Tool, arguments: Any, call: Call) -> ToolRe
         )
     try:
         return tool.run(ops, copy.deepcopy(args), call)
-    except OperationError as e:
+    except (OperationError, DatabaseUnavailable) as e:
         return _tool_error(str(e))

@@ -25,7 +25,7 @@ from .leases import Lease
 from .output import OutputLog, OutputPage, OutputTotals, SQLiteOutputLog, truncation_marker
 from .paging import InvalidCursor, Page
 from .schema import SCHEMA_VERSION, open_database
-from .sqlite import SchemaVersionError, SQLiteDatabase
+from .sqlite import DatabaseUnavailable, SchemaVersionError, SQLiteDatabase
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -33,6 +33,7 @@ __all__ = [
     "BlobStore",
     "BlobStoreUnavailable",
     "CachedBlobStore",
+    "DatabaseUnavailable",
     "DuplicateExecution",
     "ExecutionNotFound",
     "ExecutionRecord",

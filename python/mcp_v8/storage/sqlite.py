@@ -59,6 +59,11 @@ class SchemaVersionError(RuntimeError):
     """The database's schema is newer than this code knows; it is not opened (nor changed)."""
 
 
+class DatabaseUnavailable(RuntimeError):
+    """A database server (PostgreSQL) cannot be reached now: down, restarting, no connection
+    free in time. Nothing was done; the request may be retried later (HTTP 503)."""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One step of a schema: ``apply`` runs inside the step's transaction and must not commit."""

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..sqlite import Closing, SchemaVersionError
+from ..sqlite import Closing, DatabaseUnavailable, SchemaVersionError
 
 __all__ = ["PgMigration", "PostgresDatabase", "Row"]
 
@@ -102,11 +102,15 @@ class PostgresDatabase(Closing):
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Row]]:
-        """Borrows an autocommit connection for one operation."""
+        """Borrows an autocommit connection for one operation. The server being away (no
+        connection in time, a connection lost) raises :class:`DatabaseUnavailable`."""
         if self._closed:
             raise RuntimeError("the PostgreSQL database is closed")
-        with self._pool.connection() as conn:
-            yield conn
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as e:
+            raise DatabaseUnavailable(f"the database is unavailable: {e}") from e
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Row]]:
