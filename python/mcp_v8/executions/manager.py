@@ -569,6 +569,25 @@ class ExecutionManager:
             listener(None)
         return written
 
+    def _record_failure(self, execution_id: str, error: str) -> None:
+        """Records the execution as failed, retrying while the stores fail (a database away for
+        longer than its pool waits): an exception here would end the dispatcher thread, losing
+        its worker for good and leaving the execution running. Gives up only when closing."""
+        delay = 0.5
+        while True:
+            try:
+                self._finish(execution_id, JobResult(status="failed", error=error))
+                return
+            except Exception as e:
+                with self._lock:
+                    closed = self._closed
+                if closed:
+                    log.error("could not record the failure of execution %s: %s", execution_id, e)
+                    return
+                log.warning("could not record the failure of execution %s (%s); retrying", execution_id, e)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
     def _next(self, slot: WorkerSlot) -> _Queued | None:
         """Takes the oldest queued execution and marks it executing on ``slot`` in one
         step, so a cancel always finds it in one place or the other."""
@@ -589,7 +608,7 @@ class ExecutionManager:
             try:
                 self._execute(slot, item)
             except Exception as e:  # never lose an execution to a bug in this thread
-                self._finish(item.execution_id, JobResult(status="failed", error=f"internal error: {e}"))
+                self._record_failure(item.execution_id, f"internal error: {e}")
             finally:
                 with self._lock:
                     self._executing.pop(item.execution_id, None)

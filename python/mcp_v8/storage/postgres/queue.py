@@ -33,6 +33,8 @@ log = logging.getLogger("mcp_v8.cluster")
 WORK_CHANNEL = "mcp_v8_work"
 EVENT_CHANNEL = "mcp_v8_events"
 _NOW_MS = "date_trunc('milliseconds', now())"
+NOT_QUEUED = "the execution could not be queued (the database was unavailable)"
+UNQUEUED_GRACE_SECS = 60.0  # far longer than a submit takes from its record to its job
 
 
 class PostgresQueue:
@@ -102,7 +104,11 @@ class PostgresQueue:
 
     def reap(self, reason: str) -> list[str]:
         """Fails the running executions of nodes whose lease expired (their queued jobs go too)
-        and forgets those nodes; returns the executions failed. Any node may call it."""
+        and forgets those nodes, and those accepted but never queued; returns the executions
+        failed. Any node may call it."""
+        return self._reap_lost(reason) + self._reap_unqueued()
+
+    def _reap_lost(self, reason: str) -> list[str]:
         with self._db.transaction() as conn:
             lost = [
                 str(r[0])
@@ -127,6 +133,30 @@ class PostgresQueue:
                 conn.execute("SELECT pg_notify(%s, %s)", (EVENT_CHANNEL, "done:" + execution_id))
         if failed:
             log.warning("failed %d executions of lost nodes %s", len(failed), ", ".join(lost))
+        return failed
+
+    def _reap_unqueued(self) -> list[str]:
+        """Fails the running executions that no node owns and no job queues, recorded more than
+        ``UNQUEUED_GRACE_SECS`` ago: a submit recorded them and then could not queue them nor
+        record that (the database went away in between, or that node died): nothing would
+        ever run or end them."""
+        with self._db.transaction() as conn:
+            failed = [
+                str(r[0])
+                for r in conn.execute(
+                    f"UPDATE executions AS e SET status = 'failed', error = %s, completed_at = {_NOW_MS},"
+                    " duration_ms = COALESCE(duration_ms, 1000 * extract(epoch FROM now() - started_at))"
+                    " WHERE status = 'running' AND owner IS NULL"
+                    " AND started_at < now() - make_interval(secs => %s)"
+                    " AND NOT EXISTS (SELECT 1 FROM queue AS q WHERE q.execution_id = e.execution_id)"
+                    " RETURNING execution_id",
+                    (NOT_QUEUED, UNQUEUED_GRACE_SECS),
+                ).fetchall()
+            ]
+            for execution_id in failed:
+                conn.execute("SELECT pg_notify(%s, %s)", (EVENT_CHANNEL, "done:" + execution_id))
+        if failed:
+            log.warning("failed %d executions that were accepted but never queued", len(failed))
         return failed
 
     # -- events -----------------------------------------------------------------------------
