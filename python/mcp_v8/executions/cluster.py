@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class ClusterQueue(WorkQueue, Protocol):
 
     def leave(self, node: str) -> None: ...
 
-    def reap(self, reason: str) -> list[str]: ...
+    def reap(self, reason: str, *, by: str) -> list[str]: ...
 
     def listen(self, on_event: Any, stop: threading.Event) -> None: ...
 
@@ -125,9 +126,20 @@ class Cluster:
 
     def _beat(self) -> None:
         interval = max(0.2, self._lease / 5)
+        # This node judges others only after renewing its own lease for a whole lease period
+        # without a failure: after an outage of the database (or of this node), the others
+        # get as long to renew theirs before anyone is declared lost.
+        judging_from = time.monotonic() + self._lease
         while not self._stop.wait(interval):
             try:
                 self._queue.heartbeat(self.node, self._lease)
-                self._queue.reap(LOST_NODE)
             except Exception as e:
                 log.warning("heartbeat failed: %s", e)
+                judging_from = time.monotonic() + self._lease + interval
+                continue
+            if time.monotonic() < judging_from:
+                continue
+            try:
+                self._queue.reap(LOST_NODE, by=self.node)
+            except Exception as e:
+                log.warning("could not fail the executions of lost nodes: %s", e)

@@ -102,18 +102,19 @@ class PostgresQueue:
     def leave(self, node: str) -> None:
         self._db.run("DELETE FROM nodes WHERE id = %s", (node,))
 
-    def reap(self, reason: str) -> list[str]:
-        """Fails the running executions of nodes whose lease expired (their queued jobs go too)
-        and forgets those nodes, and those accepted but never queued; returns the executions
-        failed. Any node may call it."""
-        return self._reap_lost(reason) + self._reap_unqueued()
+    def reap(self, reason: str, *, by: str) -> list[str]:
+        """Fails the running executions of nodes (other than ``by``, the caller) whose lease
+        expired (their queued jobs go too) and forgets those nodes, and those accepted but never
+        queued; returns the executions failed. Any node may call it."""
+        return self._reap_lost(reason, by) + self._reap_unqueued()
 
-    def _reap_lost(self, reason: str) -> list[str]:
+    def _reap_lost(self, reason: str, by: str) -> list[str]:
         with self._db.transaction() as conn:
             lost = [
                 str(r[0])
                 for r in conn.execute(
-                    "SELECT id FROM nodes WHERE lease_until < now() FOR UPDATE SKIP LOCKED"
+                    "SELECT id FROM nodes WHERE lease_until < now() AND id <> %s FOR UPDATE SKIP LOCKED",
+                    (by,),
                 ).fetchall()
             ]
             if not lost:
