@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,20 @@ def test_put_is_create_only(store: BlobStore) -> None:
     assert store.put(key, data) is False
     assert store.put(key, b"other bytes") is False  # never overwritten, whatever is sent
     assert store.get(key) == data
+
+
+def test_created_before_lists_what_retention_may_remove(store: BlobStore) -> None:
+    keys = set()
+    for _ in range(3):
+        key, data = blob()
+        store.put(key, data)
+        keys.add(key)
+    now = datetime.now(timezone.utc)
+    assert set(store.created_before(now + timedelta(minutes=5))) == keys  # this store's prefix/schema only
+    assert store.created_before(now - timedelta(hours=1)) == []
+    gone = keys.pop()
+    store.delete(gone)
+    assert set(store.created_before(now + timedelta(minutes=5))) == keys
 
 
 def test_exists_and_delete(store: BlobStore) -> None:
@@ -356,6 +371,9 @@ class CountingStore:
 
     def delete(self, key: str) -> bool:
         return self.blobs.pop(key, None) is not None
+
+    def created_before(self, cutoff: datetime) -> list[str]:
+        return list(self.blobs)
 
     def close(self) -> None:
         pass

@@ -139,3 +139,23 @@ def test_work_spreads_over_the_nodes(nodes: Callable[..., Node]) -> None:
         "SELECT DISTINCT owner FROM executions WHERE execution_id = ANY(%s)", (ids,)
     )
     assert len({r[0] for r in rows}) >= 2  # one worker per node: the others claimed some
+
+
+def test_retention_of_the_shared_heap_store(nodes: Callable[..., Node]) -> None:
+    """Heaps older than the age go from the shared store, but those tagged and those an
+    execution of any node started from or produced within the age."""
+    (a, on_a), (_, on_b) = nodes("a", retention_max_age_secs=2), nodes("b", retention_max_age_secs=2)
+    old = run(on_a, "var x = 'old'; x")["heap"]
+    tagged = run(on_a, "var x = 'tagged'; x")["heap"]
+    resumed = run(on_a, "var x = 'resumed'; x")["heap"]
+    on_a.replace_heap_tags(tagged, {"keep": "yes"})
+    time.sleep(3)  # all three are older than the age now
+    assert run(on_b, "x", heap=resumed)["result"] == '"resumed"'  # used within the age, on b
+    assert a.shared_heaps is not None
+    remote = a.shared_heaps.remote
+    a.prune()
+    assert not remote.exists(old) and not a.heaps.exists(old)
+    assert remote.exists(tagged) and remote.exists(resumed)
+    with pytest.raises(NotFound):
+        on_b.submit({"code": "x", "heap": old})
+    assert run(on_b, "x", heap=tagged)["result"] == '"tagged"'

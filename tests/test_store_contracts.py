@@ -317,6 +317,21 @@ def clock(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Clock:
     return pinned
 
 
+def test_heaps_used_since(executions: ExecutionStore, clock: Clock) -> None:
+    """What retention of a shared heap store keeps: heaps started from or produced within the age,
+    and those of running executions however old."""
+    executions.create("old", heap_in=HEAPS[0])
+    executions.finish("old", "completed", heap_out=HEAPS[1])
+    executions.create("old-running", heap_in=HEAPS[2])  # queued or running for long: still in use
+    clock.tick(60_000)
+    executions.create("new", heap_in=HEAPS[3])
+    executions.finish("new", "completed", heap_out=HEAPS[4])
+    executions.create("plain")
+    executions.finish("plain", "failed")
+    assert executions.heaps_used_since(30) == {HEAPS[2], HEAPS[3], HEAPS[4]}
+    assert executions.heaps_used_since(120) == set(HEAPS[:5])
+
+
 def follow(fetch: Callable[[str | None], Page[T] | None], limit: int) -> list[list[T]]:
     """Every page of a listing, from the first, following ``next_cursor``: each page but the last
     is full, and the last is not empty (unless the whole listing is)."""

@@ -150,8 +150,13 @@ class Service:
         self.output.delete(doomed)
         removed = self.executions.delete(doomed)
         if s.retention_max_age_secs:
+            age = float(s.retention_max_age_secs)
             keep = self.heap_tags.tagged() | self.manager.heaps_in_use()
-            self.heaps.prune(float(s.retention_max_age_secs), keep=keep)
+            self.heaps.prune(age, keep=keep)  # on one machine the heaps; with a shared store its cache
+            if self.shared_heaps is not None:
+                # The shared store has no last use of its own: what the registry says any node's
+                # executions started from or produced within the age keeps a heap, queued ones too.
+                self.shared_heaps.prune(age, keep=keep | self.executions.heaps_used_since(age))
         return removed
 
     def _prune_loop(self) -> None:

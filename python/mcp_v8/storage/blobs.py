@@ -14,6 +14,7 @@ import os
 import secrets
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -60,6 +61,10 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> bool: ...
+
+    def created_before(self, cutoff: datetime) -> list[str]:
+        """The keys of the blobs stored before ``cutoff`` (timezone-aware): what retention looks at."""
+        ...
 
     def close(self) -> None: ...
 
@@ -189,6 +194,9 @@ class CachedBlobStore:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
         return removed
+
+    def created_before(self, cutoff: datetime) -> list[str]:
+        return self.remote.created_before(cutoff)
 
     def close(self) -> None:
         self.remote.close()

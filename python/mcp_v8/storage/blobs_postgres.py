@@ -15,6 +15,7 @@ Measured on loopback (``benches/blob_stores.py``), p50 put / get: 0.4-0.6 / 0.1-
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -119,6 +120,14 @@ class PostgresBlobStore:
         except (psycopg.Error, PoolTimeout) as e:
             raise _unavailable("delete", key, e) from e
         return row is not None
+
+    def created_before(self, cutoff: datetime) -> list[str]:
+        try:
+            with self._pool.connection() as conn:
+                rows = conn.execute("SELECT key FROM heap_blobs WHERE created_at < %s", (cutoff,)).fetchall()
+        except (psycopg.Error, PoolTimeout) as e:
+            raise BlobStoreUnavailable(f"listing the heap blobs failed: {e}") from e
+        return [str(r[0]) for r in rows]
 
     def close(self) -> None:
         self._pool.close()

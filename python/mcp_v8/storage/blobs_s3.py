@@ -26,7 +26,7 @@ say whether the object existed), so its answer is only advisory when deletes rac
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -154,8 +154,28 @@ class S3BlobStore:
             raise _unavailable("delete", key, e) from e
         return True
 
+    def created_before(self, cutoff: datetime) -> list[str]:
+        keys = []
+        try:
+            for chunk in obstore.list(self._store, chunk_size=1000):
+                for meta in chunk:
+                    name = str(meta["path"]).rsplit("/", 1)[-1]
+                    if meta["last_modified"] < cutoff and _is_key(name):
+                        keys.append(name)
+        except Exception as e:
+            raise BlobStoreUnavailable(f"S3 listing of the heaps failed: {e}") from e
+        return keys
+
     def close(self) -> None:
         """Nothing to release: the client's connection pool goes with the object."""
+
+
+def _is_key(name: str) -> bool:
+    try:
+        validate_heap_key(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _unavailable(op: str, key: str, e: BaseException) -> BlobStoreUnavailable:

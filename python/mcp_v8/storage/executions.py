@@ -226,6 +226,11 @@ class ExecutionStore(Protocol):
         ``failed`` with ``reason``; returns how many."""
         ...
 
+    def heaps_used_since(self, max_age_seconds: float) -> set[str]:
+        """The heaps that executions started (``heap_in``) or produced (``heap_out``) within the
+        last ``max_age_seconds``, running ones included: in use by the registry's account."""
+        ...
+
     def prunable(
         self, max_age_seconds: float | None = None, max_count: int | None = None
     ) -> builtins.list[str]:
@@ -447,6 +452,15 @@ class SQLiteExecutionStore(Closing):
                 (reason, _iso(_now()), *named),
             )
             return cur.rowcount
+
+    def heaps_used_since(self, max_age_seconds: float) -> set[str]:
+        cutoff = _iso(_now() - timedelta(seconds=max_age_seconds))
+        rows = self._db.run(
+            "SELECT heap_in FROM executions WHERE heap_in IS NOT NULL AND (started_at >= ? OR status = 'running')"
+            " UNION SELECT heap_out FROM executions WHERE heap_out IS NOT NULL AND completed_at >= ?",
+            (cutoff, cutoff),
+        )
+        return {str(r[0]) for r in rows}
 
     def prunable(
         self, max_age_seconds: float | None = None, max_count: int | None = None

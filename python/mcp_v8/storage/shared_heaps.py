@@ -11,6 +11,9 @@ is checked against its key, and a second publish of a key is a no-op.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import datetime, timedelta, timezone
+
 from .blobs import BlobStore, matches_key
 from .heaps import FileHeapStore, HeapNotFound, validate_heap_key
 
@@ -66,6 +69,16 @@ class SharedHeaps:
             self.remote.put(key, data)
         except Exception as e:
             raise HeapStoreUnavailable(f"the heap store did not answer: {e}") from e
+
+    def prune(self, max_age_seconds: float, *, keep: Collection[str]) -> int:
+        """Removes from the shared store the heaps stored more than ``max_age_seconds`` ago, but
+        those in ``keep``; returns how many went."""
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=max_age_seconds)
+        try:
+            doomed = [k for k in self.remote.created_before(cutoff) if k not in keep]
+        except Exception as e:
+            raise HeapStoreUnavailable(f"the heap store did not answer: {e}") from e
+        return sum(1 for key in doomed if self.delete(key))
 
     def delete(self, key: str) -> bool:
         """Removes ``key`` from the remote store and this node's cache; whether it was anywhere."""

@@ -272,6 +272,15 @@ class PostgresExecutionStore(Closing):
             (reason, _ms(_now()), named, unowned),
         )
 
+    def heaps_used_since(self, max_age_seconds: float) -> set[str]:
+        cutoff = _ms(_now() - timedelta(seconds=max_age_seconds))
+        rows = self._db.run(
+            "SELECT heap_in FROM executions WHERE heap_in IS NOT NULL AND (started_at >= %s OR status = 'running')"
+            " UNION SELECT heap_out FROM executions WHERE heap_out IS NOT NULL AND completed_at >= %s",
+            (cutoff, cutoff),
+        )
+        return {str(r[0]) for r in rows}
+
     def prunable(
         self, max_age_seconds: float | None = None, max_count: int | None = None
     ) -> builtins.list[str]:
