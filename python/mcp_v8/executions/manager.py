@@ -643,4 +643,7 @@ class ExecutionManager:
                     error=f"the heap snapshot could not be stored: {e}",
                     duration_ms=result.duration_ms,
                 )
+        with self._lock:  # the worker is done: a node may claim its next job while this one is recorded
+            self._executing.pop(item.execution_id, None)
+            self._lock.notify_all()
         self._finish(item.execution_id, result)

@@ -61,23 +61,22 @@ class PostgresQueue:
     def claim(self, node: str) -> tuple[str, dict[str, Any]] | None:
         """The oldest unclaimed job of a running execution, claimed for ``node`` (which becomes
         its owner); None when there is none."""
-        with self._db.transaction() as conn:
-            row = conn.execute(
-                "UPDATE queue SET claimed_by = %s, claimed_at = now() WHERE id = ("
-                " SELECT q.id FROM queue AS q JOIN executions AS e USING (execution_id)"
-                " WHERE q.claimed_by IS NULL AND e.status = 'running'"
-                " ORDER BY q.id FOR UPDATE OF q SKIP LOCKED LIMIT 1)"
-                " RETURNING execution_id, job",
-                (node,),
-            ).fetchone()
-            if row is None:
-                return None
-            execution_id = str(row[0])
-            conn.execute(
-                "UPDATE executions SET owner = %s WHERE execution_id = %s AND status = 'running'",
-                (node, execution_id),
-            )
-        return execution_id, json.loads(bytes(row[1]).decode("utf-8", "surrogatepass"))
+        rows = self._db.run(
+            "WITH claimed AS ("
+            " UPDATE queue SET claimed_by = %s, claimed_at = now() WHERE id = ("
+            "  SELECT q.id FROM queue AS q JOIN executions AS e USING (execution_id)"
+            "  WHERE q.claimed_by IS NULL AND e.status = 'running'"
+            "  ORDER BY q.id FOR UPDATE OF q SKIP LOCKED LIMIT 1)"
+            " RETURNING execution_id, job),"
+            " owned AS (UPDATE executions SET owner = %s FROM claimed"
+            "  WHERE executions.execution_id = claimed.execution_id AND executions.status = 'running')"
+            " SELECT execution_id, job FROM claimed",
+            (node, node),
+        )  # one statement, one round trip: the claim and the owner together
+        if not rows:
+            return None
+        execution_id, job = rows[0]
+        return str(execution_id), json.loads(bytes(job).decode("utf-8", "surrogatepass"))
 
     def finished(self, execution_id: str) -> None:
         """The execution is terminal: its job goes and every node hears of it."""
