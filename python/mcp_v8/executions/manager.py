@@ -230,20 +230,7 @@ class ExecutionManager:
         with self._waiters_lock:  # live before its record exists: never running and unknown here
             self._live.add(execution_id)
         try:  # the SQLite writes happen outside the lock the dispatchers need
-            # The output log first: a record is never without one, even after a crash in between.
-            self._output.create(execution_id)
-            try:
-                self._executions.create(
-                    execution_id,
-                    session=request.session,
-                    tags=request.tags or None,
-                    heap_in=request.heap,
-                    code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
-                    owner=self._owner,
-                )
-            except BaseException:
-                self._output.delete([execution_id])
-                raise
+            self._record(execution_id, request, self._owner)
         except BaseException:
             with self._lock:
                 self._reserved -= 1
@@ -261,6 +248,23 @@ class ExecutionManager:
             self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
         return execution_id
 
+    def _record(self, execution_id: str, request: SubmitRequest, owner: str | None) -> None:
+        """Creates the execution's output log, then its record (running, started now): a record
+        is never without its log, even after a crash in between."""
+        self._output.create(execution_id)
+        try:
+            self._executions.create(
+                execution_id,
+                session=request.session,
+                tags=request.tags or None,
+                heap_in=request.heap,
+                code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
+                owner=owner,
+            )
+        except BaseException:
+            self._output.delete([execution_id])
+            raise
+
     def _submit_to_cluster(self, request: SubmitRequest, work: WorkQueue) -> str:
         """Records the execution and queues it for whichever node has a free worker."""
         execution_id = str(uuid.uuid4())
@@ -271,18 +275,7 @@ class ExecutionManager:
                 raise ShuttingDown("the server is shutting down")
         if work.waiting() >= self._queue_limit:
             raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
-        self._output.create(execution_id)
-        try:
-            self._executions.create(
-                execution_id,
-                session=request.session,
-                tags=request.tags or None,
-                heap_in=request.heap,
-                code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
-            )
-        except BaseException:
-            self._output.delete([execution_id])
-            raise
+        self._record(execution_id, request, None)  # its owner: the node that claims it
         try:
             work.enqueue(execution_id, dataclasses.asdict(request))
         except BaseException as e:
