@@ -27,9 +27,13 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .executions import DuplicateExecution, ExecutionNotFound
+from .output_pages import Chunk as _Chunk
+from .output_pages import Extent as _OutputExtent
+from .output_pages import boundary_at_or_before as _boundary_at_or_before
+from .output_pages import bytes_page, lines_page
 from .schema import open_database
 from .sqlite import Closing, SQLiteDatabase
 
@@ -154,33 +158,6 @@ class OutputLog(Protocol):
         ...
 
 
-def _is_continuation(byte: int) -> bool:
-    return byte & 0xC0 == 0x80
-
-
-def _boundary_at_or_before(data: bytes | bytearray, pos: int) -> int:
-    """The largest UTF-8 character boundary ``<= pos`` in ``data`` (which starts on a boundary)."""
-    while 0 < pos < len(data) and _is_continuation(data[pos]):
-        pos -= 1
-    return pos
-
-
-def _nth_newline(data: bytes, n: int) -> int:
-    """Index of the ``n``-th (0-based) newline in ``data``; the caller knows it exists."""
-    pos = -1
-    for _ in range(n + 1):
-        pos = data.index(b"\n", pos + 1)
-    return pos
-
-
-class _Chunk(NamedTuple):
-    seq: int
-    start_byte: int
-    start_line: int  # newlines before the chunk's first byte: the line that byte belongs to
-    n_lines: int  # newlines inside the chunk
-    data: bytes
-
-
 class _OutputState:
     """The in-memory tail of one execution's output: totals of what is flushed plus the buffer."""
 
@@ -243,18 +220,6 @@ class _OutputState:
         self.pending += data
         self.pending_newlines += data.count(b"\n")
         self.ends_with_newline = data[-1] == _NL
-
-
-class _OutputExtent(NamedTuple):
-    """One consistent reading of how far an execution's output goes: its totals, the part stored in
-    chunks (below ``stored_bytes``) and the buffered rest as one more chunk (``pending``)."""
-
-    total_bytes: int
-    total_lines: int
-    total_newlines: int
-    truncated: bool
-    stored_bytes: int
-    pending: _Chunk | None
 
 
 class SQLiteOutputLog(Closing):
@@ -405,82 +370,18 @@ class SQLiteOutputLog(Closing):
         return OutputTotals(extent.total_bytes, extent.total_lines, extent.truncated)
 
     def read_lines(self, execution_id: str, line_offset: int = 0, line_limit: int = 1000) -> OutputPage:
-        """Up to ``line_limit`` whole lines from line ``line_offset`` (0-indexed). A line is text up to
-        and including a newline; a final line without one counts too. An offset past the end gives an
-        empty page at the end. Raises :class:`ExecutionNotFound`."""
-        if line_offset < 0 or line_limit < 0:
-            raise ValueError("line_offset and line_limit must be >= 0")
+        """A page of whole lines (:func:`~.output_pages.lines_page`), buffered output included.
+        Raises :class:`ExecutionNotFound`."""
         self._check_open()
         extent = self._extent(execution_id)
-        reader = _ChunkReader(self, execution_id, extent)
-        total_bytes, total_lines = extent.total_bytes, extent.total_lines
-        first_line = min(line_offset, total_lines)
-        if first_line == total_lines:
-            return _page(b"", total_lines, total_lines, total_bytes, total_bytes, extent)
-        end_line = min(first_line + line_limit, total_lines)
-
-        if first_line == 0:
-            first = reader.chunk_at_byte(0)
-            start_byte = 0
-        else:
-            first = reader.chunk_with_newline(first_line - 1)
-            start_byte = first.start_byte + _nth_newline(first.data, first_line - 1 - first.start_line) + 1
-        if end_line == first_line:
-            return _page(b"", first_line, first_line, start_byte, start_byte, extent)
-
-        parts: builtins.list[bytes] = []
-        end_byte = total_bytes
-        last_newline = end_line - 1  # the newline that ends the page, unless it ends with the output
-        bounded = end_line < total_lines
-        chunks = reader.chunks_from(first, byte_end=total_bytes, line_end=last_newline if bounded else None)
-        for chunk in chunks:
-            lo = max(start_byte - chunk.start_byte, 0)
-            if bounded and chunk.start_line + chunk.n_lines > last_newline:
-                hi = _nth_newline(chunk.data, last_newline - chunk.start_line) + 1
-                parts.append(chunk.data[lo:hi])
-                end_byte = chunk.start_byte + hi
-                break
-            parts.append(chunk.data[lo:])
-        return _page(b"".join(parts), first_line, end_line, start_byte, end_byte, extent)
+        return lines_page(_ChunkReader(self, execution_id, extent), extent, line_offset, line_limit)
 
     def read_bytes(self, execution_id: str, byte_offset: int = 0, byte_limit: int = 65536) -> OutputPage:
-        """Up to ``byte_limit`` bytes from ``byte_offset``, never splitting a UTF-8 character: an
-        offset inside a character moves forward to the next one; a limit that would cut a character
-        ends before it, except that a page with ``byte_limit >= 1`` always holds at least one whole
-        character. ``start_line`` is the line holding the first byte, ``end_line`` the line holding
-        the last byte plus one. Raises :class:`ExecutionNotFound`."""
-        if byte_offset < 0 or byte_limit < 0:
-            raise ValueError("byte_offset and byte_limit must be >= 0")
+        """A page of bytes never splitting a character (:func:`~.output_pages.bytes_page`),
+        buffered output included. Raises :class:`ExecutionNotFound`."""
         self._check_open()
         extent = self._extent(execution_id)
-        reader = _ChunkReader(self, execution_id, extent)
-        total_bytes = extent.total_bytes
-        if byte_offset >= total_bytes:
-            line = extent.total_newlines
-            return _page(b"", line, line, total_bytes, total_bytes, extent)
-
-        first = reader.chunk_at_byte(byte_offset)
-        rel = byte_offset - first.start_byte
-        while rel < len(first.data) and _is_continuation(first.data[rel]):
-            rel += 1  # chunks start and end on character boundaries, so this stays inside
-        start_byte = first.start_byte + rel
-        start_line = first.start_line + first.data.count(b"\n", 0, rel)
-        if start_byte >= total_bytes:
-            return _page(b"", start_line, start_line, total_bytes, total_bytes, extent)
-
-        want_end = min(start_byte + byte_limit, total_bytes)
-        fetch_end = min(want_end + 3, total_bytes)  # enough to see the boundary and finish one character
-        buf = reader.collect(first, start_byte, fetch_end)
-        end = want_end - start_byte
-        if end < len(buf):
-            end = _boundary_at_or_before(buf, end)
-            if end == 0 and byte_limit > 0:
-                end = 1
-                while end < len(buf) and _is_continuation(buf[end]):
-                    end += 1
-        data = buf[:end]
-        end_line = start_line + data.count(b"\n", 0, end - 1) + 1 if end else start_line
-        return _page(data, start_line, end_line, start_byte, start_byte + end, extent)
+        return bytes_page(_ChunkReader(self, execution_id, extent), extent, byte_offset, byte_limit)
 
     def delete(self, execution_ids: Iterable[str]) -> int:
         """Removes the logs of ``execution_ids`` and their output, buffered output included;
@@ -669,23 +570,6 @@ class SQLiteOutputLog(Closing):
         return _OutputExtent(row[0], row[1], row[2], bool(row[3]), row[0], None)
 
 
-def _page(
-    data: bytes, start_line: int, end_line: int, start_byte: int, end_byte: int, extent: _OutputExtent
-) -> OutputPage:
-    return OutputPage(
-        data=data.decode("utf-8", "replace"),
-        start_line=start_line,
-        end_line=end_line,
-        start_byte=start_byte,
-        end_byte=end_byte,
-        next_line_offset=end_line,
-        next_byte_offset=end_byte,
-        has_more=end_byte < extent.total_bytes,
-        total_lines=extent.total_lines,
-        total_bytes=extent.total_bytes,
-    )
-
-
 class _ChunkReader:
     """Chunk lookups within one extent: stored chunks (below ``stored_bytes``), then the pending one."""
 
@@ -747,16 +631,6 @@ class _ChunkReader:
             yield _Chunk(row[0], row[1], row[2], row[3], bytes(row[4]))
         if pending is not None and byte_end > pending.start_byte:
             yield pending
-
-    def collect(self, first: _Chunk, start: int, end: int) -> bytes:
-        """Bytes ``[start, end)`` reading forward from ``first`` (which holds ``start``)."""
-        parts: builtins.list[bytes] = []
-        for chunk in self.chunks_from(first, byte_end=end):
-            lo = max(start - chunk.start_byte, 0)
-            hi = min(end - chunk.start_byte, len(chunk.data))
-            if hi > lo:
-                parts.append(chunk.data[lo:hi])
-        return b"".join(parts)
 
 
 def _flusher_main(

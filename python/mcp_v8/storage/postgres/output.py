@@ -26,18 +26,11 @@ from typing import Any
 import psycopg
 
 from ..executions import DuplicateExecution, ExecutionNotFound
-from ..output import (
-    DEFAULT_MAX_OUTPUT_BYTES,
-    OutputPage,
-    OutputTotals,
-    _boundary_at_or_before,
-    _Chunk,
-    _is_continuation,
-    _nth_newline,
-    _OutputExtent,
-    _page,
-    truncation_marker,
-)
+from ..output import DEFAULT_MAX_OUTPUT_BYTES, OutputPage, OutputTotals, truncation_marker
+from ..output_pages import Chunk as _Chunk
+from ..output_pages import Extent as _OutputExtent
+from ..output_pages import boundary_at_or_before as _boundary_at_or_before
+from ..output_pages import bytes_page, lines_page
 from ..sqlite import Closing
 from .database import PostgresDatabase, Row
 from .schema import open_postgres
@@ -199,79 +192,18 @@ class PostgresOutputLog(Closing):
         return OutputTotals(extent.total_bytes, extent.total_lines, extent.truncated)
 
     def read_lines(self, execution_id: str, line_offset: int = 0, line_limit: int = 1000) -> OutputPage:
-        """Up to ``line_limit`` whole lines from line ``line_offset`` (0-indexed), as
-        :meth:`~..output.SQLiteOutputLog.read_lines`. Raises :class:`~..executions.ExecutionNotFound`."""
-        if line_offset < 0 or line_limit < 0:
-            raise ValueError("line_offset and line_limit must be >= 0")
+        """A page of whole lines (:func:`~..output_pages.lines_page`). Raises
+        :class:`~..executions.ExecutionNotFound`."""
         self._check_open()
         extent = self._extent(execution_id)
-        reader = _ChunkReader(self, execution_id, extent)
-        total_bytes, total_lines = extent.total_bytes, extent.total_lines
-        first_line = min(line_offset, total_lines)
-        if first_line == total_lines:
-            return _page(b"", total_lines, total_lines, total_bytes, total_bytes, extent)
-        end_line = min(first_line + line_limit, total_lines)
-
-        if first_line == 0:
-            first = reader.chunk_at_byte(0)
-            start_byte = 0
-        else:
-            first = reader.chunk_with_newline(first_line - 1)
-            start_byte = first.start_byte + _nth_newline(first.data, first_line - 1 - first.start_line) + 1
-        if end_line == first_line:
-            return _page(b"", first_line, first_line, start_byte, start_byte, extent)
-
-        parts: builtins.list[bytes] = []
-        end_byte = total_bytes
-        last_newline = end_line - 1
-        bounded = end_line < total_lines
-        for chunk in reader.chunks_from(
-            first, byte_end=total_bytes, line_end=last_newline if bounded else None
-        ):
-            lo = max(start_byte - chunk.start_byte, 0)
-            if bounded and chunk.start_line + chunk.n_lines > last_newline:
-                hi = _nth_newline(chunk.data, last_newline - chunk.start_line) + 1
-                parts.append(chunk.data[lo:hi])
-                end_byte = chunk.start_byte + hi
-                break
-            parts.append(chunk.data[lo:])
-        return _page(b"".join(parts), first_line, end_line, start_byte, end_byte, extent)
+        return lines_page(_ChunkReader(self, execution_id, extent), extent, line_offset, line_limit)
 
     def read_bytes(self, execution_id: str, byte_offset: int = 0, byte_limit: int = 65536) -> OutputPage:
-        """Up to ``byte_limit`` bytes from ``byte_offset``, never splitting a UTF-8 character, as
-        :meth:`~..output.SQLiteOutputLog.read_bytes`. Raises :class:`~..executions.ExecutionNotFound`."""
-        if byte_offset < 0 or byte_limit < 0:
-            raise ValueError("byte_offset and byte_limit must be >= 0")
+        """A page of bytes never splitting a character (:func:`~..output_pages.bytes_page`).
+        Raises :class:`~..executions.ExecutionNotFound`."""
         self._check_open()
         extent = self._extent(execution_id)
-        reader = _ChunkReader(self, execution_id, extent)
-        total_bytes = extent.total_bytes
-        if byte_offset >= total_bytes:
-            line = extent.total_newlines
-            return _page(b"", line, line, total_bytes, total_bytes, extent)
-
-        first = reader.chunk_at_byte(byte_offset)
-        rel = byte_offset - first.start_byte
-        while rel < len(first.data) and _is_continuation(first.data[rel]):
-            rel += 1
-        start_byte = first.start_byte + rel
-        start_line = first.start_line + first.data.count(b"\n", 0, rel)
-        if start_byte >= total_bytes:
-            return _page(b"", start_line, start_line, total_bytes, total_bytes, extent)
-
-        want_end = min(start_byte + byte_limit, total_bytes)
-        fetch_end = min(want_end + 3, total_bytes)
-        buf = reader.collect(first, start_byte, fetch_end)
-        end = want_end - start_byte
-        if end < len(buf):
-            end = _boundary_at_or_before(buf, end)
-            if end == 0 and byte_limit > 0:
-                end = 1
-                while end < len(buf) and _is_continuation(buf[end]):
-                    end += 1
-        data = buf[:end]
-        end_line = start_line + data.count(b"\n", 0, end - 1) + 1 if end else start_line
-        return _page(data, start_line, end_line, start_byte, start_byte + end, extent)
+        return bytes_page(_ChunkReader(self, execution_id, extent), extent, byte_offset, byte_limit)
 
     def _extent(self, execution_id: str) -> _OutputExtent:
         rows = self._db.run(
@@ -345,12 +277,3 @@ class _ChunkReader:
             params += (line_end,)
         for row in self._fetch(sql + " ORDER BY seq", params):
             yield self._chunk(row)
-
-    def collect(self, first: _Chunk, start: int, end: int) -> bytes:
-        parts: builtins.list[bytes] = []
-        for chunk in self.chunks_from(first, byte_end=end):
-            lo = max(start - chunk.start_byte, 0)
-            hi = min(end - chunk.start_byte, len(chunk.data))
-            if hi > lo:
-                parts.append(chunk.data[lo:hi])
-        return b"".join(parts)
