@@ -14,7 +14,7 @@ import pytest
 
 from mcp_v8.app import Service
 from mcp_v8.config import Settings
-from mcp_v8.operations import NotFound, Operations
+from mcp_v8.operations import NotFound, Operations, Unavailable
 
 from .pg_server import PostgresServer
 from .s3_server import S3Server
@@ -66,6 +66,9 @@ def test_heaps_in_postgresql_by_default(nodes: Callable[..., Node]) -> None:
     # shared store when the submit checks it.
     (other, on_other) = (a, on_a) if not a.heaps.exists(first["heap"]) else (b, on_b)
     assert not other.heaps.exists(first["heap"])
+    # The node without it says it is stored all the same: it is, in the shared store.
+    assert on_other.session_log("s")["executions"][0]["heap_stored"] is True
+    assert on_other.sessions()["sessions"][0]["latest_heap_stored"] is True
     second = run(on_other, "n + 1", heap=first["heap"])
     assert (second["status"], second["result"]) == ("completed", "42")
     assert other.heaps.exists(first["heap"])  # cached there from now on
@@ -106,6 +109,10 @@ def test_an_unreachable_heap_store_fails_what_needs_it_and_nothing_else(
     assert failed["error"].startswith("the heap snapshot could not be stored: ")
     plain = run(ops, "2 + 2", snapshot=False)  # needs no heap store
     assert (plain["status"], plain["result"]) == ("completed", "4")
+    with pytest.raises(Unavailable):  # the submit cannot check the heap exists: 503, not 404
+        ops.submit({"code": "1", "heap": "a" * 64})
+    with pytest.raises(Unavailable):
+        ops.heap("a" * 64)
 
 
 def test_any_node_answers_for_any_execution(nodes: Callable[..., Node]) -> None:

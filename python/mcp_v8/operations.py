@@ -272,7 +272,14 @@ class Operations:
     def _stored(self, key: str | None) -> bool | None:
         """Whether the heap ``key`` is still stored (None for no key): a session's log keeps
         the keys its executions produced, and retention or a delete may have removed one."""
-        return None if key is None else self._heaps.exists(key)
+        if key is None:
+            return None
+        if self._shared is None:
+            return self._heaps.exists(key)
+        try:  # this node's cache first; a heap another node stored is in the shared store
+            return self._shared.exists(key)
+        except HeapStoreUnavailable as e:
+            raise Unavailable(str(e)) from None
 
     def _session(self, summary: SessionSummary) -> dict[str, Any]:
         return {
