@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from mcp_v8.storage.blobs import BlobStore, BlobStoreUnavailable, CachedBlobStore
+from mcp_v8.storage.blobs import BlobStore, BlobStoreUnavailable
 from mcp_v8.storage.heaps import HeapNotFound, InvalidHeapKey
 
 from .pg_server import PostgresServer, schema_for
 from .s3_server import S3Server
 
-BACKENDS = ["postgres", "s3", "cached-postgres", "cached-s3"]
+BACKENDS = ["postgres", "s3"]
 
 
 def blob(size: int = 1000) -> tuple[str, bytes]:
@@ -56,9 +56,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]
         remote = make_postgres(request.getfixturevalue("postgres_server"), request.node.nodeid)
     else:
         remote = make_s3(request.getfixturevalue("s3_server"))
-    s: BlobStore = (
-        CachedBlobStore(remote, tmp_path / "cache", 64 << 20) if kind.startswith("cached") else remote
-    )
+    s = remote
     try:
         yield s
     finally:
@@ -339,122 +337,3 @@ def test_postgres_stores_size_and_reopens(
             "SELECT size, created_at IS NOT NULL FROM heap_blobs WHERE key = %s", (key,)
         ).fetchone()
     assert row == (1234, True)
-
-
-# -- the cache ---------------------------------------------------------------------------------------
-
-
-class CountingStore:
-    """A remote that counts its calls (the cache's behaviour, independent of any server)."""
-
-    def __init__(self) -> None:
-        self.blobs: dict[str, bytes] = {}
-        self.gets = 0
-        self.lock = threading.Lock()
-
-    def put(self, key: str, data: bytes) -> bool:
-        with self.lock:
-            if key in self.blobs:
-                return False
-            self.blobs[key] = bytes(data)
-            return True
-
-    def get(self, key: str) -> bytes:
-        self.gets += 1
-        try:
-            return self.blobs[key]
-        except KeyError:
-            raise HeapNotFound(key) from None
-
-    def exists(self, key: str) -> bool:
-        return key in self.blobs
-
-    def delete(self, key: str) -> bool:
-        return self.blobs.pop(key, None) is not None
-
-    def created_before(self, cutoff: datetime) -> list[str]:
-        return list(self.blobs)
-
-    def close(self) -> None:
-        pass
-
-
-def test_cache_serves_reads_locally(tmp_path: Path) -> None:
-    remote = CountingStore()
-    cache = CachedBlobStore(remote, tmp_path, 1 << 20)
-    key, data = blob()
-    cache.put(key, data)
-    assert (tmp_path / key).read_bytes() == data  # written through
-    assert cache.get(key) == data
-    assert remote.gets == 0
-    other = CachedBlobStore(remote, tmp_path / "other", 1 << 20)  # another node: fetches once
-    assert other.get(key) == data and other.get(key) == data
-    assert remote.gets == 1
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
-
-
-def test_cache_detects_a_corrupted_file_and_refetches(s3_server: S3Server, tmp_path: Path) -> None:
-    remote = make_s3(s3_server)
-    cache = CachedBlobStore(remote, tmp_path, 1 << 20)
-    key, data = blob(4096)
-    cache.put(key, data)
-    path = tmp_path / key
-    damaged = bytearray(data)
-    damaged[100] ^= 0xFF
-    path.write_bytes(bytes(damaged))
-    assert cache.get(key) == data  # the hash did not match: fetched again from S3
-    assert path.read_bytes() == data  # and the cached copy repaired
-    path.write_bytes(data[:10])  # truncated
-    assert cache.get(key) == data
-    assert path.read_bytes() == data
-
-
-def test_cache_never_keeps_bytes_that_are_not_the_key(tmp_path: Path) -> None:
-    remote = CountingStore()
-    key, _ = blob()
-    remote.blobs[key] = b"not the content of this key"
-    cache = CachedBlobStore(remote, tmp_path, 1 << 20)
-    cache.get(key)
-    assert not (tmp_path / key).exists()
-
-
-def test_cache_evicts_least_recently_read_beyond_max_bytes(tmp_path: Path) -> None:
-    remote = CountingStore()
-    cache = CachedBlobStore(remote, tmp_path, 3000)
-    blobs = [blob(1000) for _ in range(3)]
-    for i, (key, data) in enumerate(blobs):
-        cache.put(key, data)
-        os.utime(tmp_path / key, ns=(1_000_000_000 * (i + 1), 1_000_000_000 * (i + 1)))
-    cache.get(blobs[0][0])  # read: now the most recent
-    new_key, new_data = blob(1000)
-    cache.put(new_key, new_data)
-    cached = {p.name for p in tmp_path.iterdir()}
-    assert cached == {blobs[0][0], blobs[2][0], new_key}  # blobs[1] was the least recently read
-    assert sum(p.stat().st_size for p in tmp_path.iterdir()) <= 3000
-    assert cache.get(blobs[1][0]) == blobs[1][1]  # evicted locally, still in the remote
-
-
-def test_cache_skips_blobs_larger_than_itself(tmp_path: Path) -> None:
-    remote = CountingStore()
-    cache = CachedBlobStore(remote, tmp_path, 100)
-    key, data = blob(1000)
-    assert cache.put(key, data) is True
-    assert cache.get(key) == data
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_cache_removes_leftover_temp_files(tmp_path: Path) -> None:
-    (tmp_path / ".tmp-abc-123").write_bytes(b"half")
-    CachedBlobStore(CountingStore(), tmp_path, 100)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_cache_delete_removes_local_copy(tmp_path: Path) -> None:
-    remote = CountingStore()
-    cache = CachedBlobStore(remote, tmp_path, 1 << 20)
-    key, data = blob()
-    cache.put(key, data)
-    assert cache.delete(key) is True
-    assert not (tmp_path / key).exists()
-    with pytest.raises(HeapNotFound):
-        cache.get(key)

@@ -1153,3 +1153,17 @@ def test_prune_heaps_by_last_use(tmp_path: Path) -> None:
     assert store.prune(3600) == 1
     assert not store.exists(old) and store.meta(old) is None
     assert store.exists(used) and store.exists(fresh)
+
+
+def test_a_heap_key_matches_its_envelope_payload_or_its_bytes() -> None:
+    from mcp_v8.storage.blobs import matches_key
+
+    payload = b"compressed snapshot bytes" * 10
+    digest = hashlib.sha256(payload).digest()
+    envelope = b"MAGIC\x02\x00header-of-any-length" + digest + payload  # the key precedes the payload
+    assert matches_key(digest.hex(), envelope)
+    assert not matches_key(digest.hex(), envelope[:-1] + b"x")  # a changed payload
+    assert not matches_key(digest.hex(), b"other" + digest + payload + b"tail")
+    plain = b"not an envelope"
+    assert matches_key(hashlib.sha256(plain).hexdigest(), plain)
+    assert not matches_key(hashlib.sha256(plain).hexdigest(), plain + b"!")

@@ -7,7 +7,7 @@ The SQLite implementations of the last two keep their tables in one database fil
 
 from __future__ import annotations
 
-from .blobs import BlobStore, BlobStoreUnavailable, CachedBlobStore
+from .blobs import BlobStore, BlobStoreUnavailable
 from .executions import (
     TERMINAL_STATUSES,
     DuplicateExecution,
@@ -32,7 +32,6 @@ __all__ = [
     "TERMINAL_STATUSES",
     "BlobStore",
     "BlobStoreUnavailable",
-    "CachedBlobStore",
     "DatabaseUnavailable",
     "DuplicateExecution",
     "ExecutionNotFound",
