@@ -99,9 +99,7 @@ class Service:
         # only the running executions of processes known to be gone. Without a shared registry,
         # an owner with no lease here is gone; with one, it may be a node elsewhere.
         self.lease = Lease(settings.data_dir)
-        gone = self.lease.gone(
-            self.executions.running_owners(), unknown_is_gone=not self.stores.shared_database
-        )
+        gone = self.lease.gone(self.executions.running_owners(), unknown_is_gone=self.stores.work is None)
         failed = self.executions.fail_running_of(gone, "the server stopped while this execution was running")
         if failed:
             log.warning("marked %d interrupted executions as failed", failed)

@@ -39,10 +39,9 @@ class Stores:
     output: OutputLog
     heap_tags: Any  # SQLiteHeapTags or PostgresHeapTags: the same methods
     shared_heaps: SharedHeaps | None
-    shared_database: bool  # other nodes may use the same registry (PostgreSQL)
     _closers: list[Callable[[], None]] = field(default_factory=list)
-
-    work: Any = None  # the shared queue (PostgresQueue) when several nodes may share the registry
+    # The queue other nodes share (PostgresQueue): set exactly when the registry may be shared.
+    work: Any = None
 
     def close(self) -> None:
         for close in reversed(self._closers):
@@ -65,7 +64,6 @@ def open_stores(settings: Settings, heaps: FileHeapStore) -> Stores:
                 SQLiteOutputLog(database, max_output_bytes=settings.max_output_bytes),
                 SQLiteHeapTags(database),
                 None,
-                False,
                 closers,
             )
         else:
@@ -100,7 +98,6 @@ def _postgres(settings: Settings, closers: list[Callable[[], None]]) -> Stores:
         PostgresOutputLog(database, max_output_bytes=settings.max_output_bytes),
         PostgresHeapTags(database),
         None,
-        True,
         closers,
         work=PostgresQueue(database, settings.database_url),
     )
