@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings a fresh machine to the point where mcp-v8 builds, runs and tests:
-#   1. the run-time libraries libnode needs (apt-get install, only those missing);
+#   1. the run-time libraries libnode needs, and PostgreSQL 15 for the tests of several nodes
+#      (apt-get install, only those missing);
 #   2. Debian's libnode108 + libnode-dev (V8 10.2) extracted into .deps/libnode, unless
 #      MCP_V8_LIBNODE_PREFIX names one already, or the system has the matching pair;
 #   3. a virtualenv in .venv with the Python tools of requirements-dev.txt;
@@ -15,8 +16,9 @@ stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 python=${PYTHON:-python3}
 multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 
-# 1. run-time libraries of libnode108 (and the C/C++ toolchain for the shim)
-runtime_pkgs=(libc-ares2 libuv1 libicu72 libbrotli1 libnghttp2-14 libssl3 zlib1g)
+# 1. run-time libraries of libnode108 (and the C/C++ toolchain for the shim); the PostgreSQL
+#    server the tests start (tests/pg_server.py). SeaweedFS comes from PyPI (requirements-dev.txt).
+runtime_pkgs=(libc-ares2 libuv1 libicu72 libbrotli1 libnghttp2-14 libssl3 zlib1g postgresql-15)
 missing=()
 for p in "${runtime_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
