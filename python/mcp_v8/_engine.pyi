@@ -5,6 +5,7 @@ from typing import Any, Callable, Final, Literal, final
 __all__ = [
     "Control",
     "DEFAULT_CONSOLE_LIMIT_BYTES",
+    "LiveContext",
     "Outcome",
     "SNAPSHOT_FORMAT_VERSION",
     "_register_errors",
@@ -58,6 +59,8 @@ class Outcome:
     @property
     def output(self) -> str: ...
     @property
+    def buffers(self) -> list[bytes]: ...
+    @property
     def console_dropped(self) -> int: ...
     @property
     def snapshot(self) -> bytes | None: ...
@@ -72,6 +75,54 @@ class Outcome:
     @property
     def external_peak_bytes(self) -> int: ...
     def raise_for_error(self) -> None: ...
+
+@final
+class LiveContext:
+    """One isolate whose globals persist across runs; mcp_v8.Context wraps it."""
+
+    def __new__(
+        cls,
+        *,
+        heap: bytes | None = None,
+        snapshots: bool = False,
+        heap_limit_mb: int | None = None,
+        dispatch: Callable[[int, str, str, list[bytes]], object] | None = None,
+    ) -> LiveContext: ...
+    def run(
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        language: str = "auto",
+        filename: str | None = None,
+        max_result_bytes: int = 0,
+        console_limit_bytes: int = ...,
+        keep_console: bool = True,
+        bytes_result: bool = False,
+        on_console: Callable[[str, str], object] | None = None,
+        control: Control | None = None,
+    ) -> Outcome: ...
+    def call(
+        self,
+        path: str,
+        args_json: str,
+        buffers: list[bytes],
+        *,
+        timeout: float | None = None,
+        max_result_bytes: int = 0,
+        console_limit_bytes: int = ...,
+        keep_console: bool = True,
+        bytes_result: bool = True,
+        on_console: Callable[[str, str], object] | None = None,
+        control: Control | None = None,
+    ) -> Outcome: ...
+    def expose(self, name: str) -> None: ...
+    def reply(self, call_id: int, ok: bool, json: str, buffers: list[bytes] = ...) -> None: ...
+    def snapshot(self) -> tuple[bytes, str, int, int]: ...
+    def heap_stats(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
 
 def execute(
     code: str,
@@ -91,5 +142,5 @@ def execute(
 def v8_version() -> str: ...
 def snapshot_key(envelope: bytes) -> str: ...
 def _register_errors(
-    raise_for: Callable[[Outcome], None], snapshot_error: Any, engine_error: Any
+    raise_for: Callable[[Outcome], None], snapshot_error: Any, engine_error: Any, closed_error: Any
 ) -> None: ...

@@ -8,6 +8,8 @@
     ``ExecutionCancelled``      ``Control.cancel()`` stopped it
     ``SnapshotError``           a heap snapshot envelope was refused (also a ``ValueError``)
     ``EngineError``             the engine itself could not run (V8 initialisation)
+    ``ContextClosedError``      a live context was used after it closed (also a ``RuntimeError``)
+    ``ContextBusyError``        an exposed function called back into its own context
     ``APIError``                the HTTP API refused a request (:mod:`mcp_v8.client`);
                                 ``status`` and the server's ``error`` text
         ``BadRequestError`` 400, ``AuthError`` 401/403, ``NotFoundError`` 404 (also a
@@ -70,6 +72,16 @@ class SnapshotError(MCPV8Error, ValueError):
 
 class EngineError(MCPV8Error, RuntimeError):
     """The engine could not run at all."""
+
+
+class ContextClosedError(MCPV8Error, RuntimeError):
+    """A live context was used after it closed: ``close()`` was called, or one of its runs
+    went over the heap cap (a context is not reused after that)."""
+
+
+class ContextBusyError(MCPV8Error, RuntimeError):
+    """A function exposed to a live context called back into the context that is running
+    it (the context waits for that function: the call could never start)."""
 
 
 class APIError(MCPV8Error):
@@ -167,4 +179,4 @@ def raise_for(outcome: Outcome) -> None:
 
 
 # The native module raises these; it learns them here instead of importing the package.
-_engine._register_errors(raise_for, SnapshotError, EngineError)
+_engine._register_errors(raise_for, SnapshotError, EngineError, ContextClosedError)

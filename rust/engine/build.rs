@@ -125,12 +125,23 @@ fn main() {
     )
     .unwrap();
 
-    // What a snapshot depends on besides V8 itself: the host functions (their order is
-    // the external-reference table) and the console bootstrap baked into every context.
-    let abi = |files: &[&str]| -> String {
+    // What a snapshot depends on besides V8 itself: the native functions it refers to, by
+    // their position in cpp/external_refs.inc. That list only grows at its end, so a heap made
+    // when it was shorter still restores: every prefix of it is accepted (envelope.rs). The
+    // JavaScript baked into the base context is not part of it: a heap carries its own copy.
+    let refs: Vec<String> = fs::read_to_string("cpp/external_refs.inc")
+        .expect("cpp/external_refs.inc")
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("MV8_REF(")?.strip_suffix(')'))
+        .map(str::to_string)
+        .collect();
+    assert!(!refs.is_empty(), "cpp/external_refs.inc lists no MV8_REF");
+    let fingerprint = |names: &[String]| -> String {
         let mut h = Sha256::new();
-        for f in files {
-            h.update(fs::read(f).unwrap());
+        h.update(b"mcp-v8 external references\n");
+        for name in names {
+            h.update(name.as_bytes());
+            h.update(b"\n");
         }
         h.finalize()
             .iter()
@@ -138,16 +149,11 @@ fn main() {
             .collect::<String>()[..32]
             .to_string()
     };
+    println!("cargo:rustc-env=MCP_V8_SNAPSHOT_ABI={}", fingerprint(&refs));
+    let prefixes: Vec<String> = (1..refs.len()).map(|n| fingerprint(&refs[..n])).collect();
     println!(
-        "cargo:rustc-env=MCP_V8_SNAPSHOT_ABI={}",
-        abi(&["cpp/host.cc", "cpp/js/console.js"])
-    );
-    // Envelopes of format 1 were fingerprinted with the C ABI header in the hash too,
-    // although nothing of it is in a snapshot; cpp/abi/shim-format1.h is that header as
-    // format 1 shipped it, kept so that those envelopes keep restoring.
-    println!(
-        "cargo:rustc-env=MCP_V8_SNAPSHOT_ABI_FORMAT1={}",
-        abi(&["cpp/host.cc", "cpp/abi/shim-format1.h", "cpp/js/console.js"])
+        "cargo:rustc-env=MCP_V8_SNAPSHOT_ABI_PREFIXES={}",
+        prefixes.join(",")
     );
 
     let mut sources: Vec<PathBuf> = fs::read_dir("cpp")

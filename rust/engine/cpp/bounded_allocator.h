@@ -17,7 +17,16 @@ class OffHeapBudget {
   bool Reserve(size_t bytes);
   void Release(size_t bytes);
   size_t peak() const { return peak_.load(); }
+  size_t used() const { return used_.load(); }
   bool refused() const { return refused_.load(); }
+  // A live context's budget outlives each run: the refusal of one run is not the next's.
+  void ClearRefused() { refused_.store(false); }
+  // Forgets every count; only while no isolate allocates against the budget.
+  void Reset() {
+    used_.store(0);
+    peak_.store(0);
+    refused_.store(false);
+  }
 
  private:
   const size_t limit_;  // 0 = unlimited

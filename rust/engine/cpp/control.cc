@@ -25,7 +25,14 @@ void Control::Detach() {
 
 void Control::WaitUntil(Clock::time_point until) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_until(lock, until, [this] { return reason() != 0; });
+  cv_.wait_until(lock, until, [this] { return reason() != 0 || woken_; });
+  woken_ = false;
+}
+
+void Control::Wake() {
+  std::lock_guard<std::mutex> lock(mu_);
+  woken_ = true;
+  cv_.notify_all();
 }
 
 }  // namespace mv8

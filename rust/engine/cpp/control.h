@@ -26,13 +26,17 @@ class Control {
   void Attach(v8::Isolate* isolate);
   void Detach();
 
-  // Sleeps until `until` or until Terminate/Wake is called.
+  // Sleeps until `until` or until Terminate/Wake is called. A Wake that came before the
+  // wait ends the next wait at once (it is never lost between a check and the wait).
   void WaitUntil(Clock::time_point until);
+  // Ends the current or next WaitUntil early: work arrived from another thread.
+  void Wake();
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   v8::Isolate* isolate_ = nullptr;
+  bool woken_ = false;
   std::atomic<int> reason_{0};
 };
 

@@ -13,8 +13,8 @@ namespace mv8 {
 // platform's foreground tasks (WebAssembly compilation, for one) this often.
 static constexpr auto kParkedPoll = std::chrono::milliseconds(5);
 
-EventLoop::EventLoop(v8::Isolate* isolate, v8::Platform* platform, Control* control)
-    : isolate_(isolate), platform_(platform), control_(control) {}
+EventLoop::EventLoop(v8::Isolate* isolate, v8::Platform* platform, Control* control, HostCalls* calls)
+    : isolate_(isolate), platform_(platform), control_(control), calls_(calls) {}
 
 EventLoop::~EventLoop() { Clear(); }
 
@@ -131,10 +131,12 @@ EventLoop::Stop EventLoop::Run(v8::Local<v8::Context> context, v8::Local<v8::Val
     if (uncaught_) return Stop::kError;
     if (TakeUnhandledRejection(context, result)) return Stop::kError;
     PumpPlatform();
+    if (calls_ != nullptr && calls_->Deliver(context)) continue;  // settled promises: microtasks first
+    if (terminated()) return Stop::kTerminated;
     bool pending = !promise.IsEmpty() && promise->State() == v8::Promise::kPending;
     if (queue_.empty()) {
-      if (!pending) return Stop::kIdle;
-      // Parked: only a cancel, the deadline or a platform task can change anything.
+      if (!pending && (calls_ == nullptr || !calls_->pending())) return Stop::kIdle;
+      // Parked: only a cancel, the deadline, a reply or a platform task can change anything.
       control_->WaitUntil(Clock::now() + kParkedPoll);
       continue;
     }

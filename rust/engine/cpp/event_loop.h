@@ -1,6 +1,8 @@
-// EventLoop: timers, microtask checkpoints, unhandled-rejection tracking and the wait
-// for a pending result promise. Runs until no work is left, an error escapes, or the
-// execution is terminated (the Control wakes it from any wait).
+// EventLoop: timers, microtask checkpoints, unhandled-rejection tracking, replies to calls
+// out to the embedder (HostCalls, in a live context) and the wait for a pending result
+// promise. Runs until no work is left (no timer, no call waiting for its reply), an error
+// escapes, or the execution is terminated (the Control wakes it from any wait; a reply
+// wakes it too).
 #pragma once
 #include <v8.h>
 
@@ -12,6 +14,7 @@
 
 #include "control.h"
 #include "errors.h"
+#include "host_calls.h"
 
 namespace mv8 {
 
@@ -20,7 +23,7 @@ class EventLoop {
   enum class Stop { kIdle, kTerminated, kError };
   static constexpr size_t kMaxTimers = 1000000;
 
-  EventLoop(v8::Isolate* isolate, v8::Platform* platform, Control* control);
+  EventLoop(v8::Isolate* isolate, v8::Platform* platform, Control* control, HostCalls* calls = nullptr);
   ~EventLoop();
 
   // Returns the timer id, or -1 when too many timers are pending.
@@ -58,6 +61,7 @@ class EventLoop {
   v8::Isolate* isolate_;
   v8::Platform* platform_;
   Control* control_;
+  HostCalls* calls_;
   double next_id_ = 1;
   std::map<double, Timer> timers_;
   std::map<std::pair<Clock::time_point, double>, double> queue_;  // (due, id) -> id

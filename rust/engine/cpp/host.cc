@@ -4,6 +4,7 @@
 
 #include "console_js.h"
 #include "event_loop.h"
+#include "host_calls.h"
 
 namespace mv8 {
 namespace host {
@@ -123,12 +124,12 @@ bool Define(Local<v8::Context> context, Local<v8::Object> target, const char* na
 }  // namespace
 
 const intptr_t* ExternalReferences() {
+#define MV8_REF(fn) reinterpret_cast<intptr_t>(&fn),
   static const intptr_t refs[] = {
-      reinterpret_cast<intptr_t>(&Print),          reinterpret_cast<intptr_t>(&PromiseState),
-      reinterpret_cast<intptr_t>(&ProxyDetails),   reinterpret_cast<intptr_t>(&SetTimeout),
-      reinterpret_cast<intptr_t>(&SetInterval),    reinterpret_cast<intptr_t>(&ClearTimer),
-      reinterpret_cast<intptr_t>(&QueueMicrotask), 0,
+#include "external_refs.inc"
+      0,
   };
+#undef MV8_REF
   return refs;
 }
 

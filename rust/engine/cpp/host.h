@@ -11,10 +11,12 @@
 namespace mv8 {
 
 class EventLoop;
+class HostCalls;
 
 // Per-execution state the host functions reach through the isolate's data slot.
 struct HostContext {
   EventLoop* loop = nullptr;
+  HostCalls* calls = nullptr;  // a live context's calls out to the embedder; nullptr elsewhere
   mv8_console_fn console = nullptr;
   void* console_user_data = nullptr;
 

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "values.h"
 
 namespace mv8 {
 namespace {
@@ -12,7 +13,8 @@ using v8::Value;
 
 class Walker {
  public:
-  Walker(v8::Isolate* isolate, Local<v8::Context> context) : isolate_(isolate), context_(context) {}
+  Walker(v8::Isolate* isolate, Local<v8::Context> context, std::vector<std::string>* buffers)
+      : isolate_(isolate), context_(context), buffers_(buffers) {}
 
   bool terminated() const { return terminated_; }
 
@@ -20,6 +22,7 @@ class Walker {
   Local<Value> Clean(Local<Value> key, Local<Value> value, int depth) {
     if (terminated_) return Local<Value>();
     if (value->IsBigInt()) return Str(DetailString(isolate_, context_, value));
+    if (buffers_ != nullptr && (value->IsArrayBufferView() || value->IsArrayBuffer())) return Bytes(value);
     if (value->IsObject() && !value->IsFunction()) {
       Local<Value> to_json;
       if (!Call([&] { return value.As<v8::Object>()->Get(context_, Str("toJSON")); }, &to_json)) return thrown_;
@@ -49,6 +52,23 @@ class Walker {
   }
 
  private:
+  Local<Value> Bytes(Local<Value> value) {
+    std::string bytes;
+    if (value->IsArrayBufferView()) {
+      Local<v8::ArrayBufferView> view = value.As<v8::ArrayBufferView>();
+      bytes.resize(view->ByteLength());
+      if (!bytes.empty()) view->CopyContents(bytes.data(), bytes.size());
+    } else {
+      std::shared_ptr<v8::BackingStore> store = value.As<v8::ArrayBuffer>()->GetBackingStore();
+      if (store->ByteLength() != 0) bytes.assign(static_cast<const char*>(store->Data()), store->ByteLength());
+    }
+    Local<v8::Object> marker = v8::Object::New(isolate_);
+    Local<Value> index = v8::Integer::NewFromUnsigned(isolate_, static_cast<uint32_t>(buffers_->size()));
+    buffers_->push_back(std::move(bytes));
+    if (marker->CreateDataProperty(context_, Str(Values::BytesKey()), index).IsNothing()) return Local<Value>();
+    return marker;
+  }
+
   Local<v8::String> Str(const std::string& s) {
     return v8::String::NewFromUtf8(isolate_, s.data(), v8::NewStringType::kNormal, static_cast<int>(s.size()))
         .ToLocalChecked();
@@ -113,6 +133,7 @@ class Walker {
 
   v8::Isolate* isolate_;
   Local<v8::Context> context_;
+  std::vector<std::string>* buffers_;
   std::vector<Local<v8::Object>> ancestors_;
   Local<Value> thrown_;
   bool terminated_ = false;
@@ -137,12 +158,16 @@ bool Stringify(v8::Isolate* isolate, Local<v8::Context> context, Local<Value> va
 
 }  // namespace
 
-bool Serializer::ToJson(v8::Isolate* isolate, Local<v8::Context> context, Local<Value> value, std::string* out) {
+bool Serializer::ToJson(v8::Isolate* isolate, Local<v8::Context> context, Local<Value> value, std::string* out,
+                        std::vector<std::string>* buffers) {
   v8::HandleScope scope(isolate);
   bool threw = false;
-  if (!Stringify(isolate, context, value, out, &threw)) return false;
-  if (!threw) return true;
-  Walker walker(isolate, context);
+  // With buffers, an object may hold byte views anywhere: only the walk finds them.
+  if (buffers == nullptr || !value->IsObject()) {
+    if (!Stringify(isolate, context, value, out, &threw)) return false;
+    if (!threw) return true;
+  }
+  Walker walker(isolate, context, buffers);
   Local<Value> clean = walker.Clean(v8::String::Empty(isolate), value, 0);
   if (walker.terminated()) return false;
   if (clean.IsEmpty()) {

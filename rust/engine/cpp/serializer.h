@@ -10,10 +10,13 @@
 //   - a reference back to an ancestor: the string "[Circular]";
 //   - a toJSON or getter that throws: the string "[Thrown: <exception>]";
 //   - nesting deeper than kMaxDepth: the string "[Too deep]".
+// With `buffers`, an ArrayBuffer or a view of one becomes a marker object naming its bytes,
+// copied into *buffers (values.h); without, it is what JSON.stringify makes of it.
 #pragma once
 #include <v8.h>
 
 #include <string>
+#include <vector>
 
 namespace mv8 {
 
@@ -23,7 +26,7 @@ class Serializer {
 
   // Returns false only when the isolate was terminated while user code ran.
   static bool ToJson(v8::Isolate* isolate, v8::Local<v8::Context> context, v8::Local<v8::Value> value,
-                     std::string* out);
+                     std::string* out, std::vector<std::string>* buffers = nullptr);
 };
 
 }  // namespace mv8

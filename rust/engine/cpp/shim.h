@@ -17,6 +17,7 @@ enum {
   MV8_TIMED_OUT = 2,
   MV8_CANCELLED = 3,
   MV8_INTERNAL = 4,   // the engine could not run the request (bad snapshot, init failure)
+  MV8_CLOSED = 5,     // the live context is closed (it went over its heap cap)
 };
 
 // Termination reasons for mv8_control_terminate.
@@ -27,6 +28,16 @@ enum { MV8_LOG = 0, MV8_INFO = 1, MV8_WARN = 2, MV8_ERROR = 3, MV8_DEBUG = 4, MV
 
 typedef struct mv8_control mv8_control;
 typedef void (*mv8_console_fn)(void* user_data, int level, const char* text, size_t len);
+
+typedef struct {
+  const uint8_t* data;
+  size_t len;
+} mv8_bytes;
+
+typedef struct {
+  uint8_t* data;  // malloc'd
+  size_t len;
+} mv8_buffer;
 
 typedef struct {
   const char* code;
@@ -58,6 +69,8 @@ typedef struct {
   size_t snapshot_len;
   uint64_t heap_used_bytes;      // V8 heap in use at the end of the run
   uint64_t external_bytes;       // peak ArrayBuffer bytes counted by the bounded allocator
+  mv8_buffer* buffers;           // byte strings the result's markers name (live contexts)
+  size_t n_buffers;
 } mv8_response;
 
 // Initialises V8 once per process and builds the base snapshot. Safe to call again.
@@ -72,6 +85,81 @@ void mv8_control_terminate(mv8_control* control, int reason);
 
 void mv8_execute(const mv8_request* request, mv8_response* response);
 void mv8_response_free(mv8_response* response);
+
+// ---- Live contexts: one isolate whose globals persist across runs (live_context.h). ----
+// Values cross as JSON text with byte strings beside it: a byte string stands in the JSON
+// as {"\u0000mcp-v8:bytes": index} and is a Uint8Array in JavaScript (values.h).
+
+typedef struct mv8_context mv8_context;
+typedef struct mv8_replies mv8_replies;
+
+// JavaScript called an exposed function. Runs on the context's thread, inside a run; the
+// answer goes to mv8_replies_post, from any thread, now or later. `args_json` is a JSON
+// array; the pointers are valid during the call only.
+typedef void (*mv8_host_call_fn)(void* user_data, uint64_t call_id, const char* name, size_t name_len,
+                                 const char* args_json, size_t args_len, const mv8_bytes* buffers,
+                                 size_t n_buffers);
+
+typedef struct {
+  const uint8_t* snapshot;       // raw V8 startup blob to start from; NULL = the base context
+  size_t snapshot_len;
+  int snapshots;                 // 1: the context can make snapshots (SnapshotCreator isolate)
+  uint64_t heap_limit_bytes;     // 0 = V8's default
+  mv8_host_call_fn host_call;    // may be NULL: exposed functions then reject
+  void* host_call_user_data;
+} mv8_context_options;
+
+enum { MV8_RUN_SCRIPT = 0, MV8_RUN_CALL = 1 };
+
+typedef struct {
+  int kind;                      // MV8_RUN_SCRIPT or MV8_RUN_CALL
+  const char* code;              // the script, or the dotted path of the function to call
+  size_t code_len;
+  const char* filename;          // NUL-terminated script name (MV8_RUN_SCRIPT)
+  const char* args_json;         // MV8_RUN_CALL: a JSON array
+  size_t args_len;
+  const mv8_bytes* buffers;      // byte strings the arguments' markers name
+  size_t n_buffers;
+  int bytes_result;              // 1: ArrayBuffers and views in the result become buffers
+  double timeout_secs;           // <= 0: no timeout
+  uint64_t max_result_bytes;     // 0 = unlimited
+  mv8_console_fn console;        // may be NULL
+  void* console_user_data;
+  mv8_control* control;          // may be NULL
+} mv8_context_request;
+
+typedef struct {
+  uint64_t total_heap_size;
+  uint64_t used_heap_size;
+  uint64_t heap_size_limit;
+  uint64_t total_physical_size;
+  uint64_t malloced_memory;
+  uint64_t external_memory;      // ArrayBuffer bytes counted by the context's budget
+  uint64_t external_peak;
+} mv8_heap_stats;
+
+// NULL on failure, with the error in `response` (status MV8_INTERNAL).
+mv8_context* mv8_context_new(const mv8_context_options* options, mv8_response* response);
+// Disposes the isolate and stops the context's thread. Not while a call on it runs.
+void mv8_context_free(mv8_context* context);
+// Calls on one context are serialised: each waits for the previous one to end.
+void mv8_context_run(mv8_context* context, const mv8_context_request* request, mv8_response* response);
+// Defines the global `name` as an exposed function. 0 on success, else *error (malloc'd).
+int mv8_context_expose(mv8_context* context, const char* name, size_t name_len, char** error);
+// The raw blob of the context's heap in response->snapshot; the context goes on (re-created
+// from that blob). MV8_INTERNAL when the context cannot make snapshots.
+void mv8_context_snapshot(mv8_context* context, mv8_response* response);
+// 1 when the context is closed (a run went over the heap cap). Any thread, any time.
+int mv8_context_closed(mv8_context* context);
+// MV8_COMPLETED, or MV8_CLOSED.
+int mv8_context_heap_stats(mv8_context* context, mv8_heap_stats* stats);
+
+// Where the answers to a context's calls out go; a reference of its own (free it).
+mv8_replies* mv8_context_replies(mv8_context* context);
+void mv8_replies_free(mv8_replies* replies);
+// ok = 1: `json` is the value; ok = 0: `json` is {"name": ..., "message": ...}. Any thread.
+void mv8_replies_post(mv8_replies* replies, uint64_t call_id, int ok, const char* json, size_t json_len,
+                      const mv8_bytes* buffers, size_t n_buffers);
 
 #ifdef __cplusplus
 }

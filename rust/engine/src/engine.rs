@@ -121,12 +121,14 @@ pub struct Outcome {
     pub duration: Duration,
     pub heap_used_bytes: u64,
     pub external_peak_bytes: u64,
+    /// Byte strings the result's markers name (live contexts asked for them; else empty).
+    pub buffers: Vec<Vec<u8>>,
 }
 
 /// A thread-safe handle that cancels the execution it is given to, before or while
 /// it runs. Cancelling twice, or after the end, does nothing.
 pub struct Control {
-    raw: *mut ffi::mv8_control,
+    pub(crate) raw: *mut ffi::mv8_control,
 }
 
 // The shim's control is a mutex-protected, reference-counted object.
@@ -213,6 +215,8 @@ pub enum EngineError {
     Init(String),
     Snapshot(EnvelopeError),
     Internal(String),
+    /// A live context that is closed (a run went over its heap cap, or it was closed).
+    Closed(String),
 }
 
 impl std::fmt::Display for EngineError {
@@ -221,6 +225,7 @@ impl std::fmt::Display for EngineError {
             EngineError::Init(m) => write!(f, "V8 initialisation failed: {m}"),
             EngineError::Snapshot(e) => write!(f, "{e}"),
             EngineError::Internal(m) => write!(f, "engine error: {m}"),
+            EngineError::Closed(m) => write!(f, "{m}"),
         }
     }
 }
@@ -253,7 +258,7 @@ pub fn v8_version() -> &'static str {
     })
 }
 
-unsafe fn take_cstr(p: *mut c_char) -> Option<String> {
+pub(crate) unsafe fn take_cstr(p: *mut c_char) -> Option<String> {
     if p.is_null() {
         return None;
     }
@@ -275,7 +280,7 @@ unsafe fn borrowed_cstr(p: *const c_char) -> Option<String> {
     }
 }
 
-struct ConsoleSink<'a> {
+pub(crate) struct ConsoleSink<'a> {
     lines: Vec<ConsoleLine>,
     bytes: usize,
     /// 0: no limit.
@@ -285,7 +290,24 @@ struct ConsoleSink<'a> {
     callback: Option<&'a mut dyn FnMut(&ConsoleLine)>,
 }
 
-unsafe extern "C" fn on_console(
+impl<'a> ConsoleSink<'a> {
+    pub(crate) fn new(
+        limit: usize,
+        keep: bool,
+        callback: Option<&'a mut dyn FnMut(&ConsoleLine)>,
+    ) -> Self {
+        ConsoleSink {
+            lines: Vec::new(),
+            bytes: 0,
+            limit,
+            keep,
+            dropped: 0,
+            callback,
+        }
+    }
+}
+
+pub(crate) unsafe extern "C" fn on_console(
     user_data: *mut c_void,
     level: c_int,
     text: *const c_char,
@@ -311,7 +333,11 @@ unsafe extern "C" fn on_console(
     }
 }
 
-fn source_failure(err: source::SourceError, filename: &str, started: Instant) -> Outcome {
+pub(crate) fn source_failure(
+    err: source::SourceError,
+    filename: &str,
+    started: Instant,
+) -> Outcome {
     let stack = format!(
         "SyntaxError: {}\n    at {}:{}:{}",
         err.message, filename, err.line, err.column
@@ -334,6 +360,7 @@ fn source_failure(err: source::SourceError, filename: &str, started: Instant) ->
         duration: started.elapsed(),
         heap_used_bytes: 0,
         external_peak_bytes: 0,
+        buffers: Vec::new(),
     }
 }
 
@@ -389,14 +416,11 @@ pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError
         Err(e) => return Ok(source_failure(e, &filename, started)),
     };
     let filename = CString::new(filename).expect("NUL bytes were removed");
-    let mut sink = ConsoleSink {
-        lines: Vec::new(),
-        bytes: 0,
-        limit: opts.console_limit_bytes,
-        keep: opts.keep_console,
-        dropped: 0,
-        callback: opts.on_console.take(),
-    };
+    let mut sink = ConsoleSink::new(
+        opts.console_limit_bytes,
+        opts.keep_console,
+        opts.on_console.take(),
+    );
     let request = ffi::mv8_request {
         code: prepared.code.as_ptr() as *const c_char,
         code_len: prepared.code.len(),
@@ -418,7 +442,7 @@ pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError
     outcome
 }
 
-unsafe fn convert(
+pub(crate) unsafe fn convert(
     r: &ffi::mv8_response,
     sink: ConsoleSink,
     started: Instant,
@@ -428,6 +452,10 @@ unsafe fn convert(
         ffi::MV8_FAILED => Status::Failed,
         ffi::MV8_TIMED_OUT => Status::TimedOut,
         ffi::MV8_CANCELLED => Status::Cancelled,
+        ffi::MV8_CLOSED => {
+            let msg = borrowed_cstr(r.error_message).unwrap_or_else(|| "closed".into());
+            return Err(EngineError::Closed(msg));
+        }
         _ => {
             let msg = borrowed_cstr(r.error_message).unwrap_or_else(|| "unknown".into());
             return Err(EngineError::Internal(msg));
@@ -469,5 +497,11 @@ unsafe fn convert(
         duration: started.elapsed(),
         heap_used_bytes: r.heap_used_bytes,
         external_peak_bytes: r.external_bytes,
+        buffers: (0..r.n_buffers)
+            .map(|i| {
+                let b = &*r.buffers.add(i);
+                std::slice::from_raw_parts(b.data, b.len).to_vec()
+            })
+            .collect(),
     })
 }

@@ -50,31 +50,50 @@ const SMALL_BLOB: usize = 1 << 20;
 /// Upper bound on the raw blob a envelope may announce (guards the decompressor).
 pub const MAX_RAW_LEN: u64 = 4 << 30;
 
-/// Identifies the engine build whose snapshots are interchangeable: the layout of the
-/// host functions and the console bootstrap baked into every snapshot, plus the
-/// envelope format. Computed by build.rs from those sources.
+/// Identifies the engine builds whose snapshots are interchangeable: the native functions a
+/// snapshot refers to, listed in order in `cpp/external_refs.inc` (build.rs hashes the list),
+/// plus the envelope format. This is what this build writes.
 pub fn fingerprint() -> [u8; 16] {
-    fingerprint_for(FORMAT_VERSION)
+    static CURRENT: OnceLock<[u8; 16]> = OnceLock::new();
+    *CURRENT.get_or_init(|| fingerprint_of(env!("MCP_V8_SNAPSHOT_ABI"), FORMAT_VERSION))
 }
 
-/// The fingerprint envelopes of `format` (1 or 2) carry; computed once per process.
-fn fingerprint_for(format: u16) -> [u8; 16] {
-    static FORMAT1: OnceLock<[u8; 16]> = OnceLock::new();
-    static FORMAT2: OnceLock<[u8; 16]> = OnceLock::new();
-    let (cell, abi) = if format == 1 {
-        (&FORMAT1, env!("MCP_V8_SNAPSHOT_ABI_FORMAT1"))
+/// The reference list of format 1, and of format 2 before the list was append-only: the
+/// hash of the host sources as those builds computed it. Both name the same seven natives
+/// that still open `cpp/external_refs.inc`.
+const LEGACY_ABI_FORMAT1: &str = "d8ecb8b02db678025f716e301e475796";
+const LEGACY_ABI_FORMAT2: &str = "cdbf4aa4ced09b9d0f5dc7636584e45b";
+
+fn fingerprint_of(abi: &str, format: u16) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(abi.as_bytes());
+    h.update(format.to_le_bytes());
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// Whether an envelope of `format` carrying `fingerprint` restores here: it was made by this
+/// build, or by one whose reference list this one's starts with (natives are only appended).
+fn accepts(format: u16, given: &[u8]) -> bool {
+    static FORMAT1: OnceLock<Vec<[u8; 16]>> = OnceLock::new();
+    static FORMAT2: OnceLock<Vec<[u8; 16]>> = OnceLock::new();
+    let accepted = if format == 1 {
+        FORMAT1.get_or_init(|| vec![fingerprint_of(LEGACY_ABI_FORMAT1, 1)])
     } else {
-        (&FORMAT2, env!("MCP_V8_SNAPSHOT_ABI"))
+        FORMAT2.get_or_init(|| {
+            let mut all = vec![fingerprint(), fingerprint_of(LEGACY_ABI_FORMAT2, 2)];
+            all.extend(
+                env!("MCP_V8_SNAPSHOT_ABI_PREFIXES")
+                    .split(',')
+                    .filter(|abi| !abi.is_empty())
+                    .map(|abi| fingerprint_of(abi, 2)),
+            );
+            all
+        })
     };
-    *cell.get_or_init(|| {
-        let mut h = Sha256::new();
-        h.update(abi.as_bytes());
-        h.update(format.to_le_bytes());
-        let full = h.finalize();
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&full[..16]);
-        out
-    })
+    accepted.iter().any(|f| f[..] == *given)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,7 +316,7 @@ pub fn open<'a>(envelope: &'a [u8], v8_version: &str) -> Result<Opened<'a>, Enve
     if compression != expected_compression {
         return Err(EnvelopeError::UnsupportedCompression(compression));
     }
-    if take(&mut b, 16)? != fingerprint_for(format) {
+    if !accepts(format, take(&mut b, 16)?) {
         return Err(EnvelopeError::WrongEngine);
     }
     if format == 2 {
@@ -456,7 +475,7 @@ mod tests {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&1u16.to_le_bytes());
         out.extend_from_slice(&COMPRESSION_CONSOLE_DICTIONARY.to_le_bytes());
-        out.extend_from_slice(&fingerprint_for(1));
+        out.extend_from_slice(&fingerprint_of(LEGACY_ABI_FORMAT1, 1));
         out.push(v8_version.len() as u8);
         out.extend_from_slice(v8_version.as_bytes());
         out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
@@ -473,8 +492,24 @@ mod tests {
         assert_eq!(unseal(&old, V).unwrap(), raw);
         // A format 1 header with format 2's fingerprint is another engine's.
         let mut mixed = old.clone();
-        mixed[12..28].copy_from_slice(&fingerprint_for(2));
+        mixed[12..28].copy_from_slice(&fingerprint());
         assert_eq!(unseal(&mixed, V).unwrap_err(), EnvelopeError::WrongEngine);
+    }
+
+    #[test]
+    fn heaps_of_a_shorter_reference_list_keep_opening() {
+        let raw = blob();
+        let mut sealed = seal(&raw, V).envelope;
+        let older = env!("MCP_V8_SNAPSHOT_ABI_PREFIXES")
+            .split(',')
+            .filter(|abi| !abi.is_empty())
+            .chain([LEGACY_ABI_FORMAT2]);
+        for abi in older {
+            sealed[12..28].copy_from_slice(&fingerprint_of(abi, 2));
+            assert_eq!(unseal(&sealed, V).unwrap(), raw, "{abi}");
+        }
+        sealed[12..28].copy_from_slice(&fingerprint_of("a list this build never had", 2));
+        assert_eq!(unseal(&sealed, V).unwrap_err(), EnvelopeError::WrongEngine);
     }
 
     #[test]

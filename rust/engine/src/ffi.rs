@@ -9,6 +9,10 @@ pub const MV8_TIMED_OUT: c_int = 2;
 pub const MV8_CANCELLED: c_int = 3;
 #[allow(dead_code)] // every other status maps to EngineError::Internal
 pub const MV8_INTERNAL: c_int = 4;
+pub const MV8_CLOSED: c_int = 5;
+
+pub const MV8_RUN_SCRIPT: c_int = 0;
+pub const MV8_RUN_CALL: c_int = 1;
 
 pub const MV8_REASON_CANCEL: c_int = 1;
 
@@ -20,6 +24,81 @@ pub struct mv8_control {
 pub type mv8_console_fn = Option<
     unsafe extern "C" fn(user_data: *mut c_void, level: c_int, text: *const c_char, len: usize),
 >;
+
+#[repr(C)]
+pub struct mv8_bytes {
+    pub data: *const u8,
+    pub len: usize,
+}
+
+#[repr(C)]
+pub struct mv8_buffer {
+    pub data: *mut u8,
+    pub len: usize,
+}
+
+#[repr(C)]
+pub struct mv8_context {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+pub struct mv8_replies {
+    _private: [u8; 0],
+}
+
+pub type mv8_host_call_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        call_id: u64,
+        name: *const c_char,
+        name_len: usize,
+        args_json: *const c_char,
+        args_len: usize,
+        buffers: *const mv8_bytes,
+        n_buffers: usize,
+    ),
+>;
+
+#[repr(C)]
+pub struct mv8_context_options {
+    pub snapshot: *const u8,
+    pub snapshot_len: usize,
+    pub snapshots: c_int,
+    pub heap_limit_bytes: u64,
+    pub host_call: mv8_host_call_fn,
+    pub host_call_user_data: *mut c_void,
+}
+
+#[repr(C)]
+pub struct mv8_context_request {
+    pub kind: c_int,
+    pub code: *const c_char,
+    pub code_len: usize,
+    pub filename: *const c_char,
+    pub args_json: *const c_char,
+    pub args_len: usize,
+    pub buffers: *const mv8_bytes,
+    pub n_buffers: usize,
+    pub bytes_result: c_int,
+    pub timeout_secs: f64,
+    pub max_result_bytes: u64,
+    pub console: mv8_console_fn,
+    pub console_user_data: *mut c_void,
+    pub control: *mut mv8_control,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy, Debug)]
+pub struct mv8_heap_stats {
+    pub total_heap_size: u64,
+    pub used_heap_size: u64,
+    pub heap_size_limit: u64,
+    pub total_physical_size: u64,
+    pub malloced_memory: u64,
+    pub external_memory: u64,
+    pub external_peak: u64,
+}
 
 #[repr(C)]
 pub struct mv8_request {
@@ -53,6 +132,8 @@ pub struct mv8_response {
     pub snapshot_len: usize,
     pub heap_used_bytes: u64,
     pub external_bytes: u64,
+    pub buffers: *mut mv8_buffer,
+    pub n_buffers: usize,
 }
 
 extern "C" {
@@ -63,4 +144,34 @@ extern "C" {
     pub fn mv8_control_terminate(control: *mut mv8_control, reason: c_int);
     pub fn mv8_execute(request: *const mv8_request, response: *mut mv8_response);
     pub fn mv8_response_free(response: *mut mv8_response);
+    pub fn mv8_context_new(
+        options: *const mv8_context_options,
+        response: *mut mv8_response,
+    ) -> *mut mv8_context;
+    pub fn mv8_context_free(context: *mut mv8_context);
+    pub fn mv8_context_run(
+        context: *mut mv8_context,
+        request: *const mv8_context_request,
+        response: *mut mv8_response,
+    );
+    pub fn mv8_context_expose(
+        context: *mut mv8_context,
+        name: *const c_char,
+        name_len: usize,
+        error: *mut *mut c_char,
+    ) -> c_int;
+    pub fn mv8_context_snapshot(context: *mut mv8_context, response: *mut mv8_response);
+    pub fn mv8_context_closed(context: *mut mv8_context) -> c_int;
+    pub fn mv8_context_heap_stats(context: *mut mv8_context, stats: *mut mv8_heap_stats) -> c_int;
+    pub fn mv8_context_replies(context: *mut mv8_context) -> *mut mv8_replies;
+    pub fn mv8_replies_free(replies: *mut mv8_replies);
+    pub fn mv8_replies_post(
+        replies: *mut mv8_replies,
+        call_id: u64,
+        ok: c_int,
+        json: *const c_char,
+        json_len: usize,
+        buffers: *const mv8_bytes,
+        n_buffers: usize,
+    );
 }

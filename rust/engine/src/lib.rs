@@ -4,6 +4,7 @@
 //!
 //! The core is free of PyO3; `python.rs` (feature `python`) is the only boundary.
 
+pub mod context;
 pub mod engine;
 pub mod envelope;
 mod ffi;
@@ -13,6 +14,7 @@ pub mod source;
 #[cfg(feature = "python")]
 mod python;
 
+pub use context::{ContextOptions, LiveContext, Replies, RunOptions};
 pub use engine::{
     execute, initialize, v8_version, ConsoleLine, Control, EngineError, JsError, Level, Options,
     Outcome, Status,

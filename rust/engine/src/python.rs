@@ -2,13 +2,15 @@
 //! executing thread releases the GIL for the whole run and takes it back only to call
 //! the console callback.
 
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use crate::context;
 use crate::engine::{self, EngineError, Outcome, Status};
 use crate::envelope;
 use crate::source::Language;
@@ -116,6 +118,11 @@ impl PyOutcome {
     fn output(&self) -> String {
         self.inner.console.iter().map(|l| l.render()).collect()
     }
+    /// Byte strings the result's markers name (live contexts, bytes_result=True).
+    #[getter]
+    fn buffers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.inner.buffers.iter().map(|b| PyBytes::new(py, b)))
+    }
     /// Console calls dropped because console_limit_bytes was reached.
     #[getter]
     fn console_dropped(&self) -> u64 {
@@ -187,6 +194,7 @@ struct Errors {
     raise_for: Py<PyAny>,
     snapshot_error: Py<PyAny>,
     engine_error: Py<PyAny>,
+    closed_error: Py<PyAny>,
 }
 
 static ERRORS: PyOnceLock<Errors> = PyOnceLock::new();
@@ -198,13 +206,14 @@ fn registered(py: Python<'_>) -> PyResult<&Errors> {
 }
 
 /// Called once by `mcp_v8.errors`: the function that raises for an outcome, and the
-/// classes of refused snapshots and engine failures.
+/// classes of refused snapshots, engine failures and closed live contexts.
 #[pyfunction]
 fn _register_errors(
     py: Python<'_>,
     raise_for: Py<PyAny>,
     snapshot_error: Py<PyAny>,
     engine_error: Py<PyAny>,
+    closed_error: Py<PyAny>,
 ) {
     let _ = ERRORS.set(
         py,
@@ -212,6 +221,7 @@ fn _register_errors(
             raise_for,
             snapshot_error,
             engine_error,
+            closed_error,
         },
     );
 }
@@ -227,6 +237,7 @@ fn to_pyerr(py: Python<'_>, err: EngineError) -> PyErr {
     let class = match err {
         EngineError::Snapshot(_) => &errors.snapshot_error,
         EngineError::Init(_) | EngineError::Internal(_) => &errors.engine_error,
+        EngineError::Closed(_) => &errors.closed_error,
     };
     match class.bind(py).call1((message,)) {
         Ok(instance) => PyErr::from_value(instance),
@@ -242,6 +253,48 @@ fn parse_language(language: &str) -> PyResult<Language> {
         other => Err(PyValueError::new_err(format!(
             "language must be 'auto', 'javascript' or 'typescript', not {other:?}"
         ))),
+    }
+}
+
+fn parse_heap_limit(heap_limit_mb: Option<u64>) -> PyResult<u64> {
+    match heap_limit_mb {
+        Some(mb) if mb == 0 || mb > 1 << 20 => Err(PyValueError::new_err(
+            "heap_limit_mb must be between 1 and 1048576",
+        )),
+        Some(mb) => Ok(mb << 20),
+        None => Ok(0),
+    }
+}
+
+fn parse_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Ok(Some(Duration::from_secs_f64(t))),
+        Some(_) => Err(PyValueError::new_err(
+            "timeout must be a positive number of seconds",
+        )),
+    }
+}
+
+fn check_callable(py: Python<'_>, what: &str, callback: &Option<Py<PyAny>>) -> PyResult<()> {
+    match callback {
+        Some(cb) if !cb.bind(py).is_callable() => {
+            Err(PyTypeError::new_err(format!("{what} must be callable")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Calls `on_console(level, text)` with the GIL, from whichever thread runs the script.
+fn console_forwarder(on_console: &Option<Py<PyAny>>) -> impl FnMut(&engine::ConsoleLine) + '_ {
+    move |line: &engine::ConsoleLine| {
+        if let Some(cb) = on_console {
+            Python::attach(|py| {
+                if let Err(e) = cb.call1(py, (line.level.as_str(), line.text.as_str())) {
+                    e.write_unraisable(py, Some(cb.bind(py)));
+                }
+            });
+        }
     }
 }
 
@@ -270,45 +323,19 @@ fn execute(
     control: Option<Py<PyControl>>,
 ) -> PyResult<PyOutcome> {
     let language = parse_language(language)?;
-    if let Some(mb) = heap_limit_mb {
-        if mb == 0 || mb > 1 << 20 {
-            return Err(PyValueError::new_err(
-                "heap_limit_mb must be between 1 and 1048576",
-            ));
-        }
-    }
-    let timeout = match timeout {
-        None => None,
-        Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
-        Some(_) => {
-            return Err(PyValueError::new_err(
-                "timeout must be a positive number of seconds",
-            ))
-        }
-    };
-    if let Some(cb) = &on_console {
-        if !cb.bind(py).is_callable() {
-            return Err(PyTypeError::new_err("on_console must be callable"));
-        }
-    }
+    let heap_limit_bytes = parse_heap_limit(heap_limit_mb)?;
+    let timeout = parse_timeout(timeout)?;
+    check_callable(py, "on_console", &on_console)?;
     let heap = heap.map(|h| h.to_vec());
     let filename = filename.unwrap_or(engine::DEFAULT_FILENAME).to_string();
     let code = code.to_string();
     let control_ref = control.as_ref().map(|c| c.get());
     let outcome = py.detach(|| {
-        let mut forward = |line: &engine::ConsoleLine| {
-            if let Some(cb) = &on_console {
-                Python::attach(|py| {
-                    if let Err(e) = cb.call1(py, (line.level.as_str(), line.text.as_str())) {
-                        e.write_unraisable(py, Some(cb.bind(py)));
-                    }
-                });
-            }
-        };
+        let mut forward = console_forwarder(&on_console);
         let opts = engine::Options {
             heap: heap.as_deref(),
             snapshot,
-            heap_limit_bytes: heap_limit_mb.unwrap_or(0) << 20,
+            heap_limit_bytes,
             timeout,
             language,
             filename,
@@ -329,6 +356,273 @@ fn execute(
         .map_err(|e| to_pyerr(py, e))
 }
 
+/// A live context: one isolate whose globals persist across runs. mcp_v8.Context wraps it;
+/// see there. Every method releases the GIL while V8 works; calls are serialised.
+#[pyclass(module = "mcp_v8._engine", name = "LiveContext", frozen)]
+struct PyLiveContext {
+    /// `None` once closed. Runs hold it shared; `close` waits for them.
+    inner: RwLock<Option<context::LiveContext>>,
+    replies: Arc<context::Replies>,
+}
+
+impl PyLiveContext {
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&context::LiveContext) -> Result<T, EngineError> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            let guard = self.inner.read().unwrap_or_else(|e| e.into_inner());
+            match guard.as_ref() {
+                Some(live) => f(live),
+                None => Err(EngineError::Closed("the context is closed".into())),
+            }
+        })
+        .map_err(|e| to_pyerr(py, e))
+    }
+}
+
+/// Posts the error of a dispatcher that raised, so that the JS promise rejects.
+fn post_python_error(py: Python<'_>, replies: &context::Replies, call_id: u64, err: &PyErr) {
+    let name = err
+        .get_type(py)
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Error".into());
+    let message = err.value(py).to_string();
+    let json = format!(
+        "{{\"name\":{},\"message\":{}}}",
+        json_string(&name),
+        json_string(&message)
+    );
+    replies.post(call_id, false, &json, &[]);
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[pymethods]
+impl PyLiveContext {
+    /// `dispatch(call_id, name, args_json, buffers)` receives the calls of exposed
+    /// functions on the context's thread; it must hand them on and return at once, and
+    /// answer later through `reply`. When it raises, the JS promise is rejected.
+    #[new]
+    #[pyo3(signature = (*, heap=None, snapshots=false, heap_limit_mb=None, dispatch=None))]
+    fn new(
+        py: Python<'_>,
+        heap: Option<&[u8]>,
+        snapshots: bool,
+        heap_limit_mb: Option<u64>,
+        dispatch: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let heap_limit_bytes = parse_heap_limit(heap_limit_mb)?;
+        check_callable(py, "dispatch", &dispatch)?;
+        let replies_slot: Arc<OnceLock<Arc<context::Replies>>> = Arc::new(OnceLock::new());
+        let dispatch: Option<context::Dispatch> = dispatch.map(|callback| {
+            let slot = replies_slot.clone();
+            Box::new(move |call: context::HostCall<'_>| {
+                Python::attach(|py| {
+                    let buffers: Vec<Bound<'_, PyBytes>> =
+                        call.buffers.iter().map(|b| PyBytes::new(py, b)).collect();
+                    if let Err(err) =
+                        callback.call1(py, (call.id, call.name, call.args_json, buffers))
+                    {
+                        if let Some(replies) = slot.get() {
+                            post_python_error(py, replies, call.id, &err);
+                        }
+                    }
+                })
+            }) as context::Dispatch
+        });
+        let heap = heap.map(|h| h.to_vec());
+        let live = py
+            .detach(|| {
+                context::LiveContext::new(context::ContextOptions {
+                    heap: heap.as_deref(),
+                    snapshots,
+                    heap_limit_bytes,
+                    dispatch,
+                })
+            })
+            .map_err(|e| to_pyerr(py, e))?;
+        let replies = Arc::new(live.replies());
+        let _ = replies_slot.set(replies.clone());
+        Ok(PyLiveContext {
+            inner: RwLock::new(Some(live)),
+            replies,
+        })
+    }
+
+    /// Runs `code` as a script in the context; returns its Outcome.
+    #[pyo3(signature = (
+        code, *, timeout=None, language="auto", filename=None, max_result_bytes=0,
+        console_limit_bytes=engine::DEFAULT_CONSOLE_LIMIT_BYTES, keep_console=true,
+        bytes_result=false, on_console=None, control=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        py: Python<'_>,
+        code: &str,
+        timeout: Option<f64>,
+        language: &str,
+        filename: Option<&str>,
+        max_result_bytes: u64,
+        console_limit_bytes: usize,
+        keep_console: bool,
+        bytes_result: bool,
+        on_console: Option<Py<PyAny>>,
+        control: Option<Py<PyControl>>,
+    ) -> PyResult<PyOutcome> {
+        let language = parse_language(language)?;
+        let timeout = parse_timeout(timeout)?;
+        check_callable(py, "on_console", &on_console)?;
+        let filename = filename.unwrap_or(engine::DEFAULT_FILENAME).to_string();
+        let control_ref = control.as_ref().map(|c| c.get());
+        self.with(py, |live| {
+            let mut forward = console_forwarder(&on_console);
+            live.run(
+                code,
+                context::RunOptions {
+                    timeout,
+                    language,
+                    filename,
+                    max_result_bytes,
+                    console_limit_bytes,
+                    keep_console,
+                    bytes_result,
+                    control: control_ref.map(|c| &c.inner),
+                    on_console: on_console.is_some().then_some(&mut forward as _),
+                },
+            )
+        })
+        .map(|inner| PyOutcome { inner })
+    }
+
+    /// Calls the function at the dotted `path` with `args_json` (a JSON array whose byte
+    /// markers name `buffers`); returns its Outcome (promises awaited).
+    #[pyo3(signature = (
+        path, args_json, buffers, *, timeout=None, max_result_bytes=0,
+        console_limit_bytes=engine::DEFAULT_CONSOLE_LIMIT_BYTES, keep_console=true,
+        bytes_result=true, on_console=None, control=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &self,
+        py: Python<'_>,
+        path: &str,
+        args_json: &str,
+        buffers: Vec<Vec<u8>>,
+        timeout: Option<f64>,
+        max_result_bytes: u64,
+        console_limit_bytes: usize,
+        keep_console: bool,
+        bytes_result: bool,
+        on_console: Option<Py<PyAny>>,
+        control: Option<Py<PyControl>>,
+    ) -> PyResult<PyOutcome> {
+        let timeout = parse_timeout(timeout)?;
+        check_callable(py, "on_console", &on_console)?;
+        let control_ref = control.as_ref().map(|c| c.get());
+        self.with(py, |live| {
+            let mut forward = console_forwarder(&on_console);
+            let views: Vec<&[u8]> = buffers.iter().map(|b| b.as_slice()).collect();
+            live.call(
+                path,
+                args_json,
+                &views,
+                context::RunOptions {
+                    timeout,
+                    max_result_bytes,
+                    console_limit_bytes,
+                    keep_console,
+                    bytes_result,
+                    control: control_ref.map(|c| &c.inner),
+                    on_console: on_console.is_some().then_some(&mut forward as _),
+                    ..Default::default()
+                },
+            )
+        })
+        .map(|inner| PyOutcome { inner })
+    }
+
+    /// Defines the global `name` as a function whose calls go to `dispatch`.
+    fn expose(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        let name = name.to_string();
+        self.with(py, move |live| live.expose(&name))
+    }
+
+    /// Answers call `call_id` of an exposed function, from any thread: `ok` with the value
+    /// as JSON (byte markers naming `buffers`), or not `ok` with {"name", "message"}.
+    #[pyo3(signature = (call_id, ok, json, buffers=Vec::new()))]
+    fn reply(&self, py: Python<'_>, call_id: u64, ok: bool, json: &str, buffers: Vec<Vec<u8>>) {
+        let replies = self.replies.clone();
+        py.detach(move || {
+            let views: Vec<&[u8]> = buffers.iter().map(|b| b.as_slice()).collect();
+            replies.post(call_id, ok, json, &views)
+        })
+    }
+
+    /// (envelope, key, raw size, heap bytes in use) of the context's heap; the context goes
+    /// on from that snapshot.
+    fn snapshot<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyBytes>, String, usize, u64)> {
+        let (sealed, heap_used) = self.with(py, |live| live.snapshot())?;
+        Ok((
+            PyBytes::new(py, &sealed.envelope),
+            sealed.key,
+            sealed.raw_len,
+            heap_used,
+        ))
+    }
+
+    /// V8's heap statistics and the off-heap (ArrayBuffer) budget's counters.
+    fn heap_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.with(py, |live| {
+            live.heap_stats()
+                .ok_or_else(|| EngineError::Closed("the context is closed".into()))
+        })?;
+        let dict = PyDict::new(py);
+        dict.set_item("total_heap_size", stats.total_heap_size)?;
+        dict.set_item("used_heap_size", stats.used_heap_size)?;
+        dict.set_item("heap_size_limit", stats.heap_size_limit)?;
+        dict.set_item("total_physical_size", stats.total_physical_size)?;
+        dict.set_item("malloced_memory", stats.malloced_memory)?;
+        dict.set_item("external_memory", stats.external_memory)?;
+        dict.set_item("external_peak", stats.external_peak)?;
+        Ok(dict)
+    }
+
+    /// Disposes the isolate (after the run in progress, if any). Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let live = py.detach(|| self.inner.write().unwrap_or_else(|e| e.into_inner()).take());
+        py.detach(move || drop(live));
+    }
+
+    /// Closed by `close()` or by a run that went over the heap cap (or closing now).
+    #[getter]
+    fn closed(&self) -> bool {
+        match self.inner.try_read() {
+            Ok(guard) => guard.as_ref().is_none_or(|live| live.is_closed()),
+            Err(_) => true, // `close` holds it
+        }
+    }
+}
+
 /// The V8 version the engine runs, e.g. "10.2.154.26-node.28".
 #[pyfunction]
 fn v8_version() -> &'static str {
@@ -347,6 +641,7 @@ fn snapshot_key(py: Python<'_>, envelope: &[u8]) -> PyResult<String> {
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyControl>()?;
     m.add_class::<PyOutcome>()?;
+    m.add_class::<PyLiveContext>()?;
     m.add_function(wrap_pyfunction!(execute, m)?)?;
     m.add_function(wrap_pyfunction!(v8_version, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_key, m)?)?;

@@ -1,0 +1,78 @@
+// Evaluation: one piece of code run to its end inside an entered context, and how it
+// ended written into an mv8_response. Compile and run a script (or look up and call a
+// function), run the event loop until no work is left, settle the result promise, turn
+// the value into JSON; then the status, the result or the error. Shared by the one-shot
+// runner (runner.cc) and live contexts (live_context.cc).
+#pragma once
+#include <v8.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bounded_allocator.h"
+#include "control.h"
+#include "errors.h"
+#include "event_loop.h"
+#include "shim.h"
+
+namespace mv8 {
+
+// The heap cap: V8's near-heap-limit callback terminates the script and gives V8 room to
+// unwind it instead of aborting the process.
+struct HeapGuard {
+  v8::Isolate* isolate = nullptr;
+  bool hit = false;
+  bool raised = false;
+
+  static size_t OnNearLimit(void* data, size_t current, size_t initial);
+};
+
+struct EvaluationLimits {
+  uint64_t heap_limit_bytes = 0;  // for the messages; the cap itself is the HeapGuard's
+  double timeout_secs = 0;        // for the message; the deadline itself is the Watchdog's
+  uint64_t max_result_bytes = 0;  // 0 = unlimited
+  bool bytes_result = false;      // ArrayBuffers and their views come back as byte strings
+};
+
+class Evaluation {
+ public:
+  enum class End { kCompleted, kFailed, kTerminated };
+
+  Evaluation(v8::Isolate* isolate, Control* control, const HeapGuard* guard, const OffHeapBudget* budget,
+             EvaluationLimits limits)
+      : isolate_(isolate), control_(control), guard_(guard), budget_(budget), limits_(limits) {}
+
+  End RunScript(v8::Local<v8::Context> context, EventLoop* loop, const char* code, size_t code_len,
+                const char* filename);
+  // Calls the function at the dotted `path` (its first name a global variable or property,
+  // then properties; `this` is the object holding it, undefined for a plain name) with the
+  // arguments of `args_json` (a JSON array, values.h markers allowed).
+  End RunCall(v8::Local<v8::Context> context, EventLoop* loop, const std::string& path, const std::string& args_json,
+              const std::vector<std::string>& buffers);
+  // Writes status, result, buffers and error into `response`.
+  void Finish(End end, mv8_response* response);
+
+  bool terminated() const { return control_->reason() != 0 || (guard_ != nullptr && guard_->hit); }
+
+ private:
+  End Settle(v8::Local<v8::Context> context, EventLoop* loop, v8::Local<v8::Value> completion);
+  End Failed(v8::Local<v8::Context> context, const v8::TryCatch& try_catch);
+  ErrorInfo TerminatedError(int* status) const;
+
+  v8::Isolate* isolate_;
+  Control* control_;
+  const HeapGuard* guard_;
+  const OffHeapBudget* budget_;
+  EvaluationLimits limits_;
+  ErrorInfo error_;
+  bool syntax_error_ = false;  // the failure is the source not compiling
+  std::string result_;
+  std::vector<std::string> buffers_;
+};
+
+// malloc'd copy of `s`, NUL-terminated (what mv8_response_free releases).
+char* Dup(const std::string& s);
+void SetError(mv8_response* response, const ErrorInfo& error);
+
+}  // namespace mv8

@@ -1,0 +1,348 @@
+//! Live contexts: one isolate whose globals persist across runs (`cpp/live_context.h`).
+//! Each context does its V8 work on a thread of its own; calls from any thread are
+//! serialised by the shim. Values cross as JSON text with byte strings beside it.
+
+use std::ffi::{c_void, CString};
+use std::os::raw::{c_char, c_int};
+use std::time::{Duration, Instant};
+
+use crate::engine::{
+    self, convert, initialize, source_failure, take_cstr, v8_version, ConsoleLine, ConsoleSink,
+    Control, EngineError, Outcome,
+};
+use crate::envelope::{self, Sealed};
+use crate::ffi;
+use crate::source::{self, Language};
+
+/// One call JavaScript made to an exposed function; answer it through [`Replies::post`].
+pub struct HostCall<'a> {
+    pub id: u64,
+    pub name: &'a str,
+    /// A JSON array; byte strings stand in it as markers naming `buffers`.
+    pub args_json: &'a str,
+    pub buffers: Vec<&'a [u8]>,
+}
+
+/// Receives the calls of exposed functions, on the context's thread, during a run. It must
+/// not block on the run (the run waits for the answer): it hands the call on and returns.
+pub type Dispatch = Box<dyn Fn(HostCall<'_>) + Send + Sync>;
+
+pub struct ContextOptions<'a> {
+    /// Envelope of a heap snapshot to start from; `None` starts from the base context.
+    pub heap: Option<&'a [u8]>,
+    /// Make the context able to take snapshots (a SnapshotCreator isolate: no WebAssembly).
+    pub snapshots: bool,
+    /// V8 heap cap, with an off-heap budget of the same size. 0 = none.
+    pub heap_limit_bytes: u64,
+    pub dispatch: Option<Dispatch>,
+}
+
+/// Everything about one run in a live context except the code.
+pub struct RunOptions<'a> {
+    pub timeout: Option<Duration>,
+    pub language: Language,
+    pub filename: String,
+    pub max_result_bytes: u64,
+    pub console_limit_bytes: usize,
+    pub keep_console: bool,
+    /// ArrayBuffers and their views in the result come back as byte strings.
+    pub bytes_result: bool,
+    pub control: Option<&'a Control>,
+    pub on_console: Option<&'a mut dyn FnMut(&ConsoleLine)>,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        RunOptions {
+            timeout: None,
+            language: Language::Auto,
+            filename: String::new(),
+            max_result_bytes: 0,
+            console_limit_bytes: engine::DEFAULT_CONSOLE_LIMIT_BYTES,
+            keep_console: true,
+            bytes_result: false,
+            control: None,
+            on_console: None,
+        }
+    }
+}
+
+pub type HeapStats = ffi::mv8_heap_stats;
+
+/// Where the answers to a context's calls out go. Thread-safe; outlives its context (an
+/// answer posted after the context is gone is dropped).
+pub struct Replies {
+    raw: *mut ffi::mv8_replies,
+}
+
+unsafe impl Send for Replies {}
+unsafe impl Sync for Replies {}
+
+impl Replies {
+    /// `ok`: `json` is the value. Otherwise `json` is `{"name": ..., "message": ...}`, and the
+    /// promise is rejected with an Error of that name and message.
+    pub fn post(&self, call_id: u64, ok: bool, json: &str, buffers: &[&[u8]]) {
+        let views: Vec<ffi::mv8_bytes> = buffers
+            .iter()
+            .map(|b| ffi::mv8_bytes {
+                data: b.as_ptr(),
+                len: b.len(),
+            })
+            .collect();
+        unsafe {
+            ffi::mv8_replies_post(
+                self.raw,
+                call_id,
+                ok as c_int,
+                json.as_ptr() as *const c_char,
+                json.len(),
+                views.as_ptr(),
+                views.len(),
+            )
+        }
+    }
+}
+
+impl Drop for Replies {
+    fn drop(&mut self) {
+        unsafe { ffi::mv8_replies_free(self.raw) }
+    }
+}
+
+pub struct LiveContext {
+    raw: *mut ffi::mv8_context,
+    // Read by the shim through a raw pointer for as long as the context lives.
+    _dispatch: Option<Box<Dispatch>>,
+}
+
+// The shim serialises every call on a context and runs them on the context's own thread.
+unsafe impl Send for LiveContext {}
+unsafe impl Sync for LiveContext {}
+
+unsafe extern "C" fn on_host_call(
+    user_data: *mut c_void,
+    call_id: u64,
+    name: *const c_char,
+    name_len: usize,
+    args_json: *const c_char,
+    args_len: usize,
+    buffers: *const ffi::mv8_bytes,
+    n_buffers: usize,
+) {
+    let dispatch = &*(user_data as *const Dispatch);
+    let name = String::from_utf8_lossy(std::slice::from_raw_parts(name as *const u8, name_len));
+    let args =
+        String::from_utf8_lossy(std::slice::from_raw_parts(args_json as *const u8, args_len));
+    let buffers = (0..n_buffers)
+        .map(|i| {
+            let b = &*buffers.add(i);
+            if b.len == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(b.data, b.len)
+            }
+        })
+        .collect();
+    // A panicking dispatcher must not unwind into C++.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatch(HostCall {
+            id: call_id,
+            name: &name,
+            args_json: &args,
+            buffers,
+        })
+    }));
+}
+
+fn bytes_views(buffers: &[&[u8]]) -> Vec<ffi::mv8_bytes> {
+    buffers
+        .iter()
+        .map(|b| ffi::mv8_bytes {
+            data: b.as_ptr(),
+            len: b.len(),
+        })
+        .collect()
+}
+
+impl LiveContext {
+    pub fn new(opts: ContextOptions<'_>) -> Result<LiveContext, EngineError> {
+        initialize()?;
+        let raw_heap = match opts.heap {
+            Some(sealed) => {
+                let mut raw = Vec::new();
+                envelope::unseal_into(sealed, v8_version(), &mut raw)
+                    .map_err(EngineError::Snapshot)?;
+                Some(raw)
+            }
+            None => None,
+        };
+        let dispatch = opts.dispatch.map(Box::new);
+        let options = ffi::mv8_context_options {
+            snapshot: raw_heap.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()),
+            snapshot_len: raw_heap.as_ref().map_or(0, |b| b.len()),
+            snapshots: opts.snapshots as c_int,
+            heap_limit_bytes: opts.heap_limit_bytes,
+            host_call: dispatch.as_ref().map(|_| on_host_call as _),
+            host_call_user_data: dispatch.as_ref().map_or(std::ptr::null_mut(), |d| {
+                &**d as *const Dispatch as *mut c_void
+            }),
+        };
+        let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
+        let raw = unsafe { ffi::mv8_context_new(&options, &mut response) };
+        if raw.is_null() {
+            let err =
+                unsafe { convert(&response, ConsoleSink::new(0, false, None), Instant::now()) };
+            unsafe { ffi::mv8_response_free(&mut response) };
+            return Err(match err {
+                Err(e) => e,
+                Ok(_) => EngineError::Internal("the context could not be created".into()),
+            });
+        }
+        Ok(LiveContext {
+            raw,
+            _dispatch: dispatch,
+        })
+    }
+
+    /// A handle for answering this context's calls out, from any thread.
+    pub fn replies(&self) -> Replies {
+        let raw = unsafe { ffi::mv8_context_replies(self.raw) };
+        assert!(!raw.is_null(), "out of memory");
+        Replies { raw }
+    }
+
+    /// Runs `code` as a classic script in the context.
+    pub fn run(&self, code: &str, opts: RunOptions<'_>) -> Result<Outcome, EngineError> {
+        let started = Instant::now();
+        let filename = if opts.filename.is_empty() {
+            engine::DEFAULT_FILENAME.to_string()
+        } else {
+            opts.filename.replace('\0', "")
+        };
+        let prepared = match source::prepare(code, opts.language) {
+            Ok(p) => p,
+            Err(e) => return Ok(source_failure(e, &filename, started)),
+        };
+        let filename = CString::new(filename).expect("NUL bytes were removed");
+        self.request(
+            ffi::MV8_RUN_SCRIPT,
+            prepared.code.as_bytes(),
+            filename.as_ptr(),
+            "",
+            &[],
+            opts,
+            started,
+        )
+    }
+
+    /// Calls the function at the dotted `path` with the arguments of `args_json` (a JSON
+    /// array, byte strings as markers naming `buffers`); promises are awaited.
+    pub fn call(
+        &self,
+        path: &str,
+        args_json: &str,
+        buffers: &[&[u8]],
+        opts: RunOptions<'_>,
+    ) -> Result<Outcome, EngineError> {
+        let started = Instant::now();
+        self.request(
+            ffi::MV8_RUN_CALL,
+            path.as_bytes(),
+            std::ptr::null(),
+            args_json,
+            buffers,
+            opts,
+            started,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &self,
+        kind: c_int,
+        code: &[u8],
+        filename: *const c_char,
+        args_json: &str,
+        buffers: &[&[u8]],
+        mut opts: RunOptions<'_>,
+        started: Instant,
+    ) -> Result<Outcome, EngineError> {
+        let mut sink = ConsoleSink::new(
+            opts.console_limit_bytes,
+            opts.keep_console,
+            opts.on_console.take(),
+        );
+        let views = bytes_views(buffers);
+        let request = ffi::mv8_context_request {
+            kind,
+            code: code.as_ptr() as *const c_char,
+            code_len: code.len(),
+            filename,
+            args_json: args_json.as_ptr() as *const c_char,
+            args_len: args_json.len(),
+            buffers: views.as_ptr(),
+            n_buffers: views.len(),
+            bytes_result: opts.bytes_result as c_int,
+            timeout_secs: opts.timeout.map_or(0.0, |d| d.as_secs_f64().max(1e-6)),
+            max_result_bytes: opts.max_result_bytes,
+            console: Some(engine::on_console),
+            console_user_data: &mut sink as *mut ConsoleSink as *mut c_void,
+            control: opts.control.map_or(std::ptr::null_mut(), |c| c.raw),
+        };
+        let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
+        unsafe { ffi::mv8_context_run(self.raw, &request, &mut response) };
+        let outcome = unsafe { convert(&response, sink, started) };
+        unsafe { ffi::mv8_response_free(&mut response) };
+        outcome
+    }
+
+    /// Defines the global `name` as a function that calls out through the dispatcher.
+    pub fn expose(&self, name: &str) -> Result<(), EngineError> {
+        let mut err: *mut c_char = std::ptr::null_mut();
+        let failed = unsafe {
+            ffi::mv8_context_expose(
+                self.raw,
+                name.as_ptr() as *const c_char,
+                name.len(),
+                &mut err,
+            )
+        };
+        if failed == 0 {
+            return Ok(());
+        }
+        let message = unsafe { take_cstr(err) }.unwrap_or_else(|| "unknown error".into());
+        Err(EngineError::Internal(message))
+    }
+
+    /// The context's heap as a sealed envelope; the context goes on from it.
+    pub fn snapshot(&self) -> Result<(Sealed, u64), EngineError> {
+        let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
+        unsafe { ffi::mv8_context_snapshot(self.raw, &mut response) };
+        let result =
+            unsafe { convert(&response, ConsoleSink::new(0, false, None), Instant::now()) };
+        unsafe { ffi::mv8_response_free(&mut response) };
+        let outcome = result?;
+        let heap_used = outcome.heap_used_bytes;
+        outcome
+            .snapshot
+            .map(|s| (s, heap_used))
+            .ok_or_else(|| EngineError::Internal("no snapshot was made".into()))
+    }
+
+    /// Whether a run went over the heap cap (the context is then closed for good).
+    pub fn is_closed(&self) -> bool {
+        unsafe { ffi::mv8_context_closed(self.raw) != 0 }
+    }
+
+    pub fn heap_stats(&self) -> Option<HeapStats> {
+        let mut stats = HeapStats::default();
+        let status = unsafe { ffi::mv8_context_heap_stats(self.raw, &mut stats) };
+        (status == ffi::MV8_COMPLETED).then_some(stats)
+    }
+}
+
+impl Drop for LiveContext {
+    fn drop(&mut self) {
+        unsafe { ffi::mv8_context_free(self.raw) }
+    }
+}
