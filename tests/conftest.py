@@ -34,6 +34,7 @@ LEVELS: dict[str, str] = {
     "test_engine_basics": "engine",
     "test_engine_limits": "engine",
     "test_engine_async": "engine",
+    "test_context": "engine",
     "test_console": "engine",
     "test_snapshots": "engine",
     "test_typescript": "engine",

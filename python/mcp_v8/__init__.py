@@ -6,9 +6,12 @@
 """
 
 from ._engine import Control, Outcome
+from .context import Context, HeapSnapshot
 from .engine import Engine, v8_version
 from .errors import (
     APIError,
+    ContextBusyError,
+    ContextClosedError,
     EngineError,
     ExecutionCancelled,
     ExecutionTimeout,
@@ -23,6 +26,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APIError",
+    "Context",
+    "ContextBusyError",
+    "ContextClosedError",
     "Control",
     "Engine",
     "EngineError",
@@ -32,6 +38,7 @@ __all__ = [
     "JSError",
     "JSSyntaxError",
     "MCPV8Error",
+    "HeapSnapshot",
     "Outcome",
     "SnapshotError",
     "__version__",

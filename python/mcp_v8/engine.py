@@ -8,6 +8,7 @@ from typing import Any, Callable, Literal
 
 from . import _engine
 from ._engine import Control, Outcome
+from .context import Context
 
 Language = Literal["auto", "javascript", "typescript"]
 ConsoleCallback = Callable[[str, str], None]
@@ -108,6 +109,29 @@ class Engine:
                 filename = _LONE_SURROGATE.sub("\ufffd", filename)
         return _engine.execute(code, filename=filename, **options)
 
+    def context(
+        self,
+        *,
+        heap_limit_mb: int | None = None,
+        heap: bytes | None = None,
+        snapshot: bool = False,
+        timeout: float | None = None,
+    ) -> Context:
+        """A live :class:`~mcp_v8.context.Context`: one isolate whose globals persist across
+        its calls, started from ``heap`` (an envelope) or the base context. ``snapshot=True``
+        lets it make snapshots (``Context.snapshot()``; no ``WebAssembly`` then). The
+        engine's defaults apply where an argument is None; a refused ``heap`` raises
+        :class:`SnapshotError`."""
+        return Context(
+            heap_limit_mb=self.heap_limit_mb if heap_limit_mb is None else heap_limit_mb,
+            heap=heap,
+            snapshot=snapshot,
+            timeout=self.timeout if timeout is None else timeout,
+            language=self.language,
+            max_result_bytes=self.max_result_bytes,
+            console_limit_bytes=self.console_limit_bytes,
+        )
+
     def evaluate(self, code: str, **kwargs: Any) -> Any:
         """Runs ``code`` and returns its completion value as a Python object, raising
         the matching :mod:`mcp_v8.errors` exception when it did not complete."""
@@ -122,4 +146,4 @@ def v8_version() -> str:
     return _engine.v8_version()
 
 
-__all__ = ["Control", "Engine", "Outcome", "v8_version"]
+__all__ = ["Context", "Control", "Engine", "Outcome", "v8_version"]
