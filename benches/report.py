@@ -790,5 +790,9 @@ def render(results: dict[str, Any]) -> str:
         lines += profile_section(results["profile"], ratios)
     if "peers" in results:
         lines += peers_section(results["peers"])
+    if "contexts" in results:
+        import contexts
+
+        lines += contexts.render(results["contexts"])
     lines += observations_section(results)
     return "\n".join(lines).rstrip() + "\n"

@@ -6,9 +6,10 @@ Parts, all in one run so that every comparison is a ratio of numbers measured to
   leak     10,000 executions through one worker process, its RSS at the start and at the end
   profile  where the time of one HTTP execution goes
   peers    PyMiniRacer, jsrun, node, deno on the same scripts (installed with pip when missing)
+  contexts live contexts (eval, call, exposed functions, creation, snapshot) beside PyMiniRacer's
   nodes    only with --nodes: 1, 2, 3 nodes on one PostgreSQL beside the SQLite node (benches/nodes.py)
 
-usage: .venv/bin/python benches/run.py [--quick] [--parts engine,service,leak,profile,peers] [--clients 1,4]
+usage: .venv/bin/python benches/run.py [--quick] [--parts engine,service,leak,profile,peers,contexts] [--clients 1,4]
        .venv/bin/python benches/run.py --render-only [bench.json]   # re-render, measure nothing
 """
 
@@ -31,7 +32,7 @@ from benchlib import RESULTS, load_average, log, machine_info, ratio
 from engine_level import ceiling_rate, rate_at
 from report import MODE_LABELS, STAGE_LABELS, profile_stages, render, run_key, snapshot_vs_none
 
-PARTS = ("engine", "service", "leak", "profile", "peers")
+PARTS = ("engine", "service", "leak", "profile", "peers", "contexts")
 OPTIONAL_PARTS = ("nodes",)  # run only when asked for (--nodes, or named in --parts)
 
 
@@ -358,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
     }
 
+    import contexts
     import engine_level
     import peers
     import profile_http
@@ -369,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         "leak": lambda: service_level.leak_check(executions=1000 if quick else 10_000, quick=quick),
         "profile": lambda: profile_http.run(quick, cores),
         "peers": lambda: peers.run(quick=quick),
+        "contexts": lambda: contexts.run(quick=quick),
         "nodes": lambda: __import__("nodes").run(seconds=2.0 if quick else 4.0),
     }
     failed = []

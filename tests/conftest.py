@@ -35,6 +35,7 @@ LEVELS: dict[str, str] = {
     "test_engine_limits": "engine",
     "test_engine_async": "engine",
     "test_context": "engine",
+    "test_context_state": "unit",
     "test_console": "engine",
     "test_snapshots": "engine",
     "test_typescript": "engine",

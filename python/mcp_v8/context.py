@@ -140,6 +140,7 @@ class Context:
         language: str = "auto",
         max_result_bytes: int = 0,
         console_limit_bytes: int = _engine.DEFAULT_CONSOLE_LIMIT_BYTES,
+        _native: Callable[..., Any] = _engine.LiveContext,
     ) -> None:
         self.heap_limit_mb = heap_limit_mb
         self.timeout = timeout
@@ -157,7 +158,8 @@ class Context:
         self._private_thread: threading.Thread | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
-        self._live = _engine.LiveContext(
+        # _native: the engine's LiveContext; the tests of the hand-offs below pass a fake.
+        self._live: _engine.LiveContext = _native(
             heap=heap,
             snapshots=snapshot,
             heap_limit_mb=heap_limit_mb,
