@@ -29,10 +29,16 @@ size_t HeapGuard::OnNearLimit(void* data, size_t current, size_t initial) {
   auto* self = static_cast<HeapGuard*>(data);
   self->hit = true;
   self->isolate->TerminateExecution();
-  // Room for V8 to unwind the terminated script instead of aborting the process.
+  // Room for V8 to unwind the terminated script instead of aborting the process. The
+  // allocation that reached the limit is retried first, and one allocation can be large (a
+  // rope string a builtin flattens, an array a builtin copies): were it not to fit, V8 would
+  // abort the process. 256 MB more covers a flat string of 2^28 one-byte characters or an
+  // array of 32 million elements; the script stops right after that allocation, whose memory
+  // goes with the isolate. Larger single allocations still abort (a worker process, in the
+  // service).
   if (!self->raised) {
     self->raised = true;
-    return current * 2;
+    return current * 2 + (size_t{256} << 20);
   }
   return current + (16u << 20);
 }
