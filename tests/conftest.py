@@ -36,6 +36,8 @@ LEVELS: dict[str, str] = {
     "test_engine_async": "engine",
     "test_context": "engine",
     "test_context_state": "unit",
+    "test_web": "engine",
+    "test_builtins": "engine",
     "test_console": "engine",
     "test_snapshots": "engine",
     "test_typescript": "engine",

@@ -19,7 +19,7 @@ EventLoop::EventLoop(v8::Isolate* isolate, v8::Platform* platform, Control* cont
 EventLoop::~EventLoop() { Clear(); }
 
 double EventLoop::AddTimer(v8::Local<v8::Function> callback, const std::vector<v8::Local<v8::Value>>& args,
-                           double delay_ms, bool repeat) {
+                           double delay_ms, bool repeat, bool keep_alive) {
   if (timers_.size() >= kMaxTimers) return -1;
   if (!std::isfinite(delay_ms) || delay_ms < 1) delay_ms = 1;
   if (delay_ms > 2147483647.0) delay_ms = 1;  // as Node and browsers: overflow means 1 ms
@@ -29,6 +29,8 @@ double EventLoop::AddTimer(v8::Local<v8::Function> callback, const std::vector<v
   for (auto& a : args) timer.args.emplace_back(isolate_, a);
   timer.interval_ms = delay_ms;
   timer.repeat = repeat;
+  timer.keep_alive = keep_alive;
+  if (keep_alive) keep_alive_++;
   timer.due = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(delay_ms * 1000));
   queue_.emplace(std::make_pair(timer.due, id), id);
   timers_.emplace(id, std::move(timer));
@@ -39,12 +41,18 @@ void EventLoop::ClearTimer(double id) {
   auto it = timers_.find(id);
   if (it == timers_.end()) return;
   queue_.erase(std::make_pair(it->second.due, id));
+  Forget(it);
+}
+
+void EventLoop::Forget(std::map<double, Timer>::iterator it) {
+  if (it->second.keep_alive) keep_alive_--;
   timers_.erase(it);
 }
 
 void EventLoop::Clear() {
   timers_.clear();
   queue_.clear();
+  keep_alive_ = 0;
   rejections_.clear();
 }
 
@@ -107,7 +115,7 @@ bool EventLoop::FireDue(v8::Local<v8::Context> context, const std::function<bool
     it->second.due = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(it->second.interval_ms * 1000));
     queue_.emplace(std::make_pair(it->second.due, id), id);
   } else {
-    timers_.erase(it);
+    Forget(it);
   }
   v8::TryCatch try_catch(isolate_);
   if (callback->Call(context, context->Global(), static_cast<int>(args.size()), args.data()).IsEmpty()) {
@@ -134,8 +142,9 @@ EventLoop::Stop EventLoop::Run(v8::Local<v8::Context> context, v8::Local<v8::Val
     if (calls_ != nullptr && calls_->Deliver(context)) continue;  // settled promises: microtasks first
     if (terminated()) return Stop::kTerminated;
     bool pending = !promise.IsEmpty() && promise->State() == v8::Promise::kPending;
+    bool waiting = pending || (calls_ != nullptr && calls_->pending());
+    if (!waiting && keep_alive_ == 0) return Stop::kIdle;  // only timers that do not keep it alive
     if (queue_.empty()) {
-      if (!pending && (calls_ == nullptr || !calls_->pending())) return Stop::kIdle;
       // Parked: only a cancel, the deadline, a reply or a platform task can change anything.
       control_->WaitUntil(Clock::now() + kParkedPoll);
       continue;

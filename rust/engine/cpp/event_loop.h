@@ -26,9 +26,10 @@ class EventLoop {
   EventLoop(v8::Isolate* isolate, v8::Platform* platform, Control* control, HostCalls* calls = nullptr);
   ~EventLoop();
 
-  // Returns the timer id, or -1 when too many timers are pending.
+  // Returns the timer id, or -1 when too many timers are pending. A timer that does not
+  // keep the loop alive (AbortSignal.timeout's) fires only while something else does.
   double AddTimer(v8::Local<v8::Function> callback, const std::vector<v8::Local<v8::Value>>& args, double delay_ms,
-                  bool repeat);
+                  bool repeat, bool keep_alive = true);
   void ClearTimer(double id);
 
   // `result` may be a promise the loop waits for; `terminated` reports termination.
@@ -51,9 +52,11 @@ class EventLoop {
     std::vector<v8::Global<v8::Value>> args;
     double interval_ms;
     bool repeat;
+    bool keep_alive;
     Clock::time_point due;
   };
 
+  void Forget(std::map<double, Timer>::iterator it);
   bool FireDue(v8::Local<v8::Context> context, const std::function<bool()>& terminated);
   bool TakeUnhandledRejection(v8::Local<v8::Context> context, v8::Local<v8::Value> result);
   void PumpPlatform();
@@ -64,6 +67,7 @@ class EventLoop {
   HostCalls* calls_;
   double next_id_ = 1;
   std::map<double, Timer> timers_;
+  size_t keep_alive_ = 0;  // timers that keep the loop alive
   std::map<std::pair<Clock::time_point, double>, double> queue_;  // (due, id) -> id
   std::vector<std::pair<v8::Global<v8::Promise>, v8::Global<v8::Value>>> rejections_;
   ErrorInfo error_;

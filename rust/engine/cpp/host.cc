@@ -2,9 +2,10 @@
 
 #include <vector>
 
-#include "console_js.h"
+#include "js_sources.h"
 #include "event_loop.h"
 #include "host_calls.h"
+#include "web.h"
 
 namespace mv8 {
 namespace host {
@@ -121,6 +122,32 @@ bool Define(Local<v8::Context> context, Local<v8::Object> target, const char* na
   return target->DefineOwnProperty(context, key, fn, v8::DontEnum).FromMaybe(false);
 }
 
+// Runs one of cpp/js/*.js: a script whose completion value is a function, called with
+// `native`; with an empty `native`, a script that installs what it defines by itself.
+bool RunBootstrap(Local<v8::Context> context, const char* name, const char* source, Local<v8::Object> native,
+                  std::string* error) {
+  v8::Isolate* isolate = context->GetIsolate();
+  v8::TryCatch try_catch(isolate);
+  std::string origin_name = std::string("mcp-v8:") + name;
+  v8::ScriptOrigin origin(isolate, v8::String::NewFromUtf8(isolate, origin_name.c_str()).ToLocalChecked());
+  Local<v8::Script> script;
+  Local<Value> factory;
+  Local<Value> argv[] = {native};
+  if (!v8::Script::Compile(context, v8::String::NewFromUtf8(isolate, source).ToLocalChecked(), &origin)
+           .ToLocal(&script) ||
+      !script->Run(context).ToLocal(&factory) ||
+      (!native.IsEmpty() &&
+       (!factory->IsFunction() || factory.As<v8::Function>()->Call(context, v8::Undefined(isolate), 1, argv).IsEmpty()))) {
+    v8::String::Utf8Value message(isolate, try_catch.Exception());
+    *error = std::string(name) + " failed: " + (*message ? *message : "not a function");
+    if (try_catch.Message().IsEmpty() == false) {
+      *error += " (line " + std::to_string(try_catch.Message()->GetLineNumber(context).FromMaybe(0)) + ")";
+    }
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 const intptr_t* ExternalReferences() {
@@ -148,20 +175,15 @@ bool InstallGlobals(Local<v8::Context> context, std::string* error) {
     *error = "could not create the console host object";
     return false;
   }
-  v8::TryCatch try_catch(isolate);
-  v8::ScriptOrigin origin(isolate, v8::String::NewFromUtf8Literal(isolate, "mcp-v8:console.js"));
-  Local<v8::Script> script;
-  Local<Value> factory;
-  Local<Value> argv[] = {native};
-  if (!v8::Script::Compile(context, v8::String::NewFromUtf8(isolate, kConsoleJs).ToLocalChecked(), &origin)
-           .ToLocal(&script) ||
-      !script->Run(context).ToLocal(&factory) || !factory->IsFunction() ||
-      factory.As<v8::Function>()->Call(context, v8::Undefined(isolate), 1, argv).IsEmpty()) {
-    v8::String::Utf8Value message(isolate, try_catch.Exception());
-    *error = std::string("console.js failed: ") + (*message ? *message : "not a function");
+  if (!RunBootstrap(context, "console.js", kConsoleJs, native, error)) return false;
+  // The ES2023-ES2025 built-ins V8 10.2 lacks.
+  if (!RunBootstrap(context, "builtins.js", kBuiltinsJs, Local<v8::Object>(), error)) return false;
+  Local<v8::Object> web_native = v8::Object::New(isolate);
+  if (!web::Install(context, web_native)) {
+    *error = "could not create the web platform host object";
     return false;
   }
-  return true;
+  return RunBootstrap(context, "web.js", kWebJs, web_native, error);
 }
 
 }  // namespace host

@@ -1,6 +1,6 @@
 // Host functions: what the embedder adds to a bare V8 context (timers,
 // queueMicrotask, the native side of console). They are installed once into the base
-// snapshot and referenced by address in every snapshot, hence ExternalReferences().
+// snapshot and referenced by position in every snapshot, hence ExternalReferences().
 #pragma once
 #include <v8.h>
 
@@ -17,6 +17,10 @@ class HostCalls;
 struct HostContext {
   EventLoop* loop = nullptr;
   HostCalls* calls = nullptr;  // a live context's calls out to the embedder; nullptr elsewhere
+  // performance.timeOrigin: wall-clock and monotonic milliseconds (web.cc's clocks) when the
+  // execution (or the live context) started; 0 = now.
+  double origin_wall_ms = 0;
+  double origin_mono_ms = 0;
   mv8_console_fn console = nullptr;
   void* console_user_data = nullptr;
 
@@ -28,12 +32,13 @@ struct HostContext {
 
 namespace host {
 
-// Null-terminated list of every native callback address; identical in the creator of
-// a snapshot and in every isolate that restores one.
+// Null-terminated list of every native callback address, in the order of
+// external_refs.inc; identical in the creator of a snapshot and every isolate restoring one.
 const intptr_t* ExternalReferences();
 
-// Installs setTimeout, setInterval, clearTimeout, clearInterval, queueMicrotask and
-// console (cpp/js/console.js) into `context`.
+// Installs setTimeout, setInterval, clearTimeout, clearInterval, queueMicrotask, console
+// (cpp/js/console.js), the ES2023-ES2025 built-ins V8 10.2 lacks (cpp/js/builtins.js) and
+// the web platform globals (cpp/js/web.js, over the natives of web.h) into `context`.
 bool InstallGlobals(v8::Local<v8::Context> context, std::string* error);
 
 }  // namespace host

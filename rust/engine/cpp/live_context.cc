@@ -6,6 +6,7 @@
 #include "control_handle.h"
 #include "host.h"
 #include "watchdog.h"
+#include "web.h"
 
 namespace mv8 {
 
@@ -97,6 +98,7 @@ bool LiveContext::Create(std::string* error) {
     *error = "V8 could not create an isolate";
     return false;
   }
+  if (origin_.origin_wall_ms == 0) web::StampOrigin(&origin_);
   guard_ = HeapGuard();
   guard_.isolate = isolate_;
   isolate_->AddNearHeapLimitCallback(&HeapGuard::OnNearLimit, &guard_);
@@ -176,6 +178,8 @@ void LiveContext::DoRun(const mv8_context_request& request, mv8_response* respon
     host.calls = &calls_;
     host.console = request.console;
     host.console_user_data = request.console_user_data;
+    host.origin_wall_ms = origin_.origin_wall_ms;
+    host.origin_mono_ms = origin_.origin_mono_ms;
     isolate_->SetData(HostContext::kSlot, &host);
     replies_->SetWaiter(control);
     control->Attach(isolate_);

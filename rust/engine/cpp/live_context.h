@@ -23,6 +23,7 @@
 
 #include "bounded_allocator.h"
 #include "evaluation.h"
+#include "host.h"
 #include "host_calls.h"
 #include "shim.h"
 #include "v8_process.h"
@@ -70,6 +71,7 @@ class LiveContext {
   v8::Isolate* isolate_ = nullptr;
   v8::Global<v8::Context> context_;
   HeapGuard guard_;
+  HostContext origin_;               // only its time origin: when the context was made
   std::shared_ptr<Replies> replies_ = std::make_shared<Replies>();
   HostCalls calls_;
   std::string closed_;               // why the context is closed; empty while it is open

@@ -15,6 +15,7 @@
 #include "host.h"
 #include "v8_process.h"
 #include "watchdog.h"
+#include "web.h"
 
 namespace mv8 {
 namespace {
@@ -86,6 +87,7 @@ class Execution {
       host.loop = &loop;
       host.console = req_.console;
       host.console_user_data = req_.console_user_data;
+      web::StampOrigin(&host);
       isolate_->SetData(HostContext::kSlot, &host);
       control_->Attach(isolate_);
       std::optional<uint64_t> ticket;

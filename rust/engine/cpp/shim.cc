@@ -15,8 +15,13 @@
 #include "runner.h"
 #include "evaluation.h"
 #include "v8_process.h"
+#include "web.h"
 
 extern "C" {
+
+void mv8_set_hooks(const mv8_hooks* hooks) {
+  if (hooks != nullptr) mv8::web::SetHooks(*hooks);
+}
 
 int mv8_initialize(char** error) {
   std::string message;

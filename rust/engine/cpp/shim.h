@@ -73,6 +73,29 @@ typedef struct {
   size_t n_buffers;
 } mv8_response;
 
+// Services the shim asks of the embedder for the web platform globals (web.h): WHATWG URL
+// parsing and message digests, done by well-kept Rust crates. Set once, before
+// mv8_initialize; a missing hook makes its JS API throw.
+typedef struct {
+  // Parses `input` against `base` (NULL: none). 1 on success, with the URL's parts written
+  // into *out (malloc'd) as UTF-8, each followed by a NUL: href, origin, protocol, username,
+  // password, host, hostname, port, pathname, search, hash. 0: not a valid URL.
+  int (*url_parse)(const char* input, size_t input_len, const char* base, size_t base_len, mv8_buffer* out);
+  // Runs the WHATWG setter of part `part` (index in the list above) on the URL `href` with
+  // `value`; 1 and the resulting parts as above, 0 when `href` does not parse.
+  int (*url_set)(const char* href, size_t href_len, int part, const char* value, size_t value_len,
+                 mv8_buffer* out);
+  // Decodes UTF-8 as the WHATWG Encoding standard does (U+FFFD for each maximal invalid
+  // subpart; `fatal`: 0 on the first error). With `stream`, an incomplete sequence at the end
+  // is left: *consumed says how many bytes were decoded. 1: *out is the text (malloc'd UTF-8).
+  int (*utf8_decode)(const uint8_t* data, size_t len, int fatal, int stream, mv8_buffer* out, size_t* consumed);
+  // The digest of `data` with SHA-1 (1), SHA-256 (256), SHA-384 (384) or SHA-512 (512) into
+  // `out` (64 bytes room); returns its length, 0 for another algorithm.
+  size_t (*digest)(int algorithm, const uint8_t* data, size_t len, uint8_t* out);
+} mv8_hooks;
+
+void mv8_set_hooks(const mv8_hooks* hooks);
+
 // Initialises V8 once per process and builds the base snapshot. Safe to call again.
 // Returns 0 on success; otherwise *error receives a malloc'd message.
 int mv8_initialize(char** error);

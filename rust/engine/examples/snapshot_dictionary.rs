@@ -1,7 +1,7 @@
 //! Writes the zstd dictionary that snapshot envelopes (format 2) are compressed against:
 //! the raw V8 blob of a near-empty snapshot of this engine. V8 snapshots are not
 //! reproducible byte for byte, so the dictionary is made once and shipped
-//! (rust/engine/dict/snapshot-dictionary.bin); envelopes name it by hash, so a later
+//! (rust/engine/dict/snapshot-dictionary-N.bin, newest first in envelope.rs); envelopes name it by hash, so a later
 //! dictionary can sit beside it without stranding stored heaps.
 //!
 //! usage: cargo run --release -p mcp-v8-engine --example snapshot_dictionary -- OUT

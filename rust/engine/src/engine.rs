@@ -236,6 +236,7 @@ impl std::error::Error for EngineError {}
 pub fn initialize() -> Result<(), EngineError> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| unsafe {
+        crate::web::install();
         let mut err: *mut c_char = std::ptr::null_mut();
         if ffi::mv8_initialize(&mut err) == 0 {
             Ok(())

@@ -19,8 +19,8 @@
 //! ```
 //!
 //! Format 2 compresses against the raw blob of a near-empty snapshot of this engine
-//! (`dict/snapshot-dictionary.bin`, made once by `examples/snapshot_dictionary.rs` and
-//! shipped, since V8 snapshots are not reproducible): most of any snapshot is that base
+//! (`dict/snapshot-dictionary-N.bin`, made by `examples/snapshot_dictionary.rs` and shipped,
+//! since V8 snapshots are not reproducible): most of any snapshot is that base
 //! context, so a near-empty snapshot stores in about 5 % of its raw size (format 1: 11 %).
 //! The dictionary is named by hash, so a later one can ship beside it and stored heaps
 //! keep restoring. The key of a snapshot is the lowercase hex SHA-256 of its payload.
@@ -170,18 +170,34 @@ pub fn hex(bytes: &[u8]) -> String {
 /// (V8 keeps function sources). The engine fingerprint covers it.
 const CONSOLE_DICTIONARY: &[u8] = include_bytes!("../cpp/js/console.js");
 
-/// Format 2's dictionary: the raw blob of a near-empty snapshot of this engine.
-const SNAPSHOT_DICTIONARY: &[u8] = include_bytes!("../dict/snapshot-dictionary.bin");
+/// Format 2's dictionaries, newest first: each the raw blob of a near-empty snapshot of the
+/// engine as it was when the dictionary was made (its base context changes when globals are
+/// added). New envelopes use the first; stored ones name theirs, and every one shipped here
+/// keeps opening.
+const SNAPSHOT_DICTIONARIES: &[&[u8]] = &[
+    include_bytes!("../dict/snapshot-dictionary-2.bin"),
+    include_bytes!("../dict/snapshot-dictionary.bin"),
+];
+const SNAPSHOT_DICTIONARY: &[u8] = SNAPSHOT_DICTIONARIES[0];
 
-/// The id format 2 envelopes name their dictionary by.
-pub fn dictionary_id() -> [u8; 16] {
-    static ID: OnceLock<[u8; 16]> = OnceLock::new();
-    *ID.get_or_init(|| {
-        let digest = Sha256::digest(SNAPSHOT_DICTIONARY);
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&digest[..16]);
-        id
+fn ids() -> &'static [[u8; 16]] {
+    static IDS: OnceLock<Vec<[u8; 16]>> = OnceLock::new();
+    IDS.get_or_init(|| {
+        SNAPSHOT_DICTIONARIES
+            .iter()
+            .map(|d| {
+                let digest = Sha256::digest(d);
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&digest[..16]);
+                id
+            })
+            .collect()
     })
+}
+
+/// The id new format 2 envelopes name their dictionary by.
+pub fn dictionary_id() -> [u8; 16] {
+    ids()[0]
 }
 
 // Dictionaries are digested once per process; each thread keeps its own (de)compressor.
@@ -190,14 +206,19 @@ fn encoder_dictionary() -> &'static EncoderDictionary<'static> {
     DICTIONARY.get_or_init(|| EncoderDictionary::copy(SNAPSHOT_DICTIONARY, ZSTD_LEVEL))
 }
 
-fn decoder_dictionary(format: u16) -> &'static DecoderDictionary<'static> {
-    static SNAPSHOT: OnceLock<DecoderDictionary<'static>> = OnceLock::new();
-    static CONSOLE: OnceLock<DecoderDictionary<'static>> = OnceLock::new();
-    if format == 1 {
-        CONSOLE.get_or_init(|| DecoderDictionary::copy(CONSOLE_DICTIONARY))
-    } else {
-        SNAPSHOT.get_or_init(|| DecoderDictionary::copy(SNAPSHOT_DICTIONARY))
-    }
+/// Dictionary slots: 0 is format 1's, 1 + i is `SNAPSHOT_DICTIONARIES[i]`.
+const DICTIONARY_SLOTS: usize = 1 + SNAPSHOT_DICTIONARIES.len();
+
+fn decoder_dictionary(slot: usize) -> &'static DecoderDictionary<'static> {
+    static DICTIONARIES: [OnceLock<DecoderDictionary<'static>>; DICTIONARY_SLOTS] =
+        [const { OnceLock::new() }; DICTIONARY_SLOTS];
+    DICTIONARIES[slot].get_or_init(|| {
+        DecoderDictionary::copy(if slot == 0 {
+            CONSOLE_DICTIONARY
+        } else {
+            SNAPSHOT_DICTIONARIES[slot - 1]
+        })
+    })
 }
 
 /// Scratch buffers a thread keeps between executions are dropped above this capacity, so
@@ -227,8 +248,8 @@ thread_local! {
     );
     static SMALL_BLOB_COMPRESSOR: RefCell<zstd::bulk::Compressor<'static>> =
         RefCell::new(small_blob_compressor());
-    static DECOMPRESSORS: RefCell<[Option<zstd::bulk::Decompressor<'static>>; 2]> =
-        const { RefCell::new([None, None]) };
+    static DECOMPRESSORS: RefCell<[Option<zstd::bulk::Decompressor<'static>>; DICTIONARY_SLOTS]> =
+        const { RefCell::new([const { None }; DICTIONARY_SLOTS]) };
     /// Where `seal` compresses to (the payload is then copied into an exact-size envelope).
     static PAYLOAD_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -284,8 +305,10 @@ fn seal_with(raw: &[u8], v8_version: &str, payload: &mut Vec<u8>) -> Sealed {
 /// Header fields of an envelope whose checksum has been verified.
 #[derive(Debug)]
 pub struct Opened<'a> {
-    /// The envelope's format (1 or 2): which dictionary its payload needs.
+    /// The envelope's format (1 or 2).
     pub format: u16,
+    /// The dictionary its payload needs (a slot of `decoder_dictionary`).
+    dictionary: usize,
     pub key: String,
     pub raw_len: u64,
     pub payload: &'a [u8],
@@ -319,11 +342,13 @@ pub fn open<'a>(envelope: &'a [u8], v8_version: &str) -> Result<Opened<'a>, Enve
     if !accepts(format, take(&mut b, 16)?) {
         return Err(EnvelopeError::WrongEngine);
     }
+    let mut dictionary = 0;
     if format == 2 {
         let id = take(&mut b, 16)?;
-        if id != dictionary_id() {
-            return Err(EnvelopeError::UnknownDictionary(hex(id)));
-        }
+        dictionary = 1 + ids()
+            .iter()
+            .position(|known| known[..] == *id)
+            .ok_or_else(|| EnvelopeError::UnknownDictionary(hex(id)))?;
     }
     let n = take(&mut b, 1)?[0] as usize;
     let version = take(&mut b, n)?;
@@ -344,6 +369,7 @@ pub fn open<'a>(envelope: &'a [u8], v8_version: &str) -> Result<Opened<'a>, Enve
     }
     Ok(Opened {
         format,
+        dictionary,
         key: hex(&actual),
         raw_len,
         payload: b,
@@ -373,10 +399,10 @@ pub fn unseal_into(
     let written = DECOMPRESSORS
         .with(|slots| {
             let mut slots = slots.borrow_mut();
-            let slot = &mut slots[usize::from(opened.format == 2)];
+            let slot = &mut slots[opened.dictionary];
             if slot.is_none() {
                 *slot = Some(zstd::bulk::Decompressor::with_prepared_dictionary(
-                    decoder_dictionary(opened.format),
+                    decoder_dictionary(opened.dictionary),
                 )?);
             }
             slot.as_mut()

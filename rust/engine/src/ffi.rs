@@ -38,6 +38,27 @@ pub struct mv8_buffer {
 }
 
 #[repr(C)]
+pub struct mv8_hooks {
+    pub url_parse: Option<
+        unsafe extern "C" fn(*const c_char, usize, *const c_char, usize, *mut mv8_buffer) -> c_int,
+    >,
+    pub url_set: Option<
+        unsafe extern "C" fn(
+            *const c_char,
+            usize,
+            c_int,
+            *const c_char,
+            usize,
+            *mut mv8_buffer,
+        ) -> c_int,
+    >,
+    pub utf8_decode: Option<
+        unsafe extern "C" fn(*const u8, usize, c_int, c_int, *mut mv8_buffer, *mut usize) -> c_int,
+    >,
+    pub digest: Option<unsafe extern "C" fn(c_int, *const u8, usize, *mut u8) -> usize>,
+}
+
+#[repr(C)]
 pub struct mv8_context {
     _private: [u8; 0],
 }
@@ -137,6 +158,7 @@ pub struct mv8_response {
 }
 
 extern "C" {
+    pub fn mv8_set_hooks(hooks: *const mv8_hooks);
     pub fn mv8_initialize(error: *mut *mut c_char) -> c_int;
     pub fn mv8_v8_version() -> *const c_char;
     pub fn mv8_control_new() -> *mut mv8_control;
