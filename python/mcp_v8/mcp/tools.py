@@ -42,7 +42,11 @@ Run JavaScript or TypeScript (types are stripped) in a fresh, isolated V8 sandbo
 the JSON of the script's completion value (the value of its last expression statement, \
 awaited when it is a promise; top-level `await` works). There is no network, file system, \
 `require` or `process`; `console.log` output is captured and returned (the first \
-{FIRST_OUTPUT_LINES} lines, then page with get_execution_output).
+{FIRST_OUTPUT_LINES} lines, then page with get_execution_output). Web globals are there: \
+`URL`, `URLSearchParams`, `TextEncoder`/`TextDecoder`, `atob`/`btoa`, `structuredClone`, \
+`crypto.randomUUID`/`getRandomValues`/`subtle.digest`, `performance.now`, `AbortController`, \
+`EventTarget`, `Headers`/`Request`/`Response`/`Blob` (data only), and ES2023-2025 built-ins \
+(`toSorted`, `Object.groupBy`, Set methods, iterator helpers, `Promise.withResolvers`).
 
 {_STATE}
 
