@@ -154,7 +154,7 @@ def test_exception_hierarchy(engine: Engine) -> None:
     [
         ("(", "javascript", True),
         ("let x: number = ;", "typescript", True),
-        ("enum E { A }", "typescript", True),  # needs code generation: refused before V8
+        ("@dec class C {}", "auto", True),  # V8 10.2 has no decorators: refused before V8
         ("(" * 5000, "auto", True),  # nests too deeply
         ("JSON.parse('{')", "auto", False),
         ("eval('(')", "auto", False),

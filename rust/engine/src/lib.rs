@@ -10,6 +10,7 @@ pub mod envelope;
 mod ffi;
 pub mod nesting;
 pub mod source;
+mod transform;
 mod web;
 
 #[cfg(feature = "python")]

@@ -8,9 +8,21 @@
 //!    units, so every remaining token keeps its exact line and (UTF-16) column and V8's
 //!    positions point into the original source without a source map. Where erasing would let
 //!    automatic semicolon insertion join two statements, the first erased character becomes a
-//!    `;`. Constructs that need code generation (enums, namespaces with values, constructor
-//!    parameter properties, parameter decorators, `import x = ...`, `export =`) are rejected
-//!    with a [`SourceError`].
+//!    `;`.
+//!
+//!    Constructs that need code generation are handled in one of two ways. `enum` and
+//!    `const enum` (compiled as a regular enum, as under `isolatedModules`), namespaces with
+//!    values (at the top level, or nested in one another) and constructor parameter
+//!    properties make the whole program go through oxc's TypeScript transform instead of
+//!    erasure: [`crate::transform::generate`] prints the result and moves its tokens back to
+//!    their original lines (Babel's `retainLines`), so V8's line numbers still point into the
+//!    TypeScript; columns match only where the printed code before a token is not longer than
+//!    the original (see that module). `import x = ...`, `export =` and namespaces inside
+//!    functions or blocks are rejected with a [`SourceError`].
+//!
+//!    Decorators (on classes, methods, fields, accessors, parameters) are rejected in both
+//!    languages with a [`SourceError`] that names what they decorate: V8 10.2 has none, and
+//!    would only say "Invalid or unexpected token".
 //! 2. **Top-level await** (both languages): a classic script cannot contain `await` outside of
 //!    functions. When it does, the script is rewritten the way Node's REPL does it
 //!    (`lib/internal/repl/await.js`): top-level declarations are hoisted so they still become
@@ -20,7 +32,8 @@
 //!
 //! Everything else is passed through untouched: JavaScript without top-level await is returned
 //! byte for byte, and JavaScript that oxc cannot parse is returned unchanged so that V8 reports
-//! its own `SyntaxError`.
+//! its own `SyntaxError`. TypeScript that needs no code generation is type-erased exactly as
+//! described above, whether or not other programs need the transform.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -32,6 +45,7 @@ use oxc_parser::Parser;
 use oxc_span::{GetSpan, SourceType, Span};
 
 use crate::nesting;
+use crate::transform;
 
 /// The language of a source text handed to [`prepare`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +79,7 @@ impl std::error::Error for SourceError {}
 
 impl SourceError {
     /// An error at byte `offset` of `src`.
-    fn at(src: &str, offset: u32, message: impl Into<String>) -> Self {
+    pub(crate) fn at(src: &str, offset: u32, message: impl Into<String>) -> Self {
         let (line, column) = line_column(src, offset);
         SourceError {
             message: message.into(),
@@ -87,8 +101,11 @@ pub struct Prepared {
 
 /// Turns user source into a V8 classic script.
 ///
-/// * TypeScript is type-erased in place (see the module documentation); TypeScript syntax
-///   errors and constructs that need code generation are returned as [`SourceError`]s.
+/// * TypeScript is type-erased in place, or compiled keeping lines when it contains an enum,
+///   a namespace with values or a parameter property (see the module documentation);
+///   TypeScript syntax errors and constructs that cannot be run are returned as
+///   [`SourceError`]s.
+/// * Decorators are returned as [`SourceError`]s, in JavaScript too.
 /// * JavaScript without top-level `await` is returned unchanged. JavaScript that does not parse
 ///   is returned unchanged too, so that V8 reports the syntax error itself.
 /// * `import`/`export` statements are rejected: classic scripts cannot contain them.
@@ -185,7 +202,7 @@ fn parses_as_javascript(src: &str) -> bool {
 // Positions and small lexical helpers
 // ---------------------------------------------------------------------------------------------
 
-fn is_line_terminator(c: char) -> bool {
+pub(crate) fn is_line_terminator(c: char) -> bool {
     matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}')
 }
 
@@ -272,17 +289,18 @@ fn first_parse_error(src: &str, parsed: &oxc_parser::ParserReturn<'_>) -> Source
 // TypeScript type erasure
 // ---------------------------------------------------------------------------------------------
 
-const ENUM_ERROR: &str = "TypeScript enum declarations need code generation and are not supported; use a const object instead";
-const CONST_ENUM_ERROR: &str = "TypeScript `const enum` declarations need code generation and are not supported; use a const object instead";
-const NAMESPACE_ERROR: &str = "TypeScript namespaces that contain values need code generation and are not supported; use a plain object instead (only `declare namespace` and type-only namespaces can be erased)";
-const MODULE_ERROR: &str = "TypeScript `module` declarations that contain values need code generation and are not supported; use a plain object instead (only `declare module` and type-only modules can be erased)";
-const PARAMETER_PROPERTY_ERROR: &str = "TypeScript constructor parameter properties (`public`/`private`/`protected`/`readonly`/`override` on a constructor parameter) need code generation and are not supported; declare the field in the class body and assign it in the constructor";
-const PARAMETER_DECORATOR_ERROR: &str =
-    "TypeScript parameter decorators need code generation and are not supported";
+const NESTED_NAMESPACE_ERROR: &str = "TypeScript namespaces with values are only supported at the top level of the script or inside another namespace";
+const CLASS_DECORATOR_ERROR: &str = "decorators are not supported: a decorator on a class (V8 10.2 runs no decorators, standard or legacy TypeScript ones); call the decorator function on the class instead";
+const METHOD_DECORATOR_ERROR: &str = "decorators are not supported: a decorator on a method (V8 10.2 runs no decorators, standard or legacy TypeScript ones); call the decorator function on the method instead";
+const FIELD_DECORATOR_ERROR: &str = "decorators are not supported: a decorator on a class field (V8 10.2 runs no decorators, standard or legacy TypeScript ones)";
+const ACCESSOR_DECORATOR_ERROR: &str = "decorators are not supported: a decorator on an auto-accessor (V8 10.2 runs no decorators, standard or legacy TypeScript ones)";
+const PARAMETER_DECORATOR_ERROR: &str = "decorators are not supported: a decorator on a parameter (TypeScript parameter decorators need code generation, and V8 10.2 runs no decorators)";
 const IMPORT_EQUALS_ERROR: &str = "TypeScript `import x = require(...)` / `import x = N.y` declarations need code generation and are not supported";
 const EXPORT_ASSIGNMENT_ERROR: &str =
     "TypeScript `export =` assignments need code generation and are not supported";
 const TYPE_ASSERTION_ERROR: &str = "this `<T>expr` type assertion would change meaning once the type is erased; write `expr as T` instead";
+const TRANSFORM_PANIC_ERROR: &str =
+    "this TypeScript could not be compiled to JavaScript (oxc's transform failed on it)";
 const IMPORT_EXPORT_ERROR: &str = "import/export statements are not supported in scripts";
 
 /// Modifier keywords of class members that only exist in TypeScript.
@@ -302,8 +320,11 @@ enum Action {
     Keep,
     /// Entirely TypeScript: erase all of it.
     Erase,
-    /// Needs code generation: reject with this message at this byte offset.
+    /// Cannot be run: reject with this message at this byte offset.
     Reject(u32, &'static str),
+    /// Needs code generation (an enum or a namespace with values, starting at this byte
+    /// offset): the whole program goes through [`transform::generate`].
+    Generate(u32),
 }
 
 fn declaration_action(decl: &Declaration<'_>) -> Action {
@@ -319,24 +340,11 @@ fn declaration_action(decl: &Declaration<'_>) -> Action {
         | Declaration::TSExternalModuleDeclaration(_)
         | Declaration::TSGlobalDeclaration(_) => Action::Erase,
         Declaration::TSEnumDeclaration(e) if e.declare => Action::Erase,
-        Declaration::TSEnumDeclaration(e) => Action::Reject(
-            e.span.start,
-            if e.r#const {
-                CONST_ENUM_ERROR
-            } else {
-                ENUM_ERROR
-            },
-        ),
+        Declaration::TSEnumDeclaration(e) => Action::Generate(e.span.start),
         Declaration::TSNamespaceDeclaration(n) if n.declare || namespace_is_type_only(n) => {
             Action::Erase
         }
-        Declaration::TSNamespaceDeclaration(n) => Action::Reject(
-            n.span.start,
-            match n.kind {
-                TSNamespaceDeclarationKind::Module => MODULE_ERROR,
-                TSNamespaceDeclarationKind::Namespace => NAMESPACE_ERROR,
-            },
-        ),
+        Declaration::TSNamespaceDeclaration(n) => Action::Generate(n.span.start),
         Declaration::TSImportEqualsDeclaration(i) if i.import_kind.is_type() => Action::Erase,
         Declaration::TSImportEqualsDeclaration(i) => {
             Action::Reject(i.span.start, IMPORT_EQUALS_ERROR)
@@ -441,8 +449,16 @@ struct Blanker<'s> {
     statement_starts: HashSet<u32>,
     /// Whether the statement about to be visited is preceded, in its list, by erased code only.
     nothing_before: bool,
-    /// The earliest construct that needs code generation: byte offset and message.
+    /// The earliest construct that cannot be run: byte offset and message.
     error: Option<(u32, &'static str)>,
+    /// The earliest construct that erasure cannot handle but code generation can (a `<T>x`
+    /// assertion that would change meaning): byte offset and message.
+    erasure_error: Option<(u32, &'static str)>,
+    /// The earliest construct that needs code generation (byte offset).
+    needs_generation: Option<u32>,
+    /// Start offsets of the namespaces that code generation handles: those at the top level
+    /// and, recursively, those declared in their bodies.
+    transformable_namespaces: HashSet<u32>,
     guard: DepthGuard,
 }
 
@@ -456,7 +472,20 @@ impl<'s> Blanker<'s> {
             statement_starts: HashSet::new(),
             nothing_before: false,
             error: None,
+            erasure_error: None,
+            needs_generation: None,
+            transformable_namespaces: HashSet::new(),
             guard: DepthGuard::default(),
+        }
+    }
+
+    /// Records a construct that needs code generation.
+    fn generate(&mut self, offset: u32) {
+        if self
+            .needs_generation
+            .is_none_or(|earliest| offset < earliest)
+        {
+            self.needs_generation = Some(offset);
         }
     }
 
@@ -630,6 +659,15 @@ impl<'a> Visit<'a> for Blanker<'_> {
         match statement_action(stmt) {
             Action::Erase => self.blank_span(span),
             Action::Reject(offset, message) => self.reject(offset, message),
+            Action::Generate(offset)
+                if is_namespace(stmt) && !self.transformable_namespaces.contains(&offset) =>
+            {
+                self.reject(offset, NESTED_NAMESPACE_ERROR)
+            }
+            Action::Generate(offset) => {
+                self.generate(offset);
+                walk::walk_statement(self, stmt);
+            }
             Action::Keep => {
                 self.blank_type_only_specifiers(stmt);
                 walk::walk_statement(self, stmt);
@@ -706,7 +744,8 @@ impl<'a> Visit<'a> for Blanker<'_> {
             return self.reject(decorator.span.start, PARAMETER_DECORATOR_ERROR);
         }
         if it.accessibility.is_some() || it.readonly || it.r#override {
-            return self.reject(it.span.start, PARAMETER_PROPERTY_ERROR);
+            // A constructor parameter property: `this.x = x` must be generated.
+            self.generate(it.span.start);
         }
         if it.optional {
             // `a?: T`
@@ -750,6 +789,9 @@ impl<'a> Visit<'a> for Blanker<'_> {
     }
 
     fn visit_class(&mut self, it: &Class<'a>) {
+        if let Some(decorator) = it.decorators.first() {
+            self.reject(decorator.span.start, CLASS_DECORATOR_ERROR);
+        }
         let after_decorators = it
             .decorators
             .last()
@@ -808,6 +850,9 @@ impl<'a> Visit<'a> for Blanker<'_> {
                 end: span.end,
                 nothing_before,
             });
+            if let Some((decorator, message)) = member_decorator(element) {
+                self.reject(decorator.span.start, message);
+            }
             let erased = match element {
                 ClassElement::StaticBlock(block) => {
                     self.visit_static_block(block);
@@ -910,7 +955,13 @@ impl<'a> Visit<'a> for Blanker<'_> {
         if (starts_declaration && self.statement_starts.contains(&it.span.start))
             || has_line_terminator(self.text(it.span.start, operand))
         {
-            return self.reject(it.span.start, TYPE_ASSERTION_ERROR);
+            if self
+                .erasure_error
+                .is_none_or(|(earliest, _)| it.span.start < earliest)
+            {
+                self.erasure_error = Some((it.span.start, TYPE_ASSERTION_ERROR));
+            }
+            return self.visit_expression(&it.expression);
         }
         self.blank(it.span.start, operand);
         self.visit_expression(&it.expression);
@@ -934,16 +985,86 @@ fn parse_typescript<'a>(
     Err(first_parse_error(src, &module))
 }
 
-/// Erases TypeScript syntax, keeping every remaining character at its line and column.
+/// Erases TypeScript syntax, keeping every remaining character at its line and column; or,
+/// when the program contains a construct that needs code generation, compiles it with
+/// [`transform::generate`], keeping every line.
 fn strip_types(src: &str) -> Result<String, SourceError> {
     let allocator = Allocator::default();
     let program = parse_typescript(&allocator, src)?;
     let mut blanker = Blanker::new(src);
+    collect_namespaces(&program.body, &mut blanker.transformable_namespaces);
     blanker.visit_program(&program);
-    match blanker.error {
-        Some((offset, message)) => Err(SourceError::at(src, offset, message)),
-        None => Ok(blanker.render()),
+    let erasing = blanker.needs_generation.is_none();
+    // Without code generation, the earliest refusal, as ever; with it, only the refusals that
+    // code generation does not lift.
+    let refusal = [blanker.error, blanker.erasure_error.filter(|_| erasing)]
+        .into_iter()
+        .flatten()
+        .min_by_key(|&(offset, _)| offset);
+    if let Some((offset, message)) = refusal {
+        return Err(SourceError::at(src, offset, message));
     }
+    if let Some(offset) = blanker.needs_generation {
+        // Checked here, at their place in the TypeScript: the transform drops unused imports.
+        if let Some(stmt) = program.body.iter().find(|stmt| {
+            stmt.is_module_declaration() && !matches!(statement_action(stmt), Action::Erase)
+        }) {
+            return Err(SourceError::at(src, stmt.span().start, IMPORT_EXPORT_ERROR));
+        }
+        // oxc's transform asserts its invariants with panics: one is this program's error.
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            transform::generate(&allocator, src, program, offset)
+        }))
+        .unwrap_or_else(|_| Err(SourceError::at(src, offset, TRANSFORM_PANIC_ERROR)));
+    }
+    Ok(blanker.render())
+}
+
+/// The namespace declared by a statement (`namespace N {}`, `export namespace N {}`).
+fn statement_namespace<'s, 'a>(stmt: &'s Statement<'a>) -> Option<&'s TSNamespaceDeclaration<'a>> {
+    match stmt {
+        Statement::TSNamespaceDeclaration(n) => Some(n),
+        Statement::ExportDeclaration(e) => match &e.declaration {
+            Declaration::TSNamespaceDeclaration(n) => Some(n),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn is_namespace(stmt: &Statement<'_>) -> bool {
+    statement_namespace(stmt).is_some()
+}
+
+/// Collects the start offsets of the namespaces declared in `stmts` and, recursively, in
+/// their bodies: oxc's transform compiles those, not namespaces inside functions or blocks.
+fn collect_namespaces(stmts: &[Statement<'_>], found: &mut HashSet<u32>) {
+    for namespace in stmts.iter().filter_map(statement_namespace) {
+        found.insert(namespace.span.start);
+        let mut body = &namespace.body;
+        loop {
+            match body {
+                TSNamespaceDeclarationBody::TSNamespaceDeclaration(inner) => body = &inner.body,
+                TSNamespaceDeclarationBody::TSModuleBlock(block) => {
+                    collect_namespaces(&block.body, found);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The first decorator of a class member, with the error that names it.
+fn member_decorator<'s>(
+    element: &'s ClassElement<'_>,
+) -> Option<(&'s Decorator<'s>, &'static str)> {
+    let (decorators, message) = match element {
+        ClassElement::MethodDefinition(m) => (&m.decorators, METHOD_DECORATOR_ERROR),
+        ClassElement::PropertyDefinition(p) => (&p.decorators, FIELD_DECORATOR_ERROR),
+        ClassElement::AccessorProperty(a) => (&a.decorators, ACCESSOR_DECORATOR_ERROR),
+        ClassElement::StaticBlock(_) | ClassElement::TSIndexSignature(_) => return None,
+    };
+    decorators.first().map(|d| (d, message))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -965,9 +1086,18 @@ fn finish_script(code: Cow<'_, str>) -> Result<Prepared, SourceError> {
         // Not valid as a module: a syntax error, which V8 reports itself, or script-only syntax
         // (`await` as an identifier, HTML-like comments, top-level `return`...), which cannot
         // be combined with top-level await anyway.
+        if code.contains('@') {
+            let script = Parser::new(&allocator, &code, SourceType::cjs()).parse();
+            if !script.panicked && !script.diagnostics.has_errors() {
+                reject_decorators(&code, &script.program)?;
+            }
+        }
         return unchanged(code);
     }
     let program = &parsed.program;
+    if code.contains('@') {
+        reject_decorators(&code, program)?;
+    }
     if let Some(stmt) = program.body.iter().find(|s| s.is_module_declaration()) {
         return Err(SourceError::at(
             &code,
@@ -987,6 +1117,61 @@ fn finish_script(code: Cow<'_, str>) -> Result<Prepared, SourceError> {
         code: wrap_top_level_await(&code, program),
         top_level_await: true,
     })
+}
+
+/// Refuses decorators, which V8 10.2 cannot parse ("Invalid or unexpected token"), naming
+/// what they decorate.
+fn reject_decorators(code: &str, program: &Program<'_>) -> Result<(), SourceError> {
+    let mut finder = DecoratorFinder::default();
+    finder.visit_program(program);
+    match finder.found {
+        Some((offset, message)) => Err(SourceError::at(code, offset, message)),
+        None => Ok(()),
+    }
+}
+
+/// Finds the first decorator of a program (oxc parses them in JavaScript too).
+#[derive(Default)]
+struct DecoratorFinder {
+    found: Option<(u32, &'static str)>,
+    guard: DepthGuard,
+}
+
+impl DecoratorFinder {
+    fn found(&mut self, decorator: &Decorator<'_>, message: &'static str) {
+        let offset = decorator.span.start;
+        if self.found.is_none_or(|(earliest, _)| offset < earliest) {
+            self.found = Some((offset, message));
+        }
+    }
+}
+
+impl<'a> Visit<'a> for DecoratorFinder {
+    fn visit_expression(&mut self, it: &Expression<'a>) {
+        if self.guard.enter(it.span().start) {
+            walk::walk_expression(self, it);
+        }
+        self.guard.leave();
+    }
+
+    fn visit_class(&mut self, it: &Class<'a>) {
+        if let Some(decorator) = it.decorators.first() {
+            self.found(decorator, CLASS_DECORATOR_ERROR);
+        }
+        for element in &it.body.body {
+            if let Some((decorator, message)) = member_decorator(element) {
+                self.found(decorator, message);
+            }
+        }
+        walk::walk_class(self, it);
+    }
+
+    fn visit_formal_parameter(&mut self, it: &FormalParameter<'a>) {
+        if let Some(decorator) = it.decorators.first() {
+            self.found(decorator, PARAMETER_DECORATOR_ERROR);
+        }
+        walk::walk_formal_parameter(self, it);
+    }
 }
 
 /// Finds `await` (and `for await`, `await using`) outside of any function.
@@ -1680,49 +1865,175 @@ arrow(user?.name!)
     }
 
     #[test]
-    fn enums_are_rejected_with_their_position() {
-        let e = ts_err("let a = 1;\n  enum Color { Red, Green }");
-        assert_eq!((e.line, e.column), (2, 3));
-        assert_eq!(e.message, ENUM_ERROR);
-        assert!(e.message.contains("enum"));
+    fn constructs_needing_code_generation_are_compiled_keeping_lines() {
+        for (src, gone) in [
+            (
+                "let a = 1;\n  enum Color { Red, Green }\nlet b = Color.Green;",
+                "enum",
+            ),
+            ("const x = 1;\nconst enum E { A = 1 }\nE.A", "enum"),
+            (
+                "function f() {\n  enum E { A }\n  return E.A;\n}\nf()",
+                "enum",
+            ),
+            (
+                "// c\nnamespace NS {\n  export const x = 1;\n}\nNS.x",
+                "namespace",
+            ),
+            ("module M { export function f() {} }\nM.f", "module"),
+            (
+                "class P {\n  constructor(x: number, private y: number) {}\n}\nnew P(1, 2)",
+                "private",
+            ),
+            (
+                "class P { constructor(readonly y: number) {} }\nnew P(3).y",
+                "readonly",
+            ),
+        ] {
+            let code = ts(src);
+            assert_valid_script(&code);
+            assert!(!code.contains(gone), "{src:?} -> {code:?}");
+            assert_eq!(
+                code.lines().count(),
+                src.lines().count(),
+                "{src:?} -> {code:?}"
+            );
+            assert_eq!(
+                code.lines().last().unwrap().trim(),
+                src.lines()
+                    .last()
+                    .unwrap()
+                    .trim()
+                    .trim_end_matches(';')
+                    .to_string()
+                    + ";",
+                "{src:?} -> {code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn code_generation_keeps_the_other_refusals() {
+        // A value export (here an exported enum) is an import/export error at its place.
         let e = ts_err("const x = 1;\nexport const enum E { A = 1 }");
-        assert_eq!((e.line, e.column), (2, 8));
-        assert!(e.message.contains("const enum"));
-        // An enum inside a function is found too.
-        let e = ts_err("function f() {\n  enum E { A }\n}");
-        assert_eq!((e.line, e.column), (2, 3));
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (2, 1, IMPORT_EXPORT_ERROR)
+        );
+        let e = ts_err("enum E { A }\nimport { y } from 'y';");
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (2, 1, IMPORT_EXPORT_ERROR)
+        );
+        // Type-only imports and `export {}` are erased as without code generation.
+        let code = ts("import type { T } from 't';\nexport {};\nenum E { A }\nE.A");
+        assert_eq!(code.lines().count(), 4, "{code:?}");
+        // A namespace inside a function is not compiled by oxc's transform.
+        let e = ts_err("function f() {\n  namespace N { export const x = 1; }\n}");
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (2, 3, NESTED_NAMESPACE_ERROR)
+        );
+        // `import x = require()` and `export =` stay refused, also next to an enum.
+        let e = ts_err("enum E { A }\nimport fs = require('fs');");
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (2, 1, IMPORT_EQUALS_ERROR)
+        );
+        // A `<T>x` that erasure cannot keep is fine once the program is compiled.
+        assert!(matches!(
+            ts_err("<T>{ a: 1 };").message.as_str(),
+            TYPE_ASSERTION_ERROR
+        ));
+        let code = ts("enum E { A }\nlet o = <any>{ a: 1 };\no.a");
+        assert_valid_script(&code);
+        // The earliest refusal wins, as without code generation...
+        let e = ts_err("<T>{ a: 1 };\nexport = x;");
+        assert_eq!((e.line, e.message.as_str()), (1, TYPE_ASSERTION_ERROR));
+        // ... among those that code generation does not lift.
+        let e = ts_err("enum E { A }\n<T>{ a: 1 };\nexport = x;");
+        assert_eq!((e.line, e.message.as_str()), (3, EXPORT_ASSIGNMENT_ERROR));
     }
 
     #[test]
-    fn namespaces_with_values_are_rejected() {
-        let e = ts_err("// c\nnamespace NS {\n  export const x = 1;\n}");
-        assert_eq!((e.line, e.column), (2, 1));
-        assert!(e.message.contains("namespace"));
-        let e = ts_err("module M { export function f() {} }");
-        assert_eq!((e.line, e.column), (1, 1));
-        assert!(e.message.contains("module"));
-    }
-
-    #[test]
-    fn parameter_properties_are_rejected() {
-        let e = ts_err("class P {\n  constructor(x: number, private y: number) {}\n}");
-        assert_eq!((e.line, e.column), (2, 26));
-        assert!(e.message.contains("parameter properties"), "{}", e.message);
-        let e = ts_err("class P { constructor(readonly y: number) {} }");
-        assert_eq!((e.line, e.column), (1, 23));
-    }
-
-    #[test]
-    fn legacy_module_syntax_and_parameter_decorators_are_rejected() {
+    fn legacy_module_syntax_is_rejected() {
         let e = ts_err("import fs = require('fs');");
         assert_eq!((e.line, e.column), (1, 1));
         assert!(e.message.contains("import x = require"));
         let e = ts_err("const x = 1;\nexport = x;");
         assert_eq!((e.line, e.column), (2, 1));
         assert!(e.message.contains("export ="));
-        let e = ts_err("class A { m(@inject() x) {} }");
-        assert_eq!((e.line, e.column), (1, 13));
-        assert!(e.message.contains("parameter decorators"));
+    }
+
+    #[test]
+    fn decorators_are_rejected_naming_what_they_decorate() {
+        for (src, lang, (line, column), decorated) in [
+            (
+                "class A { m(@inject() x) {} }",
+                Language::TypeScript,
+                (1, 13),
+                "a parameter",
+            ),
+            (
+                "let a = 1;\n@dec class C {}",
+                Language::TypeScript,
+                (2, 1),
+                "a class",
+            ),
+            (
+                "@dec\nclass C { x: number = 1 }",
+                Language::Auto,
+                (1, 1),
+                "a class",
+            ),
+            (
+                "class C {\n  @log m(a: string) {}\n}",
+                Language::TypeScript,
+                (2, 3),
+                "a method",
+            ),
+            (
+                "class C {\n  @log m() {}\n}",
+                Language::JavaScript,
+                (2, 3),
+                "a method",
+            ),
+            (
+                "class C {\n  @log m() {}\n}",
+                Language::Auto,
+                (2, 3),
+                "a method",
+            ),
+            (
+                "function f() {\n  return class { @f x = 1 }\n}",
+                Language::JavaScript,
+                (2, 18),
+                "a class field",
+            ),
+            (
+                "@dec class C {}\nwith (o) {}",
+                Language::JavaScript,
+                (1, 1),
+                "a class",
+            ),
+            (
+                "enum E { A }\n@dec class C {}",
+                Language::TypeScript,
+                (2, 1),
+                "a class",
+            ),
+        ] {
+            let e = prepare(src, lang).unwrap_err();
+            assert_eq!((e.line, e.column), (line, column), "{src:?}: {e}");
+            assert!(
+                e.message
+                    .starts_with("decorators are not supported: a decorator on ")
+                    && e.message.contains(decorated),
+                "{src:?}: {e}"
+            );
+        }
+        // An `@` elsewhere is no decorator.
+        assert_eq!(js("'@dec class'").code, "'@dec class'");
     }
 
     #[test]

@@ -161,6 +161,32 @@ fn deep_sources_fit_the_parse_stack() {
 }
 
 #[test]
+fn deep_sources_fit_the_parse_stack_through_code_generation() {
+    // The same sources after an enum: the whole program goes through oxc's semantic analysis,
+    // transform and printer, which recurse too.
+    let n = MAX_TREE_DEPTH as usize - 5; // chains the passes still walk
+    let chains = [
+        ("walked plus chain", "a".to_string() + &"+a".repeat(n)),
+        ("walked member chain", "a".to_string() + &".a".repeat(n)),
+        ("walked call chain", "f".to_string() + &"()".repeat(n)),
+        ("walked as chain", "x".to_string() + &" as T".repeat(n)),
+    ];
+    let sources = deepest_sources()
+        .into_iter()
+        .map(|(name, _, src)| (name, src))
+        .chain(chains);
+    for (name, src) in sources {
+        let src = format!("enum E {{ A }}\n{src}");
+        let result = prepare_on_stack(256 << 10, &src, Language::TypeScript);
+        match &result {
+            Ok(prepared) => assert!(!prepared.code.contains("enum"), "{name}"),
+            // JavaScript that is no TypeScript (`<T>` readings) is a TypeScript syntax error.
+            Err(e) => assert!(!name.starts_with("walked"), "{name}: {}", e.message),
+        }
+    }
+}
+
+#[test]
 fn one_level_deeper_is_a_syntax_error_naming_the_limit() {
     for (name, lang) in [
         ("parens", Language::JavaScript),
