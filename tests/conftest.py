@@ -38,6 +38,7 @@ LEVELS: dict[str, str] = {
     "test_context_state": "unit",
     "test_web": "engine",
     "test_builtins": "engine",
+    "test_fetch": "service",
     "test_console": "engine",
     "test_snapshots": "engine",
     "test_typescript": "engine",

@@ -18,9 +18,7 @@ WAIT = 30  # seconds; only a broken hand-off waits this long
 class FakeLive:
     """Stands in for _engine.LiveContext: ``behave(fake, kwargs)`` plays the run."""
 
-    def __init__(
-        self, *, heap: Any, snapshots: bool, heap_limit_mb: Any, dispatch: Callable[..., None]
-    ) -> None:
+    def __init__(self, *, dispatch: Callable[..., None], **options: Any) -> None:
         self.dispatch = dispatch
         self.replies: list[tuple[int, bool, Any]] = []
         self.replied = threading.Event()

@@ -5,6 +5,8 @@ from typing import Any, Callable, Final, Literal, final
 __all__ = [
     "Control",
     "DEFAULT_CONSOLE_LIMIT_BYTES",
+    "DEFAULT_MAX_FETCH_BYTES",
+    "DEFAULT_MAX_FETCH_REQUESTS",
     "LiveContext",
     "Outcome",
     "SNAPSHOT_FORMAT_VERSION",
@@ -16,6 +18,8 @@ __all__ = [
 
 SNAPSHOT_FORMAT_VERSION: Final[int]
 DEFAULT_CONSOLE_LIMIT_BYTES: Final[int]
+DEFAULT_MAX_FETCH_BYTES: Final[int]
+DEFAULT_MAX_FETCH_REQUESTS: Final[int]
 
 @final
 class Control:
@@ -87,6 +91,9 @@ class LiveContext:
         snapshots: bool = False,
         heap_limit_mb: int | None = None,
         dispatch: Callable[[int, str, str, list[bytes]], object] | None = None,
+        allow_fetch: list[str] | None = None,
+        max_fetch_bytes: int = ...,
+        max_fetch_requests: int = ...,
     ) -> LiveContext: ...
     def run(
         self,
@@ -138,6 +145,9 @@ def execute(
     keep_console: bool = True,
     on_console: Callable[[str, str], object] | None = None,
     control: Control | None = None,
+    allow_fetch: list[str] | None = None,
+    max_fetch_bytes: int = ...,
+    max_fetch_requests: int = ...,
 ) -> Outcome: ...
 def v8_version() -> str: ...
 def snapshot_key(envelope: bytes) -> str: ...

@@ -118,6 +118,7 @@ class Service:
             work=self.stores.work,
             owner=self.lease.id,
             log_dir=self.lease.worker_log_dir,
+            fetch=(settings.allow_fetch, settings.max_fetch_bytes, settings.max_fetch_requests),
         )
         self.cluster = (
             None

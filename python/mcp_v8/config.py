@@ -114,6 +114,18 @@ class Settings:
     max_result_bytes: int = field(
         default=8 << 20, metadata={"help": "largest JSON result; a larger one fails the execution"}
     )
+    allow_fetch: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "origins (scheme://host[:port], comma-separated) that scripts may fetch; empty: fetch is off. "
+            "Redirects elsewhere are refused; a host name resolving to a private address only when the "
+            "origin names that address"
+        },
+    )
+    max_fetch_bytes: int = field(
+        default=10 << 20, metadata={"help": "largest response body a fetch may read"}
+    )
+    max_fetch_requests: int = field(default=50, metadata={"help": "fetch requests one execution may make"})
     durable_heaps: bool = field(
         default=False,
         metadata={"help": "fsync every heap snapshot (survives power loss; ~3.6 ms per execution)"},
@@ -179,6 +191,10 @@ class Settings:
     def __post_init__(self) -> None:
         if self.processes < 1:
             raise ValueError("processes must be at least 1")
+        if self.max_fetch_bytes < 1 or self.max_fetch_requests < 1:
+            raise ValueError("max_fetch_bytes and max_fetch_requests must be at least 1")
+        for origin in self.allow_fetch:
+            _fetch_origins(origin)
         if self.processes > 1 and self.database_url is None:
             # A request may reach any of them: they must share the registry and the queue.
             raise ValueError("processes above 1 need database_url: the processes answer for each other")
@@ -202,11 +218,22 @@ class Settings:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
 
+def _fetch_origins(value: str) -> tuple[str, ...]:
+    entries = _csv(value)
+    for entry in entries:
+        if normalize_origin(entry) in (None, "null") or not entry.strip().lower().startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(f"{entry!r} is not an http(s) origin (scheme://host[:port])")
+    return entries
+
+
 def parser_for(name: str) -> Callable[[str], Any]:
     special: dict[str, Callable[[str], Any]] = {
         "data_dir": Path,
         "allowed_hosts": _csv,
         "allowed_origins": _origins,
+        "allow_fetch": _fetch_origins,
         "api_token": lambda v: v or None,
         "database_url": _database_url,
         "heap_store": _heap_store,

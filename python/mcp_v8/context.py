@@ -140,6 +140,9 @@ class Context:
         language: str = "auto",
         max_result_bytes: int = 0,
         console_limit_bytes: int = _engine.DEFAULT_CONSOLE_LIMIT_BYTES,
+        allow_fetch: list[str] | None = None,
+        max_fetch_bytes: int = _engine.DEFAULT_MAX_FETCH_BYTES,
+        max_fetch_requests: int = _engine.DEFAULT_MAX_FETCH_REQUESTS,
         _native: Callable[..., Any] = _engine.LiveContext,
     ) -> None:
         self.heap_limit_mb = heap_limit_mb
@@ -164,6 +167,9 @@ class Context:
             snapshots=snapshot,
             heap_limit_mb=heap_limit_mb,
             dispatch=_dispatcher(weakref.ref(self)),
+            allow_fetch=allow_fetch,
+            max_fetch_bytes=max_fetch_bytes,
+            max_fetch_requests=max_fetch_requests,
         )
 
     # ---- running code -------------------------------------------------------------------

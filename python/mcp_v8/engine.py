@@ -34,6 +34,12 @@ class Engine:
     (``max_result_bytes``, ``console_limit_bytes``); ``keep_console=False`` keeps no
     console calls in the outcome (``on_console`` still sees them).
 
+    ``fetch`` is off unless ``allow_fetch`` lists origins (``"https://api.example.com"``,
+    ``"http://127.0.0.1:8080"``: scheme, host and port); then the standard ``fetch`` reaches
+    those origins only (redirects included; a host name that resolves to a private or
+    loopback address only when the origin names that address), with at most
+    ``max_fetch_bytes`` of response body and ``max_fetch_requests`` requests per execution.
+
     Result conversion (``Outcome.result`` is JSON text):
     objects, arrays, strings, numbers, booleans and null are plain JSON;
     ``undefined``, functions and symbols are dropped inside objects, ``null`` inside
@@ -52,7 +58,16 @@ class Engine:
         max_result_bytes: int = 0,
         console_limit_bytes: int = DEFAULT_CONSOLE_LIMIT_BYTES,
         keep_console: bool = True,
+        allow_fetch: list[str] | tuple[str, ...] | None = None,
+        max_fetch_bytes: int = _engine.DEFAULT_MAX_FETCH_BYTES,
+        max_fetch_requests: int = _engine.DEFAULT_MAX_FETCH_REQUESTS,
     ) -> None:
+        self.allow_fetch = list(allow_fetch) if allow_fetch else None
+        self.max_fetch_bytes = max_fetch_bytes
+        self.max_fetch_requests = max_fetch_requests
+        if self.allow_fetch:  # refuse a bad origin now, not at the first execution
+            _engine.execute("1", allow_fetch=self.allow_fetch, max_fetch_bytes=max_fetch_bytes,
+                            max_fetch_requests=max_fetch_requests)  # fmt: skip
         self.heap_limit_mb = heap_limit_mb
         self.timeout = timeout
         self.language: Language = language
@@ -99,6 +114,9 @@ class Engine:
             "keep_console": self.keep_console,
             "on_console": on_console,
             "control": control,
+            "allow_fetch": self.allow_fetch,
+            "max_fetch_bytes": self.max_fetch_bytes,
+            "max_fetch_requests": self.max_fetch_requests,
         }
         try:
             return _engine.execute(code, filename=filename, **options)
@@ -130,6 +148,9 @@ class Engine:
             language=self.language,
             max_result_bytes=self.max_result_bytes,
             console_limit_bytes=self.console_limit_bytes,
+            allow_fetch=self.allow_fetch,
+            max_fetch_bytes=self.max_fetch_bytes,
+            max_fetch_requests=self.max_fetch_requests,
         )
 
     def evaluate(self, code: str, **kwargs: Any) -> Any:

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -113,6 +113,7 @@ class ExecutionManager:
         log_dir: Path | None = None,
         shared_heaps: SharedHeaps | None = None,
         work: WorkQueue | None = None,
+        fetch: tuple[tuple[str, ...], int, int] | None = None,
     ) -> None:
         """``heaps`` is the store the workers open too: they read and write snapshots
         themselves, and only keys pass through the manager. ``heap_tags``, when given, is
@@ -121,7 +122,8 @@ class ExecutionManager:
         directory); ``log_dir`` is where workers write their stderr (default: in ``data_dir``).
         ``shared_heaps``: the remote store several nodes share, of which ``heaps`` is then this
         node's cache: heaps are fetched before an execution resuming them is accepted and
-        published before one that produced them is recorded."""
+        published before one that produced them is recorded. ``fetch``: (allowed origins, largest
+        response body, requests per execution) for the workers; None: fetch is off."""
         self._owner = owner
         self._shared = shared_heaps
         # Several nodes: submits go to the shared queue, which the node's Cluster claims from
@@ -161,6 +163,10 @@ class ExecutionManager:
         self._last_crash: dict[str, str] | None = None
         log_dir = log_dir or worker_log_dir(data_dir)
         options = WorkerOptions(max_output_bytes, heaps.root, heaps.durable)
+        if fetch is not None and fetch[0]:
+            options = replace(
+                options, allow_fetch=fetch[0], max_fetch_bytes=fetch[1], max_fetch_requests=fetch[2]
+            )
         self._slots = [
             WorkerSlot(
                 i,

@@ -54,6 +54,9 @@ class WorkerOptions:
     max_output_bytes: int
     heaps_root: str  # the root of the server's FileHeapStore, which the worker opens too
     durable_heaps: bool
+    allow_fetch: tuple[str, ...] = ()  # origins scripts may fetch; empty: fetch is off
+    max_fetch_bytes: int = 10 << 20
+    max_fetch_requests: int = 50
 
 
 class WorkerProcess(Protocol):
@@ -85,6 +88,14 @@ def spawn_worker_process(options: WorkerOptions, sock: socket.socket, stderr: Bi
     ]
     if options.durable_heaps:
         args.append("--durable-heaps")
+    if options.allow_fetch:
+        args += ["--allow-fetch", ",".join(options.allow_fetch)]
+        args += [
+            "--max-fetch-bytes",
+            str(options.max_fetch_bytes),
+            "--max-fetch-requests",
+            str(options.max_fetch_requests),
+        ]
     return subprocess.Popen(
         args,
         stdin=subprocess.DEVNULL,

@@ -163,17 +163,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-output-bytes", type=int, required=True)
     parser.add_argument("--heaps-root", required=True, help="root of the server's heap store")
     parser.add_argument("--durable-heaps", action="store_true", help="fsync the heaps this worker writes")
+    parser.add_argument("--allow-fetch", default="", help="origins scripts may fetch, comma-separated")
+    parser.add_argument("--max-fetch-bytes", type=int, default=10 << 20)
+    parser.add_argument("--max-fetch-requests", type=int, default=50)
     args = parser.parse_args(argv)
     _keep_freed_memory()
     heaps = FileHeapStore(args.heaps_root, durable=args.durable_heaps)
-    serve(Channel.from_fd(args.fd), args.max_output_bytes, heaps)
+    origins = [o for o in args.allow_fetch.split(",") if o]
+    engine = Engine(
+        keep_console=False,  # output streams to the server through on_console
+        allow_fetch=origins or None,
+        max_fetch_bytes=args.max_fetch_bytes,
+        max_fetch_requests=args.max_fetch_requests,
+    )
+    serve(Channel.from_fd(args.fd), args.max_output_bytes, heaps, engine)
 
 
-def serve(conn: Channel, max_output_bytes: int, heaps: HeapStore) -> None:
+def serve(conn: Channel, max_output_bytes: int, heaps: HeapStore, engine: Engine | None = None) -> None:
     from .. import _engine
 
     send = conn.send
-    engine = Engine(keep_console=False)  # output streams to the server through on_console
+    if engine is None:
+        engine = Engine(keep_console=False)  # output streams to the server through on_console
     engine.execute("1")  # initialise V8 before saying ready
     jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
     controls: dict[str, Any] = {}  # the server sends a cancel only after its job

@@ -38,10 +38,10 @@ resumed heap already has is a SyntaxError (`let x` twice): on a resumed heap use
 assign to the existing name."""
 
 RUN_JS = f"""\
-Run JavaScript or TypeScript (types are stripped) in a fresh, isolated V8 sandbox and return \
-the JSON of the script's completion value (the value of its last expression statement, \
-awaited when it is a promise; top-level `await` works). There is no network, file system, \
-`require` or `process`; `console.log` output is captured and returned (the first \
+Run JavaScript or TypeScript (enums and namespaces too) in a fresh, isolated V8 sandbox and \
+return the JSON of the script's completion value (the value of its last expression statement, \
+awaited when it is a promise; top-level `await` works). There is no file system, `require` or \
+`process`, and no network: `fetch` rejects unless the server allows origins (--allow-fetch); `console.log` output is captured and returned (the first \
 {FIRST_OUTPUT_LINES} lines, then page with get_execution_output). Web globals are there: \
 `URL`, `URLSearchParams`, `TextEncoder`/`TextDecoder`, `atob`/`btoa`, `structuredClone`, \
 `crypto.randomUUID`/`getRandomValues`/`subtle.digest`, `performance.now`, `AbortController`, \

@@ -111,6 +111,16 @@ bool HostCalls::Deliver(v8::Local<v8::Context> context) {
   return settled;
 }
 
+void HostCalls::Forget(v8::Local<v8::Promise> promise) {
+  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+    v8::Isolate* isolate = promise->GetIsolate();
+    if (it->second.Get(isolate)->GetPromise() == promise) {
+      pending_.erase(it);
+      return;
+    }
+  }
+}
+
 void HostCalls::Clear() {
   pending_.clear();
   replies_->Take();
@@ -125,8 +135,12 @@ void HostCall(const v8::FunctionCallbackInfo<v8::Value>& info) {
     v8::Local<v8::Promise::Resolver> resolver;
     if (!v8::Promise::Resolver::New(context).ToLocal(&resolver)) return;
     v8::String::Utf8Value utf8(isolate, name);
-    std::string message = std::string(*utf8 ? *utf8 : "") +
-                          " is a function exposed by a live context; nothing answers it in this execution";
+    std::string called = *utf8 ? *utf8 : "";
+    std::string message =
+        called == "mcp-v8:fetch"
+            ? "fetch refused: fetch is off (no origin is allowed: allow some with --allow-fetch, "
+              "MCP_V8_ALLOW_FETCH or Engine(allow_fetch=[...]))"
+            : called + " is a function exposed by a live context; nothing answers it in this execution";
     resolver->Reject(context, v8::Exception::TypeError(v8::String::NewFromUtf8(isolate, message.c_str()).ToLocalChecked()))
         .IsNothing();
     info.GetReturnValue().Set(resolver->GetPromise());

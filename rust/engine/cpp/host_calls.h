@@ -54,6 +54,9 @@ class HostCalls {
   bool Deliver(v8::Local<v8::Context> context);
   // Forgets every pending call (their promises stay pending) and every undelivered reply.
   void Clear();
+  // Forgets the pending call whose promise is `promise` (an aborted fetch): the run no longer
+  // waits for it, and its reply is dropped.
+  void Forget(v8::Local<v8::Promise> promise);
 
  private:
   mv8_host_call_fn dispatch_;

@@ -13,6 +13,8 @@
 #include "evaluation.h"
 #include "event_loop.h"
 #include "host.h"
+#include "host_calls.h"
+#include "replies_handle.h"
 #include "v8_process.h"
 #include "watchdog.h"
 #include "web.h"
@@ -82,9 +84,15 @@ class Execution {
       v8::HandleScope handle_scope(isolate_);
       v8::Local<v8::Context> context = v8::Context::New(isolate_);
       v8::Context::Scope context_scope(context);
-      EventLoop loop(isolate_, process_->platform(), control_.get());
+      std::optional<HostCalls> calls;
+      if (req_.host_call != nullptr && req_.replies != nullptr) {
+        calls.emplace(req_.host_call, req_.host_call_user_data, req_.replies->replies);
+        req_.replies->replies->SetWaiter(control_);
+      }
+      EventLoop loop(isolate_, process_->platform(), control_.get(), calls ? &*calls : nullptr);
       HostContext host;
       host.loop = &loop;
+      host.calls = calls ? &*calls : nullptr;
       host.console = req_.console;
       host.console_user_data = req_.console_user_data;
       web::StampOrigin(&host);
@@ -106,6 +114,10 @@ class Execution {
 
       if (ticket) Watchdog::Instance().Disarm(*ticket);
       control_->Detach();
+      if (calls) {
+        req_.replies->replies->SetWaiter(nullptr);
+        calls->Clear();  // before the snapshot: no handle may outlive the run
+      }
       loop.Clear();
       v8::HeapStatistics stats;
       isolate_->GetHeapStatistics(&stats);

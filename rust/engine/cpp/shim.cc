@@ -12,6 +12,7 @@
 
 #include "control_handle.h"
 #include "live_context.h"
+#include "replies_handle.h"
 #include "runner.h"
 #include "evaluation.h"
 #include "v8_process.h"
@@ -69,10 +70,6 @@ void mv8_response_free(mv8_response* response) {
 
 struct mv8_context {
   mv8::LiveContext* live;
-};
-
-struct mv8_replies {
-  std::shared_ptr<mv8::Replies> replies;
 };
 
 namespace {
@@ -158,6 +155,14 @@ int mv8_context_heap_stats(mv8_context* context, mv8_heap_stats* stats) {
 
 mv8_replies* mv8_context_replies(mv8_context* context) {
   return new (std::nothrow) mv8_replies{context->live->replies()};
+}
+
+mv8_replies* mv8_replies_new(void) {
+  try {
+    return new mv8_replies{std::make_shared<mv8::Replies>()};
+  } catch (...) {
+    return nullptr;
+  }
 }
 
 void mv8_replies_free(mv8_replies* replies) { delete replies; }

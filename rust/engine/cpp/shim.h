@@ -39,6 +39,16 @@ typedef struct {
   size_t len;
 } mv8_buffer;
 
+typedef struct mv8_replies mv8_replies;
+
+// JavaScript called a host function that answers through the embedder (an exposed function
+// of a live context, or fetch). Runs on the thread of the run, inside it; the answer goes to
+// mv8_replies_post, from any thread, now or later. `args_json` is a JSON
+// array; the pointers are valid during the call only.
+typedef void (*mv8_host_call_fn)(void* user_data, uint64_t call_id, const char* name, size_t name_len,
+                                 const char* args_json, size_t args_len, const mv8_bytes* buffers,
+                                 size_t n_buffers);
+
 typedef struct {
   const char* code;
   size_t code_len;
@@ -52,6 +62,9 @@ typedef struct {
   mv8_console_fn console;        // may be NULL
   void* console_user_data;
   mv8_control* control;          // may be NULL
+  mv8_host_call_fn host_call;    // may be NULL: fetch then rejects (it is off)
+  void* host_call_user_data;
+  mv8_replies* replies;          // where host_call's answers go (required with host_call)
 } mv8_request;
 
 typedef struct {
@@ -114,14 +127,6 @@ void mv8_response_free(mv8_response* response);
 // as {"\u0000mcp-v8:bytes": index} and is a Uint8Array in JavaScript (values.h).
 
 typedef struct mv8_context mv8_context;
-typedef struct mv8_replies mv8_replies;
-
-// JavaScript called an exposed function. Runs on the context's thread, inside a run; the
-// answer goes to mv8_replies_post, from any thread, now or later. `args_json` is a JSON
-// array; the pointers are valid during the call only.
-typedef void (*mv8_host_call_fn)(void* user_data, uint64_t call_id, const char* name, size_t name_len,
-                                 const char* args_json, size_t args_len, const mv8_bytes* buffers,
-                                 size_t n_buffers);
 
 typedef struct {
   const uint8_t* snapshot;       // raw V8 startup blob to start from; NULL = the base context
@@ -179,6 +184,8 @@ int mv8_context_heap_stats(mv8_context* context, mv8_heap_stats* stats);
 
 // Where the answers to a context's calls out go; a reference of its own (free it).
 mv8_replies* mv8_context_replies(mv8_context* context);
+// A new inbox for the calls out of one execution (mv8_request.replies).
+mv8_replies* mv8_replies_new(void);
 void mv8_replies_free(mv8_replies* replies);
 // ok = 1: `json` is the value; ok = 0: `json` is {"name": ..., "message": ...}. Any thread.
 void mv8_replies_post(mv8_replies* replies, uint64_t call_id, int ok, const char* json, size_t json_len,

@@ -12,6 +12,7 @@
 
 #include "event_loop.h"
 #include "host.h"
+#include "host_calls.h"
 
 namespace mv8 {
 namespace web {
@@ -336,14 +337,29 @@ void SetUnrefTimeout(const FunctionCallbackInfo<Value>& info) {
   info.GetReturnValue().Set(id);
 }
 
+// abandon(promise): the run stops waiting for the host call behind `promise` (fetch aborted)
+void Abandon(const FunctionCallbackInfo<Value>& info) {
+  HostContext* host = HostContext::From(info.GetIsolate());
+  if (host == nullptr || host->calls == nullptr || info.Length() < 1 || !info[0]->IsPromise()) return;
+  host->calls->Forget(info[0].As<v8::Promise>());
+}
+
 bool Install(Local<v8::Context> context, Local<v8::Object> target) {
+  v8::Isolate* isolate = context->GetIsolate();
+  Local<v8::Function> fetch;
+  Local<v8::String> fetch_name = v8::String::NewFromUtf8Literal(isolate, "mcp-v8:fetch");
+  if (!MakeHostFunction(context, fetch_name).ToLocal(&fetch) ||
+      !target->DefineOwnProperty(context, v8::String::NewFromUtf8Literal(isolate, "fetch"), fetch, v8::DontEnum)
+           .FromMaybe(false)) {
+    return false;
+  }
   return Define(context, target, "urlParse", UrlParse) && Define(context, target, "urlSet", UrlSet) &&
          Define(context, target, "utf8Encode", Utf8Encode) &&
          Define(context, target, "utf8EncodeInto", Utf8EncodeInto) &&
          Define(context, target, "utf8Decode", Utf8Decode) && Define(context, target, "randomFill", RandomFill) &&
          Define(context, target, "digest", Digest) && Define(context, target, "structuredClone", StructuredClone) &&
          Define(context, target, "now", Now) && Define(context, target, "timeOrigin", TimeOrigin) &&
-         Define(context, target, "setUnrefTimeout", SetUnrefTimeout);
+         Define(context, target, "setUnrefTimeout", SetUnrefTimeout) && Define(context, target, "abandon", Abandon);
 }
 
 }  // namespace web

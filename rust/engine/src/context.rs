@@ -4,6 +4,7 @@
 
 use std::ffi::{c_void, CString};
 use std::os::raw::{c_char, c_int};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::engine::{
@@ -11,6 +12,7 @@ use crate::engine::{
     Control, EngineError, Outcome,
 };
 use crate::envelope::{self, Sealed};
+use crate::fetch::{FetchPolicy, Fetcher, FETCH};
 use crate::ffi;
 use crate::source::{self, Language};
 
@@ -35,6 +37,8 @@ pub struct ContextOptions<'a> {
     /// V8 heap cap, with an off-heap budget of the same size. 0 = none.
     pub heap_limit_bytes: u64,
     pub dispatch: Option<Dispatch>,
+    /// `fetch` for the allowed origins; `None`: fetch rejects (it is off).
+    pub fetch: Option<FetchPolicy>,
 }
 
 /// Everything about one run in a live context except the code.
@@ -79,6 +83,13 @@ unsafe impl Send for Replies {}
 unsafe impl Sync for Replies {}
 
 impl Replies {
+    /// An inbox of its own, for the calls out of one execution.
+    pub(crate) fn new() -> Replies {
+        let raw = unsafe { ffi::mv8_replies_new() };
+        assert!(!raw.is_null(), "out of memory");
+        Replies { raw }
+    }
+
     /// `ok`: `json` is the value. Otherwise `json` is `{"name": ..., "message": ...}`, and the
     /// promise is rejected with an Error of that name and message.
     pub fn post(&self, call_id: u64, ok: bool, json: &str, buffers: &[&[u8]]) {
@@ -103,6 +114,12 @@ impl Replies {
     }
 }
 
+impl Replies {
+    pub(crate) fn raw(&self) -> *mut ffi::mv8_replies {
+        self.raw
+    }
+}
+
 impl Drop for Replies {
     fn drop(&mut self) {
         unsafe { ffi::mv8_replies_free(self.raw) }
@@ -112,7 +129,9 @@ impl Drop for Replies {
 pub struct LiveContext {
     raw: *mut ffi::mv8_context,
     // Read by the shim through a raw pointer for as long as the context lives.
-    _dispatch: Option<Box<Dispatch>>,
+    _dispatch: Box<Dispatch>,
+    /// Answers fetch; set once the context (and so its inbox) exists.
+    fetcher: Arc<OnceLock<Fetcher>>,
 }
 
 // The shim serialises every call on a context and runs them on the context's own thread.
@@ -154,6 +173,15 @@ unsafe extern "C" fn on_host_call(
     }));
 }
 
+/// The answer to a fetch where fetch is off.
+pub(crate) fn fetch_is_off(replies: &Replies, call_id: u64) {
+    let message =
+        "fetch refused: fetch is off (no origin is allowed: allow some with --allow-fetch, \
+                   MCP_V8_ALLOW_FETCH or Engine(allow_fetch=[...]))";
+    let json = format!(r#"{{"name":"TypeError","message":"{message}"}}"#);
+    replies.post(call_id, false, &json, &[]);
+}
+
 fn bytes_views(buffers: &[&[u8]]) -> Vec<ffi::mv8_bytes> {
     buffers
         .iter()
@@ -176,16 +204,39 @@ impl LiveContext {
             }
             None => None,
         };
-        let dispatch = opts.dispatch.map(Box::new);
+        // Calls out: fetch goes to the context's Fetcher, everything else to `dispatch`.
+        let fetcher: Arc<OnceLock<Fetcher>> = Arc::new(OnceLock::new());
+        let replies_of_fetch: Arc<OnceLock<Arc<Replies>>> = Arc::new(OnceLock::new());
+        let user = opts.dispatch;
+        let routed = {
+            let fetcher = fetcher.clone();
+            let replies = replies_of_fetch.clone();
+            Box::new(move |call: HostCall<'_>| {
+                if call.name == FETCH {
+                    match fetcher.get() {
+                        Some(f) => f.dispatch(call),
+                        None => {
+                            if let Some(r) = replies.get() {
+                                fetch_is_off(r, call.id);
+                            }
+                        }
+                    }
+                } else if let Some(user) = &user {
+                    user(call)
+                } else if let Some(r) = replies.get() {
+                    let json = r#"{"name":"TypeError","message":"no function answers this call"}"#;
+                    r.post(call.id, false, json, &[]);
+                }
+            }) as Dispatch
+        };
+        let dispatch = Box::new(routed);
         let options = ffi::mv8_context_options {
             snapshot: raw_heap.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()),
             snapshot_len: raw_heap.as_ref().map_or(0, |b| b.len()),
             snapshots: opts.snapshots as c_int,
             heap_limit_bytes: opts.heap_limit_bytes,
-            host_call: dispatch.as_ref().map(|_| on_host_call as _),
-            host_call_user_data: dispatch.as_ref().map_or(std::ptr::null_mut(), |d| {
-                &**d as *const Dispatch as *mut c_void
-            }),
+            host_call: Some(on_host_call),
+            host_call_user_data: &*dispatch as *const Dispatch as *mut c_void,
         };
         let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
         let raw = unsafe { ffi::mv8_context_new(&options, &mut response) };
@@ -198,10 +249,17 @@ impl LiveContext {
                 Ok(_) => EngineError::Internal("the context could not be created".into()),
             });
         }
-        Ok(LiveContext {
+        let live = LiveContext {
             raw,
             _dispatch: dispatch,
-        })
+            fetcher,
+        };
+        let replies = Arc::new(live.replies());
+        if let Some(policy) = opts.fetch {
+            let _ = live.fetcher.set(Fetcher::new(policy, replies.clone()));
+        }
+        let _ = replies_of_fetch.set(replies);
+        Ok(live)
     }
 
     /// A handle for answering this context's calls out, from any thread.
@@ -291,6 +349,9 @@ impl LiveContext {
         };
         let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
         unsafe { ffi::mv8_context_run(self.raw, &request, &mut response) };
+        if let Some(fetcher) = self.fetcher.get() {
+            fetcher.end_run();
+        }
         let outcome = unsafe { convert(&response, sink, started) };
         unsafe { ffi::mv8_response_free(&mut response) };
         outcome

@@ -3,10 +3,12 @@
 use std::ffi::{c_void, CStr, CString};
 use std::os::raw::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::context::{HostCall, Replies};
 use crate::envelope::{self, EnvelopeError, Sealed};
+use crate::fetch::{FetchPolicy, Fetcher};
 use crate::ffi;
 use crate::source::{self, Language};
 
@@ -183,6 +185,8 @@ pub struct Options<'a> {
     pub control: Option<&'a Control>,
     /// Called on the executing thread for every console call, while the script runs.
     pub on_console: Option<&'a mut dyn FnMut(&ConsoleLine)>,
+    /// `fetch` for the allowed origins; `None`: fetch rejects (it is off).
+    pub fetch: Option<&'a FetchPolicy>,
 }
 
 /// Console bytes an outcome keeps unless told otherwise.
@@ -205,6 +209,7 @@ impl Default for Options<'_> {
             keep_console: true,
             control: None,
             on_console: None,
+            fetch: None,
         }
     }
 }
@@ -393,6 +398,44 @@ impl Drop for RawHeap {
     }
 }
 
+struct FetchDispatch<'a> {
+    fetcher: &'a Fetcher,
+}
+
+unsafe extern "C" fn on_fetch(
+    user_data: *mut c_void,
+    call_id: u64,
+    name: *const c_char,
+    name_len: usize,
+    args_json: *const c_char,
+    args_len: usize,
+    buffers: *const ffi::mv8_bytes,
+    n_buffers: usize,
+) {
+    let dispatch = &*(user_data as *const FetchDispatch);
+    let name = String::from_utf8_lossy(std::slice::from_raw_parts(name as *const u8, name_len));
+    let args =
+        String::from_utf8_lossy(std::slice::from_raw_parts(args_json as *const u8, args_len));
+    let buffers = (0..n_buffers)
+        .map(|i| {
+            let b = &*buffers.add(i);
+            if b.len == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(b.data, b.len)
+            }
+        })
+        .collect();
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        dispatch.fetcher.dispatch(HostCall {
+            id: call_id,
+            name: &name,
+            args_json: &args,
+            buffers,
+        })
+    }));
+}
+
 /// Runs `code` once. Errors of the script are in the outcome; `Err` means the
 /// execution could not start (V8 failed to initialise, the heap envelope is invalid).
 pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError> {
@@ -417,6 +460,13 @@ pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError
         Err(e) => return Ok(source_failure(e, &filename, started)),
     };
     let filename = CString::new(filename).expect("NUL bytes were removed");
+    // fetch: the calls of this execution's fetch go to a Fetcher of its own.
+    let replies = opts.fetch.map(|_| Arc::new(Replies::new()));
+    let fetcher = opts
+        .fetch
+        .zip(replies.as_ref())
+        .map(|(policy, r)| Fetcher::new(policy.clone(), r.clone()));
+    let fetch_dispatch = fetcher.as_ref().map(|f| FetchDispatch { fetcher: f });
     let mut sink = ConsoleSink::new(
         opts.console_limit_bytes,
         opts.keep_console,
@@ -435,9 +485,17 @@ pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError
         console: Some(on_console),
         console_user_data: &mut sink as *mut ConsoleSink as *mut c_void,
         control: opts.control.map_or(std::ptr::null_mut(), |c| c.raw),
+        host_call: fetch_dispatch.as_ref().map(|_| on_fetch as _),
+        host_call_user_data: fetch_dispatch.as_ref().map_or(std::ptr::null_mut(), |d| {
+            d as *const FetchDispatch as *mut c_void
+        }),
+        replies: replies.as_ref().map_or(std::ptr::null_mut(), |r| r.raw()),
     };
     let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
     unsafe { ffi::mv8_execute(&request, &mut response) };
+    if let Some(fetcher) = &fetcher {
+        fetcher.end_run(); // its requests still in flight stop
+    }
     let outcome = unsafe { convert(&response, sink, started) };
     unsafe { ffi::mv8_response_free(&mut response) };
     outcome

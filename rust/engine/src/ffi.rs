@@ -135,6 +135,9 @@ pub struct mv8_request {
     pub console: mv8_console_fn,
     pub console_user_data: *mut c_void,
     pub control: *mut mv8_control,
+    pub host_call: mv8_host_call_fn,
+    pub host_call_user_data: *mut c_void,
+    pub replies: *mut mv8_replies,
 }
 
 #[repr(C)]
@@ -186,6 +189,7 @@ extern "C" {
     pub fn mv8_context_closed(context: *mut mv8_context) -> c_int;
     pub fn mv8_context_heap_stats(context: *mut mv8_context, stats: *mut mv8_heap_stats) -> c_int;
     pub fn mv8_context_replies(context: *mut mv8_context) -> *mut mv8_replies;
+    pub fn mv8_replies_new() -> *mut mv8_replies;
     pub fn mv8_replies_free(replies: *mut mv8_replies);
     pub fn mv8_replies_post(
         replies: *mut mv8_replies,

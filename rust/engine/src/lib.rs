@@ -7,6 +7,7 @@
 pub mod context;
 pub mod engine;
 pub mod envelope;
+pub mod fetch;
 mod ffi;
 pub mod nesting;
 pub mod source;
@@ -21,4 +22,5 @@ pub use engine::{
     execute, initialize, v8_version, ConsoleLine, Control, EngineError, JsError, Level, Options,
     Outcome, Status,
 };
+pub use fetch::FetchPolicy;
 pub use source::Language;

@@ -13,6 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use crate::context;
 use crate::engine::{self, EngineError, Outcome, Status};
 use crate::envelope;
+use crate::fetch;
 use crate::source::Language;
 
 /// Cancellation handle: pass it to `execute(control=...)`, call `cancel()` from any
@@ -276,6 +277,21 @@ fn parse_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     }
 }
 
+/// The fetch policy of `allow_fetch` (None or empty: fetch is off).
+fn parse_fetch(
+    allow_fetch: Option<Vec<String>>,
+    max_fetch_bytes: u64,
+    max_fetch_requests: u32,
+) -> PyResult<Option<fetch::FetchPolicy>> {
+    match allow_fetch {
+        None => Ok(None),
+        Some(origins) if origins.is_empty() => Ok(None),
+        Some(origins) => fetch::FetchPolicy::new(&origins, max_fetch_bytes, max_fetch_requests)
+            .map(Some)
+            .map_err(PyValueError::new_err),
+    }
+}
+
 fn check_callable(py: Python<'_>, what: &str, callback: &Option<Py<PyAny>>) -> PyResult<()> {
     match callback {
         Some(cb) if !cb.bind(py).is_callable() => {
@@ -304,7 +320,8 @@ fn console_forwarder(on_console: &Option<Py<PyAny>>) -> impl FnMut(&engine::Cons
     code, *, heap=None, snapshot=false, heap_limit_mb=None, timeout=None,
     language="auto", filename=None, max_result_bytes=0,
     console_limit_bytes=engine::DEFAULT_CONSOLE_LIMIT_BYTES, keep_console=true,
-    on_console=None, control=None
+    on_console=None, control=None, allow_fetch=None,
+    max_fetch_bytes=fetch::DEFAULT_MAX_BYTES, max_fetch_requests=fetch::DEFAULT_MAX_REQUESTS
 ))]
 #[allow(clippy::too_many_arguments)]
 fn execute(
@@ -321,9 +338,13 @@ fn execute(
     keep_console: bool,
     on_console: Option<Py<PyAny>>,
     control: Option<Py<PyControl>>,
+    allow_fetch: Option<Vec<String>>,
+    max_fetch_bytes: u64,
+    max_fetch_requests: u32,
 ) -> PyResult<PyOutcome> {
     let language = parse_language(language)?;
     let heap_limit_bytes = parse_heap_limit(heap_limit_mb)?;
+    let fetch_policy = parse_fetch(allow_fetch, max_fetch_bytes, max_fetch_requests)?;
     let timeout = parse_timeout(timeout)?;
     check_callable(py, "on_console", &on_console)?;
     let heap = heap.map(|h| h.to_vec());
@@ -348,6 +369,7 @@ fn execute(
             } else {
                 None
             },
+            fetch: fetch_policy.as_ref(),
         };
         engine::execute(&code, opts)
     });
@@ -419,15 +441,23 @@ impl PyLiveContext {
     /// functions on the context's thread; it must hand them on and return at once, and
     /// answer later through `reply`. When it raises, the JS promise is rejected.
     #[new]
-    #[pyo3(signature = (*, heap=None, snapshots=false, heap_limit_mb=None, dispatch=None))]
+    #[pyo3(signature = (
+        *, heap=None, snapshots=false, heap_limit_mb=None, dispatch=None, allow_fetch=None,
+        max_fetch_bytes=fetch::DEFAULT_MAX_BYTES, max_fetch_requests=fetch::DEFAULT_MAX_REQUESTS
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         heap: Option<&[u8]>,
         snapshots: bool,
         heap_limit_mb: Option<u64>,
         dispatch: Option<Py<PyAny>>,
+        allow_fetch: Option<Vec<String>>,
+        max_fetch_bytes: u64,
+        max_fetch_requests: u32,
     ) -> PyResult<Self> {
         let heap_limit_bytes = parse_heap_limit(heap_limit_mb)?;
+        let fetch_policy = parse_fetch(allow_fetch, max_fetch_bytes, max_fetch_requests)?;
         check_callable(py, "dispatch", &dispatch)?;
         let replies_slot: Arc<OnceLock<Arc<context::Replies>>> = Arc::new(OnceLock::new());
         let dispatch: Option<context::Dispatch> = dispatch.map(|callback| {
@@ -454,6 +484,7 @@ impl PyLiveContext {
                     snapshots,
                     heap_limit_bytes,
                     dispatch,
+                    fetch: fetch_policy,
                 })
             })
             .map_err(|e| to_pyerr(py, e))?;
@@ -647,6 +678,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(snapshot_key, m)?)?;
     m.add_function(wrap_pyfunction!(_register_errors, m)?)?;
     m.add("SNAPSHOT_FORMAT_VERSION", envelope::FORMAT_VERSION)?;
+    m.add("DEFAULT_MAX_FETCH_BYTES", fetch::DEFAULT_MAX_BYTES)?;
+    m.add("DEFAULT_MAX_FETCH_REQUESTS", fetch::DEFAULT_MAX_REQUESTS)?;
     m.add(
         "DEFAULT_CONSOLE_LIMIT_BYTES",
         engine::DEFAULT_CONSOLE_LIMIT_BYTES,

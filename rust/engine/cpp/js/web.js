@@ -1041,4 +1041,43 @@
   tag(Response, 'Response');
   defineGlobal('Response', Response);
 
+  // ---- fetch: the embedder performs it under its allowlist (rust/engine/src/fetch.rs) -------
+
+  const hostFetch = native.fetch;
+
+  function fetch(input, init = undefined) {
+    return new PromiseCtor((resolve, reject) => {
+      requireArgs(arguments, 1, "Failed to execute 'fetch'");
+      const request = new Request(input, init);
+      const signal = request.signal;
+      if (signal.aborted) throw signal.reason;
+      const body = bodyState.get(request).bytes;
+      const call = hostFetch({
+        url: request.url, method: request.method, headers: [...request.headers], body, redirect: request.redirect,
+      });
+      const onAbort = () => {
+        native.abandon(call);  // the execution no longer waits for it
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      call.then((answer) => {
+        signal.removeEventListener('abort', onAbort);
+        const headers = new Headers();
+        hdr(headers).list = answer.headers.map(([k, v]) => [`${k}`.toLowerCase(), `${v}`]);
+        hdr(headers).guard = 'immutable';
+        const response = new Response(null);
+        Object.assign(responseState.get(response), {
+          status: answer.status, statusText: answer.statusText, headers, type: 'basic', url: answer.url,
+          redirected: answer.redirected,
+        });
+        bodyState.get(response).bytes = NULL_BODY_STATUS.has(answer.status) || request.method === 'HEAD' ? null : answer.body;
+        resolve(response);
+      }, (error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(new TypeErrorCtor(error?.message ?? 'fetch failed'));
+      });
+    });
+  }
+  defineGlobal('fetch', fetch);
+
 })
