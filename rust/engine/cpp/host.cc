@@ -108,19 +108,6 @@ void QueueMicrotask(const FunctionCallbackInfo<Value>& info) {
   isolate->EnqueueMicrotask(info[0].As<v8::Function>());
 }
 
-bool Define(Local<v8::Context> context, Local<v8::Object> target, const char* name, v8::FunctionCallback callback) {
-  v8::Isolate* isolate = context->GetIsolate();
-  Local<v8::String> key = v8::String::NewFromUtf8(isolate, name, v8::NewStringType::kInternalized).ToLocalChecked();
-  Local<v8::Function> fn;
-  if (!v8::FunctionTemplate::New(isolate, callback, Local<Value>(), Local<v8::Signature>(), 0,
-                                 v8::ConstructorBehavior::kThrow)
-           ->GetFunction(context)
-           .ToLocal(&fn)) {
-    return false;
-  }
-  fn->SetName(key);
-  return target->DefineOwnProperty(context, key, fn, v8::DontEnum).FromMaybe(false);
-}
 
 // Runs one of cpp/js/*.js: a script whose completion value is a function, called with
 // `native`; with an empty `native`, a script that installs what it defines by itself.
@@ -150,6 +137,21 @@ bool RunBootstrap(Local<v8::Context> context, const char* name, const char* sour
 
 }  // namespace
 
+bool DefineFunction(Local<v8::Context> context, Local<v8::Object> target, const char* name,
+                    v8::FunctionCallback callback) {
+  v8::Isolate* isolate = context->GetIsolate();
+  Local<v8::String> key = v8::String::NewFromUtf8(isolate, name, v8::NewStringType::kInternalized).ToLocalChecked();
+  Local<v8::Function> fn;
+  if (!v8::FunctionTemplate::New(isolate, callback, Local<Value>(), Local<v8::Signature>(), 0,
+                                 v8::ConstructorBehavior::kThrow)
+           ->GetFunction(context)
+           .ToLocal(&fn)) {
+    return false;
+  }
+  fn->SetName(key);
+  return target->DefineOwnProperty(context, key, fn, v8::DontEnum).FromMaybe(false);
+}
+
 const intptr_t* ExternalReferences() {
 #define MV8_REF(fn) reinterpret_cast<intptr_t>(&fn),
   static const intptr_t refs[] = {
@@ -163,15 +165,15 @@ const intptr_t* ExternalReferences() {
 bool InstallGlobals(Local<v8::Context> context, std::string* error) {
   v8::Isolate* isolate = context->GetIsolate();
   Local<v8::Object> global = context->Global();
-  if (!Define(context, global, "setTimeout", SetTimeout) || !Define(context, global, "setInterval", SetInterval) ||
-      !Define(context, global, "clearTimeout", ClearTimer) || !Define(context, global, "clearInterval", ClearTimer) ||
-      !Define(context, global, "queueMicrotask", QueueMicrotask)) {
+  if (!DefineFunction(context, global, "setTimeout", SetTimeout) || !DefineFunction(context, global, "setInterval", SetInterval) ||
+      !DefineFunction(context, global, "clearTimeout", ClearTimer) || !DefineFunction(context, global, "clearInterval", ClearTimer) ||
+      !DefineFunction(context, global, "queueMicrotask", QueueMicrotask)) {
     *error = "could not install timer functions";
     return false;
   }
   Local<v8::Object> native = v8::Object::New(isolate);
-  if (!Define(context, native, "print", Print) || !Define(context, native, "promiseState", PromiseState) ||
-      !Define(context, native, "proxyDetails", ProxyDetails)) {
+  if (!DefineFunction(context, native, "print", Print) || !DefineFunction(context, native, "promiseState", PromiseState) ||
+      !DefineFunction(context, native, "proxyDetails", ProxyDetails)) {
     *error = "could not create the console host object";
     return false;
   }

@@ -36,6 +36,10 @@ namespace host {
 // external_refs.inc; identical in the creator of a snapshot and every isolate restoring one.
 const intptr_t* ExternalReferences();
 
+// Defines `name` on `target` as a non-enumerable native function (not a constructor).
+bool DefineFunction(v8::Local<v8::Context> context, v8::Local<v8::Object> target, const char* name,
+                    v8::FunctionCallback callback);
+
 // Installs setTimeout, setInterval, clearTimeout, clearInterval, queueMicrotask, console
 // (cpp/js/console.js), the ES2023-ES2025 built-ins V8 10.2 lacks (cpp/js/builtins.js) and
 // the web platform globals (cpp/js/web.js, over the natives of web.h) into `context`.

@@ -130,19 +130,6 @@ std::chrono::steady_clock::time_point ProcessStart() {
   return start;
 }
 
-bool Define(Local<v8::Context> context, Local<v8::Object> target, const char* name, v8::FunctionCallback callback) {
-  v8::Isolate* isolate = context->GetIsolate();
-  Local<v8::String> key = v8::String::NewFromUtf8(isolate, name, v8::NewStringType::kInternalized).ToLocalChecked();
-  Local<v8::Function> fn;
-  if (!v8::FunctionTemplate::New(isolate, callback, Local<Value>(), Local<v8::Signature>(), 0,
-                                 v8::ConstructorBehavior::kThrow)
-           ->GetFunction(context)
-           .ToLocal(&fn)) {
-    return false;
-  }
-  fn->SetName(key);
-  return target->DefineOwnProperty(context, key, fn, v8::DontEnum).FromMaybe(false);
-}
 
 }  // namespace
 
@@ -353,13 +340,13 @@ bool Install(Local<v8::Context> context, Local<v8::Object> target) {
            .FromMaybe(false)) {
     return false;
   }
-  return Define(context, target, "urlParse", UrlParse) && Define(context, target, "urlSet", UrlSet) &&
-         Define(context, target, "utf8Encode", Utf8Encode) &&
-         Define(context, target, "utf8EncodeInto", Utf8EncodeInto) &&
-         Define(context, target, "utf8Decode", Utf8Decode) && Define(context, target, "randomFill", RandomFill) &&
-         Define(context, target, "digest", Digest) && Define(context, target, "structuredClone", StructuredClone) &&
-         Define(context, target, "now", Now) && Define(context, target, "timeOrigin", TimeOrigin) &&
-         Define(context, target, "setUnrefTimeout", SetUnrefTimeout) && Define(context, target, "abandon", Abandon);
+  return host::DefineFunction(context, target, "urlParse", UrlParse) && host::DefineFunction(context, target, "urlSet", UrlSet) &&
+         host::DefineFunction(context, target, "utf8Encode", Utf8Encode) &&
+         host::DefineFunction(context, target, "utf8EncodeInto", Utf8EncodeInto) &&
+         host::DefineFunction(context, target, "utf8Decode", Utf8Decode) && host::DefineFunction(context, target, "randomFill", RandomFill) &&
+         host::DefineFunction(context, target, "digest", Digest) && host::DefineFunction(context, target, "structuredClone", StructuredClone) &&
+         host::DefineFunction(context, target, "now", Now) && host::DefineFunction(context, target, "timeOrigin", TimeOrigin) &&
+         host::DefineFunction(context, target, "setUnrefTimeout", SetUnrefTimeout) && host::DefineFunction(context, target, "abandon", Abandon);
 }
 
 }  // namespace web

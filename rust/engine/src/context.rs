@@ -138,7 +138,9 @@ pub struct LiveContext {
 unsafe impl Send for LiveContext {}
 unsafe impl Sync for LiveContext {}
 
-unsafe extern "C" fn on_host_call(
+/// The shim's host-call callback for a `Dispatch` passed as user data (live contexts, and the
+/// fetch of one-shot executions).
+pub(crate) unsafe extern "C" fn on_host_call(
     user_data: *mut c_void,
     call_id: u64,
     name: *const c_char,

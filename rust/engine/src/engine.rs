@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::context::{HostCall, Replies};
+use crate::context::{on_host_call, Dispatch, HostCall, Replies};
 use crate::envelope::{self, EnvelopeError, Sealed};
 use crate::fetch::{FetchPolicy, Fetcher};
 use crate::ffi;
@@ -398,44 +398,6 @@ impl Drop for RawHeap {
     }
 }
 
-struct FetchDispatch<'a> {
-    fetcher: &'a Fetcher,
-}
-
-unsafe extern "C" fn on_fetch(
-    user_data: *mut c_void,
-    call_id: u64,
-    name: *const c_char,
-    name_len: usize,
-    args_json: *const c_char,
-    args_len: usize,
-    buffers: *const ffi::mv8_bytes,
-    n_buffers: usize,
-) {
-    let dispatch = &*(user_data as *const FetchDispatch);
-    let name = String::from_utf8_lossy(std::slice::from_raw_parts(name as *const u8, name_len));
-    let args =
-        String::from_utf8_lossy(std::slice::from_raw_parts(args_json as *const u8, args_len));
-    let buffers = (0..n_buffers)
-        .map(|i| {
-            let b = &*buffers.add(i);
-            if b.len == 0 {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(b.data, b.len)
-            }
-        })
-        .collect();
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        dispatch.fetcher.dispatch(HostCall {
-            id: call_id,
-            name: &name,
-            args_json: &args,
-            buffers,
-        })
-    }));
-}
-
 /// Runs `code` once. Errors of the script are in the outcome; `Err` means the
 /// execution could not start (V8 failed to initialise, the heap envelope is invalid).
 pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError> {
@@ -465,8 +427,10 @@ pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError
     let fetcher = opts
         .fetch
         .zip(replies.as_ref())
-        .map(|(policy, r)| Fetcher::new(policy.clone(), r.clone()));
-    let fetch_dispatch = fetcher.as_ref().map(|f| FetchDispatch { fetcher: f });
+        .map(|(policy, r)| Arc::new(Fetcher::new(policy.clone(), r.clone())));
+    let fetch_dispatch: Option<Dispatch> = fetcher
+        .clone()
+        .map(|f| Box::new(move |call: HostCall<'_>| f.dispatch(call)) as Dispatch);
     let mut sink = ConsoleSink::new(
         opts.console_limit_bytes,
         opts.keep_console,
@@ -485,9 +449,9 @@ pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError
         console: Some(on_console),
         console_user_data: &mut sink as *mut ConsoleSink as *mut c_void,
         control: opts.control.map_or(std::ptr::null_mut(), |c| c.raw),
-        host_call: fetch_dispatch.as_ref().map(|_| on_fetch as _),
+        host_call: fetch_dispatch.as_ref().map(|_| on_host_call as _),
         host_call_user_data: fetch_dispatch.as_ref().map_or(std::ptr::null_mut(), |d| {
-            d as *const FetchDispatch as *mut c_void
+            d as *const Dispatch as *mut c_void
         }),
         replies: replies.as_ref().map_or(std::ptr::null_mut(), |r| r.raw()),
     };
