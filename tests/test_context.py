@@ -149,6 +149,15 @@ def test_async_def_callback_is_awaited_from_javascript_on_a_private_loop(ctx: Co
     assert threads == ["mcp-v8-context-loop"] * 2
 
 
+def test_a_plain_function_returning_a_coroutine_is_awaited(ctx: Context) -> None:
+    async def later(x: int) -> int:
+        await asyncio.sleep(0)
+        return x + 1
+
+    ctx.expose("viaPlain", lambda x: later(x))
+    assert ctx.eval("viaPlain(1)") == 2
+
+
 def test_async_def_callback_runs_on_the_loop_of_the_async_call(ctx: Context) -> None:
     async def main() -> tuple[object, bool]:
         running = asyncio.get_running_loop()

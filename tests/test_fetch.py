@@ -64,6 +64,8 @@ class Server:
                     from urllib.parse import unquote
 
                     self._send(int(params.get("code", "302")), b"", {"Location": unquote(params["to"])})
+                elif path == "/loop":
+                    self._send(302, b"", {"Location": "/loop"})
                 elif path == "/big":
                     self._send(200, b"x" * BIG)
                 elif path == "/drip":
@@ -167,6 +169,8 @@ def test_redirects(server: Server) -> None:
     assert got[:3] == [200, True, f"{server.origin}/json"]
     assert "redirect to http://localhost" in got[3] and "not an allowed origin" in got[3]
     assert got[4:] == [302, "/json", "TypeError", "GET"]
+    loop = run(engine, f"fetch('{server.origin}/loop').then(() => 'reached', e => e.message)")
+    assert "more than 20 redirects" in loop
     assert not any(r.split()[1].startswith("localhost") for r in server.requests)  # never followed
 
 
@@ -240,8 +244,11 @@ def test_the_service_allows_what_its_settings_allow(server: Server, tmp_path: Pa
         server.origin,
         "https://a.example",
     )
-    with pytest.raises(ValueError, match="not an http"):
-        from_env({"MCP_V8_ALLOW_FETCH": "ftp://x"})
+    for bad in ["ftp://x", "https://h/path", "nonsense"]:
+        with pytest.raises(ValueError, match="MCP_V8_ALLOW_FETCH"):
+            from_env({"MCP_V8_ALLOW_FETCH": bad})
+    with pytest.raises(ValueError, match="only http and https"):
+        Settings(data_dir=tmp_path, allow_fetch=("ftp://x",))
     app = create_app(
         Settings(data_dir=tmp_path, workers=1, allow_fetch=(server.origin,), max_fetch_requests=1)
     )

@@ -193,8 +193,7 @@ class Settings:
             raise ValueError("processes must be at least 1")
         if self.max_fetch_bytes < 1 or self.max_fetch_requests < 1:
             raise ValueError("max_fetch_bytes and max_fetch_requests must be at least 1")
-        for origin in self.allow_fetch:
-            _fetch_origins(origin)
+        fetch_origins(self.allow_fetch)
         if self.processes > 1 and self.database_url is None:
             # A request may reach any of them: they must share the registry and the queue.
             raise ValueError("processes above 1 need database_url: the processes answer for each other")
@@ -218,14 +217,16 @@ class Settings:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
 
+def fetch_origins(entries: tuple[str, ...]) -> tuple[str, ...]:
+    """The canonical allowed origins; ValueError names a bad entry. The engine's own rule
+    (rust/engine/src/fetch.rs), not a second one."""
+    from . import _engine
+
+    return tuple(_engine.fetch_origins(list(entries)))
+
+
 def _fetch_origins(value: str) -> tuple[str, ...]:
-    entries = _csv(value)
-    for entry in entries:
-        if normalize_origin(entry) in (None, "null") or not entry.strip().lower().startswith(
-            ("http://", "https://")
-        ):
-            raise ValueError(f"{entry!r} is not an http(s) origin (scheme://host[:port])")
-    return entries
+    return fetch_origins(_csv(value))
 
 
 def parser_for(name: str) -> Callable[[str], Any]:

@@ -62,12 +62,10 @@ class Engine:
         max_fetch_bytes: int = _engine.DEFAULT_MAX_FETCH_BYTES,
         max_fetch_requests: int = _engine.DEFAULT_MAX_FETCH_REQUESTS,
     ) -> None:
-        self.allow_fetch = list(allow_fetch) if allow_fetch else None
+        # Refused now, naming the entry, rather than at the first execution.
+        self.allow_fetch = _engine.fetch_origins(list(allow_fetch)) if allow_fetch else None
         self.max_fetch_bytes = max_fetch_bytes
         self.max_fetch_requests = max_fetch_requests
-        if self.allow_fetch:  # refuse a bad origin now, not at the first execution
-            _engine.execute("1", allow_fetch=self.allow_fetch, max_fetch_bytes=max_fetch_bytes,
-                            max_fetch_requests=max_fetch_requests)  # fmt: skip
         self.heap_limit_mb = heap_limit_mb
         self.timeout = timeout
         self.language: Language = language

@@ -4,6 +4,7 @@
 #include "host.h"
 #include "serializer.h"
 #include "values.h"
+#include "web.h"
 
 namespace mv8 {
 
@@ -136,11 +137,9 @@ void HostCall(const v8::FunctionCallbackInfo<v8::Value>& info) {
     if (!v8::Promise::Resolver::New(context).ToLocal(&resolver)) return;
     v8::String::Utf8Value utf8(isolate, name);
     std::string called = *utf8 ? *utf8 : "";
-    std::string message =
-        called == "mcp-v8:fetch"
-            ? "fetch refused: fetch is off (no origin is allowed: allow some with --allow-fetch, "
-              "MCP_V8_ALLOW_FETCH or Engine(allow_fetch=[...]))"
-            : called + " is a function exposed by a live context; nothing answers it in this execution";
+    std::string message = called == "mcp-v8:fetch"
+                              ? web::FetchOffMessage()
+                              : called + " is a function exposed by a live context; nothing answers it in this execution";
     resolver->Reject(context, v8::Exception::TypeError(v8::String::NewFromUtf8(isolate, message.c_str()).ToLocalChecked()))
         .IsNothing();
     info.GetReturnValue().Set(resolver->GetPromise());

@@ -90,6 +90,8 @@ typedef struct {
 // parsing and message digests, done by well-kept Rust crates. Set once, before
 // mv8_initialize; a missing hook makes its JS API throw.
 typedef struct {
+  // What fetch answers where no origin is allowed (NUL-terminated, static).
+  const char* fetch_off;
   // Parses `input` against `base` (NULL: none). 1 on success, with the URL's parts written
   // into *out (malloc'd) as UTF-8, each followed by a NUL: href, origin, protocol, username,
   // password, host, hostname, port, pathname, search, hash. 0: not a valid URL.

@@ -135,6 +135,8 @@ std::chrono::steady_clock::time_point ProcessStart() {
 
 void SetHooks(const mv8_hooks& hooks) { g_hooks = hooks; }
 
+const char* FetchOffMessage() { return g_hooks.fetch_off != nullptr ? g_hooks.fetch_off : "fetch is off"; }
+
 // urlParse(input, base?) -> parts | null
 void UrlParse(const FunctionCallbackInfo<Value>& info) {
   v8::Isolate* isolate = info.GetIsolate();

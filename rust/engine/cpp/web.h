@@ -14,6 +14,8 @@ namespace web {
 
 
 void SetHooks(const mv8_hooks& hooks);
+// The embedder's message for a fetch where none is allowed.
+const char* FetchOffMessage();
 // Records now as the time origin of the execution or live context `host` serves.
 void StampOrigin(HostContext* host);
 

@@ -12,7 +12,7 @@ use crate::engine::{
     Control, EngineError, Outcome,
 };
 use crate::envelope::{self, Sealed};
-use crate::fetch::{FetchPolicy, Fetcher, FETCH};
+use crate::fetch::{FetchPolicy, Fetcher, FETCH, FETCH_OFF};
 use crate::ffi;
 use crate::source::{self, Language};
 
@@ -177,10 +177,7 @@ pub(crate) unsafe extern "C" fn on_host_call(
 
 /// The answer to a fetch where fetch is off.
 pub(crate) fn fetch_is_off(replies: &Replies, call_id: u64) {
-    let message =
-        "fetch refused: fetch is off (no origin is allowed: allow some with --allow-fetch, \
-                   MCP_V8_ALLOW_FETCH or Engine(allow_fetch=[...]))";
-    let json = format!(r#"{{"name":"TypeError","message":"{message}"}}"#);
+    let json = serde_json::json!({"name": "TypeError", "message": FETCH_OFF}).to_string();
     replies.post(call_id, false, &json, &[]);
 }
 

@@ -24,6 +24,12 @@ use crate::context::{HostCall, Replies};
 /// The name web.js's native fetch carries (`cpp/web.cc`).
 pub const FETCH: &str = "mcp-v8:fetch";
 
+/// What a fetch answers where no origin is allowed (the shim says it for executions, the
+/// live context's dispatcher for contexts: cpp/web.h's hooks carry it).
+pub const FETCH_OFF: &str =
+    "fetch refused: fetch is off (no origin is allowed: allow some with --allow-fetch, \
+                             MCP_V8_ALLOW_FETCH or Engine(allow_fetch=[...]))";
+
 /// Defaults of the limits when fetch is on.
 pub const DEFAULT_MAX_BYTES: u64 = 10 << 20;
 pub const DEFAULT_MAX_REQUESTS: u32 = 50;

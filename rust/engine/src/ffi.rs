@@ -39,6 +39,7 @@ pub struct mv8_buffer {
 
 #[repr(C)]
 pub struct mv8_hooks {
+    pub fetch_off: *const c_char,
     pub url_parse: Option<
         unsafe extern "C" fn(*const c_char, usize, *const c_char, usize, *mut mv8_buffer) -> c_int,
     >,

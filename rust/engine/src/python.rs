@@ -654,6 +654,19 @@ impl PyLiveContext {
     }
 }
 
+/// The canonical form of `origins` as fetch allows them (scheme://host[:port]); ValueError
+/// names an entry that is not an http(s) origin.
+#[pyfunction]
+fn fetch_origins(origins: Vec<String>) -> PyResult<Vec<String>> {
+    fetch::FetchPolicy::new(
+        &origins,
+        fetch::DEFAULT_MAX_BYTES,
+        fetch::DEFAULT_MAX_REQUESTS,
+    )
+    .map(|p| p.origins().to_vec())
+    .map_err(PyValueError::new_err)
+}
+
 /// The V8 version the engine runs, e.g. "10.2.154.26-node.28".
 #[pyfunction]
 fn v8_version() -> &'static str {
@@ -676,6 +689,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(execute, m)?)?;
     m.add_function(wrap_pyfunction!(v8_version, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_key, m)?)?;
+    m.add_function(wrap_pyfunction!(fetch_origins, m)?)?;
     m.add_function(wrap_pyfunction!(_register_errors, m)?)?;
     m.add("SNAPSHOT_FORMAT_VERSION", envelope::FORMAT_VERSION)?;
     m.add("DEFAULT_MAX_FETCH_BYTES", fetch::DEFAULT_MAX_BYTES)?;

@@ -195,7 +195,11 @@ unsafe extern "C" fn digest(algorithm: c_int, data: *const u8, len: usize, out: 
 
 /// Hands the hooks to the shim; called once, before V8 is initialised.
 pub(crate) fn install() {
+    static FETCH_OFF: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+    let fetch_off =
+        FETCH_OFF.get_or_init(|| std::ffi::CString::new(crate::fetch::FETCH_OFF).expect("no NUL"));
     let hooks = ffi::mv8_hooks {
+        fetch_off: fetch_off.as_ptr(),
         url_parse: Some(url_parse),
         url_set: Some(url_set),
         utf8_decode: Some(utf8_decode),
