@@ -11,6 +11,7 @@ pub mod fetch;
 mod ffi;
 pub mod nesting;
 pub mod source;
+mod top_level_await;
 mod transform;
 mod web;
 
