@@ -138,12 +138,6 @@ def test_console_and_timers_work_after_restore(engine: Engine) -> None:
     assert outcome.console == [("log", "restored 1")]
 
 
-def test_redeclaring_let_is_a_syntax_error(engine: Engine) -> None:
-    heap = engine.execute("let once = 1", snapshot=True).snapshot
-    outcome = engine.execute("let once = 2", heap=heap)
-    assert outcome.failed and outcome.error_name == "SyntaxError"
-
-
 def test_envelopes_of_the_previous_format_keep_restoring(engine: Engine) -> None:
     # A heap the previous release stored (envelope format 1), resumed by this one.
     fixture = Path(__file__).parent / "fixtures" / "datadir-v1" / "data" / "heaps"

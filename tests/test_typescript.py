@@ -37,7 +37,7 @@ def test_error_positions_match_the_typescript_source(engine: Engine) -> None:
     outcome = engine.execute(code, language="typescript")
     assert outcome.failed
     assert outcome.error_name == "RangeError"
-    assert (outcome.error_line, outcome.error_column) == (6, 3)  # the throw statement
+    assert (outcome.error_line, outcome.error_column) == (6, 9)  # where the error was made
     assert outcome.error is not None
     assert "at f (<input>:6:9)" in outcome.error and "at <input>:8:1" in outcome.error
 
@@ -123,8 +123,9 @@ def test_errors_after_a_compiled_construct_keep_their_line(engine: Engine, const
     line = code.count("\n") + 1
     outcome = engine.execute(code, language="typescript")
     assert outcome.failed and outcome.error_name == "TypeError"
-    assert (outcome.error_line, outcome.error_column) == (line, 3)
-    assert f"<input>:{line}:9" in (outcome.error or "")  # the frame points at `new`
+    # The position is where the error was made, as its stack's first frame says: `new`.
+    assert (outcome.error_line, outcome.error_column) == (line, 9)
+    assert f"<input>:{line}:9" in (outcome.error or "")
 
 
 def test_errors_inside_compiled_constructs_keep_their_line(engine: Engine) -> None:
@@ -132,11 +133,11 @@ def test_errors_inside_compiled_constructs_keep_their_line(engine: Engine) -> No
     assert engine.execute(inside_enum, language="typescript").error_line == 4
     inside_namespace = "namespace N {\n  export const a = 1;\n  export function f() {\n    throw new Error('in f');\n  }\n}\nN.f();"
     outcome = engine.execute(inside_namespace, language="typescript")
-    assert (outcome.error_line, outcome.error_column) == (4, 5)
+    assert (outcome.error_line, outcome.error_column) == (4, 11)  # at `new Error`
     assert "<input>:7:" in (outcome.error or "")  # the call's frame
     inside_constructor = "class P {\n  constructor(\n    private a: number,\n  ) {\n    if (a > 1) {\n      throw new RangeError('big');\n    }\n  }\n}\nnew P(2);"
     outcome = engine.execute(inside_constructor, language="typescript")
-    assert (outcome.error_line, outcome.error_column) == (6, 7)
+    assert (outcome.error_line, outcome.error_column) == (6, 13)  # at `new RangeError`
 
 
 def test_top_level_await_after_a_compiled_construct(engine: Engine) -> None:

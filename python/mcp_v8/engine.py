@@ -87,7 +87,7 @@ class Engine:
         control: Control | None = None,
         max_result_bytes: int | None = None,
     ) -> Outcome:
-        """Runs ``code`` as a classic script and returns its :class:`Outcome`.
+        """Runs ``code`` as a script (V8's REPL mode: top-level ``await``, completion value kept) and returns its :class:`Outcome`.
 
         ``on_console(level, text)`` is called for each console call while the script
         runs, on the executing thread. ``control`` cancels it from another thread.

@@ -33,9 +33,11 @@ State carries over between calls through heap snapshots: every run that complete
 from there (or give a `session` name and read the session's latest heap with \
 list_session_snapshots). A snapshot keeps globals: `var`, functions, and top-level \
 `let`/`const`/`class` bindings, objects, closures. It does not keep pending timers, \
-unresolved promises or open handles. Redeclaring a top-level `let`/`const`/`class` that the \
-resumed heap already has is a SyntaxError (`let x` twice): on a resumed heap use `var`, or \
-assign to the existing name."""
+unresolved promises or open handles. A later run may declare a top-level `let`/`class` \
+again (as `let` or `class`) and a `const` again (as `const`), so a script can run twice on \
+one heap; changing a name's kind (`const` to `let`, `var` to `let`) is a SyntaxError. \
+Top-level `await` works anywhere and the result is the script's completion value (the last \
+statement's value, `if`/`try`/loops included)."""
 
 RUN_JS = f"""\
 Run JavaScript or TypeScript (enums and namespaces too) in a fresh, isolated V8 sandbox and \

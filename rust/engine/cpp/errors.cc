@@ -35,7 +35,8 @@ ErrorInfo ErrorInfo::Plain(std::string name, std::string message) {
 }
 
 ErrorInfo ErrorInfo::FromException(v8::Isolate* isolate, v8::Local<v8::Context> context,
-                                   v8::Local<v8::Value> exception, v8::Local<v8::Message> message) {
+                                   v8::Local<v8::Value> exception, v8::Local<v8::Message> message,
+                                   const ScriptBounds* script) {
   ErrorInfo info;
   // Reading name/message/stack may run getters; they must not leak an exception.
   v8::TryCatch try_catch(isolate);
@@ -43,6 +44,10 @@ ErrorInfo ErrorInfo::FromException(v8::Isolate* isolate, v8::Local<v8::Context> 
   if (!message.IsEmpty()) {
     info.line = message->GetLineNumber(context).FromMaybe(0);
     info.column = message->GetStartColumn(context).FromMaybe(-1) + 1;
+    if (script != nullptr && script->end_line > 0 && info.line > script->end_line) {
+      info.line = script->end_line;
+      info.column = script->end_column;
+    }
   }
   if (!exception.IsEmpty() && exception->IsNativeError()) {
     v8::Local<v8::Object> object = exception.As<v8::Object>();
@@ -58,7 +63,9 @@ ErrorInfo ErrorInfo::FromException(v8::Isolate* isolate, v8::Local<v8::Context> 
   }
   // Syntax errors (and thrown non-errors) carry no frame: add the position.
   if (info.stack.find("\n    at ") == std::string::npos && info.line > 0 && !message.IsEmpty()) {
-    std::string resource = DetailString(isolate, context, message->GetScriptResourceName());
+    v8::Local<v8::Value> name = message->GetScriptResourceName();
+    bool named = !name.IsEmpty() && name->IsString() && name.As<v8::String>()->Length() > 0;
+    std::string resource = named || script == nullptr ? DetailString(isolate, context, name) : script->name;
     info.stack += "\n    at " + resource + ":" + std::to_string(info.line) + ":" + std::to_string(info.column);
   }
   return info;

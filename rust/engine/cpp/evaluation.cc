@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "repl_script.h"
 #include "serializer.h"
 #include "values.h"
 
@@ -43,33 +44,37 @@ size_t HeapGuard::OnNearLimit(void* data, size_t current, size_t initial) {
   return current + (16u << 20);
 }
 
-Evaluation::End Evaluation::Failed(v8::Local<v8::Context> context, const v8::TryCatch& try_catch) {
+Evaluation::End Evaluation::Failed(v8::Local<v8::Context> context, const v8::TryCatch& try_catch,
+                                   const ScriptBounds* script) {
   if (try_catch.HasTerminated() || terminated()) return End::kTerminated;
-  error_ = ErrorInfo::FromException(isolate_, context, try_catch.Exception(), try_catch.Message());
+  error_ = ErrorInfo::FromException(isolate_, context, try_catch.Exception(), try_catch.Message(), script);
   // Formatting the error runs user code too (getters, Error.prepareStackTrace).
   return terminated() ? End::kTerminated : End::kFailed;
 }
 
 Evaluation::End Evaluation::RunScript(v8::Local<v8::Context> context, EventLoop* loop, const char* code,
                                       size_t code_len, const char* filename) {
-  v8::Local<v8::Value> completion;
+  v8::Local<v8::Promise> completion;
   {
     v8::TryCatch try_catch(isolate_);
-    v8::Local<v8::String> source;
-    v8::Local<v8::Script> script;
-    v8::ScriptOrigin origin(isolate_, v8::String::NewFromUtf8(isolate_, filename).ToLocalChecked());
-    if (!v8::String::NewFromUtf8(isolate_, code, v8::NewStringType::kNormal, static_cast<int>(code_len))
-             .ToLocal(&source)) {
-      error_ = ErrorInfo::Plain("RangeError", "the source code is too long");
-      return End::kFailed;
-    }
-    const bool compiled = v8::Script::Compile(context, source, &origin).ToLocal(&script);
-    if (!compiled || !script->Run(context).ToLocal(&completion)) {
-      syntax_error_ = !compiled && !try_catch.HasTerminated();
-      return Failed(context, try_catch);
+    bool too_long = false;
+    if (!ReplScript::Evaluate(isolate_, code, code_len, filename, &too_long).ToLocal(&completion)) {
+      if (too_long) {
+        error_ = ErrorInfo::Plain("RangeError", "the source code is too long");
+        return End::kFailed;
+      }
+      // In REPL mode only a source that does not compile throws here: what the script throws
+      // while it runs rejects the completion promise.
+      syntax_error_ = !try_catch.HasTerminated() && !terminated();
+      // A compile error's message names no script (REPL mode has no origin): name the user's,
+      // and keep the position inside the user's code (not on the appended sourceURL line).
+      ScriptBounds script;
+      script.name = ReplScript::SourceUrl(filename);
+      ReplScript::End(code, code_len, &script.end_line, &script.end_column);
+      return Failed(context, try_catch, &script);
     }
   }
-  return Settle(context, loop, completion);
+  return Settle(context, loop, completion, /*repl=*/true);
 }
 
 namespace {
@@ -146,11 +151,16 @@ Evaluation::End Evaluation::RunCall(v8::Local<v8::Context> context, EventLoop* l
       return Failed(context, try_catch);
     }
   }
-  return Settle(context, loop, completion);
+  return Settle(context, loop, completion, /*repl=*/false);
 }
 
-Evaluation::End Evaluation::Settle(v8::Local<v8::Context> context, EventLoop* loop, v8::Local<v8::Value> completion) {
-  EventLoop::Stop stop = loop->Run(context, completion, [this] { return terminated(); });
+Evaluation::End Evaluation::Settle(v8::Local<v8::Context> context, EventLoop* loop, v8::Local<v8::Value> completion,
+                                   bool repl) {
+  EventLoop::Unwrap unwrap;
+  if (repl) {
+    unwrap = [this, context](v8::Local<v8::Value> fulfilled) { return ReplScript::Unwrap(isolate_, context, fulfilled); };
+  }
+  EventLoop::Stop stop = loop->Run(context, &completion, [this] { return terminated(); }, unwrap);
   if (stop == EventLoop::Stop::kTerminated || terminated()) return End::kTerminated;
   if (stop == EventLoop::Stop::kError) {
     error_ = loop->error();

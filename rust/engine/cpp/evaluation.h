@@ -43,6 +43,7 @@ class Evaluation {
              EvaluationLimits limits)
       : isolate_(isolate), control_(control), guard_(guard), budget_(budget), limits_(limits) {}
 
+  // Runs `code` as a REPL-mode script (repl_script.h) named `filename` in stack traces.
   End RunScript(v8::Local<v8::Context> context, EventLoop* loop, const char* code, size_t code_len,
                 const char* filename);
   // Calls the function at the dotted `path` (its first name a global variable or property,
@@ -50,14 +51,24 @@ class Evaluation {
   // arguments of `args_json` (a JSON array, values.h markers allowed).
   End RunCall(v8::Local<v8::Context> context, EventLoop* loop, const std::string& path, const std::string& args_json,
               const std::vector<std::string>& buffers);
+  // Ends the evaluation as failed with `error` instead (the embedder refused what it left).
+  End Fail(ErrorInfo error) {
+    error_ = std::move(error);
+    result_.clear();
+    buffers_.clear();
+    return End::kFailed;
+  }
   // Writes status, result, buffers and error into `response`.
   void Finish(End end, mv8_response* response);
 
   bool terminated() const { return control_->reason() != 0 || (guard_ != nullptr && guard_->hit); }
 
  private:
-  End Settle(v8::Local<v8::Context> context, EventLoop* loop, v8::Local<v8::Value> completion);
-  End Failed(v8::Local<v8::Context> context, const v8::TryCatch& try_catch);
+  // Runs the loop until `completion` settles and no work is left; `repl`: `completion` is a
+  // REPL-mode script's promise (repl_script.h), unwrapped before it is awaited.
+  End Settle(v8::Local<v8::Context> context, EventLoop* loop, v8::Local<v8::Value> completion, bool repl);
+  // `script`: the user's script, when the error is in it (see ScriptBounds).
+  End Failed(v8::Local<v8::Context> context, const v8::TryCatch& try_catch, const ScriptBounds* script = nullptr);
   ErrorInfo TerminatedError(int* status) const;
 
   v8::Isolate* isolate_;

@@ -84,10 +84,11 @@ void EventLoop::OnMessage(v8::Local<v8::Message> message, v8::Local<v8::Value> e
   host->loop->uncaught_ = true;
 }
 
-bool EventLoop::TakeUnhandledRejection(v8::Local<v8::Context> context, v8::Local<v8::Value> result) {
+bool EventLoop::TakeUnhandledRejection(v8::Local<v8::Context> context, v8::Local<v8::Value> first,
+                                       v8::Local<v8::Value> result) {
   for (auto& entry : rejections_) {
     v8::Local<v8::Promise> promise = entry.first.Get(isolate_);
-    if (promise == result) continue;  // the result promise is reported as the result
+    if (promise == first || promise == result) continue;  // reported as the result
     error_ = ErrorInfo::FromException(isolate_, context, entry.second.Get(isolate_), v8::Local<v8::Message>());
     error_.stack = "Unhandled promise rejection: " + error_.stack;
     return true;
@@ -126,10 +127,12 @@ bool EventLoop::FireDue(v8::Local<v8::Context> context, const std::function<bool
   return true;
 }
 
-EventLoop::Stop EventLoop::Run(v8::Local<v8::Context> context, v8::Local<v8::Value> result,
-                               const std::function<bool()>& terminated) {
+EventLoop::Stop EventLoop::Run(v8::Local<v8::Context> context, v8::Local<v8::Value>* result,
+                               const std::function<bool()>& terminated, const Unwrap& unwrap) {
+  const v8::Local<v8::Value> first = *result;
+  bool unwrapped = !unwrap;
   v8::Local<v8::Promise> promise;
-  if (!result.IsEmpty() && result->IsPromise()) promise = result.As<v8::Promise>();
+  if (!first.IsEmpty() && first->IsPromise()) promise = first.As<v8::Promise>();
   for (;;) {
     {
       v8::TryCatch try_catch(isolate_);
@@ -137,7 +140,15 @@ EventLoop::Stop EventLoop::Run(v8::Local<v8::Context> context, v8::Local<v8::Val
     }
     if (terminated()) return Stop::kTerminated;
     if (uncaught_) return Stop::kError;
-    if (TakeUnhandledRejection(context, result)) return Stop::kError;
+    if (!unwrapped && !promise.IsEmpty() && promise->State() == v8::Promise::kFulfilled) {
+      // Before the rejections are looked at: a rejected promise that is the script's value
+      // is its result, not an unhandled rejection.
+      unwrapped = true;
+      *result = unwrap(promise->Result());
+      if (terminated()) return Stop::kTerminated;
+      promise = (*result)->IsPromise() ? result->As<v8::Promise>() : v8::Local<v8::Promise>();
+    }
+    if (TakeUnhandledRejection(context, first, *result)) return Stop::kError;
     PumpPlatform();
     if (calls_ != nullptr && calls_->Deliver(context)) continue;  // settled promises: microtasks first
     if (terminated()) return Stop::kTerminated;

@@ -32,8 +32,15 @@ class EventLoop {
                   bool repeat, bool keep_alive = true);
   void ClearTimer(double id);
 
-  // `result` may be a promise the loop waits for; `terminated` reports termination.
-  Stop Run(v8::Local<v8::Context> context, v8::Local<v8::Value> result, const std::function<bool()>& terminated);
+  // Maps the value of a fulfilled result promise to the run's result (REPL mode's wrapper).
+  using Unwrap = std::function<v8::Local<v8::Value>(v8::Local<v8::Value>)>;
+
+  // `*result` may be a promise the loop waits for; `terminated` reports termination. With
+  // `unwrap`, once that promise is fulfilled its value goes through `unwrap` (once), and what
+  // comes out is the result, written to `*result` and waited for in turn when it is a promise.
+  // A rejection of either promise is the run's result, never an unhandled rejection.
+  Stop Run(v8::Local<v8::Context> context, v8::Local<v8::Value>* result, const std::function<bool()>& terminated,
+           const Unwrap& unwrap = nullptr);
 
   // The error that stopped the loop (kError).
   const ErrorInfo& error() const { return error_; }
@@ -58,7 +65,8 @@ class EventLoop {
 
   void Forget(std::map<double, Timer>::iterator it);
   bool FireDue(v8::Local<v8::Context> context, const std::function<bool()>& terminated);
-  bool TakeUnhandledRejection(v8::Local<v8::Context> context, v8::Local<v8::Value> result);
+  // `first` and `result`: the promises whose rejection is the run's result.
+  bool TakeUnhandledRejection(v8::Local<v8::Context> context, v8::Local<v8::Value> first, v8::Local<v8::Value> result);
   void PumpPlatform();
 
   v8::Isolate* isolate_;

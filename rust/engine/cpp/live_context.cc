@@ -5,6 +5,7 @@
 
 #include "control_handle.h"
 #include "host.h"
+#include "stack_trace_limit.h"
 #include "watchdog.h"
 #include "web.h"
 
@@ -111,6 +112,10 @@ bool LiveContext::Create(std::string* error) {
   if (context.IsEmpty()) {
     *error = "V8 could not create the context";
     return false;
+  }
+  {
+    v8::Context::Scope context_scope(context);
+    StackTraceLimit::Install(context);
   }
   context_.Reset(isolate_, context);
   return true;
@@ -276,7 +281,17 @@ void LiveContext::DoSnapshot(mv8_response* response) {
   {
     v8::Isolate::Scope isolate_scope(isolate_);
     v8::HandleScope handle_scope(isolate_);
-    creator_->SetDefaultContext(context_.Get(isolate_));
+    v8::Local<v8::Context> context = context_.Get(isolate_);
+    std::string why;
+    {
+      v8::Context::Scope context_scope(context);
+      if (!StackTraceLimit::Stash(context, &why)) {
+        response->status = MV8_INTERNAL;
+        SetError(response, ErrorInfo::Plain("InternalError", why));
+        return;
+      }
+    }
+    creator_->SetDefaultContext(context);
     v8::HeapStatistics stats;
     isolate_->GetHeapStatistics(&stats);
     response->heap_used_bytes = stats.used_heap_size();

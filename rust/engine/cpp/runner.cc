@@ -15,6 +15,7 @@
 #include "host.h"
 #include "host_calls.h"
 #include "replies_handle.h"
+#include "stack_trace_limit.h"
 #include "v8_process.h"
 #include "watchdog.h"
 #include "web.h"
@@ -84,6 +85,7 @@ class Execution {
       v8::HandleScope handle_scope(isolate_);
       v8::Local<v8::Context> context = v8::Context::New(isolate_);
       v8::Context::Scope context_scope(context);
+      StackTraceLimit::Install(context);
       std::optional<HostCalls> calls;
       if (req_.host_call != nullptr && req_.replies != nullptr) {
         calls.emplace(req_.host_call, req_.host_call_user_data, req_.replies->replies);
@@ -123,7 +125,14 @@ class Execution {
       isolate_->GetHeapStatistics(&stats);
       resp_->heap_used_bytes = stats.used_heap_size();
       isolate_->SetData(HostContext::kSlot, nullptr);
-      if (end == Evaluation::End::kCompleted && req_.want_snapshot) creator_->SetDefaultContext(context);
+      if (end == Evaluation::End::kCompleted && req_.want_snapshot) {
+        std::string why;
+        if (StackTraceLimit::Stash(context, &why)) {
+          creator_->SetDefaultContext(context);
+        } else {
+          end = evaluation.Fail(ErrorInfo::Plain("Error", why));
+        }
+      }
       evaluation.Finish(end, resp_);
     }
     isolate_->RemoveMessageListeners(&EventLoop::OnMessage);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "host.h"
+#include "stack_trace_limit.h"
 
 namespace mv8 {
 
@@ -43,6 +44,7 @@ bool V8Process::Initialize(std::string* error) {
     v8::Local<v8::Context> context = v8::Context::New(isolate);
     v8::Context::Scope context_scope(context);
     if (!host::InstallGlobals(context, error)) return false;
+    StackTraceLimit::Anchor(context);
     creator.SetDefaultContext(context);
   }
   base_ = creator.CreateBlob(v8::SnapshotCreator::FunctionCodeHandling::kKeep);

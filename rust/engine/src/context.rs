@@ -268,7 +268,7 @@ impl LiveContext {
         Replies { raw }
     }
 
-    /// Runs `code` as a classic script in the context.
+    /// Runs `code` as a (REPL-mode) script in the context.
     pub fn run(&self, code: &str, opts: RunOptions<'_>) -> Result<Outcome, EngineError> {
         let started = Instant::now();
         let filename = if opts.filename.is_empty() {

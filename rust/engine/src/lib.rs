@@ -11,7 +11,6 @@ pub mod fetch;
 mod ffi;
 pub mod nesting;
 pub mod source;
-mod top_level_await;
 mod transform;
 mod web;
 

@@ -1,4 +1,4 @@
-//! Preparing user source code for execution as a V8 *classic script*.
+//! Preparing user source code for execution as a V8 script (in REPL mode, `cpp/repl_script.h`).
 //!
 //! [`prepare`] runs two independent steps, both driven by the oxc parser:
 //!
@@ -23,15 +23,14 @@
 //!    Decorators (on classes, methods, fields, accessors, parameters) are rejected in both
 //!    languages with a [`SourceError`] that names what they decorate: V8 10.2 has none, and
 //!    would only say "Invalid or unexpected token".
-//! 2. **Top-level await** (both languages; the rewrite is `crate::top_level_await`): a classic
-//!    script cannot contain `await` outside of functions. When it does, the script is rewritten
-//!    the way Node's REPL does it
-//!    (`lib/internal/repl/await.js`): top-level declarations are hoisted so they still become
-//!    globals, and the statements run inside an async arrow function whose promise is the
-//!    script's completion value. The wrapper opens on the first line and closes on a new last
-//!    line, so every user line keeps its line number.
+//! 2. **Checks both languages share**: `import`/`export` declarations (a script cannot hold
+//!    them) and decorators are refused with a [`SourceError`] that says why.
 //!
-//! Everything else is passed through untouched: JavaScript without top-level await is returned
+//! Top-level `await` needs no rewrite: the engine runs every script in V8's REPL mode
+//! (`cpp/repl_script.h`), which awaits at the top level and keeps the script's completion value
+//! and its declarations as a classic script would.
+//!
+//! Everything else is passed through untouched: JavaScript is returned
 //! byte for byte, and JavaScript that oxc cannot parse is returned unchanged so that V8 reports
 //! its own `SyntaxError`. TypeScript that needs no code generation is type-erased exactly as
 //! described above, whether or not other programs need the transform.
@@ -46,7 +45,6 @@ use oxc_parser::Parser;
 use oxc_span::{GetSpan, SourceType, Span};
 
 use crate::nesting;
-use crate::top_level_await;
 use crate::transform;
 
 /// The language of a source text handed to [`prepare`].
@@ -91,30 +89,23 @@ impl SourceError {
     }
 }
 
-/// JavaScript ready to be compiled by V8 as a classic script.
+/// JavaScript ready to be run by V8 as a (REPL-mode) script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
-    /// The JavaScript to run as a V8 classic script.
+    /// The JavaScript to run.
     pub code: String,
-    /// `true` when `code` is the async-wrapper form: its completion value is a promise that
-    /// resolves to the value of the user's last expression statement (or `undefined`).
-    pub top_level_await: bool,
 }
 
-/// Turns user source into a V8 classic script.
+/// Turns user source into the JavaScript V8 runs.
 ///
 /// * TypeScript is type-erased in place, or compiled keeping lines when it contains an enum,
 ///   a namespace with values or a parameter property (see the module documentation);
 ///   TypeScript syntax errors and constructs that cannot be run are returned as
 ///   [`SourceError`]s.
 /// * Decorators are returned as [`SourceError`]s, in JavaScript too.
-/// * JavaScript without top-level `await` is returned unchanged. JavaScript that does not parse
-///   is returned unchanged too, so that V8 reports the syntax error itself.
-/// * `import`/`export` statements are rejected: classic scripts cannot contain them.
-/// * Code with top-level `await` is wrapped (see [`Prepared::top_level_await`]). Line numbers
-///   are preserved; columns on the first line shift right by the length of the inserted prefix,
-///   and columns on a line after a rewritten top-level `class`, an object-destructuring
-///   declaration or the final expression statement shift by the few inserted characters.
+/// * JavaScript is returned unchanged, top-level `await` included. JavaScript that does not
+///   parse is returned unchanged too, so that V8 reports the syntax error itself.
+/// * `import`/`export` statements are rejected: scripts cannot contain them.
 pub fn prepare(src: &str, lang: Language) -> Result<Prepared, SourceError> {
     // oxc's parser recurses once per level of nesting, without a depth guard: bound the
     // nesting first, then parse on a stack large enough for that bound. `auto` is checked as
@@ -1070,24 +1061,27 @@ fn member_decorator<'s>(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Top-level await
+// Checks of the finished JavaScript
 // ---------------------------------------------------------------------------------------------
 
-/// Checks a JavaScript text and wraps it when it uses top-level await.
+/// Refuses what a script cannot hold (`import`/`export` declarations) and decorators, with
+/// messages clearer than V8's; returns the text unchanged otherwise.
 fn finish_script(code: Cow<'_, str>) -> Result<Prepared, SourceError> {
     let unchanged = |code: Cow<'_, str>| {
         Ok(Prepared {
             code: code.into_owned(),
-            top_level_await: false,
         })
     };
+    // Neither can appear without these words: most scripts need no parse here.
+    if !code.contains('@') && !code.contains("import") && !code.contains("export") {
+        return unchanged(code);
+    }
     let allocator = Allocator::default();
-    // Module goal: the only goal in which oxc parses top-level `await` as an await expression.
+    // Module goal: it parses `import`/`export` declarations and top-level `await`.
     let parsed = Parser::new(&allocator, &code, SourceType::mjs()).parse();
     if parsed.panicked || parsed.diagnostics.has_errors() {
-        // Not valid as a module: a syntax error, which V8 reports itself, or script-only syntax
-        // (`await` as an identifier, HTML-like comments, top-level `return`...), which cannot
-        // be combined with top-level await anyway.
+        // Not valid as a module: a syntax error, which V8 reports itself, or script-only
+        // syntax (HTML-like comments, `await` as an identifier...).
         if code.contains('@') {
             let script = Parser::new(&allocator, &code, SourceType::cjs()).parse();
             if !script.panicked && !script.diagnostics.has_errors() {
@@ -1107,14 +1101,7 @@ fn finish_script(code: Cow<'_, str>) -> Result<Prepared, SourceError> {
             IMPORT_EXPORT_ERROR,
         ));
     }
-    match top_level_await::find(program) {
-        Err(offset) => Err(SourceError::at(&code, offset, TREE_TOO_DEEP)),
-        Ok(false) => unchanged(code),
-        Ok(true) => Ok(Prepared {
-            code: top_level_await::wrap(&code, program),
-            top_level_await: true,
-        }),
-    }
+    unchanged(code)
 }
 
 /// Refuses decorators, which V8 10.2 cannot parse ("Invalid or unexpected token"), naming
@@ -1181,13 +1168,9 @@ mod tests {
     use super::*;
 
     fn ts(src: &str) -> String {
-        let prepared =
-            prepare(src, Language::TypeScript).unwrap_or_else(|e| panic!("{e} in {src:?}"));
-        assert!(
-            !prepared.top_level_await,
-            "unexpected top-level await wrapper for {src:?}"
-        );
-        prepared.code
+        prepare(src, Language::TypeScript)
+            .unwrap_or_else(|e| panic!("{e} in {src:?}"))
+            .code
     }
 
     fn ts_err(src: &str) -> SourceError {
@@ -1809,9 +1792,7 @@ arrow(user?.name!)
             "class A { static { var x = 1 } #p = 1; get p() { return this.#p } }",
             "#!/usr/bin/env node\nconsole.log('hi')",
         ] {
-            let p = js(src);
-            assert_eq!(p.code, src);
-            assert!(!p.top_level_await);
+            assert_eq!(js(src).code, src);
         }
     }
 
@@ -1824,9 +1805,7 @@ arrow(user?.name!)
             "let x: number = await 1",
             "var x = 1; <!-- html comment\nawait x",
         ] {
-            let p = js(src);
-            assert_eq!(p.code, src);
-            assert!(!p.top_level_await);
+            assert_eq!(js(src).code, src);
         }
     }
 
@@ -1840,143 +1819,36 @@ arrow(user?.name!)
         let e = prepare("export default 1", Language::JavaScript).unwrap_err();
         assert_eq!((e.line, e.column), (1, 1));
         // Dynamic import is an expression and is fine.
-        assert!(!js("import('x').then(m => m)").top_level_await);
+        assert_eq!(
+            js("import('x').then(m => m)").code,
+            "import('x').then(m => m)"
+        );
     }
 
     // --- Top-level await -----------------------------------------------------------------
 
     #[test]
-    fn await_inside_functions_is_not_top_level() {
-        for src in [
-            "async function f() { await 1 }",
-            "const f = async () => { await 1 }",
-            "const o = { async m() { for await (const x of y) {} } }",
-            "class C { async m() { await 1 } }",
-        ] {
-            assert!(!js(src).top_level_await, "{src}");
-        }
-    }
-
-    #[test]
-    fn top_level_await_is_detected() {
+    fn top_level_await_passes_through_unchanged() {
         for src in [
             "await 1",
             "if (x) { await y }",
             "for await (const x of xs) {}",
-            "const f = async () => 1; f(await 2)",
-            "class C { [await k]() {} }",
+            "const a = await Promise.resolve(2);\na * 21",
+            "#!/usr/bin/env node\n'use strict';\nawait 1",
+            "class C { [await k]() {} }\nexport_ = 1",
         ] {
-            assert!(js(src).top_level_await, "{src}");
+            assert_eq!(js(src).code, src);
         }
     }
 
     #[test]
-    fn rewrite_matches_the_documented_shape() {
-        let p = js("const a = await Promise.resolve(2);\na * 21");
-        assert!(p.top_level_await);
-        assert_eq!(
-            p.code,
-            "let a; (async () => { ;     a = await Promise.resolve(2);\nreturn (a * 21)\n})()"
-        );
-        assert_valid_script(&p.code);
-    }
-
-    #[test]
-    fn rewrite_var_let_const() {
-        let p = js("var v = 1;\nlet l = await f();\nconst c = 3, d = 4;\nlet u;\nvar w;");
-        assert_eq!(
-            p.code,
-            "let l, c, d, u; var v, w; (async () => { ;   v = 1;\n;   l = await f();\n;     c = 3, d = 4;\n;   u;\n;   w;\n})()"
-        );
-        assert_valid_script(&p.code);
-    }
-
-    #[test]
-    fn rewrite_destructuring() {
-        let p = js("const {a, b: [c], ...r} = await o;\nlet [x, {y = 1}] = arr;");
-        assert_eq!(
-            p.code,
-            "let a, c, r, x, y; (async () => { ;(    {a, b: [c], ...r} = await o);\n;   [x, {y = 1}] = arr;\n})()"
-        );
-        assert_valid_script(&p.code);
-    }
-
-    #[test]
-    fn rewrite_functions_and_classes() {
-        let p =
-            js("function f() { return 1 }\nclass C { m() {} }\nawait f();\nasync function* g() {}");
-        assert_eq!(
-            p.code,
-            "let C; var f, g; (async () => { this.f = f; this.g = g; function f() { return 1 }\nC=class C { m() {} };\nawait f();\nasync function* g() {}\n})()"
-        );
-        assert_valid_script(&p.code);
-    }
-
-    #[test]
-    fn rewrite_hoists_nested_vars_but_not_nested_lets() {
-        let src = "if (a) { var x = await 1; let y = 2; }\nfor (var i = 0; i < 3; i++) {}\nfor (var k of ks) {}\nwhile (0) var {z} = o;\nfunction f() { var inner = 1 }";
-        let p = js(src);
-        assert_eq!(
-            p.code,
-            "var x, i, k, z, f; (async () => { this.f = f; if (a) { ;   x = await 1; let y = 2; }\nfor (    i = 0; i < 3; i++) {}\nfor (    k of ks) {}\nwhile (0) (   {z} = o);\nfunction f() { var inner = 1 }\n})()"
-        );
-        assert_valid_script(&p.code);
-    }
-
-    #[test]
-    fn rewrite_returns_only_a_final_expression_statement() {
-        let p = js("await x;\nif (y) {}");
-        assert!(!p.code.contains("return"), "{}", p.code);
-        let p = js("await x;\ny;;");
-        assert!(p.code.contains("return (y);;"), "{}", p.code);
-        let p = js("await x\n// trailing comment");
-        assert_eq!(
-            p.code,
-            "(async () => { return (await x)\n// trailing comment\n})()"
-        );
-        assert_valid_script(&p.code);
-    }
-
-    #[test]
-    fn rewrite_preserves_line_numbers() {
-        let src =
-            "// header\nconst a = 1;\n\nlet b = await a;\nfunction f() {\n  return b;\n}\nf()";
-        let p = js(src);
-        let lines: Vec<&str> = p.code.lines().collect();
-        assert_eq!(lines.len(), src.lines().count() + 1);
-        for (i, line) in src.lines().enumerate().skip(1) {
-            let kept = line.trim_start_matches("const").trim_start_matches("let");
-            assert!(
-                lines[i].contains(kept.trim()),
-                "line {}: {:?} vs {:?}",
-                i + 1,
-                lines[i],
-                line
-            );
-        }
-        assert!(lines[0].ends_with("// header"));
-        assert_eq!(*lines.last().unwrap(), "})()");
-    }
-
-    #[test]
-    fn rewrite_keeps_use_strict_and_hashbang() {
-        let p = js("#!/usr/bin/env node\n'use strict';\nawait 1");
-        assert_eq!(
-            p.code,
-            "\"use strict\"; (async () => { ///usr/bin/env node\n'use strict';\nreturn (await 1)\n})()"
-        );
-    }
-
-    #[test]
-    fn typescript_with_top_level_await() {
+    fn typescript_with_top_level_await_is_only_erased() {
         let src = "interface R { v: number }\nconst r: R = await load() as R;\nexport {};\nr.v";
         let p = prepare(src, Language::TypeScript).unwrap();
-        assert!(p.top_level_await);
-        assert_eq!(p.code.lines().count(), src.lines().count() + 1);
+        assert_positions_preserved(src, &p.code, ";");
         assert_eq!(
             p.code,
-            "let r; (async () => {                          \n;     r    = await load()     ;\n;         \nreturn (r.v)\n})()"
+            "                         \nconst r    = await load()     ;\n;         \nr.v"
         );
-        assert_valid_script(&p.code);
     }
 }
