@@ -60,6 +60,7 @@ LEVELS: dict[str, str] = {
     "test_nodes": "e2e",
     "test_cluster_faults": "e2e",
     "test_processes": "e2e",
+    "test_secrets_shown": "e2e",
     "test_wheel": "packaging",
     "test_bench_ceiling": "packaging",
 }

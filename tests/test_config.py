@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,95 @@ def test_contradicting_flags_end_the_command_with_a_message(capsys: pytest.Captu
     with pytest.raises(SystemExit) as e:
         cli.main(["serve", "--heap-store", "postgresql"])
     assert str(e.value) == "mcp-v8: heap_store postgresql needs database_url"
+
+
+# -- passwords are never shown ---------------------------------------------------------------
+
+SECRET = "s3cr3t-Pa55"
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "shown", "written"),
+    [
+        (f"postgresql://u:{SECRET}@db.internal:5432/mcp", "postgresql://u:***@db.internal:5432/mcp", SECRET),
+        (f"postgres://u:{SECRET}%40x@h/db", "postgres://u:***@h/db", f"{SECRET}@x"),
+        (f"postgresql://u@h/db?password={SECRET}", "postgresql://u@h/db?password=***", SECRET),
+        (
+            f"postgresql://u:{SECRET}@h1,h2:5433/db?sslmode=require&PASSWORD={SECRET}&x=1",
+            "postgresql://u:***@h1,h2:5433/db?sslmode=require&PASSWORD=***&x=1",
+            SECRET,
+        ),
+        (f"host=h password={SECRET} dbname=mcp", "host=h password=*** dbname=mcp", SECRET),
+        (f"host=h password = '{SECRET} \\' x' user=u", "host=h password = *** user=u", f"{SECRET} ' x"),
+        ("postgresql://h:5432/db?application_name=a", "postgresql://h:5432/db?application_name=a", None),
+    ],
+)
+def test_database_passwords_are_redacted_in_both_forms(
+    conninfo: str, shown: str, written: str | None
+) -> None:
+    from mcp_v8.redaction import passwords, redact, redact_url
+
+    assert redact_url(conninfo) == shown
+    assert config.shown("database_url", conninfo) == (
+        shown if conninfo.startswith("postgres") else "(not shown)"
+    )
+    if written is not None:  # a driver's message may quote the password, decoded or not
+        assert written in passwords(conninfo)
+        message = redact(f"cannot use {conninfo}: it quotes {written!r}", passwords(conninfo))
+        assert SECRET not in message and message.startswith(f"cannot use {shown}")
+        assert message.endswith(f"it quotes {repr(written).replace(written, '***')}")
+
+
+def test_help_and_setting_errors_never_show_the_database_password(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"postgresql://u:{SECRET}@db.internal/mcp?password={SECRET}x"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_V8_")}
+    env.update(MCP_V8_DATABASE_URL=url, MCP_V8_API_TOKEN=SECRET)
+    help_text = subprocess.run(
+        [sys.executable, "-m", "mcp_v8", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    ).stdout
+    assert "postgresql://u:***@db.internal/mcp?password=***" in help_text and SECRET not in help_text
+    with pytest.raises(ValueError) as e:  # not a URL: not shown at all
+        config.from_env({"MCP_V8_DATABASE_URL": f"u:{SECRET}@db.internal/mcp"})
+    assert SECRET not in str(e.value) and "expected a postgresql:// URL" in str(e.value)
+    parser = argparse.ArgumentParser()
+    cli._settings_parser(parser.add_subparsers(dest="command"), "serve", "", "")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--database-url", f"u:{SECRET}@db.internal/mcp"])
+    err = capsys.readouterr().err
+    assert "--database-url: expected a postgresql:// URL" in err and SECRET not in err
+    assert config.secrets(Settings(database_url=url, api_token="tok")) == [f"{SECRET}x", SECRET, "tok"]
+
+
+def test_log_records_never_show_a_password_the_driver_quotes() -> None:
+    # libpq quotes the part of a connection string it cannot parse: here the password.
+    import io
+    import logging
+
+    psycopg = pytest.importorskip("psycopg")
+    from mcp_v8.redaction import redact_logs
+
+    url = f"postgresql://u:{SECRET}%ZZ@127.0.0.1:1/db"
+    with pytest.raises(psycopg.Error) as raised:
+        psycopg.connect(url, connect_timeout=1)
+    assert f"{SECRET}%ZZ" in str(raised.value)  # what would reach the log
+    stream = io.StringIO()
+    logger = logging.getLogger("test-redaction")
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        redact_logs(config.secrets(Settings(database_url=url)), logger)
+        logger.warning("error connecting to %s: %s", url, raised.value)
+        try:
+            raise RuntimeError(f"pool failed: {raised.value}")
+        except RuntimeError:
+            logger.exception("startup failed", stack_info=True)
+    finally:
+        logger.removeHandler(handler)
+    logged = stream.getvalue()
+    assert SECRET not in logged
+    assert "postgresql://u:***@127.0.0.1:1/db" in logged and "RuntimeError: pool failed" in logged

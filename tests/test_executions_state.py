@@ -2,7 +2,8 @@
 
 A ``FakeWorker`` is a thread of the test process that speaks the worker protocol on the
 slot's socket and does what each job's code names (``complete``, ``until-cancel``,
-``ignore-cancel``, ``finish-on-cancel``, ``crash``). A ``ParkingSlot`` parks ``run`` or
+``ignore-cancel``, ``finish-on-cancel``, ``crash``, ``print-until-cancel``, and the
+misbehaviours of ``STRAYS``). A ``ParkingSlot`` parks ``run`` or
 ``cancel`` at a hand-off point with the slot's lock held, and its lock reports when
 another thread has to wait for it, so each interleaving of a cancel with a job's
 hand-off to the worker is forced, not hoped for. Every wait has a generous bound that
@@ -17,6 +18,7 @@ import os
 import queue
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -29,7 +31,7 @@ import pytest
 
 from mcp_v8.errors import SnapshotError
 from mcp_v8.executions import CancelOutcome, ExecutionManager, HeapInUse, QueueFull, SubmitRequest
-from mcp_v8.executions.pool import WorkerOptions, WorkerSlot
+from mcp_v8.executions.pool import WorkerOptions, WorkerSlot, WorkerStartError
 from mcp_v8.executions.protocol import Channel, Job, JobResult
 from mcp_v8.executions.worker import _run
 from mcp_v8.storage import (
@@ -44,6 +46,18 @@ HANG = 30.0  # seconds; only ever reached when the code under test is broken
 WORKER_CANCELLED = "cancelled in the worker"
 SLOT_CANCELLED = "execution cancelled"
 LATE_HEAP = "f" * 64
+# What a worker out of step with its slot might send while running a job "a".
+STRAYS: dict[str, Any] = {
+    "stray-output": ("output", "another-execution", "not mine\n"),
+    "stray-done": ("done", "another-execution", JobResult(status="completed", result="1")),
+    "stray-ready": ("ready",),
+    "short-message": ("output", "a"),
+    "unknown-kind": ("progress", "a", "50%"),
+    "not-a-tuple": ["done", "a", JobResult(status="completed")],
+    "done-without-result": ("done", "a", "completed"),
+    "output-not-text": ("output", "a", b"bytes\n"),
+    "unreadable": b"\x80\x05not a pickle",
+}
 
 
 # -- the fake worker ---------------------------------------------------------------------
@@ -52,7 +66,10 @@ LATE_HEAP = "f" * 64
 class FakeWorker:
     """A worker process played by a thread: what a slot's ``spawn`` returns."""
 
-    def __init__(self, sock: socket.socket, stderr_path: Path, heaps_root: str) -> None:
+    def __init__(
+        self, sock: socket.socket, stderr_path: Path, heaps_root: str, greeting: Any = ("ready",)
+    ) -> None:
+        self._greeting = greeting
         self._heaps = FileHeapStore(heaps_root, durable=False)
         self._sock = socket.socket(fileno=os.dup(sock.fileno()))  # the slot closes its own copy
         self._conn = Channel(self._sock)
@@ -91,7 +108,7 @@ class FakeWorker:
     def _main(self) -> None:
         current: Job | None = None
         try:
-            self._conn.send(("ready",))
+            self._conn.send(self._greeting)
             while True:
                 message = self._conn.recv()
                 self.received.put(message)
@@ -99,9 +116,17 @@ class FakeWorker:
                     current = message
                     if message.code == "complete":
                         eid = message.execution_id
-                        self._conn.send(("output", "another-execution", "not mine\n"))
                         self._conn.send(("output", eid, f"ran {eid}\n"))
                         self._conn.send(("done", eid, JobResult(status="completed", result='"done"')))
+                    elif message.code == "print-until-cancel":  # a script printing in a loop
+                        self._conn.send(("output", message.execution_id, "tick\n"))
+                    elif message.code in STRAYS:  # a message that is not the job's next one
+                        self._conn.send(("output", message.execution_id, "before\n"))
+                        stray = STRAYS[message.code]
+                        if isinstance(stray, bytes):  # framed, but not a pickle
+                            self._sock.sendall(struct.pack(">I", len(stray)) + stray)
+                        else:
+                            self._conn.send(stray)
                     elif message.code == "heap-present":  # whether the job's heap is stored now
                         present = message.heap is not None and self._heaps.exists(message.heap)
                         result = JobResult(status="completed", result="true" if present else "false")
@@ -112,7 +137,7 @@ class FakeWorker:
                         self.returncode = -signal.SIGKILL
                         return
                 elif message[0] == "cancel" and current is not None and message[1] == current.execution_id:
-                    if current.code == "until-cancel":
+                    if current.code in ("until-cancel", "print-until-cancel"):
                         result = JobResult(status="cancelled", error=WORKER_CANCELLED)
                         self._conn.send(("done", current.execution_id, result))
                     elif current.code == "finish-on-cancel":  # the job ended as the cancel arrived
@@ -133,9 +158,10 @@ class FakeWorkers:
 
     def __init__(self) -> None:
         self.started: list[FakeWorker] = []
+        self.greeting: Any = ("ready",)  # what the next worker says first
 
     def __call__(self, options: WorkerOptions, sock: socket.socket, stderr: BinaryIO) -> FakeWorker:
-        worker = FakeWorker(sock, Path(stderr.name), options.heaps_root)
+        worker = FakeWorker(sock, Path(stderr.name), options.heaps_root, self.greeting)
         self.started.append(worker)
         return worker
 
@@ -346,7 +372,7 @@ def test_cancel_after_finish_sends_nothing(
     slot = make_slot()
     output: list[str] = []
     assert slot.run(job("a", "complete"), output.append) == JobResult(status="completed", result='"done"')
-    assert output == ["ran a\n"]  # output of another execution is not relayed
+    assert output == ["ran a\n"]
     slot.cancel("a")
     assert slot.run(job("b", "complete"), output.append).status == "completed"
     messages = workers.current.all_received()
@@ -392,6 +418,127 @@ def test_backstop_kills_a_worker_past_its_deadline(
         status="timed_out", error="worker did not stop after its 0 s timeout and was killed"
     )
     assert workers.current.returncode == -signal.SIGKILL
+
+
+# -- the slot: after run() returns, its worker is idle and in step, or killed --------------
+
+
+def assert_replaced(
+    slot: WorkerSlot, workers: FakeWorkers, reports: Reports, old: FakeWorker, *, restarts: int = 1
+) -> None:
+    """``old`` was killed under job "a", and the next job runs on a new worker."""
+    assert old.returncode == -signal.SIGKILL  # not left running its job
+    assert not slot.alive()
+    assert slot.run(job("b", "complete"), lambda text: None) == JobResult(status="completed", result='"done"')
+    assert workers.current is not old and reports.restarts == restarts
+    assert job_ids(old.all_received()) == ["a"]  # the old process never saw the next job
+
+
+def test_a_failing_output_write_kills_the_worker_and_fails_only_its_job(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports
+) -> None:
+    # The output log refuses a write (a database outage, a log pruned or closed under the
+    # execution) while the script goes on printing: the worker must not be left running it.
+    slot = make_slot()
+    printing = workers.current
+
+    def on_output(text: str) -> None:
+        raise RuntimeError("the database is unavailable")
+
+    result = slot.run(job("a", "print-until-cancel"), on_output)
+    assert result == JobResult(
+        status="failed", error="console output could not be stored: RuntimeError: the database is unavailable"
+    )
+    assert reports.crashes == []  # the worker did not crash: the slot stopped it
+    assert_replaced(slot, workers, reports, printing)
+
+
+def test_an_output_write_failing_with_os_error_is_no_crash(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports
+) -> None:
+    # An OSError of the output log (a full disk) is not the worker's connection breaking.
+    slot = make_slot()
+    printing = workers.current
+
+    def on_output(text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    result = slot.run(job("a", "print-until-cancel"), on_output)
+    assert result == JobResult(
+        status="failed",
+        error="console output could not be stored: OSError: [Errno 28] No space left on device",
+    )
+    assert reports.crashes == []
+    assert_replaced(slot, workers, reports, printing)
+
+
+@pytest.mark.parametrize("stray", sorted(STRAYS))
+def test_a_message_out_of_step_kills_the_worker_and_fails_only_its_job(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports, stray: str
+) -> None:
+    slot = make_slot()
+    confused = workers.current
+    output: list[str] = []
+    result = slot.run(job("a", stray), output.append)
+    assert output == ["before\n"]  # what came before the stray message was relayed
+    assert result.status == "failed"
+    assert result.error is not None and result.error.startswith("worker sent ")
+    assert "not mine" not in (result.error or "")  # the payload is not echoed
+    assert reports.crashes == []
+    assert_replaced(slot, workers, reports, confused)
+
+
+def test_a_base_exception_in_the_relay_kills_the_worker_and_propagates(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports
+) -> None:
+    slot = make_slot()
+    printing = workers.current
+
+    def on_output(text: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        slot.run(job("a", "print-until-cancel"), on_output)
+    assert_replaced(slot, workers, reports, printing)
+
+
+def test_an_unexpected_error_in_run_kills_the_worker(
+    make_slot: Callable[..., ParkingSlot],
+    workers: FakeWorkers,
+    reports: Reports,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slot = make_slot()
+    idle = workers.current
+
+    def broken(point: str) -> None:  # a bug anywhere in run(): here, before the job is sent
+        raise RuntimeError(f"broken at {point}")
+
+    monkeypatch.setattr(slot, "_handoff", broken)
+    result = slot.run(job("a", "complete"), lambda text: None)
+    assert result == JobResult(
+        status="failed", error="internal error relaying the worker: RuntimeError: broken at run:checked"
+    )
+    monkeypatch.undo()
+    assert idle.returncode == -signal.SIGKILL and not slot.alive()
+    assert slot.run(job("b", "complete"), lambda text: None).status == "completed"
+    assert workers.current is not idle and reports.restarts == 1
+
+
+def test_a_worker_that_does_not_say_ready_is_killed(
+    tmp_path: Path, workers: FakeWorkers, reports: Reports
+) -> None:
+    options = WorkerOptions(max_output_bytes=1 << 20, heaps_root=str(tmp_path), durable_heaps=False)
+    slot = WorkerSlot(0, tmp_path, options, spawn=workers, on_restart=reports.restarted)
+    workers.greeting = ("hello",)
+    try:
+        with pytest.raises(WorkerStartError, match="said a 'hello' message instead of ready"):
+            slot.start()
+        assert workers.current.returncode == -signal.SIGKILL and not slot.alive()
+        workers.greeting = ("ready",)
+        assert slot.run(job("b", "complete"), lambda text: None).status == "completed"
+    finally:
+        slot.stop()
 
 
 # -- the manager: queue and first terminal status ---------------------------------------

@@ -357,6 +357,42 @@ def test_worker_killed_mid_execution_is_counted_and_logged(
         service.close()
 
 
+def test_an_output_log_failing_under_an_execution_replaces_its_worker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The console log of a running execution is pruned under it: the next write of its output
+    # fails. The worker must be stopped (not left running the script while it is handed the
+    # next job) and only that execution fail; the next one runs on a new process.
+    caplog.set_level(logging.WARNING, logger="mcp_v8")
+    before = set(children(os.getpid()))
+    service = Service(Settings(data_dir=tmp_path, workers=1)).start()
+    try:
+        client = testing.TestClient(create_app(service=service))
+        first_worker = set(children(os.getpid())) - before
+        printer = "let i = 0; while (true) { if (++i % 100000 === 0) console.log('tick ' + i) }"
+        resp = client.simulate_post(
+            "/api/exec", json={"code": printer, "execution_timeout_secs": 120}, headers=HOST
+        )
+        eid = resp.json["execution_id"]
+        wait_for_output(client, eid, "tick")
+        service.output.delete([eid])  # the log is gone: the next append raises
+
+        info = wait(client, eid, HOST)
+        assert info["status"] == "failed"
+        assert info["error"] == f"console output could not be stored: ExecutionNotFound: '{eid}'"
+        after = client.simulate_post(
+            "/api/exec", json={"code": "'replaced'", "execution_timeout_secs": 5}, headers=HOST
+        ).json["execution_id"]
+        done = wait(client, after, HOST)
+        assert (done["status"], done["result"]) == ("completed", '"replaced"'), done
+        assert not (first_worker & set(children(os.getpid())))  # the old process is gone
+        stats = client.simulate_get("/api/stats", headers=HOST).json
+        assert (stats["worker_crashes"], stats["worker_restarts"], stats["workers_busy"]) == (0, 1, 0)
+        assert any("console output could not be stored" in r.getMessage() for r in caplog.records)
+    finally:
+        service.close()
+
+
 def test_stats_reports_queued_executions(tmp_path: Path) -> None:
     service = Service(Settings(data_dir=tmp_path, workers=1)).start()
     try:

@@ -6,6 +6,7 @@ the listings indexed."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -124,6 +125,47 @@ def test_output_is_chunked_and_a_page_reads_only_its_chunks(db: PostgresDatabase
         )
     )
     assert "output_chunks_by_line" in plan or "Index" in plan
+    log.close()
+
+
+def test_a_log_held_by_a_slow_writer_holds_up_no_other(
+    db: PostgresDatabase, postgres_server: PostgresServer, schema: str
+) -> None:
+    # The PostgreSQL log has no lock of its own: an append locks its log's row for its
+    # transaction, and reads lock nothing. A transaction holding one log's row (a slow append
+    # parked mid-way) holds up only appends to that log.
+    hang = 30.0  # only ever reached when the code under test is broken
+    log = postgres.PostgresOutputLog(db)
+    for eid in ("held", "free"):
+        log.create(eid)
+        log.append(eid, f"{eid} 1\n")
+    with psycopg.connect(postgres_server.url, autocommit=True) as holder:
+        holder.execute(f"SET search_path = {schema}")
+        with holder.transaction():
+            holder.execute("SELECT 1 FROM output_logs WHERE execution_id = 'held' FOR UPDATE")
+            seen: list[str] = []
+
+            def use_logs() -> None:
+                log.append("free", "free 2\n")
+                seen.append(log.read_lines("free").data)
+                seen.append(log.read_bytes("held").data)  # readers of the held log do not wait
+
+            elsewhere = threading.Thread(target=use_logs)
+            elsewhere.start()
+            elsewhere.join(hang)
+            assert not elsewhere.is_alive(), "other logs waited for a held log"
+            assert seen == ["free 1\nfree 2\n", "held 1\n"]
+            same = threading.Thread(target=log.append, args=("held", "held 2\n"))
+            same.start()
+            deadline = time.monotonic() + hang
+            while not holder.execute(  # the append to the held log waits for its row
+                "SELECT 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+            ).fetchall():
+                assert time.monotonic() < deadline, "the append to the held log did not wait for it"
+                time.sleep(0.01)
+        same.join(hang)
+    assert not same.is_alive()
+    assert log.read_lines("held").data == "held 1\nheld 2\n"
     log.close()
 
 

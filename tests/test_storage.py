@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -983,6 +984,142 @@ def test_appends_racing_a_seal_are_all_kept(tmp_path: Path) -> None:
             assert [line for line in got if line.startswith(f"w{t} ")] == [
                 f"w{t} {i}\n" for i in range(per_thread)
             ]
+
+
+class ObservedLock:
+    """Wraps a lock that another thread holds; ``waited`` is set when a thread has to wait for it."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.waited = threading.Event()
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if self._inner.acquire(blocking=False):
+            return True
+        if not blocking:
+            return False
+        self.waited.set()
+        return bool(self._inner.acquire())
+
+    def release(self) -> None:
+        self._inner.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+COLD_HANG = 30.0  # seconds; only ever reached when the code under test is broken
+
+
+class ParkedLoad:
+    """An append to a log not in memory, run by ``thread``, parked inside its first database read
+    (the load of the log): ``parked`` while it is held there."""
+
+    def __init__(self, thread: threading.Thread) -> None:
+        self.thread = thread
+        self.reached = threading.Event()
+        self.release = threading.Event()
+        self.parked = False
+
+
+@contextlib.contextmanager
+def parked_cold_append(
+    st: Stores, monkeypatch: pytest.MonkeyPatch, execution_id: str, text: str
+) -> Iterator[ParkedLoad]:
+    """Appends ``text`` to ``execution_id`` (a log not in memory) in a thread parked inside its
+    first database read until the block ends."""
+    original = st.db.connection
+    park = ParkedLoad(threading.Thread(target=st.output.append, args=(execution_id, text)))
+
+    @contextlib.contextmanager
+    def connection() -> Iterator[sqlite3.Connection]:
+        with original() as conn:
+            if threading.current_thread() is park.thread and not park.reached.is_set():
+                park.parked = True
+                park.reached.set()
+                park.release.wait(COLD_HANG)
+                park.parked = False
+            yield conn
+
+    monkeypatch.setattr(st.db, "connection", connection)
+    park.thread.start()
+    try:
+        assert park.reached.wait(COLD_HANG)
+        yield park
+    finally:
+        park.release.set()
+        park.thread.join(COLD_HANG)
+        monkeypatch.setattr(st.db, "connection", original)
+    assert not park.thread.is_alive()
+
+
+def test_a_slow_cold_load_of_one_log_holds_up_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An append to a log that is not in memory (sealed, or written by an earlier process) loads it
+    # from the database. While that load is parked inside its database read, appends and reads of
+    # other logs, warm and cold, complete; an append to the same log waits for the load and then
+    # goes on from what it loaded.
+    with Stores(tmp_path / "reg") as st:
+        for eid in ("cold", "other-cold", "warm"):
+            st.create(eid)
+            st.output.append(eid, f"{eid} 1\n")
+        st.finish("cold")
+        st.finish("other-cold")  # sealed: neither is in memory any more
+
+        with parked_cold_append(st, monkeypatch, "cold", "cold 2\n") as park:
+            others: list[Any] = []
+
+            def use_other_logs() -> None:
+                st.output.append("warm", "warm 2\n")
+                others.append(st.output.read_lines("warm").data)
+                others.append(st.output.read_lines("other-cold").data)
+                st.output.append("other-cold", "other-cold 2\n")  # a cold load of its own
+                others.append(st.output.read_bytes("other-cold").data)
+
+            elsewhere = threading.Thread(target=use_other_logs)
+            elsewhere.start()
+            elsewhere.join(COLD_HANG)
+            assert not elsewhere.is_alive() and park.parked, "other logs waited for one log's cold load"
+            assert others == ["warm 1\nwarm 2\n", "other-cold 1\n", "other-cold 1\nother-cold 2\n"]
+
+            loading = st.output._states["cold"]  # published while it loads, its lock held
+            observed = ObservedLock(loading.lock)
+            loading.lock = observed  # type: ignore[assignment]
+            same = threading.Thread(target=st.output.append, args=("cold", "cold 3\n"))
+            same.start()
+            assert observed.waited.wait(COLD_HANG)  # waits for the load, loads no copy of its own
+        same.join(COLD_HANG)
+        assert not same.is_alive()
+        with SQLiteOutputLog(st.root, flush_interval=None) as other:  # the database alone
+            page = other.read_lines("cold")
+        assert page.data in ("cold 1\ncold 2\ncold 3\n", "cold 1\ncold 3\ncold 2\n")
+        assert (page.total_lines, page.total_bytes) == (3, len(page.data))
+
+
+def test_the_flusher_does_not_wait_for_a_slow_cold_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Stores(tmp_path / "reg", flush_interval=0.01) as st:
+        st.create("cold")
+        st.output.append("cold", "cold 1\n")
+        st.finish("cold")
+        with parked_cold_append(st, monkeypatch, "cold", "cold 2\n") as park:
+            # Created now, the log comes after the loading one in the flusher's round.
+            writer = threading.Thread(
+                target=lambda: (st.create("warm"), st.output.append("warm", "buffered\n"))
+            )
+            writer.start()
+            writer.join(COLD_HANG)
+            assert not writer.is_alive()
+            deadline = time.monotonic() + COLD_HANG
+            while not chunk_count(st.root, "warm"):  # only the flusher writes it now
+                assert time.monotonic() < deadline, "the flusher waited for another log's cold load"
+                time.sleep(0.01)
+            assert park.parked
 
 
 # ================================================================================================

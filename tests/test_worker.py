@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mcp_v8.executions import worker
+from mcp_v8.storage import SQLiteOutputLog
 
 
 def _start_flusher(sent: list[Any]) -> worker._Output:
@@ -61,6 +63,35 @@ def test_a_flush_by_the_job_leaves_nothing_for_the_flusher() -> None:
     assert sent == [("output", "e", "done before the batch window ends\n")]
     time.sleep(3 * worker.FLUSH_SECONDS)
     assert len(sent) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["€" * 99, "€" * 83, "a€" * 40 + "🎉" * 20, "x" * 297, "\ud800" * 99],
+    ids=["euro", "euro-to-the-cap", "mixed", "ascii", "lone-surrogates"],
+)
+def test_the_worker_stops_shipping_where_the_server_truncates(tmp_path: Path, text: str) -> None:
+    # Both count UTF-8 bytes: the worker ships the lines up to the one that takes the output
+    # past the cap (so the server stores its marker) and nothing after it.
+    cap = 1000
+    sent: list[Any] = []
+    output = worker._Output(sent.append, cap)
+    output.start("e")
+    for _ in range(20):
+        output.write("log", text)
+    output.flush()
+    shipped = "".join(m[2] for m in sent)
+    line = text + "\n"
+    size = len(line.encode("utf-8", "replace"))
+    lines_to_cross = cap // size + 1  # the first line after which the total exceeds the cap
+    assert shipped == line * lines_to_cross
+    with SQLiteOutputLog(tmp_path, max_output_bytes=cap, flush_interval=None) as log:
+        log.create("all")
+        log.append("all", line * 20)  # what the script printed
+        log.create("shipped")
+        log.append("shipped", shipped)  # what reached the server
+        whole, kept = log.read_bytes("all", 0, 1 << 20), log.read_bytes("shipped", 0, 1 << 20)
+        assert kept.data == whole.data and log.totals("shipped").truncated
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

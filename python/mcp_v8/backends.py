@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Settings
+from .redaction import passwords, redact, redact_url
 from .storage import (
     ExecutionStore,
     FileHeapStore,
@@ -86,12 +87,14 @@ def _postgres(settings: Settings, closers: list[Callable[[], None]]) -> Stores:
     from .storage.postgres.queue import PostgresQueue
 
     assert settings.database_url is not None
+    url = settings.database_url
     try:
-        database = open_postgres(settings.database_url)
+        database = open_postgres(url)
     except SchemaVersionError as e:
-        raise BackendError(f"database {_shown(settings.database_url)}: {e}") from e
-    except Exception as e:  # psycopg's and the pool's errors: unreachable, refused, bad URL
-        raise BackendError(f"database {_shown(settings.database_url)} cannot be used: {e}") from e
+        raise BackendError(f"database {redact_url(url)}: {e}") from e
+    except Exception as e:  # psycopg's and the pool's: unreachable, refused, bad URL (which they may quote)
+        hidden = passwords(url)
+        raise BackendError(f"database {redact_url(url)} cannot be used: {redact(str(e), hidden)}") from e
     closers.append(database.close)
     return Stores(
         PostgresExecutionStore(database),
@@ -114,13 +117,5 @@ def _blob_store(settings: Settings, backend: str) -> Any:
 
         return S3BlobStore(backend, endpoint_url=settings.s3_endpoint_url)
     except Exception as e:
-        raise BackendError(f"heap store {backend} cannot be used: {e}") from e
-
-
-def _shown(url: str) -> str:
-    """A database URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        user, _, host = rest.rpartition("@")
-        return f"{scheme}{sep}{user.split(':', 1)[0]}:***@{host}" if ":" in user else url
-    return url
+        hidden = passwords(settings.database_url) if settings.database_url else []
+        raise BackendError(f"heap store {backend} cannot be used: {redact(str(e), hidden)}") from e

@@ -13,9 +13,10 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import config
+from .redaction import redact_logs
 
 
 def user_data_dir() -> Path:
@@ -23,6 +24,20 @@ def user_data_dir() -> Path:
     the working directory the MCP client happens to start it in."""
     base = os.environ.get("XDG_DATA_HOME") or ""
     return (Path(base) if os.path.isabs(base) else Path.home() / ".local" / "share") / "mcp-v8"
+
+
+def _flag_parser(name: str) -> Callable[[str], Any]:
+    """The setting's parser, with its own error message: argparse's would repeat the value
+    whole, a password in a database URL included."""
+    parse = config.parser_for(name)
+
+    def parse_flag(raw: str) -> Any:
+        try:
+            return parse(raw)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse_flag
 
 
 def _settings_parser(sub: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
@@ -39,14 +54,11 @@ def _settings_parser(sub: Any, name: str, help: str, description: str) -> argpar
         description=description + " Each flag can also be set with the MCP_V8_<NAME> variable.",
     )
     for f in config.FIELDS:
-        default = getattr(defaults, f.name)
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        if f.name == "api_token" and default:
-            shown = "(set)"
+        shown = config.shown(f.name, getattr(defaults, f.name))
         serve.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
-            type=config.parser_for(f.name),
+            type=_flag_parser(f.name),
             default=None,
             metavar=f.name.upper(),
             help=f"{f.metadata.get('help', '')} [env {config.env_name(f.name)}; default: {shown}]",
@@ -139,6 +151,7 @@ def serve(args: argparse.Namespace) -> int:
     if settings.processes > 1:
         return _serve_processes(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logs(config.secrets(settings))
     try:
         service = Service(settings).start()
     except DataDirError as e:
@@ -177,6 +190,7 @@ def mcp(args: argparse.Namespace) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    redact_logs(config.secrets(settings))
     try:
         service = Service(settings).start()
     except DataDirError as e:

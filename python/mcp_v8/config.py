@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from .redaction import passwords, redact_url
+
 
 def _default_workers() -> int:
     return max(1, os.cpu_count() or 1)
@@ -253,6 +255,25 @@ def env_name(name: str) -> str:
     return "MCP_V8_" + name.upper()
 
 
+def shown(name: str, value: Any) -> str:
+    """How the value of setting ``name`` is shown (``--help`` defaults, errors): never a secret.
+    The API token is ``(set)``, a database URL has its passwords as ``***`` (and a value that is
+    no such URL is not shown at all)."""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if value and name == "api_token":
+        return "(set)"
+    if value and name == "database_url":
+        return redact_url(value) if re.match(r"postgres(ql)?://", value) else "(not shown)"
+    return str(value)
+
+
+def secrets(settings: Settings) -> list[str]:
+    """What the settings hold that logs must never show: the API token, the database's passwords."""
+    found = passwords(settings.database_url) if settings.database_url else []
+    return found + ([settings.api_token] if settings.api_token else [])
+
+
 def from_env(environ: dict[str, str] | None = None) -> Settings:
     """Settings from the embedded defaults and ``MCP_V8_*`` variables."""
     environ = dict(os.environ if environ is None else environ)
@@ -263,5 +284,5 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
             try:
                 values[f.name] = parser_for(f.name)(raw)
             except ValueError as e:
-                raise ValueError(f"{env_name(f.name)}={raw!r}: {e}") from e
+                raise ValueError(f"{env_name(f.name)}={shown(f.name, raw)!r}: {e}") from e
     return Settings(**values)

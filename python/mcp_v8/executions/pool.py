@@ -16,11 +16,20 @@ lock: ``run`` checks for a cancel and sends the job in one step, and ``cancel`` 
 for the running job and sends its cancel in one step. A cancel is therefore either seen
 by ``run`` before the job is sent (the job is then never sent) or sent after the job,
 and a worker never sees a cancel before the job it is for.
+
+After ``run`` returns (or raises), its worker is either idle and in step with the slot
+(it sent the job's ``done`` and nothing else) or killed, so a job is never handed to a
+process still busy with an older one. Anything else that goes wrong while a job is
+relayed kills the worker and fails only that job: ``on_output`` raising (the output log
+refusing a write, a log pruned under its execution), a message that is not the job's
+next one (for another execution, of an unknown kind, malformed or unreadable), or a
+``BaseException`` (re-raised after the kill). The next job starts a new process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import signal
@@ -36,6 +45,8 @@ from typing import Any, BinaryIO, Callable, Protocol
 from ..storage import TerminalStatus
 from .protocol import Channel, Job, JobResult
 
+log = logging.getLogger(__name__)
+
 GRACE_SECONDS = 3.0
 # A job's deadline also allows for what happens before its timeout clock starts in the
 # worker (restoring its heap).
@@ -45,6 +56,10 @@ START_TIMEOUT_SECONDS = 60.0
 
 class WorkerStartError(RuntimeError):
     pass
+
+
+class _RelayFailed(Exception):
+    """The relay of a job cannot go on with this worker: it is killed and the job fails."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,25 @@ def _describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
+def _kind(message: Any, execution_id: str) -> str | None:
+    """``"output"`` or ``"done"`` for a well-formed message about ``execution_id``, else None."""
+    if type(message) is not tuple or len(message) != 3 or message[1] != execution_id:
+        return None
+    if message[0] == "output" and type(message[2]) is str:
+        return "output"
+    if message[0] == "done" and isinstance(message[2], JobResult):
+        return "done"
+    return None
+
+
+def _describe_message(message: Any) -> str:
+    """A short description of an unexpected message (never its whole payload)."""
+    if type(message) is tuple and message and type(message[0]) is str:
+        about = f" about {str(message[1])[:80]!r}" if len(message) > 1 else ""
+        return f"a {message[0][:40]!r} message{about}"
+    return f"a message of type {type(message).__name__}"
+
+
 class WorkerSlot:
     def __init__(
         self,
@@ -190,10 +224,15 @@ class WorkerSlot:
             raise WorkerStartError(f"worker {self.index} did not start: {self._stderr_tail()}")
         try:
             message = conn.recv()
-        except EOFError as e:
+        except (EOFError, OSError) as e:
             self.kill()
             raise WorkerStartError(f"worker {self.index} died at start: {self._stderr_tail()}") from e
-        assert message[0] == "ready"
+        except BaseException:
+            self.kill()
+            raise
+        if message != ("ready",):
+            self.kill()
+            raise WorkerStartError(f"worker {self.index} said {_describe_message(message)} instead of ready")
         if self._started_once and self._on_restart is not None:
             self._on_restart()
         self._started_once = True
@@ -261,7 +300,8 @@ class WorkerSlot:
             self._wake_w.send(b"\0")
 
     def run(self, job: Job, on_output: Callable[[str], None]) -> JobResult:
-        """Runs ``job`` and returns its result; never raises for what the job did."""
+        """Runs ``job`` and returns its result; never raises for what the job did. When it
+        returns, the worker is idle and in step, or killed (see the module's docstring)."""
         if not self.alive():
             self.start()
         conn = self._conn
@@ -280,6 +320,19 @@ class WorkerSlot:
             return self._relay(job, running, conn, on_output)
         except (EOFError, OSError):
             return self._crashed(job)
+        except _RelayFailed as e:
+            log.warning("worker %d stopped under execution %s: %s", self.index, job.execution_id, e)
+            self.kill()
+            return JobResult(status="failed", error=str(e))
+        except Exception as e:  # the worker is out of step with this slot: never give it another job
+            log.exception("worker %d stopped under execution %s", self.index, job.execution_id)
+            self.kill()
+            return JobResult(
+                status="failed", error=f"internal error relaying the worker: {type(e).__name__}: {e}"
+            )
+        except BaseException:
+            self.kill()
+            raise
         finally:
             with self._lock:
                 self._running = None
@@ -288,7 +341,7 @@ class WorkerSlot:
         self, job: Job, running: _Running, conn: Channel, on_output: Callable[[str], None]
     ) -> JobResult:
         """Relays the worker's messages about ``job`` until it is done or the backstop
-        kills the worker."""
+        kills the worker. Raises ``_RelayFailed`` when the relay cannot go on."""
         while True:
             with self._lock:
                 limit = running.limit()
@@ -302,12 +355,26 @@ class WorkerSlot:
                 with contextlib.suppress(BlockingIOError):
                     self._wake_r.recv(4096)
             if conn_fd in readable:
-                message = conn.recv()
-                kind = message[0]
-                if kind == "output" and message[1] == job.execution_id:
-                    on_output(message[2])
-                elif kind == "done" and message[1] == job.execution_id:
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    raise
+                except Exception as e:  # a message that does not unpickle: the stream is lost
+                    raise _RelayFailed(f"worker sent an unreadable message ({type(e).__name__}: {e})") from e
+                kind = _kind(message, job.execution_id)
+                if kind == "output":
+                    try:
+                        on_output(message[2])
+                    except Exception as e:
+                        raise _RelayFailed(
+                            f"console output could not be stored: {type(e).__name__}: {e}"
+                        ) from e
+                elif kind == "done":
                     return message[2]  # type: ignore[no-any-return]
+                else:
+                    raise _RelayFailed(
+                        f"worker sent {_describe_message(message)} while running {job.execution_id}"
+                    )
             elif time.monotonic() >= limit:  # nothing from the worker by its limit
                 self.kill()
                 how: TerminalStatus = "cancelled" if cancelled else "timed_out"
@@ -315,11 +382,14 @@ class WorkerSlot:
                 return JobResult(status=how, error=f"worker did not stop after {reason} and was killed")
 
     def _crashed(self, job: Job) -> JobResult:
+        """The connection to the worker broke under ``job``: it died, or is killed now."""
         assert self._process is not None
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(5)
+        code = self._process.poll()
+        self.kill()  # a process whose connection broke is never given another job
         tail = self._stderr_tail()
-        reason = _describe_exit(self._process.poll()) + (f" ({tail})" if tail else "")
+        reason = _describe_exit(code) + (f" ({tail})" if tail else "")
         if self._on_crash is not None:
             self._on_crash(job.execution_id, reason)
         return JobResult(status="failed", error=f"worker crashed: {reason}")

@@ -60,8 +60,16 @@ def _keep_freed_memory() -> bool:
     )
 
 
+def _utf8_size(text: str) -> int:
+    """The size of ``text`` as the server's output log stores it: UTF-8 bytes, a lone
+    surrogate as one ``?`` (``str.isascii`` is O(1), so ASCII costs no encoding)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
+
+
 class _Output:
-    """Console output of the current job, flushed to the server in batches."""
+    """Console output of the current job, flushed to the server in batches. Sizes are
+    UTF-8 bytes, the unit of the server's cap: once more than ``max_bytes`` are sent, the
+    server has stored its truncation marker and the rest is dropped here."""
 
     def __init__(self, send: Any, max_bytes: int) -> None:
         self._send = send
@@ -86,7 +94,7 @@ class _Output:
             if not self._parts:
                 self._pending.set()
             self._parts.append(line)
-            self._size += len(line)
+            self._size += _utf8_size(line)
             if self._size >= FLUSH_BYTES:
                 self._wake.set()
 

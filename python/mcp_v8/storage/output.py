@@ -261,6 +261,8 @@ class SQLiteOutputLog(Closing):
 
         self._closed = False
         self._counter_lock = threading.Lock()
+        # The table of in-memory states, shared by every log: held only to look a state up, add or
+        # remove it, never for database work (each state's own lock covers that).
         self._states: dict[str, _OutputState] = {}
         self._states_lock = threading.Lock()
 
@@ -436,11 +438,21 @@ class SQLiteOutputLog(Closing):
 
     def _state(self, execution_id: str) -> _OutputState:
         """The output state of ``execution_id``, loaded from the database if not in memory (then it
-        writes through: its execution was sealed, or ran in an earlier process)."""
+        writes through: its execution was sealed, or ran in an earlier process).
+
+        The load runs outside the log-wide ``_states_lock``, so a slow one never holds up the other
+        logs. It runs under the lock of a new state that is locked before it is published (taking a
+        lock nobody else can see never waits, so this inverts no lock order): appends and reads of
+        this log find it and wait for the load, and never load a second, stale copy. A load that
+        fails detaches the state; whoever waited looks the log up again."""
         with self._states_lock:
             state = self._states.get(execution_id)
             if state is not None:
                 return state
+            state = _OutputState(execution_id, buffered=False)
+            state.lock.acquire()
+            self._states[execution_id] = state
+        try:
             with self._db.connection() as conn:
                 row = conn.execute(
                     "SELECT total_bytes, total_newlines, truncated FROM output_logs WHERE execution_id = ?",
@@ -454,17 +466,17 @@ class SQLiteOutputLog(Closing):
                     (execution_id,),
                 ).fetchone()
             total_bytes, total_newlines, truncated = row
-            state = _OutputState(
-                execution_id,
-                next_seq=0 if last is None else last[0] + 1,
-                flushed_bytes=total_bytes,
-                flushed_newlines=total_newlines,
-                ends_with_newline=last is None or bytes(last[1]) == b"\n",
-                truncated=bool(truncated),
-                buffered=False,
-            )
-            self._states[execution_id] = state
-            return state
+            state.next_seq = 0 if last is None else last[0] + 1
+            state.flushed_bytes = total_bytes
+            state.flushed_newlines = total_newlines
+            state.ends_with_newline = last is None or bytes(last[1]) == b"\n"
+            state.truncated = bool(truncated)
+        except BaseException:
+            self._detach_locked(state)
+            raise
+        finally:
+            state.lock.release()
+        return state
 
     def _detach_locked(self, state: _OutputState) -> None:
         state.detached = True
@@ -529,11 +541,17 @@ class SQLiteOutputLog(Closing):
         with self._states_lock:
             states = builtins.list(self._states.values())
         for state in states:
-            with state.lock:
+            # A state busy now (being loaded, appended to, read) is not waited for: an append
+            # flushes what is due itself, and the next pass sees the rest.
+            if not state.lock.acquire(blocking=False):
+                continue
+            try:
                 if self._flush_due(state, now):
                     self._flush_locked(state)
                     if not state.buffered:  # sealed while the database refused: done now
                         self._detach_locked(state)
+            finally:
+                state.lock.release()
 
     def _extent(self, execution_id: str) -> _OutputExtent:
         state = self._lookup_state(execution_id)
