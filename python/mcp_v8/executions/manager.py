@@ -272,22 +272,36 @@ class ExecutionManager:
             raise
 
     def _submit_to_cluster(self, request: SubmitRequest, work: WorkQueue) -> str:
-        """Records the execution and queues it for whichever node has a free worker."""
+        """Records the execution and queues it for whichever node has a free worker, when the
+        shared queue has a place for it: the place is taken in the transaction that queues it, so
+        submits on every node at once never queue more than ``queue_limit``."""
         execution_id = str(uuid.uuid4())
         if request.heap is not None and self._shared is not None:
             self._shared.fetch(request.heap)  # the existence check (HeapNotFound)
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
-        if work.waiting() >= self._queue_limit:
-            raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
+        full = f"the queue is full ({self._queue_limit} executions waiting); retry later"
+        if work.waiting() >= self._queue_limit:  # one read refuses while full; enqueue decides
+            raise QueueFull(full)
         self._record(execution_id, request, None)  # its owner: the node that claims it
         try:
-            work.enqueue(execution_id, dataclasses.asdict(request))
+            queued = work.enqueue(execution_id, dataclasses.asdict(request), limit=self._queue_limit)
         except BaseException as e:
             self._executions.finish(execution_id, "failed", error=f"the execution could not be queued: {e}")
             raise
+        if not queued:  # other submits took the last places since the read above
+            self._unrecord(execution_id)
+            raise QueueFull(full)
         return execution_id
+
+    def _unrecord(self, execution_id: str) -> None:
+        """Removes the record and output log of an execution refused after it was recorded (the
+        client gets no id): terminal first, since only terminal records are deleted. Should this
+        fail, the record left is failed, or running with no job, which the nodes' reaper fails."""
+        self._executions.finish(execution_id, "failed", error="the queue was full")
+        self._executions.delete([execution_id])
+        self._output.delete([execution_id])
 
     def adopt(self, execution_id: str, request: SubmitRequest) -> None:
         """Runs here an execution this node claimed from the shared queue (recorded by the node
