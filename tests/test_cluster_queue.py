@@ -1,11 +1,14 @@
 """The queue nodes share on one PostgreSQL, driven through real execution managers and a real
-PostgreSQL without workers or V8: the queue limit under submits racing on two nodes, and the
-places it gives back (claims, cancels, failures, reaps, a node lost).
+PostgreSQL without workers or V8: the queue limit under submits racing on two nodes, the places
+it gives back (claims, cancels, failures, reaps, a node lost), and the notification channels of
+two deployments in two schemas of one database.
 
 Every wait has a generous bound that only turns a hang into a failure."""
 
 from __future__ import annotations
 
+import hashlib
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -262,3 +265,84 @@ def test_the_migration_counts_the_jobs_already_queued(
         assert pg_queue.PostgresQueue(db, postgres_server.url).waiting() == 3
     finally:
         db.close()
+
+
+# -- channels of deployments in two schemas of one database ---------------------------------
+
+
+def test_channel_names_fit_and_differ() -> None:
+    assert pg_queue.channel("work", "public") == "mcp_v8_work:public"
+    long = "s" * 63  # the longest schema name: hashed, within an identifier's 63 bytes
+    odd = 'Tenant "B" ' + "é" * 20  # quotes, spaces, several bytes a character
+    names = {
+        pg_queue.channel(kind, s) for kind in ("work", "events") for s in ("public", long, odd, long[:-1])
+    }
+    assert len(names) == 8
+    assert all(len(n.encode()) <= 63 for n in names)
+    assert (
+        pg_queue.channel("events", long) == "mcp_v8_events#" + hashlib.sha256(long.encode()).hexdigest()[:40]
+    )
+
+
+class Listener:
+    """The events a deployment's node hears, through the queue's own ``listen``."""
+
+    def __init__(self, work: Any) -> None:
+        self.events: queue.Queue[str] = queue.Queue()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=work.listen, args=(self.events.put, self.stop), daemon=True)
+        self.thread.start()
+        assert self.events.get(timeout=HANG) == "connected"
+
+    def until(self, last: str) -> list[str]:
+        """Every event heard until ``last`` (included)."""
+        heard = [self.events.get(timeout=HANG)]
+        while heard[-1] != last:
+            heard.append(self.events.get(timeout=HANG))
+        return heard
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(HANG)
+
+
+def test_deployments_in_two_schemas_never_hear_each_other(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Deployment A in a schema named by ``schema`` (so long that its channels are hashed),
+    deployment B in one the URL's ``search_path`` names (quotes, spaces, capitals): each hears
+    its own work, cancels and finishes, and none of the other's."""
+    from psycopg.conninfo import make_conninfo
+
+    unique = schema_for(tmp_path)
+    long = postgres_server.create_schema((unique + "_" + "a" * 63)[:63])
+    odd = 'Tenant "B" ' + unique
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(odd)))
+    quoted = '\\"' + odd.replace(" ", "\\ ").replace('"', '\\"\\"') + '\\"'
+    b_url = make_conninfo(postgres_server.url, options=f"-c search_path={quoted}")
+    a_db = postgres.open_postgres(postgres_server.url, schema=long)
+    b_db = postgres.open_postgres(b_url)
+    assert (a_db.current_schema, b_db.current_schema) == (long, odd)
+    a, b = pg_queue.PostgresQueue(a_db, postgres_server.url), pg_queue.PostgresQueue(b_db, b_url)
+    heard_a, heard_b = Listener(a), Listener(b)
+    try:
+        for work, tag in ((a, "a"), (b, "b")):
+            assert work.enqueue(f"job-{tag}", {}, limit=LIMIT)
+            work.cancelled(f"cancelled-{tag}")
+            work.finished(f"finished-{tag}")
+        # Last, after both sent everything: one listener hears another's notifications in the
+        # order they were committed, so whatever leaked would come before these.
+        a.cancelled("end-a")
+        b.cancelled("end-b")
+        expected = ["work", "cancel:cancelled-{}", "done:finished-{}", "cancel:end-{}"]
+        assert heard_a.until("cancel:end-a") == [e.format("a") for e in expected]
+        assert heard_b.until("cancel:end-b") == [e.format("b") for e in expected]
+        assert heard_a.events.empty() and heard_b.events.empty()
+        # The places are per deployment as well.
+        assert (a.waiting(), b.waiting()) == (1, 1)
+    finally:
+        heard_a.close()
+        heard_b.close()
+        a_db.close()
+        b_db.close()

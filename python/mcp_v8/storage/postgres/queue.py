@@ -2,16 +2,19 @@
 executions, the nodes' leases, and the events that cross nodes.
 
 - **Queue**: a submit on any node takes a place of the queue (:mod:`.usage`, resource ``queued``)
-  and inserts the job in one transaction, which also notifies ``mcp_v8_work``; no place left,
+  and inserts the job in one transaction, which also notifies the work channel; no place left,
   nothing is inserted. A node with a free worker claims the oldest unclaimed job of a running
   execution with one ``UPDATE ... (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)``, which also
   records the node as the execution's ``owner`` and gives the place back. A job deleted while
   unclaimed (its execution cancelled, failed, reaped) gives its place back in the statement that
   deletes it. So the places taken are always the unclaimed jobs, whichever node dies when.
   Nobody holds a transaction while a script runs.
-- **Events** (``NOTIFY mcp_v8_events``): ``cancel:<id>`` when an execution was cancelled (its node
-  stops the worker), ``done:<id>`` when one became terminal (long-polls on every node wake).
-  Sent on submit, cancel and terminal transitions only, never per output chunk.
+- **Events**: ``cancel:<id>`` when an execution was cancelled (its node stops the worker),
+  ``done:<id>`` when one became terminal (long-polls on every node wake), and the work channel's
+  notifications. Sent on submit, cancel and terminal transitions only, never per output chunk.
+  ``LISTEN``/``NOTIFY`` channels belong to the whole database, not to a schema: the channels'
+  names are made from the schema the tables are in (:func:`channel`), so deployments in two
+  schemas of one database never hear each other.
 - **Leases**: each node renews ``nodes.lease_until`` (the database's clock) on a heartbeat; any
   node fails the running executions of a node whose lease expired, once, with a clear error.
   Nothing is retried: a script may have had effects.
@@ -19,6 +22,7 @@ executions, the nodes' leases, and the events that cross nodes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -27,21 +31,33 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from . import usage
 from .database import PostgresDatabase
 
-__all__ = ["EVENT_CHANNEL", "QUEUED", "WORK_CHANNEL", "PostgresQueue"]
+__all__ = ["QUEUED", "PostgresQueue", "channel"]
 
 log = logging.getLogger("mcp_v8.cluster")
 
-WORK_CHANNEL = "mcp_v8_work"
-EVENT_CHANNEL = "mcp_v8_events"
 QUEUED = "queued"  # the usage resource of the queue's places: its unclaimed jobs
 _UNCLAIMED = "SELECT count(*) FROM queue WHERE claimed_by IS NULL"
+_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer channel names are refused
 _NOW_MS = "date_trunc('milliseconds', now())"
 NOT_QUEUED = "the execution could not be queued (the database was unavailable)"
 UNQUEUED_GRACE_SECS = 60.0  # far longer than a submit takes from its record to its job
+
+
+def channel(kind: str, schema: str) -> str:
+    """The name of the channel ``kind`` (``work``, ``events``) of the deployment whose tables are
+    in ``schema``: ``mcp_v8_<kind>:<schema>``, or, when that is longer than an identifier may be,
+    ``mcp_v8_<kind>#`` and 40 hex digits of the schema's SHA-256 (the two forms differ in the
+    character after the kind, so they never meet). Any schema name is safe: ``pg_notify`` takes
+    the channel as a parameter and ``LISTEN`` as a quoted identifier."""
+    name = f"mcp_v8_{kind}:{schema}"
+    if len(name.encode("utf-8")) <= _IDENTIFIER_BYTES:
+        return name
+    return f"mcp_v8_{kind}#" + hashlib.sha256(schema.encode("utf-8")).hexdigest()[:40]
 
 
 class PostgresQueue:
@@ -50,8 +66,8 @@ class PostgresQueue:
     def __init__(self, database: PostgresDatabase, conninfo: str) -> None:
         self._db = database
         self._conninfo = conninfo
-        self.work_channel = WORK_CHANNEL
-        self.event_channel = EVENT_CHANNEL
+        self.work_channel = channel("work", database.current_schema)
+        self.event_channel = channel("events", database.current_schema)
 
     # -- the queue --------------------------------------------------------------------------
 
@@ -226,13 +242,16 @@ class PostgresQueue:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
                     if self._db.schema is not None:
                         conn.execute(f"SET search_path TO {self._db.schema}")
-                    conn.execute(f"LISTEN {WORK_CHANNEL}")
-                    conn.execute(f"LISTEN {EVENT_CHANNEL}")
+                    for name in (self.work_channel, self.event_channel):
+                        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
                     backoff = 0.1
                     on_event("connected")
                     while not stop.is_set():
                         for notify in conn.notifies(timeout=0.5):
-                            on_event("work" if notify.channel == WORK_CHANNEL else notify.payload)
+                            if notify.channel == self.work_channel:
+                                on_event("work")
+                            elif notify.channel == self.event_channel:
+                                on_event(notify.payload)
             except psycopg.Error as e:
                 if stop.is_set():
                     return
