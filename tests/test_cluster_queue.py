@@ -1,12 +1,13 @@
 """The queue nodes share on one PostgreSQL, driven through real execution managers and a real
 PostgreSQL without workers or V8: the queue limit under submits racing on two nodes, the places
-it gives back (claims, cancels, failures, reaps, a node lost), and the notification channels of
-two deployments in two schemas of one database.
+it gives back (claims, cancels, failures, reaps, a node lost), the notification channels of two
+deployments in two schemas of one database, and a claimed job that cannot be started here.
 
 Every wait has a generous bound that only turns a hang into a failure."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import queue
 import threading
@@ -18,7 +19,9 @@ from typing import Any
 import pytest
 
 from mcp_v8.executions import CancelOutcome, ExecutionManager, QueueFull, SubmitRequest
+from mcp_v8.executions.cluster import Cluster
 from mcp_v8.storage import FileHeapStore
+from mcp_v8.storage.shared_heaps import SharedHeaps
 
 from .pg_server import PostgresServer, schema_for
 
@@ -346,3 +349,67 @@ def test_deployments_in_two_schemas_never_hear_each_other(
         heard_b.close()
         a_db.close()
         b_db.close()
+
+
+# -- a claimed job that cannot be started here ---------------------------------------------
+
+
+def take_one(node: Node) -> None:
+    """What the node's feeder does with a free worker: claim one job and hand it to the manager."""
+    assert Cluster(node.queue, node.manager, node.name)._take_one()
+
+
+def assert_failed_and_announced(node: Node, heard: Listener, execution_id: str, reason: str) -> None:
+    status, error = node.status(execution_id)
+    assert status == "failed"
+    assert error is not None and error.startswith("the execution could not be started on its node: ")
+    assert reason in error
+    assert heard.until(f"done:{execution_id}")[-1] == f"done:{execution_id}"  # every node wakes
+    assert node.sql("SELECT count(*) FROM queue") == [(0,)]
+    assert node.places() == node.unclaimed() == 0  # its place came back with the claim
+    assert node.manager.stats()["queued"] == 0 and node.manager.heaps_in_use() == set()
+
+
+def test_a_job_this_release_cannot_read_fails_when_claimed(make_node: Callable[..., Node]) -> None:
+    """A job with a field this release does not know (queued by a newer one): the node that
+    claims it fails it instead of leaving it running."""
+    a, b = make_node("a"), make_node("b")
+    heard = Listener(a.queue)
+    try:
+        execution_id = "from-a-newer-release"
+        b.output.create(execution_id)
+        b.executions.create(execution_id)
+        job = {**dataclasses.asdict(request()), "priority": 7}
+        assert b.queue.enqueue(execution_id, job, limit=LIMIT)
+        take_one(a)
+        assert_failed_and_announced(a, heard, execution_id, "priority")
+    finally:
+        heard.close()
+
+
+def test_a_heap_that_cannot_be_cached_fails_the_claimed_execution(
+    make_node: Callable[..., Node], postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """The claiming node cannot write the heap into its cache (its disk refuses: a file where
+    the heap's directory goes); the execution fails, its heap is not held, no place leaks."""
+    from mcp_v8.storage.blobs_postgres import PostgresBlobStore
+
+    schema = schema_for(tmp_path)
+    blobs = PostgresBlobStore(postgres_server.url, schema=schema)
+    try:
+        data = b"a heap's bytes"
+        key = hashlib.sha256(data).hexdigest()
+        assert blobs.put(key, data)
+        shared = {n: SharedHeaps(FileHeapStore(tmp_path / n, durable=False), blobs) for n in "ab"}
+        a = make_node("a", shared_heaps=shared["a"])
+        b = make_node("b", shared_heaps=shared["b"])
+        (tmp_path / "a" / "heaps" / key[:2]).write_bytes(b"")  # not a directory
+        heard = Listener(a.queue)
+        try:
+            execution_id = b.manager.submit(request(heap=key))  # b can read it
+            take_one(a)
+            assert_failed_and_announced(a, heard, execution_id, "Not a directory")
+        finally:
+            heard.close()
+    finally:
+        blobs.close()

@@ -303,9 +303,22 @@ class ExecutionManager:
         self._executions.delete([execution_id])
         self._output.delete([execution_id])
 
-    def adopt(self, execution_id: str, request: SubmitRequest) -> None:
+    def adopt(self, execution_id: str, job: dict[str, Any]) -> None:
         """Runs here an execution this node claimed from the shared queue (recorded by the node
-        that accepted it)."""
+        that accepted it; ``job`` is its :class:`SubmitRequest` as queued). Never raises: when
+        it cannot be queued here (a job this release cannot read, a heap that cannot be cached
+        here, a bug), the execution fails with the reason, announced to every node. It is not
+        handed back to the queue: nothing of it ran, but what failed here (the job, this node's
+        disk) would most likely fail again, on this node at once, and a job that bounced between
+        nodes would never answer its client; a failure is an answer, and a submit again is one
+        request away."""
+        try:
+            self._adopt(execution_id, SubmitRequest(**job))
+        except Exception as e:
+            log.exception("could not start claimed execution %s", execution_id)
+            self._record_failure(execution_id, f"the execution could not be started on its node: {e}")
+
+    def _adopt(self, execution_id: str, request: SubmitRequest) -> None:
         if request.heap is not None and self._shared is not None:
             try:
                 self._shared.fetch(request.heap)
