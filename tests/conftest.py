@@ -26,6 +26,7 @@ LEVELS: dict[str, str] = {
     "test_executions_state": "unit",
     "test_heap_tags": "unit",
     "test_postgres_storage": "unit",
+    "test_cluster_queue": "unit",
     "test_leases": "service",
     "test_mcp_protocol": "unit",
     "test_heaps_service": "service",

@@ -166,3 +166,33 @@ def test_retention_of_the_shared_heap_store(nodes: Callable[..., Node]) -> None:
     with pytest.raises(NotFound):
         on_b.submit({"code": "x", "heap": old})
     assert run(on_b, "x", heap=tagged)["result"] == '"tagged"'
+
+
+def test_deployments_in_two_schemas_of_one_database(tmp_path: Path, postgres_server: PostgresServer) -> None:
+    """Two deployments on one database, each in its own schema (``search_path`` in the URL's
+    ``options``): their executions, heaps, queues and events are apart."""
+    import psycopg
+
+    database = postgres_server.create_database("schemas_" + uuid.uuid4().hex[:12])
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA one; CREATE SCHEMA two")
+    started: list[Service] = []
+    try:
+        for name in ("one", "two"):
+            url = f"{database}?options=-csearch_path%3D{name}"
+            started.append(Service(Settings(data_dir=tmp_path / name, workers=1, database_url=url)).start())
+        on_one, on_two = (Operations(s) for s in started)
+        first, second = run(on_one, "var n = 1; n"), run(on_two, "var n = 2; n")
+        assert (first["result"], second["result"]) == ("1", "2")
+        with pytest.raises(NotFound):
+            on_one.get(second["execution_id"])
+        assert [e["execution_id"] for e in on_two.list_executions()["executions"]] == [second["execution_id"]]
+        with pytest.raises(NotFound):  # the heap store is the deployment's too
+            on_two.submit({"code": "n", "heap": first["heap"]})
+        looping = on_two.submit({"code": "while (true) {}", "snapshot": False, "execution_timeout_secs": 120})
+        assert on_two.cancel(looping) == {"ok": True, "error": None}
+        assert on_two.get(looping, WAIT_MS)["status"] == "cancelled"
+        assert run(on_one, "n + 1", heap=first["heap"])["result"] == "2"
+    finally:
+        for service in started:
+            service.close()

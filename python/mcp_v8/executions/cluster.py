@@ -2,7 +2,8 @@
 manager to the shared queue, to the other nodes' events, and to the leases.
 
 - the **feeder** claims a queued job whenever a worker here is free (woken by the queue's
-  notifications, with a slow re-check in case one was lost) and hands it to the manager;
+  notifications, with a slow re-check in case one was lost) and hands it to the manager, which
+  queues it here or, when it cannot, fails it (never leaving a claimed execution running);
 - the **listener** turns events into calls: ``cancel:<id>`` stops it here, ``done:<id>`` wakes
   the long-polls waiting here, ``work`` wakes the feeder; after a reconnection everything is
   re-checked, since notifications sent meanwhile are lost;
@@ -29,7 +30,7 @@ RECHECK_SECONDS = 5.0  # how long the feeder trusts notifications before looking
 class WorkQueue(Protocol):
     """The shared queue as the manager uses it (:class:`~..storage.postgres.queue.PostgresQueue`)."""
 
-    def enqueue(self, execution_id: str, job: dict[str, Any]) -> None: ...
+    def enqueue(self, execution_id: str, job: dict[str, Any], *, limit: int) -> bool: ...
 
     def waiting(self) -> int: ...
 
@@ -100,29 +101,34 @@ class Cluster:
         self._queue.listen(self._on_event, self._stop)
 
     def _feed(self) -> None:
-        from .manager import SubmitRequest  # the manager module imports this one
-
         backoff = 0.1
         while not self._stop.is_set():
             if not self._manager.wait_for_capacity(1.0):
                 continue
             self._work.clear()
             try:
-                claimed = self._queue.claim(self.node)
+                claimed = self._take_one()
                 backoff = 0.1
             except Exception as e:  # the database is away: claim again once it is back
                 log.warning("could not claim work: %s", e)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if claimed is None:
+            if not claimed:
                 self._work.wait(RECHECK_SECONDS)
-                continue
-            execution_id, job = claimed
-            try:
-                self._manager.adopt(execution_id, SubmitRequest(**job))
-            except Exception:  # never lose a claimed execution to a bug here
-                log.exception("could not start claimed execution %s", execution_id)
+
+    def _take_one(self) -> bool:
+        """Claims one queued job for this node and hands it to the manager; False when none was
+        waiting. Raises only when the claim failed, so that nothing was claimed."""
+        claimed = self._queue.claim(self.node)
+        if claimed is None:
+            return False
+        execution_id, job = claimed
+        try:
+            self._manager.adopt(execution_id, job)  # queues it here, or fails it
+        except Exception:  # only a bug gets here: keep feeding
+            log.exception("could not start claimed execution %s", execution_id)
+        return True
 
     def _beat(self) -> None:
         interval = max(0.2, self._lease / 5)

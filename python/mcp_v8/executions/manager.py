@@ -272,26 +272,53 @@ class ExecutionManager:
             raise
 
     def _submit_to_cluster(self, request: SubmitRequest, work: WorkQueue) -> str:
-        """Records the execution and queues it for whichever node has a free worker."""
+        """Records the execution and queues it for whichever node has a free worker, when the
+        shared queue has a place for it: the place is taken in the transaction that queues it, so
+        submits on every node at once never queue more than ``queue_limit``."""
         execution_id = str(uuid.uuid4())
         if request.heap is not None and self._shared is not None:
             self._shared.fetch(request.heap)  # the existence check (HeapNotFound)
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
-        if work.waiting() >= self._queue_limit:
-            raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
+        full = f"the queue is full ({self._queue_limit} executions waiting); retry later"
+        if work.waiting() >= self._queue_limit:  # one read refuses while full; enqueue decides
+            raise QueueFull(full)
         self._record(execution_id, request, None)  # its owner: the node that claims it
         try:
-            work.enqueue(execution_id, dataclasses.asdict(request))
+            queued = work.enqueue(execution_id, dataclasses.asdict(request), limit=self._queue_limit)
         except BaseException as e:
             self._executions.finish(execution_id, "failed", error=f"the execution could not be queued: {e}")
             raise
+        if not queued:  # other submits took the last places since the read above
+            self._unrecord(execution_id)
+            raise QueueFull(full)
         return execution_id
 
-    def adopt(self, execution_id: str, request: SubmitRequest) -> None:
+    def _unrecord(self, execution_id: str) -> None:
+        """Removes the record and output log of an execution refused after it was recorded (the
+        client gets no id): terminal first, since only terminal records are deleted. Should this
+        fail, the record left is failed, or running with no job, which the nodes' reaper fails."""
+        self._executions.finish(execution_id, "failed", error="the queue was full")
+        self._executions.delete([execution_id])
+        self._output.delete([execution_id])
+
+    def adopt(self, execution_id: str, job: dict[str, Any]) -> None:
         """Runs here an execution this node claimed from the shared queue (recorded by the node
-        that accepted it)."""
+        that accepted it; ``job`` is its :class:`SubmitRequest` as queued). Never raises: when
+        it cannot be queued here (a job this release cannot read, a heap that cannot be cached
+        here, a bug), the execution fails with the reason, announced to every node. It is not
+        handed back to the queue: nothing of it ran, but what failed here (the job, this node's
+        disk) would most likely fail again, on this node at once, and a job that bounced between
+        nodes would never answer its client; a failure is an answer, and a submit again is one
+        request away."""
+        try:
+            self._adopt(execution_id, SubmitRequest(**job))
+        except Exception as e:
+            log.exception("could not start claimed execution %s", execution_id)
+            self._record_failure(execution_id, f"the execution could not be started on its node: {e}")
+
+    def _adopt(self, execution_id: str, request: SubmitRequest) -> None:
         if request.heap is not None and self._shared is not None:
             try:
                 self._shared.fetch(request.heap)

@@ -4,7 +4,10 @@
 a single statement is its own transaction (:meth:`PostgresDatabase.run`), and a write of several
 statements is one short transaction (:meth:`PostgresDatabase.transaction`) that never spans a wait
 for anything but the database. ``schema`` (optional) puts every connection's ``search_path`` on one
-schema, so several stores (or tests) can share a database without seeing each other's tables.
+schema, so several stores (or tests) can share a database without seeing each other's tables; a
+``search_path`` in the connection string's ``options`` does the same. Whichever chose it,
+:attr:`PostgresDatabase.current_schema` is the schema the tables are in, which is what names this
+deployment's locks and notification channels.
 
 Schema versions: the table ``schema_version`` holds one row, the number of the last migration
 applied (no table: 0). At open, every :class:`PgMigration` numbered above it is applied in order,
@@ -87,6 +90,7 @@ class PostgresDatabase(Closing):
         self._closed = False
         try:
             self._pool.open(wait=True, timeout=timeout)
+            self.current_schema = self._current_schema()
             self.schema_version = self._migrate(migrations)
         except BaseException:
             self.close()
@@ -132,6 +136,15 @@ class PostgresDatabase(Closing):
             return conn.execute(sql, params).rowcount
 
     # -- schema ----------------------------------------------------------------------------------
+
+    def _current_schema(self) -> str:
+        """The schema the tables are created and found in (the first of the ``search_path`` that
+        exists): ``schema``, one the connection string's options name, or the server's default."""
+        with self.connection() as conn:
+            row = conn.execute("SELECT current_schema()").fetchone()
+        if row is None or row[0] is None:
+            raise ValueError("no schema to use: the search_path names no schema that exists")
+        return str(row[0])
 
     def _version(self, conn: psycopg.Connection[Row]) -> int:
         row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()

@@ -1,13 +1,20 @@
 """The work that nodes sharing one PostgreSQL database hand each other: the queue of accepted
 executions, the nodes' leases, and the events that cross nodes.
 
-- **Queue**: a submit on any node inserts the job (``queue``) in the transaction that sends
-  ``NOTIFY mcp_v8_work``; a node with a free worker claims the oldest unclaimed job of a running
+- **Queue**: a submit on any node takes a place of the queue (:mod:`.usage`, resource ``queued``)
+  and inserts the job in one transaction, which also notifies the work channel; no place left,
+  nothing is inserted. A node with a free worker claims the oldest unclaimed job of a running
   execution with one ``UPDATE ... (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)``, which also
-  records the node as the execution's ``owner``. Nobody holds a transaction while a script runs.
-- **Events** (``NOTIFY mcp_v8_events``): ``cancel:<id>`` when an execution was cancelled (its node
-  stops the worker), ``done:<id>`` when one became terminal (long-polls on every node wake).
-  Sent on submit, cancel and terminal transitions only, never per output chunk.
+  records the node as the execution's ``owner`` and gives the place back. A job deleted while
+  unclaimed (its execution cancelled, failed, reaped) gives its place back in the statement that
+  deletes it. So the places taken are always the unclaimed jobs, whichever node dies when.
+  Nobody holds a transaction while a script runs.
+- **Events**: ``cancel:<id>`` when an execution was cancelled (its node stops the worker),
+  ``done:<id>`` when one became terminal (long-polls on every node wake), and the work channel's
+  notifications. Sent on submit, cancel and terminal transitions only, never per output chunk.
+  ``LISTEN``/``NOTIFY`` channels belong to the whole database, not to a schema: the channels'
+  names are made from the schema the tables are in (:func:`channel`), so deployments in two
+  schemas of one database never hear each other.
 - **Leases**: each node renews ``nodes.lease_until`` (the database's clock) on a heartbeat; any
   node fails the running executions of a node whose lease expired, once, with a clear error.
   Nothing is retried: a script may have had effects.
@@ -15,6 +22,7 @@ executions, the nodes' leases, and the events that cross nodes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -23,18 +31,33 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
+from . import usage
 from .database import PostgresDatabase
 
-__all__ = ["WORK_CHANNEL", "EVENT_CHANNEL", "PostgresQueue"]
+__all__ = ["QUEUED", "PostgresQueue", "channel"]
 
 log = logging.getLogger("mcp_v8.cluster")
 
-WORK_CHANNEL = "mcp_v8_work"
-EVENT_CHANNEL = "mcp_v8_events"
+QUEUED = "queued"  # the usage resource of the queue's places: its unclaimed jobs
+_UNCLAIMED = "SELECT count(*) FROM queue WHERE claimed_by IS NULL"
+_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer channel names are refused
 _NOW_MS = "date_trunc('milliseconds', now())"
 NOT_QUEUED = "the execution could not be queued (the database was unavailable)"
 UNQUEUED_GRACE_SECS = 60.0  # far longer than a submit takes from its record to its job
+
+
+def channel(kind: str, schema: str) -> str:
+    """The name of the channel ``kind`` (``work``, ``events``) of the deployment whose tables are
+    in ``schema``: ``mcp_v8_<kind>:<schema>``, or, when that is longer than an identifier may be,
+    ``mcp_v8_<kind>#`` and 40 hex digits of the schema's SHA-256 (the two forms differ in the
+    character after the kind, so they never meet). Any schema name is safe: ``pg_notify`` takes
+    the channel as a parameter and ``LISTEN`` as a quoted identifier."""
+    name = f"mcp_v8_{kind}:{schema}"
+    if len(name.encode("utf-8")) <= _IDENTIFIER_BYTES:
+        return name
+    return f"mcp_v8_{kind}#" + hashlib.sha256(schema.encode("utf-8")).hexdigest()[:40]
 
 
 class PostgresQueue:
@@ -43,24 +66,31 @@ class PostgresQueue:
     def __init__(self, database: PostgresDatabase, conninfo: str) -> None:
         self._db = database
         self._conninfo = conninfo
+        self.work_channel = channel("work", database.current_schema)
+        self.event_channel = channel("events", database.current_schema)
 
     # -- the queue --------------------------------------------------------------------------
 
-    def enqueue(self, execution_id: str, job: dict[str, Any]) -> None:
-        """Queues the job of an accepted execution; every node hears of it at commit."""
+    def enqueue(self, execution_id: str, job: dict[str, Any], *, limit: int) -> bool:
+        """Queues the job of an accepted execution when the queue has a place for it, taken in the
+        same transaction (at most ``limit`` unclaimed jobs, whichever nodes submit at once);
+        returns whether it did. Every node hears of it at commit."""
         data = json.dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass")
         with self._db.transaction() as conn:
+            if not usage.take(conn, QUEUED, limit):
+                return False
             conn.execute("INSERT INTO queue (execution_id, job) VALUES (%s, %s)", (execution_id, data))
-            conn.execute(f"NOTIFY {WORK_CHANNEL}")
+            self._notify(conn, self.work_channel, "")
+        return True
 
     def waiting(self) -> int:
-        """How many queued jobs no node has claimed."""
-        rows = self._db.run("SELECT count(*) FROM queue WHERE claimed_by IS NULL")
-        return int(rows[0][0])
+        """How many places of the queue are taken: its jobs no node has claimed."""
+        with self._db.connection() as conn:
+            return usage.used(conn, QUEUED)
 
     def claim(self, node: str) -> tuple[str, dict[str, Any]] | None:
         """The oldest unclaimed job of a running execution, claimed for ``node`` (which becomes
-        its owner); None when there is none."""
+        its owner); None when there is none. Its place in the queue is given back."""
         rows = self._db.run(
             "WITH claimed AS ("
             " UPDATE queue SET claimed_by = %s, claimed_at = now() WHERE id = ("
@@ -69,25 +99,45 @@ class PostgresQueue:
             "  ORDER BY q.id FOR UPDATE OF q SKIP LOCKED LIMIT 1)"
             " RETURNING execution_id, job),"
             " owned AS (UPDATE executions SET owner = %s FROM claimed"
-            "  WHERE executions.execution_id = claimed.execution_id AND executions.status = 'running')"
+            "  WHERE executions.execution_id = claimed.execution_id AND executions.status = 'running'),"
+            f" placed AS (UPDATE {usage.TABLE} SET used = used - 1"
+            "  WHERE resource = %s AND EXISTS (SELECT 1 FROM claimed))"
             " SELECT execution_id, job FROM claimed",
-            (node, node),
-        )  # one statement, one round trip: the claim and the owner together
+            (node, node, QUEUED),
+        )  # one statement, one round trip: the claim, the owner and the place together
         if not rows:
             return None
         execution_id, job = rows[0]
         return str(execution_id), json.loads(bytes(job).decode("utf-8", "surrogatepass"))
 
     def finished(self, execution_id: str) -> None:
-        """The execution is terminal: its job goes and every node hears of it."""
+        """The execution is terminal: its job goes (and its place, when unclaimed) and every node
+        hears of it."""
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM queue WHERE execution_id = %s", (execution_id,))
-            conn.execute("SELECT pg_notify(%s, %s)", (EVENT_CHANNEL, "done:" + execution_id))
+            self._drop_jobs(conn, "execution_id = %s", (execution_id,))
+            self._notify(conn, self.event_channel, "done:" + execution_id)
 
     def cancelled(self, execution_id: str) -> None:
         """The execution was cancelled (its terminal status written, :meth:`finished` said): the
         node running it stops it."""
-        self._db.run("SELECT pg_notify(%s, %s)", (EVENT_CHANNEL, "cancel:" + execution_id))
+        with self._db.connection() as conn:
+            self._notify(conn, self.event_channel, "cancel:" + execution_id)
+
+    @staticmethod
+    def _drop_jobs(conn: psycopg.Connection[Any], where: str, params: tuple[Any, ...]) -> None:
+        """Deletes the jobs ``where`` selects, giving back the places of those not claimed, in
+        one statement: a job's place goes back exactly once, with whichever delete or claim
+        moved it first."""
+        conn.execute(
+            f"WITH gone AS (DELETE FROM queue WHERE {where} RETURNING claimed_by)"
+            f" UPDATE {usage.TABLE} SET used = used - (SELECT count(*) FROM gone WHERE claimed_by IS NULL)"
+            " WHERE resource = %s AND EXISTS (SELECT 1 FROM gone WHERE claimed_by IS NULL)",
+            (*params, QUEUED),
+        )
+
+    @staticmethod
+    def _notify(conn: psycopg.Connection[Any], channel: str, payload: str) -> None:
+        conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
 
     # -- leases -----------------------------------------------------------------------------
 
@@ -104,8 +154,12 @@ class PostgresQueue:
     def reap(self, reason: str, *, by: str) -> list[str]:
         """Fails the running executions of nodes (other than ``by``, the caller) whose lease
         expired (their queued jobs go too) and forgets those nodes, and those accepted but never
-        queued; returns the executions failed. Any node may call it."""
-        return self._reap_lost(reason, by) + self._reap_unqueued()
+        queued; returns the executions failed. Any node may call it. Then jobs left behind by
+        executions that ended (a node that could not say so) go, with their places, and the count
+        of places is checked against the queue."""
+        failed = self._reap_lost(reason, by) + self._reap_unqueued()
+        self._sweep()
+        return failed
 
     def _reap_lost(self, reason: str, by: str) -> list[str]:
         with self._db.transaction() as conn:
@@ -127,10 +181,10 @@ class PostgresQueue:
                     (reason, lost),
                 ).fetchall()
             ]
-            conn.execute("DELETE FROM queue WHERE execution_id = ANY(%s)", (failed,))
+            self._drop_jobs(conn, "execution_id = ANY(%s)", (failed,))
             conn.execute("DELETE FROM nodes WHERE id = ANY(%s)", (lost,))
             for execution_id in failed:
-                conn.execute("SELECT pg_notify(%s, %s)", (EVENT_CHANNEL, "done:" + execution_id))
+                self._notify(conn, self.event_channel, "done:" + execution_id)
         if failed:
             log.warning("failed %d executions of lost nodes %s", len(failed), ", ".join(lost))
         return failed
@@ -154,10 +208,26 @@ class PostgresQueue:
                 ).fetchall()
             ]
             for execution_id in failed:
-                conn.execute("SELECT pg_notify(%s, %s)", (EVENT_CHANNEL, "done:" + execution_id))
+                self._notify(conn, self.event_channel, "done:" + execution_id)
         if failed:
             log.warning("failed %d executions that were accepted but never queued", len(failed))
         return failed
+
+    def _sweep(self) -> None:
+        """Deletes the jobs of executions that are no longer running (the node that ended one
+        could not delete its job: the database went away in between), giving back their places;
+        then sets the count of places to the unclaimed jobs, should anything have moved them
+        outside :meth:`enqueue`, :meth:`claim` and the deletes (a node of an earlier release)."""
+        with self._db.transaction() as conn:
+            self._drop_jobs(
+                conn,
+                "NOT EXISTS (SELECT 1 FROM executions AS e"
+                " WHERE e.execution_id = queue.execution_id AND e.status = 'running')",
+                (),
+            )
+            before = usage.recount(conn, QUEUED, _UNCLAIMED)
+        if before is not None:
+            log.warning("the count of the queue's places was %d, not the queue's unclaimed jobs", before)
 
     # -- events -----------------------------------------------------------------------------
 
@@ -172,13 +242,16 @@ class PostgresQueue:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
                     if self._db.schema is not None:
                         conn.execute(f"SET search_path TO {self._db.schema}")
-                    conn.execute(f"LISTEN {WORK_CHANNEL}")
-                    conn.execute(f"LISTEN {EVENT_CHANNEL}")
+                    for name in (self.work_channel, self.event_channel):
+                        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
                     backoff = 0.1
                     on_event("connected")
                     while not stop.is_set():
                         for notify in conn.notifies(timeout=0.5):
-                            on_event("work" if notify.channel == WORK_CHANNEL else notify.payload)
+                            if notify.channel == self.work_channel:
+                                on_event("work")
+                            elif notify.channel == self.event_channel:
+                                on_event(notify.payload)
             except psycopg.Error as e:
                 if stop.is_set():
                     return

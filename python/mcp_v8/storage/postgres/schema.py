@@ -88,7 +88,20 @@ CREATE TABLE nodes (
 );
 """
 
-MIGRATIONS: tuple[PgMigration, ...] = (PgMigration(1, "executions, output logs and chunks, heap tags", _V1),)
+# Version 2: the usage of limited resources the nodes share (see :mod:`.usage`), starting with the
+# places of the queue ("queued": its unclaimed jobs), counted from the queue as it stands.
+_V2 = """
+CREATE TABLE usage_counters (
+    resource text COLLATE "C" PRIMARY KEY,
+    used     bigint NOT NULL
+);
+INSERT INTO usage_counters (resource, used) SELECT 'queued', count(*) FROM queue WHERE claimed_by IS NULL;
+"""
+
+MIGRATIONS: tuple[PgMigration, ...] = (
+    PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
+    PgMigration(2, "usage counters of the limits nodes share", _V2),
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
