@@ -19,17 +19,21 @@ from mcp_v8 import Control, Engine
 from mcp_v8.app import create_app
 from mcp_v8.config import Settings, from_env
 
-from .service_helpers import submit, wait
+from .service_helpers import HOST, submit, wait
 
 BIG = 64 * 1024
 
 
 class Server:
-    """Routes: /json, /echo, /status/N, /redirect?to=URL&code=N, /big, /drip (a byte every
-    50 ms for up to 60 s; ``dropped`` is set when the client went away)."""
+    """Routes: /json, /echo, /headers (the request's headers as JSON), /status/N,
+    /redirect?to=URL&code=N, /big, /drip (a byte every 50 ms for up to 60 s), /slow?s=N (the
+    status line after N seconds), /hang (no answer), /stall (half the body, then nothing).
+    ``dropped`` is set when the client of /drip, /hang or /stall went away; ``arrived`` once
+    a request came."""
 
     def __init__(self) -> None:
         self.dropped = threading.Event()
+        self.arrived = threading.Event()
         self.requests: list[str] = []
         outer = self
 
@@ -47,8 +51,18 @@ class Server:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _until_the_client_leaves(self) -> None:
+                self.wfile.flush()
+                self.connection.settimeout(120)
+                try:
+                    if self.connection.recv(1) == b"":
+                        outer.dropped.set()
+                except OSError:
+                    outer.dropped.set()
+
             def _route(self) -> None:
                 outer.requests.append(f"{self.command} {self.headers.get('Host')} {self.path}")
+                outer.arrived.set()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 path, _, query = self.path.partition("?")
@@ -58,6 +72,20 @@ class Server:
                 elif path == "/echo":
                     echo = {"method": self.command, "body": body.decode(), "x": self.headers.get("X-Custom")}
                     self._send(200, json.dumps(echo).encode(), {"Content-Type": "application/json"})
+                elif path == "/headers":
+                    got = {k.lower(): v for k, v in self.headers.items()}
+                    self._send(200, json.dumps(got).encode(), {"Content-Type": "application/json"})
+                elif path == "/slow":
+                    time.sleep(float(params["s"]))
+                    self._send(200, b"slow")
+                elif path == "/hang":
+                    self._until_the_client_leaves()
+                elif path == "/stall":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    self.wfile.write(b"x" * 50)
+                    self._until_the_client_leaves()
                 elif path.startswith("/status/"):
                     self._send(int(path.rsplit("/", 1)[1]), b"status body")
                 elif path == "/redirect":
@@ -167,7 +195,10 @@ def test_redirects(server: Server) -> None:
     """
     got = run(engine, code)
     assert got[:3] == [200, True, f"{server.origin}/json"]
-    assert "redirect to http://localhost" in got[3] and "not an allowed origin" in got[3]
+    assert got[3] == (
+        f"fetch refused: {server.origin} redirected to {server.other_origin}, which is not an allowed "
+        f"origin (allowed: {server.origin})"
+    )
     assert got[4:] == [302, "/json", "TypeError", "GET"]
     loop = run(engine, f"fetch('{server.origin}/loop').then(() => 'reached', e => e.message)")
     assert "more than 20 redirects" in loop
@@ -207,6 +238,101 @@ def test_a_fetch_in_flight_stops_on_timeout(server: Server) -> None:
     outcome = engine.execute(f"fetch('{server.origin}/drip').then(r => r.text())", timeout=0.5)
     assert outcome.timed_out
     assert server.dropped.wait(20), "the request kept reading after its execution timed out"
+
+
+def test_a_server_that_takes_seconds_to_answer_is_waited_for(server: Server) -> None:
+    engine = Engine(allow_fetch=[server.origin])
+    code = f"fetch('{server.origin}/slow?s=1').then(async r => [r.status, await r.text()])"
+    assert run(engine, code, timeout=60) == [200, "slow"]
+    with engine.context() as ctx:  # no timeout: the response timeout (300 s) bounds it
+        assert ctx.eval(f"fetch('{server.origin}/slow?s=1').then(r => r.text())") == "slow"
+
+
+@pytest.mark.parametrize("route", ["/hang", "/stall"])
+def test_cancel_stops_a_fetch_waiting_for_its_head_or_its_body(server: Server, route: str) -> None:
+    engine = Engine(allow_fetch=[server.origin])
+    control = Control()
+
+    def cancel_once_it_waits() -> None:
+        server.arrived.wait(30)
+        time.sleep(0.3)  # into the wait for the head or the rest of the body
+        control.cancel()
+
+    threading.Thread(target=cancel_once_it_waits, daemon=True).start()
+    outcome = engine.execute(
+        f"fetch('{server.origin}{route}').then(r => r.text())", control=control, timeout=120
+    )
+    assert outcome.cancelled, (outcome.status, outcome.error)
+    assert server.dropped.wait(20), "the request kept its connection after the cancel"
+
+
+@pytest.mark.parametrize("route", ["/hang", "/stall"])
+def test_a_timeout_stops_a_fetch_waiting_for_its_head_or_its_body(server: Server, route: str) -> None:
+    engine = Engine(allow_fetch=[server.origin])
+    outcome = engine.execute(f"fetch('{server.origin}{route}').then(r => r.text())", timeout=2)
+    assert outcome.timed_out, (outcome.status, outcome.error)
+    assert server.dropped.wait(20), "the request kept its connection after the timeout"
+
+
+def test_a_live_context_run_ends_its_fetches(server: Server) -> None:
+    engine = Engine(allow_fetch=[server.origin])
+    with engine.context() as ctx:
+        outcome = ctx.execute(f"fetch('{server.origin}/stall').then(r => r.text())", timeout=2)
+        assert outcome.timed_out, (outcome.status, outcome.error)
+        assert server.dropped.wait(20), "the request outlived its run"
+        assert ctx.eval(f"fetch('{server.origin}/json').then(r => r.status)") == 200
+
+
+def test_failures_say_what_happened_once(server: Server) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    engine = Engine(allow_fetch=[closed])
+    got = run(engine, f"fetch('{closed}/').then(() => 'reached', e => [e.name, e.message])")
+    assert got == ["TypeError", f"fetch failed: {closed} refused the connection"]
+
+
+def test_scripts_may_not_set_framing_or_routing_headers(server: Server) -> None:
+    engine = Engine(allow_fetch=[server.origin])
+    for name in [
+        "Host",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Connection",
+        "Proxy-Authorization",
+        "Upgrade",
+    ]:
+        code = f"fetch('{server.origin}/headers', {{headers: {{'{name}': 'x'}}}}).then(() => 'reached', e => [e.name, e.message])"
+        got = run(engine, code)
+        assert got[0] == "TypeError" and f'"{name.lower()}" header' in got[1], got
+    assert server.requests == []
+    code = f"""fetch('{server.origin}/headers', {{headers: {{Cookie: 'c=1', Origin: 'https://o.example', 'X-Host': 'h'}}}})
+      .then(r => r.json())"""
+    got = run(engine, code)
+    assert (got["cookie"], got["origin"], got["x-host"]) == ("c=1", "https://o.example", "h")
+    assert got["host"] == server.origin.removeprefix("http://")
+
+
+def test_a_redirect_to_another_origin_drops_the_credentials(server: Server) -> None:
+    other = Server()
+    try:
+        engine = Engine(allow_fetch=[server.origin, other.origin])
+        sent = "{Authorization: 'Bearer t', Cookie: 'c=1', 'X-Kept': 'k'}"
+        code = f"""
+        (async () => {{
+          const away = await fetch('{server.origin}/redirect?to={other.origin}/headers', {{headers: {sent}}});
+          const home = await fetch('{server.origin}/redirect?to=%2Fheaders', {{headers: {sent}}});
+          return [away.url, await away.json(), await home.json()];
+        }})()
+        """
+        url, away, home = run(engine, code)
+        assert url == f"{other.origin}/headers"
+        assert "authorization" not in away and "cookie" not in away and away["x-kept"] == "k", away
+        assert (home["authorization"], home["cookie"], home["x-kept"]) == ("Bearer t", "c=1", "k")
+    finally:
+        other.close()
 
 
 def test_abort_signal_rejects_the_fetch(server: Server) -> None:
@@ -261,5 +387,32 @@ def test_the_service_allows_what_its_settings_allow(server: Server, tmp_path: Pa
         assert sorted(json.loads(done["result"])) == ["fulfilled", "rejected"], done
         done = wait(c, submit(c, f"fetch('{server.other_origin}/json').catch(e => e.message)"))
         assert "is not an allowed origin" in json.loads(done["result"])
+    finally:
+        app.service.close()
+
+
+def test_the_service_cancels_and_times_out_a_waiting_fetch_without_killing_its_worker(
+    server: Server, tmp_path: Path
+) -> None:
+    app = create_app(Settings(data_dir=tmp_path, workers=1, allow_fetch=(server.origin,)))
+    c = testing.TestClient(app)
+    try:
+        code = f"fetch('{server.origin}/hang').then(r => r.text())"
+        execution = submit(c, code, execution_timeout_secs=120)
+        assert server.arrived.wait(60), "the fetch never reached the server"
+        assert c.simulate_post(f"/api/executions/{execution}/cancel", headers=HOST).json["ok"] is True
+        done = wait(c, execution)
+        assert done["status"] == "cancelled" and "killed" not in (done.get("error") or ""), done
+        assert server.dropped.wait(20), "the request outlived its execution"
+        server.dropped.clear()
+        done = wait(
+            c, submit(c, f"fetch('{server.origin}/stall').then(r => r.text())", execution_timeout_secs=2)
+        )
+        assert done["status"] == "timed_out" and "killed" not in (done.get("error") or ""), done
+        assert server.dropped.wait(20), "the request outlived its execution"
+        stats = c.simulate_get("/api/stats", headers=HOST).json
+        assert (stats["worker_crashes"], stats["worker_restarts"]) == (0, 0), stats
+        done = wait(c, submit(c, f"fetch('{server.origin}/slow?s=1').then(r => r.text())"))
+        assert done["status"] == "completed" and json.loads(done["result"]) == "slow", done
     finally:
         app.service.close()

@@ -120,7 +120,7 @@ class Settings:
         default=(),
         metadata={
             "help": "origins (scheme://host[:port], comma-separated) that scripts may fetch; empty: fetch is off. "
-            "Redirects elsewhere are refused; a host name resolving to a private address only when the "
+            "Redirects elsewhere are refused; a host name resolving to an internal address only when the "
             "origin names that address"
         },
     )

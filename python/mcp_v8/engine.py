@@ -36,9 +36,11 @@ class Engine:
 
     ``fetch`` is off unless ``allow_fetch`` lists origins (``"https://api.example.com"``,
     ``"http://127.0.0.1:8080"``: scheme, host and port); then the standard ``fetch`` reaches
-    those origins only (redirects included; a host name that resolves to a private or
-    loopback address only when the origin names that address), with at most
-    ``max_fetch_bytes`` of response body and ``max_fetch_requests`` requests per execution.
+    those origins only (redirects included; a host name that resolves to an internal
+    address only when the origin names that address), with at most ``max_fetch_bytes`` of
+    response body and ``max_fetch_requests`` requests per execution. A request waits for its
+    server until the execution ends (at most 300 s for the response head and between two
+    reads of the body); the end of the execution shuts its connections down.
 
     Result conversion (``Outcome.result`` is JSON text):
     objects, arrays, strings, numbers, booleans and null are plain JSON;
