@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import queue
 import threading
 from typing import Any
 
@@ -67,10 +68,15 @@ def test_requests_notifications_and_responses() -> None:
     assert note is not None and note.is_notification
     assert classify({"jsonrpc": "2.0", "id": 4, "result": {}}) is None  # a client's response
     call = classify(
-        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"_meta": {"progressToken": "p"}}}
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "run_js", "_meta": {"progressToken": "p"}},
+        }
     )
     assert call is not None and progress_token(call) == "p"
-    assert progress_token(Request(1, "tools/call", {"_meta": {"progressToken": 1.5}})) is None
+    assert progress_token(Request(1, "tools/call", {"name": "run_js"})) is None
 
 
 def test_negotiation() -> None:
@@ -109,13 +115,24 @@ class FakeOps:
 
 
 class FakeServer:
-    """Answers ping at once; a tools/call watches execution "e-<id>" and blocks until cancelled."""
+    """Answers ping at once; a tools/call watches execution "e-<id>" and blocks until cancelled
+    or finished by the test (``finish``). ``started`` has the ids of the calls that ran."""
 
     def __init__(self) -> None:
         self.ops = FakeOps()
         self.waiting = threading.Event()
         self.gate = threading.Event()  # a tools/call reaches watch() once it is set
         self.gate.set()
+        self.started: queue.Queue[Any] = queue.Queue()
+        self._wakes: dict[Any, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def _wake(self, id: Any) -> threading.Event:
+        with self._lock:
+            return self._wakes.setdefault(id, threading.Event())
+
+    def finish(self, id: Any) -> None:
+        self._wake(id).set()
 
     def handle(self, request: Request, version: str, call: Call | None = None) -> dict[str, Any] | None:
         if request.is_notification:
@@ -123,11 +140,13 @@ class FakeServer:
         if request.method == "tools/call":
             assert call is not None
             assert self.gate.wait(HANG)
-            if not call.watch(f"e-{request.id}", threading.Event(), owned=True):
+            wake = self._wake(request.id)
+            if not call.watch(f"e-{request.id}", wake, owned=True):
                 self.ops.cancel(f"e-{request.id}")  # as the tools do: cancelled before it started
                 return None
+            self.started.put(request.id)
             self.waiting.set()
-            assert call.cancelled.wait(HANG)
+            assert wake.wait(HANG)
         return {"jsonrpc": "2.0", "id": request.id, "result": {"version": version}}
 
 
@@ -243,3 +262,97 @@ def test_a_cancel_right_behind_its_request_is_not_lost() -> None:
     assert not runner.is_alive()
     assert server.ops.cancelled == ["e-4"]
     assert b'"id":4' not in out.getvalue()
+
+
+# -- malformed messages: each a clean JSON-RPC error, or an ignored notification -------------
+
+CANCEL = "notifications/cancelled"
+
+
+def _request(method: str, params: Any, id: Any = 1) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": id, "method": method, "params": params}
+
+
+def _note(method: str, params: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": method, "params": params}
+
+
+# (message, code, id of the answer); code None: a notification, logged and ignored over stdio.
+MALFORMED: list[tuple[Any, int | None, Any]] = [
+    # ids of every JSON type but string and integer
+    ({"jsonrpc": "2.0", "id": [1], "method": "ping"}, INVALID_REQUEST, None),
+    ({"jsonrpc": "2.0", "id": {"a": 1}, "method": "ping"}, INVALID_REQUEST, None),
+    ({"jsonrpc": "2.0", "id": 1.5, "method": "ping"}, INVALID_REQUEST, None),
+    ({"jsonrpc": "2.0", "id": False, "method": "ping"}, INVALID_REQUEST, None),
+    ({"jsonrpc": "2.0", "id": None, "method": "tools/list"}, INVALID_REQUEST, None),
+    (
+        {"jsonrpc": "2.0", "id": [1], "method": "tools/call", "params": {"name": "run_js"}},
+        INVALID_REQUEST,
+        None,
+    ),
+    # params that are not objects
+    (_request("ping", [1], "a"), INVALID_PARAMS, "a"),
+    (_request("tools/call", "run_js", 2), INVALID_PARAMS, 2),
+    (_request("tools/list", None, 3), INVALID_PARAMS, 3),
+    # the fields the server reads
+    (_request("tools/call", {"name": 5}, 4), INVALID_PARAMS, 4),
+    (_request("tools/call", {}, 5), INVALID_PARAMS, 5),
+    (_request("tools/call", {"name": "run_js", "arguments": [1]}, 6), INVALID_PARAMS, 6),
+    (_request("tools/call", {"name": "run_js", "arguments": "1+1"}, 7), INVALID_PARAMS, 7),
+    (_request("tools/call", {"name": "run_js", "_meta": [1]}, 8), INVALID_PARAMS, 8),
+    (_request("tools/call", {"name": "run_js", "_meta": {"progressToken": [1]}}, 9), INVALID_PARAMS, 9),
+    (_request("tools/call", {"name": "run_js", "_meta": {"progressToken": True}}, 10), INVALID_PARAMS, 10),
+    (_request("tools/call", {"name": "run_js", "_meta": {"progressToken": None}}, 11), INVALID_PARAMS, 11),
+    (_request("tools/list", {"cursor": 5}, 12), INVALID_PARAMS, 12),
+    (_request("tools/list", {"cursor": "never-issued"}, 13), INVALID_PARAMS, 13),
+    (_request("initialize", {"capabilities": {}}, 14), INVALID_PARAMS, 14),
+    (_request("initialize", {"protocolVersion": ["2025-11-25"]}, 15), INVALID_PARAMS, 15),
+    (_request("ping", {"_meta": "x"}, 16), INVALID_PARAMS, 16),
+    # notifications: never answered over stdio
+    (_note(CANCEL, {"requestId": [1]}), None, None),
+    (_note(CANCEL, {"requestId": {"id": 1}}), None, None),
+    (_note(CANCEL, {"requestId": 1.5}), None, None),
+    (_note(CANCEL, {"requestId": True}), None, None),
+    (_note(CANCEL, {"requestId": None}), None, None),
+    (_note(CANCEL, {}), None, None),
+    (_note(CANCEL, {"requestId": 1, "reason": 5}), None, None),
+    (_note(CANCEL, [1]), None, None),
+    (_note(CANCEL, "1"), None, None),
+    (_note("notifications/initialized", 5), None, None),
+    (_note("notifications/whatever", {"_meta": [1]}), None, None),
+]
+
+
+@pytest.mark.parametrize(("message", "code", "id"), MALFORMED)
+def test_malformed_fields_are_protocol_errors(message: Any, code: int | None, id: Any) -> None:
+    with pytest.raises(ProtocolError) as e:
+        classify(message)
+    assert e.value.notification == (code is None)
+    assert (e.value.code, e.value.id) == (code or INVALID_PARAMS, id)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": NaN}}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": -Infinity}}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"_meta": {"progressToken": 1e400}}}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": ' + b"[" * 70 + b"]" * 70 + b"}}",
+    ],
+)
+def test_what_no_client_could_read_back_is_a_parse_error(raw: bytes) -> None:
+    with pytest.raises(ProtocolError) as e:
+        parse(raw)
+    assert e.value.code == PARSE_ERROR
+
+
+def test_well_formed_fields_pass() -> None:
+    for message in (
+        _request("tools/call", {"name": "run_js", "arguments": None, "_meta": {"progressToken": 1.5}}),
+        _request("tools/call", {"name": "run_js", "_meta": {"progressToken": 10**30}}),
+        _request("tools/list", {"cursor": None}),
+        _request("initialize", {"protocolVersion": "1999-01-01"}),  # unknown: negotiated, not refused
+        _request("ping", {"_meta": {}}, 10**40),
+        _note(CANCEL, {"requestId": "x", "reason": "gone"}),
+    ):
+        assert classify(message) is not None, message

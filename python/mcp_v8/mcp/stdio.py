@@ -109,7 +109,7 @@ class StdioSession:
         if request is None:
             return
         if request.method == "initialize":  # in order: later messages speak its version
-            self._version = negotiate(request.params.get("protocolVersion"))
+            self._version = negotiate(request.params["protocolVersion"])
             self._send(self._server.handle(request, self._version))
             return
         if request.is_notification:
@@ -128,7 +128,10 @@ class StdioSession:
         try:
             return classify(message)
         except ProtocolError as e:
-            self._send(error_response(e.id, e.code, str(e)))
+            if e.notification:  # a notification is never answered, even to say it is wrong
+                log.warning("ignored a malformed notification: %s", e)
+            else:
+                self._send(error_response(e.id, e.code, str(e)))
             return None
 
     def _batch(self, messages: list[Any]) -> None:
