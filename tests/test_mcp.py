@@ -977,6 +977,98 @@ def _no_internal_errors(replies: list[dict[str, Any]]) -> None:
             assert reply["error"]["code"] in (-32700, -32600, -32601, -32602), reply
 
 
+def test_stdio_fuzz_malformed_messages_leave_the_server_answering(stdio_dir: Path) -> None:
+    """Regression: one ``notifications/cancelled`` with ``"requestId": [1]`` ended the stdio
+    server. Each generated message is followed by a ping that must be answered; then a real
+    run_js; stdout is JSON-RPC throughout and no message is an internal error."""
+    raw = RawStdio(stdio_dir)
+    try:
+        raw.send_message(INIT)
+        raw.wait_for("init")
+        raw.send_message({"jsonrpc": "2.0", "method": CANCEL, "params": {"requestId": [1]}})
+        pings = iter(range(10**6))
+
+        @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(MESSAGES)
+        def one(message: Any) -> None:
+            raw.send(json.dumps(message).encode() + b"\n")
+            ping = f"ping-{uuid.uuid4().hex}-{next(pings)}"
+            raw.send_message({"jsonrpc": "2.0", "id": ping, "method": "ping"})
+            assert raw.answer(ping)["result"] == {}
+
+        one()
+        for line in (b"NaN\n", b'{"jsonrpc":"2.0","id":1e400,"method":"ping"}\n', b"[" * 200 + b"\n"):
+            raw.send(line)
+        raw.send_message({"jsonrpc": "2.0", "id": "last-ping", "method": "ping"})
+        assert raw.answer("last-ping")["result"] == {}
+        run = {"jsonrpc": "2.0", "id": "last-run", "method": "tools/call",
+               "params": {"name": "run_js", "arguments": {"code": "6 * 7"}}}  # fmt: skip
+        raw.send_message(run)
+        assert raw.answer("last-run")["result"]["structuredContent"]["result"] == "42"
+    finally:
+        raw.finish()
+    assert raw.process.returncode == 0
+    _no_internal_errors(raw.flat())
+    assert b"Traceback" not in raw.stderr_path.read_bytes()
+
+
+def test_stdio_control_messages_never_wait_behind_tool_calls(stdio_dir: Path) -> None:
+    """With --mcp-tool-calls 2 and two endless run_js calls, a third call waits while ping,
+    tools/list and cancels are answered; a reused id is refused and a cancel names the first;
+    the waiting call, cancelled, never runs."""
+    raw = RawStdio(stdio_dir, MCP_V8_MCP_TOOL_CALLS="2")
+    tag = uuid.uuid4().hex[:8]
+
+    def run_js(id: Any, code: str, session: str, token: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": "run_js", "arguments": {"code": code, "session": f"{session}-{tag}",
+                                  "execution_timeout_secs": 120, "snapshot": False}}  # fmt: skip
+        if token is not None:
+            params["_meta"] = {"progressToken": token}
+        return {"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}
+
+    def listed(id: Any, session: str) -> list[dict[str, Any]]:
+        raw.send_message({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "list_executions", "arguments": {"session": f"{session}-{tag}"}}})  # fmt: skip
+        return list(raw.answer(id)["result"]["structuredContent"]["executions"])
+
+    def progressed(token: str) -> bool:
+        return any(r.get("params", {}).get("progressToken") == token for r in raw.flat() if "method" in r)
+
+    try:
+        raw.send_message(INIT)
+        raw.wait_for("init")
+        endless = "console.log('started'); while (true) {}"
+        raw.send_message(run_js(10, endless, "a", token="a"))
+        raw.send_message(run_js(11, endless, "b", token="b"))
+        raw.wait_until(lambda: progressed("a") and progressed("b"))  # both run: the slots are full
+        raw.send_message(run_js(12, "'c'", "c"))  # waits for a slot
+        raw.send_message({"jsonrpc": "2.0", "id": 13, "method": "ping"})
+        raw.send_message({"jsonrpc": "2.0", "id": 14, "method": "tools/list"})
+        raw.send_message(run_js(10, "'again'", "again"))  # 10 is in flight
+        assert raw.answer(13)["result"] == {}
+        assert len(raw.answer(14)["result"]["tools"]) == len(TOOLS)
+        assert raw.answers(10, 11) == []  # answered while both calls still wait (for up to 30 s)
+        raw.wait_for(10)
+        (refused,) = raw.answers(10)
+        assert refused["error"]["code"] == -32600 and "in use" in refused["error"]["message"]
+        raw.send_message({"jsonrpc": "2.0", "method": CANCEL, "params": {"requestId": 12}})  # waiting
+        raw.send_message({"jsonrpc": "2.0", "method": CANCEL, "params": {"requestId": 10}})  # the first 10
+        raw.send_message(run_js(15, "'after'", "d"))  # a's slot frees
+        assert raw.answer(15)["result"]["structuredContent"]["result"] == '"after"'
+        assert listed(16, "c") == []  # the cancelled waiting call never ran
+        assert listed(17, "again") == []  # nor did the refused one
+        (a,) = listed(18, "a")
+        final = {"jsonrpc": "2.0", "id": 19, "method": "tools/call", "params": {
+            "name": "get_execution", "arguments": {"execution_id": a["execution_id"], "wait_ms": 30000}}}  # fmt: skip
+        raw.send_message(final)
+        assert raw.answer(19)["result"]["structuredContent"]["status"] == "cancelled"
+        assert raw.answers(12) == [] and len(raw.answers(10)) == 1  # cancelled: not answered
+    finally:
+        raw.finish()  # stdin's end cancels b
+    assert raw.process.returncode == 0
+    _no_internal_errors(raw.flat())
+
+
 UNSUPPORTED = {"jsonrpc": "2.0", "id": None,
                "error": {"code": -32600, "message": "Unsupported Media Type: Content-Type must be application/json"}}  # fmt: skip
 
