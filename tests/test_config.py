@@ -139,6 +139,13 @@ def test_contradicting_flags_end_the_command_with_a_message(capsys: pytest.Captu
     assert str(e.value) == "mcp-v8: heap_store postgresql needs database_url"
 
 
+def test_mcp_tool_calls() -> None:
+    assert Settings().mcp_tool_calls == 32
+    assert config.from_env({"MCP_V8_MCP_TOOL_CALLS": "4"}).mcp_tool_calls == 4
+    with pytest.raises(ValueError, match="mcp_tool_calls must be at least 1"):
+        Settings(mcp_tool_calls=0)
+
+
 # -- passwords are never shown ---------------------------------------------------------------
 
 SECRET = "s3cr3t-Pa55"

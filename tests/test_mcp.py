@@ -20,12 +20,15 @@ import anyio
 import httpx2
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from .live_server import LiveServer
+from .test_mcp_protocol import MALFORMED
 
 VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")
 STRUCTURED = ("2025-06-18", "2025-11-25")
@@ -684,9 +687,11 @@ def test_http_code_over_the_code_limit_is_a_tool_error(server: LiveServer) -> No
 class RawStdio:
     """``mcp-v8 mcp`` spoken to line by line; every stdout line must be JSON."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **settings: str) -> None:
         env = {**os.environ, "MCP_V8_DATA_DIR": str(data_dir), "MCP_V8_WORKERS": "2", "PYTHONUNBUFFERED": "1"}
-        self.stderr = open(data_dir / f"stderr-{uuid.uuid4().hex[:8]}.log", "wb")  # noqa: SIM115
+        env.update(settings)
+        self.stderr_path = data_dir / f"stderr-{uuid.uuid4().hex[:8]}.log"
+        self.stderr = open(self.stderr_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mcp_v8", "mcp"],
             stdin=subprocess.PIPE,
@@ -713,11 +718,26 @@ class RawStdio:
         line = self.lines.get(timeout=timeout)
         self.replies.append(json.loads(line))  # nothing but JSON on stdout
 
+    def send_message(self, message: Any) -> None:
+        self.send(json.dumps(message).encode() + b"\n")
+
     def wait_for(self, *ids: Any, timeout: float = 60) -> None:
         """Reads replies until one for each of ``ids`` has come."""
+        self.wait_until(lambda: set(ids) <= {r.get("id") for r in self.answers()}, timeout)
+
+    def wait_until(self, done: Callable[[], bool], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        while not set(ids) <= {r.get("id") for r in self.flat()}:
+        while not done():
             self._take(max(0.1, deadline - time.monotonic()))
+
+    def answers(self, *ids: Any) -> list[dict[str, Any]]:
+        """The responses (to ``ids`` when given), not the notifications."""
+        return [r for r in self.flat() if "method" not in r and (not ids or r.get("id") in ids)]
+
+    def answer(self, id: Any) -> dict[str, Any]:
+        self.wait_for(id)
+        (found,) = self.answers(id)
+        return found
 
     def flat(self) -> list[dict[str, Any]]:
         return [item for reply in self.replies for item in (reply if isinstance(reply, list) else [reply])]
@@ -868,3 +888,229 @@ def test_mcp_keeps_its_data_in_the_users_data_directory(tmp_path: Path) -> None:
         process.wait(60)
     assert (tmp_path / "xdg" / "mcp-v8" / "registry.sqlite3").is_file()
     assert list(cwd.iterdir()) == []
+
+
+# -- malformed messages and a full house of tool calls ---------------------------------------
+
+INIT = {"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+        "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}  # fmt: skip
+CANCEL = "notifications/cancelled"
+JSON_LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+JSON = st.recursive(
+    JSON_LEAF,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+ABSENT = object()
+
+
+def _maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.just(ABSENT), strategy)
+
+
+# What a client may put in each field the server reads, right or wrong: ids of every JSON type,
+# params that are not objects, progress tokens, cursors, arguments, _meta, cancel targets.
+_META = st.one_of(JSON, st.fixed_dictionaries({"progressToken": JSON}))
+_ARGUMENTS = st.one_of(
+    JSON,
+    st.fixed_dictionaries(
+        {"code": st.sampled_from(["1", "'x'", "", "throw 1", "[", "await 1"])},
+        optional={
+            "wait_ms": JSON,
+            "heap": JSON,
+            "session": JSON,
+            "tags": JSON,
+            "snapshot": JSON,
+            "execution_timeout_secs": st.sampled_from([1, 0, -1, "1", None, 1.5]),
+        },
+    ),  # fmt: skip
+)
+_PARAMS = st.one_of(
+    JSON,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "name": st.one_of(st.sampled_from(["run_js", "list_executions", "get_execution", "nope"]), JSON),
+            "arguments": _ARGUMENTS,
+            "_meta": _META,
+            "cursor": JSON,
+            "protocolVersion": st.one_of(st.sampled_from(["2025-03-26", "2025-11-25"]), JSON),
+            "requestId": JSON,
+            "reason": JSON,
+        },
+    ),
+)
+_FIELDS = {
+    "jsonrpc": st.sampled_from(["2.0", "2.0", "2.0", "1.0", 2.0, None]),
+    "id": _maybe(st.one_of(JSON, st.integers(-(2**70), 2**70))),
+    "method": _maybe(
+        st.one_of(
+            st.sampled_from(
+                ["ping", "initialize", "tools/list", "tools/call", CANCEL, "notifications/initialized"]
+            ),
+            JSON,
+        )
+    ),
+    "params": _maybe(_PARAMS),
+    "result": _maybe(JSON),
+}
+MESSAGES = st.one_of(
+    st.fixed_dictionaries(_FIELDS).map(lambda m: {k: v for k, v in m.items() if v is not ABSENT}),
+    JSON,
+    st.lists(
+        st.fixed_dictionaries(_FIELDS).map(lambda m: {k: v for k, v in m.items() if v is not ABSENT}),
+        max_size=3,
+    ),
+)
+
+
+def _no_internal_errors(replies: list[dict[str, Any]]) -> None:
+    for reply in replies:
+        assert reply["jsonrpc"] == "2.0", reply
+        if "error" in reply:
+            assert reply["error"]["code"] in (-32700, -32600, -32601, -32602), reply
+
+
+def test_stdio_fuzz_malformed_messages_leave_the_server_answering(stdio_dir: Path) -> None:
+    """Regression: one ``notifications/cancelled`` with ``"requestId": [1]`` ended the stdio
+    server. Each generated message is followed by a ping that must be answered; then a real
+    run_js; stdout is JSON-RPC throughout and no message is an internal error."""
+    raw = RawStdio(stdio_dir)
+    try:
+        raw.send_message(INIT)
+        raw.wait_for("init")
+        raw.send_message({"jsonrpc": "2.0", "method": CANCEL, "params": {"requestId": [1]}})
+        pings = iter(range(10**6))
+
+        @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(MESSAGES)
+        def one(message: Any) -> None:
+            raw.send(json.dumps(message).encode() + b"\n")
+            ping = f"ping-{uuid.uuid4().hex}-{next(pings)}"
+            raw.send_message({"jsonrpc": "2.0", "id": ping, "method": "ping"})
+            assert raw.answer(ping)["result"] == {}
+
+        one()
+        for line in (b"NaN\n", b'{"jsonrpc":"2.0","id":1e400,"method":"ping"}\n', b"[" * 200 + b"\n"):
+            raw.send(line)
+        raw.send_message({"jsonrpc": "2.0", "id": "last-ping", "method": "ping"})
+        assert raw.answer("last-ping")["result"] == {}
+        run = {"jsonrpc": "2.0", "id": "last-run", "method": "tools/call",
+               "params": {"name": "run_js", "arguments": {"code": "6 * 7"}}}  # fmt: skip
+        raw.send_message(run)
+        assert raw.answer("last-run")["result"]["structuredContent"]["result"] == "42"
+    finally:
+        raw.finish()
+    assert raw.process.returncode == 0
+    _no_internal_errors(raw.flat())
+    assert b"Traceback" not in raw.stderr_path.read_bytes()
+
+
+def test_stdio_control_messages_never_wait_behind_tool_calls(stdio_dir: Path) -> None:
+    """With --mcp-tool-calls 2 and two endless run_js calls, a third call waits while ping,
+    tools/list and cancels are answered; a reused id is refused and a cancel names the first;
+    the waiting call, cancelled, never runs."""
+    raw = RawStdio(stdio_dir, MCP_V8_MCP_TOOL_CALLS="2")
+    tag = uuid.uuid4().hex[:8]
+
+    def run_js(id: Any, code: str, session: str, token: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": "run_js", "arguments": {"code": code, "session": f"{session}-{tag}",
+                                  "execution_timeout_secs": 120, "snapshot": False}}  # fmt: skip
+        if token is not None:
+            params["_meta"] = {"progressToken": token}
+        return {"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}
+
+    def listed(id: Any, session: str) -> list[dict[str, Any]]:
+        raw.send_message({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "list_executions", "arguments": {"session": f"{session}-{tag}"}}})  # fmt: skip
+        return list(raw.answer(id)["result"]["structuredContent"]["executions"])
+
+    def progressed(token: str) -> bool:
+        return any(r.get("params", {}).get("progressToken") == token for r in raw.flat() if "method" in r)
+
+    try:
+        raw.send_message(INIT)
+        raw.wait_for("init")
+        endless = "console.log('started'); while (true) {}"
+        raw.send_message(run_js(10, endless, "a", token="a"))
+        raw.send_message(run_js(11, endless, "b", token="b"))
+        raw.wait_until(lambda: progressed("a") and progressed("b"))  # both run: the slots are full
+        raw.send_message(run_js(12, "'c'", "c"))  # waits for a slot
+        raw.send_message({"jsonrpc": "2.0", "id": 13, "method": "ping"})
+        raw.send_message({"jsonrpc": "2.0", "id": 14, "method": "tools/list"})
+        raw.send_message(run_js(10, "'again'", "again"))  # 10 is in flight
+        assert raw.answer(13)["result"] == {}
+        assert len(raw.answer(14)["result"]["tools"]) == len(TOOLS)
+        assert raw.answers(10, 11) == []  # answered while both calls still wait (for up to 30 s)
+        raw.wait_for(10)
+        (refused,) = raw.answers(10)
+        assert refused["error"]["code"] == -32600 and "in use" in refused["error"]["message"]
+        raw.send_message({"jsonrpc": "2.0", "method": CANCEL, "params": {"requestId": 12}})  # waiting
+        raw.send_message({"jsonrpc": "2.0", "method": CANCEL, "params": {"requestId": 10}})  # the first 10
+        raw.send_message(run_js(15, "'after'", "d"))  # a's slot frees
+        assert raw.answer(15)["result"]["structuredContent"]["result"] == '"after"'
+        assert listed(16, "c") == []  # the cancelled waiting call never ran
+        assert listed(17, "again") == []  # nor did the refused one
+        (a,) = listed(18, "a")
+        final = {"jsonrpc": "2.0", "id": 19, "method": "tools/call", "params": {
+            "name": "get_execution", "arguments": {"execution_id": a["execution_id"], "wait_ms": 30000}}}  # fmt: skip
+        raw.send_message(final)
+        assert raw.answer(19)["result"]["structuredContent"]["status"] == "cancelled"
+        assert raw.answers(12) == [] and len(raw.answers(10)) == 1  # cancelled: not answered
+    finally:
+        raw.finish()  # stdin's end cancels b
+    assert raw.process.returncode == 0
+    _no_internal_errors(raw.flat())
+
+
+UNSUPPORTED = {"jsonrpc": "2.0", "id": None,
+               "error": {"code": -32600, "message": "Unsupported Media Type: Content-Type must be application/json"}}  # fmt: skip
+
+
+def test_http_content_type_other_than_json_is_415(server: LiveServer) -> None:
+    """As the MCP SDK's own server answers; the REST API keeps parsing any body as JSON."""
+    ping = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
+    url = server.url + "/mcp"
+    for content_type in (None, "", "text/plain", "application/x-www-form-urlencoded", "application/jsonl",
+                         "application/json-seq", "multipart/form-data; boundary=x", "text/json"):  # fmt: skip
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        resp = requests.post(url, data=ping, headers=headers, timeout=60)
+        assert resp.status_code == 415, (content_type, resp.status_code, resp.text)
+        assert resp.headers["Content-Type"].startswith("application/json")
+        assert resp.json() == UNSUPPORTED
+    for content_type in ("application/json", "application/json; charset=utf-8", "Application/JSON",
+                         "application/json ;charset=UTF-8"):  # fmt: skip
+        resp = requests.post(url, data=ping, headers={"Content-Type": content_type}, timeout=60)
+        assert resp.status_code == 200 and resp.json()["result"] == {}, content_type
+    rest = requests.post(
+        server.url + "/api/exec", data=b'{"code": "1"}', headers={"Content-Type": "text/plain"}, timeout=60
+    )
+    assert rest.status_code == 202, rest.text
+
+
+def test_http_malformed_fields_are_json_rpc_errors(server: LiveServer) -> None:
+    for message, code, id in MALFORMED:
+        resp = post(server, message, version="2025-11-25")
+        assert resp.status_code == 400, (message, resp.text)
+        error = resp.json()
+        assert (error["error"]["code"], error["id"]) == (code or -32602, id), message
+    assert post(server, {"jsonrpc": "2.0", "id": 1, "method": "ping"}).json()["result"] == {}
+
+
+def test_http_fuzz_malformed_messages(server: LiveServer) -> None:
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(MESSAGES)
+    def one(message: Any) -> None:
+        resp = post(server, message, version="2025-03-26")  # never a 5xx
+        if resp.status_code != 202:
+            body = resp.json()
+            _no_internal_errors(body if isinstance(body, list) else [body])
+
+    one()
+    assert post(server, {"jsonrpc": "2.0", "id": 1, "method": "ping"}).json()["result"] == {}

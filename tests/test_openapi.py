@@ -147,8 +147,10 @@ def test_error_responses_use_api_error(spec: dict[str, Any]) -> None:
     for method, path, op in operations(spec):
         for code, response in op["responses"].items():
             response = resolve(spec, response)
-            # A cancel's 400 is a CancelResult; MCP's a JSON-RPC error where the message was read.
-            exempt = (path.endswith("/cancel") or path == "/mcp") and code == "400"
+            # A cancel's 400 is a CancelResult; MCP's 400 and 415 are JSON-RPC errors (the 400 only
+            # where the message was read).
+            mcp_error = path == "/mcp" and code in ("400", "415")
+            exempt = (path.endswith("/cancel") and code == "400") or mcp_error
             if code.startswith(("4", "5")) and not exempt:
                 schema = response["content"]["application/json"]["schema"]
                 assert schema == {"$ref": "#/components/schemas/ApiError"}, (method, path, code)

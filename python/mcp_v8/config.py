@@ -97,6 +97,13 @@ class Settings:
     )
     queue_limit: int = field(default=256, metadata={"help": "executions waiting for a worker before 429"})
     threads: int = field(default=64, metadata={"help": "HTTP threads; a long-poll holds one while it waits"})
+    mcp_tool_calls: int = field(
+        default=32,
+        metadata={
+            "help": "mcp only: tools/call requests run at once (a waiting run_js holds one); more wait in order "
+            "for a free one, and ping, cancellation and tools/list never wait"
+        },
+    )
     processes: int = field(
         default=1,
         metadata={
@@ -193,6 +200,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.processes < 1:
             raise ValueError("processes must be at least 1")
+        if self.mcp_tool_calls < 1:
+            raise ValueError("mcp_tool_calls must be at least 1")
         if self.max_fetch_bytes < 1 or self.max_fetch_requests < 1:
             raise ValueError("max_fetch_bytes and max_fetch_requests must be at least 1")
         fetch_origins(self.allow_fetch)

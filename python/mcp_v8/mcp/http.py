@@ -3,8 +3,10 @@
 Every POST is answered with one ``application/json`` body (a response, or an array of them for
 a batch), or 202 with none when it held only notifications and responses. The server offers
 no SSE stream and issues no session id, so GET and DELETE are 405. Host, Origin (403) and
-bearer token are checked by the app's middleware as on every route; here: the body limit,
-``MCP-Protocol-Version`` (400 when unsupported; absent means 2025-03-26), and JSON-RPC.
+bearer token are checked by the app's middleware as on every route; here: ``Content-Type``
+(415 unless ``application/json``, parameters allowed, as the MCP SDK's own server answers),
+``MCP-Protocol-Version`` (400 when unsupported; absent means 2025-03-26), the body limit, and
+JSON-RPC (the checks of :func:`.protocol.classify`, shared with stdio).
 Without a stream there is no progress, and ``notifications/cancelled`` needs no answer: a
 client cancels an execution with the cancel_execution tool.
 """
@@ -30,6 +32,13 @@ from .protocol import (
     parse,
 )
 
+UNSUPPORTED_MEDIA_TYPE = "Unsupported Media Type: Content-Type must be application/json"
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type header names ``application/json`` (any parameters, any case)."""
+    return content_type is not None and content_type.split(";", 1)[0].strip().lower() == "application/json"
+
 
 def _answer(resp: falcon.Response, status: str, body: Any) -> None:
     resp.status = status
@@ -50,6 +59,9 @@ class McpResource:
     on_delete = on_get
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not is_json(req.content_type):
+            _answer(resp, falcon.HTTP_415, error_response(None, INVALID_REQUEST, UNSUPPORTED_MEDIA_TYPE))
+            return
         given = req.get_header("MCP-Protocol-Version")  # absent, not empty, means the oldest
         version = ASSUMED_HTTP_VERSION if given is None else given.strip()
         if version not in SUPPORTED_VERSIONS:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
 from ..operations import Operations
+from ..resources.validation import json_value_problem
 from .tools import Call, Tool, build_tools, call_tool
 
 log = logging.getLogger("mcp_v8.mcp")
@@ -44,12 +46,15 @@ with set_heap_tags and find them with query_heaps_by_tags."""
 
 
 class ProtocolError(Exception):
-    """A message that is not valid JSON-RPC: answered with an error and no result."""
+    """A message that is not valid JSON-RPC, or whose params are malformed: answered with an
+    error and no result. ``notification``: the message was a notification, which gets no
+    response (stdio logs it; ``POST /mcp`` answers 400, as the transport allows)."""
 
-    def __init__(self, code: int, message: str, id: Any = None) -> None:
+    def __init__(self, code: int, message: str, id: Any = None, *, notification: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.id = id
+        self.notification = notification
 
 
 def error_response(id: Any, code: int, message: str) -> dict[str, Any]:
@@ -58,20 +63,30 @@ def error_response(id: Any, code: int, message: str) -> dict[str, Any]:
 
 def parse(raw: bytes | str) -> Any:
     """A JSON-RPC message or batch from its text. Raises :class:`ProtocolError` (parse error)
-    for what is not JSON, nests absurdly, or holds text that is not Unicode (a lone
-    surrogate escape, which no later stage can encode)."""
+    for what is not JSON (``NaN``, ``Infinity`` and numbers beyond a double's range included:
+    no client could read them echoed back), nests deeper than the REST API allows, or holds
+    text that is not Unicode (a lone surrogate escape, which no later stage can encode)."""
     try:
-        message = json.loads(raw)
-        json.dumps(message, ensure_ascii=False).encode("utf-8")
+        message = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except RecursionError:
         raise ProtocolError(PARSE_ERROR, "parse error: the message nests too deeply") from None
-    except UnicodeError:
-        raise ProtocolError(
-            PARSE_ERROR, "parse error: the message holds text that is not valid Unicode"
-        ) from None
-    except ValueError as e:
+    except ValueError as e:  # UnicodeDecodeError included
         raise ProtocolError(PARSE_ERROR, f"parse error: {e}") from None
+    problem = json_value_problem(message, "the message")
+    if problem is not None:
+        raise ProtocolError(PARSE_ERROR, f"parse error: {problem}")
     return message
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is beyond the range of a double")
+    return value
 
 
 @dataclass(frozen=True)
@@ -87,29 +102,66 @@ class Request:
 
 def classify(message: Any) -> Request | None:
     """The request or notification ``message`` is; None for a response (the server sends
-    no requests, so a client's responses need nothing). Raises :class:`ProtocolError`."""
+    no requests, so a client's responses need nothing). Raises :class:`ProtocolError` for a
+    message that is not JSON-RPC, and for params that are not what the method reads
+    (:func:`_check_params`): whatever classify returns, the dispatch can read as it is."""
     if not isinstance(message, dict):
         raise ProtocolError(INVALID_REQUEST, "invalid request: a message must be a JSON object")
-    id = message.get("id")
+    id = _valid_id(message.get("id"))
     if message.get("jsonrpc") != "2.0":
-        raise ProtocolError(INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"', _valid_id(id))
+        raise ProtocolError(INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"', id)
     if "method" not in message:
         if "result" in message or "error" in message:
             return None
-        raise ProtocolError(INVALID_REQUEST, "invalid request: no method", _valid_id(id))
+        raise ProtocolError(INVALID_REQUEST, "invalid request: no method", id)
     method = message["method"]
     if not isinstance(method, str):
-        raise ProtocolError(INVALID_REQUEST, "invalid request: method must be a string", _valid_id(id))
-    if "id" in message and _valid_id(id) is None:
+        raise ProtocolError(INVALID_REQUEST, "invalid request: method must be a string", id)
+    if "id" in message and id is None:
         raise ProtocolError(INVALID_REQUEST, "invalid request: id must be a string or an integer")
     params = message.get("params", {})
-    if not isinstance(params, dict):
-        raise ProtocolError(INVALID_PARAMS, "invalid params: params must be an object", _valid_id(id))
+    problem = "params must be an object" if not isinstance(params, dict) else _check_params(method, params)
+    if problem is not None:
+        raise ProtocolError(INVALID_PARAMS, f"invalid params: {problem}", id, notification=id is None)
     return Request(id, method, params)
 
 
+def _check_params(method: str, params: dict[str, Any]) -> str | None:
+    """What is wrong with the params fields the server reads, None when nothing is."""
+    meta = params.get("_meta")
+    if meta is not None:
+        if not isinstance(meta, dict):
+            return "_meta must be an object"
+        if "progressToken" in meta and not _is_progress_token(meta["progressToken"]):
+            return "_meta.progressToken must be a string or a number"
+    if method == "initialize":
+        if not isinstance(params.get("protocolVersion"), str):
+            return "protocolVersion must be a string"
+    elif method == "tools/call":
+        if not isinstance(params.get("name"), str):
+            return "name must be a string"
+        if params.get("arguments") is not None and not isinstance(params["arguments"], dict):
+            return "arguments must be an object"
+    elif method == "tools/list":
+        cursor = params.get("cursor")
+        if cursor is not None:
+            # tools/list has one page and so gives out no cursor: any cursor is not one of ours.
+            return "cursor: tools/list has a single page, there is no cursor to continue from"
+    elif method == "notifications/cancelled":
+        if _valid_id(params.get("requestId")) is None:
+            return "requestId must be a string or an integer"
+        if params.get("reason") is not None and not isinstance(params["reason"], str):
+            return "reason must be a string"
+    return None
+
+
 def _valid_id(id: Any) -> Any:
+    """``id`` when it is a request id (a string or an integer), else None."""
     return id if isinstance(id, str) or (isinstance(id, int) and not isinstance(id, bool)) else None
+
+
+def _is_progress_token(token: Any) -> bool:
+    return _valid_id(token) is not None or isinstance(token, float)
 
 
 def negotiate(requested: Any) -> str:
@@ -166,9 +218,7 @@ class Server:
         raise ProtocolError(METHOD_NOT_FOUND, f"method not found: {method[:100]}")
 
     def _call(self, params: dict[str, Any], version: str, call: Call) -> dict[str, Any]:
-        name = params.get("name")
-        if not isinstance(name, str):
-            raise ProtocolError(INVALID_PARAMS, "invalid params: name must be a string")
+        name: str = params["name"]  # classify checked it, and arguments
         tool = self.tools.get(name)
         if tool is None:
             raise ProtocolError(INVALID_PARAMS, f"unknown tool: {name[:100]}")
@@ -185,5 +235,4 @@ class Server:
 def progress_token(request: Request) -> Any:
     """The progress token of a request (``params._meta.progressToken``), None when absent."""
     meta = request.params.get("_meta")
-    token = meta.get("progressToken") if isinstance(meta, dict) else None
-    return _valid_id(token)
+    return meta.get("progressToken") if isinstance(meta, dict) else None

@@ -2,23 +2,31 @@
 
 stdout carries nothing but protocol: the process's file descriptor 1 is pointed at stderr
 before anything else runs (so a worker process, a library or a stray print writes to stderr),
-and the messages go to a private duplicate of the original stdout. Requests run on a pool of
-threads, so a ``ping`` or a ``notifications/cancelled`` is answered while a ``run_js`` waits.
+and the messages go to a private duplicate of the original stdout.
+
+One reader takes the messages in order and answers all but tool calls itself (ping,
+initialize, tools/list, notifications: nothing there waits), so a ``ping`` or a
+``notifications/cancelled`` is answered however many ``run_js`` calls wait. Tool calls run
+on :class:`.inflight.InFlight`'s threads, a bounded number at once, the rest waiting in order.
+Each message is handled under a guard: one that is malformed is answered with a JSON-RPC
+error (a notification is logged and ignored), and no message ends the session.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ..operations import Operations
+from .inflight import InFlight, Reply
 from .protocol import (
     BATCH_VERSIONS,
+    INTERNAL_ERROR,
     INVALID_REQUEST,
     LATEST_VERSION,
     ProtocolError,
@@ -35,7 +43,6 @@ from .tools import Call
 log = logging.getLogger("mcp_v8.mcp")
 
 MAX_LINE_BYTES = 64 << 20  # a message longer than this is refused, not buffered further
-REQUEST_THREADS = 32
 
 
 def claim_stdout() -> BinaryIO:
@@ -48,19 +55,18 @@ def claim_stdout() -> BinaryIO:
 
 
 class StdioSession:
-    """One client on one pair of streams: the negotiated version, the requests in flight."""
+    """One client on one pair of streams: the negotiated version, the tool calls in flight
+    (at most ``tool_calls`` running at once)."""
 
-    def __init__(self, server: Server, out: BinaryIO, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    def __init__(
+        self, server: Server, out: BinaryIO, *, tool_calls: int, max_line_bytes: int = MAX_LINE_BYTES
+    ) -> None:
         self._server = server
         self._out = out
         self._write_lock = threading.Lock()
         self._max_line = max_line_bytes
         self._version = LATEST_VERSION
-        self._calls_lock = threading.Lock()
-        self._calls: dict[Any, Call] = {}
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            REQUEST_THREADS, thread_name_prefix="mcp-v8-request"
-        )
+        self._calls = InFlight(tool_calls, server.ops.cancel)
 
     def run(self, stream: BinaryIO) -> None:
         """Serves messages from ``stream`` until it ends. Then the client is gone: the requests
@@ -77,10 +83,9 @@ class StdioSession:
                     )
                     continue
                 if line.strip():
-                    self._receive(line)
+                    self._guarded(line)
         finally:
-            self._cancel_all()
-            self._pool.shutdown(wait=True)
+            self._calls.close()
 
     def _skip_rest(self, stream: BinaryIO) -> None:
         while True:
@@ -88,88 +93,79 @@ class StdioSession:
             if not chunk or chunk.endswith(b"\n"):
                 return
 
+    def _guarded(self, line: bytes) -> None:
+        """The last line of defence: a failure in handling one message is logged and answered
+        as an internal error without an id, and the next message is read."""
+        try:
+            self._receive(line)
+        except Exception:
+            log.exception("MCP message failed: %r", line[:200])
+            self._send(error_response(None, INTERNAL_ERROR, "internal error"))
+
     def _receive(self, line: bytes) -> None:
         try:
             message = parse(line)
         except ProtocolError as e:
             self._send(error_response(None, e.code, str(e)))
             return
-        if isinstance(message, list):
-            if self._version not in BATCH_VERSIONS or not message:
-                why = (
-                    "an empty batch"
-                    if not message
-                    else f"batches are not part of protocol version {self._version}"
-                )
-                self._send(error_response(None, INVALID_REQUEST, f"invalid request: {why}"))
-                return
-            self._pool.submit(self._batch, message)
+        if not isinstance(message, list):
+            request = self._classify(message)
+            if request is not None:
+                self._dispatch(request, self._send)
             return
-        request = self._request(message)
-        if request is None:
+        if self._version not in BATCH_VERSIONS or not message:
+            why = (
+                "an empty batch"
+                if not message
+                else f"batches are not part of protocol version {self._version}"
+            )
+            self._send(error_response(None, INVALID_REQUEST, f"invalid request: {why}"))
             return
-        if request.method == "initialize":  # in order: later messages speak its version
-            self._version = negotiate(request.params.get("protocolVersion"))
-            self._send(self._server.handle(request, self._version))
+        # Every message is checked before any runs: one that is malformed refuses the batch,
+        # as POST /mcp does.
+        try:
+            requests = [r for r in (classify(m) for m in message) if r is not None]
+        except ProtocolError as e:
+            self._send(error_response(e.id, e.code, str(e)))
             return
-        if request.is_notification:
-            self._notified(request)
-            return
-        # Registered here, in order: a cancel right behind its request always finds the call.
-        call = Call()
-        token = progress_token(request)
-        if token is not None and request.method == "tools/call":
-            call.progress = self._progress_sender(token)
-        with self._calls_lock:
-            self._calls[request.id] = call
-        self._pool.submit(self._respond, request, call)
+        batch = _Batch(sum(not r.is_notification for r in requests), self._send)
+        for request in requests:
+            self._dispatch(request, batch.reply)
 
-    def _request(self, message: Any) -> Request | None:
+    def _classify(self, message: Any) -> Request | None:
         try:
             return classify(message)
         except ProtocolError as e:
-            self._send(error_response(e.id, e.code, str(e)))
+            if e.notification:  # a notification is never answered, even to say it is wrong
+                log.warning("ignored a malformed notification: %s", e)
+            else:
+                self._send(error_response(e.id, e.code, str(e)))
             return None
 
-    def _batch(self, messages: list[Any]) -> None:
-        # Every message is checked before any runs: one that is not JSON-RPC refuses the batch,
-        # as POST /mcp does.
-        requests = []
-        for message in messages:
-            try:
-                requests.append(classify(message))
-            except ProtocolError as e:
-                self._send(error_response(e.id, e.code, str(e)))
-                return
-        responses = []
-        for request in requests:
-            if request is None:
-                continue
-            if request.is_notification:
-                self._notified(request)
-                continue
-            response = self._server.handle(request, self._version)
-            if response is not None:
-                responses.append(response)
-        if responses:
-            self._send(responses)
-
-    def _notified(self, request: Request) -> None:
-        if request.method == "notifications/cancelled":
-            with self._calls_lock:
-                call = self._calls.get(request.params.get("requestId"))
-            execution_id = call.cancel() if call is not None else None
-            if execution_id is not None:
-                self._server.ops.cancel(execution_id)
-
-    def _respond(self, request: Request, call: Call) -> None:
-        try:
-            response = self._server.handle(request, self._version, call)
-        finally:
-            with self._calls_lock:
-                self._calls.pop(request.id, None)
-        if not call.cancelled.is_set():  # a cancelled request gets no response
-            self._send(response)
+    def _dispatch(self, request: Request, reply: Reply) -> None:
+        """Answers ``request`` through ``reply``: at once, or when its tool call has run."""
+        if request.is_notification:
+            if request.method == "notifications/cancelled":
+                self._calls.cancel(request.params["requestId"])
+            return
+        if request.method == "tools/call":
+            call = Call()
+            token = progress_token(request)
+            if token is not None:
+                call.progress = self._progress_sender(token)
+            version = self._version  # the version in force when the request was read
+            # Registered here, in order: a cancel read right behind its request finds the call.
+            if not self._calls.add(
+                request.id, call, lambda: self._server.handle(request, version, call), reply
+            ):
+                reply(_in_use(request.id))
+            return
+        if self._calls.holds(request.id):
+            reply(_in_use(request.id))
+            return
+        if request.method == "initialize":  # in order: later messages speak its version
+            self._version = negotiate(request.params["protocolVersion"])
+        reply(self._server.handle(request, self._version))
 
     def _progress_sender(self, token: Any) -> Any:
         count = 0
@@ -181,14 +177,6 @@ class StdioSession:
             self._send({"jsonrpc": "2.0", "method": "notifications/progress", "params": params})
 
         return send
-
-    def _cancel_all(self) -> None:
-        with self._calls_lock:
-            calls = list(self._calls.values())
-        for call in calls:
-            execution_id = call.cancel()
-            if execution_id is not None:
-                self._server.ops.cancel(execution_id)
 
     def _send(self, message: Any) -> None:
         if message is None:
@@ -202,6 +190,36 @@ class StdioSession:
                 pass
 
 
+def _in_use(id: Any) -> dict[str, Any]:
+    """The answer to a request under an id a call in flight has: that call keeps it."""
+    shown = json.dumps(id, ensure_ascii=False)
+    if len(shown) > 100:
+        shown = shown[:100] + "..."
+    return error_response(
+        id, INVALID_REQUEST, f"invalid request: id {shown} is in use by a request in flight"
+    )
+
+
+class _Batch:
+    """The responses of one batch, sent together as one array once each request is answered
+    (a cancelled one is not)."""
+
+    def __init__(self, requests: int, send: Callable[[Any], None]) -> None:
+        self._lock = threading.Lock()
+        self._left = requests
+        self._responses: list[dict[str, Any]] = []
+        self._send = send
+
+    def reply(self, response: dict[str, Any] | None) -> None:
+        with self._lock:
+            if response is not None:
+                self._responses.append(response)
+            self._left -= 1
+            if self._left or not self._responses:
+                return
+        self._send(self._responses)
+
+
 def serve_stdio(ops: Operations, stdin: BinaryIO, stdout: BinaryIO) -> None:
     """Serves one MCP client on ``stdin``/``stdout`` until stdin ends."""
-    StdioSession(Server(ops), stdout).run(stdin)
+    StdioSession(Server(ops), stdout, tool_calls=ops.settings.mcp_tool_calls).run(stdin)
