@@ -335,6 +335,18 @@ def test_a_redirect_to_another_origin_drops_the_credentials(server: Server) -> N
         other.close()
 
 
+def test_servers_see_the_engine_as_the_user_agent_unless_the_script_names_one(server: Server) -> None:
+    engine = Engine(allow_fetch=[server.origin])
+    code = f"""
+    (async () => [
+      (await (await fetch('{server.origin}/headers')).json())['user-agent'],
+      (await (await fetch('{server.origin}/headers', {{headers: {{'User-Agent': 'mine/1'}}}})).json())['user-agent'],
+    ])()
+    """
+    default, own = run(engine, code)
+    assert default.startswith("mcp-v8/") and own == "mine/1"
+
+
 def test_abort_signal_rejects_the_fetch(server: Server) -> None:
     engine = Engine(allow_fetch=[server.origin])
     code = f"""

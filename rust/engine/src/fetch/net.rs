@@ -72,6 +72,11 @@ pub(crate) fn agent(policy: &FetchPolicy) -> Agent {
         .timeout_recv_response(Some(policy.response_timeout))
         .timeout_per_read(Some(policy.response_timeout))
         .timeout_per_write(Some(policy.response_timeout))
+        // Unless the script sets its own, servers see this engine, not the HTTP library.
+        .user_agent(ureq::config::AutoHeaderValue::Provided(Arc::new(format!(
+            "mcp-v8/{}",
+            env!("CARGO_PKG_VERSION")
+        ))))
         .build();
     Agent::with_parts(config, Tcp.chain(Tls), PolicyResolver)
 }
