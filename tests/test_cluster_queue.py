@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from mcp_v8.executions import CancelOutcome, ExecutionManager, QueueFull, SubmitRequest
-from mcp_v8.executions.cluster import Cluster
+from mcp_v8.executions.cluster import LEFT_NODE, Cluster
 from mcp_v8.storage import FileHeapStore
 from mcp_v8.storage.shared_heaps import SharedHeaps
 
@@ -413,3 +413,21 @@ def test_a_heap_that_cannot_be_cached_fails_the_claimed_execution(
             heard.close()
     finally:
         blobs.close()
+
+
+# -- a node that leaves ---------------------------------------------------------------------------
+
+
+def test_a_node_that_leaves_fails_what_it_could_not_record(make_node: Callable[..., Node]) -> None:
+    a, b = make_node("a"), make_node("b")
+    a.queue.heartbeat(a.name, 60.0)
+    b.queue.heartbeat(b.name, 60.0)
+    mine, theirs = a.manager.submit(request()), b.manager.submit(request())
+    assert a.queue.claim(a.name)[0] == mine  # the oldest job first
+    assert b.queue.claim(b.name)[0] == theirs
+    # `a` recorded nothing (its database went away under its execution) and leaves.
+    assert a.queue.leave(a.name, LEFT_NODE) == [mine]
+    assert a.status(mine) == ("failed", LEFT_NODE)
+    assert a.status(theirs)[0] == "running"  # b's own stays b's
+    assert a.sql("SELECT id FROM nodes ORDER BY id") == [("b",)]
+    assert a.sql("SELECT count(*) FROM queue WHERE execution_id = %s", (mine,)) == [(0,)]

@@ -167,9 +167,12 @@ class Service:
 
     def close(self) -> None:
         self._stop.set()
+        # No claims from here; the node leaves only once the manager recorded its executions.
         if self.cluster is not None:
-            self.cluster.close()
+            self.cluster.stop()
         self.manager.close()
+        if self.cluster is not None:
+            self.cluster.leave()
         self.output.close()
         self.executions.close()
         self.stores.close()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mcp_v8.cluster")
 
 LOST_NODE = "the node running this execution was lost (its lease expired)"
+LEFT_NODE = "the node running this execution stopped before it could record how it ended"
 RECHECK_SECONDS = 5.0  # how long the feeder trusts notifications before looking anyway
 
 
@@ -46,7 +47,7 @@ class ClusterQueue(WorkQueue, Protocol):
 
     def heartbeat(self, node: str, lease_secs: float) -> None: ...
 
-    def leave(self, node: str) -> None: ...
+    def leave(self, node: str, reason: str) -> list[str]: ...
 
     def reap(self, reason: str, *, by: str) -> list[str]: ...
 
@@ -75,15 +76,25 @@ class Cluster:
             self._threads.append(thread)
         return self
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stops claiming, listening and renewing the lease; the node stays a member (its
+        executions keep their owner) until :meth:`leave`."""
         self._stop.set()
         self._work.set()
         for thread in self._threads:
             thread.join(10.0)
+
+    def leave(self) -> None:
+        """Leaves the cluster, once the manager recorded what it could: what this node still
+        owns running fails then (else the lease runs out and another node fails it)."""
         try:
-            self._queue.leave(self.node)
+            self._queue.leave(self.node, LEFT_NODE)
         except Exception:
             log.exception("could not leave the cluster")
+
+    def close(self) -> None:
+        self.stop()
+        self.leave()
 
     def _on_event(self, event: str) -> None:
         kind, _, execution_id = event.partition(":")

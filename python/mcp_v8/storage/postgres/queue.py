@@ -148,8 +148,27 @@ class PostgresQueue:
             (node, lease_secs),
         )
 
-    def leave(self, node: str) -> None:
-        self._db.run("DELETE FROM nodes WHERE id = %s", (node,))
+    def leave(self, node: str, reason: str) -> list[str]:
+        """``node`` leaves the cluster: the executions it still owns running (it could not record
+        how they ended: the database was away) fail with ``reason``, in the transaction that
+        forgets the node, so no execution outlives its node's row unreaped. Returns them."""
+        with self._db.transaction() as conn:
+            failed = [
+                str(r[0])
+                for r in conn.execute(
+                    f"UPDATE executions SET status = 'failed', error = %s, completed_at = {_NOW_MS},"
+                    " duration_ms = COALESCE(duration_ms, 1000 * extract(epoch FROM now() - started_at))"
+                    " WHERE status = 'running' AND owner = %s RETURNING execution_id",
+                    (reason, node),
+                ).fetchall()
+            ]
+            self._drop_jobs(conn, "execution_id = ANY(%s)", (failed,))
+            conn.execute("DELETE FROM nodes WHERE id = %s", (node,))
+            for execution_id in failed:
+                self._notify(conn, self.event_channel, "done:" + execution_id)
+        if failed:
+            log.warning("node %s left with %d executions it could not record; failed them", node, len(failed))
+        return failed
 
     def reap(self, reason: str, *, by: str) -> list[str]:
         """Fails the running executions of nodes (other than ``by``, the caller) whose lease
