@@ -488,7 +488,7 @@ def test_a_long_poll_is_handed_the_terminal_record_without_reading_it(
     assert job_ids([workers.current.next_message()]) == [eid]
     gets = CountingGets(service, monkeypatch)
     registered: queue.Queue[str] = queue.Queue()
-    monkeypatch.setattr(service.manager, "_waiting", registered.put)
+    monkeypatch.setattr(service.manager.waiters, "_waiting", registered.put)
     answers: list[Any] = []
     waiters = [
         threading.Thread(target=lambda: answers.append(service.manager.wait(eid, HANG))) for _ in range(2)
@@ -503,7 +503,7 @@ def test_a_long_poll_is_handed_the_terminal_record_without_reading_it(
     stored = service.executions.get(eid)
     assert stored is not None and stored.status == "cancelled"
     assert answers == [stored, stored]
-    assert service.manager._waiters == {}  # the last waiter leaves nothing behind
+    assert service.manager.waiters.waiting() == 0  # the last waiter leaves nothing behind
 
 
 def test_a_long_poll_reads_what_is_not_running_here_and_times_out_on_what_is(

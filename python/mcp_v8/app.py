@@ -21,6 +21,7 @@ from .backends import BackendError, open_stores
 from .config import Settings, normalize_origin, origin_allowlist
 from .executions import ExecutionManager
 from .executions.cluster import Cluster
+from .executions.siblings import RECHECK_SECS, SiblingEvents
 from .mcp import McpResource
 from .operations import OperationError, Operations
 from .resources.executions import (
@@ -104,6 +105,9 @@ class Service:
         if failed:
             log.warning("marked %d interrupted executions as failed", failed)
         self.lease.remove_stale()
+        # The processes on one data directory (without a shared database) tell each other of
+        # the executions they finish; nodes of a database hear it from its notifications.
+        siblings = SiblingEvents(self.lease) if self.stores.work is None else None
         self.manager = ExecutionManager(
             executions=self.executions,
             output=self.output,
@@ -116,6 +120,8 @@ class Service:
             heap_tags=self.heap_tags,
             shared_heaps=self.shared_heaps,
             work=self.stores.work,
+            events=siblings,
+            recheck_secs=RECHECK_SECS if siblings is not None else None,
             owner=self.lease.id,
             log_dir=self.lease.worker_log_dir,
             fetch=(settings.allow_fetch, settings.max_fetch_bytes, settings.max_fetch_requests),

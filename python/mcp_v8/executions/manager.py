@@ -6,6 +6,7 @@ contract says) until its first terminal transition (``completed``, ``failed``,
 ignored, so a cancelled execution is never overwritten by what its worker reports
 afterwards. The queue is bounded; a full queue is refused (``QueueFull``), never grown.
 Worker crashes and restarts are logged and counted for ``stats()`` (``GET /api/stats``).
+Long-polls and followers are the waiters' (:mod:`.waiters`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from .pool import (
     worker_log_dir,
 )
 from .protocol import Job, JobResult
+from .waiters import FinishEvents, QueueEvents, Waiters
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +87,6 @@ class _Queued:
     request: SubmitRequest
 
 
-@dataclass
-class _Waiter:
-    """The long-polls waiting for one execution: how many, and the terminal record its
-    finish hands them (so none of them reads it again)."""
-
-    event: threading.Event = field(default_factory=threading.Event)
-    count: int = 0
-    record: ExecutionRecord | None = None
-
-
 class ExecutionManager:
     def __init__(
         self,
@@ -113,6 +105,8 @@ class ExecutionManager:
         log_dir: Path | None = None,
         shared_heaps: SharedHeaps | None = None,
         work: WorkQueue | None = None,
+        events: FinishEvents | None = None,
+        recheck_secs: float | None = None,
         fetch: tuple[tuple[str, ...], int, int] | None = None,
     ) -> None:
         """``heaps`` is the store the workers open too: they read and write snapshots
@@ -122,8 +116,11 @@ class ExecutionManager:
         directory); ``log_dir`` is where workers write their stderr (default: in ``data_dir``).
         ``shared_heaps``: the remote store several nodes share, of which ``heaps`` is then this
         node's cache: heaps are fetched before an execution resuming them is accepted and
-        published before one that produced them is recorded. ``fetch``: (allowed origins, largest
-        response body, requests per execution) for the workers; None: fetch is off."""
+        published before one that produced them is recorded. ``events`` announce the ends of
+        executions to other processes and deliver theirs (default: through ``work`` when given),
+        ``recheck_secs`` bounds the wait for one that was lost (see :class:`~.waiters.Waiters`).
+        ``fetch``: (allowed origins, largest response body, requests per execution) for the
+        workers; None: fetch is off."""
         self._owner = owner
         self._shared = shared_heaps
         # Several nodes: submits go to the shared queue, which the node's Cluster claims from
@@ -143,15 +140,10 @@ class ExecutionManager:
         # key of each such execution. Under ``_lock``, which a heap's deletion holds too.
         self._heap_users: dict[str, int] = {}
         self._heap_of: dict[str, str] = {}
-        # Executions accepted here and not yet terminal (``_live``), and the long-polls
-        # waiting for them: a finish wakes only its own waiters and hands them the terminal
-        # record. Both under ``_waiters_lock``, so a wait and a finish never miss each other.
-        self._waiters_lock = threading.Lock()
-        self._live: set[str] = set()
-        self._waiters: dict[str, _Waiter] = {}
-        # Callbacks following an execution's console output as it is written (MCP progress),
-        # told ``None`` once it is terminal. Under ``_waiters_lock`` too.
-        self._followers: dict[str, list[Callable[[str | None], None]]] = {}
+        # Executions accepted here and not yet terminal, their long-polls and followers.
+        if events is None and work is not None:
+            events = QueueEvents(work)
+        self.waiters = Waiters(self._read, events=events, recheck_secs=recheck_secs)
         self._closed = False
         self._dispatchers: list[threading.Thread] = []
         # Counters since this manager was created, read by stats(); dispatcher threads
@@ -185,6 +177,7 @@ class ExecutionManager:
         request), then one dispatcher thread per worker."""
         for slot in self._slots:
             slot.start()
+        self.waiters.start()
         for slot in self._slots:
             thread = threading.Thread(
                 target=self._dispatch, args=(slot,), daemon=True, name=f"mcp-v8-dispatch-{slot.index}"
@@ -211,6 +204,7 @@ class ExecutionManager:
         for thread in self._dispatchers:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
+        self.waiters.close()
 
     # -- API -------------------------------------------------------------------------
     def submit(self, request: SubmitRequest) -> str:
@@ -233,16 +227,14 @@ class ExecutionManager:
                 self._heap_users[request.heap] = self._heap_users.get(request.heap, 0) + 1
                 self._heap_of[execution_id] = request.heap
             self._reserved += 1
-        with self._waiters_lock:  # live before its record exists: never running and unknown here
-            self._live.add(execution_id)
+        self.waiters.accept(execution_id)  # live before its record exists: never running and unknown here
         try:  # the SQLite writes happen outside the lock the dispatchers need
             self._record(execution_id, request, self._owner)
         except BaseException:
             with self._lock:
                 self._reserved -= 1
                 self._release_heap(execution_id)
-            with self._waiters_lock:
-                self._live.discard(execution_id)
+            self.waiters.forget(execution_id)
             raise
         with self._lock:
             self._reserved -= 1
@@ -298,8 +290,7 @@ class ExecutionManager:
             except (HeapNotFound, HeapStoreUnavailable) as e:
                 self._finish_elsewhere(execution_id, f"its heap could not be read: {e}")
                 return
-        with self._waiters_lock:
-            self._live.add(execution_id)
+        self.waiters.accept(execution_id)
         with self._lock:
             if self._closed:
                 accepted = False
@@ -315,8 +306,8 @@ class ExecutionManager:
 
     def _finish_elsewhere(self, execution_id: str, error: str) -> None:
         record = self._executions.finish(execution_id, "failed", error=error)
-        if record is not None and self._work is not None:
-            self._announce(self._work.finished, execution_id)
+        if record is not None:
+            self.waiters.announce(execution_id)
 
     def wait_for_capacity(self, timeout: float) -> bool:
         """Waits until a worker here is free and nothing waits in this node's queue; False when
@@ -333,7 +324,7 @@ class ExecutionManager:
     def stop_here(self, execution_id: str) -> None:
         """Another node cancelled this execution (its terminal status is written): stops it here
         if it runs or waits here."""
-        if not self._is_live(execution_id):
+        if not self.waiters.is_live(execution_id):
             return
         with self._lock:
             queued = next((i for i in self._queue if i.execution_id == execution_id), None)
@@ -348,23 +339,10 @@ class ExecutionManager:
     def wake(self, execution_id: str | None = None) -> None:
         """An execution became terminal on another node (None: events may have been lost): the
         long-polls waiting here for it (for any execution not running here) read it again."""
-        with self._waiters_lock:
-            if execution_id is not None:
-                waiters = [self._waiters[execution_id]] if execution_id in self._waiters else []
-            else:
-                waiters = [w for e, w in self._waiters.items() if e not in self._live]
-            for waiter in waiters:
-                if waiter.record is None:
-                    waiter.event.set()
-
-    def _announce(self, send: Callable[[str], None], execution_id: str) -> None:
-        try:
-            send(execution_id)
-        except Exception:  # the record is written; other nodes re-read after reconnecting
-            log.exception("could not announce execution %s to the other nodes", execution_id)
+        self.waiters.wake(execution_id)
 
     def cancel(self, execution_id: str) -> CancelOutcome:
-        if not self._is_live(execution_id):
+        if not self.waiters.is_live(execution_id):
             record = self._executions.get(execution_id)
             if record is None:
                 return CancelOutcome.UNKNOWN
@@ -381,70 +359,27 @@ class ExecutionManager:
         if slot is not None:
             slot.cancel(execution_id)
         elif self._work is not None:  # it may run on another node
-            self._announce(self._work.cancelled, execution_id)
+            try:
+                self._work.cancelled(execution_id)
+            except Exception:  # the record is written; the other node finds it cancelled
+                log.exception("could not announce the cancel of execution %s", execution_id)
         return CancelOutcome.ACCEPTED
 
     def wait(self, execution_id: str, timeout: float) -> ExecutionRecord | None:
-        """Blocks until the execution is terminal or ``timeout`` seconds passed. Returns its
-        record when that needs no further read: the terminal record its finish handed over, or
-        the record read because the execution is not running here (terminal, or None for an
-        unknown id). Returns None when the caller must read it (the wait timed out, or the
-        execution runs in another process sharing the store)."""
-        with self._waiters_lock:
-            waiter = self._register(execution_id) if execution_id in self._live else None
-        if waiter is None:
-            record = self._executions.get(execution_id)
-            if record is None or record.status in TERMINAL_STATUSES:
-                return record
-            with self._waiters_lock:
-                waiter = self._register(execution_id)
-            if self._work is not None:  # it may end on another node before its event is heard
-                record = self._executions.get(execution_id)
-                if record is None or record.status in TERMINAL_STATUSES:
-                    with self._waiters_lock:
-                        waiter.count -= 1
-                        if waiter.count == 0:
-                            del self._waiters[execution_id]
-                    return record
-        try:
-            self._waiting(execution_id)
-            waiter.event.wait(timeout)
-            return waiter.record
-        finally:
-            with self._waiters_lock:
-                waiter.count -= 1
-                if waiter.count == 0:
-                    del self._waiters[execution_id]
+        """See :meth:`~.waiters.Waiters.wait`: the terminal record, or None when the caller must
+        read it (the wait timed out)."""
+        return self.waiters.wait(execution_id, timeout)
 
     def follow(self, execution_id: str, listener: Callable[[str | None], None]) -> Callable[[], None]:
         """Calls ``listener(text)`` with each batch of console output the execution writes from
         now on (after the output log has it), then ``listener(None)`` once it is terminal: at
         once when it is not running here. Returns the function that stops following. The
         listener runs on a dispatcher thread: it must only hand the text on, never block."""
-        with self._waiters_lock:
-            live = execution_id in self._live
-            if live:
-                self._followers.setdefault(execution_id, []).append(listener)
-        if not live:
-            listener(None)
-
-        def stop() -> None:
-            with self._waiters_lock:
-                listeners = self._followers.get(execution_id)
-                if listeners is not None and listener in listeners:
-                    listeners.remove(listener)
-                    if not listeners:
-                        del self._followers[execution_id]
-
-        return stop
+        return self.waiters.follow(execution_id, listener)
 
     def _output_written(self, execution_id: str, text: str) -> None:
         self._output.append(execution_id, text)
-        if self._followers:  # read without the lock: a follower added now reads the log anyway
-            with self._waiters_lock:
-                listeners = list(self._followers.get(execution_id, ()))
-            for listener in listeners:
-                listener(text)
+        self.waiters.output(execution_id, text)
 
     def heap_in_use(self, key: str) -> bool:
         """Whether a queued or running execution accepted here resumes the heap ``key``."""
@@ -484,16 +419,6 @@ class ExecutionManager:
         }
 
     # -- internals -------------------------------------------------------------------
-    def _register(self, execution_id: str) -> _Waiter:
-        """A waiter for ``execution_id``; the caller holds ``_waiters_lock``."""
-        waiter = self._waiters.setdefault(execution_id, _Waiter())
-        waiter.count += 1
-        return waiter
-
-    def _waiting(self, execution_id: str) -> None:
-        """Called by ``wait`` once its waiter is registered, before it blocks. Does nothing;
-        a test overrides it to know a long-poll is in place."""
-
     def _release_heap(self, execution_id: str) -> None:
         """The execution no longer needs its heap; the caller holds ``_lock``."""
         key = self._heap_of.pop(execution_id, None)
@@ -516,10 +441,6 @@ class ExecutionManager:
         except Exception:  # the execution is finished whatever happens to its tags' copy
             log.exception("could not record the tags of heap %s", record.heap)
 
-    def _is_live(self, execution_id: str) -> bool:
-        with self._waiters_lock:
-            return execution_id in self._live
-
     def _worker_crashed(self, index: int, execution_id: str, reason: str) -> None:
         log.warning("worker %d crashed while running execution %s: %s", index, execution_id, reason)
         at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -531,6 +452,9 @@ class ExecutionManager:
         log.info("worker %d replaced by a new process", index)
         with self._stats_lock:
             self._worker_restarts += 1
+
+    def _read(self, execution_id: str) -> ExecutionRecord | None:
+        return self._executions.get(execution_id)
 
     def _finish(self, execution_id: str, result: JobResult) -> bool:
         """Records how the execution ended, unless it is terminal already (another node or a
@@ -548,24 +472,17 @@ class ExecutionManager:
         )
         written = record is not None
         if not written:
-            if self._work is None or not self._is_live(execution_id):
+            if not self.waiters.is_live(execution_id):
                 return False
-            record = self._executions.get(execution_id)  # cancelled on another node
-        elif self._work is not None:
-            self._announce(self._work.finished, execution_id)
+            record = self._executions.get(execution_id)  # cancelled by another process or node
         with self._lock:
             self._release_heap(execution_id)
         if written and record is not None:
             self._record_heap_tags(record)
-        with self._waiters_lock:
-            self._live.discard(execution_id)
-            waiter = self._waiters.get(execution_id)
-            if waiter is not None:
-                waiter.record = record
-                waiter.event.set()
-            listeners = self._followers.pop(execution_id, ())
-        for listener in listeners:
-            listener(None)
+        # Handed over here before it is announced: this process's waiters never read it again.
+        self.waiters.finished(execution_id, record)
+        if written:
+            self.waiters.announce(execution_id)
         return written
 
     def _record_failure(self, execution_id: str, error: str) -> None:
@@ -614,7 +531,7 @@ class ExecutionManager:
                     self._lock.notify_all()  # a free worker: the cluster's feeder may claim
 
     def _execute(self, slot: WorkerSlot, item: _Queued) -> None:
-        if not self._is_live(item.execution_id):
+        if not self.waiters.is_live(item.execution_id):
             return  # cancelled while its submit was still being recorded
         request = item.request
         job = Job(
