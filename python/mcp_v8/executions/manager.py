@@ -6,7 +6,9 @@ contract says) until its first terminal transition (``completed``, ``failed``,
 ignored, so a cancelled execution is never overwritten by what its worker reports
 afterwards. The queue is bounded; a full queue is refused (``QueueFull``), never grown.
 Worker crashes and restarts are logged and counted for ``stats()`` (``GET /api/stats``).
-Long-polls and followers are the waiters' (:mod:`.waiters`).
+Heaps are the catalogue's (:mod:`..storage.heap_catalogue`): the manager asks it to count a use,
+to make a heap present for its workers and to publish the heaps they produce; long-polls and
+followers are the waiters' (:mod:`.waiters`).
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ from ..storage import (
     ExecutionRecord,
     ExecutionStore,
     FileHeapStore,
+    HeapCatalogue,
     HeapNotFound,
+    HeapStoreUnavailable,
     OutputLog,
-    SQLiteHeapTags,
 )
-from ..storage.shared_heaps import HeapStoreUnavailable, SharedHeaps
 from .cluster import WorkQueue
 from .pool import (
     SpawnWorker,
@@ -55,10 +57,6 @@ class QueueFull(Exception):
 
 class ShuttingDown(Exception):
     """The server is stopping and accepts no new executions."""
-
-
-class HeapInUse(Exception):
-    """A queued or running execution of this manager resumes the heap: it cannot go now."""
 
 
 class CancelOutcome(Enum):
@@ -94,41 +92,36 @@ class ExecutionManager:
         executions: ExecutionStore,
         output: OutputLog,
         heaps: FileHeapStore,
+        catalogue: HeapCatalogue,
         data_dir: Path,
         workers: int,
         queue_limit: int,
         max_output_bytes: int,
         max_result_bytes: int = 0,
         spawn_worker: SpawnWorker = spawn_worker_process,
-        heap_tags: SQLiteHeapTags | None = None,
         owner: str | None = None,
         log_dir: Path | None = None,
-        shared_heaps: SharedHeaps | None = None,
         work: WorkQueue | None = None,
         events: FinishEvents | None = None,
         recheck_secs: float | None = None,
         fetch: tuple[tuple[str, ...], int, int] | None = None,
     ) -> None:
-        """``heaps`` is the store the workers open too: they read and write snapshots
-        themselves, and only keys pass through the manager. ``heap_tags``, when given, is
-        where the tags of each heap an execution stores with tags are recorded as it finishes.
+        """``heaps`` is the store the workers open: they read and write snapshots themselves,
+        and only keys pass through the manager. ``catalogue`` answers for heaps: a heap is
+        counted as used and fetched (when shared) before an execution resuming it is accepted,
+        and one a worker produced is published and indexed before its execution is recorded.
         ``owner`` is recorded with each execution (the process's lease on a shared data
         directory); ``log_dir`` is where workers write their stderr (default: in ``data_dir``).
-        ``shared_heaps``: the remote store several nodes share, of which ``heaps`` is then this
-        node's cache: heaps are fetched before an execution resuming them is accepted and
-        published before one that produced them is recorded. ``events`` announce the ends of
-        executions to other processes and deliver theirs (default: through ``work`` when given),
-        ``recheck_secs`` bounds the wait for one that was lost (see :class:`~.waiters.Waiters`).
-        ``fetch``: (allowed origins, largest response body, requests per execution) for the
-        workers; None: fetch is off."""
+        ``events`` announce the ends of executions to other processes and deliver theirs
+        (default: through ``work`` when given), ``recheck_secs`` bounds the wait for one that
+        was lost (see :class:`~.waiters.Waiters`). ``fetch``: (allowed origins, largest response
+        body, requests per execution) for the workers; None: fetch is off."""
         self._owner = owner
-        self._shared = shared_heaps
+        self._catalogue = catalogue
         # Several nodes: submits go to the shared queue, which the node's Cluster claims from
         # (adopt) when a worker here is free; terminal transitions and cancels are announced.
         self._work = work
         self._executions = executions
-        self._heaps = heaps
-        self._heap_tags = heap_tags
         self._output = output
         self._queue_limit = queue_limit
         self._max_result_bytes = max_result_bytes
@@ -136,10 +129,6 @@ class ExecutionManager:
         self._queue: collections.deque[_Queued] = collections.deque()
         self._reserved = 0  # places taken by submits whose record is being written
         self._executing: dict[str, WorkerSlot] = {}
-        # Heaps that accepted, not yet finished executions resume: how many per key, and the
-        # key of each such execution. Under ``_lock``, which a heap's deletion holds too.
-        self._heap_users: dict[str, int] = {}
-        self._heap_of: dict[str, str] = {}
         # Executions accepted here and not yet terminal, their long-polls and followers.
         if events is None and work is not None:
             events = QueueEvents(work)
@@ -211,29 +200,21 @@ class ExecutionManager:
         if self._work is not None:
             return self._submit_to_cluster(request, self._work)
         execution_id = str(uuid.uuid4())
-        if request.heap is not None and self._shared is not None:
-            self._shared.fetch(request.heap)  # a network round trip: before the lock
+        if request.heap is not None:  # before the lock: an unknown heap is refused before a full queue
+            self._catalogue.use(request.heap)
+            self._catalogue.fetch(request.heap)
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
-            # The only existence check of the heap, in one step with its count and with
-            # delete_heap's check and removal: a heap is either gone before this execution is
-            # accepted or kept until it finishes. An unknown heap is refused before a full queue.
-            if request.heap is not None and not self._heaps.exists(request.heap):
-                raise HeapNotFound(request.heap)
             if len(self._queue) + self._reserved >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
-            if request.heap is not None:
-                self._heap_users[request.heap] = self._heap_users.get(request.heap, 0) + 1
-                self._heap_of[execution_id] = request.heap
             self._reserved += 1
         self.waiters.accept(execution_id)  # live before its record exists: never running and unknown here
-        try:  # the SQLite writes happen outside the lock the dispatchers need
+        try:  # the writes happen outside the lock the dispatchers need
             self._record(execution_id, request, self._owner)
         except BaseException:
             with self._lock:
                 self._reserved -= 1
-                self._release_heap(execution_id)
             self.waiters.forget(execution_id)
             raise
         with self._lock:
@@ -248,7 +229,10 @@ class ExecutionManager:
 
     def _record(self, execution_id: str, request: SubmitRequest, owner: str | None) -> None:
         """Creates the execution's output log, then its record (running, started now): a record
-        is never without its log, even after a crash in between."""
+        is never without its log, even after a crash in between. The record of an execution
+        resuming a heap is created only while the catalogue's index holds the heap, in one step
+        with that check, which a deletion of the heap serialises with (the heap is then in use
+        until the execution is terminal, for every node)."""
         self._output.create(execution_id)
         try:
             self._executions.create(
@@ -258,6 +242,7 @@ class ExecutionManager:
                 heap_in=request.heap,
                 code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
                 owner=owner,
+                require_heap=request.heap is not None,
             )
         except BaseException:
             self._output.delete([execution_id])
@@ -266,8 +251,8 @@ class ExecutionManager:
     def _submit_to_cluster(self, request: SubmitRequest, work: WorkQueue) -> str:
         """Records the execution and queues it for whichever node has a free worker."""
         execution_id = str(uuid.uuid4())
-        if request.heap is not None and self._shared is not None:
-            self._shared.fetch(request.heap)  # the existence check (HeapNotFound)
+        if request.heap is not None:
+            self._catalogue.use(request.heap)  # the node that claims it fetches it
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
@@ -284,9 +269,9 @@ class ExecutionManager:
     def adopt(self, execution_id: str, request: SubmitRequest) -> None:
         """Runs here an execution this node claimed from the shared queue (recorded by the node
         that accepted it)."""
-        if request.heap is not None and self._shared is not None:
+        if request.heap is not None:
             try:
-                self._shared.fetch(request.heap)
+                self._catalogue.fetch(request.heap)
             except (HeapNotFound, HeapStoreUnavailable) as e:
                 self._finish_elsewhere(execution_id, f"its heap could not be read: {e}")
                 return
@@ -296,9 +281,6 @@ class ExecutionManager:
                 accepted = False
             else:
                 accepted = True
-                if request.heap is not None:
-                    self._heap_users[request.heap] = self._heap_users.get(request.heap, 0) + 1
-                    self._heap_of[execution_id] = request.heap
                 self._queue.append(_Queued(execution_id, request))
                 self._lock.notify_all()
         if not accepted:
@@ -381,26 +363,6 @@ class ExecutionManager:
         self._output.append(execution_id, text)
         self.waiters.output(execution_id, text)
 
-    def heap_in_use(self, key: str) -> bool:
-        """Whether a queued or running execution accepted here resumes the heap ``key``."""
-        with self._lock:
-            return key in self._heap_users
-
-    def heaps_in_use(self) -> set[str]:
-        """The heaps that queued or running executions accepted here resume."""
-        with self._lock:
-            return set(self._heap_users)
-
-    def delete_heap(self, key: str, remove: Callable[[str], bool]) -> bool:
-        """Calls ``remove(key)`` (which deletes the heap and returns whether it was there)
-        unless an execution accepted here and not finished resumes it, in which case it
-        raises :class:`HeapInUse`. Holds the lock a submit counts its heap under, so no
-        execution is accepted on a heap that is being removed."""
-        with self._lock:
-            if key in self._heap_users:
-                raise HeapInUse(f"heap {key} is resumed by a queued or running execution")
-            return remove(key)
-
     def stats(self) -> dict[str, Any]:
         """Counters for operators (``GET /api/stats``)."""
         with self._lock:
@@ -419,28 +381,6 @@ class ExecutionManager:
         }
 
     # -- internals -------------------------------------------------------------------
-    def _release_heap(self, execution_id: str) -> None:
-        """The execution no longer needs its heap; the caller holds ``_lock``."""
-        key = self._heap_of.pop(execution_id, None)
-        if key is None:
-            return
-        left = self._heap_users[key] - 1
-        if left:
-            self._heap_users[key] = left
-        else:
-            del self._heap_users[key]
-
-    def _record_heap_tags(self, record: ExecutionRecord) -> None:
-        """Copies the first meta's tags of the heap the execution stored into ``heap_tags``."""
-        if self._heap_tags is None or record.heap is None or not record.tags:
-            return
-        try:
-            meta = self._heaps.meta(record.heap)
-            if meta is not None and meta.tags:
-                self._heap_tags.record(record.heap, meta.tags, meta.created_at)
-        except Exception:  # the execution is finished whatever happens to its tags' copy
-            log.exception("could not record the tags of heap %s", record.heap)
-
     def _worker_crashed(self, index: int, execution_id: str, reason: str) -> None:
         log.warning("worker %d crashed while running execution %s: %s", index, execution_id, reason)
         at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -475,10 +415,6 @@ class ExecutionManager:
             if not self.waiters.is_live(execution_id):
                 return False
             record = self._executions.get(execution_id)  # cancelled by another process or node
-        with self._lock:
-            self._release_heap(execution_id)
-        if written and record is not None:
-            self._record_heap_tags(record)
         # Handed over here before it is announced: this process's waiters never read it again.
         self.waiters.finished(execution_id, record)
         if written:
@@ -550,10 +486,10 @@ class ExecutionManager:
         except WorkerStartError as e:
             log.warning("worker %d could not start for execution %s: %s", slot.index, item.execution_id, e)
             result = JobResult(status="failed", error=str(e))
-        if result.heap is not None and self._shared is not None:
-            try:  # published before a client can see the key, so any node can resume it
-                self._shared.publish(result.heap)
-            except HeapStoreUnavailable as e:
+        if result.heap is not None:
+            try:  # published and indexed before a client can see the key: any node resumes it
+                self._catalogue.add(result.heap, session=request.session, tags=request.tags or None)
+            except (HeapStoreUnavailable, HeapNotFound) as e:
                 result = JobResult(
                     status="failed",
                     error=f"the heap snapshot could not be stored: {e}",
