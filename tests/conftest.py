@@ -25,6 +25,8 @@ LEVELS: dict[str, str] = {
     "test_migrations": "unit",
     "test_executions_state": "unit",
     "test_heap_tags": "unit",
+    "test_heap_catalogue": "service",
+    "test_waiters": "unit",
     "test_postgres_storage": "unit",
     "test_cluster_queue": "unit",
     "test_leases": "service",

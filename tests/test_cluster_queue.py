@@ -21,7 +21,8 @@ import pytest
 from mcp_v8.executions import CancelOutcome, ExecutionManager, QueueFull, SubmitRequest
 from mcp_v8.executions.cluster import LEFT_NODE, Cluster
 from mcp_v8.storage import FileHeapStore
-from mcp_v8.storage.shared_heaps import SharedHeaps
+from mcp_v8.storage.heap_catalogue import Catalogue
+from mcp_v8.storage.shared_heaps import LocalHeaps, SharedHeaps
 
 from .pg_server import PostgresServer, schema_for
 
@@ -54,6 +55,7 @@ class Node:
     executions: Any
     output: Any
     manager: ExecutionManager
+    catalogue: Catalogue
 
     def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = self.db.run(query, params)
@@ -78,13 +80,18 @@ def make_node(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Calla
     made: list[Node] = []
     default_schema = postgres_server.create_schema(schema_for(tmp_path))
 
-    def make(name: str, *, schema: str | None = None, limit: int = LIMIT, **manager: Any) -> Node:
+    def make(
+        name: str, *, schema: str | None = None, limit: int = LIMIT, remote: Any = None, **manager: Any
+    ) -> Node:
+        """``remote``: a shared blob store the node's heaps are in (else its data directory)."""
         db = postgres.open_postgres(postgres_server.url, schema=schema or default_schema)
         work = pg_queue.PostgresQueue(db, postgres_server.url)
         executions = postgres.PostgresExecutionStore(db)
         output = postgres.PostgresOutputLog(db, max_output_bytes=1 << 20)
         root = tmp_path / name
         heaps = FileHeapStore(root, durable=False)
+        blobs = LocalHeaps(heaps) if remote is None else SharedHeaps(heaps, remote)
+        catalogue = Catalogue(postgres.PostgresHeapIndex(db), postgres.PostgresHeapTags(db), blobs)
         node = Node(
             name,
             db,
@@ -102,8 +109,10 @@ def make_node(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Calla
                 spawn_worker=no_worker,
                 work=work,
                 owner=name,
+                catalogue=catalogue,
                 **manager,
             ),
+            catalogue,
         )
         made.append(node)
         return node
@@ -367,7 +376,7 @@ def assert_failed_and_announced(node: Node, heard: Listener, execution_id: str, 
     assert heard.until(f"done:{execution_id}")[-1] == f"done:{execution_id}"  # every node wakes
     assert node.sql("SELECT count(*) FROM queue") == [(0,)]
     assert node.places() == node.unclaimed() == 0  # its place came back with the claim
-    assert node.manager.stats()["queued"] == 0 and node.manager.heaps_in_use() == set()
+    assert node.manager.stats()["queued"] == 0 and node.catalogue.in_use_all() == set()
 
 
 def test_a_job_this_release_cannot_read_fails_when_claimed(make_node: Callable[..., Node]) -> None:
@@ -400,9 +409,8 @@ def test_a_heap_that_cannot_be_cached_fails_the_claimed_execution(
         data = b"a heap's bytes"
         key = hashlib.sha256(data).hexdigest()
         assert blobs.put(key, data)
-        shared = {n: SharedHeaps(FileHeapStore(tmp_path / n, durable=False), blobs) for n in "ab"}
-        a = make_node("a", shared_heaps=shared["a"])
-        b = make_node("b", shared_heaps=shared["b"])
+        a = make_node("a", remote=blobs)
+        b = make_node("b", remote=blobs)
         (tmp_path / "a" / "heaps" / key[:2]).write_bytes(b"")  # not a directory
         heard = Listener(a.queue)
         try:

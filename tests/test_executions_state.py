@@ -30,14 +30,19 @@ from typing import Any, BinaryIO, Callable
 import pytest
 
 from mcp_v8.errors import SnapshotError
-from mcp_v8.executions import CancelOutcome, ExecutionManager, HeapInUse, QueueFull, SubmitRequest
+from mcp_v8.executions import CancelOutcome, ExecutionManager, QueueFull, SubmitRequest
 from mcp_v8.executions.pool import WorkerOptions, WorkerSlot, WorkerStartError
 from mcp_v8.executions.protocol import Channel, Job, JobResult
 from mcp_v8.executions.worker import _run
 from mcp_v8.storage import (
+    Catalogue,
     FileHeapStore,
+    HeapInUse,
     HeapNotFound,
+    LocalHeaps,
     SQLiteExecutionStore,
+    SQLiteHeapIndex,
+    SQLiteHeapTags,
     SQLiteOutputLog,
     open_database,
 )
@@ -550,10 +555,14 @@ class Service:
         self.executions = SQLiteExecutionStore(self.database)
         self.output = SQLiteOutputLog(self.database, max_output_bytes=1 << 20)
         self.heaps = FileHeapStore(tmp_path, durable=False)
+        self.catalogue = Catalogue(
+            SQLiteHeapIndex(self.database), SQLiteHeapTags(self.database), LocalHeaps(self.heaps)
+        )
         self.manager = ExecutionManager(
             executions=self.executions,
             output=self.output,
             heaps=self.heaps,
+            catalogue=self.catalogue,
             data_dir=tmp_path,
             workers=1,
             queue_limit=queue_limit,
@@ -635,7 +644,7 @@ def test_a_long_poll_is_handed_the_terminal_record_without_reading_it(
     assert job_ids([workers.current.next_message()]) == [eid]
     gets = CountingGets(service, monkeypatch)
     registered: queue.Queue[str] = queue.Queue()
-    monkeypatch.setattr(service.manager, "_waiting", registered.put)
+    monkeypatch.setattr(service.manager.waiters, "_waiting", registered.put)
     answers: list[Any] = []
     waiters = [
         threading.Thread(target=lambda: answers.append(service.manager.wait(eid, HANG))) for _ in range(2)
@@ -650,7 +659,7 @@ def test_a_long_poll_is_handed_the_terminal_record_without_reading_it(
     stored = service.executions.get(eid)
     assert stored is not None and stored.status == "cancelled"
     assert answers == [stored, stored]
-    assert service.manager._waiters == {}  # the last waiter leaves nothing behind
+    assert service.manager.waiters.waiting() == 0  # the last waiter leaves nothing behind
 
 
 def test_a_long_poll_reads_what_is_not_running_here_and_times_out_on_what_is(
@@ -687,8 +696,10 @@ def test_the_snapshot_flag_reaches_the_worker(
 
 
 def put_heap(service: Service, blob: bytes = b"a heap") -> str:
+    """A heap as a worker leaves it, made known to the catalogue as the manager does."""
     key = hashlib.sha256(blob).hexdigest()
     service.heaps.put(key, blob)
+    service.catalogue.add(key, session=None, tags=None)
     return key
 
 
@@ -696,27 +707,26 @@ def test_a_heap_is_in_use_while_an_execution_resuming_it_is_queued_or_running(
     make_service: Callable[..., Service], workers: FakeWorkers
 ) -> None:
     service = make_service()
-    manager = service.manager
+    manager, catalogue = service.manager, service.catalogue
     key = put_heap(service)
-    assert not manager.heap_in_use(key)
+    assert not catalogue.in_use(key)
     with pytest.raises(HeapNotFound):
         service.submit("complete", heap="0" * 64)  # refused before it is counted
-    assert manager.heaps_in_use() == set()
+    assert catalogue.in_use_all() == set()
     running = service.submit("until-cancel", heap=key)
     assert job_ids([workers.current.next_message()]) == [running]
     queued = [service.submit("complete", heap=key) for _ in range(2)]
-    assert manager.heap_in_use(key) and manager.heaps_in_use() == {key}
+    assert catalogue.in_use(key) and catalogue.in_use_all() == {key}
     with pytest.raises(HeapInUse):
-        manager.delete_heap(key, service.heaps.delete)
+        catalogue.delete(key)
     assert manager.cancel(queued[0]) is CancelOutcome.ACCEPTED  # one of three: still in use
-    assert manager.heap_in_use(key)
+    assert catalogue.in_use(key)
     assert manager.cancel(running) is CancelOutcome.ACCEPTED
     assert service.finished(queued[1]).status == "completed"  # the last one finished
-    assert not manager.heap_in_use(key)
-    assert manager._heap_users == {} and manager._heap_of == {}
-    assert manager.delete_heap(key, service.heaps.delete) is True
+    assert not catalogue.in_use(key)
+    assert catalogue.delete(key) is True
     assert not service.heaps.exists(key)
-    assert manager.delete_heap(key, service.heaps.delete) is False  # gone already
+    assert catalogue.delete(key) is False  # gone already
     with pytest.raises(HeapNotFound):
         service.submit("complete", heap=key)
 
@@ -733,7 +743,8 @@ def test_a_failed_submit_does_not_keep_its_heap_in_use(
     monkeypatch.setattr(service.executions, "create", broken)
     with pytest.raises(OSError, match="disk full"):
         service.submit("complete", heap=key)
-    assert not service.manager.heap_in_use(key)
+    assert not service.catalogue.in_use(key)
+    assert service.catalogue.delete(key) is True
 
 
 def test_deleting_a_heap_races_submits_that_resume_it(
@@ -785,7 +796,7 @@ def test_deleting_a_heap_races_submits_that_resume_it(
         while True:
             attempts += 1
             try:
-                if service.manager.delete_heap(key, service.heaps.delete):
+                if service.catalogue.delete(key):
                     deleted.set()
                     return attempts
             except HeapInUse:
@@ -804,7 +815,7 @@ def test_deleting_a_heap_races_submits_that_resume_it(
     results = [service.finished(eid).result for eid in accepted]
     assert results == ["true"] * len(accepted)  # every accepted execution found its heap
     assert len(refused) == 2  # each submitter ended on a refusal
-    assert service.manager.heaps_in_use() == set()
+    assert service.catalogue.in_use_all() == set()
     assert not service.heaps.exists(key)
 
 

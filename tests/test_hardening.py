@@ -422,14 +422,25 @@ def test_crash_counters_are_guarded_against_concurrent_reports(tmp_path: Path) -
     # No worker process: the manager is never started, its dispatcher threads are played
     # by 8 threads reporting crashes and restarts at once while a reader takes stats.
     from mcp_v8.executions import ExecutionManager
-    from mcp_v8.storage import FileHeapStore, SQLiteExecutionStore, SQLiteOutputLog, open_database
+    from mcp_v8.storage import (
+        Catalogue,
+        FileHeapStore,
+        LocalHeaps,
+        SQLiteExecutionStore,
+        SQLiteHeapIndex,
+        SQLiteHeapTags,
+        SQLiteOutputLog,
+        open_database,
+    )
 
     database = open_database(tmp_path)
     output = SQLiteOutputLog(database)
+    heaps = FileHeapStore(tmp_path)
     manager = ExecutionManager(
         executions=SQLiteExecutionStore(database),
         output=output,
-        heaps=FileHeapStore(tmp_path),
+        heaps=heaps,
+        catalogue=Catalogue(SQLiteHeapIndex(database), SQLiteHeapTags(database), LocalHeaps(heaps)),
         data_dir=tmp_path,
         workers=2,
         queue_limit=4,

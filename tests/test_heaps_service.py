@@ -5,8 +5,10 @@ the retention of tagged heaps."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from falcon import testing
 
 from mcp_v8.app import Service, create_app
 from mcp_v8.config import Settings
+from mcp_v8.storage.schema import database_path
 
 from .service_helpers import HOST, submit, wait, wait_for_output
 
@@ -207,9 +210,18 @@ def test_delete_is_409_while_an_execution_resuming_the_heap_waits(tmp_path: Path
 
 
 def _age(service: Service, key: str, seconds: float) -> None:
+    """Makes the heap look neither stored nor resumed for ``seconds``: its file's times and the
+    last use its index row records."""
     path = Path(service.heaps.heaps_dir) / key[:2] / key[2:]
     old = time.time() - seconds
     os.utime(path, (old, old))
+    at = datetime.fromtimestamp(old, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    conn = sqlite3.connect(database_path(service.settings.data_dir))
+    try:
+        with conn:
+            conn.execute("UPDATE heaps SET last_used_at = ? WHERE key = ?", (at, key))
+    finally:
+        conn.close()
 
 
 def test_retention_keeps_tagged_heaps(tmp_path: Path) -> None:

@@ -128,6 +128,17 @@ def test_a_version_1_data_dir_serves_through_the_service(datadir: Path) -> None:
         )
         assert {k: page[k] for k in expected} == expected
         assert page["status"] == "cancelled"
+        # Its heap was indexed by the migration that created the index, with the first meta.
+        heap = client.simulate_get(f"/api/heaps/{HEAP_KEY}", headers=HOST).json
+        meta = EXPECTED["heap"]["meta"]
+        assert {k: heap[k] for k in ("heap", "size_bytes", "created_at", "session", "tags")} == {
+            "heap": HEAP_KEY,
+            "size_bytes": meta["size"],
+            "created_at": meta["created_at"],
+            "session": meta["session"],
+            "tags": meta["tags"],
+        }
+        assert heap["last_used_at"] >= heap["created_at"]
     finally:
         service.close()
 

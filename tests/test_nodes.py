@@ -4,6 +4,7 @@ Real PostgreSQL and SeaweedFS, started by the fixtures."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,7 +15,8 @@ import pytest
 
 from mcp_v8.app import Service
 from mcp_v8.config import Settings
-from mcp_v8.operations import NotFound, Operations, Unavailable
+from mcp_v8.operations import Conflict, NotFound, Operations, Unavailable
+from mcp_v8.storage import Catalogue, HeapBlobs, SharedHeaps
 
 from .pg_server import PostgresServer
 from .s3_server import S3Server
@@ -43,6 +45,20 @@ def nodes(
         service.close()
 
 
+def blobs(service: Service) -> HeapBlobs:
+    catalogue = service.catalogue
+    assert isinstance(catalogue, Catalogue)
+    return catalogue.blobs
+
+
+def owner(service: Service, execution_id: str) -> str:
+    """The lease of the node that claimed the execution."""
+    rows = service.stores.work._db.run(  # type: ignore[union-attr]
+        "SELECT owner FROM executions WHERE execution_id = %s", (execution_id,)
+    )
+    return str(rows[0][0])
+
+
 def run(ops: Operations, code: str, **body: Any) -> dict[str, Any]:
     """The execution once it ended: long-polls until it did, or a generous deadline passed."""
     execution_id = ops.submit({"code": code, **body})
@@ -55,23 +71,23 @@ def run(ops: Operations, code: str, **body: Any) -> dict[str, Any]:
 
 def test_heaps_in_postgresql_by_default(nodes: Callable[..., Node]) -> None:
     (a, on_a), (b, on_b) = nodes("a"), nodes("b")
-    assert a.settings.heap_backend == "postgresql" and a.shared_heaps is not None
+    assert a.settings.heap_backend == "postgresql" and isinstance(blobs(a), SharedHeaps)
     first = run(on_a, "console.log('from a'); var n = 41; n", session="s", tags={"step": "one"})
     assert first["status"] == "completed" and first["heap"] is not None
     # Node b answers for node a's execution: its record, its output, its session.
     assert on_b.get(first["execution_id"]) == first
     assert on_b.output(first["execution_id"])["data"] == "from a\n"
     assert on_b.session_log("s")["executions"][0]["execution_id"] == first["execution_id"]
-    # Whichever node ran it, the other never had its heap, and resumes it: fetched from the
-    # shared store when the submit checks it.
+    # Whichever node ran it, the other never had its heap, and knows it all the same.
     (other, on_other) = (a, on_a) if not a.heaps.exists(first["heap"]) else (b, on_b)
     assert not other.heaps.exists(first["heap"])
-    # The node without it says it is stored all the same: it is, in the shared store.
     assert on_other.session_log("s")["executions"][0]["heap_stored"] is True
     assert on_other.sessions()["sessions"][0]["latest_heap_stored"] is True
+    # Submitted there, it runs on whichever node claims it, which fetches the heap if it lacks it.
     second = run(on_other, "n + 1", heap=first["heap"])
     assert (second["status"], second["result"]) == ("completed", "42")
-    assert other.heaps.exists(first["heap"])  # cached there from now on
+    ran = a if owner(a, second["execution_id"]) == a.lease.id else b
+    assert ran.heaps.exists(first["heap"])  # cached there from now on
     info = on_b.heap(second["heap"])
     assert info["heap"] == second["heap"] and info["size_bytes"] > 0
     assert on_a.query_heaps({"step": "one"})["heaps"][0]["heap"] == first["heap"]
@@ -158,8 +174,9 @@ def test_retention_of_the_shared_heap_store(nodes: Callable[..., Node]) -> None:
     on_a.replace_heap_tags(tagged, {"keep": "yes"})
     time.sleep(3)  # all three are older than the age now
     assert run(on_b, "x", heap=resumed)["result"] == '"resumed"'  # used within the age, on b
-    assert a.shared_heaps is not None
-    remote = a.shared_heaps.remote
+    shared = blobs(a)
+    assert isinstance(shared, SharedHeaps)
+    remote = shared.remote
     a.prune()
     assert not remote.exists(old) and not a.heaps.exists(old)
     assert remote.exists(tagged) and remote.exists(resumed)
@@ -196,3 +213,103 @@ def test_deployments_in_two_schemas_of_one_database(tmp_path: Path, postgres_ser
     finally:
         for service in started:
             service.close()
+
+
+def holder(nodes: list[Node], key: str) -> tuple[Node, Node]:
+    """The node whose cache holds ``key`` and another one, which never had it."""
+    (a, on_a), (b, on_b) = nodes
+    return ((a, on_a), (b, on_b)) if a.heaps.exists(key) else ((b, on_b), (a, on_a))
+
+
+def test_a_tag_query_on_any_node_finds_heaps_another_node_stored(nodes: Callable[..., Node]) -> None:
+    both = [nodes("a"), nodes("b")]
+    first = run(both[0][1], "var tagged = 1", tags={"suite": "query-anywhere"}, session="tq")
+    _, (other, on_other) = holder(both, first["heap"])
+    assert not other.heaps.exists(first["heap"])
+    found = on_other.query_heaps({"suite": "query-anywhere"})["heaps"]
+    assert [(h["heap"], h["session"], h["tags"]) for h in found] == [
+        (first["heap"], "tq", {"suite": "query-anywhere"})
+    ]
+    assert found[0]["size_bytes"] > 0 and found[0] == on_other.heap(first["heap"])
+    assert not other.heaps.exists(first["heap"])  # answered from the registry, not fetched
+
+
+def test_a_heap_resumed_on_one_node_is_not_deleted_on_another(nodes: Callable[..., Node]) -> None:
+    """Running on one node, or queued while every worker is busy: any node refuses the delete."""
+    both = [nodes("a"), nodes("b")]
+    (a, on_a), (b, on_b) = both
+    heap = run(on_a, "var kept = 'kept'")["heap"]
+    looping = {"code": "console.log('started'); while (true) {}", "execution_timeout_secs": 120}
+    running = on_a.submit({**looping, "heap": heap})
+    until_output(on_a, running, "started")
+    runner = a if owner(a, running) == a.lease.id else b
+    (_, on_elsewhere) = (b, on_b) if runner is a else (a, on_a)
+    with pytest.raises(Conflict):
+        on_elsewhere.delete_heap(heap)  # the node that runs it is the other one
+    busy = on_b.submit(looping)  # both workers busy now: the next one stays in the shared queue
+    until_output(on_b, busy, "started")
+    assert on_a.cancel(running)["ok"]
+    assert on_a.get(running, WAIT_MS)["status"] == "cancelled"
+    free = on_b.submit(looping)  # takes the worker the cancel freed
+    until_output(on_b, free, "started")
+    queued = on_a.submit({"code": "kept", "heap": heap})
+    assert on_b.get(queued)["status"] == "running"
+    for ops in (on_a, on_b):
+        with pytest.raises(Conflict):
+            ops.delete_heap(heap)  # queued, on no node yet
+    assert on_b.cancel(queued)["ok"]
+    assert on_b.delete_heap(heap) == {"ok": True}
+    for ops in (on_a, on_b):
+        with pytest.raises(NotFound):
+            ops.heap(heap)
+        ops.cancel(busy)
+        ops.cancel(free)
+
+
+def until_output(ops: Operations, execution_id: str, needle: str) -> None:
+    deadline = time.monotonic() + HANG
+    while needle not in ops.output(execution_id)["data"]:
+        assert time.monotonic() < deadline, f"{needle!r} never printed"
+        time.sleep(0.05)
+
+
+class Statements:
+    """Counts the SQL statements this thread sends (every psycopg cursor: the registry's and the
+    heap blob store's connections alike). The nodes' own threads are not counted."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import psycopg
+
+        self.sent: list[str] = []
+        self._thread = threading.get_ident()
+        real = psycopg.Cursor.execute
+
+        def execute(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() == self._thread:
+                self.sent.append(str(query))
+            return real(cursor, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+
+    def during(self, fn: Callable[[], Any]) -> int:
+        before = len(self.sent)
+        fn()
+        return len(self.sent) - before
+
+
+def test_a_session_log_page_costs_the_same_statements_however_many_heaps_it_names(
+    nodes: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (_, on_a) = nodes("a")
+    for i in range(12):
+        session = "counted" if i < 8 else f"other-{i}"
+        assert run(on_a, f"var step = {i}", session=session)["heap"] is not None
+    (_, on_c) = nodes("c")  # a node that never ran any: its cache holds none of their heaps
+    statements = Statements(monkeypatch)
+    small = statements.during(lambda: on_c.session_log("counted", 2))
+    large = statements.during(lambda: on_c.session_log("counted", 8))
+    assert large == small
+    log = on_c.session_log("counted", 8)["executions"]
+    assert len(log) == 8 and all(e["heap_stored"] is True for e in log)
+    assert statements.during(lambda: on_c.sessions(5)) == statements.during(lambda: on_c.sessions(1))
+    assert all(s["latest_heap_stored"] is True for s in on_c.sessions(5)["sessions"])

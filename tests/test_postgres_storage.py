@@ -209,3 +209,40 @@ def test_heap_tag_query_uses_jsonb_containment(db: PostgresDatabase) -> None:
     assert "heap_tags" in plan
     indexes = {str(r[0]) for r in db.run("SELECT indexname FROM pg_indexes WHERE tablename = 'heap_tags'")}
     assert "heap_tags_by_tags" in indexes
+
+
+def test_the_heap_index_migration_indexes_the_heap_blobs_with_their_last_use(
+    postgres_server: PostgresServer, schema: str
+) -> None:
+    """A version-1 schema with heaps in ``heap_blobs``: the index gets a row for each, last used
+    when the records last started from or produced it."""
+    import hashlib
+    from datetime import datetime, timedelta, timezone
+
+    from mcp_v8.storage.blobs_postgres import PostgresBlobStore
+    from mcp_v8.storage.postgres import PostgresHeapIndex
+
+    url = postgres_server.url
+    postgres.PostgresDatabase(url, postgres.MIGRATIONS[:1], schema=schema).close()
+    blobs = PostgresBlobStore(url, schema=schema)
+    keys = [hashlib.sha256(data).hexdigest() for data in (b"resumed", b"idle")]
+    for key, data in zip(keys, (b"resumed", b"idle")):
+        blobs.put(key, data)
+    blobs.close()
+    resumed_at = datetime.now(timezone.utc) + timedelta(minutes=5)
+    with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute(
+            "INSERT INTO executions (execution_id, status, started_at, heap_in) VALUES ('e', 'running', %s, %s)",
+            (resumed_at, keys[0]),
+        )
+    db = postgres.open_postgres(url, schema=schema)
+    try:
+        index = PostgresHeapIndex(db)
+        resumed, idle = (index.entry(k) for k in keys)
+        assert resumed is not None and idle is not None
+        assert (resumed.size, idle.size) == (len(b"resumed"), len(b"idle"))
+        assert resumed.last_used_at == resumed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert idle.last_used_at == idle.created_at
+        assert index.in_use(keys[0]) and not index.in_use(keys[1])
+    finally:
+        db.close()

@@ -1,5 +1,6 @@
 """``mcp-v8 serve --processes N``: N serve processes on one port (SO_REUSEPORT), each a node of
-the same PostgreSQL registry, started and stopped as one."""
+the same PostgreSQL registry, started and stopped as one; and two processes on one data directory
+without a database, each answering for the other's executions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -16,7 +18,7 @@ import requests
 
 from mcp_v8.client import Client
 
-from .live_server import free_port
+from .live_server import LiveServer, free_port
 from .pg_server import PostgresServer
 
 HANG = 60.0
@@ -74,3 +76,34 @@ def test_processes_above_one_need_a_database() -> None:
     )
     assert proc.returncode != 0
     assert "processes above 1 need database_url" in proc.stderr
+
+
+def test_a_long_poll_in_a_sibling_process_answers_when_the_execution_ends(tmp_path: Path) -> None:
+    """Two ``serve`` processes on one data directory and no database (as ``serve`` beside the
+    ``mcp`` of an MCP client): an execution of one, long-polled on the other with a long
+    ``wait_ms``, is answered within seconds of its finish, not when the wait runs out."""
+    data = tmp_path / "data"
+    first, second = LiveServer(data, "--workers", "1"), LiveServer(data, "--workers", "1")
+    try:
+        first.start()
+        second.start()
+        started = requests.post(
+            first.url + "/api/exec",
+            json={"code": "const t = Date.now(); while (Date.now() - t < 3000) {} 'done'", "snapshot": False},
+            timeout=60,
+        )
+        assert started.status_code == 202, started.text
+        execution_id = started.json()["execution_id"]
+        asked = time.time()
+        answer = requests.get(
+            f"{second.url}/api/executions/{execution_id}", params={"wait_ms": 20000}, timeout=60
+        )
+        answered = time.time()
+        info = answer.json()
+        assert (info["status"], info["result"]) == ("completed", '"done"'), info
+        finished = datetime.fromisoformat(info["completed_at"].replace("Z", "+00:00")).timestamp()
+        assert asked < finished  # the long-poll was in place before the execution ended
+        assert answered - finished < 5.0  # well before the 20 s wait ran out
+    finally:
+        second.stop()
+        first.stop()

@@ -21,6 +21,7 @@ from .backends import BackendError, open_stores
 from .config import Settings, normalize_origin, origin_allowlist
 from .executions import ExecutionManager
 from .executions.cluster import Cluster
+from .executions.siblings import RECHECK_SECS, SiblingEvents
 from .mcp import McpResource
 from .operations import OperationError, Operations
 from .resources.executions import (
@@ -44,10 +45,10 @@ from .storage import (
     DatabaseUnavailable,
     ExecutionStore,
     FileHeapStore,
+    HeapCatalogue,
     Lease,
     OutputLog,
 )
-from .storage.shared_heaps import SharedHeaps
 
 log = logging.getLogger("mcp_v8")
 
@@ -93,8 +94,7 @@ class Service:
             raise DataDirError(str(e)) from e
         self.executions: ExecutionStore = self.stores.executions
         self.output: OutputLog = self.stores.output
-        self.heap_tags = self.stores.heap_tags
-        self.shared_heaps: SharedHeaps | None = self.stores.shared_heaps
+        self.catalogue: HeapCatalogue = self.stores.catalogue
         # Other processes may serve this directory (and, on PostgreSQL, this registry) too: fail
         # only the running executions of processes known to be gone. Without a shared registry,
         # an owner with no lease here is gone; with one, it may be a node elsewhere.
@@ -104,18 +104,22 @@ class Service:
         if failed:
             log.warning("marked %d interrupted executions as failed", failed)
         self.lease.remove_stale()
+        # The processes on one data directory (without a shared database) tell each other of
+        # the executions they finish; nodes of a database hear it from its notifications.
+        siblings = SiblingEvents(self.lease) if self.stores.work is None else None
         self.manager = ExecutionManager(
             executions=self.executions,
             output=self.output,
             heaps=self.heaps,
+            catalogue=self.catalogue,
             data_dir=settings.data_dir,
             workers=settings.workers,
             queue_limit=settings.queue_limit,
             max_output_bytes=settings.max_output_bytes,
             max_result_bytes=settings.max_result_bytes,
-            heap_tags=self.heap_tags,
-            shared_heaps=self.shared_heaps,
             work=self.stores.work,
+            events=siblings,
+            recheck_secs=RECHECK_SECS if siblings is not None else None,
             owner=self.lease.id,
             log_dir=self.lease.worker_log_dir,
             fetch=(settings.allow_fetch, settings.max_fetch_bytes, settings.max_fetch_requests),
@@ -138,8 +142,9 @@ class Service:
 
     def prune(self) -> int:
         """One retention pass: finished executions by age and count, and heap snapshots
-        unused for the same age, but those with tags in the registry (``heap_tags``) and those a
-        queued or running execution resumes. Returns the number of executions removed."""
+        neither stored nor resumed for the same age (by any node), but those with tags in the
+        registry (``heap_tags``) and those a queued or running execution resumes. Returns the
+        number of executions removed."""
         s = self.settings
         doomed = self.executions.prunable(
             max_age_seconds=float(s.retention_max_age_secs) or None,
@@ -149,13 +154,7 @@ class Service:
         self.output.delete(doomed)
         removed = self.executions.delete(doomed)
         if s.retention_max_age_secs:
-            age = float(s.retention_max_age_secs)
-            keep = self.heap_tags.tagged() | self.manager.heaps_in_use()
-            self.heaps.prune(age, keep=keep)  # on one machine the heaps; with a shared store its cache
-            if self.shared_heaps is not None:
-                # The shared store has no last use of its own: what the registry says any node's
-                # executions started from or produced within the age keeps a heap, queued ones too.
-                self.shared_heaps.prune(age, keep=keep | self.executions.heaps_used_since(age))
+            self.catalogue.prune(float(s.retention_max_age_secs))
         return removed
 
     def _prune_loop(self) -> None:

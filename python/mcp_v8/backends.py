@@ -1,10 +1,12 @@
 """Which stores a node uses, from its settings.
 
-Embedded (the default): one SQLite file in the data directory holds executions, console output
-and heap tags, and heap snapshots are files there. With ``database_url``, those three live in
-PostgreSQL, and heap snapshots default to ``bytea`` in the same database (several nodes never
-default to node-local heaps); ``heap_store`` may name S3 instead. With a remote heap store, the
-data directory's heap files are this node's cache of it (the workers read and write there).
+Embedded (the default): one SQLite file in the data directory holds executions, console output,
+heap tags and the heap index, and heap snapshots are files there. With ``database_url``, those
+four live in PostgreSQL, and heap snapshots default to ``bytea`` in the same database (several
+nodes never default to node-local heaps); ``heap_store`` may name S3 instead. With a remote heap
+store, the data directory's heap files are this node's cache of it (the workers read and write
+there). The heap catalogue is one :class:`~.storage.Catalogue` over the database's index and tags
+and the heaps' bytes, whichever they are.
 """
 
 from __future__ import annotations
@@ -18,16 +20,23 @@ from typing import Any
 from .config import Settings
 from .redaction import passwords, redact, redact_url
 from .storage import (
+    Catalogue,
     ExecutionStore,
     FileHeapStore,
+    HeapBlobs,
+    HeapCatalogue,
+    HeapIndex,
+    HeapTags,
+    LocalHeaps,
     OutputLog,
     SchemaVersionError,
+    SharedHeaps,
     SQLiteExecutionStore,
+    SQLiteHeapIndex,
     SQLiteHeapTags,
     SQLiteOutputLog,
     open_database,
 )
-from .storage.shared_heaps import SharedHeaps
 
 
 class BackendError(RuntimeError):
@@ -38,11 +47,12 @@ class BackendError(RuntimeError):
 class Stores:
     executions: ExecutionStore
     output: OutputLog
-    heap_tags: Any  # SQLiteHeapTags or PostgresHeapTags: the same methods
-    shared_heaps: SharedHeaps | None
+    heap_tags: HeapTags
+    heap_index: HeapIndex
     _closers: list[Callable[[], None]] = field(default_factory=list)
     # The queue other nodes share (PostgresQueue): set exactly when the registry may be shared.
     work: Any = None
+    catalogue: HeapCatalogue = field(init=False)
 
     def close(self) -> None:
         for close in reversed(self._closers):
@@ -64,16 +74,18 @@ def open_stores(settings: Settings, heaps: FileHeapStore) -> Stores:
                 SQLiteExecutionStore(database),
                 SQLiteOutputLog(database, max_output_bytes=settings.max_output_bytes),
                 SQLiteHeapTags(database),
-                None,
+                SQLiteHeapIndex(database),
                 closers,
             )
         else:
             stores = _postgres(settings, closers)
+        blobs: HeapBlobs = LocalHeaps(heaps)
         backend = settings.heap_backend
         if backend != "file":
             remote = _blob_store(settings, backend)
             closers.append(remote.close)
-            stores.shared_heaps = SharedHeaps(heaps, remote)
+            blobs = SharedHeaps(heaps, remote)
+        stores.catalogue = Catalogue(stores.heap_index, stores.heap_tags, blobs)
         return stores
     except BaseException:
         for close in reversed(closers):
@@ -83,7 +95,13 @@ def open_stores(settings: Settings, heaps: FileHeapStore) -> Stores:
 
 
 def _postgres(settings: Settings, closers: list[Callable[[], None]]) -> Stores:
-    from .storage.postgres import PostgresExecutionStore, PostgresHeapTags, PostgresOutputLog, open_postgres
+    from .storage.postgres import (
+        PostgresExecutionStore,
+        PostgresHeapIndex,
+        PostgresHeapTags,
+        PostgresOutputLog,
+        open_postgres,
+    )
     from .storage.postgres.queue import PostgresQueue
 
     assert settings.database_url is not None
@@ -100,7 +118,7 @@ def _postgres(settings: Settings, closers: list[Callable[[], None]]) -> Stores:
         PostgresExecutionStore(database),
         PostgresOutputLog(database, max_output_bytes=settings.max_output_bytes),
         PostgresHeapTags(database),
-        None,
+        PostgresHeapIndex(database),
         closers,
         work=PostgresQueue(database, settings.database_url),
     )

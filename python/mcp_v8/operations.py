@@ -7,29 +7,32 @@ needs converting, MCP arguments are JSON already); what only the service can kno
 size, whether an execution or a heap exists, a full queue) is checked here. Results are the
 contract's JSON documents as dicts; refusals are :class:`OperationError` with the HTTP status
 the contract gives them, which each door turns into its own form (an ``{"error"}`` response,
-an MCP tool result with ``isError``).
+an MCP tool result with ``isError``). Every heap question goes to the heap catalogue, which
+answers for the whole deployment (every node, every process on the data directory).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from .executions import CancelOutcome, HeapInUse, QueueFull, ShuttingDown, SubmitRequest
+from .executions import CancelOutcome, QueueFull, ShuttingDown, SubmitRequest
 from .storage import (
     ExecutionNotFound,
     ExecutionRecord,
     ExecutionStatus,
+    HeapInUse,
     HeapMeta,
     HeapNotFound,
+    HeapStoreUnavailable,
     HeapTagLimit,
     InvalidCursor,
     InvalidHeapKey,
     SessionSummary,
     validate_heap_key,
 )
-from .storage.shared_heaps import HeapStoreUnavailable
 
 if TYPE_CHECKING:
     from .app import Service
@@ -114,9 +117,7 @@ class Operations:
         self._manager = service.manager
         self._executions = service.executions
         self._output = service.output
-        self._heaps = service.heaps
-        self._heap_tags = service.heap_tags
-        self._shared = service.shared_heaps  # None on one machine: the local store is all there is
+        self._catalogue = service.catalogue
 
     # -- executions --------------------------------------------------------------------
 
@@ -253,7 +254,8 @@ class Operations:
             page = self._executions.sessions(limit, cursor=cursor)
         except InvalidCursor as e:
             raise BadInput(str(e)) from None
-        return {"sessions": [self._session(s) for s in page.items], "next_cursor": page.next_cursor}
+        stored = self._stored(s.latest_heap for s in page.items)
+        return {"sessions": [_session(s, stored) for s in page.items], "next_cursor": page.next_cursor}
 
     def session_log(self, session: str, limit: int = 100, *, cursor: str | None = None) -> dict[str, Any]:
         """SessionLog, oldest first; NotFound when no retained execution belongs to it."""
@@ -263,52 +265,29 @@ class Operations:
             raise BadInput(str(e)) from None
         if page is None:
             raise NotFound(f"session {_shown(session)!r} not found: no retained execution belongs to it")
+        stored = self._stored(r.heap for r in page.items)
         return {
             "session": session,
-            "executions": [self._log_entry(r) for r in page.items],
+            "executions": [_log_entry(r, stored) for r in page.items],
             "next_cursor": page.next_cursor,
         }
 
-    def _stored(self, key: str | None) -> bool | None:
-        """Whether the heap ``key`` is still stored (None for no key): a session's log keeps
-        the keys its executions produced, and retention or a delete may have removed one."""
-        if key is None:
-            return None
-        if self._shared is None:
-            return self._heaps.exists(key)
-        try:  # this node's cache first; a heap another node stored is in the shared store
-            return self._shared.exists(key)
-        except HeapStoreUnavailable as e:
-            raise Unavailable(str(e)) from None
-
-    def _session(self, summary: SessionSummary) -> dict[str, Any]:
-        return {
-            "session": summary.session,
-            "executions": summary.executions,
-            "first_activity_at": summary.first_activity_at,
-            "last_activity_at": summary.last_activity_at,
-            "latest_heap": summary.latest_heap,
-            "latest_heap_stored": self._stored(summary.latest_heap),
-        }
-
-    def _log_entry(self, record: ExecutionRecord) -> dict[str, Any]:
-        return {
-            "execution_id": record.execution_id,
-            "status": record.status,
-            "heap_in": record.heap_in,
-            "heap": record.heap,
-            "heap_stored": self._stored(record.heap),
-            "tags": record.tags,
-            "started_at": record.started_at,
-            "completed_at": record.completed_at,
-        }
+    def _stored(self, keys: Iterable[str | None]) -> set[str]:
+        """Which of a page's heap keys are still stored (one question for the page): a session's
+        log keeps the keys its executions produced, and retention or a delete may have removed
+        one."""
+        with _heap_errors():
+            return self._catalogue.stored(keys)
 
     # -- heaps -------------------------------------------------------------------------
 
     def heap(self, key: str) -> dict[str, Any]:
         """HeapInfo; NotFound when the heap is not stored."""
-        meta = self._meta(key)
-        return _heap_info(meta, self._heap_tags.get(key))
+        with _heap_errors(check_heap_key(key)):
+            meta = self._catalogue.meta(key)
+        if meta is None:
+            raise NotFound(f"heap {key} not found")
+        return _heap_info(meta)
 
     def patch_heap_tags(self, key: str, patch: Mapping[str, str | None]) -> dict[str, Any]:
         """Applies a JSON merge patch (``{"k": "v"}`` sets, ``{"k": null}`` removes) to the
@@ -326,61 +305,41 @@ class Operations:
         return self._change_tags(key, dict.fromkeys(names), replace=False)
 
     def _change_tags(self, key: str, patch: Mapping[str, str | None], *, replace: bool) -> dict[str, Any]:
-        meta = self._meta(key)
-        try:
-            tags = self._heap_tags.patch(
-                key, patch, base=meta.tags, created_at=meta.created_at, replace=replace
-            )
-        except HeapTagLimit as e:
-            raise BadInput(str(e)) from None
-        return _heap_info(meta, tags)
+        with _heap_errors(check_heap_key(key)):
+            return _heap_info(self._catalogue.patch_tags(key, patch, replace=replace))
 
     def query_heaps(
         self, tags: Mapping[str, str], limit: int = 100, *, cursor: str | None = None
     ) -> dict[str, Any]:
         """HeapList: the heaps whose tags hold every pair of ``tags``, newest first."""
-        try:
-            page = self._heap_tags.query(tags, limit, cursor=cursor)
-        except InvalidCursor as e:
-            raise BadInput(str(e)) from None
-        heaps = []
-        for key, found in page.items:
-            meta = self._heaps.meta(key)
-            if meta is not None:  # a row whose blob went outside this server
-                heaps.append(_heap_info(meta, found))
-        return {"heaps": heaps, "next_cursor": page.next_cursor}
+        with _heap_errors():
+            page = self._catalogue.query(tags, limit, cursor=cursor)
+        return {"heaps": [_heap_info(m) for m in page.items], "next_cursor": page.next_cursor}
 
     def delete_heap(self, key: str) -> dict[str, Any]:
-        """Removes a heap and its tags; Conflict while a queued or running execution resumes it."""
-        check_heap_key(key)
-        try:
-            # Only the blob under the manager's lock (no SQLite write while dispatchers wait).
-            remove = self._heaps.delete if self._shared is None else self._shared.delete
-            removed = self._manager.delete_heap(key, remove)
-        except HeapInUse as e:
-            raise Conflict(str(e)) from None
-        except HeapStoreUnavailable as e:
-            raise Unavailable(str(e)) from None
-        # Then its row: a crash in between leaves tags without a heap, which GET and the query
-        # ignore and the next delete of the key removes; never a heap that lost its tags.
-        self._heap_tags.delete(key)
+        """Removes a heap and its tags; Conflict while a queued or running execution of any node
+        resumes it."""
+        with _heap_errors(check_heap_key(key)):
+            removed = self._catalogue.delete(key)
         if not removed:
             raise NotFound(f"heap {key} not found")
         return {"ok": True}
 
-    def _meta(self, key: str) -> HeapMeta:
-        meta = self._heaps.meta(check_heap_key(key))
-        if meta is None and self._shared is not None:
-            try:  # stored by another node: cached here from now on
-                self._shared.fetch(key)
-            except HeapNotFound:
-                pass
-            except HeapStoreUnavailable as e:
-                raise Unavailable(str(e)) from None
-            meta = self._heaps.meta(key)
-        if meta is None:
-            raise NotFound(f"heap {key} not found")
-        return meta
+
+@contextlib.contextmanager
+def _heap_errors(key: str | None = None) -> Iterator[None]:
+    """The heap catalogue's refusals as the contract's: an unknown heap 404, one in use 409, tags
+    over their limits or a bad cursor 400, a heap store away 503."""
+    try:
+        yield
+    except HeapNotFound:
+        raise NotFound(f"heap {key} not found") from None
+    except HeapInUse as e:
+        raise Conflict(str(e)) from None
+    except (HeapTagLimit, InvalidCursor) as e:
+        raise BadInput(str(e)) from None
+    except HeapStoreUnavailable as e:
+        raise Unavailable(str(e)) from None
 
 
 def check_heap_key(key: str) -> str:
@@ -391,14 +350,37 @@ def check_heap_key(key: str) -> str:
         raise BadInput(str(e)) from None
 
 
-def _heap_info(meta: HeapMeta, tags: dict[str, str] | None) -> dict[str, Any]:
-    """A heap as the contract's HeapInfo: ``tags`` are the registry's when it has a row (given),
-    else the blob's first meta's."""
+def _session(summary: SessionSummary, stored: set[str]) -> dict[str, Any]:
+    return {
+        "session": summary.session,
+        "executions": summary.executions,
+        "first_activity_at": summary.first_activity_at,
+        "last_activity_at": summary.last_activity_at,
+        "latest_heap": summary.latest_heap,
+        "latest_heap_stored": None if summary.latest_heap is None else summary.latest_heap in stored,
+    }
+
+
+def _log_entry(record: ExecutionRecord, stored: set[str]) -> dict[str, Any]:
+    return {
+        "execution_id": record.execution_id,
+        "status": record.status,
+        "heap_in": record.heap_in,
+        "heap": record.heap,
+        "heap_stored": None if record.heap is None else record.heap in stored,
+        "tags": record.tags,
+        "started_at": record.started_at,
+        "completed_at": record.completed_at,
+    }
+
+
+def _heap_info(meta: HeapMeta) -> dict[str, Any]:
+    """A heap as the contract's HeapInfo (the catalogue's ``tags``: patched, else the first)."""
     return {
         "heap": meta.key,
         "size_bytes": meta.size,
         "created_at": meta.created_at,
         "last_used_at": meta.last_used_at or meta.created_at,
         "session": meta.session,
-        "tags": tags if tags is not None else meta.tags,
+        "tags": meta.tags,
     }

@@ -1,5 +1,5 @@
 """Execution manager and worker processes: where submitted code actually runs."""
 
-from .manager import CancelOutcome, ExecutionManager, HeapInUse, QueueFull, ShuttingDown, SubmitRequest
+from .manager import CancelOutcome, ExecutionManager, QueueFull, ShuttingDown, SubmitRequest
 
-__all__ = ["CancelOutcome", "ExecutionManager", "HeapInUse", "QueueFull", "ShuttingDown", "SubmitRequest"]
+__all__ = ["CancelOutcome", "ExecutionManager", "QueueFull", "ShuttingDown", "SubmitRequest"]

@@ -6,6 +6,9 @@ contract says) until its first terminal transition (``completed``, ``failed``,
 ignored, so a cancelled execution is never overwritten by what its worker reports
 afterwards. The queue is bounded; a full queue is refused (``QueueFull``), never grown.
 Worker crashes and restarts are logged and counted for ``stats()`` (``GET /api/stats``).
+Heaps are the catalogue's (:mod:`..storage.heap_catalogue`): the manager asks it to count a use,
+to make a heap present for its workers and to publish the heaps they produce; long-polls and
+followers are the waiters' (:mod:`.waiters`).
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ from ..storage import (
     ExecutionRecord,
     ExecutionStore,
     FileHeapStore,
+    HeapCatalogue,
     HeapNotFound,
+    HeapStoreUnavailable,
     OutputLog,
-    SQLiteHeapTags,
 )
-from ..storage.shared_heaps import HeapStoreUnavailable, SharedHeaps
 from .cluster import WorkQueue
 from .pool import (
     SpawnWorker,
@@ -43,6 +46,7 @@ from .pool import (
     worker_log_dir,
 )
 from .protocol import Job, JobResult
+from .waiters import FinishEvents, QueueEvents, Waiters
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +57,6 @@ class QueueFull(Exception):
 
 class ShuttingDown(Exception):
     """The server is stopping and accepts no new executions."""
-
-
-class HeapInUse(Exception):
-    """A queued or running execution of this manager resumes the heap: it cannot go now."""
 
 
 class CancelOutcome(Enum):
@@ -85,16 +85,6 @@ class _Queued:
     request: SubmitRequest
 
 
-@dataclass
-class _Waiter:
-    """The long-polls waiting for one execution: how many, and the terminal record its
-    finish hands them (so none of them reads it again)."""
-
-    event: threading.Event = field(default_factory=threading.Event)
-    count: int = 0
-    record: ExecutionRecord | None = None
-
-
 class ExecutionManager:
     def __init__(
         self,
@@ -102,36 +92,36 @@ class ExecutionManager:
         executions: ExecutionStore,
         output: OutputLog,
         heaps: FileHeapStore,
+        catalogue: HeapCatalogue,
         data_dir: Path,
         workers: int,
         queue_limit: int,
         max_output_bytes: int,
         max_result_bytes: int = 0,
         spawn_worker: SpawnWorker = spawn_worker_process,
-        heap_tags: SQLiteHeapTags | None = None,
         owner: str | None = None,
         log_dir: Path | None = None,
-        shared_heaps: SharedHeaps | None = None,
         work: WorkQueue | None = None,
+        events: FinishEvents | None = None,
+        recheck_secs: float | None = None,
         fetch: tuple[tuple[str, ...], int, int] | None = None,
     ) -> None:
-        """``heaps`` is the store the workers open too: they read and write snapshots
-        themselves, and only keys pass through the manager. ``heap_tags``, when given, is
-        where the tags of each heap an execution stores with tags are recorded as it finishes.
+        """``heaps`` is the store the workers open: they read and write snapshots themselves,
+        and only keys pass through the manager. ``catalogue`` answers for heaps: a heap is
+        counted as used and fetched (when shared) before an execution resuming it is accepted,
+        and one a worker produced is published and indexed before its execution is recorded.
         ``owner`` is recorded with each execution (the process's lease on a shared data
         directory); ``log_dir`` is where workers write their stderr (default: in ``data_dir``).
-        ``shared_heaps``: the remote store several nodes share, of which ``heaps`` is then this
-        node's cache: heaps are fetched before an execution resuming them is accepted and
-        published before one that produced them is recorded. ``fetch``: (allowed origins, largest
-        response body, requests per execution) for the workers; None: fetch is off."""
+        ``events`` announce the ends of executions to other processes and deliver theirs
+        (default: through ``work`` when given), ``recheck_secs`` bounds the wait for one that
+        was lost (see :class:`~.waiters.Waiters`). ``fetch``: (allowed origins, largest response
+        body, requests per execution) for the workers; None: fetch is off."""
         self._owner = owner
-        self._shared = shared_heaps
+        self._catalogue = catalogue
         # Several nodes: submits go to the shared queue, which the node's Cluster claims from
         # (adopt) when a worker here is free; terminal transitions and cancels are announced.
         self._work = work
         self._executions = executions
-        self._heaps = heaps
-        self._heap_tags = heap_tags
         self._output = output
         self._queue_limit = queue_limit
         self._max_result_bytes = max_result_bytes
@@ -139,19 +129,10 @@ class ExecutionManager:
         self._queue: collections.deque[_Queued] = collections.deque()
         self._reserved = 0  # places taken by submits whose record is being written
         self._executing: dict[str, WorkerSlot] = {}
-        # Heaps that accepted, not yet finished executions resume: how many per key, and the
-        # key of each such execution. Under ``_lock``, which a heap's deletion holds too.
-        self._heap_users: dict[str, int] = {}
-        self._heap_of: dict[str, str] = {}
-        # Executions accepted here and not yet terminal (``_live``), and the long-polls
-        # waiting for them: a finish wakes only its own waiters and hands them the terminal
-        # record. Both under ``_waiters_lock``, so a wait and a finish never miss each other.
-        self._waiters_lock = threading.Lock()
-        self._live: set[str] = set()
-        self._waiters: dict[str, _Waiter] = {}
-        # Callbacks following an execution's console output as it is written (MCP progress),
-        # told ``None`` once it is terminal. Under ``_waiters_lock`` too.
-        self._followers: dict[str, list[Callable[[str | None], None]]] = {}
+        # Executions accepted here and not yet terminal, their long-polls and followers.
+        if events is None and work is not None:
+            events = QueueEvents(work)
+        self.waiters = Waiters(self._read, events=events, recheck_secs=recheck_secs)
         self._closed = False
         self._dispatchers: list[threading.Thread] = []
         # Counters since this manager was created, read by stats(); dispatcher threads
@@ -185,6 +166,7 @@ class ExecutionManager:
         request), then one dispatcher thread per worker."""
         for slot in self._slots:
             slot.start()
+        self.waiters.start()
         for slot in self._slots:
             thread = threading.Thread(
                 target=self._dispatch, args=(slot,), daemon=True, name=f"mcp-v8-dispatch-{slot.index}"
@@ -211,38 +193,29 @@ class ExecutionManager:
         for thread in self._dispatchers:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
+        self.waiters.close()
 
     # -- API -------------------------------------------------------------------------
     def submit(self, request: SubmitRequest) -> str:
         if self._work is not None:
             return self._submit_to_cluster(request, self._work)
         execution_id = str(uuid.uuid4())
-        if request.heap is not None and self._shared is not None:
-            self._shared.fetch(request.heap)  # a network round trip: before the lock
+        if request.heap is not None:  # before the lock: an unknown heap is refused before a full queue
+            self._catalogue.use(request.heap)
+            self._catalogue.fetch(request.heap)
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
-            # The only existence check of the heap, in one step with its count and with
-            # delete_heap's check and removal: a heap is either gone before this execution is
-            # accepted or kept until it finishes. An unknown heap is refused before a full queue.
-            if request.heap is not None and not self._heaps.exists(request.heap):
-                raise HeapNotFound(request.heap)
             if len(self._queue) + self._reserved >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
-            if request.heap is not None:
-                self._heap_users[request.heap] = self._heap_users.get(request.heap, 0) + 1
-                self._heap_of[execution_id] = request.heap
             self._reserved += 1
-        with self._waiters_lock:  # live before its record exists: never running and unknown here
-            self._live.add(execution_id)
-        try:  # the SQLite writes happen outside the lock the dispatchers need
+        self.waiters.accept(execution_id)  # live before its record exists: never running and unknown here
+        try:  # the writes happen outside the lock the dispatchers need
             self._record(execution_id, request, self._owner)
         except BaseException:
             with self._lock:
                 self._reserved -= 1
-                self._release_heap(execution_id)
-            with self._waiters_lock:
-                self._live.discard(execution_id)
+            self.waiters.forget(execution_id)
             raise
         with self._lock:
             self._reserved -= 1
@@ -256,7 +229,10 @@ class ExecutionManager:
 
     def _record(self, execution_id: str, request: SubmitRequest, owner: str | None) -> None:
         """Creates the execution's output log, then its record (running, started now): a record
-        is never without its log, even after a crash in between."""
+        is never without its log, even after a crash in between. The record of an execution
+        resuming a heap is created only while the catalogue's index holds the heap, in one step
+        with that check, which a deletion of the heap serialises with (the heap is then in use
+        until the execution is terminal, for every node)."""
         self._output.create(execution_id)
         try:
             self._executions.create(
@@ -266,6 +242,7 @@ class ExecutionManager:
                 heap_in=request.heap,
                 code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
                 owner=owner,
+                require_heap=request.heap is not None,
             )
         except BaseException:
             self._output.delete([execution_id])
@@ -276,8 +253,8 @@ class ExecutionManager:
         shared queue has a place for it: the place is taken in the transaction that queues it, so
         submits on every node at once never queue more than ``queue_limit``."""
         execution_id = str(uuid.uuid4())
-        if request.heap is not None and self._shared is not None:
-            self._shared.fetch(request.heap)  # the existence check (HeapNotFound)
+        if request.heap is not None:
+            self._catalogue.use(request.heap)  # the node that claims it fetches it
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
@@ -319,22 +296,18 @@ class ExecutionManager:
             self._record_failure(execution_id, f"the execution could not be started on its node: {e}")
 
     def _adopt(self, execution_id: str, request: SubmitRequest) -> None:
-        if request.heap is not None and self._shared is not None:
+        if request.heap is not None:
             try:
-                self._shared.fetch(request.heap)
+                self._catalogue.fetch(request.heap)
             except (HeapNotFound, HeapStoreUnavailable) as e:
                 self._finish_elsewhere(execution_id, f"its heap could not be read: {e}")
                 return
-        with self._waiters_lock:
-            self._live.add(execution_id)
+        self.waiters.accept(execution_id)
         with self._lock:
             if self._closed:
                 accepted = False
             else:
                 accepted = True
-                if request.heap is not None:
-                    self._heap_users[request.heap] = self._heap_users.get(request.heap, 0) + 1
-                    self._heap_of[execution_id] = request.heap
                 self._queue.append(_Queued(execution_id, request))
                 self._lock.notify_all()
         if not accepted:
@@ -342,8 +315,8 @@ class ExecutionManager:
 
     def _finish_elsewhere(self, execution_id: str, error: str) -> None:
         record = self._executions.finish(execution_id, "failed", error=error)
-        if record is not None and self._work is not None:
-            self._announce(self._work.finished, execution_id)
+        if record is not None:
+            self.waiters.announce(execution_id)
 
     def wait_for_capacity(self, timeout: float) -> bool:
         """Waits until a worker here is free and nothing waits in this node's queue; False when
@@ -360,7 +333,7 @@ class ExecutionManager:
     def stop_here(self, execution_id: str) -> None:
         """Another node cancelled this execution (its terminal status is written): stops it here
         if it runs or waits here."""
-        if not self._is_live(execution_id):
+        if not self.waiters.is_live(execution_id):
             return
         with self._lock:
             queued = next((i for i in self._queue if i.execution_id == execution_id), None)
@@ -375,23 +348,10 @@ class ExecutionManager:
     def wake(self, execution_id: str | None = None) -> None:
         """An execution became terminal on another node (None: events may have been lost): the
         long-polls waiting here for it (for any execution not running here) read it again."""
-        with self._waiters_lock:
-            if execution_id is not None:
-                waiters = [self._waiters[execution_id]] if execution_id in self._waiters else []
-            else:
-                waiters = [w for e, w in self._waiters.items() if e not in self._live]
-            for waiter in waiters:
-                if waiter.record is None:
-                    waiter.event.set()
-
-    def _announce(self, send: Callable[[str], None], execution_id: str) -> None:
-        try:
-            send(execution_id)
-        except Exception:  # the record is written; other nodes re-read after reconnecting
-            log.exception("could not announce execution %s to the other nodes", execution_id)
+        self.waiters.wake(execution_id)
 
     def cancel(self, execution_id: str) -> CancelOutcome:
-        if not self._is_live(execution_id):
+        if not self.waiters.is_live(execution_id):
             record = self._executions.get(execution_id)
             if record is None:
                 return CancelOutcome.UNKNOWN
@@ -408,90 +368,27 @@ class ExecutionManager:
         if slot is not None:
             slot.cancel(execution_id)
         elif self._work is not None:  # it may run on another node
-            self._announce(self._work.cancelled, execution_id)
+            try:
+                self._work.cancelled(execution_id)
+            except Exception:  # the record is written; the other node finds it cancelled
+                log.exception("could not announce the cancel of execution %s", execution_id)
         return CancelOutcome.ACCEPTED
 
     def wait(self, execution_id: str, timeout: float) -> ExecutionRecord | None:
-        """Blocks until the execution is terminal or ``timeout`` seconds passed. Returns its
-        record when that needs no further read: the terminal record its finish handed over, or
-        the record read because the execution is not running here (terminal, or None for an
-        unknown id). Returns None when the caller must read it (the wait timed out, or the
-        execution runs in another process sharing the store)."""
-        with self._waiters_lock:
-            waiter = self._register(execution_id) if execution_id in self._live else None
-        if waiter is None:
-            record = self._executions.get(execution_id)
-            if record is None or record.status in TERMINAL_STATUSES:
-                return record
-            with self._waiters_lock:
-                waiter = self._register(execution_id)
-            if self._work is not None:  # it may end on another node before its event is heard
-                record = self._executions.get(execution_id)
-                if record is None or record.status in TERMINAL_STATUSES:
-                    with self._waiters_lock:
-                        waiter.count -= 1
-                        if waiter.count == 0:
-                            del self._waiters[execution_id]
-                    return record
-        try:
-            self._waiting(execution_id)
-            waiter.event.wait(timeout)
-            return waiter.record
-        finally:
-            with self._waiters_lock:
-                waiter.count -= 1
-                if waiter.count == 0:
-                    del self._waiters[execution_id]
+        """See :meth:`~.waiters.Waiters.wait`: the terminal record, or None when the caller must
+        read it (the wait timed out)."""
+        return self.waiters.wait(execution_id, timeout)
 
     def follow(self, execution_id: str, listener: Callable[[str | None], None]) -> Callable[[], None]:
         """Calls ``listener(text)`` with each batch of console output the execution writes from
         now on (after the output log has it), then ``listener(None)`` once it is terminal: at
         once when it is not running here. Returns the function that stops following. The
         listener runs on a dispatcher thread: it must only hand the text on, never block."""
-        with self._waiters_lock:
-            live = execution_id in self._live
-            if live:
-                self._followers.setdefault(execution_id, []).append(listener)
-        if not live:
-            listener(None)
-
-        def stop() -> None:
-            with self._waiters_lock:
-                listeners = self._followers.get(execution_id)
-                if listeners is not None and listener in listeners:
-                    listeners.remove(listener)
-                    if not listeners:
-                        del self._followers[execution_id]
-
-        return stop
+        return self.waiters.follow(execution_id, listener)
 
     def _output_written(self, execution_id: str, text: str) -> None:
         self._output.append(execution_id, text)
-        if self._followers:  # read without the lock: a follower added now reads the log anyway
-            with self._waiters_lock:
-                listeners = list(self._followers.get(execution_id, ()))
-            for listener in listeners:
-                listener(text)
-
-    def heap_in_use(self, key: str) -> bool:
-        """Whether a queued or running execution accepted here resumes the heap ``key``."""
-        with self._lock:
-            return key in self._heap_users
-
-    def heaps_in_use(self) -> set[str]:
-        """The heaps that queued or running executions accepted here resume."""
-        with self._lock:
-            return set(self._heap_users)
-
-    def delete_heap(self, key: str, remove: Callable[[str], bool]) -> bool:
-        """Calls ``remove(key)`` (which deletes the heap and returns whether it was there)
-        unless an execution accepted here and not finished resumes it, in which case it
-        raises :class:`HeapInUse`. Holds the lock a submit counts its heap under, so no
-        execution is accepted on a heap that is being removed."""
-        with self._lock:
-            if key in self._heap_users:
-                raise HeapInUse(f"heap {key} is resumed by a queued or running execution")
-            return remove(key)
+        self.waiters.output(execution_id, text)
 
     def stats(self) -> dict[str, Any]:
         """Counters for operators (``GET /api/stats``)."""
@@ -511,42 +408,6 @@ class ExecutionManager:
         }
 
     # -- internals -------------------------------------------------------------------
-    def _register(self, execution_id: str) -> _Waiter:
-        """A waiter for ``execution_id``; the caller holds ``_waiters_lock``."""
-        waiter = self._waiters.setdefault(execution_id, _Waiter())
-        waiter.count += 1
-        return waiter
-
-    def _waiting(self, execution_id: str) -> None:
-        """Called by ``wait`` once its waiter is registered, before it blocks. Does nothing;
-        a test overrides it to know a long-poll is in place."""
-
-    def _release_heap(self, execution_id: str) -> None:
-        """The execution no longer needs its heap; the caller holds ``_lock``."""
-        key = self._heap_of.pop(execution_id, None)
-        if key is None:
-            return
-        left = self._heap_users[key] - 1
-        if left:
-            self._heap_users[key] = left
-        else:
-            del self._heap_users[key]
-
-    def _record_heap_tags(self, record: ExecutionRecord) -> None:
-        """Copies the first meta's tags of the heap the execution stored into ``heap_tags``."""
-        if self._heap_tags is None or record.heap is None or not record.tags:
-            return
-        try:
-            meta = self._heaps.meta(record.heap)
-            if meta is not None and meta.tags:
-                self._heap_tags.record(record.heap, meta.tags, meta.created_at)
-        except Exception:  # the execution is finished whatever happens to its tags' copy
-            log.exception("could not record the tags of heap %s", record.heap)
-
-    def _is_live(self, execution_id: str) -> bool:
-        with self._waiters_lock:
-            return execution_id in self._live
-
     def _worker_crashed(self, index: int, execution_id: str, reason: str) -> None:
         log.warning("worker %d crashed while running execution %s: %s", index, execution_id, reason)
         at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -558,6 +419,9 @@ class ExecutionManager:
         log.info("worker %d replaced by a new process", index)
         with self._stats_lock:
             self._worker_restarts += 1
+
+    def _read(self, execution_id: str) -> ExecutionRecord | None:
+        return self._executions.get(execution_id)
 
     def _finish(self, execution_id: str, result: JobResult) -> bool:
         """Records how the execution ended, unless it is terminal already (another node or a
@@ -575,24 +439,13 @@ class ExecutionManager:
         )
         written = record is not None
         if not written:
-            if self._work is None or not self._is_live(execution_id):
+            if not self.waiters.is_live(execution_id):
                 return False
-            record = self._executions.get(execution_id)  # cancelled on another node
-        elif self._work is not None:
-            self._announce(self._work.finished, execution_id)
-        with self._lock:
-            self._release_heap(execution_id)
-        if written and record is not None:
-            self._record_heap_tags(record)
-        with self._waiters_lock:
-            self._live.discard(execution_id)
-            waiter = self._waiters.get(execution_id)
-            if waiter is not None:
-                waiter.record = record
-                waiter.event.set()
-            listeners = self._followers.pop(execution_id, ())
-        for listener in listeners:
-            listener(None)
+            record = self._executions.get(execution_id)  # cancelled by another process or node
+        # Handed over here before it is announced: this process's waiters never read it again.
+        self.waiters.finished(execution_id, record)
+        if written:
+            self.waiters.announce(execution_id)
         return written
 
     def _record_failure(self, execution_id: str, error: str) -> None:
@@ -641,7 +494,7 @@ class ExecutionManager:
                     self._lock.notify_all()  # a free worker: the cluster's feeder may claim
 
     def _execute(self, slot: WorkerSlot, item: _Queued) -> None:
-        if not self._is_live(item.execution_id):
+        if not self.waiters.is_live(item.execution_id):
             return  # cancelled while its submit was still being recorded
         request = item.request
         job = Job(
@@ -660,10 +513,10 @@ class ExecutionManager:
         except WorkerStartError as e:
             log.warning("worker %d could not start for execution %s: %s", slot.index, item.execution_id, e)
             result = JobResult(status="failed", error=str(e))
-        if result.heap is not None and self._shared is not None:
-            try:  # published before a client can see the key, so any node can resume it
-                self._shared.publish(result.heap)
-            except HeapStoreUnavailable as e:
+        if result.heap is not None:
+            try:  # published and indexed before a client can see the key: any node resumes it
+                self._catalogue.add(result.heap, session=request.session, tags=request.tags or None)
+            except (HeapStoreUnavailable, HeapNotFound) as e:
                 result = JobResult(
                     status="failed",
                     error=f"the heap snapshot could not be stored: {e}",

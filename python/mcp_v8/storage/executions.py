@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
+from .heaps import HeapNotFound
 from .paging import Page, decode_cursor, encode_cursor, is_row_id, is_text, is_timestamp
 from .schema import open_database
 from .sqlite import Closing, SQLiteDatabase
@@ -50,6 +51,9 @@ _DELETE_BATCH = 200
 _COLUMNS = (
     "execution_id, status, started_at, completed_at, result, error, heap_out, session, tags, "
     "duration_ms, heap_in, code_bytes"
+)
+_INSERT = (
+    "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags, code_bytes, owner)"
 )
 # Paged listings: each name is a cursor's ``list``, and its position is the sort key of an item.
 _EXECUTIONS, _SESSION_LOG, _SESSIONS = "executions", "session-log", "sessions"
@@ -163,8 +167,14 @@ class ExecutionStore(Protocol):
         heap_in: str | None = None,
         code_bytes: int = 0,
         owner: str | None = None,
+        require_heap: bool = False,
     ) -> None:
-        """Records a new execution as ``running``, started now, run by the process ``owner``."""
+        """Records a new execution as ``running``, started now, run by the process ``owner``.
+        With ``require_heap``, only while the heap index of the same database (``heaps``, see
+        :mod:`.heap_index`) holds ``heap_in``, in one step with that check: otherwise it raises
+        :class:`~.heaps.HeapNotFound` and records nothing. A heap's deletion
+        (:meth:`~.heap_index.HeapIndex.remove`) serialises with it: the heap is gone before the
+        record exists, or the record exists (and the heap is in use) before the deletion looks."""
         ...
 
     def finish(
@@ -284,18 +294,27 @@ class SQLiteExecutionStore(Closing):
         heap_in: str | None = None,
         code_bytes: int = 0,
         owner: str | None = None,
+        require_heap: bool = False,
     ) -> None:
         """Records a new execution as ``running``, started now, run by the process ``owner``.
-        Raises :class:`DuplicateExecution`."""
+        Raises :class:`DuplicateExecution`; with ``require_heap``, :class:`~.heaps.HeapNotFound`
+        unless the heap index holds ``heap_in`` (one statement: SQLite runs it under the
+        database's write lock, which the index's removal holds across its check)."""
         tags_json = json.dumps(tags, ensure_ascii=False, sort_keys=True) if tags is not None else None
+        values = (execution_id, _iso(_now()), heap_in, session, tags_json, code_bytes, owner)
         try:
-            self._db.run(
-                "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags,"
-                " code_bytes, owner) VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
-                (execution_id, _iso(_now()), heap_in, session, tags_json, code_bytes, owner),
+            if not require_heap or heap_in is None:
+                self._db.run(f"{_INSERT} VALUES (?, 'running', ?, ?, ?, ?, ?, ?)", values)
+                return
+            rows = self._db.run(
+                f"{_INSERT} SELECT ?, 'running', ?, ?, ?, ?, ?, ?"
+                " WHERE EXISTS (SELECT 1 FROM heaps WHERE key = ?) RETURNING id",
+                (*values, heap_in),
             )
         except sqlite3.IntegrityError:
             raise DuplicateExecution(execution_id) from None
+        if not rows:
+            raise HeapNotFound(heap_in)
 
     def finish(
         self,

@@ -1,13 +1,14 @@
 """The tags of heap snapshots, in the registry database (table ``heap_tags``, schema version 4).
 
-A heap's blob and its first meta (session, tags) live in the :class:`~.heaps.FileHeapStore`; its
+A heap's first meta (session, tags) is its row in the heap index (:mod:`.heap_index`); its
 tags as clients change them (``PATCH /api/heaps/{key}/tags``) and as they are searched
 (``POST /api/heaps/query``) live here, one row per heap: ``tags`` (a JSON object), ``created_at``
-(the heap's creation time, which orders the query's results) and ``updated_at``.
+(the heap's creation time, which orders the query's results) and ``updated_at``. The heap
+catalogue (:mod:`.heap_catalogue`) keeps the two together.
 
 A row exists for every heap stored with tags by an execution of this server (recorded when the
-execution finishes, copying the blob's first meta) and for every heap whose tags were patched.
-Once a row exists it is the heap's tags; a heap without a row has the tags of its blob's meta.
+execution finishes, copying the first meta) and for every heap whose tags were patched.
+Once a row exists it is the heap's tags; a heap without a row has the tags of its first meta.
 Heaps stored with tags before schema version 4 have no row until they are patched, so the query
 does not find them. A row with non-empty tags keeps its heap from age-based retention.
 """
@@ -17,12 +18,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Protocol, runtime_checkable
 
 from .heaps import validate_heap_key
 from .paging import Page, decode_cursor, encode_cursor, is_timestamp
 from .sqlite import SQLiteDatabase
 
-__all__ = ["MAX_TAGS", "MAX_TAG_CHARS", "HeapTagLimit", "SQLiteHeapTags", "merge_patch"]
+__all__ = ["MAX_TAGS", "MAX_TAG_CHARS", "HeapTagLimit", "HeapTags", "SQLiteHeapTags", "merge_patch"]
 
 MAX_TAGS = 64  # entries, as ExecRequest.tags
 MAX_TAG_CHARS = 256  # characters of a key or a value
@@ -73,6 +75,34 @@ def _loads(raw: object) -> dict[str, str]:
 
 def _dumps(tags: Mapping[str, str]) -> str:
     return json.dumps(dict(tags), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+@runtime_checkable
+class HeapTags(Protocol):
+    """The ``heap_tags`` rows of a registry database (:class:`SQLiteHeapTags`,
+    :class:`~.postgres.heap_tags.PostgresHeapTags`); see the methods of :class:`SQLiteHeapTags`."""
+
+    def get(self, key: str) -> dict[str, str] | None: ...
+
+    def record(self, key: str, tags: Mapping[str, str], created_at: str) -> None: ...
+
+    def patch(
+        self,
+        key: str,
+        patch: Mapping[str, object],
+        *,
+        base: Mapping[str, str] | None,
+        created_at: str,
+        replace: bool = False,
+    ) -> dict[str, str]: ...
+
+    def delete(self, key: str) -> bool: ...
+
+    def tagged(self) -> set[str]: ...
+
+    def query(
+        self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None
+    ) -> Page[tuple[str, dict[str, str]]]: ...
 
 
 class SQLiteHeapTags:

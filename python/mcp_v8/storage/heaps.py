@@ -313,24 +313,27 @@ class FileHeapStore:
                 if _KEY_RE.fullmatch(key) is not None:
                     yield key
 
-    def prune(self, max_age_seconds: float, *, keep: Collection[str] = ()) -> int:
-        """Deletes snapshots neither written nor restored for ``max_age_seconds``, but those of
-        ``keep``; returns how many. A snapshot in use is touched by ``get`` (its access time), so
-        a chain still being resumed stays."""
+    def stale(self, max_age_seconds: float) -> list[str]:
+        """The keys of the snapshots neither written nor restored for ``max_age_seconds``: a
+        snapshot in use is touched by ``get`` (its access time)."""
         cutoff = time.time() - max_age_seconds
-        removed = 0
+        found = []
         for key in list(self.keys()):
-            if key in keep:
-                continue
             try:
                 with self._fanout(key, create=False) as dfd:
                     st = os.stat(key[2:], dir_fd=dfd, follow_symlinks=False)
             except OSError:
                 continue
             last_use = max(st.st_atime, st.st_mtime)  # stores written before: get() set the mtime
-            if stat.S_ISREG(st.st_mode) and last_use < cutoff and self.delete(key):
-                removed += 1
-        return removed
+            if stat.S_ISREG(st.st_mode) and last_use < cutoff:
+                found.append(key)
+        return found
+
+    def prune(self, max_age_seconds: float, *, keep: Collection[str] = ()) -> int:
+        """Deletes the :meth:`stale` snapshots but those of ``keep``; returns how many. (A data
+        directory's heaps are pruned through the heap catalogue, which keeps its index and its
+        "in use" rule with them; this is for a cache of a shared store.)"""
+        return sum(1 for key in self.stale(max_age_seconds) if key not in keep and self.delete(key))
 
     def remove_stale_temp_files(self, older_than_seconds: float = 3600.0) -> int:
         """Removes temp files left by writers that died mid-``put``; returns how many.

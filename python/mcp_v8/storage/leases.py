@@ -66,6 +66,18 @@ class Lease:
                 dead.add(owner)
         return dead
 
+    def others(self) -> list[str]:
+        """The ids of the other leases on the directory (their processes may be gone)."""
+        try:
+            names = os.listdir(self._dir)
+        except FileNotFoundError:
+            return []
+        return [
+            o
+            for o in (n.removesuffix(".lock") for n in names if n.endswith(".lock"))
+            if o != self.id and _valid(o)
+        ]
+
     def remove_stale(self) -> int:
         """Removes the lease files and worker log directories of gone processes; returns how
         many leases went."""

@@ -1,7 +1,10 @@
 """The service's SQLite database: one file, ``<data dir>/registry.sqlite3``, holding the tables of the
 execution store (:mod:`.executions`: ``executions``) and of the output log (:mod:`.output`:
-``output_logs``, ``output_chunks``) and the tags of heap snapshots (:mod:`.heap_tags`: ``heap_tags``). Each store reads and writes only its own tables; they share the
-file and the :class:`~.sqlite.SQLiteDatabase` plumbing.
+``output_logs``, ``output_chunks``), the tags of heap snapshots (:mod:`.heap_tags`: ``heap_tags``)
+and the index of stored heaps (:mod:`.heap_index`: ``heaps``). Each store writes only its own
+tables; they share the file and the :class:`~.sqlite.SQLiteDatabase` plumbing. Two reads cross
+them, both for the heap catalogue: an execution resuming a heap is recorded only while ``heaps``
+holds it, and a heap is in use while a running execution's ``heap_in`` names it.
 
 The migrations below are the file's history and are never edited once released: a change of schema
 is a new migration at the end (see :mod:`.sqlite` for how they are applied). Every released version
@@ -10,8 +13,11 @@ must open: ``tests/fixtures`` keeps a data directory of each one, read back by t
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 
+from .heaps import FileHeapStore
 from .sqlite import Migration, SQLiteDatabase, statements
 
 __all__ = ["DB_FILENAME", "MIGRATIONS", "SCHEMA_VERSION", "database_path", "open_database"]
@@ -129,12 +135,51 @@ ALTER TABLE executions ADD COLUMN owner TEXT;
 CREATE INDEX executions_running_by_owner ON executions (owner) WHERE status = 'running';
 """
 
+# Version 6: the index of stored heaps, owned by :mod:`.heap_index` (one row per heap: its size,
+# the first meta, its last use), which the heap catalogue answers from and which serialises a
+# heap's deletion with the submits that resume it; and the running executions by the heap they
+# resume (what "in use" asks). The heap files already in the data directory are indexed.
+_V6 = """
+CREATE TABLE heaps (
+    key          TEXT PRIMARY KEY,
+    size         INTEGER NOT NULL,
+    created_at   TEXT NOT NULL,
+    last_used_at TEXT NOT NULL,
+    session      TEXT,
+    tags         TEXT
+);
+CREATE INDEX heaps_by_last_use ON heaps (last_used_at);
+CREATE INDEX executions_running_by_heap ON executions (heap_in) WHERE status = 'running'
+"""
+
+
+def _index_heap_files(conn: sqlite3.Connection) -> None:
+    """Version 6: the tables, then a row for each heap file of the data directory."""
+    statements(_V6)(conn)
+    path = next((str(row[2]) for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "")
+    root = os.path.dirname(path)
+    if not path or not os.path.isdir(os.path.join(root, "heaps")):
+        return
+    files = FileHeapStore(root, durable=False)
+    for key in list(files.keys()):
+        meta = files.meta(key)
+        if meta is None:
+            continue
+        tags = None if meta.tags is None else json.dumps(meta.tags, ensure_ascii=False, sort_keys=True)
+        conn.execute(
+            "INSERT INTO heaps (key, size, created_at, last_used_at, session, tags)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            (key, meta.size, meta.created_at, meta.last_used_at or meta.created_at, meta.session, tags),
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "execution records with output totals, output chunks", statements(_V1)),
     Migration(2, "output totals in output_logs, owned by the output log", statements(_V2)),
     Migration(3, "an index of executions by session", statements(_V3)),
     Migration(4, "the tags of heap snapshots", statements(_V4)),
     Migration(5, "the server process running each execution", statements(_V5)),
+    Migration(6, "the index of stored heaps", _index_heap_files),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

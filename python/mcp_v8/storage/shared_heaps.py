@@ -1,58 +1,110 @@
-"""Heap snapshots shared by several nodes: a remote blob store, cached on each node.
+"""Where heap snapshots' bytes are, as the heap catalogue (:mod:`.heap_catalogue`) uses them.
 
 Workers read and write snapshots in a node-local :class:`~.heaps.FileHeapStore` and only keys
-pass through the server, as on one machine. With a remote store (PostgreSQL ``bytea`` or S3),
-that local store becomes a cache of it: a heap is fetched before the execution that resumes it
-is accepted (so the worker finds it, and an unknown key is refused at submit), and a heap a
-worker produced is published before its execution is recorded as completed (so any node can
-resume it once a client can see it). Blobs are content-addressed and immutable: a fetched blob
-is checked against its key, and a second publish of a key is a no-op.
+pass through the server. On one machine that store is all there is (:class:`LocalHeaps`). With a
+remote store shared by several nodes (PostgreSQL ``bytea`` or S3: :class:`SharedHeaps`), the
+local store is this node's cache of it: a heap is fetched before an execution resuming it runs
+here, and a heap a worker produced is published before the catalogue indexes it (so any node
+can resume it once a client can see it). Blobs are content-addressed and immutable: a fetched
+blob is checked against its key, and a second publish of a key is a no-op. Whether a heap
+exists is the catalogue's index, not these: a cached copy of a deleted heap is never used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
+from typing import Protocol, runtime_checkable
 
 from .blobs import BlobStore, matches_key
 from .heaps import FileHeapStore, HeapNotFound, validate_heap_key
 
-__all__ = ["HeapStoreUnavailable", "SharedHeaps"]
+__all__ = ["HeapBlobs", "HeapStoreUnavailable", "LocalHeaps", "SharedHeaps"]
 
 
 class HeapStoreUnavailable(RuntimeError):
     """The remote heap store cannot be reached or answered with an error."""
 
 
+@runtime_checkable
+class HeapBlobs(Protocol):
+    """The bytes of heap snapshots for one node: ``local`` is the store its workers use."""
+
+    local: FileHeapStore
+
+    def fetch(self, key: str) -> None:
+        """Makes ``key`` present in ``local``; :class:`HeapNotFound` when it is nowhere,
+        :class:`HeapStoreUnavailable` when a remote store fails."""
+        ...
+
+    def publish(self, key: str) -> int:
+        """Makes ``key``, which a worker stored in ``local``, readable by every node; returns
+        its size. :class:`HeapNotFound` when ``local`` lacks it."""
+        ...
+
+    def find(self, key: str) -> int | None:
+        """The size of a blob stored where the index does not know it (a shared store written
+        before the index existed), fetched into ``local``; None when there is none."""
+        ...
+
+    def remove(self, key: str) -> bool:
+        """Removes the blob (and any cached copy); whether it was there."""
+        ...
+
+    def stale(self, max_age_seconds: float) -> list[str]:
+        """The keys of blobs neither written nor restored for ``max_age_seconds`` (as far as
+        the store can tell): what retention looks at."""
+        ...
+
+    def prune_cache(self, max_age_seconds: float, *, keep: Collection[str]) -> int:
+        """Drops cached copies unused for ``max_age_seconds`` but those of ``keep``; 0 when
+        ``local`` is no cache."""
+        ...
+
+
+class LocalHeaps:
+    """The heaps of one machine: the data directory's files, shared by the server processes
+    serving it."""
+
+    def __init__(self, local: FileHeapStore) -> None:
+        self.local = local
+
+    def fetch(self, key: str) -> None:
+        if not self.local.exists(key):
+            raise HeapNotFound(key)
+
+    def publish(self, key: str) -> int:
+        meta = self.local.meta(key)
+        if meta is None:
+            raise HeapNotFound(key)
+        return meta.size
+
+    def find(self, key: str) -> int | None:
+        return None  # every file was indexed when the index was created; later ones as written
+
+    def remove(self, key: str) -> bool:
+        return self.local.delete(key)
+
+    def stale(self, max_age_seconds: float) -> list[str]:
+        return self.local.stale(max_age_seconds)
+
+    def prune_cache(self, max_age_seconds: float, *, keep: Collection[str]) -> int:
+        return 0
+
+
 class SharedHeaps:
-    """The heap snapshots of a node over a remote ``BlobStore``; ``local`` is what the workers use."""
+    """The heap snapshots of a node over a remote ``BlobStore``; ``local`` is its cache."""
 
     def __init__(self, local: FileHeapStore, remote: BlobStore) -> None:
         self.local = local
         self.remote = remote
 
-    def exists(self, key: str) -> bool:
-        if self.local.exists(key):
-            return True
-        try:
-            return self.remote.exists(key)
-        except HeapNotFound:
-            return False
-        except Exception as e:
-            raise HeapStoreUnavailable(f"the heap store did not answer: {e}") from e
-
     def fetch(self, key: str) -> None:
-        """Makes ``key`` present locally; raises :class:`HeapNotFound` when the remote store does
-        not have it (never stored, or deleted through any node: a copy cached here goes too),
-        :class:`HeapStoreUnavailable` when the remote store fails. One remote round trip when
-        cached (an existence check), a download otherwise."""
+        """A download when not cached; nothing otherwise (the index says the heap exists)."""
         validate_heap_key(key)
+        if self.local.exists(key):
+            return
         try:
-            if self.local.exists(key):
-                if self.remote.exists(key):
-                    return
-                self.local.delete(key)
-                raise HeapNotFound(key)
             data = self.remote.get(key)
         except HeapNotFound:
             raise
@@ -62,28 +114,42 @@ class SharedHeaps:
             raise HeapStoreUnavailable(f"the heap store returned bytes that are not heap {key}")
         self.local.put(key, data, session=None, tags=None)
 
-    def publish(self, key: str) -> None:
-        """Copies the locally stored ``key`` to the remote store (a no-op when it has it)."""
+    def publish(self, key: str) -> int:
         data = self.local.get(key)
         try:
             self.remote.put(key, data)
         except Exception as e:
             raise HeapStoreUnavailable(f"the heap store did not answer: {e}") from e
+        return len(data)
 
-    def prune(self, max_age_seconds: float, *, keep: Collection[str]) -> int:
-        """Removes from the shared store the heaps stored more than ``max_age_seconds`` ago, but
-        those in ``keep``; returns how many went."""
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=max_age_seconds)
+    def find(self, key: str) -> int | None:
         try:
-            doomed = [k for k in self.remote.created_before(cutoff) if k not in keep]
+            if not self.remote.exists(key):
+                return None
         except Exception as e:
             raise HeapStoreUnavailable(f"the heap store did not answer: {e}") from e
-        return sum(1 for key in doomed if self.delete(key))
+        try:
+            self.fetch(key)
+        except HeapNotFound:  # deleted meanwhile
+            return None
+        meta = self.local.meta(key)
+        return None if meta is None else meta.size
 
-    def delete(self, key: str) -> bool:
-        """Removes ``key`` from the remote store and this node's cache; whether it was anywhere."""
+    def remove(self, key: str) -> bool:
         try:
             remote = self.remote.delete(key)
         except Exception as e:
             raise HeapStoreUnavailable(f"the heap store did not answer: {e}") from e
         return self.local.delete(key) or remote
+
+    def stale(self, max_age_seconds: float) -> list[str]:
+        """The shared store keeps no last use: its blobs created more than the age ago (the
+        catalogue keeps those its index saw used within it)."""
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=max_age_seconds)
+        try:
+            return list(self.remote.created_before(cutoff))
+        except Exception as e:
+            raise HeapStoreUnavailable(f"the heap store did not answer: {e}") from e
+
+    def prune_cache(self, max_age_seconds: float, *, keep: Collection[str]) -> int:
+        return self.local.prune(max_age_seconds, keep=keep)

@@ -1,7 +1,7 @@
 """PostgreSQL implementations of the stores' Protocols, for several nodes sharing one database:
 :class:`PostgresExecutionStore` (:class:`~..executions.ExecutionStore`), :class:`PostgresOutputLog`
-(:class:`~..output.OutputLog`) and :class:`PostgresHeapTags` (the methods of
-:class:`~..heap_tags.SQLiteHeapTags`), over one :class:`PostgresDatabase` (a connection pool and the
+(:class:`~..output.OutputLog`), :class:`PostgresHeapTags` (:class:`~..heap_tags.HeapTags`) and
+:class:`PostgresHeapIndex` (:class:`~..heap_index.HeapIndex`), over one :class:`PostgresDatabase` (a connection pool and the
 schema's migrations, :mod:`.schema`).
 
 Needs ``psycopg`` 3 and ``psycopg-pool``, which the embedded (SQLite) service does not: import this
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .database import PgMigration, PostgresDatabase
 from .executions import PostgresExecutionStore
+from .heap_index import PostgresHeapIndex
 from .heap_tags import PostgresHeapTags
 from .output import PostgresOutputLog
 from .schema import MIGRATIONS, SCHEMA_VERSION, open_postgres
@@ -22,6 +23,7 @@ __all__ = [
     "PgMigration",
     "PostgresDatabase",
     "PostgresExecutionStore",
+    "PostgresHeapIndex",
     "PostgresHeapTags",
     "PostgresOutputLog",
     "open_postgres",

@@ -29,6 +29,7 @@ from ..executions import (
     SessionSummary,
     TerminalStatus,
 )
+from ..heaps import HeapNotFound
 from ..paging import InvalidCursor, Page, decode_cursor, encode_cursor, is_row_id, is_text, is_timestamp
 from ..sqlite import Closing
 from .database import PostgresDatabase, Row
@@ -40,6 +41,9 @@ _DELETE_BATCH = 500
 _COLUMNS = (
     "execution_id, status, started_at, completed_at, result, error, heap_out, session, tags, "
     "duration_ms, heap_in, code_bytes"
+)
+_INSERT = (
+    "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags, code_bytes, owner)"
 )
 _EXECUTIONS, _SESSION_LOG, _SESSIONS = "executions", "session-log", "sessions"
 _RECORD_POSITION = (is_timestamp, is_row_id)
@@ -118,25 +122,35 @@ class PostgresExecutionStore(Closing):
         heap_in: str | None = None,
         code_bytes: int = 0,
         owner: str | None = None,
+        require_heap: bool = False,
     ) -> None:
         """Records a new execution as ``running``, started now, run by the process ``owner``.
-        Raises :class:`~..executions.DuplicateExecution`."""
+        Raises :class:`~..executions.DuplicateExecution`; with ``require_heap``,
+        :class:`~..heaps.HeapNotFound` unless the heap index holds ``heap_in``: the statement
+        takes the index row's ``FOR KEY SHARE`` lock, which the index's removal waits for (and
+        its own ``FOR UPDATE`` lock makes this wait, then find the row gone)."""
+        values = (
+            execution_id,
+            _ms(_now()),
+            heap_in,
+            session,
+            Jsonb(tags) if tags is not None else None,
+            code_bytes,
+            owner,
+        )
         try:
-            self._db.run(
-                "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags,"
-                " code_bytes, owner) VALUES (%s, 'running', %s, %s, %s, %s, %s, %s)",
-                (
-                    execution_id,
-                    _ms(_now()),
-                    heap_in,
-                    session,
-                    Jsonb(tags) if tags is not None else None,
-                    code_bytes,
-                    owner,
-                ),
+            if not require_heap or heap_in is None:
+                self._db.run(f"{_INSERT} VALUES (%s, 'running', %s, %s, %s, %s, %s, %s)", values)
+                return
+            rows = self._db.run(
+                f"{_INSERT} SELECT %s, 'running', %s::timestamptz, %s, %s, %s::jsonb, %s::bigint, %s"
+                " WHERE EXISTS (SELECT 1 FROM heaps WHERE key = %s FOR KEY SHARE) RETURNING id",
+                (*values, heap_in),
             )
         except psycopg.errors.UniqueViolation:
             raise DuplicateExecution(execution_id) from None
+        if not rows:
+            raise HeapNotFound(heap_in)
 
     def finish(
         self,

@@ -1,9 +1,10 @@
 """The service's PostgreSQL tables: those of the execution store (``executions``), of the output log
-(``output_logs``, ``output_chunks``) and of the heap tags (``heap_tags``), as the SQLite database
-holds them (:mod:`..schema`) with PostgreSQL's types: ``timestamptz`` timestamps (stored at
-millisecond precision, so they compare as the ISO strings the stores hand out), ``jsonb`` tags, an
-identity column for the order of insertion, ``bytea`` output, and ``COLLATE "C"`` (code point
-order, as SQLite compares) on every name the listings sort or page by.
+(``output_logs``, ``output_chunks``), of the heap tags (``heap_tags``) and of the heap index
+(``heaps``), as the SQLite database holds them (:mod:`..schema`), with PostgreSQL's types:
+``timestamptz`` timestamps (stored at millisecond precision, so they compare as the ISO strings
+the stores hand out), ``jsonb`` tags, an identity column for the order of insertion, ``bytea``
+output, and ``COLLATE "C"`` (code point order, as SQLite compares) on every name the listings
+sort or page by.
 
 The migrations below are the schema's history and are never edited once released: a change is a
 new migration at the end (see :mod:`.database` for how they are applied).
@@ -98,9 +99,44 @@ CREATE TABLE usage_counters (
 INSERT INTO usage_counters (resource, used) SELECT 'queued', count(*) FROM queue WHERE claimed_by IS NULL;
 """
 
+# Version 3: the index of stored heaps (:mod:`.heap_index`), as SQLite's version 6: what the heap
+# catalogue answers from for every node, and the row a heap's deletion locks against the submits
+# that resume it; the running executions by the heap they resume. Heaps already in ``heap_blobs``
+# (the default shared store, in this database) are indexed, last used when the registry's records
+# last started from or produced them; those of an S3 store are indexed when first named (see
+# :mod:`..heap_catalogue`).
+_V3 = """
+CREATE TABLE heaps (
+    key          text COLLATE "C" PRIMARY KEY,
+    size         bigint NOT NULL,
+    created_at   timestamptz NOT NULL,
+    last_used_at timestamptz NOT NULL,
+    session      text COLLATE "C",
+    tags         jsonb
+);
+CREATE INDEX heaps_by_last_use ON heaps (last_used_at);
+CREATE INDEX executions_running_by_heap ON executions (heap_in) WHERE status = 'running';
+DO $$
+BEGIN
+    IF to_regclass('heap_blobs') IS NOT NULL THEN
+        INSERT INTO heaps (key, size, created_at, last_used_at)
+            SELECT key, size, created_at, created_at FROM heap_blobs ON CONFLICT (key) DO NOTHING;
+    END IF;
+END
+$$;
+UPDATE heaps AS h SET last_used_at = u.at FROM (
+    SELECT heap, max(at) AS at FROM (
+        SELECT heap_in AS heap, started_at AS at FROM executions WHERE heap_in IS NOT NULL
+        UNION ALL
+        SELECT heap_out, completed_at FROM executions WHERE heap_out IS NOT NULL AND completed_at IS NOT NULL
+    ) AS uses GROUP BY heap
+) AS u WHERE u.heap = h.key AND u.at > h.last_used_at;
+"""
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
     PgMigration(2, "usage counters of the limits nodes share", _V2),
+    PgMigration(3, "the index of stored heaps", _V3),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

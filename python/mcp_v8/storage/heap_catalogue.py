@@ -1,0 +1,212 @@
+"""The heap catalogue: every question about heap snapshots, answered for the whole deployment.
+
+Operations (REST and MCP alike) and the execution manager ask it, never a store below it:
+a heap's metadata and tags, the tag query, which of a page of keys are still stored, whether a
+queued or running execution of any node or process resumes a heap, its deletion (refused while
+it is in use), retention; and, for the manager, a heap's use by an execution, its bytes made
+present for this node's workers, and a heap a worker produced made known to every node.
+
+:class:`HeapCatalogue` is the contract and :class:`Catalogue` its one implementation, over three
+parts that each backend provides:
+
+- the index (:mod:`.heap_index`): the ``heaps`` rows of the registry database, SQLite on one
+  machine, PostgreSQL for several nodes. It says which heaps exist, holds their metadata, and
+  makes a deletion and the submits resuming the heap exclusive (a row lock in the database);
+- the tags (:mod:`.heap_tags`): the ``heap_tags`` rows, as clients patch and search them;
+- the bytes (:mod:`.shared_heaps`): the data directory's files, or a shared blob store (S3,
+  PostgreSQL ``bytea``) with the data directory as this node's cache.
+
+Nothing here takes a lock of the process: the database serialises what must be, and a remote
+call never waits inside one. Every batch question is one statement per page.
+
+A heap is indexed once its bytes are where every node reads them, and its bytes are removed
+while the index holds its row, just before the row goes (a blob store that fails then changes
+nothing: the deletion answers 503). So a row names readable bytes, except in one window: an
+execution producing the very bytes of a heap while that heap is being deleted may index them
+again as they go (resuming it then fails with "not found", as for a deleted heap). On one
+machine the row is held with SQLite's write lock, so a deletion's unlink holds up the data
+directory's other writes for its duration; with SQLite and an S3 store, for the S3 call.
+Blobs that a shared store held before the index existed (an S3 store of an earlier release)
+are indexed the first time a single key names them (a resume, ``GET``, a tag patch, a delete);
+``heap_blobs`` rows were indexed by the migration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Collection, Iterable, Mapping
+from typing import Protocol, runtime_checkable
+
+from .heap_index import HeapIndex, HeapInUse
+from .heap_tags import HeapTags
+from .heaps import HeapMeta, HeapNotFound, validate_heap_key
+from .paging import Page
+from .shared_heaps import HeapBlobs, HeapStoreUnavailable
+
+__all__ = ["Catalogue", "HeapCatalogue", "HeapInUse"]
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class HeapCatalogue(Protocol):
+    """Heap snapshots as the whole deployment knows them. Keys are checked
+    (:class:`~.heaps.InvalidHeapKey`) before any I/O; a remote store that fails raises
+    :class:`~.shared_heaps.HeapStoreUnavailable`. Safe to share between threads."""
+
+    def meta(self, key: str) -> HeapMeta | None:
+        """The heap's metadata, ``tags`` as they stand (patched, else the first execution's);
+        None when it is not stored."""
+        ...
+
+    def stored(self, keys: Iterable[str | None]) -> set[str]:
+        """Those of ``keys`` that are stored (None entries are skipped): one query per page."""
+        ...
+
+    def query(self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None) -> Page[HeapMeta]:
+        """The stored heaps whose tags hold every pair of ``tags``, newest first, a page of
+        ``limit``; :class:`~.paging.InvalidCursor` for a bad cursor."""
+        ...
+
+    def patch_tags(self, key: str, patch: Mapping[str, str | None], *, replace: bool = False) -> HeapMeta:
+        """Applies a merge patch to the heap's tags (``replace``: ``patch`` becomes all of them)
+        and returns its metadata; :class:`HeapNotFound`, :class:`~.heap_tags.HeapTagLimit`."""
+        ...
+
+    def in_use(self, key: str) -> bool:
+        """Whether a queued or running execution of any node or process resumes the heap."""
+        ...
+
+    def in_use_all(self) -> set[str]:
+        """Every heap a queued or running execution resumes."""
+        ...
+
+    def use(self, key: str) -> None:
+        """An execution is about to resume the heap: counts the use (what retention goes by);
+        :class:`HeapNotFound` when it is not stored. The execution's record is then created with
+        ``require_heap``, which is the check that counts against a deletion."""
+        ...
+
+    def fetch(self, key: str) -> None:
+        """Makes the heap's bytes present where this node's workers read them."""
+        ...
+
+    def add(self, key: str, *, session: str | None, tags: Mapping[str, str] | None) -> None:
+        """A worker of this node stored ``key``: published to every node, then indexed with the
+        request's session and tags (kept only if it is the first to store the key)."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Removes the heap and its tags; :class:`HeapInUse` (nothing changes) while an execution
+        of any node resumes it. Returns whether it was stored."""
+        ...
+
+    def prune(self, max_age_seconds: float, *, keep: Collection[str] = ()) -> int:
+        """Removes the heaps neither stored nor resumed for ``max_age_seconds``, but those with
+        tags, those in use and those of ``keep``; returns how many went."""
+        ...
+
+
+class Catalogue:
+    """The :class:`HeapCatalogue` over one backend's ``index``, ``tags`` and ``blobs``."""
+
+    def __init__(self, index: HeapIndex, tags: HeapTags, blobs: HeapBlobs) -> None:
+        self.index = index
+        self.tags = tags
+        self.blobs = blobs
+
+    # -- what clients ask ----------------------------------------------------------------------
+
+    def meta(self, key: str) -> HeapMeta | None:
+        meta = self.index.entry(validate_heap_key(key))
+        if meta is None and self._adopt(key):
+            meta = self.index.entry(key)
+        return meta
+
+    def stored(self, keys: Iterable[str | None]) -> set[str]:
+        return self.index.stored(k for k in keys if k is not None)
+
+    def query(self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None) -> Page[HeapMeta]:
+        page = self.tags.query(tags, limit, cursor=cursor)
+        found = self.index.entries([key for key, _ in page.items])
+        # A tags row without a heap (its removal crashed in between) is not a heap.
+        items = [dataclasses.replace(found[key], tags=t) for key, t in page.items if key in found]
+        return Page(items, page.next_cursor)
+
+    def patch_tags(self, key: str, patch: Mapping[str, str | None], *, replace: bool = False) -> HeapMeta:
+        meta = self.meta(key)
+        if meta is None:
+            raise HeapNotFound(key)
+        # With no tags row yet, the patch applies to the first execution's tags (``meta.tags``).
+        tags = self.tags.patch(key, patch, base=meta.tags, created_at=meta.created_at, replace=replace)
+        return dataclasses.replace(meta, tags=tags)
+
+    def in_use(self, key: str) -> bool:
+        return self.index.in_use(key)
+
+    def in_use_all(self) -> set[str]:
+        return self.index.in_use_all()
+
+    def delete(self, key: str) -> bool:
+        # Its bytes go while the index holds its row, then the row: a failure of the blob store
+        # changes nothing (HeapStoreUnavailable), and nothing indexes the bytes again meanwhile.
+        removed = self.index.remove(validate_heap_key(key), lambda found: found and self.blobs.remove(key))
+        if not removed and self._adopt(key):
+            removed = self.index.remove(key, lambda found: found and self.blobs.remove(key))
+        # Then its tags: a crash in between leaves tags without a heap, which nothing answers.
+        self.tags.delete(key)
+        return removed
+
+    def prune(self, max_age_seconds: float, *, keep: Collection[str] = ()) -> int:
+        kept = set(keep) | self.tags.tagged() | self.index.used_since(max_age_seconds)
+        removed = 0
+        for key in self.blobs.stale(max_age_seconds):
+            if key in kept:
+                continue
+            try:
+                removed += self._discard(key)
+            except HeapInUse:
+                continue
+            except HeapStoreUnavailable as e:
+                log.warning("retention could not remove heap %s: %s", key, e)
+        self.blobs.prune_cache(max_age_seconds, keep=self.index.in_use_all())
+        return removed
+
+    # -- what the execution manager asks ---------------------------------------------------------
+
+    def use(self, key: str) -> None:
+        if not self.index.use(validate_heap_key(key)) and not self._adopt(key):
+            raise HeapNotFound(key)
+
+    def fetch(self, key: str) -> None:
+        self.blobs.fetch(key)
+
+    def add(self, key: str, *, session: str | None, tags: Mapping[str, str] | None) -> None:
+        size = self.blobs.publish(validate_heap_key(key))
+        first = self.index.add(key, size=size, session=session, tags=tags)
+        if tags and first.tags:  # the first execution's tags, for the tag query (unless patched)
+            self.tags.record(key, first.tags, first.created_at)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _discard(self, key: str) -> bool:
+        """Removes the heap's bytes, its row if it has one (bytes a crash or a cancel left behind
+        have none) and its tags; whether bytes went. :class:`HeapInUse` while it is in use."""
+        gone = False
+
+        def bytes_gone(found: bool) -> None:
+            nonlocal gone
+            gone = self.blobs.remove(key)
+
+        self.index.remove(key, bytes_gone)
+        self.tags.delete(key)  # an emptied tags row
+        return gone
+
+    def _adopt(self, key: str) -> bool:
+        """Indexes a blob the shared store has but the index does not know; whether it did."""
+        size = self.blobs.find(key)
+        if size is None:
+            return False
+        self.index.add(key, size=size, session=None, tags=None)
+        return True

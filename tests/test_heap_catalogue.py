@@ -1,0 +1,482 @@
+"""The contract of the heap catalogue, run against every backend: SQLite and the data directory's
+files (processes sharing one directory), PostgreSQL with ``bytea`` heaps, PostgreSQL with S3
+(SeaweedFS) heaps (nodes, each with its own cache directory). Real databases and servers.
+
+A "node" here is one set of handles on the deployment's shared parts, as a server process opens
+them: its own database connections, its own execution store, its own heap directory (the same one
+for the SQLite processes). What one node stored, another answers for; what one node's execution
+resumes, another cannot delete. A deletion racing a submit is forced into each interleaving: the
+index's ``_handoff`` points park the deletion with the heap's row held, and the submit is released
+only once the database shows it waiting for that row."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcp_v8.storage import (
+    Catalogue,
+    ExecutionStore,
+    FileHeapStore,
+    HeapCatalogue,
+    HeapInUse,
+    HeapNotFound,
+    HeapTagLimit,
+    InvalidCursor,
+    InvalidHeapKey,
+    LocalHeaps,
+    SharedHeaps,
+    SQLiteExecutionStore,
+    SQLiteHeapIndex,
+    SQLiteHeapTags,
+    open_database,
+)
+
+from .pg_server import PostgresServer, schema_for
+from .s3_server import S3Server
+
+HANG = 30.0  # seconds; only reached when something is broken
+
+
+@dataclass
+class Node:
+    catalogue: Catalogue
+    executions: ExecutionStore
+    heaps: FileHeapStore  # where this node's workers read and write
+    traced: list[str] = field(default_factory=list)  # SQLite: statements begun on this node's connections
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def produce(self, data: bytes, *, session: str | None = None, tags: dict[str, str] | None = None) -> str:
+        """A heap as a worker of this node stores it, then made known as the manager does."""
+        key = hashlib.sha256(data).hexdigest()
+        self.heaps.put(key, data, session=session, tags=tags)
+        self.catalogue.add(key, session=session, tags=tags)
+        return key
+
+    def resume(self, key: str) -> str:
+        """Accepts an execution resuming ``key`` as a submit does; returns its id."""
+        execution_id = str(uuid.uuid4())
+        self.catalogue.use(key)
+        self.executions.create(execution_id, heap_in=key, require_heap=True)
+        return execution_id
+
+
+class Deployment:
+    """Nodes sharing one registry and one heap store (see the module docstring)."""
+
+    def __init__(self, kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.nodes: list[Node] = []
+        self.pg: PostgresServer | None = None
+        self.s3: S3Server | None = None
+        self.schema = ""
+        self.prefix = f"t-{uuid.uuid4().hex}"
+        if kind != "sqlite":
+            self.pg = request.getfixturevalue("postgres_server")
+            self.schema = self.pg.create_schema(schema_for(tmp_path))
+        if kind == "postgres+s3":
+            self.s3 = request.getfixturevalue("s3_server")
+
+    def node(self) -> Node:
+        node = self._sqlite() if self.kind == "sqlite" else self._postgres()
+        self.nodes.append(node)
+        return node
+
+    def _sqlite(self) -> Node:
+        root = self.tmp_path / "data"
+        db = open_database(root)
+        traced: list[str] = []
+        connect = db._connect
+
+        def traced_connect() -> Any:  # every connection of this node reports what it begins
+            conn = connect()
+            conn.set_trace_callback(traced.append)
+            return conn
+
+        db._connect = traced_connect  # type: ignore[method-assign]
+        for conn in db._idle:
+            conn.set_trace_callback(traced.append)
+        files = FileHeapStore(root, durable=False)
+        catalogue = Catalogue(SQLiteHeapIndex(db), SQLiteHeapTags(db), LocalHeaps(files))
+        return Node(catalogue, SQLiteExecutionStore(db), files, traced, [db.close])
+
+    def _postgres(self) -> Node:
+        from mcp_v8.storage.blobs_postgres import PostgresBlobStore
+        from mcp_v8.storage.postgres import (
+            PostgresExecutionStore,
+            PostgresHeapIndex,
+            PostgresHeapTags,
+            open_postgres,
+        )
+
+        assert self.pg is not None
+        db = open_postgres(self.pg.url, schema=self.schema)
+        remote: Any
+        if self.s3 is None:
+            remote = PostgresBlobStore(self.pg.url, schema=self.schema)
+        else:
+            from mcp_v8.storage.blobs_s3 import S3BlobStore
+
+            remote = S3BlobStore(
+                f"{self.s3.url}/{self.prefix}",
+                endpoint_url=self.s3.endpoint,
+                access_key_id=self.s3.access_key,
+                secret_access_key=self.s3.secret_key,
+            )
+        files = FileHeapStore(self.tmp_path / f"node-{len(self.nodes)}", durable=False)
+        catalogue = Catalogue(PostgresHeapIndex(db), PostgresHeapTags(db), SharedHeaps(files, remote))
+        return Node(catalogue, PostgresExecutionStore(db), files, closers=[remote.close, db.close])
+
+    def waits(self, node: Node, statement: str) -> bool:
+        """Whether ``node`` has begun ``statement`` (its start) and, on PostgreSQL, waits for a lock
+        in it. (SQLite reports a statement as it begins, before it waits for the write lock.)"""
+        if self.pg is None:
+            return any(s.startswith(statement) for s in node.traced)
+        import psycopg
+
+        with psycopg.connect(self.pg.url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                (statement + "%",),
+            ).fetchone()
+        return row is not None and row[0] > 0
+
+    @contextlib.contextmanager
+    def submit_in_flight(self, key: str, execution_id: str) -> Iterator[None]:
+        """A submit of an execution resuming ``key`` between its check of the heap and its commit,
+        as the execution store's insert is inside its one statement: the row held (PostgreSQL's
+        ``FOR KEY SHARE``, SQLite's write lock), the record written, not yet committed."""
+        if self.pg is None:
+            import sqlite3
+
+            from mcp_v8.storage.schema import database_path
+
+            conn = sqlite3.connect(database_path(self.tmp_path / "data"), isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                assert conn.execute("SELECT 1 FROM heaps WHERE key = ?", (key,)).fetchone()
+                conn.execute(
+                    "INSERT INTO executions (execution_id, status, started_at, heap_in)"
+                    " VALUES (?, 'running', '2030-01-01T00:00:00.000Z', ?)",
+                    (execution_id, key),
+                )
+                yield
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            return
+        import psycopg
+
+        options = f"-c search_path={self.schema}"
+        with psycopg.connect(self.pg.url, autocommit=True, options=options) as conn, conn.transaction():
+            assert conn.execute("SELECT 1 FROM heaps WHERE key = %s FOR KEY SHARE", (key,)).fetchone()
+            conn.execute(
+                "INSERT INTO executions (execution_id, status, started_at, heap_in)"
+                " VALUES (%s, 'running', now(), %s)",
+                (execution_id, key),
+            )
+            yield
+
+    def close(self) -> None:
+        for node in self.nodes:
+            for close in reversed(node.closers):
+                with contextlib.suppress(Exception):
+                    close()
+
+
+@pytest.fixture(params=["sqlite", "postgres", "postgres+s3"])
+def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
+    d = Deployment(request.param, tmp_path, request)
+    yield d
+    d.close()
+
+
+class Background:
+    """Runs ``fn`` in a thread; :meth:`result` waits for it (bounded) and returns or raises."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def main() -> None:
+            try:
+                self._value = fn()
+            except BaseException as e:
+                self._error = e
+            finally:
+                self.done.set()
+
+        threading.Thread(target=main, daemon=True).start()
+
+    def result(self) -> Any:
+        assert self.done.wait(HANG), "the call never returned"
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class Park:
+    """Parks the thread that reaches ``point`` of an index's ``_handoff`` until released."""
+
+    def __init__(self, node: Node, point: str) -> None:
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+        def handoff(at: str) -> None:
+            if at == point:
+                self.reached.set()
+                assert self.release.wait(HANG)
+
+        node.catalogue.index._handoff = handoff  # type: ignore[attr-defined]
+
+
+def until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + HANG
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.01)
+
+
+# -- what every node knows --------------------------------------------------------------------------
+
+
+def test_is_a_heap_catalogue(deployment: Deployment) -> None:
+    assert isinstance(deployment.node().catalogue, HeapCatalogue)
+
+
+def test_a_heap_stored_by_one_node_is_known_to_every_node(deployment: Deployment) -> None:
+    a, b = deployment.node(), deployment.node()
+    key = a.produce(b"a heap of node a", session="s", tags={"stage": "one"})
+    meta = b.catalogue.meta(key)
+    assert meta is not None
+    assert (meta.key, meta.size, meta.session, meta.tags) == (key, 16, "s", {"stage": "one"})
+    assert meta.created_at.endswith("Z") and meta.last_used_at is not None
+    assert meta.last_used_at >= meta.created_at
+    other = hashlib.sha256(b"never stored").hexdigest()
+    assert b.catalogue.meta(other) is None
+    assert b.catalogue.stored([key, None, other, key]) == {key}
+    assert [m.key for m in b.catalogue.query({"stage": "one"}, 10).items] == [key]
+    b.catalogue.use(key)
+    b.catalogue.fetch(key)  # its bytes where b's workers read them
+    assert b.heaps.get(key) == b"a heap of node a"
+    with pytest.raises(HeapNotFound):
+        b.catalogue.use(other)
+    with pytest.raises(InvalidHeapKey):
+        b.catalogue.meta("../../etc/passwd")
+
+
+def test_the_first_meta_wins_and_every_store_or_resume_is_a_use(deployment: Deployment) -> None:
+    a, b = deployment.node(), deployment.node()
+    key = a.produce(b"the same bytes", session="first", tags={"who": "a"})
+    first = a.catalogue.meta(key)
+    time.sleep(0.01)  # a later millisecond
+    assert b.produce(b"the same bytes", session="second", tags={"who": "b"}) == key
+    again = b.catalogue.meta(key)
+    assert first is not None and again is not None
+    assert (again.session, again.tags, again.created_at) == ("first", {"who": "a"}, first.created_at)
+    assert first.last_used_at is not None and again.last_used_at is not None
+    assert again.last_used_at > first.last_used_at
+    time.sleep(0.01)
+    a.catalogue.use(key)
+    used = b.catalogue.meta(key)
+    assert used is not None and used.last_used_at is not None and used.last_used_at > again.last_used_at
+
+
+def test_tags_patched_on_one_node_are_queried_on_another(deployment: Deployment) -> None:
+    a, b = deployment.node(), deployment.node()
+    keys = [a.produce(f"heap {i}".encode(), tags={"suite": "q", "i": str(i)}) for i in range(5)]
+    untagged = a.produce(b"untagged")
+    assert b.catalogue.meta(untagged) is not None and b.catalogue.meta(untagged).tags is None  # type: ignore[union-attr]
+    patched = b.catalogue.patch_tags(untagged, {"suite": "q", "i": "new"})
+    assert patched.tags == {"suite": "q", "i": "new"} and patched.size == len(b"untagged")
+    assert b.catalogue.patch_tags(keys[0], {"i": None, "x": "y"}).tags == {"suite": "q", "x": "y"}
+    assert b.catalogue.patch_tags(keys[1], {"only": "this"}, replace=True).tags == {"only": "this"}
+    with pytest.raises(HeapTagLimit):
+        b.catalogue.patch_tags(keys[2], {"k": "v" * 300})
+    with pytest.raises(HeapNotFound):
+        b.catalogue.patch_tags(hashlib.sha256(b"nothing").hexdigest(), {"a": "b"})
+    pages, cursor = [], None
+    while True:
+        page = a.catalogue.query({"suite": "q"}, 2, cursor=cursor)
+        pages.append([m.key for m in page.items])
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    found = [k for p in pages for k in p]
+    assert set(found) == {keys[0], keys[2], keys[3], keys[4], untagged}
+    assert all(len(p) <= 2 for p in pages)
+    assert a.catalogue.meta(keys[1]).tags == {"only": "this"}  # type: ignore[union-attr]
+    with pytest.raises(InvalidCursor):
+        a.catalogue.query({"suite": "q"}, 2, cursor="not a cursor")
+
+
+# -- in use, everywhere ------------------------------------------------------------------------------
+
+
+def test_a_heap_resumed_on_one_node_cannot_be_deleted_on_another(deployment: Deployment) -> None:
+    a, b = deployment.node(), deployment.node()
+    key = a.produce(b"resumed", tags={"t": "1"})
+    assert not b.catalogue.in_use(key)
+    running = a.resume(key)
+    assert b.catalogue.in_use(key) and b.catalogue.in_use_all() == {key}
+    with pytest.raises(HeapInUse):
+        b.catalogue.delete(key)
+    assert b.catalogue.meta(key) is not None and b.catalogue.query({"t": "1"}, 5).items  # nothing changed
+    assert a.executions.finish(running, "completed") is not None
+    assert not b.catalogue.in_use(key)
+    assert b.catalogue.delete(key) is True
+    assert b.catalogue.delete(key) is False
+    for node in (a, b):
+        assert node.catalogue.meta(key) is None and node.catalogue.stored([key]) == set()
+        assert node.catalogue.query({"t": "1"}, 5).items == []
+        with pytest.raises(HeapNotFound):
+            node.resume(key)
+    assert not b.heaps.exists(key)  # and a cached copy elsewhere is never used (its row is gone)
+
+
+def test_an_execution_resuming_an_unknown_heap_is_not_recorded(deployment: Deployment) -> None:
+    a = deployment.node()
+    unknown = hashlib.sha256(b"unknown").hexdigest()
+    with pytest.raises(HeapNotFound):
+        a.executions.create("e-unknown", heap_in=unknown, require_heap=True)
+    assert a.executions.get("e-unknown") is None
+    a.executions.create("e-legacy", heap_in=unknown)  # without require_heap: recorded as given
+    assert a.catalogue.in_use(unknown)
+
+
+@pytest.mark.parametrize("point", ["remove:locked", "remove:checked"])
+def test_a_submit_during_a_deletion_waits_for_it_and_is_refused(deployment: Deployment, point: str) -> None:
+    """The deletion holds the heap's row, found it not in use (or is about to look); a submit on
+    another node starts its insert then and waits; the heap goes and the submit is refused."""
+    a, b = deployment.node(), deployment.node()
+    key = a.produce(b"contested")
+    park = Park(b, point)
+    deleting = Background(lambda: b.catalogue.delete(key))
+    assert park.reached.wait(HANG)
+    execution_id = str(uuid.uuid4())
+    submitting = Background(lambda: a.executions.create(execution_id, heap_in=key, require_heap=True))
+    until(lambda: submitting.done.is_set() or deployment.waits(a, "INSERT INTO executions"))
+    park.release.set()
+    assert deleting.result() is True
+    with pytest.raises(HeapNotFound):
+        submitting.result()
+    assert a.executions.get(execution_id) is None
+    assert not a.catalogue.in_use(key) and a.catalogue.meta(key) is None
+
+
+def test_a_deletion_during_a_submit_waits_for_it_and_finds_the_heap_in_use(deployment: Deployment) -> None:
+    """A submit holds the heap's row with its execution written, not yet committed; a deletion on
+    another node waits for it, then sees the execution (not the snapshot from before it waited)."""
+    a, b = deployment.node(), deployment.node()
+    key = a.produce(b"contested the other way")
+    execution_id = str(uuid.uuid4())
+    with deployment.submit_in_flight(key, execution_id):
+        deleting = Background(lambda: b.catalogue.delete(key))
+        first = "BEGIN IMMEDIATE" if deployment.pg is None else "SELECT 1 FROM heaps"
+        until(lambda: deleting.done.is_set() or deployment.waits(b, first))
+    with pytest.raises(HeapInUse):
+        deleting.result()
+    assert b.catalogue.in_use(key) and b.catalogue.meta(key) is not None
+    assert a.executions.finish(execution_id, "completed") is not None
+    assert b.catalogue.delete(key) is True
+
+
+def test_deletions_racing_submits_on_two_nodes_keep_every_accepted_execution_s_heap(
+    deployment: Deployment,
+) -> None:
+    """Free-running for some rounds, then each round leaves the deleter a whole attempt while no
+    execution runs, so the race ends: every submit is refused (the heap is gone) or accepted with
+    the heap kept until its execution finished, which it checks then."""
+    a, b = deployment.node(), deployment.node()
+    key = a.produce(b"raced")
+    accepted: list[str] = []
+    refused, deleted = threading.Event(), threading.Event()
+    attempts = threading.Condition()
+    made = [0]  # the deleter's finished attempts, under ``attempts``
+
+    def submitter() -> None:
+        for round in range(10**6):
+            try:
+                execution_id = a.resume(key)
+            except HeapNotFound:
+                refused.set()
+                return
+            accepted.append(execution_id)
+            a.catalogue.fetch(key)  # the worker finds its heap
+            assert a.catalogue.meta(key) is not None
+            a.executions.finish(execution_id, "completed")
+            if round >= 20:
+                with attempts:
+                    seen = made[0]
+                    assert attempts.wait_for(lambda seen=seen: made[0] >= seen + 2 or deleted.is_set(), HANG)
+
+    def deleter() -> None:
+        while True:
+            try:
+                if b.catalogue.delete(key):
+                    deleted.set()
+                    return
+            except HeapInUse:
+                pass
+            finally:
+                with attempts:
+                    made[0] += 1
+                    attempts.notify_all()
+
+    threads = [Background(submitter), Background(deleter)]
+    for t in threads:
+        t.result()
+    assert refused.is_set() and a.catalogue.meta(key) is None
+    assert all(r is not None and r.status == "completed" for r in (a.executions.get(e) for e in accepted))
+
+
+# -- retention and heaps stored before the index -----------------------------------------------------
+
+
+def test_prune_removes_heaps_neither_stored_nor_resumed_within_the_age(deployment: Deployment) -> None:
+    a, b = deployment.node(), deployment.node()
+    old = a.produce(b"old")
+    tagged = a.produce(b"tagged", tags={"keep": "me"})
+    used = a.produce(b"used")
+    busy = a.produce(b"busy")
+    a.resume(busy)
+    time.sleep(2.2)  # all four are older than the age now (S3 and files keep whole seconds)
+    b.catalogue.use(used)
+    assert b.catalogue.prune(2.0) == 1
+    assert b.catalogue.meta(old) is None and not a.catalogue.stored([old])
+    assert b.catalogue.stored([tagged, used, busy]) == {tagged, used, busy}
+    for key in (tagged, used, busy):
+        b.catalogue.fetch(key)  # every kept heap still has its bytes
+
+
+@pytest.fixture(params=["postgres", "postgres+s3"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
+    """Only the deployments whose heaps are in a shared store (a data directory's files were all
+    indexed by the migration that created the index: see test_migrations)."""
+    d = Deployment(request.param, tmp_path, request)
+    yield d
+    d.close()
+
+
+def test_a_blob_the_shared_store_had_before_the_index_is_indexed_when_named(shared: Deployment) -> None:
+    deployment = shared
+    a = deployment.node()
+    assert isinstance(a.catalogue.blobs, SharedHeaps)
+    data = b"stored by an earlier release"
+    key = hashlib.sha256(data).hexdigest()
+    a.catalogue.blobs.remote.put(key, data)
+    assert a.catalogue.stored([key]) == set()  # a page's question does not go to the blob store
+    meta = a.catalogue.meta(key)
+    assert meta is not None and (meta.size, meta.session, meta.tags) == (len(data), None, None)
+    assert deployment.node().catalogue.stored([key]) == {key}
