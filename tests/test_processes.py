@@ -107,3 +107,33 @@ def test_a_long_poll_in_a_sibling_process_answers_when_the_execution_ends(tmp_pa
     finally:
         second.stop()
         first.stop()
+
+
+def test_a_cancel_in_a_sibling_process_stops_the_script(tmp_path: Path) -> None:
+    """The cancel of an execution running in the other process on the data directory stops its
+    script there (its worker is free for the next one), not only its record."""
+    data = tmp_path / "data"
+    first, second = LiveServer(data, "--workers", "1"), LiveServer(data, "--workers", "1")
+    try:
+        first.start()
+        second.start()
+        looping = {"code": "while (true) {}", "snapshot": False, "execution_timeout_secs": 300}
+        started = requests.post(first.url + "/api/exec", json=looping, timeout=60)
+        assert started.status_code == 202, started.text
+        execution_id = started.json()["execution_id"]
+        deadline = time.monotonic() + 60
+        while requests.get(first.url + "/api/stats", timeout=60).json()["workers_busy"] != 1:
+            assert time.monotonic() < deadline, "the loop never started"
+            time.sleep(0.05)
+        cancel = requests.post(f"{second.url}/api/executions/{execution_id}/cancel", timeout=60)
+        assert cancel.json() == {"ok": True, "error": None}
+        # The first process's only worker takes the next execution: the loop was stopped there.
+        after = requests.post(first.url + "/api/exec", json={"code": "6 * 7", "wait_ms": 30000}, timeout=90)
+        assert (after.status_code, after.json()["result"]) == (200, "42"), after.text
+        assert (
+            requests.get(f"{first.url}/api/executions/{execution_id}", timeout=60).json()["status"]
+            == "cancelled"
+        )
+    finally:
+        second.stop()
+        first.stop()

@@ -179,6 +179,22 @@ def test_an_execution_cancelled_elsewhere_while_live_here_is_answered_when_its_e
     assert poll.answer() == done
 
 
+def test_an_event_about_an_execution_live_here_is_told_to_whoever_runs_it(store: Store) -> None:
+    """The hook that stops a script cancelled in another process hears of events about
+    executions live here only, once each, outside the waiters' lock (it reads the store)."""
+    told: list[str] = []
+    waiters = Waiters(store.read, ended_elsewhere=lambda e: told.append(e) or waiters.waiting())
+    waiters.accept(ID)
+    waiters.wake(OTHER)  # not live here: only its waiters read again
+    waiters.wake(None)  # events may have been lost: says nothing of one execution
+    assert told == []
+    waiters.wake(ID)
+    assert told == [ID]
+    waiters.finished(ID, record(ID, "cancelled"))
+    waiters.wake(ID)  # no longer live here
+    assert told == [ID]
+
+
 def test_followers_hear_the_output_then_the_end(store: Store) -> None:
     waiters, _ = make(store)
     heard: list[str | None] = []

@@ -132,7 +132,12 @@ class ExecutionManager:
         # Executions accepted here and not yet terminal, their long-polls and followers.
         if events is None and work is not None:
             events = QueueEvents(work)
-        self.waiters = Waiters(self._read, events=events, recheck_secs=recheck_secs)
+        self.waiters = Waiters(
+            self._read,
+            events=events,
+            recheck_secs=recheck_secs,
+            ended_elsewhere=self._ended_elsewhere if work is None else None,
+        )
         self._closed = False
         self._dispatchers: list[threading.Thread] = []
         # Counters since this manager was created, read by stats(); dispatcher threads
@@ -330,9 +335,16 @@ class ExecutionManager:
                 and not self._closed
             )
 
+    def _ended_elsewhere(self, execution_id: str) -> None:
+        """Another process on the data directory says the execution, live here, ended (it wrote
+        a cancel). A datagram proves nothing (any local user can send one): the record decides."""
+        record = self._executions.get(execution_id)
+        if record is not None and record.status in TERMINAL_STATUSES:
+            self.stop_here(execution_id)
+
     def stop_here(self, execution_id: str) -> None:
-        """Another node cancelled this execution (its terminal status is written): stops it here
-        if it runs or waits here."""
+        """Another node or process cancelled this execution (its terminal status is written):
+        stops it here if it runs or waits here."""
         if not self.waiters.is_live(execution_id):
             return
         with self._lock:

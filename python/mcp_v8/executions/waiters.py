@@ -89,7 +89,9 @@ class Waiters:
 
     ``read`` reads a record from the store; ``events``, when given, announces this process's
     finishes and delivers the others'; ``recheck_secs``, when given, is how often a waiter on an
-    execution not live here reads its record again (events lost)."""
+    execution not live here reads its record again (events lost); ``ended_elsewhere``, when
+    given, is told of an event about an execution live here (another process wrote its end: a
+    cancel there), on the events' thread."""
 
     def __init__(
         self,
@@ -97,10 +99,12 @@ class Waiters:
         *,
         events: FinishEvents | None = None,
         recheck_secs: float | None = None,
+        ended_elsewhere: Callable[[str], None] | None = None,
     ) -> None:
         self._read = read
         self._events = events
         self._recheck = recheck_secs
+        self._ended_elsewhere = ended_elsewhere
         # Under ``_lock``: executions accepted here and not yet terminal, the waiters of each
         # execution (live here or not), and the followers of live ones.
         self._lock = threading.Lock()
@@ -212,6 +216,10 @@ class Waiters:
             for waiter in waiters:
                 if waiter.record is None:
                     waiter.event.set()
+            live_here = execution_id is not None and execution_id in self._live
+        if live_here and self._ended_elsewhere is not None:
+            assert execution_id is not None
+            self._ended_elsewhere(execution_id)
 
     def waiting(self) -> int:
         """How many long-polls wait now."""
