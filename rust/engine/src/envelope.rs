@@ -175,6 +175,7 @@ const CONSOLE_DICTIONARY: &[u8] = include_bytes!("../cpp/js/console.js");
 /// added). New envelopes use the first; stored ones name theirs, and every one shipped here
 /// keeps opening.
 const SNAPSHOT_DICTIONARIES: &[&[u8]] = &[
+    include_bytes!("../dict/snapshot-dictionary-3.bin"),
     include_bytes!("../dict/snapshot-dictionary-2.bin"),
     include_bytes!("../dict/snapshot-dictionary.bin"),
 ];
