@@ -7,27 +7,15 @@ use std::os::raw::{c_char, c_int};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::engine::{
-    self, convert, initialize, source_failure, take_cstr, v8_version, ConsoleLine, ConsoleSink,
-    Control, EngineError, Outcome,
-};
+use crate::console::{on_console, ConsoleLine, ConsoleSink, DEFAULT_CONSOLE_LIMIT_BYTES};
+use crate::engine::{self, initialize, v8_version, Control};
 use crate::envelope::{self, Sealed};
-use crate::fetch::{FetchPolicy, Fetcher, FETCH, FETCH_OFF};
-use crate::ffi;
+use crate::error::EngineError;
+use crate::fetch::{self, FetchPolicy, Fetcher, FETCH};
+use crate::ffi::{self, take_cstr};
+use crate::host_calls::{bytes_views, on_host_call, Dispatch, HostCall, Replies};
+use crate::outcome::{source_failure, Outcome, Response};
 use crate::source::{self, Language};
-
-/// One call JavaScript made to an exposed function; answer it through [`Replies::post`].
-pub struct HostCall<'a> {
-    pub id: u64,
-    pub name: &'a str,
-    /// A JSON array; byte strings stand in it as markers naming `buffers`.
-    pub args_json: &'a str,
-    pub buffers: Vec<&'a [u8]>,
-}
-
-/// Receives the calls of exposed functions, on the context's thread, during a run. It must
-/// not block on the run (the run waits for the answer): it hands the call on and returns.
-pub type Dispatch = Box<dyn Fn(HostCall<'_>) + Send + Sync>;
 
 pub struct ContextOptions<'a> {
     /// Envelope of a heap snapshot to start from; `None` starts from the base context.
@@ -62,7 +50,7 @@ impl Default for RunOptions<'_> {
             language: Language::Auto,
             filename: String::new(),
             max_result_bytes: 0,
-            console_limit_bytes: engine::DEFAULT_CONSOLE_LIMIT_BYTES,
+            console_limit_bytes: DEFAULT_CONSOLE_LIMIT_BYTES,
             keep_console: true,
             bytes_result: false,
             control: None,
@@ -72,59 +60,6 @@ impl Default for RunOptions<'_> {
 }
 
 pub type HeapStats = ffi::mv8_heap_stats;
-
-/// Where the answers to a context's calls out go. Thread-safe; outlives its context (an
-/// answer posted after the context is gone is dropped).
-pub struct Replies {
-    raw: *mut ffi::mv8_replies,
-}
-
-unsafe impl Send for Replies {}
-unsafe impl Sync for Replies {}
-
-impl Replies {
-    /// An inbox of its own, for the calls out of one execution.
-    pub(crate) fn new() -> Replies {
-        let raw = unsafe { ffi::mv8_replies_new() };
-        assert!(!raw.is_null(), "out of memory");
-        Replies { raw }
-    }
-
-    /// `ok`: `json` is the value. Otherwise `json` is `{"name": ..., "message": ...}`, and the
-    /// promise is rejected with an Error of that name and message.
-    pub fn post(&self, call_id: u64, ok: bool, json: &str, buffers: &[&[u8]]) {
-        let views: Vec<ffi::mv8_bytes> = buffers
-            .iter()
-            .map(|b| ffi::mv8_bytes {
-                data: b.as_ptr(),
-                len: b.len(),
-            })
-            .collect();
-        unsafe {
-            ffi::mv8_replies_post(
-                self.raw,
-                call_id,
-                ok as c_int,
-                json.as_ptr() as *const c_char,
-                json.len(),
-                views.as_ptr(),
-                views.len(),
-            )
-        }
-    }
-}
-
-impl Replies {
-    pub(crate) fn raw(&self) -> *mut ffi::mv8_replies {
-        self.raw
-    }
-}
-
-impl Drop for Replies {
-    fn drop(&mut self) {
-        unsafe { ffi::mv8_replies_free(self.raw) }
-    }
-}
 
 pub struct LiveContext {
     raw: *mut ffi::mv8_context,
@@ -137,59 +72,6 @@ pub struct LiveContext {
 // The shim serialises every call on a context and runs them on the context's own thread.
 unsafe impl Send for LiveContext {}
 unsafe impl Sync for LiveContext {}
-
-/// The shim's host-call callback for a `Dispatch` passed as user data (live contexts, and the
-/// fetch of one-shot executions).
-pub(crate) unsafe extern "C" fn on_host_call(
-    user_data: *mut c_void,
-    call_id: u64,
-    name: *const c_char,
-    name_len: usize,
-    args_json: *const c_char,
-    args_len: usize,
-    buffers: *const ffi::mv8_bytes,
-    n_buffers: usize,
-) {
-    let dispatch = &*(user_data as *const Dispatch);
-    let name = String::from_utf8_lossy(std::slice::from_raw_parts(name as *const u8, name_len));
-    let args =
-        String::from_utf8_lossy(std::slice::from_raw_parts(args_json as *const u8, args_len));
-    let buffers = (0..n_buffers)
-        .map(|i| {
-            let b = &*buffers.add(i);
-            if b.len == 0 {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(b.data, b.len)
-            }
-        })
-        .collect();
-    // A panicking dispatcher must not unwind into C++.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        dispatch(HostCall {
-            id: call_id,
-            name: &name,
-            args_json: &args,
-            buffers,
-        })
-    }));
-}
-
-/// The answer to a fetch where fetch is off.
-pub(crate) fn fetch_is_off(replies: &Replies, call_id: u64) {
-    let json = serde_json::json!({"name": "TypeError", "message": FETCH_OFF}).to_string();
-    replies.post(call_id, false, &json, &[]);
-}
-
-fn bytes_views(buffers: &[&[u8]]) -> Vec<ffi::mv8_bytes> {
-    buffers
-        .iter()
-        .map(|b| ffi::mv8_bytes {
-            data: b.as_ptr(),
-            len: b.len(),
-        })
-        .collect()
-}
 
 impl LiveContext {
     pub fn new(opts: ContextOptions<'_>) -> Result<LiveContext, EngineError> {
@@ -216,7 +98,7 @@ impl LiveContext {
                         Some(f) => f.dispatch(call),
                         None => {
                             if let Some(r) = replies.get() {
-                                fetch_is_off(r, call.id);
+                                fetch::refuse_off(r, call.id);
                             }
                         }
                     }
@@ -237,16 +119,15 @@ impl LiveContext {
             host_call: Some(on_host_call),
             host_call_user_data: &*dispatch as *const Dispatch as *mut c_void,
         };
-        let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
-        let raw = unsafe { ffi::mv8_context_new(&options, &mut response) };
+        let mut response = Response::new();
+        let raw = unsafe { ffi::mv8_context_new(&options, response.as_mut_ptr()) };
         if raw.is_null() {
-            let err =
-                unsafe { convert(&response, ConsoleSink::new(0, false, None), Instant::now()) };
-            unsafe { ffi::mv8_response_free(&mut response) };
-            return Err(match err {
-                Err(e) => e,
-                Ok(_) => EngineError::Internal("the context could not be created".into()),
-            });
+            return Err(
+                match response.outcome(ConsoleSink::none(), Instant::now()) {
+                    Err(e) => e,
+                    Ok(_) => EngineError::Internal("the context could not be created".into()),
+                },
+            );
         }
         let live = LiveContext {
             raw,
@@ -263,9 +144,7 @@ impl LiveContext {
 
     /// A handle for answering this context's calls out, from any thread.
     pub fn replies(&self) -> Replies {
-        let raw = unsafe { ffi::mv8_context_replies(self.raw) };
-        assert!(!raw.is_null(), "out of memory");
-        Replies { raw }
+        Replies::from_raw(unsafe { ffi::mv8_context_replies(self.raw) })
     }
 
     /// Runs `code` as a (REPL-mode) script in the context.
@@ -342,18 +221,16 @@ impl LiveContext {
             bytes_result: opts.bytes_result as c_int,
             timeout_secs: opts.timeout.map_or(0.0, |d| d.as_secs_f64().max(1e-6)),
             max_result_bytes: opts.max_result_bytes,
-            console: Some(engine::on_console),
+            console: Some(on_console),
             console_user_data: &mut sink as *mut ConsoleSink as *mut c_void,
             control: opts.control.map_or(std::ptr::null_mut(), |c| c.raw),
         };
-        let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
-        unsafe { ffi::mv8_context_run(self.raw, &request, &mut response) };
+        let mut response = Response::new();
+        unsafe { ffi::mv8_context_run(self.raw, &request, response.as_mut_ptr()) };
         if let Some(fetcher) = self.fetcher.get() {
             fetcher.end_run();
         }
-        let outcome = unsafe { convert(&response, sink, started) };
-        unsafe { ffi::mv8_response_free(&mut response) };
-        outcome
+        response.outcome(sink, started)
     }
 
     /// Defines the global `name` as a function that calls out through the dispatcher.
@@ -376,12 +253,9 @@ impl LiveContext {
 
     /// The context's heap as a sealed envelope; the context goes on from it.
     pub fn snapshot(&self) -> Result<(Sealed, u64), EngineError> {
-        let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
-        unsafe { ffi::mv8_context_snapshot(self.raw, &mut response) };
-        let result =
-            unsafe { convert(&response, ConsoleSink::new(0, false, None), Instant::now()) };
-        unsafe { ffi::mv8_response_free(&mut response) };
-        let outcome = result?;
+        let mut response = Response::new();
+        unsafe { ffi::mv8_context_snapshot(self.raw, response.as_mut_ptr()) };
+        let outcome = response.outcome(ConsoleSink::none(), Instant::now())?;
         let heap_used = outcome.heap_used_bytes;
         outcome
             .snapshot

@@ -1,131 +1,20 @@
 //! The safe Rust layer over the shim: one call runs one execution in a fresh isolate.
 
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{c_void, CString};
 use std::os::raw::{c_char, c_int};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::context::{on_host_call, Dispatch, HostCall, Replies};
-use crate::envelope::{self, EnvelopeError, Sealed};
+pub use crate::console::DEFAULT_CONSOLE_LIMIT_BYTES;
+use crate::console::{on_console, ConsoleLine, ConsoleSink};
+use crate::envelope;
+use crate::error::EngineError;
 use crate::fetch::{FetchPolicy, Fetcher};
 use crate::ffi;
+use crate::host_calls::{on_host_call, Dispatch, HostCall, Replies};
+use crate::outcome::{source_failure, Outcome, Response};
 use crate::source::{self, Language};
-
-/// How an execution ended. The cause is this flag, never a parsed message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Completed,
-    Failed,
-    TimedOut,
-    Cancelled,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-            Status::TimedOut => "timed_out",
-            Status::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Console levels, with the marker used when lines are rendered as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Log,
-    Info,
-    Warn,
-    Error,
-    Debug,
-    Trace,
-}
-
-impl Level {
-    fn from_raw(level: c_int) -> Level {
-        match level {
-            1 => Level::Info,
-            2 => Level::Warn,
-            3 => Level::Error,
-            4 => Level::Debug,
-            5 => Level::Trace,
-            _ => Level::Log,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Log => "log",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-            Level::Debug => "debug",
-            Level::Trace => "trace",
-        }
-    }
-
-    /// The prefix a line of this level carries in rendered output: none for `log`,
-    /// `[info] `, `[warn] `, `[error] `, `[debug] `, `[trace] ` for the others.
-    pub fn marker(self) -> &'static str {
-        match self {
-            Level::Log => "",
-            Level::Info => "[info] ",
-            Level::Warn => "[warn] ",
-            Level::Error => "[error] ",
-            Level::Debug => "[debug] ",
-            Level::Trace => "[trace] ",
-        }
-    }
-}
-
-/// One console call. `text` may hold several lines (an inspected object, say).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsoleLine {
-    pub level: Level,
-    pub text: String,
-}
-
-impl ConsoleLine {
-    /// The line as it appears in rendered output: level marker, text, newline.
-    pub fn render(&self) -> String {
-        format!("{}{}\n", self.level.marker(), self.text)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsError {
-    /// `TypeError`, `SyntaxError`, ...; `None` when a non-Error value was thrown.
-    pub name: Option<String>,
-    pub message: String,
-    /// `Name: message` followed by `    at ...` frames pointing into the input.
-    pub stack: String,
-    /// 1-based position in the user's source, when known.
-    pub line: Option<u32>,
-    pub column: Option<u32>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub status: Status,
-    /// JSON text of the completion value (status `Completed`).
-    pub result: Option<String>,
-    pub error: Option<JsError>,
-    pub heap_limit_exceeded: bool,
-    /// The source did not compile (status `Failed`): a syntax error, refused TypeScript,
-    /// nesting too deep. Errors thrown while the script runs never set it.
-    pub syntax_error: bool,
-    pub console: Vec<ConsoleLine>,
-    /// Console calls dropped after `console_limit_bytes` was reached.
-    pub console_dropped: u64,
-    pub snapshot: Option<Sealed>,
-    pub duration: Duration,
-    pub heap_used_bytes: u64,
-    pub external_peak_bytes: u64,
-    /// Byte strings the result's markers name (live contexts asked for them; else empty).
-    pub buffers: Vec<Vec<u8>>,
-}
+pub use crate::v8_process::{initialize, v8_version};
 
 /// A thread-safe handle that cancels the execution it is given to, before or while
 /// it runs. Cancelling twice, or after the end, does nothing.
@@ -189,9 +78,6 @@ pub struct Options<'a> {
     pub fetch: Option<&'a FetchPolicy>,
 }
 
-/// Console bytes an outcome keeps unless told otherwise.
-pub const DEFAULT_CONSOLE_LIMIT_BYTES: usize = 16 << 20;
-
 /// The script's name in stack traces unless one is given.
 pub const DEFAULT_FILENAME: &str = "<input>";
 
@@ -211,162 +97,6 @@ impl Default for Options<'_> {
             on_console: None,
             fetch: None,
         }
-    }
-}
-
-/// Errors that prevent an execution from starting at all.
-#[derive(Debug)]
-pub enum EngineError {
-    Init(String),
-    Snapshot(EnvelopeError),
-    Internal(String),
-    /// A live context that is closed (a run went over its heap cap, or it was closed).
-    Closed(String),
-}
-
-impl std::fmt::Display for EngineError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EngineError::Init(m) => write!(f, "V8 initialisation failed: {m}"),
-            EngineError::Snapshot(e) => write!(f, "{e}"),
-            EngineError::Internal(m) => write!(f, "engine error: {m}"),
-            EngineError::Closed(m) => write!(f, "{m}"),
-        }
-    }
-}
-
-impl std::error::Error for EngineError {}
-
-/// Initialises V8 (once per process; later calls return the first result).
-pub fn initialize() -> Result<(), EngineError> {
-    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
-    INIT.get_or_init(|| unsafe {
-        crate::web::install();
-        let mut err: *mut c_char = std::ptr::null_mut();
-        if ffi::mv8_initialize(&mut err) == 0 {
-            Ok(())
-        } else {
-            let msg = take_cstr(err).unwrap_or_else(|| "unknown error".into());
-            Err(msg)
-        }
-    })
-    .clone()
-    .map_err(EngineError::Init)
-}
-
-/// The V8 version string, e.g. `10.2.154.26-node.28`.
-pub fn v8_version() -> &'static str {
-    static VERSION: OnceLock<String> = OnceLock::new();
-    VERSION.get_or_init(|| unsafe {
-        CStr::from_ptr(ffi::mv8_v8_version())
-            .to_string_lossy()
-            .into_owned()
-    })
-}
-
-pub(crate) unsafe fn take_cstr(p: *mut c_char) -> Option<String> {
-    if p.is_null() {
-        return None;
-    }
-    let s = CStr::from_ptr(p).to_string_lossy().into_owned();
-    libc_free(p as *mut c_void);
-    Some(s)
-}
-
-extern "C" {
-    #[link_name = "free"]
-    fn libc_free(p: *mut c_void);
-}
-
-unsafe fn borrowed_cstr(p: *const c_char) -> Option<String> {
-    if p.is_null() {
-        None
-    } else {
-        Some(CStr::from_ptr(p).to_string_lossy().into_owned())
-    }
-}
-
-pub(crate) struct ConsoleSink<'a> {
-    lines: Vec<ConsoleLine>,
-    bytes: usize,
-    /// 0: no limit.
-    limit: usize,
-    keep: bool,
-    dropped: u64,
-    callback: Option<&'a mut dyn FnMut(&ConsoleLine)>,
-}
-
-impl<'a> ConsoleSink<'a> {
-    pub(crate) fn new(
-        limit: usize,
-        keep: bool,
-        callback: Option<&'a mut dyn FnMut(&ConsoleLine)>,
-    ) -> Self {
-        ConsoleSink {
-            lines: Vec::new(),
-            bytes: 0,
-            limit,
-            keep,
-            dropped: 0,
-            callback,
-        }
-    }
-}
-
-pub(crate) unsafe extern "C" fn on_console(
-    user_data: *mut c_void,
-    level: c_int,
-    text: *const c_char,
-    len: usize,
-) {
-    let sink = &mut *(user_data as *mut ConsoleSink);
-    let bytes = std::slice::from_raw_parts(text as *const u8, len);
-    let line = ConsoleLine {
-        level: Level::from_raw(level),
-        text: String::from_utf8_lossy(bytes).into_owned(),
-    };
-    // A panicking callback must not unwind into C++.
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        if let Some(cb) = sink.callback.as_mut() {
-            cb(&line);
-        }
-    }));
-    if sink.keep && (sink.limit == 0 || sink.bytes + len <= sink.limit) {
-        sink.bytes += len;
-        sink.lines.push(line);
-    } else {
-        sink.dropped += 1;
-    }
-}
-
-pub(crate) fn source_failure(
-    err: source::SourceError,
-    filename: &str,
-    started: Instant,
-) -> Outcome {
-    let stack = format!(
-        "SyntaxError: {}\n    at {}:{}:{}",
-        err.message, filename, err.line, err.column
-    );
-    Outcome {
-        status: Status::Failed,
-        result: None,
-        error: Some(JsError {
-            name: Some("SyntaxError".into()),
-            message: err.message,
-            stack,
-            line: Some(err.line),
-            column: Some(err.column),
-        }),
-        heap_limit_exceeded: false,
-        syntax_error: true,
-        console: Vec::new(),
-        console_dropped: 0,
-        snapshot: None,
-        duration: started.elapsed(),
-        heap_used_bytes: 0,
-        external_peak_bytes: 0,
-        buffers: Vec::new(),
     }
 }
 
@@ -455,76 +185,10 @@ pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError
         }),
         replies: replies.as_ref().map_or(std::ptr::null_mut(), |r| r.raw()),
     };
-    let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
-    unsafe { ffi::mv8_execute(&request, &mut response) };
+    let mut response = Response::new();
+    unsafe { ffi::mv8_execute(&request, response.as_mut_ptr()) };
     if let Some(fetcher) = &fetcher {
         fetcher.end_run(); // its requests still in flight stop
     }
-    let outcome = unsafe { convert(&response, sink, started) };
-    unsafe { ffi::mv8_response_free(&mut response) };
-    outcome
-}
-
-pub(crate) unsafe fn convert(
-    r: &ffi::mv8_response,
-    sink: ConsoleSink,
-    started: Instant,
-) -> Result<Outcome, EngineError> {
-    let status = match r.status {
-        ffi::MV8_COMPLETED => Status::Completed,
-        ffi::MV8_FAILED => Status::Failed,
-        ffi::MV8_TIMED_OUT => Status::TimedOut,
-        ffi::MV8_CANCELLED => Status::Cancelled,
-        ffi::MV8_CLOSED => {
-            let msg = borrowed_cstr(r.error_message).unwrap_or_else(|| "closed".into());
-            return Err(EngineError::Closed(msg));
-        }
-        _ => {
-            let msg = borrowed_cstr(r.error_message).unwrap_or_else(|| "unknown".into());
-            return Err(EngineError::Internal(msg));
-        }
-    };
-    let result = if r.result.is_null() {
-        None
-    } else {
-        let bytes = std::slice::from_raw_parts(r.result as *const u8, r.result_len);
-        Some(String::from_utf8_lossy(bytes).into_owned())
-    };
-    let error = if status == Status::Completed {
-        None
-    } else {
-        let message = borrowed_cstr(r.error_message).unwrap_or_default();
-        Some(JsError {
-            name: borrowed_cstr(r.error_name),
-            stack: borrowed_cstr(r.error_stack).unwrap_or_else(|| message.clone()),
-            message,
-            line: (r.error_line > 0).then_some(r.error_line as u32),
-            column: (r.error_column > 0).then_some(r.error_column as u32),
-        })
-    };
-    let snapshot = if r.snapshot.is_null() {
-        None
-    } else {
-        let raw = std::slice::from_raw_parts(r.snapshot, r.snapshot_len);
-        Some(envelope::seal(raw, v8_version()))
-    };
-    Ok(Outcome {
-        status,
-        result,
-        error,
-        heap_limit_exceeded: r.heap_limit_exceeded != 0,
-        syntax_error: r.syntax_error != 0,
-        console: sink.lines,
-        console_dropped: sink.dropped,
-        snapshot,
-        duration: started.elapsed(),
-        heap_used_bytes: r.heap_used_bytes,
-        external_peak_bytes: r.external_bytes,
-        buffers: (0..r.n_buffers)
-            .map(|i| {
-                let b = &*r.buffers.add(i);
-                std::slice::from_raw_parts(b.data, b.len).to_vec()
-            })
-            .collect(),
-    })
+    response.outcome(sink, started)
 }

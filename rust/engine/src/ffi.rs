@@ -1,6 +1,7 @@
 //! Raw declarations of the C++ shim's C ABI (`cpp/shim.h`). Keep in step with it.
 #![allow(non_camel_case_types)]
 
+use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 
 pub const MV8_COMPLETED: c_int = 0;
@@ -201,4 +202,28 @@ extern "C" {
         buffers: *const mv8_bytes,
         n_buffers: usize,
     );
+}
+
+extern "C" {
+    #[link_name = "free"]
+    fn libc_free(p: *mut c_void);
+}
+
+/// A string the shim allocated for the caller (`char**` out-parameters), taken over and freed.
+pub(crate) unsafe fn take_cstr(p: *mut c_char) -> Option<String> {
+    if p.is_null() {
+        return None;
+    }
+    let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+    libc_free(p as *mut c_void);
+    Some(s)
+}
+
+/// A copy of a string the shim keeps (a response's fields, freed with the response).
+pub(crate) unsafe fn borrowed_cstr(p: *const c_char) -> Option<String> {
+    if p.is_null() {
+        None
+    } else {
+        Some(CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
 }

@@ -4,23 +4,33 @@
 //!
 //! The core is free of PyO3; `python.rs` (feature `python`) is the only boundary.
 
+mod console;
 pub mod context;
 pub mod engine;
 pub mod envelope;
+mod error;
 pub mod fetch;
 mod ffi;
+mod host_calls;
 pub mod nesting;
+mod outcome;
+mod positions;
 pub mod source;
 mod transform;
+mod v8_process;
 mod web;
 
 #[cfg(feature = "python")]
 mod python;
 
-pub use context::{ContextOptions, LiveContext, Replies, RunOptions};
+pub use console::{ConsoleLine, Level};
+pub use context::{ContextOptions, LiveContext, RunOptions};
 pub use engine::{
-    execute, initialize, v8_version, ConsoleLine, Control, EngineError, JsError, Level, Options,
-    Outcome, Status,
+    execute, initialize, v8_version, Control, Options, DEFAULT_CONSOLE_LIMIT_BYTES,
+    DEFAULT_FILENAME,
 };
+pub use error::EngineError;
 pub use fetch::FetchPolicy;
+pub use host_calls::{Dispatch, HostCall, Replies};
+pub use outcome::{JsError, Outcome, Status};
 pub use source::Language;

@@ -10,10 +10,14 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use crate::console::ConsoleLine;
 use crate::context;
-use crate::engine::{self, EngineError, Outcome, Status};
+use crate::engine;
 use crate::envelope;
+use crate::error::EngineError;
 use crate::fetch;
+use crate::host_calls::{Dispatch, HostCall, Replies};
+use crate::outcome::{Outcome, Status};
 use crate::source::Language;
 
 /// Cancellation handle: pass it to `execute(control=...)`, call `cancel()` from any
@@ -302,8 +306,8 @@ fn check_callable(py: Python<'_>, what: &str, callback: &Option<Py<PyAny>>) -> P
 }
 
 /// Calls `on_console(level, text)` with the GIL, from whichever thread runs the script.
-fn console_forwarder(on_console: &Option<Py<PyAny>>) -> impl FnMut(&engine::ConsoleLine) + '_ {
-    move |line: &engine::ConsoleLine| {
+fn console_forwarder(on_console: &Option<Py<PyAny>>) -> impl FnMut(&ConsoleLine) + '_ {
+    move |line: &ConsoleLine| {
         if let Some(cb) = on_console {
             Python::attach(|py| {
                 if let Err(e) = cb.call1(py, (line.level.as_str(), line.text.as_str())) {
@@ -384,7 +388,7 @@ fn execute(
 struct PyLiveContext {
     /// `None` once closed. Runs hold it shared; `close` waits for them.
     inner: RwLock<Option<context::LiveContext>>,
-    replies: Arc<context::Replies>,
+    replies: Arc<Replies>,
 }
 
 impl PyLiveContext {
@@ -405,7 +409,7 @@ impl PyLiveContext {
 }
 
 /// Posts the error of a dispatcher that raised, so that the JS promise rejects.
-fn post_python_error(py: Python<'_>, replies: &context::Replies, call_id: u64, err: &PyErr) {
+fn post_python_error(py: Python<'_>, replies: &Replies, call_id: u64, err: &PyErr) {
     let name = err
         .get_type(py)
         .name()
@@ -459,10 +463,10 @@ impl PyLiveContext {
         let heap_limit_bytes = parse_heap_limit(heap_limit_mb)?;
         let fetch_policy = parse_fetch(allow_fetch, max_fetch_bytes, max_fetch_requests)?;
         check_callable(py, "dispatch", &dispatch)?;
-        let replies_slot: Arc<OnceLock<Arc<context::Replies>>> = Arc::new(OnceLock::new());
-        let dispatch: Option<context::Dispatch> = dispatch.map(|callback| {
+        let replies_slot: Arc<OnceLock<Arc<Replies>>> = Arc::new(OnceLock::new());
+        let dispatch: Option<Dispatch> = dispatch.map(|callback| {
             let slot = replies_slot.clone();
-            Box::new(move |call: context::HostCall<'_>| {
+            Box::new(move |call: HostCall<'_>| {
                 Python::attach(|py| {
                     let buffers: Vec<Bound<'_, PyBytes>> =
                         call.buffers.iter().map(|b| PyBytes::new(py, b)).collect();
@@ -474,7 +478,7 @@ impl PyLiveContext {
                         }
                     }
                 })
-            }) as context::Dispatch
+            }) as Dispatch
         });
         let heap = heap.map(|h| h.to_vec());
         let live = py

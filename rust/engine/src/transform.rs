@@ -43,7 +43,7 @@ use oxc_semantic::SemanticBuilder;
 use oxc_span::SourceType;
 use oxc_transformer::{EnvOptions, JsxOptions, TransformOptions, Transformer, TypeScriptOptions};
 
-use crate::source::{is_line_terminator, SourceError};
+use crate::positions::{is_line_terminator, SourceError};
 
 const NAMESPACE_NON_CONST_ERROR: &str = "TypeScript namespaces can only export `const` variables here (`export let` / `export var` in a namespace need code generation that is not supported); use `export const`";
 
@@ -422,7 +422,8 @@ pub(crate) fn retain_lines(code: &str, tokens: &[MapToken]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{execute, Options, Status};
+    use crate::engine::{execute, Options};
+    use crate::outcome::Status;
     use crate::source::{prepare, Language};
 
     /// Runs TypeScript; the JSON of its completion value.
