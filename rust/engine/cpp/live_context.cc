@@ -13,13 +13,13 @@ namespace mv8 {
 
 LiveContext::LiveContext(const mv8_context_options& options, V8Process* process)
     : process_(process),
-      snapshots_(options.snapshots != 0),
-      heap_limit_(options.heap_limit_bytes),
-      budget_(options.heap_limit_bytes),
+      snapshots_(options.isolate.snapshots != 0),
+      heap_limit_(options.isolate.heap_limit_bytes),
+      budget_(options.isolate.heap_limit_bytes),
       allocator_(&budget_),
       calls_(options.host_call, options.host_call_user_data, replies_) {
-  if (options.snapshot != nullptr) {
-    blob_.assign(reinterpret_cast<const char*>(options.snapshot), options.snapshot_len);
+  if (options.isolate.snapshot != nullptr) {
+    blob_.assign(reinterpret_cast<const char*>(options.isolate.snapshot), options.isolate.snapshot_len);
   }
 }
 
@@ -161,12 +161,12 @@ void LiveContext::Run(const mv8_context_request& request, mv8_response* response
 void LiveContext::DoRun(const mv8_context_request& request, mv8_response* response) {
   if (!closed_.empty()) return Closed(response);
   std::shared_ptr<Control> control =
-      request.control != nullptr ? ControlOf(request.control) : std::make_shared<Control>();
+      request.run.control != nullptr ? ControlOf(request.run.control) : std::make_shared<Control>();
   EvaluationLimits limits;
   limits.heap_limit_bytes = heap_limit_;
-  limits.timeout_secs = request.timeout_secs;
-  limits.max_result_bytes = request.max_result_bytes;
-  limits.bytes_result = request.bytes_result != 0;
+  limits.timeout_secs = request.run.timeout_secs;
+  limits.max_result_bytes = request.run.max_result_bytes;
+  limits.bytes_result = request.run.bytes_result != 0;
   if (control->reason() != 0) {
     Evaluation(isolate_, control.get(), &guard_, &budget_, limits).Finish(Evaluation::End::kTerminated, response);
     return;
@@ -181,17 +181,17 @@ void LiveContext::DoRun(const mv8_context_request& request, mv8_response* respon
     HostContext host;
     host.loop = &loop;
     host.calls = &calls_;
-    host.console = request.console;
-    host.console_user_data = request.console_user_data;
+    host.console = request.run.console;
+    host.console_user_data = request.run.console_user_data;
     host.origin_wall_ms = origin_.origin_wall_ms;
     host.origin_mono_ms = origin_.origin_mono_ms;
     isolate_->SetData(HostContext::kSlot, &host);
     replies_->SetWaiter(control);
     control->Attach(isolate_);
     std::optional<uint64_t> ticket;
-    if (request.timeout_secs > 0) {
+    if (request.run.timeout_secs > 0) {
       auto deadline =
-          Control::Clock::now() + std::chrono::microseconds(static_cast<int64_t>(request.timeout_secs * 1e6));
+          Control::Clock::now() + std::chrono::microseconds(static_cast<int64_t>(request.run.timeout_secs * 1e6));
       ticket = Watchdog::Instance().Arm(deadline, control);
     }
 
@@ -206,7 +206,7 @@ void LiveContext::DoRun(const mv8_context_request& request, mv8_response* respon
                                std::string(request.args_json, request.args_len), buffers);
     } else {
       end = evaluation.RunScript(context, &loop, request.code, request.code_len,
-                                 request.filename != nullptr ? request.filename : "");
+                                 request.run.filename != nullptr ? request.run.filename : "");
     }
 
     if (ticket) Watchdog::Instance().Disarm(*ticket);

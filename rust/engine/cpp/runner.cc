@@ -26,8 +26,8 @@ namespace {
 class Execution {
  public:
   Execution(const mv8_request& req, mv8_response* resp, V8Process* process)
-      : req_(req), resp_(resp), process_(process), budget_(req.heap_limit_bytes), allocator_(&budget_) {
-    control_ = req.control != nullptr ? ControlOf(req.control) : std::make_shared<Control>();
+      : req_(req), resp_(resp), process_(process), budget_(req.isolate.heap_limit_bytes), allocator_(&budget_) {
+    control_ = req.run.control != nullptr ? ControlOf(req.run.control) : std::make_shared<Control>();
   }
 
   void Run() {
@@ -36,14 +36,14 @@ class Execution {
       return;
     }
     v8::StartupData blob = process_->base_snapshot()[0];
-    if (req_.snapshot != nullptr) {
-      blob.data = reinterpret_cast<const char*>(req_.snapshot);
-      blob.raw_size = static_cast<int>(req_.snapshot_len);
+    if (req_.isolate.snapshot != nullptr) {
+      blob.data = reinterpret_cast<const char*>(req_.isolate.snapshot);
+      blob.raw_size = static_cast<int>(req_.isolate.snapshot_len);
     }
-    if (req_.want_snapshot) {
-      creator_ = process_->NewSnapshotCreator(&blob, req_.heap_limit_bytes);
+    if (req_.isolate.snapshots) {
+      creator_ = process_->NewSnapshotCreator(&blob, req_.isolate.heap_limit_bytes);
       isolate_ = creator_->GetIsolate();
-      bool adopted = req_.heap_limit_bytes != 0 && AdoptSnapshotAllocator(isolate_, &budget_);
+      bool adopted = req_.isolate.heap_limit_bytes != 0 && AdoptSnapshotAllocator(isolate_, &budget_);
       RunInIsolate();
       if (adopted) ReleaseSnapshotAllocator(isolate_);
       if (resp_->status == MV8_COMPLETED) {
@@ -63,7 +63,7 @@ class Execution {
       params.snapshot_blob = &blob;
       params.external_references = host::ExternalReferences();
       params.array_buffer_allocator = &allocator_;
-      isolate_ = process_->NewIsolate(&params, req_.heap_limit_bytes);
+      isolate_ = process_->NewIsolate(&params, req_.isolate.heap_limit_bytes);
       {
         v8::Isolate::Scope isolate_scope(isolate_);
         RunInIsolate();
@@ -95,23 +95,24 @@ class Execution {
       HostContext host;
       host.loop = &loop;
       host.calls = calls ? &*calls : nullptr;
-      host.console = req_.console;
-      host.console_user_data = req_.console_user_data;
+      host.console = req_.run.console;
+      host.console_user_data = req_.run.console_user_data;
       web::StampOrigin(&host);
       isolate_->SetData(HostContext::kSlot, &host);
       control_->Attach(isolate_);
       std::optional<uint64_t> ticket;
-      if (req_.timeout_secs > 0) {
-        auto deadline = Control::Clock::now() + std::chrono::microseconds(static_cast<int64_t>(req_.timeout_secs * 1e6));
+      if (req_.run.timeout_secs > 0) {
+        auto deadline = Control::Clock::now() + std::chrono::microseconds(static_cast<int64_t>(req_.run.timeout_secs * 1e6));
         ticket = Watchdog::Instance().Arm(deadline, control_);
       }
 
       EvaluationLimits limits;
-      limits.heap_limit_bytes = req_.heap_limit_bytes;
-      limits.timeout_secs = req_.timeout_secs;
-      limits.max_result_bytes = req_.max_result_bytes;
+      limits.heap_limit_bytes = req_.isolate.heap_limit_bytes;
+      limits.timeout_secs = req_.run.timeout_secs;
+      limits.max_result_bytes = req_.run.max_result_bytes;
+      limits.bytes_result = req_.run.bytes_result != 0;
       Evaluation evaluation(isolate_, control_.get(), &guard, &budget_, limits);
-      const char* filename = req_.filename != nullptr ? req_.filename : "";  // Rust names it
+      const char* filename = req_.run.filename != nullptr ? req_.run.filename : "";  // Rust names it
       Evaluation::End end = evaluation.RunScript(context, &loop, req_.code, req_.code_len, filename);
 
       if (ticket) Watchdog::Instance().Disarm(*ticket);
@@ -125,7 +126,7 @@ class Execution {
       isolate_->GetHeapStatistics(&stats);
       resp_->heap_used_bytes = stats.used_heap_size();
       isolate_->SetData(HostContext::kSlot, nullptr);
-      if (end == Evaluation::End::kCompleted && req_.want_snapshot) {
+      if (end == Evaluation::End::kCompleted && req_.isolate.snapshots) {
         std::string why;
         if (StackTraceLimit::Stash(context, &why)) {
           creator_->SetDefaultContext(context);

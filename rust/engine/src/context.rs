@@ -2,61 +2,26 @@
 //! Each context does its V8 work on a thread of its own; calls from any thread are
 //! serialised by the shim. Values cross as JSON text with byte strings beside it.
 
-use std::ffi::{c_void, CString};
+use std::ffi::c_void;
 use std::os::raw::{c_char, c_int};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::console::{on_console, ConsoleLine, ConsoleSink, DEFAULT_CONSOLE_LIMIT_BYTES};
-use crate::engine::{self, initialize, v8_version, Control};
-use crate::envelope::{self, Sealed};
+use crate::console::ConsoleSink;
+use crate::engine::{initialize, run_in_shim, IsolateOptions, RunOptions, Script};
+use crate::envelope::Sealed;
 use crate::error::EngineError;
-use crate::fetch::{self, FetchPolicy, Fetcher, FETCH};
+use crate::fetch::{self, Fetcher, FETCH};
 use crate::ffi::{self, take_cstr};
 use crate::host_calls::{bytes_views, on_host_call, Dispatch, HostCall, Replies};
-use crate::outcome::{source_failure, Outcome, Response};
-use crate::source::{self, Language};
+use crate::outcome::{Outcome, Response};
 
+/// How a live context is made: its isolate as an execution's (`isolate.snapshot`: the context
+/// can take snapshots), and where the calls of its exposed functions go.
+#[derive(Default)]
 pub struct ContextOptions<'a> {
-    /// Envelope of a heap snapshot to start from; `None` starts from the base context.
-    pub heap: Option<&'a [u8]>,
-    /// Make the context able to take snapshots (a SnapshotCreator isolate: no WebAssembly).
-    pub snapshots: bool,
-    /// V8 heap cap, with an off-heap budget of the same size. 0 = none.
-    pub heap_limit_bytes: u64,
+    pub isolate: IsolateOptions<'a>,
     pub dispatch: Option<Dispatch>,
-    /// `fetch` for the allowed origins; `None`: fetch rejects (it is off).
-    pub fetch: Option<FetchPolicy>,
-}
-
-/// Everything about one run in a live context except the code.
-pub struct RunOptions<'a> {
-    pub timeout: Option<Duration>,
-    pub language: Language,
-    pub filename: String,
-    pub max_result_bytes: u64,
-    pub console_limit_bytes: usize,
-    pub keep_console: bool,
-    /// ArrayBuffers and their views in the result come back as byte strings.
-    pub bytes_result: bool,
-    pub control: Option<&'a Control>,
-    pub on_console: Option<&'a mut dyn FnMut(&ConsoleLine)>,
-}
-
-impl Default for RunOptions<'_> {
-    fn default() -> Self {
-        RunOptions {
-            timeout: None,
-            language: Language::Auto,
-            filename: String::new(),
-            max_result_bytes: 0,
-            console_limit_bytes: DEFAULT_CONSOLE_LIMIT_BYTES,
-            keep_console: true,
-            bytes_result: false,
-            control: None,
-            on_console: None,
-        }
-    }
 }
 
 pub type HeapStats = ffi::mv8_heap_stats;
@@ -76,15 +41,8 @@ unsafe impl Sync for LiveContext {}
 impl LiveContext {
     pub fn new(opts: ContextOptions<'_>) -> Result<LiveContext, EngineError> {
         initialize()?;
-        let raw_heap = match opts.heap {
-            Some(sealed) => {
-                let mut raw = Vec::new();
-                envelope::unseal_into(sealed, v8_version(), &mut raw)
-                    .map_err(EngineError::Snapshot)?;
-                Some(raw)
-            }
-            None => None,
-        };
+        let mut blob = Vec::new();
+        let restores = opts.isolate.unseal_heap(&mut blob)?;
         // Calls out: fetch goes to the context's Fetcher, everything else to `dispatch`.
         let fetcher: Arc<OnceLock<Fetcher>> = Arc::new(OnceLock::new());
         let replies_of_fetch: Arc<OnceLock<Arc<Replies>>> = Arc::new(OnceLock::new());
@@ -112,10 +70,7 @@ impl LiveContext {
         };
         let dispatch = Box::new(routed);
         let options = ffi::mv8_context_options {
-            snapshot: raw_heap.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()),
-            snapshot_len: raw_heap.as_ref().map_or(0, |b| b.len()),
-            snapshots: opts.snapshots as c_int,
-            heap_limit_bytes: opts.heap_limit_bytes,
+            isolate: opts.isolate.raw(restores.then_some(blob.as_slice())),
             host_call: Some(on_host_call),
             host_call_user_data: &*dispatch as *const Dispatch as *mut c_void,
         };
@@ -135,8 +90,10 @@ impl LiveContext {
             fetcher,
         };
         let replies = Arc::new(live.replies());
-        if let Some(policy) = opts.fetch {
-            let _ = live.fetcher.set(Fetcher::new(policy, replies.clone()));
+        if let Some(policy) = opts.isolate.fetch {
+            let _ = live
+                .fetcher
+                .set(Fetcher::new(policy.clone(), replies.clone()));
         }
         let _ = replies_of_fetch.set(replies);
         Ok(live)
@@ -150,20 +107,14 @@ impl LiveContext {
     /// Runs `code` as a (REPL-mode) script in the context.
     pub fn run(&self, code: &str, opts: RunOptions<'_>) -> Result<Outcome, EngineError> {
         let started = Instant::now();
-        let filename = if opts.filename.is_empty() {
-            engine::DEFAULT_FILENAME.to_string()
-        } else {
-            opts.filename.replace('\0', "")
+        let script = match Script::prepare(code, &opts, started) {
+            Ok(script) => script,
+            Err(refused) => return Ok(*refused),
         };
-        let prepared = match source::prepare(code, opts.language) {
-            Ok(p) => p,
-            Err(e) => return Ok(source_failure(e, &filename, started)),
-        };
-        let filename = CString::new(filename).expect("NUL bytes were removed");
         self.request(
             ffi::MV8_RUN_SCRIPT,
-            prepared.code.as_bytes(),
-            filename.as_ptr(),
+            script.code.as_bytes(),
+            Some(&script.name),
             "",
             &[],
             opts,
@@ -172,7 +123,8 @@ impl LiveContext {
     }
 
     /// Calls the function at the dotted `path` with the arguments of `args_json` (a JSON
-    /// array, byte strings as markers naming `buffers`); promises are awaited.
+    /// array, byte strings as markers naming `buffers`); promises are awaited. The options'
+    /// language and filename do not apply.
     pub fn call(
         &self,
         path: &str,
@@ -184,7 +136,7 @@ impl LiveContext {
         self.request(
             ffi::MV8_RUN_CALL,
             path.as_bytes(),
-            std::ptr::null(),
+            None,
             args_json,
             buffers,
             opts,
@@ -197,40 +149,26 @@ impl LiveContext {
         &self,
         kind: c_int,
         code: &[u8],
-        filename: *const c_char,
+        name: Option<&std::ffi::CString>,
         args_json: &str,
         buffers: &[&[u8]],
-        mut opts: RunOptions<'_>,
+        opts: RunOptions<'_>,
         started: Instant,
     ) -> Result<Outcome, EngineError> {
-        let mut sink = ConsoleSink::new(
-            opts.console_limit_bytes,
-            opts.keep_console,
-            opts.on_console.take(),
-        );
         let views = bytes_views(buffers);
-        let request = ffi::mv8_context_request {
-            kind,
-            code: code.as_ptr() as *const c_char,
-            code_len: code.len(),
-            filename,
-            args_json: args_json.as_ptr() as *const c_char,
-            args_len: args_json.len(),
-            buffers: views.as_ptr(),
-            n_buffers: views.len(),
-            bytes_result: opts.bytes_result as c_int,
-            timeout_secs: opts.timeout.map_or(0.0, |d| d.as_secs_f64().max(1e-6)),
-            max_result_bytes: opts.max_result_bytes,
-            console: Some(on_console),
-            console_user_data: &mut sink as *mut ConsoleSink as *mut c_void,
-            control: opts.control.map_or(std::ptr::null_mut(), |c| c.raw),
-        };
-        let mut response = Response::new();
-        unsafe { ffi::mv8_context_run(self.raw, &request, response.as_mut_ptr()) };
-        if let Some(fetcher) = self.fetcher.get() {
-            fetcher.end_run();
-        }
-        response.outcome(sink, started)
+        run_in_shim(opts, name, self.fetcher.get(), started, |run, response| {
+            let request = ffi::mv8_context_request {
+                kind,
+                code: code.as_ptr() as *const c_char,
+                code_len: code.len(),
+                args_json: args_json.as_ptr() as *const c_char,
+                args_len: args_json.len(),
+                buffers: views.as_ptr(),
+                n_buffers: views.len(),
+                run,
+            };
+            unsafe { ffi::mv8_context_run(self.raw, &request, response) };
+        })
     }
 
     /// Defines the global `name` as a function that calls out through the dispatcher.

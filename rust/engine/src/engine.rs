@@ -1,4 +1,6 @@
-//! The safe Rust layer over the shim: one call runs one execution in a fresh isolate.
+//! The safe Rust layer over the shim: the execution spec ([`Options`]: the isolate, the run),
+//! and [`execute`], which runs one execution in a fresh isolate. Live contexts
+//! (`context.rs`) take the same spec apart: the isolate when they are made, the run each time.
 
 use std::ffi::{c_void, CString};
 use std::os::raw::{c_char, c_int};
@@ -50,20 +52,39 @@ impl Drop for Control {
     }
 }
 
-/// Everything about one execution except the code.
+/// The execution spec: everything about one execution except the code. A live context takes
+/// the same parts apart: [`IsolateOptions`] when it is made (`ContextOptions`), [`RunOptions`]
+/// for each run.
+#[derive(Default)]
 pub struct Options<'a> {
-    /// Envelope of the heap snapshot to restore; `None` starts from a fresh context.
+    pub isolate: IsolateOptions<'a>,
+    pub run: RunOptions<'a>,
+}
+
+/// The isolate code runs in: the heap it starts from, whether it makes snapshots, how far its
+/// heap may grow and what `fetch` may reach.
+#[derive(Default)]
+pub struct IsolateOptions<'a> {
+    /// Envelope of the heap snapshot to start from; `None` starts from the base context.
     pub heap: Option<&'a [u8]>,
-    /// Produce a new snapshot (runs in a `SnapshotCreator`; no WebAssembly there).
+    /// A `SnapshotCreator` isolate (no WebAssembly there): an execution returns a new
+    /// snapshot, a live context can take them.
     pub snapshot: bool,
     /// V8 heap cap; off-heap ArrayBuffer bytes get a budget of the same size. 0 = none.
     pub heap_limit_bytes: u64,
+    /// `fetch` for the allowed origins; `None`: fetch rejects (it is off).
+    pub fetch: Option<&'a FetchPolicy>,
+}
+
+/// What one run of code is held to: a one-shot execution, or one run (or call) in a live
+/// context.
+pub struct RunOptions<'a> {
     pub timeout: Option<Duration>,
     /// JavaScript, TypeScript (types stripped keeping positions) or Auto (the default).
     pub language: Language,
-    /// Name of the script in stack traces.
+    /// Name of the script in stack traces ([`DEFAULT_FILENAME`] when empty).
     pub filename: String,
-    /// Largest JSON result accepted (0 = unlimited); a larger one fails the execution.
+    /// Largest JSON result accepted (0 = unlimited); a larger one fails the run.
     pub max_result_bytes: u64,
     /// Console bytes kept in the outcome (0 = no limit, as for every limit); later calls
     /// are counted and dropped (the live callback still sees them).
@@ -71,33 +92,110 @@ pub struct Options<'a> {
     /// Whether the outcome keeps console calls at all (a caller that streams them through
     /// `on_console` may not need them twice).
     pub keep_console: bool,
+    /// ArrayBuffers and their views in the result come back as byte strings
+    /// ([`Outcome::buffers`], named by markers in the JSON).
+    pub bytes_result: bool,
     pub control: Option<&'a Control>,
     /// Called on the executing thread for every console call, while the script runs.
     pub on_console: Option<&'a mut dyn FnMut(&ConsoleLine)>,
-    /// `fetch` for the allowed origins; `None`: fetch rejects (it is off).
-    pub fetch: Option<&'a FetchPolicy>,
 }
 
 /// The script's name in stack traces unless one is given.
 pub const DEFAULT_FILENAME: &str = "<input>";
 
-impl Default for Options<'_> {
+impl Default for RunOptions<'_> {
     fn default() -> Self {
-        Options {
-            heap: None,
-            snapshot: false,
-            heap_limit_bytes: 0,
+        RunOptions {
             timeout: None,
             language: Language::Auto,
             filename: String::new(),
             max_result_bytes: 0,
             console_limit_bytes: DEFAULT_CONSOLE_LIMIT_BYTES,
             keep_console: true,
+            bytes_result: false,
             control: None,
             on_console: None,
-            fetch: None,
         }
     }
+}
+
+impl IsolateOptions<'_> {
+    /// Opens the envelope of `heap` into `buffer` (checked before V8 sees it); whether there
+    /// is a heap to restore.
+    pub(crate) fn unseal_heap(&self, buffer: &mut Vec<u8>) -> Result<bool, EngineError> {
+        match self.heap {
+            Some(envelope) => envelope::unseal_into(envelope, v8_version(), buffer)
+                .map(|()| true)
+                .map_err(EngineError::Snapshot),
+            None => Ok(false),
+        }
+    }
+
+    /// The shim's form, starting from the raw blob `heap` unsealed to (`None`: no heap).
+    pub(crate) fn raw(&self, blob: Option<&[u8]>) -> ffi::mv8_isolate_options {
+        ffi::mv8_isolate_options {
+            snapshot: blob.map_or(std::ptr::null(), |b| b.as_ptr()),
+            snapshot_len: blob.map_or(0, |b| b.len()),
+            snapshots: self.snapshot as c_int,
+            heap_limit_bytes: self.heap_limit_bytes,
+        }
+    }
+}
+
+/// A script ready for the shim: the source prepared (`source::prepare`) and its name.
+pub(crate) struct Script {
+    pub(crate) code: String,
+    pub(crate) name: CString,
+}
+
+impl Script {
+    /// `Err`: the outcome of a source that does not compile, which never reaches V8.
+    pub(crate) fn prepare(
+        code: &str,
+        run: &RunOptions,
+        started: Instant,
+    ) -> Result<Script, Box<Outcome>> {
+        let name = if run.filename.is_empty() {
+            DEFAULT_FILENAME.to_string()
+        } else {
+            run.filename.replace('\0', "")
+        };
+        match source::prepare(code, run.language) {
+            Ok(prepared) => Ok(Script {
+                code: prepared.code,
+                name: CString::new(name).expect("NUL bytes were removed"),
+            }),
+            Err(e) => Err(Box::new(source_failure(e, &name, started))),
+        }
+    }
+}
+
+/// Runs one piece of code through the shim: `call` hands the shim the run's options (`name`:
+/// the script's, if any) and the response to fill. The console feeds a sink of this run; once
+/// the shim returns, the fetches of the run stop and the outcome is read.
+pub(crate) fn run_in_shim(
+    opts: RunOptions<'_>,
+    name: Option<&CString>,
+    fetcher: Option<&Fetcher>,
+    started: Instant,
+    call: impl FnOnce(ffi::mv8_run_options, *mut ffi::mv8_response),
+) -> Result<Outcome, EngineError> {
+    let mut sink = ConsoleSink::new(opts.console_limit_bytes, opts.keep_console, opts.on_console);
+    let run = ffi::mv8_run_options {
+        filename: name.map_or(std::ptr::null(), |n| n.as_ptr()),
+        timeout_secs: opts.timeout.map_or(0.0, |d| d.as_secs_f64().max(1e-6)),
+        max_result_bytes: opts.max_result_bytes,
+        bytes_result: opts.bytes_result as c_int,
+        console: Some(on_console),
+        console_user_data: &mut sink as *mut ConsoleSink as *mut c_void,
+        control: opts.control.map_or(std::ptr::null_mut(), |c| c.raw),
+    };
+    let mut response = Response::new();
+    call(run, response.as_mut_ptr());
+    if let Some(fetcher) = fetcher {
+        fetcher.end_run(); // its requests still in flight stop
+    }
+    response.outcome(sink, started)
 }
 
 thread_local! {
@@ -130,65 +228,44 @@ impl Drop for RawHeap {
 
 /// Runs `code` once. Errors of the script are in the outcome; `Err` means the
 /// execution could not start (V8 failed to initialise, the heap envelope is invalid).
-pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError> {
+pub fn execute(code: &str, opts: Options<'_>) -> Result<Outcome, EngineError> {
     let started = Instant::now();
     initialize()?;
-    let raw_heap = match opts.heap {
-        Some(envelope) => {
-            let mut raw = RawHeap::take();
-            envelope::unseal_into(envelope, v8_version(), &mut raw.0)
-                .map_err(EngineError::Snapshot)?;
-            Some(raw)
-        }
-        None => None,
+    let Options { isolate, run } = opts;
+    let mut blob = RawHeap::take();
+    let restores = isolate.unseal_heap(&mut blob.0)?;
+    let script = match Script::prepare(code, &run, started) {
+        Ok(script) => script,
+        Err(refused) => return Ok(*refused),
     };
-    let filename = if opts.filename.is_empty() {
-        DEFAULT_FILENAME.to_string()
-    } else {
-        opts.filename.replace('\0', "")
-    };
-    let prepared = match source::prepare(code, opts.language) {
-        Ok(p) => p,
-        Err(e) => return Ok(source_failure(e, &filename, started)),
-    };
-    let filename = CString::new(filename).expect("NUL bytes were removed");
     // fetch: the calls of this execution's fetch go to a Fetcher of its own.
-    let replies = opts.fetch.map(|_| Arc::new(Replies::new()));
-    let fetcher = opts
+    let replies = isolate.fetch.map(|_| Arc::new(Replies::new()));
+    let fetcher = isolate
         .fetch
         .zip(replies.as_ref())
         .map(|(policy, r)| Arc::new(Fetcher::new(policy.clone(), r.clone())));
     let fetch_dispatch: Option<Dispatch> = fetcher
         .clone()
         .map(|f| Box::new(move |call: HostCall<'_>| f.dispatch(call)) as Dispatch);
-    let mut sink = ConsoleSink::new(
-        opts.console_limit_bytes,
-        opts.keep_console,
-        opts.on_console.take(),
-    );
-    let request = ffi::mv8_request {
-        code: prepared.code.as_ptr() as *const c_char,
-        code_len: prepared.code.len(),
-        filename: filename.as_ptr(),
-        snapshot: raw_heap.as_ref().map_or(std::ptr::null(), |b| b.0.as_ptr()),
-        snapshot_len: raw_heap.as_ref().map_or(0, |b| b.0.len()),
-        want_snapshot: opts.snapshot as c_int,
-        heap_limit_bytes: opts.heap_limit_bytes,
-        timeout_secs: opts.timeout.map_or(0.0, |d| d.as_secs_f64().max(1e-6)),
-        max_result_bytes: opts.max_result_bytes,
-        console: Some(on_console),
-        console_user_data: &mut sink as *mut ConsoleSink as *mut c_void,
-        control: opts.control.map_or(std::ptr::null_mut(), |c| c.raw),
-        host_call: fetch_dispatch.as_ref().map(|_| on_host_call as _),
-        host_call_user_data: fetch_dispatch.as_ref().map_or(std::ptr::null_mut(), |d| {
-            d as *const Dispatch as *mut c_void
-        }),
-        replies: replies.as_ref().map_or(std::ptr::null_mut(), |r| r.raw()),
-    };
-    let mut response = Response::new();
-    unsafe { ffi::mv8_execute(&request, response.as_mut_ptr()) };
-    if let Some(fetcher) = &fetcher {
-        fetcher.end_run(); // its requests still in flight stop
-    }
-    response.outcome(sink, started)
+    let raw_isolate = isolate.raw(restores.then_some(blob.0.as_slice()));
+    run_in_shim(
+        run,
+        Some(&script.name),
+        fetcher.as_deref(),
+        started,
+        |run, response| {
+            let request = ffi::mv8_request {
+                code: script.code.as_ptr() as *const c_char,
+                code_len: script.code.len(),
+                isolate: raw_isolate,
+                run,
+                host_call: fetch_dispatch.as_ref().map(|_| on_host_call as _),
+                host_call_user_data: fetch_dispatch.as_ref().map_or(std::ptr::null_mut(), |d| {
+                    d as *const Dispatch as *mut c_void
+                }),
+                replies: replies.as_ref().map_or(std::ptr::null_mut(), |r| r.raw()),
+            };
+            unsafe { ffi::mv8_execute(&request, response) };
+        },
+    )
 }

@@ -84,11 +84,27 @@ pub type mv8_host_call_fn = Option<
 >;
 
 #[repr(C)]
-pub struct mv8_context_options {
+pub struct mv8_isolate_options {
     pub snapshot: *const u8,
     pub snapshot_len: usize,
     pub snapshots: c_int,
     pub heap_limit_bytes: u64,
+}
+
+#[repr(C)]
+pub struct mv8_run_options {
+    pub filename: *const c_char,
+    pub timeout_secs: f64,
+    pub max_result_bytes: u64,
+    pub bytes_result: c_int,
+    pub console: mv8_console_fn,
+    pub console_user_data: *mut c_void,
+    pub control: *mut mv8_control,
+}
+
+#[repr(C)]
+pub struct mv8_context_options {
+    pub isolate: mv8_isolate_options,
     pub host_call: mv8_host_call_fn,
     pub host_call_user_data: *mut c_void,
 }
@@ -98,17 +114,11 @@ pub struct mv8_context_request {
     pub kind: c_int,
     pub code: *const c_char,
     pub code_len: usize,
-    pub filename: *const c_char,
     pub args_json: *const c_char,
     pub args_len: usize,
     pub buffers: *const mv8_bytes,
     pub n_buffers: usize,
-    pub bytes_result: c_int,
-    pub timeout_secs: f64,
-    pub max_result_bytes: u64,
-    pub console: mv8_console_fn,
-    pub console_user_data: *mut c_void,
-    pub control: *mut mv8_control,
+    pub run: mv8_run_options,
 }
 
 #[repr(C)]
@@ -127,16 +137,8 @@ pub struct mv8_heap_stats {
 pub struct mv8_request {
     pub code: *const c_char,
     pub code_len: usize,
-    pub filename: *const c_char,
-    pub snapshot: *const u8,
-    pub snapshot_len: usize,
-    pub want_snapshot: c_int,
-    pub heap_limit_bytes: u64,
-    pub timeout_secs: f64,
-    pub max_result_bytes: u64,
-    pub console: mv8_console_fn,
-    pub console_user_data: *mut c_void,
-    pub control: *mut mv8_control,
+    pub isolate: mv8_isolate_options,
+    pub run: mv8_run_options,
     pub host_call: mv8_host_call_fn,
     pub host_call_user_data: *mut c_void,
     pub replies: *mut mv8_replies,

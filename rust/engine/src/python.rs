@@ -358,22 +358,27 @@ fn execute(
     let outcome = py.detach(|| {
         let mut forward = console_forwarder(&on_console);
         let opts = engine::Options {
-            heap: heap.as_deref(),
-            snapshot,
-            heap_limit_bytes,
-            timeout,
-            language,
-            filename,
-            max_result_bytes,
-            console_limit_bytes,
-            keep_console,
-            control: control_ref.map(|c| &c.inner),
-            on_console: if on_console.is_some() {
-                Some(&mut forward)
-            } else {
-                None
+            isolate: engine::IsolateOptions {
+                heap: heap.as_deref(),
+                snapshot,
+                heap_limit_bytes,
+                fetch: fetch_policy.as_ref(),
             },
-            fetch: fetch_policy.as_ref(),
+            run: engine::RunOptions {
+                timeout,
+                language,
+                filename,
+                max_result_bytes,
+                console_limit_bytes,
+                keep_console,
+                bytes_result: false,
+                control: control_ref.map(|c| &c.inner),
+                on_console: if on_console.is_some() {
+                    Some(&mut forward)
+                } else {
+                    None
+                },
+            },
         };
         engine::execute(&code, opts)
     });
@@ -484,11 +489,13 @@ impl PyLiveContext {
         let live = py
             .detach(|| {
                 context::LiveContext::new(context::ContextOptions {
-                    heap: heap.as_deref(),
-                    snapshots,
-                    heap_limit_bytes,
+                    isolate: engine::IsolateOptions {
+                        heap: heap.as_deref(),
+                        snapshot: snapshots,
+                        heap_limit_bytes,
+                        fetch: fetch_policy.as_ref(),
+                    },
                     dispatch,
-                    fetch: fetch_policy,
                 })
             })
             .map_err(|e| to_pyerr(py, e))?;
@@ -530,7 +537,7 @@ impl PyLiveContext {
             let mut forward = console_forwarder(&on_console);
             live.run(
                 code,
-                context::RunOptions {
+                engine::RunOptions {
                     timeout,
                     language,
                     filename,
@@ -578,7 +585,7 @@ impl PyLiveContext {
                 path,
                 args_json,
                 &views,
-                context::RunOptions {
+                engine::RunOptions {
                     timeout,
                     max_result_bytes,
                     console_limit_bytes,

@@ -422,7 +422,7 @@ pub(crate) fn retain_lines(code: &str, tokens: &[MapToken]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{execute, Options};
+    use crate::engine::{execute, Options, RunOptions};
     use crate::outcome::Status;
     use crate::source::{prepare, Language};
 
@@ -431,7 +431,10 @@ mod tests {
         let out = execute(
             src,
             Options {
-                language: Language::TypeScript,
+                run: RunOptions {
+                    language: Language::TypeScript,
+                    ..RunOptions::default()
+                },
                 ..Options::default()
             },
         )
@@ -445,7 +448,10 @@ mod tests {
         let out = execute(
             src,
             Options {
-                language: Language::TypeScript,
+                run: RunOptions {
+                    language: Language::TypeScript,
+                    ..RunOptions::default()
+                },
                 ..Options::default()
             },
         )

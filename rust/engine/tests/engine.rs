@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use _engine::{execute, ConsoleLine, Control, Level, Options, Status};
+use _engine::{execute, ConsoleLine, Control, IsolateOptions, Level, Options, RunOptions, Status};
 
 #[test]
 fn completes_with_json_result() {
@@ -29,7 +29,10 @@ fn console_lines_reach_the_callback_in_order() {
     let out = execute(
         "console.log('a'); console.error('b'); 3",
         Options {
-            on_console: Some(&mut cb),
+            run: RunOptions {
+                on_console: Some(&mut cb),
+                ..RunOptions::default()
+            },
             ..Options::default()
         },
     )
@@ -47,7 +50,10 @@ fn timeout_and_cancel_are_told_apart() {
     let out = execute(
         "while (true) {}",
         Options {
-            timeout: Some(Duration::from_millis(100)),
+            run: RunOptions {
+                timeout: Some(Duration::from_millis(100)),
+                ..RunOptions::default()
+            },
             ..Options::default()
         },
     )
@@ -59,7 +65,10 @@ fn timeout_and_cancel_are_told_apart() {
     let out = execute(
         "while (true) {}",
         Options {
-            control: Some(&control),
+            run: RunOptions {
+                control: Some(&control),
+                ..RunOptions::default()
+            },
             ..Options::default()
         },
     )
@@ -72,7 +81,10 @@ fn snapshot_round_trip_keeps_globals() {
     let first = execute(
         "var n = 41; let s = new Set([1])",
         Options {
-            snapshot: true,
+            isolate: IsolateOptions {
+                snapshot: true,
+                ..IsolateOptions::default()
+            },
             ..Options::default()
         },
     )
@@ -82,7 +94,10 @@ fn snapshot_round_trip_keeps_globals() {
     let second = execute(
         "n += 1; [n, s.has(1)]",
         Options {
-            heap: Some(&sealed.envelope),
+            isolate: IsolateOptions {
+                heap: Some(&sealed.envelope),
+                ..IsolateOptions::default()
+            },
             ..Options::default()
         },
     )
@@ -99,7 +114,10 @@ fn near_empty_snapshots_store_in_under_six_percent_of_their_size() {
         let sealed = execute(
             code,
             Options {
-                snapshot: true,
+                isolate: IsolateOptions {
+                    snapshot: true,
+                    ..IsolateOptions::default()
+                },
                 ..Options::default()
             },
         )
@@ -121,7 +139,10 @@ fn corrupt_envelope_is_refused_before_v8() {
     let first = execute(
         "var n = 1",
         Options {
-            snapshot: true,
+            isolate: IsolateOptions {
+                snapshot: true,
+                ..IsolateOptions::default()
+            },
             ..Options::default()
         },
     )
@@ -132,7 +153,10 @@ fn corrupt_envelope_is_refused_before_v8() {
     let err = execute(
         "n",
         Options {
-            heap: Some(&bytes),
+            isolate: IsolateOptions {
+                heap: Some(&bytes),
+                ..IsolateOptions::default()
+            },
             ..Options::default()
         },
     )
