@@ -1,7 +1,8 @@
 // C ABI of the V8 shim. Nothing V8-typed and no C++ exception crosses it: requests go
 // in as plain data, responses come back as buffers the shim allocated plus a numbered
 // status; mv8_response_free releases them.
-// Mirrored by rust/engine/src/ffi.rs; keep the two in step.
+// Mirrored by rust/engine/src/ffi.rs; abi_layout.inc states the layout of both, checked on
+// each side (abi_layout.cc here, a test there): change the three together.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

@@ -1,4 +1,5 @@
-//! Raw declarations of the C++ shim's C ABI (`cpp/shim.h`). Keep in step with it.
+//! Raw declarations of the C++ shim's C ABI (`cpp/shim.h`). Their layout is checked against
+//! `cpp/abi_layout.inc`, as the shim's is: change the three together.
 #![allow(non_camel_case_types)]
 
 use std::ffi::CStr;
@@ -228,4 +229,12 @@ pub(crate) unsafe fn borrowed_cstr(p: *const c_char) -> Option<String> {
     } else {
         Some(CStr::from_ptr(p).to_string_lossy().into_owned())
     }
+}
+
+#[cfg(test)]
+mod layout {
+    //! Every struct of the ABI against `cpp/abi_layout.inc` (written out by build.rs).
+    use super::*;
+
+    include!(concat!(env!("OUT_DIR"), "/abi_layout_test.rs"));
 }
