@@ -14,6 +14,7 @@ mod ffi;
 mod host_calls;
 pub mod nesting;
 mod outcome;
+mod parse;
 mod positions;
 pub mod source;
 mod transform;
