@@ -61,10 +61,13 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
 
 
 def stdio_params(data_dir: Path, **env: str) -> StdioServerParameters:
+    # The SDK passes the server a few variables only: PYTHONPATH too, so that the server runs
+    # the code under test (a work tree before the installed package).
+    path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     return StdioServerParameters(
         command=sys.executable,
         args=["-m", "mcp_v8", "mcp"],
-        env={"MCP_V8_DATA_DIR": str(data_dir), "MCP_V8_WORKERS": "2", "PYTHONUNBUFFERED": "1", **env},
+        env={"MCP_V8_DATA_DIR": str(data_dir), "MCP_V8_WORKERS": "2", "PYTHONUNBUFFERED": "1", **path, **env},
     )
 
 
