@@ -90,6 +90,7 @@ def execution_info(record: ExecutionRecord) -> dict[str, Any]:
         "session": record.session,
         "tags": record.tags,
         "duration_ms": record.duration_ms,
+        "js_error": None if record.js_error is None else record.js_error.to_dict(),
     }
 
 
