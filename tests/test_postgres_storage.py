@@ -95,6 +95,37 @@ def test_migrations_must_be_numbered_in_order(postgres_server: PostgresServer, s
         postgres.PostgresDatabase(postgres_server.url, [], schema="x; DROP TABLE y")
 
 
+def test_a_version_3_record_migrates_without_a_js_error_and_new_ones_keep_theirs(
+    postgres_server: PostgresServer, schema: str
+) -> None:
+    """Version 4 adds the column of the scripts' structured errors (jsonb): the records of a
+    version-3 schema read back without one, and a finish after the migration keeps its own."""
+    from mcp_v8.js_error import JsError
+
+    url = postgres_server.url
+    postgres.PostgresDatabase(url, postgres.MIGRATIONS[:3], schema=schema).close()
+    with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute(
+            "INSERT INTO executions (execution_id, status, started_at, completed_at, error)"
+            " VALUES ('old', 'failed', now(), now(), 'TypeError: x')"
+        )
+    thrown = JsError(
+        name="TypeError", message="x", stack="TypeError: x\n    at <input>:1:1", line=1, column=1
+    )
+    db = postgres.open_postgres(url, schema=schema)
+    try:
+        executions = postgres.PostgresExecutionStore(db)
+        old = executions.get("old")
+        assert old is not None and (old.error, old.js_error) == ("TypeError: x", None)
+        executions.create("new")
+        assert executions.finish("new", "failed", error=thrown.stack, js_error=thrown, duration_ms=1.0)
+        new = executions.get("new")
+        assert new is not None and new.js_error == thrown
+        assert db.schema_version == postgres.SCHEMA_VERSION == 4
+    finally:
+        db.close()
+
+
 def test_output_is_chunked_and_a_page_reads_only_its_chunks(db: PostgresDatabase) -> None:
     log = postgres.PostgresOutputLog(db, max_output_bytes=10 << 20, chunk_bytes=1024)
     log.create("big")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
+from ..js_error import JsError
 from .heaps import HeapNotFound
 from .paging import Page, decode_cursor, encode_cursor, is_row_id, is_text, is_timestamp
 from .schema import open_database
@@ -50,7 +51,7 @@ TERMINAL_STATUSES: frozenset[str] = frozenset(get_args(TerminalStatus))
 _DELETE_BATCH = 200
 _COLUMNS = (
     "execution_id, status, started_at, completed_at, result, error, heap_out, session, tags, "
-    "duration_ms, heap_in, code_bytes"
+    "duration_ms, heap_in, code_bytes, js_error"
 )
 _INSERT = (
     "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags, code_bytes, owner)"
@@ -90,7 +91,8 @@ class DuplicateExecution(ValueError):
 @dataclass(frozen=True)
 class ExecutionRecord:
     """One execution as recorded. ``heap`` is the snapshot key it produced; ``heap_in`` the one it
-    restored. Timestamps are ISO-8601 UTC with millisecond precision and a ``Z``."""
+    restored; ``js_error`` the script's structured error, when it ended on one (``error`` is then
+    its stack). Timestamps are ISO-8601 UTC with millisecond precision and a ``Z``."""
 
     execution_id: str
     status: ExecutionStatus
@@ -104,6 +106,7 @@ class ExecutionRecord:
     duration_ms: float | None
     heap_in: str | None = None
     code_bytes: int = 0
+    js_error: JsError | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -135,8 +138,8 @@ class ExecutionStore(Protocol):
       :class:`DuplicateExecution` and changes nothing.
     * :meth:`finish` is the only way out of ``running`` besides :meth:`fail_running_on_startup`, and
       the first terminal transition wins: among any number of concurrent calls for one id (threads or
-      processes) exactly one returns True and its status, result, error, heap and duration are what
-      every later read sees; the others, and calls for a terminal or unknown id, return False and
+      processes) exactly one returns True and its status, result, error, JS error, heap and duration
+      are what every later read sees; the others, and calls for a terminal or unknown id, return False and
       change nothing.
     * :meth:`list` and :meth:`list_page` are newest first by ``started_at``, ties broken by the order
       of :meth:`create` (later first); :meth:`session_log` is the reverse, oldest first;
@@ -186,10 +189,11 @@ class ExecutionStore(Protocol):
         error: str | None = None,
         heap_out: str | None = None,
         duration_ms: float | None = None,
+        js_error: JsError | None = None,
     ) -> ExecutionRecord | None:
         """Records the first terminal transition and returns the terminal record; None (and
         nothing changes) when already terminal or unknown. ``duration_ms`` defaults to the time
-        since ``started_at``."""
+        since ``started_at``; ``js_error`` is kept as a JSON object and read back equal."""
         ...
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
@@ -325,6 +329,7 @@ class SQLiteExecutionStore(Closing):
         error: str | None = None,
         heap_out: str | None = None,
         duration_ms: float | None = None,
+        js_error: JsError | None = None,
     ) -> ExecutionRecord | None:
         """Records the first terminal transition of a running execution and returns its terminal
         record (read in the same statement, so a caller can answer from it without reading again);
@@ -334,11 +339,12 @@ class SQLiteExecutionStore(Closing):
             raise ValueError(f"not a terminal status: {status!r}")
         update = (
             "UPDATE executions SET status = ?, completed_at = ?, result = ?, error = ?, heap_out = ?,"
-            f" duration_ms = ? WHERE execution_id = ? AND status = 'running' RETURNING {_COLUMNS}"
+            f" duration_ms = ?, js_error = ? WHERE execution_id = ? AND status = 'running' RETURNING {_COLUMNS}"
         )
+        js = _js_error_json(js_error)
         if duration_ms is not None:  # the usual case: one statement
             rows = self._db.run(
-                update, (status, _iso(_now()), result, error, heap_out, duration_ms, execution_id)
+                update, (status, _iso(_now()), result, error, heap_out, duration_ms, js, execution_id)
             )
             return _record(rows[0]) if rows else None
         now = _now()
@@ -350,7 +356,7 @@ class SQLiteExecutionStore(Closing):
             if row is not None:
                 duration_ms = (now - _parse_iso(row[0])).total_seconds() * 1000.0
             rows = conn.execute(  # fetchall: the statement completes before the commit
-                update, (status, _iso(now), result, error, heap_out, duration_ms, execution_id)
+                update, (status, _iso(now), result, error, heap_out, duration_ms, js, execution_id)
             ).fetchall()
         return _record(rows[0]) if rows else None
 
@@ -533,7 +539,7 @@ def _record_page(listing: str, rows: Sequence[Sequence[Any]], limit: int) -> Pag
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = encode_cursor(listing, [last[2], last[12]])  # (started_at, id)
+        next_cursor = encode_cursor(listing, [last[2], last[13]])  # (started_at, id)
     return Page(items, next_cursor)
 
 
@@ -561,4 +567,9 @@ def _record(row: Sequence[Any]) -> ExecutionRecord:
         duration_ms=row[9],
         heap_in=row[10],
         code_bytes=row[11],
+        js_error=JsError.from_dict(json.loads(row[12])) if row[12] is not None else None,
     )
+
+
+def _js_error_json(js_error: JsError | None) -> str | None:
+    return None if js_error is None else json.dumps(js_error.to_dict(), ensure_ascii=False)

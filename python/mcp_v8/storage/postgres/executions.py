@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ...js_error import JsError
 from ..executions import (
     TERMINAL_STATUSES,
     DuplicateExecution,
@@ -40,7 +41,7 @@ __all__ = ["PostgresExecutionStore"]
 _DELETE_BATCH = 500
 _COLUMNS = (
     "execution_id, status, started_at, completed_at, result, error, heap_out, session, tags, "
-    "duration_ms, heap_in, code_bytes"
+    "duration_ms, heap_in, code_bytes, js_error"
 )
 _INSERT = (
     "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags, code_bytes, owner)"
@@ -161,6 +162,7 @@ class PostgresExecutionStore(Closing):
         error: str | None = None,
         heap_out: str | None = None,
         duration_ms: float | None = None,
+        js_error: JsError | None = None,
     ) -> ExecutionRecord | None:
         """Records the first terminal transition of a running execution and returns its terminal
         record; None (and nothing changes) when it is already terminal or unknown. ``duration_ms``
@@ -171,9 +173,19 @@ class PostgresExecutionStore(Closing):
         rows = self._db.run(
             "UPDATE executions SET status = %s, completed_at = %s, result = %s, error = %s, heap_out = %s,"
             " duration_ms = coalesce(%s::double precision,"
-            " extract(epoch FROM (%s::timestamptz - started_at))::double precision * 1000.0)"
-            f" WHERE execution_id = %s AND status = 'running' RETURNING {_COLUMNS}",
-            (status, now, result, error, heap_out, duration_ms, now, execution_id),
+            " extract(epoch FROM (%s::timestamptz - started_at))::double precision * 1000.0),"
+            f" js_error = %s WHERE execution_id = %s AND status = 'running' RETURNING {_COLUMNS}",
+            (
+                status,
+                now,
+                result,
+                error,
+                heap_out,
+                duration_ms,
+                now,
+                None if js_error is None else Jsonb(js_error.to_dict()),
+                execution_id,
+            ),
         )
         return _record(rows[0]) if rows else None
 
@@ -336,7 +348,7 @@ def _record_page(listing: str, rows: Sequence[Row], limit: int) -> Page[Executio
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = encode_cursor(listing, [_iso(last[2]), last[12]])  # (started_at, id)
+        next_cursor = encode_cursor(listing, [_iso(last[2]), last[13]])  # (started_at, id)
     return Page(items, next_cursor)
 
 
@@ -354,6 +366,9 @@ def _record(row: Row) -> ExecutionRecord:
     tags = row[8]
     if isinstance(tags, str):
         tags = json.loads(tags)
+    js_error = row[12]
+    if isinstance(js_error, str):
+        js_error = json.loads(js_error)
     return ExecutionRecord(
         execution_id=row[0],
         status=row[1],
@@ -367,4 +382,5 @@ def _record(row: Row) -> ExecutionRecord:
         duration_ms=row[9],
         heap_in=row[10],
         code_bytes=int(row[11]),
+        js_error=JsError.from_dict(js_error) if js_error is not None else None,
     )

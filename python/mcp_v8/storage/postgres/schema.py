@@ -133,10 +133,17 @@ UPDATE heaps AS h SET last_used_at = u.at FROM (
 ) AS u WHERE u.heap = h.key AND u.at > h.last_used_at;
 """
 
+# Version 4: the script's structured error of a finished execution, as SQLite's version 7
+# (``js_error``, a JSON object of name, message, stack, line and column).
+_V4 = """
+ALTER TABLE executions ADD COLUMN js_error jsonb;
+"""
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
     PgMigration(2, "usage counters of the limits nodes share", _V2),
     PgMigration(3, "the index of stored heaps", _V3),
+    PgMigration(4, "the structured error of a script", _V4),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
