@@ -21,7 +21,7 @@ from falcon import testing
 
 from mcp_v8.app import QueryParamsMiddleware, Service, create_app
 from mcp_v8.config import Settings
-from mcp_v8.resources.validation import MAX_BODY_DEPTH
+from mcp_v8.contract import MAX_BODY_DEPTH
 
 from .live_server import children
 

@@ -38,7 +38,7 @@ def nodes(
             Settings(data_dir=tmp_path / name, workers=1, database_url=database, **settings)
         ).start()
         started.append(service)
-        return service, Operations(service)
+        return service, service.operations()
 
     yield start
     for service in started:
@@ -198,7 +198,7 @@ def test_deployments_in_two_schemas_of_one_database(tmp_path: Path, postgres_ser
         for name in ("one", "two"):
             url = f"{database}?options=-csearch_path%3D{name}"
             started.append(Service(Settings(data_dir=tmp_path / name, workers=1, database_url=url)).start())
-        on_one, on_two = (Operations(s) for s in started)
+        on_one, on_two = (s.operations() for s in started)
         first, second = run(on_one, "var n = 1; n"), run(on_two, "var n = 2; n")
         assert (first["result"], second["result"]) == ("1", "2")
         with pytest.raises(NotFound):

@@ -161,6 +161,16 @@ class Service:
             except Exception:  # retention must never take the server down
                 log.exception("retention pass failed")
 
+    def operations(self) -> Operations:
+        """What clients can do with this service, for any door (REST, MCP over HTTP or stdio)."""
+        return Operations(
+            self.settings,
+            manager=self.manager,
+            executions=self.executions,
+            output=self.output,
+            catalogue=self.catalogue,
+        )
+
     def close(self) -> None:
         self._stop.set()
         # No claims from here; the node leaves only once the manager recorded its executions.
@@ -288,7 +298,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_error)
     app.add_error_handler(Exception, _handle_unexpected)
-    ops = Operations(service)
+    ops = service.operations()
     app.add_error_handler(OperationError, _operation_error)
     app.add_error_handler(DatabaseUnavailable, _database_unavailable)
     app.add_route("/api/exec", ExecResource(ops))

@@ -184,7 +184,6 @@ def mcp(args: argparse.Namespace) -> int:
 
     protocol = claim_stdout()  # before anything can print: stdout is the protocol's alone
     from .app import DataDirError, Service
-    from .operations import Operations
 
     settings = _settings(args)
     logging.basicConfig(
@@ -198,7 +197,7 @@ def mcp(args: argparse.Namespace) -> int:
         return 2
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        serve_stdio(Operations(service), sys.stdin.buffer, protocol)
+        serve_stdio(service.operations(), sys.stdin.buffer, protocol)
     except KeyboardInterrupt:
         pass
     finally:

@@ -22,6 +22,66 @@ from jsonschema.exceptions import ValidationError
 
 CONTRACT_PATH = Path(__file__).with_name("openapi.json")
 
+# -- values every door checks before anything else reads them --------------------------------
+
+# JSON's \uXXXX escapes can spell half of a surrogate pair alone ("\ud800"): valid JSON,
+# but not Unicode text, and no UTF-8 encoder (worker pipe, SQLite, heap sidecar, V8)
+# accepts it. A paired escape is decoded to one code point, so any surrogate left in a
+# parsed str is a lone one.
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Request bodies of this API nest two levels deep (an object holding ``tags``); deeper
+# ones are refused before any stage walks them recursively.
+MAX_BODY_DEPTH = 64
+
+
+def too_deep(whole: str) -> str:
+    return f"{whole} nests too deeply (more than {MAX_BODY_DEPTH} levels of arrays and objects)"
+
+
+TOO_DEEP = too_deep("the request body")
+
+
+def text_problem(field: str, text: str) -> str | None:
+    """Why ``text`` is not valid Unicode (a lone surrogate), naming ``field``; None when it is."""
+    match = LONE_SURROGATE.search(text)
+    if match is None:
+        return None
+    return (
+        f"{field} contains a lone surrogate (\\u{ord(match.group()):04x} at character {match.start()}); "
+        "text must be valid Unicode"
+    )
+
+
+def _shown(key: str) -> str:
+    return json.dumps(key if len(key) <= 40 else key[:40] + "...")
+
+
+def json_value_problem(value: Any, whole: str = "the request body") -> str | None:
+    """Walks a parsed JSON value without recursion: every str (object keys included) must be
+    valid Unicode, and arrays and objects nest at most ``MAX_BODY_DEPTH`` levels. Returns
+    what is wrong, None when nothing is. Fields are named as a client wrote them: ``code``,
+    ``tags["owner"]``, ``a key in tags``; ``whole`` names the value itself."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        node, name, depth = stack.pop()
+        if isinstance(node, str):
+            problem = text_problem(name or whole, node)
+            if problem is not None:
+                return problem
+        elif isinstance(node, (dict, list)):
+            if depth >= MAX_BODY_DEPTH:
+                return too_deep(whole)
+            if isinstance(node, dict):
+                for key, item in node.items():
+                    problem = text_problem(f"a key in {name}" if name else "a field name", key)
+                    if problem is not None:
+                        return problem
+                    stack.append((item, f"{name}[{_shown(key)}]" if name else key, depth + 1))
+            else:
+                stack.extend((item, f"{name or whole}[{i}]", depth + 1) for i, item in enumerate(node))
+    return None
+
+
 # What a pattern of the contract asks for, in words.
 _PATTERNS = {
     "^[0-9a-f]{64}$": "a 64-character lowercase hex key returned by an earlier execution",

@@ -36,7 +36,9 @@ from .storage import (
 )
 
 if TYPE_CHECKING:
-    from .app import Service
+    from .config import Settings
+    from .executions import ExecutionManager
+    from .storage import ExecutionStore, HeapCatalogue, OutputLog
 
 EXECUTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 OUTPUT_LINE_LIMIT = 1000  # the contract's defaults of GET /api/executions/{id}/output
@@ -114,12 +116,20 @@ def _execution_not_found(execution_id: str) -> NotFound:
 class Operations:
     """What a client can do with one service (its stores and execution manager)."""
 
-    def __init__(self, service: Service) -> None:
-        self.settings = service.settings
-        self._manager = service.manager
-        self._executions = service.executions
-        self._output = service.output
-        self._catalogue = service.catalogue
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        manager: ExecutionManager,
+        executions: ExecutionStore,
+        output: OutputLog,
+        catalogue: HeapCatalogue,
+    ) -> None:
+        self.settings = settings
+        self._manager = manager
+        self._executions = executions
+        self._output = output
+        self._catalogue = catalogue
 
     # -- executions --------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
+from ..contract import json_value_problem
 from ..operations import Operations
-from ..resources.validation import json_value_problem
 from .tools import Call, Tool, build_tools, call_tool
 
 log = logging.getLogger("mcp_v8.mcp")
