@@ -42,6 +42,7 @@ lint: bootstrap
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m mypy.stubtest mcp_v8._engine
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
