@@ -131,14 +131,16 @@ def test_output_is_chunked_and_a_page_reads_only_its_chunks(db: PostgresDatabase
 def test_a_log_held_by_a_slow_writer_holds_up_no_other(
     db: PostgresDatabase, postgres_server: PostgresServer, schema: str
 ) -> None:
-    # The PostgreSQL log has no lock of its own: an append locks its log's row for its
-    # transaction, and reads lock nothing. A transaction holding one log's row (a slow append
-    # parked mid-way) holds up only appends to that log.
+    # The log has no lock of its own across processes: a write (a flush, or an append written
+    # through once the log is sealed, as here) locks its log's row for its transaction, and
+    # reads lock nothing. A transaction holding one log's row (a slow write parked mid-way)
+    # holds up only the writes of that log.
     hang = 30.0  # only ever reached when the code under test is broken
-    log = postgres.PostgresOutputLog(db)
+    log = postgres.PostgresOutputLog(db, flush_interval=None)
     for eid in ("held", "free"):
         log.create(eid)
         log.append(eid, f"{eid} 1\n")
+        log.seal(eid)  # from now on appends are written through
     with psycopg.connect(postgres_server.url, autocommit=True) as holder:
         holder.execute(f"SET search_path = {schema}")
         with holder.transaction():

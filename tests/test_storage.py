@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-import mcp_v8.storage.executions as executions_module
+import mcp_v8.storage.execution_store as executions_module
 from mcp_v8.storage import (
     DuplicateExecution,
     ExecutionNotFound,
@@ -35,7 +35,8 @@ from mcp_v8.storage import (
     validate_heap_key,
 )
 from mcp_v8.storage.schema import database_path
-from mcp_v8.storage.sqlite import SQLiteDatabase
+from mcp_v8.storage.sql import render
+from mcp_v8.storage.sqlite import SQLITE, SQLiteDatabase
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -569,7 +570,8 @@ def test_a_page_costs_the_same_at_any_depth(tmp_path: Path, monkeypatch: pytest.
             assert seen == (6000 if name in ("executions", "by status") else 1200), name
             assert len(costs) >= 24
             assert max(costs[1:]) <= 2 * costs[1] + 20, (name, costs)  # no page costs more for its depth
-        plan = sql(st.root, "EXPLAIN QUERY PLAN " + executions_module._SESSIONS_SQL.format(where=""), 10)
+        sessions = render(SQLITE, executions_module.SESSIONS_SQL.replace("{after}", "true"))
+        plan = sql(st.root, "EXPLAIN QUERY PLAN " + sessions.replace(":limit", "10"))
         assert any("executions_by_session" in row[-1] for row in plan), plan
 
 

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import mcp_v8.storage.executions
+import mcp_v8.storage.execution_store
 from mcp_v8.storage import (
     DuplicateExecution,
     ExecutionNotFound,
@@ -62,8 +62,8 @@ def _sqlite_output(location: Path, max_output_bytes: int) -> OutputLog:
     return SQLiteOutputLog(location, max_output_bytes=max_output_bytes, flush_interval=None)
 
 
-def _sqlite_clock(monkeypatch: pytest.MonkeyPatch, now: Callable[[], datetime]) -> None:
-    monkeypatch.setattr(mcp_v8.storage.executions, "_now", now)
+def _pin_clock(monkeypatch: pytest.MonkeyPatch, now: Callable[[], datetime]) -> None:
+    monkeypatch.setattr(mcp_v8.storage.execution_store, "_now", now)  # one store, both backends
 
 
 def _pg_schema(location: Path) -> tuple[str, str]:
@@ -83,18 +83,12 @@ def _pg_output(location: Path, max_output_bytes: int) -> OutputLog:
     from mcp_v8.storage.postgres import PostgresOutputLog
 
     url, schema = _pg_schema(location)
-    return PostgresOutputLog(url, schema=schema, max_output_bytes=max_output_bytes)
-
-
-def _pg_clock(monkeypatch: pytest.MonkeyPatch, now: Callable[[], datetime]) -> None:
-    import mcp_v8.storage.postgres.executions
-
-    monkeypatch.setattr(mcp_v8.storage.postgres.executions, "_now", now)
+    return PostgresOutputLog(url, schema=schema, max_output_bytes=max_output_bytes, flush_interval=None)
 
 
 BACKENDS = [
-    Backend("sqlite", SQLiteExecutionStore, _sqlite_output, _sqlite_clock),
-    Backend("postgres", _pg_executions, _pg_output, _pg_clock),  # one schema per location
+    Backend("sqlite", SQLiteExecutionStore, _sqlite_output, _pin_clock),
+    Backend("postgres", _pg_executions, _pg_output, _pin_clock),  # one schema per location
 ]
 
 

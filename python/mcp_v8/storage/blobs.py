@@ -12,6 +12,8 @@ import hashlib
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from .errors import BlobStoreUnavailable
+
 __all__ = ["BlobStore", "BlobStoreUnavailable", "matches_key"]
 
 
@@ -27,10 +29,6 @@ def matches_key(key: str, blob: bytes) -> bool:
             return True
         at = blob.find(digest, at + 1)
     return hashlib.sha256(blob).digest() == digest
-
-
-class BlobStoreUnavailable(RuntimeError):
-    """The remote blob store could not be reached, timed out, or answered with an error."""
 
 
 @runtime_checkable

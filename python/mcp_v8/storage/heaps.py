@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
+from .errors import HeapNotFound, InvalidHeapKey
+
 __all__ = [
     "FileHeapStore",
     "HeapMeta",
@@ -40,14 +42,6 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux: an unnamed file, published by linking it
 _PROC_SELF_FD = "/proc/self/fd"
-
-
-class InvalidHeapKey(ValueError):
-    """The key is not exactly 64 lowercase hexadecimal characters."""
-
-
-class HeapNotFound(KeyError):
-    """No heap snapshot is stored under this key."""
 
 
 def validate_heap_key(key: object) -> str:

@@ -20,7 +20,7 @@ import sqlite3
 from .heaps import FileHeapStore
 from .sqlite import Migration, SQLiteDatabase, statements
 
-__all__ = ["DB_FILENAME", "MIGRATIONS", "SCHEMA_VERSION", "database_path", "open_database"]
+__all__ = ["DB_FILENAME", "MIGRATIONS", "SCHEMA_VERSION", "database_path", "open_database", "opened"]
 
 DB_FILENAME = "registry.sqlite3"
 
@@ -194,3 +194,11 @@ def open_database(root: str | os.PathLike[str], *, busy_timeout_ms: int = 10_000
     directory ``root``. Raises :class:`~.sqlite.SchemaVersionError` for a file of a newer release."""
     os.makedirs(os.fspath(root), exist_ok=True)
     return SQLiteDatabase(database_path(root), MIGRATIONS, busy_timeout_ms=busy_timeout_ms)
+
+
+def opened(database: SQLiteDatabase | str | os.PathLike[str]) -> tuple[SQLiteDatabase, bool]:
+    """``database`` and False, or, for a data directory, its database opened and True (the caller
+    closes what it opened)."""
+    if isinstance(database, SQLiteDatabase):
+        return database, False
+    return open_database(database), True

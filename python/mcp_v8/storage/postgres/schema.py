@@ -4,13 +4,16 @@
 ``timestamptz`` timestamps (stored at millisecond precision, so they compare as the ISO strings
 the stores hand out), ``jsonb`` tags, an identity column for the order of insertion, ``bytea``
 output, and ``COLLATE "C"`` (code point order, as SQLite compares) on every name the listings
-sort or page by.
+sort or page by; and what only nodes share: the queue and the nodes (``queue``, ``nodes``,
+``usage_counters``).
 
 The migrations below are the schema's history and are never edited once released: a change is a
 new migration at the end (see :mod:`.database` for how they are applied).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .database import PgMigration, PostgresDatabase
 
@@ -141,10 +144,9 @@ MIGRATIONS: tuple[PgMigration, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def open_postgres(
-    conninfo: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10
-) -> PostgresDatabase:
+def open_postgres(conninfo: str, *, schema: str | None = None, **pool: Any) -> PostgresDatabase:
     """Connects to ``conninfo`` (a ``postgresql://`` URL or a libpq connection string), on the
     schema ``schema`` when given (it must exist), and brings its tables to :data:`SCHEMA_VERSION`.
-    Raises :class:`~..sqlite.SchemaVersionError` for a schema of a newer release."""
-    return PostgresDatabase(conninfo, MIGRATIONS, schema=schema, min_size=min_size, max_size=max_size)
+    ``pool``: the pool's settings (see :class:`~.database.PostgresDatabase`). Raises
+    :class:`~..errors.SchemaVersionError` for a schema of a newer release."""
+    return PostgresDatabase(conninfo, MIGRATIONS, schema=schema, **pool)
