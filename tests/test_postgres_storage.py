@@ -221,16 +221,15 @@ def test_the_heap_index_migration_indexes_the_heap_blobs_with_their_last_use(
     import hashlib
     from datetime import datetime, timedelta, timezone
 
-    from mcp_v8.storage.blobs_postgres import PostgresBlobStore
     from mcp_v8.storage.postgres import PostgresHeapIndex
 
     url = postgres_server.url
     postgres.PostgresDatabase(url, postgres.MIGRATIONS[:1], schema=schema).close()
-    blobs = PostgresBlobStore(url, schema=schema)
     keys = [hashlib.sha256(data).hexdigest() for data in (b"resumed", b"idle")]
-    for key, data in zip(keys, (b"resumed", b"idle")):
-        blobs.put(key, data)
-    blobs.close()
+    with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute(HEAP_BLOBS_BEFORE_VERSION_4)  # as the heap store of those releases made it
+        for key, data in zip(keys, (b"resumed", b"idle")):
+            conn.execute("INSERT INTO heap_blobs (key, data, size) VALUES (%s, %s, %s)", (key, data, len(data)))
     resumed_at = datetime.now(timezone.utc) + timedelta(minutes=5)
     with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute(
@@ -248,3 +247,49 @@ def test_the_heap_index_migration_indexes_the_heap_blobs_with_their_last_use(
         assert index.in_use(keys[0]) and not index.in_use(keys[1])
     finally:
         db.close()
+
+
+# The table the PostgreSQL heap store created itself before the migrations held it (version 4).
+HEAP_BLOBS_BEFORE_VERSION_4 = """
+CREATE TABLE heap_blobs (
+    key        text COLLATE "C" PRIMARY KEY CHECK (key ~ '^[0-9a-f]{64}$'),
+    data       bytea NOT NULL,
+    size       bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def test_the_heap_blobs_of_an_earlier_heap_store_are_kept_and_new_ones_are_made(
+    postgres_server: PostgresServer, schema: str, tmp_path: Path
+) -> None:
+    """The blob table is the migrations' (version 4): made with the registry's tables, or, where
+    an earlier release's heap store made it already, kept with its rows."""
+    import hashlib
+
+    from mcp_v8.storage.blobs_postgres import PostgresBlobStore
+
+    url = postgres_server.url
+    earlier = postgres_server.create_schema(schema_for(tmp_path / "earlier"))
+    postgres.PostgresDatabase(url, postgres.MIGRATIONS[:3], schema=earlier).close()
+    old = hashlib.sha256(b"old").hexdigest()
+    with psycopg.connect(url, autocommit=True, options=f"-c search_path={earlier}") as conn:
+        conn.execute(HEAP_BLOBS_BEFORE_VERSION_4)
+        conn.execute("INSERT INTO heap_blobs (key, data, size) VALUES (%s, 'old', 3)", (old,))
+    for where in (schema, earlier):
+        database = postgres.open_postgres(url, schema=where)  # the registry alone makes it
+        try:
+            assert database.schema_version == postgres.SCHEMA_VERSION
+            storage = database.run(
+                "SELECT attstorage FROM pg_attribute WHERE attrelid = 'heap_blobs'::regclass AND attname = 'data'"
+            )
+            assert storage == [("e",)]  # EXTERNAL: no compression of what is compressed already
+        finally:
+            database.close()
+        blobs = PostgresBlobStore(url, schema=where)
+        try:
+            new = hashlib.sha256(where.encode()).hexdigest()
+            assert blobs.put(new, where.encode()) and blobs.get(new) == where.encode()
+            assert (where == earlier) == blobs.exists(old)
+        finally:
+            blobs.close()

@@ -5,7 +5,7 @@
 the stores hand out), ``jsonb`` tags, an identity column for the order of insertion, ``bytea``
 output, and ``COLLATE "C"`` (code point order, as SQLite compares) on every name the listings
 sort or page by; and what only nodes share: the queue and the nodes (``queue``, ``nodes``,
-``usage_counters``).
+``usage_counters``) and, when heaps are stored here, their bytes (``heap_blobs``).
 
 The migrations below are the schema's history and are never edited once released: a change is a
 new migration at the end (see :mod:`.database` for how they are applied).
@@ -136,10 +136,25 @@ UPDATE heaps AS h SET last_used_at = u.at FROM (
 ) AS u WHERE u.heap = h.key AND u.at > h.last_used_at;
 """
 
+# Version 4: the bytes of heap snapshots when the shared heap store is this database
+# (:mod:`...blobs_postgres`), which releases before it created apart from these migrations, when
+# missing: a table that exists already is left as it is. The bytes are already compressed
+# snapshots at best, incompressible at worst: TOAST's pglz is skipped.
+_V4 = """
+CREATE TABLE IF NOT EXISTS heap_blobs (
+    key        text COLLATE "C" PRIMARY KEY CHECK (key ~ '^[0-9a-f]{64}$'),
+    data       bytea NOT NULL,
+    size       bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE heap_blobs ALTER COLUMN data SET STORAGE EXTERNAL;
+"""
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
     PgMigration(2, "usage counters of the limits nodes share", _V2),
     PgMigration(3, "the index of stored heaps", _V3),
+    PgMigration(4, "the bytes of heap snapshots", _V4),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
