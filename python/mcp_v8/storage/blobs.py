@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from .errors import BlobStoreUnavailable
 
-__all__ = ["BlobStore", "BlobStoreUnavailable", "matches_key"]
+__all__ = ["BlobStore", "BlobStoreUnavailable", "matches_key", "unavailable"]
 
 
 def matches_key(key: str, blob: bytes) -> bool:
@@ -29,6 +29,14 @@ def matches_key(key: str, blob: bytes) -> bool:
             return True
         at = blob.find(digest, at + 1)
     return hashlib.sha256(blob).digest() == digest
+
+
+def unavailable(backend: str, op: str, key: str, e: BaseException) -> BlobStoreUnavailable:
+    """The error of a blob store whose ``op`` on the heap ``key`` failed with ``e``: its first
+    line, not a stack of the client library's."""
+    text = str(e).strip()
+    first = text.splitlines()[0][:300] if text else type(e).__name__
+    return BlobStoreUnavailable(f"{backend} {op} of heap {key[:12]}… failed ({type(e).__name__}): {first}")
 
 
 @runtime_checkable

@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from .blobs import unavailable
 from .errors import BlobStoreUnavailable, HeapNotFound
 from .heaps import validate_heap_key
 from .sql import Row
@@ -98,8 +99,4 @@ class PostgresBlobStore:
         try:
             return self._db.run(sql, {"key": key, **(params or {})})
         except self._db.errors as e:
-            text = str(e).strip()
-            first = text.splitlines()[0][:300] if text else type(e).__name__
-            raise BlobStoreUnavailable(
-                f"PostgreSQL {op} of heap {key[:12]}… failed ({type(e).__name__}): {first}"
-            ) from e
+            raise unavailable("PostgreSQL", op, key, e) from e

@@ -25,6 +25,15 @@ __all__ = [
 class SchemaVersionError(RuntimeError):
     """The database's schema is newer than this code knows; it is not opened (nor changed)."""
 
+    @classmethod
+    def newer(cls, what: str, version: int, latest: int, instead: str) -> SchemaVersionError:
+        """The error for ``what`` (a database) at schema ``version`` when this release knows
+        versions up to ``latest``; ``instead``: what to do."""
+        return cls(
+            f"{what} has schema version {version}, but this release knows versions up to {latest}:"
+            f" it was written by a newer release; {instead}"
+        )
+
 
 class DatabaseUnavailable(RuntimeError):
     """A database server (PostgreSQL) cannot be reached now: down, restarting, no connection

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
 from .errors import HeapTagLimit, InvalidCursor
-from .heaps import validate_heap_key
+from .heaps import is_heap_key, validate_heap_key
 from .paging import Page, decode_cursor, encode_cursor, is_timestamp
 from .sql import Connector, Json
 from .sqlite import SQLiteDatabase
@@ -60,14 +60,6 @@ def _at(text: str) -> datetime:
         dt = dt.replace(tzinfo=timezone.utc)
     dt = dt.astimezone(timezone.utc)
     return dt.replace(microsecond=dt.microsecond - dt.microsecond % 1000)
-
-
-def _is_key(value: object) -> bool:
-    try:
-        validate_heap_key(value)
-    except ValueError:
-        return False
-    return True
 
 
 def merge_patch(base: Mapping[str, str], patch: Mapping[str, object]) -> dict[str, str]:
@@ -198,7 +190,7 @@ class SQLHeapTags:
         sql = "SELECT key, created_at, tags FROM heap_tags WHERE {tags_hold:query}"
         params: dict[str, object] = {"query": Json(dict(tags)), "limit": limit + 1}
         if cursor is not None:
-            created_at, params["after"] = decode_cursor(_LISTING, cursor, (is_timestamp, _is_key))
+            created_at, params["after"] = decode_cursor(_LISTING, cursor, (is_timestamp, is_heap_key))
             try:
                 params["at"] = _at(created_at)
             except ValueError:

@@ -28,6 +28,7 @@ __all__ = [
     "HeapNotFound",
     "HeapStore",
     "InvalidHeapKey",
+    "is_heap_key",
     "validate_heap_key",
 ]
 
@@ -56,6 +57,11 @@ def validate_heap_key(key: object) -> str:
         shown = key[:80] if isinstance(key, str) else type(key).__name__
         raise InvalidHeapKey(f"invalid heap key {shown!r}: expected 64 lowercase hex characters")
     return key
+
+
+def is_heap_key(value: object) -> bool:
+    """Whether ``value`` is a well-formed heap key (see :func:`validate_heap_key`)."""
+    return isinstance(value, str) and _KEY_RE.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)

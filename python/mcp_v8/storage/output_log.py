@@ -28,7 +28,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from .errors import DuplicateExecution, DuplicateKey, ExecutionNotFound
 from .output import DEFAULT_MAX_OUTPUT_BYTES, OutputPage, OutputTotals, truncation_marker
@@ -44,6 +44,7 @@ from .sqlite import SQLiteDatabase
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "DEFAULT_FLUSH_INTERVAL",
+    "OutputOptions",
     "SQLOutputLog",
     "SQLiteOutputLog",
 ]
@@ -503,23 +504,20 @@ class _ChunkReader:
             yield pending
 
 
+class OutputOptions(TypedDict, total=False):
+    """The settings of an output log beside its database (see :class:`SQLOutputLog`)."""
+
+    max_output_bytes: int
+    flush_interval: float | None
+    chunk_bytes: int
+
+
 class SQLiteOutputLog(SQLOutputLog):
     """The output log in the SQLite database ``database``, or in that of the data directory
     ``database`` names (which the log then opens and closes itself)."""
 
     def __init__(
-        self,
-        database: SQLiteDatabase | str | os.PathLike[str],
-        *,
-        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
-        flush_interval: float | None = DEFAULT_FLUSH_INTERVAL,
-        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        self, database: SQLiteDatabase | str | os.PathLike[str], **options: Unpack[OutputOptions]
     ) -> None:
         db, owned = opened(database)
-        super().__init__(
-            db,
-            owned=owned,
-            max_output_bytes=max_output_bytes,
-            flush_interval=flush_interval,
-            chunk_bytes=chunk_bytes,
-        )
+        super().__init__(db, owned=owned, **options)

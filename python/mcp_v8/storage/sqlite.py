@@ -268,10 +268,11 @@ class SQLiteDatabase(Closing):
     def _version(self, conn: sqlite3.Connection) -> int:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version > self.latest_version:
-            raise SchemaVersionError(
-                f"{self.path} has schema version {version}, but this release knows versions up to "
-                f"{self.latest_version}: it was written by a newer release; open it with that release "
-                "or use another data directory"
+            raise SchemaVersionError.newer(
+                self.path,
+                version,
+                self.latest_version,
+                "open it with that release or use another data directory",
             )
         return version
 

@@ -277,10 +277,11 @@ class PostgresDatabase(Closing):
             found = conn.execute("SELECT max(version) FROM schema_version").fetchone()
             version = int(found[0]) if found is not None and found[0] is not None else 0
         if version > self.latest_version:
-            raise SchemaVersionError(
-                f"the PostgreSQL schema {self.schema or 'public'} has version {version}, but this release"
-                f" knows versions up to {self.latest_version}: it was written by a newer release; use that"
-                " release or another database"
+            raise SchemaVersionError.newer(
+                f"the PostgreSQL schema {self.schema or 'public'}",
+                version,
+                self.latest_version,
+                "use that release or another database",
             )
         return version
 

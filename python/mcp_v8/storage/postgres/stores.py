@@ -4,11 +4,12 @@ opened from a connection URL when given one (and then closed with the store)."""
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from ..execution_store import SQLExecutionStore
 from ..heap_index import SQLHeapIndex
 from ..heap_tags import SQLHeapTags
-from ..output import DEFAULT_MAX_OUTPUT_BYTES
-from ..output_log import DEFAULT_CHUNK_BYTES, DEFAULT_FLUSH_INTERVAL, SQLOutputLog
+from ..output_log import OutputOptions, SQLOutputLog
 from .database import PostgresDatabase
 from .schema import open_postgres
 
@@ -35,22 +36,10 @@ class PostgresOutputLog(SQLOutputLog):
     """The output log in ``database``, or in the database of a connection URL."""
 
     def __init__(
-        self,
-        database: PostgresDatabase | str,
-        *,
-        schema: str | None = None,
-        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
-        flush_interval: float | None = DEFAULT_FLUSH_INTERVAL,
-        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        self, database: PostgresDatabase | str, *, schema: str | None = None, **options: Unpack[OutputOptions]
     ) -> None:
         db, owned = opened(database, schema)
-        super().__init__(
-            db,
-            owned=owned,
-            max_output_bytes=max_output_bytes,
-            flush_interval=flush_interval,
-            chunk_bytes=chunk_bytes,
-        )
+        super().__init__(db, owned=owned, **options)
 
 
 class PostgresHeapTags(SQLHeapTags):
