@@ -45,6 +45,7 @@ from .paging import Page
 from .schema import SCHEMA_VERSION, open_database
 from .shared_heaps import HeapBlobs, LocalHeaps, SharedHeaps
 from .sqlite import SQLiteDatabase
+from .work_queue import Claim, ClusterQueue, WorkQueue
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -52,6 +53,8 @@ __all__ = [
     "BlobStore",
     "BlobStoreUnavailable",
     "Catalogue",
+    "Claim",
+    "ClusterQueue",
     "DatabaseUnavailable",
     "DuplicateExecution",
     "ExecutionNotFound",
@@ -90,6 +93,7 @@ __all__ = [
     "SessionSummary",
     "SharedHeaps",
     "TerminalStatus",
+    "WorkQueue",
     "merge_patch",
     "open_database",
     "truncation_marker",
