@@ -229,7 +229,9 @@ def test_the_heap_index_migration_indexes_the_heap_blobs_with_their_last_use(
     with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute(HEAP_BLOBS_BEFORE_VERSION_4)  # as the heap store of those releases made it
         for key, data in zip(keys, (b"resumed", b"idle")):
-            conn.execute("INSERT INTO heap_blobs (key, data, size) VALUES (%s, %s, %s)", (key, data, len(data)))
+            conn.execute(
+                "INSERT INTO heap_blobs (key, data, size) VALUES (%s, %s, %s)", (key, data, len(data))
+            )
     resumed_at = datetime.now(timezone.utc) + timedelta(minutes=5)
     with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute(

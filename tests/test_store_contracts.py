@@ -757,6 +757,32 @@ def test_sealed_output_is_visible_to_every_reader(
         other.close()
 
 
+def test_a_log_created_by_one_store_is_appended_to_by_the_one_that_adopts_it(
+    backend: Backend, location: Path, output: OutputLog
+) -> None:
+    """A node accepts an execution (its log created empty); another node claims it and appends
+    its output: every reader sees it once that one seals the log."""
+    output.create("a")
+    claimant = backend.open_output(location, CAP)
+    try:
+        claimant.adopt("a")
+        claimant.append("a", "one\n")
+        assert claimant.read_lines("a").data == "one\n"  # its own appends, at once
+        claimant.append("a", "two\n")
+        claimant.seal("a")
+        assert output.read_lines("a").data == "one\ntwo\n"
+        assert output.totals("a") == OutputTotals(8, 2, False)
+        claimant.append("a", "after the seal\n")
+        assert output.read_lines("a", 2).data == "after the seal\n"
+        claimant.adopt("ghost")  # no log: what it is given goes nowhere, and no error
+        claimant.append("ghost", "lost\n")
+        claimant.seal("ghost")
+        with pytest.raises(ExecutionNotFound):
+            output.totals("ghost")
+    finally:
+        claimant.close()
+
+
 def test_delete(output: OutputLog) -> None:
     for name in ("a", "b", "c"):
         output.create(name)

@@ -408,26 +408,24 @@ class SQLOutputLog(Closing):
         state = self._lookup_state(execution_id)
         if state is not None:
             with state.lock:
-                if not state.detached:
-                    pending = None
-                    if state.pending:
-                        pending = _Chunk(
-                            state.next_seq,
-                            state.flushed_bytes,
-                            state.flushed_newlines,
-                            state.pending_newlines,
-                            bytes(state.pending),
-                        )
+                if not state.detached and state.pending:  # what the database has, and the rest here
                     return _OutputExtent(
                         state.total_bytes,
                         state.total_lines,
                         state.total_newlines,
                         state.truncated,
                         state.flushed_bytes,
-                        pending,
+                        _Chunk(
+                            state.next_seq,
+                            state.flushed_bytes,
+                            state.flushed_newlines,
+                            state.pending_newlines,
+                            bytes(state.pending),
+                        ),
                     )
-        # Not buffered here: the database alone is the truth. Output is append-only and the totals are
-        # written in the same transaction as the chunks, so chunks below total_bytes never change.
+        # Nothing buffered here: the database alone is the truth (also for a log another store
+        # adopted). Output is append-only and the totals are written in the same transaction as
+        # the chunks, so chunks below total_bytes never change.
         rows = (
             []
             if self._nul and "\x00" in execution_id
