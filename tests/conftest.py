@@ -11,6 +11,8 @@ from .s3_server import s3_server  # noqa: F401  (fixture)
 
 # Every test module belongs to one level (a pytest marker of the same name):
 #   unit       no V8, no process: state machines, stores, validation (milliseconds)
+#   database   as unit, against a real PostgreSQL or S3 server the tests start: a test of a
+#              unit module that uses one (its fixtures, or a parameter marked `database`)
 #   engine     the engine in this process (or a child interpreter)
 #   service    the app through falcon.testing, with real worker processes
 #   e2e        a real server (Waitress) or the CLI over HTTP, faults, load
@@ -69,13 +71,21 @@ LEVELS: dict[str, str] = {
 }
 
 
+# The fixtures that start a server process.
+SERVERS = {"postgres_server", "postgres_url", "s3_server"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         module = Path(str(item.fspath)).stem
         level = LEVELS.get(module)
         if level is None:
             raise pytest.UsageError(f"{module}.py has no level: add it to LEVELS in tests/conftest.py")
-        item.add_marker(getattr(pytest.mark, level))
+        uses_server = SERVERS & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("database")
+        if level == "unit" and uses_server:
+            level = "database"
+        if level != "database" or not item.get_closest_marker("database"):
+            item.add_marker(getattr(pytest.mark, level))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ def key(n: int) -> str:
     return hashlib.sha256(str(n).encode()).hexdigest()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.database)])
 def tags(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteHeapTags]:
     """The heap tags of a fresh SQLite file, or of a fresh PostgreSQL schema (the same methods)."""
     if request.param == "postgres":

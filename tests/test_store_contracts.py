@@ -92,7 +92,12 @@ BACKENDS = [
 ]
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+@pytest.fixture(
+    params=[
+        pytest.param(b, id=b.name, marks=[pytest.mark.database] if b.name == "postgres" else [])
+        for b in BACKENDS
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param.name == "postgres":
         request.getfixturevalue("postgres_server")  # started once per session; skips without binaries
