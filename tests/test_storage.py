@@ -1306,3 +1306,28 @@ def test_a_heap_key_matches_its_envelope_payload_or_its_bytes() -> None:
     plain = b"not an envelope"
     assert matches_key(hashlib.sha256(plain).hexdigest(), plain)
     assert not matches_key(hashlib.sha256(plain).hexdigest(), plain + b"!")
+
+
+# ================================================================================================
+# Statements written once
+# ================================================================================================
+
+
+def test_a_statement_is_spelt_for_each_driver() -> None:
+    """Parameters, fragments and percent signs become each driver's; literals, quoted names and
+    casts stay as written."""
+    postgres = pytest.importorskip("mcp_v8.storage.postgres.database")
+    statement = (
+        "SELECT 'a:b {x}' AS \"c:d\", :p::text, 100 % 7 FROM t"
+        " WHERE k {any:keys} AND v = {json:doc} AND m = {greatest}(a, :p){for_update}"
+    )
+    assert render(SQLITE, statement) == (
+        "SELECT 'a:b {x}' AS \"c:d\", :p::text, 100 % 7 FROM t"
+        " WHERE k IN (SELECT value FROM json_each(:keys)) AND v = :doc AND m = max(a, :p)"
+    )
+    assert render(postgres.POSTGRES, statement) == (
+        "SELECT 'a:b {x}' AS \"c:d\", %(p)s::text, 100 %% 7 FROM t"
+        " WHERE k = ANY(%(keys)s) AND v = %(doc)s::jsonb AND m = greatest(a, %(p)s) FOR UPDATE"
+    )
+    with pytest.raises(ValueError, match="no fragment 'nothing'"):
+        render(SQLITE, "SELECT {nothing}")
