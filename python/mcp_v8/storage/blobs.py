@@ -47,7 +47,7 @@ class BlobStore(Protocol):
     * :meth:`put` is create-only and atomic: it returns ``True`` when it created the key, ``False``
       when the key already existed (the stored bytes are then left as they were). Of several racing
       puts of one key exactly one returns ``True``.
-    * :meth:`get` raises :class:`~.heaps.HeapNotFound` for an absent key.
+    * :meth:`get` raises :class:`~.errors.HeapNotFound` for an absent key.
     * A failure of the backend itself raises :class:`BlobStoreUnavailable`.
     * Every method may be called from many threads at once.
     """

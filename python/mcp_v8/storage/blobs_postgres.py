@@ -31,7 +31,7 @@ class PostgresBlobStore:
     URL or a libpq string), in ``schema`` when given (it must exist), whose tables it brings up to
     date. Owns a pool of autocommit connections; safe to share between threads. A database that
     cannot be reached within ``timeout`` seconds, or any database error, raises
-    :class:`~.blobs.BlobStoreUnavailable`."""
+    :class:`~.errors.BlobStoreUnavailable`."""
 
     def __init__(
         self,
@@ -94,7 +94,7 @@ class PostgresBlobStore:
 
     def _run(self, op: str, key: str, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
         """One statement about the heap ``key`` (checked first); a failure of the database raises
-        :class:`~.blobs.BlobStoreUnavailable` saying which ``op`` failed."""
+        :class:`~.errors.BlobStoreUnavailable` saying which ``op`` failed."""
         validate_heap_key(key)
         try:
             return self._db.run(sql, {"key": key, **(params or {})})

@@ -59,7 +59,7 @@ class S3BlobStore:
     (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` …).
     Every request is bounded: ``connect_timeout`` and ``timeout`` seconds per attempt, at most
     ``max_retries`` retries within ``retry_timeout`` seconds; failing that, or on any error other than
-    "not found" / "already exists", methods raise :class:`~.blobs.BlobStoreUnavailable`.
+    "not found" / "already exists", methods raise :class:`~.errors.BlobStoreUnavailable`.
     """
 
     def __init__(

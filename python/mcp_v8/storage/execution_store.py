@@ -229,7 +229,7 @@ class SQLExecutionStore(Closing):
     ) -> Page[ExecutionRecord]:
         """A page of up to ``limit`` records, newest first (by ``started_at``, then by insertion
         order), of ``status`` and of ``session`` when given, after ``cursor`` when given. Raises
-        :class:`~.paging.InvalidCursor`."""
+        :class:`~.errors.InvalidCursor`."""
         _check_limit(limit)
         where: builtins.list[str] = []
         params: dict[str, Any] = {"status": status, "session": session, "limit": limit + 1}
@@ -254,7 +254,7 @@ class SQLExecutionStore(Closing):
     ) -> Page[ExecutionRecord] | None:
         """A page of up to ``limit`` records of ``session``, oldest first (by ``started_at``, then
         by insertion order), after ``cursor`` when given; None when no retained execution belongs
-        to ``session``. Raises :class:`~.paging.InvalidCursor`."""
+        to ``session``. Raises :class:`~.errors.InvalidCursor`."""
         _check_limit(limit)
         sql = f"SELECT {_COLUMNS}, id FROM executions WHERE session = :session"
         params: dict[str, Any] = {"session": session, "limit": limit + 1}
@@ -273,7 +273,7 @@ class SQLExecutionStore(Closing):
 
     def sessions(self, limit: int = 100, *, cursor: str | None = None) -> Page[SessionSummary]:
         """A page of up to ``limit`` sessions, latest activity first (ties by session name, code
-        point order), after ``cursor`` when given. Raises :class:`~.paging.InvalidCursor`.
+        point order), after ``cursor`` when given. Raises :class:`~.errors.InvalidCursor`.
 
         Every page aggregates the executions of every session (the order is by an aggregate, so no
         index can hand it over sorted): linear in the retained executions that have a session."""

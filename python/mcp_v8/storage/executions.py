@@ -99,7 +99,7 @@ class ExecutionStore(Protocol):
     * Paged listings (:class:`~.paging.Page`) continue from an opaque cursor that a page of the same
       listing returned: following ``next_cursor`` until it is None yields every item present
       throughout exactly once, in order, however many share a timestamp. A cursor that no page of that
-      listing could have returned raises :class:`~.paging.InvalidCursor`.
+      listing could have returned raises :class:`~.errors.InvalidCursor`.
     * Sessions are derived from the retained executions (those with a ``session``), never stored
       apart: a pruned execution leaves no trace in them.
     * :meth:`prunable` and :meth:`delete` never touch a ``running`` execution.
@@ -127,7 +127,7 @@ class ExecutionStore(Protocol):
         """Records a new execution as ``running``, started now, run by the process ``owner``.
         With ``require_heap``, only while the heap index of the same database (``heaps``, see
         :mod:`.heap_index`) holds ``heap_in``, in one step with that check: otherwise it raises
-        :class:`~.heaps.HeapNotFound` and records nothing. A heap's deletion
+        :class:`~.errors.HeapNotFound` and records nothing. A heap's deletion
         (:meth:`~.heap_index.HeapIndex.remove`) serialises with it: the heap is gone before the
         record exists, or the record exists (and the heap is in use) before the deletion looks."""
         ...

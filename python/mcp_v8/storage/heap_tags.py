@@ -129,7 +129,7 @@ class HeapTags(Protocol):
     ) -> Page[tuple[str, dict[str, str]]]:
         """Keys and tags of the heaps whose tags hold every pair of ``tags``, newest first (by
         ``created_at``, then key, both descending), a page of ``limit``. Raises
-        :class:`~.paging.InvalidCursor`."""
+        :class:`~.errors.InvalidCursor`."""
         ...
 
 

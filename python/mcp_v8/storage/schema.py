@@ -180,7 +180,7 @@ def database_path(root: str | os.PathLike[str]) -> str:
 
 def open_database(root: str | os.PathLike[str], *, busy_timeout_ms: int = 10_000) -> SQLiteDatabase:
     """Opens (creating ``root`` and the file if needed) and migrates the database of the data
-    directory ``root``. Raises :class:`~.sqlite.SchemaVersionError` for a file of a newer release."""
+    directory ``root``. Raises :class:`~.errors.SchemaVersionError` for a file of a newer release."""
     os.makedirs(os.fspath(root), exist_ok=True)
     return SQLiteDatabase(database_path(root), MIGRATIONS, busy_timeout_ms=busy_timeout_ms)
 
