@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mcp_v8.storage import SchemaVersionError
+from mcp_v8.storage import OutputTotals, SchemaVersionError
 
 from .pg_server import PostgresServer, schema_for
 
@@ -295,3 +295,39 @@ def test_the_heap_blobs_of_an_earlier_heap_store_are_kept_and_new_ones_are_made(
             assert (where == earlier) == blobs.exists(old)
         finally:
             blobs.close()
+
+
+def test_an_output_log_of_an_earlier_release_reads_and_grows_after_the_migration(
+    postgres_server: PostgresServer, schema: str
+) -> None:
+    """Version 5 drops the chunk count the earlier log kept (it topped up its last chunk): a log
+    written that way reads back whole, and takes appends."""
+    url = postgres_server.url
+    postgres.PostgresDatabase(url, postgres.MIGRATIONS[:4], schema=schema).close()
+    with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute(
+            "INSERT INTO output_logs (execution_id, total_bytes, total_lines, total_newlines, chunks, last_chunk_bytes)"
+            " VALUES ('old', 9, 3, 2, 2, 3)"
+        )
+        conn.execute(
+            "INSERT INTO output_chunks (execution_id, seq, start_byte, start_line, n_lines, data)"
+            " VALUES ('old', 0, 0, 0, 2, 'one\ntwo\n'::bytea), ('old', 1, 8, 2, 0, 'x'::bytea)"
+        )
+    db = postgres.open_postgres(url, schema=schema)
+    try:
+        columns = {
+            str(r[0])
+            for r in db.run(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = 'output_logs'"
+            )
+        }
+        assert "chunks" not in columns and "last_chunk_bytes" not in columns
+        log = postgres.PostgresOutputLog(db, flush_interval=None)
+        assert log.read_lines("old").data == "one\ntwo\nx"
+        log.append("old", "y\n")  # written through: it is not in this log's memory
+        assert log.read_lines("old", 2).data == "xy\n"
+        assert log.totals("old") == OutputTotals(11, 3, False)
+        log.close()
+    finally:
+        db.close()

@@ -450,14 +450,9 @@ class _ChunkReader:
         self._output._count_rows(len(rows))
         return [self._chunk(row) for row in rows]
 
-    def _chunk(self, row: Row) -> _Chunk:
-        seq, start_byte, start_line, n_lines = (int(v) for v in row[:4])
-        data = bytes(row[4])
-        end = self._extent.stored_bytes
-        if start_byte + len(data) > end:  # written by an earlier release, grown since the totals were read
-            data = data[: max(end - start_byte, 0)]
-            n_lines = data.count(b"\n")
-        return _Chunk(seq, start_byte, start_line, n_lines, data)
+    @staticmethod
+    def _chunk(row: Row) -> _Chunk:
+        return _Chunk(int(row[0]), int(row[1]), int(row[2]), int(row[3]), bytes(row[4]))
 
     def _one(self, sql: str, params: dict[str, Any]) -> _Chunk:
         chunks = self._fetch(sql, params)

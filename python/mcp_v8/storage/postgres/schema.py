@@ -150,11 +150,19 @@ CREATE TABLE IF NOT EXISTS heap_blobs (
 ALTER TABLE heap_blobs ALTER COLUMN data SET STORAGE EXTERNAL;
 """
 
+# Version 5: the output log buffers and writes whole chunks, as SQLite's does (one store for
+# both): it no longer tops up the last chunk, so it no longer keeps how many there are and how
+# long the last one is. (Chunks written the earlier way read as any others.)
+_V5 = """
+ALTER TABLE output_logs DROP COLUMN chunks, DROP COLUMN last_chunk_bytes;
+"""
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
     PgMigration(2, "usage counters of the limits nodes share", _V2),
     PgMigration(3, "the index of stored heaps", _V3),
     PgMigration(4, "the bytes of heap snapshots", _V4),
+    PgMigration(5, "output logs without the count of their chunks", _V5),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
