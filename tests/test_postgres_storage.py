@@ -331,3 +331,8 @@ def test_an_output_log_of_an_earlier_release_reads_and_grows_after_the_migration
         log.close()
     finally:
         db.close()
+
+
+def test_a_statement_runs_as_written_whatever_its_literals_hold(db: PostgresDatabase) -> None:
+    rows = db.run("SELECT '5% :x {y}' || :x, 7 % 4, :d::date::text", {"x": "a", "d": "2024-02-03"})
+    assert rows == [("5% :x {y}a", 3, "2024-02-03")]

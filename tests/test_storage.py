@@ -1318,15 +1318,15 @@ def test_a_statement_is_spelt_for_each_driver() -> None:
     casts stay as written."""
     postgres = pytest.importorskip("mcp_v8.storage.postgres.database")
     statement = (
-        "SELECT 'a:b {x}' AS \"c:d\", :p::text, 100 % 7 FROM t"
+        "SELECT 'a:b {x} 5%' AS \"c:d\", :p::text, 100 % 7 FROM t"
         " WHERE k {any:keys} AND v = {json:doc} AND m = {greatest}(a, :p){for_update}"
     )
     assert render(SQLITE, statement) == (
-        "SELECT 'a:b {x}' AS \"c:d\", :p::text, 100 % 7 FROM t"
+        "SELECT 'a:b {x} 5%' AS \"c:d\", :p::text, 100 % 7 FROM t"
         " WHERE k IN (SELECT value FROM json_each(:keys)) AND v = :doc AND m = max(a, :p)"
     )
     assert render(postgres.POSTGRES, statement) == (
-        "SELECT 'a:b {x}' AS \"c:d\", %(p)s::text, 100 %% 7 FROM t"
+        "SELECT 'a:b {x} 5%%' AS \"c:d\", %(p)s::text, 100 %% 7 FROM t"
         " WHERE k = ANY(%(keys)s) AND v = %(doc)s::jsonb AND m = greatest(a, %(p)s) FOR UPDATE"
     )
     with pytest.raises(ValueError, match="no fragment 'nothing'"):

@@ -12,7 +12,7 @@ a neutral spelling that :func:`render` turns into the driver's:
   maximum, "any of this list" (a PostgreSQL array, a JSON array for SQLite's ``json_each``), a
   JSON parameter's type, milliseconds since a timestamp, a tag containment test (``jsonb @>``, or
   ``json_each`` both ways);
-- quoted literals and identifiers are left alone.
+- quoted literals and identifiers are left as they are (but for psycopg's doubled ``%``).
 
 Values cross in one shape whichever database holds them: a parameter is a Python value
 (``datetime`` for a timestamp, :class:`Json` for a JSON document, a list for ``{any:...}``) that
@@ -128,9 +128,8 @@ def render(dialect: Dialect, sql: str) -> str:
             except KeyError:
                 raise ValueError(f"no fragment {m['fragment']!r} in the {dialect.name} dialect") from None
             return render(dialect, template.replace("$", m["arg"] or ""))
-        if m[0] == "%":
-            return "%%" if dialect.paramstyle == "pyformat" else "%"
-        return m[0]
+        # A percent sign, also in a literal: psycopg reads every one, and "%%" as one.
+        return m[0].replace("%", "%%") if dialect.paramstyle == "pyformat" else m[0]
 
     return _TOKEN.sub(token, sql)
 
