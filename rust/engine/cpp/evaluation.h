@@ -33,6 +33,16 @@ struct EvaluationLimits {
   double timeout_secs = 0;        // for the message; the deadline itself is the Watchdog's
   uint64_t max_result_bytes = 0;  // 0 = unlimited
   bool bytes_result = false;      // ArrayBuffers and their views come back as byte strings
+
+  // The limits of a run (`run`) in an isolate capped at `heap_limit_bytes`.
+  static EvaluationLimits Of(const mv8_run_options& run, uint64_t heap_limit_bytes) {
+    EvaluationLimits limits;
+    limits.heap_limit_bytes = heap_limit_bytes;
+    limits.timeout_secs = run.timeout_secs;
+    limits.max_result_bytes = run.max_result_bytes;
+    limits.bytes_result = run.bytes_result != 0;
+    return limits;
+  }
 };
 
 class Evaluation {

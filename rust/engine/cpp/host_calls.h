@@ -47,6 +47,8 @@ class HostCalls {
       : dispatch_(dispatch), user_data_(user_data), replies_(std::move(replies)) {}
 
   bool pending() const { return !pending_.empty(); }
+  // Where the answers to these calls arrive.
+  Replies* replies() const { return replies_.get(); }
   // Sends one call out; the promise settles when its reply is delivered.
   v8::MaybeLocal<v8::Promise> Start(v8::Local<v8::Context> context, v8::Local<v8::String> name,
                                     v8::Local<v8::Array> args);

@@ -1,25 +1,23 @@
 #include "live_context.h"
 
 #include <cstring>
-#include <optional>
 
-#include "control_handle.h"
+#include "evaluation.h"
 #include "host.h"
 #include "stack_trace_limit.h"
-#include "watchdog.h"
 #include "web.h"
 
 namespace mv8 {
 
 LiveContext::LiveContext(const mv8_context_options& options, V8Process* process)
     : process_(process),
-      snapshots_(options.snapshots != 0),
-      heap_limit_(options.heap_limit_bytes),
-      budget_(options.heap_limit_bytes),
+      snapshots_(options.isolate.snapshots != 0),
+      heap_limit_(options.isolate.heap_limit_bytes),
+      budget_(options.isolate.heap_limit_bytes),
       allocator_(&budget_),
       calls_(options.host_call, options.host_call_user_data, replies_) {
-  if (options.snapshot != nullptr) {
-    blob_.assign(reinterpret_cast<const char*>(options.snapshot), options.snapshot_len);
+  if (options.isolate.snapshot != nullptr) {
+    blob_.assign(reinterpret_cast<const char*>(options.isolate.snapshot), options.isolate.snapshot_len);
   }
 }
 
@@ -100,12 +98,7 @@ bool LiveContext::Create(std::string* error) {
     return false;
   }
   if (origin_.origin_wall_ms == 0) web::StampOrigin(&origin_);
-  guard_ = HeapGuard();
-  guard_.isolate = isolate_;
-  isolate_->AddNearHeapLimitCallback(&HeapGuard::OnNearLimit, &guard_);
-  isolate_->SetMicrotasksPolicy(v8::MicrotasksPolicy::kExplicit);
-  isolate_->SetPromiseRejectCallback(&EventLoop::OnPromiseReject);
-  isolate_->AddMessageListener(&EventLoop::OnMessage);
+  hooks_.Arm(isolate_);
   v8::Isolate::Scope isolate_scope(isolate_);
   v8::HandleScope handle_scope(isolate_);
   v8::Local<v8::Context> context = v8::Context::New(isolate_);
@@ -126,6 +119,7 @@ void LiveContext::Dispose() {
   // Every handle into the isolate goes before the isolate does.
   context_.Reset();
   calls_.Clear();
+  hooks_.Disarm();
   if (creator_) {
     if (adopted_) ReleaseSnapshotAllocator(isolate_);
     creator_.reset();  // exits and disposes its isolate
@@ -160,15 +154,10 @@ void LiveContext::Run(const mv8_context_request& request, mv8_response* response
 
 void LiveContext::DoRun(const mv8_context_request& request, mv8_response* response) {
   if (!closed_.empty()) return Closed(response);
-  std::shared_ptr<Control> control =
-      request.control != nullptr ? ControlOf(request.control) : std::make_shared<Control>();
-  EvaluationLimits limits;
-  limits.heap_limit_bytes = heap_limit_;
-  limits.timeout_secs = request.timeout_secs;
-  limits.max_result_bytes = request.max_result_bytes;
-  limits.bytes_result = request.bytes_result != 0;
+  std::shared_ptr<Control> control = RunScope::ControlFor(request.run);
+  Evaluation evaluation(isolate_, control.get(), hooks_.guard(), &budget_, EvaluationLimits::Of(request.run, heap_limit_));
   if (control->reason() != 0) {
-    Evaluation(isolate_, control.get(), &guard_, &budget_, limits).Finish(Evaluation::End::kTerminated, response);
+    evaluation.Finish(Evaluation::End::kTerminated, response);
     return;
   }
   budget_.ClearRefused();
@@ -177,53 +166,28 @@ void LiveContext::DoRun(const mv8_context_request& request, mv8_response* respon
     v8::HandleScope handle_scope(isolate_);
     v8::Local<v8::Context> context = context_.Get(isolate_);
     v8::Context::Scope context_scope(context);
-    EventLoop loop(isolate_, process_->platform(), control.get(), &calls_);
-    HostContext host;
-    host.loop = &loop;
-    host.calls = &calls_;
-    host.console = request.console;
-    host.console_user_data = request.console_user_data;
-    host.origin_wall_ms = origin_.origin_wall_ms;
-    host.origin_mono_ms = origin_.origin_mono_ms;
-    isolate_->SetData(HostContext::kSlot, &host);
-    replies_->SetWaiter(control);
-    control->Attach(isolate_);
-    std::optional<uint64_t> ticket;
-    if (request.timeout_secs > 0) {
-      auto deadline =
-          Control::Clock::now() + std::chrono::microseconds(static_cast<int64_t>(request.timeout_secs * 1e6));
-      ticket = Watchdog::Instance().Arm(deadline, control);
-    }
-
-    Evaluation evaluation(isolate_, control.get(), &guard_, &budget_, limits);
     Evaluation::End end;
-    if (request.kind == MV8_RUN_CALL) {
-      std::vector<std::string> buffers;
-      for (size_t i = 0; i < request.n_buffers; i++) {
-        buffers.emplace_back(reinterpret_cast<const char*>(request.buffers[i].data), request.buffers[i].len);
+    {
+      // The calls out of every run go through the context's HostCalls: one pending at the end
+      // of a run is forgotten there (after an idle loop none is; after a stop it never settles).
+      RunScope run(isolate_, process_->platform(), control, &calls_, request.run, &origin_);
+      if (request.kind == MV8_RUN_CALL) {
+        std::vector<std::string> buffers;
+        for (size_t i = 0; i < request.n_buffers; i++) {
+          buffers.emplace_back(reinterpret_cast<const char*>(request.buffers[i].data), request.buffers[i].len);
+        }
+        end = evaluation.RunCall(context, run.loop(), std::string(request.code, request.code_len),
+                                 std::string(request.args_json, request.args_len), buffers);
+      } else {
+        end = evaluation.RunScript(context, run.loop(), request.code, request.code_len,
+                                   request.run.filename != nullptr ? request.run.filename : "");
       }
-      end = evaluation.RunCall(context, &loop, std::string(request.code, request.code_len),
-                               std::string(request.args_json, request.args_len), buffers);
-    } else {
-      end = evaluation.RunScript(context, &loop, request.code, request.code_len,
-                                 request.filename != nullptr ? request.filename : "");
+      response->heap_used_bytes = run.End();
     }
-
-    if (ticket) Watchdog::Instance().Disarm(*ticket);
-    control->Detach();
-    replies_->SetWaiter(nullptr);
-    loop.Clear();
-    calls_.Clear();  // after an idle loop none is pending; after a stop they never settle
-    // A termination that raced the end of the run must not reach the next one.
-    isolate_->CancelTerminateExecution();
-    v8::HeapStatistics stats;
-    isolate_->GetHeapStatistics(&stats);
-    response->heap_used_bytes = stats.used_heap_size();
-    isolate_->SetData(HostContext::kSlot, nullptr);
     evaluation.Finish(end, response);
     response->external_bytes = budget_.peak();
   }
-  if (guard_.hit) {
+  if (hooks_.heap_limit_hit()) {
     Close("the context is closed: a run went over its heap limit of " + std::to_string(heap_limit_ >> 20) +
           " MB, and a context is not reused after that");
   }
@@ -298,10 +262,7 @@ void LiveContext::DoSnapshot(mv8_response* response) {
   }
   context_.Reset();
   calls_.Clear();
-  // The listener list lives on the heap and holds the callback's address, which is no
-  // external reference: it would not serialise.
-  isolate_->RemoveMessageListeners(&EventLoop::OnMessage);
-  isolate_->RemoveNearHeapLimitCallback(&HeapGuard::OnNearLimit, 0);
+  hooks_.Disarm();  // before the blob is made (run_scope.h)
   if (adopted_) ReleaseSnapshotAllocator(isolate_);
   adopted_ = false;
   v8::StartupData out = creator_->CreateBlob(v8::SnapshotCreator::FunctionCodeHandling::kKeep);

@@ -22,9 +22,9 @@
 #include <thread>
 
 #include "bounded_allocator.h"
-#include "evaluation.h"
 #include "host.h"
 #include "host_calls.h"
+#include "run_scope.h"
 #include "shim.h"
 #include "v8_process.h"
 
@@ -70,7 +70,7 @@ class LiveContext {
   bool adopted_ = false;             // the creator's allocator counts against budget_
   v8::Isolate* isolate_ = nullptr;
   v8::Global<v8::Context> context_;
-  HeapGuard guard_;
+  IsolateHooks hooks_;               // armed while isolate_ exists (run_scope.h)
   HostContext origin_;               // only its time origin: when the context was made
   std::shared_ptr<Replies> replies_ = std::make_shared<Replies>();
   HostCalls calls_;

@@ -8,17 +8,14 @@
 
 #include "bounded_allocator.h"
 #include "control.h"
-#include "control_handle.h"
 #include "errors.h"
 #include "evaluation.h"
-#include "event_loop.h"
 #include "host.h"
 #include "host_calls.h"
 #include "replies_handle.h"
+#include "run_scope.h"
 #include "stack_trace_limit.h"
 #include "v8_process.h"
-#include "watchdog.h"
-#include "web.h"
 
 namespace mv8 {
 namespace {
@@ -26,8 +23,8 @@ namespace {
 class Execution {
  public:
   Execution(const mv8_request& req, mv8_response* resp, V8Process* process)
-      : req_(req), resp_(resp), process_(process), budget_(req.heap_limit_bytes), allocator_(&budget_) {
-    control_ = req.control != nullptr ? ControlOf(req.control) : std::make_shared<Control>();
+      : req_(req), resp_(resp), process_(process), budget_(req.isolate.heap_limit_bytes), allocator_(&budget_) {
+    control_ = RunScope::ControlFor(req.run);
   }
 
   void Run() {
@@ -36,14 +33,14 @@ class Execution {
       return;
     }
     v8::StartupData blob = process_->base_snapshot()[0];
-    if (req_.snapshot != nullptr) {
-      blob.data = reinterpret_cast<const char*>(req_.snapshot);
-      blob.raw_size = static_cast<int>(req_.snapshot_len);
+    if (req_.isolate.snapshot != nullptr) {
+      blob.data = reinterpret_cast<const char*>(req_.isolate.snapshot);
+      blob.raw_size = static_cast<int>(req_.isolate.snapshot_len);
     }
-    if (req_.want_snapshot) {
-      creator_ = process_->NewSnapshotCreator(&blob, req_.heap_limit_bytes);
+    if (req_.isolate.snapshots) {
+      creator_ = process_->NewSnapshotCreator(&blob, req_.isolate.heap_limit_bytes);
       isolate_ = creator_->GetIsolate();
-      bool adopted = req_.heap_limit_bytes != 0 && AdoptSnapshotAllocator(isolate_, &budget_);
+      bool adopted = req_.isolate.heap_limit_bytes != 0 && AdoptSnapshotAllocator(isolate_, &budget_);
       RunInIsolate();
       if (adopted) ReleaseSnapshotAllocator(isolate_);
       if (resp_->status == MV8_COMPLETED) {
@@ -63,7 +60,7 @@ class Execution {
       params.snapshot_blob = &blob;
       params.external_references = host::ExternalReferences();
       params.array_buffer_allocator = &allocator_;
-      isolate_ = process_->NewIsolate(&params, req_.heap_limit_bytes);
+      isolate_ = process_->NewIsolate(&params, req_.isolate.heap_limit_bytes);
       {
         v8::Isolate::Scope isolate_scope(isolate_);
         RunInIsolate();
@@ -75,12 +72,8 @@ class Execution {
 
  private:
   void RunInIsolate() {
-    HeapGuard guard;
-    guard.isolate = isolate_;
-    isolate_->AddNearHeapLimitCallback(&HeapGuard::OnNearLimit, &guard);
-    isolate_->SetMicrotasksPolicy(v8::MicrotasksPolicy::kExplicit);
-    isolate_->SetPromiseRejectCallback(&EventLoop::OnPromiseReject);
-    isolate_->AddMessageListener(&EventLoop::OnMessage);
+    IsolateHooks hooks;
+    hooks.Arm(isolate_);
     {
       v8::HandleScope handle_scope(isolate_);
       v8::Local<v8::Context> context = v8::Context::New(isolate_);
@@ -89,43 +82,17 @@ class Execution {
       std::optional<HostCalls> calls;
       if (req_.host_call != nullptr && req_.replies != nullptr) {
         calls.emplace(req_.host_call, req_.host_call_user_data, req_.replies->replies);
-        req_.replies->replies->SetWaiter(control_);
       }
-      EventLoop loop(isolate_, process_->platform(), control_.get(), calls ? &*calls : nullptr);
-      HostContext host;
-      host.loop = &loop;
-      host.calls = calls ? &*calls : nullptr;
-      host.console = req_.console;
-      host.console_user_data = req_.console_user_data;
-      web::StampOrigin(&host);
-      isolate_->SetData(HostContext::kSlot, &host);
-      control_->Attach(isolate_);
-      std::optional<uint64_t> ticket;
-      if (req_.timeout_secs > 0) {
-        auto deadline = Control::Clock::now() + std::chrono::microseconds(static_cast<int64_t>(req_.timeout_secs * 1e6));
-        ticket = Watchdog::Instance().Arm(deadline, control_);
+      Evaluation evaluation(isolate_, control_.get(), hooks.guard(), &budget_,
+                            EvaluationLimits::Of(req_.run, req_.isolate.heap_limit_bytes));
+      Evaluation::End end;
+      {
+        RunScope run(isolate_, process_->platform(), control_, calls ? &*calls : nullptr, req_.run, nullptr);
+        const char* filename = req_.run.filename != nullptr ? req_.run.filename : "";  // Rust names it
+        end = evaluation.RunScript(context, run.loop(), req_.code, req_.code_len, filename);
+        resp_->heap_used_bytes = run.End();
       }
-
-      EvaluationLimits limits;
-      limits.heap_limit_bytes = req_.heap_limit_bytes;
-      limits.timeout_secs = req_.timeout_secs;
-      limits.max_result_bytes = req_.max_result_bytes;
-      Evaluation evaluation(isolate_, control_.get(), &guard, &budget_, limits);
-      const char* filename = req_.filename != nullptr ? req_.filename : "";  // Rust names it
-      Evaluation::End end = evaluation.RunScript(context, &loop, req_.code, req_.code_len, filename);
-
-      if (ticket) Watchdog::Instance().Disarm(*ticket);
-      control_->Detach();
-      if (calls) {
-        req_.replies->replies->SetWaiter(nullptr);
-        calls->Clear();  // before the snapshot: no handle may outlive the run
-      }
-      loop.Clear();
-      v8::HeapStatistics stats;
-      isolate_->GetHeapStatistics(&stats);
-      resp_->heap_used_bytes = stats.used_heap_size();
-      isolate_->SetData(HostContext::kSlot, nullptr);
-      if (end == Evaluation::End::kCompleted && req_.want_snapshot) {
+      if (end == Evaluation::End::kCompleted && req_.isolate.snapshots) {
         std::string why;
         if (StackTraceLimit::Stash(context, &why)) {
           creator_->SetDefaultContext(context);
@@ -135,8 +102,7 @@ class Execution {
       }
       evaluation.Finish(end, resp_);
     }
-    isolate_->RemoveMessageListeners(&EventLoop::OnMessage);
-    isolate_->RemoveNearHeapLimitCallback(&HeapGuard::OnNearLimit, 0);
+    hooks.Disarm();
   }
 
   void SetInternal(const std::string& message) {

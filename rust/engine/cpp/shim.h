@@ -1,7 +1,8 @@
 // C ABI of the V8 shim. Nothing V8-typed and no C++ exception crosses it: requests go
 // in as plain data, responses come back as buffers the shim allocated plus a numbered
 // status; mv8_response_free releases them.
-// Mirrored by rust/engine/src/ffi.rs; keep the two in step.
+// Mirrored by rust/engine/src/ffi.rs; abi_layout.inc states the layout of both, checked on
+// each side (abi_layout.cc here, a test there): change the three together.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -49,19 +50,33 @@ typedef void (*mv8_host_call_fn)(void* user_data, uint64_t call_id, const char* 
                                  const char* args_json, size_t args_len, const mv8_bytes* buffers,
                                  size_t n_buffers);
 
+// Where an isolate starts from and how far its heap may grow: a one-shot execution's isolate
+// and a live context's alike.
 typedef struct {
-  const char* code;
-  size_t code_len;
-  const char* filename;          // NUL-terminated script name used in stack traces (required)
   const uint8_t* snapshot;       // raw V8 startup blob to restore; NULL = the base context
   size_t snapshot_len;
-  int want_snapshot;             // 1: run in a SnapshotCreator and return a new blob
+  int snapshots;                 // 1: a SnapshotCreator isolate (no WebAssembly there): an
+                                 // execution returns a new blob, a live context can make them
   uint64_t heap_limit_bytes;     // 0 = V8's default
+} mv8_isolate_options;
+
+// What one run of code is held to: a one-shot execution and a live context's run alike.
+typedef struct {
+  const char* filename;          // NUL-terminated script name in stack traces (required for a
+                                 // script; a live context's MV8_RUN_CALL has none)
   double timeout_secs;           // <= 0: no timeout
   uint64_t max_result_bytes;     // 0 = unlimited
+  int bytes_result;              // 1: ArrayBuffers and views in the result become buffers
   mv8_console_fn console;        // may be NULL
   void* console_user_data;
   mv8_control* control;          // may be NULL
+} mv8_run_options;
+
+typedef struct {
+  const char* code;
+  size_t code_len;
+  mv8_isolate_options isolate;   // `snapshots`: the response carries the new blob
+  mv8_run_options run;
   mv8_host_call_fn host_call;    // may be NULL: fetch then rejects (it is off)
   void* host_call_user_data;
   mv8_replies* replies;          // where host_call's answers go (required with host_call)
@@ -82,7 +97,7 @@ typedef struct {
   size_t snapshot_len;
   uint64_t heap_used_bytes;      // V8 heap in use at the end of the run
   uint64_t external_bytes;       // peak ArrayBuffer bytes counted by the bounded allocator
-  mv8_buffer* buffers;           // byte strings the result's markers name (live contexts)
+  mv8_buffer* buffers;           // byte strings the result's markers name (bytes_result)
   size_t n_buffers;
 } mv8_response;
 
@@ -131,10 +146,7 @@ void mv8_response_free(mv8_response* response);
 typedef struct mv8_context mv8_context;
 
 typedef struct {
-  const uint8_t* snapshot;       // raw V8 startup blob to start from; NULL = the base context
-  size_t snapshot_len;
-  int snapshots;                 // 1: the context can make snapshots (SnapshotCreator isolate)
-  uint64_t heap_limit_bytes;     // 0 = V8's default
+  mv8_isolate_options isolate;   // `snapshots`: the context can make snapshots
   mv8_host_call_fn host_call;    // may be NULL: exposed functions then reject
   void* host_call_user_data;
 } mv8_context_options;
@@ -145,17 +157,11 @@ typedef struct {
   int kind;                      // MV8_RUN_SCRIPT or MV8_RUN_CALL
   const char* code;              // the script, or the dotted path of the function to call
   size_t code_len;
-  const char* filename;          // NUL-terminated script name (MV8_RUN_SCRIPT)
   const char* args_json;         // MV8_RUN_CALL: a JSON array
   size_t args_len;
   const mv8_bytes* buffers;      // byte strings the arguments' markers name
   size_t n_buffers;
-  int bytes_result;              // 1: ArrayBuffers and views in the result become buffers
-  double timeout_secs;           // <= 0: no timeout
-  uint64_t max_result_bytes;     // 0 = unlimited
-  mv8_console_fn console;        // may be NULL
-  void* console_user_data;
-  mv8_control* control;          // may be NULL
+  mv8_run_options run;
 } mv8_context_request;
 
 typedef struct {

@@ -5,7 +5,7 @@
 //! dictionary can sit beside it without stranding stored heaps.
 //!
 //! usage: cargo run --release -p mcp-v8-engine --example snapshot_dictionary -- OUT
-use _engine::{envelope, execute, v8_version, Options};
+use _engine::{envelope, execute, v8_version, IsolateOptions, Options};
 
 fn main() {
     let out = std::env::args()
@@ -14,7 +14,10 @@ fn main() {
     let outcome = execute(
         "undefined",
         Options {
-            snapshot: true,
+            isolate: IsolateOptions {
+                snapshot: true,
+                ..IsolateOptions::default()
+            },
             ..Options::default()
         },
     )

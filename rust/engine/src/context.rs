@@ -2,129 +2,29 @@
 //! Each context does its V8 work on a thread of its own; calls from any thread are
 //! serialised by the shim. Values cross as JSON text with byte strings beside it.
 
-use std::ffi::{c_void, CString};
+use std::ffi::c_void;
 use std::os::raw::{c_char, c_int};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::engine::{
-    self, convert, initialize, source_failure, take_cstr, v8_version, ConsoleLine, ConsoleSink,
-    Control, EngineError, Outcome,
-};
-use crate::envelope::{self, Sealed};
-use crate::fetch::{FetchPolicy, Fetcher, FETCH, FETCH_OFF};
-use crate::ffi;
-use crate::source::{self, Language};
+use crate::console::ConsoleSink;
+use crate::engine::{initialize, run_in_shim, IsolateOptions, RunOptions, Script};
+use crate::envelope::Sealed;
+use crate::error::EngineError;
+use crate::fetch::{self, Fetcher, FETCH};
+use crate::ffi::{self, take_cstr};
+use crate::host_calls::{bytes_views, on_host_call, Dispatch, HostCall, Replies};
+use crate::outcome::{Outcome, Response};
 
-/// One call JavaScript made to an exposed function; answer it through [`Replies::post`].
-pub struct HostCall<'a> {
-    pub id: u64,
-    pub name: &'a str,
-    /// A JSON array; byte strings stand in it as markers naming `buffers`.
-    pub args_json: &'a str,
-    pub buffers: Vec<&'a [u8]>,
-}
-
-/// Receives the calls of exposed functions, on the context's thread, during a run. It must
-/// not block on the run (the run waits for the answer): it hands the call on and returns.
-pub type Dispatch = Box<dyn Fn(HostCall<'_>) + Send + Sync>;
-
+/// How a live context is made: its isolate as an execution's (`isolate.snapshot`: the context
+/// can take snapshots), and where the calls of its exposed functions go.
+#[derive(Default)]
 pub struct ContextOptions<'a> {
-    /// Envelope of a heap snapshot to start from; `None` starts from the base context.
-    pub heap: Option<&'a [u8]>,
-    /// Make the context able to take snapshots (a SnapshotCreator isolate: no WebAssembly).
-    pub snapshots: bool,
-    /// V8 heap cap, with an off-heap budget of the same size. 0 = none.
-    pub heap_limit_bytes: u64,
+    pub isolate: IsolateOptions<'a>,
     pub dispatch: Option<Dispatch>,
-    /// `fetch` for the allowed origins; `None`: fetch rejects (it is off).
-    pub fetch: Option<FetchPolicy>,
-}
-
-/// Everything about one run in a live context except the code.
-pub struct RunOptions<'a> {
-    pub timeout: Option<Duration>,
-    pub language: Language,
-    pub filename: String,
-    pub max_result_bytes: u64,
-    pub console_limit_bytes: usize,
-    pub keep_console: bool,
-    /// ArrayBuffers and their views in the result come back as byte strings.
-    pub bytes_result: bool,
-    pub control: Option<&'a Control>,
-    pub on_console: Option<&'a mut dyn FnMut(&ConsoleLine)>,
-}
-
-impl Default for RunOptions<'_> {
-    fn default() -> Self {
-        RunOptions {
-            timeout: None,
-            language: Language::Auto,
-            filename: String::new(),
-            max_result_bytes: 0,
-            console_limit_bytes: engine::DEFAULT_CONSOLE_LIMIT_BYTES,
-            keep_console: true,
-            bytes_result: false,
-            control: None,
-            on_console: None,
-        }
-    }
 }
 
 pub type HeapStats = ffi::mv8_heap_stats;
-
-/// Where the answers to a context's calls out go. Thread-safe; outlives its context (an
-/// answer posted after the context is gone is dropped).
-pub struct Replies {
-    raw: *mut ffi::mv8_replies,
-}
-
-unsafe impl Send for Replies {}
-unsafe impl Sync for Replies {}
-
-impl Replies {
-    /// An inbox of its own, for the calls out of one execution.
-    pub(crate) fn new() -> Replies {
-        let raw = unsafe { ffi::mv8_replies_new() };
-        assert!(!raw.is_null(), "out of memory");
-        Replies { raw }
-    }
-
-    /// `ok`: `json` is the value. Otherwise `json` is `{"name": ..., "message": ...}`, and the
-    /// promise is rejected with an Error of that name and message.
-    pub fn post(&self, call_id: u64, ok: bool, json: &str, buffers: &[&[u8]]) {
-        let views: Vec<ffi::mv8_bytes> = buffers
-            .iter()
-            .map(|b| ffi::mv8_bytes {
-                data: b.as_ptr(),
-                len: b.len(),
-            })
-            .collect();
-        unsafe {
-            ffi::mv8_replies_post(
-                self.raw,
-                call_id,
-                ok as c_int,
-                json.as_ptr() as *const c_char,
-                json.len(),
-                views.as_ptr(),
-                views.len(),
-            )
-        }
-    }
-}
-
-impl Replies {
-    pub(crate) fn raw(&self) -> *mut ffi::mv8_replies {
-        self.raw
-    }
-}
-
-impl Drop for Replies {
-    fn drop(&mut self) {
-        unsafe { ffi::mv8_replies_free(self.raw) }
-    }
-}
 
 pub struct LiveContext {
     raw: *mut ffi::mv8_context,
@@ -138,71 +38,11 @@ pub struct LiveContext {
 unsafe impl Send for LiveContext {}
 unsafe impl Sync for LiveContext {}
 
-/// The shim's host-call callback for a `Dispatch` passed as user data (live contexts, and the
-/// fetch of one-shot executions).
-pub(crate) unsafe extern "C" fn on_host_call(
-    user_data: *mut c_void,
-    call_id: u64,
-    name: *const c_char,
-    name_len: usize,
-    args_json: *const c_char,
-    args_len: usize,
-    buffers: *const ffi::mv8_bytes,
-    n_buffers: usize,
-) {
-    let dispatch = &*(user_data as *const Dispatch);
-    let name = String::from_utf8_lossy(std::slice::from_raw_parts(name as *const u8, name_len));
-    let args =
-        String::from_utf8_lossy(std::slice::from_raw_parts(args_json as *const u8, args_len));
-    let buffers = (0..n_buffers)
-        .map(|i| {
-            let b = &*buffers.add(i);
-            if b.len == 0 {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(b.data, b.len)
-            }
-        })
-        .collect();
-    // A panicking dispatcher must not unwind into C++.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        dispatch(HostCall {
-            id: call_id,
-            name: &name,
-            args_json: &args,
-            buffers,
-        })
-    }));
-}
-
-/// The answer to a fetch where fetch is off.
-pub(crate) fn fetch_is_off(replies: &Replies, call_id: u64) {
-    let json = serde_json::json!({"name": "TypeError", "message": FETCH_OFF}).to_string();
-    replies.post(call_id, false, &json, &[]);
-}
-
-fn bytes_views(buffers: &[&[u8]]) -> Vec<ffi::mv8_bytes> {
-    buffers
-        .iter()
-        .map(|b| ffi::mv8_bytes {
-            data: b.as_ptr(),
-            len: b.len(),
-        })
-        .collect()
-}
-
 impl LiveContext {
     pub fn new(opts: ContextOptions<'_>) -> Result<LiveContext, EngineError> {
         initialize()?;
-        let raw_heap = match opts.heap {
-            Some(sealed) => {
-                let mut raw = Vec::new();
-                envelope::unseal_into(sealed, v8_version(), &mut raw)
-                    .map_err(EngineError::Snapshot)?;
-                Some(raw)
-            }
-            None => None,
-        };
+        let mut blob = Vec::new();
+        let restores = opts.isolate.unseal_heap(&mut blob)?;
         // Calls out: fetch goes to the context's Fetcher, everything else to `dispatch`.
         let fetcher: Arc<OnceLock<Fetcher>> = Arc::new(OnceLock::new());
         let replies_of_fetch: Arc<OnceLock<Arc<Replies>>> = Arc::new(OnceLock::new());
@@ -216,7 +56,7 @@ impl LiveContext {
                         Some(f) => f.dispatch(call),
                         None => {
                             if let Some(r) = replies.get() {
-                                fetch_is_off(r, call.id);
+                                fetch::refuse_off(r, call.id);
                             }
                         }
                     }
@@ -230,23 +70,19 @@ impl LiveContext {
         };
         let dispatch = Box::new(routed);
         let options = ffi::mv8_context_options {
-            snapshot: raw_heap.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()),
-            snapshot_len: raw_heap.as_ref().map_or(0, |b| b.len()),
-            snapshots: opts.snapshots as c_int,
-            heap_limit_bytes: opts.heap_limit_bytes,
+            isolate: opts.isolate.raw(restores.then_some(blob.as_slice())),
             host_call: Some(on_host_call),
             host_call_user_data: &*dispatch as *const Dispatch as *mut c_void,
         };
-        let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
-        let raw = unsafe { ffi::mv8_context_new(&options, &mut response) };
+        let mut response = Response::new();
+        let raw = unsafe { ffi::mv8_context_new(&options, response.as_mut_ptr()) };
         if raw.is_null() {
-            let err =
-                unsafe { convert(&response, ConsoleSink::new(0, false, None), Instant::now()) };
-            unsafe { ffi::mv8_response_free(&mut response) };
-            return Err(match err {
-                Err(e) => e,
-                Ok(_) => EngineError::Internal("the context could not be created".into()),
-            });
+            return Err(
+                match response.outcome(ConsoleSink::none(), Instant::now()) {
+                    Err(e) => e,
+                    Ok(_) => EngineError::Internal("the context could not be created".into()),
+                },
+            );
         }
         let live = LiveContext {
             raw,
@@ -254,8 +90,10 @@ impl LiveContext {
             fetcher,
         };
         let replies = Arc::new(live.replies());
-        if let Some(policy) = opts.fetch {
-            let _ = live.fetcher.set(Fetcher::new(policy, replies.clone()));
+        if let Some(policy) = opts.isolate.fetch {
+            let _ = live
+                .fetcher
+                .set(Fetcher::new(policy.clone(), replies.clone()));
         }
         let _ = replies_of_fetch.set(replies);
         Ok(live)
@@ -263,28 +101,20 @@ impl LiveContext {
 
     /// A handle for answering this context's calls out, from any thread.
     pub fn replies(&self) -> Replies {
-        let raw = unsafe { ffi::mv8_context_replies(self.raw) };
-        assert!(!raw.is_null(), "out of memory");
-        Replies { raw }
+        Replies::from_raw(unsafe { ffi::mv8_context_replies(self.raw) })
     }
 
     /// Runs `code` as a (REPL-mode) script in the context.
     pub fn run(&self, code: &str, opts: RunOptions<'_>) -> Result<Outcome, EngineError> {
         let started = Instant::now();
-        let filename = if opts.filename.is_empty() {
-            engine::DEFAULT_FILENAME.to_string()
-        } else {
-            opts.filename.replace('\0', "")
+        let script = match Script::prepare(code, &opts, started) {
+            Ok(script) => script,
+            Err(refused) => return Ok(*refused),
         };
-        let prepared = match source::prepare(code, opts.language) {
-            Ok(p) => p,
-            Err(e) => return Ok(source_failure(e, &filename, started)),
-        };
-        let filename = CString::new(filename).expect("NUL bytes were removed");
         self.request(
             ffi::MV8_RUN_SCRIPT,
-            prepared.code.as_bytes(),
-            filename.as_ptr(),
+            script.code.as_bytes(),
+            Some(&script.name),
             "",
             &[],
             opts,
@@ -293,7 +123,8 @@ impl LiveContext {
     }
 
     /// Calls the function at the dotted `path` with the arguments of `args_json` (a JSON
-    /// array, byte strings as markers naming `buffers`); promises are awaited.
+    /// array, byte strings as markers naming `buffers`); promises are awaited. The options'
+    /// language and filename do not apply.
     pub fn call(
         &self,
         path: &str,
@@ -305,7 +136,7 @@ impl LiveContext {
         self.request(
             ffi::MV8_RUN_CALL,
             path.as_bytes(),
-            std::ptr::null(),
+            None,
             args_json,
             buffers,
             opts,
@@ -318,42 +149,26 @@ impl LiveContext {
         &self,
         kind: c_int,
         code: &[u8],
-        filename: *const c_char,
+        name: Option<&std::ffi::CString>,
         args_json: &str,
         buffers: &[&[u8]],
-        mut opts: RunOptions<'_>,
+        opts: RunOptions<'_>,
         started: Instant,
     ) -> Result<Outcome, EngineError> {
-        let mut sink = ConsoleSink::new(
-            opts.console_limit_bytes,
-            opts.keep_console,
-            opts.on_console.take(),
-        );
         let views = bytes_views(buffers);
-        let request = ffi::mv8_context_request {
-            kind,
-            code: code.as_ptr() as *const c_char,
-            code_len: code.len(),
-            filename,
-            args_json: args_json.as_ptr() as *const c_char,
-            args_len: args_json.len(),
-            buffers: views.as_ptr(),
-            n_buffers: views.len(),
-            bytes_result: opts.bytes_result as c_int,
-            timeout_secs: opts.timeout.map_or(0.0, |d| d.as_secs_f64().max(1e-6)),
-            max_result_bytes: opts.max_result_bytes,
-            console: Some(engine::on_console),
-            console_user_data: &mut sink as *mut ConsoleSink as *mut c_void,
-            control: opts.control.map_or(std::ptr::null_mut(), |c| c.raw),
-        };
-        let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
-        unsafe { ffi::mv8_context_run(self.raw, &request, &mut response) };
-        if let Some(fetcher) = self.fetcher.get() {
-            fetcher.end_run();
-        }
-        let outcome = unsafe { convert(&response, sink, started) };
-        unsafe { ffi::mv8_response_free(&mut response) };
-        outcome
+        run_in_shim(opts, name, self.fetcher.get(), started, |run, response| {
+            let request = ffi::mv8_context_request {
+                kind,
+                code: code.as_ptr() as *const c_char,
+                code_len: code.len(),
+                args_json: args_json.as_ptr() as *const c_char,
+                args_len: args_json.len(),
+                buffers: views.as_ptr(),
+                n_buffers: views.len(),
+                run,
+            };
+            unsafe { ffi::mv8_context_run(self.raw, &request, response) };
+        })
     }
 
     /// Defines the global `name` as a function that calls out through the dispatcher.
@@ -376,12 +191,9 @@ impl LiveContext {
 
     /// The context's heap as a sealed envelope; the context goes on from it.
     pub fn snapshot(&self) -> Result<(Sealed, u64), EngineError> {
-        let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
-        unsafe { ffi::mv8_context_snapshot(self.raw, &mut response) };
-        let result =
-            unsafe { convert(&response, ConsoleSink::new(0, false, None), Instant::now()) };
-        unsafe { ffi::mv8_response_free(&mut response) };
-        let outcome = result?;
+        let mut response = Response::new();
+        unsafe { ffi::mv8_context_snapshot(self.raw, response.as_mut_ptr()) };
+        let outcome = response.outcome(ConsoleSink::none(), Instant::now())?;
         let heap_used = outcome.heap_used_bytes;
         outcome
             .snapshot

@@ -1,131 +1,22 @@
-//! The safe Rust layer over the shim: one call runs one execution in a fresh isolate.
+//! The safe Rust layer over the shim: the execution spec ([`Options`]: the isolate, the run),
+//! and [`execute`], which runs one execution in a fresh isolate. Live contexts
+//! (`context.rs`) take the same spec apart: the isolate when they are made, the run each time.
 
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{c_void, CString};
 use std::os::raw::{c_char, c_int};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::context::{on_host_call, Dispatch, HostCall, Replies};
-use crate::envelope::{self, EnvelopeError, Sealed};
+pub use crate::console::DEFAULT_CONSOLE_LIMIT_BYTES;
+use crate::console::{on_console, ConsoleLine, ConsoleSink};
+use crate::envelope;
+use crate::error::EngineError;
 use crate::fetch::{FetchPolicy, Fetcher};
 use crate::ffi;
+use crate::host_calls::{on_host_call, Dispatch, HostCall, Replies};
+use crate::outcome::{source_failure, Outcome, Response};
 use crate::source::{self, Language};
-
-/// How an execution ended. The cause is this flag, never a parsed message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Completed,
-    Failed,
-    TimedOut,
-    Cancelled,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-            Status::TimedOut => "timed_out",
-            Status::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Console levels, with the marker used when lines are rendered as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Log,
-    Info,
-    Warn,
-    Error,
-    Debug,
-    Trace,
-}
-
-impl Level {
-    fn from_raw(level: c_int) -> Level {
-        match level {
-            1 => Level::Info,
-            2 => Level::Warn,
-            3 => Level::Error,
-            4 => Level::Debug,
-            5 => Level::Trace,
-            _ => Level::Log,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Log => "log",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-            Level::Debug => "debug",
-            Level::Trace => "trace",
-        }
-    }
-
-    /// The prefix a line of this level carries in rendered output: none for `log`,
-    /// `[info] `, `[warn] `, `[error] `, `[debug] `, `[trace] ` for the others.
-    pub fn marker(self) -> &'static str {
-        match self {
-            Level::Log => "",
-            Level::Info => "[info] ",
-            Level::Warn => "[warn] ",
-            Level::Error => "[error] ",
-            Level::Debug => "[debug] ",
-            Level::Trace => "[trace] ",
-        }
-    }
-}
-
-/// One console call. `text` may hold several lines (an inspected object, say).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsoleLine {
-    pub level: Level,
-    pub text: String,
-}
-
-impl ConsoleLine {
-    /// The line as it appears in rendered output: level marker, text, newline.
-    pub fn render(&self) -> String {
-        format!("{}{}\n", self.level.marker(), self.text)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsError {
-    /// `TypeError`, `SyntaxError`, ...; `None` when a non-Error value was thrown.
-    pub name: Option<String>,
-    pub message: String,
-    /// `Name: message` followed by `    at ...` frames pointing into the input.
-    pub stack: String,
-    /// 1-based position in the user's source, when known.
-    pub line: Option<u32>,
-    pub column: Option<u32>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub status: Status,
-    /// JSON text of the completion value (status `Completed`).
-    pub result: Option<String>,
-    pub error: Option<JsError>,
-    pub heap_limit_exceeded: bool,
-    /// The source did not compile (status `Failed`): a syntax error, refused TypeScript,
-    /// nesting too deep. Errors thrown while the script runs never set it.
-    pub syntax_error: bool,
-    pub console: Vec<ConsoleLine>,
-    /// Console calls dropped after `console_limit_bytes` was reached.
-    pub console_dropped: u64,
-    pub snapshot: Option<Sealed>,
-    pub duration: Duration,
-    pub heap_used_bytes: u64,
-    pub external_peak_bytes: u64,
-    /// Byte strings the result's markers name (live contexts asked for them; else empty).
-    pub buffers: Vec<Vec<u8>>,
-}
+pub use crate::v8_process::{initialize, v8_version};
 
 /// A thread-safe handle that cancels the execution it is given to, before or while
 /// it runs. Cancelling twice, or after the end, does nothing.
@@ -161,20 +52,39 @@ impl Drop for Control {
     }
 }
 
-/// Everything about one execution except the code.
+/// The execution spec: everything about one execution except the code. A live context takes
+/// the same parts apart: [`IsolateOptions`] when it is made (`ContextOptions`), [`RunOptions`]
+/// for each run.
+#[derive(Default)]
 pub struct Options<'a> {
-    /// Envelope of the heap snapshot to restore; `None` starts from a fresh context.
+    pub isolate: IsolateOptions<'a>,
+    pub run: RunOptions<'a>,
+}
+
+/// The isolate code runs in: the heap it starts from, whether it makes snapshots, how far its
+/// heap may grow and what `fetch` may reach.
+#[derive(Default)]
+pub struct IsolateOptions<'a> {
+    /// Envelope of the heap snapshot to start from; `None` starts from the base context.
     pub heap: Option<&'a [u8]>,
-    /// Produce a new snapshot (runs in a `SnapshotCreator`; no WebAssembly there).
+    /// A `SnapshotCreator` isolate (no WebAssembly there): an execution returns a new
+    /// snapshot, a live context can take them.
     pub snapshot: bool,
     /// V8 heap cap; off-heap ArrayBuffer bytes get a budget of the same size. 0 = none.
     pub heap_limit_bytes: u64,
+    /// `fetch` for the allowed origins; `None`: fetch rejects (it is off).
+    pub fetch: Option<&'a FetchPolicy>,
+}
+
+/// What one run of code is held to: a one-shot execution, or one run (or call) in a live
+/// context.
+pub struct RunOptions<'a> {
     pub timeout: Option<Duration>,
     /// JavaScript, TypeScript (types stripped keeping positions) or Auto (the default).
     pub language: Language,
-    /// Name of the script in stack traces.
+    /// Name of the script in stack traces ([`DEFAULT_FILENAME`] when empty).
     pub filename: String,
-    /// Largest JSON result accepted (0 = unlimited); a larger one fails the execution.
+    /// Largest JSON result accepted (0 = unlimited); a larger one fails the run.
     pub max_result_bytes: u64,
     /// Console bytes kept in the outcome (0 = no limit, as for every limit); later calls
     /// are counted and dropped (the live callback still sees them).
@@ -182,192 +92,110 @@ pub struct Options<'a> {
     /// Whether the outcome keeps console calls at all (a caller that streams them through
     /// `on_console` may not need them twice).
     pub keep_console: bool,
+    /// ArrayBuffers and their views in the result come back as byte strings
+    /// ([`Outcome::buffers`], named by markers in the JSON).
+    pub bytes_result: bool,
     pub control: Option<&'a Control>,
     /// Called on the executing thread for every console call, while the script runs.
     pub on_console: Option<&'a mut dyn FnMut(&ConsoleLine)>,
-    /// `fetch` for the allowed origins; `None`: fetch rejects (it is off).
-    pub fetch: Option<&'a FetchPolicy>,
 }
-
-/// Console bytes an outcome keeps unless told otherwise.
-pub const DEFAULT_CONSOLE_LIMIT_BYTES: usize = 16 << 20;
 
 /// The script's name in stack traces unless one is given.
 pub const DEFAULT_FILENAME: &str = "<input>";
 
-impl Default for Options<'_> {
+impl Default for RunOptions<'_> {
     fn default() -> Self {
-        Options {
-            heap: None,
-            snapshot: false,
-            heap_limit_bytes: 0,
+        RunOptions {
             timeout: None,
             language: Language::Auto,
             filename: String::new(),
             max_result_bytes: 0,
             console_limit_bytes: DEFAULT_CONSOLE_LIMIT_BYTES,
             keep_console: true,
+            bytes_result: false,
             control: None,
             on_console: None,
-            fetch: None,
         }
     }
 }
 
-/// Errors that prevent an execution from starting at all.
-#[derive(Debug)]
-pub enum EngineError {
-    Init(String),
-    Snapshot(EnvelopeError),
-    Internal(String),
-    /// A live context that is closed (a run went over its heap cap, or it was closed).
-    Closed(String),
-}
+impl IsolateOptions<'_> {
+    /// Opens the envelope of `heap` into `buffer` (checked before V8 sees it); whether there
+    /// is a heap to restore.
+    pub(crate) fn unseal_heap(&self, buffer: &mut Vec<u8>) -> Result<bool, EngineError> {
+        match self.heap {
+            Some(envelope) => envelope::unseal_into(envelope, v8_version(), buffer)
+                .map(|()| true)
+                .map_err(EngineError::Snapshot),
+            None => Ok(false),
+        }
+    }
 
-impl std::fmt::Display for EngineError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EngineError::Init(m) => write!(f, "V8 initialisation failed: {m}"),
-            EngineError::Snapshot(e) => write!(f, "{e}"),
-            EngineError::Internal(m) => write!(f, "engine error: {m}"),
-            EngineError::Closed(m) => write!(f, "{m}"),
+    /// The shim's form, starting from the raw blob `heap` unsealed to (`None`: no heap).
+    pub(crate) fn raw(&self, blob: Option<&[u8]>) -> ffi::mv8_isolate_options {
+        ffi::mv8_isolate_options {
+            snapshot: blob.map_or(std::ptr::null(), |b| b.as_ptr()),
+            snapshot_len: blob.map_or(0, |b| b.len()),
+            snapshots: self.snapshot as c_int,
+            heap_limit_bytes: self.heap_limit_bytes,
         }
     }
 }
 
-impl std::error::Error for EngineError {}
+/// A script ready for the shim: the source prepared (`source::prepare`) and its name.
+pub(crate) struct Script {
+    pub(crate) code: String,
+    pub(crate) name: CString,
+}
 
-/// Initialises V8 (once per process; later calls return the first result).
-pub fn initialize() -> Result<(), EngineError> {
-    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
-    INIT.get_or_init(|| unsafe {
-        crate::web::install();
-        let mut err: *mut c_char = std::ptr::null_mut();
-        if ffi::mv8_initialize(&mut err) == 0 {
-            Ok(())
+impl Script {
+    /// `Err`: the outcome of a source that does not compile, which never reaches V8.
+    pub(crate) fn prepare(
+        code: &str,
+        run: &RunOptions,
+        started: Instant,
+    ) -> Result<Script, Box<Outcome>> {
+        let name = if run.filename.is_empty() {
+            DEFAULT_FILENAME.to_string()
         } else {
-            let msg = take_cstr(err).unwrap_or_else(|| "unknown error".into());
-            Err(msg)
-        }
-    })
-    .clone()
-    .map_err(EngineError::Init)
-}
-
-/// The V8 version string, e.g. `10.2.154.26-node.28`.
-pub fn v8_version() -> &'static str {
-    static VERSION: OnceLock<String> = OnceLock::new();
-    VERSION.get_or_init(|| unsafe {
-        CStr::from_ptr(ffi::mv8_v8_version())
-            .to_string_lossy()
-            .into_owned()
-    })
-}
-
-pub(crate) unsafe fn take_cstr(p: *mut c_char) -> Option<String> {
-    if p.is_null() {
-        return None;
-    }
-    let s = CStr::from_ptr(p).to_string_lossy().into_owned();
-    libc_free(p as *mut c_void);
-    Some(s)
-}
-
-extern "C" {
-    #[link_name = "free"]
-    fn libc_free(p: *mut c_void);
-}
-
-unsafe fn borrowed_cstr(p: *const c_char) -> Option<String> {
-    if p.is_null() {
-        None
-    } else {
-        Some(CStr::from_ptr(p).to_string_lossy().into_owned())
-    }
-}
-
-pub(crate) struct ConsoleSink<'a> {
-    lines: Vec<ConsoleLine>,
-    bytes: usize,
-    /// 0: no limit.
-    limit: usize,
-    keep: bool,
-    dropped: u64,
-    callback: Option<&'a mut dyn FnMut(&ConsoleLine)>,
-}
-
-impl<'a> ConsoleSink<'a> {
-    pub(crate) fn new(
-        limit: usize,
-        keep: bool,
-        callback: Option<&'a mut dyn FnMut(&ConsoleLine)>,
-    ) -> Self {
-        ConsoleSink {
-            lines: Vec::new(),
-            bytes: 0,
-            limit,
-            keep,
-            dropped: 0,
-            callback,
+            run.filename.replace('\0', "")
+        };
+        match source::prepare(code, run.language) {
+            Ok(prepared) => Ok(Script {
+                code: prepared.code,
+                name: CString::new(name).expect("NUL bytes were removed"),
+            }),
+            Err(e) => Err(Box::new(source_failure(e, &name, started))),
         }
     }
 }
 
-pub(crate) unsafe extern "C" fn on_console(
-    user_data: *mut c_void,
-    level: c_int,
-    text: *const c_char,
-    len: usize,
-) {
-    let sink = &mut *(user_data as *mut ConsoleSink);
-    let bytes = std::slice::from_raw_parts(text as *const u8, len);
-    let line = ConsoleLine {
-        level: Level::from_raw(level),
-        text: String::from_utf8_lossy(bytes).into_owned(),
-    };
-    // A panicking callback must not unwind into C++.
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        if let Some(cb) = sink.callback.as_mut() {
-            cb(&line);
-        }
-    }));
-    if sink.keep && (sink.limit == 0 || sink.bytes + len <= sink.limit) {
-        sink.bytes += len;
-        sink.lines.push(line);
-    } else {
-        sink.dropped += 1;
-    }
-}
-
-pub(crate) fn source_failure(
-    err: source::SourceError,
-    filename: &str,
+/// Runs one piece of code through the shim: `call` hands the shim the run's options (`name`:
+/// the script's, if any) and the response to fill. The console feeds a sink of this run; once
+/// the shim returns, the fetches of the run stop and the outcome is read.
+pub(crate) fn run_in_shim(
+    opts: RunOptions<'_>,
+    name: Option<&CString>,
+    fetcher: Option<&Fetcher>,
     started: Instant,
-) -> Outcome {
-    let stack = format!(
-        "SyntaxError: {}\n    at {}:{}:{}",
-        err.message, filename, err.line, err.column
-    );
-    Outcome {
-        status: Status::Failed,
-        result: None,
-        error: Some(JsError {
-            name: Some("SyntaxError".into()),
-            message: err.message,
-            stack,
-            line: Some(err.line),
-            column: Some(err.column),
-        }),
-        heap_limit_exceeded: false,
-        syntax_error: true,
-        console: Vec::new(),
-        console_dropped: 0,
-        snapshot: None,
-        duration: started.elapsed(),
-        heap_used_bytes: 0,
-        external_peak_bytes: 0,
-        buffers: Vec::new(),
+    call: impl FnOnce(ffi::mv8_run_options, *mut ffi::mv8_response),
+) -> Result<Outcome, EngineError> {
+    let mut sink = ConsoleSink::new(opts.console_limit_bytes, opts.keep_console, opts.on_console);
+    let run = ffi::mv8_run_options {
+        filename: name.map_or(std::ptr::null(), |n| n.as_ptr()),
+        timeout_secs: opts.timeout.map_or(0.0, |d| d.as_secs_f64().max(1e-6)),
+        max_result_bytes: opts.max_result_bytes,
+        bytes_result: opts.bytes_result as c_int,
+        console: Some(on_console),
+        console_user_data: &mut sink as *mut ConsoleSink as *mut c_void,
+        control: opts.control.map_or(std::ptr::null_mut(), |c| c.raw),
+    };
+    let mut response = Response::new();
+    call(run, response.as_mut_ptr());
+    if let Some(fetcher) = fetcher {
+        fetcher.end_run(); // its requests still in flight stop
     }
+    response.outcome(sink, started)
 }
 
 thread_local! {
@@ -400,131 +228,44 @@ impl Drop for RawHeap {
 
 /// Runs `code` once. Errors of the script are in the outcome; `Err` means the
 /// execution could not start (V8 failed to initialise, the heap envelope is invalid).
-pub fn execute(code: &str, mut opts: Options<'_>) -> Result<Outcome, EngineError> {
+pub fn execute(code: &str, opts: Options<'_>) -> Result<Outcome, EngineError> {
     let started = Instant::now();
     initialize()?;
-    let raw_heap = match opts.heap {
-        Some(envelope) => {
-            let mut raw = RawHeap::take();
-            envelope::unseal_into(envelope, v8_version(), &mut raw.0)
-                .map_err(EngineError::Snapshot)?;
-            Some(raw)
-        }
-        None => None,
+    let Options { isolate, run } = opts;
+    let mut blob = RawHeap::take();
+    let restores = isolate.unseal_heap(&mut blob.0)?;
+    let script = match Script::prepare(code, &run, started) {
+        Ok(script) => script,
+        Err(refused) => return Ok(*refused),
     };
-    let filename = if opts.filename.is_empty() {
-        DEFAULT_FILENAME.to_string()
-    } else {
-        opts.filename.replace('\0', "")
-    };
-    let prepared = match source::prepare(code, opts.language) {
-        Ok(p) => p,
-        Err(e) => return Ok(source_failure(e, &filename, started)),
-    };
-    let filename = CString::new(filename).expect("NUL bytes were removed");
     // fetch: the calls of this execution's fetch go to a Fetcher of its own.
-    let replies = opts.fetch.map(|_| Arc::new(Replies::new()));
-    let fetcher = opts
+    let replies = isolate.fetch.map(|_| Arc::new(Replies::new()));
+    let fetcher = isolate
         .fetch
         .zip(replies.as_ref())
         .map(|(policy, r)| Arc::new(Fetcher::new(policy.clone(), r.clone())));
     let fetch_dispatch: Option<Dispatch> = fetcher
         .clone()
         .map(|f| Box::new(move |call: HostCall<'_>| f.dispatch(call)) as Dispatch);
-    let mut sink = ConsoleSink::new(
-        opts.console_limit_bytes,
-        opts.keep_console,
-        opts.on_console.take(),
-    );
-    let request = ffi::mv8_request {
-        code: prepared.code.as_ptr() as *const c_char,
-        code_len: prepared.code.len(),
-        filename: filename.as_ptr(),
-        snapshot: raw_heap.as_ref().map_or(std::ptr::null(), |b| b.0.as_ptr()),
-        snapshot_len: raw_heap.as_ref().map_or(0, |b| b.0.len()),
-        want_snapshot: opts.snapshot as c_int,
-        heap_limit_bytes: opts.heap_limit_bytes,
-        timeout_secs: opts.timeout.map_or(0.0, |d| d.as_secs_f64().max(1e-6)),
-        max_result_bytes: opts.max_result_bytes,
-        console: Some(on_console),
-        console_user_data: &mut sink as *mut ConsoleSink as *mut c_void,
-        control: opts.control.map_or(std::ptr::null_mut(), |c| c.raw),
-        host_call: fetch_dispatch.as_ref().map(|_| on_host_call as _),
-        host_call_user_data: fetch_dispatch.as_ref().map_or(std::ptr::null_mut(), |d| {
-            d as *const Dispatch as *mut c_void
-        }),
-        replies: replies.as_ref().map_or(std::ptr::null_mut(), |r| r.raw()),
-    };
-    let mut response: ffi::mv8_response = unsafe { std::mem::zeroed() };
-    unsafe { ffi::mv8_execute(&request, &mut response) };
-    if let Some(fetcher) = &fetcher {
-        fetcher.end_run(); // its requests still in flight stop
-    }
-    let outcome = unsafe { convert(&response, sink, started) };
-    unsafe { ffi::mv8_response_free(&mut response) };
-    outcome
-}
-
-pub(crate) unsafe fn convert(
-    r: &ffi::mv8_response,
-    sink: ConsoleSink,
-    started: Instant,
-) -> Result<Outcome, EngineError> {
-    let status = match r.status {
-        ffi::MV8_COMPLETED => Status::Completed,
-        ffi::MV8_FAILED => Status::Failed,
-        ffi::MV8_TIMED_OUT => Status::TimedOut,
-        ffi::MV8_CANCELLED => Status::Cancelled,
-        ffi::MV8_CLOSED => {
-            let msg = borrowed_cstr(r.error_message).unwrap_or_else(|| "closed".into());
-            return Err(EngineError::Closed(msg));
-        }
-        _ => {
-            let msg = borrowed_cstr(r.error_message).unwrap_or_else(|| "unknown".into());
-            return Err(EngineError::Internal(msg));
-        }
-    };
-    let result = if r.result.is_null() {
-        None
-    } else {
-        let bytes = std::slice::from_raw_parts(r.result as *const u8, r.result_len);
-        Some(String::from_utf8_lossy(bytes).into_owned())
-    };
-    let error = if status == Status::Completed {
-        None
-    } else {
-        let message = borrowed_cstr(r.error_message).unwrap_or_default();
-        Some(JsError {
-            name: borrowed_cstr(r.error_name),
-            stack: borrowed_cstr(r.error_stack).unwrap_or_else(|| message.clone()),
-            message,
-            line: (r.error_line > 0).then_some(r.error_line as u32),
-            column: (r.error_column > 0).then_some(r.error_column as u32),
-        })
-    };
-    let snapshot = if r.snapshot.is_null() {
-        None
-    } else {
-        let raw = std::slice::from_raw_parts(r.snapshot, r.snapshot_len);
-        Some(envelope::seal(raw, v8_version()))
-    };
-    Ok(Outcome {
-        status,
-        result,
-        error,
-        heap_limit_exceeded: r.heap_limit_exceeded != 0,
-        syntax_error: r.syntax_error != 0,
-        console: sink.lines,
-        console_dropped: sink.dropped,
-        snapshot,
-        duration: started.elapsed(),
-        heap_used_bytes: r.heap_used_bytes,
-        external_peak_bytes: r.external_bytes,
-        buffers: (0..r.n_buffers)
-            .map(|i| {
-                let b = &*r.buffers.add(i);
-                std::slice::from_raw_parts(b.data, b.len).to_vec()
-            })
-            .collect(),
-    })
+    let raw_isolate = isolate.raw(restores.then_some(blob.0.as_slice()));
+    run_in_shim(
+        run,
+        Some(&script.name),
+        fetcher.as_deref(),
+        started,
+        |run, response| {
+            let request = ffi::mv8_request {
+                code: script.code.as_ptr() as *const c_char,
+                code_len: script.code.len(),
+                isolate: raw_isolate,
+                run,
+                host_call: fetch_dispatch.as_ref().map(|_| on_host_call as _),
+                host_call_user_data: fetch_dispatch.as_ref().map_or(std::ptr::null_mut(), |d| {
+                    d as *const Dispatch as *mut c_void
+                }),
+                replies: replies.as_ref().map_or(std::ptr::null_mut(), |r| r.raw()),
+            };
+            unsafe { ffi::mv8_execute(&request, response) };
+        },
+    )
 }

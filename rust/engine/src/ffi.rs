@@ -1,6 +1,8 @@
-//! Raw declarations of the C++ shim's C ABI (`cpp/shim.h`). Keep in step with it.
+//! Raw declarations of the C++ shim's C ABI (`cpp/shim.h`). Their layout is checked against
+//! `cpp/abi_layout.inc`, as the shim's is: change the three together.
 #![allow(non_camel_case_types)]
 
+use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 
 pub const MV8_COMPLETED: c_int = 0;
@@ -83,11 +85,27 @@ pub type mv8_host_call_fn = Option<
 >;
 
 #[repr(C)]
-pub struct mv8_context_options {
+pub struct mv8_isolate_options {
     pub snapshot: *const u8,
     pub snapshot_len: usize,
     pub snapshots: c_int,
     pub heap_limit_bytes: u64,
+}
+
+#[repr(C)]
+pub struct mv8_run_options {
+    pub filename: *const c_char,
+    pub timeout_secs: f64,
+    pub max_result_bytes: u64,
+    pub bytes_result: c_int,
+    pub console: mv8_console_fn,
+    pub console_user_data: *mut c_void,
+    pub control: *mut mv8_control,
+}
+
+#[repr(C)]
+pub struct mv8_context_options {
+    pub isolate: mv8_isolate_options,
     pub host_call: mv8_host_call_fn,
     pub host_call_user_data: *mut c_void,
 }
@@ -97,17 +115,11 @@ pub struct mv8_context_request {
     pub kind: c_int,
     pub code: *const c_char,
     pub code_len: usize,
-    pub filename: *const c_char,
     pub args_json: *const c_char,
     pub args_len: usize,
     pub buffers: *const mv8_bytes,
     pub n_buffers: usize,
-    pub bytes_result: c_int,
-    pub timeout_secs: f64,
-    pub max_result_bytes: u64,
-    pub console: mv8_console_fn,
-    pub console_user_data: *mut c_void,
-    pub control: *mut mv8_control,
+    pub run: mv8_run_options,
 }
 
 #[repr(C)]
@@ -126,16 +138,8 @@ pub struct mv8_heap_stats {
 pub struct mv8_request {
     pub code: *const c_char,
     pub code_len: usize,
-    pub filename: *const c_char,
-    pub snapshot: *const u8,
-    pub snapshot_len: usize,
-    pub want_snapshot: c_int,
-    pub heap_limit_bytes: u64,
-    pub timeout_secs: f64,
-    pub max_result_bytes: u64,
-    pub console: mv8_console_fn,
-    pub console_user_data: *mut c_void,
-    pub control: *mut mv8_control,
+    pub isolate: mv8_isolate_options,
+    pub run: mv8_run_options,
     pub host_call: mv8_host_call_fn,
     pub host_call_user_data: *mut c_void,
     pub replies: *mut mv8_replies,
@@ -201,4 +205,36 @@ extern "C" {
         buffers: *const mv8_bytes,
         n_buffers: usize,
     );
+}
+
+extern "C" {
+    #[link_name = "free"]
+    fn libc_free(p: *mut c_void);
+}
+
+/// A string the shim allocated for the caller (`char**` out-parameters), taken over and freed.
+pub(crate) unsafe fn take_cstr(p: *mut c_char) -> Option<String> {
+    if p.is_null() {
+        return None;
+    }
+    let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+    libc_free(p as *mut c_void);
+    Some(s)
+}
+
+/// A copy of a string the shim keeps (a response's fields, freed with the response).
+pub(crate) unsafe fn borrowed_cstr(p: *const c_char) -> Option<String> {
+    if p.is_null() {
+        None
+    } else {
+        Some(CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    //! Every struct of the ABI against `cpp/abi_layout.inc` (written out by build.rs).
+    use super::*;
+
+    include!(concat!(env!("OUT_DIR"), "/abi_layout_test.rs"));
 }

@@ -3,24 +3,46 @@
 //! live console capture and heap snapshots in checked envelopes.
 //!
 //! The core is free of PyO3; `python.rs` (feature `python`) is the only boundary.
+//!
+//! The modules, each above the ones it uses (no module uses one above it):
+//! - `python.rs`: the PyO3 boundary;
+//! - `context.rs`: live contexts, made and run with the parts of the spec;
+//! - `engine.rs`: the execution spec ([`Options`]) and one-shot executions;
+//! - `outcome.rs` (how a run ended), `v8_process.rs` (V8 started once), `web.rs` (services the
+//!   shim asks of Rust), `fetch/` (fetch under an allowlist), `host_calls.rs` (calls out of
+//!   JavaScript), `console.rs`, `error.rs`;
+//! - `source.rs` (the source pipeline), `transform.rs` (TypeScript code generation),
+//!   `parse.rs` (its one door to the parser), `nesting.rs`, `positions.rs`;
+//! - `envelope.rs` (snapshot envelopes) and `ffi.rs` (the shim's C ABI) at the ground.
 
+mod console;
 pub mod context;
 pub mod engine;
 pub mod envelope;
+mod error;
 pub mod fetch;
 mod ffi;
+mod host_calls;
 pub mod nesting;
+mod outcome;
+mod parse;
+mod positions;
 pub mod source;
 mod transform;
+mod v8_process;
 mod web;
 
 #[cfg(feature = "python")]
 mod python;
 
-pub use context::{ContextOptions, LiveContext, Replies, RunOptions};
+pub use console::{ConsoleLine, Level};
+pub use context::{ContextOptions, LiveContext};
 pub use engine::{
-    execute, initialize, v8_version, ConsoleLine, Control, EngineError, JsError, Level, Options,
-    Outcome, Status,
+    execute, initialize, v8_version, Control, IsolateOptions, Options, RunOptions,
+    DEFAULT_CONSOLE_LIMIT_BYTES, DEFAULT_FILENAME,
 };
+pub use error::EngineError;
 pub use fetch::FetchPolicy;
+pub use host_calls::{Dispatch, HostCall, Replies};
+pub use outcome::{JsError, Outcome, Status};
 pub use source::Language;

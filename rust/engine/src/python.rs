@@ -10,10 +10,14 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use crate::console::ConsoleLine;
 use crate::context;
-use crate::engine::{self, EngineError, Outcome, Status};
+use crate::engine;
 use crate::envelope;
+use crate::error::EngineError;
 use crate::fetch;
+use crate::host_calls::{Dispatch, HostCall, Replies};
+use crate::outcome::{Outcome, Status};
 use crate::source::Language;
 
 /// Cancellation handle: pass it to `execute(control=...)`, call `cancel()` from any
@@ -302,8 +306,8 @@ fn check_callable(py: Python<'_>, what: &str, callback: &Option<Py<PyAny>>) -> P
 }
 
 /// Calls `on_console(level, text)` with the GIL, from whichever thread runs the script.
-fn console_forwarder(on_console: &Option<Py<PyAny>>) -> impl FnMut(&engine::ConsoleLine) + '_ {
-    move |line: &engine::ConsoleLine| {
+fn console_forwarder(on_console: &Option<Py<PyAny>>) -> impl FnMut(&ConsoleLine) + '_ {
+    move |line: &ConsoleLine| {
         if let Some(cb) = on_console {
             Python::attach(|py| {
                 if let Err(e) = cb.call1(py, (line.level.as_str(), line.text.as_str())) {
@@ -354,22 +358,27 @@ fn execute(
     let outcome = py.detach(|| {
         let mut forward = console_forwarder(&on_console);
         let opts = engine::Options {
-            heap: heap.as_deref(),
-            snapshot,
-            heap_limit_bytes,
-            timeout,
-            language,
-            filename,
-            max_result_bytes,
-            console_limit_bytes,
-            keep_console,
-            control: control_ref.map(|c| &c.inner),
-            on_console: if on_console.is_some() {
-                Some(&mut forward)
-            } else {
-                None
+            isolate: engine::IsolateOptions {
+                heap: heap.as_deref(),
+                snapshot,
+                heap_limit_bytes,
+                fetch: fetch_policy.as_ref(),
             },
-            fetch: fetch_policy.as_ref(),
+            run: engine::RunOptions {
+                timeout,
+                language,
+                filename,
+                max_result_bytes,
+                console_limit_bytes,
+                keep_console,
+                bytes_result: false,
+                control: control_ref.map(|c| &c.inner),
+                on_console: if on_console.is_some() {
+                    Some(&mut forward)
+                } else {
+                    None
+                },
+            },
         };
         engine::execute(&code, opts)
     });
@@ -384,7 +393,7 @@ fn execute(
 struct PyLiveContext {
     /// `None` once closed. Runs hold it shared; `close` waits for them.
     inner: RwLock<Option<context::LiveContext>>,
-    replies: Arc<context::Replies>,
+    replies: Arc<Replies>,
 }
 
 impl PyLiveContext {
@@ -405,7 +414,7 @@ impl PyLiveContext {
 }
 
 /// Posts the error of a dispatcher that raised, so that the JS promise rejects.
-fn post_python_error(py: Python<'_>, replies: &context::Replies, call_id: u64, err: &PyErr) {
+fn post_python_error(py: Python<'_>, replies: &Replies, call_id: u64, err: &PyErr) {
     let name = err
         .get_type(py)
         .name()
@@ -459,10 +468,10 @@ impl PyLiveContext {
         let heap_limit_bytes = parse_heap_limit(heap_limit_mb)?;
         let fetch_policy = parse_fetch(allow_fetch, max_fetch_bytes, max_fetch_requests)?;
         check_callable(py, "dispatch", &dispatch)?;
-        let replies_slot: Arc<OnceLock<Arc<context::Replies>>> = Arc::new(OnceLock::new());
-        let dispatch: Option<context::Dispatch> = dispatch.map(|callback| {
+        let replies_slot: Arc<OnceLock<Arc<Replies>>> = Arc::new(OnceLock::new());
+        let dispatch: Option<Dispatch> = dispatch.map(|callback| {
             let slot = replies_slot.clone();
-            Box::new(move |call: context::HostCall<'_>| {
+            Box::new(move |call: HostCall<'_>| {
                 Python::attach(|py| {
                     let buffers: Vec<Bound<'_, PyBytes>> =
                         call.buffers.iter().map(|b| PyBytes::new(py, b)).collect();
@@ -474,17 +483,19 @@ impl PyLiveContext {
                         }
                     }
                 })
-            }) as context::Dispatch
+            }) as Dispatch
         });
         let heap = heap.map(|h| h.to_vec());
         let live = py
             .detach(|| {
                 context::LiveContext::new(context::ContextOptions {
-                    heap: heap.as_deref(),
-                    snapshots,
-                    heap_limit_bytes,
+                    isolate: engine::IsolateOptions {
+                        heap: heap.as_deref(),
+                        snapshot: snapshots,
+                        heap_limit_bytes,
+                        fetch: fetch_policy.as_ref(),
+                    },
                     dispatch,
-                    fetch: fetch_policy,
                 })
             })
             .map_err(|e| to_pyerr(py, e))?;
@@ -526,7 +537,7 @@ impl PyLiveContext {
             let mut forward = console_forwarder(&on_console);
             live.run(
                 code,
-                context::RunOptions {
+                engine::RunOptions {
                     timeout,
                     language,
                     filename,
@@ -574,7 +585,7 @@ impl PyLiveContext {
                 path,
                 args_json,
                 &views,
-                context::RunOptions {
+                engine::RunOptions {
                     timeout,
                     max_result_bytes,
                     console_limit_bytes,

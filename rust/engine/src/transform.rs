@@ -38,12 +38,12 @@ use oxc_allocator::Allocator;
 use oxc_ast::ast::*;
 use oxc_ast_visit::Visit;
 use oxc_codegen::{Codegen, CodegenOptions, CommentOptions};
-use oxc_parser::Parser;
 use oxc_semantic::SemanticBuilder;
 use oxc_span::SourceType;
 use oxc_transformer::{EnvOptions, JsxOptions, TransformOptions, Transformer, TypeScriptOptions};
 
-use crate::source::{is_line_terminator, SourceError};
+use crate::parse::{is_valid, parse};
+use crate::positions::{is_line_terminator, SourceError};
 
 const NAMESPACE_NON_CONST_ERROR: &str = "TypeScript namespaces can only export `const` variables here (`export let` / `export var` in a namespace need code generation that is not supported); use `export const`";
 
@@ -60,16 +60,13 @@ pub(crate) fn generate<'a>(
     construct: u32,
 ) -> Result<String, SourceError> {
     let (code, tokens) = print(allocator, src, program)?;
-    if let Some(aligned) = retain_lines(&code, &tokens) {
-        return Ok(aligned);
-    }
-    let allocator = Allocator::default();
-    if parse_javascript(&allocator, &code).is_none() {
+    let printed_allocator = Allocator::default();
+    let Some(printed) = parse_javascript(&printed_allocator, &code) else {
         // TypeScript the transform left in place: better named here than by V8 in the
         // printed code.
         return Err(SourceError::at(src, construct, UNCOMPILED_ERROR));
-    }
-    Ok(code)
+    };
+    Ok(retain_lines(&code, &printed, &tokens).unwrap_or(code))
 }
 
 /// Transforms and prints `program`, with the source-map tokens of the printed code.
@@ -217,25 +214,21 @@ fn parse_javascript<'a>(allocator: &'a Allocator, code: &'a str) -> Option<Progr
     [SourceType::mjs(), SourceType::cjs()]
         .into_iter()
         .find_map(|source_type| {
-            let parsed = Parser::new(allocator, code, source_type).parse();
-            (!parsed.panicked && !parsed.diagnostics.has_errors()).then_some(parsed.program)
+            let parsed = parse(allocator, code, source_type);
+            is_valid(&parsed).then_some(parsed.program)
         })
 }
 
 /// The program printed again, without positions: two texts that print the same are the same
 /// program.
-fn canonical(code: &str) -> Option<String> {
-    let allocator = Allocator::default();
-    let program = parse_javascript(&allocator, code)?;
-    Some(
-        Codegen::new()
-            .with_options(CodegenOptions {
-                comments: CommentOptions::disabled(),
-                ..CodegenOptions::default()
-            })
-            .build(&program)
-            .code,
-    )
+fn canonical(program: &Program<'_>) -> String {
+    Codegen::new()
+        .with_options(CodegenOptions {
+            comments: CommentOptions::disabled(),
+            ..CodegenOptions::default()
+        })
+        .build(program)
+        .code
 }
 
 fn is_identifier_char(c: char) -> bool {
@@ -293,15 +286,16 @@ fn can_break(code: &str, at: usize) -> bool {
         )
 }
 
-/// Moves the tokens of `code` (printed code, one statement per line, no comments) to the
-/// lines and columns of the original that `tokens` give (see the module documentation).
-/// `None` when the printed code does not parse, or when the result would not be the same
-/// program.
-pub(crate) fn retain_lines(code: &str, tokens: &[MapToken]) -> Option<String> {
-    let allocator = Allocator::default();
-    let program = parse_javascript(&allocator, code)?;
+/// Moves the tokens of `code` (printed code, one statement per line, no comments, parsed as
+/// `program`) to the lines and columns of the original that `tokens` give (see the module
+/// documentation). `None` when the result would not be the same program.
+pub(crate) fn retain_lines(
+    code: &str,
+    program: &Program<'_>,
+    tokens: &[MapToken],
+) -> Option<String> {
     let mut literals = Literals::default();
-    literals.visit_program(&program);
+    literals.visit_program(program);
     for comment in &program.comments {
         literals.ranges.push((comment.span.start, comment.span.end));
     }
@@ -413,24 +407,39 @@ pub(crate) fn retain_lines(code: &str, tokens: &[MapToken]) -> Option<String> {
         i += c.len_utf8();
     }
     // Same program, whatever moved.
-    if canonical(&out)? != canonical(code)? {
-        return None;
-    }
-    Some(out)
+    let allocator = Allocator::default();
+    let moved = parse_javascript(&allocator, &out)?;
+    (canonical(&moved) == canonical(program)).then_some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{execute, Options, Status};
+    use crate::engine::{execute, Options, RunOptions};
+    use crate::outcome::Status;
     use crate::source::{prepare, Language};
+
+    /// `retain_lines` of printed code, parsed first as `generate` parses it.
+    fn realign(code: &str, tokens: &[MapToken]) -> Option<String> {
+        let allocator = Allocator::default();
+        let program = parse_javascript(&allocator, code).expect("the printed code parses");
+        retain_lines(code, &program, tokens)
+    }
+
+    fn canonical_text(code: &str) -> String {
+        let allocator = Allocator::default();
+        canonical(&parse_javascript(&allocator, code).expect("the code parses"))
+    }
 
     /// Runs TypeScript; the JSON of its completion value.
     fn run(src: &str) -> String {
         let out = execute(
             src,
             Options {
-                language: Language::TypeScript,
+                run: RunOptions {
+                    language: Language::TypeScript,
+                    ..RunOptions::default()
+                },
                 ..Options::default()
             },
         )
@@ -444,7 +453,10 @@ mod tests {
         let out = execute(
             src,
             Options {
-                language: Language::TypeScript,
+                run: RunOptions {
+                    language: Language::TypeScript,
+                    ..RunOptions::default()
+                },
                 ..Options::default()
             },
         )
@@ -613,11 +625,9 @@ mod tests {
             const x = i as number;\n\
             [x, s1, s2.length, re.source, t, [...gen()], obj.a, obj[E.A], new K<number>().p, typeof arrow]";
         let allocator = Allocator::default();
-        let program = Parser::new(&allocator, src, SourceType::ts())
-            .parse()
-            .program;
+        let program = parse(&allocator, src, SourceType::ts()).program;
         let (code, tokens) = print(&allocator, src, program).unwrap();
-        let out = retain_lines(&code, &tokens).unwrap_or_else(|| panic!("fell back: {code}"));
+        let out = realign(&code, &tokens).unwrap_or_else(|| panic!("fell back: {code}"));
         let lines = |text: &str| text.split(['\n', '\u{2028}']).count();
         assert_eq!(lines(&out), lines(src), "{out}");
         assert_eq!(
@@ -644,9 +654,9 @@ mod tests {
                 src_col: 0,
             },
         ];
-        let out = retain_lines(code, &tokens).unwrap();
+        let out = realign(code, &tokens).unwrap();
         assert!(out.contains("a++;") && out.contains("return 1;"), "{out:?}");
-        assert_eq!(canonical(&out), canonical(code));
+        assert_eq!(canonical_text(&out), canonical_text(code));
     }
 
     #[test]
@@ -672,9 +682,6 @@ mod tests {
                 src_col: 8,
             },
         ];
-        assert_eq!(
-            retain_lines(code, &tokens).unwrap(),
-            "let a = 1;\n\n    f(  a);"
-        );
+        assert_eq!(realign(code, &tokens).unwrap(), "let a = 1;\n\n    f(  a);");
     }
 }

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
-use crate::context::{HostCall, Replies};
+use crate::host_calls::{HostCall, Replies};
 
 pub use policy::{
     FetchPolicy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_REQUESTS,
@@ -44,6 +44,12 @@ pub const FETCH: &str = "mcp-v8:fetch";
 pub const FETCH_OFF: &str =
     "fetch refused: fetch is off (no origin is allowed: allow some with --allow-fetch, \
                              MCP_V8_ALLOW_FETCH or Engine(allow_fetch=[...]))";
+
+/// Answers a fetch where fetch is off (a live context made without a policy).
+pub(crate) fn refuse_off(replies: &Replies, call_id: u64) {
+    let json = json!({"name": "TypeError", "message": FETCH_OFF}).to_string();
+    replies.post(call_id, false, &json, &[]);
+}
 
 /// The requests of one run: their agent (whose sockets [`Run::end`] shuts down) and count.
 struct Run {
