@@ -77,6 +77,7 @@ def worker_steps(root: str) -> Steps:
     from mcp_v8.engine import Engine
     from mcp_v8.executions import worker
     from mcp_v8.executions.protocol import Job
+    from mcp_v8.executions.spec import ExecutionSpec, Limits
     from mcp_v8.storage import FileHeapStore
 
     tune = getattr(worker, "_keep_freed_memory", None)  # what the worker's main() does first
@@ -89,14 +90,10 @@ def worker_steps(root: str) -> Steps:
     output = worker._Output(sent.append, 1 << 20)
 
     def run(code: str, heap: str | None, snapshot: bool = True) -> Any:
-        job = Job(
-            execution_id=uuid.uuid4().hex,
-            code=code,
-            heap=heap,
-            heap_limit_mb=64,
-            timeout_secs=30.0,
-            snapshot=snapshot,
+        limits = Limits(
+            heap_limit_mb=64, timeout_secs=30.0, max_result_bytes=8 << 20, max_output_bytes=1 << 20
         )
+        job = Job(uuid.uuid4().hex, ExecutionSpec(code=code, limits=limits, heap=heap, snapshot=snapshot))
         output.start(job.execution_id)
         result = worker._run(engine, heaps, job, None, output)
         output.flush()

@@ -74,6 +74,11 @@ def test_wait_with_a_timeout_returns_it_running_then_cancel(client: Client) -> N
 def test_check_raises_what_the_engine_raises(client: Client) -> None:
     with pytest.raises(JSError, match="boom"):
         client.execute("throw new Error('boom')").check()
+    thrown = client.execute("null;\nthrow new RangeError('far')")
+    assert thrown.js_error is not None and (thrown.js_error["name"], thrown.js_error["line"]) == (
+        "RangeError",
+        2,
+    )
     with pytest.raises(ExecutionTimeout):
         client.execute("while (true) {}", execution_timeout_secs=1).check()
     assert client.execute("1 + 1").check().value == 2

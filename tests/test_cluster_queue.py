@@ -7,7 +7,6 @@ Every wait has a generous bound that only turns a hang into a failure."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import queue
 import threading
@@ -18,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from mcp_v8.executions import CancelOutcome, ExecutionManager, QueueFull, SubmitRequest
+from mcp_v8.executions import CancelOutcome, ExecutionManager, ExecutionSpec, Limits, QueueFull
 from mcp_v8.executions.cluster import LEFT_NODE, Cluster
+from mcp_v8.executions.spec import spec_to_wire
 from mcp_v8.storage import FileHeapStore
 from mcp_v8.storage.heap_catalogue import Catalogue
 from mcp_v8.storage.shared_heaps import LocalHeaps, SharedHeaps
@@ -36,8 +36,9 @@ SUBMITTERS = 24  # threads released together per round, half on each node
 ROUNDS = 10
 
 
-def request(**fields: Any) -> SubmitRequest:
-    return SubmitRequest(**{"code": "1", "heap": None, "heap_limit_mb": 8, "timeout_secs": 60, **fields})
+def request(**fields: Any) -> ExecutionSpec:
+    limits = Limits(heap_limit_mb=8, timeout_secs=60, max_result_bytes=1 << 20, max_output_bytes=1 << 20)
+    return ExecutionSpec(**{"code": "1", "limits": limits, **fields})
 
 
 def no_worker(*args: Any) -> Any:
@@ -105,7 +106,6 @@ def make_node(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Calla
                 data_dir=root,
                 workers=1,
                 queue_limit=limit,
-                max_output_bytes=1 << 20,
                 spawn_worker=no_worker,
                 work=work,
                 owner=name,
@@ -388,7 +388,7 @@ def test_a_job_this_release_cannot_read_fails_when_claimed(make_node: Callable[.
         execution_id = "from-a-newer-release"
         b.output.create(execution_id)
         b.executions.create(execution_id)
-        job = {**dataclasses.asdict(request()), "priority": 7}
+        job = {**spec_to_wire(request()), "priority": 7}
         assert b.queue.enqueue(execution_id, job, limit=LIMIT)
         take_one(a)
         assert_failed_and_announced(a, heard, execution_id, "priority")

@@ -3,7 +3,8 @@
 A ``FakeWorker`` is a thread of the test process that speaks the worker protocol on the
 slot's socket and does what each job's code names (``complete``, ``until-cancel``,
 ``ignore-cancel``, ``finish-on-cancel``, ``crash``, ``print-until-cancel``, and the
-misbehaviours of ``STRAYS``). A ``ParkingSlot`` parks ``run`` or
+misbehaviours of ``STRAYS`` and ``FRAMES``: messages out of step, and bytes that break the
+channel's protocol). A ``ParkingSlot`` parks ``run`` or
 ``cancel`` at a hand-off point with the slot's lock held, and its lock reports when
 another thread has to wait for it, so each interleaving of a cancel with a job's
 hand-off to the worker is forced, not hoped for. Every wait has a generous bound that
@@ -12,10 +13,14 @@ only turns a hang into a failure.
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import dataclasses
 import hashlib
+import json
 import os
 import queue
+import re
 import signal
 import socket
 import struct
@@ -27,13 +32,27 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, BinaryIO, Callable
 
+import msgpack
 import pytest
 
 from mcp_v8.errors import SnapshotError
-from mcp_v8.executions import CancelOutcome, ExecutionManager, QueueFull, SubmitRequest
+from mcp_v8.executions import CancelOutcome, ExecutionManager, ExecutionSpec, FetchPolicy, Limits, QueueFull
 from mcp_v8.executions.pool import WorkerOptions, WorkerSlot, WorkerStartError
-from mcp_v8.executions.protocol import Channel, Job, JobResult
+from mcp_v8.executions.protocol import (
+    OUTPUT_CHUNK,
+    Cancel,
+    Channel,
+    Done,
+    Job,
+    JobResult,
+    Message,
+    Output,
+    ProtocolError,
+    Ready,
+    Stop,
+)
 from mcp_v8.executions.worker import _run
+from mcp_v8.js_error import JsError
 from mcp_v8.storage import (
     Catalogue,
     FileHeapStore,
@@ -51,17 +70,65 @@ HANG = 30.0  # seconds; only ever reached when the code under test is broken
 WORKER_CANCELLED = "cancelled in the worker"
 SLOT_CANCELLED = "execution cancelled"
 LATE_HEAP = "f" * 64
-# What a worker out of step with its slot might send while running a job "a".
-STRAYS: dict[str, Any] = {
-    "stray-output": ("output", "another-execution", "not mine\n"),
-    "stray-done": ("done", "another-execution", JobResult(status="completed", result="1")),
-    "stray-ready": ("ready",),
-    "short-message": ("output", "a"),
-    "unknown-kind": ("progress", "a", "50%"),
-    "not-a-tuple": ["done", "a", JobResult(status="completed")],
-    "done-without-result": ("done", "a", "completed"),
-    "output-not-text": ("output", "a", b"bytes\n"),
-    "unreadable": b"\x80\x05not a pickle",
+
+
+def frame(body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + body
+
+
+def packed(value: Any) -> bytes:
+    """A frame holding ``value`` in msgpack, whatever it is."""
+    return frame(msgpack.packb(value, use_bin_type=True))
+
+
+def done_body(execution_id: str = "a", **fields: Any) -> dict[str, Any]:
+    body = {
+        "execution_id": execution_id,
+        "status": "completed",
+        "result": "1",
+        "error": None,
+        "js_error": None,
+        "heap": None,
+        "heap_size": None,
+        "duration_ms": 1.0,
+    }
+    return {**body, **fields}
+
+
+# What a worker out of step with its slot might send while running a job "a": well-formed
+# messages, but not the job's next one.
+STRAYS: dict[str, Message] = {
+    "stray-output": Output("another-execution", "not mine\n"),
+    "stray-done": Done("another-execution", JobResult(status="completed", result="1")),
+    "stray-ready": Ready(),
+}
+# What breaks the channel's protocol (raw bytes): each one kills the worker.
+FRAMES: dict[str, bytes] = {
+    "garbage": frame(b"\x80\x05not msgpack, nor anything"),
+    "a-pickle": frame(
+        b"\x80\x05\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94."
+    ),
+    "empty-frame": frame(b""),
+    "huge-length-prefix": struct.pack(">I", 0xFFFFFFFF),  # checked before a byte of the body is read
+    "not-a-list": packed({"kind": "output", "execution_id": "a", "text": "x"}),
+    "short-list": packed(["output", 1]),
+    "unknown-kind": packed(["progress", 1, {"execution_id": "a", "percent": 50}]),
+    "a-servers-kind": packed(["run", 1, {"execution_id": "a", "spec": {}}]),
+    "unknown-version": packed(["output", 2, {"execution_id": "a", "text": "x"}]),
+    "wrong-field-type": packed(["output", 1, {"execution_id": "a", "text": b"bytes\n"}]),
+    "bool-for-an-integer": packed(["done", 1, done_body(heap_size=True)]),
+    "missing-field": packed(["output", 1, {"execution_id": "a"}]),
+    "unknown-field": packed(["output", 1, {"execution_id": "a", "text": "x", "extra": 1}]),
+    "not-a-status": packed(["done", 1, done_body(status="exploded")]),
+    "not-a-heap-key": packed(["done", 1, done_body(heap="../../etc/passwd")]),
+    "bad-js-error": packed(["done", 1, done_body(status="failed", js_error={"name": "E"})]),
+    "extension-type": frame(
+        msgpack.packb(["output", 1, {"execution_id": "a", "text": msgpack.ExtType(5, b"x")}])
+    ),
+    "trailing-bytes": frame(msgpack.packb(["output", 1, {"execution_id": "a", "text": "x"}]) + b"\x00"),
+    "invalid-utf8": frame(b"\x93\xa6output\x01\x82\xacexecution_id\xa1a\xa4text\xa2\xff\xfe"),
+    "oversized-output": packed(["output", 1, {"execution_id": "a", "text": "x" * (OUTPUT_CHUNK + 1)}]),
+    "deep-nesting": frame(b"\x91" * 100_000 + b"\xc0"),
 }
 
 
@@ -72,15 +139,17 @@ class FakeWorker:
     """A worker process played by a thread: what a slot's ``spawn`` returns."""
 
     def __init__(
-        self, sock: socket.socket, stderr_path: Path, heaps_root: str, greeting: Any = ("ready",)
+        self, sock: socket.socket, stderr_path: Path, heaps_root: str, greeting: Message | bytes
     ) -> None:
         self._greeting = greeting
         self._heaps = FileHeapStore(heaps_root, durable=False)
         self._sock = socket.socket(fileno=os.dup(sock.fileno()))  # the slot closes its own copy
-        self._conn = Channel(self._sock)
+        self._conn = Channel(self._sock, peer="server")
         self._stderr_path = stderr_path
         self.received: queue.Queue[Any] = queue.Queue()
         self.returncode: int | None = None
+        self.stopped_reading = threading.Event()
+        self.release = threading.Event()  # a worker that stopped reading goes on
         self._thread = threading.Thread(target=self._main, daemon=True, name="fake-worker")
         self._thread.start()
 
@@ -91,6 +160,7 @@ class FakeWorker:
     def kill(self) -> None:
         if self.returncode is None:
             self.returncode = -signal.SIGKILL
+        self.release.set()
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
 
@@ -110,45 +180,77 @@ class FakeWorker:
             messages.append(self.received.get_nowait())
         return messages
 
+    def _send(self, message: Message | bytes) -> None:
+        if isinstance(message, bytes):
+            self._sock.sendall(message)
+        else:
+            self._conn.send(message)
+
     def _main(self) -> None:
         current: Job | None = None
         try:
-            self._conn.send(self._greeting)
+            self._send(self._greeting)
             while True:
                 message = self._conn.recv()
                 self.received.put(message)
                 if isinstance(message, Job):
                     current = message
-                    if message.code == "complete":
-                        eid = message.execution_id
-                        self._conn.send(("output", eid, f"ran {eid}\n"))
-                        self._conn.send(("done", eid, JobResult(status="completed", result='"done"')))
-                    elif message.code == "print-until-cancel":  # a script printing in a loop
-                        self._conn.send(("output", message.execution_id, "tick\n"))
-                    elif message.code in STRAYS:  # a message that is not the job's next one
-                        self._conn.send(("output", message.execution_id, "before\n"))
-                        stray = STRAYS[message.code]
-                        if isinstance(stray, bytes):  # framed, but not a pickle
-                            self._sock.sendall(struct.pack(">I", len(stray)) + stray)
-                        else:
-                            self._conn.send(stray)
-                    elif message.code == "heap-present":  # whether the job's heap is stored now
-                        present = message.heap is not None and self._heaps.exists(message.heap)
+                    eid, code = message.execution_id, message.spec.code
+                    if code == "complete":
+                        self._send(Output(eid, f"ran {eid}\n"))
+                        self._send(Done(eid, JobResult(status="completed", result='"done"')))
+                    elif code == "print-until-cancel":  # a script printing in a loop
+                        self._send(Output(eid, "tick\n"))
+                    elif code in STRAYS or code in FRAMES:  # not the job's next message
+                        self._send(Output(eid, "before\n"))
+                        self._send(STRAYS[code] if code in STRAYS else FRAMES[code])
+                    elif code == "truncated":  # a frame that stops after its first bytes
+                        self._send(Output(eid, "before\n"))
+                        self._send(struct.pack(">I", 100) + b"\x93" * 10)
+                    elif code == "truncated-then-exit":
+                        self._send(struct.pack(">I", 100) + b"\x93" * 10)
+                        self.returncode = 3
+                        return
+                    elif code == "stop-reading":  # ends its job, then takes no more messages
+                        self._send(Done(eid, JobResult(status="completed", result="1")))
+                        self.stopped_reading.set()
+                        self.release.wait(HANG)
+                        return
+                    elif code == "heap-present":  # whether the job's heap is stored now
+                        present = message.spec.heap is not None and self._heaps.exists(message.spec.heap)
                         result = JobResult(status="completed", result="true" if present else "false")
-                        self._conn.send(("done", message.execution_id, result))
-                    elif message.code == "crash":
+                        self._send(Done(eid, result))
+                    elif code == "store-heap":  # a new heap, stored as the worker stores it: bytes only
+                        data = f"heap of {eid}".encode()
+                        key = hashlib.sha256(data).hexdigest()
+                        self._heaps.put(key, data, session=None, tags=None)
+                        self._send(
+                            Done(
+                                eid, JobResult(status="completed", result="1", heap=key, heap_size=len(data))
+                            )
+                        )
+                    elif code == "throw":
+                        thrown = JsError("TypeError", "bad", "TypeError: bad\n    at <input>:1:1", 1, 1)
+                        result = JobResult(status="failed", error=thrown.stack, js_error=thrown)
+                        self._send(Done(eid, result))
+                    elif code == "crash":
                         with open(self._stderr_path, "ab") as stderr:
                             stderr.write(b"#\n# Fatal javascript OOM in a fake worker\n#\n")
                         self.returncode = -signal.SIGKILL
                         return
-                elif message[0] == "cancel" and current is not None and message[1] == current.execution_id:
-                    if current.code in ("until-cancel", "print-until-cancel"):
+                elif (
+                    isinstance(message, Cancel)
+                    and current is not None
+                    and message.execution_id == current.execution_id
+                ):
+                    code = current.spec.code
+                    if code in ("until-cancel", "print-until-cancel"):
                         result = JobResult(status="cancelled", error=WORKER_CANCELLED)
-                        self._conn.send(("done", current.execution_id, result))
-                    elif current.code == "finish-on-cancel":  # the job ended as the cancel arrived
+                        self._send(Done(current.execution_id, result))
+                    elif code == "finish-on-cancel":  # the job ended as the cancel arrived
                         result = JobResult(status="completed", result='"late"', heap=LATE_HEAP, heap_size=1)
-                        self._conn.send(("done", current.execution_id, result))
-                elif message[0] == "stop":
+                        self._send(Done(current.execution_id, result))
+                elif isinstance(message, Stop):
                     self.returncode = 0
                     return
         except (EOFError, OSError):
@@ -163,7 +265,7 @@ class FakeWorkers:
 
     def __init__(self) -> None:
         self.started: list[FakeWorker] = []
-        self.greeting: Any = ("ready",)  # what the next worker says first
+        self.greeting: Message | bytes = Ready()  # what the next worker says first
 
     def __call__(self, options: WorkerOptions, sock: socket.socket, stderr: BinaryIO) -> FakeWorker:
         worker = FakeWorker(sock, Path(stderr.name), options.heaps_root, self.greeting)
@@ -251,8 +353,18 @@ class Background:
         return self._value
 
 
-def job(execution_id: str, code: str, timeout: float = 60.0) -> Job:
-    return Job(execution_id=execution_id, code=code, heap=None, heap_limit_mb=8, timeout_secs=timeout)
+def spec(code: str, *, timeout_secs: float = 60.0, heap_limit_mb: int = 8, **fields: Any) -> ExecutionSpec:
+    limits = Limits(
+        heap_limit_mb=heap_limit_mb,
+        timeout_secs=timeout_secs,
+        max_result_bytes=1 << 20,
+        max_output_bytes=1 << 20,
+    )
+    return ExecutionSpec(code=code, limits=limits, **fields)
+
+
+def job(execution_id: str, code: str, timeout: float = 60.0, **fields: Any) -> Job:
+    return Job(execution_id, spec(code, timeout_secs=timeout, **fields))
 
 
 class Reports:
@@ -282,7 +394,7 @@ def make_slot(tmp_path: Path, workers: FakeWorkers, reports: Reports) -> Iterato
     slots: list[ParkingSlot] = []
 
     def make(**kwargs: Any) -> ParkingSlot:
-        options = WorkerOptions(max_output_bytes=1 << 20, heaps_root=str(tmp_path), durable_heaps=False)
+        options = WorkerOptions(heaps_root=str(tmp_path), durable_heaps=False)
         slot = ParkingSlot(
             0,
             tmp_path,
@@ -337,7 +449,7 @@ def test_cancel_arriving_while_run_is_between_its_check_and_the_send(
     assert runner.result() == JobResult(status="cancelled", error=WORKER_CANCELLED)
     messages = workers.current.all_received()
     assert job_ids(messages) == ["a"]
-    assert messages[1:] == [("cancel", "a")]
+    assert messages[1:] == [Cancel("a")]
     assert slot.alive()
 
 
@@ -367,7 +479,7 @@ def test_cancel_while_running_reaches_the_worker(
     slot.cancel("a")
     slot.cancel("a")  # a second cancel changes nothing
     assert runner.result() == JobResult(status="cancelled", error=WORKER_CANCELLED)
-    assert workers.current.all_received() == [("cancel", "a")]
+    assert workers.current.all_received() == [Cancel("a")]
     assert slot.alive() and len(workers.started) == 1 and reports.restarts == 0
 
 
@@ -477,8 +589,8 @@ def test_an_output_write_failing_with_os_error_is_no_crash(
     assert_replaced(slot, workers, reports, printing)
 
 
-@pytest.mark.parametrize("stray", sorted(STRAYS))
-def test_a_message_out_of_step_kills_the_worker_and_fails_only_its_job(
+@pytest.mark.parametrize("stray", sorted(STRAYS) + sorted(FRAMES))
+def test_a_message_out_of_step_or_off_the_protocol_kills_the_worker_and_fails_only_its_job(
     make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports, stray: str
 ) -> None:
     slot = make_slot()
@@ -486,11 +598,68 @@ def test_a_message_out_of_step_kills_the_worker_and_fails_only_its_job(
     output: list[str] = []
     result = slot.run(job("a", stray), output.append)
     assert output == ["before\n"]  # what came before the stray message was relayed
-    assert result.status == "failed"
+    assert result.status == "failed" and result.js_error is None
     assert result.error is not None and result.error.startswith("worker sent ")
-    assert "not mine" not in (result.error or "")  # the payload is not echoed
+    assert "not mine" not in result.error and "xxxx" not in result.error  # the payload is not echoed
     assert reports.crashes == []
     assert_replaced(slot, workers, reports, confused)
+
+
+def test_a_frame_whose_length_prefix_is_huge_is_refused_before_its_body(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports
+) -> None:
+    slot = make_slot()
+    result = slot.run(job("a", "huge-length-prefix"), lambda text: None)
+    assert result.error is not None
+    assert re.fullmatch(
+        r"worker sent a frame of 4294967295 bytes, more than the \d+ any message may have", result.error
+    )
+
+
+def test_a_truncated_frame_kills_the_worker_once_its_bytes_stop_coming(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports
+) -> None:
+    # The worker stays alive and silent in the middle of a frame: without a bound on the
+    # frame's arrival the slot would wait for the job's whole timeout (60 s here).
+    slot = make_slot(frame_seconds=0.5)
+    stalled = workers.current
+    runner = Background(lambda: slot.run(job("a", "truncated"), lambda text: None))
+    result = runner.result()  # within HANG (30 s): the frame's bound, not the job's timeout
+    assert result == JobResult(
+        status="failed", error="worker sent a truncated message (10 of 100 bytes in 0.5 s)"
+    )
+    assert reports.crashes == []
+    assert_replaced(slot, workers, reports, stalled)
+
+
+def test_a_frame_truncated_by_the_workers_end_is_a_crash(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports
+) -> None:
+    slot = make_slot()
+    result = slot.run(job("a", "truncated-then-exit"), lambda text: None)
+    assert result == JobResult(status="failed", error="worker crashed: exit code 3")
+    assert reports.crashes == [("a", "exit code 3")]
+    assert slot.run(job("b", "complete"), lambda text: None).status == "completed"
+    assert len(workers.started) == 2
+
+
+def test_a_worker_that_stops_taking_messages_is_killed(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports
+) -> None:
+    # A worker that reads nothing more would hold the dispatcher (and the slot's lock, which a
+    # cancel needs) in the send of its next job forever.
+    slot = make_slot(send_seconds=0.5)
+    deaf = workers.current
+    assert slot.run(job("a", "stop-reading"), lambda text: None).status == "completed"
+    assert deaf.stopped_reading.wait(HANG)
+    big = job("b", "x" * (16 << 20))  # far more than a socket's buffer holds
+    runner = Background(lambda: slot.run(big, lambda text: None))
+    try:
+        assert runner.result() == JobResult(status="failed", error="the worker took no message for 0.5 s")
+    finally:
+        deaf.release.set()  # when broken: the fake closes its end, which ends the send
+    assert reports.crashes == []
+    assert_replaced(slot, workers, reports, deaf)
 
 
 def test_a_base_exception_in_the_relay_kills_the_worker_and_propagates(
@@ -530,17 +699,25 @@ def test_an_unexpected_error_in_run_kills_the_worker(
     assert workers.current is not idle and reports.restarts == 1
 
 
+@pytest.mark.parametrize(
+    ("greeting", "said"),
+    [
+        (Output("a", "hello\n"), "said a 'output' message about 'a' instead of ready"),
+        (packed(["hello", 1, {}]), "sent a message of unknown kind 'hello' instead of ready"),
+        (frame(b"\x80\x05garbage"), "sent an unreadable message"),
+    ],
+)
 def test_a_worker_that_does_not_say_ready_is_killed(
-    tmp_path: Path, workers: FakeWorkers, reports: Reports
+    tmp_path: Path, workers: FakeWorkers, reports: Reports, greeting: Message | bytes, said: str
 ) -> None:
-    options = WorkerOptions(max_output_bytes=1 << 20, heaps_root=str(tmp_path), durable_heaps=False)
+    options = WorkerOptions(heaps_root=str(tmp_path), durable_heaps=False)
     slot = WorkerSlot(0, tmp_path, options, spawn=workers, on_restart=reports.restarted)
-    workers.greeting = ("hello",)
+    workers.greeting = greeting
     try:
-        with pytest.raises(WorkerStartError, match="said a 'hello' message instead of ready"):
+        with pytest.raises(WorkerStartError, match=re.escape(said)):
             slot.start()
         assert workers.current.returncode == -signal.SIGKILL and not slot.alive()
-        workers.greeting = ("ready",)
+        workers.greeting = Ready()
         assert slot.run(job("b", "complete"), lambda text: None).status == "completed"
     finally:
         slot.stop()
@@ -550,7 +727,7 @@ def test_a_worker_that_does_not_say_ready_is_killed(
 
 
 class Service:
-    def __init__(self, tmp_path: Path, workers: FakeWorkers, queue_limit: int) -> None:
+    def __init__(self, tmp_path: Path, workers: FakeWorkers, queue_limit: int, processes: int = 1) -> None:
         self.database = open_database(tmp_path)
         self.executions = SQLiteExecutionStore(self.database)
         self.output = SQLiteOutputLog(self.database, max_output_bytes=1 << 20)
@@ -564,16 +741,14 @@ class Service:
             heaps=self.heaps,
             catalogue=self.catalogue,
             data_dir=tmp_path,
-            workers=1,
+            workers=processes,
             queue_limit=queue_limit,
-            max_output_bytes=1 << 20,
             spawn_worker=workers,
         )
         self.manager.start()
 
     def submit(self, code: str, **fields: Any) -> str:
-        request: dict[str, Any] = {"heap": None, "heap_limit_mb": 8, "timeout_secs": 60, **fields}
-        return self.manager.submit(SubmitRequest(code=code, **request))
+        return self.manager.submit(spec(code, **fields))
 
     def finished(self, execution_id: str) -> Any:
         self.manager.wait(execution_id, HANG)
@@ -592,8 +767,8 @@ class Service:
 def make_service(tmp_path: Path, workers: FakeWorkers) -> Iterator[Callable[..., Service]]:
     services: list[Service] = []
 
-    def make(queue_limit: int = 4) -> Service:
-        service = Service(tmp_path, workers, queue_limit)
+    def make(queue_limit: int = 4, workers_: int = 1) -> Service:
+        service = Service(tmp_path, workers, queue_limit, workers_)
         services.append(service)
         return service
 
@@ -688,11 +863,11 @@ def test_the_snapshot_flag_reaches_the_worker(
         eid = service.submit("complete", snapshot=flag)
         assert service.finished(eid).status == "completed"
         sent[eid] = flag
-    default = service.submit("complete")  # a SubmitRequest takes a snapshot unless told not to
+    default = service.submit("complete")  # a spec takes a snapshot unless told not to
     assert service.finished(default).status == "completed"
     sent[default] = True
     jobs = [m for m in workers.current.all_received() if isinstance(m, Job)]
-    assert {j.execution_id: j.snapshot for j in jobs} == sent
+    assert {j.execution_id: j.spec.snapshot for j in jobs} == sent
 
 
 def put_heap(service: Service, blob: bytes = b"a heap") -> str:
@@ -869,7 +1044,7 @@ def test_first_terminal_status_wins_against_a_late_worker_result(
         None,
         None,
     )
-    assert workers.current.all_received()[0] == ("cancel", late)
+    assert workers.current.all_received()[0] == Cancel(late)
 
 
 def test_worker_crash_fails_its_execution_and_is_counted(
@@ -914,7 +1089,16 @@ class StubEngine:
             raise SnapshotError(self.refuse)
         key = hashlib.sha256(self.snapshot).hexdigest() if self.snapshot is not None else None
         return SimpleNamespace(
-            status="completed", result="1", error=None, snapshot=self.snapshot, heap_key=key, duration_ms=1.5
+            status="completed",
+            result="1",
+            error=None,
+            error_name=None,
+            error_message=None,
+            error_line=None,
+            error_column=None,
+            snapshot=self.snapshot,
+            heap_key=key,
+            duration_ms=1.5,
         )
 
 
@@ -929,15 +1113,7 @@ def test_worker_reads_the_heap_by_key_and_stores_the_new_one(tmp_path: Path) -> 
     heaps.put(hashlib.sha256(before).hexdigest(), before)
     after = b"envelope after, longer"
     engine = StubEngine(snapshot=after)
-    request = Job(
-        execution_id="a",
-        code="x",
-        heap=hashlib.sha256(before).hexdigest(),
-        heap_limit_mb=8,
-        timeout_secs=1,
-        session="s",
-        tags={"k": "v"},
-    )
+    request = job("a", "x", heap=hashlib.sha256(before).hexdigest(), session="s", tags={"k": "v"})
     result = run_in_worker(engine, heaps, request)
     key = hashlib.sha256(after).hexdigest()
     assert result == JobResult(
@@ -945,8 +1121,8 @@ def test_worker_reads_the_heap_by_key_and_stores_the_new_one(tmp_path: Path) -> 
     )
     assert engine.restored == [before] and engine.asked_snapshot == [True]
     assert heaps.get(key) == after
-    meta = heaps.meta(key)
-    assert meta is not None and (meta.session, meta.tags) == ("s", {"k": "v"})
+    meta = heaps.meta(key)  # the bytes only: the server indexes the heap with the spec's session and tags
+    assert meta is not None and (meta.session, meta.tags) == (None, None)
 
 
 def test_worker_without_snapshot_restores_the_heap_and_stores_nothing(tmp_path: Path) -> None:
@@ -955,14 +1131,7 @@ def test_worker_without_snapshot_restores_the_heap_and_stores_nothing(tmp_path: 
     heaps.put(hashlib.sha256(before).hexdigest(), before)
     # Even an engine that hands back a snapshot gets none stored for a job that asked for none.
     engine = StubEngine(snapshot=b"not asked for")
-    request = Job(
-        execution_id="a",
-        code="x",
-        heap=hashlib.sha256(before).hexdigest(),
-        heap_limit_mb=8,
-        timeout_secs=1,
-        snapshot=False,
-    )
+    request = job("a", "x", heap=hashlib.sha256(before).hexdigest(), snapshot=False)
     result = run_in_worker(engine, heaps, request)
     assert result == JobResult(status="completed", result="1", duration_ms=1.5)
     assert (engine.restored, engine.asked_snapshot) == ([before], [False])
@@ -973,7 +1142,7 @@ def test_worker_fails_a_job_whose_heap_is_missing_or_refused(tmp_path: Path) -> 
     heaps = FileHeapStore(tmp_path, durable=False)
     missing = "0" * 64
     engine = StubEngine(snapshot=b"unused")
-    request = Job(execution_id="a", code="x", heap=missing, heap_limit_mb=8, timeout_secs=1)
+    request = job("a", "x", heap=missing)
     assert run_in_worker(engine, heaps, request) == JobResult(
         status="failed", error=f"heap {missing} not found"
     )
@@ -982,9 +1151,7 @@ def test_worker_fails_a_job_whose_heap_is_missing_or_refused(tmp_path: Path) -> 
     stored = b"corrupt envelope"
     heaps.put(hashlib.sha256(stored).hexdigest(), stored)
     refusing = StubEngine(refuse="heap snapshot is corrupt")
-    request = Job(
-        execution_id="b", code="x", heap=hashlib.sha256(stored).hexdigest(), heap_limit_mb=8, timeout_secs=1
-    )
+    request = job("b", "x", heap=hashlib.sha256(stored).hexdigest())
     assert run_in_worker(refusing, heaps, request) == JobResult(
         status="failed", error="cannot restore heap: heap snapshot is corrupt"
     )
@@ -996,7 +1163,190 @@ def test_worker_fails_a_job_whose_new_heap_cannot_be_stored(tmp_path: Path) -> N
             raise OSError(28, "No space left on device")
 
     engine = StubEngine(snapshot=b"new envelope")
-    request = Job(execution_id="a", code="x", heap=None, heap_limit_mb=8, timeout_secs=1)
+    request = job("a", "x")
     assert run_in_worker(engine, FullStore(tmp_path, durable=False), request) == JobResult(
         status="failed", error="cannot store heap: No space left on device"
     )
+
+
+# -- the channel: what cannot be sent, what is never used --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ({"code": "lone \ud800 surrogate"}, "surrogate"),  # text UTF-8 cannot carry
+        ({"tags": {f"k{i}": "v" for i in range(65)}}, "spec.tags has 65 entries, more than its limit of 64"),
+        ({"session": "s" * 1025}, "spec.session is 1025 bytes, more than its limit of 1024"),
+        ({"heap": "not a key"}, "spec.heap"),
+    ],
+)
+def test_a_job_that_cannot_be_sent_fails_and_the_worker_stays(
+    make_slot: Callable[..., ParkingSlot],
+    workers: FakeWorkers,
+    reports: Reports,
+    fields: dict[str, Any],
+    why: str,
+) -> None:
+    slot = make_slot()
+    idle = workers.current
+    bad = Job("a", dataclasses.replace(spec("complete"), **fields))
+    result = slot.run(bad, lambda text: None)
+    assert result.status == "failed" and result.error is not None
+    assert result.error.startswith(
+        "the execution could not be sent to a worker: a 'run' message cannot be sent"
+    )
+    assert why in result.error
+    assert slot.alive() and idle.returncode is None  # nothing was sent: the worker is in step
+    assert slot.run(job("b", "complete"), lambda text: None).status == "completed"
+    assert workers.current is idle and reports.restarts == 0
+    assert job_ids(idle.all_received()) == ["b"]
+
+
+def test_a_cancel_for_a_job_that_could_not_be_sent_is_forgotten(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers
+) -> None:
+    slot = make_slot()
+    slot.cancel("a")
+    assert slot.run(job("a", "lone \ud800"), lambda text: None).status == "failed"
+    assert slot.run(job("b", "complete"), lambda text: None).status == "completed"  # not cancelled
+
+
+CHANNEL_MODULES = ("protocol", "pool", "worker", "spec", "wire")
+
+
+@pytest.mark.parametrize("name", CHANNEL_MODULES)
+def test_no_channel_module_imports_pickle(name: str) -> None:
+    import mcp_v8.executions
+
+    source = Path(mcp_v8.executions.__file__).with_name(f"{name}.py").read_text(encoding="utf-8")
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "__import__":
+            imported.add("__import__")
+    assert not imported & {
+        "pickle",
+        "_pickle",
+        "cPickle",
+        "marshal",
+        "shelve",
+        "dill",
+        "cloudpickle",
+        "__import__",
+    }
+
+
+def test_every_message_kind_goes_through_the_channel_unchanged() -> None:
+    from mcp_v8.executions.protocol import KINDS, decode, encode
+
+    thrown = JsError("RangeError", "too far", "RangeError: too far\n    at f (<input>:2:8)", 2, 8)
+    messages: list[tuple[Message, str]] = [
+        (job("e", "let ü = '🎉'; ü", session="s", tags={"k": "v"}, heap="a" * 64, snapshot=False), "server"),
+        (Cancel("e"), "server"),
+        (Stop(), "server"),
+        (Ready(), "worker"),
+        (Output("e", "line ü\n"), "worker"),
+        (
+            Done(
+                "e", JobResult(status="completed", result='"x"', heap="b" * 64, heap_size=9, duration_ms=2.5)
+            ),
+            "worker",
+        ),
+        (
+            Done("e", JobResult(status="failed", error=thrown.stack, js_error=thrown, duration_ms=1.0)),
+            "worker",
+        ),
+    ]
+    assert {m.KIND for m, _ in messages} == set(KINDS)
+    for message, sender in messages:
+        data = encode(message)
+        assert decode(data[4:], sender) == message
+        with pytest.raises(ProtocolError, match="unknown kind"):  # each side sends its own kinds only
+            decode(data[4:], "worker" if sender == "server" else "server")
+
+
+def test_the_specs_wire_form_is_versioned_and_strict() -> None:
+    from mcp_v8.executions.spec import SchemaError, spec_from_wire, spec_to_wire
+
+    full = dataclasses.replace(
+        spec(
+            "1",
+            session="s",
+            tags={"k": "v"},
+            heap="c" * 64,
+            snapshot=False,
+            filename="job.ts",
+            language="typescript",
+        ),
+        fetch=FetchPolicy(("http://127.0.0.1:8080",), 5, 2),
+    )
+    wire = spec_to_wire(full)
+    assert (
+        wire["version"] == 1 and spec_from_wire(json.loads(json.dumps(wire))) == full
+    )  # as the queue holds it
+    for broken, said in [
+        ({**wire, "version": 2}, "spec.version 2 is not one this release reads"),
+        ({**wire, "priority": 7}, "spec has unknown field(s) priority"),
+        ({k: v for k, v in wire.items() if k != "code"}, "spec has missing field(s) code"),
+        (
+            {**wire, "limits": {**wire["limits"], "timeout_secs": "60"}},
+            "spec.limits.timeout_secs must be a number",
+        ),
+        ({**wire, "snapshot": 1}, "spec.snapshot must be true or false"),
+        ("a spec", "spec must be a map, not str"),
+    ]:
+        with pytest.raises(SchemaError, match=re.escape(said)):
+            spec_from_wire(broken)
+
+
+def test_a_bad_worker_fails_only_its_execution(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service(workers_=2)
+    busy = service.submit("until-cancel")
+
+    def holder() -> FakeWorker | None:
+        for worker in workers.started:
+            if busy in job_ids(list(worker.received.queue)):
+                return worker
+        return None
+
+    deadline = time.monotonic() + HANG
+    while holder() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    holding = holder()
+    assert holding is not None
+    broken = service.submit("garbage")  # on the other worker: this one is busy
+    record = service.finished(broken)
+    assert record.status == "failed" and record.error.startswith("worker sent an unreadable message")
+    assert service.finished(service.submit("complete")).status == "completed"  # on a new worker
+    assert len(workers.started) == 3 and holding.returncode is None  # the busy one ran on
+    assert service.manager.cancel(busy) is CancelOutcome.ACCEPTED
+    assert service.finished(busy).status == "cancelled"
+
+
+def test_the_scripts_error_reaches_the_record_and_a_crash_has_none(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service()
+    thrown = service.finished(service.submit("throw"))
+    assert (thrown.status, thrown.error) == ("failed", "TypeError: bad\n    at <input>:1:1")
+    assert thrown.js_error == JsError("TypeError", "bad", "TypeError: bad\n    at <input>:1:1", 1, 1)
+    crashed = service.finished(service.submit("crash"))
+    assert crashed.error.startswith("worker crashed") and crashed.js_error is None
+
+
+def test_a_heap_is_indexed_with_the_specs_session_and_tags(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service()
+    record = service.finished(service.submit("store-heap", session="s", tags={"k": "v"}))
+    assert record.heap is not None
+    meta = service.catalogue.meta(record.heap)
+    assert meta is not None and (meta.session, meta.tags) == ("s", {"k": "v"})
+    on_disk = service.heaps.meta(record.heap)  # the worker wrote no session or tags of its own
+    assert on_disk is not None and (on_disk.session, on_disk.tags) == (None, None)

@@ -444,8 +444,6 @@ def test_crash_counters_are_guarded_against_concurrent_reports(tmp_path: Path) -
         data_dir=tmp_path,
         workers=2,
         queue_limit=4,
-        max_output_bytes=1 << 20,
-        max_result_bytes=1 << 20,
     )
     start = threading.Barrier(9)
     seen: list[int] = []

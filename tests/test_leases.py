@@ -14,7 +14,7 @@ import pytest
 
 from mcp_v8.app import Service
 from mcp_v8.config import Settings
-from mcp_v8.executions import SubmitRequest
+from mcp_v8.executions import spec_from_request
 from mcp_v8.storage import Lease, SQLiteExecutionStore, open_database
 
 HANG = 60.0
@@ -94,10 +94,11 @@ def test_start_fails_only_the_running_executions_of_gone_processes(tmp_path: Pat
 def test_two_services_on_one_data_directory(tmp_path: Path) -> None:
     """A second server process starting on the directory leaves the first one's running
     execution alone, and each server's workers write their logs in their own directory."""
-    first = Service(Settings(data_dir=tmp_path, workers=1)).start()
+    settings = Settings(data_dir=tmp_path, workers=1)
+    first = Service(settings).start()
     try:
         busy = first.manager.submit(
-            SubmitRequest(code="while (true) {}", heap=None, heap_limit_mb=64, timeout_secs=120.0)
+            spec_from_request({"code": "while (true) {}", "execution_timeout_secs": 120}, settings)
         )
         second = Service(Settings(data_dir=tmp_path, workers=1)).start()
         try:
@@ -119,10 +120,10 @@ def test_two_services_on_one_data_directory(tmp_path: Path) -> None:
 def test_a_start_fails_what_a_killed_server_was_running(tmp_path: Path) -> None:
     script = (
         "import sys, time; from pathlib import Path; from mcp_v8.app import Service;"
-        "from mcp_v8.config import Settings; from mcp_v8.executions import SubmitRequest;"
-        "s = Service(Settings(data_dir=Path(sys.argv[1]), workers=1)).start();"
-        "print(s.manager.submit(SubmitRequest(code='while (true) {}', heap=None, heap_limit_mb=64,"
-        " timeout_secs=120.0)), flush=True); time.sleep(600)"
+        "from mcp_v8.config import Settings; from mcp_v8.executions import spec_from_request;"
+        "settings = Settings(data_dir=Path(sys.argv[1]), workers=1); s = Service(settings).start();"
+        "print(s.manager.submit(spec_from_request({'code': 'while (true) {}', 'execution_timeout_secs': 120},"
+        " settings)), flush=True); time.sleep(600)"
     )
     child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None

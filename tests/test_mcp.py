@@ -61,10 +61,13 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
 
 
 def stdio_params(data_dir: Path, **env: str) -> StdioServerParameters:
+    # The SDK passes the server a few variables only: PYTHONPATH too, so that the server runs
+    # the code under test (a work tree before the installed package).
+    path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     return StdioServerParameters(
         command=sys.executable,
         args=["-m", "mcp_v8", "mcp"],
-        env={"MCP_V8_DATA_DIR": str(data_dir), "MCP_V8_WORKERS": "2", "PYTHONUNBUFFERED": "1", **env},
+        env={"MCP_V8_DATA_DIR": str(data_dir), "MCP_V8_WORKERS": "2", "PYTHONUNBUFFERED": "1", **path, **env},
     )
 
 
@@ -186,6 +189,19 @@ def test_failing_script_is_an_error_with_its_position(connect: Connect) -> None:
             assert thrown["js_error"]["name"] == "RangeError"
             assert thrown["js_error"]["message"] == "too far"
             assert thrown["js_error"]["line"] == 2
+            # The engine's fields, never the text parsed back: this message names another position.
+            misleading = await run_js(client, "let b = 2;\n\nnull.x // <input>:9:9")
+            assert (misleading["js_error"]["line"], misleading["js_error"]["name"]) == (3, "TypeError")
+            named = await run_js(client, "throw new TypeError('at <input>:9:9')")
+            assert (named["js_error"]["line"], named["js_error"]["message"]) == (1, "at <input>:9:9")
+            plain = await run_js(client, "throw 5")
+            assert plain["js_error"] == {
+                "name": None,
+                "message": "Uncaught 5",
+                "stack": "Uncaught 5",
+                "line": None,
+                "column": None,
+            }
 
     run(body)
 

@@ -7,10 +7,12 @@ import io
 import json
 import queue
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from mcp_v8.js_error import JsError
 from mcp_v8.mcp.inflight import InFlight
 from mcp_v8.mcp.protocol import (
     INVALID_PARAMS,
@@ -24,7 +26,7 @@ from mcp_v8.mcp.protocol import (
     progress_token,
 )
 from mcp_v8.mcp.stdio import StdioSession
-from mcp_v8.mcp.tools import Call, js_error
+from mcp_v8.mcp.tools import Call
 
 from .test_executions_state import Background, ObservedLock, Park
 
@@ -89,23 +91,34 @@ def test_negotiation() -> None:
     assert negotiate(None) == "2025-11-25"
 
 
-def test_js_errors_taken_apart() -> None:
-    assert js_error("TypeError: bad thing\n    at f (<input>:2:21)\n    at <input>:3:1") == {
-        "name": "TypeError",
-        "message": "bad thing",
-        "stack": "TypeError: bad thing\n    at f (<input>:2:21)\n    at <input>:3:1",
+def test_js_errors_come_from_the_engines_fields_never_from_its_text() -> None:
+    # The error text names another position and name than the engine's fields: the fields win.
+    outcome = SimpleNamespace(
+        error="RangeError: see <input>:9:9\n    at f (<input>:2:21)",
+        error_name="RangeError",
+        error_message="see <input>:9:9",
+        error_line=2,
+        error_column=21,
+    )
+    assert JsError.from_outcome(outcome).to_dict() == {  # type: ignore[union-attr]
+        "name": "RangeError",
+        "message": "see <input>:9:9",
+        "stack": "RangeError: see <input>:9:9\n    at f (<input>:2:21)",
         "line": 2,
         "column": 21,
     }
-    thrown = js_error("Uncaught 5\n    at <input>:1:1")
-    assert thrown is not None and (thrown["name"], thrown["message"], thrown["line"]) == (
-        None,
-        "Uncaught 5",
-        1,
+    thrown = SimpleNamespace(
+        error="Uncaught 5", error_name=None, error_message="Uncaught 5", error_line=None, error_column=None
     )
-    timeout = js_error("TimeoutError: execution timed out after 1 s")
-    assert timeout is not None and (timeout["name"], timeout["line"]) == ("TimeoutError", None)
-    assert js_error(None) is None
+    assert JsError.from_outcome(thrown) == JsError(name=None, message="Uncaught 5", stack="Uncaught 5")
+    completed = SimpleNamespace(
+        error=None, error_name=None, error_message=None, error_line=None, error_column=None
+    )
+    assert JsError.from_outcome(completed) is None
+    assert JsError.from_dict(JsError.from_outcome(outcome).to_dict()) == JsError.from_outcome(outcome)  # type: ignore[union-attr]
+    for broken in ({}, {"name": 1, "message": "", "stack": "", "line": None, "column": None}, "TypeError: x"):
+        with pytest.raises(ValueError):
+            JsError.from_dict(broken)  # type: ignore[arg-type]
 
 
 class FakeOps:

@@ -87,7 +87,7 @@ def test_a_version_1_data_dir_reads_back(datadir: Path) -> None:
         assert db.schema_version == SCHEMA_VERSION
         assert [r.execution_id for r in executions.list()] == EXPECTED["list"]
         for name, execution_id in IDS.items():
-            expected = dict(EXPECTED["records"][name])
+            expected = dict(EXPECTED["records"][name], js_error=None)  # version 7's field: none then
             totals = OutputTotals(*(expected.pop(f) for f in OUTPUT_FIELDS))
             record = executions.get(execution_id)
             assert record is not None and dataclasses.asdict(record) == expected, name
@@ -213,6 +213,8 @@ def test_a_version_2_data_dir_reads_back(datadir_v2: Path) -> None:
         assert [r.execution_id for r in executions.list_page(1000).items] == EXPECTED_V2["list"]
         for name, execution_id in IDS_V2.items():
             expected = EXPECTED_V2["records"][name]
+            if expected is not None:
+                expected = {**expected, "js_error": None}  # version 7's field: none then
             record = executions.get(execution_id)
             assert (dataclasses.asdict(record) if record else None) == expected, name
             if expected is None:  # deleted by retention before the upgrade
@@ -316,6 +318,34 @@ def test_new_executions_after_migration(datadir: Path) -> None:
         assert out.totals("after-1").total_lines == 200
         failed = EXPECTED["pages"]["failed"][0]["page"]["data"]
         assert out.read_lines(IDS["failed"], 0, 100).data == failed + "\nlate\n"
+
+
+def test_a_version_6_record_migrates_without_a_js_error_and_new_ones_keep_theirs(tmp_path: Path) -> None:
+    """Version 7 adds the column of the scripts' structured errors: the records of a version-6
+    file read back without one, and a finish after the migration keeps its own."""
+    from mcp_v8.js_error import JsError
+    from mcp_v8.storage.schema import MIGRATIONS
+
+    root = tmp_path / "data"
+    root.mkdir()
+    SQLiteDatabase(database_path(root), MIGRATIONS[:6]).close()
+    query_write(
+        root,
+        "INSERT INTO executions (execution_id, status, started_at, completed_at, error)"
+        " VALUES ('old', 'failed', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z', 'TypeError: x')",
+    )
+    thrown = JsError(
+        name="TypeError", message="x", stack="TypeError: x\n    at <input>:1:1", line=1, column=1
+    )
+    with SQLiteExecutionStore(root) as executions:
+        old = executions.get("old")
+        assert old is not None and (old.error, old.js_error) == ("TypeError: x", None)
+        executions.create("new")
+        assert executions.finish("new", "failed", error=thrown.stack, js_error=thrown, duration_ms=1.0)
+    with SQLiteExecutionStore(root) as executions:
+        new = executions.get("new")
+        assert new is not None and new.js_error == thrown
+    assert query(root, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 def query_write(root: Path, sql: str) -> None:

@@ -23,6 +23,7 @@ CONTRACT_SCHEMAS = {
     "ExecRequest",
     "ExecutionInfo",
     "ExecutionList",
+    "JsError",
     "ExecutionSummary",
     "ExecutionOutput",
     "HeapDeleted",
@@ -260,7 +261,14 @@ def test_execution_info_shapes(spec: dict[str, Any]) -> None:
         "session",
         "tags",
         "duration_ms",
+        "js_error",
     }
+    thrown = {"name": "TypeError", "message": "bad", "stack": "TypeError: bad\n    at <input>:1:1", "line": 1}
+    failed = {"execution_id": "e1", "started_at": "2024-05-01T10:00:00.000Z", "status": "failed"}
+    v.validate({**failed, "error": thrown["stack"], "js_error": {**thrown, "column": 1}})
+    v.validate({**failed, "error": "worker crashed: killed by signal SIGKILL", "js_error": None})
+    assert not v.is_valid({**failed, "js_error": thrown})  # every field is there, null or not
+    assert not v.is_valid({**failed, "js_error": "TypeError: bad"})
     items = spec["components"]["schemas"]["ExecutionList"]["properties"]["executions"]["items"]
     assert items == {"$ref": "#/components/schemas/ExecutionSummary"}
 

@@ -95,6 +95,37 @@ def test_migrations_must_be_numbered_in_order(postgres_server: PostgresServer, s
         postgres.PostgresDatabase(postgres_server.url, [], schema="x; DROP TABLE y")
 
 
+def test_a_version_3_record_migrates_without_a_js_error_and_new_ones_keep_theirs(
+    postgres_server: PostgresServer, schema: str
+) -> None:
+    """Version 4 adds the column of the scripts' structured errors (jsonb): the records of a
+    version-3 schema read back without one, and a finish after the migration keeps its own."""
+    from mcp_v8.js_error import JsError
+
+    url = postgres_server.url
+    postgres.PostgresDatabase(url, postgres.MIGRATIONS[:3], schema=schema).close()
+    with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute(
+            "INSERT INTO executions (execution_id, status, started_at, completed_at, error)"
+            " VALUES ('old', 'failed', now(), now(), 'TypeError: x')"
+        )
+    thrown = JsError(
+        name="TypeError", message="x", stack="TypeError: x\n    at <input>:1:1", line=1, column=1
+    )
+    db = postgres.open_postgres(url, schema=schema)
+    try:
+        executions = postgres.PostgresExecutionStore(db)
+        old = executions.get("old")
+        assert old is not None and (old.error, old.js_error) == ("TypeError: x", None)
+        executions.create("new")
+        assert executions.finish("new", "failed", error=thrown.stack, js_error=thrown, duration_ms=1.0)
+        new = executions.get("new")
+        assert new is not None and new.js_error == thrown
+        assert db.schema_version == postgres.SCHEMA_VERSION  # and later ones on the way
+    finally:
+        db.close()
+
+
 def test_output_is_chunked_and_a_page_reads_only_its_chunks(db: PostgresDatabase) -> None:
     log = postgres.PostgresOutputLog(db, max_output_bytes=10 << 20, chunk_bytes=1024)
     log.create("big")
@@ -227,7 +258,7 @@ def test_the_heap_index_migration_indexes_the_heap_blobs_with_their_last_use(
     postgres.PostgresDatabase(url, postgres.MIGRATIONS[:1], schema=schema).close()
     keys = [hashlib.sha256(data).hexdigest() for data in (b"resumed", b"idle")]
     with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
-        conn.execute(HEAP_BLOBS_BEFORE_VERSION_4)  # as the heap store of those releases made it
+        conn.execute(HEAP_BLOBS_BEFORE_VERSION_5)  # as the heap store of those releases made it
         for key, data in zip(keys, (b"resumed", b"idle")):
             conn.execute(
                 "INSERT INTO heap_blobs (key, data, size) VALUES (%s, %s, %s)", (key, data, len(data))
@@ -251,8 +282,8 @@ def test_the_heap_index_migration_indexes_the_heap_blobs_with_their_last_use(
         db.close()
 
 
-# The table the PostgreSQL heap store created itself before the migrations held it (version 4).
-HEAP_BLOBS_BEFORE_VERSION_4 = """
+# The table the PostgreSQL heap store created itself before the migrations held it (version 5).
+HEAP_BLOBS_BEFORE_VERSION_5 = """
 CREATE TABLE heap_blobs (
     key        text COLLATE "C" PRIMARY KEY CHECK (key ~ '^[0-9a-f]{64}$'),
     data       bytea NOT NULL,
@@ -265,7 +296,7 @@ CREATE TABLE heap_blobs (
 def test_the_heap_blobs_of_an_earlier_heap_store_are_kept_and_new_ones_are_made(
     postgres_server: PostgresServer, schema: str, tmp_path: Path
 ) -> None:
-    """The blob table is the migrations' (version 4): made with the registry's tables, or, where
+    """The blob table is the migrations' (version 5): made with the registry's tables, or, where
     an earlier release's heap store made it already, kept with its rows."""
     import hashlib
 
@@ -276,7 +307,7 @@ def test_the_heap_blobs_of_an_earlier_heap_store_are_kept_and_new_ones_are_made(
     postgres.PostgresDatabase(url, postgres.MIGRATIONS[:3], schema=earlier).close()
     old = hashlib.sha256(b"old").hexdigest()
     with psycopg.connect(url, autocommit=True, options=f"-c search_path={earlier}") as conn:
-        conn.execute(HEAP_BLOBS_BEFORE_VERSION_4)
+        conn.execute(HEAP_BLOBS_BEFORE_VERSION_5)
         conn.execute("INSERT INTO heap_blobs (key, data, size) VALUES (%s, 'old', 3)", (old,))
     for where in (schema, earlier):
         database = postgres.open_postgres(url, schema=where)  # the registry alone makes it
@@ -300,10 +331,10 @@ def test_the_heap_blobs_of_an_earlier_heap_store_are_kept_and_new_ones_are_made(
 def test_an_output_log_of_an_earlier_release_reads_and_grows_after_the_migration(
     postgres_server: PostgresServer, schema: str
 ) -> None:
-    """Version 5 drops the chunk count the earlier log kept (it topped up its last chunk): a log
+    """Version 6 drops the chunk count the earlier log kept (it topped up its last chunk): a log
     written that way reads back whole, and takes appends."""
     url = postgres_server.url
-    postgres.PostgresDatabase(url, postgres.MIGRATIONS[:4], schema=schema).close()
+    postgres.PostgresDatabase(url, postgres.MIGRATIONS[:5], schema=schema).close()
     with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute(
             "INSERT INTO output_logs (execution_id, total_bytes, total_lines, total_newlines, chunks, last_chunk_bytes)"

@@ -72,6 +72,41 @@ def test_submit_with_wait_answers_with_the_execution(client: testing.TestClient)
     assert "no" in failed.json["error"]
 
 
+def test_the_scripts_error_is_an_object_beside_its_text(client: testing.TestClient, service: Service) -> None:
+    # The message names another position: the object comes from the engine, not from the text.
+    thrown = wait(client, submit(client, "let a = 1;\nthrow new RangeError('see <input>:9:9')"))
+    assert thrown["status"] == "failed" and thrown["error"].startswith("RangeError: see <input>:9:9\n")
+    assert thrown["js_error"] == {
+        "name": "RangeError",
+        "message": "see <input>:9:9",
+        "stack": thrown["error"],
+        "line": 2,
+        "column": 7,
+    }
+    plain = wait(client, submit(client, "throw 5"))
+    assert plain["js_error"] == {
+        "name": None,
+        "message": "Uncaught 5",
+        "stack": "Uncaught 5",
+        "line": None,
+        "column": None,
+    }
+    timed_out = wait(client, submit(client, "while (true) {}", execution_timeout_secs=1))
+    assert (
+        timed_out["status"] == "timed_out"
+        and timed_out["js_error"]["message"] == "execution timed out after 1 s"
+    )
+    done = wait(client, submit(client, "1"))
+    assert done["status"] == "completed" and done["js_error"] is None
+    # A failure that is not the script's has none: a heap the engine refuses to restore.
+    key = done["heap"]
+    path = Path(service.heaps.heaps_dir) / key[:2] / key[2:]
+    path.write_bytes(b"not a heap envelope")
+    refused = wait(client, submit(client, "1", heap=key))
+    assert refused["status"] == "failed" and refused["error"].startswith("cannot restore heap")
+    assert refused["js_error"] is None
+
+
 def test_submit_with_wait_that_elapses_answers_202_running(client: testing.TestClient) -> None:
     resp = client.simulate_post(
         "/api/exec",
@@ -466,8 +501,11 @@ def test_exec_bad_bodies(client: testing.TestClient) -> None:
 def test_tags_and_session_recorded(client: testing.TestClient, service: Service) -> None:
     info = wait(client, submit(client, "var t = 1", tags={"owner": "me"}, session="s-1"))
     assert info["tags"] == {"owner": "me"} and info["session"] == "s-1"
-    meta = service.heaps.meta(info["heap"])
+    # The heap is indexed with the request's session and tags (the worker stores only its bytes).
+    meta = service.catalogue.meta(info["heap"])
     assert meta is not None and meta.session == "s-1" and meta.tags == {"owner": "me"}
+    heap = client.simulate_get(f"/api/heaps/{info['heap']}", headers=HOST).json
+    assert (heap["session"], heap["tags"]) == ("s-1", {"owner": "me"})
 
 
 def test_server_default_without_snapshots(tmp_path: Path) -> None:

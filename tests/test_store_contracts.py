@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mcp_v8.storage.execution_store
+from mcp_v8.js_error import JsError
 from mcp_v8.storage import (
     DuplicateExecution,
     ExecutionNotFound,
@@ -201,6 +202,43 @@ def test_the_first_terminal_transition_wins(executions: ExecutionStore) -> None:
         executions.finish("b", "running")  # type: ignore[arg-type]
     rec_b = executions.get("b")
     assert rec_b is not None and rec_b.status == "running"
+
+
+def test_a_scripts_structured_error_is_kept_and_read_back_everywhere(
+    backend: Backend, location: Path, executions: ExecutionStore
+) -> None:
+    thrown = JsError(
+        name="TypeError",
+        message="Cannot read properties of null (reading 'x') \u00fc \U0001f600",
+        stack="TypeError: Cannot read properties of null (reading 'x')\n    at <input>:2:6",
+        line=2,
+        column=6,
+    )
+    plain = JsError(name=None, message="Uncaught 5", stack="Uncaught 5")
+    executions.create("thrown", session="s")
+    executions.create("plain", session="s")
+    executions.create("crashed", session="s")
+    won = executions.finish("thrown", "failed", error=thrown.stack, js_error=thrown, duration_ms=1.0)
+    assert won is not None and won.js_error == thrown  # the terminal record carries it
+    executions.finish("plain", "failed", error=plain.stack, js_error=plain, duration_ms=1.0)
+    executions.finish("crashed", "failed", error="worker crashed: killed by signal SIGKILL")
+    # A later finish changes nothing, its error included.
+    assert executions.finish("thrown", "failed", error="late", js_error=plain) is None
+    other = backend.open_executions(location)  # what another process reads
+    try:
+        expected = {"thrown": thrown, "plain": plain, "crashed": None}
+        for store in (executions, other):
+            records = [store.get(i) for i in expected]
+            assert {r.execution_id: r.js_error for r in records if r is not None} == expected
+            assert {r.execution_id: r.js_error for r in store.list()} == expected
+            assert {r.execution_id: r.js_error for r in store.list_page(10).items} == expected
+            log = store.session_log("s")
+            assert log is not None and {r.execution_id: r.js_error for r in log.items} == expected
+    finally:
+        other.close()
+    executions.create("running")
+    running = executions.get("running")
+    assert running is not None and running.js_error is None
 
 
 def test_the_first_terminal_transition_wins_across_threads_and_handles(

@@ -1,4 +1,5 @@
-"""The worker process's own machinery: its console-output batching and its allocator setup."""
+"""The worker process's own machinery: its console-output batching, what it does to fit the
+channel's limits, its engines per fetch policy, and its allocator setup."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 import pytest
 
 from mcp_v8.executions import worker
+from mcp_v8.executions.protocol import ERROR_LIMIT, OUTPUT_CHUNK, Done, JobResult, Output, decode
+from mcp_v8.executions.spec import RESULT_LIMIT, FetchPolicy
+from mcp_v8.js_error import JsError
 from mcp_v8.storage import SQLiteOutputLog
 
 
@@ -35,12 +39,12 @@ def test_flusher_sends_a_batch_after_output_and_again_after_idling() -> None:
     output.start("e1")
     output.write("log", "one")
     output.write("warn", "two")
-    assert _wait_for(lambda: sent == [("output", "e1", "one\n[warn] two\n")])
+    assert _wait_for(lambda: sent == [Output("e1", "one\n[warn] two\n")])
     time.sleep(3 * worker.FLUSH_SECONDS)  # idle: nothing more is sent
     assert len(sent) == 1
     output.start("e2")
     output.write("log", "three")  # the next line wakes the sleeping flusher
-    assert _wait_for(lambda: sent[1:] == [("output", "e2", "three\n")])
+    assert _wait_for(lambda: sent[1:] == [Output("e2", "three\n")])
 
 
 def test_flusher_sends_early_at_flush_bytes() -> None:
@@ -51,7 +55,7 @@ def test_flusher_sends_early_at_flush_bytes() -> None:
     for _ in range(worker.FLUSH_BYTES // 1024 + 1):
         output.write("log", line)
     assert _wait_for(lambda: bool(sent))
-    assert sum(len(m[2]) for m in sent) >= worker.FLUSH_BYTES
+    assert sum(len(m.text) for m in sent) >= worker.FLUSH_BYTES
 
 
 def test_a_flush_by_the_job_leaves_nothing_for_the_flusher() -> None:
@@ -60,7 +64,7 @@ def test_a_flush_by_the_job_leaves_nothing_for_the_flusher() -> None:
     output.start("e")
     output.write("log", "done before the batch window ends")
     output.flush()  # what serve() does before it reports the job done
-    assert sent == [("output", "e", "done before the batch window ends\n")]
+    assert sent == [Output("e", "done before the batch window ends\n")]
     time.sleep(3 * worker.FLUSH_SECONDS)
     assert len(sent) == 1
 
@@ -80,11 +84,12 @@ def test_the_worker_stops_shipping_where_the_server_truncates(tmp_path: Path, te
     for _ in range(20):
         output.write("log", text)
     output.flush()
-    shipped = "".join(m[2] for m in sent)
+    shipped = "".join(m.text for m in sent)
     line = text + "\n"
     size = len(line.encode("utf-8", "replace"))
     lines_to_cross = cap // size + 1  # the first line after which the total exceeds the cap
-    assert shipped == line * lines_to_cross
+    stored = (line * lines_to_cross).encode("utf-8", "replace").decode("utf-8")  # a lone surrogate as "?"
+    assert shipped == stored
     with SQLiteOutputLog(tmp_path, max_output_bytes=cap, flush_interval=None) as log:
         log.create("all")
         log.append("all", line * 20)  # what the script printed
@@ -101,3 +106,65 @@ def test_the_worker_keeps_freed_memory_on_glibc() -> None:
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not glibc")
     assert worker._keep_freed_memory() is True
+
+
+@pytest.mark.parametrize("text", ["x" * (3 * OUTPUT_CHUNK + 5), "€🎉a" * (OUTPUT_CHUNK // 4), "\ud800" * 10])
+def test_output_goes_in_chunks_the_channel_carries(text: str) -> None:
+    sent: list[Any] = []
+    output = worker._Output(sent.append, 1 << 30)
+    output.start("e")
+    output.write("log", text)  # one console call larger than a message may be
+    output.flush()
+    assert all(isinstance(m, Output) and len(m.text.encode("utf-8")) <= OUTPUT_CHUNK for m in sent)
+    assert "".join(m.text for m in sent) == (text + "\n").encode("utf-8", "replace").decode("utf-8")
+    for message in sent:
+        assert decode(worker.encode(message)[4:], "worker") == message  # every one within its limit
+
+
+def test_an_outcome_is_made_to_fit_the_channel() -> None:
+    huge = "€" * ERROR_LIMIT
+    js = JsError("E" * 10_000, huge, "E: " + huge, 1, 2)
+    fitted = worker.fit(JobResult(status="failed", error="E: " + huge, js_error=js, duration_ms=3.0))
+    assert fitted.js_error is not None and fitted.error is not None
+    for text in (fitted.error, fitted.js_error.message, fitted.js_error.stack):
+        assert len(text.encode("utf-8")) <= ERROR_LIMIT and text.endswith(f"cut to {ERROR_LIMIT})")
+    assert len(fitted.js_error.name or "") <= 4096 and (fitted.js_error.line, fitted.js_error.column) == (
+        1,
+        2,
+    )
+    assert decode(worker._done("e", fitted)[4:], "worker") == Done("e", fitted)
+    small = JobResult(status="completed", result='"ok"', duration_ms=1.0)
+    assert worker.fit(small) == small  # what fits is left alone
+    too_big = JobResult(status="completed", result="1" * (RESULT_LIMIT + 1), duration_ms=1.0)
+    assert worker.fit(too_big) == JobResult(
+        status="failed",
+        error=f"the result is {RESULT_LIMIT + 1} bytes, more than the {RESULT_LIMIT} a worker may send",
+        duration_ms=1.0,
+    )
+
+
+def test_an_outcome_that_still_cannot_be_sent_fails_in_words() -> None:
+    odd = JobResult(status="completed", result="1", heap="not a heap key")
+    assert decode(worker._done("e", odd)[4:], "worker") == Done(
+        "e",
+        JobResult(
+            status="failed",
+            error="the worker could not send the outcome: a 'done' message cannot be sent: "
+            "done.heap does not match [0-9a-f]{64}",
+        ),
+    )
+
+
+def test_each_fetch_policy_gets_its_engine() -> None:
+    engines = worker.Engines()
+    off, on = FetchPolicy(), FetchPolicy(("http://127.0.0.1:8080",), 5, 2)
+    assert engines.get(off).allow_fetch is None
+    engine = engines.get(on)
+    assert (engine.allow_fetch, engine.max_fetch_bytes, engine.max_fetch_requests) == (
+        ["http://127.0.0.1:8080"],
+        5,
+        2,
+    )
+    assert engines.get(on) is engine and engines.get(off) is not engine
+    with pytest.raises(ValueError):
+        engines.get(FetchPolicy(("ftp://x",)))

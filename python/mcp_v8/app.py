@@ -115,14 +115,11 @@ class Service:
             data_dir=settings.data_dir,
             workers=settings.workers,
             queue_limit=settings.queue_limit,
-            max_output_bytes=settings.max_output_bytes,
-            max_result_bytes=settings.max_result_bytes,
             work=self.stores.work,
             events=siblings,
             recheck_secs=RECHECK_SECS if siblings is not None else None,
             owner=self.lease.id,
             log_dir=self.lease.worker_log_dir,
-            fetch=(settings.allow_fetch, settings.max_fetch_bytes, settings.max_fetch_requests),
         )
         self.cluster = (
             None

@@ -54,7 +54,9 @@ _EXCERPT = 200  # characters of a body that is not JSON kept in the error
 @dataclass(frozen=True)
 class Execution:
     """An execution as ``GET /api/executions/{id}`` answers it. ``result`` is the JSON text of the
-    completion value (``value`` parses it); ``heap`` the key of the snapshot it produced."""
+    completion value (``value`` parses it); ``heap`` the key of the snapshot it produced;
+    ``js_error`` the script's error taken apart (name, message, stack, line, column), when the
+    script's error ended it."""
 
     execution_id: str
     status: str
@@ -66,6 +68,7 @@ class Execution:
     session: str | None = None
     tags: dict[str, str] | None = None
     duration_ms: float | None = None
+    js_error: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:

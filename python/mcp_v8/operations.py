@@ -18,7 +18,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from .executions import CancelOutcome, QueueFull, ShuttingDown, SubmitRequest
+from .executions import CancelOutcome, QueueFull, ShuttingDown, spec_from_request
+from .executions.spec import CODE_LIMIT
 from .storage import (
     ExecutionNotFound,
     ExecutionRecord,
@@ -89,6 +90,7 @@ def execution_info(record: ExecutionRecord) -> dict[str, Any]:
         "session": record.session,
         "tags": record.tags,
         "duration_ms": record.duration_ms,
+        "js_error": None if record.js_error is None else record.js_error.to_dict(),
     }
 
 
@@ -126,21 +128,12 @@ class Operations:
         s = self.settings
         code: str = body["code"]
         size = len(code.encode("utf-8"))
-        if size > s.max_code_bytes:
-            raise TooLarge(f"code is {size} bytes, the limit is {s.max_code_bytes}")
+        limit = min(s.max_code_bytes, CODE_LIMIT)  # a spec carries no more to a worker
+        if size > limit:
+            raise TooLarge(f"code is {size} bytes, the limit is {limit}")
         heap = body.get("heap")
-        snapshot = body.get("snapshot")
-        request = SubmitRequest(
-            code=code,
-            heap=heap,
-            heap_limit_mb=body.get("heap_memory_max_mb") or s.default_heap_mb,
-            timeout_secs=float(body.get("execution_timeout_secs") or s.default_timeout_secs),
-            session=body.get("session"),
-            tags=dict(body.get("tags") or {}),
-            snapshot=s.snapshot_default if snapshot is None else snapshot,
-        )
         try:
-            return self._manager.submit(request)
+            return self._manager.submit(spec_from_request(body, s))
         except QueueFull as e:
             raise Busy(str(e)) from None
         except ShuttingDown as e:

@@ -14,13 +14,12 @@ followers are the waiters' (:mod:`.waiters`).
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -46,6 +45,7 @@ from .pool import (
     worker_log_dir,
 )
 from .protocol import Job, JobResult
+from .spec import ExecutionSpec, spec_from_wire, spec_to_wire
 from .waiters import FinishEvents, QueueEvents, Waiters
 
 log = logging.getLogger(__name__)
@@ -65,24 +65,10 @@ class CancelOutcome(Enum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class SubmitRequest:
-    """An accepted execution. ``snapshot`` false runs it without producing a heap
-    snapshot (in a plain isolate, restored from ``heap`` when one is given)."""
-
-    code: str
-    heap: str | None
-    heap_limit_mb: int
-    timeout_secs: float
-    session: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    snapshot: bool = True
-
-
 @dataclass
 class _Queued:
     execution_id: str
-    request: SubmitRequest
+    spec: ExecutionSpec
 
 
 class ExecutionManager:
@@ -96,15 +82,12 @@ class ExecutionManager:
         data_dir: Path,
         workers: int,
         queue_limit: int,
-        max_output_bytes: int,
-        max_result_bytes: int = 0,
         spawn_worker: SpawnWorker = spawn_worker_process,
         owner: str | None = None,
         log_dir: Path | None = None,
         work: WorkQueue | None = None,
         events: FinishEvents | None = None,
         recheck_secs: float | None = None,
-        fetch: tuple[tuple[str, ...], int, int] | None = None,
     ) -> None:
         """``heaps`` is the store the workers open: they read and write snapshots themselves,
         and only keys pass through the manager. ``catalogue`` answers for heaps: a heap is
@@ -114,8 +97,8 @@ class ExecutionManager:
         directory); ``log_dir`` is where workers write their stderr (default: in ``data_dir``).
         ``events`` announce the ends of executions to other processes and deliver theirs
         (default: through ``work`` when given), ``recheck_secs`` bounds the wait for one that
-        was lost (see :class:`~.waiters.Waiters`). ``fetch``: (allowed origins, largest response
-        body, requests per execution) for the workers; None: fetch is off."""
+        was lost (see :class:`~.waiters.Waiters`). What an execution may do (limits, fetch) comes
+        with its :class:`~.spec.ExecutionSpec`."""
         self._owner = owner
         self._catalogue = catalogue
         # Several nodes: submits go to the shared queue, which the node's Cluster claims from
@@ -124,7 +107,6 @@ class ExecutionManager:
         self._executions = executions
         self._output = output
         self._queue_limit = queue_limit
-        self._max_result_bytes = max_result_bytes
         self._lock = threading.Condition()
         self._queue: collections.deque[_Queued] = collections.deque()
         self._reserved = 0  # places taken by submits whose record is being written
@@ -148,11 +130,7 @@ class ExecutionManager:
         self._worker_restarts = 0
         self._last_crash: dict[str, str] | None = None
         log_dir = log_dir or worker_log_dir(data_dir)
-        options = WorkerOptions(max_output_bytes, heaps.root, heaps.durable)
-        if fetch is not None and fetch[0]:
-            options = replace(
-                options, allow_fetch=fetch[0], max_fetch_bytes=fetch[1], max_fetch_requests=fetch[2]
-            )
+        options = WorkerOptions(heaps.root, heaps.durable)
         self._slots = [
             WorkerSlot(
                 i,
@@ -201,13 +179,13 @@ class ExecutionManager:
         self.waiters.close()
 
     # -- API -------------------------------------------------------------------------
-    def submit(self, request: SubmitRequest) -> str:
+    def submit(self, spec: ExecutionSpec) -> str:
         if self._work is not None:
-            return self._submit_to_cluster(request, self._work)
+            return self._submit_to_cluster(spec, self._work)
         execution_id = str(uuid.uuid4())
-        if request.heap is not None:  # before the lock: an unknown heap is refused before a full queue
-            self._catalogue.use(request.heap)
-            self._catalogue.fetch(request.heap)
+        if spec.heap is not None:  # before the lock: an unknown heap is refused before a full queue
+            self._catalogue.use(spec.heap)
+            self._catalogue.fetch(spec.heap)
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
@@ -216,7 +194,7 @@ class ExecutionManager:
             self._reserved += 1
         self.waiters.accept(execution_id)  # live before its record exists: never running and unknown here
         try:  # the writes happen outside the lock the dispatchers need
-            self._record(execution_id, request, self._owner)
+            self._record(execution_id, spec, self._owner)
         except BaseException:
             with self._lock:
                 self._reserved -= 1
@@ -226,13 +204,13 @@ class ExecutionManager:
             self._reserved -= 1
             accepted = not self._closed
             if accepted:
-                self._queue.append(_Queued(execution_id, request))
+                self._queue.append(_Queued(execution_id, spec))
                 self._lock.notify()
         if not accepted:
             self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
         return execution_id
 
-    def _record(self, execution_id: str, request: SubmitRequest, owner: str | None) -> None:
+    def _record(self, execution_id: str, spec: ExecutionSpec, owner: str | None) -> None:
         """Creates the execution's output log, then its record (running, started now): a record
         is never without its log, even after a crash in between. The record of an execution
         resuming a heap is created only while the catalogue's index holds the heap, in one step
@@ -242,35 +220,36 @@ class ExecutionManager:
         try:
             self._executions.create(
                 execution_id,
-                session=request.session,
-                tags=request.tags or None,
-                heap_in=request.heap,
-                code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
+                session=spec.session,
+                tags=dict(spec.tags) or None,
+                heap_in=spec.heap,
+                code_bytes=spec.code_bytes,
                 owner=owner,
-                require_heap=request.heap is not None,
+                require_heap=spec.heap is not None,
             )
         except BaseException:
             self._output.delete([execution_id])
             raise
 
-    def _submit_to_cluster(self, request: SubmitRequest, work: WorkQueue) -> str:
+    def _submit_to_cluster(self, spec: ExecutionSpec, work: WorkQueue) -> str:
         """Records the execution and queues it for whichever node has a free worker, when the
         shared queue has a place for it, in one step: submits on every node at once never queue
         more than ``queue_limit``, and a refused one leaves nothing behind."""
         execution_id = str(uuid.uuid4())
-        if request.heap is not None:
-            self._catalogue.use(request.heap)  # the node that claims it fetches it
+        job = spec_to_wire(spec)  # before anything is recorded: a spec out of bounds is refused
+        if spec.heap is not None:
+            self._catalogue.use(spec.heap)  # the node that claims it fetches it
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
         queued = work.submit(
             execution_id,
-            dataclasses.asdict(request),
+            job,
             limit=self._queue_limit,
-            session=request.session,
-            tags=request.tags or None,
-            heap_in=request.heap,
-            code_bytes=len(request.code.encode("utf-8", "surrogatepass")),
+            session=spec.session,
+            tags=dict(spec.tags) or None,
+            heap_in=spec.heap,
+            code_bytes=spec.code_bytes,
         )  # its owner: the node that claims it
         if not queued:
             raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
@@ -278,7 +257,8 @@ class ExecutionManager:
 
     def adopt(self, execution_id: str, job: dict[str, Any]) -> None:
         """Runs here an execution this node claimed from the shared queue (recorded by the node
-        that accepted it; ``job`` is its :class:`SubmitRequest` as queued). Never raises: when
+        that accepted it; ``job`` is its spec as queued, :func:`~.spec.spec_to_wire`'s form, read
+        back by :func:`~.spec.spec_from_wire`). Never raises: when
         it cannot be queued here (a job this release cannot read, a heap that cannot be cached
         here, a bug), the execution fails with the reason, announced to every node. It is not
         handed back to the queue: nothing of it ran, but what failed here (the job, this node's
@@ -286,15 +266,15 @@ class ExecutionManager:
         nodes would never answer its client; a failure is an answer, and a submit again is one
         request away."""
         try:
-            self._adopt(execution_id, SubmitRequest(**job))
+            self._adopt(execution_id, spec_from_wire(job))
         except Exception as e:
             log.exception("could not start claimed execution %s", execution_id)
             self._record_failure(execution_id, f"the execution could not be started on its node: {e}")
 
-    def _adopt(self, execution_id: str, request: SubmitRequest) -> None:
-        if request.heap is not None:
+    def _adopt(self, execution_id: str, spec: ExecutionSpec) -> None:
+        if spec.heap is not None:
             try:
-                self._catalogue.fetch(request.heap)
+                self._catalogue.fetch(spec.heap)
             except (HeapNotFound, HeapStoreUnavailable) as e:
                 self._finish_elsewhere(execution_id, f"its heap could not be read: {e}")
                 return
@@ -305,7 +285,7 @@ class ExecutionManager:
                 accepted = False
             else:
                 accepted = True
-                self._queue.append(_Queued(execution_id, request))
+                self._queue.append(_Queued(execution_id, spec))
                 self._lock.notify_all()
         if not accepted:
             self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
@@ -440,6 +420,7 @@ class ExecutionManager:
             error=result.error,
             heap_out=result.heap,
             duration_ms=result.duration_ms,
+            js_error=result.js_error,
         )
         written = record is not None
         if not written:
@@ -500,26 +481,17 @@ class ExecutionManager:
     def _execute(self, slot: WorkerSlot, item: _Queued) -> None:
         if not self.waiters.is_live(item.execution_id):
             return  # cancelled while its submit was still being recorded
-        request = item.request
-        job = Job(
-            execution_id=item.execution_id,
-            code=request.code,
-            heap=request.heap,
-            heap_limit_mb=request.heap_limit_mb,
-            timeout_secs=request.timeout_secs,
-            max_result_bytes=self._max_result_bytes,
-            session=request.session,
-            tags=request.tags or None,
-            snapshot=request.snapshot,
-        )
+        spec = item.spec
         try:
-            result = slot.run(job, lambda text: self._output_written(item.execution_id, text))
+            result = slot.run(
+                Job(item.execution_id, spec), lambda text: self._output_written(item.execution_id, text)
+            )
         except WorkerStartError as e:
             log.warning("worker %d could not start for execution %s: %s", slot.index, item.execution_id, e)
             result = JobResult(status="failed", error=str(e))
         if result.heap is not None:
             try:  # published and indexed before a client can see the key: any node resumes it
-                self._catalogue.add(result.heap, session=request.session, tags=request.tags or None)
+                self._catalogue.add(result.heap, session=spec.session, tags=dict(spec.tags) or None)
             except (HeapStoreUnavailable, HeapNotFound) as e:
                 result = JobResult(
                     status="failed",

@@ -22,8 +22,12 @@ After ``run`` returns (or raises), its worker is either idle and in step with th
 process still busy with an older one. Anything else that goes wrong while a job is
 relayed kills the worker and fails only that job: ``on_output`` raising (the output log
 refusing a write, a log pruned under its execution), a message that is not the job's
-next one (for another execution, of an unknown kind, malformed or unreadable), or a
-``BaseException`` (re-raised after the kill). The next job starts a new process.
+next one (for another execution, or of the wrong kind), anything the channel refuses
+(:class:`~.protocol.ProtocolError`: unreadable, of an unknown kind or version, malformed,
+over its kind's limit, a frame too long or truncated), a job the worker stops taking
+(``SEND_SECONDS``), or a ``BaseException`` (re-raised after the kill). The next job starts
+a new process. A job that cannot be encoded for the channel (:class:`~.protocol.Undeliverable`)
+is never sent: it fails and the worker, which saw nothing of it, takes the next one.
 """
 
 from __future__ import annotations
@@ -40,10 +44,24 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Protocol
+from typing import BinaryIO, Callable, Protocol
 
 from ..storage import TerminalStatus
-from .protocol import Channel, Job, JobResult
+from .protocol import (
+    FRAME_SECONDS,
+    Cancel,
+    Channel,
+    Done,
+    Job,
+    JobResult,
+    Message,
+    Output,
+    ProtocolError,
+    Ready,
+    Stop,
+    Undeliverable,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +70,7 @@ GRACE_SECONDS = 3.0
 # worker (restoring its heap).
 START_ALLOWANCE_SECONDS = 1.0
 START_TIMEOUT_SECONDS = 60.0
+SEND_SECONDS = 30.0  # a worker that takes no message for this long is out of step
 
 
 class WorkerStartError(RuntimeError):
@@ -64,14 +83,10 @@ class _RelayFailed(Exception):
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """What every worker process is started with."""
+    """What every worker process is started with (all else comes with each job's spec)."""
 
-    max_output_bytes: int
     heaps_root: str  # the root of the server's FileHeapStore, which the worker opens too
     durable_heaps: bool
-    allow_fetch: tuple[str, ...] = ()  # origins scripts may fetch; empty: fetch is off
-    max_fetch_bytes: int = 10 << 20
-    max_fetch_requests: int = 50
 
 
 class WorkerProcess(Protocol):
@@ -96,21 +111,11 @@ def spawn_worker_process(options: WorkerOptions, sock: socket.socket, stderr: Bi
         "mcp_v8.executions.worker",
         "--fd",
         str(sock.fileno()),
-        "--max-output-bytes",
-        str(options.max_output_bytes),
         "--heaps-root",
         options.heaps_root,
     ]
     if options.durable_heaps:
         args.append("--durable-heaps")
-    if options.allow_fetch:
-        args += ["--allow-fetch", ",".join(options.allow_fetch)]
-        args += [
-            "--max-fetch-bytes",
-            str(options.max_fetch_bytes),
-            "--max-fetch-requests",
-            str(options.max_fetch_requests),
-        ]
     return subprocess.Popen(
         args,
         stdin=subprocess.DEVNULL,
@@ -144,23 +149,11 @@ def _describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _kind(message: Any, execution_id: str) -> str | None:
-    """``"output"`` or ``"done"`` for a well-formed message about ``execution_id``, else None."""
-    if type(message) is not tuple or len(message) != 3 or message[1] != execution_id:
-        return None
-    if message[0] == "output" and type(message[2]) is str:
-        return "output"
-    if message[0] == "done" and isinstance(message[2], JobResult):
-        return "done"
-    return None
-
-
-def _describe_message(message: Any) -> str:
-    """A short description of an unexpected message (never its whole payload)."""
-    if type(message) is tuple and message and type(message[0]) is str:
-        about = f" about {str(message[1])[:80]!r}" if len(message) > 1 else ""
-        return f"a {message[0][:40]!r} message{about}"
-    return f"a message of type {type(message).__name__}"
+def _describe_message(message: Message) -> str:
+    """A short description of an unexpected message (never its payload)."""
+    execution_id = getattr(message, "execution_id", None)
+    about = f" about {execution_id[:80]!r}" if execution_id is not None else ""
+    return f"a {message.KIND!r} message{about}"
 
 
 class WorkerSlot:
@@ -173,6 +166,8 @@ class WorkerSlot:
         spawn: SpawnWorker = spawn_worker_process,
         grace_seconds: float = GRACE_SECONDS,
         start_allowance_seconds: float = START_ALLOWANCE_SECONDS,
+        frame_seconds: float = FRAME_SECONDS,
+        send_seconds: float = SEND_SECONDS,
         on_crash: Callable[[str, str], None] | None = None,
         on_restart: Callable[[], None] | None = None,
     ) -> None:
@@ -182,6 +177,8 @@ class WorkerSlot:
         self._spawn = spawn
         self._grace = grace_seconds
         self._start_allowance = start_allowance_seconds
+        self._frame_seconds = frame_seconds
+        self._send_seconds = send_seconds
         self._on_crash = on_crash
         self._on_restart = on_restart
         self._started_once = False
@@ -217,7 +214,9 @@ class WorkerSlot:
             raise
         finally:
             child.close()
-        conn = Channel(parent)
+        conn = Channel(
+            parent, peer="worker", frame_seconds=self._frame_seconds, send_seconds=self._send_seconds
+        )
         self._process, self._conn = process, conn
         if not conn.poll(START_TIMEOUT_SECONDS):
             self.kill()
@@ -227,10 +226,13 @@ class WorkerSlot:
         except (EOFError, OSError) as e:
             self.kill()
             raise WorkerStartError(f"worker {self.index} died at start: {self._stderr_tail()}") from e
+        except ProtocolError as e:
+            self.kill()
+            raise WorkerStartError(f"worker {self.index} sent {e} instead of ready") from None
         except BaseException:
             self.kill()
             raise
-        if message != ("ready",):
+        if not isinstance(message, Ready):
             self.kill()
             raise WorkerStartError(f"worker {self.index} said {_describe_message(message)} instead of ready")
         if self._started_once and self._on_restart is not None:
@@ -251,7 +253,7 @@ class WorkerSlot:
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
-            self._send(("stop",))
+            self._send(Stop())
         if self._process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(2)
@@ -276,7 +278,7 @@ class WorkerSlot:
         meaningful = [line.lstrip("# ").strip() for line in lines if line.strip("# ")]
         return meaningful[-1] if meaningful else ""
 
-    def _send(self, message: Any) -> None:
+    def _send(self, message: Message) -> None:
         conn = self._conn
         if conn is None:
             raise OSError("worker not started")
@@ -295,13 +297,20 @@ class WorkerSlot:
                 return  # already cancelled
             running.cancel_deadline = time.monotonic() + self._grace
             with contextlib.suppress(OSError):
-                self._send(("cancel", execution_id))
+                self._send(Cancel(execution_id))
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
 
     def run(self, job: Job, on_output: Callable[[str], None]) -> JobResult:
         """Runs ``job`` and returns its result; never raises for what the job did. When it
         returns, the worker is idle and in step, or killed (see the module's docstring)."""
+        try:
+            frame = encode(job)
+        except Undeliverable as e:  # nothing sent: the worker stays as it is
+            with self._lock:
+                if self._cancelled == job.execution_id:
+                    self._cancelled = None
+            return JobResult(status="failed", error=f"the execution could not be sent to a worker: {e}")
         if not self.alive():
             self.start()
         conn = self._conn
@@ -314,9 +323,13 @@ class WorkerSlot:
                 self._handoff("run:checked")
                 if cancelled:
                     return JobResult(status="cancelled", error="execution cancelled")
-                deadline = time.monotonic() + job.timeout_secs + self._grace + self._start_allowance
+                timeout = job.spec.limits.timeout_secs
+                deadline = time.monotonic() + timeout + self._grace + self._start_allowance
                 running = self._running = _Running(job.execution_id, deadline)
-                conn.send(job)
+                try:
+                    conn.send_frame(frame)
+                except TimeoutError as e:  # part of the frame may be out: the stream is lost
+                    raise _RelayFailed(str(e)) from None
             return self._relay(job, running, conn, on_output)
         except (EOFError, OSError):
             return self._crashed(job)
@@ -357,20 +370,18 @@ class WorkerSlot:
             if conn_fd in readable:
                 try:
                     message = conn.recv()
-                except (EOFError, OSError):
-                    raise
-                except Exception as e:  # a message that does not unpickle: the stream is lost
-                    raise _RelayFailed(f"worker sent an unreadable message ({type(e).__name__}: {e})") from e
-                kind = _kind(message, job.execution_id)
-                if kind == "output":
+                except ProtocolError as e:  # the stream cannot be trusted past it
+                    raise _RelayFailed(f"worker sent {e}") from None
+                mine = getattr(message, "execution_id", None) == job.execution_id
+                if mine and isinstance(message, Output):
                     try:
-                        on_output(message[2])
+                        on_output(message.text)
                     except Exception as e:
                         raise _RelayFailed(
                             f"console output could not be stored: {type(e).__name__}: {e}"
                         ) from e
-                elif kind == "done":
-                    return message[2]  # type: ignore[no-any-return]
+                elif mine and isinstance(message, Done):
+                    return message.result
                 else:
                     raise _RelayFailed(
                         f"worker sent {_describe_message(message)} while running {job.execution_id}"
@@ -378,7 +389,7 @@ class WorkerSlot:
             elif time.monotonic() >= limit:  # nothing from the worker by its limit
                 self.kill()
                 how: TerminalStatus = "cancelled" if cancelled else "timed_out"
-                reason = "cancel" if cancelled else f"its {job.timeout_secs:g} s timeout"
+                reason = "cancel" if cancelled else f"its {job.spec.limits.timeout_secs:g} s timeout"
                 return JobResult(status=how, error=f"worker did not stop after {reason} and was killed")
 
     def _crashed(self, job: Job) -> JobResult:
@@ -403,6 +414,7 @@ def worker_log_dir(data_dir: Path) -> Path:
 
 __all__ = [
     "GRACE_SECONDS",
+    "SEND_SECONDS",
     "SpawnWorker",
     "WorkerOptions",
     "WorkerProcess",

@@ -1,53 +1,129 @@
-"""Messages between the server and its worker processes (sent over a ``Channel``).
+"""The channel between the server and each of its worker processes: fixed-schema messages.
+
+A worker runs untrusted code, so what it sends is data to check, never code to run: no pickle.
+Each message is one frame, a 4-byte big-endian length then that many bytes of msgpack holding
+``[kind, version, body]``; ``body`` is a map whose fields are exactly those of the kind's
+schema (:mod:`.wire`: types, and sizes bounded in UTF-8 bytes or entries). The receiver checks,
+in order, before it uses any field: the length against the largest frame any kind it accepts may
+have (before reading the body), that the body arrives within ``FRAME_SECONDS`` of its first byte,
+that it decodes (no extension types, nothing after the message), that the kind is one it accepts
+from that side and the version one it reads, the frame against the kind's own limit, and the
+body against the schema. Any failure is :class:`ProtocolError`: from a worker, the server kills
+that worker and fails only its execution (:mod:`.pool`). A message the sender cannot encode within
+its schema (:class:`Undeliverable`) is never sent: the server fails that call, the worker stays.
+
+Kinds, version 1 (limits are whole frames):
 
 server -> worker
-    ``Job``                       run one execution
-    ``("cancel", execution_id)``  terminate it (sent only after its ``Job``)
-    ``("stop",)``                 exit after the current job
+    ``run``     {execution_id, spec}   run one execution; ``spec`` is :func:`.spec.spec_to_wire`'s
+                                        form. Limit ``CODE_LIMIT`` + 1 MiB.
+    ``cancel``  {execution_id}         terminate it (sent only after its ``run``). 1 KiB.
+    ``stop``    {}                     exit after the current job. 1 KiB.
 worker -> server
-    ``("ready",)``                      once, after V8 is initialised and the heap store opened
-    ``("output", execution_id, text)``  console output, batched, rendered with level markers
-    ``("done", execution_id, JobResult)``
+    ``ready``   {}                     once, after V8 is initialised and the heap store opened. 1 KiB.
+    ``output``  {execution_id, text}   console output, batched, rendered with level markers; text
+                                        at most ``OUTPUT_CHUNK`` bytes (the worker splits larger
+                                        batches). ``OUTPUT_CHUNK`` + 1 KiB.
+    ``done``    {execution_id, status, result, error, js_error, heap, heap_size, duration_ms}
+                                        how the execution ended: ``status`` terminal, ``result``
+                                        at most ``RESULT_LIMIT`` bytes, ``error`` at most
+                                        ``ERROR_LIMIT``, ``js_error`` null or {name, message,
+                                        stack, line, column} (:class:`~mcp_v8.js_error.JsError`),
+                                        ``heap`` null or 64 hex digits. ``RESULT_LIMIT`` + 4 MiB.
 
-Heap snapshots never cross the pipe: the worker opens the heap store itself, reads the
-snapshot a ``Job`` names by key and writes the one it produces, and only keys travel.
+Heap snapshots never cross the channel today: the worker opens the heap store itself, reads the
+snapshot a ``run`` names by key and writes the one it produces; only keys travel.
+
+Planned (written down so the schema grows without a break; none of it exists yet):
+
+- **Heaps as file descriptors** (issue 17: the worker loses the store). The server opens (or
+  creates, sealed with ``memfd``) the heap and passes its descriptor with ``SCM_RIGHTS`` in the
+  ancillary data of the ``run`` frame's first byte (``sendmsg``); a ``run`` v2 says
+  ``heap_fd: bool`` and the size. The worker's new heap comes back the same way on a
+  ``heap`` {execution_id, key, size} frame carrying exactly one descriptor, sent before ``done``;
+  the server hashes what it reads (the key is checked, not believed) and publishes it. The
+  receiver reads with ``recvmsg`` sized for one descriptor: a descriptor on a frame of another
+  kind, more than one, or a truncated control message (``MSG_CTRUNC``) is a ProtocolError, and
+  every descriptor received is closed on every path. Bytes never travel as frames.
+- **Requests the worker asks the server to make** (fetch, issue 17; tool calls, issue 18):
+  worker -> server ``call`` {execution_id, call_id: int, op: "fetch" | "tool", args: map per op
+  (fetch: method, url, headers as a list of pairs, body: bytes at most the fetch cap; tool:
+  server, tool, arguments as JSON text)}; server -> worker ``reply`` {call_id, ok: bool, value
+  or error}, a body larger than one frame as ``reply-chunk`` {call_id, seq, data: bytes, last}
+  frames of at most 1 MiB each; ``abandon`` {call_id} either way when the execution ends or is
+  cancelled. Calls in flight per execution are capped, and a ``call`` beyond the cap, or for an
+  execution that is not the worker's current one, is a ProtocolError. The policy stays the
+  server's: the worker only asks.
+- **Live-session commands** (issue 19): server -> worker ``open`` {session, heap key or fd,
+  limits}, ``run`` v2 with an optional ``session``, ``snapshot`` {session}, ``close``
+  {session, snapshot: bool}; worker -> server ``opened``/``closed`` {session} and ``done`` v2
+  with ``session`` and the snapshot taken, if any.
+- **Spans** (issue 20): worker -> server ``spans`` {execution_id, spans: list of at most 256
+  {name, start_ns, end_ns, attributes: map of at most 32 texts}}, 256 KiB, sent before ``done``.
+
+A kind's body change is a new version of that kind; each side keeps reading the versions the
+other side of a running deployment may send (server and workers come from one install, so today
+each kind has the one version).
 """
 
 from __future__ import annotations
 
-import pickle
 import select
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, ClassVar, Union
 
+import msgpack
+
+from ..js_error import JsError
 from ..storage import TerminalStatus
+from .spec import CODE_LIMIT, RESULT_LIMIT, ExecutionSpec, check_spec_wire, spec_from_wire, spec_to_wire
+from .wire import Integer, Number, OneOf, Record, SchemaError, Text, Type
+
+__all__ = [
+    "ERROR_LIMIT",
+    "FRAME_SECONDS",
+    "KINDS",
+    "OUTPUT_CHUNK",
+    "Cancel",
+    "Channel",
+    "Done",
+    "Job",
+    "JobResult",
+    "Message",
+    "Output",
+    "ProtocolError",
+    "Ready",
+    "Stop",
+    "Undeliverable",
+    "decode",
+    "encode",
+]
+
+OUTPUT_CHUNK = 1 << 20  # console text per output message
+ERROR_LIMIT = 1 << 20  # an error text, a JS error's message or stack
+FRAME_SECONDS = 10.0  # a frame's bytes must all arrive within this of its first
+KiB = 1024
+_HEADER = struct.Struct(">I")
 
 
-@dataclass(frozen=True)
-class Job:
-    """One execution. ``heap`` is the key of the snapshot to restore; ``snapshot`` says
-    whether the execution produces a new one (false: a plain isolate, restored from
-    ``heap`` when there is one, and no snapshot); ``session`` and ``tags`` go with the
-    snapshot it produces."""
+class ProtocolError(Exception):
+    """A frame or message that breaks the protocol. The message completes "worker sent ..."
+    and never repeats the payload."""
 
-    execution_id: str
-    code: str
-    heap: str | None
-    heap_limit_mb: int
-    timeout_secs: float
-    max_result_bytes: int = 0
-    session: str | None = None
-    tags: dict[str, str] | None = None
-    snapshot: bool = True
+
+class Undeliverable(ValueError):
+    """A message that cannot be encoded within its kind's schema: it was not sent."""
 
 
 @dataclass(frozen=True)
 class JobResult:
     """What became of a job. ``heap`` is the key of the snapshot the worker stored (a
-    completed job that asked for one only) and ``heap_size`` its size in bytes."""
+    completed job that asked for one only) and ``heap_size`` its size in bytes; ``js_error``
+    the script's structured error, None when the failure is not the script's."""
 
     status: TerminalStatus
     result: str | None = None
@@ -55,43 +131,299 @@ class JobResult:
     heap: str | None = None
     heap_size: int | None = None
     duration_ms: float | None = None
+    js_error: JsError | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """``run``: one execution."""
+
+    execution_id: str
+    spec: ExecutionSpec
+    KIND: ClassVar[str] = "run"
+
+
+@dataclass(frozen=True)
+class Cancel:
+    execution_id: str
+    KIND: ClassVar[str] = "cancel"
+
+
+@dataclass(frozen=True)
+class Stop:
+    KIND: ClassVar[str] = "stop"
+
+
+@dataclass(frozen=True)
+class Ready:
+    KIND: ClassVar[str] = "ready"
+
+
+@dataclass(frozen=True)
+class Output:
+    execution_id: str
+    text: str
+    KIND: ClassVar[str] = "output"
+
+
+@dataclass(frozen=True)
+class Done:
+    execution_id: str
+    result: JobResult
+    KIND: ClassVar[str] = "done"
+
+
+Message = Union[Job, Cancel, Stop, Ready, Output, Done]
+
+_ID = Text(128, min_bytes=1)
+_JS_ERROR = Record(
+    {
+        "name": Text(4 * KiB, nullable=True),
+        "message": Text(ERROR_LIMIT),
+        "stack": Text(ERROR_LIMIT),
+        "line": Integer(0, 1 << 32, nullable=True),
+        "column": Integer(0, 1 << 32, nullable=True),
+    },
+    nullable=True,
+)
+
+
+class _Spec(Type):
+    """A spec's wire form (:data:`.spec.SPEC_SCHEMA`, whose version it names)."""
+
+    def _check(self, value: Any, path: str) -> None:
+        check_spec_wire(value)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of message, version 1: its schema, its limit (whole frame, bytes), who sends it,
+    and how its message is made into a body and back."""
+
+    name: str
+    version: int
+    sender: str  # "server" or "worker"
+    limit: int
+    schema: Record
+    to_body: Callable[[Any], dict[str, Any]]
+    from_body: Callable[[dict[str, Any]], Message]
+
+
+def _result_body(m: Done) -> dict[str, Any]:
+    r = m.result
+    return {
+        "execution_id": m.execution_id,
+        "status": r.status,
+        "result": r.result,
+        "error": r.error,
+        "js_error": None if r.js_error is None else r.js_error.to_dict(),
+        "heap": r.heap,
+        "heap_size": r.heap_size,
+        "duration_ms": r.duration_ms,
+    }
+
+
+def _done(b: dict[str, Any]) -> Done:
+    js = b["js_error"]
+    return Done(
+        b["execution_id"],
+        JobResult(
+            status=b["status"],
+            result=b["result"],
+            error=b["error"],
+            heap=b["heap"],
+            heap_size=b["heap_size"],
+            duration_ms=None if b["duration_ms"] is None else float(b["duration_ms"]),
+            js_error=None if js is None else JsError(**js),
+        ),
+    )
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind(
+            "run",
+            1,
+            "server",
+            CODE_LIMIT + 1024 * KiB,
+            Record({"execution_id": _ID, "spec": _Spec()}),
+            lambda m: {"execution_id": m.execution_id, "spec": spec_to_wire(m.spec, check=False)},
+            lambda b: Job(b["execution_id"], spec_from_wire(b["spec"], checked=True)),
+        ),
+        Kind(
+            "cancel",
+            1,
+            "server",
+            KiB,
+            Record({"execution_id": _ID}),
+            lambda m: {"execution_id": m.execution_id},
+            lambda b: Cancel(b["execution_id"]),
+        ),
+        Kind("stop", 1, "server", KiB, Record({}), lambda m: {}, lambda b: Stop()),
+        Kind("ready", 1, "worker", KiB, Record({}), lambda m: {}, lambda b: Ready()),
+        Kind(
+            "output",
+            1,
+            "worker",
+            OUTPUT_CHUNK + KiB,
+            Record({"execution_id": _ID, "text": Text(OUTPUT_CHUNK)}),
+            lambda m: {"execution_id": m.execution_id, "text": m.text},
+            lambda b: Output(b["execution_id"], b["text"]),
+        ),
+        Kind(
+            "done",
+            1,
+            "worker",
+            RESULT_LIMIT + 4096 * KiB,
+            Record(
+                {
+                    "execution_id": _ID,
+                    "status": OneOf(frozenset({"completed", "failed", "cancelled", "timed_out"})),
+                    "result": Text(RESULT_LIMIT, nullable=True),
+                    "error": Text(ERROR_LIMIT, nullable=True),
+                    "js_error": _JS_ERROR,
+                    "heap": Text(64, pattern="[0-9a-f]{64}", nullable=True),
+                    "heap_size": Integer(0, 1 << 50, nullable=True),
+                    "duration_ms": Number(0, 1e12, nullable=True),
+                }
+            ),
+            _result_body,
+            _done,
+        ),
+    )
+}
+MAX_FRAME = {side: max(k.limit for k in KINDS.values() if k.sender == side) for side in ("server", "worker")}
+
+
+def encode(message: Message) -> bytes:
+    """The frame of ``message``; :class:`Undeliverable` when it breaks its kind's schema."""
+    kind = KINDS[message.KIND]
+    try:
+        body = kind.to_body(message)
+        kind.schema.check(body, kind.name)
+        data: bytes = msgpack.packb([kind.name, kind.version, body], use_bin_type=True)
+    except (SchemaError, UnicodeEncodeError, ValueError, TypeError, OverflowError) as e:
+        raise Undeliverable(f"a {kind.name!r} message cannot be sent: {e}") from None
+    if len(data) > kind.limit:
+        raise Undeliverable(f"a {kind.name!r} message of {len(data)} bytes is over its limit of {kind.limit}")
+    return _HEADER.pack(len(data)) + data
+
+
+def _no_extensions(code: int, data: bytes) -> Any:
+    raise ValueError(f"extension type {code}")
+
+
+def decode(data: bytes, sender: str) -> Message:
+    """The message of a frame's body sent by ``sender``; :class:`ProtocolError` unless it is one
+    of that side's kinds, in a version this side reads, within its limit and schema."""
+    try:
+        value = msgpack.unpackb(
+            data, raw=False, use_list=True, strict_map_key=True, ext_hook=_no_extensions, timestamp=0
+        )
+    except Exception as e:  # what a decoder says of arbitrary bytes: its message names no payload
+        raise ProtocolError(f"an unreadable message ({type(e).__name__})") from None
+    if type(value) is not list or len(value) != 3 or type(value[0]) is not str:
+        raise ProtocolError("a message that is not [kind, version, body]")
+    name, version, body = value
+    kind = KINDS.get(name)
+    if kind is None or kind.sender != sender:
+        raise ProtocolError(f"a message of unknown kind {name[:40]!r}")
+    if type(version) is not int or version != kind.version:
+        raise ProtocolError(f"a {name!r} message of version {str(version)[:20]}, which is not read here")
+    if len(data) > kind.limit:
+        raise ProtocolError(f"a {name!r} message of {len(data)} bytes, over its limit of {kind.limit}")
+    try:
+        kind.schema.check(body, name)
+        return kind.from_body(body)
+    except SchemaError as e:
+        raise ProtocolError(f"a malformed {name!r} message: {e}") from None
 
 
 class Channel:
-    """Length-prefixed pickled messages over a stream socket (a socketpair between the
-    server and one of its workers, both trusted: pickles never come from clients)."""
+    """Frames over a stream socket (a socketpair between the server and one worker).
 
-    _HEADER = struct.Struct(">I")
+    ``peer`` is the side messages come from (``"worker"`` on the server's end). With
+    ``frame_seconds`` (the server's end), a frame whose bytes stop coming is a
+    :class:`ProtocolError` after that long; with ``send_seconds``, a send that cannot complete
+    within that long (a worker that stopped reading) raises ``TimeoutError``, the frame part sent. ``recv`` raises
+    ``EOFError`` when the peer closed the connection at a frame boundary or within one."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        peer: str,
+        frame_seconds: float | None = None,
+        send_seconds: float | None = None,
+    ) -> None:
+        self._sock = sock  # blocking: the deadlines below use MSG_DONTWAIT and select
+        self._peer = peer
+        self._max_frame = MAX_FRAME[peer]
+        self._frame_seconds = frame_seconds
+        self._send_seconds = send_seconds
         self._send_lock = threading.Lock()
 
     @classmethod
-    def from_fd(cls, fd: int) -> Channel:
-        return cls(socket.socket(fileno=fd))
+    def from_fd(cls, fd: int, *, peer: str) -> Channel:
+        return cls(socket.socket(fileno=fd), peer=peer)
 
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def send(self, message: Any) -> None:
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        with self._send_lock:
-            self._sock.sendall(self._HEADER.pack(len(data)) + data)
+    def send(self, message: Message) -> None:
+        """Sends ``message``; :class:`Undeliverable` (nothing sent) when it cannot be encoded."""
+        self.send_frame(encode(message))
 
-    def _read(self, n: int) -> bytes:
+    def send_frame(self, frame: bytes) -> None:
+        with self._send_lock:
+            if self._send_seconds is None:
+                self._sock.sendall(frame)
+                return
+            deadline = time.monotonic() + self._send_seconds
+            view = memoryview(frame)
+            while view:
+                try:
+                    view = view[self._sock.send(view, socket.MSG_DONTWAIT) :]
+                except BlockingIOError:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not select.select([], [self._sock], [], left)[1]:
+                        raise TimeoutError(
+                            f"the worker took no message for {self._send_seconds:g} s"
+                        ) from None
+
+    def _read(self, n: int, deadline: float | None, frame: int) -> bytes:
         parts, left = [], n
         while left:
-            chunk = self._sock.recv(min(left, 1 << 20))
+            if deadline is None:
+                chunk = self._sock.recv(min(left, 1 << 20))
+            else:
+                try:
+                    chunk = self._sock.recv(min(left, 1 << 20), socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    readable, _, _ = select.select(
+                        [self._sock], [], [], max(0.0, deadline - time.monotonic())
+                    )
+                    if not readable:
+                        got = n - left
+                        raise ProtocolError(
+                            f"a truncated message ({got} of {frame} bytes in {self._frame_seconds:g} s)"
+                        ) from None
+                    continue
             if not chunk:
                 raise EOFError("channel closed")
             parts.append(chunk)
             left -= len(chunk)
         return b"".join(parts)
 
-    def recv(self) -> Any:
-        (size,) = self._HEADER.unpack(self._read(self._HEADER.size))
-        return pickle.loads(self._read(size))
+    def recv(self) -> Message:
+        deadline = None if self._frame_seconds is None else time.monotonic() + self._frame_seconds
+        (size,) = _HEADER.unpack(self._read(_HEADER.size, deadline, _HEADER.size))
+        if size > self._max_frame:
+            raise ProtocolError(
+                f"a frame of {size} bytes, more than the {self._max_frame} any message may have"
+            )
+        return decode(self._read(size, deadline, size), self._peer)
 
     def poll(self, timeout: float) -> bool:
         readable, _, _ = select.select([self._sock], [], [], timeout)

@@ -9,13 +9,17 @@ only this worker's execution.
 
 The worker opens the server's heap store itself: it reads the snapshot a job names and
 writes the one the job produces (none when the job asks for no snapshot), so snapshot
-bytes never cross the pipe.
+bytes never cross the pipe. Everything else about a job comes with its spec (limits, fetch
+policy); the command line names only the heap store. What it sends fits the channel's schema
+(:mod:`.protocol`): output in chunks, error texts cut to their limit, and an outcome that
+still cannot be sent is replaced by a failure that says why.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import os
 import queue
 import sys
@@ -24,8 +28,24 @@ from typing import Any
 
 from ..engine import Engine
 from ..errors import SnapshotError
+from ..js_error import JsError
 from ..storage import FileHeapStore, HeapNotFound, HeapStore
-from .protocol import Channel, Job, JobResult
+from .protocol import (
+    ERROR_LIMIT,
+    OUTPUT_CHUNK,
+    Cancel,
+    Channel,
+    Done,
+    Job,
+    JobResult,
+    Output,
+    ProtocolError,
+    Ready,
+    Stop,
+    Undeliverable,
+    encode,
+)
+from .spec import RESULT_LIMIT, FetchPolicy
 
 FLUSH_SECONDS = 0.02
 FLUSH_BYTES = 64 * 1024
@@ -66,6 +86,56 @@ def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
 
 
+def _chunks(text: str, limit: int = OUTPUT_CHUNK) -> list[str]:
+    """``text`` as the server's output log stores it (a lone surrogate as ``?``), in pieces of
+    at most ``limit`` UTF-8 bytes that never split a character."""
+    if text.isascii():
+        return [text[i : i + limit] for i in range(0, len(text), limit)]
+    data = text.encode("utf-8", "replace")
+    pieces, start = [], 0
+    while start < len(data):
+        end = min(start + limit, len(data))
+        while end < len(data) and (data[end] & 0xC0) == 0x80:  # not inside a character
+            end -= 1
+        pieces.append(data[start:end].decode("utf-8"))
+        start = end
+    return pieces
+
+
+def _cut(text: str | None, limit: int = ERROR_LIMIT) -> str | None:
+    """``text`` within ``limit`` UTF-8 bytes: cut at a character, with a note of what went."""
+    if text is None or len(text) * 4 <= limit:
+        return text
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    note = f"... ({len(data)} bytes, cut to {limit})"
+    return data[: limit - len(note)].decode("utf-8", "ignore") + note
+
+
+def fit(result: JobResult) -> JobResult:
+    """``result`` as the channel can carry it: error texts within ``ERROR_LIMIT``, a result
+    within ``RESULT_LIMIT`` (the engine's cap keeps it so; a larger one fails the job)."""
+    if result.result is not None and len(result.result) * 4 > RESULT_LIMIT:
+        size = len(result.result.encode("utf-8", "replace"))
+        if size > RESULT_LIMIT:
+            return JobResult(
+                status="failed",
+                error=f"the result is {size} bytes, more than the {RESULT_LIMIT} a worker may send",
+                duration_ms=result.duration_ms,
+            )
+    js = result.js_error
+    if js is not None:
+        js = JsError(
+            name=_cut(js.name, 4096),
+            message=_cut(js.message) or "",
+            stack=_cut(js.stack) or "",
+            line=js.line,
+            column=js.column,
+        )
+    return dataclasses.replace(result, error=_cut(result.error), js_error=js)
+
+
 class _Output:
     """Console output of the current job, flushed to the server in batches. Sizes are
     UTF-8 bytes, the unit of the server's cap: once more than ``max_bytes`` are sent, the
@@ -82,9 +152,13 @@ class _Output:
         self._pending = threading.Event()  # output is waiting: the flusher's batch starts
         self._wake = threading.Event()  # FLUSH_BYTES are waiting: the batch ends now
 
-    def start(self, execution_id: str) -> None:
+    def start(self, execution_id: str, max_bytes: int | None = None) -> None:
+        """Starts the output of ``execution_id``, shipped up to ``max_bytes`` (the spec's
+        ``max_output_bytes``; None: as before)."""
         with self._lock:
             self._id, self._parts, self._size, self._sent_total = execution_id, [], 0, 0
+            if max_bytes is not None:
+                self._max_bytes = max_bytes
 
     def write(self, level: str, text: str) -> None:
         line = (text if level == "log" else f"[{level}] {text}") + "\n"
@@ -107,7 +181,8 @@ class _Output:
             text, self._parts = "".join(self._parts), []
             self._sent_total += self._size
             self._size = 0
-            self._send(("output", self._id, text))
+            for piece in _chunks(text):
+                self._send(Output(self._id, piece))
 
     def run_flusher(self) -> None:
         while True:
@@ -120,38 +195,60 @@ class _Output:
             self.flush()
 
 
+class Engines:
+    """The engine for each fetch policy a job brings (the engine applies its fetch settings to
+    every execution), made when first needed; nearly always one."""
+
+    def __init__(self) -> None:
+        self._made: dict[FetchPolicy, Engine] = {}
+
+    def get(self, policy: FetchPolicy) -> Engine:
+        engine = self._made.get(policy)
+        if engine is None:
+            engine = self._made[policy] = Engine(
+                keep_console=False,  # output streams to the server through on_console
+                allow_fetch=list(policy.origins) or None,
+                max_fetch_bytes=policy.max_bytes,
+                max_fetch_requests=policy.max_requests,
+            )
+        return engine
+
+
 def _run(engine: Engine, heaps: HeapStore, job: Job, control: Any, output: _Output) -> JobResult:
+    spec, limits = job.spec, job.spec.limits
     envelope = None
-    if job.heap is not None:
+    if spec.heap is not None:
         try:
-            envelope = heaps.get(job.heap)
+            envelope = heaps.get(spec.heap)
         except HeapNotFound:
-            return JobResult(status="failed", error=f"heap {job.heap} not found")
+            return JobResult(status="failed", error=f"heap {spec.heap} not found")
         except OSError as e:
             return JobResult(status="failed", error=f"cannot restore heap: {e.strerror or e}")
     try:
         outcome = engine.execute(
-            job.code,
+            spec.code,
             heap=envelope,
-            snapshot=job.snapshot,
-            heap_limit_mb=job.heap_limit_mb,
-            timeout=job.timeout_secs,
+            snapshot=spec.snapshot,
+            heap_limit_mb=limits.heap_limit_mb,
+            timeout=limits.timeout_secs,
+            language=spec.language,
+            filename=spec.filename,
             on_console=output.write,
             control=control,
-            max_result_bytes=job.max_result_bytes,
+            max_result_bytes=limits.max_result_bytes,
         )
     except SnapshotError as e:
         return JobResult(status="failed", error=f"cannot restore heap: {e}")
     heap, heap_size = None, None
     if (
-        job.snapshot
+        spec.snapshot
         and outcome.status == "completed"
         and outcome.snapshot is not None
         and outcome.heap_key is not None
     ):
         heap_bytes = outcome.snapshot
-        try:
-            heaps.put(outcome.heap_key, heap_bytes, session=job.session, tags=job.tags)
+        try:  # the bytes only: the server indexes the heap with the spec's session and tags
+            heaps.put(outcome.heap_key, heap_bytes, session=None, tags=None)
         except OSError as e:
             return JobResult(status="failed", error=f"cannot store heap: {e.strerror or e}")
         heap, heap_size = outcome.heap_key, len(heap_bytes)
@@ -162,38 +259,36 @@ def _run(engine: Engine, heaps: HeapStore, job: Job, control: Any, output: _Outp
         heap=heap,
         heap_size=heap_size,
         duration_ms=outcome.duration_ms,
+        js_error=JsError.from_outcome(outcome),
     )
+
+
+def _done(execution_id: str, result: JobResult) -> bytes:
+    """The frame of the job's ``done``: its result made to fit, or a failure saying why it
+    could not be sent."""
+    try:
+        return encode(Done(execution_id, fit(result)))
+    except Undeliverable as e:
+        failed = JobResult(status="failed", error=f"the worker could not send the outcome: {e}")
+        return encode(Done(execution_id, failed))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="mcp-v8 worker process (started by the server)")
     parser.add_argument("--fd", type=int, required=True, help="inherited socket to the server")
-    parser.add_argument("--max-output-bytes", type=int, required=True)
     parser.add_argument("--heaps-root", required=True, help="root of the server's heap store")
     parser.add_argument("--durable-heaps", action="store_true", help="fsync the heaps this worker writes")
-    parser.add_argument("--allow-fetch", default="", help="origins scripts may fetch, comma-separated")
-    parser.add_argument("--max-fetch-bytes", type=int, default=10 << 20)
-    parser.add_argument("--max-fetch-requests", type=int, default=50)
     args = parser.parse_args(argv)
     _keep_freed_memory()
     heaps = FileHeapStore(args.heaps_root, durable=args.durable_heaps)
-    origins = [o for o in args.allow_fetch.split(",") if o]
-    engine = Engine(
-        keep_console=False,  # output streams to the server through on_console
-        allow_fetch=origins or None,
-        max_fetch_bytes=args.max_fetch_bytes,
-        max_fetch_requests=args.max_fetch_requests,
-    )
-    serve(Channel.from_fd(args.fd), args.max_output_bytes, heaps, engine)
+    serve(Channel.from_fd(args.fd, peer="server"), heaps)
 
 
-def serve(conn: Channel, max_output_bytes: int, heaps: HeapStore, engine: Engine | None = None) -> None:
+def serve(conn: Channel, heaps: HeapStore, engines: Engines | None = None) -> None:
     from .. import _engine
 
-    send = conn.send
-    if engine is None:
-        engine = Engine(keep_console=False)  # output streams to the server through on_console
-    engine.execute("1")  # initialise V8 before saying ready
+    engines = engines or Engines()
+    engines.get(FetchPolicy()).execute("1")  # initialise V8 before saying ready
     jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
     controls: dict[str, Any] = {}  # the server sends a cancel only after its job
     controls_lock = threading.Lock()
@@ -206,33 +301,41 @@ def serve(conn: Channel, max_output_bytes: int, heaps: HeapStore, engine: Engine
                     with controls_lock:
                         controls[message.execution_id] = _engine.Control()
                     jobs.put(message)
-                elif message[0] == "cancel":
+                elif isinstance(message, Cancel):
                     with controls_lock:
-                        known = controls.get(message[1])
+                        known = controls.get(message.execution_id)
                     if known is not None:  # else its job is already done
                         known.cancel()
-                elif message[0] == "stop":
+                elif isinstance(message, Stop):
                     jobs.put(None)
                     return
         except (EOFError, OSError):
             os._exit(0)  # the server is gone: nothing to report to
+        except ProtocolError as e:  # the server's stream is lost: it sees this worker end
+            print(f"mcp-v8 worker: the server sent {e}", file=sys.stderr, flush=True)
+            os._exit(2)
 
-    output = _Output(send, max_output_bytes)
+    output = _Output(conn.send, 0)
     threading.Thread(target=reader, daemon=True, name="mcp-v8-reader").start()
     threading.Thread(target=output.run_flusher, daemon=True, name="mcp-v8-flusher").start()
-    send(("ready",))
+    conn.send(Ready())
     while True:
         job = jobs.get()
         if job is None:
             return
         with controls_lock:
             control = controls[job.execution_id]
-        output.start(job.execution_id)
-        result = _run(engine, heaps, job, control, output)
+        output.start(job.execution_id, job.spec.limits.max_output_bytes)
+        try:
+            engine = engines.get(job.spec.fetch)
+        except ValueError as e:  # an origin the engine refuses
+            result = JobResult(status="failed", error=f"invalid fetch policy: {e}")
+        else:
+            result = _run(engine, heaps, job, control, output)
         output.flush()
         with controls_lock:
             controls.pop(job.execution_id, None)
-        send(("done", job.execution_id, result))
+        conn.send_frame(_done(job.execution_id, result))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -199,17 +198,6 @@ _OUTPUT_EXCERPT = {
         "total_lines": {"type": "integer"},
     },
 }
-_JS_ERROR = {
-    "type": ["object", "null"],
-    "description": "The error of a failed, timed-out or cancelled run, taken apart.",
-    "properties": {
-        "name": {"type": ["string", "null"]},
-        "message": {"type": "string"},
-        "stack": {"type": "string"},
-        "line": {"type": ["integer", "null"]},
-        "column": {"type": ["integer", "null"]},
-    },
-}
 
 
 def _run_js_input(ops: Operations) -> dict[str, Any]:
@@ -234,29 +222,6 @@ def _run_js_input(ops: Operations) -> dict[str, Any]:
 
 # -- results -----------------------------------------------------------------------------
 
-_FIRST_LINE = re.compile(r"([A-Za-z_$][\w$]*)(?:: (.*))?$")
-_POSITION = re.compile(r"<input>:(\d+):(\d+)")
-
-
-def js_error(error: str | None) -> dict[str, Any] | None:
-    """The engine's error text (``TypeError: bad\\n    at f (<input>:2:21)``) as name, message,
-    stack and the line and column of its innermost position in the script."""
-    if error is None:
-        return None
-    first = error.split("\n", 1)[0]
-    match = _FIRST_LINE.fullmatch(first)
-    name, message = (
-        (match.group(1), match.group(2) or "") if match and match.group(2) is not None else (None, first)
-    )
-    position = _POSITION.search(error)
-    return {
-        "name": name,
-        "message": message,
-        "stack": error,
-        "line": int(position.group(1)) if position else None,
-        "column": int(position.group(2)) if position else None,
-    }
-
 
 def _execution_result(ops: Operations, info: dict[str, Any]) -> ToolResult:
     page = ops.output(info["execution_id"], line_limit=FIRST_OUTPUT_LINES)
@@ -275,7 +240,6 @@ def _execution_result(ops: Operations, info: dict[str, Any]) -> ToolResult:
             "has_more": next_line < page["total_lines"] or page["status"] == "running",
             "total_lines": page["total_lines"],
         },
-        "js_error": js_error(info["error"]) if info["status"] in ("failed", "timed_out") else None,
     }
     failed = info["status"] in ("failed", "timed_out", "cancelled")
     return ToolResult(structured, is_error=failed, text=_execution_text(structured) if failed else None)
@@ -405,7 +369,7 @@ def build_tools(ops: Operations) -> dict[str, Tool]:
     log_query = _params("/api/sessions/log", "get", "session", "limit", "cursor")
     query_body = schema("HeapQuery")["properties"]
     tags = _without_null(schema("ExecRequest")["properties"]["tags"])
-    execution_out = _output_schema("ExecutionInfo", output=_OUTPUT_EXCERPT, js_error=_JS_ERROR)
+    execution_out = _output_schema("ExecutionInfo", output=_OUTPUT_EXCERPT)
     heap_out = _output_schema("HeapInfo")
     tools = [
         Tool("run_js", "Run JavaScript", RUN_JS, _run_js_input(ops), execution_out, _run_js, read_only=False),

@@ -1,7 +1,7 @@
 """Heap blobs as ``bytea`` rows in PostgreSQL: a sound default for a small cluster (one service to run).
 
 Table ``heap_blobs (key text primary key, data bytea, size bigint, created_at timestamptz)``, one of
-the registry's tables (:mod:`.postgres.schema`, version 4), in the same database or schema: the
+the registry's tables (:mod:`.postgres.schema`, version 5), in the same database or schema: the
 store opens it through the same connector and migrations, on a pool of its own (large transfers
 do not hold up the registry's connections).
 

@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..js_error import JsError
 from .errors import DuplicateExecution, DuplicateKey, HeapNotFound, InvalidCursor
 from .executions import (
     TERMINAL_STATUSES,
@@ -39,7 +40,7 @@ __all__ = ["NEW_RECORD", "SQLExecutionStore", "SQLiteExecutionStore", "new_recor
 _DELETE_BATCH = 500
 _COLUMNS = (
     "execution_id, status, started_at, completed_at, result, error, heap_out, session, tags, "
-    "duration_ms, heap_in, code_bytes"
+    "duration_ms, heap_in, code_bytes, js_error"
 )
 # A new record, as an INSERT's columns and the values of a SELECT (see new_record_params): the
 # queue of several nodes records one in the statement that queues it, with these same words.
@@ -177,16 +178,18 @@ class SQLExecutionStore(Closing):
         error: str | None = None,
         heap_out: str | None = None,
         duration_ms: float | None = None,
+        js_error: JsError | None = None,
     ) -> ExecutionRecord | None:
         """Records the first terminal transition of a running execution and returns its terminal
         record (read in the same statement, so a caller can answer from it without reading again);
         returns None (and changes nothing) when it is already terminal or unknown. ``duration_ms``
-        defaults to the time since ``started_at``."""
+        defaults to the time since ``started_at``; ``js_error`` is kept as a JSON object."""
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"not a terminal status: {status!r}")
         rows = self._db.run(
             "UPDATE executions SET status = :status, completed_at = :now, result = :result, error = :error,"
-            " heap_out = :heap_out, duration_ms = coalesce(:duration_ms, {ms_since:started_at})"
+            " heap_out = :heap_out, duration_ms = coalesce(:duration_ms, {ms_since:started_at}),"
+            " js_error = {json:js_error}"
             f" WHERE execution_id = :execution_id AND status = 'running' RETURNING {_COLUMNS}",
             {
                 "status": status,
@@ -195,6 +198,7 @@ class SQLExecutionStore(Closing):
                 "error": error,
                 "heap_out": heap_out,
                 "duration_ms": duration_ms,
+                "js_error": None if js_error is None else Json(js_error.to_dict()),
                 "execution_id": execution_id,
             },
         )
@@ -370,7 +374,7 @@ def _record_page(listing: str, rows: Sequence[Row], limit: int) -> Page[Executio
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = encode_cursor(listing, [last[2], last[12]])  # (started_at, id)
+        next_cursor = encode_cursor(listing, [last[2], last[13]])  # (started_at, id)
     return Page(items, next_cursor)
 
 
@@ -398,4 +402,5 @@ def _record(row: Row) -> ExecutionRecord:
         duration_ms=row[9],
         heap_in=row[10],
         code_bytes=int(row[11]),
+        js_error=JsError.from_dict(json.loads(row[12])) if row[12] is not None else None,
     )

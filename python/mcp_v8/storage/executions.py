@@ -23,6 +23,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args, runtime_checkable
 
+from ..js_error import JsError
 from .errors import DuplicateExecution, ExecutionNotFound
 from .paging import Page
 
@@ -45,7 +46,8 @@ TERMINAL_STATUSES: frozenset[str] = frozenset(get_args(TerminalStatus))
 @dataclass(frozen=True)
 class ExecutionRecord:
     """One execution as recorded. ``heap`` is the snapshot key it produced; ``heap_in`` the one it
-    restored. Timestamps are ISO-8601 UTC with millisecond precision and a ``Z``."""
+    restored; ``js_error`` the script's structured error, when it ended on one (``error`` is then
+    its stack). Timestamps are ISO-8601 UTC with millisecond precision and a ``Z``."""
 
     execution_id: str
     status: ExecutionStatus
@@ -59,6 +61,7 @@ class ExecutionRecord:
     duration_ms: float | None
     heap_in: str | None = None
     code_bytes: int = 0
+    js_error: JsError | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -90,8 +93,8 @@ class ExecutionStore(Protocol):
       :class:`DuplicateExecution` and changes nothing.
     * :meth:`finish` is the only way out of ``running`` besides :meth:`fail_running_on_startup`, and
       the first terminal transition wins: among any number of concurrent calls for one id (threads or
-      processes) exactly one returns True and its status, result, error, heap and duration are what
-      every later read sees; the others, and calls for a terminal or unknown id, return False and
+      processes) exactly one returns True and its status, result, error, JS error, heap and duration
+      are what every later read sees; the others, and calls for a terminal or unknown id, return False and
       change nothing.
     * :meth:`list` and :meth:`list_page` are newest first by ``started_at``, ties broken by the order
       of :meth:`create` (later first); :meth:`session_log` is the reverse, oldest first;
@@ -141,10 +144,11 @@ class ExecutionStore(Protocol):
         error: str | None = None,
         heap_out: str | None = None,
         duration_ms: float | None = None,
+        js_error: JsError | None = None,
     ) -> ExecutionRecord | None:
         """Records the first terminal transition and returns the terminal record; None (and
         nothing changes) when already terminal or unknown. ``duration_ms`` defaults to the time
-        since ``started_at``."""
+        since ``started_at``; ``js_error`` is kept as a JSON object and read back equal."""
         ...
 
     def get(self, execution_id: str) -> ExecutionRecord | None:

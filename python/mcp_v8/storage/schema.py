@@ -142,6 +142,14 @@ CREATE INDEX executions_running_by_heap ON executions (heap_in) WHERE status = '
 """
 
 
+# Version 7: the script's structured error of a finished execution (``js_error``, a JSON object of
+# name, message, stack, line and column; see :mod:`mcp_v8.js_error`), beside ``error``, its text.
+# NULL for executions of earlier versions and for failures that are not the script's.
+_V7 = """
+ALTER TABLE executions ADD COLUMN js_error TEXT;
+"""
+
+
 def _index_heap_files(conn: sqlite3.Connection) -> None:
     """Version 6: the tables, then a row for each heap file of the data directory."""
     statements(_V6)(conn)
@@ -169,6 +177,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "the tags of heap snapshots", statements(_V4)),
     Migration(5, "the server process running each execution", statements(_V5)),
     Migration(6, "the index of stored heaps", _index_heap_files),
+    Migration(7, "the structured error of a script", statements(_V7)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

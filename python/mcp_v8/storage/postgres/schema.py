@@ -136,11 +136,17 @@ UPDATE heaps AS h SET last_used_at = u.at FROM (
 ) AS u WHERE u.heap = h.key AND u.at > h.last_used_at;
 """
 
-# Version 4: the bytes of heap snapshots when the shared heap store is this database
+# Version 4: the script's structured error of a finished execution, as SQLite's version 7
+# (``js_error``, a JSON object of name, message, stack, line and column).
+_V4 = """
+ALTER TABLE executions ADD COLUMN js_error jsonb;
+"""
+
+# Version 5: the bytes of heap snapshots when the shared heap store is this database
 # (:mod:`...blobs_postgres`), which releases before it created apart from these migrations, when
 # missing: a table that exists already is left as it is. The bytes are already compressed
 # snapshots at best, incompressible at worst: TOAST's pglz is skipped.
-_V4 = """
+_V5 = """
 CREATE TABLE IF NOT EXISTS heap_blobs (
     key        text COLLATE "C" PRIMARY KEY CHECK (key ~ '^[0-9a-f]{64}$'),
     data       bytea NOT NULL,
@@ -150,10 +156,10 @@ CREATE TABLE IF NOT EXISTS heap_blobs (
 ALTER TABLE heap_blobs ALTER COLUMN data SET STORAGE EXTERNAL;
 """
 
-# Version 5: the output log buffers and writes whole chunks, as SQLite's does (one store for
+# Version 6: the output log buffers and writes whole chunks, as SQLite's does (one store for
 # both): it no longer tops up the last chunk, so it no longer keeps how many there are and how
 # long the last one is. (Chunks written the earlier way read as any others.)
-_V5 = """
+_V6 = """
 ALTER TABLE output_logs DROP COLUMN chunks, DROP COLUMN last_chunk_bytes;
 """
 
@@ -161,8 +167,9 @@ MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
     PgMigration(2, "usage counters of the limits nodes share", _V2),
     PgMigration(3, "the index of stored heaps", _V3),
-    PgMigration(4, "the bytes of heap snapshots", _V4),
-    PgMigration(5, "output logs without the count of their chunks", _V5),
+    PgMigration(4, "the structured error of a script", _V4),
+    PgMigration(5, "the bytes of heap snapshots", _V5),
+    PgMigration(6, "output logs without the count of their chunks", _V6),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
