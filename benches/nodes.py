@@ -55,6 +55,7 @@ from benchlib import (  # noqa: E402
     machine_info,
     run_threads,
 )
+from round_trips import RoundTripProxy  # noqa: E402
 from server import Server  # noqa: E402
 
 from mcp_v8.client import Client  # noqa: E402
@@ -232,6 +233,21 @@ def _measure(
     return row
 
 
+def _round_trips(
+    servers: list[Server], proxy: RoundTripProxy, mode: str, threads: int, seconds: float
+) -> float:
+    """Round trips per execution through ``proxy`` (which the servers' database URL names)."""
+    urls = [s.url for s in servers]
+    run_threads(threads, min(1.0, seconds / 2), _step_factory(urls, mode))
+    before = proxy.round_trips()
+    run = run_threads(threads, seconds, _step_factory(urls, mode))
+    executions = run["count"] + (threads if mode == "chain" else 0)
+    return (proxy.round_trips() - before) / max(executions, 1)
+
+
+ROWS = [(m, None) for m in MODES] + [("stateless", 1)]  # (mode, clients): None is --threads
+
+
 def run(
     nodes: tuple[int, ...] = (1, 2, 3), seconds: float = 4.0, threads: int = 4, sqlite: bool = True
 ) -> dict[str, Any]:
@@ -259,17 +275,36 @@ def run(
             try:
                 for s in servers:
                     s.start()
-                for mode, clients in [(m, threads) for m in MODES] + [("stateless", 1)]:
+                rows = []
+                for mode, clients in [(m, c or threads) for m, c in ROWS]:
                     log(f"{kind} x{count}, {mode}: {clients} clients, {seconds} s")
                     row = _measure(
                         servers, pg if kind == "postgresql" else None, database, mode, clients, seconds
                     )
                     row.update(store=kind, nodes=count, mode=mode, clients=clients)
-                    results["rows"].append(row)
+                    rows.append(row)
                     log(f"  {row['rate_per_s']:.0f} exec/s, cpu ms/exec {row['cpu_ms_per_execution']}")
             finally:
                 for s in servers:
                     s.stop()
+            if kind == "postgresql":
+                with RoundTripProxy(extra["database_url"]) as proxy:
+                    proxied = [
+                        Server(workers=WORKERS_PER_NODE, **{**extra, "database_url": proxy.url})
+                        for _ in range(count)
+                    ]
+                    try:
+                        for s in proxied:
+                            s.start()
+                        for row in rows:
+                            log(f"{kind} x{count}, {row['mode']}: round trips, {row['clients']} clients")
+                            row["round_trips_per_execution"] = _round_trips(
+                                proxied, proxy, row["mode"], row["clients"], seconds / 2
+                            )
+                    finally:
+                        for s in proxied:
+                            s.stop()
+            results["rows"].extend(rows)
     finally:
         if pg is not None:
             pg.stop()
@@ -280,12 +315,14 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         f"{results['threads']} client threads, and 1 (round-robin over the nodes, submit with wait_ms), "
         f"{results['seconds']} s per row, {results['workers_per_node']} workers per node, heap store "
-        "postgresql (bytea) for the PostgreSQL rows; CPU in ms per execution; statements "
-        "(pg_stat_statements calls) and transactions per execution of the nodes' database.",
+        "postgresql (bytea) for the PostgreSQL rows; CPU in ms per execution (server: the nodes' "
+        "server processes); statements (pg_stat_statements calls, BEGIN and COMMIT included), "
+        "transactions and round trips (counted through a proxy, in a pass of their own) per "
+        "execution, between the nodes and their database.",
         "",
         "| store | nodes | mode | clients | exec/s | p50 ms | server CPU | workers CPU | PostgreSQL CPU | client CPU "
-        "| statements | transactions |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| statements | round trips | transactions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
         cpu = r["cpu_ms_per_execution"]
@@ -298,7 +335,8 @@ def render(results: dict[str, Any]) -> str:
             f"| {r['store']} | {r['nodes']} | {r['mode']} | {r.get('clients', results['threads'])} "
             f"| {r['rate_per_s']:.0f} | {r['median_ms']:.1f} "
             f"| {f(cpu['server'])} | {f(cpu['workers'])} | {f(cpu.get('postgres'))} | {f(cpu['client'])} "
-            f"| {f(db.get('statements'), 1)} | {f(db.get('transactions'), 1)} |"
+            f"| {f(db.get('statements'), 1)} | {f(r.get('round_trips_per_execution'), 1)} "
+            f"| {f(db.get('transactions'), 1)} |"
         )
     return "\n".join(lines) + "\n"
 

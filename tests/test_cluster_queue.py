@@ -58,8 +58,8 @@ class Node:
     manager: ExecutionManager
     catalogue: Catalogue
 
-    def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = self.db.run(query, params)
+    def sql(self, query: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self.db.run(query, params or {})
         return rows
 
     def places(self) -> int:
@@ -252,7 +252,7 @@ def test_the_reaper_restores_a_count_moved_outside_the_queue(make_node: Callable
     a = make_node("a")
     a.manager.submit(request())
     for wrong in (4, 0):
-        a.sql("UPDATE usage_counters SET used = %s WHERE resource = 'queued'", (wrong,))
+        a.sql("UPDATE usage_counters SET used = :used WHERE resource = 'queued'", {"used": wrong})
         assert a.places() == wrong
         a.queue.reap("lost", by="a")
         assert a.places() == a.unclaimed() == 1
@@ -438,4 +438,4 @@ def test_a_node_that_leaves_fails_what_it_could_not_record(make_node: Callable[.
     assert a.status(mine) == ("failed", LEFT_NODE)
     assert a.status(theirs)[0] == "running"  # b's own stays b's
     assert a.sql("SELECT id FROM nodes ORDER BY id") == [("b",)]
-    assert a.sql("SELECT count(*) FROM queue WHERE execution_id = %s", (mine,)) == [(0,)]
+    assert a.sql("SELECT count(*) FROM queue WHERE execution_id = :id", {"id": mine}) == [(0,)]

@@ -54,7 +54,7 @@ def blobs(service: Service) -> HeapBlobs:
 def owner(service: Service, execution_id: str) -> str:
     """The lease of the node that claimed the execution."""
     rows = service.stores.work._db.run(  # type: ignore[union-attr]
-        "SELECT owner FROM executions WHERE execution_id = %s", (execution_id,)
+        "SELECT owner FROM executions WHERE execution_id = :id", {"id": execution_id}
     )
     return str(rows[0][0])
 
@@ -159,7 +159,7 @@ def test_work_spreads_over_the_nodes(nodes: Callable[..., Node]) -> None:
     results = [on_a.get(i, WAIT_MS) for i in ids]
     assert [r["status"] for r in results] == ["completed"] * 6
     rows = a.stores.work._db.run(  # type: ignore[union-attr]
-        "SELECT DISTINCT owner FROM executions WHERE execution_id = ANY(%s)", (ids,)
+        "SELECT DISTINCT owner FROM executions WHERE execution_id = ANY(:ids)", {"ids": ids}
     )
     assert len({r[0] for r in rows}) >= 2  # one worker per node: the others claimed some
 
@@ -313,3 +313,80 @@ def test_a_session_log_page_costs_the_same_statements_however_many_heaps_it_name
     assert len(log) == 8 and all(e["heap_stored"] is True for e in log)
     assert statements.during(lambda: on_c.sessions(5)) == statements.during(lambda: on_c.sessions(1))
     assert all(s["latest_heap_stored"] is True for s in on_c.sessions(5)["sessions"])
+
+
+class ExecutionStatements:
+    """Counts the SQL statements a node sends for its executions: those of this thread (the
+    requests), of its feeder (claims) and of its dispatchers (what a worker's execution
+    records), as ``pg_stat_statements`` counts them (a transaction's ``BEGIN`` and ``COMMIT``
+    included). Its heartbeat (leases, reaping) and retention are not counted: they are the
+    node's, whatever it runs."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import psycopg
+
+        self.count = 0
+        self._lock = threading.Lock()
+        self._thread = threading.get_ident()
+        execute, executemany, transaction = (
+            psycopg.Cursor.execute,
+            psycopg.Cursor.executemany,
+            psycopg.Connection.transaction,
+        )
+
+        def counted(n: int) -> None:
+            current = threading.current_thread()
+            if (
+                current.ident == self._thread
+                or current.name == "mcp-v8-feeder"
+                or current.name.startswith("mcp-v8-dispatch")
+            ):
+                with self._lock:
+                    self.count += n
+
+        def counted_execute(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            counted(1)
+            return execute(cursor, query, *args, **kwargs)
+
+        def counted_executemany(cursor: Any, query: Any, params: Any, *args: Any, **kwargs: Any) -> Any:
+            params = list(params)
+            counted(len(params))
+            return executemany(cursor, query, params, *args, **kwargs)
+
+        def counted_transaction(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            counted(2)  # BEGIN, COMMIT
+            return transaction(conn, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
+        monkeypatch.setattr(psycopg.Cursor, "executemany", counted_executemany)
+        monkeypatch.setattr(psycopg.Connection, "transaction", counted_transaction)
+
+
+def test_what_an_execution_costs_the_database(
+    nodes: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Statements per execution submitted and awaited on a node of its own, which runs it (what
+    ``benches/nodes.py`` measures on a loaded cluster). A stateless execution: its record, log
+    and job in one statement, the claim, the record of its end, its job gone with the news, and
+    perhaps a read of the long-poll (when the claim comes after it). Console output costs one
+    write of the whole log at its end, not one per line. A change that adds to these says so
+    here."""
+    (_, on_a) = nodes("a")
+    assert run(on_a, "1", snapshot=False)["result"] == "1"  # connections, the worker
+    statements = ExecutionStatements(monkeypatch)
+    rounds = 10
+    for i in range(rounds):
+        assert run(on_a, f"{i} + 1", snapshot=False)["result"] == str(i + 1)
+    assert statements.count / rounds <= 5
+    statements.count = 0
+    # Five lines 30 ms apart: five batches from the worker, buffered here until the end.
+    printing = (
+        "for (let i = 0; i < 5; i++) { console.log('line', i); const t = Date.now(); while (Date.now() - t < 30) {} }"
+        " 'done'"
+    )
+    done = [run(on_a, printing, snapshot=False) for _ in range(rounds)]
+    # The log written at its end (BEGIN, totals, chunk, COMMIT); now and then one more write, by
+    # the log's flusher, when a busy machine stretches an execution past its interval.
+    assert statements.count / rounds <= 5 + 4 + 2
+    for info in done:
+        assert info["result"] == '"done"' and on_a.output(info["execution_id"])["total_lines"] == 5

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mcp_v8.storage import SchemaVersionError
+from mcp_v8.storage import OutputTotals, SchemaVersionError
 
 from .pg_server import PostgresServer, schema_for
 
@@ -121,7 +121,7 @@ def test_a_version_3_record_migrates_without_a_js_error_and_new_ones_keep_theirs
         assert executions.finish("new", "failed", error=thrown.stack, js_error=thrown, duration_ms=1.0)
         new = executions.get("new")
         assert new is not None and new.js_error == thrown
-        assert db.schema_version == postgres.SCHEMA_VERSION == 4
+        assert db.schema_version == postgres.SCHEMA_VERSION  # and later ones on the way
     finally:
         db.close()
 
@@ -162,14 +162,16 @@ def test_output_is_chunked_and_a_page_reads_only_its_chunks(db: PostgresDatabase
 def test_a_log_held_by_a_slow_writer_holds_up_no_other(
     db: PostgresDatabase, postgres_server: PostgresServer, schema: str
 ) -> None:
-    # The PostgreSQL log has no lock of its own: an append locks its log's row for its
-    # transaction, and reads lock nothing. A transaction holding one log's row (a slow append
-    # parked mid-way) holds up only appends to that log.
+    # The log has no lock of its own across processes: a write (a flush, or an append written
+    # through once the log is sealed, as here) locks its log's row for its transaction, and
+    # reads lock nothing. A transaction holding one log's row (a slow write parked mid-way)
+    # holds up only the writes of that log.
     hang = 30.0  # only ever reached when the code under test is broken
-    log = postgres.PostgresOutputLog(db)
+    log = postgres.PostgresOutputLog(db, flush_interval=None)
     for eid in ("held", "free"):
         log.create(eid)
         log.append(eid, f"{eid} 1\n")
+        log.seal(eid)  # from now on appends are written through
     with psycopg.connect(postgres_server.url, autocommit=True) as holder:
         holder.execute(f"SET search_path = {schema}")
         with holder.transaction():
@@ -250,16 +252,17 @@ def test_the_heap_index_migration_indexes_the_heap_blobs_with_their_last_use(
     import hashlib
     from datetime import datetime, timedelta, timezone
 
-    from mcp_v8.storage.blobs_postgres import PostgresBlobStore
     from mcp_v8.storage.postgres import PostgresHeapIndex
 
     url = postgres_server.url
     postgres.PostgresDatabase(url, postgres.MIGRATIONS[:1], schema=schema).close()
-    blobs = PostgresBlobStore(url, schema=schema)
     keys = [hashlib.sha256(data).hexdigest() for data in (b"resumed", b"idle")]
-    for key, data in zip(keys, (b"resumed", b"idle")):
-        blobs.put(key, data)
-    blobs.close()
+    with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute(HEAP_BLOBS_BEFORE_VERSION_5)  # as the heap store of those releases made it
+        for key, data in zip(keys, (b"resumed", b"idle")):
+            conn.execute(
+                "INSERT INTO heap_blobs (key, data, size) VALUES (%s, %s, %s)", (key, data, len(data))
+            )
     resumed_at = datetime.now(timezone.utc) + timedelta(minutes=5)
     with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute(
@@ -277,3 +280,90 @@ def test_the_heap_index_migration_indexes_the_heap_blobs_with_their_last_use(
         assert index.in_use(keys[0]) and not index.in_use(keys[1])
     finally:
         db.close()
+
+
+# The table the PostgreSQL heap store created itself before the migrations held it (version 5).
+HEAP_BLOBS_BEFORE_VERSION_5 = """
+CREATE TABLE heap_blobs (
+    key        text COLLATE "C" PRIMARY KEY CHECK (key ~ '^[0-9a-f]{64}$'),
+    data       bytea NOT NULL,
+    size       bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def test_the_heap_blobs_of_an_earlier_heap_store_are_kept_and_new_ones_are_made(
+    postgres_server: PostgresServer, schema: str, tmp_path: Path
+) -> None:
+    """The blob table is the migrations' (version 5): made with the registry's tables, or, where
+    an earlier release's heap store made it already, kept with its rows."""
+    import hashlib
+
+    from mcp_v8.storage.blobs_postgres import PostgresBlobStore
+
+    url = postgres_server.url
+    earlier = postgres_server.create_schema(schema_for(tmp_path / "earlier"))
+    postgres.PostgresDatabase(url, postgres.MIGRATIONS[:3], schema=earlier).close()
+    old = hashlib.sha256(b"old").hexdigest()
+    with psycopg.connect(url, autocommit=True, options=f"-c search_path={earlier}") as conn:
+        conn.execute(HEAP_BLOBS_BEFORE_VERSION_5)
+        conn.execute("INSERT INTO heap_blobs (key, data, size) VALUES (%s, 'old', 3)", (old,))
+    for where in (schema, earlier):
+        database = postgres.open_postgres(url, schema=where)  # the registry alone makes it
+        try:
+            assert database.schema_version == postgres.SCHEMA_VERSION
+            storage = database.run(
+                "SELECT attstorage FROM pg_attribute WHERE attrelid = 'heap_blobs'::regclass AND attname = 'data'"
+            )
+            assert storage == [("e",)]  # EXTERNAL: no compression of what is compressed already
+        finally:
+            database.close()
+        blobs = PostgresBlobStore(url, schema=where)
+        try:
+            new = hashlib.sha256(where.encode()).hexdigest()
+            assert blobs.put(new, where.encode()) and blobs.get(new) == where.encode()
+            assert (where == earlier) == blobs.exists(old)
+        finally:
+            blobs.close()
+
+
+def test_an_output_log_of_an_earlier_release_reads_and_grows_after_the_migration(
+    postgres_server: PostgresServer, schema: str
+) -> None:
+    """Version 6 drops the chunk count the earlier log kept (it topped up its last chunk): a log
+    written that way reads back whole, and takes appends."""
+    url = postgres_server.url
+    postgres.PostgresDatabase(url, postgres.MIGRATIONS[:5], schema=schema).close()
+    with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute(
+            "INSERT INTO output_logs (execution_id, total_bytes, total_lines, total_newlines, chunks, last_chunk_bytes)"
+            " VALUES ('old', 9, 3, 2, 2, 3)"
+        )
+        conn.execute(
+            "INSERT INTO output_chunks (execution_id, seq, start_byte, start_line, n_lines, data)"
+            " VALUES ('old', 0, 0, 0, 2, 'one\ntwo\n'::bytea), ('old', 1, 8, 2, 0, 'x'::bytea)"
+        )
+    db = postgres.open_postgres(url, schema=schema)
+    try:
+        columns = {
+            str(r[0])
+            for r in db.run(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = 'output_logs'"
+            )
+        }
+        assert "chunks" not in columns and "last_chunk_bytes" not in columns
+        log = postgres.PostgresOutputLog(db, flush_interval=None)
+        assert log.read_lines("old").data == "one\ntwo\nx"
+        log.append("old", "y\n")  # written through: it is not in this log's memory
+        assert log.read_lines("old", 2).data == "xy\n"
+        assert log.totals("old") == OutputTotals(11, 3, False)
+        log.close()
+    finally:
+        db.close()
+
+
+def test_a_statement_runs_as_written_whatever_its_literals_hold(db: PostgresDatabase) -> None:
+    rows = db.run("SELECT '5% :x {y}' || :x, 7 % 4, :d::date::text", {"x": "a", "d": "2024-02-03"})
+    assert rows == [("5% :x {y}a", 3, "2024-02-03")]

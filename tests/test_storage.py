@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-import mcp_v8.storage.executions as executions_module
+import mcp_v8.storage.execution_store as executions_module
 from mcp_v8.storage import (
     DuplicateExecution,
     ExecutionNotFound,
@@ -35,7 +35,8 @@ from mcp_v8.storage import (
     validate_heap_key,
 )
 from mcp_v8.storage.schema import database_path
-from mcp_v8.storage.sqlite import SQLiteDatabase
+from mcp_v8.storage.sql import render
+from mcp_v8.storage.sqlite import SQLITE, SQLiteDatabase
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -569,7 +570,8 @@ def test_a_page_costs_the_same_at_any_depth(tmp_path: Path, monkeypatch: pytest.
             assert seen == (6000 if name in ("executions", "by status") else 1200), name
             assert len(costs) >= 24
             assert max(costs[1:]) <= 2 * costs[1] + 20, (name, costs)  # no page costs more for its depth
-        plan = sql(st.root, "EXPLAIN QUERY PLAN " + executions_module._SESSIONS_SQL.format(where=""), 10)
+        sessions = render(SQLITE, executions_module.SESSIONS_SQL.replace("{after}", "true"))
+        plan = sql(st.root, "EXPLAIN QUERY PLAN " + sessions.replace(":limit", "10"))
         assert any("executions_by_session" in row[-1] for row in plan), plan
 
 
@@ -1304,3 +1306,28 @@ def test_a_heap_key_matches_its_envelope_payload_or_its_bytes() -> None:
     plain = b"not an envelope"
     assert matches_key(hashlib.sha256(plain).hexdigest(), plain)
     assert not matches_key(hashlib.sha256(plain).hexdigest(), plain + b"!")
+
+
+# ================================================================================================
+# Statements written once
+# ================================================================================================
+
+
+def test_a_statement_is_spelt_for_each_driver() -> None:
+    """Parameters, fragments and percent signs become each driver's; literals, quoted names and
+    casts stay as written."""
+    postgres = pytest.importorskip("mcp_v8.storage.postgres.database")
+    statement = (
+        "SELECT 'a:b {x} 5%' AS \"c:d\", :p::text, 100 % 7 FROM t"
+        " WHERE k {any:keys} AND v = {json:doc} AND m = {greatest}(a, :p){for_update}"
+    )
+    assert render(SQLITE, statement) == (
+        "SELECT 'a:b {x} 5%' AS \"c:d\", :p::text, 100 % 7 FROM t"
+        " WHERE k IN (SELECT value FROM json_each(:keys)) AND v = :doc AND m = max(a, :p)"
+    )
+    assert render(postgres.POSTGRES, statement) == (
+        "SELECT 'a:b {x} 5%%' AS \"c:d\", %(p)s::text, 100 %% 7 FROM t"
+        " WHERE k = ANY(%(keys)s) AND v = %(doc)s::jsonb AND m = greatest(a, %(p)s) FOR UPDATE"
+    )
+    with pytest.raises(ValueError, match="no fragment 'nothing'"):
+        render(SQLITE, "SELECT {nothing}")

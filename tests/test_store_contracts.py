@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import mcp_v8.storage.executions
+import mcp_v8.storage.execution_store
 from mcp_v8.js_error import JsError
 from mcp_v8.storage import (
     DuplicateExecution,
@@ -63,8 +63,8 @@ def _sqlite_output(location: Path, max_output_bytes: int) -> OutputLog:
     return SQLiteOutputLog(location, max_output_bytes=max_output_bytes, flush_interval=None)
 
 
-def _sqlite_clock(monkeypatch: pytest.MonkeyPatch, now: Callable[[], datetime]) -> None:
-    monkeypatch.setattr(mcp_v8.storage.executions, "_now", now)
+def _pin_clock(monkeypatch: pytest.MonkeyPatch, now: Callable[[], datetime]) -> None:
+    monkeypatch.setattr(mcp_v8.storage.execution_store, "_now", now)  # one store, both backends
 
 
 def _pg_schema(location: Path) -> tuple[str, str]:
@@ -84,18 +84,12 @@ def _pg_output(location: Path, max_output_bytes: int) -> OutputLog:
     from mcp_v8.storage.postgres import PostgresOutputLog
 
     url, schema = _pg_schema(location)
-    return PostgresOutputLog(url, schema=schema, max_output_bytes=max_output_bytes)
-
-
-def _pg_clock(monkeypatch: pytest.MonkeyPatch, now: Callable[[], datetime]) -> None:
-    import mcp_v8.storage.postgres.executions
-
-    monkeypatch.setattr(mcp_v8.storage.postgres.executions, "_now", now)
+    return PostgresOutputLog(url, schema=schema, max_output_bytes=max_output_bytes, flush_interval=None)
 
 
 BACKENDS = [
-    Backend("sqlite", SQLiteExecutionStore, _sqlite_output, _sqlite_clock),
-    Backend("postgres", _pg_executions, _pg_output, _pg_clock),  # one schema per location
+    Backend("sqlite", SQLiteExecutionStore, _sqlite_output, _pin_clock),
+    Backend("postgres", _pg_executions, _pg_output, _pin_clock),  # one schema per location
 ]
 
 
@@ -804,6 +798,32 @@ def test_sealed_output_is_visible_to_every_reader(
         assert other.totals("s") == OutputTotals(22, 2, False)
     finally:
         other.close()
+
+
+def test_a_log_created_by_one_store_is_appended_to_by_the_one_that_adopts_it(
+    backend: Backend, location: Path, output: OutputLog
+) -> None:
+    """A node accepts an execution (its log created empty); another node claims it and appends
+    its output: every reader sees it once that one seals the log."""
+    output.create("a")
+    claimant = backend.open_output(location, CAP)
+    try:
+        claimant.adopt("a")
+        claimant.append("a", "one\n")
+        assert claimant.read_lines("a").data == "one\n"  # its own appends, at once
+        claimant.append("a", "two\n")
+        claimant.seal("a")
+        assert output.read_lines("a").data == "one\ntwo\n"
+        assert output.totals("a") == OutputTotals(8, 2, False)
+        claimant.append("a", "after the seal\n")
+        assert output.read_lines("a", 2).data == "after the seal\n"
+        claimant.adopt("ghost")  # no log: what it is given goes nowhere, and no error
+        claimant.append("ghost", "lost\n")
+        claimant.seal("ghost")
+        with pytest.raises(ExecutionNotFound):
+            output.totals("ghost")
+    finally:
+        claimant.close()
 
 
 def test_delete(output: OutputLog) -> None:

@@ -37,6 +37,7 @@ from .storage import (
     SQLiteOutputLog,
     open_database,
 )
+from .storage.work_queue import ClusterQueue
 
 
 class BackendError(RuntimeError):
@@ -51,7 +52,7 @@ class Stores:
     heap_index: HeapIndex
     _closers: list[Callable[[], None]] = field(default_factory=list)
     # The queue other nodes share (PostgresQueue): set exactly when the registry may be shared.
-    work: Any = None
+    work: ClusterQueue | None = None
     catalogue: HeapCatalogue = field(init=False)
 
     def close(self) -> None:

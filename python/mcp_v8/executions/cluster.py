@@ -16,42 +16,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
+
+from ..storage.work_queue import Claim, ClusterQueue, WorkQueue
 
 if TYPE_CHECKING:
     from .manager import ExecutionManager
+
+__all__ = ["LEFT_NODE", "LOST_NODE", "Cluster", "ClusterQueue", "WorkQueue"]
 
 log = logging.getLogger("mcp_v8.cluster")
 
 LOST_NODE = "the node running this execution was lost (its lease expired)"
 LEFT_NODE = "the node running this execution stopped before it could record how it ended"
 RECHECK_SECONDS = 5.0  # how long the feeder trusts notifications before looking anyway
-
-
-class WorkQueue(Protocol):
-    """The shared queue as the manager uses it (:class:`~..storage.postgres.queue.PostgresQueue`)."""
-
-    def enqueue(self, execution_id: str, job: dict[str, Any], *, limit: int) -> bool: ...
-
-    def waiting(self) -> int: ...
-
-    def finished(self, execution_id: str) -> None: ...
-
-    def cancelled(self, execution_id: str) -> None: ...
-
-
-class ClusterQueue(WorkQueue, Protocol):
-    """What the cluster's threads need of the shared queue besides."""
-
-    def claim(self, node: str) -> tuple[str, dict[str, Any]] | None: ...
-
-    def heartbeat(self, node: str, lease_secs: float) -> None: ...
-
-    def leave(self, node: str, reason: str) -> list[str]: ...
-
-    def reap(self, reason: str, *, by: str) -> list[str]: ...
-
-    def listen(self, on_event: Any, stop: threading.Event) -> None: ...
 
 
 class Cluster:
@@ -125,21 +103,20 @@ class Cluster:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if not claimed:
+            if claimed is None or not claimed.more:  # the queue was empty: wait to hear of work
                 self._work.wait(RECHECK_SECONDS)
 
-    def _take_one(self) -> bool:
-        """Claims one queued job for this node and hands it to the manager; False when none was
+    def _take_one(self) -> Claim | None:
+        """Claims one queued job for this node and hands it to the manager; None when none was
         waiting. Raises only when the claim failed, so that nothing was claimed."""
         claimed = self._queue.claim(self.node)
         if claimed is None:
-            return False
-        execution_id, job = claimed
+            return None
         try:
-            self._manager.adopt(execution_id, job)  # queues it here, or fails it
+            self._manager.adopt(claimed.execution_id, claimed.job)  # queues it here, or fails it
         except Exception:  # only a bug gets here: keep feeding
-            log.exception("could not start claimed execution %s", execution_id)
-        return True
+            log.exception("could not start claimed execution %s", claimed.execution_id)
+        return claimed
 
     def _beat(self) -> None:
         interval = max(0.2, self._lease / 5)

@@ -233,8 +233,8 @@ class ExecutionManager:
 
     def _submit_to_cluster(self, spec: ExecutionSpec, work: WorkQueue) -> str:
         """Records the execution and queues it for whichever node has a free worker, when the
-        shared queue has a place for it: the place is taken in the transaction that queues it, so
-        submits on every node at once never queue more than ``queue_limit``."""
+        shared queue has a place for it, in one step: submits on every node at once never queue
+        more than ``queue_limit``, and a refused one leaves nothing behind."""
         execution_id = str(uuid.uuid4())
         job = spec_to_wire(spec)  # before anything is recorded: a spec out of bounds is refused
         if spec.heap is not None:
@@ -242,27 +242,18 @@ class ExecutionManager:
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
-        full = f"the queue is full ({self._queue_limit} executions waiting); retry later"
-        if work.waiting() >= self._queue_limit:  # one read refuses while full; enqueue decides
-            raise QueueFull(full)
-        self._record(execution_id, spec, None)  # its owner: the node that claims it
-        try:
-            queued = work.enqueue(execution_id, job, limit=self._queue_limit)
-        except BaseException as e:
-            self._executions.finish(execution_id, "failed", error=f"the execution could not be queued: {e}")
-            raise
-        if not queued:  # other submits took the last places since the read above
-            self._unrecord(execution_id)
-            raise QueueFull(full)
+        queued = work.submit(
+            execution_id,
+            job,
+            limit=self._queue_limit,
+            session=spec.session,
+            tags=dict(spec.tags) or None,
+            heap_in=spec.heap,
+            code_bytes=spec.code_bytes,
+        )  # its owner: the node that claims it
+        if not queued:
+            raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
         return execution_id
-
-    def _unrecord(self, execution_id: str) -> None:
-        """Removes the record and output log of an execution refused after it was recorded (the
-        client gets no id): terminal first, since only terminal records are deleted. Should this
-        fail, the record left is failed, or running with no job, which the nodes' reaper fails."""
-        self._executions.finish(execution_id, "failed", error="the queue was full")
-        self._executions.delete([execution_id])
-        self._output.delete([execution_id])
 
     def adopt(self, execution_id: str, job: dict[str, Any]) -> None:
         """Runs here an execution this node claimed from the shared queue (recorded by the node
@@ -288,6 +279,7 @@ class ExecutionManager:
                 self._finish_elsewhere(execution_id, f"its heap could not be read: {e}")
                 return
         self.waiters.accept(execution_id)
+        self._output.adopt(execution_id)  # its output is buffered here, as if submitted here
         with self._lock:
             if self._closed:
                 accepted = False

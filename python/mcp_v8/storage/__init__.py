@@ -2,34 +2,50 @@
 implement: heap snapshots (:class:`HeapStore`, content-addressed blobs on the filesystem), execution
 records and their state machine, with the sessions they belong to (:class:`ExecutionStore`),
 console output (:class:`OutputLog`), and, over the heap stores, the index and the tags, the heap
-catalogue that answers every heap question for the whole deployment (:class:`HeapCatalogue`).
-The SQLite implementations of the last two keep their tables in one database file
-(:func:`open_database`) and share only its plumbing (:mod:`.sqlite`)."""
+catalogue that answers every heap question for the whole deployment (:class:`HeapCatalogue`), and
+the queue of several nodes (:class:`WorkQueue`). The stores of the registry database are one class
+each (:class:`SQLExecutionStore`, :class:`SQLOutputLog`, :class:`SQLHeapTags`,
+:class:`SQLHeapIndex`), their statements written once (:mod:`.sql`) over a connector: SQLite's, one
+file in the data directory (:func:`open_database`, :mod:`.sqlite`), or PostgreSQL's
+(:mod:`.postgres`). Their exceptions are in one module (:mod:`.errors`)."""
 
 from __future__ import annotations
 
-from .blobs import BlobStore, BlobStoreUnavailable
-from .executions import (
-    TERMINAL_STATUSES,
+from .blobs import BlobStore
+from .errors import (
+    BlobStoreUnavailable,
+    DatabaseUnavailable,
     DuplicateExecution,
     ExecutionNotFound,
+    HeapInUse,
+    HeapNotFound,
+    HeapStoreUnavailable,
+    HeapTagLimit,
+    InvalidCursor,
+    InvalidHeapKey,
+    SchemaVersionError,
+)
+from .execution_store import SQLExecutionStore, SQLiteExecutionStore
+from .executions import (
+    TERMINAL_STATUSES,
     ExecutionRecord,
     ExecutionStatus,
     ExecutionStore,
     SessionSummary,
-    SQLiteExecutionStore,
     TerminalStatus,
 )
 from .heap_catalogue import Catalogue, HeapCatalogue
-from .heap_index import HeapIndex, HeapInUse, SQLiteHeapIndex
-from .heap_tags import HeapTagLimit, HeapTags, SQLiteHeapTags, merge_patch
-from .heaps import FileHeapStore, HeapMeta, HeapNotFound, HeapStore, InvalidHeapKey, validate_heap_key
+from .heap_index import HeapIndex, SQLHeapIndex, SQLiteHeapIndex
+from .heap_tags import HeapTags, SQLHeapTags, SQLiteHeapTags, merge_patch
+from .heaps import FileHeapStore, HeapMeta, HeapStore, validate_heap_key
 from .leases import Lease
-from .output import OutputLog, OutputPage, OutputTotals, SQLiteOutputLog, truncation_marker
-from .paging import InvalidCursor, Page
+from .output import OutputLog, OutputPage, OutputTotals, truncation_marker
+from .output_log import SQLiteOutputLog, SQLOutputLog
+from .paging import Page
 from .schema import SCHEMA_VERSION, open_database
-from .shared_heaps import HeapBlobs, HeapStoreUnavailable, LocalHeaps, SharedHeaps
-from .sqlite import DatabaseUnavailable, SchemaVersionError, SQLiteDatabase
+from .shared_heaps import HeapBlobs, LocalHeaps, SharedHeaps
+from .sqlite import SQLiteDatabase
+from .work_queue import Claim, ClusterQueue, WorkQueue
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -37,6 +53,8 @@ __all__ = [
     "BlobStore",
     "BlobStoreUnavailable",
     "Catalogue",
+    "Claim",
+    "ClusterQueue",
     "DatabaseUnavailable",
     "DuplicateExecution",
     "ExecutionNotFound",
@@ -62,6 +80,10 @@ __all__ = [
     "OutputPage",
     "OutputTotals",
     "Page",
+    "SQLExecutionStore",
+    "SQLHeapIndex",
+    "SQLHeapTags",
+    "SQLOutputLog",
     "SQLiteDatabase",
     "SQLiteExecutionStore",
     "SQLiteHeapIndex",
@@ -71,6 +93,7 @@ __all__ = [
     "SessionSummary",
     "SharedHeaps",
     "TerminalStatus",
+    "WorkQueue",
     "merge_patch",
     "open_database",
     "truncation_marker",

@@ -12,7 +12,9 @@ import hashlib
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["BlobStore", "BlobStoreUnavailable", "matches_key"]
+from .errors import BlobStoreUnavailable
+
+__all__ = ["BlobStore", "BlobStoreUnavailable", "matches_key", "unavailable"]
 
 
 def matches_key(key: str, blob: bytes) -> bool:
@@ -29,8 +31,12 @@ def matches_key(key: str, blob: bytes) -> bool:
     return hashlib.sha256(blob).digest() == digest
 
 
-class BlobStoreUnavailable(RuntimeError):
-    """The remote blob store could not be reached, timed out, or answered with an error."""
+def unavailable(backend: str, op: str, key: str, e: BaseException) -> BlobStoreUnavailable:
+    """The error of a blob store whose ``op`` on the heap ``key`` failed with ``e``: its first
+    line, not a stack of the client library's."""
+    text = str(e).strip()
+    first = text.splitlines()[0][:300] if text else type(e).__name__
+    return BlobStoreUnavailable(f"{backend} {op} of heap {key[:12]}… failed ({type(e).__name__}): {first}")
 
 
 @runtime_checkable
@@ -41,7 +47,7 @@ class BlobStore(Protocol):
     * :meth:`put` is create-only and atomic: it returns ``True`` when it created the key, ``False``
       when the key already existed (the stored bytes are then left as they were). Of several racing
       puts of one key exactly one returns ``True``.
-    * :meth:`get` raises :class:`~.heaps.HeapNotFound` for an absent key.
+    * :meth:`get` raises :class:`~.errors.HeapNotFound` for an absent key.
     * A failure of the backend itself raises :class:`BlobStoreUnavailable`.
     * Every method may be called from many threads at once.
     """

@@ -34,8 +34,8 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, PreconditionError
 from obstore.store import S3Store
 
-from .blobs import BlobStoreUnavailable
-from .heaps import HeapNotFound, validate_heap_key
+from .blobs import BlobStoreUnavailable, unavailable
+from .heaps import HeapNotFound, is_heap_key, validate_heap_key
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig
@@ -59,7 +59,7 @@ class S3BlobStore:
     (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` …).
     Every request is bounded: ``connect_timeout`` and ``timeout`` seconds per attempt, at most
     ``max_retries`` retries within ``retry_timeout`` seconds; failing that, or on any error other than
-    "not found" / "already exists", methods raise :class:`~.blobs.BlobStoreUnavailable`.
+    "not found" / "already exists", methods raise :class:`~.errors.BlobStoreUnavailable`.
     """
 
     def __init__(
@@ -121,7 +121,7 @@ class S3BlobStore:
         except (AlreadyExistsError, PreconditionError):
             return False
         except Exception as e:
-            raise _unavailable("put", key, e) from e
+            raise unavailable("S3", "put", key, e) from e
         return True
 
     def get(self, key: str) -> bytes:
@@ -131,27 +131,23 @@ class S3BlobStore:
         except FileNotFoundError:  # obstore's 'not found'
             raise HeapNotFound(key) from None
         except Exception as e:
-            raise _unavailable("get", key, e) from e
+            raise unavailable("S3", "get", key, e) from e
 
     def exists(self, key: str) -> bool:
         validate_heap_key(key)
-        try:
-            obstore.head(self._store, key)
-        except FileNotFoundError:  # obstore's 'not found'
-            return False
-        except Exception as e:
-            raise _unavailable("head", key, e) from e
-        return True
+        return self._found("head", key, obstore.head)
 
     def delete(self, key: str) -> bool:
-        if not self.exists(key):
-            return False
+        return self.exists(key) and self._found("delete", key, obstore.delete)
+
+    def _found(self, op: str, key: str, request: Any) -> bool:
+        """``request(store, key)``: False when the key is not there, else True."""
         try:
-            obstore.delete(self._store, key)
+            request(self._store, key)
         except FileNotFoundError:  # obstore's 'not found'
             return False
         except Exception as e:
-            raise _unavailable("delete", key, e) from e
+            raise unavailable("S3", op, key, e) from e
         return True
 
     def created_before(self, cutoff: datetime) -> list[str]:
@@ -160,7 +156,7 @@ class S3BlobStore:
             for chunk in obstore.list(self._store, chunk_size=1000):
                 for meta in chunk:
                     name = str(meta["path"]).rsplit("/", 1)[-1]
-                    if meta["last_modified"] < cutoff and _is_key(name):
+                    if meta["last_modified"] < cutoff and is_heap_key(name):
                         keys.append(name)
         except Exception as e:
             raise BlobStoreUnavailable(f"S3 listing of the heaps failed: {e}") from e
@@ -168,17 +164,3 @@ class S3BlobStore:
 
     def close(self) -> None:
         """Nothing to release: the client's connection pool goes with the object."""
-
-
-def _is_key(name: str) -> bool:
-    try:
-        validate_heap_key(name)
-    except ValueError:
-        return False
-    return True
-
-
-def _unavailable(op: str, key: str, e: BaseException) -> BlobStoreUnavailable:
-    text = str(e).strip()
-    first = text.splitlines()[0][:300] if text else type(e).__name__
-    return BlobStoreUnavailable(f"S3 {op} of heap {key[:12]}… failed ({type(e).__name__}): {first}")

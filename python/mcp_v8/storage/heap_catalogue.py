@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 class HeapCatalogue(Protocol):
     """Heap snapshots as the whole deployment knows them. Keys are checked
     (:class:`~.heaps.InvalidHeapKey`) before any I/O; a remote store that fails raises
-    :class:`~.shared_heaps.HeapStoreUnavailable`. Safe to share between threads."""
+    :class:`~.errors.HeapStoreUnavailable`. Safe to share between threads."""
 
     def meta(self, key: str) -> HeapMeta | None:
         """The heap's metadata, ``tags`` as they stand (patched, else the first execution's);
@@ -66,12 +66,12 @@ class HeapCatalogue(Protocol):
 
     def query(self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None) -> Page[HeapMeta]:
         """The stored heaps whose tags hold every pair of ``tags``, newest first, a page of
-        ``limit``; :class:`~.paging.InvalidCursor` for a bad cursor."""
+        ``limit``; :class:`~.errors.InvalidCursor` for a bad cursor."""
         ...
 
     def patch_tags(self, key: str, patch: Mapping[str, str | None], *, replace: bool = False) -> HeapMeta:
         """Applies a merge patch to the heap's tags (``replace``: ``patch`` becomes all of them)
-        and returns its metadata; :class:`HeapNotFound`, :class:`~.heap_tags.HeapTagLimit`."""
+        and returns its metadata; :class:`HeapNotFound`, :class:`~.errors.HeapTagLimit`."""
         ...
 
     def in_use(self, key: str) -> bool:

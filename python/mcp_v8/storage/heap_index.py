@@ -13,8 +13,8 @@ records an execution only while the row exists, in one statement that waits for 
 transaction. So a submit is either refused because the heap is gone, or recorded before the
 deletion looks, which then finds it in use (HTTP 409).
 
-:class:`HeapIndex` is the contract; :class:`SQLiteHeapIndex` keeps the rows in the service's
-SQLite database, :class:`~.postgres.heap_index.PostgresHeapIndex` in PostgreSQL. Tags as clients
+:class:`HeapIndex` is the contract; :class:`SQLHeapIndex` keeps the rows in the registry
+database, SQLite or PostgreSQL. Tags as clients
 change them are the ``heap_tags`` table's (:mod:`.heap_tags`); the index reads them to answer a
 heap's tags (the patched ones when there is a row there, else the first meta's).
 """
@@ -23,20 +23,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, runtime_checkable
 
+from .errors import HeapInUse
 from .heaps import HeapMeta, validate_heap_key
+from .sql import Connector, Json
 from .sqlite import SQLiteDatabase
 
 __all__ = ["BATCH", "HeapInUse", "HeapIndex", "SQLHeapIndex", "SQLiteHeapIndex"]
 
 BATCH = 500  # keys per statement when a batch is looked up
-
-
-class HeapInUse(Exception):
-    """A queued or running execution (of any node or process) resumes the heap: it cannot go now."""
 
 
 @runtime_checkable
@@ -87,11 +84,8 @@ class HeapIndex(Protocol):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
 
 
 def batches(keys: Iterable[str]) -> Iterable[list[str]]:
@@ -107,138 +101,120 @@ _ENTRY = (
     " FROM heaps AS h LEFT JOIN heap_tags AS t ON t.key = h.key"
 )
 _COLUMNS = "key, size, created_at, last_used_at, session, tags"
-_BUSY = "SELECT 1 FROM executions WHERE heap_in = ? AND status = 'running' LIMIT 1"
+_BUSY = "SELECT 1 FROM executions WHERE heap_in = :key AND status = 'running' LIMIT 1"
+
+
+def _meta(row: Sequence[Any]) -> HeapMeta:
+    tags = json.loads(row[5]) if row[5] is not None else None
+    return HeapMeta(
+        key=str(row[0]),
+        size=int(row[1]),
+        created_at=row[2],
+        session=row[4],
+        tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else None,
+        last_used_at=row[3],
+    )
 
 
 class SQLHeapIndex:
-    """The :class:`HeapIndex` statements, written once in SQLite's spelling (``?`` marks); a
-    driver's subclass says what differs: its marks, its functions, its types, its transaction."""
+    """The :class:`HeapIndex` of the registry database ``database``. Safe to share between
+    threads. Its :meth:`remove` is one transaction: the row read with a lock (PostgreSQL's
+    ``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` holds the database from its first statement),
+    then the "in use" check, then the ``DELETE``. An execution store's
+    ``create(..., require_heap=True)`` reads the row under a lock that conflicts (PostgreSQL's
+    ``FOR KEY SHARE``, SQLite's write lock), so either the insert commits first (the check, a
+    new statement under READ COMMITTED, then sees its execution running: 409), or the removal
+    holds the row first (the insert waits, then finds the row gone). The check must come after
+    the lock: a ``DELETE ... WHERE NOT EXISTS (...)`` alone would judge "in use" from a snapshot
+    taken before it waited for a submit's lock."""
 
-    GREATEST = "max"  # of two values
-    LOCK = ""  # what makes remove's first read hold the row beyond the transaction's own lock
-
-    def __init__(self, database: Any) -> None:
+    def __init__(self, database: Connector) -> None:
         self._db = database
-
-    # -- what a driver spells otherwise --------------------------------------------------------
-
-    def _sql(self, sql: str) -> str:
-        return sql
-
-    def _transaction(self) -> AbstractContextManager[Any]:
-        return self._db.write()  # type: ignore[no-any-return]
-
-    def _now(self) -> Any:
-        return _iso(_now())
-
-    def _ago(self, seconds: float) -> Any:
-        return _iso(_now() - timedelta(seconds=seconds))
-
-    def _time(self, value: Any) -> str:
-        return str(value)
-
-    def _tags_param(self, tags: Mapping[str, str] | None) -> Any:
-        return None if tags is None else json.dumps(dict(tags), ensure_ascii=False, sort_keys=True)
-
-    def _tags(self, value: Any) -> dict[str, str] | None:
-        tags = json.loads(value) if isinstance(value, str) else value
-        return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else None
-
-    def _among(self, column: str, batch: list[str]) -> tuple[str, Sequence[Any]]:
-        return f"{column} IN ({','.join('?' * len(batch))})", batch
 
     def _handoff(self, point: str) -> None:
         """Called inside :meth:`remove` at ``remove:locked`` (the row is held) and
         ``remove:checked`` (it is not in use, and not removed yet). Does nothing; tests park
         here to force an interleaving with a submit."""
 
-    # -- the statements ------------------------------------------------------------------------
-
-    def _run(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        return self._db.run(self._sql(sql), params)  # type: ignore[no-any-return]
-
-    def _meta(self, row: Sequence[Any]) -> HeapMeta:
-        return HeapMeta(
-            key=str(row[0]),
-            size=int(row[1]),
-            created_at=self._time(row[2]),
-            session=row[4],
-            tags=self._tags(row[5]),
-            last_used_at=self._time(row[3]),
-        )
-
     def entry(self, key: str) -> HeapMeta | None:
-        rows = self._run(f"{_ENTRY} WHERE h.key = ?", (validate_heap_key(key),))
-        return self._meta(rows[0]) if rows else None
+        rows = self._db.run(f"{_ENTRY} WHERE h.key = :key", {"key": validate_heap_key(key)})
+        return _meta(rows[0]) if rows else None
 
     def entries(self, keys: Sequence[str]) -> dict[str, HeapMeta]:
         found: dict[str, HeapMeta] = {}
         for batch in batches(keys):
-            among, params = self._among("h.key", batch)
             found.update(
-                (str(row[0]), self._meta(row)) for row in self._run(f"{_ENTRY} WHERE {among}", params)
+                (str(row[0]), _meta(row))
+                for row in self._db.run(f"{_ENTRY} WHERE h.key {{any:keys}}", {"keys": batch})
             )
         return found
 
     def stored(self, keys: Iterable[str]) -> set[str]:
         found: set[str] = set()
         for batch in batches(keys):
-            among, params = self._among("key", batch)
-            found.update(str(r[0]) for r in self._run(f"SELECT key FROM heaps WHERE {among}", params))
+            found.update(
+                str(r[0]) for r in self._db.run("SELECT key FROM heaps WHERE key {any:keys}", {"keys": batch})
+            )
         return found
 
     def add(self, key: str, *, size: int, session: str | None, tags: Mapping[str, str] | None) -> HeapMeta:
-        now = self._now()
-        rows = self._run(
-            f"INSERT INTO heaps ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE"
-            f" SET last_used_at = {self.GREATEST}(heaps.last_used_at, excluded.last_used_at)"
+        rows = self._db.run(
+            f"INSERT INTO heaps ({_COLUMNS}) VALUES (:key, :size, :now, :now, :session, {{json:tags}})"
+            " ON CONFLICT (key) DO UPDATE"
+            " SET last_used_at = {greatest}(heaps.last_used_at, excluded.last_used_at)"
             f" RETURNING {_COLUMNS}",
-            (validate_heap_key(key), size, now, now, session, self._tags_param(tags)),
+            {
+                "key": validate_heap_key(key),
+                "size": size,
+                "now": _now(),
+                "session": session,
+                "tags": None if tags is None else Json(dict(tags)),
+            },
         )
-        return self._meta(rows[0])
+        return _meta(rows[0])
 
     def use(self, key: str) -> bool:
-        rows = self._run(
-            f"UPDATE heaps SET last_used_at = {self.GREATEST}(last_used_at, ?) WHERE key = ? RETURNING key",
-            (self._now(), validate_heap_key(key)),
+        rows = self._db.run(
+            "UPDATE heaps SET last_used_at = {greatest}(last_used_at, :now) WHERE key = :key RETURNING key",
+            {"now": _now(), "key": validate_heap_key(key)},
         )
         return bool(rows)
 
     def in_use(self, key: str) -> bool:
-        return bool(self._run(_BUSY, (validate_heap_key(key),)))
+        return bool(self._db.run(_BUSY, {"key": validate_heap_key(key)}))
 
     def in_use_all(self) -> set[str]:
-        rows = self._run(
-            "SELECT DISTINCT heap_in FROM executions WHERE status = 'running' AND heap_in IS NOT NULL", ()
+        rows = self._db.run(
+            "SELECT DISTINCT heap_in FROM executions WHERE status = 'running' AND heap_in IS NOT NULL"
         )
         return {str(r[0]) for r in rows}
 
     def used_since(self, max_age_seconds: float) -> set[str]:
-        rows = self._run("SELECT key FROM heaps WHERE last_used_at >= ?", (self._ago(max_age_seconds),))
+        rows = self._db.run(
+            "SELECT key FROM heaps WHERE last_used_at >= :cutoff",
+            {"cutoff": _now() - timedelta(seconds=max_age_seconds)},
+        )
         return {str(r[0]) for r in rows}
 
     def remove(self, key: str, bytes_gone: Callable[[bool], object]) -> bool:
-        validate_heap_key(key)
-        with self._transaction() as conn:
-            found = conn.execute(
-                self._sql(f"SELECT 1 FROM heaps WHERE key = ?{self.LOCK}"), (key,)
-            ).fetchone()
+        params = {"key": validate_heap_key(key)}
+        with self._db.transaction() as session:
+            found = bool(session.run("SELECT 1 FROM heaps WHERE key = :key{for_update}", params))
             self._handoff("remove:locked")
             # After the row is held: a submit's record committed meanwhile is seen here.
-            if conn.execute(self._sql(_BUSY), (key,)).fetchone() is not None:
+            if session.run(_BUSY, params):
                 raise HeapInUse(f"heap {key} is resumed by a queued or running execution")
             self._handoff("remove:checked")
-            bytes_gone(found is not None)
-            if found is not None:
-                conn.execute(self._sql("DELETE FROM heaps WHERE key = ?"), (key,))
-        return found is not None
+            bytes_gone(found)
+            if found:
+                session.run("DELETE FROM heaps WHERE key = :key", params)
+        return found
 
 
 class SQLiteHeapIndex(SQLHeapIndex):
-    """A :class:`HeapIndex` in the ``heaps`` table of the service's SQLite database. Its
-    transaction is ``BEGIN IMMEDIATE``: the database's write lock, held from the first read, is
-    what serialises a removal with every process's submits (and, as the heaps are files here,
-    holds up the directory's other writes for the duration of an unlink)."""
+    """The heap index in the service's SQLite database. Its removal's transaction, the
+    database's write lock, holds up the directory's other writes for the duration of an unlink
+    (the heaps are files here)."""
 
     def __init__(self, database: SQLiteDatabase) -> None:
         super().__init__(database)

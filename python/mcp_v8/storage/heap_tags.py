@@ -11,6 +11,10 @@ execution finishes, copying the first meta) and for every heap whose tags were p
 Once a row exists it is the heap's tags; a heap without a row has the tags of its first meta.
 Heaps stored with tags before schema version 4 have no row until they are patched, so the query
 does not find them. A row with non-empty tags keeps its heap from age-based retention.
+
+:class:`HeapTags` is the contract; :class:`SQLHeapTags` keeps it in SQLite or PostgreSQL (where
+``tags`` is ``jsonb`` with a GIN index, ``jsonb_path_ops``, so the tag query is one containment
+test, ``tags @> query``; SQLite walks the query's pairs with ``json_each``).
 """
 
 from __future__ import annotations
@@ -20,31 +24,42 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
-from .heaps import validate_heap_key
+from .errors import HeapTagLimit, InvalidCursor
+from .heaps import is_heap_key, validate_heap_key
 from .paging import Page, decode_cursor, encode_cursor, is_timestamp
+from .sql import Connector, Json
 from .sqlite import SQLiteDatabase
 
-__all__ = ["MAX_TAGS", "MAX_TAG_CHARS", "HeapTagLimit", "HeapTags", "SQLiteHeapTags", "merge_patch"]
+__all__ = [
+    "MAX_TAGS",
+    "MAX_TAG_CHARS",
+    "HeapTagLimit",
+    "HeapTags",
+    "SQLHeapTags",
+    "SQLiteHeapTags",
+    "merge_patch",
+]
 
 MAX_TAGS = 64  # entries, as ExecRequest.tags
 MAX_TAG_CHARS = 256  # characters of a key or a value
 _LISTING = "heaps"
+_UPSERT = (
+    "INSERT INTO heap_tags (key, tags, created_at, updated_at) VALUES (:key, {json:tags}, :created_at, :now)"
+    " ON CONFLICT (key) DO"
+)
 
 
-class HeapTagLimit(ValueError):
-    """A patch whose result breaks the tags' limits (entries, lengths) or holds a non-string."""
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _is_key(value: object) -> bool:
-    try:
-        validate_heap_key(value)
-    except ValueError:
-        return False
-    return True
+def _at(text: str) -> datetime:
+    """An ISO timestamp as a UTC datetime at millisecond precision."""
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    dt = dt.astimezone(timezone.utc)
+    return dt.replace(microsecond=dt.microsecond - dt.microsecond % 1000)
 
 
 def merge_patch(base: Mapping[str, str], patch: Mapping[str, object]) -> dict[str, str]:
@@ -73,57 +88,19 @@ def _loads(raw: object) -> dict[str, str]:
     return {str(k): str(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
 
 
-def _dumps(tags: Mapping[str, str]) -> str:
-    return json.dumps(dict(tags), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
 @runtime_checkable
 class HeapTags(Protocol):
-    """The ``heap_tags`` rows of a registry database (:class:`SQLiteHeapTags`,
-    :class:`~.postgres.heap_tags.PostgresHeapTags`); see the methods of :class:`SQLiteHeapTags`."""
-
-    def get(self, key: str) -> dict[str, str] | None: ...
-
-    def record(self, key: str, tags: Mapping[str, str], created_at: str) -> None: ...
-
-    def patch(
-        self,
-        key: str,
-        patch: Mapping[str, object],
-        *,
-        base: Mapping[str, str] | None,
-        created_at: str,
-        replace: bool = False,
-    ) -> dict[str, str]: ...
-
-    def delete(self, key: str) -> bool: ...
-
-    def tagged(self) -> set[str]: ...
-
-    def query(
-        self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None
-    ) -> Page[tuple[str, dict[str, str]]]: ...
-
-
-class SQLiteHeapTags:
-    """The ``heap_tags`` table of the registry database. Safe to share between threads."""
-
-    def __init__(self, database: SQLiteDatabase) -> None:
-        self._db = database
+    """The ``heap_tags`` rows of a registry database. Every method may be called from many
+    threads (and processes, or nodes, sharing the database) at once."""
 
     def get(self, key: str) -> dict[str, str] | None:
         """The heap's tags as recorded here, or None when it has no row."""
-        rows = self._db.run("SELECT tags FROM heap_tags WHERE key = ?", (validate_heap_key(key),))
-        return _loads(rows[0][0]) if rows else None
+        ...
 
     def record(self, key: str, tags: Mapping[str, str], created_at: str) -> None:
         """Records the tags a heap was stored with, unless it has a row already (first wins, as
         the blob's meta does)."""
-        self._db.run(
-            "INSERT INTO heap_tags (key, tags, created_at, updated_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (key) DO NOTHING",
-            (validate_heap_key(key), _dumps(tags), created_at, _now()),
-        )
+        ...
 
     def patch(
         self,
@@ -135,51 +112,101 @@ class SQLiteHeapTags:
         replace: bool = False,
     ) -> dict[str, str]:
         """Applies a merge patch to the heap's tags (its row's, else ``base``: the blob's meta)
-        in one transaction and returns the result; with ``replace``, ``patch`` becomes all of
-        its tags. Raises :class:`HeapTagLimit`."""
-        validate_heap_key(key)
-        with self._db.write() as conn:
-            row = conn.execute("SELECT tags FROM heap_tags WHERE key = ?", (key,)).fetchone()
-            current = {} if replace else _loads(row[0]) if row else dict(base or {})
-            merged = merge_patch(current, patch)
-            conn.execute(
-                "INSERT INTO heap_tags (key, tags, created_at, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET tags = excluded.tags, updated_at = excluded.updated_at",
-                (key, _dumps(merged), created_at, _now()),
-            )
-        return merged
+        in one transaction that holds the row, and returns the result; with ``replace``,
+        ``patch`` becomes all of its tags. Raises :class:`HeapTagLimit`."""
+        ...
 
     def delete(self, key: str) -> bool:
-        rows = self._db.run("DELETE FROM heap_tags WHERE key = ? RETURNING key", (validate_heap_key(key),))
-        return bool(rows)
+        """Removes the heap's row; whether there was one."""
+        ...
 
     def tagged(self) -> set[str]:
         """Keys of the heaps with at least one tag here: kept by age-based retention."""
-        return {str(r[0]) for r in self._db.run("SELECT key FROM heap_tags WHERE tags <> '{}'")}
+        ...
 
     def query(
         self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None
     ) -> Page[tuple[str, dict[str, str]]]:
         """Keys and tags of the heaps whose tags hold every pair of ``tags``, newest first (by
         ``created_at``, then key, both descending), a page of ``limit``. Raises
-        :class:`~.paging.InvalidCursor`."""
-        where = []
-        params: list[object] = []
-        for name, value in tags.items():
-            where.append("EXISTS (SELECT 1 FROM json_each(h.tags) AS t WHERE t.key = ? AND t.value = ?)")
-            params += [name, value]
+        :class:`~.errors.InvalidCursor`."""
+        ...
+
+
+class SQLHeapTags:
+    """The :class:`HeapTags` of the registry database ``database``. Safe to share between threads."""
+
+    def __init__(self, database: Connector) -> None:
+        self._db = database
+
+    def get(self, key: str) -> dict[str, str] | None:
+        rows = self._db.run("SELECT tags FROM heap_tags WHERE key = :key", {"key": validate_heap_key(key)})
+        return _loads(rows[0][0]) if rows else None
+
+    def record(self, key: str, tags: Mapping[str, str], created_at: str) -> None:
+        self._db.run(
+            f"{_UPSERT} NOTHING",
+            {
+                "key": validate_heap_key(key),
+                "tags": Json(dict(tags)),
+                "created_at": _at(created_at),
+                "now": _now(),
+            },
+        )
+
+    def patch(
+        self,
+        key: str,
+        patch: Mapping[str, object],
+        *,
+        base: Mapping[str, str] | None,
+        created_at: str,
+        replace: bool = False,
+    ) -> dict[str, str]:
+        validate_heap_key(key)
+        with self._db.transaction() as session:
+            rows = session.run("SELECT tags FROM heap_tags WHERE key = :key{for_update}", {"key": key})
+            current = {} if replace else _loads(rows[0][0]) if rows else dict(base or {})
+            merged = merge_patch(current, patch)
+            session.run(
+                f"{_UPSERT} UPDATE SET tags = excluded.tags, updated_at = excluded.updated_at",
+                {"key": key, "tags": Json(merged), "created_at": _at(created_at), "now": _now()},
+            )
+        return merged
+
+    def delete(self, key: str) -> bool:
+        rows = self._db.run(
+            "DELETE FROM heap_tags WHERE key = :key RETURNING key", {"key": validate_heap_key(key)}
+        )
+        return bool(rows)
+
+    def tagged(self) -> set[str]:
+        rows = self._db.run("SELECT key FROM heap_tags WHERE tags <> :none", {"none": Json({})})
+        return {str(r[0]) for r in rows}
+
+    def query(
+        self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None
+    ) -> Page[tuple[str, dict[str, str]]]:
+        sql = "SELECT key, created_at, tags FROM heap_tags WHERE {tags_hold:query}"
+        params: dict[str, object] = {"query": Json(dict(tags)), "limit": limit + 1}
         if cursor is not None:
-            created_at, after = decode_cursor(_LISTING, cursor, (is_timestamp, _is_key))
-            where.append("(h.created_at, h.key) < (?, ?)")
-            params += [created_at, after]
-        sql = "SELECT h.key, h.created_at, h.tags FROM heap_tags AS h"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY h.created_at DESC, h.key DESC LIMIT ?"
-        rows = self._db.run(sql, (*params, limit + 1))
+            created_at, params["after"] = decode_cursor(_LISTING, cursor, (is_timestamp, is_heap_key))
+            try:
+                params["at"] = _at(created_at)
+            except ValueError:
+                raise InvalidCursor("invalid cursor: its position is malformed") from None
+            sql += " AND (created_at, key) < (:at, :after)"
+        rows = self._db.run(sql + " ORDER BY created_at DESC, key DESC LIMIT :limit", params)
         items = [(str(r[0]), _loads(r[2])) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
             next_cursor = encode_cursor(_LISTING, [last[1], last[0]])
         return Page(items, next_cursor)
+
+
+class SQLiteHeapTags(SQLHeapTags):
+    """The heap tags in the service's SQLite database."""
+
+    def __init__(self, database: SQLiteDatabase) -> None:
+        super().__init__(database)

@@ -20,12 +20,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
+from .errors import HeapNotFound, InvalidHeapKey
+
 __all__ = [
     "FileHeapStore",
     "HeapMeta",
     "HeapNotFound",
     "HeapStore",
     "InvalidHeapKey",
+    "is_heap_key",
     "validate_heap_key",
 ]
 
@@ -42,14 +45,6 @@ _O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux: an unnamed file, published by
 _PROC_SELF_FD = "/proc/self/fd"
 
 
-class InvalidHeapKey(ValueError):
-    """The key is not exactly 64 lowercase hexadecimal characters."""
-
-
-class HeapNotFound(KeyError):
-    """No heap snapshot is stored under this key."""
-
-
 def validate_heap_key(key: object) -> str:
     """Returns ``key`` when it is a well-formed heap key, else raises :class:`InvalidHeapKey`.
 
@@ -62,6 +57,11 @@ def validate_heap_key(key: object) -> str:
         shown = key[:80] if isinstance(key, str) else type(key).__name__
         raise InvalidHeapKey(f"invalid heap key {shown!r}: expected 64 lowercase hex characters")
     return key
+
+
+def is_heap_key(value: object) -> bool:
+    """Whether ``value`` is a well-formed heap key (see :func:`validate_heap_key`)."""
+    return isinstance(value, str) and _KEY_RE.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)

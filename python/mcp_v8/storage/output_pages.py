@@ -1,7 +1,7 @@
 """Pages of an output log, whatever stores its chunks.
 
-Both output logs (:class:`~.output.SQLiteOutputLog`, :class:`~.postgres.output.PostgresOutputLog`)
-store an execution's console output as chunks, each valid UTF-8 on its own and carrying the byte
+The output log (:class:`~.output_log.SQLOutputLog`, on SQLite or PostgreSQL) stores an
+execution's console output as chunks, each valid UTF-8 on its own and carrying the byte
 offset and line number it starts at. A page is assembled here from a :class:`ChunkSource` (the
 log's indexed lookups): one lookup for the chunk holding the page's first byte or line, then
 forward only over the chunks the page covers, so a page costs the same at line 10 as at line

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from .errors import InvalidCursor
+
 __all__ = ["InvalidCursor", "Page", "decode_cursor", "encode_cursor", "is_row_id", "is_text", "is_timestamp"]
 
 T = TypeVar("T")
@@ -27,10 +29,6 @@ T = TypeVar("T")
 _CURSOR_RE = re.compile(r"[A-Za-z0-9_-]+")
 _TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 _MAX_ROW_ID = 2**63 - 1
-
-
-class InvalidCursor(ValueError):
-    """A cursor that is not one a page of this listing returned; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,12 @@ import sqlite3
 from .heaps import FileHeapStore
 from .sqlite import Migration, SQLiteDatabase, statements
 
-__all__ = ["DB_FILENAME", "MIGRATIONS", "SCHEMA_VERSION", "database_path", "open_database"]
+__all__ = ["DB_FILENAME", "MIGRATIONS", "SCHEMA_VERSION", "database_path", "open_database", "opened"]
 
 DB_FILENAME = "registry.sqlite3"
 
-# Version 1: records and output totals in one table, output chunks in another.
-_V1 = """
-CREATE TABLE executions (
+# The columns of ``executions`` from version 1 to 4 (version 1 had the output totals there too).
+_EXECUTIONS_V1 = """
     id             INTEGER PRIMARY KEY,
     execution_id   TEXT NOT NULL UNIQUE,
     status         TEXT NOT NULL
@@ -40,7 +39,11 @@ CREATE TABLE executions (
     session        TEXT,
     tags           TEXT,
     code_bytes     INTEGER NOT NULL DEFAULT 0,
-    duration_ms    REAL,
+    duration_ms    REAL"""
+
+# Version 1: records and output totals in one table, output chunks in another.
+_V1 = f"""
+CREATE TABLE executions ({_EXECUTIONS_V1},
     total_bytes    INTEGER NOT NULL DEFAULT 0,
     total_lines    INTEGER NOT NULL DEFAULT 0,
     total_newlines INTEGER NOT NULL DEFAULT 0,
@@ -65,7 +68,7 @@ CREATE INDEX output_chunks_by_line ON output_chunks (execution_id, start_line, s
 # Version 2: the output totals move to the output log's own table, one row per execution's log;
 # ``executions`` is rebuilt without them (keeping ``id``, which orders records started at the same
 # millisecond).
-_V2 = """
+_V2 = f"""
 CREATE TABLE output_logs (
     execution_id   TEXT PRIMARY KEY,
     total_bytes    INTEGER NOT NULL DEFAULT 0,
@@ -76,21 +79,7 @@ CREATE TABLE output_logs (
 INSERT INTO output_logs (execution_id, total_bytes, total_lines, total_newlines, truncated)
     SELECT execution_id, total_bytes, total_lines, total_newlines, truncated FROM executions;
 
-CREATE TABLE executions_v2 (
-    id             INTEGER PRIMARY KEY,
-    execution_id   TEXT NOT NULL UNIQUE,
-    status         TEXT NOT NULL
-                   CHECK (status IN ('running', 'completed', 'failed', 'cancelled', 'timed_out')),
-    started_at     TEXT NOT NULL,
-    completed_at   TEXT,
-    result         TEXT,
-    error          TEXT,
-    heap_in        TEXT,
-    heap_out       TEXT,
-    session        TEXT,
-    tags           TEXT,
-    code_bytes     INTEGER NOT NULL DEFAULT 0,
-    duration_ms    REAL
+CREATE TABLE executions_v2 ({_EXECUTIONS_V1}
 );
 INSERT INTO executions_v2 (id, execution_id, status, started_at, completed_at, result, error, heap_in,
                            heap_out, session, tags, code_bytes, duration_ms)
@@ -200,6 +189,14 @@ def database_path(root: str | os.PathLike[str]) -> str:
 
 def open_database(root: str | os.PathLike[str], *, busy_timeout_ms: int = 10_000) -> SQLiteDatabase:
     """Opens (creating ``root`` and the file if needed) and migrates the database of the data
-    directory ``root``. Raises :class:`~.sqlite.SchemaVersionError` for a file of a newer release."""
+    directory ``root``. Raises :class:`~.errors.SchemaVersionError` for a file of a newer release."""
     os.makedirs(os.fspath(root), exist_ok=True)
     return SQLiteDatabase(database_path(root), MIGRATIONS, busy_timeout_ms=busy_timeout_ms)
+
+
+def opened(database: SQLiteDatabase | str | os.PathLike[str]) -> tuple[SQLiteDatabase, bool]:
+    """``database`` and False, or, for a data directory, its database opened and True (the caller
+    closes what it opened)."""
+    if isinstance(database, SQLiteDatabase):
+        return database, False
+    return open_database(database), True

@@ -17,13 +17,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Protocol, runtime_checkable
 
 from .blobs import BlobStore, matches_key
+from .errors import HeapStoreUnavailable
 from .heaps import FileHeapStore, HeapNotFound, validate_heap_key
 
 __all__ = ["HeapBlobs", "HeapStoreUnavailable", "LocalHeaps", "SharedHeaps"]
-
-
-class HeapStoreUnavailable(RuntimeError):
-    """The remote heap store cannot be reached or answered with an error."""
 
 
 @runtime_checkable

@@ -1,22 +1,24 @@
-"""SQLite plumbing shared by the stores that keep their tables in one database file.
+"""The SQLite connector: one database file, the stores' tables in it, shared by the stores of one
+data directory (and by every process serving it).
 
 :class:`SQLiteDatabase` opens the file in WAL mode with ``synchronous=NORMAL`` (a committed transaction
 survives a kill of the process, an OS crash may lose the last few; readers never block the writer),
 lends connections from a small pool (so concurrent readers do not wait for each other), wraps every
 write of several statements in one short ``BEGIN IMMEDIATE`` transaction (a single statement is its
 own transaction, and takes the write lock before it reads, just the same), and brings the schema up
-to date at open.
+to date at open. It runs the statements of :mod:`.sql` in SQLite's spelling (:data:`SQLITE`).
 
 Schema versions: the database's ``PRAGMA user_version`` is the number of the last migration applied
 (0 for a new file). At open, every :class:`Migration` numbered above it is applied in order, each in
 its own transaction that also sets ``user_version``, so a crash leaves the file at one version or the
 next, and opening twice (or from two processes at once) applies nothing twice. A file whose version
 is above the last migration this code knows was written by a newer release: it is refused with
-:class:`SchemaVersionError` and left untouched.
+:class:`~.errors.SchemaVersionError` and left untouched.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -24,44 +26,88 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TypeVar
+from datetime import datetime
+from typing import Any
 
-__all__ = ["Migration", "SQLiteDatabase", "SchemaVersionError", "statements"]
+from .errors import DatabaseUnavailable, DuplicateKey, SchemaVersionError
+from .sql import Closing, Dialect, Json, Params, Row, iso, render
+
+__all__ = [
+    "SQLITE",
+    "Closing",
+    "DatabaseUnavailable",
+    "Migration",
+    "SQLiteDatabase",
+    "SchemaVersionError",
+    "statements",
+]
 
 log = logging.getLogger(__name__)
 
 _MAX_IDLE_CONNECTIONS = 8
+_UNIQUE = {sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY}
 
 
-_C = TypeVar("_C", bound="Closing")
+def _adapt(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, Json):
+        return json.dumps(value.value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value), ensure_ascii=False)
+    return value
 
 
-class Closing:
-    """``with`` support for a store: leaving the block calls ``close()``."""
+SQLITE = Dialect(
+    name="sqlite",
+    paramstyle="named",
+    fragments={
+        "greatest": "max",  # of its arguments
+        "for_update": "",  # BEGIN IMMEDIATE holds the database
+        "for_key_share": "",
+        "all": "-1",  # LIMIT {all} OFFSET n
+        "json": ":$",
+        "any": "IN (SELECT value FROM json_each(:$))",
+        "ms_since": "round((julianday(:now) - julianday($)) * 86400000.0)",  # both at milliseconds
+        "tags_hold": (
+            "NOT EXISTS (SELECT 1 FROM json_each(:$) AS w WHERE NOT EXISTS"
+            " (SELECT 1 FROM json_each(tags) AS t WHERE t.key = w.key AND t.value = w.value))"
+        ),
+    },
+    adapt=_adapt,
+    holds_nul=True,
+)
 
-    def close(self) -> None:
-        raise NotImplementedError
 
-    def __enter__(self: _C) -> _C:
-        return self
+class _Session:
+    """Statements on one borrowed connection."""
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def run(self, sql: str, params: Params | Sequence[Any] = ()) -> list[Row]:
+        try:
+            return self._conn.execute(render(SQLITE, sql), SQLITE.params(params)).fetchall()
+        except sqlite3.IntegrityError as e:
+            raise _duplicate(e) from None
+
+    def count(self, sql: str, params: Params | Sequence[Any] = ()) -> int:
+        try:
+            return self._conn.execute(render(SQLITE, sql), SQLITE.params(params)).rowcount
+        except sqlite3.IntegrityError as e:
+            raise _duplicate(e) from None
+
+    def many(self, sql: str, rows: Sequence[Params]) -> None:
+        try:
+            self._conn.executemany(render(SQLITE, sql), [SQLITE.params(r) for r in rows])
+        except sqlite3.IntegrityError as e:
+            raise _duplicate(e) from None
 
 
-class SchemaVersionError(RuntimeError):
-    """The database's schema is newer than this code knows; it is not opened (nor changed)."""
-
-
-class DatabaseUnavailable(RuntimeError):
-    """A database server (PostgreSQL) cannot be reached now: down, restarting, no connection
-    free in time. Nothing was done; the request may be retried later (HTTP 503)."""
+def _duplicate(e: sqlite3.IntegrityError) -> BaseException:
+    return DuplicateKey(str(e)) if getattr(e, "sqlite_errorcode", None) in _UNIQUE else e
 
 
 @dataclass(frozen=True)
@@ -87,7 +133,8 @@ def statements(sql: str) -> Callable[[sqlite3.Connection], None]:
 
 
 class SQLiteDatabase(Closing):
-    """One SQLite file, its connection pool and its schema version. Safe to share between threads.
+    """One SQLite file, its connection pool and its schema version: a :class:`~.sql.Connector`.
+    Safe to share between threads.
 
     ``migrations`` must be numbered 1, 2, 3... in order; the file is brought to the last one at open
     (see the module docstring). Use as a context manager or call :meth:`close`.
@@ -103,6 +150,8 @@ class SQLiteDatabase(Closing):
         numbers = [m.version for m in migrations]
         if numbers != list(range(1, len(numbers) + 1)):
             raise ValueError(f"migrations must be numbered 1, 2, 3... in order, not {numbers}")
+        self.dialect = SQLITE
+        self.errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
         self.path = os.fspath(path)
         self.busy_timeout_ms = busy_timeout_ms
         self.latest_version = len(migrations)
@@ -137,15 +186,40 @@ class SQLiteDatabase(Closing):
         finally:
             self._give_back(conn)
 
-    def run(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+    def run(self, sql: str, params: Params | Sequence[Any] = ()) -> list[Row]:
         """Runs one statement as its own transaction (a read, or a write that needs no other
         statement with it) and returns its rows: the hot paths' way, without a context manager
         or a ``BEGIN``/``COMMIT`` pair around it."""
         conn = self._borrow()
         try:
-            return conn.execute(sql, params).fetchall()
+            return _Session(conn).run(sql, params)
         finally:
             self._give_back(conn)
+
+    def count(self, sql: str, params: Params | Sequence[Any] = ()) -> int:
+        """Runs one statement as its own transaction and returns how many rows it changed."""
+        conn = self._borrow()
+        try:
+            return _Session(conn).count(sql, params)
+        finally:
+            self._give_back(conn)
+
+    def many(self, sql: str, rows: Sequence[Params]) -> None:
+        """Runs one statement for each of ``rows``, all in one transaction."""
+        with self.transaction() as session:
+            session.many(sql, rows)
+
+    @contextmanager
+    def session(self) -> Iterator[_Session]:
+        """One connection for several statements (see :meth:`connection`)."""
+        with self.connection() as conn:
+            yield _Session(conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Session]:
+        """One ``BEGIN IMMEDIATE`` transaction (see :meth:`write`)."""
+        with self.write() as conn:
+            yield _Session(conn)
 
     def _borrow(self) -> sqlite3.Connection:
         with self._pool_lock:
@@ -194,10 +268,11 @@ class SQLiteDatabase(Closing):
     def _version(self, conn: sqlite3.Connection) -> int:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version > self.latest_version:
-            raise SchemaVersionError(
-                f"{self.path} has schema version {version}, but this release knows versions up to "
-                f"{self.latest_version}: it was written by a newer release; open it with that release "
-                "or use another data directory"
+            raise SchemaVersionError.newer(
+                self.path,
+                version,
+                self.latest_version,
+                "open it with that release or use another data directory",
             )
         return version
 

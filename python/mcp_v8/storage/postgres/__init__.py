@@ -1,8 +1,9 @@
-"""PostgreSQL implementations of the stores' Protocols, for several nodes sharing one database:
-:class:`PostgresExecutionStore` (:class:`~..executions.ExecutionStore`), :class:`PostgresOutputLog`
-(:class:`~..output.OutputLog`), :class:`PostgresHeapTags` (:class:`~..heap_tags.HeapTags`) and
-:class:`PostgresHeapIndex` (:class:`~..heap_index.HeapIndex`), over one :class:`PostgresDatabase` (a connection pool and the
-schema's migrations, :mod:`.schema`).
+"""PostgreSQL for several nodes sharing one database: the connector (:mod:`.database`: a connection
+pool, the SQL dialect, the schema's migrations, :mod:`.schema`), the stores over it
+(:mod:`.stores`: :class:`PostgresExecutionStore`, :class:`PostgresOutputLog`,
+:class:`PostgresHeapTags`, :class:`PostgresHeapIndex`, each the one class of its store, as SQLite
+has it) and what only nodes share (:mod:`.queue`: the queue of accepted executions, the leases,
+the events).
 
 Needs ``psycopg`` 3 and ``psycopg-pool``, which the embedded (SQLite) service does not: import this
 package only when a PostgreSQL database is configured.
@@ -10,15 +11,13 @@ package only when a PostgreSQL database is configured.
 
 from __future__ import annotations
 
-from .database import PgMigration, PostgresDatabase
-from .executions import PostgresExecutionStore
-from .heap_index import PostgresHeapIndex
-from .heap_tags import PostgresHeapTags
-from .output import PostgresOutputLog
+from .database import POSTGRES, PgMigration, PostgresDatabase
 from .schema import MIGRATIONS, SCHEMA_VERSION, open_postgres
+from .stores import PostgresExecutionStore, PostgresHeapIndex, PostgresHeapTags, PostgresOutputLog
 
 __all__ = [
     "MIGRATIONS",
+    "POSTGRES",
     "SCHEMA_VERSION",
     "PgMigration",
     "PostgresDatabase",

@@ -1,14 +1,16 @@
 """The work that nodes sharing one PostgreSQL database hand each other: the queue of accepted
 executions, the nodes' leases, and the events that cross nodes.
 
-- **Queue**: a submit on any node takes a place of the queue (:mod:`.usage`, resource ``queued``)
-  and inserts the job in one transaction, which also notifies the work channel; no place left,
+- **Queue** (:class:`~..work_queue.WorkQueue`): a submit on any node takes a place of the queue
+  (:mod:`.usage`, resource ``queued``) and inserts the execution's record, its output log and its
+  job in one statement, which also notifies the work channel; no place left (or its heap gone),
   nothing is inserted. A node with a free worker claims the oldest unclaimed job of a running
   execution with one ``UPDATE ... (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)``, which also
-  records the node as the execution's ``owner`` and gives the place back. A job deleted while
-  unclaimed (its execution cancelled, failed, reaped) gives its place back in the statement that
-  deletes it. So the places taken are always the unclaimed jobs, whichever node dies when.
-  Nobody holds a transaction while a script runs.
+  records the node as the execution's ``owner``, gives the place back and says whether jobs are
+  left. A job deleted while unclaimed (its execution ended, reaped) gives its place back in the
+  statement that deletes it, which also tells every node. So the places taken are always the
+  unclaimed jobs, whichever node dies when. Every step is one statement (data-modifying
+  ``WITH``): one round trip, and nobody holds a transaction while a script runs.
 - **Events**: ``cancel:<id>`` when an execution was cancelled (its node stops the worker),
   ``done:<id>`` when one became terminal (long-polls on every node wake), and the work channel's
   notifications. Sent on submit, cancel and terminal transitions only, never per output chunk.
@@ -33,19 +35,33 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..errors import DuplicateExecution, DuplicateKey, HeapNotFound
+from ..execution_store import NEW_RECORD, new_record_params
+from ..work_queue import Claim
 from . import usage
 from .database import PostgresDatabase
 
-__all__ = ["QUEUED", "PostgresQueue", "channel"]
+__all__ = ["NOT_QUEUED", "QUEUED", "PostgresQueue", "channel"]
 
 log = logging.getLogger("mcp_v8.cluster")
 
 QUEUED = "queued"  # the usage resource of the queue's places: its unclaimed jobs
 _UNCLAIMED = "SELECT count(*) FROM queue WHERE claimed_by IS NULL"
 _IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer channel names are refused
-_NOW_MS = "date_trunc('milliseconds', now())"
 NOT_QUEUED = "the execution could not be queued (the database was unavailable)"
 UNQUEUED_GRACE_SECS = 60.0  # far longer than a submit takes from its record to its job
+# Fails the running executions ``{which}`` selects, as of the database's clock: with ``:reason``,
+# or ``:not_queued`` for those no node owns (accepted, never queued); ``failed``.
+_FAIL = (
+    "failed AS (UPDATE executions AS e SET status = 'failed',"
+    " error = CASE WHEN owner IS NULL THEN :not_queued ELSE :reason END,"
+    " completed_at = date_trunc('milliseconds', now()),"
+    " duration_ms = coalesce(duration_ms, 1000 * extract(epoch FROM now() - started_at))"
+    " WHERE status = 'running' AND ({which}) RETURNING execution_id, owner)"
+)
+# The jobs of the executions in ``{ended}`` go, with the places of those unclaimed.
+_DROP = "gone AS (DELETE FROM queue WHERE execution_id IN (SELECT execution_id FROM {ended}) RETURNING claimed_by)"
+_PLACES_BACK = usage.give_back("placed", "gone", "claimed_by IS NULL")
 
 
 def channel(kind: str, schema: str) -> str:
@@ -60,8 +76,13 @@ def channel(kind: str, schema: str) -> str:
     return f"mcp_v8_{kind}#" + hashlib.sha256(schema.encode("utf-8")).hexdigest()[:40]
 
 
+def _job(job: dict[str, Any]) -> bytes:
+    return json.dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
 class PostgresQueue:
-    """The queue, leases and events of the nodes sharing ``database``. Safe to share between threads."""
+    """The queue, leases and events of the nodes sharing ``database``: a
+    :class:`~..work_queue.ClusterQueue`. Safe to share between threads."""
 
     def __init__(self, database: PostgresDatabase, conninfo: str) -> None:
         self._db = database
@@ -71,182 +92,181 @@ class PostgresQueue:
 
     # -- the queue --------------------------------------------------------------------------
 
+    def submit(
+        self,
+        execution_id: str,
+        job: dict[str, Any],
+        *,
+        limit: int,
+        session: str | None,
+        tags: dict[str, str] | None,
+        heap_in: str | None,
+        code_bytes: int,
+    ) -> bool:
+        """Records the execution, its output log and its job, taking a place, in one statement
+        (see :class:`~..work_queue.WorkQueue`); the heap, when resumed, is held as
+        :meth:`~..execution_store.SQLExecutionStore.create` holds it."""
+        insert, values = NEW_RECORD
+        held = "true"
+        steps = []
+        if heap_in is not None:
+            steps.append("held AS (SELECT 1 FROM heaps WHERE key = :heap_in{for_key_share})")
+            held = "EXISTS (SELECT 1 FROM held)"
+        steps += [
+            usage.take("place", held),
+            f"record AS ({insert} {values} FROM place RETURNING execution_id)",
+            "log AS (INSERT INTO output_logs (execution_id) SELECT execution_id FROM record)",
+            "job AS (INSERT INTO queue (execution_id, job) SELECT execution_id, :job FROM record)",
+        ]
+        params = new_record_params(
+            execution_id, session=session, tags=tags, heap_in=heap_in, code_bytes=code_bytes, owner=None
+        )
+        try:
+            rows = self._db.run(
+                f"WITH {', '.join(steps)} SELECT {held}, EXISTS (SELECT 1 FROM record),"
+                " (SELECT pg_notify(:channel, '') FROM record)",
+                {**params, **self._place(limit), "job": _job(job), "channel": self.work_channel},
+            )
+        except DuplicateKey:
+            raise DuplicateExecution(execution_id) from None
+        heap_found, queued = rows[0][:2]
+        if not heap_found:
+            raise HeapNotFound(heap_in)
+        return bool(queued)
+
     def enqueue(self, execution_id: str, job: dict[str, Any], *, limit: int) -> bool:
-        """Queues the job of an accepted execution when the queue has a place for it, taken in the
-        same transaction (at most ``limit`` unclaimed jobs, whichever nodes submit at once);
-        returns whether it did. Every node hears of it at commit."""
-        data = json.dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass")
-        with self._db.transaction() as conn:
-            if not usage.take(conn, QUEUED, limit):
-                return False
-            conn.execute("INSERT INTO queue (execution_id, job) VALUES (%s, %s)", (execution_id, data))
-            self._notify(conn, self.work_channel, "")
-        return True
+        """Queues the job of an execution recorded already, taking a place, in one statement."""
+        rows = self._db.run(
+            f"WITH {usage.take('place')},"
+            " job AS (INSERT INTO queue (execution_id, job) SELECT :execution_id, :job FROM place)"
+            " SELECT EXISTS (SELECT 1 FROM place), (SELECT pg_notify(:channel, '') FROM place)",
+            {
+                **self._place(limit),
+                "execution_id": execution_id,
+                "job": _job(job),
+                "channel": self.work_channel,
+            },
+        )
+        return bool(rows[0][0])
 
     def waiting(self) -> int:
         """How many places of the queue are taken: its jobs no node has claimed."""
-        with self._db.connection() as conn:
-            return usage.used(conn, QUEUED)
+        return usage.used(self._db, QUEUED)
 
-    def claim(self, node: str) -> tuple[str, dict[str, Any]] | None:
+    def claim(self, node: str) -> Claim | None:
         """The oldest unclaimed job of a running execution, claimed for ``node`` (which becomes
-        its owner); None when there is none. Its place in the queue is given back."""
+        its owner), its place given back, in one statement; None when there is none."""
         rows = self._db.run(
             "WITH claimed AS ("
-            " UPDATE queue SET claimed_by = %s, claimed_at = now() WHERE id = ("
+            " UPDATE queue SET claimed_by = :node, claimed_at = now() WHERE id = ("
             "  SELECT q.id FROM queue AS q JOIN executions AS e USING (execution_id)"
             "  WHERE q.claimed_by IS NULL AND e.status = 'running'"
             "  ORDER BY q.id FOR UPDATE OF q SKIP LOCKED LIMIT 1)"
-            " RETURNING execution_id, job),"
-            " owned AS (UPDATE executions SET owner = %s FROM claimed"
+            " RETURNING execution_id, job, claimed_by),"
+            " owned AS (UPDATE executions SET owner = :node FROM claimed"
             "  WHERE executions.execution_id = claimed.execution_id AND executions.status = 'running'),"
-            f" placed AS (UPDATE {usage.TABLE} SET used = used - 1"
-            "  WHERE resource = %s AND EXISTS (SELECT 1 FROM claimed))"
-            " SELECT execution_id, job FROM claimed",
-            (node, node, QUEUED),
-        )  # one statement, one round trip: the claim, the owner and the place together
+            f" {usage.give_back('placed', 'claimed', 'true')}"
+            " SELECT execution_id, job, (SELECT used FROM placed) FROM claimed",
+            {"node": node, "resource": QUEUED},
+        )
         if not rows:
             return None
-        execution_id, job = rows[0]
-        return str(execution_id), json.loads(bytes(job).decode("utf-8", "surrogatepass"))
+        execution_id, job, left = rows[0]
+        return Claim(str(execution_id), json.loads(bytes(job).decode("utf-8", "surrogatepass")), bool(left))
 
     def finished(self, execution_id: str) -> None:
         """The execution is terminal: its job goes (and its place, when unclaimed) and every node
-        hears of it."""
-        with self._db.transaction() as conn:
-            self._drop_jobs(conn, "execution_id = %s", (execution_id,))
-            self._notify(conn, self.event_channel, "done:" + execution_id)
+        hears of it, in one statement."""
+        self._db.run(
+            f"WITH ended AS (SELECT CAST(:execution_id AS text) AS execution_id),"
+            f" {_DROP.format(ended='ended')}, {_PLACES_BACK}"
+            " SELECT pg_notify(:channel, 'done:' || :execution_id)",
+            {"execution_id": execution_id, "resource": QUEUED, "channel": self.event_channel},
+        )
 
     def cancelled(self, execution_id: str) -> None:
         """The execution was cancelled (its terminal status written, :meth:`finished` said): the
         node running it stops it."""
-        with self._db.connection() as conn:
-            self._notify(conn, self.event_channel, "cancel:" + execution_id)
-
-    @staticmethod
-    def _drop_jobs(conn: psycopg.Connection[Any], where: str, params: tuple[Any, ...]) -> None:
-        """Deletes the jobs ``where`` selects, giving back the places of those not claimed, in
-        one statement: a job's place goes back exactly once, with whichever delete or claim
-        moved it first."""
-        conn.execute(
-            f"WITH gone AS (DELETE FROM queue WHERE {where} RETURNING claimed_by)"
-            f" UPDATE {usage.TABLE} SET used = used - (SELECT count(*) FROM gone WHERE claimed_by IS NULL)"
-            " WHERE resource = %s AND EXISTS (SELECT 1 FROM gone WHERE claimed_by IS NULL)",
-            (*params, QUEUED),
+        self._db.run(
+            "SELECT pg_notify(:channel, :payload)",
+            {"channel": self.event_channel, "payload": "cancel:" + execution_id},
         )
 
-    @staticmethod
-    def _notify(conn: psycopg.Connection[Any], channel: str, payload: str) -> None:
-        conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+    def _fail(self, which: str, params: dict[str, Any], *more: str) -> list[tuple[str, str | None]]:
+        """Fails the running executions ``which`` selects (see ``_FAIL``), drops their jobs and
+        tells every node, with the ``WITH`` items ``more``, in one statement; returns them with
+        their owners."""
+        steps = [*more, _FAIL.format(which=which), _DROP.format(ended="failed"), _PLACES_BACK]
+        rows = self._db.run(
+            f"WITH {', '.join(steps)} SELECT execution_id, owner, pg_notify(:channel, 'done:' || execution_id)"
+            " FROM failed",
+            {**params, "not_queued": NOT_QUEUED, "resource": QUEUED, "channel": self.event_channel},
+        )
+        return [(str(r[0]), None if r[1] is None else str(r[1])) for r in rows]
 
     # -- leases -----------------------------------------------------------------------------
 
     def heartbeat(self, node: str, lease_secs: float) -> None:
         self._db.run(
-            "INSERT INTO nodes (id, lease_until) VALUES (%s, now() + make_interval(secs => %s))"
+            "INSERT INTO nodes (id, lease_until) VALUES (:node, now() + make_interval(secs => :secs))"
             " ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until",
-            (node, lease_secs),
+            {"node": node, "secs": lease_secs},
         )
 
     def leave(self, node: str, reason: str) -> list[str]:
         """``node`` leaves the cluster: the executions it still owns running (it could not record
-        how they ended: the database was away) fail with ``reason``, in the transaction that
+        how they ended: the database was away) fail with ``reason``, in the statement that
         forgets the node, so no execution outlives its node's row unreaped. Returns them."""
-        with self._db.transaction() as conn:
-            failed = [
-                str(r[0])
-                for r in conn.execute(
-                    f"UPDATE executions SET status = 'failed', error = %s, completed_at = {_NOW_MS},"
-                    " duration_ms = COALESCE(duration_ms, 1000 * extract(epoch FROM now() - started_at))"
-                    " WHERE status = 'running' AND owner = %s RETURNING execution_id",
-                    (reason, node),
-                ).fetchall()
-            ]
-            self._drop_jobs(conn, "execution_id = ANY(%s)", (failed,))
-            conn.execute("DELETE FROM nodes WHERE id = %s", (node,))
-            for execution_id in failed:
-                self._notify(conn, self.event_channel, "done:" + execution_id)
+        failed = self._fail(
+            "owner = :node",
+            {"node": node, "reason": reason},
+            "forgotten AS (DELETE FROM nodes WHERE id = :node)",
+        )
         if failed:
             log.warning("node %s left with %d executions it could not record; failed them", node, len(failed))
-        return failed
+        return [execution_id for execution_id, _ in failed]
 
     def reap(self, reason: str, *, by: str) -> list[str]:
         """Fails the running executions of nodes (other than ``by``, the caller) whose lease
-        expired (their queued jobs go too) and forgets those nodes, and those accepted but never
-        queued; returns the executions failed. Any node may call it. Then jobs left behind by
-        executions that ended (a node that could not say so) go, with their places, and the count
-        of places is checked against the queue."""
-        failed = self._reap_lost(reason, by) + self._reap_unqueued()
+        expired, forgetting those nodes, and those accepted but never queued (a submit recorded
+        them and then could not queue them nor record that: nothing would ever run or end them),
+        in one statement; returns the executions failed. Any node may call it. Then jobs left
+        behind by executions that ended (a node that could not say so) go, with their places,
+        and the count of places is checked against the queue."""
+        failed = self._fail(
+            "owner IN (SELECT id FROM lost) OR (owner IS NULL AND started_at < now() - make_interval(secs => :grace)"
+            " AND NOT EXISTS (SELECT 1 FROM queue AS q WHERE q.execution_id = e.execution_id))",
+            {"by": by, "reason": reason, "grace": UNQUEUED_GRACE_SECS},
+            "lost AS (SELECT id FROM nodes WHERE lease_until < now() AND id <> :by FOR UPDATE SKIP LOCKED)",
+            "forgotten AS (DELETE FROM nodes WHERE id IN (SELECT id FROM lost))",
+        )
+        owned = [owner for _, owner in failed if owner is not None]
+        if owned:
+            log.warning("failed %d executions of lost nodes %s", len(owned), ", ".join(sorted(set(owned))))
+        if len(owned) < len(failed):
+            log.warning("failed %d executions that were accepted but never queued", len(failed) - len(owned))
         self._sweep()
-        return failed
-
-    def _reap_lost(self, reason: str, by: str) -> list[str]:
-        with self._db.transaction() as conn:
-            lost = [
-                str(r[0])
-                for r in conn.execute(
-                    "SELECT id FROM nodes WHERE lease_until < now() AND id <> %s FOR UPDATE SKIP LOCKED",
-                    (by,),
-                ).fetchall()
-            ]
-            if not lost:
-                return []
-            failed = [
-                str(r[0])
-                for r in conn.execute(
-                    f"UPDATE executions SET status = 'failed', error = %s, completed_at = {_NOW_MS},"
-                    " duration_ms = COALESCE(duration_ms, 1000 * extract(epoch FROM now() - started_at))"
-                    " WHERE status = 'running' AND owner = ANY(%s) RETURNING execution_id",
-                    (reason, lost),
-                ).fetchall()
-            ]
-            self._drop_jobs(conn, "execution_id = ANY(%s)", (failed,))
-            conn.execute("DELETE FROM nodes WHERE id = ANY(%s)", (lost,))
-            for execution_id in failed:
-                self._notify(conn, self.event_channel, "done:" + execution_id)
-        if failed:
-            log.warning("failed %d executions of lost nodes %s", len(failed), ", ".join(lost))
-        return failed
-
-    def _reap_unqueued(self) -> list[str]:
-        """Fails the running executions that no node owns and no job queues, recorded more than
-        ``UNQUEUED_GRACE_SECS`` ago: a submit recorded them and then could not queue them nor
-        record that (the database went away in between, or that node died): nothing would
-        ever run or end them."""
-        with self._db.transaction() as conn:
-            failed = [
-                str(r[0])
-                for r in conn.execute(
-                    f"UPDATE executions AS e SET status = 'failed', error = %s, completed_at = {_NOW_MS},"
-                    " duration_ms = COALESCE(duration_ms, 1000 * extract(epoch FROM now() - started_at))"
-                    " WHERE status = 'running' AND owner IS NULL"
-                    " AND started_at < now() - make_interval(secs => %s)"
-                    " AND NOT EXISTS (SELECT 1 FROM queue AS q WHERE q.execution_id = e.execution_id)"
-                    " RETURNING execution_id",
-                    (NOT_QUEUED, UNQUEUED_GRACE_SECS),
-                ).fetchall()
-            ]
-            for execution_id in failed:
-                self._notify(conn, self.event_channel, "done:" + execution_id)
-        if failed:
-            log.warning("failed %d executions that were accepted but never queued", len(failed))
-        return failed
+        return [execution_id for execution_id, _ in failed]
 
     def _sweep(self) -> None:
         """Deletes the jobs of executions that are no longer running (the node that ended one
         could not delete its job: the database went away in between), giving back their places;
         then sets the count of places to the unclaimed jobs, should anything have moved them
-        outside :meth:`enqueue`, :meth:`claim` and the deletes (a node of an earlier release)."""
-        with self._db.transaction() as conn:
-            self._drop_jobs(
-                conn,
-                "NOT EXISTS (SELECT 1 FROM executions AS e"
-                " WHERE e.execution_id = queue.execution_id AND e.status = 'running')",
-                (),
+        outside the statements here (a node of an earlier release)."""
+        with self._db.transaction() as session:
+            session.run(
+                "WITH ended AS (SELECT execution_id FROM queue AS q WHERE NOT EXISTS (SELECT 1 FROM executions AS e"
+                f" WHERE e.execution_id = q.execution_id AND e.status = 'running')), {_DROP.format(ended='ended')},"
+                f" {_PLACES_BACK} SELECT 1",
+                {"resource": QUEUED},
             )
-            before = usage.recount(conn, QUEUED, _UNCLAIMED)
+            before = usage.recount(session, QUEUED, _UNCLAIMED)
         if before is not None:
             log.warning("the count of the queue's places was %d, not the queue's unclaimed jobs", before)
+
+    @staticmethod
+    def _place(limit: int) -> dict[str, Any]:
+        return {"resource": QUEUED, "amount": 1, "limit": limit}
 
     # -- events -----------------------------------------------------------------------------
 

@@ -4,13 +4,16 @@
 ``timestamptz`` timestamps (stored at millisecond precision, so they compare as the ISO strings
 the stores hand out), ``jsonb`` tags, an identity column for the order of insertion, ``bytea``
 output, and ``COLLATE "C"`` (code point order, as SQLite compares) on every name the listings
-sort or page by.
+sort or page by; and what only nodes share: the queue and the nodes (``queue``, ``nodes``,
+``usage_counters``) and, when heaps are stored here, their bytes (``heap_blobs``).
 
 The migrations below are the schema's history and are never edited once released: a change is a
 new migration at the end (see :mod:`.database` for how they are applied).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .database import PgMigration, PostgresDatabase
 
@@ -139,19 +142,41 @@ _V4 = """
 ALTER TABLE executions ADD COLUMN js_error jsonb;
 """
 
+# Version 5: the bytes of heap snapshots when the shared heap store is this database
+# (:mod:`...blobs_postgres`), which releases before it created apart from these migrations, when
+# missing: a table that exists already is left as it is. The bytes are already compressed
+# snapshots at best, incompressible at worst: TOAST's pglz is skipped.
+_V5 = """
+CREATE TABLE IF NOT EXISTS heap_blobs (
+    key        text COLLATE "C" PRIMARY KEY CHECK (key ~ '^[0-9a-f]{64}$'),
+    data       bytea NOT NULL,
+    size       bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE heap_blobs ALTER COLUMN data SET STORAGE EXTERNAL;
+"""
+
+# Version 6: the output log buffers and writes whole chunks, as SQLite's does (one store for
+# both): it no longer tops up the last chunk, so it no longer keeps how many there are and how
+# long the last one is. (Chunks written the earlier way read as any others.)
+_V6 = """
+ALTER TABLE output_logs DROP COLUMN chunks, DROP COLUMN last_chunk_bytes;
+"""
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
     PgMigration(2, "usage counters of the limits nodes share", _V2),
     PgMigration(3, "the index of stored heaps", _V3),
     PgMigration(4, "the structured error of a script", _V4),
+    PgMigration(5, "the bytes of heap snapshots", _V5),
+    PgMigration(6, "output logs without the count of their chunks", _V6),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def open_postgres(
-    conninfo: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10
-) -> PostgresDatabase:
+def open_postgres(conninfo: str, *, schema: str | None = None, **pool: Any) -> PostgresDatabase:
     """Connects to ``conninfo`` (a ``postgresql://`` URL or a libpq connection string), on the
     schema ``schema`` when given (it must exist), and brings its tables to :data:`SCHEMA_VERSION`.
-    Raises :class:`~..sqlite.SchemaVersionError` for a schema of a newer release."""
-    return PostgresDatabase(conninfo, MIGRATIONS, schema=schema, min_size=min_size, max_size=max_size)
+    ``pool``: the pool's settings (see :class:`~.database.PostgresDatabase`). Raises
+    :class:`~..errors.SchemaVersionError` for a schema of a newer release."""
+    return PostgresDatabase(conninfo, MIGRATIONS, schema=schema, **pool)
