@@ -13,6 +13,7 @@ and round trips through it, in a pass of their own.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -48,7 +49,9 @@ class RoundTripProxy:
 
     def start(self) -> RoundTripProxy:
         ctx = multiprocessing.get_context("fork")
-        self._process = ctx.Process(target=_serve, args=(self._listener, self._upstream, self._count), daemon=True)
+        self._process = ctx.Process(
+            target=_serve, args=(self._listener, self._upstream, self._count), daemon=True
+        )
         self._process.start()
         self._listener.close()  # the child holds it
         return self
@@ -59,10 +62,8 @@ class RoundTripProxy:
 
     def stop(self) -> None:
         if self._process is not None and self._process.pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self._process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self._process.join(10)
             self._process = None
 
@@ -95,7 +96,10 @@ class _Connection:
         self._client_spoke_last = False
 
     def start(self) -> None:
-        for source, sink, from_client in ((self._client, self._server, True), (self._server, self._client, False)):
+        for source, sink, from_client in (
+            (self._client, self._server, True),
+            (self._server, self._client, False),
+        ):
             threading.Thread(target=self._pump, args=(source, sink, from_client), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
@@ -114,7 +118,5 @@ class _Connection:
             pass
         finally:
             for s in (self._client, self._server):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass

@@ -20,6 +20,7 @@ from .s3_server import s3_server  # noqa: F401  (fixture)
 # `make test` runs every level; `make test-fast` all but e2e and packaging.
 LEVELS: dict[str, str] = {
     "test_config": "unit",
+    "test_layers": "unit",
     "test_contract": "unit",
     "test_openapi": "unit",
     "test_storage": "unit",

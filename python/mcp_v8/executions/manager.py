@@ -35,7 +35,7 @@ from ..storage import (
     HeapStoreUnavailable,
     OutputLog,
 )
-from .cluster import WorkQueue
+from ..storage.work_queue import WorkQueue
 from .pool import (
     SpawnWorker,
     WorkerOptions,
