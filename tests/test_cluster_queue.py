@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from mcp_v8.executions import CancelOutcome, ExecutionManager, ExecutionSpec, Limits, QueueFull
+from mcp_v8.executions import CancelOutcome, ExecutionManager, ExecutionSpec, Limits, QueueFull, SharedQueue
 from mcp_v8.executions.cluster import LEFT_NODE, Cluster
 from mcp_v8.executions.spec import spec_to_wire
+from mcp_v8.executions.waiters import QueueEvents
 from mcp_v8.storage import FileHeapStore
 from mcp_v8.storage.heap_catalogue import Catalogue
 from mcp_v8.storage.shared_heaps import LocalHeaps, SharedHeaps
@@ -107,7 +108,8 @@ def make_node(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Calla
                 workers=1,
                 queue_limit=limit,
                 spawn_worker=no_worker,
-                work=work,
+                admission=SharedQueue(work, catalogue, limit),
+                events=QueueEvents(work),
                 owner=name,
                 catalogue=catalogue,
                 **manager,

@@ -58,6 +58,6 @@ def test_a_refused_database_shows_no_password(tmp_path: Path, postgres_server: P
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     shown = proc.stdout + proc.stderr
-    assert proc.returncode == 2 and "has version 999" in shown, shown
+    assert proc.returncode == 2 and "has schema version 999" in shown, shown
     assert f"postgresql://{USER}:***@127.0.0.1:{postgres_server.port}/" in shown and "?password=***" in shown
     assert IN_USER_INFO not in shown and IN_QUERY not in shown

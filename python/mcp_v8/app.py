@@ -19,9 +19,10 @@ import falcon
 
 from .backends import BackendError, open_stores
 from .config import Settings, normalize_origin, origin_allowlist
-from .executions import ExecutionManager
+from .executions import Admission, ExecutionManager, SharedQueue
 from .executions.cluster import Cluster
 from .executions.siblings import RECHECK_SECS, SiblingEvents
+from .executions.waiters import FinishEvents, QueueEvents
 from .mcp import McpResource
 from .operations import OperationError, Operations
 from .resources.executions import (
@@ -104,9 +105,19 @@ class Service:
         if failed:
             log.warning("marked %d interrupted executions as failed", failed)
         self.lease.remove_stale()
-        # The processes on one data directory (without a shared database) tell each other of
-        # the executions they finish; nodes of a database hear it from its notifications.
-        siblings = SiblingEvents(self.lease) if self.stores.work is None else None
+        # The one place that knows whether executions are shared. The processes on one data
+        # directory queue their own and tell each other of the ones they finish (datagrams, and a
+        # periodic re-read for one that was lost); the nodes of a database queue them all in the
+        # database and hear each other through its notifications.
+        work = self.stores.work
+        admission: Admission | None = None
+        events: FinishEvents
+        recheck: float | None = None
+        if work is None:
+            events, recheck = SiblingEvents(self.lease), RECHECK_SECS
+        else:
+            admission = SharedQueue(work, self.catalogue, settings.queue_limit)
+            events = QueueEvents(work)
         self.manager = ExecutionManager(
             executions=self.executions,
             output=self.output,
@@ -115,16 +126,16 @@ class Service:
             data_dir=settings.data_dir,
             workers=settings.workers,
             queue_limit=settings.queue_limit,
-            work=self.stores.work,
-            events=siblings,
-            recheck_secs=RECHECK_SECS if siblings is not None else None,
+            admission=admission,
+            events=events,
+            recheck_secs=recheck,
             owner=self.lease.id,
             log_dir=self.lease.worker_log_dir,
         )
         self.cluster = (
             None
-            if self.stores.work is None
-            else Cluster(self.stores.work, self.manager, self.lease.id, lease_secs=settings.node_lease_secs)
+            if work is None
+            else Cluster(work, self.manager, self.lease.id, lease_secs=settings.node_lease_secs)
         )
         self._stop = threading.Event()
         self._pruner: threading.Thread | None = None

@@ -1,15 +1,19 @@
 """Execution manager and worker processes: where submitted code actually runs."""
 
-from .manager import CancelOutcome, ExecutionManager, QueueFull, ShuttingDown
+from .admission import Admission, SharedQueue
+from .errors import QueueFull, ShuttingDown
+from .manager import CancelOutcome, ExecutionManager
 from .spec import ExecutionSpec, FetchPolicy, Limits, spec_from_request
 
 __all__ = [
+    "Admission",
     "CancelOutcome",
     "ExecutionManager",
     "ExecutionSpec",
     "FetchPolicy",
     "Limits",
     "QueueFull",
+    "SharedQueue",
     "ShuttingDown",
     "spec_from_request",
 ]

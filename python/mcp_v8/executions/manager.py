@@ -35,7 +35,8 @@ from ..storage import (
     HeapStoreUnavailable,
     OutputLog,
 )
-from ..storage.work_queue import WorkQueue
+from .admission import Admission
+from .errors import QueueFull, ShuttingDown
 from .pool import (
     SpawnWorker,
     WorkerOptions,
@@ -45,18 +46,10 @@ from .pool import (
     worker_log_dir,
 )
 from .protocol import Job, JobResult
-from .spec import ExecutionSpec, spec_from_wire, spec_to_wire
-from .waiters import FinishEvents, QueueEvents, Waiters
+from .spec import ExecutionSpec, spec_from_wire
+from .waiters import FinishEvents, Waiters
 
 log = logging.getLogger(__name__)
-
-
-class QueueFull(Exception):
-    """The bounded queue is full; the client should retry later."""
-
-
-class ShuttingDown(Exception):
-    """The server is stopping and accepts no new executions."""
 
 
 class CancelOutcome(Enum):
@@ -85,7 +78,7 @@ class ExecutionManager:
         spawn_worker: SpawnWorker = spawn_worker_process,
         owner: str | None = None,
         log_dir: Path | None = None,
-        work: WorkQueue | None = None,
+        admission: Admission | None = None,
         events: FinishEvents | None = None,
         recheck_secs: float | None = None,
     ) -> None:
@@ -95,15 +88,15 @@ class ExecutionManager:
         and one a worker produced is published and indexed before its execution is recorded.
         ``owner`` is recorded with each execution (the process's lease on a shared data
         directory); ``log_dir`` is where workers write their stderr (default: in ``data_dir``).
-        ``events`` announce the ends of executions to other processes and deliver theirs
-        (default: through ``work`` when given), ``recheck_secs`` bounds the wait for one that
-        was lost (see :class:`~.waiters.Waiters`). What an execution may do (limits, fetch) comes
+        ``admission`` is where submits go when executions are shared (:mod:`.admission`; None:
+        this manager's own queue). ``events`` announce the ends of executions to other processes
+        or nodes and deliver theirs; ``recheck_secs`` bounds the wait for one that was lost (see
+        :class:`~.waiters.Waiters`). An end another process or node announces for an execution
+        running here (a cancel written there) stops it here once its record says so. What an execution may do (limits, fetch) comes
         with its :class:`~.spec.ExecutionSpec`."""
         self._owner = owner
         self._catalogue = catalogue
-        # Several nodes: submits go to the shared queue, which the node's Cluster claims from
-        # (adopt) when a worker here is free; terminal transitions and cancels are announced.
-        self._work = work
+        self._admission = admission
         self._executions = executions
         self._output = output
         self._queue_limit = queue_limit
@@ -112,13 +105,8 @@ class ExecutionManager:
         self._reserved = 0  # places taken by submits whose record is being written
         self._executing: dict[str, WorkerSlot] = {}
         # Executions accepted here and not yet terminal, their long-polls and followers.
-        if events is None and work is not None:
-            events = QueueEvents(work)
         self.waiters = Waiters(
-            self._read,
-            events=events,
-            recheck_secs=recheck_secs,
-            ended_elsewhere=self._ended_elsewhere if work is None else None,
+            self._read, events=events, recheck_secs=recheck_secs, ended_elsewhere=self._ended_elsewhere
         )
         self._closed = False
         self._dispatchers: list[threading.Thread] = []
@@ -180,8 +168,12 @@ class ExecutionManager:
 
     # -- API -------------------------------------------------------------------------
     def submit(self, spec: ExecutionSpec) -> str:
-        if self._work is not None:
-            return self._submit_to_cluster(spec, self._work)
+        """Accepts an execution of ``spec`` (see :class:`~.admission.Admission`); returns its id."""
+        if self._admission is not None:
+            with self._lock:
+                if self._closed:
+                    raise ShuttingDown("the server is shutting down")
+            return self._admission.admit(spec)
         execution_id = str(uuid.uuid4())
         if spec.heap is not None:  # before the lock: an unknown heap is refused before a full queue
             self._catalogue.use(spec.heap)
@@ -230,30 +222,6 @@ class ExecutionManager:
         except BaseException:
             self._output.delete([execution_id])
             raise
-
-    def _submit_to_cluster(self, spec: ExecutionSpec, work: WorkQueue) -> str:
-        """Records the execution and queues it for whichever node has a free worker, when the
-        shared queue has a place for it, in one step: submits on every node at once never queue
-        more than ``queue_limit``, and a refused one leaves nothing behind."""
-        execution_id = str(uuid.uuid4())
-        job = spec_to_wire(spec)  # before anything is recorded: a spec out of bounds is refused
-        if spec.heap is not None:
-            self._catalogue.use(spec.heap)  # the node that claims it fetches it
-        with self._lock:
-            if self._closed:
-                raise ShuttingDown("the server is shutting down")
-        queued = work.submit(
-            execution_id,
-            job,
-            limit=self._queue_limit,
-            session=spec.session,
-            tags=dict(spec.tags) or None,
-            heap_in=spec.heap,
-            code_bytes=spec.code_bytes,
-        )  # its owner: the node that claims it
-        if not queued:
-            raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
-        return execution_id
 
     def adopt(self, execution_id: str, job: dict[str, Any]) -> None:
         """Runs here an execution this node claimed from the shared queue (recorded by the node
@@ -308,8 +276,8 @@ class ExecutionManager:
             )
 
     def _ended_elsewhere(self, execution_id: str) -> None:
-        """Another process on the data directory says the execution, live here, ended (it wrote
-        a cancel). A datagram proves nothing (any local user can send one): the record decides."""
+        """Another process or node says the execution, live here, ended (it wrote a cancel). An
+        event proves nothing (any local user can send a datagram): the record decides."""
         record = self._executions.get(execution_id)
         if record is not None and record.status in TERMINAL_STATUSES:
             self.stop_here(execution_id)
@@ -351,11 +319,8 @@ class ExecutionManager:
             return CancelOutcome.ALREADY_FINISHED
         if slot is not None:
             slot.cancel(execution_id)
-        elif self._work is not None:  # it may run on another node
-            try:
-                self._work.cancelled(execution_id)
-            except Exception:  # the record is written; the other node finds it cancelled
-                log.exception("could not announce the cancel of execution %s", execution_id)
+        elif self._admission is not None:  # it may run on another node
+            self._admission.cancelled(execution_id)
         return CancelOutcome.ACCEPTED
 
     def wait(self, execution_id: str, timeout: float) -> ExecutionRecord | None:

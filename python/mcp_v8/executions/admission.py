@@ -1,0 +1,76 @@
+"""Where a submit puts the execution it accepts, and who must hear of a cancel: the one thing
+the execution manager does differently on one machine and on the nodes of a database.
+
+- On one machine (one process, or the processes sharing a data directory), the manager
+  records an execution and queues it in its own bounded queue, for its own workers: there is
+  nothing to choose, and that path is the manager's (:meth:`~.manager.ExecutionManager.submit`
+  with no admission).
+- On the nodes of a database, :class:`SharedQueue` records the execution and queues its job in
+  the queue the nodes share, in one statement that also takes its place (the queue limit holds
+  for all nodes at once); whichever node has a free worker claims it (:mod:`.cluster`) and runs
+  it in its own queue (:meth:`~.manager.ExecutionManager.adopt`). A cancel is sent to the nodes,
+  since another one may run it.
+
+The composition root (``app.Service``) chooses, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Protocol
+
+from ..storage import HeapCatalogue
+from ..storage.work_queue import WorkQueue
+from .errors import QueueFull
+from .spec import ExecutionSpec, spec_to_wire
+
+__all__ = ["Admission", "SharedQueue"]
+
+log = logging.getLogger(__name__)
+
+
+class Admission(Protocol):
+    def admit(self, spec: ExecutionSpec) -> str:
+        """Records an execution of ``spec`` and queues it; returns its id. Raises
+        :class:`QueueFull` having recorded nothing, and
+        :class:`~..storage.HeapNotFound` for a heap the catalogue does not have."""
+        ...
+
+    def cancelled(self, execution_id: str) -> None:
+        """``execution_id``, cancelled (its terminal status written), may be queued or running
+        where this process cannot stop it: whoever can hears it."""
+        ...
+
+
+class SharedQueue:
+    """The :class:`Admission` of the nodes sharing ``work``'s database."""
+
+    def __init__(self, work: WorkQueue, catalogue: HeapCatalogue, queue_limit: int) -> None:
+        self._work = work
+        self._catalogue = catalogue
+        self._limit = queue_limit
+
+    def admit(self, spec: ExecutionSpec) -> str:
+        execution_id = str(uuid.uuid4())
+        job = spec_to_wire(spec)  # before anything is recorded: a spec out of bounds is refused
+        if spec.heap is not None:
+            self._catalogue.use(spec.heap)  # the node that claims it fetches it
+        queued = self._work.submit(
+            execution_id,
+            job,
+            limit=self._limit,
+            session=spec.session,
+            tags=dict(spec.tags) or None,
+            heap_in=spec.heap,
+            code_bytes=spec.code_bytes,
+        )  # its owner: the node that claims it
+        if not queued:
+            raise QueueFull(f"the queue is full ({self._limit} executions waiting); retry later")
+        return execution_id
+
+    def cancelled(self, execution_id: str) -> None:
+        try:
+            self._work.cancelled(execution_id)
+        except Exception:  # the record is written; the node running it finds it cancelled
+            log.exception("could not announce the cancel of execution %s", execution_id)
