@@ -48,6 +48,7 @@ LEVELS: dict[str, str] = {
     "test_console": "engine",
     "test_snapshots": "engine",
     "test_repl_mode": "engine",
+    "test_jitless": "engine",
     "test_typescript": "engine",
     "test_untrusted_sources": "engine",
     "test_service": "service",

@@ -7,7 +7,7 @@
 
 from ._engine import Control, Outcome
 from .context import Context, HeapSnapshot
-from .engine import Engine, v8_version
+from .engine import Engine, jitless, set_jitless, v8_version
 from .errors import (
     APIError,
     ContextBusyError,
@@ -42,5 +42,7 @@ __all__ = [
     "Outcome",
     "SnapshotError",
     "__version__",
+    "jitless",
+    "set_jitless",
     "v8_version",
 ]

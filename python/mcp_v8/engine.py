@@ -167,4 +167,19 @@ def v8_version() -> str:
     return _engine.v8_version()
 
 
-__all__ = ["Context", "Control", "Engine", "Outcome", "v8_version"]
+def set_jitless(jitless: bool = True) -> None:
+    """Runs V8 in this process without its JIT compilers (``jitless=True``): bytecode is
+    interpreted, no machine code is generated at run time, and ``WebAssembly`` is not defined.
+    Most V8 exploits go through the JIT compilers; the cost is speed on compute-heavy scripts
+    (``benches/jitless.py``). V8 flags are process-wide and read when V8 starts, so call it
+    before the first :class:`Engine` or :class:`Context` runs anything; once V8 started with
+    the other setting it raises ``RuntimeError``. Heaps restore across both settings."""
+    _engine.set_jitless(jitless)
+
+
+def jitless() -> bool:
+    """Whether V8 runs (or will start) in this process without its JIT compilers."""
+    return _engine.jitless()
+
+
+__all__ = ["Context", "Control", "Engine", "Outcome", "jitless", "set_jitless", "v8_version"]

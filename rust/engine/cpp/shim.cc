@@ -35,6 +35,10 @@ int mv8_initialize(char** error) {
   return 1;
 }
 
+int mv8_set_jitless(int jitless) { return mv8::V8Process::SetJitless(jitless != 0) ? 0 : 1; }
+
+int mv8_jitless(void) { return mv8::V8Process::Jitless() ? 1 : 0; }
+
 const char* mv8_v8_version(void) { return v8::V8::GetVersion(); }
 
 mv8_control* mv8_control_new(void) { return new (std::nothrow) mv8_control(); }

@@ -129,6 +129,12 @@ void mv8_set_hooks(const mv8_hooks* hooks);
 // Initialises V8 once per process and builds the base snapshot. Safe to call again.
 // Returns 0 on success; otherwise *error receives a malloc'd message.
 int mv8_initialize(char** error);
+// Chooses V8 without its JIT compilers (--jitless: bytecode interpreter only, no
+// WebAssembly) for this process. Only before V8 starts: returns 0 when the setting holds
+// (set now, or already the one V8 started with), 1 when V8 already started otherwise.
+int mv8_set_jitless(int jitless);
+// 1 when V8 runs (or will start) without its JIT compilers.
+int mv8_jitless(void);
 const char* mv8_v8_version(void);
 
 mv8_control* mv8_control_new(void);

@@ -8,6 +8,22 @@
 
 namespace mv8 {
 
+std::mutex V8Process::settings_mu_;
+bool V8Process::started_ = false;
+bool V8Process::jitless_ = false;
+
+bool V8Process::SetJitless(bool jitless) {
+  std::lock_guard<std::mutex> lock(settings_mu_);
+  if (started_) return jitless_ == jitless;
+  jitless_ = jitless;
+  return true;
+}
+
+bool V8Process::Jitless() {
+  std::lock_guard<std::mutex> lock(settings_mu_);
+  return jitless_;
+}
+
 V8Process* V8Process::Get(std::string* error) {
   static std::once_flag once;
   static V8Process* process = nullptr;
@@ -30,6 +46,18 @@ bool V8Process::Initialize(std::string* error) {
   // V8 still checksums, and verifies, each blob it creates.
   static const char kFlags[] = "--no-verify-snapshot-checksum";
   v8::V8::SetFlagsFromString(kFlags, sizeof kFlags - 1);
+  {
+    std::lock_guard<std::mutex> lock(settings_mu_);
+    started_ = true;
+    // No JIT compilers: V8 interprets bytecode only, and WebAssembly (which needs them) is
+    // not exposed. The base snapshot below is built in the same mode; heaps carry no
+    // machine code either way, so they restore in both.
+    if (jitless_) {
+      // --no-expose-wasm says what --jitless implies, without V8 warning on stderr.
+      static const char kJitless[] = "--jitless --no-expose-wasm";
+      v8::V8::SetFlagsFromString(kJitless, sizeof kJitless - 1);
+    }
+  }
   // Two worker threads: background compilation and GC helpers, not JS execution.
   platform_ = v8::platform::NewDefaultPlatform(2);
   v8::V8::InitializePlatform(platform_.get());

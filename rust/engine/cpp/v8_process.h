@@ -22,6 +22,11 @@ class V8Process {
   // Returns nullptr and fills *error when initialisation failed.
   static V8Process* Get(std::string* error);
 
+  // --jitless for this process: settable until V8 starts (Get); false when it already
+  // started with the other setting. V8 flags are process-wide.
+  static bool SetJitless(bool jitless);
+  static bool Jitless();
+
   v8::Platform* platform() const { return platform_.get(); }
   const v8::StartupData* base_snapshot() const { return &base_; }
 
@@ -32,6 +37,10 @@ class V8Process {
   V8Process() = default;
   bool Initialize(std::string* error);
   void SetHeapFlag(size_t heap_limit_bytes);
+
+  static std::mutex settings_mu_;
+  static bool started_;   // under settings_mu_: V8 read the settings
+  static bool jitless_;   // under settings_mu_
 
   std::unique_ptr<v8::Platform> platform_;
   v8::StartupData base_{nullptr, 0};

@@ -16,7 +16,7 @@ use crate::ffi;
 use crate::host_calls::{on_host_call, Dispatch, HostCall, Replies};
 use crate::outcome::{source_failure, Outcome, Response};
 use crate::source::{self, Language};
-pub use crate::v8_process::{initialize, v8_version};
+pub use crate::v8_process::{initialize, jitless, set_jitless, v8_version};
 
 /// A thread-safe handle that cancels the execution it is given to, before or while
 /// it runs. Cancelling twice, or after the end, does nothing.

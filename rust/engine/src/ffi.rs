@@ -169,6 +169,8 @@ extern "C" {
     pub fn mv8_set_hooks(hooks: *const mv8_hooks);
     pub fn mv8_initialize(error: *mut *mut c_char) -> c_int;
     pub fn mv8_v8_version() -> *const c_char;
+    pub fn mv8_set_jitless(jitless: c_int) -> c_int;
+    pub fn mv8_jitless() -> c_int;
     pub fn mv8_control_new() -> *mut mv8_control;
     pub fn mv8_control_free(control: *mut mv8_control);
     pub fn mv8_control_terminate(control: *mut mv8_control, reason: c_int);

@@ -684,6 +684,19 @@ fn v8_version() -> &'static str {
     engine::v8_version()
 }
 
+/// Runs V8 in this process without (True) or with its JIT compilers. Process-wide: settable
+/// until the first engine starts V8; RuntimeError once V8 started with the other setting.
+#[pyfunction]
+fn set_jitless(jitless: bool) -> PyResult<()> {
+    engine::set_jitless(jitless).map_err(PyRuntimeError::new_err)
+}
+
+/// Whether V8 runs (or will start) in this process without its JIT compilers.
+#[pyfunction]
+fn jitless() -> bool {
+    engine::jitless()
+}
+
 /// Checks a snapshot envelope without running it and returns its key.
 #[pyfunction]
 fn snapshot_key(py: Python<'_>, envelope: &[u8]) -> PyResult<String> {
@@ -700,6 +713,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(execute, m)?)?;
     m.add_function(wrap_pyfunction!(v8_version, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_key, m)?)?;
+    m.add_function(wrap_pyfunction!(set_jitless, m)?)?;
+    m.add_function(wrap_pyfunction!(jitless, m)?)?;
     m.add_function(wrap_pyfunction!(fetch_origins, m)?)?;
     m.add_function(wrap_pyfunction!(_register_errors, m)?)?;
     m.add("SNAPSHOT_FORMAT_VERSION", envelope::FORMAT_VERSION)?;

@@ -24,6 +24,23 @@ pub fn initialize() -> Result<(), EngineError> {
     .map_err(EngineError::Init)
 }
 
+/// Runs V8 in this process without its JIT compilers (`--jitless`) or with them. V8 flags are
+/// process-wide and read when V8 starts: an error once V8 started with the other setting.
+pub fn set_jitless(jitless: bool) -> Result<(), String> {
+    if unsafe { ffi::mv8_set_jitless(jitless as std::os::raw::c_int) } == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "V8 already started {} its JIT compilers in this process; choose jitless before the first engine",
+        if jitless { "with" } else { "without" }
+    ))
+}
+
+/// Whether V8 runs (or will start) in this process without its JIT compilers.
+pub fn jitless() -> bool {
+    unsafe { ffi::mv8_jitless() != 0 }
+}
+
 /// The V8 version string, e.g. `10.2.154.26-node.28`.
 pub fn v8_version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
