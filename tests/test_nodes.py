@@ -20,6 +20,7 @@ from mcp_v8.storage import Catalogue, HeapBlobs, SharedHeaps
 
 from .pg_server import PostgresServer
 from .s3_server import S3Server
+from .service_helpers import SIGNING_KEY
 
 WAIT_MS = 30_000
 HANG = 240.0  # seconds; only reached when something is broken (two busy cores make it slow)
@@ -35,7 +36,13 @@ def nodes(
 
     def start(name: str, **settings: Any) -> Node:
         service = Service(
-            Settings(data_dir=tmp_path / name, workers=1, database_url=database, **settings)
+            Settings(
+                data_dir=tmp_path / name,
+                workers=1,
+                database_url=database,
+                heap_signing_key=(SIGNING_KEY,),
+                **settings,
+            )
         ).start()
         started.append(service)
         return service, service.operations()
@@ -197,7 +204,13 @@ def test_deployments_in_two_schemas_of_one_database(tmp_path: Path, postgres_ser
     try:
         for name in ("one", "two"):
             url = f"{database}?options=-csearch_path%3D{name}"
-            started.append(Service(Settings(data_dir=tmp_path / name, workers=1, database_url=url)).start())
+            started.append(
+                Service(
+                    Settings(
+                        data_dir=tmp_path / name, workers=1, database_url=url, heap_signing_key=(SIGNING_KEY,)
+                    )
+                ).start()
+            )
         on_one, on_two = (s.operations() for s in started)
         first, second = run(on_one, "var n = 1; n"), run(on_two, "var n = 2; n")
         assert (first["result"], second["result"]) == ("1", "2")
