@@ -223,7 +223,7 @@ class Catalogue:
         header = envelope_header(key, data)
         if header is None:
             raise HeapCorrupt(
-                f"cannot restore heap: the stored bytes of heap {key} are not what its key names"
+                f"cannot restore heap: heap snapshot is corrupt (its stored bytes are not heap {key})"
             )
         if signature is None and self._signer.trust_unsigned:
             self.index.sign(key, self._signer.sign(key, header))  # its own data directory's heap
