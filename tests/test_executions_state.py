@@ -741,6 +741,28 @@ def test_a_bad_heap_descriptor_kills_the_worker_fails_only_its_job_and_leaks_not
     assert not [what for what in leaked.values() if "memfd" in what or "pipe" in what], leaked
 
 
+def test_a_job_without_the_descriptor_its_heap_needs_is_never_sent(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers
+) -> None:
+    slot = make_slot()
+    worker = workers.current
+    assert slot.run(job("a", "complete", heap="0" * 64), lambda text: None) == JobResult(
+        status="failed",
+        error="the execution could not be sent to a worker: a 'run' message needs a heap descriptor",
+    )
+    fd = heap_memfd(b"a heap")
+    try:  # nor one with a descriptor its spec does not name
+        refused = slot.run(dataclasses.replace(job("b", "complete"), heap_fd=fd), lambda text: None)
+    finally:
+        os.close(fd)
+    assert (
+        refused.error
+        == "the execution could not be sent to a worker: a 'run' message carries no heap descriptor"
+    )
+    assert slot.run(job("c", "complete"), lambda text: None).status == "completed"
+    assert workers.current is worker and job_ids(worker.all_received()) == ["c"]
+
+
 def test_a_heap_the_worker_sends_is_read_once_checked_and_keyed_by_the_server(
     make_slot: Callable[..., ParkingSlot], workers: FakeWorkers
 ) -> None:

@@ -336,7 +336,7 @@ def heap_fd(message: Message) -> int | None:
     wanted = kind.heap is not None and kind.heap(message)
     if wanted != (fd is not None):
         raise Undeliverable(
-            f"a {kind.name!r} message {'needs' if wanted else 'carries no'} a heap descriptor"
+            f"a {kind.name!r} message {'needs a' if wanted else 'carries no'} heap descriptor"
         )
     return fd
 
