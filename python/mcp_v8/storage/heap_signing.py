@@ -123,11 +123,11 @@ def generated_key(data_dir: Path) -> bytes:
                 os.link(tmp, path)
             except FileExistsError:
                 pass  # another process made it first: its key is the key
-            except OSError as e:
+            except OSError as e:  # no hard links here: a rename, unless a key appeared meanwhile
                 if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
                     raise
-                with contextlib.suppress(FileExistsError):  # no hard links here: create-only rename
-                    os.rename(tmp, path) if not path.exists() else None
+                if not path.exists():
+                    os.rename(tmp, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
