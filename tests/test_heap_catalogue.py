@@ -543,15 +543,22 @@ def test_the_signature_covers_the_engine_build_in_the_header(deployment: Deploym
 
 
 def test_rotation_the_first_key_signs_every_key_verifies(deployment: Deployment) -> None:
+    """The new key first, the old one after: heaps the old key signed keep opening, and each is
+    signed again with the new key when it is next resumed; once the old key is dropped, only
+    those never resumed meanwhile are refused."""
+    new = b"the new key of this deployment"
     old = deployment.node([KEY])
-    old_heap = old.produce(b"signed with the old key")
-    rotated = deployment.node([b"the new key of this deployment", KEY])
-    assert rotated.catalogue.open(old_heap) == b"signed with the old key"
-    new_heap = rotated.produce(b"signed with the new key")
-    retired = deployment.node([b"the new key of this deployment"])
-    assert retired.catalogue.open(new_heap) == b"signed with the new key"
+    resumed = old.produce(b"signed with the old key, resumed during the rotation")
+    forgotten = old.produce(b"signed with the old key, never resumed")
+    rotated = deployment.node([new, KEY])
+    assert rotated.catalogue.open(resumed) == b"signed with the old key, resumed during the rotation"
+    produced = rotated.produce(b"signed with the new key")
+    retired = deployment.node([new])
+    assert retired.catalogue.open(produced) == b"signed with the new key"
+    assert retired.catalogue.open(resumed) == b"signed with the old key, resumed during the rotation"
     with pytest.raises(HeapNotSigned):
-        retired.catalogue.open(old_heap)
+        retired.catalogue.open(forgotten)
+    assert retired.catalogue.refusals() == 1
 
 
 def test_heaps_of_an_earlier_release_are_signed_by_a_single_node_refused_by_a_shared_store(

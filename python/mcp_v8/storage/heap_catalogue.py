@@ -228,7 +228,8 @@ class Catalogue:
         if signature is None and self._signer.trust_unsigned:
             self.index.sign(key, self._signer.sign(key, header))  # its own data directory's heap
             return data
-        if not self._signer.verify(key, header, signature):
+        signed_by = self._signer.signed_by(key, header, signature)
+        if signed_by is None:
             with self._refused_lock:
                 self._refused += 1
             log.warning("heap %s refused: its signature does not verify with this deployment's keys", key)
@@ -239,6 +240,8 @@ class Catalogue:
                 else ""
             )
             raise HeapNotSigned(key, hint)
+        if signed_by > 0:  # a key being retired: signed again with the one that signs now
+            self.index.sign(key, self._signer.sign(key, header), replacing=signature)
         return data
 
     def add(self, key: str, envelope: bytes, *, session: str | None, tags: Mapping[str, str] | None) -> None:

@@ -72,9 +72,9 @@ class HeapIndex(Protocol):
         """Whether the heap is indexed, and its signature (None: indexed before heaps were signed)."""
         ...
 
-    def sign(self, key: str, signature: str) -> None:
-        """Records ``signature`` for a heap indexed without one (a heap another node signed since
-        keeps that one)."""
+    def sign(self, key: str, signature: str, *, replacing: str | None = None) -> None:
+        """Records ``signature`` for a heap whose signature is still ``replacing`` (None: a heap
+        indexed without one); one another node signed since keeps its own."""
         ...
 
     def use(self, key: str) -> bool:
@@ -207,11 +207,12 @@ class SQLHeapIndex:
         rows = self._db.run("SELECT signature FROM heaps WHERE key = :key", {"key": validate_heap_key(key)})
         return (True, rows[0][0]) if rows else (False, None)
 
-    def sign(self, key: str, signature: str) -> None:
-        self._db.run(
-            "UPDATE heaps SET signature = :signature WHERE key = :key AND signature IS NULL",
-            {"key": validate_heap_key(key), "signature": signature},
-        )
+    def sign(self, key: str, signature: str, *, replacing: str | None = None) -> None:
+        params = {"key": validate_heap_key(key), "signature": signature}
+        still = "signature IS NULL"
+        if replacing is not None:
+            still, params["replacing"] = "signature = :replacing", replacing
+        self._db.run(f"UPDATE heaps SET signature = :signature WHERE key = :key AND {still}", params)
 
     def use(self, key: str) -> bool:
         rows = self._db.run(

@@ -19,9 +19,9 @@ The signature lives in the heap index (``heaps.signature``), beside the key, not
 index is the deployment's registry, the blob store the part others may write; and a trailer
 would change the bytes every earlier release and every other store reads as the envelope.
 
-Keys: a list, the first signs, every one verifies (rotation: put the new key first, keep the old
-one until every heap that matters was used, or re-published, under the new one). A signature is
-``hs1:`` and 64 hex digits.
+Keys: a list, the first signs, every one verifies (rotation: put the new key first; a heap that a
+later key signed is signed again with the first when it is next resumed; drop the old key once the
+heaps that matter were). A signature is ``hs1:`` and 64 hex digits.
 """
 
 from __future__ import annotations
@@ -95,13 +95,19 @@ class HeapSigner:
 
     def verify(self, key: str, header: bytes, signature: str | None) -> bool:
         """Whether ``signature`` is one of this deployment's keys' over the heap."""
+        return self.signed_by(key, header, signature) is not None
+
+    def signed_by(self, key: str, header: bytes, signature: str | None) -> int | None:
+        """Which of the keys made ``signature`` over the heap (0: the one that signs now); None
+        when none did."""
         if signature is None or not signature.startswith(_PREFIX) or len(signature) != len(_PREFIX) + 64:
-            return False
+            return None
         message = signed_message(key, header)
         given = signature[len(_PREFIX) :].encode("ascii", "replace")
-        found = False
-        for k in self._keys:  # every key, whichever matches: no timing says which
-            found |= hmac.compare_digest(hmac.new(k, message, hashlib.sha256).hexdigest().encode(), given)
+        found = None
+        for i, k in enumerate(self._keys):  # every key, whichever matches: no timing says which
+            if hmac.compare_digest(hmac.new(k, message, hashlib.sha256).hexdigest().encode(), given):
+                found = i if found is None else found
         return found
 
 
