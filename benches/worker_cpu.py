@@ -10,9 +10,10 @@ Rows:
 * ``engine.*``: ``Engine.execute`` in a plain process (a library user's): stateless without a
   snapshot, stateless + snapshot, snapshot chain;
 * ``worker.*``: what a worker process does per job, end to end: ``mcp_v8.executions.worker._run``
-  (heap read, execute, ``FileHeapStore.put``, the ``JobResult``) and the output flush, in a process
-  set up as the worker's ``main`` sets up its own, with a ``FileHeapStore`` in a temp dir and the
-  service's default job limits (64 MB heap, 30 s);
+  (the heap read from its descriptor, execute, the ``JobResult``), the new heap written into the
+  memfd it returns, and the output flush, in a process set up as the worker's ``main`` sets up its
+  own, with the service's default job limits (64 MB heap, 30 s). The memfd of the heap it restores
+  is made here too (the server's part: one copy of the envelope);
 * the ceiling's fresh isolate (the yardstick of the ``.stateless`` rows) and chain (of the others);
 * ``ceiling.console-chain``: the ceiling's chain with the engine's console and timer globals in its
   context (``v8-ceiling serve CONSOLE_JS``), i.e. the raw cost of what every snapshot the engine
@@ -74,43 +75,47 @@ def engine_steps() -> Steps:
 
 
 def worker_steps(root: str) -> Steps:
+    import os
+
     from mcp_v8.engine import Engine
     from mcp_v8.executions import worker
+    from mcp_v8.executions.heap_fds import heap_memfd
     from mcp_v8.executions.protocol import Job
     from mcp_v8.executions.spec import ExecutionSpec, Limits
-    from mcp_v8.storage import FileHeapStore
 
     tune = getattr(worker, "_keep_freed_memory", None)  # what the worker's main() does first
     if tune is not None:
         tune()
-    heaps = FileHeapStore(root, durable=False)  # the service's default
     engine = Engine(keep_console=False)  # as serve() makes it
     engine.execute("1")
     sent: list[Any] = []
     output = worker._Output(sent.append, 1 << 20)
 
-    def run(code: str, heap: str | None, snapshot: bool = True) -> Any:
+    def run(code: str, heap: tuple[str, bytes] | None, snapshot: bool = True) -> tuple[str, bytes] | None:
         limits = Limits(
             heap_limit_mb=64, timeout_secs=30.0, max_result_bytes=8 << 20, max_output_bytes=1 << 20
         )
-        job = Job(uuid.uuid4().hex, ExecutionSpec(code=code, limits=limits, heap=heap, snapshot=snapshot))
+        spec = ExecutionSpec(code=code, limits=limits, heap=heap and heap[0], snapshot=snapshot)
+        job = Job(uuid.uuid4().hex, spec, heap_fd=heap and heap_memfd(heap[1]))
         output.start(job.execution_id)
-        result = worker._run(engine, heaps, job, None, output)
+        result, envelope = worker._run(engine, job, None, output)
+        if envelope is not None:  # what the worker sends back with its done
+            os.close(heap_memfd(envelope))
         output.flush()
         sent.clear()
         assert result.status == "completed", result
-        return result
+        return None if result.heap is None or envelope is None else (result.heap, envelope)
 
     def stateless() -> None:
         run(TRIVIAL, None, snapshot=False)
 
     def stateless_snapshot() -> None:
-        assert run(TRIVIAL, None).heap is not None
+        assert run(TRIVIAL, None) is not None
 
-    chain_state: dict[str, Any] = {"heap": run(CHAIN_FIRST, None).heap}
+    chain_state: dict[str, Any] = {"heap": run(CHAIN_FIRST, None)}
 
     def chain() -> None:
-        chain_state["heap"] = run(CHAIN_STEP, chain_state["heap"]).heap
+        chain_state["heap"] = run(CHAIN_STEP, chain_state["heap"])
 
     return dict(zip(ROWS, (stateless, stateless_snapshot, chain)))
 

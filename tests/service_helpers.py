@@ -10,6 +10,10 @@ from falcon import testing
 HOST = {"Host": "127.0.0.1:3000"}
 
 
+# The heap signing key of the test deployments that share a store (every node the same).
+SIGNING_KEY = "test-heap-signing-key-0123456789"
+
+
 def submit(client: testing.TestClient, code: str, **fields: Any) -> str:
     resp = client.simulate_post("/api/exec", json={"code": code, **fields}, headers=HOST)
     assert resp.status_code == 202, resp.text

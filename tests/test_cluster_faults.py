@@ -27,6 +27,7 @@ import requests
 from .live_server import children, free_port
 from .pg_server import BIN_DIR, PostgresServer, missing
 from .s3_server import S3Server, S3ServerCannotStart, _ready, start_s3_server
+from .service_helpers import SIGNING_KEY
 
 TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
 LOOP = "console.log('started'); while (true) {}"
@@ -46,7 +47,12 @@ class Node:
             sys.executable, "-m", "mcp_v8", "serve", "--port", str(self.port), "--data-dir", str(data_dir),
             "--database-url", database_url, "--workers", "1", "--node-lease-secs", "2", *extra,
         ]  # fmt: skip
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "MCP_V8_HEAP_SIGNING_KEY": SIGNING_KEY,
+            **(env or {}),
+        }
         self.log = data_dir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.workers: list[int] = []

@@ -21,7 +21,7 @@ from mcp_v8.executions import CancelOutcome, ExecutionManager, ExecutionSpec, Li
 from mcp_v8.executions.cluster import LEFT_NODE, Cluster
 from mcp_v8.executions.spec import spec_to_wire
 from mcp_v8.executions.waiters import QueueEvents
-from mcp_v8.storage import FileHeapStore
+from mcp_v8.storage import FileHeapStore, HeapSigner
 from mcp_v8.storage.heap_catalogue import Catalogue
 from mcp_v8.storage.shared_heaps import LocalHeaps, SharedHeaps
 
@@ -93,7 +93,8 @@ def make_node(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Calla
         root = tmp_path / name
         heaps = FileHeapStore(root, durable=False)
         blobs = LocalHeaps(heaps) if remote is None else SharedHeaps(heaps, remote)
-        catalogue = Catalogue(postgres.PostgresHeapIndex(db), postgres.PostgresHeapTags(db), blobs)
+        signer = HeapSigner([b"the key of this test cluster"], trust_unsigned=False)
+        catalogue = Catalogue(postgres.PostgresHeapIndex(db), postgres.PostgresHeapTags(db), blobs, signer)
         node = Node(
             name,
             db,
@@ -103,7 +104,6 @@ def make_node(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Calla
             ExecutionManager(
                 executions=executions,
                 output=output,
-                heaps=heaps,
                 data_dir=root,
                 workers=1,
                 queue_limit=limit,

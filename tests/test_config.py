@@ -13,6 +13,8 @@ import pytest
 from mcp_v8 import cli, config
 from mcp_v8.config import Settings
 
+KEY = "a-heap-signing-key-of-this-test"
+
 
 def test_defaults_are_loopback_and_local() -> None:
     s = config.from_env({})
@@ -127,10 +129,10 @@ def test_snapshot_default_flag_refuses_other_words(capsys: pytest.CaptureFixture
 )
 def test_heap_stores_that_contradict_the_database_are_refused(values: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Settings(**values)  # type: ignore[arg-type]
-    assert Settings(database_url="postgresql://u@h/db").heap_backend == "postgresql"
+        Settings(**values, heap_signing_key=(KEY,))  # type: ignore[arg-type]
+    assert Settings(database_url="postgresql://u@h/db", heap_signing_key=(KEY,)).heap_backend == "postgresql"
     assert Settings().heap_backend == "file"
-    assert Settings(heap_store="s3://b/p").heap_backend == "s3://b/p"
+    assert Settings(heap_store="s3://b/p", heap_signing_key=(KEY,)).heap_backend == "s3://b/p"
 
 
 def test_contradicting_flags_end_the_command_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
@@ -186,7 +188,7 @@ def test_database_passwords_are_redacted_in_both_forms(
 def test_help_and_setting_errors_never_show_the_database_password(capsys: pytest.CaptureFixture[str]) -> None:
     url = f"postgresql://u:{SECRET}@db.internal/mcp?password={SECRET}x"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_V8_")}
-    env.update(MCP_V8_DATABASE_URL=url, MCP_V8_API_TOKEN=SECRET)
+    env.update(MCP_V8_DATABASE_URL=url, MCP_V8_API_TOKEN=SECRET, MCP_V8_HEAP_SIGNING_KEY=KEY)
     help_text = subprocess.run(
         [sys.executable, "-m", "mcp_v8", "serve", "--help"],
         capture_output=True,
@@ -204,7 +206,9 @@ def test_help_and_setting_errors_never_show_the_database_password(capsys: pytest
         parser.parse_args(["serve", "--database-url", f"u:{SECRET}@db.internal/mcp"])
     err = capsys.readouterr().err
     assert "--database-url: expected a postgresql:// URL" in err and SECRET not in err
-    assert config.secrets(Settings(database_url=url, api_token="tok")) == [f"{SECRET}x", SECRET, "tok"]
+    settings = Settings(database_url=url, api_token="tok", heap_signing_key=(KEY,))
+    assert config.secrets(settings) == [f"{SECRET}x", SECRET, "tok", KEY]
+    assert KEY not in help_text
 
 
 def test_log_records_never_show_a_password_the_driver_quotes() -> None:
@@ -225,7 +229,7 @@ def test_log_records_never_show_a_password_the_driver_quotes() -> None:
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        redact_logs(config.secrets(Settings(database_url=url)), logger)
+        redact_logs(config.secrets(Settings(database_url=url, heap_signing_key=(KEY,))), logger)
         logger.warning("error connecting to %s: %s", url, raised.value)
         try:
             raise RuntimeError(f"pool failed: {raised.value}")
@@ -236,3 +240,31 @@ def test_log_records_never_show_a_password_the_driver_quotes() -> None:
     logged = stream.getvalue()
     assert SECRET not in logged
     assert "postgresql://u:***@127.0.0.1:1/db" in logged and "RuntimeError: pool failed" in logged
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"database_url": "postgresql://u@h/db"},
+        {"database_url": "postgresql://u@h/db", "heap_store": "s3://b/p"},
+        {"heap_store": "s3://b/p"},
+    ],
+)
+def test_a_shared_heap_store_needs_a_signing_key(values: dict[str, str]) -> None:
+    """Every node must sign and verify with one key: none generated per node for a shared store."""
+    with pytest.raises(ValueError, match="needs a heap signing key, the same on every node"):
+        Settings(**values)  # type: ignore[arg-type]
+    assert Settings(**values, heap_signing_key_file=Path("keys")).shared_heaps  # type: ignore[arg-type]
+    assert not Settings().shared_heaps
+
+
+def test_signing_keys_are_a_list_never_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = config.from_env({"MCP_V8_HEAP_SIGNING_KEY": f"{KEY}-new, {KEY}-old"})
+    assert settings.heap_signing_key == (f"{KEY}-new", f"{KEY}-old")  # the first signs
+    assert config.shown("heap_signing_key", settings.heap_signing_key) == "(set)"
+    with pytest.raises(ValueError, match="heap signing key 2 is 5 bytes; at least 16") as e:
+        config.from_env({"MCP_V8_HEAP_SIGNING_KEY": f"{KEY},short"})
+    assert KEY not in str(e.value)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", "--database-url", "postgresql://u@h/db"])
+    assert "needs a heap signing key" in str(exited.value)

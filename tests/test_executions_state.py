@@ -13,6 +13,7 @@ only turns a hang into a failure.
 
 from __future__ import annotations
 
+import array
 import ast
 import contextlib
 import dataclasses
@@ -35,8 +36,10 @@ from typing import Any, BinaryIO, Callable
 import msgpack
 import pytest
 
+from mcp_v8 import _engine
 from mcp_v8.errors import SnapshotError
 from mcp_v8.executions import CancelOutcome, ExecutionManager, ExecutionSpec, FetchPolicy, Limits, QueueFull
+from mcp_v8.executions.heap_fds import heap_memfd, read_heap
 from mcp_v8.executions.pool import WorkerOptions, WorkerSlot, WorkerStartError
 from mcp_v8.executions.protocol import (
     OUTPUT_CHUNK,
@@ -50,6 +53,7 @@ from mcp_v8.executions.protocol import (
     ProtocolError,
     Ready,
     Stop,
+    encode,
 )
 from mcp_v8.executions.worker import _run
 from mcp_v8.js_error import JsError
@@ -58,6 +62,7 @@ from mcp_v8.storage import (
     FileHeapStore,
     HeapInUse,
     HeapNotFound,
+    HeapSigner,
     LocalHeaps,
     SQLiteExecutionStore,
     SQLiteHeapIndex,
@@ -69,7 +74,10 @@ from mcp_v8.storage import (
 HANG = 30.0  # seconds; only ever reached when the code under test is broken
 WORKER_CANCELLED = "cancelled in the worker"
 SLOT_CANCELLED = "execution cancelled"
-LATE_HEAP = "f" * 64
+# A real snapshot envelope (of an earlier release): what a worker sends as its new heap.
+ENVELOPE = (Path(__file__).parent / "fixtures" / "heaps" / "format2-8fc0805.snap").read_bytes()
+ENVELOPE_KEY = _engine.snapshot_key(ENVELOPE)
+LATE_HEAP = ENVELOPE_KEY
 
 
 def frame(body: bytes) -> bytes:
@@ -116,12 +124,12 @@ FRAMES: dict[str, bytes] = {
     "a-servers-kind": packed(["run", 1, {"execution_id": "a", "spec": {}}]),
     "unknown-version": packed(["output", 2, {"execution_id": "a", "text": "x"}]),
     "wrong-field-type": packed(["output", 1, {"execution_id": "a", "text": b"bytes\n"}]),
-    "bool-for-an-integer": packed(["done", 1, done_body(heap_size=True)]),
+    "bool-for-an-integer": packed(["done", 2, done_body(heap_size=True)]),
     "missing-field": packed(["output", 1, {"execution_id": "a"}]),
     "unknown-field": packed(["output", 1, {"execution_id": "a", "text": "x", "extra": 1}]),
-    "not-a-status": packed(["done", 1, done_body(status="exploded")]),
-    "not-a-heap-key": packed(["done", 1, done_body(heap="../../etc/passwd")]),
-    "bad-js-error": packed(["done", 1, done_body(status="failed", js_error={"name": "E"})]),
+    "not-a-status": packed(["done", 2, done_body(status="exploded")]),
+    "not-a-heap-key": packed(["done", 2, done_body(heap="../../etc/passwd")]),
+    "bad-js-error": packed(["done", 2, done_body(status="failed", js_error={"name": "E"})]),
     "extension-type": frame(
         msgpack.packb(["output", 1, {"execution_id": "a", "text": msgpack.ExtType(5, b"x")}])
     ),
@@ -138,11 +146,8 @@ FRAMES: dict[str, bytes] = {
 class FakeWorker:
     """A worker process played by a thread: what a slot's ``spawn`` returns."""
 
-    def __init__(
-        self, sock: socket.socket, stderr_path: Path, heaps_root: str, greeting: Message | bytes
-    ) -> None:
+    def __init__(self, sock: socket.socket, stderr_path: Path, greeting: Message | bytes) -> None:
         self._greeting = greeting
-        self._heaps = FileHeapStore(heaps_root, durable=False)
         self._sock = socket.socket(fileno=os.dup(sock.fileno()))  # the slot closes its own copy
         self._conn = Channel(self._sock, peer="server")
         self._stderr_path = stderr_path
@@ -186,6 +191,22 @@ class FakeWorker:
         else:
             self._conn.send(message)
 
+    def _send_heap(self, execution_id: str, data: bytes, key: str | None = None) -> None:
+        """A completed job's ``done`` with its new heap in a memfd, as a worker sends it."""
+        fd = heap_memfd(data)
+        try:
+            result = JobResult(status="completed", result="1", heap=key or ENVELOPE_KEY, heap_size=len(data))
+            self._conn.send(Done(execution_id, result, heap_fd=fd))
+        finally:
+            os.close(fd)
+
+    def _send_fds(self, message: Message, fds: list[int]) -> None:
+        """``message`` with ``fds`` on its first byte, whatever its kind says."""
+        data = encode(message)
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+        self._sock.sendmsg([data[:1]], rights)
+        self._sock.sendall(data[1:])
+
     def _main(self) -> None:
         current: Job | None = None
         try:
@@ -216,19 +237,20 @@ class FakeWorker:
                         self.stopped_reading.set()
                         self.release.wait(HANG)
                         return
-                    elif code == "heap-present":  # whether the job's heap is stored now
-                        present = message.spec.heap is not None and self._heaps.exists(message.spec.heap)
+                    elif code == "heap-present":  # whether the job came with its heap's bytes
+                        present = False
+                        if message.heap_fd is not None:
+                            try:
+                                data = read_heap(message.heap_fd, 1 << 30)
+                                present = hashlib.sha256(data).hexdigest() == message.spec.heap
+                            finally:
+                                os.close(message.heap_fd)
                         result = JobResult(status="completed", result="true" if present else "false")
                         self._send(Done(eid, result))
-                    elif code == "store-heap":  # a new heap, stored as the worker stores it: bytes only
-                        data = f"heap of {eid}".encode()
-                        key = hashlib.sha256(data).hexdigest()
-                        self._heaps.put(key, data, session=None, tags=None)
-                        self._send(
-                            Done(
-                                eid, JobResult(status="completed", result="1", heap=key, heap_size=len(data))
-                            )
-                        )
+                    elif code == "store-heap":  # a new heap, sent back as a worker sends it
+                        self._send_heap(eid, ENVELOPE)
+                    elif code in BAD_HEAPS:
+                        BAD_HEAPS[code](self, eid)
                     elif code == "throw":
                         thrown = JsError("TypeError", "bad", "TypeError: bad\n    at <input>:1:1", 1, 1)
                         result = JobResult(status="failed", error=thrown.stack, js_error=thrown)
@@ -248,8 +270,14 @@ class FakeWorker:
                         result = JobResult(status="cancelled", error=WORKER_CANCELLED)
                         self._send(Done(current.execution_id, result))
                     elif code == "finish-on-cancel":  # the job ended as the cancel arrived
-                        result = JobResult(status="completed", result='"late"', heap=LATE_HEAP, heap_size=1)
-                        self._send(Done(current.execution_id, result))
+                        fd = heap_memfd(ENVELOPE)
+                        result = JobResult(
+                            status="completed", result='"late"', heap=LATE_HEAP, heap_size=len(ENVELOPE)
+                        )
+                        try:
+                            self._conn.send(Done(current.execution_id, result, heap_fd=fd))
+                        finally:
+                            os.close(fd)
                 elif isinstance(message, Stop):
                     self.returncode = 0
                     return
@@ -260,6 +288,83 @@ class FakeWorker:
             self._sock.close()
 
 
+def _heap_fd(worker: FakeWorker, eid: str, fd: int, key: str = ENVELOPE_KEY) -> None:
+    try:
+        result = JobResult(status="completed", result="1", heap=key, heap_size=1)
+        worker._conn.send(Done(eid, result, heap_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def _socket_fd(worker: FakeWorker, eid: str) -> None:
+    a, b = socket.socketpair()
+    b.close()
+    _heap_fd(worker, eid, a.detach())
+
+
+def _pipe_fd(worker: FakeWorker, eid: str) -> None:
+    r, w = os.pipe()
+    os.write(w, ENVELOPE[:1000])
+    os.close(w)
+    _heap_fd(worker, eid, r)
+
+
+def _oversized(worker: FakeWorker, eid: str) -> None:
+    fd = heap_memfd(b"")
+    os.ftruncate(fd, 1 << 36)  # sparse: 64 GiB that cost nothing until read
+    _heap_fd(worker, eid, fd)
+
+
+def _garbage(worker: FakeWorker, eid: str) -> None:
+    data = b"not a snapshot envelope" * 100
+    _heap_fd(worker, eid, heap_memfd(data), hashlib.sha256(data).hexdigest())
+
+
+def _other_key(worker: FakeWorker, eid: str) -> None:
+    _heap_fd(worker, eid, heap_memfd(ENVELOPE), "e" * 64)
+
+
+def _fds(worker: FakeWorker, message: Message, count: int) -> None:
+    fds = [heap_memfd(ENVELOPE) for _ in range(count)]
+    try:
+        worker._send_fds(message, fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _heap_result(eid: str) -> Done:
+    return Done(eid, JobResult(status="completed", result="1", heap=ENVELOPE_KEY, heap_size=len(ENVELOPE)))
+
+
+# Heaps a worker sends that the server refuses, and what the execution's error says: each kills the
+# worker (only its execution fails), and every descriptor received is closed.
+BAD_HEAPS: dict[str, Callable[[FakeWorker, str], None]] = {
+    "heap-socket": _socket_fd,
+    "heap-pipe": _pipe_fd,
+    "heap-oversized": _oversized,
+    "heap-garbage": _garbage,
+    "heap-other-key": _other_key,
+    "fd-on-output": lambda w, eid: _fds(w, Output(eid, "x\n"), 1),
+    "two-fds-on-done": lambda w, eid: _fds(w, _heap_result(eid), 2),
+    "three-fds-on-done": lambda w, eid: _fds(w, _heap_result(eid), 3),
+    "fd-on-done-without-heap": lambda w, eid: _fds(w, Done(eid, JobResult(status="completed")), 1),
+    "heap-without-fd": lambda w, eid: w._send(encode(_heap_result(eid))),
+}
+BAD_HEAP_ERRORS = {
+    "heap-socket": "worker sent a heap descriptor that is not a regular file",
+    "heap-pipe": "worker sent a heap descriptor that is not a regular file",
+    "heap-oversized": "worker sent a heap of 68719476736 bytes, more than its limit of 201326592",
+    "heap-garbage": "worker sent a heap that is not a valid snapshot: not an mcp-v8 heap snapshot (bad magic)",
+    "heap-other-key": f"worker sent heap {ENVELOPE_KEY} as {'e' * 64}",
+    "fd-on-output": "worker sent a 'output' message with no heap and 1 file descriptors",
+    "two-fds-on-done": "worker sent a 'done' message with a heap and 2 file descriptors",
+    "three-fds-on-done": "worker sent more file descriptors than a message may carry",
+    "fd-on-done-without-heap": "worker sent a 'done' message with no heap and 1 file descriptors",
+    "heap-without-fd": "worker sent a 'done' message with a heap and 0 file descriptors",
+}
+
+
 class FakeWorkers:
     """A ``spawn`` function: starts fake workers and keeps them, oldest first."""
 
@@ -268,7 +373,7 @@ class FakeWorkers:
         self.greeting: Message | bytes = Ready()  # what the next worker says first
 
     def __call__(self, options: WorkerOptions, sock: socket.socket, stderr: BinaryIO) -> FakeWorker:
-        worker = FakeWorker(sock, Path(stderr.name), options.heaps_root, self.greeting)
+        worker = FakeWorker(sock, Path(stderr.name), self.greeting)
         self.started.append(worker)
         return worker
 
@@ -394,7 +499,7 @@ def make_slot(tmp_path: Path, workers: FakeWorkers, reports: Reports) -> Iterato
     slots: list[ParkingSlot] = []
 
     def make(**kwargs: Any) -> ParkingSlot:
-        options = WorkerOptions(heaps_root=str(tmp_path), durable_heaps=False)
+        options = WorkerOptions()
         slot = ParkingSlot(
             0,
             tmp_path,
@@ -605,6 +710,68 @@ def test_a_message_out_of_step_or_off_the_protocol_kills_the_worker_and_fails_on
     assert_replaced(slot, workers, reports, confused)
 
 
+def open_fds() -> dict[str, str]:
+    """This process's descriptors and what each is (a memfd, a pipe, a socket, a file)."""
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            found[name] = os.readlink(f"/proc/self/fd/{name}")
+    return found
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_HEAPS))
+def test_a_bad_heap_descriptor_kills_the_worker_fails_only_its_job_and_leaks_nothing(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports, bad: str
+) -> None:
+    slot = make_slot()
+    assert slot.run(job("warm", "complete"), lambda text: None).status == "completed"
+    before = open_fds()
+    sender = workers.current
+    result = slot.run(job("a", bad, heap_limit_mb=64), lambda text: None)
+    assert (result.status, result.error, result.heap, result.envelope) == (
+        "failed",
+        BAD_HEAP_ERRORS[bad],
+        None,
+        None,
+    )
+    assert sender.wait(HANG) == -signal.SIGKILL and reports.crashes == []
+    assert slot.run(job("b", "store-heap"), lambda text: None).envelope == ENVELOPE  # a new worker
+    slot.kill()
+    leaked = {fd: what for fd, what in open_fds().items() if fd not in before or before[fd] != what}
+    assert not [what for what in leaked.values() if "memfd" in what or "pipe" in what], leaked
+
+
+def test_a_job_without_the_descriptor_its_heap_needs_is_never_sent(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers
+) -> None:
+    slot = make_slot()
+    worker = workers.current
+    assert slot.run(job("a", "complete", heap="0" * 64), lambda text: None) == JobResult(
+        status="failed",
+        error="the execution could not be sent to a worker: a 'run' message needs a heap descriptor",
+    )
+    fd = heap_memfd(b"a heap")
+    try:  # nor one with a descriptor its spec does not name
+        refused = slot.run(dataclasses.replace(job("b", "complete"), heap_fd=fd), lambda text: None)
+    finally:
+        os.close(fd)
+    assert (
+        refused.error
+        == "the execution could not be sent to a worker: a 'run' message carries no heap descriptor"
+    )
+    assert slot.run(job("c", "complete"), lambda text: None).status == "completed"
+    assert workers.current is worker and job_ids(worker.all_received()) == ["c"]
+
+
+def test_a_heap_the_worker_sends_is_read_once_checked_and_keyed_by_the_server(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers
+) -> None:
+    slot = make_slot()
+    result = slot.run(job("a", "store-heap"), lambda text: None)
+    assert (result.status, result.heap, result.heap_size) == ("completed", ENVELOPE_KEY, len(ENVELOPE))
+    assert result.envelope == ENVELOPE
+
+
 def test_a_frame_whose_length_prefix_is_huge_is_refused_before_its_body(
     make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports
 ) -> None:
@@ -710,7 +877,7 @@ def test_an_unexpected_error_in_run_kills_the_worker(
 def test_a_worker_that_does_not_say_ready_is_killed(
     tmp_path: Path, workers: FakeWorkers, reports: Reports, greeting: Message | bytes, said: str
 ) -> None:
-    options = WorkerOptions(heaps_root=str(tmp_path), durable_heaps=False)
+    options = WorkerOptions()
     slot = WorkerSlot(0, tmp_path, options, spawn=workers, on_restart=reports.restarted)
     workers.greeting = greeting
     try:
@@ -733,12 +900,14 @@ class Service:
         self.output = SQLiteOutputLog(self.database, max_output_bytes=1 << 20)
         self.heaps = FileHeapStore(tmp_path, durable=False)
         self.catalogue = Catalogue(
-            SQLiteHeapIndex(self.database), SQLiteHeapTags(self.database), LocalHeaps(self.heaps)
+            SQLiteHeapIndex(self.database),
+            SQLiteHeapTags(self.database),
+            LocalHeaps(self.heaps),
+            HeapSigner([b"the key of this test service"], trust_unsigned=True),
         )
         self.manager = ExecutionManager(
             executions=self.executions,
             output=self.output,
-            heaps=self.heaps,
             catalogue=self.catalogue,
             data_dir=tmp_path,
             workers=processes,
@@ -873,8 +1042,7 @@ def test_the_snapshot_flag_reaches_the_worker(
 def put_heap(service: Service, blob: bytes = b"a heap") -> str:
     """A heap as a worker leaves it, made known to the catalogue as the manager does."""
     key = hashlib.sha256(blob).hexdigest()
-    service.heaps.put(key, blob)
-    service.catalogue.add(key, session=None, tags=None)
+    service.catalogue.add(key, blob, session=None, tags=None)
     return key
 
 
@@ -1102,70 +1270,48 @@ class StubEngine:
         )
 
 
-def run_in_worker(engine: StubEngine, heaps: FileHeapStore, job: Job) -> JobResult:
+def run_in_worker(engine: StubEngine, job: Job) -> tuple[JobResult, bytes | None]:
     output = SimpleNamespace(write=lambda level, text: None)
-    return _run(engine, heaps, job, None, output)  # type: ignore[arg-type]
+    return _run(engine, job, None, output)  # type: ignore[arg-type]
 
 
-def test_worker_reads_the_heap_by_key_and_stores_the_new_one(tmp_path: Path) -> None:
-    heaps = FileHeapStore(tmp_path, durable=False)
+def with_heap(request: Job, data: bytes) -> Job:
+    """``request`` with the descriptor of ``data``, as the server sends a heap to restore."""
+    return dataclasses.replace(request, heap_fd=heap_memfd(data))
+
+
+def test_worker_restores_the_heap_it_is_given_and_returns_the_new_one(tmp_path: Path) -> None:
     before = b"envelope before"
-    heaps.put(hashlib.sha256(before).hexdigest(), before)
     after = b"envelope after, longer"
     engine = StubEngine(snapshot=after)
     request = job("a", "x", heap=hashlib.sha256(before).hexdigest(), session="s", tags={"k": "v"})
-    result = run_in_worker(engine, heaps, request)
+    result, envelope = run_in_worker(engine, with_heap(request, before))
     key = hashlib.sha256(after).hexdigest()
     assert result == JobResult(
         status="completed", result="1", heap=key, heap_size=len(after), duration_ms=1.5
     )
+    assert envelope == after  # sent back with ``done`` as a descriptor; the worker stores nothing
     assert engine.restored == [before] and engine.asked_snapshot == [True]
-    assert heaps.get(key) == after
-    meta = heaps.meta(key)  # the bytes only: the server indexes the heap with the spec's session and tags
-    assert meta is not None and (meta.session, meta.tags) == (None, None)
+    assert os.listdir(tmp_path) == []
 
 
-def test_worker_without_snapshot_restores_the_heap_and_stores_nothing(tmp_path: Path) -> None:
-    heaps = FileHeapStore(tmp_path, durable=False)
+def test_worker_without_snapshot_restores_the_heap_and_returns_none() -> None:
     before = b"envelope before"
-    heaps.put(hashlib.sha256(before).hexdigest(), before)
-    # Even an engine that hands back a snapshot gets none stored for a job that asked for none.
+    # Even an engine that hands back a snapshot gets none sent for a job that asked for none.
     engine = StubEngine(snapshot=b"not asked for")
     request = job("a", "x", heap=hashlib.sha256(before).hexdigest(), snapshot=False)
-    result = run_in_worker(engine, heaps, request)
-    assert result == JobResult(status="completed", result="1", duration_ms=1.5)
+    result, envelope = run_in_worker(engine, with_heap(request, before))
+    assert result == JobResult(status="completed", result="1", duration_ms=1.5) and envelope is None
     assert (engine.restored, engine.asked_snapshot) == ([before], [False])
-    assert list(heaps.keys()) == [hashlib.sha256(before).hexdigest()]
 
 
-def test_worker_fails_a_job_whose_heap_is_missing_or_refused(tmp_path: Path) -> None:
-    heaps = FileHeapStore(tmp_path, durable=False)
-    missing = "0" * 64
-    engine = StubEngine(snapshot=b"unused")
-    request = job("a", "x", heap=missing)
-    assert run_in_worker(engine, heaps, request) == JobResult(
-        status="failed", error=f"heap {missing} not found"
-    )
-    assert engine.restored == []  # the engine never ran
-
+def test_worker_fails_a_job_whose_heap_the_engine_refuses() -> None:
     stored = b"corrupt envelope"
-    heaps.put(hashlib.sha256(stored).hexdigest(), stored)
     refusing = StubEngine(refuse="heap snapshot is corrupt")
     request = job("b", "x", heap=hashlib.sha256(stored).hexdigest())
-    assert run_in_worker(refusing, heaps, request) == JobResult(
-        status="failed", error="cannot restore heap: heap snapshot is corrupt"
-    )
-
-
-def test_worker_fails_a_job_whose_new_heap_cannot_be_stored(tmp_path: Path) -> None:
-    class FullStore(FileHeapStore):
-        def put(self, *args: Any, **kwargs: Any) -> None:
-            raise OSError(28, "No space left on device")
-
-    engine = StubEngine(snapshot=b"new envelope")
-    request = job("a", "x")
-    assert run_in_worker(engine, FullStore(tmp_path, durable=False), request) == JobResult(
-        status="failed", error="cannot store heap: No space left on device"
+    assert run_in_worker(refusing, with_heap(request, stored)) == (
+        JobResult(status="failed", error="cannot restore heap: heap snapshot is corrupt"),
+        None,
     )
 
 

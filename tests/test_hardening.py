@@ -302,7 +302,7 @@ def test_stats_shape_and_access(client: testing.TestClient) -> None:
     assert client.simulate_get("/api/stats", params={"x": "1"}, headers=AUTH).status_code == 400
     stats = client.simulate_get("/api/stats", headers=AUTH).json
     assert set(stats) == {"uptime_secs", "workers", "workers_busy", "queued", "worker_crashes",
-                          "worker_restarts", "last_worker_crash"}  # fmt: skip
+                          "worker_restarts", "last_worker_crash", "heaps_refused"}  # fmt: skip
     assert stats["workers"] == 1 and stats["uptime_secs"] >= 0
     assert (stats["worker_crashes"], stats["last_worker_crash"]) == (0, None)
 
@@ -425,6 +425,7 @@ def test_crash_counters_are_guarded_against_concurrent_reports(tmp_path: Path) -
     from mcp_v8.storage import (
         Catalogue,
         FileHeapStore,
+        HeapSigner,
         LocalHeaps,
         SQLiteExecutionStore,
         SQLiteHeapIndex,
@@ -439,8 +440,12 @@ def test_crash_counters_are_guarded_against_concurrent_reports(tmp_path: Path) -
     manager = ExecutionManager(
         executions=SQLiteExecutionStore(database),
         output=output,
-        heaps=heaps,
-        catalogue=Catalogue(SQLiteHeapIndex(database), SQLiteHeapTags(database), LocalHeaps(heaps)),
+        catalogue=Catalogue(
+            SQLiteHeapIndex(database),
+            SQLiteHeapTags(database),
+            LocalHeaps(heaps),
+            HeapSigner([b"the key of this test service"], trust_unsigned=True),
+        ),
         data_dir=tmp_path,
         workers=2,
         queue_limit=4,

@@ -30,6 +30,8 @@ from mcp_v8.storage import (
     HeapCatalogue,
     HeapInUse,
     HeapNotFound,
+    HeapNotSigned,
+    HeapSigner,
     HeapTagLimit,
     InvalidCursor,
     InvalidHeapKey,
@@ -45,21 +47,21 @@ from .pg_server import PostgresServer, schema_for
 from .s3_server import S3Server
 
 HANG = 30.0  # seconds; only reached when something is broken
+KEY = b"the key of this test deployment"
 
 
 @dataclass
 class Node:
     catalogue: Catalogue
     executions: ExecutionStore
-    heaps: FileHeapStore  # where this node's workers read and write
+    heaps: FileHeapStore  # where this node keeps heaps (its cache of a shared store)
     traced: list[str] = field(default_factory=list)  # SQLite: statements begun on this node's connections
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def produce(self, data: bytes, *, session: str | None = None, tags: dict[str, str] | None = None) -> str:
         """A heap as a worker of this node stores it, then made known as the manager does."""
         key = hashlib.sha256(data).hexdigest()
-        self.heaps.put(key, data, session=session, tags=tags)
-        self.catalogue.add(key, session=session, tags=tags)
+        self.catalogue.add(key, data, session=session, tags=tags)
         return key
 
     def resume(self, key: str) -> str:
@@ -87,12 +89,16 @@ class Deployment:
         if kind == "postgres+s3":
             self.s3 = request.getfixturevalue("s3_server")
 
-    def node(self) -> Node:
-        node = self._sqlite() if self.kind == "sqlite" else self._postgres()
+    def node(self, keys: list[bytes] | None = None, *, trust_unsigned: bool = False) -> Node:
+        """A node; ``keys``: its signing keys (default: the deployment's), ``trust_unsigned``: whether
+        a node of a shared store signs unsigned heaps on use (a single node always does)."""
+        keys = keys or [KEY]
+        signer = HeapSigner(keys, trust_unsigned=trust_unsigned or self.kind == "sqlite")
+        node = self._sqlite(signer) if self.kind == "sqlite" else self._postgres(signer)
         self.nodes.append(node)
         return node
 
-    def _sqlite(self) -> Node:
+    def _sqlite(self, signer: HeapSigner) -> Node:
         root = self.tmp_path / "data"
         db = open_database(root)
         traced: list[str] = []
@@ -107,10 +113,10 @@ class Deployment:
         for conn in db._idle:
             conn.set_trace_callback(traced.append)
         files = FileHeapStore(root, durable=False)
-        catalogue = Catalogue(SQLiteHeapIndex(db), SQLiteHeapTags(db), LocalHeaps(files))
+        catalogue = Catalogue(SQLiteHeapIndex(db), SQLiteHeapTags(db), LocalHeaps(files), signer)
         return Node(catalogue, SQLiteExecutionStore(db), files, traced, [db.close])
 
-    def _postgres(self) -> Node:
+    def _postgres(self, signer: HeapSigner) -> Node:
         from mcp_v8.storage.blobs_postgres import PostgresBlobStore
         from mcp_v8.storage.postgres import (
             PostgresExecutionStore,
@@ -134,7 +140,7 @@ class Deployment:
                 secret_access_key=self.s3.secret_key,
             )
         files = FileHeapStore(self.tmp_path / f"node-{len(self.nodes)}", durable=False)
-        catalogue = Catalogue(PostgresHeapIndex(db), PostgresHeapTags(db), SharedHeaps(files, remote))
+        catalogue = Catalogue(PostgresHeapIndex(db), PostgresHeapTags(db), SharedHeaps(files, remote), signer)
         return Node(catalogue, PostgresExecutionStore(db), files, closers=[remote.close, db.close])
 
     def waits(self, node: Node, statement: str) -> bool:
@@ -480,3 +486,105 @@ def test_a_blob_the_shared_store_had_before_the_index_is_indexed_when_named(shar
     meta = a.catalogue.meta(key)
     assert meta is not None and (meta.size, meta.session, meta.tags) == (len(data), None, None)
     assert deployment.node().catalogue.stored([key]) == {key}
+
+
+# -- signed heaps ---------------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "heaps"
+
+
+def envelope() -> tuple[str, bytes]:
+    """A real snapshot envelope of an earlier release (a header, then the payload) and its key."""
+    data = (FIXTURES / "format2-8fc0805.snap").read_bytes()
+    return hashlib.sha256(data[data.index(b"\x28\xb5\x2f\xfd") :]).hexdigest(), data
+
+
+def copy_in(node: Node, key: str, data: bytes, signature: str | None) -> None:
+    """What someone who can write the store and the registry does: the blob and an index row."""
+    node.catalogue.blobs.publish(key, data)
+    node.catalogue.index.add(key, size=len(data), session=None, tags=None, signature=signature)
+
+
+def test_a_heap_this_deployment_published_opens_on_every_node(deployment: Deployment) -> None:
+    a, b = deployment.node(), deployment.node()
+    key, data = envelope()
+    a.catalogue.add(key, data, session=None, tags=None)
+    assert a.catalogue.open(key) == data and b.catalogue.open(key) == data
+    found, signature = b.catalogue.index.signature(key)
+    assert found and signature is not None and signature.startswith("hs1:")
+    assert a.catalogue.refusals() == b.catalogue.refusals() == 0
+
+
+def test_a_heap_copied_from_another_deployment_is_refused(deployment: Deployment) -> None:
+    """Blob and index row, signed with another deployment's key: refused before any worker could
+    receive it, and counted."""
+    node = deployment.node()
+    key, data = envelope()
+    elsewhere = HeapSigner([b"another deployment's signing key"], trust_unsigned=False)
+    copy_in(node, key, data, elsewhere.sign(key, data[: data.index(bytes.fromhex(key))]))
+    with pytest.raises(HeapNotSigned, match=f"^heap {key} is not signed by this deployment$"):
+        node.catalogue.open(key)
+    with pytest.raises(HeapNotSigned):
+        node.catalogue.fetch(key)  # what a submit asks
+    assert node.catalogue.refusals() == 2
+
+
+def test_the_signature_covers_the_engine_build_in_the_header(deployment: Deployment) -> None:
+    """A header changed under the same payload (another V8 version: the key still matches) no
+    longer verifies."""
+    node = deployment.node()
+    key, data = envelope()
+    signature = HeapSigner([KEY], trust_unsigned=False).sign(key, data[: data.index(bytes.fromhex(key))])
+    version = data.index(b"10.2.")
+    forged = data[:version] + b"11.9." + data[version + 5 :]
+    copy_in(node, key, forged, signature)
+    with pytest.raises(HeapNotSigned):
+        node.catalogue.open(key)
+
+
+def test_rotation_the_first_key_signs_every_key_verifies(deployment: Deployment) -> None:
+    """The new key first, the old one after: heaps the old key signed keep opening, and each is
+    signed again with the new key when it is next resumed; once the old key is dropped, only
+    those never resumed meanwhile are refused."""
+    new = b"the new key of this deployment"
+    old = deployment.node([KEY])
+    resumed = old.produce(b"signed with the old key, resumed during the rotation")
+    forgotten = old.produce(b"signed with the old key, never resumed")
+    rotated = deployment.node([new, KEY])
+    assert rotated.catalogue.open(resumed) == b"signed with the old key, resumed during the rotation"
+    produced = rotated.produce(b"signed with the new key")
+    retired = deployment.node([new])
+    assert retired.catalogue.open(produced) == b"signed with the new key"
+    assert retired.catalogue.open(resumed) == b"signed with the old key, resumed during the rotation"
+    with pytest.raises(HeapNotSigned):
+        retired.catalogue.open(forgotten)
+    assert retired.catalogue.refusals() == 1
+
+
+def test_heaps_of_an_earlier_release_are_signed_by_a_single_node_refused_by_a_shared_store(
+    deployment: Deployment,
+) -> None:
+    """The fixtures of earlier releases, indexed without a signature: a single node trusts its own
+    data directory and signs them on first use; a shared store refuses them, saying how to re-admit
+    them, until a node that trusts unsigned heaps signs them."""
+    node = deployment.node()
+    for fixture in sorted(FIXTURES.glob("*.snap")):
+        data = fixture.read_bytes()
+        key = envelope_key(data)
+        copy_in(node, key, data, None)
+        if deployment.kind == "sqlite":
+            assert node.catalogue.open(key) == data
+            assert node.catalogue.index.signature(key)[1] is not None  # signed now
+            continue
+        with pytest.raises(HeapNotSigned, match="start a node once with --trust-unsigned-heaps"):
+            node.catalogue.open(key)
+        assert node.catalogue.index.signature(key) == (True, None)
+        admitting = deployment.node(trust_unsigned=True)
+        assert admitting.catalogue.open(key) == data
+        assert node.catalogue.open(key) == data  # signed with the deployment's key now
+
+
+def envelope_key(data: bytes) -> str:
+    from mcp_v8 import _engine
+
+    return _engine.snapshot_key(data)

@@ -20,6 +20,7 @@ from mcp_v8.storage import Catalogue, HeapBlobs, SharedHeaps
 
 from .pg_server import PostgresServer
 from .s3_server import S3Server
+from .service_helpers import SIGNING_KEY
 
 WAIT_MS = 30_000
 HANG = 240.0  # seconds; only reached when something is broken (two busy cores make it slow)
@@ -35,7 +36,13 @@ def nodes(
 
     def start(name: str, **settings: Any) -> Node:
         service = Service(
-            Settings(data_dir=tmp_path / name, workers=1, database_url=database, **settings)
+            Settings(
+                data_dir=tmp_path / name,
+                workers=1,
+                database_url=database,
+                heap_signing_key=(SIGNING_KEY,),
+                **settings,
+            )
         ).start()
         started.append(service)
         return service, service.operations()
@@ -197,7 +204,13 @@ def test_deployments_in_two_schemas_of_one_database(tmp_path: Path, postgres_ser
     try:
         for name in ("one", "two"):
             url = f"{database}?options=-csearch_path%3D{name}"
-            started.append(Service(Settings(data_dir=tmp_path / name, workers=1, database_url=url)).start())
+            started.append(
+                Service(
+                    Settings(
+                        data_dir=tmp_path / name, workers=1, database_url=url, heap_signing_key=(SIGNING_KEY,)
+                    )
+                ).start()
+            )
         on_one, on_two = (s.operations() for s in started)
         first, second = run(on_one, "var n = 1; n"), run(on_two, "var n = 2; n")
         assert (first["result"], second["result"]) == ("1", "2")
@@ -210,6 +223,49 @@ def test_deployments_in_two_schemas_of_one_database(tmp_path: Path, postgres_ser
         assert on_two.cancel(looping) == {"ok": True, "error": None}
         assert on_two.get(looping, WAIT_MS)["status"] == "cancelled"
         assert run(on_one, "n + 1", heap=first["heap"])["result"] == "2"
+    finally:
+        for service in started:
+            service.close()
+
+
+def test_a_heap_copied_from_a_deployment_with_another_key_is_refused_on_postgresql(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """Two deployments in two schemas of one database, with keys of their own: a heap of one,
+    copied into the other's tables (its bytes and its index row, signature and all) as someone who
+    can write them would, is refused there before any worker receives it; an unsigned copy too."""
+    import psycopg
+
+    database = postgres_server.create_database("copied_" + uuid.uuid4().hex[:12])
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA ours; CREATE SCHEMA theirs")
+    started: list[Service] = []
+    try:
+        for name in ("ours", "theirs"):
+            url = f"{database}?options=-csearch_path%3D{name}"
+            key = f"the heap signing key of {name}"
+            settings = Settings(
+                data_dir=tmp_path / name, workers=1, database_url=url, heap_signing_key=(key,)
+            )
+            started.append(Service(settings).start())
+        ours, theirs = started
+        made = run(theirs.operations(), "var secret = 'theirs'; secret")
+        heap = made["heap"]
+        with psycopg.connect(database, autocommit=True) as conn:
+            for table in ("heap_blobs", "heaps"):
+                conn.execute(f"INSERT INTO ours.{table} SELECT * FROM theirs.{table} WHERE key = %s", (heap,))
+        restarts = ours.manager.stats()["worker_restarts"]
+        refused = run(ours.operations(), "secret", heap=heap)  # refused as the claiming node queues it
+        assert (refused["status"], refused["error"]) == (
+            "failed",
+            f"its heap could not be read: heap {heap} is not signed by this deployment",
+        )
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("UPDATE ours.heaps SET signature = NULL WHERE key = %s", (heap,))
+        unsigned = run(ours.operations(), "secret", heap=heap)
+        assert unsigned["status"] == "failed" and "--trust-unsigned-heaps" in unsigned["error"]
+        stats = ours.manager.stats()
+        assert stats["heaps_refused"] == 2 and stats["worker_restarts"] == restarts
     finally:
         for service in started:
             service.close()

@@ -388,7 +388,7 @@ def test_forbidden_origin_documented_everywhere(spec: dict[str, Any]) -> None:
 def test_stats(spec: dict[str, Any]) -> None:
     v = schema_validator(spec, "Stats")
     counters = {"uptime_secs": 1.5, "workers": 2, "workers_busy": 0, "queued": 0, "worker_crashes": 0,
-                "worker_restarts": 0}  # fmt: skip
+                "worker_restarts": 0, "heaps_refused": 0}  # fmt: skip
     v.validate({**counters, "last_worker_crash": None})
     crash = {"execution_id": "e1", "reason": "killed by signal SIGKILL", "at": "2024-05-01T10:00:00.000Z"}
     v.validate({**counters, "worker_crashes": 1, "last_worker_crash": crash})

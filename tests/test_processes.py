@@ -20,6 +20,7 @@ from mcp_v8.client import Client
 
 from .live_server import LiveServer, free_port
 from .pg_server import PostgresServer
+from .service_helpers import SIGNING_KEY
 
 HANG = 60.0
 
@@ -30,6 +31,7 @@ def test_processes_share_a_port_and_answer_for_each_other(
     database = postgres_server.create_database("procs_" + uuid.uuid4().hex[:12])
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_V8_")}
+    env["MCP_V8_HEAP_SIGNING_KEY"] = SIGNING_KEY
     parent = subprocess.Popen(
         [sys.executable, "-m", "mcp_v8", "serve", "--processes", "2", "--database-url", database,
          "--port", str(port), "--workers", "1", "--data-dir", str(tmp_path / "data")],

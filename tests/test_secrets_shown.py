@@ -15,6 +15,7 @@ import requests
 
 from .live_server import LiveServer, free_port
 from .pg_server import USER, PostgresServer
+from .service_helpers import SIGNING_KEY
 
 IN_USER_INFO = "Us3r-inf0-Pa55"
 IN_QUERY = "qu3ry-Pa55"
@@ -33,7 +34,9 @@ def secret_url(postgres_server: PostgresServer, prefix: str) -> tuple[str, str]:
 
 def test_a_real_startup_shows_no_password(tmp_path: Path, postgres_server: PostgresServer) -> None:
     _, url = secret_url(postgres_server, "secrets_")
-    server = LiveServer(tmp_path / "data", "--database-url", url, "--workers", "1").start()
+    server = LiveServer(
+        tmp_path / "data", "--database-url", url, "--workers", "1", "--heap-signing-key", SIGNING_KEY
+    ).start()
     try:
         done = requests.post(
             server.url + "/api/exec", json={"code": "console.log('hi'); 6 * 7", "wait_ms": 30000}, timeout=60
@@ -52,6 +55,7 @@ def test_a_refused_database_shows_no_password(tmp_path: Path, postgres_server: P
         conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
         conn.execute("INSERT INTO schema_version VALUES (999)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_V8_")}
+    env["MCP_V8_HEAP_SIGNING_KEY"] = SIGNING_KEY
     proc = subprocess.run(
         [sys.executable, "-m", "mcp_v8", "serve", "--database-url", url, "--workers", "1",
          "--port", str(free_port()), "--data-dir", str(tmp_path / "data")],

@@ -501,7 +501,7 @@ def test_exec_bad_bodies(client: testing.TestClient) -> None:
 def test_tags_and_session_recorded(client: testing.TestClient, service: Service) -> None:
     info = wait(client, submit(client, "var t = 1", tags={"owner": "me"}, session="s-1"))
     assert info["tags"] == {"owner": "me"} and info["session"] == "s-1"
-    # The heap is indexed with the request's session and tags (the worker stores only its bytes).
+    # The heap is indexed with the request's session and tags (the worker returns only its bytes).
     meta = service.catalogue.meta(info["heap"])
     assert meta is not None and meta.session == "s-1" and meta.tags == {"owner": "me"}
     heap = client.simulate_get(f"/api/heaps/{info['heap']}", headers=HOST).json

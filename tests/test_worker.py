@@ -132,7 +132,7 @@ def test_an_outcome_is_made_to_fit_the_channel() -> None:
         1,
         2,
     )
-    assert decode(worker._done("e", fitted)[4:], "worker") == Done("e", fitted)
+    assert decode(worker._done("e", fitted)[0][4:], "worker") == Done("e", fitted)
     small = JobResult(status="completed", result='"ok"', duration_ms=1.0)
     assert worker.fit(small) == small  # what fits is left alone
     too_big = JobResult(status="completed", result="1" * (RESULT_LIMIT + 1), duration_ms=1.0)
@@ -145,7 +145,7 @@ def test_an_outcome_is_made_to_fit_the_channel() -> None:
 
 def test_an_outcome_that_still_cannot_be_sent_fails_in_words() -> None:
     odd = JobResult(status="completed", result="1", heap="not a heap key")
-    assert decode(worker._done("e", odd)[4:], "worker") == Done(
+    assert decode(worker._done("e", odd)[0][4:], "worker") == Done(
         "e",
         JobResult(
             status="failed",

@@ -121,7 +121,6 @@ class Service:
         self.manager = ExecutionManager(
             executions=self.executions,
             output=self.output,
-            heaps=self.heaps,
             catalogue=self.catalogue,
             data_dir=settings.data_dir,
             workers=settings.workers,

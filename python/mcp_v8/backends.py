@@ -4,9 +4,10 @@ Embedded (the default): one SQLite file in the data directory holds executions, 
 heap tags and the heap index, and heap snapshots are files there. With ``database_url``, those
 four live in PostgreSQL, and heap snapshots default to ``bytea`` in the same database (several
 nodes never default to node-local heaps); ``heap_store`` may name S3 instead. With a remote heap
-store, the data directory's heap files are this node's cache of it (the workers read and write
-there). The heap catalogue is one :class:`~.storage.Catalogue` over the database's index and tags
-and the heaps' bytes, whichever they are.
+store, the data directory's heap files are this node's cache of it (the server reads and writes
+there; its workers receive and return heaps as descriptors). The heap catalogue is one :class:`~.storage.Catalogue` over the database's index and tags
+and the heaps' bytes, whichever they are, and signs and verifies heaps with the deployment's keys
+(:func:`heap_signer`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Settings
+from .config import Settings, parse_signing_keys
 from .redaction import passwords, redact, redact_url
 from .storage import (
     Catalogue,
@@ -26,6 +27,7 @@ from .storage import (
     HeapBlobs,
     HeapCatalogue,
     HeapIndex,
+    HeapSigner,
     HeapTags,
     LocalHeaps,
     OutputLog,
@@ -37,6 +39,7 @@ from .storage import (
     SQLiteOutputLog,
     open_database,
 )
+from .storage.heap_signing import generated_key
 from .storage.work_queue import ClusterQueue
 
 
@@ -86,13 +89,35 @@ def open_stores(settings: Settings, heaps: FileHeapStore) -> Stores:
             remote = _blob_store(settings, backend)
             closers.append(remote.close)
             blobs = SharedHeaps(heaps, remote)
-        stores.catalogue = Catalogue(stores.heap_index, stores.heap_tags, blobs)
+        stores.catalogue = Catalogue(stores.heap_index, stores.heap_tags, blobs, heap_signer(settings))
         return stores
     except BaseException:
         for close in reversed(closers):
             with contextlib.suppress(Exception):
                 close()
         raise
+
+
+def heap_signer(settings: Settings) -> HeapSigner:
+    """The signer of this deployment's heaps: the keys of ``heap_signing_key``, then those of
+    ``heap_signing_key_file``; without either (a single node only: settings refuse a shared store
+    without), the one generated in the data directory. A single node trusts the unsigned heaps of
+    its own data directory; a shared store only with ``trust_unsigned_heaps``."""
+    keys = [k.encode("utf-8") for k in settings.heap_signing_key]
+    path = settings.heap_signing_key_file
+    if path is not None:
+        try:
+            keys += parse_signing_keys(path.read_text("utf-8"), file=True)
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise BackendError(f"heap signing key file {path}: {e}") from None
+        if not keys:
+            raise BackendError(f"heap signing key file {path} holds no key")
+    if not keys:
+        try:
+            keys = [generated_key(settings.data_dir)]
+        except (OSError, ValueError) as e:
+            raise BackendError(f"the heap signing key of {settings.data_dir} cannot be used: {e}") from None
+    return HeapSigner(keys, trust_unsigned=not settings.shared_heaps or settings.trust_unsigned_heaps)
 
 
 def _postgres(settings: Settings, closers: list[Callable[[], None]]) -> Stores:

@@ -181,6 +181,30 @@ class Settings:
             "its running executions fail"
         },
     )
+    heap_signing_key: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "keys that sign heap snapshots (HMAC-SHA256; each at least 16 bytes, comma-separated: the "
+            "first signs, every one verifies, for rotation). Prefer the variable or --heap-signing-key-file: a "
+            "command line is visible to other local users. Without any, a single node generates one in its data "
+            "directory; --database-url or a shared --heap-store needs one, the same on every node"
+        },
+    )
+    heap_signing_key_file: Path | None = field(
+        default=None,
+        metadata={
+            "help": "a file of heap signing keys, one a line, the first signs; '#' lines are skipped. "
+            "Its keys come after those of --heap-signing-key"
+        },
+    )
+    trust_unsigned_heaps: bool = field(
+        default=False,
+        metadata={
+            "help": "sign, on first use, heaps a shared store holds without a signature (stored by a release "
+            "before heaps were signed) instead of refusing them: once, to re-admit them. A single node always "
+            "trusts the unsigned heaps of its own data directory"
+        },
+    )
     api_token: str | None = field(
         default=None,
         metadata={"help": "bearer token required on every route but /api/version and /api/openapi.json"},
@@ -217,6 +241,17 @@ class Settings:
                 "with database_url, heap_store must be postgresql or s3://...: nodes share heaps"
             )
 
+        if self.shared_heaps and not self.heap_signing_key and self.heap_signing_key_file is None:
+            raise ValueError(
+                "a shared heap store (database_url, or heap_store postgresql or s3://...) needs a heap signing "
+                "key, the same on every node: set MCP_V8_HEAP_SIGNING_KEY or --heap-signing-key-file"
+            )
+
+    @property
+    def shared_heaps(self) -> bool:
+        """Whether heaps live where other nodes (or anyone who can write that store) write too."""
+        return self.database_url is not None or self.heap_backend != "file"
+
     @property
     def heap_backend(self) -> str:
         """The heap store in force: ``heap_store``, else postgresql with a database, else file."""
@@ -240,6 +275,32 @@ def _fetch_origins(value: str) -> tuple[str, ...]:
     return fetch_origins(_csv(value))
 
 
+MIN_SIGNING_KEY_BYTES = 16
+
+
+def parse_signing_keys(text: str, *, file: bool = False) -> list[bytes]:
+    """The heap signing keys of a setting (comma-separated) or of a key file (``file``: one a
+    line, blank lines and lines starting with ``#`` skipped); the first signs. Each at least
+    :data:`MIN_SIGNING_KEY_BYTES` bytes (UTF-8), without the spaces around it; ValueError
+    otherwise, never showing a key."""
+    if file:
+        parts = [line for line in text.splitlines() if not line.strip().startswith("#")]
+    else:
+        parts = text.split(",")
+    keys = [part.strip().encode("utf-8") for part in parts if part.strip()]
+    for i, k in enumerate(keys):
+        if len(k) < MIN_SIGNING_KEY_BYTES:
+            raise ValueError(
+                f"heap signing key {i + 1} is {len(k)} bytes; at least {MIN_SIGNING_KEY_BYTES} are needed"
+            )
+    return keys
+
+
+def _signing_keys(value: str) -> tuple[str, ...]:
+    parse_signing_keys(value)
+    return _csv(value)
+
+
 def parser_for(name: str) -> Callable[[str], Any]:
     special: dict[str, Callable[[str], Any]] = {
         "data_dir": Path,
@@ -247,6 +308,9 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "allowed_origins": _origins,
         "allow_fetch": _fetch_origins,
         "api_token": lambda v: v or None,
+        "heap_signing_key": _signing_keys,
+        "heap_signing_key_file": lambda v: Path(v) if v else None,
+        "trust_unsigned_heaps": _bool,
         "database_url": _database_url,
         "heap_store": _heap_store,
         "s3_endpoint_url": lambda v: v or None,
@@ -268,19 +332,20 @@ def shown(name: str, value: Any) -> str:
     """How the value of setting ``name`` is shown (``--help`` defaults, errors): never a secret.
     The API token is ``(set)``, a database URL has its passwords as ``***`` (and a value that is
     no such URL is not shown at all)."""
+    if value and name in ("api_token", "heap_signing_key"):
+        return "(set)"
     if isinstance(value, tuple):
         return ",".join(value)
-    if value and name == "api_token":
-        return "(set)"
     if value and name == "database_url":
         return redact_url(value) if re.match(r"postgres(ql)?://", value) else "(not shown)"
     return str(value)
 
 
 def secrets(settings: Settings) -> list[str]:
-    """What the settings hold that logs must never show: the API token, the database's passwords."""
+    """What the settings hold that logs must never show: the API token, the database's passwords,
+    the heap signing keys."""
     found = passwords(settings.database_url) if settings.database_url else []
-    return found + ([settings.api_token] if settings.api_token else [])
+    return found + ([settings.api_token] if settings.api_token else []) + list(settings.heap_signing_key)
 
 
 def from_env(environ: dict[str, str] | None = None) -> Settings:

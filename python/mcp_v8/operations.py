@@ -27,6 +27,7 @@ from .storage import (
     HeapInUse,
     HeapMeta,
     HeapNotFound,
+    HeapNotSigned,
     HeapStoreUnavailable,
     HeapTagLimit,
     InvalidCursor,
@@ -150,6 +151,8 @@ class Operations:
             raise Unavailable(str(e)) from None
         except HeapNotFound:
             raise NotFound(f"heap {heap} not found") from None
+        except HeapNotSigned as e:  # stored, but not by this deployment: never restored
+            raise BadInput(str(e)) from None
         except HeapStoreUnavailable as e:
             raise Unavailable(str(e)) from None
 

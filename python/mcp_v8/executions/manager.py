@@ -7,15 +7,19 @@ ignored, so a cancelled execution is never overwritten by what its worker report
 afterwards. The queue is bounded; a full queue is refused (``QueueFull``), never grown.
 Worker crashes and restarts are logged and counted for ``stats()`` (``GET /api/stats``).
 Heaps are the catalogue's (:mod:`..storage.heap_catalogue`): the manager asks it to count a use,
-to make a heap present for its workers and to publish the heaps they produce; long-polls and
+for the verified bytes of a heap an execution resumes (handed to the worker as a sealed,
+read-only descriptor: :mod:`.heap_fds`) and to publish and sign the heaps workers produce (which
+the slot read from their descriptors and checked: :mod:`.pool`); long-polls and
 followers are the waiters' (:mod:`.waiters`).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import logging
+import os
 import threading
 import time
 import uuid
@@ -29,14 +33,15 @@ from ..storage import (
     TERMINAL_STATUSES,
     ExecutionRecord,
     ExecutionStore,
-    FileHeapStore,
     HeapCatalogue,
     HeapNotFound,
+    HeapNotSigned,
     HeapStoreUnavailable,
     OutputLog,
 )
 from .admission import Admission
 from .errors import QueueFull, ShuttingDown
+from .heap_fds import sealed_heap
 from .pool import (
     SpawnWorker,
     WorkerOptions,
@@ -70,7 +75,6 @@ class ExecutionManager:
         *,
         executions: ExecutionStore,
         output: OutputLog,
-        heaps: FileHeapStore,
         catalogue: HeapCatalogue,
         data_dir: Path,
         workers: int,
@@ -82,10 +86,10 @@ class ExecutionManager:
         events: FinishEvents | None = None,
         recheck_secs: float | None = None,
     ) -> None:
-        """``heaps`` is the store the workers open: they read and write snapshots themselves,
-        and only keys pass through the manager. ``catalogue`` answers for heaps: a heap is
-        counted as used and fetched (when shared) before an execution resuming it is accepted,
-        and one a worker produced is published and indexed before its execution is recorded.
+        """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
+        verified before an execution resuming it is accepted, verified again as its bytes are
+        handed to the worker, and one a worker produced is published, signed and indexed before
+        its execution is recorded.
         ``owner`` is recorded with each execution (the process's lease on a shared data
         directory); ``log_dir`` is where workers write their stderr (default: in ``data_dir``).
         ``admission`` is where submits go when executions are shared (:mod:`.admission`; None:
@@ -118,7 +122,7 @@ class ExecutionManager:
         self._worker_restarts = 0
         self._last_crash: dict[str, str] | None = None
         log_dir = log_dir or worker_log_dir(data_dir)
-        options = WorkerOptions(heaps.root, heaps.durable)
+        options = WorkerOptions()
         self._slots = [
             WorkerSlot(
                 i,
@@ -243,7 +247,7 @@ class ExecutionManager:
         if spec.heap is not None:
             try:
                 self._catalogue.fetch(spec.heap)
-            except (HeapNotFound, HeapStoreUnavailable) as e:
+            except (HeapNotFound, HeapNotSigned, HeapStoreUnavailable) as e:
                 self._finish_elsewhere(execution_id, f"its heap could not be read: {e}")
                 return
         self.waiters.accept(execution_id)
@@ -354,6 +358,7 @@ class ExecutionManager:
             "worker_crashes": crashes,
             "worker_restarts": restarts,
             "last_worker_crash": last,
+            "heaps_refused": self._catalogue.refusals(),
         }
 
     # -- internals -------------------------------------------------------------------
@@ -443,26 +448,49 @@ class ExecutionManager:
                     self._executing.pop(item.execution_id, None)
                     self._lock.notify_all()  # a free worker: the cluster's feeder may claim
 
+    def _run(self, slot: WorkerSlot, item: _Queued) -> JobResult:
+        """Runs ``item`` on ``slot``, handing the worker the verified bytes of the heap it resumes
+        as a sealed, read-only descriptor (closed here once the worker is done with it)."""
+        fd = None
+        if item.spec.heap is not None:
+            try:
+                fd = sealed_heap(self._catalogue.open(item.spec.heap))
+            except HeapNotFound:
+                return JobResult(status="failed", error=f"heap {item.spec.heap} not found")
+            except (HeapNotSigned, HeapStoreUnavailable) as e:
+                return JobResult(status="failed", error=str(e))
+            except OSError as e:
+                return JobResult(status="failed", error=f"cannot restore heap: {e.strerror or e}")
+        try:
+            return slot.run(
+                Job(item.execution_id, item.spec, heap_fd=fd),
+                lambda text: self._output_written(item.execution_id, text),
+            )
+        except WorkerStartError as e:
+            log.warning("worker %d could not start for execution %s: %s", slot.index, item.execution_id, e)
+            return JobResult(status="failed", error=str(e))
+        finally:
+            if fd is not None:
+                os.close(fd)
+
     def _execute(self, slot: WorkerSlot, item: _Queued) -> None:
         if not self.waiters.is_live(item.execution_id):
             return  # cancelled while its submit was still being recorded
         spec = item.spec
-        try:
-            result = slot.run(
-                Job(item.execution_id, spec), lambda text: self._output_written(item.execution_id, text)
-            )
-        except WorkerStartError as e:
-            log.warning("worker %d could not start for execution %s: %s", slot.index, item.execution_id, e)
-            result = JobResult(status="failed", error=str(e))
-        if result.heap is not None:
-            try:  # published and indexed before a client can see the key: any node resumes it
-                self._catalogue.add(result.heap, session=spec.session, tags=dict(spec.tags) or None)
-            except (HeapStoreUnavailable, HeapNotFound) as e:
+        result = self._run(slot, item)
+        if result.envelope is not None and result.heap is not None:
+            try:  # published, signed and indexed before a client can see the key: any node resumes it
+                self._catalogue.add(
+                    result.heap, result.envelope, session=spec.session, tags=dict(spec.tags) or None
+                )
+            except (HeapStoreUnavailable, HeapNotFound, OSError) as e:
                 result = JobResult(
                     status="failed",
                     error=f"the heap snapshot could not be stored: {e}",
                     duration_ms=result.duration_ms,
                 )
+            else:
+                result = dataclasses.replace(result, envelope=None)
         with self._lock:  # the worker is done: a node may claim its next job while this one is recorded
             self._executing.pop(item.execution_id, None)
             self._lock.notify_all()

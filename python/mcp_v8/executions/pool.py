@@ -25,7 +25,9 @@ refusing a write, a log pruned under its execution), a message that is not the j
 next one (for another execution, or of the wrong kind), anything the channel refuses
 (:class:`~.protocol.ProtocolError`: unreadable, of an unknown kind or version, malformed,
 over its kind's limit, a frame too long or truncated), a job the worker stops taking
-(``SEND_SECONDS``), or a ``BaseException`` (re-raised after the kill). The next job starts
+(``SEND_SECONDS``), a heap descriptor that is not a heap this engine restores or whose key is
+not the one the worker claims (:mod:`.heap_fds`), or a ``BaseException`` (re-raised after the
+kill). The next job starts
 a new process. A job that cannot be encoded for the channel (:class:`~.protocol.Undeliverable`)
 is never sent: it fails and the worker, which saw nothing of it, takes the next one.
 """
@@ -33,6 +35,7 @@ is never sent: it fails and the worker, which saw nothing of it, takes the next 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import select
@@ -46,7 +49,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Protocol
 
+from .. import _engine
 from ..storage import TerminalStatus
+from .heap_fds import HeapFdError, heap_size_cap, read_heap
 from .protocol import (
     FRAME_SECONDS,
     Cancel,
@@ -61,6 +66,7 @@ from .protocol import (
     Stop,
     Undeliverable,
     encode,
+    heap_fd,
 )
 
 log = logging.getLogger(__name__)
@@ -83,10 +89,8 @@ class _RelayFailed(Exception):
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """What every worker process is started with (all else comes with each job's spec)."""
-
-    heaps_root: str  # the root of the server's FileHeapStore, which the worker opens too
-    durable_heaps: bool
+    """What every worker process is started with (all else comes with each job's spec; heaps
+    come as descriptors with their messages: a worker opens no store)."""
 
 
 class WorkerProcess(Protocol):
@@ -111,13 +115,12 @@ def spawn_worker_process(options: WorkerOptions, sock: socket.socket, stderr: Bi
         "mcp_v8.executions.worker",
         "--fd",
         str(sock.fileno()),
-        "--heaps-root",
-        options.heaps_root,
     ]
-    if options.durable_heaps:
-        args.append("--durable-heaps")
+    # The heap signing key never reaches a worker, which could then sign what it forged.
+    env = {k: v for k, v in os.environ.items() if k != "MCP_V8_HEAP_SIGNING_KEY"}
     return subprocess.Popen(
         args,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=stderr,
@@ -303,9 +306,10 @@ class WorkerSlot:
 
     def run(self, job: Job, on_output: Callable[[str], None]) -> JobResult:
         """Runs ``job`` and returns its result; never raises for what the job did. When it
-        returns, the worker is idle and in step, or killed (see the module's docstring)."""
+        returns, the worker is idle and in step, or killed (see the module's docstring).
+        ``job.heap_fd`` (the heap to restore) stays the caller's."""
         try:
-            frame = encode(job)
+            frame, fd = encode(job), heap_fd(job)
         except Undeliverable as e:  # nothing sent: the worker stays as it is
             with self._lock:
                 if self._cancelled == job.execution_id:
@@ -327,7 +331,7 @@ class WorkerSlot:
                 deadline = time.monotonic() + timeout + self._grace + self._start_allowance
                 running = self._running = _Running(job.execution_id, deadline)
                 try:
-                    conn.send_frame(frame)
+                    conn.send_frame(frame, fd)
                 except TimeoutError as e:  # part of the frame may be out: the stream is lost
                     raise _RelayFailed(str(e)) from None
             return self._relay(job, running, conn, on_output)
@@ -373,6 +377,16 @@ class WorkerSlot:
                 except ProtocolError as e:  # the stream cannot be trusted past it
                     raise _RelayFailed(f"worker sent {e}") from None
                 mine = getattr(message, "execution_id", None) == job.execution_id
+                if isinstance(message, Done) and message.heap_fd is not None:
+                    try:  # read once, then closed on every path
+                        cap = heap_size_cap(job.spec.limits.heap_limit_mb)
+                        envelope = read_heap(message.heap_fd, cap) if mine else None
+                    except HeapFdError as e:
+                        raise _RelayFailed(f"worker sent {e}") from None
+                    finally:
+                        os.close(message.heap_fd)
+                    if envelope is not None:
+                        return self._checked_heap(message.result, envelope)
                 if mine and isinstance(message, Output):
                     try:
                         on_output(message.text)
@@ -391,6 +405,18 @@ class WorkerSlot:
                 how: TerminalStatus = "cancelled" if cancelled else "timed_out"
                 reason = "cancel" if cancelled else f"its {job.spec.limits.timeout_secs:g} s timeout"
                 return JobResult(status=how, error=f"worker did not stop after {reason} and was killed")
+
+    @staticmethod
+    def _checked_heap(result: JobResult, envelope: bytes) -> JobResult:
+        """``result`` with the heap the worker sent, checked as the engine checks a heap before V8
+        sees a byte, under the key the server computed (never the worker's)."""
+        try:
+            key = _engine.snapshot_key(envelope)
+        except Exception as e:  # the engine's SnapshotError: what is wrong with the envelope
+            raise _RelayFailed(f"worker sent a heap that is not a valid snapshot: {e}") from None
+        if key != result.heap:
+            raise _RelayFailed(f"worker sent heap {key} as {result.heap}")
+        return dataclasses.replace(result, heap=key, heap_size=len(envelope), envelope=envelope)
 
     def _crashed(self, job: Job) -> JobResult:
         """The connection to the worker broke under ``job``: it died, or is killed now."""

@@ -12,39 +12,39 @@ body against the schema. Any failure is :class:`ProtocolError`: from a worker, t
 that worker and fails only its execution (:mod:`.pool`). A message the sender cannot encode within
 its schema (:class:`Undeliverable`) is never sent: the server fails that call, the worker stays.
 
-Kinds, version 1 (limits are whole frames):
+Kinds (limits are whole frames):
 
 server -> worker
-    ``run``     {execution_id, spec}   run one execution; ``spec`` is :func:`.spec.spec_to_wire`'s
-                                        form. Limit ``CODE_LIMIT`` + 1 MiB.
+    ``run`` v2  {execution_id, spec}   run one execution; ``spec`` is :func:`.spec.spec_to_wire`'s
+                                        form; carries the heap to restore as a descriptor exactly
+                                        when ``spec.heap`` is set. Limit ``CODE_LIMIT`` + 1 MiB.
     ``cancel``  {execution_id}         terminate it (sent only after its ``run``). 1 KiB.
     ``stop``    {}                     exit after the current job. 1 KiB.
 worker -> server
-    ``ready``   {}                     once, after V8 is initialised and the heap store opened. 1 KiB.
+    ``ready``   {}                     once, after V8 is initialised. 1 KiB.
     ``output``  {execution_id, text}   console output, batched, rendered with level markers; text
                                         at most ``OUTPUT_CHUNK`` bytes (the worker splits larger
                                         batches). ``OUTPUT_CHUNK`` + 1 KiB.
-    ``done``    {execution_id, status, result, error, js_error, heap, heap_size, duration_ms}
+    ``done`` v2 {execution_id, status, result, error, js_error, heap, heap_size, duration_ms}
                                         how the execution ended: ``status`` terminal, ``result``
                                         at most ``RESULT_LIMIT`` bytes, ``error`` at most
                                         ``ERROR_LIMIT``, ``js_error`` null or {name, message,
                                         stack, line, column} (:class:`~mcp_v8.js_error.JsError`),
-                                        ``heap`` null or 64 hex digits. ``RESULT_LIMIT`` + 4 MiB.
+                                        ``heap`` null or 64 hex digits (the key the worker claims;
+                                        the server computes its own); carries the new heap as a
+                                        descriptor exactly when ``heap`` is set.
+                                        ``RESULT_LIMIT`` + 4 MiB.
 
-Heap snapshots never cross the channel today: the worker opens the heap store itself, reads the
-snapshot a ``run`` names by key and writes the one it produces; only keys travel.
+**Heaps as file descriptors.** Heap bytes never travel as frames, and the worker opens no store:
+a descriptor rides with ``SCM_RIGHTS`` on the first byte of its frame (:mod:`.heap_fds`). The
+receiver reads every frame with ``recvmsg`` and room for one descriptor, and attributes what
+arrives to the frame being read: a descriptor on a kind that carries none (or on one whose body
+says it has no heap), a heap kind without its descriptor, more than one, or a truncated control
+message is a ProtocolError, and every descriptor received is closed on every path but the one
+that hands it to the caller (the message's ``heap_fd``, which the caller then owns).
 
 Planned (written down so the schema grows without a break; none of it exists yet):
 
-- **Heaps as file descriptors** (issue 17: the worker loses the store). The server opens (or
-  creates, sealed with ``memfd``) the heap and passes its descriptor with ``SCM_RIGHTS`` in the
-  ancillary data of the ``run`` frame's first byte (``sendmsg``); a ``run`` v2 says
-  ``heap_fd: bool`` and the size. The worker's new heap comes back the same way on a
-  ``heap`` {execution_id, key, size} frame carrying exactly one descriptor, sent before ``done``;
-  the server hashes what it reads (the key is checked, not believed) and publishes it. The
-  receiver reads with ``recvmsg`` sized for one descriptor: a descriptor on a frame of another
-  kind, more than one, or a truncated control message (``MSG_CTRUNC``) is a ProtocolError, and
-  every descriptor received is closed on every path. Bytes never travel as frames.
 - **Requests the worker asks the server to make** (fetch, issue 17; tool calls, issue 18):
   worker -> server ``call`` {execution_id, call_id: int, op: "fetch" | "tool", args: map per op
   (fetch: method, url, headers as a list of pairs, body: bytes at most the fetch cap; tool:
@@ -68,18 +68,21 @@ each kind has the one version).
 
 from __future__ import annotations
 
+import array
+import dataclasses
 import select
 import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Union
 
 import msgpack
 
 from ..js_error import JsError
 from ..storage import TerminalStatus
+from .heap_fds import close_all
 from .spec import CODE_LIMIT, RESULT_LIMIT, ExecutionSpec, check_spec_wire, spec_from_wire, spec_to_wire
 from .wire import Integer, Number, OneOf, Record, SchemaError, Text, Type
 
@@ -101,6 +104,7 @@ __all__ = [
     "Undeliverable",
     "decode",
     "encode",
+    "heap_fd",
 ]
 
 OUTPUT_CHUNK = 1 << 20  # console text per output message
@@ -108,6 +112,9 @@ ERROR_LIMIT = 1 << 20  # an error text, a JS error's message or stack
 FRAME_SECONDS = 10.0  # a frame's bytes must all arrive within this of its first
 KiB = 1024
 _HEADER = struct.Struct(">I")
+# Room for one descriptor: a second one that fits beside it is counted, a third sets MSG_CTRUNC.
+_ANCILLARY = socket.CMSG_SPACE(array.array("i").itemsize)
+_CMSG_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 
 
 class ProtocolError(Exception):
@@ -121,9 +128,9 @@ class Undeliverable(ValueError):
 
 @dataclass(frozen=True)
 class JobResult:
-    """What became of a job. ``heap`` is the key of the snapshot the worker stored (a
-    completed job that asked for one only) and ``heap_size`` its size in bytes; ``js_error``
-    the script's structured error, None when the failure is not the script's."""
+    """What became of a job. ``heap`` is the key of the snapshot the job produced (a completed
+    job that asked for one only) and ``heap_size`` its size in bytes; ``js_error`` the script's
+    structured error, None when the failure is not the script's."""
 
     status: TerminalStatus
     result: str | None = None
@@ -132,14 +139,18 @@ class JobResult:
     heap_size: int | None = None
     duration_ms: float | None = None
     js_error: JsError | None = None
+    # The server's side only (never on the wire): the heap's envelope, read from its descriptor.
+    envelope: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Job:
-    """``run``: one execution."""
+    """``run``: one execution. ``heap_fd``: the descriptor of the heap to restore (exactly when
+    ``spec.heap`` is set), sent with the frame; the caller owns it."""
 
     execution_id: str
     spec: ExecutionSpec
+    heap_fd: int | None = field(default=None, compare=False)
     KIND: ClassVar[str] = "run"
 
 
@@ -168,8 +179,11 @@ class Output:
 
 @dataclass(frozen=True)
 class Done:
+    """``heap_fd``: the descriptor of the new heap (exactly when ``result.heap`` is set)."""
+
     execution_id: str
     result: JobResult
+    heap_fd: int | None = field(default=None, compare=False)
     KIND: ClassVar[str] = "done"
 
 
@@ -197,8 +211,9 @@ class _Spec(Type):
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of message, version 1: its schema, its limit (whole frame, bytes), who sends it,
-    and how its message is made into a body and back."""
+    """One kind of message: its version, schema, limit (whole frame, bytes), who sends it, how
+    its message is made into a body and back, and, for a kind that may carry a heap, whether a
+    message of it does (then with exactly one descriptor; None: never any)."""
 
     name: str
     version: int
@@ -207,6 +222,7 @@ class Kind:
     schema: Record
     to_body: Callable[[Any], dict[str, Any]]
     from_body: Callable[[dict[str, Any]], Message]
+    heap: Callable[[Any], bool] | None = None
 
 
 def _result_body(m: Done) -> dict[str, Any]:
@@ -244,12 +260,13 @@ KINDS: dict[str, Kind] = {
     for k in (
         Kind(
             "run",
-            1,
+            2,
             "server",
             CODE_LIMIT + 1024 * KiB,
             Record({"execution_id": _ID, "spec": _Spec()}),
             lambda m: {"execution_id": m.execution_id, "spec": spec_to_wire(m.spec, check=False)},
             lambda b: Job(b["execution_id"], spec_from_wire(b["spec"], checked=True)),
+            heap=lambda m: m.spec.heap is not None,
         ),
         Kind(
             "cancel",
@@ -273,7 +290,7 @@ KINDS: dict[str, Kind] = {
         ),
         Kind(
             "done",
-            1,
+            2,
             "worker",
             RESULT_LIMIT + 4096 * KiB,
             Record(
@@ -290,6 +307,7 @@ KINDS: dict[str, Kind] = {
             ),
             _result_body,
             _done,
+            heap=lambda m: m.result.heap is not None,
         ),
     )
 }
@@ -308,6 +326,19 @@ def encode(message: Message) -> bytes:
     if len(data) > kind.limit:
         raise Undeliverable(f"a {kind.name!r} message of {len(data)} bytes is over its limit of {kind.limit}")
     return _HEADER.pack(len(data)) + data
+
+
+def heap_fd(message: Message) -> int | None:
+    """The descriptor ``message`` carries; :class:`Undeliverable` when its kind needs one it lacks,
+    or it has one its kind never carries."""
+    fd = getattr(message, "heap_fd", None)
+    kind = KINDS[message.KIND]
+    wanted = kind.heap is not None and kind.heap(message)
+    if wanted != (fd is not None):
+        raise Undeliverable(
+            f"a {kind.name!r} message {'needs a' if wanted else 'carries no'} heap descriptor"
+        )
+    return fd
 
 
 def _no_extensions(code: int, data: bytes) -> Any:
@@ -372,34 +403,58 @@ class Channel:
         return self._sock.fileno()
 
     def send(self, message: Message) -> None:
-        """Sends ``message``; :class:`Undeliverable` (nothing sent) when it cannot be encoded."""
-        self.send_frame(encode(message))
+        """Sends ``message`` (with its ``heap_fd``, which stays the caller's); :class:`Undeliverable`
+        (nothing sent) when it cannot be encoded, or its descriptor is not the one its kind needs."""
+        self.send_frame(encode(message), heap_fd(message))
 
-    def send_frame(self, frame: bytes) -> None:
+    def send_frame(self, frame: bytes, fd: int | None = None) -> None:
+        """Sends ``frame``, with the descriptor ``fd`` on its first byte when given."""
         with self._send_lock:
-            if self._send_seconds is None:
-                self._sock.sendall(frame)
-                return
-            deadline = time.monotonic() + self._send_seconds
             view = memoryview(frame)
+            deadline = None if self._send_seconds is None else time.monotonic() + self._send_seconds
+            if fd is not None:
+                rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+                while True:
+                    try:
+                        flags = 0 if deadline is None else socket.MSG_DONTWAIT
+                        view = view[self._sock.sendmsg([view[:1]], rights, flags) :]
+                        break
+                    except BlockingIOError:
+                        self._wait_writable(deadline)
+            if deadline is None:
+                self._sock.sendall(view)
+                return
             while view:
                 try:
                     view = view[self._sock.send(view, socket.MSG_DONTWAIT) :]
                 except BlockingIOError:
-                    left = deadline - time.monotonic()
-                    if left <= 0 or not select.select([], [self._sock], [], left)[1]:
-                        raise TimeoutError(
-                            f"the worker took no message for {self._send_seconds:g} s"
-                        ) from None
+                    self._wait_writable(deadline)
 
-    def _read(self, n: int, deadline: float | None, frame: int) -> bytes:
+    def _wait_writable(self, deadline: float | None) -> None:
+        left = 0.0 if deadline is None else deadline - time.monotonic()
+        if left <= 0 or not select.select([], [self._sock], [], left)[1]:
+            raise TimeoutError(f"the worker took no message for {self._send_seconds:g} s") from None
+
+    def _recv(self, size: int, flags: int, fds: list[int]) -> bytes:
+        """``recv`` that takes the descriptors arriving with the bytes into ``fds``."""
+        data, ancillary, msg_flags, _ = self._sock.recvmsg(size, _ANCILLARY, flags | _CMSG_CLOEXEC)
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                received = array.array("i")
+                received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
+                fds.extend(received)
+        if msg_flags & socket.MSG_CTRUNC:
+            raise ProtocolError("more file descriptors than a message may carry")
+        return data
+
+    def _read(self, n: int, deadline: float | None, frame: int, fds: list[int]) -> bytes:
         parts, left = [], n
         while left:
             if deadline is None:
-                chunk = self._sock.recv(min(left, 1 << 20))
+                chunk = self._recv(min(left, 1 << 20), 0, fds)
             else:
                 try:
-                    chunk = self._sock.recv(min(left, 1 << 20), socket.MSG_DONTWAIT)
+                    chunk = self._recv(min(left, 1 << 20), socket.MSG_DONTWAIT, fds)
                 except BlockingIOError:
                     readable, _, _ = select.select(
                         [self._sock], [], [], max(0.0, deadline - time.monotonic())
@@ -417,13 +472,27 @@ class Channel:
         return b"".join(parts)
 
     def recv(self) -> Message:
+        """The next message; a heap kind's descriptor comes as its ``heap_fd``, which the caller
+        then owns (and closes). Every other descriptor received is closed here."""
         deadline = None if self._frame_seconds is None else time.monotonic() + self._frame_seconds
-        (size,) = _HEADER.unpack(self._read(_HEADER.size, deadline, _HEADER.size))
-        if size > self._max_frame:
-            raise ProtocolError(
-                f"a frame of {size} bytes, more than the {self._max_frame} any message may have"
-            )
-        return decode(self._read(size, deadline, size), self._peer)
+        fds: list[int] = []
+        try:
+            (size,) = _HEADER.unpack(self._read(_HEADER.size, deadline, _HEADER.size, fds))
+            if size > self._max_frame:
+                raise ProtocolError(
+                    f"a frame of {size} bytes, more than the {self._max_frame} any message may have"
+                )
+            message = decode(self._read(size, deadline, size, fds), self._peer)
+            kind = KINDS[message.KIND]
+            wanted = 1 if kind.heap is not None and kind.heap(message) else 0
+            if len(fds) != wanted:
+                what = "no heap" if not wanted else "a heap"
+                raise ProtocolError(f"a {kind.name!r} message with {what} and {len(fds)} file descriptors")
+            if wanted:
+                message = dataclasses.replace(message, heap_fd=fds.pop())  # type: ignore[arg-type]
+            return message
+        finally:
+            close_all(fds)
 
     def poll(self, timeout: float) -> bool:
         readable, _, _ = select.select([self._sock], [], [], timeout)

@@ -7,10 +7,11 @@ messages, not one per line; it sleeps while there is no output. Whatever V8 does
 process (a fatal out-of-memory abort, a signal), the server sees the pipe close and fails
 only this worker's execution.
 
-The worker opens the server's heap store itself: it reads the snapshot a job names and
-writes the one the job produces (none when the job asks for no snapshot), so snapshot
-bytes never cross the pipe. Everything else about a job comes with its spec (limits, fetch
-policy); the command line names only the heap store. What it sends fits the channel's schema
+The worker opens no store: the heap a job restores comes with its ``run`` as a read-only
+descriptor of bytes the server verified, and the heap it produces (none when the job asks for
+no snapshot) goes back with its ``done`` as a ``memfd`` (:mod:`.heap_fds`), which the server
+checks and publishes. Everything else about a job comes with its spec (limits, fetch policy);
+the command line names only the channel. What it sends fits the channel's schema
 (:mod:`.protocol`): output in chunks, error texts cut to their limit, and an outcome that
 still cannot be sent is replaced by a failure that says why.
 """
@@ -29,7 +30,7 @@ from typing import Any
 from ..engine import Engine
 from ..errors import SnapshotError
 from ..js_error import JsError
-from ..storage import FileHeapStore, HeapNotFound, HeapStore
+from .heap_fds import HeapFdError, heap_memfd, read_heap
 from .protocol import (
     ERROR_LIMIT,
     OUTPUT_CHUNK,
@@ -214,16 +215,21 @@ class Engines:
         return engine
 
 
-def _run(engine: Engine, heaps: HeapStore, job: Job, control: Any, output: _Output) -> JobResult:
+# The server sends at most what it verified; this bounds a descriptor that is not what it says.
+_HEAP_READ_LIMIT = 1 << 40
+
+
+def _run(engine: Engine, job: Job, control: Any, output: _Output) -> tuple[JobResult, bytes | None]:
+    """Runs ``job``: its result, and the envelope of the heap it produced (when ``result.heap``)."""
     spec, limits = job.spec, job.spec.limits
     envelope = None
-    if spec.heap is not None:
+    if job.heap_fd is not None:
         try:
-            envelope = heaps.get(spec.heap)
-        except HeapNotFound:
-            return JobResult(status="failed", error=f"heap {spec.heap} not found")
-        except OSError as e:
-            return JobResult(status="failed", error=f"cannot restore heap: {e.strerror or e}")
+            envelope = read_heap(job.heap_fd, _HEAP_READ_LIMIT)
+        except HeapFdError as e:
+            return JobResult(status="failed", error=f"cannot restore heap: the server sent {e}"), None
+        finally:
+            os.close(job.heap_fd)
     try:
         outcome = engine.execute(
             spec.code,
@@ -238,8 +244,8 @@ def _run(engine: Engine, heaps: HeapStore, job: Job, control: Any, output: _Outp
             max_result_bytes=limits.max_result_bytes,
         )
     except SnapshotError as e:
-        return JobResult(status="failed", error=f"cannot restore heap: {e}")
-    heap, heap_size = None, None
+        return JobResult(status="failed", error=f"cannot restore heap: {e}"), None
+    heap, heap_size, heap_bytes = None, None, None
     if (
         spec.snapshot
         and outcome.status == "completed"
@@ -247,12 +253,8 @@ def _run(engine: Engine, heaps: HeapStore, job: Job, control: Any, output: _Outp
         and outcome.heap_key is not None
     ):
         heap_bytes = outcome.snapshot
-        try:  # the bytes only: the server indexes the heap with the spec's session and tags
-            heaps.put(outcome.heap_key, heap_bytes, session=None, tags=None)
-        except OSError as e:
-            return JobResult(status="failed", error=f"cannot store heap: {e.strerror or e}")
         heap, heap_size = outcome.heap_key, len(heap_bytes)
-    return JobResult(
+    result = JobResult(
         status=outcome.status,
         result=outcome.result,
         error=outcome.error,
@@ -261,30 +263,41 @@ def _run(engine: Engine, heaps: HeapStore, job: Job, control: Any, output: _Outp
         duration_ms=outcome.duration_ms,
         js_error=JsError.from_outcome(outcome),
     )
+    return result, heap_bytes
 
 
-def _done(execution_id: str, result: JobResult) -> bytes:
-    """The frame of the job's ``done``: its result made to fit, or a failure saying why it
-    could not be sent."""
+def _done(execution_id: str, result: JobResult) -> tuple[bytes, bool]:
+    """The frame of the job's ``done`` and whether it carries its heap: its result made to fit,
+    or a failure (without a heap) saying why it could not be sent."""
     try:
-        return encode(Done(execution_id, fit(result)))
+        fitted = fit(result)
+        return encode(Done(execution_id, fitted)), fitted.heap is not None
     except Undeliverable as e:
         failed = JobResult(status="failed", error=f"the worker could not send the outcome: {e}")
-        return encode(Done(execution_id, failed))
+        return encode(Done(execution_id, failed)), False
+
+
+def _send_done(conn: Channel, execution_id: str, result: JobResult, envelope: bytes | None) -> None:
+    frame, carries_heap = _done(execution_id, result)
+    if not carries_heap or envelope is None:
+        conn.send_frame(frame)
+        return
+    fd = heap_memfd(envelope)
+    try:
+        conn.send_frame(frame, fd)
+    finally:
+        os.close(fd)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="mcp-v8 worker process (started by the server)")
     parser.add_argument("--fd", type=int, required=True, help="inherited socket to the server")
-    parser.add_argument("--heaps-root", required=True, help="root of the server's heap store")
-    parser.add_argument("--durable-heaps", action="store_true", help="fsync the heaps this worker writes")
     args = parser.parse_args(argv)
     _keep_freed_memory()
-    heaps = FileHeapStore(args.heaps_root, durable=args.durable_heaps)
-    serve(Channel.from_fd(args.fd, peer="server"), heaps)
+    serve(Channel.from_fd(args.fd, peer="server"))
 
 
-def serve(conn: Channel, heaps: HeapStore, engines: Engines | None = None) -> None:
+def serve(conn: Channel, engines: Engines | None = None) -> None:
     from .. import _engine
 
     engines = engines or Engines()
@@ -326,16 +339,19 @@ def serve(conn: Channel, heaps: HeapStore, engines: Engines | None = None) -> No
         with controls_lock:
             control = controls[job.execution_id]
         output.start(job.execution_id, job.spec.limits.max_output_bytes)
+        envelope = None
         try:
             engine = engines.get(job.spec.fetch)
         except ValueError as e:  # an origin the engine refuses
+            if job.heap_fd is not None:
+                os.close(job.heap_fd)
             result = JobResult(status="failed", error=f"invalid fetch policy: {e}")
         else:
-            result = _run(engine, heaps, job, control, output)
+            result, envelope = _run(engine, job, control, output)
         output.flush()
         with controls_lock:
             controls.pop(job.execution_id, None)
-        conn.send_frame(_done(job.execution_id, result))
+        _send_done(conn, job.execution_id, result, envelope)
 
 
 if __name__ == "__main__":

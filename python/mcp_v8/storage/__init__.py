@@ -19,6 +19,7 @@ from .errors import (
     ExecutionNotFound,
     HeapInUse,
     HeapNotFound,
+    HeapNotSigned,
     HeapStoreUnavailable,
     HeapTagLimit,
     InvalidCursor,
@@ -36,6 +37,7 @@ from .executions import (
 )
 from .heap_catalogue import Catalogue, HeapCatalogue
 from .heap_index import HeapIndex, SQLHeapIndex, SQLiteHeapIndex
+from .heap_signing import HeapSigner
 from .heap_tags import HeapTags, SQLHeapTags, SQLiteHeapTags, merge_patch
 from .heaps import FileHeapStore, HeapMeta, HeapStore, validate_heap_key
 from .leases import Lease
@@ -68,6 +70,8 @@ __all__ = [
     "HeapIndex",
     "HeapMeta",
     "HeapNotFound",
+    "HeapNotSigned",
+    "HeapSigner",
     "HeapStore",
     "HeapStoreUnavailable",
     "HeapTagLimit",

@@ -3,7 +3,7 @@
 A :class:`BlobStore` keeps only bytes under a heap key (see :func:`matches_key`). Backends:
 :class:`~.blobs_postgres.PostgresBlobStore` (``bytea`` rows) and :class:`~.blobs_s3.S3BlobStore`
 (objects written with ``If-None-Match: *``). A node's cache of them is its data directory's heap
-store (:mod:`.shared_heaps`), which its workers read and write.
+store (:mod:`.shared_heaps`), from which the server hands its workers the heaps they restore.
 """
 
 from __future__ import annotations

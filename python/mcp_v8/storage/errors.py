@@ -9,8 +9,10 @@ __all__ = [
     "DuplicateExecution",
     "DuplicateKey",
     "ExecutionNotFound",
+    "HeapCorrupt",
     "HeapInUse",
     "HeapNotFound",
+    "HeapNotSigned",
     "HeapStoreUnavailable",
     "HeapTagLimit",
     "InvalidCursor",
@@ -85,3 +87,16 @@ class HeapStoreUnavailable(RuntimeError):
 
 class BlobStoreUnavailable(RuntimeError):
     """The remote blob store could not be reached, timed out, or answered with an error."""
+
+
+class HeapNotSigned(ValueError):
+    """A heap whose signature does not verify with this deployment's keys (or that has none
+    where unsigned heaps are not trusted): it is never given to a worker."""
+
+    def __init__(self, key: str, hint: str = "") -> None:
+        self.key = key
+        super().__init__(f"heap {key} is not signed by this deployment" + (f" ({hint})" if hint else ""))
+
+
+class HeapCorrupt(HeapStoreUnavailable):
+    """The stored bytes of a heap are not what its key names (damaged on disk or in the store)."""

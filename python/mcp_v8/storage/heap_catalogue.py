@@ -4,7 +4,8 @@ Operations (REST and MCP alike) and the execution manager ask it, never a store 
 a heap's metadata and tags, the tag query, which of a page of keys are still stored, whether a
 queued or running execution of any node or process resumes a heap, its deletion (refused while
 it is in use), retention; and, for the manager, a heap's use by an execution, its bytes made
-present for this node's workers, and a heap a worker produced made known to every node.
+present and verified for this node's workers, and a heap a worker produced signed and made known
+to every node.
 
 :class:`HeapCatalogue` is the contract and :class:`Catalogue` its one implementation, over three
 parts that each backend provides:
@@ -26,6 +27,14 @@ execution producing the very bytes of a heap while that heap is being deleted ma
 again as they go (resuming it then fails with "not found", as for a deleted heap). On one
 machine the row is held with SQLite's write lock, so a deletion's unlink holds up the data
 directory's other writes for its duration; with SQLite and an S3 store, for the S3 call.
+Every heap the catalogue publishes is signed (:mod:`.heap_signing`: an HMAC under the
+deployment's key, kept in the index row), and :meth:`HeapCatalogue.open` gives a worker only the
+bytes of a heap whose signature verifies, read once and checked against the key, so the worker
+receives exactly what was verified. A heap indexed before heaps were signed has no signature: a
+single node trusts its own data directory and signs it on first use; a shared store refuses it
+(:class:`~.errors.HeapNotSigned`) unless the signer was told to trust unsigned heaps (an operator
+re-admitting the heaps of an earlier release).
+
 Blobs that a shared store held before the index existed (an S3 store of an earlier release)
 are indexed the first time a single key names them (a resume, ``GET``, a tag patch, a delete);
 ``heap_blobs`` rows were indexed by the migration.
@@ -33,12 +42,16 @@ are indexed the first time a single key names them (a resume, ``GET``, a tag pat
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import threading
 from collections.abc import Collection, Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
+from .errors import HeapCorrupt, HeapNotSigned
 from .heap_index import HeapIndex, HeapInUse
+from .heap_signing import HeapSigner, envelope_header
 from .heap_tags import HeapTags
 from .heaps import HeapMeta, HeapNotFound, validate_heap_key
 from .paging import Page
@@ -89,12 +102,25 @@ class HeapCatalogue(Protocol):
         ...
 
     def fetch(self, key: str) -> None:
-        """Makes the heap's bytes present where this node's workers read them."""
+        """Makes the heap's bytes present on this node and checks them as :meth:`open` does (but
+        bytes that are not what the key names: the execution then fails saying so)."""
         ...
 
-    def add(self, key: str, *, session: str | None, tags: Mapping[str, str] | None) -> None:
-        """A worker of this node stored ``key``: published to every node, then indexed with the
-        request's session and tags (kept only if it is the first to store the key)."""
+    def open(self, key: str) -> bytes:
+        """The heap's bytes for a worker of this node: made present, read once, checked against
+        the key and their signature verified. :class:`HeapNotFound`,
+        :class:`~.errors.HeapNotSigned` (counted, see :meth:`refusals`),
+        :class:`~.errors.HeapStoreUnavailable`."""
+        ...
+
+    def add(self, key: str, envelope: bytes, *, session: str | None, tags: Mapping[str, str] | None) -> None:
+        """A worker of this node produced ``envelope``, whose key the server computed (``key``):
+        stored, published to every node, signed, then indexed with the request's session and tags
+        (kept only if it is the first to store the key)."""
+        ...
+
+    def refusals(self) -> int:
+        """How many times a heap was refused because its signature did not verify, since start."""
         ...
 
     def delete(self, key: str) -> bool:
@@ -111,10 +137,13 @@ class HeapCatalogue(Protocol):
 class Catalogue:
     """The :class:`HeapCatalogue` over one backend's ``index``, ``tags`` and ``blobs``."""
 
-    def __init__(self, index: HeapIndex, tags: HeapTags, blobs: HeapBlobs) -> None:
+    def __init__(self, index: HeapIndex, tags: HeapTags, blobs: HeapBlobs, signer: HeapSigner) -> None:
         self.index = index
         self.tags = tags
         self.blobs = blobs
+        self._signer = signer
+        self._refused_lock = threading.Lock()
+        self._refused = 0
 
     # -- what clients ask ----------------------------------------------------------------------
 
@@ -180,13 +209,54 @@ class Catalogue:
             raise HeapNotFound(key)
 
     def fetch(self, key: str) -> None:
-        self.blobs.fetch(key)
+        with contextlib.suppress(HeapCorrupt):  # the execution fails when it runs, saying so
+            self.open(key)
 
-    def add(self, key: str, *, session: str | None, tags: Mapping[str, str] | None) -> None:
-        size = self.blobs.publish(validate_heap_key(key))
-        first = self.index.add(key, size=size, session=session, tags=tags)
+    def open(self, key: str) -> bytes:
+        found, signature = self.index.signature(validate_heap_key(key))
+        if not found:
+            if not self._adopt(key):
+                raise HeapNotFound(key)
+            found, signature = self.index.signature(key)
+        self.blobs.fetch(key)
+        data = self.blobs.local.get(key)  # read once: what is checked is what a worker receives
+        header = envelope_header(key, data)
+        if header is None:
+            raise HeapCorrupt(
+                f"cannot restore heap: heap snapshot is corrupt (its stored bytes are not heap {key})"
+            )
+        if signature is None and self._signer.trust_unsigned:
+            self.index.sign(key, self._signer.sign(key, header))  # its own data directory's heap
+            return data
+        signed_by = self._signer.signed_by(key, header, signature)
+        if signed_by is None:
+            with self._refused_lock:
+                self._refused += 1
+            log.warning("heap %s refused: its signature does not verify with this deployment's keys", key)
+            hint = (
+                "it was stored before heaps were signed; to re-admit the heaps the shared store holds, "
+                "start a node once with --trust-unsigned-heaps"
+                if signature is None
+                else ""
+            )
+            raise HeapNotSigned(key, hint)
+        if signed_by > 0:  # a key being retired: signed again with the one that signs now
+            self.index.sign(key, self._signer.sign(key, header), replacing=signature)
+        return data
+
+    def add(self, key: str, envelope: bytes, *, session: str | None, tags: Mapping[str, str] | None) -> None:
+        header = envelope_header(validate_heap_key(key), envelope)
+        if header is None:
+            raise ValueError(f"the bytes given are not heap {key}")
+        size = self.blobs.publish(key, envelope)
+        signature = self._signer.sign(key, header)
+        first = self.index.add(key, size=size, session=session, tags=tags, signature=signature)
         if tags and first.tags:  # the first execution's tags, for the tag query (unless patched)
             self.tags.record(key, first.tags, first.created_at)
+
+    def refusals(self) -> int:
+        with self._refused_lock:
+            return self._refused
 
     # -- internals -------------------------------------------------------------------------------
 

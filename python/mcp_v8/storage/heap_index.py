@@ -53,9 +53,28 @@ class HeapIndex(Protocol):
         """Those of ``keys`` that are indexed, in one statement per :data:`BATCH`."""
         ...
 
-    def add(self, key: str, *, size: int, session: str | None, tags: Mapping[str, str] | None) -> HeapMeta:
+    def add(
+        self,
+        key: str,
+        *,
+        size: int,
+        session: str | None,
+        tags: Mapping[str, str] | None,
+        signature: str | None = None,
+    ) -> HeapMeta:
         """Indexes a heap whose bytes are stored, used now; a key indexed already keeps its first
-        meta and only counts as used now. Returns its row (``tags``: the first meta's)."""
+        meta and only counts as used now. ``signature`` (:mod:`.heap_signing`), when given,
+        replaces the row's: it is the signature of the bytes this node just published. Returns its
+        row (``tags``: the first meta's)."""
+        ...
+
+    def signature(self, key: str) -> tuple[bool, str | None]:
+        """Whether the heap is indexed, and its signature (None: indexed before heaps were signed)."""
+        ...
+
+    def sign(self, key: str, signature: str, *, replacing: str | None = None) -> None:
+        """Records ``signature`` for a heap whose signature is still ``replacing`` (None: a heap
+        indexed without one); one another node signed since keeps its own."""
         ...
 
     def use(self, key: str) -> bool:
@@ -157,11 +176,21 @@ class SQLHeapIndex:
             )
         return found
 
-    def add(self, key: str, *, size: int, session: str | None, tags: Mapping[str, str] | None) -> HeapMeta:
+    def add(
+        self,
+        key: str,
+        *,
+        size: int,
+        session: str | None,
+        tags: Mapping[str, str] | None,
+        signature: str | None = None,
+    ) -> HeapMeta:
         rows = self._db.run(
-            f"INSERT INTO heaps ({_COLUMNS}) VALUES (:key, :size, :now, :now, :session, {{json:tags}})"
+            f"INSERT INTO heaps ({_COLUMNS}, signature)"
+            " VALUES (:key, :size, :now, :now, :session, {json:tags}, :signature)"
             " ON CONFLICT (key) DO UPDATE"
-            " SET last_used_at = {greatest}(heaps.last_used_at, excluded.last_used_at)"
+            " SET last_used_at = {greatest}(heaps.last_used_at, excluded.last_used_at),"
+            " signature = coalesce(excluded.signature, heaps.signature)"
             f" RETURNING {_COLUMNS}",
             {
                 "key": validate_heap_key(key),
@@ -169,9 +198,21 @@ class SQLHeapIndex:
                 "now": _now(),
                 "session": session,
                 "tags": None if tags is None else Json(dict(tags)),
+                "signature": signature,
             },
         )
         return _meta(rows[0])
+
+    def signature(self, key: str) -> tuple[bool, str | None]:
+        rows = self._db.run("SELECT signature FROM heaps WHERE key = :key", {"key": validate_heap_key(key)})
+        return (True, rows[0][0]) if rows else (False, None)
+
+    def sign(self, key: str, signature: str, *, replacing: str | None = None) -> None:
+        params = {"key": validate_heap_key(key), "signature": signature}
+        still = "signature IS NULL"
+        if replacing is not None:
+            still, params["replacing"] = "signature = :replacing", replacing
+        self._db.run(f"UPDATE heaps SET signature = :signature WHERE key = :key AND {still}", params)
 
     def use(self, key: str) -> bool:
         rows = self._db.run(

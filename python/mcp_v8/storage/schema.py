@@ -149,6 +149,13 @@ _V7 = """
 ALTER TABLE executions ADD COLUMN js_error TEXT;
 """
 
+# Version 8: each heap's signature (:mod:`.heap_signing`): the HMAC the server computed under the
+# deployment's key when it published the heap, checked before a worker receives it. NULL for heaps
+# indexed before heaps were signed (a single node signs its own on their first use).
+_V8 = """
+ALTER TABLE heaps ADD COLUMN signature TEXT;
+"""
+
 
 def _index_heap_files(conn: sqlite3.Connection) -> None:
     """Version 6: the tables, then a row for each heap file of the data directory."""
@@ -178,6 +185,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "the server process running each execution", statements(_V5)),
     Migration(6, "the index of stored heaps", _index_heap_files),
     Migration(7, "the structured error of a script", statements(_V7)),
+    Migration(8, "the signature of each heap", statements(_V8)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,10 +1,10 @@
 """Where heap snapshots' bytes are, as the heap catalogue (:mod:`.heap_catalogue`) uses them.
 
-Workers read and write snapshots in a node-local :class:`~.heaps.FileHeapStore` and only keys
-pass through the server. On one machine that store is all there is (:class:`LocalHeaps`). With a
+A node keeps snapshots in a local :class:`~.heaps.FileHeapStore`; its workers never open it (the
+server hands each heap to a worker as a file descriptor and takes the new one back the same way). On one machine that store is all there is (:class:`LocalHeaps`). With a
 remote store shared by several nodes (PostgreSQL ``bytea`` or S3: :class:`SharedHeaps`), the
 local store is this node's cache of it: a heap is fetched before an execution resuming it runs
-here, and a heap a worker produced is published before the catalogue indexes it (so any node
+here, and a heap a worker produced is stored and published before the catalogue indexes it (so any node
 can resume it once a client can see it). Blobs are content-addressed and immutable: a fetched
 blob is checked against its key, and a second publish of a key is a no-op. Whether a heap
 exists is the catalogue's index, not these: a cached copy of a deleted heap is never used.
@@ -25,7 +25,7 @@ __all__ = ["HeapBlobs", "HeapStoreUnavailable", "LocalHeaps", "SharedHeaps"]
 
 @runtime_checkable
 class HeapBlobs(Protocol):
-    """The bytes of heap snapshots for one node: ``local`` is the store its workers use."""
+    """The bytes of heap snapshots for one node: ``local`` is where it reads them."""
 
     local: FileHeapStore
 
@@ -34,9 +34,9 @@ class HeapBlobs(Protocol):
         :class:`HeapStoreUnavailable` when a remote store fails."""
         ...
 
-    def publish(self, key: str) -> int:
-        """Makes ``key``, which a worker stored in ``local``, readable by every node; returns
-        its size. :class:`HeapNotFound` when ``local`` lacks it."""
+    def publish(self, key: str, data: bytes) -> int:
+        """Stores ``data`` (what ``key`` names: the caller checked) in ``local`` and makes it
+        readable by every node; returns its size."""
         ...
 
     def find(self, key: str) -> int | None:
@@ -70,11 +70,9 @@ class LocalHeaps:
         if not self.local.exists(key):
             raise HeapNotFound(key)
 
-    def publish(self, key: str) -> int:
-        meta = self.local.meta(key)
-        if meta is None:
-            raise HeapNotFound(key)
-        return meta.size
+    def publish(self, key: str, data: bytes) -> int:
+        self.local.put(key, data, session=None, tags=None)
+        return len(data)
 
     def find(self, key: str) -> int | None:
         return None  # every file was indexed when the index was created; later ones as written
@@ -111,8 +109,8 @@ class SharedHeaps:
             raise HeapStoreUnavailable(f"the heap store returned bytes that are not heap {key}")
         self.local.put(key, data, session=None, tags=None)
 
-    def publish(self, key: str) -> int:
-        data = self.local.get(key)
+    def publish(self, key: str, data: bytes) -> int:
+        self.local.put(key, data, session=None, tags=None)
         try:
             self.remote.put(key, data)
         except Exception as e:

@@ -163,6 +163,12 @@ _V6 = """
 ALTER TABLE output_logs DROP COLUMN chunks, DROP COLUMN last_chunk_bytes;
 """
 
+# Version 7: each heap's signature, as SQLite's version 8 (:mod:`...heap_signing`); NULL for heaps
+# indexed before heaps were signed, which a shared store refuses until they are re-admitted.
+_V7 = """
+ALTER TABLE heaps ADD COLUMN signature text COLLATE "C";
+"""
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
     PgMigration(2, "usage counters of the limits nodes share", _V2),
@@ -170,6 +176,7 @@ MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(4, "the structured error of a script", _V4),
     PgMigration(5, "the bytes of heap snapshots", _V5),
     PgMigration(6, "output logs without the count of their chunks", _V6),
+    PgMigration(7, "the signature of each heap", _V7),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
