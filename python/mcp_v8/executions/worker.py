@@ -10,7 +10,10 @@ only this worker's execution.
 The worker opens the server's heap store itself: it reads the snapshot a job names and
 writes the one the job produces (none when the job asks for no snapshot), so snapshot
 bytes never cross the pipe. Everything else about a job comes with its spec (limits, fetch
-policy); the command line names only the heap store. What it sends fits the channel's schema
+policy); the command line names only the heap store, the sandbox's mode and its limits
+(never a secret), and the environment is the server's short allow-list
+(:func:`.sandbox.worker_environment`). The walls (:mod:`.sandbox`) go up first, before V8 or
+any thread starts; the ``ready`` message says which hold. What it sends fits the channel's schema
 (:mod:`.protocol`): output in chunks, error texts cut to their limit, and an outcome that
 still cannot be sent is replaced by a failure that says why.
 """
@@ -30,6 +33,7 @@ from ..engine import Engine
 from ..errors import SnapshotError
 from ..js_error import JsError
 from ..storage import FileHeapStore, HeapNotFound, HeapStore
+from . import sandbox
 from .protocol import (
     ERROR_LIMIT,
     OUTPUT_CHUNK,
@@ -278,13 +282,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True, help="inherited socket to the server")
     parser.add_argument("--heaps-root", required=True, help="root of the server's heap store")
     parser.add_argument("--durable-heaps", action="store_true", help="fsync the heaps this worker writes")
+    parser.add_argument("--sandbox", choices=sandbox.MODES, default="off", help="the walls to raise first")
+    parser.add_argument("--report-fd", type=int, default=-1, help="where a sandbox violation is reported")
+    parser.add_argument("--max-data-mb", type=int, default=0, help="RLIMIT_DATA (0: unchanged)")
+    parser.add_argument("--probe", help="sandbox-check: try this forbidden thing instead of serving")
     args = parser.parse_args(argv)
+    os.makedirs(args.heaps_root, exist_ok=True)  # Landlock's rule needs the directory
+    try:  # first, before V8 or any thread starts
+        walls = sandbox.enter(args.sandbox, [args.heaps_root], args.report_fd, args.max_data_mb)
+    except RuntimeError as e:
+        print(f"mcp-v8 worker: {e}", file=sys.stderr, flush=True)
+        sys.exit(3)
+    if args.probe is not None:
+        from .probes import run_probe
+
+        run_probe(args.probe, args.fd)
+        return
     _keep_freed_memory()
     heaps = FileHeapStore(args.heaps_root, durable=args.durable_heaps)
-    serve(Channel.from_fd(args.fd, peer="server"), heaps)
+    serve(Channel.from_fd(args.fd, peer="server"), heaps, walls=walls)
 
 
-def serve(conn: Channel, heaps: HeapStore, engines: Engines | None = None) -> None:
+def serve(
+    conn: Channel, heaps: HeapStore, engines: Engines | None = None, walls: sandbox.Walls | None = None
+) -> None:
     from .. import _engine
 
     engines = engines or Engines()
@@ -318,7 +339,7 @@ def serve(conn: Channel, heaps: HeapStore, engines: Engines | None = None) -> No
     output = _Output(conn.send, 0)
     threading.Thread(target=reader, daemon=True, name="mcp-v8-reader").start()
     threading.Thread(target=output.run_flusher, daemon=True, name="mcp-v8-flusher").start()
-    conn.send(Ready())
+    conn.send(Ready(walls or sandbox.Walls()))
     while True:
         job = jobs.get()
         if job is None:
