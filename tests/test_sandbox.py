@@ -236,3 +236,40 @@ def test_entering_the_sandbox_after_a_thread_started_is_refused(tmp_path: Path) 
         env={**os.environ, "PYTHONPATH": str(ROOT / "python")},
     )
     assert "before any thread starts: this process has 2 threads" in out.stdout, out.stdout + out.stderr
+
+
+def test_the_workers_of_mcp_over_stdio_are_sandboxed_the_same(tmp_path: Path) -> None:
+    # `mcp-v8 mcp` starts the same service, so the same pool and walls.
+    env = {**os.environ, **SECRETS, "PYTHONPATH": str(ROOT / "python")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mcp_v8", "mcp", "--data-dir", str(tmp_path), "--workers", "1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        statuses: list[dict[str, str]] = []
+        while time.monotonic() < deadline:
+            statuses = []
+            for pid in children(server.pid):
+                try:
+                    statuses.append(_status(pid))
+                except OSError:
+                    pass
+            if statuses and all(s["Seccomp"].strip() == "2" for s in statuses):
+                break
+            time.sleep(0.1)
+        assert len(statuses) == 1, statuses
+        assert statuses[0]["Seccomp"].strip() == "2" and statuses[0]["NoNewPrivs"].strip() == "1"
+        environ = Path(f"/proc/{children(server.pid)[0]}/environ").read_bytes()
+        assert not any(value.encode() in environ for value in SECRETS.values())
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
