@@ -272,3 +272,83 @@ def test_the_workers_of_mcp_over_stdio_are_sandboxed_the_same(tmp_path: Path) ->
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+# A kernel without Landlock, as far as the process can tell: a seccomp filter (inherited across
+# execve) answers landlock_create_ruleset (444 on every architecture) with ENOSYS, then the
+# command runs.
+WITHOUT_LANDLOCK = """
+import ctypes, os, struct, sys
+program = b"".join(struct.pack("HBBI", *i) for i in (
+    (0x20, 0, 0, 0),                      # load the call's number
+    (0x15, 0, 1, 444),                    # landlock_create_ruleset?
+    (0x06, 0, 0, 0x00050000 | 38),        # ERRNO(ENOSYS)
+    (0x06, 0, 0, 0x7FFF0000),             # ALLOW
+))
+code = ctypes.create_string_buffer(program)
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.byref(Prog(4, ctypes.addressof(code))), 0, 0) == 0  # SECCOMP_MODE_FILTER
+os.execv(sys.executable, [sys.executable, "-m", "mcp_v8", *sys.argv[1:]])
+"""
+
+
+def _without_landlock(*args: str) -> list[str]:
+    return [sys.executable, "-c", WITHOUT_LANDLOCK, *args]
+
+
+def test_require_refuses_to_start_without_landlock_and_names_it(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    check = subprocess.run(
+        _without_landlock("sandbox-check"), capture_output=True, text=True, env=env, timeout=600
+    )
+    assert check.returncode == 1
+    assert "sandbox required but not available: landlock filesystem rules" in check.stdout
+    serve = subprocess.run(
+        _without_landlock("serve", "--port", "1", "--data-dir", str(tmp_path), "--workers", "1"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert serve.returncode == 2, serve.stderr
+    assert "sandbox required but not available: landlock filesystem rules" in serve.stderr
+
+
+def test_auto_runs_with_what_the_kernel_allows_and_says_what_is_missing(tmp_path: Path) -> None:
+    from .live_server import free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            _without_landlock("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), "--workers", "1",
+                              "--sandbox", "auto"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                stats = requests.get(url + "/api/stats", timeout=1).json()
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        walls = stats["sandbox"]["walls"]
+        assert stats["sandbox"]["mode"] == "auto"
+        assert walls["landlock_abi"] == 0 and walls["seccomp"] and walls["capabilities"]
+        assert any("landlock" in m for m in walls["missing"]), walls
+        assert "missing landlock" in log.read_text()  # logged at start
+        worker = children(server.pid)[0]
+        assert _status(worker)["Seccomp"].strip() == "2"
+    finally:
+        server.terminate()
+        server.wait(30)
