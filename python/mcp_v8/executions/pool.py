@@ -238,7 +238,7 @@ class WorkerSlot:
         self._on_crash = on_crash
         self._on_restart = on_restart
         self._on_violation = on_violation
-        self.walls: Walls | None = None  # what the current worker's ready said it raised
+        self._walls: Walls | None = None  # what the current worker's ready said (under _lock)
         self._started_once = False
         self._process: WorkerProcess | None = None
         self._conn: Channel | None = None
@@ -298,10 +298,18 @@ class WorkerSlot:
         if not isinstance(message, Ready):
             self.kill()
             raise WorkerStartError(f"worker {self.index} said {_describe_message(message)} instead of ready")
-        self.walls = message.sandbox
+        with self._lock:
+            self._walls = message.sandbox
         if self._started_once and self._on_restart is not None:
             self._on_restart()
         self._started_once = True
+
+    @property
+    def walls(self) -> Walls | None:
+        """The walls the current worker raised, as its ``ready`` said (None before one started);
+        read by other threads (the stats)."""
+        with self._lock:
+            return self._walls
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
