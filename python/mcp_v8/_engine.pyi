@@ -9,11 +9,15 @@ __all__ = [
     "DEFAULT_MAX_FETCH_REQUESTS",
     "LiveContext",
     "Outcome",
+    "SANDBOX_VIOLATION_EXIT",
     "SNAPSHOT_FORMAT_VERSION",
     "_register_errors",
     "execute",
     "fetch_origins",
+    "sandbox_enter",
+    "sandbox_syscalls",
     "snapshot_key",
+    "syscall_name",
     "v8_version",
 ]
 
