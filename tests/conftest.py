@@ -61,6 +61,7 @@ LEVELS: dict[str, str] = {
     "test_cli_client": "e2e",
     "test_hostile": "e2e",
     "test_faults": "e2e",
+    "test_sandbox": "e2e",
     "test_load": "e2e",
     "test_fuzz_http": "e2e",
     "test_mcp": "e2e",

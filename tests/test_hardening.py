@@ -302,8 +302,11 @@ def test_stats_shape_and_access(client: testing.TestClient) -> None:
     assert client.simulate_get("/api/stats", params={"x": "1"}, headers=AUTH).status_code == 400
     stats = client.simulate_get("/api/stats", headers=AUTH).json
     assert set(stats) == {"uptime_secs", "workers", "workers_busy", "queued", "worker_crashes",
-                          "worker_restarts", "last_worker_crash", "heaps_refused"}  # fmt: skip
+                          "worker_restarts", "last_worker_crash", "heaps_refused", "sandbox"}  # fmt: skip
     assert stats["workers"] == 1 and stats["uptime_secs"] >= 0
+    sandbox = stats["sandbox"]  # the default mode, every wall held on this machine
+    assert (sandbox["mode"], sandbox["violations"], sandbox["last_violation"]) == ("require", 0, None)
+    assert sandbox["walls"]["seccomp"] and sandbox["walls"]["missing"] == []
     assert (stats["worker_crashes"], stats["last_worker_crash"]) == (0, None)
 
 

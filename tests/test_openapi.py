@@ -387,9 +387,18 @@ def test_forbidden_origin_documented_everywhere(spec: dict[str, Any]) -> None:
 
 def test_stats(spec: dict[str, Any]) -> None:
     v = schema_validator(spec, "Stats")
+    walls = {"mode": "require", "namespaces": "user+net", "capabilities": True, "no_new_privs": True,
+             "landlock_abi": 7, "landlock_full": True, "rlimits": True, "seccomp": True, "syscalls_allowed": 54,
+             "missing": []}  # fmt: skip
+    sandbox = {"mode": "require", "walls": walls, "violations": 0, "last_violation": None}
     counters = {"uptime_secs": 1.5, "workers": 2, "workers_busy": 0, "queued": 0, "worker_crashes": 0,
-                "worker_restarts": 0, "heaps_refused": 0}  # fmt: skip
+                "worker_restarts": 0, "heaps_refused": 0, "sandbox": sandbox}  # fmt: skip
     v.validate({**counters, "last_worker_crash": None})
+    violation = {"execution_id": "e2", "syscall": "socket", "at": "2024-05-01T10:00:00.000Z"}
+    v.validate({**counters, "last_worker_crash": None, "sandbox": {**sandbox, "violations": 1,
+                                                                   "last_violation": violation}})  # fmt: skip
+    v.validate({**counters, "last_worker_crash": None, "sandbox": {**sandbox, "mode": "off", "walls": None}})
+    assert not v.is_valid({**counters, "last_worker_crash": None, "sandbox": {**sandbox, "mode": "maybe"}})
     crash = {"execution_id": "e1", "reason": "killed by signal SIGKILL", "at": "2024-05-01T10:00:00.000Z"}
     v.validate({**counters, "worker_crashes": 1, "last_worker_crash": crash})
     assert not v.is_valid(counters)  # last_worker_crash is always there

@@ -9,17 +9,22 @@ __all__ = [
     "DEFAULT_MAX_FETCH_REQUESTS",
     "LiveContext",
     "Outcome",
+    "SANDBOX_VIOLATION_EXIT",
     "SNAPSHOT_FORMAT_VERSION",
     "_register_errors",
     "execute",
     "fetch_origins",
+    "sandbox_enter",
+    "sandbox_syscalls",
     "snapshot_key",
+    "syscall_name",
     "v8_version",
 ]
 
 SNAPSHOT_FORMAT_VERSION: Final[int]
 DEFAULT_CONSOLE_LIMIT_BYTES: Final[int]
 DEFAULT_MAX_FETCH_BYTES: Final[int]
+SANDBOX_VIOLATION_EXIT: Final[int]
 DEFAULT_MAX_FETCH_REQUESTS: Final[int]
 
 @final
@@ -155,6 +160,17 @@ def snapshot_key(envelope: bytes) -> str: ...
 def set_jitless(jitless: bool) -> None: ...
 def jitless() -> bool: ...
 def fetch_origins(origins: list[str]) -> list[str]: ...
+def sandbox_enter(
+    *,
+    read_only: list[str],
+    read_write: list[str],
+    report_fd: int,
+    max_files: int,
+    max_data_bytes: int,
+    require: bool,
+) -> dict[str, Any]: ...
+def syscall_name(nr: int, arch: str = "") -> str | None: ...
+def sandbox_syscalls() -> list[str]: ...
 def _register_errors(
     raise_for: Callable[[Outcome], None], snapshot_error: Any, engine_error: Any, closed_error: Any
 ) -> None: ...

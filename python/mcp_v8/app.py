@@ -21,6 +21,7 @@ from .backends import BackendError, open_stores
 from .config import Settings, normalize_origin, origin_allowlist
 from .executions import Admission, ExecutionManager, SharedQueue
 from .executions.cluster import Cluster
+from .executions.sandbox import data_limit_mb
 from .executions.siblings import RECHECK_SECS, SiblingEvents
 from .executions.waiters import FinishEvents, QueueEvents
 from .mcp import McpResource
@@ -130,6 +131,8 @@ class Service:
             recheck_secs=recheck,
             owner=self.lease.id,
             log_dir=self.lease.worker_log_dir,
+            sandbox=settings.sandbox,
+            max_data_mb=data_limit_mb(settings.max_heap_mb),
         )
         self.cluster = (
             None

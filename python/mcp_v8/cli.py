@@ -1,5 +1,5 @@
 """``mcp-v8``: ``serve`` the HTTP API (and MCP at ``/mcp``) on Waitress, serve ``mcp`` on
-stdio, or ``run`` one snippet locally.
+stdio, ``run`` one snippet locally, or ``sandbox-check`` the walls around worker processes.
 
 Every ``serve`` and ``mcp`` flag is also read from an ``MCP_V8_*`` environment variable (the
 flag wins); ``mcp-v8 serve --help`` prints the defaults in force.
@@ -146,6 +146,7 @@ def serve(args: argparse.Namespace) -> int:
     import waitress
 
     from .app import DataDirError, Service, create_app
+    from .executions.pool import WorkerStartError
 
     settings = _settings(args)
     if settings.processes > 1:
@@ -154,7 +155,7 @@ def serve(args: argparse.Namespace) -> int:
     redact_logs(config.secrets(settings))
     try:
         service = Service(settings).start()
-    except DataDirError as e:
+    except (DataDirError, WorkerStartError) as e:  # e.g. the sandbox required and not available
         print(f"mcp-v8: {e}", file=sys.stderr)
         return 2
     app = create_app(service=service)
@@ -184,6 +185,7 @@ def mcp(args: argparse.Namespace) -> int:
 
     protocol = claim_stdout()  # before anything can print: stdout is the protocol's alone
     from .app import DataDirError, Service
+    from .executions.pool import WorkerStartError
 
     settings = _settings(args)
     logging.basicConfig(
@@ -192,7 +194,7 @@ def mcp(args: argparse.Namespace) -> int:
     redact_logs(config.secrets(settings))
     try:
         service = Service(settings).start()
-    except DataDirError as e:
+    except (DataDirError, WorkerStartError) as e:  # e.g. the sandbox required and not available
         print(f"mcp-v8: {e}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -228,6 +230,17 @@ def run(args: argparse.Namespace) -> int:
     return 1
 
 
+def sandbox_check(args: argparse.Namespace) -> int:
+    from .executions.probes import check, table
+
+    results = check(args.sandbox)
+    print(f"worker sandbox ({args.sandbox}):")
+    print(table(results))
+    held = sum(r.held for r in results)
+    print(f"{held} of {len(results)} walls held")
+    return 0 if held == len(results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mcp-v8", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -251,8 +264,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     r.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     r.add_argument("--heap-limit-mb", type=int, default=256, help="heap cap in MB (default 256)")
+    try:
+        sandbox_default = config.from_env().sandbox
+    except ValueError as e:
+        raise SystemExit(f"mcp-v8: {e}") from None
+    c = sub.add_parser(
+        "sandbox-check",
+        help="start sandboxed workers that try forbidden things; print which walls held (exit 0: all)",
+    )
+    c.add_argument(
+        "--sandbox",
+        type=_flag_parser("sandbox"),
+        default=sandbox_default,
+        help=f"the mode to check [env {config.env_name('sandbox')}; default: {sandbox_default}]",
+    )
     args = parser.parse_args(argv)
-    commands = {"serve": serve, "mcp": mcp, "run": run}
+    commands = {"serve": serve, "mcp": mcp, "run": run, "sandbox-check": sandbox_check}
     return commands[args.command](args)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +15,22 @@ from .redaction import passwords, redact_url
 
 def _default_workers() -> int:
     return max(1, os.cpu_count() or 1)
+
+
+SANDBOX_MODES = ("require", "auto", "off")
+
+
+def default_sandbox() -> str:
+    """``require`` on Linux, whose kernels have the walls (executions/sandbox.py); ``off``
+    elsewhere."""
+    return "require" if sys.platform.startswith("linux") else "off"
+
+
+def _sandbox(value: str) -> str:
+    mode = value.strip().lower()
+    if mode not in SANDBOX_MODES:
+        raise ValueError(f"expected one of {', '.join(SANDBOX_MODES)}")
+    return mode
 
 
 def _bool(value: str) -> bool:
@@ -205,6 +222,15 @@ class Settings:
             "trusts the unsigned heaps of its own data directory"
         },
     )
+    sandbox: str = field(
+        default_factory=default_sandbox,
+        metadata={
+            "help": "the walls around each worker process (network and user namespaces, no capabilities, "
+            "Landlock, a seccomp allow-list, limits): require (refuse to start without seccomp, the "
+            "dropped capabilities and Landlock), auto (what the kernel allows; what is missing is logged "
+            "and in /api/stats) or off"
+        },
+    )
     api_token: str | None = field(
         default=None,
         metadata={"help": "bearer token required on every route but /api/version and /api/openapi.json"},
@@ -316,6 +342,7 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "s3_endpoint_url": lambda v: v or None,
         "durable_heaps": _bool,
         "snapshot_default": _bool,
+        "sandbox": _sandbox,
         "host": str,
     }
     return special.get(name, int)

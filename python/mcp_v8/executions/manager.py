@@ -51,6 +51,7 @@ from .pool import (
     worker_log_dir,
 )
 from .protocol import Job, JobResult
+from .sandbox import default_mode
 from .spec import ExecutionSpec, spec_from_wire
 from .waiters import FinishEvents, Waiters
 
@@ -85,6 +86,8 @@ class ExecutionManager:
         admission: Admission | None = None,
         events: FinishEvents | None = None,
         recheck_secs: float | None = None,
+        sandbox: str | None = None,
+        max_data_mb: int = 0,
     ) -> None:
         """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
         verified before an execution resuming it is accepted, verified again as its bytes are
@@ -97,7 +100,8 @@ class ExecutionManager:
         or nodes and deliver theirs; ``recheck_secs`` bounds the wait for one that was lost (see
         :class:`~.waiters.Waiters`). An end another process or node announces for an execution
         running here (a cancel written there) stops it here once its record says so. What an execution may do (limits, fetch) comes
-        with its :class:`~.spec.ExecutionSpec`."""
+        with its :class:`~.spec.ExecutionSpec`. ``sandbox`` is the workers' mode (:mod:`.sandbox`;
+        default ``require`` on Linux) and ``max_data_mb`` their ``RLIMIT_DATA``."""
         self._owner = owner
         self._catalogue = catalogue
         self._admission = admission
@@ -121,8 +125,11 @@ class ExecutionManager:
         self._worker_crashes = 0
         self._worker_restarts = 0
         self._last_crash: dict[str, str] | None = None
+        self._violations = 0
+        self._last_violation: dict[str, str] | None = None
         log_dir = log_dir or worker_log_dir(data_dir)
-        options = WorkerOptions()
+        self._sandbox = sandbox or default_mode()
+        options = WorkerOptions(sandbox=self._sandbox, max_data_mb=max_data_mb)
         self._slots = [
             WorkerSlot(
                 i,
@@ -131,6 +138,7 @@ class ExecutionManager:
                 spawn=spawn_worker,
                 on_crash=functools.partial(self._worker_crashed, i),
                 on_restart=functools.partial(self._worker_restarted, i),
+                on_violation=functools.partial(self._sandbox_violation, i),
             )
             for i in range(workers)
         ]
@@ -141,6 +149,9 @@ class ExecutionManager:
         request), then one dispatcher thread per worker."""
         for slot in self._slots:
             slot.start()
+        walls = self._slots[0].walls if self._slots else None
+        if walls is not None and walls.missing:
+            log.warning("worker sandbox (%s): missing %s", walls.mode, "; ".join(walls.missing))
         self.waiters.start()
         for slot in self._slots:
             thread = threading.Thread(
@@ -350,6 +361,10 @@ class ExecutionManager:
         with self._stats_lock:
             crashes, restarts = self._worker_crashes, self._worker_restarts
             last = dict(self._last_crash) if self._last_crash is not None else None
+            violations = self._violations
+            last_violation = dict(self._last_violation) if self._last_violation is not None else None
+        walls = next((slot.walls for slot in self._slots if slot.walls is not None), None)
+        missing = sorted({m for slot in self._slots if slot.walls is not None for m in slot.walls.missing})
         return {
             "uptime_secs": round(time.monotonic() - self._created, 3),
             "workers": len(self._slots),
@@ -359,6 +374,12 @@ class ExecutionManager:
             "worker_restarts": restarts,
             "last_worker_crash": last,
             "heaps_refused": self._catalogue.refusals(),
+            "sandbox": {
+                "mode": self._sandbox,
+                "walls": None if walls is None else {**walls.to_dict(), "missing": missing},
+                "violations": violations,
+                "last_violation": last_violation,
+            },
         }
 
     # -- internals -------------------------------------------------------------------
@@ -368,6 +389,15 @@ class ExecutionManager:
         with self._stats_lock:
             self._worker_crashes += 1
             self._last_crash = {"execution_id": execution_id, "reason": reason, "at": at}
+
+    def _sandbox_violation(self, index: int, execution_id: str, syscall: str) -> None:
+        log.warning(
+            "worker %d ended by the sandbox under execution %s: system call %s", index, execution_id, syscall
+        )
+        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with self._stats_lock:
+            self._violations += 1
+            self._last_violation = {"execution_id": execution_id, "syscall": syscall, "at": at}
 
     def _worker_restarted(self, index: int) -> None:
         log.info("worker %d replaced by a new process", index)

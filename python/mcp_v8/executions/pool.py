@@ -9,7 +9,10 @@ that has not answered ``GRACE_SECONDS`` after its deadline or after a cancel is 
 and a worker that dies (V8's fatal out-of-memory abort, a signal) fails only its job.
 Either way the slot starts a new process for the next job. The slot reports both to its
 owner: ``on_crash(execution_id, reason)`` when the process died under a job,
-``on_restart()`` when a replacement process is ready.
+``on_restart()`` when a replacement process is ready. A worker raises its sandbox's walls
+first (:mod:`.sandbox`) and starts with a clean environment; one that the sandbox ended for a
+forbidden system call fails its job with ``sandbox violation: <call>`` and is reported with
+``on_violation(execution_id, call)`` instead of ``on_crash``.
 
 ``run`` (a dispatcher thread) and ``cancel`` (any thread) hand a job over under one
 lock: ``run`` checks for a cancel and sends the job in one step, and ``cancel`` looks
@@ -45,7 +48,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Protocol
 
@@ -68,6 +71,7 @@ from .protocol import (
     encode,
     heap_fd,
 )
+from .sandbox import VIOLATION_PREFIX, Walls, default_mode, violation, worker_environment
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +96,9 @@ class WorkerOptions:
     """What every worker process is started with (all else comes with each job's spec; heaps
     come as descriptors with their messages: a worker opens no store)."""
 
+    sandbox: str = field(default_factory=default_mode)  # require, auto or off (:mod:`.sandbox`)
+    max_data_mb: int = 0  # the workers' RLIMIT_DATA (0: unchanged)
+
 
 class WorkerProcess(Protocol):
     """What a slot needs of its process (a ``subprocess.Popen`` is one)."""
@@ -108,25 +115,71 @@ SpawnWorker = Callable[[WorkerOptions, socket.socket, BinaryIO], WorkerProcess]
 inherits) and writes its standard error to the given file."""
 
 
-def spawn_worker_process(options: WorkerOptions, sock: socket.socket, stderr: BinaryIO) -> WorkerProcess:
+class SandboxedWorker(subprocess.Popen):  # type: ignore[type-arg]
+    """A worker process with the read end of its report pipe: the system call that ended it,
+    when a sandbox violation did (:func:`.sandbox.violation`)."""
+
+    report_fd: int = -1
+
+    def violation(self) -> str | None:
+        if self.report_fd < 0:
+            return None
+        return violation(self.report_fd)
+
+    def close_report(self) -> None:
+        if self.report_fd >= 0:
+            os.close(self.report_fd)
+            self.report_fd = -1
+
+
+def spawn_worker_process(
+    options: WorkerOptions,
+    sock: socket.socket,
+    stderr: BinaryIO,
+    *extra: str,
+    module: str = "mcp_v8.executions.worker",
+) -> SandboxedWorker:
+    """Starts ``python -m mcp_v8.executions.worker`` with a clean environment
+    (:func:`.sandbox.worker_environment`) and a report pipe for sandbox violations; ``extra``
+    arguments are the sandbox check's, and ``module`` is another worker main for tests."""
+    report_r, report_w = os.pipe()
+    os.set_blocking(report_r, False)
     args = [
         sys.executable,
         "-m",
-        "mcp_v8.executions.worker",
+        module,
         "--fd",
         str(sock.fileno()),
+        "--sandbox",
+        options.sandbox,
+        "--report-fd",
+        str(report_w),
+        "--max-data-mb",
+        str(options.max_data_mb),
+        *extra,
     ]
-    # The heap signing key never reaches a worker, which could then sign what it forged.
-    env = {k: v for k, v in os.environ.items() if k != "MCP_V8_HEAP_SIGNING_KEY"}
-    return subprocess.Popen(
-        args,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-        pass_fds=(sock.fileno(),),
-        start_new_session=True,  # a Ctrl-C aimed at the server is the server's to handle
-    )
+    try:
+        process = SandboxedWorker(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            pass_fds=(sock.fileno(), report_w),
+            env=worker_environment(),
+            start_new_session=True,  # a Ctrl-C aimed at the server is the server's to handle
+        )
+    except BaseException:
+        os.close(report_r)
+        raise
+    finally:
+        os.close(report_w)
+    process.report_fd = report_r
+    return process
+
+
+def _violation(process: WorkerProcess | None) -> str | None:
+    """The system call a dead worker was ended for (None: not a sandbox violation)."""
+    return process.violation() if isinstance(process, SandboxedWorker) else None
 
 
 @dataclass
@@ -173,6 +226,7 @@ class WorkerSlot:
         send_seconds: float = SEND_SECONDS,
         on_crash: Callable[[str, str], None] | None = None,
         on_restart: Callable[[], None] | None = None,
+        on_violation: Callable[[str, str], None] | None = None,
     ) -> None:
         self.index = index
         self._stderr_path = log_dir / f"worker-{index}.stderr"
@@ -184,6 +238,8 @@ class WorkerSlot:
         self._send_seconds = send_seconds
         self._on_crash = on_crash
         self._on_restart = on_restart
+        self._on_violation = on_violation
+        self._walls: Walls | None = None  # what the current worker's ready said (under _lock)
         self._started_once = False
         self._process: WorkerProcess | None = None
         self._conn: Channel | None = None
@@ -227,7 +283,12 @@ class WorkerSlot:
         try:
             message = conn.recv()
         except (EOFError, OSError) as e:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+            called = _violation(process)
             self.kill()
+            if called is not None:
+                raise WorkerStartError(f"worker {self.index}: {VIOLATION_PREFIX}{called} at start") from e
             raise WorkerStartError(f"worker {self.index} died at start: {self._stderr_tail()}") from e
         except ProtocolError as e:
             self.kill()
@@ -238,9 +299,18 @@ class WorkerSlot:
         if not isinstance(message, Ready):
             self.kill()
             raise WorkerStartError(f"worker {self.index} said {_describe_message(message)} instead of ready")
+        with self._lock:
+            self._walls = message.sandbox
         if self._started_once and self._on_restart is not None:
             self._on_restart()
         self._started_once = True
+
+    @property
+    def walls(self) -> Walls | None:
+        """The walls the current worker raised, as its ``ready`` said (None before one started);
+        read by other threads (the stats)."""
+        with self._lock:
+            return self._walls
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -250,6 +320,8 @@ class WorkerSlot:
             if self._process.poll() is None:
                 self._process.kill()
             self._process.wait(10)
+            if isinstance(self._process, SandboxedWorker):
+                self._process.close_report()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -424,7 +496,12 @@ class WorkerSlot:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(5)
         code = self._process.poll()
+        called = _violation(self._process)
         self.kill()  # a process whose connection broke is never given another job
+        if called is not None:
+            if self._on_violation is not None:
+                self._on_violation(job.execution_id, called)
+            return JobResult(status="failed", error=VIOLATION_PREFIX + called)
         tail = self._stderr_tail()
         reason = _describe_exit(code) + (f" ({tail})" if tail else "")
         if self._on_crash is not None:
@@ -441,6 +518,7 @@ def worker_log_dir(data_dir: Path) -> Path:
 __all__ = [
     "GRACE_SECONDS",
     "SEND_SECONDS",
+    "SandboxedWorker",
     "SpawnWorker",
     "WorkerOptions",
     "WorkerProcess",

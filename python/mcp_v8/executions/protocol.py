@@ -21,7 +21,12 @@ server -> worker
     ``cancel``  {execution_id}         terminate it (sent only after its ``run``). 1 KiB.
     ``stop``    {}                     exit after the current job. 1 KiB.
 worker -> server
-    ``ready``   {}                     once, after V8 is initialised. 1 KiB.
+    ``ready``   {sandbox}              once, after V8 is initialised;
+                                        ``sandbox`` says which walls the worker raised
+                                        (:class:`~.sandbox.Walls`: mode, namespaces, capabilities,
+                                        no_new_privs, landlock_abi, landlock_full, rlimits,
+                                        seccomp, syscalls_allowed, missing). Version 2 (version 1
+                                        had no body). 4 KiB.
     ``output``  {execution_id, text}   console output, batched, rendered with level markers; text
                                         at most ``OUTPUT_CHUNK`` bytes (the worker splits larger
                                         batches). ``OUTPUT_CHUNK`` + 1 KiB.
@@ -83,8 +88,9 @@ import msgpack
 from ..js_error import JsError
 from ..storage import TerminalStatus
 from .heap_fds import close_all
+from .sandbox import MODES, Walls
 from .spec import CODE_LIMIT, RESULT_LIMIT, ExecutionSpec, check_spec_wire, spec_from_wire, spec_to_wire
-from .wire import Integer, Number, OneOf, Record, SchemaError, Text, Type
+from .wire import Flag, Integer, Number, OneOf, Record, SchemaError, Text, TextList, Type
 
 __all__ = [
     "ERROR_LIMIT",
@@ -167,6 +173,7 @@ class Stop:
 
 @dataclass(frozen=True)
 class Ready:
+    sandbox: Walls = Walls()
     KIND: ClassVar[str] = "ready"
 
 
@@ -199,6 +206,21 @@ _JS_ERROR = Record(
         "column": Integer(0, 1 << 32, nullable=True),
     },
     nullable=True,
+)
+
+_WALLS = Record(
+    {
+        "mode": OneOf(frozenset(MODES)),
+        "namespaces": OneOf(frozenset({"user+net", "net", ""})),
+        "capabilities": Flag(),
+        "no_new_privs": Flag(),
+        "landlock_abi": Integer(0, 255),
+        "landlock_full": Flag(),
+        "rlimits": Flag(),
+        "seccomp": Flag(),
+        "syscalls_allowed": Integer(0, 4096),
+        "missing": TextList(16, Text(512)),
+    }
 )
 
 
@@ -278,7 +300,15 @@ KINDS: dict[str, Kind] = {
             lambda b: Cancel(b["execution_id"]),
         ),
         Kind("stop", 1, "server", KiB, Record({}), lambda m: {}, lambda b: Stop()),
-        Kind("ready", 1, "worker", KiB, Record({}), lambda m: {}, lambda b: Ready()),
+        Kind(
+            "ready",
+            2,
+            "worker",
+            4 * KiB,
+            Record({"sandbox": _WALLS}),
+            lambda m: {"sandbox": m.sandbox.to_dict()},
+            lambda b: Ready(Walls.from_dict(b["sandbox"])),
+        ),
         Kind(
             "output",
             1,

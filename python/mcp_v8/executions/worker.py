@@ -11,7 +11,10 @@ The worker opens no store: the heap a job restores comes with its ``run`` as a r
 descriptor of bytes the server verified, and the heap it produces (none when the job asks for
 no snapshot) goes back with its ``done`` as a ``memfd`` (:mod:`.heap_fds`), which the server
 checks and publishes. Everything else about a job comes with its spec (limits, fetch policy);
-the command line names only the channel. What it sends fits the channel's schema
+the command line names only the channel, the sandbox's mode and its limits (never a secret),
+and the environment is the server's short allow-list (:func:`.sandbox.worker_environment`).
+The walls (:mod:`.sandbox`) go up first, before V8 or any thread starts; the ``ready`` message
+says which hold. What it sends fits the channel's schema
 (:mod:`.protocol`): output in chunks, error texts cut to their limit, and an outcome that
 still cannot be sent is replaced by a failure that says why.
 """
@@ -31,6 +34,7 @@ from ..engine import Engine
 from ..errors import SnapshotError
 from ..js_error import JsError
 from .heap_fds import HeapFdError, heap_memfd, read_heap
+from . import sandbox
 from .protocol import (
     ERROR_LIMIT,
     OUTPUT_CHUNK,
@@ -292,12 +296,26 @@ def _send_done(conn: Channel, execution_id: str, result: JobResult, envelope: by
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="mcp-v8 worker process (started by the server)")
     parser.add_argument("--fd", type=int, required=True, help="inherited socket to the server")
+    parser.add_argument("--sandbox", choices=sandbox.MODES, default="off", help="the walls to raise first")
+    parser.add_argument("--report-fd", type=int, default=-1, help="where a sandbox violation is reported")
+    parser.add_argument("--max-data-mb", type=int, default=0, help="RLIMIT_DATA (0: unchanged)")
+    parser.add_argument("--probe", help="sandbox-check: try this forbidden thing instead of serving")
     args = parser.parse_args(argv)
+    try:  # first, before V8 or any thread starts
+        walls = sandbox.enter(args.sandbox, [], args.report_fd, args.max_data_mb)
+    except RuntimeError as e:
+        print(f"mcp-v8 worker: {e}", file=sys.stderr, flush=True)
+        sys.exit(3)
+    if args.probe is not None:
+        from .probes import run_probe
+
+        run_probe(args.probe, args.fd)
+        return
     _keep_freed_memory()
-    serve(Channel.from_fd(args.fd, peer="server"))
+    serve(Channel.from_fd(args.fd, peer="server"), walls=walls)
 
 
-def serve(conn: Channel, engines: Engines | None = None) -> None:
+def serve(conn: Channel, engines: Engines | None = None, walls: sandbox.Walls | None = None) -> None:
     from .. import _engine
 
     engines = engines or Engines()
@@ -331,7 +349,7 @@ def serve(conn: Channel, engines: Engines | None = None) -> None:
     output = _Output(conn.send, 0)
     threading.Thread(target=reader, daemon=True, name="mcp-v8-reader").start()
     threading.Thread(target=output.run_flusher, daemon=True, name="mcp-v8-flusher").start()
-    conn.send(Ready())
+    conn.send(Ready(walls or sandbox.Walls()))
     while True:
         job = jobs.get()
         if job is None:

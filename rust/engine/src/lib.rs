@@ -13,6 +13,8 @@
 //!   JavaScript), `console.rs`, `error.rs`;
 //! - `source.rs` (the source pipeline), `transform.rs` (TypeScript code generation),
 //!   `parse.rs` (its one door to the parser), `nesting.rs`, `positions.rs`;
+//! - `sandbox/` (the walls a worker process raises around itself: namespaces, capabilities,
+//!   limits, Landlock, seccomp), used by nothing else;
 //! - `envelope.rs` (snapshot envelopes) and `ffi.rs` (the shim's C ABI) at the ground.
 
 mod console;
@@ -27,6 +29,7 @@ pub mod nesting;
 mod outcome;
 mod parse;
 mod positions;
+pub mod sandbox;
 pub mod source;
 mod transform;
 mod v8_process;
