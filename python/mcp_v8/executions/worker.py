@@ -33,8 +33,8 @@ from typing import Any
 from ..engine import Engine
 from ..errors import SnapshotError
 from ..js_error import JsError
-from .heap_fds import HeapFdError, heap_memfd, read_heap
 from . import sandbox
+from .heap_fds import HeapFdError, heap_memfd, read_heap
 from .protocol import (
     ERROR_LIMIT,
     OUTPUT_CHUNK,
