@@ -374,8 +374,9 @@ def test_cli_download(spec: dict[str, Any]) -> None:
 
 def test_version(spec: dict[str, Any]) -> None:
     v = schema_validator(spec, "VersionInfo")
-    v.validate({"version": "0.1.0", "v8": "10.2.154.26-node.37"})
-    assert not v.is_valid({"version": "0.1.0"})
+    v.validate({"version": "0.1.0", "v8": "10.2.154.26-node.37", "jitless": False})
+    assert not v.is_valid({"version": "0.1.0", "v8": "10.2.154.26-node.37"})
+    assert not v.is_valid({"version": "0.1.0", "v8": "10.2.154.26-node.37", "jitless": "no"})
 
 
 def test_forbidden_origin_documented_everywhere(spec: dict[str, Any]) -> None:

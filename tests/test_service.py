@@ -4,6 +4,7 @@ worker processes."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,43 @@ def test_no_snapshot_runs_with_webassembly_and_gives_no_heap(client: testing.Tes
         assert snapped["status"] == "completed", (fields, snapped)
         assert json.loads(snapped["result"]) == ["undefined", False], fields
         assert len(snapped["heap"]) == 64, fields
+
+
+def test_jitless_workers_run_without_the_jit_and_share_heaps_with_jit_workers(
+    service: Service, client: testing.TestClient
+) -> None:
+    """``--jitless`` is the workers' setting: their V8 interprets bytecode only (no
+    WebAssembly even in a plain isolate) and the server says so. A process with jitless
+    workers beside this one, on the same data directory, resumes the heaps JIT workers made
+    and the other way round."""
+    made = wait(client, submit(client, "var n = 20; function f(x) { return x * 2 } f(n)"))
+    assert made["status"] == "completed" and made["heap"] is not None, made
+    settings = Settings(data_dir=service.settings.data_dir, workers=1, jitless=True)
+    app = create_app(settings)
+    c = testing.TestClient(app)
+    try:
+        assert c.simulate_get("/api/version", headers=HOST).json["jitless"] is True
+        plain = wait(c, submit(c, WASM_PROBE, snapshot=False))
+        assert plain["status"] == "completed", plain
+        assert json.loads(plain["result"]) == ["undefined", False]
+        resumed = wait(c, submit(c, "n += 1; f(n)", heap=made["heap"]))
+        assert (resumed["status"], resumed["result"]) == ("completed", "42"), resumed
+        back = wait(
+            client, submit(client, "n += 1; [f(n), typeof WebAssembly]", heap=resumed["heap"], snapshot=False)
+        )
+        assert (back["status"], json.loads(back["result"])) == ("completed", [44, "object"]), back
+        workers = []  # the worker processes of this test process's services
+        for proc in Path("/proc").iterdir():
+            try:
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                command = (proc / "cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == os.getpid() and b"mcp_v8.executions.worker" in command:
+                workers.append(command)
+        assert sum(b"--jitless" in c for c in workers) == 1 and len(workers) == 3  # 2 + 1
+    finally:
+        app.service.close()
 
 
 def test_no_snapshot_resumes_a_heap_and_leaves_it_resumable(client: testing.TestClient) -> None:
@@ -531,6 +569,7 @@ def test_server_default_without_snapshots(tmp_path: Path) -> None:
 def test_version_and_cli(client: testing.TestClient) -> None:
     version = client.simulate_get("/api/version", headers=HOST).json
     assert version["version"] == "0.1.0" and version["v8"].startswith("10.2.")
+    assert version["jitless"] is False  # the default: V8 with its JIT compilers
     index = client.simulate_get("/api/cli", headers={"Host": "example.test:8080"}).status_code
     assert index == 400  # not in the Host allowlist
     index = client.simulate_get("/api/cli", headers=HOST).json

@@ -132,6 +132,7 @@ class Service:
             owner=self.lease.id,
             log_dir=self.lease.worker_log_dir,
             sandbox=settings.sandbox,
+            jitless=settings.jitless,
             max_data_mb=data_limit_mb(settings.max_heap_mb),
         )
         self.cluster = (
@@ -325,7 +326,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_route("/api/sessions", SessionListResource(ops))
     app.add_route("/api/sessions/log", SessionLogResource(ops))
     app.add_route("/mcp", McpResource(ops))
-    app.add_route("/api/version", VersionResource())
+    app.add_route("/api/version", VersionResource(service.manager.jitless))
     app.add_route("/api/openapi.json", OpenApiResource())
     app.add_route("/api/stats", StatsResource(service.manager))
     app.add_route("/api/cli", CliIndexResource())

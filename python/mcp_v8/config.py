@@ -222,6 +222,14 @@ class Settings:
             "trusts the unsigned heaps of its own data directory"
         },
     )
+    jitless: bool = field(
+        default=False,
+        metadata={
+            "help": "workers run V8 without its JIT compilers: bytecode is interpreted, no machine code is "
+            "generated at run time (where most V8 exploits live), WebAssembly is not defined; compute-heavy "
+            "scripts run up to ~3x slower (benches/jitless.py). Heaps restore across both settings"
+        },
+    )
     sandbox: str = field(
         default_factory=default_sandbox,
         metadata={
@@ -343,6 +351,7 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "durable_heaps": _bool,
         "snapshot_default": _bool,
         "sandbox": _sandbox,
+        "jitless": _bool,
         "host": str,
     }
     return special.get(name, int)

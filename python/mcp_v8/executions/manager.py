@@ -88,6 +88,7 @@ class ExecutionManager:
         recheck_secs: float | None = None,
         sandbox: str | None = None,
         max_data_mb: int = 0,
+        jitless: bool = False,
     ) -> None:
         """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
         verified before an execution resuming it is accepted, verified again as its bytes are
@@ -101,7 +102,8 @@ class ExecutionManager:
         :class:`~.waiters.Waiters`). An end another process or node announces for an execution
         running here (a cancel written there) stops it here once its record says so. What an execution may do (limits, fetch) comes
         with its :class:`~.spec.ExecutionSpec`. ``sandbox`` is the workers' mode (:mod:`.sandbox`;
-        default ``require`` on Linux) and ``max_data_mb`` their ``RLIMIT_DATA``."""
+        default ``require`` on Linux) and ``max_data_mb`` their ``RLIMIT_DATA``; ``jitless`` runs their
+        V8 without its JIT compilers."""
         self._owner = owner
         self._catalogue = catalogue
         self._admission = admission
@@ -129,7 +131,8 @@ class ExecutionManager:
         self._last_violation: dict[str, str] | None = None
         log_dir = log_dir or worker_log_dir(data_dir)
         self._sandbox = sandbox or default_mode()
-        options = WorkerOptions(sandbox=self._sandbox, max_data_mb=max_data_mb)
+        options = WorkerOptions(sandbox=self._sandbox, max_data_mb=max_data_mb, jitless=jitless)
+        self.jitless = jitless
         self._slots = [
             WorkerSlot(
                 i,

@@ -98,6 +98,7 @@ class WorkerOptions:
 
     sandbox: str = field(default_factory=default_mode)  # require, auto or off (:mod:`.sandbox`)
     max_data_mb: int = 0  # the workers' RLIMIT_DATA (0: unchanged)
+    jitless: bool = False  # V8 without its JIT compilers (process-wide: a worker's setting)
 
 
 class WorkerProcess(Protocol):
@@ -156,6 +157,7 @@ def spawn_worker_process(
         str(report_w),
         "--max-data-mb",
         str(options.max_data_mb),
+        *(["--jitless"] if options.jitless else []),
         *extra,
     ]
     try:

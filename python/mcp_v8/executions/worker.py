@@ -30,7 +30,7 @@ import sys
 import threading
 from typing import Any
 
-from ..engine import Engine
+from ..engine import Engine, set_jitless
 from ..errors import SnapshotError
 from ..js_error import JsError
 from . import sandbox
@@ -299,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sandbox", choices=sandbox.MODES, default="off", help="the walls to raise first")
     parser.add_argument("--report-fd", type=int, default=-1, help="where a sandbox violation is reported")
     parser.add_argument("--max-data-mb", type=int, default=0, help="RLIMIT_DATA (0: unchanged)")
+    parser.add_argument("--jitless", action="store_true", help="V8 without its JIT compilers")
     parser.add_argument("--probe", help="sandbox-check: try this forbidden thing instead of serving")
     args = parser.parse_args(argv)
     try:  # first, before V8 or any thread starts
@@ -312,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         run_probe(args.probe, args.fd)
         return
     _keep_freed_memory()
+    set_jitless(args.jitless)  # before V8 starts: its flags are the process's
     serve(Channel.from_fd(args.fd, peer="server"), walls=walls)
 
 

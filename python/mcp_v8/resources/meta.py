@@ -29,8 +29,14 @@ def cli_binary(platform: str) -> Path | None:
 
 
 class VersionResource:
+    """The package's and V8's versions, and whether the workers run V8 without its JIT
+    compilers (``--jitless``)."""
+
+    def __init__(self, jitless: bool = False) -> None:
+        self._jitless = jitless
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"version": __version__, "v8": v8_version()}
+        resp.media = {"version": __version__, "v8": v8_version(), "jitless": self._jitless}
 
 
 class OpenApiResource:
