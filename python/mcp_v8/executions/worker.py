@@ -9,8 +9,10 @@ only this worker's execution.
 
 The worker opens the server's heap store itself: it reads the snapshot a job names and
 writes the one the job produces (none when the job asks for no snapshot), so snapshot
-bytes never cross the pipe. Everything else about a job comes with its spec (limits, fetch
-policy); the command line names only the heap store. What it sends fits the channel's schema
+bytes never cross the pipe. Everything else about a job comes with its spec (limits); the
+command line names only the heap store. The worker makes no connection: the calls of a script's
+``fetch`` go to the server as ``fetch`` messages (:class:`_Fetches`), the server makes the
+requests under the fetch policy of the spec it sent, and its ``fetch_reply`` answers them. What it sends fits the channel's schema
 (:mod:`.protocol`): output in chunks, error texts cut to their limit, and an outcome that
 still cannot be sent is replaced by a failure that says why.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import dataclasses
+import json
 import os
 import queue
 import sys
@@ -36,6 +39,8 @@ from .protocol import (
     Cancel,
     Channel,
     Done,
+    FetchCall,
+    FetchReply,
     Job,
     JobResult,
     Output,
@@ -45,7 +50,7 @@ from .protocol import (
     Undeliverable,
     encode,
 )
-from .spec import RESULT_LIMIT, FetchPolicy
+from .spec import RESULT_LIMIT
 
 FLUSH_SECONDS = 0.02
 FLUSH_BYTES = 64 * 1024
@@ -195,26 +200,46 @@ class _Output:
             self.flush()
 
 
-class Engines:
-    """The engine for each fetch policy a job brings (the engine applies its fetch settings to
-    every execution), made when first needed; nearly always one."""
+class _Fetches:
+    """The fetch relays of the jobs in this worker: a job's calls of ``fetch`` go to the server
+    as ``fetch`` messages, and the server's ``fetch_reply`` answers them. A reply for a job that
+    has ended (or never ran here) is dropped."""
 
-    def __init__(self) -> None:
-        self._made: dict[FetchPolicy, Engine] = {}
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._relays: dict[str, Any] = {}
 
-    def get(self, policy: FetchPolicy) -> Engine:
-        engine = self._made.get(policy)
-        if engine is None:
-            engine = self._made[policy] = Engine(
-                keep_console=False,  # output streams to the server through on_console
-                allow_fetch=list(policy.origins) or None,
-                max_fetch_bytes=policy.max_bytes,
-                max_fetch_requests=policy.max_requests,
-            )
-        return engine
+    def start(self, execution_id: str) -> Any:
+        """The relay of ``execution_id``'s execution (for ``Engine.execute``)."""
+        from .. import _engine
+
+        def on_call(call_id: int, args: str, body: bytes | None) -> None:
+            try:
+                self._send(FetchCall(execution_id, call_id, args, body))
+            except Undeliverable as e:  # nothing was sent: the call fails, the job goes on
+                refusal = {"name": "TypeError", "message": f"fetch refused: {e}"}
+                relay.reply(call_id, False, json.dumps(refusal))
+
+        relay = _engine.FetchRelay(on_call)
+        with self._lock:
+            self._relays[execution_id] = relay
+        return relay
+
+    def finish(self, execution_id: str) -> None:
+        with self._lock:
+            self._relays.pop(execution_id, None)
+
+    def deliver(self, reply: FetchReply) -> None:
+        with self._lock:
+            relay = self._relays.get(reply.execution_id)
+        if relay is not None:  # else its job is over: the reply is dropped
+            relay.reply(reply.call_id, reply.ok, reply.head, reply.body)
 
 
-def _run(engine: Engine, heaps: HeapStore, job: Job, control: Any, output: _Output) -> JobResult:
+def _run(
+    engine: Engine, heaps: HeapStore, job: Job, control: Any, output: _Output, relay: Any = None
+) -> JobResult:
     spec, limits = job.spec, job.spec.limits
     envelope = None
     if spec.heap is not None:
@@ -236,6 +261,7 @@ def _run(engine: Engine, heaps: HeapStore, job: Job, control: Any, output: _Outp
             on_console=output.write,
             control=control,
             max_result_bytes=limits.max_result_bytes,
+            fetch_relay=relay,
         )
     except SnapshotError as e:
         return JobResult(status="failed", error=f"cannot restore heap: {e}")
@@ -284,11 +310,13 @@ def main(argv: list[str] | None = None) -> None:
     serve(Channel.from_fd(args.fd, peer="server"), heaps)
 
 
-def serve(conn: Channel, heaps: HeapStore, engines: Engines | None = None) -> None:
+def serve(conn: Channel, heaps: HeapStore) -> None:
     from .. import _engine
 
-    engines = engines or Engines()
-    engines.get(FetchPolicy()).execute("1")  # initialise V8 before saying ready
+    # Fetch is the server's: every job's calls go through its relay, whatever its policy.
+    engine = Engine(keep_console=False)  # output streams to the server through on_console
+    engine.execute("1")  # initialise V8 before saying ready
+    fetches = _Fetches(conn.send)
     jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
     controls: dict[str, Any] = {}  # the server sends a cancel only after its job
     controls_lock = threading.Lock()
@@ -306,6 +334,8 @@ def serve(conn: Channel, heaps: HeapStore, engines: Engines | None = None) -> No
                         known = controls.get(message.execution_id)
                     if known is not None:  # else its job is already done
                         known.cancel()
+                elif isinstance(message, FetchReply):
+                    fetches.deliver(message)
                 elif isinstance(message, Stop):
                     jobs.put(None)
                     return
@@ -326,12 +356,11 @@ def serve(conn: Channel, heaps: HeapStore, engines: Engines | None = None) -> No
         with controls_lock:
             control = controls[job.execution_id]
         output.start(job.execution_id, job.spec.limits.max_output_bytes)
+        relay = fetches.start(job.execution_id)
         try:
-            engine = engines.get(job.spec.fetch)
-        except ValueError as e:  # an origin the engine refuses
-            result = JobResult(status="failed", error=f"invalid fetch policy: {e}")
-        else:
-            result = _run(engine, heaps, job, control, output)
+            result = _run(engine, heaps, job, control, output, relay)
+        finally:
+            fetches.finish(job.execution_id)
         output.flush()
         with controls_lock:
             controls.pop(job.execution_id, None)
