@@ -7,6 +7,8 @@ __all__ = [
     "DEFAULT_CONSOLE_LIMIT_BYTES",
     "DEFAULT_MAX_FETCH_BYTES",
     "DEFAULT_MAX_FETCH_REQUESTS",
+    "FetchRelay",
+    "FetchRun",
     "LiveContext",
     "Outcome",
     "SNAPSHOT_FORMAT_VERSION",

@@ -55,7 +55,7 @@ DEFAULT_FETCH_REQUESTS = 50
 @dataclass(frozen=True)
 class FetchPolicy:
     """What ``fetch`` may reach: ``origins`` (``scheme://host[:port]``; none: fetch is off), the
-    largest response body it reads and the requests one execution may make."""
+    largest response (or request) body of one fetch and the requests one execution may make."""
 
     origins: tuple[str, ...] = ()
     max_bytes: int = DEFAULT_FETCH_BYTES

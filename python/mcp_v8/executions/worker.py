@@ -230,11 +230,13 @@ class _Fetches:
         with self._lock:
             self._relays.pop(execution_id, None)
 
-    def deliver(self, reply: FetchReply) -> None:
+    def deliver(self, reply: FetchReply) -> bool:
+        """Hands ``reply`` to its job's run; False when it was dropped (no such job running)."""
         with self._lock:
             relay = self._relays.get(reply.execution_id)
-        if relay is not None:  # else its job is over: the reply is dropped
-            relay.reply(reply.call_id, reply.ok, reply.head, reply.body)
+        if relay is None:  # its job is over, or was never here
+            return False
+        return bool(relay.reply(reply.call_id, reply.ok, reply.head, reply.body))
 
 
 def _run(

@@ -66,6 +66,12 @@ impl Replies {
     }
 }
 
+impl Default for Replies {
+    fn default() -> Self {
+        Replies::new()
+    }
+}
+
 impl Drop for Replies {
     fn drop(&mut self) {
         unsafe { ffi::mv8_replies_free(self.raw) }

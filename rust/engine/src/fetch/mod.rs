@@ -107,7 +107,11 @@ impl FetchRun {
     /// Counts one request of the run; `Err` (the message of the refusal) past `max_requests`.
     /// Once per request, in the order the script made them, before [`FetchRun::check`].
     pub fn admit(&self) -> Result<(), String> {
-        let n = self.run.started.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        let n = self
+            .run
+            .started
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1);
         if n > self.policy.max_requests {
             return Err(format!(
                 "fetch refused: more than {} requests in one execution (max_fetch_requests)",
