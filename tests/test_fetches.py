@@ -408,8 +408,8 @@ def fetch_args(url: str) -> str:
 
 class FetchingWorker:
     """A worker played by a thread. A job's code is ``fetch <url>`` (fetch, then done with the
-    reply as its result) or ``fetch-until-cancel <url>`` (fetch; done only on cancel, or once
-    ``finish`` is set)."""
+    reply as its result), ``fetch-until-cancel <url>`` (fetch; done on cancel, or once
+    ``finish`` is set) or ``fetch-ignoring-cancel <url>`` (done only once ``finish`` is set)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = socket.socket(fileno=os.dup(sock.fileno()))
@@ -446,7 +446,7 @@ class FetchingWorker:
                     current = message
                     what, url = message.spec.code.split(" ", 1)
                     self._conn.send(FetchCall(message.execution_id, 1, fetch_args(url), None))
-                    if what == "fetch-until-cancel":
+                    if what in ("fetch-until-cancel", "fetch-ignoring-cancel"):
                         threading.Thread(target=self._finish_later, args=(message,), daemon=True).start()
                 elif isinstance(message, FetchReply):
                     self.replies.append(message)
@@ -457,7 +457,11 @@ class FetchingWorker:
                         self._conn.send(
                             Done(current.execution_id, JobResult(status="completed", result=result))
                         )
-                elif isinstance(message, Cancel) and current is not None:
+                elif (
+                    isinstance(message, Cancel)
+                    and current is not None
+                    and "until-cancel" in current.spec.code
+                ):
                     self._conn.send(
                         Done(current.execution_id, JobResult(status="cancelled", error="cancelled"))
                     )
@@ -498,6 +502,7 @@ def slot(tmp_path: Path) -> Iterator[tuple[WorkerSlot, list[FetchingWorker]]]:
         spawn=spawn,
         fetch_gate=FetchGate(),
         start_allowance_seconds=0.0,
+        grace_seconds=2 * HANG,  # the backstop's kill (which ends everything) never comes first
     )
     s.start()
     yield s, started
@@ -541,6 +546,23 @@ def test_a_cancel_ends_the_fetch_in_flight_on_the_server_and_drops_its_reply(
     assert server.dropped.wait(HANG), "the request outlived its cancel"
     assert running.result().status == "cancelled"
     assert started[-1].replies == [] and started[-1].returncode is None  # no reply; the worker lives on
+
+
+def test_a_cancel_ends_the_servers_request_before_the_worker_answers_it(
+    slot: tuple[WorkerSlot, list[FetchingWorker]], server: Server
+) -> None:
+    s, started = slot
+    running = Background(
+        lambda: s.run(
+            job("a", f"fetch-ignoring-cancel {server.origin}/hang", (server.origin,)), lambda text: None
+        )
+    )
+    assert server.arrived.wait(HANG), "the request never reached the server"
+    s.cancel("a")  # the worker says nothing: the server's request ends all the same
+    assert server.dropped.wait(HANG), "the request waited for the worker"
+    started[-1].finish.set()
+    running.result()
+    assert started[-1].replies == []
 
 
 def test_the_jobs_timeout_ends_its_fetches_on_the_server_whatever_the_worker_does(
