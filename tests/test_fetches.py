@@ -61,6 +61,7 @@ class FakeRun:
         self.peak = 0
         self.started: queue.Queue[str] = queue.Queue()
         self.performed: list[str] = []
+        self.checked: list[str] = []
         self.ended = threading.Event()
         self._go: dict[str, threading.Event] = {}
 
@@ -78,7 +79,16 @@ class FakeRun:
                 return refusal(f"fetch refused: more than {self.max_requests} requests")
             return None
 
-    def perform(self, args_json: str, body: bytes | None = None) -> tuple[bool, str, bytes]:
+    def check(self, args_json: str, body: bytes | None = None) -> Any:
+        """The request (here a list holding its args), or the refusal (text) of one whose args say
+        ``refused``."""
+        self.checked.append(args_json)
+        if "refused" in args_json:
+            return refusal(f"fetch refused: {args_json}")
+        return [args_json]
+
+    def send(self, request: Any) -> tuple[bool, str, bytes]:
+        (args_json,) = request
         with self._lock:
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
@@ -267,6 +277,22 @@ def test_past_max_requests_a_call_is_refused_at_once_and_never_made() -> None:
     assert run.next_started() == "call 1"
     run.release("call 1")
     assert sent.next().call_id == 1 and run.performed == ["call 1"]
+
+
+def test_a_call_the_policy_refuses_is_answered_at_once_and_never_queued() -> None:
+    run, sent = FakeRun(), Sent()
+    fetches = make(run, sent, per_execution=1)
+    fetches.submit(call(1))  # takes the one request thread
+    fetches.submit(call(2, "refused: not an allowed origin"))
+    refused = sent.next()  # while the first is still in flight
+    assert (refused.call_id, refused.ok, json.loads(refused.head)["message"]) == (
+        2,
+        False,
+        "fetch refused: refused: not an allowed origin",
+    )
+    run.release("call 1")
+    assert sent.next().call_id == 1
+    assert run.checked == ["call 1", "refused: not an allowed origin"] and run.performed == ["call 1"]
 
 
 def test_end_stops_the_requests_in_flight_drops_the_queued_ones_and_ignores_later_calls() -> None:

@@ -8,6 +8,7 @@ __all__ = [
     "DEFAULT_MAX_FETCH_BYTES",
     "DEFAULT_MAX_FETCH_REQUESTS",
     "FetchRelay",
+    "FetchRequest",
     "FetchRun",
     "LiveContext",
     "Outcome",
@@ -143,11 +144,17 @@ class FetchRelay:
     def reply(self, call_id: int, ok: bool, head_json: str, body: bytes | None = None) -> bool: ...
 
 @final
+class FetchRequest:
+    """A request a FetchRun checked, for its ``send``."""
+
+@final
 class FetchRun:
     """The fetches of one execution made in this process under its policy (thread-safe)."""
 
     def __new__(cls, origins: list[str], max_bytes: int = ..., max_requests: int = ...) -> FetchRun: ...
     def admit(self) -> str | None: ...
+    def check(self, args_json: str, body: bytes | None = None) -> FetchRequest | str: ...
+    def send(self, request: FetchRequest) -> tuple[bool, str, bytes]: ...
     def perform(self, args_json: str, body: bytes | None = None) -> tuple[bool, str, bytes]: ...
     def end(self) -> None: ...
     @property

@@ -4,10 +4,11 @@ A worker makes no connection: each call of the script's ``fetch`` reaches the se
 ``fetch`` message (:mod:`.protocol`), and :class:`Fetches` makes the request with the engine's
 own fetch code (``_engine.FetchRun``: the policy's origins, address table, headers, redirects,
 byte caps and timeouts, and ``max_requests`` counted here, per execution), under the policy of
-the spec the server sent, never one the worker names. Requests run off the slot's reader, on
-threads of their own: at most ``PER_EXECUTION`` at once for one execution (the others wait in
-its queue, at most ``max_requests`` of them, since the rest are refused on arrival), and at most
-``IN_FLIGHT`` across the server (:class:`FetchGate`).
+the spec the server sent, never one the worker names. A call is counted and checked against the
+policy as it arrives (no connection yet); the requests run off the slot's reader, on threads of
+their own: at most ``PER_EXECUTION`` at once for one execution (the others wait in its queue: at
+most ``max_requests`` of them, each body within ``max_bytes``), and at most ``IN_FLIGHT`` across
+the server (:class:`FetchGate`).
 
 :meth:`Fetches.end` (the execution finished, was cancelled or passed its deadline) shuts the
 sockets of the requests in flight down, so they return at once, and drops their replies and the
@@ -25,7 +26,7 @@ import collections
 import json
 import logging
 import threading
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from .protocol import FetchCall, FetchReply, Undeliverable
 from .spec import FetchPolicy
@@ -41,7 +42,9 @@ class Run(Protocol):
 
     def admit(self) -> str | None: ...
 
-    def perform(self, args_json: str, body: bytes | None = None) -> tuple[bool, str, bytes]: ...
+    def check(self, args_json: str, body: bytes | None = None) -> Any: ...
+
+    def send(self, request: Any) -> tuple[bool, str, bytes]: ...
 
     def end(self) -> None: ...
 
@@ -115,7 +118,7 @@ class Fetches:
         # the gate's waiters).
         self._lock = threading.Lock()
         self._run: Run | None = None
-        self._queue: collections.deque[FetchCall] = collections.deque()
+        self._queue: collections.deque[tuple[int, Any]] = collections.deque()  # (call id, request)
         self._threads = 0
         self._ended = threading.Event()
         self._lost: str | None = None
@@ -127,10 +130,11 @@ class Fetches:
         execution). Does nothing; a test overrides it to park a thread there."""
 
     def submit(self, call: FetchCall) -> None:
-        """Takes a call from the worker (the slot's reader): counted, then queued for a request
-        thread or refused at once. Never waits for a request."""
-        start_thread = False
+        """Takes a call from the worker (the slot's reader): counted and checked against the
+        policy at once (a refusal is answered then), then queued for a request thread with
+        its body, which the policy bounds. Never waits for a request."""
         answer: str | None = None
+        request: Any = None
         with self._lock:
             if self._ended.is_set():
                 return
@@ -139,15 +143,23 @@ class Fetches:
                     self._run = self._make_run(self._policy)
                 except ValueError as e:  # an origin the engine refuses
                     answer = refusal(f"fetch refused: invalid fetch policy: {e}")
-            if self._run is not None:
-                answer = self._run.admit()
-            if answer is None:
-                self._queue.append(call)
-                if self._threads < self._per_execution:
-                    self._threads += 1
-                    start_thread = True
+            run = self._run
+            if run is not None:
+                answer = run.admit()  # in the order the calls came
+        if answer is None and run is not None:
+            request = run.check(call.args, call.body)
+            if isinstance(request, str):
+                answer = request
         if answer is not None:
             self._reply(call.call_id, False, answer, None)
+            return
+        with self._lock:
+            if self._ended.is_set():
+                return
+            self._queue.append((call.call_id, request))
+            start_thread = self._threads < self._per_execution
+            if start_thread:
+                self._threads += 1
         if start_thread:
             threading.Thread(target=self._work, daemon=True, name="mcp-v8-fetch").start()
 
@@ -182,19 +194,19 @@ class Fetches:
                     if self._ended.is_set() or not self._queue:
                         self._threads -= 1
                         return
-                    call, run = self._queue.popleft(), self._run
+                    (call_id, request), run = self._queue.popleft(), self._run
                 assert run is not None
                 if not self._gate.enter(self._ended):
                     continue  # ended while waiting: the loop sees it
                 try:
-                    ok, head, body = run.perform(call.args, call.body)
+                    ok, head, body = run.send(request)
                 except Exception as e:  # the engine's own failure: the call fails, not the server
                     log.exception("fetch of execution %s failed", self.execution_id)
                     ok, head, body = False, refusal(f"fetch failed: {type(e).__name__}: {e}"), b""
                 finally:
                     self._gate.leave()
                 self._handoff("perform:returned")
-                self._reply(call.call_id, ok, head, body if ok else None)
+                self._reply(call_id, ok, head, body if ok else None)
         except BaseException:
             with self._lock:
                 self._threads -= 1

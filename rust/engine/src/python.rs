@@ -8,7 +8,7 @@ use std::time::Duration;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::console::ConsoleLine;
 use crate::context;
@@ -798,27 +798,61 @@ impl PyFetchRun {
             .map(|message| fetch::FetchRun::refusal_json(&message))
     }
 
-    /// Makes the request web.js's fetch describes (`args_json`; its body, if any, `body`):
-    /// (True, response head JSON, body) or (False, {"name", "message"} JSON, b"").
+    /// The request web.js's fetch describes (`args_json`; its body, if any, `body`), checked
+    /// against the policy without a connection: a FetchRequest for `send`, or the refusal as
+    /// {"name", "message"} JSON.
+    #[pyo3(signature = (args_json, body=None))]
+    fn check<'py>(
+        &self,
+        py: Python<'py>,
+        args_json: &str,
+        body: Option<&[u8]>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let buffers: Vec<&[u8]> = body.into_iter().collect();
+        match self.inner.check(args_json, &buffers) {
+            Ok(request) => Ok(Bound::new(
+                py,
+                PyFetchRequest {
+                    inner: Mutex::new(Some(request)),
+                },
+            )?
+            .into_any()),
+            Err(message) => {
+                Ok(PyString::new(py, &fetch::FetchRun::refusal_json(&message)).into_any())
+            }
+        }
+    }
+
+    /// Makes a request `check` passed (once): (True, response head JSON, body) or (False,
+    /// {"name", "message"} JSON, b""). Releases the GIL until the request is over.
+    fn send<'py>(
+        &self,
+        py: Python<'py>,
+        request: PyRef<'_, PyFetchRequest>,
+    ) -> (bool, String, Bound<'py, PyBytes>) {
+        let taken = request
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let answer = match taken {
+            Some(request) => py.detach(|| self.inner.send(request)),
+            None => Err("fetch: this request was sent already".into()),
+        };
+        answer_of(py, answer)
+    }
+
+    /// `check` then `send`.
     #[pyo3(signature = (args_json, body=None))]
     fn perform<'py>(
         &self,
         py: Python<'py>,
         args_json: &str,
-        body: Option<Vec<u8>>,
+        body: Option<&[u8]>,
     ) -> (bool, String, Bound<'py, PyBytes>) {
-        let answer = py.detach(|| {
-            let buffers: Vec<&[u8]> = body.iter().map(|b| b.as_slice()).collect();
-            self.inner.perform(args_json, &buffers)
-        });
-        match answer {
-            Ok((head, body)) => (true, head.to_string(), PyBytes::new(py, &body)),
-            Err(message) => (
-                false,
-                fetch::FetchRun::refusal_json(&message),
-                PyBytes::new(py, b""),
-            ),
-        }
+        let buffers: Vec<&[u8]> = body.into_iter().collect();
+        let answer = py.detach(|| self.inner.perform(args_json, &buffers));
+        answer_of(py, answer)
     }
 
     /// Ends the run: requests in flight return at once, later ones are not made.
@@ -829,6 +863,26 @@ impl PyFetchRun {
     #[getter]
     fn ended(&self) -> bool {
         self.inner.ended()
+    }
+}
+
+/// A request a FetchRun checked, waiting to be sent.
+#[pyclass(module = "mcp_v8._engine", name = "FetchRequest", frozen)]
+struct PyFetchRequest {
+    inner: Mutex<Option<fetch::Admitted>>,
+}
+
+fn answer_of(
+    py: Python<'_>,
+    answer: Result<(serde_json::Value, Vec<u8>), String>,
+) -> (bool, String, Bound<'_, PyBytes>) {
+    match answer {
+        Ok((head, body)) => (true, head.to_string(), PyBytes::new(py, &body)),
+        Err(message) => (
+            false,
+            fetch::FetchRun::refusal_json(&message),
+            PyBytes::new(py, b""),
+        ),
     }
 }
 
@@ -866,6 +920,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLiveContext>()?;
     m.add_class::<PyFetchRelay>()?;
     m.add_class::<PyFetchRun>()?;
+    m.add_class::<PyFetchRequest>()?;
     m.add_function(wrap_pyfunction!(execute, m)?)?;
     m.add_function(wrap_pyfunction!(v8_version, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_key, m)?)?;
