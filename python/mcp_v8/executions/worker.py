@@ -12,9 +12,10 @@ writes the one the job produces (none when the job asks for no snapshot), so sna
 bytes never cross the pipe. Everything else about a job comes with its spec (limits); the
 command line names only the heap store. The worker makes no connection: the calls of a script's
 ``fetch`` go to the server as ``fetch`` messages (:class:`_Fetches`), the server makes the
-requests under the fetch policy of the spec it sent, and its ``fetch_reply`` answers them. What it sends fits the channel's schema
-(:mod:`.protocol`): output in chunks, error texts cut to their limit, and an outcome that
-still cannot be sent is replaced by a failure that says why.
+requests under the fetch policy of the spec it sent, and its ``fetch_reply`` answers them.
+What it sends fits the channel's schema (:mod:`.protocol`): output in chunks, error texts cut
+to their limit, and an outcome that still cannot be sent is replaced by a failure that says
+why.
 """
 
 from __future__ import annotations
