@@ -580,6 +580,7 @@ def test_the_workers_relay_forwards_each_call_and_drops_replies_once_its_job_is_
     assert server.requests == [f"GET 127.0.0.1:{server.port} /json"]
     late = FetchReply("e", 1, True, '{"status": 200}', b"late")
     assert not fetches.deliver(late)  # its job is over: dropped
+    assert not relay.reply(1, True, '{"status": 200}', b"late")  # and its run, which took it
     relay_of_next = fetches.start("f")
     assert not fetches.deliver(late) and not relay_of_next.reply(
         1, True, "{}", b""
