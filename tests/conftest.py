@@ -27,6 +27,7 @@ LEVELS: dict[str, str] = {
     "test_store_contracts": "unit",
     "test_migrations": "unit",
     "test_executions_state": "unit",
+    "test_fetches": "unit",
     "test_heap_tags": "unit",
     "test_heap_catalogue": "service",
     "test_waiters": "unit",

@@ -46,6 +46,8 @@ from mcp_v8.executions.protocol import (
     Cancel,
     Channel,
     Done,
+    FetchCall,
+    FetchReply,
     Job,
     JobResult,
     Message,
@@ -109,6 +111,7 @@ STRAYS: dict[str, Message] = {
     "stray-output": Output("another-execution", "not mine\n"),
     "stray-done": Done("another-execution", JobResult(status="completed", result="1")),
     "stray-ready": Ready(),
+    "stray-fetch": FetchCall("another-execution", 1, "[]", None),  # a fetch for a job not its own
 }
 # What breaks the channel's protocol (raw bytes): each one kills the worker.
 FRAMES: dict[str, bytes] = {
@@ -125,6 +128,21 @@ FRAMES: dict[str, bytes] = {
     "unknown-version": packed(["output", 2, {"execution_id": "a", "text": "x"}]),
     "wrong-field-type": packed(["output", 1, {"execution_id": "a", "text": b"bytes\n"}]),
     "bool-for-an-integer": packed(["done", 2, done_body(heap_size=True)]),
+    "fetch-body-as-text": packed(
+        ["fetch", 1, {"execution_id": "a", "call_id": 1, "args": "[]", "body": "xxxx"}]
+    ),
+    "fetch-negative-call-id": packed(
+        ["fetch", 1, {"execution_id": "a", "call_id": -1, "args": "[]", "body": None}]
+    ),
+    "fetch-with-a-policy": packed(
+        ["fetch", 1, {"execution_id": "a", "call_id": 1, "args": "[]", "body": None, "origins": ["http://x"]}]
+    ),
+    "fetch-args-too-long": packed(
+        ["fetch", 1, {"execution_id": "a", "call_id": 1, "args": "x" * ((1 << 20) + 1), "body": None}]
+    ),
+    "a-fetch-reply-from-the-worker": packed(
+        ["fetch_reply", 1, {"execution_id": "a", "call_id": 1, "ok": True, "head": "{}", "body": None}]
+    ),
     "missing-field": packed(["output", 1, {"execution_id": "a"}]),
     "unknown-field": packed(["output", 1, {"execution_id": "a", "text": "x", "extra": 1}]),
     "not-a-status": packed(["done", 2, done_body(status="exploded")]),
@@ -1396,6 +1414,10 @@ def test_every_message_kind_goes_through_the_channel_unchanged() -> None:
         (Stop(), "server"),
         (Ready(), "worker"),
         (Output("e", "line ü\n"), "worker"),
+        (FetchCall("e", 7, '[{"url": "http://h/ü"}]', b"\x00body"), "worker"),
+        (FetchCall("e", (1 << 64) - 1, "[]", None), "worker"),
+        (FetchReply("e", 7, True, '{"status": 200}', b"\xffbytes"), "server"),
+        (FetchReply("e", 8, False, '{"name": "TypeError", "message": "no"}', None), "server"),
         (
             Done(
                 "e", JobResult(status="completed", result='"x"', heap="b" * 64, heap_size=9, duration_ms=2.5)

@@ -5,19 +5,27 @@ and snapshot runs, in live contexts and through the service's workers."""
 from __future__ import annotations
 
 import json
+import queue
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 from falcon import testing
 
-from mcp_v8 import Control, Engine
+from mcp_v8 import Control, Engine, _engine
 from mcp_v8.app import create_app
 from mcp_v8.config import Settings, from_env
+from mcp_v8.executions import worker
+from mcp_v8.executions.pool import WorkerOptions, WorkerProcess, WorkerSlot
+from mcp_v8.executions.protocol import FETCH_ARGS_LIMIT, FetchCall, FetchReply, Job, decode, encode
+from mcp_v8.executions.spec import ExecutionSpec, FetchPolicy, Limits
 
 from .service_helpers import HOST, submit, wait
 
@@ -220,6 +228,19 @@ def test_oversized_bodies_and_too_many_requests(server: Server) -> None:
     assert got[:2] == [200, 200] and "more than 2 requests in one execution" in got[2]
     # The count is per execution.
     assert run(engine, f"fetch('{server.origin}/json').then(r => r.status)") == 200
+
+
+def test_a_request_body_larger_than_max_fetch_bytes_is_refused(server: Server) -> None:
+    engine = Engine(allow_fetch=[server.origin], max_fetch_bytes=100)
+    code = f"""
+    Promise.all([100, 101].map(n => fetch('{server.origin}/status/200', {{method: 'POST', body: 'x'.repeat(n)}})
+        .then(r => r.status, e => e.message)))
+    """
+    assert run(engine, code) == [
+        200,
+        "fetch refused: the request body is 101 bytes, more than 100 (max_fetch_bytes)",
+    ]
+    assert server.requests == [f"POST 127.0.0.1:{server.port} /status/200"]
 
 
 def test_a_fetch_in_flight_stops_on_cancel(server: Server) -> None:
@@ -428,3 +449,136 @@ def test_the_service_cancels_and_times_out_a_waiting_fetch_without_killing_its_w
         assert done["status"] == "completed" and json.loads(done["result"]) == "slow", done
     finally:
         app.service.close()
+
+
+# -- the worker makes no connection: the server makes its requests -------------------------
+
+
+def spawn_without_network(options: WorkerOptions, sock: socket.socket, stderr: BinaryIO) -> WorkerProcess:
+    """A worker in a network namespace of its own (``unshare -rn``), where no interface is up:
+    a connection it made itself could reach nothing, the loopback server of these tests
+    included."""
+    args = [*UNSHARE, sys.executable, "-m", "mcp_v8.executions.worker"]
+    args += ["--fd", str(sock.fileno())]
+    return subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        pass_fds=(sock.fileno(),),
+        start_new_session=True,
+    )
+
+
+UNSHARE = ["unshare", "--user", "--map-root-user", "--net"]
+
+
+@pytest.fixture
+def cut_slot(tmp_path: Path, server: Server) -> Iterator[WorkerSlot]:
+    # The wall holds: from inside it, the test's server cannot be reached.
+    probe = f"import socket; socket.create_connection(('127.0.0.1', {server.port}), timeout=5)"
+    reached = subprocess.run([*UNSHARE, sys.executable, "-c", probe], capture_output=True, timeout=60)
+    assert reached.returncode != 0 and b"unreachable" in reached.stderr, reached
+    slot = WorkerSlot(0, tmp_path, WorkerOptions(), spawn=spawn_without_network)
+    slot.start()
+    yield slot
+    slot.stop()
+
+
+def job(execution_id: str, code: str, server: Server, timeout: float = 60.0) -> Job:
+    limits = Limits(
+        heap_limit_mb=64, timeout_secs=timeout, max_result_bytes=1 << 20, max_output_bytes=1 << 20
+    )
+    fetch = FetchPolicy((server.origin,), 1 << 20, 5)
+    return Job(execution_id, ExecutionSpec(code=code, limits=limits, snapshot=False, fetch=fetch))
+
+
+def test_a_worker_without_network_fetches_through_the_server(cut_slot: WorkerSlot, server: Server) -> None:
+    code = f"""
+    (async () => {{
+        const got = await (await fetch('{server.origin}/json')).json();
+        const posted = await (await fetch('{server.origin}/echo', {{method: 'POST', body: 'hello'}})).json();
+        const refused = await fetch('{server.other_origin}/json').catch(e => e.message);
+        return [got, posted.body, refused];
+    }})()
+    """
+    result = cut_slot.run(job("a", code, server), lambda text: None)
+    assert result.status == "completed", result
+    got, posted, refused = json.loads(result.result or "null")
+    assert got == {"ok": True} and posted == "hello" and "is not an allowed origin" in refused
+    # The policy is the spec's, counted on the server: 5 requests, then refusals.
+    code = f"Promise.allSettled([...Array(7)].map(() => fetch('{server.origin}/json'))).then(r => r.map(x => x.status))"
+    result = cut_slot.run(job("b", code, server), lambda text: None)
+    assert sorted(json.loads(result.result or "null")) == ["fulfilled"] * 5 + ["rejected"] * 2, result
+
+
+def test_cancel_and_timeout_end_the_servers_request_for_a_worker_without_network(
+    cut_slot: WorkerSlot, server: Server
+) -> None:
+    code = f"fetch('{server.origin}/hang').then(r => r.text())"
+    ended: list[Any] = []
+    running = threading.Thread(target=lambda: ended.append(cut_slot.run(job("a", code, server, 120), print)))
+    running.start()
+    assert server.arrived.wait(60), "the fetch never reached the server"
+    cut_slot.cancel("a")
+    assert server.dropped.wait(20), "the request outlived its execution"
+    running.join(60)
+    assert ended[0].status == "cancelled" and "killed" not in (ended[0].error or ""), ended
+    server.dropped.clear()
+    code = f"fetch('{server.origin}/stall').then(r => r.text())"
+    result = cut_slot.run(job("b", code, server, timeout=2), lambda text: None)
+    assert result.status == "timed_out" and "killed" not in (result.error or ""), result
+    assert server.dropped.wait(20), "the request outlived its execution"
+    assert cut_slot.alive()  # one worker throughout: nothing killed it
+
+
+def test_the_workers_relay_forwards_each_call_and_drops_replies_once_its_job_is_over(
+    server: Server, tmp_path: Path
+) -> None:
+    calls: queue.Queue[Any] = queue.Queue()
+
+    def send(message: FetchCall) -> None:  # through the channel's encoding, as the worker sends
+        calls.put(decode(encode(message)[4:], "worker"))
+
+    fetches = worker._Fetches(send)
+    run = _engine.FetchRun([server.origin])  # the server's side, played by this test
+
+    def answer() -> None:
+        while (call := calls.get()) is not None:
+            assert run.admit() is None
+            ok, head, body = run.perform(call.args, call.body)
+            assert fetches.deliver(
+                FetchReply(call.execution_id, call.call_id, ok, head, body if ok else None)
+            )
+
+    answering = threading.Thread(target=answer)
+    answering.start()
+    code = f"""
+    (async () => [
+        await (await fetch('{server.origin}/json')).json(),
+        await fetch('{server.origin}/?' + 'x'.repeat({FETCH_ARGS_LIMIT})).catch(e => e.message),
+    ])()
+    """
+    limits = Limits(heap_limit_mb=64, timeout_secs=60, max_result_bytes=1 << 20, max_output_bytes=1 << 20)
+    spec = ExecutionSpec(code=code, limits=limits, snapshot=False)  # no policy: the worker needs none
+    output = worker._Output(lambda message: None, 1 << 20)
+    relay = fetches.start("e")
+    try:
+        result, _ = worker._run(Engine(), Job("e", spec), None, output, relay)
+    finally:
+        fetches.finish("e")
+        calls.put(None)
+        answering.join(60)
+    assert result.status == "completed", result
+    got, too_long = json.loads(result.result or "null")
+    assert got == {"ok": True}
+    # A call the channel cannot carry fails in the worker, which goes on.
+    assert too_long.startswith("fetch refused: a 'fetch' message cannot be sent: fetch.args is ")
+    assert server.requests == [f"GET 127.0.0.1:{server.port} /json"]
+    late = FetchReply("e", 1, True, '{"status": 200}', b"late")
+    assert not fetches.deliver(late)  # its job is over: dropped
+    assert not relay.reply(1, True, '{"status": 200}', b"late")  # and its run, which took it
+    relay_of_next = fetches.start("f")
+    assert not fetches.deliver(late) and not relay_of_next.reply(
+        1, True, "{}", b""
+    )  # not "f"'s, and "f" has no run yet

@@ -1,5 +1,5 @@
 """The worker process's own machinery: its console-output batching, what it does to fit the
-channel's limits, its engines per fetch policy, and its allocator setup."""
+channel's limits, and its allocator setup."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from mcp_v8.executions import worker
 from mcp_v8.executions.protocol import ERROR_LIMIT, OUTPUT_CHUNK, Done, JobResult, Output, decode
-from mcp_v8.executions.spec import RESULT_LIMIT, FetchPolicy
+from mcp_v8.executions.spec import RESULT_LIMIT
 from mcp_v8.js_error import JsError
 from mcp_v8.storage import SQLiteOutputLog
 
@@ -153,18 +153,3 @@ def test_an_outcome_that_still_cannot_be_sent_fails_in_words() -> None:
             "done.heap does not match [0-9a-f]{64}",
         ),
     )
-
-
-def test_each_fetch_policy_gets_its_engine() -> None:
-    engines = worker.Engines()
-    off, on = FetchPolicy(), FetchPolicy(("http://127.0.0.1:8080",), 5, 2)
-    assert engines.get(off).allow_fetch is None
-    engine = engines.get(on)
-    assert (engine.allow_fetch, engine.max_fetch_bytes, engine.max_fetch_requests) == (
-        ["http://127.0.0.1:8080"],
-        5,
-        2,
-    )
-    assert engines.get(on) is engine and engines.get(off) is not engine
-    with pytest.raises(ValueError):
-        engines.get(FetchPolicy(("ftp://x",)))

@@ -7,6 +7,9 @@ __all__ = [
     "DEFAULT_CONSOLE_LIMIT_BYTES",
     "DEFAULT_MAX_FETCH_BYTES",
     "DEFAULT_MAX_FETCH_REQUESTS",
+    "FetchRelay",
+    "FetchRequest",
+    "FetchRun",
     "LiveContext",
     "Outcome",
     "SANDBOX_VIOLATION_EXIT",
@@ -137,6 +140,31 @@ class LiveContext:
     @property
     def closed(self) -> bool: ...
 
+@final
+class FetchRelay:
+    """Hands an execution's fetch calls to ``on_call(call_id, args_json, body)``; ``reply``
+    answers them from any thread (False: no execution in progress, the reply dropped)."""
+
+    def __new__(cls, on_call: Callable[[int, str, bytes | None], object]) -> FetchRelay: ...
+    def reply(self, call_id: int, ok: bool, head_json: str, body: bytes | None = None) -> bool: ...
+
+@final
+class FetchRequest:
+    """A request a FetchRun checked, for its ``send``."""
+
+@final
+class FetchRun:
+    """The fetches of one execution made in this process under its policy (thread-safe)."""
+
+    def __new__(cls, origins: list[str], max_bytes: int = ..., max_requests: int = ...) -> FetchRun: ...
+    def admit(self) -> str | None: ...
+    def check(self, args_json: str, body: bytes | None = None) -> FetchRequest | str: ...
+    def send(self, request: FetchRequest) -> tuple[bool, str, bytes]: ...
+    def perform(self, args_json: str, body: bytes | None = None) -> tuple[bool, str, bytes]: ...
+    def end(self) -> None: ...
+    @property
+    def ended(self) -> bool: ...
+
 def execute(
     code: str,
     *,
@@ -154,6 +182,7 @@ def execute(
     allow_fetch: list[str] | None = None,
     max_fetch_bytes: int = ...,
     max_fetch_requests: int = ...,
+    fetch_relay: FetchRelay | None = None,
 ) -> Outcome: ...
 def v8_version() -> str: ...
 def snapshot_key(envelope: bytes) -> str: ...

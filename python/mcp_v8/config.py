@@ -149,7 +149,10 @@ class Settings:
         },
     )
     max_fetch_bytes: int = field(
-        default=10 << 20, metadata={"help": "largest response body a fetch may read"}
+        default=10 << 20,
+        metadata={
+            "help": "largest response (or request) body of a fetch; at most 64 MiB through the workers"
+        },
     )
     max_fetch_requests: int = field(default=50, metadata={"help": "fetch requests one execution may make"})
     durable_heaps: bool = field(

@@ -88,6 +88,7 @@ class Engine:
         on_console: ConsoleCallback | None = None,
         control: Control | None = None,
         max_result_bytes: int | None = None,
+        fetch_relay: _engine.FetchRelay | None = None,
     ) -> Outcome:
         """Runs ``code`` as a script (V8's REPL mode: top-level ``await``, completion value kept) and returns its :class:`Outcome`.
 
@@ -102,6 +103,9 @@ class Engine:
         ``SyntaxError`` naming the limit, and a lone surrogate in ``code`` (a ``str`` can
         hold one, UTF-8 cannot) stands for that UTF-16 code unit, as the escape
         ``\\uXXXX`` would (columns after it on its line shift by five).
+
+        ``fetch_relay`` (the service's workers) hands the calls of ``fetch`` to the relay's
+        callback instead of making them here; the engine's fetch settings then do not apply.
         """
         options: dict[str, Any] = {
             "heap": heap,
@@ -117,6 +121,7 @@ class Engine:
             "allow_fetch": self.allow_fetch,
             "max_fetch_bytes": self.max_fetch_bytes,
             "max_fetch_requests": self.max_fetch_requests,
+            "fetch_relay": fetch_relay,
         }
         try:
             return _engine.execute(code, filename=filename, **options)

@@ -33,6 +33,11 @@ not the one the worker claims (:mod:`.heap_fds`), or a ``BaseException`` (re-rai
 kill). The next job starts
 a new process. A job that cannot be encoded for the channel (:class:`~.protocol.Undeliverable`)
 is never sent: it fails and the worker, which saw nothing of it, takes the next one.
+
+The worker makes no connection: its job's ``fetch`` calls are handed to the job's
+:class:`~.fetches.Fetches`, which makes them under the spec's policy off the relay's thread and
+is ended (its requests in flight return at once, their replies dropped) when the job is done,
+cancelled, or past its timeout.
 """
 
 from __future__ import annotations
@@ -54,12 +59,14 @@ from typing import BinaryIO, Callable, Protocol
 
 from .. import _engine
 from ..storage import TerminalStatus
+from .fetches import SERVER_GATE, Fetches, FetchGate
 from .heap_fds import HeapFdError, heap_size_cap, read_heap
 from .protocol import (
     FRAME_SECONDS,
     Cancel,
     Channel,
     Done,
+    FetchCall,
     Job,
     JobResult,
     Message,
@@ -188,6 +195,9 @@ def _violation(process: WorkerProcess | None) -> str | None:
 class _Running:
     execution_id: str
     deadline: float
+    fetches: Fetches
+    # When the job's own timeout has passed in the worker: its fetches end then.
+    fetch_deadline: float
     cancel_deadline: float | None = None
 
     def limit(self) -> float:
@@ -229,6 +239,7 @@ class WorkerSlot:
         on_crash: Callable[[str, str], None] | None = None,
         on_restart: Callable[[], None] | None = None,
         on_violation: Callable[[str, str], None] | None = None,
+        fetch_gate: FetchGate = SERVER_GATE,
     ) -> None:
         self.index = index
         self._stderr_path = log_dir / f"worker-{index}.stderr"
@@ -242,6 +253,7 @@ class WorkerSlot:
         self._on_restart = on_restart
         self._on_violation = on_violation
         self._walls: Walls | None = None  # what the current worker's ready said (under _lock)
+        self._fetch_gate = fetch_gate
         self._started_once = False
         self._process: WorkerProcess | None = None
         self._conn: Channel | None = None
@@ -375,8 +387,15 @@ class WorkerSlot:
             running.cancel_deadline = time.monotonic() + self._grace
             with contextlib.suppress(OSError):
                 self._send(Cancel(execution_id))
+        running.fetches.end()  # its requests in flight return now, answering nobody
+        self._wake()
+
+    def _wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
+
+    def _fetch_lost(self, reason: str) -> None:
+        self._wake()  # the relay finds the reason on the job's Fetches
 
     def run(self, job: Job, on_output: Callable[[str], None]) -> JobResult:
         """Runs ``job`` and returns its result; never raises for what the job did. When it
@@ -394,6 +413,9 @@ class WorkerSlot:
         conn = self._conn
         assert conn is not None
         self._clear_stderr()
+        fetches = Fetches(
+            job.execution_id, job.spec.fetch, conn.send, gate=self._fetch_gate, on_lost=self._fetch_lost
+        )
         try:
             with self._lock:
                 cancelled = self._cancelled == job.execution_id
@@ -402,8 +424,11 @@ class WorkerSlot:
                 if cancelled:
                     return JobResult(status="cancelled", error="execution cancelled")
                 timeout = job.spec.limits.timeout_secs
-                deadline = time.monotonic() + timeout + self._grace + self._start_allowance
-                running = self._running = _Running(job.execution_id, deadline)
+                now = time.monotonic()
+                fetch_deadline = now + timeout + self._start_allowance
+                running = self._running = _Running(
+                    job.execution_id, fetch_deadline + self._grace, fetches, fetch_deadline
+                )
                 try:
                     conn.send_frame(frame, fd)
                 except TimeoutError as e:  # part of the frame may be out: the stream is lost
@@ -425,6 +450,9 @@ class WorkerSlot:
             self.kill()
             raise
         finally:
+            fetches.end()
+            if fetches.lost is not None:  # a reply went out in part: the stream is lost
+                self.kill()
             with self._lock:
                 self._running = None
 
@@ -437,9 +465,16 @@ class WorkerSlot:
             with self._lock:
                 limit = running.limit()
                 cancelled = running.cancel_deadline is not None
+            lost = running.fetches.lost
+            if lost is not None:
+                raise _RelayFailed(lost)
+            now = time.monotonic()
+            if now >= running.fetch_deadline:
+                running.fetches.end()  # the job's timeout has passed: so have its fetches
+            wait = limit if running.fetches.ended else min(limit, running.fetch_deadline)
             conn_fd, wake_fd = conn.fileno(), self._wake_r.fileno()
             try:
-                readable, _, _ = select.select([conn_fd, wake_fd], [], [], max(0.0, limit - time.monotonic()))
+                readable, _, _ = select.select([conn_fd, wake_fd], [], [], max(0.0, wait - now))
             except ValueError:  # stop() closed the sockets under this job
                 raise OSError("worker connection closed") from None
             if wake_fd in readable:
@@ -468,6 +503,8 @@ class WorkerSlot:
                         raise _RelayFailed(
                             f"console output could not be stored: {type(e).__name__}: {e}"
                         ) from e
+                elif mine and isinstance(message, FetchCall):
+                    running.fetches.submit(message)
                 elif mine and isinstance(message, Done):
                     return message.result
                 else:

@@ -20,6 +20,15 @@ server -> worker
                                         when ``spec.heap`` is set. Limit ``CODE_LIMIT`` + 1 MiB.
     ``cancel``  {execution_id}         terminate it (sent only after its ``run``). 1 KiB.
     ``stop``    {}                     exit after the current job. 1 KiB.
+    ``fetch_reply`` {execution_id, call_id, ok, head, body}
+                                        the answer to a ``fetch``: ``ok`` with ``head`` the
+                                        response head as JSON (its body marker naming ``body``,
+                                        at most ``FETCH_BODY_LIMIT`` bytes), or not ``ok`` with
+                                        ``head`` {name, message} and ``body`` null. ``head`` at
+                                        most ``FETCH_HEAD_LIMIT``. Sent only while the execution
+                                        runs on the server's side; the worker drops one for an
+                                        execution it is not running. ``FETCH_BODY_LIMIT`` +
+                                        ``FETCH_HEAD_LIMIT`` + 1 KiB.
 worker -> server
     ``ready``   {sandbox}              once, after V8 is initialised;
                                         ``sandbox`` says which walls the worker raised
@@ -39,6 +48,15 @@ worker -> server
                                         the server computes its own); carries the new heap as a
                                         descriptor exactly when ``heap`` is set.
                                         ``RESULT_LIMIT`` + 4 MiB.
+    ``fetch``   {execution_id, call_id, args, body}
+                                        a call of the script's ``fetch``, for the server to make
+                                        (the worker makes no connection): ``args`` the request as
+                                        web.js describes it (JSON text, at most
+                                        ``FETCH_ARGS_LIMIT``), ``body`` null or at most
+                                        ``FETCH_BODY_LIMIT`` bytes. Only for the execution the
+                                        worker runs. The server applies the policy of the spec it
+                                        sent, never one the worker names. ``FETCH_BODY_LIMIT`` +
+                                        ``FETCH_ARGS_LIMIT`` + 1 KiB.
 
 **Heaps as file descriptors.** Heap bytes never travel as frames, and the worker opens no store:
 a descriptor rides with ``SCM_RIGHTS`` on the first byte of its frame (:mod:`.heap_fds`). The
@@ -50,15 +68,8 @@ that hands it to the caller (the message's ``heap_fd``, which the caller then ow
 
 Planned (written down so the schema grows without a break; none of it exists yet):
 
-- **Requests the worker asks the server to make** (fetch, issue 17; tool calls, issue 18):
-  worker -> server ``call`` {execution_id, call_id: int, op: "fetch" | "tool", args: map per op
-  (fetch: method, url, headers as a list of pairs, body: bytes at most the fetch cap; tool:
-  server, tool, arguments as JSON text)}; server -> worker ``reply`` {call_id, ok: bool, value
-  or error}, a body larger than one frame as ``reply-chunk`` {call_id, seq, data: bytes, last}
-  frames of at most 1 MiB each; ``abandon`` {call_id} either way when the execution ends or is
-  cancelled. Calls in flight per execution are capped, and a ``call`` beyond the cap, or for an
-  execution that is not the worker's current one, is a ProtocolError. The policy stays the
-  server's: the worker only asks.
+- **Tool calls the worker asks the server to make** (issue 18): as ``fetch``/``fetch_reply``,
+  a ``call`` {execution_id, call_id, server, tool, arguments as JSON text} and its ``reply``.
 - **Live-session commands** (issue 19): server -> worker ``open`` {session, heap key or fd,
   limits}, ``run`` v2 with an optional ``session``, ``snapshot`` {session}, ``close``
   {session, snapshot: bool}; worker -> server ``opened``/``closed`` {session} and ``done`` v2
@@ -89,8 +100,16 @@ from ..js_error import JsError
 from ..storage import TerminalStatus
 from .heap_fds import close_all
 from .sandbox import MODES, Walls
-from .spec import CODE_LIMIT, RESULT_LIMIT, ExecutionSpec, check_spec_wire, spec_from_wire, spec_to_wire
-from .wire import Flag, Integer, Number, OneOf, Record, SchemaError, Text, TextList, Type
+from .spec import (
+    CODE_LIMIT,
+    FETCH_BODY_LIMIT,
+    RESULT_LIMIT,
+    ExecutionSpec,
+    check_spec_wire,
+    spec_from_wire,
+    spec_to_wire,
+)
+from .wire import Bytes, Flag, Integer, Number, OneOf, Record, SchemaError, Text, TextList, Type
 
 __all__ = [
     "ERROR_LIMIT",
@@ -100,6 +119,8 @@ __all__ = [
     "Cancel",
     "Channel",
     "Done",
+    "FetchCall",
+    "FetchReply",
     "Job",
     "JobResult",
     "Message",
@@ -114,6 +135,8 @@ __all__ = [
 ]
 
 OUTPUT_CHUNK = 1 << 20  # console text per output message
+FETCH_ARGS_LIMIT = 1 << 20  # a fetch's request as JSON: URL, method, headers
+FETCH_HEAD_LIMIT = 2 << 20  # a fetch's response head as JSON (or its error)
 ERROR_LIMIT = 1 << 20  # an error text, a JS error's message or stack
 FRAME_SECONDS = 10.0  # a frame's bytes must all arrive within this of its first
 KiB = 1024
@@ -194,9 +217,33 @@ class Done:
     KIND: ClassVar[str] = "done"
 
 
-Message = Union[Job, Cancel, Stop, Ready, Output, Done]
+@dataclass(frozen=True)
+class FetchCall:
+    """``fetch``: a call of the script's fetch, for the server to make."""
+
+    execution_id: str
+    call_id: int
+    args: str
+    body: bytes | None
+    KIND: ClassVar[str] = "fetch"
+
+
+@dataclass(frozen=True)
+class FetchReply:
+    """``fetch_reply``: the answer to a :class:`FetchCall`."""
+
+    execution_id: str
+    call_id: int
+    ok: bool
+    head: str
+    body: bytes | None
+    KIND: ClassVar[str] = "fetch_reply"
+
+
+Message = Union[Job, Cancel, Stop, Ready, Output, Done, FetchCall, FetchReply]
 
 _ID = Text(128, min_bytes=1)
+_CALL_ID = Integer(0, (1 << 64) - 1)
 _JS_ERROR = Record(
     {
         "name": Text(4 * KiB, nullable=True),
@@ -338,6 +385,45 @@ KINDS: dict[str, Kind] = {
             _result_body,
             _done,
             heap=lambda m: m.result.heap is not None,
+        ),
+        Kind(
+            "fetch",
+            1,
+            "worker",
+            FETCH_BODY_LIMIT + FETCH_ARGS_LIMIT + KiB,
+            Record(
+                {
+                    "execution_id": _ID,
+                    "call_id": _CALL_ID,
+                    "args": Text(FETCH_ARGS_LIMIT),
+                    "body": Bytes(FETCH_BODY_LIMIT, nullable=True),
+                }
+            ),
+            lambda m: {"execution_id": m.execution_id, "call_id": m.call_id, "args": m.args, "body": m.body},
+            lambda b: FetchCall(b["execution_id"], b["call_id"], b["args"], b["body"]),
+        ),
+        Kind(
+            "fetch_reply",
+            1,
+            "server",
+            FETCH_BODY_LIMIT + FETCH_HEAD_LIMIT + KiB,
+            Record(
+                {
+                    "execution_id": _ID,
+                    "call_id": _CALL_ID,
+                    "ok": Flag(),
+                    "head": Text(FETCH_HEAD_LIMIT),
+                    "body": Bytes(FETCH_BODY_LIMIT, nullable=True),
+                }
+            ),
+            lambda m: {
+                "execution_id": m.execution_id,
+                "call_id": m.call_id,
+                "ok": m.ok,
+                "head": m.head,
+                "body": m.body,
+            },
+            lambda b: FetchReply(b["execution_id"], b["call_id"], b["ok"], b["head"], b["body"]),
         ),
     )
 }

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CODE_LIMIT",
+    "FETCH_BODY_LIMIT",
     "RESULT_LIMIT",
     "SPEC_SCHEMA",
     "SPEC_VERSION",
@@ -42,6 +43,9 @@ CODE_LIMIT = (
     64 << 20
 )  # the largest code a spec carries (UTF-8 bytes); --max-code-bytes above it fails each run
 RESULT_LIMIT = 64 << 20  # the largest result a worker may send: the engine's cap never exceeds it
+# The largest body a fetch sends or receives through a worker's channel: a larger
+# --max-fetch-bytes is this limit in the spec.
+FETCH_BODY_LIMIT = 64 << 20
 SPEC_VERSION = 1
 # The engine's defaults (rust/engine/src/fetch.rs), for a spec built without settings.
 DEFAULT_FETCH_BYTES = 10 << 20
@@ -51,7 +55,7 @@ DEFAULT_FETCH_REQUESTS = 50
 @dataclass(frozen=True)
 class FetchPolicy:
     """What ``fetch`` may reach: ``origins`` (``scheme://host[:port]``; none: fetch is off), the
-    largest response body it reads and the requests one execution may make."""
+    largest response (or request) body of one fetch and the requests one execution may make."""
 
     origins: tuple[str, ...] = ()
     max_bytes: int = DEFAULT_FETCH_BYTES
@@ -113,7 +117,7 @@ def spec_from_request(body: Mapping[str, Any], settings: Settings) -> ExecutionS
         tags=dict(body.get("tags") or {}),
         fetch=FetchPolicy(
             origins=tuple(settings.allow_fetch),
-            max_bytes=settings.max_fetch_bytes,
+            max_bytes=min(settings.max_fetch_bytes, FETCH_BODY_LIMIT),
             max_requests=settings.max_fetch_requests,
         ),
     )

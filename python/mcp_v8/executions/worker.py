@@ -10,11 +10,14 @@ only this worker's execution.
 The worker opens no store: the heap a job restores comes with its ``run`` as a read-only
 descriptor of bytes the server verified, and the heap it produces (none when the job asks for
 no snapshot) goes back with its ``done`` as a ``memfd`` (:mod:`.heap_fds`), which the server
-checks and publishes. Everything else about a job comes with its spec (limits, fetch policy);
+checks and publishes. Everything else about a job comes with its spec (limits);
 the command line names only the channel, the sandbox's mode and its limits (never a secret),
 and the environment is the server's short allow-list (:func:`.sandbox.worker_environment`).
 The walls (:mod:`.sandbox`) go up first, before V8 or any thread starts; the ``ready`` message
-says which hold. What it sends fits the channel's schema
+says which hold. The worker makes no connection: the calls of a script's ``fetch`` go to the
+server as ``fetch`` messages (:class:`_Fetches`), the server makes the requests under the fetch
+policy of the spec it sent, and its ``fetch_reply`` answers them. What it sends fits the
+channel's schema
 (:mod:`.protocol`): output in chunks, error texts cut to their limit, and an outcome that
 still cannot be sent is replaced by a failure that says why.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import dataclasses
+import json
 import os
 import queue
 import sys
@@ -41,6 +45,8 @@ from .protocol import (
     Cancel,
     Channel,
     Done,
+    FetchCall,
+    FetchReply,
     Job,
     JobResult,
     Output,
@@ -50,7 +56,7 @@ from .protocol import (
     Undeliverable,
     encode,
 )
-from .spec import RESULT_LIMIT, FetchPolicy
+from .spec import RESULT_LIMIT
 
 FLUSH_SECONDS = 0.02
 FLUSH_BYTES = 64 * 1024
@@ -200,30 +206,52 @@ class _Output:
             self.flush()
 
 
-class Engines:
-    """The engine for each fetch policy a job brings (the engine applies its fetch settings to
-    every execution), made when first needed; nearly always one."""
+class _Fetches:
+    """The fetch relays of the jobs in this worker: a job's calls of ``fetch`` go to the server
+    as ``fetch`` messages, and the server's ``fetch_reply`` answers them. A reply for a job that
+    has ended (or never ran here) is dropped."""
 
-    def __init__(self) -> None:
-        self._made: dict[FetchPolicy, Engine] = {}
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._relays: dict[str, Any] = {}
 
-    def get(self, policy: FetchPolicy) -> Engine:
-        engine = self._made.get(policy)
-        if engine is None:
-            engine = self._made[policy] = Engine(
-                keep_console=False,  # output streams to the server through on_console
-                allow_fetch=list(policy.origins) or None,
-                max_fetch_bytes=policy.max_bytes,
-                max_fetch_requests=policy.max_requests,
-            )
-        return engine
+    def start(self, execution_id: str) -> Any:
+        """The relay of ``execution_id``'s execution (for ``Engine.execute``)."""
+        from .. import _engine
+
+        def on_call(call_id: int, args: str, body: bytes | None) -> None:
+            try:
+                self._send(FetchCall(execution_id, call_id, args, body))
+            except Undeliverable as e:  # nothing was sent: the call fails, the job goes on
+                refusal = {"name": "TypeError", "message": f"fetch refused: {e}"}
+                relay.reply(call_id, False, json.dumps(refusal))
+
+        relay = _engine.FetchRelay(on_call)
+        with self._lock:
+            self._relays[execution_id] = relay
+        return relay
+
+    def finish(self, execution_id: str) -> None:
+        with self._lock:
+            self._relays.pop(execution_id, None)
+
+    def deliver(self, reply: FetchReply) -> bool:
+        """Hands ``reply`` to its job's run; False when it was dropped (no such job running)."""
+        with self._lock:
+            relay = self._relays.get(reply.execution_id)
+        if relay is None:  # its job is over, or was never here
+            return False
+        return bool(relay.reply(reply.call_id, reply.ok, reply.head, reply.body))
 
 
 # The server sends at most what it verified; this bounds a descriptor that is not what it says.
 _HEAP_READ_LIMIT = 1 << 40
 
 
-def _run(engine: Engine, job: Job, control: Any, output: _Output) -> tuple[JobResult, bytes | None]:
+def _run(
+    engine: Engine, job: Job, control: Any, output: _Output, relay: Any = None
+) -> tuple[JobResult, bytes | None]:
     """Runs ``job``: its result, and the envelope of the heap it produced (when ``result.heap``)."""
     spec, limits = job.spec, job.spec.limits
     envelope = None
@@ -246,6 +274,7 @@ def _run(engine: Engine, job: Job, control: Any, output: _Output) -> tuple[JobRe
             on_console=output.write,
             control=control,
             max_result_bytes=limits.max_result_bytes,
+            fetch_relay=relay,
         )
     except SnapshotError as e:
         return JobResult(status="failed", error=f"cannot restore heap: {e}"), None
@@ -317,11 +346,13 @@ def main(argv: list[str] | None = None) -> None:
     serve(Channel.from_fd(args.fd, peer="server"), walls=walls)
 
 
-def serve(conn: Channel, engines: Engines | None = None, walls: sandbox.Walls | None = None) -> None:
+def serve(conn: Channel, walls: sandbox.Walls | None = None) -> None:
     from .. import _engine
 
-    engines = engines or Engines()
-    engines.get(FetchPolicy()).execute("1")  # initialise V8 before saying ready
+    # Fetch is the server's: every job's calls go through its relay, whatever its policy.
+    engine = Engine(keep_console=False)  # output streams to the server through on_console
+    engine.execute("1")  # initialise V8 before saying ready
+    fetches = _Fetches(conn.send)
     jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
     controls: dict[str, Any] = {}  # the server sends a cancel only after its job
     controls_lock = threading.Lock()
@@ -339,6 +370,8 @@ def serve(conn: Channel, engines: Engines | None = None, walls: sandbox.Walls | 
                         known = controls.get(message.execution_id)
                     if known is not None:  # else its job is already done
                         known.cancel()
+                elif isinstance(message, FetchReply):
+                    fetches.deliver(message)
                 elif isinstance(message, Stop):
                     jobs.put(None)
                     return
@@ -359,15 +392,11 @@ def serve(conn: Channel, engines: Engines | None = None, walls: sandbox.Walls | 
         with controls_lock:
             control = controls[job.execution_id]
         output.start(job.execution_id, job.spec.limits.max_output_bytes)
-        envelope = None
+        relay = fetches.start(job.execution_id)
         try:
-            engine = engines.get(job.spec.fetch)
-        except ValueError as e:  # an origin the engine refuses
-            if job.heap_fd is not None:
-                os.close(job.heap_fd)
-            result = JobResult(status="failed", error=f"invalid fetch policy: {e}")
-        else:
-            result, envelope = _run(engine, job, control, output)
+            result, envelope = _run(engine, job, control, output, relay)
+        finally:
+            fetches.finish(job.execution_id)
         output.flush()
         with controls_lock:
             controls.pop(job.execution_id, None)

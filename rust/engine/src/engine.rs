@@ -59,6 +59,18 @@ impl Drop for Control {
 pub struct Options<'a> {
     pub isolate: IsolateOptions<'a>,
     pub run: RunOptions<'a>,
+    /// Where the calls of `fetch` go instead of a [`Fetcher`] of the execution's own (then
+    /// `isolate.fetch` is not used): a worker process that makes no connection hands them to
+    /// the server that runs it.
+    pub fetch_relay: Option<Relay>,
+}
+
+/// The calls of an execution's `fetch`, handed on: `dispatch` receives each one on the
+/// executing thread (it must not block on the run), and its answer is posted to `replies`
+/// from any thread. An answer posted after the run ended is dropped.
+pub struct Relay {
+    pub dispatch: Dispatch,
+    pub replies: Arc<Replies>,
 }
 
 /// The isolate code runs in: the heap it starts from, whether it makes snapshots, how far its
@@ -231,22 +243,29 @@ impl Drop for RawHeap {
 pub fn execute(code: &str, opts: Options<'_>) -> Result<Outcome, EngineError> {
     let started = Instant::now();
     initialize()?;
-    let Options { isolate, run } = opts;
+    let Options {
+        isolate,
+        run,
+        fetch_relay,
+    } = opts;
     let mut blob = RawHeap::take();
     let restores = isolate.unseal_heap(&mut blob.0)?;
     let script = match Script::prepare(code, &run, started) {
         Ok(script) => script,
         Err(refused) => return Ok(*refused),
     };
-    // fetch: the calls of this execution's fetch go to a Fetcher of its own.
-    let replies = isolate.fetch.map(|_| Arc::new(Replies::new()));
-    let fetcher = isolate
-        .fetch
-        .zip(replies.as_ref())
-        .map(|(policy, r)| Arc::new(Fetcher::new(policy.clone(), r.clone())));
-    let fetch_dispatch: Option<Dispatch> = fetcher
-        .clone()
-        .map(|f| Box::new(move |call: HostCall<'_>| f.dispatch(call)) as Dispatch);
+    // fetch: the calls of this execution's fetch go to its relay, or to a Fetcher of its own.
+    let (replies, fetch_dispatch, fetcher) = match (fetch_relay, isolate.fetch) {
+        (Some(relay), _) => (Some(relay.replies), Some(relay.dispatch), None),
+        (None, Some(policy)) => {
+            let replies = Arc::new(Replies::new());
+            let fetcher = Arc::new(Fetcher::new(policy.clone(), replies.clone()));
+            let f = fetcher.clone();
+            let dispatch = Box::new(move |call: HostCall<'_>| f.dispatch(call)) as Dispatch;
+            (Some(replies), Some(dispatch), Some(fetcher))
+        }
+        (None, None) => (None, None, None),
+    };
     let raw_isolate = isolate.raw(restores.then_some(blob.0.as_slice()));
     run_in_shim(
         run,

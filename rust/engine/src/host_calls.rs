@@ -32,7 +32,7 @@ unsafe impl Sync for Replies {}
 
 impl Replies {
     /// An inbox of its own, for the calls out of one execution.
-    pub(crate) fn new() -> Replies {
+    pub fn new() -> Replies {
         let raw = unsafe { ffi::mv8_replies_new() };
         assert!(!raw.is_null(), "out of memory");
         Replies { raw }
@@ -63,6 +63,12 @@ impl Replies {
                 views.len(),
             )
         }
+    }
+}
+
+impl Default for Replies {
+    fn default() -> Self {
+        Replies::new()
     }
 }
 

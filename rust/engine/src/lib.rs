@@ -42,10 +42,10 @@ pub use console::{ConsoleLine, Level};
 pub use context::{ContextOptions, LiveContext};
 pub use engine::{
     execute, initialize, jitless, set_jitless, v8_version, Control, IsolateOptions, Options,
-    RunOptions, DEFAULT_CONSOLE_LIMIT_BYTES, DEFAULT_FILENAME,
+    Relay, RunOptions, DEFAULT_CONSOLE_LIMIT_BYTES, DEFAULT_FILENAME,
 };
 pub use error::EngineError;
-pub use fetch::FetchPolicy;
+pub use fetch::{FetchPolicy, FetchRun};
 pub use host_calls::{Dispatch, HostCall, Replies};
 pub use outcome::{JsError, Outcome, Status};
 pub use source::Language;

@@ -2,13 +2,13 @@
 //! executing thread releases the GIL for the whole run and takes it back only to call
 //! the console callback.
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::console::ConsoleLine;
 use crate::context;
@@ -326,7 +326,8 @@ fn console_forwarder(on_console: &Option<Py<PyAny>>) -> impl FnMut(&ConsoleLine)
     language="auto", filename=None, max_result_bytes=0,
     console_limit_bytes=engine::DEFAULT_CONSOLE_LIMIT_BYTES, keep_console=true,
     on_console=None, control=None, allow_fetch=None,
-    max_fetch_bytes=fetch::DEFAULT_MAX_BYTES, max_fetch_requests=fetch::DEFAULT_MAX_REQUESTS
+    max_fetch_bytes=fetch::DEFAULT_MAX_BYTES, max_fetch_requests=fetch::DEFAULT_MAX_REQUESTS,
+    fetch_relay=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn execute(
@@ -346,6 +347,7 @@ fn execute(
     allow_fetch: Option<Vec<String>>,
     max_fetch_bytes: u64,
     max_fetch_requests: u32,
+    fetch_relay: Option<Py<PyFetchRelay>>,
 ) -> PyResult<PyOutcome> {
     let language = parse_language(language)?;
     let heap_limit_bytes = parse_heap_limit(heap_limit_mb)?;
@@ -356,6 +358,8 @@ fn execute(
     let filename = filename.unwrap_or(engine::DEFAULT_FILENAME).to_string();
     let code = code.to_string();
     let control_ref = control.as_ref().map(|c| c.get());
+    // Attached for this execution only: a reply after it ends is dropped.
+    let attached = fetch_relay.as_ref().map(|r| r.get().attach()).transpose()?;
     let outcome = py.detach(|| {
         let mut forward = console_forwarder(&on_console);
         let opts = engine::Options {
@@ -380,9 +384,14 @@ fn execute(
                     None
                 },
             },
+            fetch_relay: fetch_relay
+                .as_ref()
+                .zip(attached.as_ref())
+                .map(|(relay, replies)| relay.get().relay(replies.0.clone())),
         };
         engine::execute(&code, opts)
     });
+    drop(attached);
     outcome
         .map(|inner| PyOutcome { inner })
         .map_err(|e| to_pyerr(py, e))
@@ -666,6 +675,218 @@ impl PyLiveContext {
     }
 }
 
+/// Hands the calls of an execution's `fetch` to `on_call(call_id, args_json, body)` (on the
+/// executing thread, with the GIL; it must hand them on and return) instead of making them in
+/// this process; `reply` answers them from any thread. One execution at a time.
+#[pyclass(module = "mcp_v8._engine", name = "FetchRelay", frozen)]
+struct PyFetchRelay {
+    on_call: Arc<Py<PyAny>>,
+    /// The inbox of the execution the relay is attached to; `None` between executions.
+    current: Arc<Mutex<Option<Arc<Replies>>>>,
+}
+
+/// The relay's execution: detaches it when dropped, so later replies are dropped.
+struct Attached(Arc<Replies>, Arc<Mutex<Option<Arc<Replies>>>>);
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        *self.1.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl PyFetchRelay {
+    fn attach(&self) -> PyResult<Attached> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "the fetch relay is in use by another execution",
+            ));
+        }
+        let replies = Arc::new(Replies::new());
+        *current = Some(replies.clone());
+        Ok(Attached(replies, self.current.clone()))
+    }
+
+    fn relay(&self, replies: Arc<Replies>) -> engine::Relay {
+        let on_call = self.on_call.clone();
+        let inbox = replies.clone();
+        let dispatch = Box::new(move |call: HostCall<'_>| {
+            if call.buffers.len() > 1 {
+                let json = fetch::FetchRun::refusal_json("fetch: more than one request body");
+                return inbox.post(call.id, false, &json, &[]);
+            }
+            Python::attach(|py| {
+                let body = call.buffers.first().map(|b| PyBytes::new(py, b));
+                if let Err(err) = on_call.call1(py, (call.id, call.args_json, body)) {
+                    post_python_error(py, &inbox, call.id, &err);
+                }
+            })
+        }) as Dispatch;
+        engine::Relay { dispatch, replies }
+    }
+}
+
+#[pymethods]
+impl PyFetchRelay {
+    #[new]
+    fn new(py: Python<'_>, on_call: Py<PyAny>) -> PyResult<Self> {
+        check_callable(py, "on_call", &Some(on_call.clone_ref(py)))?;
+        Ok(PyFetchRelay {
+            on_call: Arc::new(on_call),
+            current: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Answers call `call_id` of the execution in progress: `ok` with the response head as
+    /// JSON (its body marker naming `body`), or not `ok` with {"name", "message"}. False (the
+    /// reply dropped) when no execution is in progress.
+    #[pyo3(signature = (call_id, ok, head_json, body=None))]
+    fn reply(
+        &self,
+        py: Python<'_>,
+        call_id: u64,
+        ok: bool,
+        head_json: &str,
+        body: Option<Vec<u8>>,
+    ) -> bool {
+        let replies = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(replies) = replies else {
+            return false;
+        };
+        py.detach(move || match (ok, body) {
+            (true, Some(body)) => replies.post(call_id, ok, head_json, &[&body]),
+            (true, None) => replies.post(call_id, ok, head_json, &[&[]]),
+            (false, _) => replies.post(call_id, ok, head_json, &[]),
+        });
+        true
+    }
+}
+
+/// The fetches of one execution made here, under its policy, for a script that runs
+/// elsewhere (the same checks and limits as `fetch` in the engine). Thread-safe: `perform`
+/// releases the GIL while the request runs; `end` shuts down the sockets of the requests in
+/// flight, which return at once.
+#[pyclass(module = "mcp_v8._engine", name = "FetchRun", frozen)]
+struct PyFetchRun {
+    inner: fetch::FetchRun,
+}
+
+#[pymethods]
+impl PyFetchRun {
+    /// `origins`: none, fetch is off (every request is refused saying so).
+    #[new]
+    #[pyo3(signature = (
+        origins, max_bytes=fetch::DEFAULT_MAX_BYTES, max_requests=fetch::DEFAULT_MAX_REQUESTS
+    ))]
+    fn new(origins: Vec<String>, max_bytes: u64, max_requests: u32) -> PyResult<Self> {
+        let policy = fetch::FetchPolicy::new(&origins, max_bytes, max_requests)
+            .map_err(PyValueError::new_err)?;
+        Ok(PyFetchRun {
+            inner: fetch::FetchRun::new(policy),
+        })
+    }
+
+    /// Counts one request (call it once per request, in the order they came): None, or the
+    /// refusal as {"name", "message"} JSON past max_requests.
+    fn admit(&self) -> Option<String> {
+        self.inner
+            .admit()
+            .err()
+            .map(|message| fetch::FetchRun::refusal_json(&message))
+    }
+
+    /// The request web.js's fetch describes (`args_json`; its body, if any, `body`), checked
+    /// against the policy without a connection: a FetchRequest for `send`, or the refusal as
+    /// {"name", "message"} JSON.
+    #[pyo3(signature = (args_json, body=None))]
+    fn check<'py>(
+        &self,
+        py: Python<'py>,
+        args_json: &str,
+        body: Option<&[u8]>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let buffers: Vec<&[u8]> = body.into_iter().collect();
+        match self.inner.check(args_json, &buffers) {
+            Ok(request) => Ok(Bound::new(
+                py,
+                PyFetchRequest {
+                    inner: Mutex::new(Some(request)),
+                },
+            )?
+            .into_any()),
+            Err(message) => {
+                Ok(PyString::new(py, &fetch::FetchRun::refusal_json(&message)).into_any())
+            }
+        }
+    }
+
+    /// Makes a request `check` passed (once): (True, response head JSON, body) or (False,
+    /// {"name", "message"} JSON, b""). Releases the GIL until the request is over.
+    fn send<'py>(
+        &self,
+        py: Python<'py>,
+        request: PyRef<'_, PyFetchRequest>,
+    ) -> (bool, String, Bound<'py, PyBytes>) {
+        let taken = request
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let answer = match taken {
+            Some(request) => py.detach(|| self.inner.send(request)),
+            None => Err("fetch: this request was sent already".into()),
+        };
+        answer_of(py, answer)
+    }
+
+    /// `check` then `send`.
+    #[pyo3(signature = (args_json, body=None))]
+    fn perform<'py>(
+        &self,
+        py: Python<'py>,
+        args_json: &str,
+        body: Option<&[u8]>,
+    ) -> (bool, String, Bound<'py, PyBytes>) {
+        let buffers: Vec<&[u8]> = body.into_iter().collect();
+        let answer = py.detach(|| self.inner.perform(args_json, &buffers));
+        answer_of(py, answer)
+    }
+
+    /// Ends the run: requests in flight return at once, later ones are not made.
+    fn end(&self, py: Python<'_>) {
+        py.detach(|| self.inner.end())
+    }
+
+    #[getter]
+    fn ended(&self) -> bool {
+        self.inner.ended()
+    }
+}
+
+/// A request a FetchRun checked, waiting to be sent.
+#[pyclass(module = "mcp_v8._engine", name = "FetchRequest", frozen)]
+struct PyFetchRequest {
+    inner: Mutex<Option<fetch::Admitted>>,
+}
+
+fn answer_of(
+    py: Python<'_>,
+    answer: Result<(serde_json::Value, Vec<u8>), String>,
+) -> (bool, String, Bound<'_, PyBytes>) {
+    match answer {
+        Ok((head, body)) => (true, head.to_string(), PyBytes::new(py, &body)),
+        Err(message) => (
+            false,
+            fetch::FetchRun::refusal_json(&message),
+            PyBytes::new(py, b""),
+        ),
+    }
+}
+
 /// The canonical form of `origins` as fetch allows them (scheme://host[:port]); ValueError
 /// names an entry that is not an http(s) origin.
 #[pyfunction]
@@ -761,6 +982,9 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyControl>()?;
     m.add_class::<PyOutcome>()?;
     m.add_class::<PyLiveContext>()?;
+    m.add_class::<PyFetchRelay>()?;
+    m.add_class::<PyFetchRun>()?;
+    m.add_class::<PyFetchRequest>()?;
     m.add_function(wrap_pyfunction!(execute, m)?)?;
     m.add_function(wrap_pyfunction!(v8_version, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_key, m)?)?;

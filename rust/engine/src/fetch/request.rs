@@ -22,6 +22,12 @@ pub(crate) struct Request {
     redirect: String,
 }
 
+impl Request {
+    pub(crate) fn body_len(&self) -> usize {
+        self.body.as_ref().map_or(0, Vec::len)
+    }
+}
+
 /// The request of web.js's fetch (`[{url, method, headers, body, redirect}]`, the body a
 /// marker naming one of `buffers`), or why a script may not make it.
 pub(crate) fn parse(args_json: &str, buffers: &[&[u8]]) -> Result<Request, String> {

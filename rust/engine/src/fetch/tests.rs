@@ -281,3 +281,64 @@ fn scripts_may_not_set_framing_or_routing_headers() {
     let json = serde_json::json!([{"url": "http://h/", "method": "TRACE"}]).to_string();
     assert!(request::parse(&json, &[]).is_err());
 }
+
+/// A fetch of web.js (`[{url, method, headers, body, redirect}]`), its body naming buffer 0.
+fn call(url: &str, method: &str, with_body: bool) -> String {
+    let body = if with_body {
+        serde_json::json!({"\u{0}mcp-v8:bytes": 0})
+    } else {
+        Value::Null
+    };
+    serde_json::json!([{"url": url, "method": method, "headers": [], "body": body}]).to_string()
+}
+
+#[test]
+fn a_fetch_run_applies_the_policy_counts_its_requests_and_ends_them() {
+    let (origin, arrived) = serve(|s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    });
+    let run = FetchRun::new(FetchPolicy::new(&[origin.as_str()], 10, 2).unwrap());
+    assert!(run.admit().is_ok() && run.admit().is_ok());
+    assert_eq!(
+        run.admit().unwrap_err(),
+        "fetch refused: more than 2 requests in one execution (max_fetch_requests)"
+    );
+    let refused = |args: &str, body: &[u8]| match run.perform(args, &[body]) {
+        Ok((head, _)) => panic!("the fetch succeeded: {head}"),
+        Err(message) => message,
+    };
+    assert!(refused(&call("http://other.example/", "GET", false), b"")
+        .contains("is not an allowed origin"));
+    assert_eq!(
+        refused(&call(&format!("{origin}/"), "POST", true), b"eleven byte"),
+        "fetch refused: the request body is 11 bytes, more than 10 (max_fetch_bytes)"
+    );
+    let (head, body) = run
+        .perform(&call(&format!("{origin}/"), "POST", true), &[b"ten bytes!"])
+        .unwrap();
+    assert_eq!((head["status"].as_u64(), body), (Some(200), b"ok".to_vec()));
+    arrived.recv_timeout(PATIENCE).unwrap();
+
+    let (origin, arrived) = serve(|_| thread::sleep(PATIENCE)); // never answers
+    let run = Arc::new(FetchRun::new(policy(&origin)));
+    let (tx, rx) = mpsc::channel();
+    let waiting = run.clone();
+    let url = format!("{origin}/");
+    thread::spawn(move || {
+        let _ = tx.send(waiting.perform(&call(&url, "GET", false), &[]));
+    });
+    arrived.recv_timeout(PATIENCE).unwrap();
+    run.end();
+    let message = error_of(rx.recv_timeout(PATIENCE).expect("the request went on"));
+    assert_eq!(message, "fetch failed: the execution ended");
+    assert!(run.ended());
+}
+
+#[test]
+fn a_fetch_run_without_origins_says_fetch_is_off() {
+    let run = FetchRun::new(FetchPolicy::new::<&str>(&[], 10, 2).unwrap());
+    let Err(message) = run.perform(&call("http://127.0.0.1:1/", "GET", false), &[]) else {
+        panic!("fetch went out");
+    };
+    assert_eq!(message, FETCH_OFF);
+}
