@@ -41,8 +41,8 @@ mod python;
 pub use console::{ConsoleLine, Level};
 pub use context::{ContextOptions, LiveContext};
 pub use engine::{
-    execute, initialize, jitless, set_jitless, v8_version, Control, IsolateOptions, Options,
-    Relay, RunOptions, DEFAULT_CONSOLE_LIMIT_BYTES, DEFAULT_FILENAME,
+    execute, initialize, jitless, set_jitless, v8_version, Control, IsolateOptions, Options, Relay,
+    RunOptions, DEFAULT_CONSOLE_LIMIT_BYTES, DEFAULT_FILENAME,
 };
 pub use error::EngineError;
 pub use fetch::{FetchPolicy, FetchRun};
