@@ -35,8 +35,8 @@ from mcp_v8 import Engine
 # (thread group, stage, frames that must all appear); first match wins, in order.
 RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("dispatcher", "idle (waiting for a job)", ("ExecutionManager._next",)),
-    ("dispatcher", "job to worker (pickle + send)", ("WorkerSlot.run", "Channel.send")),
-    ("dispatcher", "result from worker (recv + unpickle)", ("WorkerSlot.run", "Channel.recv")),
+    ("dispatcher", "job to worker (encode + send)", ("WorkerSlot.run", "Channel.send")),
+    ("dispatcher", "result from worker (recv + decode)", ("WorkerSlot.run", "Channel.recv")),
     ("dispatcher", "waiting for the worker", ("WorkerSlot.run",)),
     ("dispatcher", "output log: write buffered output", ("SQLiteOutputLog.seal",)),
     ("dispatcher", "execution store: record terminal status + notify", ("ExecutionManager._finish",)),
@@ -44,7 +44,7 @@ RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("worker", "heap store: write snapshot", ("FileHeapStore.put",)),
     ("worker", "heap store: read snapshot", ("FileHeapStore.get",)),
     ("worker", "engine (V8 run + snapshot)", ("Engine.execute",)),
-    ("worker", "send result (pickle + write)", ("Channel.send",)),
+    ("worker", "send result (encode + write)", ("Channel.send",)),
     ("worker", "flush console output", ("_Output.flush",)),
     ("worker", "idle", ()),
     ("http", "POST: output log insert", ("ExecResource.on_post", "SQLiteOutputLog.create")),

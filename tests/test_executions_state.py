@@ -39,12 +39,12 @@ import pytest
 from mcp_v8 import _engine
 from mcp_v8.errors import SnapshotError
 from mcp_v8.executions import CancelOutcome, ExecutionManager, ExecutionSpec, FetchPolicy, Limits, QueueFull
+from mcp_v8.executions.channel import Channel
 from mcp_v8.executions.heap_fds import heap_memfd, read_heap
 from mcp_v8.executions.pool import WorkerOptions, WorkerSlot, WorkerStartError
 from mcp_v8.executions.protocol import (
     OUTPUT_CHUNK,
     Cancel,
-    Channel,
     Done,
     FetchCall,
     FetchReply,

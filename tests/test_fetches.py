@@ -25,11 +25,11 @@ from typing import Any, BinaryIO, Callable
 
 import pytest
 
+from mcp_v8.executions.channel import Channel
 from mcp_v8.executions.fetches import Fetches, FetchGate
 from mcp_v8.executions.pool import WorkerOptions, WorkerSlot
 from mcp_v8.executions.protocol import (
     Cancel,
-    Channel,
     Done,
     FetchCall,
     FetchReply,

@@ -59,12 +59,12 @@ from typing import BinaryIO, Callable, Protocol
 
 from .. import _engine
 from ..storage import TerminalStatus
+from .channel import Channel
 from .fetches import SERVER_GATE, Fetches, FetchGate
 from .heap_fds import HeapFdError, heap_size_cap, read_heap
 from .protocol import (
     FRAME_SECONDS,
     Cancel,
-    Channel,
     Done,
     FetchCall,
     Job,

@@ -38,12 +38,12 @@ from ..engine import Engine, set_jitless
 from ..errors import SnapshotError
 from ..js_error import JsError
 from . import sandbox
+from .channel import Channel
 from .heap_fds import HeapFdError, heap_memfd, read_heap
 from .protocol import (
     ERROR_LIMIT,
     OUTPUT_CHUNK,
     Cancel,
-    Channel,
     Done,
     FetchCall,
     FetchReply,
