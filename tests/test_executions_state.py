@@ -73,6 +73,8 @@ from mcp_v8.storage import (
     open_database,
 )
 
+from .interleavings import ObservedLock, Parking
+
 HANG = 30.0  # seconds; only ever reached when the code under test is broken
 WORKER_CANCELLED = "cancelled in the worker"
 SLOT_CANCELLED = "execution cancelled"
@@ -403,50 +405,13 @@ class FakeWorkers:
 # -- forcing interleavings --------------------------------------------------------------
 
 
-class ObservedLock:
-    """The slot's lock, setting ``waited`` when a thread has to wait for it."""
-
-    def __init__(self, waited: threading.Event) -> None:
-        self._lock = threading.Lock()
-        self.waited = waited
-
-    def __enter__(self) -> None:
-        if not self._lock.acquire(blocking=False):
-            self.waited.set()
-            self._lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-
-class Park:
-    def __init__(self) -> None:
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-
-class ParkingSlot(WorkerSlot):
+class ParkingSlot(Parking, WorkerSlot):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Set when a thread waits for the slot's lock; tests also set it when the thread
         # they watch returns, so that a broken hand-off fails instead of hanging.
         self.moved = threading.Event()
         self._lock = ObservedLock(self.moved)  # type: ignore[assignment]
-        self._parks: dict[str, Park] = {}
-
-    def park(self, point: str) -> Park:
-        park = self._parks[point] = Park()
-        return park
-
-    def release_all(self) -> None:
-        for park in self._parks.values():
-            park.release.set()
-
-    def _handoff(self, point: str) -> None:
-        park = self._parks.pop(point, None)
-        if park is not None:
-            park.reached.set()
-            park.release.wait(HANG)
 
 
 class Background:

@@ -41,6 +41,8 @@ from mcp_v8.executions.protocol import (
 )
 from mcp_v8.executions.spec import ExecutionSpec, FetchPolicy, Limits
 
+from .interleavings import ObservedLock, Parking
+
 HANG = 30.0  # seconds; only ever reached when the code under test is broken
 POLICY = FetchPolicy(("http://127.0.0.1:1",), 1000, 50)
 
@@ -110,47 +112,14 @@ class FakeRun:
         return self.started.get(timeout=HANG)
 
 
-class ObservedLock:
-    """A lock that sets ``waited`` when a thread has to wait for it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.waited = threading.Event()
-
-    def __enter__(self) -> None:
-        if not self._lock.acquire(blocking=False):
-            self.waited.set()
-            self._lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-
-class Park:
-    def __init__(self) -> None:
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-
-class ParkingFetches(Fetches):
+class ParkingFetches(Parking, Fetches):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lock = ObservedLock()  # type: ignore[assignment]
-        self._parks: dict[str, Park] = {}
 
     @property
     def waited(self) -> threading.Event:
         return self._lock.waited  # type: ignore[attr-defined,no-any-return]
-
-    def park(self, point: str) -> Park:
-        park = self._parks[point] = Park()
-        return park
-
-    def _handoff(self, point: str) -> None:
-        park = self._parks.pop(point, None)
-        if park is not None:
-            park.reached.set()
-            park.release.wait(HANG)
 
 
 class Sent:

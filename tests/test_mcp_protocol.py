@@ -28,7 +28,8 @@ from mcp_v8.mcp.protocol import (
 from mcp_v8.mcp.stdio import StdioSession
 from mcp_v8.mcp.tools import Call
 
-from .test_executions_state import Background, ObservedLock, Park
+from .interleavings import ObservedLock, Parking
+from .test_executions_state import Background
 
 HANG = 30.0
 
@@ -532,25 +533,14 @@ def test_a_batch_is_answered_once_its_tool_calls_are() -> None:
 # -- the in-flight table's hand-offs, forced ---------------------------------------------------
 
 
-class ParkingInFlight(InFlight):
+class ParkingInFlight(Parking, InFlight):
     def __init__(self, slots: int) -> None:
         self.executions_cancelled: list[str] = []
         super().__init__(slots, self.executions_cancelled.append)
         self.moved = threading.Event()  # set when a thread waits for the lock
         self._lock = ObservedLock(self.moved)  # type: ignore[assignment]
-        self._parks: dict[str, Park] = {}
         self.replies: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.ran: list[str] = []
-
-    def park(self, point: str) -> Park:
-        park = self._parks[point] = Park()
-        return park
-
-    def _handoff(self, point: str) -> None:
-        park = self._parks.pop(point, None)
-        if park is not None:
-            park.reached.set()
-            assert park.release.wait(HANG)
 
     def call(self, id: str, until: threading.Event | None = None) -> Call:
         call = Call()
