@@ -51,6 +51,14 @@ def test_processes_share_a_port_and_answer_for_each_other(
                 break
             time.sleep(0.2)
         assert len(nodes) == 2  # two nodes, each with its lease
+        # A process records its lease before it listens (its workers start in between): wait
+        # until one answers on the port.
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/api/version", timeout=10).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
         with Client(url) as client:
             done = [client.execute(f"{i} * 2", snapshot=False) for i in range(20)]
             assert [d.value for d in done] == [i * 2 for i in range(20)]

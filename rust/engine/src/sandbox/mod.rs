@@ -33,7 +33,8 @@ pub const VIOLATION_EXIT: i32 = 159;
 pub struct Options {
     /// Paths read (and executed, for shared libraries) below; those that do not exist are skipped.
     pub read_only: Vec<PathBuf>,
-    /// Paths read and written below (a scratch directory; today the heap store's root).
+    /// Paths read and written below (a scratch directory; workers pass none: their heaps come
+    /// and go as descriptors).
     pub read_write: Vec<PathBuf>,
     /// Where the `SIGSYS` handler writes the number of a forbidden call (-1: nowhere).
     pub report_fd: RawFd,
