@@ -1,10 +1,18 @@
 """Forcing interleavings of threads on shared state, without V8: a lock that says when a thread
-had to wait for it, and named hand-off points where a test parks a thread (the classes under test
-call ``self._handoff(point)`` there; :class:`Parking` overrides it)."""
+had to wait for it, named hand-off points where a test parks a thread (the classes under test
+call ``self._handoff(point)`` there; :class:`Parking` overrides it), and a worker process played
+by a thread (:class:`ThreadWorker`)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
+import subprocess
 import threading
+
+from mcp_v8.executions.channel import Channel
 
 HANG = 30.0  # seconds; only ever reached when the code under test is broken
 
@@ -55,3 +63,42 @@ class Parking:
         if park is not None:
             park.reached.set()
             park.release.wait(HANG)
+
+
+class ThreadWorker:
+    """A worker process played by a thread (what a slot's ``spawn`` returns): the channel on a
+    copy of the slot's socket (the slot closes its own), ``poll``/``kill``/``wait`` as a
+    ``subprocess.Popen`` has them. Subclasses write ``_main``, started by ``_start`` once their
+    own state is set, and may add to ``kill`` through ``_killed``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = socket.socket(fileno=os.dup(sock.fileno()))
+        self._conn = Channel(self._sock, peer="server")
+        self.returncode: int | None = None
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._main, daemon=True, name="fake-worker")
+        self._thread.start()
+
+    def _main(self) -> None:
+        raise NotImplementedError
+
+    def _killed(self) -> None:
+        """What else a kill does to this fake (before its socket is shut down)."""
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            self.returncode = -signal.SIGKILL
+        self._killed()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise subprocess.TimeoutExpired("fake worker", timeout or 0)
+        assert self.returncode is not None
+        return self.returncode

@@ -25,7 +25,6 @@ import re
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -39,7 +38,6 @@ import pytest
 from mcp_v8 import _engine
 from mcp_v8.errors import SnapshotError
 from mcp_v8.executions import CancelOutcome, ExecutionManager, ExecutionSpec, FetchPolicy, Limits, QueueFull
-from mcp_v8.executions.channel import Channel
 from mcp_v8.executions.heap_fds import heap_memfd, read_heap
 from mcp_v8.executions.pool import WorkerOptions, WorkerSlot, WorkerStartError
 from mcp_v8.executions.protocol import (
@@ -73,7 +71,7 @@ from mcp_v8.storage import (
     open_database,
 )
 
-from .interleavings import ObservedLock, Parking
+from .interleavings import ObservedLock, Parking, ThreadWorker
 
 HANG = 30.0  # seconds; only ever reached when the code under test is broken
 WORKER_CANCELLED = "cancelled in the worker"
@@ -163,38 +161,20 @@ FRAMES: dict[str, bytes] = {
 # -- the fake worker ---------------------------------------------------------------------
 
 
-class FakeWorker:
+class FakeWorker(ThreadWorker):
     """A worker process played by a thread: what a slot's ``spawn`` returns."""
 
     def __init__(self, sock: socket.socket, stderr_path: Path, greeting: Message | bytes) -> None:
+        super().__init__(sock)
         self._greeting = greeting
-        self._sock = socket.socket(fileno=os.dup(sock.fileno()))  # the slot closes its own copy
-        self._conn = Channel(self._sock, peer="server")
         self._stderr_path = stderr_path
         self.received: queue.Queue[Any] = queue.Queue()
-        self.returncode: int | None = None
         self.stopped_reading = threading.Event()
         self.release = threading.Event()  # a worker that stopped reading goes on
-        self._thread = threading.Thread(target=self._main, daemon=True, name="fake-worker")
-        self._thread.start()
+        self._start()
 
-    # WorkerProcess
-    def poll(self) -> int | None:
-        return self.returncode
-
-    def kill(self) -> None:
-        if self.returncode is None:
-            self.returncode = -signal.SIGKILL
+    def _killed(self) -> None:
         self.release.set()
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-
-    def wait(self, timeout: float | None = None) -> int:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise subprocess.TimeoutExpired("fake worker", timeout or 0)
-        assert self.returncode is not None
-        return self.returncode
 
     def next_message(self) -> Any:
         return self.received.get(timeout=HANG)

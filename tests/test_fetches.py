@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
-import signal
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +22,6 @@ from typing import Any, BinaryIO, Callable
 
 import pytest
 
-from mcp_v8.executions.channel import Channel
 from mcp_v8.executions.fetches import Fetches, FetchGate
 from mcp_v8.executions.pool import WorkerOptions, WorkerSlot
 from mcp_v8.executions.protocol import (
@@ -41,7 +37,7 @@ from mcp_v8.executions.protocol import (
 )
 from mcp_v8.executions.spec import ExecutionSpec, FetchPolicy, Limits
 
-from .interleavings import ObservedLock, Parking
+from .interleavings import ObservedLock, Parking, ThreadWorker
 
 HANG = 30.0  # seconds; only ever reached when the code under test is broken
 POLICY = FetchPolicy(("http://127.0.0.1:1",), 1000, 50)
@@ -401,35 +397,16 @@ def fetch_args(url: str) -> str:
     return json.dumps([{"url": url, "method": "GET", "headers": [], "body": None, "redirect": "follow"}])
 
 
-class FetchingWorker:
+class FetchingWorker(ThreadWorker):
     """A worker played by a thread. A job's code is ``fetch <url>`` (fetch, then done with the
     reply as its result), ``fetch-until-cancel <url>`` (fetch; done on cancel, or once
     ``finish`` is set) or ``fetch-ignoring-cancel <url>`` (done only once ``finish`` is set)."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self._sock = socket.socket(fileno=os.dup(sock.fileno()))
-        self._conn = Channel(self._sock, peer="server")
-        self.returncode: int | None = None
+        super().__init__(sock)
         self.replies: list[FetchReply] = []
         self.finish = threading.Event()
-        self._thread = threading.Thread(target=self._main, daemon=True)
-        self._thread.start()
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-    def kill(self) -> None:
-        if self.returncode is None:
-            self.returncode = -signal.SIGKILL
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-
-    def wait(self, timeout: float | None = None) -> int:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise subprocess.TimeoutExpired("fake worker", timeout or 0)
-        assert self.returncode is not None
-        return self.returncode
+        self._start()
 
     def _main(self) -> None:
         current: Job | None = None

@@ -68,14 +68,16 @@ that hands it to the caller (the message's ``heap_fd``, which the caller then ow
 
 Planned (written down so the schema grows without a break; none of it exists yet):
 
-- **Tool calls the worker asks the server to make** (issue 18): as ``fetch``/``fetch_reply``,
-  a ``call`` {execution_id, call_id, server, tool, arguments as JSON text} and its ``reply``.
-- **Live-session commands** (issue 19): server -> worker ``open`` {session, heap key or fd,
-  limits}, ``run`` v2 with an optional ``session``, ``snapshot`` {session}, ``close``
-  {session, snapshot: bool}; worker -> server ``opened``/``closed`` {session} and ``done`` v2
-  with ``session`` and the snapshot taken, if any.
-- **Spans** (issue 20): worker -> server ``spans`` {execution_id, spans: list of at most 256
-  {name, start_ns, end_ns, attributes: map of at most 32 texts}}, 256 KiB, sent before ``done``.
+- **Tool calls the worker asks the server to make** (scripts calling the tools of other MCP
+  servers): as ``fetch``/``fetch_reply``, a ``call`` {execution_id, call_id, server, tool,
+  arguments as JSON text} and its ``reply``.
+- **Live-session commands** (an isolate kept between executions): server -> worker ``open``
+  {session, heap key or fd, limits}, ``run`` v2 with an optional ``session``, ``snapshot``
+  {session}, ``close`` {session, snapshot: bool}; worker -> server ``opened``/``closed``
+  {session} and ``done`` v2 with ``session`` and the snapshot taken, if any.
+- **Spans** (traces of each execution): worker -> server ``spans`` {execution_id, spans: list
+  of at most 256 {name, start_ns, end_ns, attributes: map of at most 32 texts}}, 256 KiB, sent
+  before ``done``.
 
 A kind's body change is a new version of that kind; each side keeps reading the versions the
 other side of a running deployment may send (server and workers come from one install, so today
