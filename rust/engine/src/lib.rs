@@ -2,10 +2,10 @@
 //! V8 10.2, through the C++ shim in `cpp/`), with heap caps, timeouts, cancellation,
 //! live console capture and heap snapshots in checked envelopes.
 //!
-//! The core is free of PyO3; `python.rs` (feature `python`) is the only boundary.
+//! The core is free of PyO3; `python/` (feature `python`) is the only boundary.
 //!
 //! The modules, each above the ones it uses (no module uses one above it):
-//! - `python.rs`: the PyO3 boundary;
+//! - `python/`: the PyO3 boundary;
 //! - `context.rs`: live contexts, made and run with the parts of the spec;
 //! - `engine.rs`: the execution spec ([`Options`]) and one-shot executions;
 //! - `outcome.rs` (how a run ended), `v8_process.rs` (V8 started once), `web.rs` (services the
