@@ -242,6 +242,14 @@ class Settings:
             "and in /api/stats) or off"
         },
     )
+    tools_config: Path | None = field(
+        default=None,
+        metadata={
+            "help": "a JSON file of the MCP tool servers scripts may call (the mcpServers shape: command/args/env "
+            "for stdio, type http + url/headers for Streamable HTTP; per server tools, approve, "
+            "approveDestructive); checked at startup"
+        },
+    )
     api_token: str | None = field(
         default=None,
         metadata={"help": "bearer token required on every route but /api/version and /api/openapi.json"},
@@ -266,6 +274,13 @@ class Settings:
         if self.max_fetch_bytes < 1 or self.max_fetch_requests < 1:
             raise ValueError("max_fetch_bytes and max_fetch_requests must be at least 1")
         fetch_origins(self.allow_fetch)
+        if self.tools_config is not None:
+            from .tools.config import load_tools_config
+
+            try:
+                load_tools_config(self.tools_config)
+            except ValueError as e:
+                raise ValueError(f"tools_config: {e}") from None
         if self.processes > 1 and self.database_url is None:
             # A request may reach any of them: they must share the registry and the queue.
             raise ValueError("processes above 1 need database_url: the processes answer for each other")
@@ -347,6 +362,7 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "api_token": lambda v: v or None,
         "heap_signing_key": _signing_keys,
         "heap_signing_key_file": lambda v: Path(v) if v else None,
+        "tools_config": lambda v: Path(v) if v else None,
         "trust_unsigned_heaps": _bool,
         "database_url": _database_url,
         "heap_store": _heap_store,
