@@ -66,6 +66,8 @@ LEVELS: dict[str, str] = {
     "test_load": "e2e",
     "test_fuzz_http": "e2e",
     "test_mcp": "e2e",
+    "test_tool_sessions": "e2e",
+    "test_tools_config": "unit",
     "test_blob_stores": "e2e",
     "test_nodes": "e2e",
     "test_cluster_faults": "e2e",
