@@ -69,6 +69,7 @@ LEVELS: dict[str, str] = {
     "test_tool_sessions": "e2e",
     "test_tools_config": "unit",
     "test_tools_catalogue": "engine",
+    "test_tools_api": "service",
     "test_blob_stores": "e2e",
     "test_nodes": "e2e",
     "test_cluster_faults": "e2e",
