@@ -41,7 +41,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testing.TestCli
             }
         )
     )
-    service = Service(Settings(data_dir=base / "data", workers=1, tools_config=tools_file)).start()
+    settings = Settings(data_dir=base / "data", workers=1, tools_config=tools_file, approver_token="approver")
+    service = Service(settings).start()
     try:
         yield testing.TestClient(create_app(service=service))
     finally:

@@ -114,3 +114,21 @@ def test_the_setting_checks_the_file_at_startup(tmp_path: Path) -> None:
         config.from_env({"MCP_V8_TOOLS_CONFIG": str(bad)})
     with pytest.raises(ValueError, match="tools_config: cannot read"):
         config.Settings(tools_config=tmp_path / "none.json")
+
+
+def test_gating_a_tool_needs_an_approver_token_of_its_own(tmp_path: Path) -> None:
+    gated = write(
+        tmp_path, {"mcpServers": {"a": {"command": "x"}, "b": {"command": "y", "approveDestructive": True}}}
+    )
+    with pytest.raises(ValueError, match=r"tools_config gates tools of b .* no approver_token"):
+        config.Settings(tools_config=gated)
+    with pytest.raises(ValueError, match="approver_token must differ from api_token"):
+        config.Settings(tools_config=gated, approver_token="same", api_token="same")
+    settings = config.from_env(
+        {"MCP_V8_TOOLS_CONFIG": str(gated), "MCP_V8_APPROVER_TOKEN": "approver-secret"}
+    )
+    assert settings.approver_token == "approver-secret"
+    assert config.shown("approver_token", settings.approver_token) == "(set)"
+    assert "approver-secret" in config.secrets(settings)
+    ungated = write(tmp_path, {"mcpServers": {"a": {"command": "x"}}})
+    assert config.Settings(tools_config=ungated).approver_token is None
