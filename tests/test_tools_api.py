@@ -88,6 +88,46 @@ def test_the_declarations(client: testing.TestClient) -> None:
     assert "  gone: {\n  };" in resp.text
 
 
+def mcp(client: testing.TestClient, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    resp = client.simulate_post(
+        "/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+        headers={
+            **HOST,
+            "MCP-Protocol-Version": "2025-06-18",
+            "Accept": "application/json, text/event-stream",
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    result: dict[str, Any] = resp.json["result"]
+    return result
+
+
+def test_search_tools_and_describe_tools_over_mcp(client: testing.TestClient) -> None:
+    deadline = time.monotonic() + 90
+    while servers(client)["calc"]["state"] != "ready" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    listed = {t["name"]: t for t in mcp(client, "tools/list", {})["tools"]}
+    assert {"search_tools", "describe_tools", "run_js"} <= set(listed)
+    found = mcp(
+        client, "tools/call", {"name": "search_tools", "arguments": {"query": "integers", "limit": 3}}
+    )
+    assert not found.get("isError")
+    matches = found["structuredContent"]["matches"]
+    assert matches[0].startswith(
+        "tools.calc.add(args: { a: number; b: number }): Promise<{ result: number }>"
+    )
+    assert len(matches) <= 3
+    assert "tools.calc.add(" in found["content"][0]["text"]
+    described = mcp(
+        client, "tools/call", {"name": "describe_tools", "arguments": {"names": ["calc.echo", "zz"]}}
+    )
+    text = described["structuredContent"]["declarations"]
+    assert "tools.calc.echo(args: {" in text and "Needs approval" in text and "// zz: no such tool" in text
+    refused = mcp(client, "tools/call", {"name": "describe_tools", "arguments": {"names": []}})
+    assert refused["isError"] and "names" in refused["content"][0]["text"]
+
+
 def test_an_unknown_query_parameter_is_refused(client: testing.TestClient) -> None:
     resp = client.simulate_get("/api/tools", params={"q": "x"}, headers=HOST)
     assert resp.status_code == 400
@@ -99,6 +139,8 @@ def test_without_tools_config_there_are_no_servers(tmp_path: Path) -> None:
     try:
         client = testing.TestClient(create_app(service=service))
         assert client.simulate_get("/api/tools", headers=HOST).json == {"servers": []}
+        listed = {t["name"] for t in mcp(client, "tools/list", {})["tools"]}
+        assert "run_js" in listed and not {"search_tools", "describe_tools"} & listed
         assert client.simulate_get("/api/tools/declarations", headers=HOST).text == (
             "// The tool servers of this mcp-v8 server (GET /api/tools/declarations).\ndeclare const tools: {\n};\n"
         )
