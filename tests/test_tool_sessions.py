@@ -289,3 +289,10 @@ def test_a_server_that_cannot_start_is_down_with_its_error_and_the_others_serve(
         }
     finally:
         sessions.close()
+
+
+def test_a_call_after_close_is_refused_clearly() -> None:
+    sessions = sessions_for({"local": stdio_server()})
+    sessions.close()
+    with pytest.raises(ServerUnavailable, match="closed"):
+        sessions.call("local", "add", {"a": 1, "b": 2}, timeout=WAIT)

@@ -286,7 +286,12 @@ class ToolSessions:
     # -- ToolCaller ------------------------------------------------------------------------
 
     def start_call(self, server: str, tool: str, arguments: dict[str, Any], timeout: float) -> _Pending:
-        future = asyncio.run_coroutine_threadsafe(self._call(server, tool, arguments, timeout), self._loop)
+        coroutine = self._call(server, tool, arguments, timeout)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        except RuntimeError:  # the loop is closed: the sessions were closed
+            coroutine.close()
+            raise ServerUnavailable(server, tool, "the tool sessions are closed") from None
         return _Pending(future, server, tool)
 
     def call(self, server: str, tool: str, arguments: dict[str, Any], timeout: float) -> ToolResult:
