@@ -296,3 +296,27 @@ def test_a_call_after_close_is_refused_clearly() -> None:
     sessions.close()
     with pytest.raises(ServerUnavailable, match="closed"):
         sessions.call("local", "add", {"a": 1, "b": 2}, timeout=WAIT)
+
+
+def test_mcp_v8_itself_as_a_tool_server(tmp_path: Path) -> None:
+    """mcp-v8's own MCP server over stdio, as a tool server: its run_js called like any tool."""
+    path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+    env = {"MCP_V8_DATA_DIR": str(tmp_path), "MCP_V8_WORKERS": "1", **path}
+    sessions = sessions_for(
+        {"sandbox": {"command": sys.executable, "args": ["-m", "mcp_v8", "mcp"], "env": env}}
+    )
+    try:
+        assert sessions.wait_ready(WAIT), sessions.catalogue()
+        tools = tools_of(sessions, "sandbox")
+        assert "run_js" in tools and tools["run_js"].output_schema is not None
+        assert tools["cancel_execution"].annotations is not None
+        assert tools["cancel_execution"].annotations["destructiveHint"] is True
+        result = sessions.call("sandbox", "run_js", {"code": "6 * 7"}, timeout=WAIT)
+        assert not result.is_error, result.content
+        assert result.structured_content is not None
+        assert (result.structured_content["status"], result.structured_content["result"]) == (
+            "completed",
+            "42",
+        )
+    finally:
+        sessions.close()
