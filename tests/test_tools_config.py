@@ -132,3 +132,22 @@ def test_gating_a_tool_needs_an_approver_token_of_its_own(tmp_path: Path) -> Non
     assert "approver-secret" in config.secrets(settings)
     ungated = write(tmp_path, {"mcpServers": {"a": {"command": "x"}}})
     assert config.Settings(tools_config=ungated).approver_token is None
+
+
+def test_the_headers_of_http_tool_servers_are_secrets(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        {
+            "mcpServers": {
+                "gh": {
+                    "type": "http",
+                    "url": "https://h/mcp",
+                    "headers": {"Authorization": "Bearer tok-123456"},
+                },
+                "local": {"command": "x", "env": {"DEBUG": "1"}},
+            }
+        },
+    )
+    found = config.secrets(config.Settings(tools_config=path))
+    assert "Bearer tok-123456" in found and "tok-123456" in found
+    assert "1" not in found  # a stdio server's environment is not taken for secrets

@@ -417,10 +417,25 @@ def shown(name: str, value: Any) -> str:
 
 def secrets(settings: Settings) -> list[str]:
     """What the settings hold that logs must never show: the API and approver tokens, the
-    database's passwords, the heap signing keys."""
+    database's passwords, the heap signing keys, the headers of the tool servers."""
     found = passwords(settings.database_url) if settings.database_url else []
     tokens = [t for t in (settings.api_token, settings.approver_token) if t]
-    return found + tokens + list(settings.heap_signing_key)
+    return found + tokens + list(settings.heap_signing_key) + _tool_server_headers(settings)
+
+
+def _tool_server_headers(settings: Settings) -> list[str]:
+    """The header values of the tools file's HTTP servers (credentials, as a rule), whole and
+    without their scheme (``Bearer <token>``: the token alone too)."""
+    if settings.tools_config is None:
+        return []
+    from .tools.config import HttpServer, load_tools_config
+
+    try:
+        servers = load_tools_config(settings.tools_config).servers
+    except ValueError:  # checked when the settings were made; changed since: nothing to hide
+        return []
+    values = [v for s in servers if isinstance(s.transport, HttpServer) for v in s.transport.headers.values()]
+    return [part for v in values for part in (v, v.partition(" ")[2]) if part.strip()]
 
 
 def from_env(environ: dict[str, str] | None = None) -> Settings:
