@@ -119,7 +119,17 @@ def test_the_catalogue_has_each_server_its_state_schemas_and_gates(sessions: Too
         "remote": ("http", "ready", None),
     }
     local = tools_of(sessions, "local")
-    assert set(local) == {"add", "echo", "sleep", "fail", "image", "point", "pid", "delete_everything"}
+    assert set(local) == {
+        "add",
+        "echo",
+        "sleep",
+        "fail",
+        "image",
+        "point",
+        "pid",
+        "delete_everything",
+        "grow",
+    }
     assert local["add"].input_schema["required"] == ["a", "b"]
     assert local["add"].input_schema["properties"]["a"]["type"] == "integer"
     assert local["add"].description == "Adds two integers."
@@ -320,3 +330,15 @@ def test_mcp_v8_itself_as_a_tool_server(tmp_path: Path) -> None:
         )
     finally:
         sessions.close()
+
+
+def test_the_tools_are_listed_again_when_the_server_says_they_changed(sessions: ToolSessions) -> None:
+    assert "grown" not in tools_of(sessions, "local")
+    assert sessions.call("local", "grow", {"name": "grown"}, timeout=WAIT).structured_content == {
+        "result": "added grown"
+    }
+    wait_until(lambda: "grown" in tools_of(sessions, "local"), what="the new tool is listed")
+    assert tools_of(sessions, "local")["grown"].description == "Added at run time."
+    assert sessions.call("local", "grown", {"text": "hi"}, timeout=WAIT).content == [
+        {"type": "text", "text": "hi"}
+    ]

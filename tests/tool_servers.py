@@ -3,8 +3,9 @@ stdio (``python tests/tool_servers.py stdio``) or Streamable HTTP (``... http PO
 
 Tools: ``add``, ``echo``, ``sleep`` (writes ``cancelled`` to its ``marker`` file when the
 call is cancelled), ``fail`` (an ``isError`` result), ``image`` (a PNG), ``point`` (a
-structured result with an output schema), ``pid`` (of the server's process) and
-``delete_everything`` (annotated destructive)."""
+structured result with an output schema), ``pid`` (of the server's process),
+``delete_everything`` (annotated destructive) and ``grow`` (adds a tool, then sends
+``notifications/tools/list_changed``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from mcp.server.mcpserver import Image, MCPServer
+from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
@@ -79,6 +80,16 @@ def pid() -> int:
 )
 def delete_everything(path: str) -> str:
     return f"deleted {path}"
+
+
+@server.tool(description="Adds a tool of that name (it echoes) and says the tool list changed.")
+async def grow(name: str, ctx: Context) -> str:
+    def added(text: str) -> str:
+        return text
+
+    server.add_tool(added, name=name, description="Added at run time.")
+    await ctx.session.send_tool_list_changed()
+    return f"added {name}"
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ held on a thread of its own that runs an asyncio loop: the service is WSGI and t
 threads call tools through :class:`ToolSessions` (a :class:`~.caller.ToolCaller`).
 
 Each server is kept connected by one task: connect, ``initialize``, list the tools, then
-ping every ``ping_interval`` seconds; a lost connection (a failed ping, or a call that finds
+ping every ``ping_interval`` seconds, listing the tools again on
+``notifications/tools/list_changed``; a lost connection (a failed ping, or a call that finds
 it closed) makes the server ``down`` with its error, and it is connected again after a
 backoff that doubles up to ``backoff_max`` (reset once a connection is ready).
 
@@ -218,7 +219,13 @@ class ToolSessions:
                     cwd=transport.cwd,
                 )
                 read, write = await stack.enter_async_context(stdio_client(params, errlog=self._errlog))
-            session = await stack.enter_async_context(ClientSession(read, write))
+            changed = asyncio.Event()
+
+            async def on_message(message: Any) -> None:
+                if isinstance(message, types.ToolListChangedNotification):
+                    changed.set()
+
+            session = await stack.enter_async_context(ClientSession(read, write, message_handler=on_message))
             with anyio.fail_after(self._connect_timeout):
                 await session.initialize()
                 tools = await self._list_tools(session)
@@ -226,16 +233,37 @@ class ToolSessions:
             infos = tuple(_tool_info(server.config, t) for t in tools if server.config.exposes(t.name))
             self._set(server, state="ready", last_error=None, tools=infos, session=session, lost=lost)
             log.info("tool server %s is ready (%d tools)", server.config.name, len(infos))
-            while not lost.is_set():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(lost.wait(), self._ping_interval)
-                    break
-                try:
-                    with anyio.fail_after(self._connect_timeout):
+            await self._watch(server, session, lost, changed)
+
+    async def _watch(
+        self, server: _Server, session: ClientSession, lost: asyncio.Event, changed: asyncio.Event
+    ) -> None:
+        """Until the connection is lost: lists the tools again when the server says they
+        changed, pings it when it has been quiet for ``ping_interval``."""
+        while True:
+            waits = [asyncio.ensure_future(lost.wait()), asyncio.ensure_future(changed.wait())]
+            try:
+                await asyncio.wait(waits, timeout=self._ping_interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            if lost.is_set():
+                raise ConnectionLost("connection closed")
+            try:
+                with anyio.fail_after(self._connect_timeout):
+                    if changed.is_set():
+                        changed.clear()
+                        listed = await self._list_tools(session)
+                        infos = tuple(
+                            _tool_info(server.config, t) for t in listed if server.config.exposes(t.name)
+                        )
+                        self._set(server, tools=infos)
+                    else:
                         await session.send_ping()
-                except Exception as e:
-                    raise ConnectionLost(f"ping failed: {describe(e)}") from e
-            raise ConnectionLost("connection closed")
+            except Exception as e:
+                raise ConnectionLost(
+                    f"{'listing' if changed.is_set() else 'ping'} failed: {describe(e)}"
+                ) from e
 
     @staticmethod
     async def _list_tools(session: ClientSession) -> list[types.Tool]:
