@@ -39,6 +39,9 @@ CONTRACT_SCHEMAS = {
     "SessionLogEntry",
     "SessionSummary",
     "Stats",
+    "Tool",
+    "ToolCatalogue",
+    "ToolServer",
 }
 OPERATIONS = {
     ("get", "/api/cli"): ("listCliAssets", "CLI"),
@@ -57,6 +60,8 @@ OPERATIONS = {
     ("delete", "/api/heaps/{key}"): ("deleteHeap", "Heaps"),
     ("patch", "/api/heaps/{key}/tags"): ("patchHeapTags", "Heaps"),
     ("post", "/api/heaps/query"): ("queryHeaps", "Heaps"),
+    ("get", "/api/tools"): ("listTools", "Tools"),
+    ("get", "/api/tools/declarations"): ("getToolDeclarations", "Tools"),
     ("post", "/mcp"): ("mcp", "MCP"),
     ("get", "/mcp"): ("mcpStream", "MCP"),
     ("delete", "/mcp"): ("mcpEndSession", "MCP"),
@@ -109,7 +114,15 @@ def test_operations_ids_tags(spec: dict[str, Any]) -> None:
     for key, (operation_id, tag) in OPERATIONS.items():
         assert found[key]["operationId"] == operation_id
         assert found[key]["tags"] == [tag]
-    assert {t["name"] for t in spec["tags"]} == {"CLI", "Executions", "Heaps", "Meta", "Sessions", "MCP"}
+    assert {t["name"] for t in spec["tags"]} == {
+        "CLI",
+        "Executions",
+        "Heaps",
+        "Meta",
+        "Sessions",
+        "MCP",
+        "Tools",
+    }
 
 
 def test_every_ref_resolves(spec: dict[str, Any]) -> None:

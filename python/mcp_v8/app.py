@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import falcon
 
@@ -42,6 +42,7 @@ from .resources.meta import (
     VersionResource,
 )
 from .resources.sessions import SessionListResource, SessionLogResource
+from .resources.tools import ToolDeclarationsResource, ToolsResource
 from .resources.validation import check_query
 from .storage import (
     DatabaseUnavailable,
@@ -51,8 +52,12 @@ from .storage import (
     Lease,
     OutputLog,
 )
+from .tools.config import ToolsConfigError, load_tools_config
 
 log = logging.getLogger("mcp_v8")
+
+if TYPE_CHECKING:
+    from .tools.sessions import ToolSessions
 
 # Routes that need no token: the version, and the contract (public anyway, as it ships in the
 # package, and what tells a client that the other routes may need a token).
@@ -60,8 +65,17 @@ PUBLIC_ROUTES = frozenset({"/api/version", "/api/openapi.json"})
 RETENTION_INTERVAL_SECONDS = 300.0
 
 
-class DataDirError(RuntimeError):
+class StartupError(RuntimeError):
+    """The service cannot start as configured; the message says why."""
+
+
+class DataDirError(StartupError):
     """The data directory cannot be used (missing permissions, read-only, full)."""
+
+
+class ToolServersError(StartupError):
+    """``--tools-config`` cannot be used: the MCP SDK is missing, or the file changed since the
+    settings were checked."""
 
 
 def check_data_dir(path: Path) -> None:
@@ -77,12 +91,30 @@ def check_data_dir(path: Path) -> None:
         raise DataDirError(f"data directory {path} is not usable: {e.strerror or e}") from e
 
 
+def _tool_sessions(settings: Settings) -> ToolSessions | None:
+    """The sessions of the tool servers of ``--tools-config`` (not yet started), or None."""
+    if settings.tools_config is None:
+        return None
+    try:
+        from .tools.sessions import ToolSessions
+    except ImportError as e:  # the extra is not installed (or Python is older than 3.10)
+        raise ToolServersError(
+            f"--tools-config needs the MCP SDK: pip install 'mcp-v8[tools]' (Python 3.10 or later); {e}"
+        ) from None
+    try:
+        config = load_tools_config(settings.tools_config)
+    except ToolsConfigError as e:  # changed since the settings were checked
+        raise ToolServersError(f"tools_config: {e}") from None
+    return ToolSessions(config)
+
+
 class Service:
     """Storage and execution manager of one server process."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         check_data_dir(settings.data_dir)
+        self.tools = _tool_sessions(settings)  # before anything is opened: it may refuse to start
         try:
             self.heaps = FileHeapStore(settings.data_dir, durable=settings.durable_heaps)
             stale = self.heaps.remove_stale_temp_files()
@@ -144,6 +176,8 @@ class Service:
         self._pruner: threading.Thread | None = None
 
     def start(self) -> Service:
+        if self.tools is not None:
+            self.tools.start()  # connects in the background: GET /api/tools shows each server's state
         self.manager.start()
         if self.cluster is not None:
             self.cluster.start()
@@ -183,10 +217,13 @@ class Service:
             executions=self.executions,
             output=self.output,
             catalogue=self.catalogue,
+            tools=self.tools,
         )
 
     def close(self) -> None:
         self._stop.set()
+        if self.tools is not None:
+            self.tools.close()
         # No claims from here; the node leaves only once the manager recorded its executions.
         if self.cluster is not None:
             self.cluster.stop()
@@ -325,6 +362,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_route("/api/heaps/{key}/tags", HeapTagsResource(ops))
     app.add_route("/api/sessions", SessionListResource(ops))
     app.add_route("/api/sessions/log", SessionLogResource(ops))
+    app.add_route("/api/tools", ToolsResource(ops))
+    app.add_route("/api/tools/declarations", ToolDeclarationsResource(ops))
     app.add_route("/mcp", McpResource(ops))
     app.add_route("/api/version", VersionResource(service.manager.jitless))
     app.add_route("/api/openapi.json", OpenApiResource())

@@ -145,7 +145,7 @@ def _reuse_port_socket(host: str, port: int) -> Any:
 def serve(args: argparse.Namespace) -> int:
     import waitress
 
-    from .app import DataDirError, Service, create_app
+    from .app import Service, StartupError, create_app
     from .executions.pool import WorkerStartError
 
     settings = _settings(args)
@@ -155,7 +155,7 @@ def serve(args: argparse.Namespace) -> int:
     redact_logs(config.secrets(settings))
     try:
         service = Service(settings).start()
-    except (DataDirError, WorkerStartError) as e:  # e.g. the sandbox required and not available
+    except (StartupError, WorkerStartError) as e:  # e.g. the sandbox required and not available
         print(f"mcp-v8: {e}", file=sys.stderr)
         return 2
     app = create_app(service=service)
@@ -184,7 +184,7 @@ def mcp(args: argparse.Namespace) -> int:
     from .mcp import claim_stdout, serve_stdio
 
     protocol = claim_stdout()  # before anything can print: stdout is the protocol's alone
-    from .app import DataDirError, Service
+    from .app import Service, StartupError
     from .executions.pool import WorkerStartError
 
     settings = _settings(args)
@@ -194,7 +194,7 @@ def mcp(args: argparse.Namespace) -> int:
     redact_logs(config.secrets(settings))
     try:
         service = Service(settings).start()
-    except (DataDirError, WorkerStartError) as e:  # e.g. the sandbox required and not available
+    except (StartupError, WorkerStartError) as e:  # e.g. the sandbox required and not available
         print(f"mcp-v8: {e}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

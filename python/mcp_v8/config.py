@@ -242,6 +242,22 @@ class Settings:
             "and in /api/stats) or off"
         },
     )
+    tools_config: Path | None = field(
+        default=None,
+        metadata={
+            "help": "a JSON file of the MCP tool servers scripts may call (the mcpServers shape: command/args/env "
+            "for stdio, type http + url/headers for Streamable HTTP; per server tools, approve, "
+            "approveDestructive); checked at startup"
+        },
+    )
+    approver_token: str | None = field(
+        default=None,
+        metadata={
+            "help": "bearer token of whoever approves the gated tool calls of --tools-config (approve, "
+            "approveDestructive); required when a tool is gated, and not the --api-token: approving is not the "
+            "script author's to do"
+        },
+    )
     api_token: str | None = field(
         default=None,
         metadata={"help": "bearer token required on every route but /api/version and /api/openapi.json"},
@@ -266,6 +282,23 @@ class Settings:
         if self.max_fetch_bytes < 1 or self.max_fetch_requests < 1:
             raise ValueError("max_fetch_bytes and max_fetch_requests must be at least 1")
         fetch_origins(self.allow_fetch)
+        if self.tools_config is not None:
+            from .tools.config import load_tools_config
+
+            try:
+                tools = load_tools_config(self.tools_config)
+            except ValueError as e:
+                raise ValueError(f"tools_config: {e}") from None
+            gating = [s.name for s in tools.servers if s.gates_any]
+            if gating and not self.approver_token:
+                raise ValueError(
+                    f"tools_config gates tools of {', '.join(gating)} (approve, approveDestructive) but no "
+                    "approver_token is set: approving a call needs a credential of its own"
+                )
+        if self.approver_token is not None and self.approver_token == self.api_token:
+            raise ValueError(
+                "approver_token must differ from api_token: approving is not the script author's to do"
+            )
         if self.processes > 1 and self.database_url is None:
             # A request may reach any of them: they must share the registry and the queue.
             raise ValueError("processes above 1 need database_url: the processes answer for each other")
@@ -345,8 +378,10 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "allowed_origins": _origins,
         "allow_fetch": _fetch_origins,
         "api_token": lambda v: v or None,
+        "approver_token": lambda v: v or None,
         "heap_signing_key": _signing_keys,
         "heap_signing_key_file": lambda v: Path(v) if v else None,
+        "tools_config": lambda v: Path(v) if v else None,
         "trust_unsigned_heaps": _bool,
         "database_url": _database_url,
         "heap_store": _heap_store,
@@ -371,7 +406,7 @@ def shown(name: str, value: Any) -> str:
     """How the value of setting ``name`` is shown (``--help`` defaults, errors): never a secret.
     The API token is ``(set)``, a database URL has its passwords as ``***`` (and a value that is
     no such URL is not shown at all)."""
-    if value and name in ("api_token", "heap_signing_key"):
+    if value and name in ("api_token", "approver_token", "heap_signing_key"):
         return "(set)"
     if isinstance(value, tuple):
         return ",".join(value)
@@ -381,10 +416,26 @@ def shown(name: str, value: Any) -> str:
 
 
 def secrets(settings: Settings) -> list[str]:
-    """What the settings hold that logs must never show: the API token, the database's passwords,
-    the heap signing keys."""
+    """What the settings hold that logs must never show: the API and approver tokens, the
+    database's passwords, the heap signing keys, the headers of the tool servers."""
     found = passwords(settings.database_url) if settings.database_url else []
-    return found + ([settings.api_token] if settings.api_token else []) + list(settings.heap_signing_key)
+    tokens = [t for t in (settings.api_token, settings.approver_token) if t]
+    return found + tokens + list(settings.heap_signing_key) + _tool_server_headers(settings)
+
+
+def _tool_server_headers(settings: Settings) -> list[str]:
+    """The header values of the tools file's HTTP servers (credentials, as a rule), whole and
+    without their scheme (``Bearer <token>``: the token alone too)."""
+    if settings.tools_config is None:
+        return []
+    from .tools.config import HttpServer, load_tools_config
+
+    try:
+        servers = load_tools_config(settings.tools_config).servers
+    except ValueError:  # checked when the settings were made; changed since: nothing to hide
+        return []
+    values = [v for s in servers if isinstance(s.transport, HttpServer) for v in s.transport.headers.values()]
+    return [part for v in values for part in (v, v.partition(" ")[2]) if part.strip()]
 
 
 def from_env(environ: dict[str, str] | None = None) -> Settings:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .executions import ExecutionManager
     from .storage import ExecutionStore, HeapCatalogue, OutputLog
+    from .tools.caller import ServerInfo, ToolCaller
 
 EXECUTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 OUTPUT_LINE_LIMIT = 1000  # the contract's defaults of GET /api/executions/{id}/output
@@ -125,12 +126,21 @@ class Operations:
         executions: ExecutionStore,
         output: OutputLog,
         catalogue: HeapCatalogue,
+        tools: ToolCaller | None = None,
     ) -> None:
         self.settings = settings
+        self.tools = tools
         self._manager = manager
         self._executions = executions
         self._output = output
         self._catalogue = catalogue
+
+    # -- tools -------------------------------------------------------------------------
+
+    def tool_servers(self) -> list[ServerInfo]:
+        """The tool servers of ``--tools-config``, their state and exposed tools (none without
+        the setting)."""
+        return [] if self.tools is None else self.tools.catalogue()
 
     # -- executions --------------------------------------------------------------------
 

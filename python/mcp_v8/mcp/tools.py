@@ -21,10 +21,12 @@ from typing import Any
 from ..contract import InvalidRequest, SchemaValidator, parameters, schema
 from ..operations import EXECUTION_ID, OperationError, Operations
 from ..storage import DatabaseUnavailable
+from ..tools.catalogue import describe_tools, search_tools
 
 RUN_JS_WAIT_MS = 30_000  # run_js waits this long by default: the contract's largest wait_ms
 FIRST_OUTPUT_LINES = 100  # console lines a run_js or get_execution result carries
 FIRST_OUTPUT_BYTES = 16_384
+SEARCH_BUDGET = 4000  # characters of search_tools lines
 
 _STATE = """\
 State carries over between calls through heap snapshots: every run that completes returns \
@@ -358,6 +360,69 @@ def _query_heaps(ops: Operations, args: dict[str, Any], call: Call) -> ToolResul
     return ToolResult(ops.query_heaps(args["tags"], args.get("limit", 100), cursor=args.get("cursor")))
 
 
+def _search_tools(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    found = search_tools(ops.tool_servers(), args["query"], limit=args.get("limit", 10), budget=SEARCH_BUDGET)
+    return ToolResult({"matches": list(found.lines), "matched": found.matched}, text=found.render())
+
+
+def _describe_tools(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    text = describe_tools(ops.tool_servers(), args["names"])
+    return ToolResult({"declarations": text}, text=text)
+
+
+def _catalogue_tools() -> list[Tool]:
+    """search_tools and describe_tools: a large catalogue of tool servers learnt a piece at a
+    time (offered when --tools-config is set)."""
+    return [
+        Tool(
+            "search_tools",
+            "Search the tools scripts can call",
+            "The tools of the configured tool servers best matching `query` (by name, then "
+            "description), each as a one-line TypeScript signature of `tools.<server>.<tool>(args)`, "
+            f"at most `limit` (default 10) and about {SEARCH_BUDGET} characters. A script calls them "
+            "with `await`; describe_tools gives their full declarations.",
+            _object(
+                {
+                    "query": {"type": "string", "maxLength": 500, "description": "Words of the task."},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+                },
+                ("query",),
+            ),
+            _object(
+                {
+                    "matches": {"type": "array", "items": {"type": "string"}},
+                    "matched": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "How many tools match in all.",
+                    },
+                },
+                ("matches", "matched"),
+            ),
+            _search_tools,
+        ),
+        Tool(
+            "describe_tools",
+            "Describe tools",
+            "The full TypeScript declarations (argument and result types, documentation) of the "
+            "tools named, each `server.tool` (or a tool's name alone when one server has it).",
+            _object(
+                {
+                    "names": {
+                        "type": "array",
+                        "items": {"type": "string", "maxLength": 200},
+                        "minItems": 1,
+                        "maxItems": 50,
+                    }
+                },
+                ("names",),
+            ),
+            _object({"declarations": {"type": "string"}}, ("declarations",)),
+            _describe_tools,
+        ),
+    ]
+
+
 def build_tools(ops: Operations) -> dict[str, Tool]:
     """The tools of one server, by name, with this server's bounds in their schemas."""
     exec_query = _params("/api/executions/{id}", "get", "wait_ms")
@@ -481,6 +546,8 @@ def build_tools(ops: Operations) -> dict[str, Tool]:
             _query_heaps,
         ),
     ]
+    if ops.tools is not None:
+        tools += _catalogue_tools()
     return {t.name: t for t in tools}
 
 
