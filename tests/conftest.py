@@ -47,6 +47,8 @@ LEVELS: dict[str, str] = {
     "test_web": "engine",
     "test_builtins": "engine",
     "test_fetch": "service",
+    "test_tools_engine": "engine",
+    "test_tool_calls": "unit",
     "test_console": "engine",
     "test_snapshots": "engine",
     "test_repl_mode": "engine",

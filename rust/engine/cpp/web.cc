@@ -342,6 +342,13 @@ bool Install(Local<v8::Context> context, Local<v8::Object> target) {
            .FromMaybe(false)) {
     return false;
   }
+  Local<v8::Function> tool;
+  Local<v8::String> tool_name = v8::String::NewFromUtf8Literal(isolate, "mcp-v8:tool");
+  if (!MakeHostFunction(context, tool_name).ToLocal(&tool) ||
+      !target->DefineOwnProperty(context, v8::String::NewFromUtf8Literal(isolate, "tool"), tool, v8::DontEnum)
+           .FromMaybe(false)) {
+    return false;
+  }
   return host::DefineFunction(context, target, "urlParse", UrlParse) && host::DefineFunction(context, target, "urlSet", UrlSet) &&
          host::DefineFunction(context, target, "utf8Encode", Utf8Encode) &&
          host::DefineFunction(context, target, "utf8EncodeInto", Utf8EncodeInto) &&

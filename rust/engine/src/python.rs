@@ -327,7 +327,7 @@ fn console_forwarder(on_console: &Option<Py<PyAny>>) -> impl FnMut(&ConsoleLine)
     console_limit_bytes=engine::DEFAULT_CONSOLE_LIMIT_BYTES, keep_console=true,
     on_console=None, control=None, allow_fetch=None,
     max_fetch_bytes=fetch::DEFAULT_MAX_BYTES, max_fetch_requests=fetch::DEFAULT_MAX_REQUESTS,
-    fetch_relay=None
+    fetch_relay=None, tool_relay=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn execute(
@@ -348,6 +348,7 @@ fn execute(
     max_fetch_bytes: u64,
     max_fetch_requests: u32,
     fetch_relay: Option<Py<PyFetchRelay>>,
+    tool_relay: Option<Py<PyToolRelay>>,
 ) -> PyResult<PyOutcome> {
     let language = parse_language(language)?;
     let heap_limit_bytes = parse_heap_limit(heap_limit_mb)?;
@@ -359,7 +360,16 @@ fn execute(
     let code = code.to_string();
     let control_ref = control.as_ref().map(|c| c.get());
     // Attached for this execution only: a reply after it ends is dropped.
-    let attached = fetch_relay.as_ref().map(|r| r.get().attach()).transpose()?;
+    // Both relays answer into one inbox.
+    let inbox = Arc::new(Replies::new());
+    let attached = fetch_relay
+        .as_ref()
+        .map(|r| r.get().slot.attach(&inbox, "fetch"))
+        .transpose()?;
+    let attached_tools = tool_relay
+        .as_ref()
+        .map(|r| r.get().slot.attach(&inbox, "tool"))
+        .transpose()?;
     let outcome = py.detach(|| {
         let mut forward = console_forwarder(&on_console);
         let opts = engine::Options {
@@ -388,10 +398,15 @@ fn execute(
                 .as_ref()
                 .zip(attached.as_ref())
                 .map(|(relay, replies)| relay.get().relay(replies.0.clone())),
+            tool_relay: tool_relay
+                .as_ref()
+                .zip(attached_tools.as_ref())
+                .map(|(relay, replies)| relay.get().relay(replies.0.clone())),
         };
         engine::execute(&code, opts)
     });
     drop(attached);
+    drop(attached_tools);
     outcome
         .map(|inner| PyOutcome { inner })
         .map_err(|e| to_pyerr(py, e))
@@ -681,9 +696,12 @@ impl PyLiveContext {
 #[pyclass(module = "mcp_v8._engine", name = "FetchRelay", frozen)]
 struct PyFetchRelay {
     on_call: Arc<Py<PyAny>>,
-    /// The inbox of the execution the relay is attached to; `None` between executions.
-    current: Arc<Mutex<Option<Arc<Replies>>>>,
+    slot: RelaySlot,
 }
+
+/// The inbox of the execution a relay is attached to; `None` between executions.
+#[derive(Default)]
+struct RelaySlot(Arc<Mutex<Option<Arc<Replies>>>>);
 
 /// The relay's execution: detaches it when dropped, so later replies are dropped.
 struct Attached(Arc<Replies>, Arc<Mutex<Option<Arc<Replies>>>>);
@@ -694,19 +712,25 @@ impl Drop for Attached {
     }
 }
 
-impl PyFetchRelay {
-    fn attach(&self) -> PyResult<Attached> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+impl RelaySlot {
+    fn attach(&self, inbox: &Arc<Replies>, what: &str) -> PyResult<Attached> {
+        let mut current = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if current.is_some() {
-            return Err(PyRuntimeError::new_err(
-                "the fetch relay is in use by another execution",
-            ));
+            return Err(PyRuntimeError::new_err(format!(
+                "the {what} relay is in use by another execution"
+            )));
         }
-        let replies = Arc::new(Replies::new());
-        *current = Some(replies.clone());
-        Ok(Attached(replies, self.current.clone()))
+        *current = Some(inbox.clone());
+        Ok(Attached(inbox.clone(), self.0.clone()))
     }
 
+    /// The inbox of the execution in progress, if any.
+    fn current(&self) -> Option<Arc<Replies>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl PyFetchRelay {
     fn relay(&self, replies: Arc<Replies>) -> engine::Relay {
         let on_call = self.on_call.clone();
         let inbox = replies.clone();
@@ -733,7 +757,7 @@ impl PyFetchRelay {
         check_callable(py, "on_call", &Some(on_call.clone_ref(py)))?;
         Ok(PyFetchRelay {
             on_call: Arc::new(on_call),
-            current: Arc::new(Mutex::new(None)),
+            slot: RelaySlot::default(),
         })
     }
 
@@ -749,12 +773,7 @@ impl PyFetchRelay {
         head_json: &str,
         body: Option<Vec<u8>>,
     ) -> bool {
-        let replies = self
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let Some(replies) = replies else {
+        let Some(replies) = self.slot.current() else {
             return false;
         };
         py.detach(move || match (ok, body) {
@@ -762,6 +781,62 @@ impl PyFetchRelay {
             (true, None) => replies.post(call_id, ok, head_json, &[&[]]),
             (false, _) => replies.post(call_id, ok, head_json, &[]),
         });
+        true
+    }
+}
+
+/// Hands an execution's tool calls (`tools.<server>.<tool>()`, `mcp.callTool()`) to
+/// `on_call(call_id, request_json)` (on the executing thread, with the GIL; it must hand them
+/// on and return): `request_json` is `{"call_id", "server", "tool", "arguments"}` (the
+/// script's own call id, `arguments` the JSON text of its object). `reply` answers them from
+/// any thread with `{"value"}`, `{"error": {"name", "message", ...}}` or `{"held": true}`
+/// (`mcp_v8::tools`). One execution at a time.
+#[pyclass(module = "mcp_v8._engine", name = "ToolRelay", frozen)]
+struct PyToolRelay {
+    on_call: Arc<Py<PyAny>>,
+    slot: RelaySlot,
+}
+
+impl PyToolRelay {
+    fn relay(&self, replies: Arc<Replies>) -> engine::Relay {
+        let on_call = self.on_call.clone();
+        let inbox = replies.clone();
+        let dispatch = Box::new(move |call: HostCall<'_>| {
+            Python::attach(|py| {
+                // web.js passes one object: the array of the host call's arguments holds it.
+                let request = match serde_json::from_str::<serde_json::Value>(call.args_json) {
+                    Ok(serde_json::Value::Array(mut args)) if args.len() == 1 => {
+                        args.swap_remove(0).to_string()
+                    }
+                    _ => call.args_json.to_string(),
+                };
+                if let Err(err) = on_call.call1(py, (call.id, request)) {
+                    post_python_error(py, &inbox, call.id, &err);
+                }
+            })
+        }) as Dispatch;
+        engine::Relay { dispatch, replies }
+    }
+}
+
+#[pymethods]
+impl PyToolRelay {
+    #[new]
+    fn new(py: Python<'_>, on_call: Py<PyAny>) -> PyResult<Self> {
+        check_callable(py, "on_call", &Some(on_call.clone_ref(py)))?;
+        Ok(PyToolRelay {
+            on_call: Arc::new(on_call),
+            slot: RelaySlot::default(),
+        })
+    }
+
+    /// Answers call `call_id` (the host call's id `on_call` got) of the execution in progress
+    /// with `answer_json`. False (the reply dropped) when no execution is in progress.
+    fn reply(&self, py: Python<'_>, call_id: u64, answer_json: &str) -> bool {
+        let Some(replies) = self.slot.current() else {
+            return false;
+        };
+        py.detach(move || replies.post(call_id, true, answer_json, &[]));
         true
     }
 }
@@ -983,6 +1058,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyOutcome>()?;
     m.add_class::<PyLiveContext>()?;
     m.add_class::<PyFetchRelay>()?;
+    m.add_class::<PyToolRelay>()?;
     m.add_class::<PyFetchRun>()?;
     m.add_class::<PyFetchRequest>()?;
     m.add_function(wrap_pyfunction!(execute, m)?)?;
