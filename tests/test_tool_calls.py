@@ -19,7 +19,7 @@ import pytest
 from mcp_v8.executions.protocol import ToolCall, ToolReply, Undeliverable
 from mcp_v8.executions.tool_caller import ToolInfo, ToolTimeout, ToolUnavailable
 from mcp_v8.executions.tool_calls import NO_TOOLS, ToolCalls, ToolLimits
-from mcp_v8.executions.tool_values import result_answer
+from mcp_v8.tool_answers import result_answer
 
 from .interleavings import HANG, ObservedLock, Parking
 
@@ -364,3 +364,18 @@ def test_is_error_is_a_tool_error_with_its_content() -> None:
         "error": {"name": "ToolError", "message": "bad input\nreally", "content": content}
     }
     assert answer({"content": [], "isError": True})["error"]["message"] == "s.t failed"
+
+
+def test_a_schema_that_refers_elsewhere_fetches_nothing_and_refuses_the_call() -> None:
+    caller = FakeCaller()
+    caller.catalogue["calc"]["remote"] = ToolInfo(
+        {"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:9/s.json"}}}
+    )
+    caller.catalogue["calc"]["broken"] = ToolInfo({"type": 5})
+    calls, sent = make(caller)
+    calls.submit(call(1, "calc", "remote"))
+    calls.submit(call(2, "calc", "broken"))
+    answers = {r.call_id: json.loads(r.answer)["error"]["message"] for r in sent.wait(2)}
+    assert answers[1].startswith("calc.remote: the tool's inputSchema cannot be used (")
+    assert answers[2] == "calc.broken: the tool's inputSchema is not a valid JSON Schema"
+    assert caller.calls == []

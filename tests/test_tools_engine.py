@@ -12,7 +12,9 @@ import json
 import threading
 from typing import Any, Callable
 
-from mcp_v8 import _engine
+import pytest
+
+from mcp_v8 import Engine, _engine
 
 SETTLE = "globalThis[Symbol.for('mcp-v8.settleToolCall')]"
 
@@ -236,3 +238,61 @@ def test_call_ids_go_on_after_a_restore() -> None:
     _engine.execute("await tools.a.d({})", heap=first.snapshot, tool_relay=relay.relay, timeout=30)
     relay.join()
     assert [r["call_id"] for r in relay.requests] == [3]
+
+
+# -- the library: tools from Python callables (mcp_v8.local_tools) -------------------------
+
+
+def test_python_callables_are_the_scripts_tools() -> None:
+    both = threading.Barrier(2, timeout=30)  # only calls that run at once pass it
+
+    def add(a: float, b: float = 0) -> float:
+        return a + b
+
+    def meet(who: str) -> str:
+        both.wait()
+        return f"met {who}"
+
+    async def double(x: int) -> dict[str, int]:
+        return {"x": x * 2}
+
+    def fail() -> None:
+        raise ValueError("no such thing")
+
+    def not_json() -> object:
+        return object()
+
+    outcome = Engine().execute(
+        """
+        const seen = [await tools.calc.add({a: 1, b: 2}), await mcp.callTool('calc', 'double', {x: 4}),
+                      await Promise.all([tools.calc.meet({who: 'a'}), tools.calc.meet({who: 'b'})])];
+        for (const [tool, args] of [['fail', {}], ['add', {c: 1}], ['not_json', {}], ['missing', {}]]) {
+          try { await tools.calc[tool](args); } catch (e) { seen.push([e.name, e.message]); }
+        }
+        seen
+        """,
+        tools={"calc": {"add": add, "double": double, "meet": meet, "fail": fail, "not_json": not_json}},
+        timeout=30,
+    )
+    assert outcome.completed, outcome.error
+    assert json.loads(outcome.result or "null") == [
+        3,
+        {"x": 8},
+        ["met a", "met b"],
+        ["ToolError", "ValueError: no such thing"],
+        ["TypeError", "calc.add: missing a required argument: 'a'"],
+        [
+            "TypeError",
+            "calc.not_json returned a value that is not JSON: Object of type object is not JSON serializable",
+        ],
+        ["TypeError", "tool call refused: no tool calc.missing"],
+    ]
+
+
+def test_tools_must_be_callables_by_name() -> None:
+
+    for bad in ({"calc": {"add": 1}}, {"": {}}, {"calc": [len]}):
+        with pytest.raises(TypeError):
+            Engine().execute("1", tools=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not both"):
+        Engine().execute("1", tools={}, tool_relay=Relay(adder).relay)

@@ -33,7 +33,7 @@ server -> worker
                                         the answer to a ``tool_call``: ``answer`` JSON text,
                                         ``{"value": ...}`` (the tool's result, mapped),
                                         ``{"error": {"name", "message", ...}}`` or
-                                        ``{"held": true}`` (:mod:`.tool_calls`), at most
+                                        ``{"held": true}`` (:mod:`mcp_v8.tool_answers`), at most
                                         ``TOOL_ANSWER_LIMIT``. Sent only while the execution runs
                                         on the server's side; the worker drops one for a call it
                                         is not waiting for. ``TOOL_ANSWER_LIMIT`` + 1 KiB.

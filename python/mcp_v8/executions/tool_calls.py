@@ -3,7 +3,7 @@
 A worker holds no tool credentials and opens no session: each call of the script's
 ``tools.<server>.<tool>()`` / ``mcp.callTool()`` reaches the server as a ``tool_call`` message
 (:mod:`.protocol`), and :class:`ToolCalls` answers it with a ``tool_reply``
-(:mod:`.tool_values` says what an answer holds). As a call arrives it is counted against
+(:mod:`mcp_v8.tool_answers` says what an answer holds). As a call arrives it is counted against
 ``max_calls`` (the next one is refused), its tool looked up in the caller's catalogue and its
 arguments checked against the tool's ``inputSchema``: a refusal is answered at once and nothing
 is sent to the tool server. An admitted call is made by the :class:`~.tool_caller.ToolCaller`
@@ -29,9 +29,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from ..tool_answers import error_answer, result_answer
 from .protocol import TOOL_ANSWER_LIMIT, ToolCall, ToolReply, Undeliverable
 from .tool_caller import ToolCaller, ToolTimeout, ToolUnavailable
-from .tool_values import ArgumentsError, check_arguments, error_answer, result_answer
+from .tool_values import ArgumentsError, check_arguments
 
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,7 @@
-"""The values that cross between a script and a tool: its arguments, checked against the
-tool's ``inputSchema`` before anything is sent, and its result, mapped to what the script gets.
-
-The answer to a call (``tool_reply``, then web.js) is JSON text, one of:
-
-- ``{"value": v}``: the result. ``v`` is the tool's ``structuredContent`` when it has one;
-  else its content: one block gives one value, several an array of them, none ``null``. A
-  text block is its text, parsed as JSON only when that is an object or an array (a tool's
-  ``"123"`` stays the string ``"123"``); any other block (image, audio, resource, resource
-  link) is the block itself, an object with its ``type``.
-- ``{"error": {"name", "message", ...}}``: the script's promise is rejected. ``ToolError``
-  (``content``: the tool's blocks) for a result with ``isError``; ``ToolDenied`` (``reason``);
-  otherwise a ``TypeError`` (the call was refused: bad arguments, unknown tool, a limit) or an
-  ``Error`` (it failed: timeout, tool server unavailable).
-- ``{"held": true}``: the call stays pending in the script's heap (a gated call).
+"""A tool call's arguments, checked against the tool's ``inputSchema`` before anything is
+sent: an :class:`ArgumentsError` names the field (the script gets it as a ``TypeError``).
+Schemas are JSON Schema (the draft their ``$schema`` names, 2020-12 by default); a ``$ref``
+resolves within the schema only, nothing is fetched.
 """
 
 from __future__ import annotations
@@ -24,7 +13,7 @@ from typing import Any
 import jsonschema
 import jsonschema.exceptions
 
-__all__ = ["ArgumentsError", "check_arguments", "error_answer", "held_answer", "result_answer"]
+__all__ = ["ArgumentsError", "check_arguments"]
 
 
 class ArgumentsError(ValueError):
@@ -52,47 +41,9 @@ def check_arguments(server: str, tool: str, arguments_json: str, schema: Mapping
     except jsonschema.exceptions.SchemaError:
         raise ArgumentsError(f"{name}: the tool's inputSchema is not a valid JSON Schema") from None
     validator = validator_class(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    except Exception as e:  # a $ref that resolves nowhere (nothing is fetched), a bad pattern
+        raise ArgumentsError(f"{name}: the tool's inputSchema cannot be used ({type(e).__name__})") from None
     if error is not None:
         raise ArgumentsError(f"{name}: {_where(error)}: {error.message}")
-
-
-def _block(block: Any) -> Any:
-    if isinstance(block, Mapping) and block.get("type") == "text" and isinstance(block.get("text"), str):
-        text = block["text"]
-        stripped = text.lstrip()
-        if stripped[:1] in ("{", "["):
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                return text
-            if isinstance(parsed, (dict, list)):
-                return parsed
-        return text
-    return block
-
-
-def result_answer(server: str, tool: str, result: Mapping[str, Any]) -> str:
-    """The answer for the ``CallToolResult`` ``result``."""
-    content = result.get("content") or []
-    if not isinstance(content, list):
-        content = []
-    if result.get("isError"):
-        texts = [b["text"] for b in content if isinstance(b, Mapping) and isinstance(b.get("text"), str)]
-        message = "\n".join(texts) or f"{server}.{tool} failed"
-        return error_answer("ToolError", message, content=content)
-    structured = result.get("structuredContent")
-    if structured is not None:
-        return json.dumps({"value": structured})
-    values = [_block(b) for b in content]
-    value = None if not values else values[0] if len(values) == 1 else values
-    return json.dumps({"value": value})
-
-
-def error_answer(name: str, message: str, **details: Any) -> str:
-    """The answer that rejects the script's promise with an error ``name``."""
-    return json.dumps({"error": {"name": name, "message": message, **details}})
-
-
-def held_answer() -> str:
-    return json.dumps({"held": True})
