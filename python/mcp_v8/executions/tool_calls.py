@@ -64,6 +64,7 @@ class ToolLimits:
             raise ValueError(f"max_result_bytes must be within 1..{TOOL_ANSWER_LIMIT}")
 
 
+DEFAULT_LIMITS = ToolLimits()
 NO_TOOLS = "tool call refused: no tool servers are configured"
 
 
@@ -83,7 +84,7 @@ class ToolCalls:
         caller: ToolCaller | None,
         send: Callable[[ToolReply], None],
         *,
-        limits: ToolLimits = ToolLimits(),
+        limits: ToolLimits = DEFAULT_LIMITS,
         deadline: float | None = None,
         on_lost: Callable[[str], None] | None = None,
     ) -> None:
@@ -101,6 +102,11 @@ class ToolCalls:
         self._seen: set[int] = set()
         self._ended = False
         self._lost: str | None = None
+
+    def bound(self, deadline: float) -> None:
+        """Sets the execution's deadline (``time.monotonic()``), past which no call runs."""
+        with self._lock:
+            self._deadline = deadline
 
     def _handoff(self, point: str) -> None:
         """Called at each hand-off point: ``"call:returned"`` (the caller returned, before the
@@ -150,10 +156,10 @@ class ToolCalls:
             self._finish(call.call_id, refusal)
             return
         now = time.monotonic()
-        deadline = now + self._limits.call_timeout
-        if self._deadline is not None:
-            deadline = min(deadline, self._deadline)
         with self._lock:
+            deadline = now + self._limits.call_timeout
+            if self._deadline is not None:
+                deadline = min(deadline, self._deadline)
             entry = self._in_flight.get(call.call_id)
             if entry is None:  # ended meanwhile
                 return
