@@ -296,3 +296,21 @@ def test_tools_must_be_callables_by_name() -> None:
             Engine().execute("1", tools=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not both"):
         Engine().execute("1", tools={}, tool_relay=Relay(adder).relay)
+
+
+def test_a_live_context_gets_the_same_tools() -> None:
+    seen: list[int] = []
+
+    def record(n: int) -> int:
+        seen.append(n)
+        return n * 3
+
+    with Engine().context(tools={"log": {"record": record}}, timeout=30) as context:
+        assert context.eval("await tools.log.record({n: 2})") == 6
+        assert context.eval("await mcp.callTool('log', 'record', {n: 5})") == 15
+        assert context.eval("try { await tools.log.nope() } catch (e) { e.name + ': ' + e.message }") == (
+            "TypeError: tool call refused: no tool log.nope"
+        )
+    assert seen == [2, 5]
+    with Engine().context(timeout=30) as bare:
+        assert bare.eval("try { await tools.a.b() } catch (e) { e.name }") == "TypeError"

@@ -156,10 +156,12 @@ class Engine:
         heap: bytes | None = None,
         snapshot: bool = False,
         timeout: float | None = None,
+        tools: Mapping[str, Mapping[str, Callable[..., Any]]] | None = None,
     ) -> Context:
         """A live :class:`~mcp_v8.context.Context`: one isolate whose globals persist across
         its calls, started from ``heap`` (an envelope) or the base context. ``snapshot=True``
-        lets it make snapshots (``Context.snapshot()``; no ``WebAssembly`` then). The
+        lets it make snapshots (``Context.snapshot()``; no ``WebAssembly`` then); ``tools``
+        gives its scripts a ``tools`` namespace of Python callables (see ``execute``). The
         engine's defaults apply where an argument is None; a refused ``heap`` raises
         :class:`SnapshotError`."""
         return Context(
@@ -173,6 +175,7 @@ class Engine:
             allow_fetch=self.allow_fetch,
             max_fetch_bytes=self.max_fetch_bytes,
             max_fetch_requests=self.max_fetch_requests,
+            tools=tools,
         )
 
     def evaluate(self, code: str, **kwargs: Any) -> Any:

@@ -26,7 +26,9 @@ from typing import Any, Callable
 from . import _engine
 from .tool_answers import error_answer
 
-__all__ = ["LocalTools"]
+__all__ = ["TOOL_CALL", "LocalTools"]
+
+TOOL_CALL = "mcp-v8:tool"  # the host call of web.js's tools (rust/engine/src/tools.rs)
 
 
 class LocalTools:
@@ -55,7 +57,7 @@ class LocalTools:
         return relay
 
     def answer(self, request: Mapping[str, Any]) -> str:
-        """The answer to one call (``{call_id, server, tool, arguments}``)."""
+        """The answer to one call (``{call_id, server, tool, arguments}``); never raises."""
         server, tool = request["server"], request["tool"]
         name = f"{server}.{tool}"
         fn = self._tools.get(server, {}).get(tool)
