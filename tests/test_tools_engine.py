@@ -314,3 +314,93 @@ def test_a_live_context_gets_the_same_tools() -> None:
     assert seen == [2, 5]
     with Engine().context(timeout=30) as bare:
         assert bare.eval("try { await tools.a.b() } catch (e) { e.name }") == "TypeError"
+
+
+# -- suspending: a script that waits only on held calls ------------------------------------
+
+RESUME = "globalThis[Symbol.for('mcp-v8.resume')]"
+
+
+def test_a_script_waiting_only_on_held_calls_suspends_into_a_snapshot_and_resumes() -> None:
+    def answer(request: dict[str, Any]) -> dict[str, Any]:
+        return {"held": True} if request["tool"] == "gated" else adder(request)
+
+    code = """
+    const free = await tools.calc.add({a: 1});
+    const [gated, other] = await Promise.all([tools.calc.gated({a: 2}), tools.calc.add({a: 3})]);
+    const slow = await new Promise((resolve) => setTimeout(() => resolve('timer'), 10));
+    let denied;
+    try { await tools.calc.gated({a: 4}); } catch (e) { denied = [e.name, e.reason]; }
+    ({free: free.sum, gated, other: other.sum, slow, denied})
+    """
+    relay = Relay(answer)
+    first = _engine.execute(code, tool_relay=relay.relay, snapshot=True, timeout=30)
+    relay.join()
+    assert first.status == "suspended", first.error
+    assert first.error is None and first.result is None
+    assert first.snapshot is not None
+    # The free calls were made before it suspended; the gated one waits.
+    assert [r["tool"] for r in relay.requests] == ["add", "gated", "add"]
+
+    # Resumed in a new isolate: call 2 approved with its result, the script runs on to a
+    # second gated call and suspends again.
+    relay = Relay(answer)
+    second = _engine.execute(
+        f"await {RESUME}([[2, {{value: {{sum: 20}}}}]])",
+        heap=first.snapshot,
+        tool_relay=relay.relay,
+        snapshot=True,
+        timeout=30,
+    )
+    relay.join()
+    assert second.status == "suspended", second.error
+    assert [(r["call_id"], r["tool"]) for r in relay.requests] == [(4, "gated")]
+
+    third = _engine.execute(
+        f"await {RESUME}([[4, {{error: {{name: 'ToolDenied', message: 'no', reason: 'by a person'}}}}]])",
+        heap=second.snapshot,
+        timeout=30,
+    )
+    assert third.completed, third.error
+    assert json.loads(third.result or "null") == {
+        "free": 1,
+        "gated": {"sum": 20},
+        "other": 3,
+        "slow": "timer",
+        "denied": ["ToolDenied", "by a person"],
+    }
+
+
+def test_without_snapshots_a_suspended_run_ends_with_no_heap() -> None:
+    outcome = _engine.execute("await tools.calc.x({})", tool_relay=Relay(held).relay, timeout=30)
+    assert outcome.status == "suspended" and outcome.snapshot is None
+
+
+def test_a_run_with_a_live_timer_or_a_call_out_waits_for_them_before_suspending() -> None:
+    code = """
+    globalThis.order = [];
+    tools.calc.later({}).then(() => order.push('late'));
+    setTimeout(() => order.push('timer'), 10);
+    await tools.calc.held({});
+    """
+    timers: list[threading.Timer] = []
+
+    def on_call(call_id: int, request_json: str) -> None:
+        if json.loads(request_json)["tool"] == "later":  # answered well after the timer
+            timers.append(threading.Timer(0.3, relay.reply, (call_id, '{"value": 1}')))
+            timers[-1].start()
+        else:
+            relay.reply(call_id, '{"held": true}')
+
+    relay = _engine.ToolRelay(on_call)
+    first = _engine.execute(code, tool_relay=relay, snapshot=True, timeout=30)
+    for t in timers:
+        t.join(30)
+    assert first.status == "suspended", first.error
+    later = _engine.execute("order", heap=first.snapshot, timeout=30)
+    assert json.loads(later.result or "null") == ["timer", "late"]
+
+
+def test_resume_without_a_suspended_script_is_a_type_error() -> None:
+    outcome = _engine.execute(f"{RESUME}([])", timeout=30)
+    assert outcome.status == "failed" and outcome.error_name == "TypeError"

@@ -348,6 +348,9 @@ def _run(
         )
     except SnapshotError as e:
         return JobResult(status="failed", error=f"cannot restore heap: {e}"), None
+    if outcome.status == "suspended":  # the server answers no call {"held": true} yet
+        error = "the script waits on tool calls held for approval, which this server cannot resume yet"
+        return JobResult(status="failed", error=error, duration_ms=outcome.duration_ms), None
     heap, heap_size, heap_bytes = None, None, None
     if (
         spec.snapshot

@@ -333,6 +333,13 @@ void Abandon(const FunctionCallbackInfo<Value>& info) {
   host->calls->Forget(info[0].As<v8::Promise>());
 }
 
+// holding(n): web.js holds n tool calls for the embedder (EventLoop::Stop::kSuspended)
+void Holding(const FunctionCallbackInfo<Value>& info) {
+  HostContext* host = HostContext::From(info.GetIsolate());
+  if (host == nullptr || info.Length() < 1 || !info[0]->IsUint32()) return;
+  host->held_tool_calls = info[0].As<v8::Uint32>()->Value();
+}
+
 bool Install(Local<v8::Context> context, Local<v8::Object> target) {
   v8::Isolate* isolate = context->GetIsolate();
   Local<v8::Function> fetch;
@@ -355,7 +362,8 @@ bool Install(Local<v8::Context> context, Local<v8::Object> target) {
          host::DefineFunction(context, target, "utf8Decode", Utf8Decode) && host::DefineFunction(context, target, "randomFill", RandomFill) &&
          host::DefineFunction(context, target, "digest", Digest) && host::DefineFunction(context, target, "structuredClone", StructuredClone) &&
          host::DefineFunction(context, target, "now", Now) && host::DefineFunction(context, target, "timeOrigin", TimeOrigin) &&
-         host::DefineFunction(context, target, "setUnrefTimeout", SetUnrefTimeout) && host::DefineFunction(context, target, "abandon", Abandon);
+         host::DefineFunction(context, target, "setUnrefTimeout", SetUnrefTimeout) && host::DefineFunction(context, target, "abandon", Abandon) &&
+         host::DefineFunction(context, target, "holding", Holding);
 }
 
 }  // namespace web

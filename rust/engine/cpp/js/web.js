@@ -1093,8 +1093,14 @@
   //   {value}                                   the tool's result, already mapped
   //   {error: {name, message, content?, reason?}} ToolError, ToolDenied, TypeError, ...
   //   {held: true}                              settled later by settleToolCall
+  //
+  // The native side is told how many calls are held (`native.holding`): when the script's
+  // result waits on nothing else, the run suspends (its result promise kept in the heap,
+  // cpp/evaluation.h) and `resume` carries it on, in this isolate or a restored one.
   const hostTool = native.tool;
+  const hostHolding = native.holding;
   const toolCalls = new Map();
+  let heldCalls = 0;
   let nextToolCall = 1;
   const JSONStringify = JSON.stringify;
   const ProxyCtor = Proxy;
@@ -1139,8 +1145,15 @@
   function settleToolCall(id, answer) {
     const entry = ReflectApply(MapGet, toolCalls, [id]);
     if (entry === undefined) return false;
-    if (answer !== null && typeof answer === 'object' && answer.held === true) return true;
+    if (answer !== null && typeof answer === 'object' && answer.held === true) {
+      if (!entry.held) {
+        entry.held = true;
+        hostHolding(++heldCalls);
+      }
+      return true;
+    }
     ReflectApply(MapDelete, toolCalls, [id]);
+    if (entry.held) hostHolding(--heldCalls);
     if (answer !== null && typeof answer === 'object' && 'error' in answer) {
       entry.reject(toolFailure(entry, answer.error));
     } else {
@@ -1164,7 +1177,7 @@
         throw new TypeErrorCtor(`${server}.${tool}: the arguments are not JSON (${error?.message ?? error})`);
       }
       const id = nextToolCall++;
-      const entry = { resolve, reject, server, tool };
+      const entry = { resolve, reject, server, tool, held: false };
       ReflectApply(MapSet, toolCalls, [id, entry]);
       hostTool({ call_id: id, server, tool, arguments: json }).then(
         (answer) => settleToolCall(id, answer),
@@ -1198,5 +1211,21 @@
   // For the embedder, which settles held calls in a restored heap (a script can reach it
   // too, which gives it nothing: it could only settle its own calls).
   defineProperty(G, Symbol.for('mcp-v8.settleToolCall'), { value: settleToolCall, configurable: false, enumerable: false, writable: false });
+
+  // resume(answers): in a run that follows a suspended one (a restored heap), settles held
+  // calls (`answers`: [[call id, answer], ...]) and returns the suspended script's result.
+  const SUSPENDED = Symbol.for('mcp-v8.suspended');
+  function resume(answers) {
+    const kept = G[SUSPENDED];
+    if (kept === undefined) throw new TypeErrorCtor('resume: no suspended execution in this heap');
+    delete G[SUSPENDED];
+    hostHolding(heldCalls);  // a restored isolate's native side starts from none
+    for (const [id, answer] of answers) settleToolCall(id, answer);
+    if (!kept.repl) return kept.promise;
+    // A REPL-mode script's promise resolves to V8's wrapper of its completion value.
+    return kept.promise.then((wrapper) => (wrapper !== null && typeof wrapper === 'object'
+      ? Object.getOwnPropertyDescriptor(wrapper, '.repl_result')?.value : undefined));
+  }
+  defineProperty(G, Symbol.for('mcp-v8.resume'), { value: resume, configurable: false, enumerable: false, writable: false });
 
 })
