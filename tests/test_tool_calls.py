@@ -18,7 +18,7 @@ import pytest
 
 from mcp_v8.executions.protocol import ToolCall, ToolReply, Undeliverable
 from mcp_v8.executions.tool_caller import ToolInfo, ToolTimeout, ToolUnavailable
-from mcp_v8.executions.tool_calls import NO_TOOLS, ToolCalls, ToolLimits
+from mcp_v8.executions.tool_calls import NO_TOOLS, ToolCallRecord, ToolCalls, ToolLimits
 from mcp_v8.tool_answers import result_answer
 
 from .interleavings import HANG, ObservedLock, Parking
@@ -379,3 +379,26 @@ def test_a_schema_that_refers_elsewhere_fetches_nothing_and_refuses_the_call() -
     assert answers[1].startswith("calc.remote: the tool's inputSchema cannot be used (")
     assert answers[2] == "calc.broken: the tool's inputSchema is not a valid JSON Schema"
     assert caller.calls == []
+
+
+def test_every_call_is_recorded_once_answered_or_abandoned() -> None:
+    caller = FakeCaller()
+    records: list[ToolCallRecord] = []
+    sent = Sent()
+    calls = ToolCalls("e", caller, sent, limits=ToolLimits(max_calls=3), on_record=records.append)
+    calls.submit(call(1, arguments={"a": 1, "b": 2}))
+    calls.submit(call(2, arguments={"a": "x"}))
+    calls.submit(call(3, "slow", "wait", {}))
+    calls.submit(call(4))
+    sent.wait(3)
+    assert caller.started.wait(HANG)
+    calls.end()
+    caller.release.set()
+    by_id = {r.call_id: r for r in records}
+    assert sorted(by_id) == [1, 2, 3, 4] and len(records) == 4
+    assert (by_id[1].server, by_id[1].tool, by_id[1].outcome, by_id[1].message) == ("calc", "add", "ok", None)
+    assert by_id[1].arguments_bytes == len('{"a": 1, "b": 2}')
+    assert by_id[2].outcome == "TypeError" and "arguments.a" in (by_id[2].message or "")
+    assert by_id[3].outcome == "abandoned"
+    assert by_id[4].outcome == "TypeError" and "max_tool_calls" in (by_id[4].message or "")
+    assert all(r.duration_ms >= 0 for r in records)

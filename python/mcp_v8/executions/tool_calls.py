@@ -15,7 +15,9 @@ deadline (``call_timeout``, and never past the execution's own), and a result la
 the calls in flight (their ``abandoned`` event is set: the caller tells the tool server) and
 drops their answers; later calls are ignored. A reply the channel cannot carry
 (:class:`~.protocol.Undeliverable`) fails that call, not the worker; one the worker stops taking
-(``TimeoutError``: the frame is part sent) is reported through ``on_lost``.
+(``TimeoutError``: the frame is part sent) is reported through ``on_lost``. Every call that
+came is reported once through ``on_record`` (a :class:`ToolCallRecord`: what the execution's
+record keeps), when it is answered or abandoned.
 
 State shared between the reader, the call threads, their timers and ``end`` is read and
 written under one lock per execution; ``_handoff`` marks the points a test parks a thread at.
@@ -23,6 +25,7 @@ written under one lock per execution; ``_handoff`` marks the points a test parks
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -38,8 +41,10 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_LIMITS",
     "DEFAULT_MAX_RESULT_BYTES",
     "DEFAULT_MAX_TOOL_CALLS",
+    "ToolCallRecord",
     "ToolCalls",
     "ToolLimits",
 ]
@@ -68,9 +73,27 @@ DEFAULT_LIMITS = ToolLimits()
 NO_TOOLS = "tool call refused: no tool servers are configured"
 
 
+@dataclass(frozen=True)
+class ToolCallRecord:
+    """One call as the execution's record keeps it: ``outcome`` is ``"ok"``, the name of the
+    error the script got (``"TypeError"``: refused; ``"ToolError"``, ``"ToolDenied"``,
+    ``"Error"``: failed) or ``"abandoned"`` (the execution ended first); ``message`` that
+    error's; the arguments by their size only."""
+
+    call_id: int
+    server: str
+    tool: str
+    arguments_bytes: int
+    outcome: str
+    message: str | None
+    duration_ms: float
+
+
 @dataclass
 class _InFlight:
     abandoned: threading.Event
+    call: ToolCall
+    started: float
     timer: threading.Timer | None = None
 
 
@@ -87,8 +110,10 @@ class ToolCalls:
         limits: ToolLimits = DEFAULT_LIMITS,
         deadline: float | None = None,
         on_lost: Callable[[str], None] | None = None,
+        on_record: Callable[[ToolCallRecord], None] | None = None,
     ) -> None:
         self.execution_id = execution_id
+        self._on_record = on_record
         self._caller = caller
         self._send = send
         self._limits = limits
@@ -149,7 +174,7 @@ class ToolCalls:
                     "execution (max_tool_calls)",
                 )
             # Reserved before the checks, so that a reply for it can only come from here.
-            self._in_flight[call.call_id] = _InFlight(threading.Event())
+            self._in_flight[call.call_id] = _InFlight(threading.Event(), call, time.monotonic())
         if refusal is None:
             refusal = self._check(call, name)
         if refusal is not None:
@@ -251,12 +276,32 @@ class ToolCalls:
             entry.abandoned.set()
             if entry.timer is not None:
                 entry.timer.cancel()
+            self._record(entry, "abandoned", None)
+
+    def _record(self, entry: _InFlight, outcome: str, message: str | None) -> None:
+        if self._on_record is None:
+            return
+        call = entry.call
+        record = ToolCallRecord(
+            call.call_id,
+            call.server,
+            call.tool,
+            len(call.arguments.encode("utf-8", "surrogatepass")),
+            outcome,
+            message,
+            (time.monotonic() - entry.started) * 1000,
+        )
+        try:
+            self._on_record(record)
+        except Exception:  # the record's own failure: the call goes on
+            log.exception(
+                "the record of tool call %s of execution %s failed", call.call_id, self.execution_id
+            )
 
     def _finish(self, call_id: int, answer: str) -> None:
         """Sends the answer unless the call is answered already or the execution ended. The
         check and the send are one step under the lock, so no reply leaves once ``end`` has
-        returned, and each call is answered once."""
-        lost: str
+        returned, and each call is answered once. Its record goes out after the lock."""
         with self._lock:
             entry = self._in_flight.pop(call_id, None)
             if entry is None or self._ended:
@@ -264,17 +309,26 @@ class ToolCalls:
             if entry.timer is not None:
                 entry.timer.cancel()
             self._handoff("reply:checked")
-            try:
-                try:
-                    self._send(ToolReply(self.execution_id, call_id, answer))
-                except Undeliverable as e:  # nothing was sent: this call fails, not the worker
-                    message = f"tool call failed: the result could not be sent to the worker: {e}"
-                    self._send(ToolReply(self.execution_id, call_id, error_answer("Error", message[:4096])))
-            except TimeoutError as e:  # part of a frame is out: the stream is lost
-                lost = self._lost = f"the worker took no tool reply: {e}"
-            except OSError:
-                return  # the worker is gone: the slot's reader sees it
-            else:
-                return
-        if self._on_lost is not None:
+            lost = self._send_locked(call_id, answer)
+        error = json.loads(answer).get("error")
+        if error is None:
+            self._record(entry, "ok", None)
+        else:
+            self._record(entry, str(error.get("name")), str(error.get("message")))
+        if lost is not None and self._on_lost is not None:
             self._on_lost(lost)
+
+    def _send_locked(self, call_id: int, answer: str) -> str | None:
+        """Sends one reply (the lock held); why the channel was lost under it, if it was."""
+        try:
+            try:
+                self._send(ToolReply(self.execution_id, call_id, answer))
+            except Undeliverable as e:  # nothing was sent: this call fails, not the worker
+                message = f"tool call failed: the result could not be sent to the worker: {e}"
+                self._send(ToolReply(self.execution_id, call_id, error_answer("Error", message[:4096])))
+        except TimeoutError as e:  # part of a frame is out: the stream is lost
+            self._lost = f"the worker took no tool reply: {e}"
+            return self._lost
+        except OSError:
+            pass  # the worker is gone: the slot's reader sees it
+        return None
