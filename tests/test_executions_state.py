@@ -53,6 +53,8 @@ from mcp_v8.executions.protocol import (
     ProtocolError,
     Ready,
     Stop,
+    ToolCall,
+    ToolReply,
     encode,
 )
 from mcp_v8.executions.worker import _run
@@ -142,6 +144,42 @@ FRAMES: dict[str, bytes] = {
     ),
     "a-fetch-reply-from-the-worker": packed(
         ["fetch_reply", 1, {"execution_id": "a", "call_id": 1, "ok": True, "head": "{}", "body": None}]
+    ),
+    "tool-call-call-id-as-text": packed(
+        ["tool_call", 1, {"execution_id": "a", "call_id": "1", "server": "s", "tool": "t", "arguments": "{}"}]
+    ),
+    "tool-call-without-a-server": packed(
+        ["tool_call", 1, {"execution_id": "a", "call_id": 1, "server": "", "tool": "t", "arguments": "{}"}]
+    ),
+    "tool-call-name-too-long": packed(
+        [
+            "tool_call",
+            1,
+            {"execution_id": "a", "call_id": 1, "server": "s", "tool": "t" * 257, "arguments": "{}"},
+        ]
+    ),
+    "tool-call-with-credentials": packed(
+        [
+            "tool_call",
+            1,
+            {"execution_id": "a", "call_id": 1, "server": "s", "tool": "t", "arguments": "{}", "headers": {}},
+        ]
+    ),
+    "tool-call-arguments-too-long": packed(
+        [
+            "tool_call",
+            1,
+            {
+                "execution_id": "a",
+                "call_id": 1,
+                "server": "s",
+                "tool": "t",
+                "arguments": "x" * ((4 << 20) + 1),
+            },
+        ]
+    ),
+    "a-tool-reply-from-the-worker": packed(
+        ["tool_reply", 1, {"execution_id": "a", "call_id": 1, "answer": '{"value": 1}'}]
     ),
     "missing-field": packed(["output", 1, {"execution_id": "a"}]),
     "unknown-field": packed(["output", 1, {"execution_id": "a", "text": "x", "extra": 1}]),
@@ -1363,6 +1401,11 @@ def test_every_message_kind_goes_through_the_channel_unchanged() -> None:
         (FetchCall("e", (1 << 64) - 1, "[]", None), "worker"),
         (FetchReply("e", 7, True, '{"status": 200}', b"\xffbytes"), "server"),
         (FetchReply("e", 8, False, '{"name": "TypeError", "message": "no"}', None), "server"),
+        (ToolCall("e", 7, "calc", "odd-name ü", '{"a": [1, 2]}'), "worker"),
+        (ToolCall("e", (1 << 64) - 1, "s" * 256, "t", "{}"), "worker"),
+        (ToolReply("e", 7, '{"value": {"sum": 3}}'), "server"),
+        (ToolReply("e", 8, '{"error": {"name": "ToolError", "message": "no", "content": []}}'), "server"),
+        (ToolReply("e", 9, '{"held": true}'), "server"),
         (
             Done(
                 "e", JobResult(status="completed", result='"x"', heap="b" * 64, heap_size=9, duration_ms=2.5)

@@ -14,6 +14,7 @@ __all__ = [
     "Outcome",
     "SANDBOX_VIOLATION_EXIT",
     "SNAPSHOT_FORMAT_VERSION",
+    "ToolRelay",
     "_register_errors",
     "execute",
     "fetch_origins",
@@ -44,7 +45,7 @@ class Outcome:
     """The immutable outcome of one execution."""
 
     @property
-    def status(self) -> Literal["completed", "failed", "timed_out", "cancelled"]: ...
+    def status(self) -> Literal["completed", "failed", "timed_out", "cancelled", "suspended"]: ...
     @property
     def completed(self) -> bool: ...
     @property
@@ -167,6 +168,15 @@ class FetchRun:
     @property
     def ended(self) -> bool: ...
 
+@final
+class ToolRelay:
+    """Hands an execution's tool calls to ``on_call(call_id, request_json)`` (request:
+    ``{"call_id", "server", "tool", "arguments"}``); ``reply(call_id, answer_json)`` answers
+    them from any thread (False: no execution in progress, the reply dropped)."""
+
+    def __new__(cls, on_call: Callable[[int, str], object]) -> ToolRelay: ...
+    def reply(self, call_id: int, answer_json: str) -> bool: ...
+
 def execute(
     code: str,
     *,
@@ -185,6 +195,7 @@ def execute(
     max_fetch_bytes: int = ...,
     max_fetch_requests: int = ...,
     fetch_relay: FetchRelay | None = None,
+    tool_relay: ToolRelay | None = None,
 ) -> Outcome: ...
 def v8_version() -> str: ...
 def snapshot_key(envelope: bytes) -> str: ...

@@ -14,12 +14,13 @@ import json
 import re
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from . import _engine
 from ._engine import Control, Outcome
 from .errors import ContextBusyError, ContextClosedError
+from .local_tools import TOOL_CALL, LocalTools
 
 # A byte string travels beside the JSON; in it, it is this one-key object naming its index.
 BYTES_KEY = "\x00mcp-v8:bytes"
@@ -125,6 +126,9 @@ class Context:
     parallel. An exposed function that calls back into the context running it raises
     :class:`~mcp_v8.errors.ContextBusyError` (that call could never start).
 
+    **Tools**: ``tools={"server": {"tool": callable}}`` gives its scripts the ``tools``
+    namespace, as ``Engine.execute(tools=...)`` does (:mod:`mcp_v8.local_tools`).
+
     **Snapshots**: a context made with ``snapshot=True`` runs in V8's ``SnapshotCreator``
     (no ``WebAssembly`` there, in V8 10.2) and ``snapshot()`` returns its heap; it then goes
     on from that snapshot, exposed functions included.
@@ -143,8 +147,10 @@ class Context:
         allow_fetch: list[str] | None = None,
         max_fetch_bytes: int = _engine.DEFAULT_MAX_FETCH_BYTES,
         max_fetch_requests: int = _engine.DEFAULT_MAX_FETCH_REQUESTS,
+        tools: Mapping[str, Mapping[str, Callable[..., Any]]] | None = None,
         _native: Callable[..., Any] = _engine.LiveContext,
     ) -> None:
+        self._tools = LocalTools(tools or {})
         self.heap_limit_mb = heap_limit_mb
         self.timeout = timeout
         self.language = language
@@ -258,6 +264,9 @@ class Context:
 
     def _dispatch(self, call_id: int, name: str, args_json: str, buffers: list[bytes]) -> None:
         # On the context's thread, inside a run: hand the call on, never wait for it.
+        if name == TOOL_CALL:
+            self._dispatch_tool(call_id, args_json)
+            return
         func = self._functions.get(name)
         if func is None:
             self._live.reply(
@@ -285,6 +294,21 @@ class Context:
         with self._state:
             self._pending[call_id] = future
         future.add_done_callback(lambda done: self._answer(call_id, done))
+
+    def _dispatch_tool(self, call_id: int, args_json: str) -> None:
+        """A call of the script's ``tools``: answered by a Python callable, off this thread."""
+        (request,) = json.loads(args_json)
+        future = self._callback_executor().submit(contextvars.copy_context().run, self._tools.answer, request)
+        with self._state:
+            self._pending[call_id] = future
+        future.add_done_callback(lambda done: self._answer_tool(call_id, done))
+
+    def _answer_tool(self, call_id: int, future: concurrent.futures.Future[str]) -> None:
+        with self._state:
+            if self._pending.pop(call_id, None) is None:
+                return  # its run is over
+        if not future.cancelled():
+            self._live.reply(call_id, True, future.result(), [])
 
     def _call_callback(
         self,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Callable, Literal
 
 from . import _engine
 from ._engine import Control, Outcome
 from .context import Context
+from .local_tools import LocalTools
 
 Language = Literal["auto", "javascript", "typescript"]
 ConsoleCallback = Callable[[str, str], None]
@@ -89,6 +91,8 @@ class Engine:
         control: Control | None = None,
         max_result_bytes: int | None = None,
         fetch_relay: _engine.FetchRelay | None = None,
+        tool_relay: _engine.ToolRelay | None = None,
+        tools: Mapping[str, Mapping[str, Callable[..., Any]]] | None = None,
     ) -> Outcome:
         """Runs ``code`` as a script (V8's REPL mode: top-level ``await``, completion value kept) and returns its :class:`Outcome`.
 
@@ -106,7 +110,19 @@ class Engine:
 
         ``fetch_relay`` (the service's workers) hands the calls of ``fetch`` to the relay's
         callback instead of making them here; the engine's fetch settings then do not apply.
+
+        ``tools`` gives the script a ``tools`` namespace of Python callables:
+        ``tools={"calc": {"add": add}}`` makes ``await tools.calc.add({a: 1, b: 2})`` call
+        ``add(a=1, b=2)`` on a thread of its own (calls awaited together run in parallel) and
+        resolve with its return value (JSON); ``mcp.callTool("calc", "add", {...})`` is the
+        same call. Arguments that do not bind to the callable's signature reject with a
+        ``TypeError``, an exception it raises with a ``ToolError`` (see :mod:`mcp_v8.local_tools`).
+        ``tool_relay`` (the service's workers) hands the calls to the relay instead.
         """
+        if tools is not None:
+            if tool_relay is not None:
+                raise ValueError("give tools or tool_relay, not both")
+            tool_relay = LocalTools(tools).relay()
         options: dict[str, Any] = {
             "heap": heap,
             "snapshot": snapshot,
@@ -122,6 +138,7 @@ class Engine:
             "max_fetch_bytes": self.max_fetch_bytes,
             "max_fetch_requests": self.max_fetch_requests,
             "fetch_relay": fetch_relay,
+            "tool_relay": tool_relay,
         }
         try:
             return _engine.execute(code, filename=filename, **options)
@@ -139,10 +156,12 @@ class Engine:
         heap: bytes | None = None,
         snapshot: bool = False,
         timeout: float | None = None,
+        tools: Mapping[str, Mapping[str, Callable[..., Any]]] | None = None,
     ) -> Context:
         """A live :class:`~mcp_v8.context.Context`: one isolate whose globals persist across
         its calls, started from ``heap`` (an envelope) or the base context. ``snapshot=True``
-        lets it make snapshots (``Context.snapshot()``; no ``WebAssembly`` then). The
+        lets it make snapshots (``Context.snapshot()``; no ``WebAssembly`` then); ``tools``
+        gives its scripts a ``tools`` namespace of Python callables (see ``execute``). The
         engine's defaults apply where an argument is None; a refused ``heap`` raises
         :class:`SnapshotError`."""
         return Context(
@@ -156,6 +175,7 @@ class Engine:
             allow_fetch=self.allow_fetch,
             max_fetch_bytes=self.max_fetch_bytes,
             max_fetch_requests=self.max_fetch_requests,
+            tools=tools,
         )
 
     def evaluate(self, code: str, **kwargs: Any) -> Any:

@@ -37,7 +37,9 @@ is never sent: it fails and the worker, which saw nothing of it, takes the next 
 The worker makes no connection: its job's ``fetch`` calls are handed to the job's
 :class:`~.fetches.Fetches`, which makes them under the spec's policy off the relay's thread and
 is ended (its requests in flight return at once, their replies dropped) when the job is done,
-cancelled, or past its timeout.
+cancelled, or past its timeout. Its tool calls go the same way to the job's
+:class:`~.tool_calls.ToolCalls`, made by the slot's :class:`~.tool_caller.ToolCaller` (none:
+every call is refused) and abandoned at the same moments.
 """
 
 from __future__ import annotations
@@ -74,11 +76,14 @@ from .protocol import (
     ProtocolError,
     Ready,
     Stop,
+    ToolCall,
     Undeliverable,
     encode,
     heap_fd,
 )
 from .sandbox import VIOLATION_PREFIX, Walls, default_mode, violation, worker_environment
+from .tool_caller import ToolCaller
+from .tool_calls import DEFAULT_LIMITS, ToolCalls, ToolLimits
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +201,9 @@ class _Running:
     execution_id: str
     deadline: float
     fetches: Fetches
-    # When the job's own timeout has passed in the worker: its fetches end then.
+    # When the job's own timeout has passed in the worker: its fetches and tool calls end then.
     fetch_deadline: float
+    tools: ToolCalls
     cancel_deadline: float | None = None
 
     def limit(self) -> float:
@@ -240,8 +246,12 @@ class WorkerSlot:
         on_restart: Callable[[], None] | None = None,
         on_violation: Callable[[str, str], None] | None = None,
         fetch_gate: FetchGate = SERVER_GATE,
+        tool_caller: ToolCaller | None = None,
+        tool_limits: ToolLimits = DEFAULT_LIMITS,
     ) -> None:
         self.index = index
+        self._tool_caller = tool_caller
+        self._tool_limits = tool_limits
         self._stderr_path = log_dir / f"worker-{index}.stderr"
         self._options = options
         self._spawn = spawn
@@ -388,6 +398,7 @@ class WorkerSlot:
             with contextlib.suppress(OSError):
                 self._send(Cancel(execution_id))
         running.fetches.end()  # its requests in flight return now, answering nobody
+        running.tools.end()  # and its tool calls in flight are abandoned
         self._wake()
 
     def _wake(self) -> None:
@@ -416,6 +427,9 @@ class WorkerSlot:
         fetches = Fetches(
             job.execution_id, job.spec.fetch, conn.send, gate=self._fetch_gate, on_lost=self._fetch_lost
         )
+        tools = ToolCalls(
+            job.execution_id, self._tool_caller, conn.send, limits=self._tool_limits, on_lost=self._fetch_lost
+        )
         try:
             with self._lock:
                 cancelled = self._cancelled == job.execution_id
@@ -426,8 +440,9 @@ class WorkerSlot:
                 timeout = job.spec.limits.timeout_secs
                 now = time.monotonic()
                 fetch_deadline = now + timeout + self._start_allowance
+                tools.bound(fetch_deadline)
                 running = self._running = _Running(
-                    job.execution_id, fetch_deadline + self._grace, fetches, fetch_deadline
+                    job.execution_id, fetch_deadline + self._grace, fetches, fetch_deadline, tools
                 )
                 try:
                     conn.send_frame(frame, fd)
@@ -451,7 +466,8 @@ class WorkerSlot:
             raise
         finally:
             fetches.end()
-            if fetches.lost is not None:  # a reply went out in part: the stream is lost
+            tools.end()
+            if fetches.lost is not None or tools.lost is not None:  # a reply went out in part
                 self.kill()
             with self._lock:
                 self._running = None
@@ -465,12 +481,13 @@ class WorkerSlot:
             with self._lock:
                 limit = running.limit()
                 cancelled = running.cancel_deadline is not None
-            lost = running.fetches.lost
+            lost = running.fetches.lost or running.tools.lost
             if lost is not None:
                 raise _RelayFailed(lost)
             now = time.monotonic()
             if now >= running.fetch_deadline:
                 running.fetches.end()  # the job's timeout has passed: so have its fetches
+                running.tools.end()  # and its tool calls
             wait = limit if running.fetches.ended else min(limit, running.fetch_deadline)
             conn_fd, wake_fd = conn.fileno(), self._wake_r.fileno()
             try:
@@ -505,6 +522,8 @@ class WorkerSlot:
                         ) from e
                 elif mine and isinstance(message, FetchCall):
                     running.fetches.submit(message)
+                elif mine and isinstance(message, ToolCall):
+                    running.tools.submit(message)
                 elif mine and isinstance(message, Done):
                     return message.result
                 else:

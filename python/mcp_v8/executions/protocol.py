@@ -29,6 +29,14 @@ server -> worker
                                         runs on the server's side; the worker drops one for an
                                         execution it is not running. ``FETCH_BODY_LIMIT`` +
                                         ``FETCH_HEAD_LIMIT`` + 1 KiB.
+    ``tool_reply`` {execution_id, call_id, answer}
+                                        the answer to a ``tool_call``: ``answer`` JSON text,
+                                        ``{"value": ...}`` (the tool's result, mapped),
+                                        ``{"error": {"name", "message", ...}}`` or
+                                        ``{"held": true}`` (:mod:`mcp_v8.tool_answers`), at most
+                                        ``TOOL_ANSWER_LIMIT``. Sent only while the execution runs
+                                        on the server's side; the worker drops one for a call it
+                                        is not waiting for. ``TOOL_ANSWER_LIMIT`` + 1 KiB.
 worker -> server
     ``ready``   {sandbox}              once, after V8 is initialised;
                                         ``sandbox`` says which walls the worker raised
@@ -57,6 +65,16 @@ worker -> server
                                         worker runs. The server applies the policy of the spec it
                                         sent, never one the worker names. ``FETCH_BODY_LIMIT`` +
                                         ``FETCH_ARGS_LIMIT`` + 1 KiB.
+    ``tool_call`` {execution_id, call_id, server, tool, arguments}
+                                        a call of the script's ``tools.<server>.<tool>()`` or
+                                        ``mcp.callTool()``, for the server to make (tool
+                                        credentials never enter the worker): ``call_id`` the
+                                        script's own number for it (kept in its heap, so it names
+                                        the call across a pause), ``server`` and ``tool`` names of
+                                        at most ``TOOL_NAME_LIMIT`` bytes, ``arguments`` the JSON
+                                        text of the script's object, at most ``TOOL_ARGS_LIMIT``.
+                                        Only for the execution the worker runs.
+                                        ``TOOL_ARGS_LIMIT`` + 2 KiB.
 
 **Heaps as file descriptors.** Heap bytes never travel as frames, and the worker opens no store:
 a descriptor rides with ``SCM_RIGHTS`` on the first byte of its frame (:mod:`.heap_fds`). The
@@ -68,9 +86,6 @@ that hands it to the caller (the message's ``heap_fd``, which the caller then ow
 
 Planned (written down so the schema grows without a break; none of it exists yet):
 
-- **Tool calls the worker asks the server to make** (scripts calling the tools of other MCP
-  servers): as ``fetch``/``fetch_reply``, a ``call`` {execution_id, call_id, server, tool,
-  arguments as JSON text} and its ``reply``.
 - **Live-session commands** (an isolate kept between executions): server -> worker ``open``
   {session, heap key or fd, limits}, ``run`` v2 with an optional ``session``, ``snapshot``
   {session}, ``close`` {session, snapshot: bool}; worker -> server ``opened``/``closed``
@@ -123,6 +138,8 @@ __all__ = [
     "ProtocolError",
     "Ready",
     "Stop",
+    "ToolCall",
+    "ToolReply",
     "Undeliverable",
     "decode",
     "encode",
@@ -133,6 +150,9 @@ OUTPUT_CHUNK = 1 << 20  # console text per output message
 FETCH_ARGS_LIMIT = 1 << 20  # a fetch's request as JSON: URL, method, headers
 FETCH_HEAD_LIMIT = 2 << 20  # a fetch's response head as JSON (or its error)
 ERROR_LIMIT = 1 << 20  # an error text, a JS error's message or stack
+TOOL_NAME_LIMIT = 256  # a tool server's or a tool's name
+TOOL_ARGS_LIMIT = 4 << 20  # a tool call's arguments as JSON
+TOOL_ANSWER_LIMIT = 16 << 20  # a tool call's answer as JSON: the per-call result cap never exceeds it
 FRAME_SECONDS = 10.0  # a frame's bytes must all arrive within this of its first
 KiB = 1024
 FRAME_HEADER = struct.Struct(">I")  # a frame's length, before its msgpack bytes
@@ -232,7 +252,29 @@ class FetchReply:
     KIND: ClassVar[str] = "fetch_reply"
 
 
-Message = Union[Job, Cancel, Stop, Ready, Output, Done, FetchCall, FetchReply]
+@dataclass(frozen=True)
+class ToolCall:
+    """``tool_call``: a call of one of the script's tools, for the server to make."""
+
+    execution_id: str
+    call_id: int
+    server: str
+    tool: str
+    arguments: str
+    KIND: ClassVar[str] = "tool_call"
+
+
+@dataclass(frozen=True)
+class ToolReply:
+    """``tool_reply``: the answer to a :class:`ToolCall` (JSON text, :mod:`.tool_calls`)."""
+
+    execution_id: str
+    call_id: int
+    answer: str
+    KIND: ClassVar[str] = "tool_reply"
+
+
+Message = Union[Job, Cancel, Stop, Ready, Output, Done, FetchCall, FetchReply, ToolCall, ToolReply]
 
 _ID = Text(128, min_bytes=1)
 _CALL_ID = Integer(0, (1 << 64) - 1)
@@ -416,6 +458,40 @@ KINDS: dict[str, Kind] = {
                 "body": m.body,
             },
             lambda b: FetchReply(b["execution_id"], b["call_id"], b["ok"], b["head"], b["body"]),
+        ),
+        Kind(
+            "tool_call",
+            1,
+            "worker",
+            TOOL_ARGS_LIMIT + 2 * KiB,
+            Record(
+                {
+                    "execution_id": _ID,
+                    "call_id": _CALL_ID,
+                    "server": Text(TOOL_NAME_LIMIT, min_bytes=1),
+                    "tool": Text(TOOL_NAME_LIMIT, min_bytes=1),
+                    "arguments": Text(TOOL_ARGS_LIMIT, min_bytes=2),
+                }
+            ),
+            lambda m: {
+                "execution_id": m.execution_id,
+                "call_id": m.call_id,
+                "server": m.server,
+                "tool": m.tool,
+                "arguments": m.arguments,
+            },
+            lambda b: ToolCall(b["execution_id"], b["call_id"], b["server"], b["tool"], b["arguments"]),
+        ),
+        Kind(
+            "tool_reply",
+            1,
+            "server",
+            TOOL_ANSWER_LIMIT + KiB,
+            Record(
+                {"execution_id": _ID, "call_id": _CALL_ID, "answer": Text(TOOL_ANSWER_LIMIT, min_bytes=2)}
+            ),
+            lambda m: {"execution_id": m.execution_id, "call_id": m.call_id, "answer": m.answer},
+            lambda b: ToolReply(b["execution_id"], b["call_id"], b["answer"]),
         ),
     )
 }

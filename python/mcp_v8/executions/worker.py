@@ -16,7 +16,9 @@ and the environment is the server's short allow-list (:func:`.sandbox.worker_env
 The walls (:mod:`.sandbox`) go up first, before V8 or any thread starts; the ``ready`` message
 says which hold. The worker makes no connection: the calls of a script's ``fetch`` go to the
 server as ``fetch`` messages (:class:`_Fetches`), the server makes the requests under the fetch
-policy of the spec it sent, and its ``fetch_reply`` answers them. What it sends fits the
+policy of the spec it sent, and its ``fetch_reply`` answers them. The script's tool calls go
+the same way (``tool_call``, :class:`_Tools`): the server makes them, the worker holds no tool
+credentials. What it sends fits the
 channel's schema
 (:mod:`.protocol`): output in chunks, error texts cut to their limit, and an outcome that
 still cannot be sent is replaced by a failure that says why.
@@ -37,6 +39,7 @@ from typing import Any
 from ..engine import Engine, set_jitless
 from ..errors import SnapshotError
 from ..js_error import JsError
+from ..tool_answers import error_answer
 from . import sandbox
 from .channel import Channel
 from .heap_fds import HeapFdError, heap_memfd, read_heap
@@ -53,6 +56,8 @@ from .protocol import (
     ProtocolError,
     Ready,
     Stop,
+    ToolCall,
+    ToolReply,
     Undeliverable,
     encode,
 )
@@ -245,12 +250,76 @@ class _Fetches:
         return bool(relay.reply(reply.call_id, reply.ok, reply.head, reply.body))
 
 
+class _Tools:
+    """The tool relays of the jobs in this worker: a job's tool calls go to the server as
+    ``tool_call`` messages, named by the script's own call id, and the server's ``tool_reply``
+    answers them. A reply for a call that is not waited for (its job has ended or never ran
+    here, or it was answered) is dropped."""
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        # execution id -> (its relay, the calls waited for: script's call id -> host call id)
+        self._jobs: dict[str, tuple[Any, dict[int, int]]] = {}
+
+    def start(self, execution_id: str) -> Any:
+        """The relay of ``execution_id``'s execution (for ``Engine.execute``)."""
+        from .. import _engine
+
+        waiting: dict[int, int] = {}
+
+        def on_call(host_id: int, request_json: str) -> None:
+            try:
+                request = json.loads(request_json)
+                call = ToolCall(
+                    execution_id, request["call_id"], request["server"], request["tool"], request["arguments"]
+                )
+            except (ValueError, KeyError, TypeError):  # web.js makes it: never, unless broken
+                relay.reply(host_id, error_answer("TypeError", "tool call refused: a malformed call"))
+                return
+            with self._lock:
+                if call.call_id in waiting:
+                    duplicate = True
+                else:
+                    duplicate = False
+                    waiting[call.call_id] = host_id
+            if duplicate:
+                relay.reply(
+                    host_id, error_answer("TypeError", f"tool call refused: call {call.call_id} came twice")
+                )
+                return
+            try:
+                self._send(call)
+            except Undeliverable as e:  # nothing was sent: the call fails, the job goes on
+                with self._lock:
+                    waiting.pop(call.call_id, None)
+                relay.reply(host_id, error_answer("TypeError", f"tool call refused: {e}"[:4096]))
+
+        relay = _engine.ToolRelay(on_call)
+        with self._lock:
+            self._jobs[execution_id] = (relay, waiting)
+        return relay
+
+    def finish(self, execution_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(execution_id, None)
+
+    def deliver(self, reply: ToolReply) -> bool:
+        """Hands ``reply`` to its job's run; False when it was dropped."""
+        with self._lock:
+            job = self._jobs.get(reply.execution_id)
+            host_id = None if job is None else job[1].pop(reply.call_id, None)
+        if job is None or host_id is None:
+            return False
+        return bool(job[0].reply(host_id, reply.answer))
+
+
 # The server sends at most what it verified; this bounds a descriptor that is not what it says.
 _HEAP_READ_LIMIT = 1 << 40
 
 
 def _run(
-    engine: Engine, job: Job, control: Any, output: _Output, relay: Any = None
+    engine: Engine, job: Job, control: Any, output: _Output, relay: Any = None, tool_relay: Any = None
 ) -> tuple[JobResult, bytes | None]:
     """Runs ``job``: its result, and the envelope of the heap it produced (when ``result.heap``)."""
     spec, limits = job.spec, job.spec.limits
@@ -275,9 +344,13 @@ def _run(
             control=control,
             max_result_bytes=limits.max_result_bytes,
             fetch_relay=relay,
+            tool_relay=tool_relay,
         )
     except SnapshotError as e:
         return JobResult(status="failed", error=f"cannot restore heap: {e}"), None
+    if outcome.status == "suspended":  # the server answers no call {"held": true} yet
+        error = "the script waits on tool calls held for approval, which this server cannot resume yet"
+        return JobResult(status="failed", error=error, duration_ms=outcome.duration_ms), None
     heap, heap_size, heap_bytes = None, None, None
     if (
         spec.snapshot
@@ -353,6 +426,7 @@ def serve(conn: Channel, walls: sandbox.Walls | None = None) -> None:
     engine = Engine(keep_console=False)  # output streams to the server through on_console
     engine.execute("1")  # initialise V8 before saying ready
     fetches = _Fetches(conn.send)
+    tools = _Tools(conn.send)
     jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
     controls: dict[str, Any] = {}  # the server sends a cancel only after its job
     controls_lock = threading.Lock()
@@ -372,6 +446,8 @@ def serve(conn: Channel, walls: sandbox.Walls | None = None) -> None:
                         known.cancel()
                 elif isinstance(message, FetchReply):
                     fetches.deliver(message)
+                elif isinstance(message, ToolReply):
+                    tools.deliver(message)
                 elif isinstance(message, Stop):
                     jobs.put(None)
                     return
@@ -393,10 +469,12 @@ def serve(conn: Channel, walls: sandbox.Walls | None = None) -> None:
             control = controls[job.execution_id]
         output.start(job.execution_id, job.spec.limits.max_output_bytes)
         relay = fetches.start(job.execution_id)
+        tool_relay = tools.start(job.execution_id)
         try:
-            result, envelope = _run(engine, job, control, output, relay)
+            result, envelope = _run(engine, job, control, output, relay, tool_relay)
         finally:
             fetches.finish(job.execution_id)
+            tools.finish(job.execution_id)
         output.flush()
         with controls_lock:
             controls.pop(job.execution_id, None)

@@ -162,6 +162,7 @@ Evaluation::End Evaluation::Settle(v8::Local<v8::Context> context, EventLoop* lo
   }
   EventLoop::Stop stop = loop->Run(context, &completion, [this] { return terminated(); }, unwrap);
   if (stop == EventLoop::Stop::kTerminated || terminated()) return End::kTerminated;
+  if (stop == EventLoop::Stop::kSuspended) return Suspend(context, completion, repl);
   if (stop == EventLoop::Stop::kError) {
     error_ = loop->error();
     return terminated() ? End::kTerminated : End::kFailed;
@@ -217,8 +218,24 @@ ErrorInfo Evaluation::TerminatedError(int* status) const {
   return ErrorInfo::Plain("CancelledError", "execution cancelled");
 }
 
+Evaluation::End Evaluation::Suspend(v8::Local<v8::Context> context, v8::Local<v8::Value> completion, bool repl) {
+  v8::TryCatch try_catch(isolate_);
+  v8::Local<v8::Object> kept = v8::Object::New(isolate_);
+  v8::Local<v8::Symbol> key = v8::Symbol::For(isolate_, v8::String::NewFromUtf8Literal(isolate_, "mcp-v8.suspended"));
+  if (kept->Set(context, v8::String::NewFromUtf8Literal(isolate_, "promise"), completion).IsNothing() ||
+      kept->Set(context, v8::String::NewFromUtf8Literal(isolate_, "repl"), v8::Boolean::New(isolate_, repl))
+          .IsNothing() ||
+      !context->Global()->DefineOwnProperty(context, key, kept, v8::DontEnum).FromMaybe(false)) {
+    return terminated() ? End::kTerminated : Fail(ErrorInfo::Plain("Error", "the execution could not be suspended"));
+  }
+  return End::kSuspended;
+}
+
 void Evaluation::Finish(End end, mv8_response* resp) {
   switch (end) {
+    case End::kSuspended:
+      resp->status = MV8_SUSPENDED;
+      break;
     case End::kCompleted:
       resp->status = MV8_COMPLETED;
       resp->result = Dup(result_);

@@ -47,7 +47,10 @@ struct EvaluationLimits {
 
 class Evaluation {
  public:
-  enum class End { kCompleted, kFailed, kTerminated };
+  // kSuspended: only tool calls web.js holds could settle the result (EventLoop::kSuspended);
+  // the result promise is kept in the heap as globalThis[Symbol.for('mcp-v8.suspended')]
+  // ({promise, repl}), where web.js's resume finds it.
+  enum class End { kCompleted, kFailed, kTerminated, kSuspended };
 
   Evaluation(v8::Isolate* isolate, Control* control, const HeapGuard* guard, const OffHeapBudget* budget,
              EvaluationLimits limits)
@@ -77,6 +80,7 @@ class Evaluation {
   // Runs the loop until `completion` settles and no work is left; `repl`: `completion` is a
   // REPL-mode script's promise (repl_script.h), unwrapped before it is awaited.
   End Settle(v8::Local<v8::Context> context, EventLoop* loop, v8::Local<v8::Value> completion, bool repl);
+  End Suspend(v8::Local<v8::Context> context, v8::Local<v8::Value> completion, bool repl);
   // `script`: the user's script, when the error is in it (see ScriptBounds).
   End Failed(v8::Local<v8::Context> context, const v8::TryCatch& try_catch, const ScriptBounds* script = nullptr);
   ErrorInfo TerminatedError(int* status) const;

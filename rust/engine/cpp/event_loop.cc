@@ -155,6 +155,10 @@ EventLoop::Stop EventLoop::Run(v8::Local<v8::Context> context, v8::Local<v8::Val
     bool pending = !promise.IsEmpty() && promise->State() == v8::Promise::kPending;
     bool waiting = pending || (calls_ != nullptr && calls_->pending());
     if (!waiting && keep_alive_ == 0) return Stop::kIdle;  // only timers that do not keep it alive
+    if (pending && keep_alive_ == 0 && !(calls_ != nullptr && calls_->pending())) {
+      HostContext* host = HostContext::From(isolate_);
+      if (host != nullptr && host->held_tool_calls > 0) return Stop::kSuspended;
+    }
     if (queue_.empty()) {
       // Parked: only a cancel, the deadline, a reply or a platform task can change anything.
       control_->WaitUntil(Clock::now() + kParkedPoll);

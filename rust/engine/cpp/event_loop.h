@@ -20,7 +20,7 @@ namespace mv8 {
 
 class EventLoop {
  public:
-  enum class Stop { kIdle, kTerminated, kError };
+  enum class Stop { kIdle, kTerminated, kError, kSuspended };
   static constexpr size_t kMaxTimers = 1000000;
 
   EventLoop(v8::Isolate* isolate, v8::Platform* platform, Control* control, HostCalls* calls = nullptr);
@@ -39,6 +39,8 @@ class EventLoop {
   // `unwrap`, once that promise is fulfilled its value goes through `unwrap` (once), and what
   // comes out is the result, written to `*result` and waited for in turn when it is a promise.
   // A rejection of either promise is the run's result, never an unhandled rejection.
+  // kSuspended: the result promise is pending and only tool calls web.js holds could settle
+  // it (no call out pending, no timer that keeps the loop alive).
   Stop Run(v8::Local<v8::Context> context, v8::Local<v8::Value>* result, const std::function<bool()>& terminated,
            const Unwrap& unwrap = nullptr);
 

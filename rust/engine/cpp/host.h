@@ -21,6 +21,9 @@ struct HostContext {
   // execution (or the live context) started; 0 = now.
   double origin_wall_ms = 0;
   double origin_mono_ms = 0;
+  // Tool calls web.js holds for the embedder (answered {"held": true}): with nothing else to
+  // wait for, the run suspends (EventLoop::Stop::kSuspended) instead of waiting.
+  uint32_t held_tool_calls = 0;
   mv8_console_fn console = nullptr;
   void* console_user_data = nullptr;
 

@@ -137,8 +137,9 @@ void HostCall(const v8::FunctionCallbackInfo<v8::Value>& info) {
     if (!v8::Promise::Resolver::New(context).ToLocal(&resolver)) return;
     v8::String::Utf8Value utf8(isolate, name);
     std::string called = *utf8 ? *utf8 : "";
-    std::string message = called == "mcp-v8:fetch"
-                              ? web::FetchOffMessage()
+    std::string message = called == "mcp-v8:fetch" ? web::FetchOffMessage()
+                          : called == "mcp-v8:tool"
+                              ? "tool call refused: no tools are available in this execution"
                               : called + " is a function exposed by a live context; nothing answers it in this execution";
     resolver->Reject(context, v8::Exception::TypeError(v8::String::NewFromUtf8(isolate, message.c_str()).ToLocalChecked()))
         .IsNothing();

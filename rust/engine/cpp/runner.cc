@@ -43,7 +43,7 @@ class Execution {
       bool adopted = req_.isolate.heap_limit_bytes != 0 && AdoptSnapshotAllocator(isolate_, &budget_);
       RunInIsolate();
       if (adopted) ReleaseSnapshotAllocator(isolate_);
-      if (resp_->status == MV8_COMPLETED) {
+      if (resp_->status == MV8_COMPLETED || resp_->status == MV8_SUSPENDED) {
         v8::StartupData out = creator_->CreateBlob(v8::SnapshotCreator::FunctionCodeHandling::kKeep);
         if (out.data == nullptr) {
           SetInternal("V8 could not create the heap snapshot");
@@ -92,7 +92,7 @@ class Execution {
         end = evaluation.RunScript(context, run.loop(), req_.code, req_.code_len, filename);
         resp_->heap_used_bytes = run.End();
       }
-      if (end == Evaluation::End::kCompleted && req_.isolate.snapshots) {
+      if ((end == Evaluation::End::kCompleted || end == Evaluation::End::kSuspended) && req_.isolate.snapshots) {
         std::string why;
         if (StackTraceLimit::Stash(context, &why)) {
           creator_->SetDefaultContext(context);

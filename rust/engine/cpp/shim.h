@@ -19,6 +19,7 @@ enum {
   MV8_CANCELLED = 3,
   MV8_INTERNAL = 4,   // the engine could not run the request (bad snapshot, init failure)
   MV8_CLOSED = 5,     // the live context is closed (it went over its heap cap)
+  MV8_SUSPENDED = 6,  // only tool calls the script holds could settle its result (see tools.rs)
 };
 
 // Termination reasons for mv8_control_terminate.

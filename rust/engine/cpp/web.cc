@@ -333,6 +333,13 @@ void Abandon(const FunctionCallbackInfo<Value>& info) {
   host->calls->Forget(info[0].As<v8::Promise>());
 }
 
+// holding(n): web.js holds n tool calls for the embedder (EventLoop::Stop::kSuspended)
+void Holding(const FunctionCallbackInfo<Value>& info) {
+  HostContext* host = HostContext::From(info.GetIsolate());
+  if (host == nullptr || info.Length() < 1 || !info[0]->IsUint32()) return;
+  host->held_tool_calls = info[0].As<v8::Uint32>()->Value();
+}
+
 bool Install(Local<v8::Context> context, Local<v8::Object> target) {
   v8::Isolate* isolate = context->GetIsolate();
   Local<v8::Function> fetch;
@@ -342,13 +349,21 @@ bool Install(Local<v8::Context> context, Local<v8::Object> target) {
            .FromMaybe(false)) {
     return false;
   }
+  Local<v8::Function> tool;
+  Local<v8::String> tool_name = v8::String::NewFromUtf8Literal(isolate, "mcp-v8:tool");
+  if (!MakeHostFunction(context, tool_name).ToLocal(&tool) ||
+      !target->DefineOwnProperty(context, v8::String::NewFromUtf8Literal(isolate, "tool"), tool, v8::DontEnum)
+           .FromMaybe(false)) {
+    return false;
+  }
   return host::DefineFunction(context, target, "urlParse", UrlParse) && host::DefineFunction(context, target, "urlSet", UrlSet) &&
          host::DefineFunction(context, target, "utf8Encode", Utf8Encode) &&
          host::DefineFunction(context, target, "utf8EncodeInto", Utf8EncodeInto) &&
          host::DefineFunction(context, target, "utf8Decode", Utf8Decode) && host::DefineFunction(context, target, "randomFill", RandomFill) &&
          host::DefineFunction(context, target, "digest", Digest) && host::DefineFunction(context, target, "structuredClone", StructuredClone) &&
          host::DefineFunction(context, target, "now", Now) && host::DefineFunction(context, target, "timeOrigin", TimeOrigin) &&
-         host::DefineFunction(context, target, "setUnrefTimeout", SetUnrefTimeout) && host::DefineFunction(context, target, "abandon", Abandon);
+         host::DefineFunction(context, target, "setUnrefTimeout", SetUnrefTimeout) && host::DefineFunction(context, target, "abandon", Abandon) &&
+         host::DefineFunction(context, target, "holding", Holding);
 }
 
 }  // namespace web

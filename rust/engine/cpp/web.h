@@ -31,6 +31,7 @@ void Now(const v8::FunctionCallbackInfo<v8::Value>& info);
 void TimeOrigin(const v8::FunctionCallbackInfo<v8::Value>& info);
 void SetUnrefTimeout(const v8::FunctionCallbackInfo<v8::Value>& info);
 void Abandon(const v8::FunctionCallbackInfo<v8::Value>& info);
+void Holding(const v8::FunctionCallbackInfo<v8::Value>& info);
 
 // Adds the natives above to `target` under their JS names.
 bool Install(v8::Local<v8::Context> context, v8::Local<v8::Object> target);

@@ -11,11 +11,12 @@ pub use crate::console::DEFAULT_CONSOLE_LIMIT_BYTES;
 use crate::console::{on_console, ConsoleLine, ConsoleSink};
 use crate::envelope;
 use crate::error::EngineError;
-use crate::fetch::{FetchPolicy, Fetcher};
+use crate::fetch::{self, FetchPolicy, Fetcher};
 use crate::ffi;
 use crate::host_calls::{on_host_call, Dispatch, HostCall, Replies};
 use crate::outcome::{source_failure, Outcome, Response};
 use crate::source::{self, Language};
+use crate::tools::{self, TOOL};
 pub use crate::v8_process::{initialize, jitless, set_jitless, v8_version};
 
 /// A thread-safe handle that cancels the execution it is given to, before or while
@@ -63,9 +64,12 @@ pub struct Options<'a> {
     /// `isolate.fetch` is not used): a worker process that makes no connection hands them to
     /// the server that runs it.
     pub fetch_relay: Option<Relay>,
+    /// Where the calls of `tools.<server>.<tool>()` / `mcp.callTool()` go (`crate::tools`);
+    /// `None`: they are refused. With a `fetch_relay` too, both share one inbox (`replies`).
+    pub tool_relay: Option<Relay>,
 }
 
-/// The calls of an execution's `fetch`, handed on: `dispatch` receives each one on the
+/// The calls of an execution's `fetch` (or of its tools), handed on: `dispatch` receives each one on the
 /// executing thread (it must not block on the run), and its answer is posted to `replies`
 /// from any thread. An answer posted after the run ended is dropped.
 pub struct Relay {
@@ -247,6 +251,7 @@ pub fn execute(code: &str, opts: Options<'_>) -> Result<Outcome, EngineError> {
         isolate,
         run,
         fetch_relay,
+        tool_relay,
     } = opts;
     let mut blob = RawHeap::take();
     let restores = isolate.unseal_heap(&mut blob.0)?;
@@ -266,6 +271,7 @@ pub fn execute(code: &str, opts: Options<'_>) -> Result<Outcome, EngineError> {
         }
         (None, None) => (None, None, None),
     };
+    let (replies, dispatch) = route(replies, fetch_dispatch, tool_relay)?;
     let raw_isolate = isolate.raw(restores.then_some(blob.0.as_slice()));
     run_in_shim(
         run,
@@ -278,8 +284,8 @@ pub fn execute(code: &str, opts: Options<'_>) -> Result<Outcome, EngineError> {
                 code_len: script.code.len(),
                 isolate: raw_isolate,
                 run,
-                host_call: fetch_dispatch.as_ref().map(|_| on_host_call as _),
-                host_call_user_data: fetch_dispatch.as_ref().map_or(std::ptr::null_mut(), |d| {
+                host_call: dispatch.as_ref().map(|_| on_host_call as _),
+                host_call_user_data: dispatch.as_ref().map_or(std::ptr::null_mut(), |d| {
                     d as *const Dispatch as *mut c_void
                 }),
                 replies: replies.as_ref().map_or(std::ptr::null_mut(), |r| r.raw()),
@@ -287,4 +293,39 @@ pub fn execute(code: &str, opts: Options<'_>) -> Result<Outcome, EngineError> {
             unsafe { ffi::mv8_execute(&request, response) };
         },
     )
+}
+
+/// One dispatch for the calls out of an execution: tool calls to `tool_relay`, `fetch` to
+/// `fetch` (each refused where it is missing), and the inbox they answer to. `None` when
+/// nothing answers (the shim refuses every call).
+fn route(
+    replies: Option<Arc<Replies>>,
+    fetch: Option<Dispatch>,
+    tool_relay: Option<Relay>,
+) -> Result<(Option<Arc<Replies>>, Option<Dispatch>), EngineError> {
+    let (replies, tool) = match (replies, tool_relay) {
+        (Some(r), Some(t)) if !Arc::ptr_eq(&r, &t.replies) => {
+            return Err(EngineError::Internal(
+                "the fetch relay and the tool relay must share one inbox".into(),
+            ))
+        }
+        (_, Some(t)) => (t.replies, Some(t.dispatch)),
+        (Some(r), None) => (r, None),
+        (None, None) => return Ok((None, None)),
+    };
+    let inbox = replies.clone();
+    let dispatch = Box::new(move |call: HostCall<'_>| {
+        if call.name == TOOL {
+            match &tool {
+                Some(tool) => tool(call),
+                None => tools::refuse_off(&inbox, call.id),
+            }
+        } else {
+            match &fetch {
+                Some(fetch) => fetch(call),
+                None => fetch::refuse_off(&inbox, call.id),
+            }
+        }
+    }) as Dispatch;
+    Ok((Some(replies), Some(dispatch)))
 }

@@ -12,6 +12,7 @@ pub const MV8_CANCELLED: c_int = 3;
 #[allow(dead_code)] // every other status maps to EngineError::Internal
 pub const MV8_INTERNAL: c_int = 4;
 pub const MV8_CLOSED: c_int = 5;
+pub const MV8_SUSPENDED: c_int = 6;
 
 pub const MV8_RUN_SCRIPT: c_int = 0;
 pub const MV8_RUN_CALL: c_int = 1;

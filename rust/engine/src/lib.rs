@@ -31,6 +31,7 @@ mod parse;
 mod positions;
 pub mod sandbox;
 pub mod source;
+pub mod tools;
 mod transform;
 mod v8_process;
 mod web;

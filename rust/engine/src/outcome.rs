@@ -17,6 +17,9 @@ pub enum Status {
     Failed,
     TimedOut,
     Cancelled,
+    /// Only tool calls the script holds (answered `{"held": true}`) could settle its result:
+    /// the run stopped there (`crate::tools`), with a snapshot when the isolate makes them.
+    Suspended,
 }
 
 impl Status {
@@ -26,6 +29,7 @@ impl Status {
             Status::Failed => "failed",
             Status::TimedOut => "timed_out",
             Status::Cancelled => "cancelled",
+            Status::Suspended => "suspended",
         }
     }
 }
@@ -131,6 +135,7 @@ unsafe fn convert(
         ffi::MV8_FAILED => Status::Failed,
         ffi::MV8_TIMED_OUT => Status::TimedOut,
         ffi::MV8_CANCELLED => Status::Cancelled,
+        ffi::MV8_SUSPENDED => Status::Suspended,
         ffi::MV8_CLOSED => {
             let msg = borrowed_cstr(r.error_message).unwrap_or_else(|| "closed".into());
             return Err(EngineError::Closed(msg));
@@ -146,7 +151,7 @@ unsafe fn convert(
         let bytes = std::slice::from_raw_parts(r.result as *const u8, r.result_len);
         Some(String::from_utf8_lossy(bytes).into_owned())
     };
-    let error = if status == Status::Completed {
+    let error = if matches!(status, Status::Completed | Status::Suspended) {
         None
     } else {
         let message = borrowed_cstr(r.error_message).unwrap_or_default();

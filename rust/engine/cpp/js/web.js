@@ -1080,4 +1080,152 @@
   }
   defineGlobal('fetch', fetch);
 
+  // ---- tools: calls to the tool servers the embedder relays (rust/engine/src/tools.rs) ------
+  //
+  // `tools.<server>.<tool>(args)` and `mcp.callTool(server, tool, args)` make one host call
+  // each ({call_id, server, tool, arguments: JSON text}). The promise a script awaits is
+  // settled through `toolCalls` (call id -> its resolvers), which lives in this heap: a call
+  // the embedder holds (its answer `{held: true}`: it waits for an approval) stays pending
+  // across a heap snapshot and is settled in the restored isolate by its call id
+  // (`settleToolCall`), with nothing native left behind.
+  //
+  // The embedder answers a call with one of
+  //   {value}                                   the tool's result, already mapped
+  //   {error: {name, message, content?, reason?}} ToolError, ToolDenied, TypeError, ...
+  //   {held: true}                              settled later by settleToolCall
+  //
+  // The native side is told how many calls are held (`native.holding`): when the script's
+  // result waits on nothing else, the run suspends (its result promise kept in the heap,
+  // cpp/evaluation.h) and `resume` carries it on, in this isolate or a restored one.
+  const hostTool = native.tool;
+  const hostHolding = native.holding;
+  const toolCalls = new Map();
+  let heldCalls = 0;
+  let nextToolCall = 1;
+  const JSONStringify = JSON.stringify;
+  const ProxyCtor = Proxy;
+  const MapGet = Map.prototype.get;
+  const MapSet = Map.prototype.set;
+  const MapDelete = Map.prototype.delete;
+
+  class ToolError extends Error {
+    constructor(message, details = undefined) {
+      super(message);
+      defineProperty(this, 'name', { value: 'ToolError', writable: true, configurable: true, enumerable: false });
+      this.server = details?.server;
+      this.tool = details?.tool;
+      this.content = details?.content ?? [];
+    }
+  }
+  defineGlobal('ToolError', ToolError);
+
+  class ToolDenied extends Error {
+    constructor(message, details = undefined) {
+      super(message);
+      defineProperty(this, 'name', { value: 'ToolDenied', writable: true, configurable: true, enumerable: false });
+      this.server = details?.server;
+      this.tool = details?.tool;
+      this.reason = details?.reason;
+    }
+  }
+  defineGlobal('ToolDenied', ToolDenied);
+
+  const ERRORS = { TypeError: TypeErrorCtor, RangeError: RangeErrorCtor };
+
+  function toolFailure(entry, error) {
+    const message = `${error?.message ?? 'the tool call failed'}`;
+    const details = { server: entry.server, tool: entry.tool };
+    if (error?.name === 'ToolError') return new ToolError(message, { ...details, content: error.content });
+    if (error?.name === 'ToolDenied') return new ToolDenied(message, { ...details, reason: error.reason });
+    const Ctor = ERRORS[error?.name] ?? Error;
+    return new Ctor(message);
+  }
+
+  // Settles pending call `id` with the embedder's answer (see above); whether it was pending.
+  function settleToolCall(id, answer) {
+    const entry = ReflectApply(MapGet, toolCalls, [id]);
+    if (entry === undefined) return false;
+    if (answer !== null && typeof answer === 'object' && answer.held === true) {
+      if (!entry.held) {
+        entry.held = true;
+        hostHolding(++heldCalls);
+      }
+      return true;
+    }
+    ReflectApply(MapDelete, toolCalls, [id]);
+    if (entry.held) hostHolding(--heldCalls);
+    if (answer !== null && typeof answer === 'object' && 'error' in answer) {
+      entry.reject(toolFailure(entry, answer.error));
+    } else {
+      entry.resolve(answer?.value);
+    }
+    return true;
+  }
+
+  function callTool(server, tool, args) {
+    return new PromiseCtor((resolve, reject) => {
+      if (typeof server !== 'string' || server === '') throw new TypeErrorCtor('callTool: the server must be a non-empty string');
+      if (typeof tool !== 'string' || tool === '') throw new TypeErrorCtor('callTool: the tool must be a non-empty string');
+      const given = args === undefined ? {} : args;
+      if (given === null || typeof given !== 'object' || ArrayIsArray(given)) {
+        throw new TypeErrorCtor(`${server}.${tool}: the arguments must be an object`);
+      }
+      let json;
+      try {
+        json = JSONStringify(given);
+      } catch (error) {
+        throw new TypeErrorCtor(`${server}.${tool}: the arguments are not JSON (${error?.message ?? error})`);
+      }
+      const id = nextToolCall++;
+      const entry = { resolve, reject, server, tool, held: false };
+      ReflectApply(MapSet, toolCalls, [id, entry]);
+      hostTool({ call_id: id, server, tool, arguments: json }).then(
+        (answer) => settleToolCall(id, answer),
+        (error) => settleToolCall(id, { error: { name: error?.name, message: error?.message } }),
+      );
+    });
+  }
+
+  // A namespace object: any property but `then` (so that awaiting it does not call a tool)
+  // and symbols is a function calling that tool.
+  function namespace(get) {
+    return new ProxyCtor({ __proto__: null }, {
+      get(target, key) {
+        if (typeof key === 'symbol' || key === 'then') return undefined;
+        return get(key);
+      },
+      has(target, key) { return typeof key === 'string' && key !== 'then'; },
+      set() { return false; },
+      defineProperty() { return false; },
+      deleteProperty() { return false; },
+    });
+  }
+
+  const tools = namespace((server) => namespace((tool) => {
+    const call = (args = undefined) => callTool(server, tool, args);
+    defineProperty(call, 'name', { value: tool });
+    return call;
+  }));
+  defineGlobal('tools', tools);
+  defineGlobal('mcp', freeze({ __proto__: null, callTool }));
+  // For the embedder, which settles held calls in a restored heap (a script can reach it
+  // too, which gives it nothing: it could only settle its own calls).
+  defineProperty(G, Symbol.for('mcp-v8.settleToolCall'), { value: settleToolCall, configurable: false, enumerable: false, writable: false });
+
+  // resume(answers): in a run that follows a suspended one (a restored heap), settles held
+  // calls (`answers`: [[call id, answer], ...]) and returns the suspended script's result.
+  const SUSPENDED = Symbol.for('mcp-v8.suspended');
+  function resume(answers) {
+    const kept = G[SUSPENDED];
+    if (kept === undefined) throw new TypeErrorCtor('resume: no suspended execution in this heap');
+    delete G[SUSPENDED];
+    hostHolding(heldCalls);  // a restored isolate's native side starts from none
+    for (const [id, answer] of answers) settleToolCall(id, answer);
+    if (!kept.repl) return kept.promise;
+    // A REPL-mode script's promise resolves to V8's wrapper of its completion value.
+    return kept.promise.then((wrapper) => (wrapper !== null && typeof wrapper === 'object'
+      ? Object.getOwnPropertyDescriptor(wrapper, '.repl_result')?.value : undefined));
+  }
+  defineProperty(G, Symbol.for('mcp-v8.resume'), { value: resume, configurable: false, enumerable: false, writable: false });
+
 })

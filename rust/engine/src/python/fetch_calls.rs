@@ -1,6 +1,7 @@
 //! `fetch` across the process boundary: `FetchRelay` hands an execution's calls to Python (the
 //! worker sends them to the server), `FetchRun` makes them under a policy (the server does).
 
+use super::relays::RelaySlot;
 use super::*;
 
 /// Hands the calls of an execution's `fetch` to `on_call(call_id, args_json, body)` (on the
@@ -9,32 +10,10 @@ use super::*;
 #[pyclass(module = "mcp_v8._engine", name = "FetchRelay", frozen)]
 pub(super) struct PyFetchRelay {
     on_call: Arc<Py<PyAny>>,
-    /// The inbox of the execution the relay is attached to; `None` between executions.
-    current: Arc<Mutex<Option<Arc<Replies>>>>,
-}
-
-/// The relay's execution: detaches it when dropped, so later replies are dropped.
-pub(super) struct Attached(pub(super) Arc<Replies>, Arc<Mutex<Option<Arc<Replies>>>>);
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        *self.1.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
+    pub(super) slot: RelaySlot,
 }
 
 impl PyFetchRelay {
-    pub(super) fn attach(&self) -> PyResult<Attached> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.is_some() {
-            return Err(PyRuntimeError::new_err(
-                "the fetch relay is in use by another execution",
-            ));
-        }
-        let replies = Arc::new(Replies::new());
-        *current = Some(replies.clone());
-        Ok(Attached(replies, self.current.clone()))
-    }
-
     pub(super) fn relay(&self, replies: Arc<Replies>) -> engine::Relay {
         let on_call = self.on_call.clone();
         let inbox = replies.clone();
@@ -61,7 +40,7 @@ impl PyFetchRelay {
         check_callable(py, "on_call", &Some(on_call.clone_ref(py)))?;
         Ok(PyFetchRelay {
             on_call: Arc::new(on_call),
-            current: Arc::new(Mutex::new(None)),
+            slot: RelaySlot::default(),
         })
     }
 
@@ -77,12 +56,7 @@ impl PyFetchRelay {
         head_json: &str,
         body: Option<Vec<u8>>,
     ) -> bool {
-        let replies = self
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let Some(replies) = replies else {
+        let Some(replies) = self.slot.current() else {
             return false;
         };
         py.detach(move || match (ok, body) {

@@ -24,10 +24,14 @@ use crate::source::Language;
 
 mod fetch_calls;
 mod live_context;
+mod relays;
+mod tool_calls;
 mod walls;
 
 use fetch_calls::{fetch_origins, PyFetchRelay, PyFetchRequest, PyFetchRun};
 use live_context::PyLiveContext;
+use relays::Attached;
+use tool_calls::PyToolRelay;
 use walls::{sandbox_enter, sandbox_syscalls, syscall_name};
 
 /// Cancellation handle: pass it to `execute(control=...)`, call `cancel()` from any
@@ -367,7 +371,7 @@ fn json_string(s: &str) -> String {
     console_limit_bytes=engine::DEFAULT_CONSOLE_LIMIT_BYTES, keep_console=true,
     on_console=None, control=None, allow_fetch=None,
     max_fetch_bytes=fetch::DEFAULT_MAX_BYTES, max_fetch_requests=fetch::DEFAULT_MAX_REQUESTS,
-    fetch_relay=None
+    fetch_relay=None, tool_relay=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn execute(
@@ -388,6 +392,7 @@ fn execute(
     max_fetch_bytes: u64,
     max_fetch_requests: u32,
     fetch_relay: Option<Py<PyFetchRelay>>,
+    tool_relay: Option<Py<PyToolRelay>>,
 ) -> PyResult<PyOutcome> {
     let language = parse_language(language)?;
     let heap_limit_bytes = parse_heap_limit(heap_limit_mb)?;
@@ -399,7 +404,16 @@ fn execute(
     let code = code.to_string();
     let control_ref = control.as_ref().map(|c| c.get());
     // Attached for this execution only: a reply after it ends is dropped.
-    let attached = fetch_relay.as_ref().map(|r| r.get().attach()).transpose()?;
+    // Both relays answer into one inbox.
+    let inbox = Arc::new(Replies::new());
+    let attached: Option<Attached> = fetch_relay
+        .as_ref()
+        .map(|r| r.get().slot.attach(&inbox, "fetch"))
+        .transpose()?;
+    let attached_tools: Option<Attached> = tool_relay
+        .as_ref()
+        .map(|r| r.get().slot.attach(&inbox, "tool"))
+        .transpose()?;
     let outcome = py.detach(|| {
         let mut forward = console_forwarder(&on_console);
         let opts = engine::Options {
@@ -428,10 +442,15 @@ fn execute(
                 .as_ref()
                 .zip(attached.as_ref())
                 .map(|(relay, replies)| relay.get().relay(replies.0.clone())),
+            tool_relay: tool_relay
+                .as_ref()
+                .zip(attached_tools.as_ref())
+                .map(|(relay, replies)| relay.get().relay(replies.0.clone())),
         };
         engine::execute(&code, opts)
     });
     drop(attached);
+    drop(attached_tools);
     outcome
         .map(|inner| PyOutcome { inner })
         .map_err(|e| to_pyerr(py, e))
@@ -470,6 +489,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyOutcome>()?;
     m.add_class::<PyLiveContext>()?;
     m.add_class::<PyFetchRelay>()?;
+    m.add_class::<PyToolRelay>()?;
     m.add_class::<PyFetchRun>()?;
     m.add_class::<PyFetchRequest>()?;
     m.add_function(wrap_pyfunction!(execute, m)?)?;
