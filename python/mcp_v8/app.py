@@ -23,6 +23,7 @@ from .executions import Admission, ExecutionManager, SharedQueue
 from .executions.cluster import Cluster
 from .executions.sandbox import data_limit_mb
 from .executions.siblings import RECHECK_SECS, SiblingEvents
+from .executions.tool_caller import SessionsCaller
 from .executions.waiters import FinishEvents, QueueEvents
 from .mcp import McpResource
 from .operations import OperationError, Operations
@@ -166,6 +167,7 @@ class Service:
             sandbox=settings.sandbox,
             jitless=settings.jitless,
             max_data_mb=data_limit_mb(settings.max_heap_mb),
+            tool_caller=None if self.tools is None else SessionsCaller(self.tools),
         )
         self.cluster = (
             None

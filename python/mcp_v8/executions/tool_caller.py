@@ -20,12 +20,19 @@ The contract (a fake in the tests holds to it too):
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["ToolCaller", "ToolInfo", "ToolTimeout", "ToolUnavailable"]
+from ..tools import caller as plane
+
+__all__ = ["SessionsCaller", "ToolCaller", "ToolInfo", "ToolTimeout", "ToolUnavailable"]
+
+# How often a call in flight looks at its execution's ``abandoned`` event.
+ABANDON_POLL_SECS = 0.05
 
 
 @dataclass(frozen=True)
@@ -59,3 +66,49 @@ class ToolCaller(Protocol):
         """Makes the call: the ``CallToolResult`` as a dict. Raises :class:`ToolUnavailable`
         (:class:`ToolTimeout` past ``deadline``)."""
         ...
+
+
+class SessionsCaller:
+    """:class:`ToolCaller` over the control plane's (:class:`mcp_v8.tools.caller.ToolCaller`,
+    the tool servers' sessions): its catalogue as the executions read it, its errors as
+    :class:`ToolUnavailable`, an abandoned call cancelled (the tool server is sent
+    ``notifications/cancelled``)."""
+
+    def __init__(self, caller: plane.ToolCaller) -> None:
+        self._caller = caller
+
+    def tools(self) -> Mapping[str, Mapping[str, ToolInfo]]:
+        return {
+            server.name: {
+                t.name: ToolInfo(
+                    input_schema=t.input_schema,
+                    description=t.description,
+                    output_schema=t.output_schema,
+                    needs_approval=t.gated,
+                )
+                for t in server.tools
+            }
+            for server in self._caller.catalogue()
+        }
+
+    def call(
+        self, server: str, tool: str, arguments_json: str, deadline: float, abandoned: threading.Event
+    ) -> Mapping[str, Any]:
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            raise ToolTimeout(f"{server}.{tool} did not answer within its time")
+        try:
+            pending = self._caller.start_call(server, tool, json.loads(arguments_json), timeout)
+            while not pending.wait(ABANDON_POLL_SECS):
+                if abandoned.is_set():
+                    pending.cancel()
+                    raise ToolUnavailable(f"{server}.{tool}: the call was abandoned")
+            result = pending.result()
+        except plane.ToolTimeout as e:
+            raise ToolTimeout(str(e)) from None
+        except plane.ToolCallError as e:
+            raise ToolUnavailable(str(e)) from None
+        out: dict[str, Any] = {"content": result.content, "isError": result.is_error}
+        if result.structured_content is not None:
+            out["structuredContent"] = result.structured_content
+        return out

@@ -109,6 +109,10 @@ class PendingCall(Protocol):
 
     def result(self) -> ToolResult: ...
 
+    def wait(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` seconds for the call to end; whether it has."""
+        ...
+
     def cancel(self) -> None: ...
 
 

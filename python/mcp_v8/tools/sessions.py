@@ -106,6 +106,10 @@ class _Pending:
         except concurrent.futures.CancelledError:
             raise ToolCallError(self._server, self._tool, "the call was abandoned") from None
 
+    def wait(self, timeout: float) -> bool:
+        done, _ = concurrent.futures.wait([self._future], timeout)
+        return bool(done)
+
     def cancel(self) -> None:
         self._future.cancel()
 
