@@ -280,7 +280,7 @@ def test_python_callables_are_the_scripts_tools() -> None:
         {"x": 8},
         ["met a", "met b"],
         ["ToolError", "ValueError: no such thing"],
-        ["TypeError", "calc.add: missing a required argument: 'a'"],
+        ["TypeError", "calc.add: arguments: 'a' is a required property"],
         [
             "TypeError",
             "calc.not_json returned a value that is not JSON: Object of type object is not JSON serializable",

@@ -8,8 +8,10 @@ follows :mod:`mcp_v8.tool_answers`:
 
 - the return value, as JSON (a coroutine is run to its end first); one that is not JSON
   rejects with a ``TypeError``;
-- arguments that do not bind to the callable's signature reject with a ``TypeError`` naming
-  them, and the callable is not called; an unknown server or tool likewise;
+- arguments are checked against the schema of the callable's signature and type hints
+  (:mod:`mcp_v8.tool_schemas`), as a tool server's ``inputSchema`` is in the service: what it
+  refuses rejects with a ``TypeError`` naming the field, and the callable is not called; an
+  unknown server or tool likewise;
 - an exception the callable raises rejects with a ``ToolError`` (``content``: its message as
   a text block).
 """
@@ -25,6 +27,8 @@ from typing import Any, Callable
 
 from . import _engine
 from .tool_answers import error_answer
+from .tool_arguments import ArgumentsError, check_arguments
+from .tool_schemas import input_schema
 
 __all__ = ["TOOL_CALL", "LocalTools"]
 
@@ -42,6 +46,11 @@ class LocalTools:
                 if not isinstance(name, str) or not name or not callable(fn):
                     raise TypeError(f"tools[{server!r}]: tool names must map to callables")
         self._tools = {server: dict(by_name) for server, by_name in tools.items()}
+        self._schemas = {
+            (server, name): input_schema(fn)
+            for server, by_name in self._tools.items()
+            for name, fn in by_name.items()
+        }
 
     def relay(self) -> _engine.ToolRelay:
         relay: _engine.ToolRelay
@@ -63,6 +72,10 @@ class LocalTools:
         fn = self._tools.get(server, {}).get(tool)
         if fn is None:
             return error_answer("TypeError", f"tool call refused: no tool {name}")
+        try:
+            check_arguments(server, tool, request["arguments"], self._schemas[server, tool])
+        except ArgumentsError as e:
+            return error_answer("TypeError", str(e))
         arguments = json.loads(request["arguments"])
         try:
             inspect.signature(fn).bind(**arguments)

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..tool_answers import error_answer, result_answer
+from ..tool_arguments import ArgumentsError, check_arguments
 from .protocol import TOOL_ANSWER_LIMIT, ToolCall, ToolReply, Undeliverable
 from .tool_caller import ToolCaller, ToolTimeout, ToolUnavailable
-from .tool_values import ArgumentsError, check_arguments
 
 log = logging.getLogger(__name__)
 

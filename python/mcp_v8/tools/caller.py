@@ -88,7 +88,7 @@ class ServerInfo:
     the first)."""
 
     name: str
-    transport: str  # "stdio" or "http"
+    transport: str  # "stdio" or "http" (a library's callables: "library")
     state: str
     last_error: str | None
     tools: tuple[ToolInfo, ...]
