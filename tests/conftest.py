@@ -75,6 +75,7 @@ LEVELS: dict[str, str] = {
     "test_tools_api": "service",
     "test_code_mode": "e2e",
     "test_tool_schemas": "unit",
+    "test_mcp_client_requests": "unit",
     "test_blob_stores": "e2e",
     "test_nodes": "e2e",
     "test_cluster_faults": "e2e",

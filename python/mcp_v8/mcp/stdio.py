@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ..operations import Operations
+from .client_requests import ClientRequests
 from .inflight import InFlight, Reply
 from .protocol import (
     BATCH_VERSIONS,
@@ -67,6 +68,8 @@ class StdioSession:
         self._max_line = max_line_bytes
         self._version = LATEST_VERSION
         self._calls = InFlight(tool_calls, server.ops.cancel)
+        self._requests = ClientRequests(self._send)  # elicitation/create, to the client
+        self._elicits = False  # the client declared the elicitation capability
 
     def run(self, stream: BinaryIO) -> None:
         """Serves messages from ``stream`` until it ends. Then the client is gone: the requests
@@ -85,6 +88,7 @@ class StdioSession:
                 if line.strip():
                     self._guarded(line)
         finally:
+            self._requests.close()
             self._calls.close()
 
     def _skip_rest(self, stream: BinaryIO) -> None:
@@ -108,6 +112,8 @@ class StdioSession:
         except ProtocolError as e:
             self._send(error_response(None, e.code, str(e)))
             return
+        if isinstance(message, dict) and "method" not in message and self._requests.deliver(message):
+            return  # a response to a request of ours
         if not isinstance(message, list):
             request = self._classify(message)
             if request is not None:
@@ -150,6 +156,8 @@ class StdioSession:
             return
         if request.method == "tools/call":
             call = Call()
+            if self._elicits:
+                call.elicit = self._elicit(call)
             token = progress_token(request)
             if token is not None:
                 call.progress = self._progress_sender(token)
@@ -165,7 +173,17 @@ class StdioSession:
             return
         if request.method == "initialize":  # in order: later messages speak its version
             self._version = negotiate(request.params["protocolVersion"])
+            capabilities = request.params.get("capabilities")
+            self._elicits = isinstance(capabilities, dict) and isinstance(
+                capabilities.get("elicitation"), dict
+            )
         reply(self._server.handle(request, self._version))
+
+    def _elicit(self, call: Call) -> Callable[[dict[str, Any], float], dict[str, Any]]:
+        def elicit(params: dict[str, Any], timeout: float) -> dict[str, Any]:
+            return self._requests.request("elicitation/create", params, timeout, call.cancelled)
+
+        return elicit
 
     def _progress_sender(self, token: Any) -> Any:
         count = 0

@@ -69,6 +69,9 @@ class Call:
 
     progress: Callable[[str], None] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # Asks the person behind the client (``elicitation/create``: params, timeout in seconds;
+    # returns the client's result): set on stdio when the client declared the capability.
+    elicit: Callable[[dict[str, Any], float], dict[str, Any]] | None = None
     # The execution the call waits for, so that cancelling the call cancels it.
     execution_id: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
