@@ -14,12 +14,10 @@ VIOLATE = "/* call socket() in the worker */"
 _run = worker._run
 
 
-def _violating_run(
-    engine: Any, job: Any, control: Any, output: Any, relay: Any = None
-) -> tuple[JobResult, bytes | None]:
+def _violating_run(engine: Any, job: Any, *args: Any) -> tuple[JobResult, bytes | None]:
     if job.spec.code == VIOLATE:
         socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    return _run(engine, job, control, output, relay)
+    return _run(engine, job, *args)
 
 
 worker._run = _violating_run
