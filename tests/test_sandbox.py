@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -358,3 +359,29 @@ def test_auto_runs_with_what_the_kernel_allows_and_says_what_is_missing(tmp_path
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_python_opens_a_file_inside_the_sandbox_and_fcntl_is_limited_to_descriptor_flags() -> None:
+    # CPython's traceback printer duplicates the source file's descriptor (F_DUPFD_CLOEXEC): a
+    # worker printing a traceback must not die of that. Other fcntl commands trap.
+    code = (
+        "import fcntl, os, signal, sys\n"
+        "from mcp_v8.executions import sandbox\n"
+        "sandbox.enter('require', [], -1, 0)\n"
+        "with open(sandbox.__file__, 'rb') as f:\n"
+        "    print('read', len(f.read(10)), flush=True)\n"
+        "fd = os.open('/dev/null', os.O_RDONLY)\n"
+        "print('flags', fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC, flush=True)\n"
+        "print('dup', fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0) > fd, flush=True)\n"
+        "fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)\n"
+        "print('not reached', flush=True)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "python")},
+    )
+    assert out.stdout.splitlines() == ["read 10", "flags 1", "dup True"], out.stdout + out.stderr
+    assert out.returncode == 128 + signal.SIGSYS, out.returncode  # the SIGSYS handler exits so

@@ -12,7 +12,10 @@
 //! - `prlimit64` only without a new limit (V8 reads its stack limit);
 //! - `tgkill` only to this process (glibc's `abort`);
 //! - `prctl` only `PR_SET_NAME` (threads name themselves);
-//! - `ioctl` only `TCGETS` (CPython asks whether a file it opens is a terminal).
+//! - `ioctl` only `TCGETS` (CPython asks whether a file it opens is a terminal);
+//! - `fcntl` only `F_GETFD`, `F_SETFD`, `F_GETFL` and `F_DUPFD_CLOEXEC` (CPython reads and sets
+//!   close-on-exec, and its traceback printer duplicates the source file's descriptor: a
+//!   worker printing a traceback would otherwise die as a violation).
 
 use std::collections::BTreeMap;
 
@@ -82,7 +85,7 @@ const ALLOWED: &[&str] = &[
 ];
 
 /// Allowed only with the arguments of [`rules`].
-const CONDITIONAL: &[&str] = &["clone", "prlimit64", "tgkill", "prctl", "ioctl"];
+const CONDITIONAL: &[&str] = &["clone", "prlimit64", "tgkill", "prctl", "ioctl", "fcntl"];
 
 const PR_SET_NAME: u64 = 15;
 const TCGETS: u64 = 0x5401;
@@ -143,6 +146,18 @@ fn rules() -> BTreeMap<i64, Vec<SeccompRule>> {
         ("tgkill", vec![one(vec![arg_is(0, pid)])]),
         ("prctl", vec![one(vec![arg_is(0, PR_SET_NAME)])]),
         ("ioctl", vec![one(vec![arg_is(1, TCGETS)])]),
+        (
+            "fcntl",
+            [
+                libc::F_GETFD,
+                libc::F_SETFD,
+                libc::F_GETFL,
+                libc::F_DUPFD_CLOEXEC,
+            ]
+            .iter()
+            .map(|&cmd| one(vec![arg_is(1, cmd as u64)]))
+            .collect(),
+        ),
     ];
     for (name, chain) in conditional {
         if let Some(nr) = number(name) {
