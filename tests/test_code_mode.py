@@ -104,3 +104,23 @@ def test_a_failing_tool_throws_tool_error(client: testing.TestClient) -> None:
     is_tool_error, server, tool, message = json.loads(info["result"])
     assert (is_tool_error, server, tool) == (True, "calc", "fail")
     assert "no luck" in message
+
+
+def test_a_typescript_script_calls_tools_with_no_import(client: testing.TestClient) -> None:
+    """The declarations are ambient: a TypeScript script uses `tools`, `mcp` and `ToolError`
+    with type annotations and imports nothing. (The request has no language field: the
+    service detects TypeScript, as the engine's `auto` does.)"""
+    info = run(
+        client,
+        """
+        interface Sum { result: number }
+        const sum: Sum = (await tools.calc.add({a: 20, b: 22})) as Sum;
+        const via: unknown = await mcp.callTool('calc', 'add', {a: 1, b: 1});
+        let failed: string = '';
+        try { await tools.calc.fail({message: 'typed'}); }
+        catch (e: unknown) { if (e instanceof ToolError) failed = `${e.server}.${e.tool}`; }
+        ({sum: sum.result, via, failed})
+        """,
+    )
+    assert info["status"] == "completed", json.dumps(info)
+    assert json.loads(info["result"]) == {"sum": 42, "via": {"result": 2}, "failed": "calc.fail"}
