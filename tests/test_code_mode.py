@@ -243,9 +243,12 @@ def test_a_streamable_http_tool_server(client: testing.TestClient) -> None:
 def test_an_image_result_is_the_image_block(client: testing.TestClient) -> None:
     info = run(client, "await tools.calc.image()")
     assert info["status"] == "completed", json.dumps(info)
-    block = json.loads(info["result"])
-    assert (block["type"], block["mimeType"]) == ("image", "image/png")
-    assert block["data"].startswith("iVBOR")  # base64 of the PNG, as the tool sent it
+    # the block as the tool sent it: the PNG in base64 (the 1x1 PNG of tests/tool_servers.py)
+    assert json.loads(info["result"]) == {
+        "type": "image",
+        "data": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+        "mimeType": "image/png",
+    }
 
 
 def test_mcp_v8_itself_as_a_tool_server_from_a_script(client: testing.TestClient) -> None:
