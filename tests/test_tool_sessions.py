@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -29,45 +27,7 @@ from mcp_v8.tools.caller import (
 from mcp_v8.tools.config import parse_tools_config
 from mcp_v8.tools.sessions import ToolSessions
 
-from .live_server import free_port
-
-SERVERS = Path(__file__).resolve().parent / "tool_servers.py"
-WAIT = 90.0  # seconds: wide, for a busy 2-core machine
-
-
-def wait_until(predicate: Any, timeout: float = WAIT, what: str = "") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
-class HttpToolServer:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> HttpToolServer:
-        self.process = subprocess.Popen([sys.executable, str(SERVERS), "http", str(self.port)])
-
-        def answers() -> bool:
-            assert self.process is not None and self.process.poll() is None, "the tool server ended"
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        wait_until(answers, what="the HTTP tool server answers")
-        return self
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(30)
+from .tool_server_process import WAIT, HttpToolServer, stdio_server, wait_until
 
 
 @pytest.fixture
@@ -81,10 +41,6 @@ def sessions_for(servers: dict[str, Any]) -> ToolSessions:
     return ToolSessions(
         parse_tools_config({"mcpServers": servers}), ping_interval=0.5, backoff_initial=0.2, backoff_max=1.0
     ).start()
-
-
-def stdio_server(**extra: Any) -> dict[str, Any]:
-    return {"command": sys.executable, "args": [str(SERVERS), "stdio"], **extra}
 
 
 @pytest.fixture

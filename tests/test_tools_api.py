@@ -16,6 +16,7 @@ from openapi_schema_validator import OAS31Validator
 
 from mcp_v8.app import Service, create_app
 from mcp_v8.config import Settings
+from mcp_v8.mcp.tools import RUN_JS
 
 from .service_helpers import HOST
 
@@ -128,6 +129,17 @@ def test_search_tools_and_describe_tools_over_mcp(client: testing.TestClient) ->
     assert refused["isError"] and "names" in refused["content"][0]["text"]
 
 
+def test_run_js_names_the_tool_servers_and_says_how_to_call_them(client: testing.TestClient) -> None:
+    run_js = next(t for t in mcp(client, "tools/list", {})["tools"] if t["name"] == "run_js")
+    description = run_js["description"]
+    assert description.startswith(RUN_JS)  # what it said before, then the tool servers
+    assert "scripts can call the tools of `calc`, `gone`." in description  # the file's order
+    for said in ("tools.<server>.<tool>(args)", "mcp.callTool(server, tool, args)", "ToolError"):
+        assert said in description, said
+    assert "search_tools" in description and "describe_tools" in description
+    assert "`waiting`" in description and "pending_tool_calls" in description
+
+
 def test_an_unknown_query_parameter_is_refused(client: testing.TestClient) -> None:
     resp = client.simulate_get("/api/tools", params={"q": "x"}, headers=HOST)
     assert resp.status_code == 400
@@ -139,10 +151,11 @@ def test_without_tools_config_there_are_no_servers(tmp_path: Path) -> None:
     try:
         client = testing.TestClient(create_app(service=service))
         assert client.simulate_get("/api/tools", headers=HOST).json == {"servers": []}
-        listed = {t["name"] for t in mcp(client, "tools/list", {})["tools"]}
-        assert "run_js" in listed and not {"search_tools", "describe_tools"} & listed
-        assert client.simulate_get("/api/tools/declarations", headers=HOST).text == (
-            "// The tool servers of this mcp-v8 server (GET /api/tools/declarations).\ndeclare const tools: {\n};\n"
-        )
+        listed = {t["name"]: t for t in mcp(client, "tools/list", {})["tools"]}
+        assert "run_js" in listed and not {"search_tools", "describe_tools"} & set(listed)
+        assert listed["run_js"]["description"] == RUN_JS  # says nothing of tool servers
+        text = client.simulate_get("/api/tools/declarations", headers=HOST).text
+        assert text.endswith("\ndeclare const tools: {\n};\n"), text  # no server
+        assert "declare class ToolError" in text and "callTool(" in text  # the surface is there still
     finally:
         service.close()

@@ -84,11 +84,34 @@ def test_declarations_follow_the_schemas() -> None:
     assert "search_issues(args?: Record<string, unknown>): Promise<unknown>;" in text
 
 
+def test_the_declarations_declare_the_whole_surface() -> None:
+    """ToolError, ToolDenied and mcp.callTool are in the one file TS scripts are checked against,
+    even with no tool server."""
+    for text in (declarations(CATALOGUE), declarations([])):
+        assert "declare class ToolError extends Error {" in text
+        assert "  content: ToolContent[];" in text
+        assert "declare class ToolDenied extends Error {" in text
+        assert "  reason?: string;" in text
+        assert (
+            "  callTool(server: string, tool: string, args?: Record<string, unknown>): Promise<unknown>;"
+            in text
+        )
+        assert "declare const tools: {" in text
+
+
 def test_the_declarations_are_typescript(engine: Engine) -> None:
     """The engine strips types with a TypeScript parser: the declarations must parse."""
     outcome = engine.execute(declarations(CATALOGUE) + "\n42", language="typescript")
     assert outcome.completed, outcome.error
     assert json.loads(outcome.result or "") == 42
+    # Declaring the classes strips to nothing: the script still sees the engine's own.
+    outcome = engine.execute(
+        declarations(CATALOGUE)
+        + "\nconst e: ToolError = new ToolError('x', {server: 's'}); [e.name, e.server]",
+        language="typescript",
+    )
+    assert outcome.completed, outcome.error
+    assert json.loads(outcome.result or "") == ["ToolError", "s"]
 
 
 def test_search_ranks_names_above_descriptions() -> None:

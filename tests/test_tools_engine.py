@@ -289,6 +289,28 @@ def test_python_callables_are_the_scripts_tools() -> None:
     ]
 
 
+def test_a_typescript_script_calls_library_tools_with_no_import() -> None:
+    """`language="typescript"`: `tools`, `mcp` and the error classes are ambient."""
+
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    outcome = Engine().execute(
+        """
+        const sum: number = (await tools.calc.add({a: 2, b: 3})) as number;
+        const again = <number>(await mcp.callTool('calc', 'add', {a: sum, b: 1}));
+        let caught: string = '';
+        try { await tools.calc.add({a: 1}); } catch (e: unknown) { caught = (e as Error).name; }
+        [sum, again, caught, typeof ToolError, typeof ToolDenied]
+        """,
+        language="typescript",
+        tools={"calc": {"add": add}},
+        timeout=30,
+    )
+    assert outcome.completed, outcome.error
+    assert json.loads(outcome.result or "null") == [5, 6, "TypeError", "function", "function"]
+
+
 def test_tools_must_be_callables_by_name() -> None:
 
     for bad in ({"calc": {"add": 1}}, {"": {}}, {"calc": [len]}):

@@ -1,11 +1,13 @@
 """Tool servers for the tests, written with the MCP SDK (``MCPServer``): the same tools over
 stdio (``python tests/tool_servers.py stdio``) or Streamable HTTP (``... http PORT``).
 
-Tools: ``add``, ``echo``, ``sleep`` (writes ``cancelled`` to its ``marker`` file when the
-call is cancelled), ``fail`` (an ``isError`` result), ``image`` (a PNG), ``point`` (a
-structured result with an output schema), ``pid`` (of the server's process),
-``delete_everything`` (annotated destructive) and ``grow`` (adds a tool, then sends
-``notifications/tools/list_changed``)."""
+Tools: ``add``, ``echo``, ``sleep`` (writes ``started`` to its ``started`` file when it
+begins, and ``cancelled`` to its ``marker`` file when the call is cancelled), ``fail`` (an
+``isError`` result), ``image`` (a PNG), ``point`` (a structured result with an output
+schema), ``pid`` (of the server's process), ``delete_everything`` (annotated destructive)
+and ``grow`` (adds a tool, then sends ``notifications/tools/list_changed``).
+
+:class:`HttpToolServer` in ``tool_server_process.py`` runs this file over HTTP for a test."""
 
 from __future__ import annotations
 
@@ -44,7 +46,9 @@ def echo(text: str) -> str:
 
 
 @server.tool(description="Sleeps, then says how long.")
-async def sleep(seconds: float, marker: str = "") -> str:
+async def sleep(seconds: float, marker: str = "", started: str = "") -> str:
+    if started:
+        Path(started).write_text("started")
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:

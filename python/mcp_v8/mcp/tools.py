@@ -62,6 +62,28 @@ Pass `snapshot: false` for throwaway runs that need no state afterwards: faster,
 returned, and `WebAssembly`/`SharedArrayBuffer`/`Atomics` are available."""
 
 
+def _run_js_description(servers: list[str]) -> str:
+    """run_js's description: :data:`RUN_JS`, and with --tools-config how scripts call the tool
+    servers it names (``servers``; the names are the file's, known before any connects)."""
+    if not servers:
+        return RUN_JS
+    named = ", ".join(f"`{name}`" for name in servers)
+    return f"""{RUN_JS}
+
+Tool servers: scripts can call the tools of {named}. `await tools.<server>.<tool>(args)` \
+(a name that is not an identifier: `tools.srv["odd-name"]`) or `await \
+mcp.callTool(server, tool, args)`; this server makes the call, the script never sees its \
+credentials. Arguments are checked against the tool's input schema first (a `TypeError` \
+naming the field). The result is the tool's structured content when it has one, else its \
+text (parsed as JSON when it is an object or array), images and resources as objects; an \
+error result throws `ToolError` (`server`, `tool`, `content`). Calls awaited together \
+(`Promise.all`) run in parallel. search_tools finds tools by words of a task and \
+describe_tools gives their TypeScript declarations (a TypeScript script needs no import). \
+A call to a tool that needs approval may return the run with status `waiting` and its \
+`pending_tool_calls`: it goes on once an approver decides (get_execution follows it), and \
+the call throws `ToolDenied` when denied, or at once with `snapshot: false`."""
+
+
 @dataclass
 class Call:
     """One tools/call in progress: where it reports console output as it arrives (``progress``,
@@ -440,7 +462,15 @@ def build_tools(ops: Operations) -> dict[str, Tool]:
     execution_out = _output_schema("ExecutionInfo", output=_OUTPUT_EXCERPT)
     heap_out = _output_schema("HeapInfo")
     tools = [
-        Tool("run_js", "Run JavaScript", RUN_JS, _run_js_input(ops), execution_out, _run_js, read_only=False),
+        Tool(
+            "run_js",
+            "Run JavaScript",
+            _run_js_description([server.name for server in ops.tool_servers()]),
+            _run_js_input(ops),
+            execution_out,
+            _run_js,
+            read_only=False,
+        ),
         Tool(
             "get_execution",
             "Get an execution",

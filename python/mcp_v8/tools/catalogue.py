@@ -149,12 +149,45 @@ def _docs(tool: ToolInfo, indent: str) -> list[str]:
     return _comment(text, indent)
 
 
+# The rest of the surface scripts see (rust/engine/cpp/js/web.js), the same for every catalogue.
+_SURFACE = """\
+/** A content block of a tool's result (MCP): text, image, audio, resource, resource_link. */
+type ToolContent = { type: string; [key: string]: unknown };
+
+/** Thrown when a tool answers with an error result (`isError`). */
+declare class ToolError extends Error {
+  constructor(message?: string, details?: { server?: string; tool?: string; content?: ToolContent[] });
+  /** The tool server's name, as in `tools.<server>`. */
+  server: string;
+  tool: string;
+  /** The error result's content blocks. */
+  content: ToolContent[];
+}
+
+/** Thrown when a call that needs approval is denied, or cannot wait for approval. */
+declare class ToolDenied extends Error {
+  constructor(message?: string, details?: { server?: string; tool?: string; reason?: string });
+  server: string;
+  tool: string;
+  /** Why, when the approver or the server said. */
+  reason?: string;
+}
+
+/** The form of upstream mcp-v8: `mcp.callTool(server, tool, args)` is `tools[server][tool](args)`. */
+declare const mcp: {
+  callTool(server: string, tool: string, args?: Record<string, unknown>): Promise<unknown>;
+};
+"""
+
+
 def declarations(catalogue: list[ServerInfo]) -> str:
-    """The TypeScript declarations of the ``tools`` object scripts see: one member per server,
-    one method per exposed tool (any name, quoted when it is not an identifier), its argument
-    the tool's ``inputSchema`` and its result the ``outputSchema`` (``unknown`` without one)."""
+    """The TypeScript declarations of what scripts see: ``ToolError``, ``ToolDenied``,
+    ``mcp.callTool`` and the ``tools`` object, with one member per server and one method per
+    exposed tool (any name, quoted when it is not an identifier), its argument the tool's
+    ``inputSchema`` and its result the ``outputSchema`` (``unknown`` without one)."""
     lines = [
         "// The tool servers of this mcp-v8 server (GET /api/tools/declarations).",
+        _SURFACE,
         "declare const tools: {",
     ]
     for server in catalogue:
