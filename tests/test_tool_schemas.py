@@ -94,3 +94,4 @@ def test_declarations_of_callables() -> None:
     assert "/** Searches the points. */" in text
     assert 'mode?: "fast" | "exact";' in text
     assert "query: string;" in text
+    assert text.startswith("// The tools of this script") and "declare class ToolDenied" in text

@@ -180,13 +180,16 @@ declare const mcp: {
 """
 
 
-def declarations(catalogue: list[ServerInfo]) -> str:
+SERVICE_HEADER = "// The tool servers of this mcp-v8 server (GET /api/tools/declarations)."
+
+
+def declarations(catalogue: list[ServerInfo], header: str = SERVICE_HEADER) -> str:
     """The TypeScript declarations of what scripts see: ``ToolError``, ``ToolDenied``,
     ``mcp.callTool`` and the ``tools`` object, with one member per server and one method per
     exposed tool (any name, quoted when it is not an identifier), its argument the tool's
     ``inputSchema`` and its result the ``outputSchema`` (``unknown`` without one)."""
     lines = [
-        "// The tool servers of this mcp-v8 server (GET /api/tools/declarations).",
+        header,
         _SURFACE,
         "declare const tools: {",
     ]

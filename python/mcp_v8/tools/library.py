@@ -41,4 +41,4 @@ def catalogue_of(tools: Mapping[str, Mapping[str, Callable[..., Any]]]) -> list[
 
 def declarations_of(tools: Mapping[str, Mapping[str, Callable[..., Any]]]) -> str:
     """The TypeScript declarations of ``tools`` for a script (or for a model writing one)."""
-    return declarations(catalogue_of(tools))
+    return declarations(catalogue_of(tools), header="// The tools of this script (mcp_v8 library callables).")
