@@ -9,6 +9,8 @@ call id: the suspended script runs on.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from typing import Any, Callable
 
@@ -426,3 +428,30 @@ def test_a_run_with_a_live_timer_or_a_call_out_waits_for_them_before_suspending(
 def test_resume_without_a_suspended_script_is_a_type_error() -> None:
     outcome = _engine.execute(f"{RESUME}([])", timeout=30)
     assert outcome.status == "failed" and outcome.error_name == "TypeError"
+
+
+EXIT_WHILE_REPLYING = """
+import threading, time
+from mcp_v8 import _engine
+calls = []
+relay = _engine.ToolRelay(lambda call_id, request: calls.append(call_id))
+threading.Thread(target=lambda: _engine.execute("await tools.t.never()", tool_relay=relay), daemon=True).start()
+while not calls:
+    time.sleep(0.01)
+def spin():
+    while True:
+        relay.reply(calls[0] + 1000, '{"value": 1}')  # an id nobody waits for: dropped
+threading.Thread(target=spin, daemon=True).start()
+time.sleep(0.1)
+print("exiting", flush=True)
+"""
+
+
+def test_a_daemon_thread_replying_as_the_interpreter_exits_does_not_abort_it() -> None:
+    # A library tool answers on a daemon thread; one still answering at exit used to be
+    # stopped inside the reply (which released the GIL), and the process aborted.
+    for _ in range(3):
+        out = subprocess.run(
+            [sys.executable, "-c", EXIT_WHILE_REPLYING], capture_output=True, text=True, timeout=120
+        )
+        assert (out.returncode, out.stdout) == (0, "exiting\n"), out.stderr[-2000:]

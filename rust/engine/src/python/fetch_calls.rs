@@ -48,22 +48,16 @@ impl PyFetchRelay {
     /// JSON (its body marker naming `body`), or not `ok` with {"name", "message"}. False (the
     /// reply dropped) when no execution is in progress.
     #[pyo3(signature = (call_id, ok, head_json, body=None))]
-    fn reply(
-        &self,
-        py: Python<'_>,
-        call_id: u64,
-        ok: bool,
-        head_json: &str,
-        body: Option<Vec<u8>>,
-    ) -> bool {
+    fn reply(&self, call_id: u64, ok: bool, head_json: &str, body: Option<Vec<u8>>) -> bool {
         let Some(replies) = self.slot.current() else {
             return false;
         };
-        py.detach(move || match (ok, body) {
+        // With the GIL held (see ToolRelay.reply): a copy into the inbox under its own lock.
+        match (ok, body) {
             (true, Some(body)) => replies.post(call_id, ok, head_json, &[&body]),
             (true, None) => replies.post(call_id, ok, head_json, &[&[]]),
             (false, _) => replies.post(call_id, ok, head_json, &[]),
-        });
+        }
         true
     }
 }

@@ -51,11 +51,15 @@ impl PyToolRelay {
 
     /// Answers call `call_id` (the host call's id `on_call` got) of the execution in progress
     /// with `answer_json`. False (the reply dropped) when no execution is in progress.
-    fn reply(&self, py: Python<'_>, call_id: u64, answer_json: &str) -> bool {
+    fn reply(&self, call_id: u64, answer_json: &str) -> bool {
         let Some(replies) = self.slot.current() else {
             return false;
         };
-        py.detach(move || replies.post(call_id, true, answer_json, &[]));
+        // With the GIL held: posting is a copy into the inbox under its own lock, which no
+        // thread holds while it waits for the GIL. Releasing the GIL here would let a daemon
+        // thread that replies as the interpreter exits be stopped inside this frame, which
+        // aborts the process ("FATAL: exception not rethrown").
+        replies.post(call_id, true, answer_json, &[]);
         true
     }
 }
