@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Protocol
 
 from .. import _engine
+from ..metrics import Metrics
 from ..storage import TerminalStatus
 from .channel import Channel
 from .fetches import SERVER_GATE, Fetches, FetchGate
@@ -248,8 +249,10 @@ class WorkerSlot:
         fetch_gate: FetchGate = SERVER_GATE,
         tool_caller: ToolCaller | None = None,
         tool_limits: ToolLimits = DEFAULT_LIMITS,
+        metrics: Metrics | None = None,
     ) -> None:
         self.index = index
+        self._metrics = metrics
         self._tool_caller = tool_caller
         self._tool_limits = tool_limits
         self._stderr_path = log_dir / f"worker-{index}.stderr"
@@ -424,11 +427,22 @@ class WorkerSlot:
         conn = self._conn
         assert conn is not None
         self._clear_stderr()
+        metrics = self._metrics
         fetches = Fetches(
-            job.execution_id, job.spec.fetch, conn.send, gate=self._fetch_gate, on_lost=self._fetch_lost
+            job.execution_id,
+            job.spec.fetch,
+            conn.send,
+            gate=self._fetch_gate,
+            on_lost=self._fetch_lost,
+            on_outcome=None if metrics is None else lambda outcome: metrics.fetch_calls.labels(outcome).inc(),
         )
         tools = ToolCalls(
-            job.execution_id, self._tool_caller, conn.send, limits=self._tool_limits, on_lost=self._fetch_lost
+            job.execution_id,
+            self._tool_caller,
+            conn.send,
+            limits=self._tool_limits,
+            on_lost=self._fetch_lost,
+            on_record=None if metrics is None else lambda record: metrics.tool_call(record.outcome),
         )
         try:
             with self._lock:
