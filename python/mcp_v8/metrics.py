@@ -56,7 +56,6 @@ __all__ = [
     "SIZE_BUCKETS",
     "STORE_BUCKETS",
     "Metrics",
-    "mode_of",
 ]
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -85,13 +84,9 @@ RUN_BUCKETS = (
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SIZE_BUCKETS = tuple(float(1 << n) for n in (14, 15, 16, 17, 18, 19, 20, 22, 24, 26, 28))  # 16 KiB .. 256 MiB
 
-# The ``mode`` label: an execution that produces a heap snapshot, or not; ``live`` is kept for
-# the live sessions to come.
+# The ``mode`` label (``ExecutionSpec.mode``): an execution that produces a heap snapshot, or
+# not; ``live`` is kept for the live sessions to come.
 MODES = ("snapshot", "no_snapshot", "live")
-
-
-def mode_of(snapshot: bool) -> str:
-    return "snapshot" if snapshot else "no_snapshot"
 
 
 def _tool_outcome(outcome: str) -> str:

@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..logs import execution_context
-from ..metrics import Metrics, mode_of
 from ..storage import (
     TERMINAL_STATUSES,
     ExecutionRecord,
@@ -61,6 +60,9 @@ from .tool_caller import ToolCaller
 from .tool_calls import DEFAULT_LIMITS, ToolLimits
 from .waiters import FinishEvents, Waiters
 
+if TYPE_CHECKING:  # imported when a manager is made: workers import this package, not the library
+    from ..metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -78,7 +80,7 @@ class _Queued:
 
     @property
     def mode(self) -> str:
-        return mode_of(self.spec.snapshot)
+        return self.spec.mode
 
 
 class ExecutionManager:
@@ -140,7 +142,11 @@ class ExecutionManager:
         self._dispatchers: list[threading.Thread] = []
         # The counters are the metrics' (thread-safe); the latest crash and violation, which
         # dispatcher threads write and stats() reads, have a lock of their own.
-        self.metrics = metrics if metrics is not None else Metrics()
+        if metrics is None:
+            from ..metrics import Metrics
+
+            metrics = Metrics()
+        self.metrics = metrics
         self._stats_lock = threading.Lock()
         self._created = time.monotonic()
         self._last_crash: dict[str, str] | None = None
@@ -223,7 +229,7 @@ class ExecutionManager:
             if len(self._queue) + self._reserved >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
             self._reserved += 1
-            self._started[execution_id] = mode_of(spec.snapshot)  # its end is counted from here on
+            self._started[execution_id] = spec.mode  # its end is counted from here on
         self.waiters.accept(execution_id)  # live before its record exists: never running and unknown here
         try:  # the writes happen outside the lock the dispatchers need
             self._record(execution_id, spec, self._owner)
@@ -233,7 +239,7 @@ class ExecutionManager:
                 self._started.pop(execution_id, None)
             self.waiters.forget(execution_id)
             raise
-        self.metrics.executions_started.labels(mode_of(spec.snapshot)).inc()
+        self.metrics.executions_started.labels(spec.mode).inc()
         with self._lock:
             self._reserved -= 1
             accepted = not self._closed
@@ -290,8 +296,8 @@ class ExecutionManager:
                 self._finish_elsewhere(execution_id, f"its heap could not be read: {e}")
                 return
         with self._lock:
-            self._started[execution_id] = mode_of(spec.snapshot)  # before a cancel can end it here
-        self.metrics.executions_started.labels(mode_of(spec.snapshot)).inc()
+            self._started[execution_id] = spec.mode  # before a cancel can end it here
+        self.metrics.executions_started.labels(spec.mode).inc()
         self.waiters.accept(execution_id)
         self._output.adopt(execution_id)  # its output is buffered here, as if submitted here
         with self._lock:

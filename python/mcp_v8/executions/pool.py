@@ -57,10 +57,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Callable, Protocol
 
 from .. import _engine
-from ..metrics import Metrics
 from ..storage import TerminalStatus
 from .channel import Channel
 from .fetches import SERVER_GATE, Fetches, FetchGate
@@ -85,6 +84,9 @@ from .protocol import (
 from .sandbox import VIOLATION_PREFIX, Walls, default_mode, violation, worker_environment
 from .tool_caller import ToolCaller
 from .tool_calls import DEFAULT_LIMITS, ToolCalls, ToolLimits
+
+if TYPE_CHECKING:  # a worker imports this package: it needs none of the metrics library
+    from ..metrics import Metrics
 
 log = logging.getLogger(__name__)
 
