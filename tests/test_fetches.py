@@ -246,7 +246,8 @@ def test_past_max_requests_a_call_is_refused_at_once_and_never_made() -> None:
 
 def test_a_call_the_policy_refuses_is_answered_at_once_and_never_queued() -> None:
     run, sent = FakeRun(), Sent()
-    fetches = make(run, sent, per_execution=1)
+    outcomes: list[str] = []
+    fetches = make(run, sent, per_execution=1, on_outcome=outcomes.append)
     fetches.submit(call(1))  # takes the one request thread
     fetches.submit(call(2, "refused: not an allowed origin"))
     refused = sent.next()  # while the first is still in flight
@@ -258,11 +259,13 @@ def test_a_call_the_policy_refuses_is_answered_at_once_and_never_queued() -> Non
     run.release("call 1")
     assert sent.next().call_id == 1
     assert run.checked == ["call 1", "refused: not an allowed origin"] and run.performed == ["call 1"]
+    assert outcomes == ["refused", "ok"]  # what GET /metrics counts
 
 
 def test_end_stops_the_requests_in_flight_drops_the_queued_ones_and_ignores_later_calls() -> None:
     run, sent = FakeRun(), Sent()
-    fetches = make(run, sent, per_execution=1)
+    outcomes: list[str] = []
+    fetches = make(run, sent, per_execution=1, on_outcome=outcomes.append)
     fetches.submit(call(1))
     fetches.submit(call(2))  # queued behind the first
     assert run.next_started() == "call 1"
@@ -272,6 +275,7 @@ def test_end_stops_the_requests_in_flight_drops_the_queued_ones_and_ignores_late
     fetches.submit(call(3))
     fetches.end()  # idempotent
     assert run.performed == ["call 1"] and sent.all() == []
+    assert outcomes == ["abandoned"] * 3  # each counted once: in flight, queued, after the end
 
 
 def test_a_request_that_returns_after_the_end_answers_nobody() -> None:
