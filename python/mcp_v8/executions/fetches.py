@@ -23,6 +23,7 @@ one lock per execution; ``_handoff`` marks the points a test parks a thread at.
 from __future__ import annotations
 
 import collections
+import contextvars
 import json
 import logging
 import threading
@@ -168,7 +169,9 @@ class Fetches:
             if start_thread:
                 self._threads += 1
         if start_thread:
-            threading.Thread(target=self._work, daemon=True, name="mcp-v8-fetch").start()
+            # In the relay's context: the lines it logs name the execution (``mcp_v8.logs``).
+            work = contextvars.copy_context().run
+            threading.Thread(target=work, args=(self._work,), daemon=True, name="mcp-v8-fetch").start()
 
     def end(self) -> None:
         """The execution ended: requests in flight return at once and answer nobody, queued
