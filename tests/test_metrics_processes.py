@@ -94,6 +94,9 @@ def test_a_scrape_of_two_processes_adds_up_both(tmp_path: Path, postgres_server:
             assert [r.value for r in runs] == [0, 1, 2, 3]
             crashed = client.execute("new Array(1e9).fill(0)", heap_memory_max_mb=64, timeout=HANG)
             assert crashed.status == "failed" and "worker crashed" in (crashed.error or "")
+        # An end is counted just after its record is written, which a client may read first.
+        while time.monotonic() < deadline and _total(_families(url), "mcp_v8_executions_ended_total") < 5:
+            time.sleep(0.1)
         # Every scrape has both processes' counts, whichever answers: each has one worker.
         for _ in range(8):
             found = _families(url)
