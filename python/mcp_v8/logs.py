@@ -23,6 +23,7 @@ __all__ = ["LOG_FORMATS", "JsonFormatter", "configure", "execution_context"]
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_HANDLER = "mcp-v8"  # the name of the handler configure() installs (others are left alone)
 
 # The execution the current thread (or task) is handling, for the lines it logs.
 _execution: contextvars.ContextVar[str | None] = contextvars.ContextVar("mcp_v8_execution", default=None)
@@ -70,16 +71,17 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(log_format: str, level: int, stream: IO[str] | None = None) -> logging.Formatter:
-    """Logs of this process (its root logger) to ``stream`` (standard error) in ``log_format``;
-    returns the formatter (a :class:`JsonFormatter`'s ``node`` is set once the service has one)."""
+    """Logs of this process (its root logger) to ``stream`` (standard error) in ``log_format``,
+    in place of what an earlier call installed; returns the formatter (a :class:`JsonFormatter`'s ``node`` is set once the service has one)."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter)
+    handler.set_name(_HANDLER)
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    for earlier in [h for h in root.handlers if h.get_name() == _HANDLER]:  # configured again
+        root.removeHandler(earlier)
     root.addHandler(handler)
     root.setLevel(level)
     return formatter
