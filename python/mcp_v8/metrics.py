@@ -28,7 +28,8 @@ the design notes:
   heap in PostgreSQL 0.18/0.5 ms (read/write), 1 MB 3.3/9.6 ms, S3 1.2/2.2 ms at 50 KB; a local
   file below those; ``--durable-heaps`` adds ~3.6 ms.
 - :data:`SIZE_BUCKETS` (stored heap bytes): a near-empty heap is ~26 KB stored, a 10 MB heap
-  ~560 KB (stored heaps are compressed to ~5 %); the largest heap cap (1 GiB) stores at ~60 MB.
+  ~560 KB (stored heaps are compressed to ~5 %); at that ratio the largest heap cap (1 GiB) would
+  store at ~60 MB.
 """
 
 from __future__ import annotations
@@ -63,24 +64,7 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # format's escaping), whatever the library's latest is.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-RUN_BUCKETS = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    300.0,
-)
+RUN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)  # fmt: skip
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SIZE_BUCKETS = tuple(float(1 << n) for n in (14, 15, 16, 17, 18, 19, 20, 22, 24, 26, 28))  # 16 KiB .. 256 MiB
 
