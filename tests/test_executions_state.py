@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, Callable
 
 import msgpack
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mcp_v8 import _engine
 from mcp_v8.errors import SnapshotError
@@ -1237,6 +1238,51 @@ def test_worker_crash_fails_its_execution_and_is_counted(
         1,
         crashed,
     )
+
+
+def _ended(service: Service) -> dict[tuple[str, str], float]:
+    text = service.manager.metrics.exposition().decode()
+    return {
+        (s.labels["status"], s.labels["mode"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "mcp_v8_executions_ended_total"
+    }
+
+
+def test_each_execution_started_here_is_counted_ended_once_whoever_writes_its_end(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service()
+    metrics = service.manager.metrics
+    late = service.submit("finish-on-cancel")
+    assert job_ids([workers.current.next_message()]) == [late]
+    queued = service.submit("complete", snapshot=False)
+    assert (service.manager.stats()["workers_busy"], service.manager.stats()["queued"]) == (1, 1)
+    assert "mcp_v8_queued 1.0" in metrics.exposition().decode()
+    # A cancel of the queued one and of the running one: each end is written by the cancel,
+    # and the running one's worker then answers "completed", which loses (first writer wins).
+    assert service.manager.cancel(queued) is CancelOutcome.ACCEPTED
+    assert service.manager.cancel(late) is CancelOutcome.ACCEPTED
+    # The next execution on the only worker finishing means the late answer has been handled.
+    assert service.finished(service.submit("complete")).status == "completed"
+    assert service.finished(late).status == "cancelled"
+    assert _ended(service) == {
+        ("cancelled", "snapshot"): 1,
+        ("cancelled", "no_snapshot"): 1,
+        ("completed", "snapshot"): 1,
+    }
+    assert metrics.total(metrics.executions_started) == 3
+    # An execution another process runs (its record only is here): this cancel writes its end,
+    # which that process counts when it reads it; counted here, it would be counted twice.
+    elsewhere = "run-by-another-process"
+    service.output.create(elsewhere)
+    service.executions.create(elsewhere, session=None, tags=None, heap_in=None, code_bytes=1, owner="other")
+    assert service.manager.cancel(elsewhere) is CancelOutcome.ACCEPTED
+    assert service.finished(elsewhere).status == "cancelled"
+    assert sum(_ended(service).values()) == 3
+    assert "mcp_v8_queued 0.0" in metrics.exposition().decode()
+    assert "mcp_v8_workers_busy 0.0" in metrics.exposition().decode()
 
 
 # -- the worker's side of the heap store -----------------------------------------------

@@ -11,7 +11,9 @@ that only turns a hang into a failure.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import logging
 import queue
 import socket
 import threading
@@ -36,6 +38,7 @@ from mcp_v8.executions.protocol import (
     Undeliverable,
 )
 from mcp_v8.executions.spec import ExecutionSpec, FetchPolicy, Limits
+from mcp_v8.logs import configure, execution_context
 
 from .interleavings import ObservedLock, Parking, ThreadWorker
 
@@ -246,7 +249,8 @@ def test_past_max_requests_a_call_is_refused_at_once_and_never_made() -> None:
 
 def test_a_call_the_policy_refuses_is_answered_at_once_and_never_queued() -> None:
     run, sent = FakeRun(), Sent()
-    fetches = make(run, sent, per_execution=1)
+    outcomes: list[str] = []
+    fetches = make(run, sent, per_execution=1, on_outcome=outcomes.append)
     fetches.submit(call(1))  # takes the one request thread
     fetches.submit(call(2, "refused: not an allowed origin"))
     refused = sent.next()  # while the first is still in flight
@@ -258,11 +262,43 @@ def test_a_call_the_policy_refuses_is_answered_at_once_and_never_queued() -> Non
     run.release("call 1")
     assert sent.next().call_id == 1
     assert run.checked == ["call 1", "refused: not an allowed origin"] and run.performed == ["call 1"]
+    assert outcomes == ["refused", "ok"]  # what GET /metrics counts
+
+
+class FailingRun(FakeRun):
+    def send(self, request: Any) -> tuple[bool, str, bytes]:
+        raise RuntimeError("the engine broke")
+
+
+def test_a_failed_request_is_counted_and_its_log_line_names_the_execution() -> None:
+    run, sent, stream = FailingRun(), Sent(), io.StringIO()
+    outcomes: list[str] = []
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure("json", logging.INFO, stream)
+        fetches = make(run, sent, on_outcome=outcomes.append)
+        with execution_context("exec-9"):  # as the slot's relay, on the dispatcher's thread
+            fetches.submit(call(1))
+        failed = sent.next()  # answered from the request's own thread
+        fetches.end()
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    assert (failed.ok, json.loads(failed.head)["message"]) == (
+        False,
+        "fetch failed: RuntimeError: the engine broke",
+    )
+    assert outcomes == ["failed"]
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert (line["message"], line["execution_id"]) == ("fetch of execution e failed", "exec-9")
+    assert "RuntimeError: the engine broke" in line["exception"]
 
 
 def test_end_stops_the_requests_in_flight_drops_the_queued_ones_and_ignores_later_calls() -> None:
     run, sent = FakeRun(), Sent()
-    fetches = make(run, sent, per_execution=1)
+    outcomes: list[str] = []
+    fetches = make(run, sent, per_execution=1, on_outcome=outcomes.append)
     fetches.submit(call(1))
     fetches.submit(call(2))  # queued behind the first
     assert run.next_started() == "call 1"
@@ -272,6 +308,7 @@ def test_end_stops_the_requests_in_flight_drops_the_queued_ones_and_ignores_late
     fetches.submit(call(3))
     fetches.end()  # idempotent
     assert run.performed == ["call 1"] and sent.all() == []
+    assert outcomes == ["abandoned"] * 3  # each counted once: in flight, queued, after the end
 
 
 def test_a_request_that_returns_after_the_end_answers_nobody() -> None:

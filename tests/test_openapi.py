@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
+from prometheus_client.parser import text_string_to_metric_families
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "openapi.json"
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -54,6 +55,7 @@ OPERATIONS = {
     ("get", "/api/version"): ("getVersion", "Meta"),
     ("get", "/api/openapi.json"): ("getOpenApi", "Meta"),
     ("get", "/api/stats"): ("getStats", "Meta"),
+    ("get", "/metrics"): ("getMetrics", "Meta"),
     ("get", "/api/sessions"): ("listSessions", "Sessions"),
     ("get", "/api/sessions/log"): ("getSessionLog", "Sessions"),
     ("get", "/api/heaps/{key}"): ("getHeap", "Heaps"),
@@ -420,3 +422,13 @@ def test_stats(spec: dict[str, Any]) -> None:
     assert not v.is_valid({**counters, "worker_crashes": -1, "last_worker_crash": None})
     op = spec["paths"]["/api/stats"]["get"]
     assert "security" not in op and "401" in op["responses"]
+
+
+def test_metrics(spec: dict[str, Any]) -> None:
+    op = spec["paths"]["/metrics"]["get"]
+    assert "security" not in op and "401" in op["responses"]  # the token, unless --metrics-public
+    assert "--metrics-public" in spec["components"]["securitySchemes"]["bearerAuth"]["description"]
+    assert set(op["responses"]["200"]["content"]) == {"text/plain"}
+    example = op["responses"]["200"]["content"]["text/plain"]["example"]
+    names = {f.name for f in text_string_to_metric_families(example)}
+    assert names == {"mcp_v8_executions_ended", "mcp_v8_workers_busy"}

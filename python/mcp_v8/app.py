@@ -2,8 +2,9 @@
 
 ``Service`` owns what the app needs (heap store, execution store, output log, execution
 manager with its worker processes); ``create_app`` wires it to Falcon resources, the security
-middleware (Host and Origin allowlists, bearer token, body size limit) and one error
-mapping that turns everything into ``{"error": "..."}`` with no server stack trace.
+middleware (Host and Origin allowlists, bearer token, body size limit), the count of every
+request (``GET /metrics``) and one error mapping that turns everything into
+``{"error": "..."}`` with no server stack trace.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import falcon
+from falcon.routing import CompiledRouter
 
 from .backends import BackendError, open_stores
 from .config import Settings, normalize_origin, origin_allowlist
@@ -26,6 +28,7 @@ from .executions.siblings import RECHECK_SECS, SiblingEvents
 from .executions.tool_caller import SessionsCaller
 from .executions.waiters import FinishEvents, QueueEvents
 from .mcp import McpResource
+from .metrics import Metrics
 from .operations import OperationError, Operations
 from .resources.executions import (
     CancelResource,
@@ -42,6 +45,7 @@ from .resources.meta import (
     StatsResource,
     VersionResource,
 )
+from .resources.metrics import MetricsResource, RequestMetrics
 from .resources.sessions import SessionListResource, SessionLogResource
 from .resources.tools import ToolDeclarationsResource, ToolsResource
 from .resources.validation import check_query
@@ -63,6 +67,7 @@ if TYPE_CHECKING:
 # Routes that need no token: the version, and the contract (public anyway, as it ships in the
 # package, and what tells a client that the other routes may need a token).
 PUBLIC_ROUTES = frozenset({"/api/version", "/api/openapi.json"})
+METRICS_ROUTE = "/metrics"  # public too with --metrics-public
 RETENTION_INTERVAL_SECONDS = 300.0
 
 
@@ -114,6 +119,7 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.metrics = Metrics()  # this service's registry: /metrics and /api/stats read it
         check_data_dir(settings.data_dir)
         self.tools = _tool_sessions(settings)  # before anything is opened: it may refuse to start
         try:
@@ -168,7 +174,14 @@ class Service:
             jitless=settings.jitless,
             max_data_mb=data_limit_mb(settings.max_heap_mb),
             tool_caller=None if self.tools is None else SessionsCaller(self.tools),
+            metrics=self.metrics,
         )
+        if work is not None:  # the cluster's queue: the same on every node (a query takes the max)
+            self.metrics.cluster_gauge(
+                "mcp_v8_cluster_queued",
+                "Executions waiting in the database's queue for any node (the same on every node)",
+                work.waiting,
+            )
         self.cluster = (
             None
             if work is None
@@ -259,9 +272,20 @@ class SecurityMiddleware:
         self._any_origin = "*" in self._origins
         self._token = settings.api_token
         self._max_body = settings.max_body_bytes
+        self._public = PUBLIC_ROUTES | ({METRICS_ROUTE} if settings.metrics_public else set())
+        # A scraper names the server by its address: /metrics skips the Host check when it is
+        # authenticated (a token is required) or public by choice; without a token, the Host
+        # check is what keeps a web page (DNS rebinding) from reading it, and it stays.
+        self._any_host_for = (
+            {METRICS_ROUTE} if settings.metrics_public or settings.api_token is not None else set()
+        )
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not self._any_host and _host_name(req.get_header("Host") or "") not in self._hosts:
+        if (
+            not self._any_host
+            and req.path not in self._any_host_for
+            and _host_name(req.get_header("Host") or "") not in self._hosts
+        ):
             raise falcon.HTTPBadRequest(description="Host header not allowed by this server's allowlist")
         # A web page can send a "simple" request (a POST of text/plain, which this API
         # parses as JSON) to any server without a CORS preflight; browsers always say
@@ -272,7 +296,7 @@ class SecurityMiddleware:
             raise falcon.HTTPForbidden(
                 description=f"Origin {shown!r} is not allowed by this server's allowlist (--allowed-origins)"
             )
-        if self._token is not None and req.path not in PUBLIC_ROUTES:
+        if self._token is not None and req.path not in self._public:
             header = req.get_header("Authorization") or ""
             scheme, _, given = header.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
@@ -346,7 +370,15 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     elif settings is not None and settings != service.settings:
         raise ValueError("create_app: settings differ from the given service's; pass one or the other")
     settings = service.settings
-    app = App(middleware=[SecurityMiddleware(settings), QueryParamsMiddleware()])
+    router = CompiledRouter()
+    app = App(
+        middleware=[
+            RequestMetrics(service.metrics, router),
+            SecurityMiddleware(settings),
+            QueryParamsMiddleware(),
+        ],
+        router=router,
+    )
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_error)
@@ -370,6 +402,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_route("/api/version", VersionResource(service.manager.jitless))
     app.add_route("/api/openapi.json", OpenApiResource())
     app.add_route("/api/stats", StatsResource(service.manager))
+    app.add_route(METRICS_ROUTE, MetricsResource(service.metrics))
     app.add_route("/api/cli", CliIndexResource())
     app.add_route("/api/cli/{platform}", CliDownloadResource())
     app.service = service

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import config
+from .logs import JsonFormatter
+from .logs import configure as configure_logs
 from .redaction import redact_logs
 
 
@@ -98,14 +100,35 @@ def _as_env(settings: config.Settings) -> dict[str, str]:
 
 def _serve_processes(settings: config.Settings) -> int:
     """Runs ``settings.processes`` serve processes on one port; returns when they have ended
-    (all of them are stopped when one ends or this process is told to stop)."""
+    (all of them are stopped when one ends or this process is told to stop). They count their
+    metrics in one directory (prometheus-client's multiprocess mode): a scrape, whichever of them
+    answers it, adds them up. A fresh one, removed at the end, unless ``PROMETHEUS_MULTIPROC_DIR``
+    names one (then emptying it before a start is the operator's to do)."""
+    import shutil
+    import tempfile
+
+    from .metrics import MULTIPROCESS_ENV
+
+    metrics_dir = os.environ.get(MULTIPROCESS_ENV) or None
+    own_dir = None if metrics_dir is not None else tempfile.mkdtemp(prefix="mcp-v8-metrics-")
+    env = {
+        **os.environ,
+        **_as_env(settings),
+        config.env_name("processes"): "1",
+        REUSE_PORT_ENV: "1",
+        MULTIPROCESS_ENV: metrics_dir or str(own_dir),
+    }
+    try:
+        return _run_children(settings.processes, env)
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def _run_children(count: int, env: dict[str, str]) -> int:
     import subprocess
 
-    env = {**os.environ, **_as_env(settings), config.env_name("processes"): "1", REUSE_PORT_ENV: "1"}
-    children = [
-        subprocess.Popen([sys.executable, "-m", "mcp_v8", "serve"], env=env)
-        for _ in range(settings.processes)
-    ]
+    children = [subprocess.Popen([sys.executable, "-m", "mcp_v8", "serve"], env=env) for _ in range(count)]
     stopping = False
 
     def stop(*_: object) -> None:
@@ -151,13 +174,15 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings.processes > 1:
         return _serve_processes(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    formatter = configure_logs(settings.log_format, logging.INFO)
     redact_logs(config.secrets(settings))
     try:
         service = Service(settings).start()
     except (StartupError, WorkerStartError) as e:  # e.g. the sandbox required and not available
         print(f"mcp-v8: {e}", file=sys.stderr)
         return 2
+    if isinstance(formatter, JsonFormatter):
+        formatter.node = service.lease.id
     app = create_app(service=service)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     print(
@@ -188,15 +213,15 @@ def mcp(args: argparse.Namespace) -> int:
     from .executions.pool import WorkerStartError
 
     settings = _settings(args)
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    formatter = configure_logs(settings.log_format, logging.WARNING, sys.stderr)
     redact_logs(config.secrets(settings))
     try:
         service = Service(settings).start()
     except (StartupError, WorkerStartError) as e:  # e.g. the sandbox required and not available
         print(f"mcp-v8: {e}", file=sys.stderr)
         return 2
+    if isinstance(formatter, JsonFormatter):
+        formatter.node = service.lease.id
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         serve_stdio(service.operations(), sys.stdin.buffer, protocol)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from .logs import LOG_FORMATS
 from .redaction import passwords, redact_url
 
 
@@ -31,6 +32,13 @@ def _sandbox(value: str) -> str:
     if mode not in SANDBOX_MODES:
         raise ValueError(f"expected one of {', '.join(SANDBOX_MODES)}")
     return mode
+
+
+def _log_format(value: str) -> str:
+    chosen = value.strip().lower()
+    if chosen not in LOG_FORMATS:
+        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}")
+    return chosen
 
 
 def _bool(value: str) -> bool:
@@ -266,6 +274,20 @@ class Settings:
         default=("127.0.0.1", "localhost", "[::1]"),
         metadata={"help": "Host header values accepted, comma-separated ('*' accepts any)"},
     )
+    metrics_public: bool = field(
+        default=False,
+        metadata={
+            "help": "serve GET /metrics without the API token (for a scraper that holds none); it is exempt "
+            "from the Host check then, as it is when a token is required"
+        },
+    )
+    log_format: str = field(
+        default="text",
+        metadata={
+            "help": "the server's log lines on standard error: text (human-readable) or json (one object a "
+            "line: time, level, logger, message, execution_id, node)"
+        },
+    )
     allowed_origins: tuple[str, ...] = field(
         default=(),
         metadata={
@@ -390,6 +412,8 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "snapshot_default": _bool,
         "sandbox": _sandbox,
         "jitless": _bool,
+        "metrics_public": _bool,
+        "log_format": _log_format,
         "host": str,
     }
     return special.get(name, int)

@@ -130,6 +130,7 @@ class Operations:
     ) -> None:
         self.settings = settings
         self.tools = tools
+        self.metrics = manager.metrics  # what the doors count too (MCP tool calls)
         self._manager = manager
         self._executions = executions
         self._output = output

@@ -23,6 +23,7 @@ one lock per execution; ``_handoff`` marks the points a test parks a thread at.
 from __future__ import annotations
 
 import collections
+import contextvars
 import json
 import logging
 import threading
@@ -105,7 +106,11 @@ class Fetches:
         per_execution: int = PER_EXECUTION,
         on_lost: Callable[[str], None] | None = None,
         make_run: Callable[[FetchPolicy], Run] = _make_run,
+        on_outcome: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_outcome(outcome)`` is told how each call the worker made ended, once: ``ok`` (a
+        response), ``failed`` (the request failed), ``refused`` (by the policy, before any
+        request) or ``abandoned`` (the execution ended first)."""
         self.execution_id = execution_id
         self._policy = policy
         self._send = send
@@ -113,6 +118,7 @@ class Fetches:
         self._per_execution = per_execution
         self._on_lost = on_lost
         self._make_run = make_run
+        self._on_outcome = on_outcome
         # Under _lock: the run (made at the first call), the calls admitted and waiting, the
         # request threads running, and whether the execution ended (also _ended, an Event for
         # the gate's waiters).
@@ -137,6 +143,7 @@ class Fetches:
         request: Any = None
         with self._lock:
             if self._ended.is_set():
+                self._count("abandoned")
                 return
             if self._run is None:
                 try:
@@ -151,17 +158,20 @@ class Fetches:
             if isinstance(request, str):
                 answer = request
         if answer is not None:
-            self._reply(call.call_id, False, answer, None)
+            self._reply(call.call_id, False, answer, None, "refused")
             return
         with self._lock:
             if self._ended.is_set():
+                self._count("abandoned")
                 return
             self._queue.append((call.call_id, request))
             start_thread = self._threads < self._per_execution
             if start_thread:
                 self._threads += 1
         if start_thread:
-            threading.Thread(target=self._work, daemon=True, name="mcp-v8-fetch").start()
+            # In the relay's context: the lines it logs name the execution (``mcp_v8.logs``).
+            work = contextvars.copy_context().run
+            threading.Thread(target=work, args=(self._work,), daemon=True, name="mcp-v8-fetch").start()
 
     def end(self) -> None:
         """The execution ended: requests in flight return at once and answer nobody, queued
@@ -171,8 +181,11 @@ class Fetches:
             if self._ended.is_set():
                 return
             self._ended.set()
+            dropped = len(self._queue)
             self._queue.clear()
             run = self._run
+        for _ in range(dropped):
+            self._count("abandoned")
         self._gate.wake()
         if run is not None:
             run.end()
@@ -206,19 +219,26 @@ class Fetches:
                 finally:
                     self._gate.leave()
                 self._handoff("perform:returned")
-                self._reply(call_id, ok, head, body if ok else None)
+                self._reply(call_id, ok, head, body if ok else None, "ok" if ok else "failed")
         except BaseException:
             with self._lock:
                 self._threads -= 1
             raise
 
-    def _reply(self, call_id: int, ok: bool, head: str, body: bytes | None) -> None:
-        """Sends the reply unless the execution ended. The check and the send are one step
-        under the lock, so no reply leaves once ``end`` has returned."""
+    def _count(self, outcome: str) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+
+    def _reply(self, call_id: int, ok: bool, head: str, body: bytes | None, outcome: str) -> None:
+        """Sends the reply unless the execution ended (the call's ``outcome`` is counted then,
+        else ``abandoned``). The check and the send are one step under the lock, so no reply
+        leaves once ``end`` has returned."""
         reply = FetchReply(self.execution_id, call_id, ok, head, body)
         with self._lock:
             if self._ended.is_set():
+                self._count("abandoned")
                 return  # nobody waits for it any more
+            self._count(outcome)
             self._handoff("reply:checked")
             try:
                 try:

@@ -5,7 +5,9 @@ contract says) until its first terminal transition (``completed``, ``failed``,
 ``cancelled``, ``timed_out``), which the execution store makes atomic: later transitions are
 ignored, so a cancelled execution is never overwritten by what its worker reports
 afterwards. The queue is bounded; a full queue is refused (``QueueFull``), never grown.
-Worker crashes and restarts are logged and counted for ``stats()`` (``GET /api/stats``).
+Worker crashes and restarts are logged and counted in the service's :class:`~..metrics.Metrics`,
+which ``stats()`` (``GET /api/stats``) and ``GET /metrics`` both read; so are the executions
+started here and how they ended, their queue wait and run time, the heaps they restore and save.
 Heaps are the catalogue's (:mod:`..storage.heap_catalogue`): the manager asks it to count a use,
 for the verified bytes of a heap an execution resumes (handed to the worker as a sealed,
 read-only descriptor: :mod:`.heap_fds`) and to publish and sign the heaps workers produce (which
@@ -27,8 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from ..logs import execution_context
 from ..storage import (
     TERMINAL_STATUSES,
     ExecutionRecord,
@@ -57,6 +60,9 @@ from .tool_caller import ToolCaller
 from .tool_calls import DEFAULT_LIMITS, ToolLimits
 from .waiters import FinishEvents, Waiters
 
+if TYPE_CHECKING:  # imported when a manager is made: workers import this package, not the library
+    from ..metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -70,6 +76,11 @@ class CancelOutcome(Enum):
 class _Queued:
     execution_id: str
     spec: ExecutionSpec
+    since: float = dataclasses.field(default_factory=time.monotonic)  # accepted into this queue
+
+    @property
+    def mode(self) -> str:
+        return self.spec.mode
 
 
 class ExecutionManager:
@@ -93,6 +104,7 @@ class ExecutionManager:
         jitless: bool = False,
         tool_caller: ToolCaller | None = None,
         tool_limits: ToolLimits = DEFAULT_LIMITS,
+        metrics: Metrics | None = None,
     ) -> None:
         """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
         verified before an execution resuming it is accepted, verified again as its bytes are
@@ -108,7 +120,8 @@ class ExecutionManager:
         with its :class:`~.spec.ExecutionSpec`. ``sandbox`` is the workers' mode (:mod:`.sandbox`;
         default ``require`` on Linux) and ``max_data_mb`` their ``RLIMIT_DATA``; ``jitless`` runs their
         V8 without its JIT compilers. ``tool_caller`` makes the scripts' tool calls, under
-        ``tool_limits`` (None: every call is refused)."""
+        ``tool_limits`` (None: every call is refused). ``metrics``: where what happens here is
+        counted (default: metrics of its own)."""
         self._owner = owner
         self._catalogue = catalogue
         self._admission = admission
@@ -119,20 +132,24 @@ class ExecutionManager:
         self._queue: collections.deque[_Queued] = collections.deque()
         self._reserved = 0  # places taken by submits whose record is being written
         self._executing: dict[str, WorkerSlot] = {}
+        # Executions started here (taken into this queue) whose end is not counted yet: their mode.
+        self._started: dict[str, str] = {}
         # Executions accepted here and not yet terminal, their long-polls and followers.
         self.waiters = Waiters(
             self._read, events=events, recheck_secs=recheck_secs, ended_elsewhere=self._ended_elsewhere
         )
         self._closed = False
         self._dispatchers: list[threading.Thread] = []
-        # Counters since this manager was created, read by stats(); dispatcher threads
-        # update them, so they have a lock of their own.
+        # The counters are the metrics' (thread-safe); the latest crash and violation, which
+        # dispatcher threads write and stats() reads, have a lock of their own.
+        if metrics is None:
+            from ..metrics import Metrics
+
+            metrics = Metrics()
+        self.metrics = metrics
         self._stats_lock = threading.Lock()
         self._created = time.monotonic()
-        self._worker_crashes = 0
-        self._worker_restarts = 0
         self._last_crash: dict[str, str] | None = None
-        self._violations = 0
         self._last_violation: dict[str, str] | None = None
         log_dir = log_dir or worker_log_dir(data_dir)
         self._sandbox = sandbox or default_mode()
@@ -149,9 +166,11 @@ class ExecutionManager:
                 on_violation=functools.partial(self._sandbox_violation, i),
                 tool_caller=tool_caller,
                 tool_limits=tool_limits,
+                metrics=self.metrics,
             )
             for i in range(workers)
         ]
+        self.metrics.workers.set(workers)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -178,6 +197,7 @@ class ExecutionManager:
             self._closed = True
             pending = list(self._queue)
             self._queue.clear()
+            self._gauges()
             self._lock.notify_all()
         for item in pending:
             self._finish(
@@ -209,19 +229,22 @@ class ExecutionManager:
             if len(self._queue) + self._reserved >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
             self._reserved += 1
+            self._started[execution_id] = spec.mode  # its end is counted from here on
         self.waiters.accept(execution_id)  # live before its record exists: never running and unknown here
         try:  # the writes happen outside the lock the dispatchers need
             self._record(execution_id, spec, self._owner)
         except BaseException:
             with self._lock:
                 self._reserved -= 1
+                self._started.pop(execution_id, None)
             self.waiters.forget(execution_id)
             raise
+        self.metrics.executions_started.labels(spec.mode).inc()
         with self._lock:
             self._reserved -= 1
             accepted = not self._closed
             if accepted:
-                self._queue.append(_Queued(execution_id, spec))
+                self._enqueue(_Queued(execution_id, spec))
                 self._lock.notify()
         if not accepted:
             self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
@@ -258,11 +281,12 @@ class ExecutionManager:
         disk) would most likely fail again, on this node at once, and a job that bounced between
         nodes would never answer its client; a failure is an answer, and a submit again is one
         request away."""
-        try:
-            self._adopt(execution_id, spec_from_wire(job))
-        except Exception as e:
-            log.exception("could not start claimed execution %s", execution_id)
-            self._record_failure(execution_id, f"the execution could not be started on its node: {e}")
+        with execution_context(execution_id):
+            try:
+                self._adopt(execution_id, spec_from_wire(job))
+            except Exception as e:
+                log.exception("could not start claimed execution %s", execution_id)
+                self._record_failure(execution_id, f"the execution could not be started on its node: {e}")
 
     def _adopt(self, execution_id: str, spec: ExecutionSpec) -> None:
         if spec.heap is not None:
@@ -271,6 +295,9 @@ class ExecutionManager:
             except (HeapNotFound, HeapNotSigned, HeapStoreUnavailable) as e:
                 self._finish_elsewhere(execution_id, f"its heap could not be read: {e}")
                 return
+        with self._lock:
+            self._started[execution_id] = spec.mode  # before a cancel can end it here
+        self.metrics.executions_started.labels(spec.mode).inc()
         self.waiters.accept(execution_id)
         self._output.adopt(execution_id)  # its output is buffered here, as if submitted here
         with self._lock:
@@ -278,7 +305,7 @@ class ExecutionManager:
                 accepted = False
             else:
                 accepted = True
-                self._queue.append(_Queued(execution_id, spec))
+                self._enqueue(_Queued(execution_id, spec))
                 self._lock.notify_all()
         if not accepted:
             self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
@@ -313,9 +340,7 @@ class ExecutionManager:
         if not self.waiters.is_live(execution_id):
             return
         with self._lock:
-            queued = next((i for i in self._queue if i.execution_id == execution_id), None)
-            if queued is not None:
-                self._queue.remove(queued)
+            queued = self._unqueue(execution_id)
             slot = self._executing.get(execution_id)
         if slot is not None:
             slot.cancel(execution_id)  # the dispatcher then finds it terminal and only cleans up
@@ -335,10 +360,7 @@ class ExecutionManager:
             if record.status in TERMINAL_STATUSES:
                 return CancelOutcome.ALREADY_FINISHED
         with self._lock:
-            for item in self._queue:
-                if item.execution_id == execution_id:
-                    self._queue.remove(item)
-                    break
+            self._unqueue(execution_id)
             slot = self._executing.get(execution_id)
         if not self._finish(execution_id, JobResult(status="cancelled", error="execution cancelled")):
             return CancelOutcome.ALREADY_FINISHED
@@ -362,16 +384,18 @@ class ExecutionManager:
 
     def _output_written(self, execution_id: str, text: str) -> None:
         self._output.append(execution_id, text)
+        self.metrics.output_bytes.inc(len(text.encode("utf-8", "surrogatepass")))
         self.waiters.output(execution_id, text)
 
     def stats(self) -> dict[str, Any]:
         """Counters for operators (``GET /api/stats``)."""
         with self._lock:
             busy, queued = len(self._executing), len(self._queue)
-        with self._stats_lock:
-            crashes, restarts = self._worker_crashes, self._worker_restarts
+        metrics = self.metrics
+        with self._stats_lock:  # each last one after its count: a crash counted shows
+            crashes, restarts = metrics.total(metrics.worker_crashes), metrics.total(metrics.worker_restarts)
             last = dict(self._last_crash) if self._last_crash is not None else None
-            violations = self._violations
+            violations = metrics.total(metrics.sandbox_violations)
             last_violation = dict(self._last_violation) if self._last_violation is not None else None
         walls = next((slot.walls for slot in self._slots if slot.walls is not None), None)
         missing = sorted({m for slot in self._slots if slot.walls is not None for m in slot.walls.missing})
@@ -397,7 +421,7 @@ class ExecutionManager:
         log.warning("worker %d crashed while running execution %s: %s", index, execution_id, reason)
         at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         with self._stats_lock:
-            self._worker_crashes += 1
+            self.metrics.worker_crashes.inc()
             self._last_crash = {"execution_id": execution_id, "reason": reason, "at": at}
 
     def _sandbox_violation(self, index: int, execution_id: str, syscall: str) -> None:
@@ -406,13 +430,12 @@ class ExecutionManager:
         )
         at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         with self._stats_lock:
-            self._violations += 1
+            self.metrics.sandbox_violations.inc()
             self._last_violation = {"execution_id": execution_id, "syscall": syscall, "at": at}
 
     def _worker_restarted(self, index: int) -> None:
         log.info("worker %d replaced by a new process", index)
-        with self._stats_lock:
-            self._worker_restarts += 1
+        self.metrics.worker_restarts.inc()
 
     def _read(self, execution_id: str) -> ExecutionRecord | None:
         return self._executions.get(execution_id)
@@ -437,11 +460,20 @@ class ExecutionManager:
             if not self.waiters.is_live(execution_id):
                 return False
             record = self._executions.get(execution_id)  # cancelled by another process or node
+        self._count_end(execution_id, record)
         # Handed over here before it is announced: this process's waiters never read it again.
         self.waiters.finished(execution_id, record)
         if written:
             self.waiters.announce(execution_id)
         return written
+
+    def _count_end(self, execution_id: str, record: ExecutionRecord | None) -> None:
+        """Counts the end of an execution started here, once: when this process writes it or
+        reads it (another process or node wrote it first)."""
+        with self._lock:
+            mode = self._started.pop(execution_id, None)
+        if mode is not None and record is not None:
+            self.metrics.executions_ended.labels(record.status, mode).inc()
 
     def _record_failure(self, execution_id: str, error: str) -> None:
         """Records the execution as failed, retrying while the stores fail (a database away for
@@ -472,35 +504,46 @@ class ExecutionManager:
                 return None
             item = self._queue.popleft()
             self._executing[item.execution_id] = slot
-            return item
+            self._gauges()
+        self.metrics.queue_wait.observe(time.monotonic() - item.since)
+        return item
 
     def _dispatch(self, slot: WorkerSlot) -> None:
         while True:
             item = self._next(slot)
             if item is None:
                 return
-            try:
-                self._execute(slot, item)
-            except Exception as e:  # never lose an execution to a bug in this thread
-                self._record_failure(item.execution_id, f"internal error: {e}")
-            finally:
-                with self._lock:
-                    self._executing.pop(item.execution_id, None)
-                    self._lock.notify_all()  # a free worker: the cluster's feeder may claim
+            with execution_context(item.execution_id):
+                try:
+                    self._execute(slot, item)
+                except Exception as e:  # never lose an execution to a bug in this thread
+                    self._record_failure(item.execution_id, f"internal error: {e}")
+                finally:
+                    with self._lock:
+                        self._executing.pop(item.execution_id, None)
+                        self._gauges()
+                        self._lock.notify_all()  # a free worker: the cluster's feeder may claim
 
     def _run(self, slot: WorkerSlot, item: _Queued) -> JobResult:
         """Runs ``item`` on ``slot``, handing the worker the verified bytes of the heap it resumes
         as a sealed, read-only descriptor (closed here once the worker is done with it)."""
         fd = None
+        metrics = self.metrics
         if item.spec.heap is not None:
             try:
-                fd = sealed_heap(self._catalogue.open(item.spec.heap))
+                started = time.monotonic()
+                data = self._catalogue.open(item.spec.heap)
+                fd = sealed_heap(data)
+                metrics.restore_time.observe(time.monotonic() - started)
+                metrics.restore_size.observe(len(data))
+                del data
             except HeapNotFound:
                 return JobResult(status="failed", error=f"heap {item.spec.heap} not found")
             except (HeapNotSigned, HeapStoreUnavailable) as e:
                 return JobResult(status="failed", error=str(e))
             except OSError as e:
                 return JobResult(status="failed", error=f"cannot restore heap: {e.strerror or e}")
+        started = time.monotonic()
         try:
             return slot.run(
                 Job(item.execution_id, item.spec, heap_fd=fd),
@@ -510,6 +553,7 @@ class ExecutionManager:
             log.warning("worker %d could not start for execution %s: %s", slot.index, item.execution_id, e)
             return JobResult(status="failed", error=str(e))
         finally:
+            metrics.run_time.labels(item.mode).observe(time.monotonic() - started)
             if fd is not None:
                 os.close(fd)
 
@@ -520,9 +564,12 @@ class ExecutionManager:
         result = self._run(slot, item)
         if result.envelope is not None and result.heap is not None:
             try:  # published, signed and indexed before a client can see the key: any node resumes it
+                started = time.monotonic()
                 self._catalogue.add(
                     result.heap, result.envelope, session=spec.session, tags=dict(spec.tags) or None
                 )
+                self.metrics.save_time.observe(time.monotonic() - started)
+                self.metrics.save_size.observe(len(result.envelope))
             except (HeapStoreUnavailable, HeapNotFound, OSError) as e:
                 result = JobResult(
                     status="failed",
@@ -533,5 +580,25 @@ class ExecutionManager:
                 result = dataclasses.replace(result, envelope=None)
         with self._lock:  # the worker is done: a node may claim its next job while this one is recorded
             self._executing.pop(item.execution_id, None)
+            self._gauges()
             self._lock.notify_all()
         self._finish(item.execution_id, result)
+
+    # -- the queue's state and what is counted of it -----------------------------------
+    def _gauges(self) -> None:
+        """Sets the gauges of the queue and the busy workers (under ``_lock``, after a change)."""
+        self.metrics.queued.set(len(self._queue))
+        self.metrics.workers_busy.set(len(self._executing))
+
+    def _enqueue(self, item: _Queued) -> None:
+        """Takes ``item`` into this process's queue (under ``_lock``)."""
+        self._queue.append(item)
+        self._gauges()
+
+    def _unqueue(self, execution_id: str) -> _Queued | None:
+        """Removes the execution from the queue (under ``_lock``); the item, None when not queued."""
+        item = next((i for i in self._queue if i.execution_id == execution_id), None)
+        if item is not None:
+            self._queue.remove(item)
+            self._gauges()
+        return item

@@ -57,7 +57,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Callable, Protocol
 
 from .. import _engine
 from ..storage import TerminalStatus
@@ -84,6 +84,9 @@ from .protocol import (
 from .sandbox import VIOLATION_PREFIX, Walls, default_mode, violation, worker_environment
 from .tool_caller import ToolCaller
 from .tool_calls import DEFAULT_LIMITS, ToolCalls, ToolLimits
+
+if TYPE_CHECKING:  # a worker imports this package: it needs none of the metrics library
+    from ..metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +251,10 @@ class WorkerSlot:
         fetch_gate: FetchGate = SERVER_GATE,
         tool_caller: ToolCaller | None = None,
         tool_limits: ToolLimits = DEFAULT_LIMITS,
+        metrics: Metrics | None = None,
     ) -> None:
         self.index = index
+        self._metrics = metrics
         self._tool_caller = tool_caller
         self._tool_limits = tool_limits
         self._stderr_path = log_dir / f"worker-{index}.stderr"
@@ -424,11 +429,22 @@ class WorkerSlot:
         conn = self._conn
         assert conn is not None
         self._clear_stderr()
+        metrics = self._metrics
         fetches = Fetches(
-            job.execution_id, job.spec.fetch, conn.send, gate=self._fetch_gate, on_lost=self._fetch_lost
+            job.execution_id,
+            job.spec.fetch,
+            conn.send,
+            gate=self._fetch_gate,
+            on_lost=self._fetch_lost,
+            on_outcome=None if metrics is None else lambda outcome: metrics.fetch_calls.labels(outcome).inc(),
         )
         tools = ToolCalls(
-            job.execution_id, self._tool_caller, conn.send, limits=self._tool_limits, on_lost=self._fetch_lost
+            job.execution_id,
+            self._tool_caller,
+            conn.send,
+            limits=self._tool_limits,
+            on_lost=self._fetch_lost,
+            on_record=None if metrics is None else lambda record: metrics.tool_call(record.outcome),
         )
         try:
             with self._lock:

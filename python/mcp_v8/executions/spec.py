@@ -95,6 +95,11 @@ class ExecutionSpec:
     def code_bytes(self) -> int:
         return len(self.code.encode("utf-8", "surrogatepass"))
 
+    @property
+    def mode(self) -> str:
+        """Its ``mode`` in the metrics (:data:`mcp_v8.metrics.MODES`)."""
+        return "snapshot" if self.snapshot else "no_snapshot"
+
 
 def spec_from_request(body: Mapping[str, Any], settings: Settings) -> ExecutionSpec:
     """The spec of an ExecRequest (``body``, validated against the contract by the door), with

@@ -223,6 +223,7 @@ class Server:
         if tool is None:
             raise ProtocolError(INVALID_PARAMS, f"unknown tool: {name[:100]}")
         result = call_tool(self.ops, tool, params.get("arguments"), call)
+        self.ops.metrics.mcp_tool_calls.labels(name, "error" if result.is_error else "ok").inc()
         text = result.text if result.text is not None else json.dumps(result.structured, ensure_ascii=False)
         out: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": result.is_error}
         if version in STRUCTURED_VERSIONS and not (
