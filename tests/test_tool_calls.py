@@ -217,7 +217,7 @@ def test_a_result_over_the_cap_fails_the_call() -> None:
     error = json.loads(sent.wait(1)[0].answer)["error"]
     assert (
         error["message"].startswith("tool call failed: slow.wait answered 2")
-        and "max_tool_result_bytes" in error["message"]
+        and "tool_result_max_bytes" in error["message"]
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .redaction import passwords, redact_url
+from .tool_answers import ANSWER_LIMIT
 
 
 def _default_workers() -> int:
@@ -155,6 +156,28 @@ class Settings:
         },
     )
     max_fetch_requests: int = field(default=50, metadata={"help": "fetch requests one execution may make"})
+    max_tool_calls: int = field(
+        default=50,
+        metadata={
+            "help": "tool calls an execution may make when its request has no max_tool_calls (refused calls "
+            "count; the next one is refused with a TypeError)"
+        },
+    )
+    max_tool_calls_ceiling: int = field(
+        default=1000, metadata={"help": "largest max_tool_calls a request may ask for"}
+    )
+    tool_call_timeout_secs: int = field(
+        default=60,
+        metadata={
+            "help": "time one tool call may take; then it fails with an Error and the tool server is told"
+        },
+    )
+    tool_result_max_bytes: int = field(
+        default=4 << 20,
+        metadata={
+            "help": f"largest answer of one tool call (as JSON); a larger one fails the call. At most {ANSWER_LIMIT}"
+        },
+    )
     durable_heaps: bool = field(
         default=False,
         metadata={"help": "fsync every heap snapshot (survives power loss; ~3.6 ms per execution)"},
@@ -282,6 +305,14 @@ class Settings:
         if self.max_fetch_bytes < 1 or self.max_fetch_requests < 1:
             raise ValueError("max_fetch_bytes and max_fetch_requests must be at least 1")
         fetch_origins(self.allow_fetch)
+        if not 0 <= self.max_tool_calls <= self.max_tool_calls_ceiling:
+            raise ValueError(
+                f"max_tool_calls must be between 0 and max_tool_calls_ceiling ({self.max_tool_calls_ceiling})"
+            )
+        if self.tool_call_timeout_secs < 1:
+            raise ValueError("tool_call_timeout_secs must be at least 1")
+        if not 1 <= self.tool_result_max_bytes <= ANSWER_LIMIT:
+            raise ValueError(f"tool_result_max_bytes must be between 1 and {ANSWER_LIMIT}")
         if self.tools_config is not None:
             from .tools.config import load_tools_config
 

@@ -54,7 +54,6 @@ from .protocol import Job, JobResult
 from .sandbox import default_mode
 from .spec import ExecutionSpec, spec_from_wire
 from .tool_caller import ToolCaller
-from .tool_calls import DEFAULT_LIMITS, ToolLimits
 from .waiters import FinishEvents, Waiters
 
 log = logging.getLogger(__name__)
@@ -92,7 +91,6 @@ class ExecutionManager:
         max_data_mb: int = 0,
         jitless: bool = False,
         tool_caller: ToolCaller | None = None,
-        tool_limits: ToolLimits = DEFAULT_LIMITS,
     ) -> None:
         """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
         verified before an execution resuming it is accepted, verified again as its bytes are
@@ -108,7 +106,7 @@ class ExecutionManager:
         with its :class:`~.spec.ExecutionSpec`. ``sandbox`` is the workers' mode (:mod:`.sandbox`;
         default ``require`` on Linux) and ``max_data_mb`` their ``RLIMIT_DATA``; ``jitless`` runs their
         V8 without its JIT compilers. ``tool_caller`` makes the scripts' tool calls, under
-        ``tool_limits`` (None: every call is refused)."""
+        the limits of each one's spec (None: every call is refused)."""
         self._owner = owner
         self._catalogue = catalogue
         self._admission = admission
@@ -148,7 +146,6 @@ class ExecutionManager:
                 on_restart=functools.partial(self._worker_restarted, i),
                 on_violation=functools.partial(self._sandbox_violation, i),
                 tool_caller=tool_caller,
-                tool_limits=tool_limits,
             )
             for i in range(workers)
         ]

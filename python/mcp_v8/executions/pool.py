@@ -83,7 +83,7 @@ from .protocol import (
 )
 from .sandbox import VIOLATION_PREFIX, Walls, default_mode, violation, worker_environment
 from .tool_caller import ToolCaller
-from .tool_calls import DEFAULT_LIMITS, ToolCalls, ToolLimits
+from .tool_calls import ToolCalls
 
 log = logging.getLogger(__name__)
 
@@ -247,11 +247,9 @@ class WorkerSlot:
         on_violation: Callable[[str, str], None] | None = None,
         fetch_gate: FetchGate = SERVER_GATE,
         tool_caller: ToolCaller | None = None,
-        tool_limits: ToolLimits = DEFAULT_LIMITS,
     ) -> None:
         self.index = index
         self._tool_caller = tool_caller
-        self._tool_limits = tool_limits
         self._stderr_path = log_dir / f"worker-{index}.stderr"
         self._options = options
         self._spawn = spawn
@@ -428,7 +426,7 @@ class WorkerSlot:
             job.execution_id, job.spec.fetch, conn.send, gate=self._fetch_gate, on_lost=self._fetch_lost
         )
         tools = ToolCalls(
-            job.execution_id, self._tool_caller, conn.send, limits=self._tool_limits, on_lost=self._fetch_lost
+            job.execution_id, self._tool_caller, conn.send, limits=job.spec.tools, on_lost=self._fetch_lost
         )
         try:
             with self._lock:

@@ -33,7 +33,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..tool_answers import error_answer, result_answer
-from .protocol import TOOL_ANSWER_LIMIT, ToolCall, ToolReply, Undeliverable
+from .protocol import ToolCall, ToolReply, Undeliverable
+from .spec import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_MAX_TOOL_CALLS,
+    DEFAULT_MAX_TOOL_RESULT_BYTES,
+    ToolLimits,
+)
 from .tool_caller import ToolCaller, ToolTimeout, ToolUnavailable
 from .tool_values import ArgumentsError, check_arguments
 
@@ -42,32 +48,12 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_LIMITS",
-    "DEFAULT_MAX_RESULT_BYTES",
+    "DEFAULT_MAX_TOOL_RESULT_BYTES",
     "DEFAULT_MAX_TOOL_CALLS",
     "ToolCallRecord",
     "ToolCalls",
     "ToolLimits",
 ]
-
-DEFAULT_MAX_TOOL_CALLS = 50  # per execution
-DEFAULT_CALL_TIMEOUT = 60.0  # seconds, per call
-DEFAULT_MAX_RESULT_BYTES = 4 << 20  # a call's answer as JSON
-
-
-@dataclass(frozen=True)
-class ToolLimits:
-    max_calls: int = DEFAULT_MAX_TOOL_CALLS
-    call_timeout: float = DEFAULT_CALL_TIMEOUT
-    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
-
-    def __post_init__(self) -> None:
-        if self.max_calls < 0:
-            raise ValueError("max_calls must be at least 0")
-        if not self.call_timeout > 0:
-            raise ValueError("call_timeout must be positive")
-        if not 0 < self.max_result_bytes <= TOOL_ANSWER_LIMIT:
-            raise ValueError(f"max_result_bytes must be within 1..{TOOL_ANSWER_LIMIT}")
-
 
 DEFAULT_LIMITS = ToolLimits()
 NO_TOOLS = "tool call refused: no tool servers are configured"
@@ -245,7 +231,7 @@ class ToolCalls:
             answer = error_answer(
                 "Error",
                 f"tool call failed: {name} answered {size} bytes, more than {self._limits.max_result_bytes} "
-                "(max_tool_result_bytes)",
+                "(tool_result_max_bytes)",
             )
         self._handoff("call:returned")
         self._finish(call.call_id, answer)

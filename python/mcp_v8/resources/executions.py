@@ -19,7 +19,11 @@ def exec_validator(ops: Operations) -> BodyValidator:
     s = ops.settings
     return BodyValidator(
         "ExecRequest",
-        maxima={"execution_timeout_secs": s.max_timeout_secs, "heap_memory_max_mb": s.max_heap_mb},
+        maxima={
+            "execution_timeout_secs": s.max_timeout_secs,
+            "heap_memory_max_mb": s.max_heap_mb,
+            "max_tool_calls": s.max_tool_calls_ceiling,
+        },
     )
 
 
