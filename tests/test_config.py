@@ -174,6 +174,7 @@ def test_tool_call_limits() -> None:
         ({"max_tool_calls": 20, "max_tool_calls_ceiling": 10}, "max_tool_calls must be between 0 and"),
         ({"max_tool_calls": -1}, "max_tool_calls must be between"),
         ({"tool_call_timeout_secs": 0}, "tool_call_timeout_secs must be at least 1"),
+        ({"max_tool_calls_in_flight": 0}, "max_tool_calls_in_flight must be at least 1"),
         ({"tool_result_max_bytes": (16 << 20) + 1}, "tool_result_max_bytes must be between 1 and 16777216"),
     ]:
         with pytest.raises(ValueError, match=re.escape(said)):

@@ -12,10 +12,11 @@ import json
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
+from mcp_v8.executions.gate import Gate
 from mcp_v8.executions.protocol import ToolCall, ToolReply, Undeliverable
 from mcp_v8.executions.tool_caller import ToolInfo, ToolTimeout, ToolUnavailable
 from mcp_v8.executions.tool_calls import NO_TOOLS, ToolCallRecord, ToolCalls, ToolLimits
@@ -402,3 +403,89 @@ def test_every_call_is_recorded_once_answered_or_abandoned() -> None:
     assert by_id[3].outcome == "abandoned"
     assert by_id[4].outcome == "TypeError" and "max_tool_calls" in (by_id[4].message or "")
     assert all(r.duration_ms >= 0 for r in records)
+
+
+# -- the server's bound on the tool calls in flight ----------------------------------------------
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + HANG
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.001)
+
+
+def test_a_call_past_the_servers_bound_waits_for_a_place_then_runs() -> None:
+    """Two executions share a gate of one place: the second's call waits, reaching no tool
+    server, until the first's returns."""
+    gate, caller = Gate(1), FakeCaller()
+    first, first_sent = make(caller, gate=gate)
+    second, second_sent = make(caller, gate=gate)
+    first.submit(call(1, "slow", "wait", {}))
+    assert caller.started.wait(HANG)
+    second.submit(call(1, arguments={"a": 2, "b": 3}))
+    wait_until(lambda: gate.waiting == 1)
+    assert caller.calls == [("slow", "wait", "{}")] and second_sent.replies == []
+    caller.release.set()
+    assert second_sent.wait(1)[0].answer == '{"value": {"sum": 5}}'
+    assert first_sent.wait(1)[0].answer == '{"value": "done"}'
+    wait_until(lambda: gate.in_flight == 0)
+
+
+def test_a_call_whose_deadline_passes_at_the_gate_fails_and_leaves_no_place_taken() -> None:
+    gate, caller = Gate(1), FakeCaller()
+    records: list[ToolCallRecord] = []
+    holder, _ = make(caller, gate=gate)
+    waiter, waiter_sent = make(
+        caller, gate=gate, limits=ToolLimits(call_timeout=0.2), on_record=records.append
+    )
+    holder.submit(call(1, "slow", "wait", {}))
+    assert caller.started.wait(HANG)
+    waiter.submit(call(7))
+    error = json.loads(waiter_sent.wait(1)[0].answer)["error"]
+    assert error == {"name": "Error", "message": "tool call failed: calc.add did not answer within its time"}
+    wait_until(lambda: gate.waiting == 0)  # it gave up its wait
+    assert [r.outcome for r in records] == ["Error"]
+    assert caller.calls == [("slow", "wait", "{}")]  # it never reached the tool server
+    caller.release.set()
+    wait_until(lambda: gate.in_flight == 0)
+    later, later_sent = make(caller, gate=gate)
+    later.submit(call(1))
+    assert later_sent.wait(1)[0].answer == '{"value": {"sum": 1}}'
+
+
+def test_end_stops_the_calls_waiting_at_the_gate() -> None:
+    gate, caller = Gate(1), FakeCaller()
+    holder, _ = make(caller, gate=gate)
+    waiter, waiter_sent = make(caller, gate=gate)
+    holder.submit(call(1, "slow", "wait", {}))
+    assert caller.started.wait(HANG)
+    waiter.submit(call(1))
+    waiter.submit(call(2))
+    wait_until(lambda: gate.waiting == 2)
+    waiter.end()
+    wait_until(lambda: gate.waiting == 0)
+    assert gate.in_flight == 1 and waiter_sent.replies == []  # the holder's place only
+    caller.release.set()
+    wait_until(lambda: gate.in_flight == 0)
+    assert caller.calls == [("slow", "wait", "{}")]
+
+
+def test_a_stopped_waiter_passes_on_the_wake_up_of_a_freed_place() -> None:
+    """A leave's single wake-up may reach a waiter whose call was stopped meanwhile (before its
+    execution woke the gate): it passes the wake-up on, so the other waiter takes the place."""
+    gate = Gate(1)
+    stopped, other = threading.Event(), threading.Event()
+    assert gate.enter(threading.Event())
+    results: dict[str, bool] = {}
+    first = threading.Thread(target=lambda: results.__setitem__("stopped", gate.enter(stopped)))
+    first.start()
+    wait_until(lambda: gate.waiting == 1)
+    second = threading.Thread(target=lambda: results.__setitem__("other", gate.enter(other)))
+    second.start()
+    wait_until(lambda: gate.waiting == 2)
+    stopped.set()  # no wake(): only the leave's notify can wake anyone
+    gate.leave()
+    first.join(HANG)
+    second.join(HANG)
+    assert results == {"stopped": False, "other": True} and gate.in_flight == 1

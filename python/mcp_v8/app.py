@@ -168,6 +168,7 @@ class Service:
             jitless=settings.jitless,
             max_data_mb=data_limit_mb(settings.max_heap_mb),
             tool_caller=None if self.tools is None else SessionsCaller(self.tools),
+            tool_calls_in_flight=settings.max_tool_calls_in_flight,
         )
         self.cluster = (
             None

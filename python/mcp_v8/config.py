@@ -178,6 +178,13 @@ class Settings:
             "help": f"largest answer of one tool call (as JSON); a larger one fails the call. At most {ANSWER_LIMIT}"
         },
     )
+    max_tool_calls_in_flight: int = field(
+        default=64,
+        metadata={
+            "help": "tool calls in flight at once across this process's workers; a call past it waits for a "
+            "place (its tool_call_timeout_secs running)"
+        },
+    )
     durable_heaps: bool = field(
         default=False,
         metadata={"help": "fsync every heap snapshot (survives power loss; ~3.6 ms per execution)"},
@@ -309,6 +316,8 @@ class Settings:
             raise ValueError(
                 f"max_tool_calls must be between 0 and max_tool_calls_ceiling ({self.max_tool_calls_ceiling})"
             )
+        if self.max_tool_calls_in_flight < 1:
+            raise ValueError("max_tool_calls_in_flight must be at least 1")
         if self.tool_call_timeout_secs < 1:
             raise ValueError("tool_call_timeout_secs must be at least 1")
         if not 1 <= self.tool_result_max_bytes <= ANSWER_LIMIT:

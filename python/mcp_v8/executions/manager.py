@@ -41,6 +41,7 @@ from ..storage import (
 )
 from .admission import Admission
 from .errors import QueueFull, ShuttingDown
+from .gate import Gate
 from .heap_fds import sealed_heap
 from .pool import (
     SpawnWorker,
@@ -55,6 +56,8 @@ from .sandbox import default_mode
 from .spec import ExecutionSpec, spec_from_wire
 from .tool_caller import ToolCaller
 from .waiters import FinishEvents, Waiters
+
+DEFAULT_TOOL_CALLS_IN_FLIGHT = 64  # tool calls in flight across a manager's workers
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,7 @@ class ExecutionManager:
         max_data_mb: int = 0,
         jitless: bool = False,
         tool_caller: ToolCaller | None = None,
+        tool_calls_in_flight: int = DEFAULT_TOOL_CALLS_IN_FLIGHT,
     ) -> None:
         """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
         verified before an execution resuming it is accepted, verified again as its bytes are
@@ -106,7 +110,8 @@ class ExecutionManager:
         with its :class:`~.spec.ExecutionSpec`. ``sandbox`` is the workers' mode (:mod:`.sandbox`;
         default ``require`` on Linux) and ``max_data_mb`` their ``RLIMIT_DATA``; ``jitless`` runs their
         V8 without its JIT compilers. ``tool_caller`` makes the scripts' tool calls, under
-        the limits of each one's spec (None: every call is refused)."""
+        the limits of each one's spec (None: every call is refused), at most ``tool_calls_in_flight``
+        at once across the manager's workers (a call past it waits for a place)."""
         self._owner = owner
         self._catalogue = catalogue
         self._admission = admission
@@ -136,6 +141,7 @@ class ExecutionManager:
         self._sandbox = sandbox or default_mode()
         options = WorkerOptions(sandbox=self._sandbox, max_data_mb=max_data_mb, jitless=jitless)
         self.jitless = jitless
+        tool_gate = Gate(tool_calls_in_flight)
         self._slots = [
             WorkerSlot(
                 i,
@@ -146,6 +152,7 @@ class ExecutionManager:
                 on_restart=functools.partial(self._worker_restarted, i),
                 on_violation=functools.partial(self._sandbox_violation, i),
                 tool_caller=tool_caller,
+                tool_gate=tool_gate,
             )
             for i in range(workers)
         ]

@@ -39,7 +39,8 @@ The worker makes no connection: its job's ``fetch`` calls are handed to the job'
 is ended (its requests in flight return at once, their replies dropped) when the job is done,
 cancelled, or past its timeout. Its tool calls go the same way to the job's
 :class:`~.tool_calls.ToolCalls`, made by the slot's :class:`~.tool_caller.ToolCaller` (none:
-every call is refused) and abandoned at the same moments.
+every call is refused) under the spec's limits and the server's bound on the tool calls in flight
+(the slot's ``tool_gate``, shared by the slots), and abandoned at the same moments.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from .. import _engine
 from ..storage import TerminalStatus
 from .channel import Channel
 from .fetches import SERVER_GATE, Fetches, FetchGate
+from .gate import Gate
 from .heap_fds import HeapFdError, heap_size_cap, read_heap
 from .protocol import (
     FRAME_SECONDS,
@@ -247,9 +249,11 @@ class WorkerSlot:
         on_violation: Callable[[str, str], None] | None = None,
         fetch_gate: FetchGate = SERVER_GATE,
         tool_caller: ToolCaller | None = None,
+        tool_gate: Gate | None = None,
     ) -> None:
         self.index = index
         self._tool_caller = tool_caller
+        self._tool_gate = tool_gate
         self._stderr_path = log_dir / f"worker-{index}.stderr"
         self._options = options
         self._spawn = spawn
@@ -426,7 +430,12 @@ class WorkerSlot:
             job.execution_id, job.spec.fetch, conn.send, gate=self._fetch_gate, on_lost=self._fetch_lost
         )
         tools = ToolCalls(
-            job.execution_id, self._tool_caller, conn.send, limits=job.spec.tools, on_lost=self._fetch_lost
+            job.execution_id,
+            self._tool_caller,
+            conn.send,
+            limits=job.spec.tools,
+            on_lost=self._fetch_lost,
+            gate=self._tool_gate,
         )
         try:
             with self._lock:

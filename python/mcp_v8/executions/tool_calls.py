@@ -9,7 +9,9 @@ arguments checked against the tool's ``inputSchema``: a refusal is answered at o
 is sent to the tool server. An admitted call is made by the :class:`~.tool_caller.ToolCaller`
 on a thread of its own, so the calls a script awaits together run in parallel; each has a
 deadline (``call_timeout``, and never past the execution's own), and a result larger than
-``max_result_bytes`` fails the call.
+``max_result_bytes`` fails the call. With a :class:`~.gate.Gate` (the server's bound on the tool
+calls in flight), a call past it waits on its thread for a place, its deadline running: one
+whose deadline passes there fails as any late call does, and reaches no tool server.
 
 :meth:`ToolCalls.end` (the execution finished, was cancelled or passed its deadline) abandons
 the calls in flight (their ``abandoned`` event is set: the caller tells the tool server) and
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..tool_answers import error_answer, result_answer
+from .gate import Gate
 from .protocol import ToolCall, ToolReply, Undeliverable
 from .spec import (
     DEFAULT_CALL_TIMEOUT,
@@ -97,8 +100,10 @@ class ToolCalls:
         deadline: float | None = None,
         on_lost: Callable[[str], None] | None = None,
         on_record: Callable[[ToolCallRecord], None] | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.execution_id = execution_id
+        self._gate = gate
         self._on_record = on_record
         self._caller = caller
         self._send = send
@@ -216,6 +221,8 @@ class ToolCalls:
 
     def _make(self, call: ToolCall, name: str, deadline: float, abandoned: threading.Event) -> None:
         assert self._caller is not None
+        if self._gate is not None and not self._gate.enter(abandoned):
+            return  # abandoned while waiting for a place: answered (its deadline) or ended
         try:
             result = self._caller.call(call.server, call.tool, call.arguments, deadline, abandoned)
             answer = result_answer(call.server, call.tool, result)
@@ -226,6 +233,9 @@ class ToolCalls:
         except Exception as e:  # the caller's own failure: this call fails, not the server
             log.exception("tool call %s of execution %s failed", name, self.execution_id)
             answer = error_answer("Error", f"tool call failed: {name}: {type(e).__name__}")
+        finally:
+            if self._gate is not None:
+                self._gate.leave()
         size = len(answer.encode("utf-8", "surrogatepass"))
         if size > self._limits.max_result_bytes:
             answer = error_answer(
@@ -246,7 +256,13 @@ class ToolCalls:
         if entry is None:
             return
         entry.abandoned.set()
+        self._wake_gate()
         self._finish(call_id, self._timeout(name))
+
+    def _wake_gate(self) -> None:
+        """After setting calls' ``abandoned``: those waiting for a place give up."""
+        if self._gate is not None:
+            self._gate.wake()
 
     def end(self) -> None:
         """The execution ended: calls in flight are abandoned and answer nobody, later calls
@@ -262,6 +278,8 @@ class ToolCalls:
             entry.abandoned.set()
             if entry.timer is not None:
                 entry.timer.cancel()
+        self._wake_gate()
+        for entry in entries:
             self._record(entry, "abandoned", None)
 
     def _record(self, entry: _InFlight, outcome: str, message: str | None) -> None:
