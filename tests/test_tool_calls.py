@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable
 
 import pytest
@@ -20,6 +20,8 @@ from mcp_v8.executions.gate import Gate
 from mcp_v8.executions.protocol import ToolCall, ToolReply, Undeliverable
 from mcp_v8.executions.tool_caller import ToolInfo, ToolTimeout, ToolUnavailable
 from mcp_v8.executions.tool_calls import NO_TOOLS, ToolCallRecord, ToolCalls, ToolLimits
+from mcp_v8.executions.tool_records import ToolCallRecorder
+from mcp_v8.storage import ToolCallRow
 from mcp_v8.tool_answers import result_answer
 
 from .interleavings import HANG, ObservedLock, Parking
@@ -391,7 +393,8 @@ def test_every_call_is_recorded_once_answered_or_abandoned() -> None:
     calls.submit(call(2, arguments={"a": "x"}))
     calls.submit(call(3, "slow", "wait", {}))
     calls.submit(call(4))
-    sent.wait(3)
+    calls.submit(call(5))  # past the budget again: answered, not recorded
+    sent.wait(4)
     assert caller.started.wait(HANG)
     calls.end()
     caller.release.set()
@@ -489,3 +492,83 @@ def test_a_stopped_waiter_passes_on_the_wake_up_of_a_freed_place() -> None:
     first.join(HANG)
     second.join(HANG)
     assert results == {"stopped": False, "other": True} and gate.in_flight == 1
+
+
+# -- the records on their way to the store -------------------------------------------------------
+
+
+class SlowStore:
+    """A ToolCallLog whose writes wait until the test lets them go (``open``), or fail."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[ToolCallRow]] = {}
+        self.open = threading.Event()
+        self.writing = threading.Event()
+        self.fail = False
+
+    def add(self, execution_id: str, calls: Sequence[ToolCallRow]) -> None:
+        self.writing.set()
+        assert self.open.wait(HANG)
+        if self.fail:
+            raise OSError("the database is away")
+        self.rows.setdefault(execution_id, []).extend(calls)
+
+    def list(self, execution_id: str, *, after: int | None = None, limit: int = 1000) -> list[ToolCallRow]:
+        return sorted(self.rows.get(execution_id, []), key=lambda r: r.call_id)
+
+    def delete(self, execution_ids: Iterable[str]) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def record(call_id: int) -> ToolCallRecord:
+    return ToolCallRecord(call_id, "calc", "add", 8, "ok", None, 1.25, "2026-01-01T00:00:00.000Z")
+
+
+def test_recording_never_waits_for_the_database() -> None:
+    """The reader reports refused calls itself: a record must not wait for a write under way."""
+    store = SlowStore()
+    recorder = ToolCallRecorder(store, interval=None)
+    recorder.record("e", record(1))
+    flushing = threading.Thread(target=recorder.flush)
+    flushing.start()
+    assert store.writing.wait(HANG)  # a write holds the database
+    done = threading.Event()
+    threading.Thread(target=lambda: (recorder.record("e", record(2)), done.set())).start()
+    assert done.wait(HANG) and recorder.pending("e") == 1  # buffered while the write waits
+    store.open.set()
+    flushing.join(HANG)
+    recorder.flush("e")
+    assert [r.call_id for r in store.list("e")] == [1, 2]
+
+
+def test_a_refused_write_keeps_its_records_for_the_next_one() -> None:
+    store = SlowStore()
+    store.open.set()
+    store.fail = True
+    recorder = ToolCallRecorder(store, interval=None)
+    recorder.record("e", record(1))
+    recorder.record("e", record(2))
+    recorder.flush("e")
+    assert recorder.pending("e") == 2 and store.rows == {}
+    store.fail = False
+    recorder.record("e", record(3))
+    recorder.flush("e")
+    assert [r.call_id for r in store.list("e")] == [1, 2, 3] and recorder.pending("e") == 0
+
+
+def test_the_recorders_thread_writes_what_is_buffered_and_close_writes_the_rest() -> None:
+    store = SlowStore()
+    store.open.set()
+    recorder = ToolCallRecorder(store, interval=0.01)
+    recorder.record("a", record(1))
+    wait_until(lambda: len(store.list("a")) == 1)
+    recorder.close()
+    recorder.record("b", record(1))  # after the close: only an explicit flush writes it
+    assert store.list("b") == []
+    recorder.flush()
+    assert store.list("b")[0] == ToolCallRow(
+        1, "calc", "add", 8, "ok", None, "2026-01-01T00:00:00.000Z", 1.25
+    )

@@ -40,13 +40,15 @@ is ended (its requests in flight return at once, their replies dropped) when the
 cancelled, or past its timeout. Its tool calls go the same way to the job's
 :class:`~.tool_calls.ToolCalls`, made by the slot's :class:`~.tool_caller.ToolCaller` (none:
 every call is refused) under the spec's limits and the server's bound on the tool calls in flight
-(the slot's ``tool_gate``, shared by the slots), and abandoned at the same moments.
+(the slot's ``tool_gate``, shared by the slots), and abandoned at the same moments; each call's
+record goes to ``on_tool_record(execution_id, record)``, which must not wait.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import select
@@ -85,7 +87,7 @@ from .protocol import (
 )
 from .sandbox import VIOLATION_PREFIX, Walls, default_mode, violation, worker_environment
 from .tool_caller import ToolCaller
-from .tool_calls import ToolCalls
+from .tool_calls import ToolCallRecord, ToolCalls
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +252,12 @@ class WorkerSlot:
         fetch_gate: FetchGate = SERVER_GATE,
         tool_caller: ToolCaller | None = None,
         tool_gate: Gate | None = None,
+        on_tool_record: Callable[[str, ToolCallRecord], None] | None = None,
     ) -> None:
         self.index = index
         self._tool_caller = tool_caller
         self._tool_gate = tool_gate
+        self._on_tool_record = on_tool_record
         self._stderr_path = log_dir / f"worker-{index}.stderr"
         self._options = options
         self._spawn = spawn
@@ -403,6 +407,14 @@ class WorkerSlot:
         running.tools.end()  # and its tool calls in flight are abandoned
         self._wake()
 
+    def end_tool_calls(self, execution_id: str) -> None:
+        """Abandons the tool calls in flight of ``execution_id`` when it runs here (a cancel does
+        so before its status is recorded, so that the records of those calls are written first)."""
+        with self._lock:
+            running = self._running
+        if running is not None and running.execution_id == execution_id:
+            running.tools.end()
+
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
@@ -436,6 +448,9 @@ class WorkerSlot:
             limits=job.spec.tools,
             on_lost=self._fetch_lost,
             gate=self._tool_gate,
+            on_record=None
+            if self._on_tool_record is None
+            else functools.partial(self._on_tool_record, job.execution_id),
         )
         try:
             with self._lock:

@@ -19,7 +19,8 @@ drops their answers; later calls are ignored. A reply the channel cannot carry
 (:class:`~.protocol.Undeliverable`) fails that call, not the worker; one the worker stops taking
 (``TimeoutError``: the frame is part sent) is reported through ``on_lost``. Every call that
 came is reported once through ``on_record`` (a :class:`ToolCallRecord`: what the execution's
-record keeps), when it is answered or abandoned.
+record keeps), when it is answered or abandoned; but of the calls past ``max_calls`` only the first
+is, so an execution has at most ``max_calls + 1`` records.
 
 State shared between the reader, the call threads, their timers and ``end`` is read and
 written under one lock per execution; ``_handoff`` marks the points a test parks a thread at.
@@ -32,6 +33,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 
 from ..tool_answers import error_answer, result_answer
@@ -76,6 +78,11 @@ class ToolCallRecord:
     outcome: str
     message: str | None
     duration_ms: float
+    started_at: str  # ISO-8601 UTC at milliseconds, with a Z
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -83,7 +90,9 @@ class _InFlight:
     abandoned: threading.Event
     call: ToolCall
     started: float
+    started_at: str
     timer: threading.Timer | None = None
+    recorded: bool = True  # False: a call past the budget after the first, answered unrecorded
 
 
 class ToolCalls:
@@ -164,8 +173,16 @@ class ToolCalls:
                     f"tool call refused: more than {self._limits.max_calls} tool calls in one "
                     "execution (max_tool_calls)",
                 )
-            # Reserved before the checks, so that a reply for it can only come from here.
-            self._in_flight[call.call_id] = _InFlight(threading.Event(), call, time.monotonic())
+            # Reserved before the checks, so that a reply for it can only come from here. Of the
+            # calls past the budget only the first is recorded: a script that goes on calling
+            # in a loop adds no records.
+            self._in_flight[call.call_id] = _InFlight(
+                threading.Event(),
+                call,
+                time.monotonic(),
+                _now_iso(),
+                recorded=self._count <= self._limits.max_calls + 1,
+            )
         if refusal is None:
             refusal = self._check(call, name)
         if refusal is not None:
@@ -283,7 +300,7 @@ class ToolCalls:
             self._record(entry, "abandoned", None)
 
     def _record(self, entry: _InFlight, outcome: str, message: str | None) -> None:
-        if self._on_record is None:
+        if self._on_record is None or not entry.recorded:
             return
         call = entry.call
         record = ToolCallRecord(
@@ -294,6 +311,7 @@ class ToolCalls:
             outcome,
             message,
             (time.monotonic() - entry.started) * 1000,
+            entry.started_at,
         )
         try:
             self._on_record(record)
