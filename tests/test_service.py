@@ -496,6 +496,18 @@ def test_get_unknown_execution(client: testing.TestClient) -> None:
         ({"code": "1", "max_tool_calls": 1001}, 400, "max_tool_calls must be between 0 and 1000"),
         ({"code": "1", "max_tool_calls": 2.5}, 400, "max_tool_calls"),
         ({"code": "1", "max_tool_calls": "2"}, 400, "max_tool_calls"),
+        ({"code": "1", "wall_timeout_secs": 0}, 400, "wall_timeout_secs"),
+        ({"code": "1", "wall_timeout_secs": 901}, 400, "wall_timeout_secs must be"),
+        (
+            {"code": "1", "wall_timeout_secs": 5},
+            400,
+            "wall_timeout_secs (5) must be at least execution_timeout_secs (30)",
+        ),
+        (
+            {"code": "1", "wall_timeout_secs": 50, "execution_timeout_secs": 60},
+            400,
+            "must be at least execution_timeout_secs (60)",
+        ),
         ({"code": "1", "heap": "../../etc/passwd"}, 400, "heap"),
         ({"code": "1", "heap": "A" * 64}, 400, "heap"),
         ({"code": "1", "heap": "0" * 64}, 404, "not found"),

@@ -572,3 +572,56 @@ def test_the_recorders_thread_writes_what_is_buffered_and_close_writes_the_rest(
     assert store.list("b")[0] == ToolCallRow(
         1, "calc", "add", 8, "ok", None, "2026-01-01T00:00:00.000Z", 1.25
     )
+
+
+# -- the time an execution waits on tools ---------------------------------------------------------
+
+
+def test_the_time_waited_on_tools_runs_while_a_call_is_in_flight_only() -> None:
+    caller = FakeCaller()
+    calls, sent = make(caller)
+    assert calls.waited() == 0.0 and not calls.busy
+    calls.submit(call(1, "slow", "wait", {}))
+    assert caller.started.wait(HANG) and calls.busy
+    time.sleep(0.2)
+    during = calls.waited()
+    assert during >= 0.2
+    caller.release.set()
+    sent.wait(1)
+    wait_until(lambda: not calls.busy)
+    after = calls.waited()
+    time.sleep(0.1)
+    assert calls.waited() == after >= during  # no call in flight: it stands still
+
+
+class FakeControl:
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+def test_the_script_clock_stops_while_a_call_is_outstanding() -> None:
+    from mcp_v8.executions.worker import _ScriptClock
+
+    control = FakeControl()
+    started = time.monotonic()
+    clock = _ScriptClock(0.3, control)
+    clock.calls(+1)
+    held = 1.0  # well past the timeout: waiting on a tool is not the script's time
+    time.sleep(held)
+    assert not control.cancelled.is_set() and not clock.expired
+    clock.calls(-1)
+    assert control.cancelled.wait(HANG) and clock.expired
+    assert time.monotonic() - started >= held + 0.3 * 0.9
+
+
+def test_a_stopped_script_clock_cancels_nothing() -> None:
+    from mcp_v8.executions.worker import _ScriptClock
+
+    control = FakeControl()
+    clock = _ScriptClock(0.1, control)
+    clock.stop()
+    time.sleep(0.3)
+    assert not control.cancelled.is_set() and not clock.expired

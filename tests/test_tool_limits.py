@@ -197,3 +197,58 @@ def test_an_execution_without_calls_has_none_and_an_unknown_one_is_404(client: t
     for unknown in ("00000000-0000-0000-0000-000000000000", "not-an-id"):
         resp = client.simulate_get(f"/api/executions/{unknown}/tool-calls", headers=HOST)
         assert resp.status_code == 404 and "not found" in resp.json["error"]
+
+
+# -- the wall limit: the execution's whole time, waiting on tools included --------------------
+
+
+def test_time_spent_waiting_on_tools_is_not_the_scripts_own(client: testing.TestClient) -> None:
+    # Four seconds of waiting on tools, well past a two-second timeout, which bounds the script's
+    # own running time only.
+    _, result = run(
+        client,
+        """
+        const said = [];
+        for (let i = 0; i < 2; i++) said.push((await tools.calc.sleep({seconds: 2})).result);
+        said
+        """,
+        execution_timeout_secs=2,
+    )
+    assert result == ["slept 2.0", "slept 2.0"]
+
+
+def test_the_scripts_own_time_is_still_bounded_between_tool_calls(client: testing.TestClient) -> None:
+    info = wait(
+        client,
+        submit(client, "await tools.calc.add({a: 1, b: 1}); while (true) {}", execution_timeout_secs=2),
+        timeout=120,
+    )
+    assert info["status"] == "timed_out", json.dumps(info)
+    assert info["js_error"]["message"] == "execution timed out after 2 s"
+
+
+def test_the_wall_limit_ends_an_execution_that_waits_on_tools(client: testing.TestClient) -> None:
+    execution_id = submit(
+        client,
+        "for (;;) await tools.calc.sleep({seconds: 2})",
+        execution_timeout_secs=2,
+        wall_timeout_secs=5,
+    )
+    info = wait(client, execution_id, timeout=120)
+    assert info["status"] == "timed_out", json.dumps(info)
+    message = info["js_error"]["message"]
+    assert (
+        message
+        == "execution timed out after 5 s of wall time (wall_timeout_secs), waiting on tool calls included"
+    )
+    calls = records(client, execution_id)
+    assert [c["outcome"] for c in calls[:2]] == ["ok", "ok"]
+    assert calls[-1]["outcome"] in ("abandoned", "Error")  # the call in flight as the wall passed
+
+
+def test_a_wall_limit_below_the_timeout_is_refused(client: testing.TestClient) -> None:
+    resp = client.simulate_post(
+        "/api/exec", json={"code": "1", "wall_timeout_secs": 2, "execution_timeout_secs": 3}, headers=HOST
+    )
+    assert resp.status_code == 400
+    assert resp.json["error"].startswith("wall_timeout_secs (2) must be at least execution_timeout_secs (3)")

@@ -133,6 +133,14 @@ class Settings:
         default=30, metadata={"help": "execution timeout when the request has none"}
     )
     max_timeout_secs: int = field(default=300, metadata={"help": "largest execution_timeout_secs accepted"})
+    default_wall_timeout_secs: int = field(
+        default=120,
+        metadata={
+            "help": "an execution's whole time, waiting on tool calls included, when the request has no "
+            "wall_timeout_secs (execution_timeout_secs bounds the script's own time; a larger one raises this)"
+        },
+    )
+    max_wall_timeout_secs: int = field(default=900, metadata={"help": "largest wall_timeout_secs accepted"})
     default_heap_mb: int = field(default=64, metadata={"help": "heap cap when the request has none"})
     max_heap_mb: int = field(default=1024, metadata={"help": "largest heap_memory_max_mb accepted"})
     max_code_bytes: int = field(default=1 << 20, metadata={"help": "largest code accepted (UTF-8 bytes)"})
@@ -315,6 +323,10 @@ class Settings:
         if not 0 <= self.max_tool_calls <= self.max_tool_calls_ceiling:
             raise ValueError(
                 f"max_tool_calls must be between 0 and max_tool_calls_ceiling ({self.max_tool_calls_ceiling})"
+            )
+        if not 1 <= self.default_wall_timeout_secs <= self.max_wall_timeout_secs:
+            raise ValueError(
+                f"default_wall_timeout_secs must be between 1 and max_wall_timeout_secs ({self.max_wall_timeout_secs})"
             )
         if self.max_tool_calls_in_flight < 1:
             raise ValueError("max_tool_calls_in_flight must be at least 1")

@@ -160,6 +160,15 @@ class Operations:
         if size > limit:
             raise TooLarge(f"code is {size} bytes, the limit is {limit}")
         heap = body.get("heap")
+        wall, timeout = (
+            body.get("wall_timeout_secs"),
+            body.get("execution_timeout_secs") or s.default_timeout_secs,
+        )
+        if wall is not None and wall < timeout:
+            raise BadInput(
+                f"wall_timeout_secs ({wall}) must be at least execution_timeout_secs ({timeout}): the wall "
+                "time holds the script's own time and its waits on tool calls"
+            )
         try:
             return self._manager.submit(spec_from_request(body, s))
         except QueueFull as e:

@@ -86,6 +86,7 @@ from .protocol import (
     heap_fd,
 )
 from .sandbox import VIOLATION_PREFIX, Walls, default_mode, violation, worker_environment
+from .spec import Limits
 from .tool_caller import ToolCaller
 from .tool_calls import ToolCallRecord, ToolCalls
 
@@ -203,17 +204,39 @@ def _violation(process: WorkerProcess | None) -> str | None:
 @dataclass
 class _Running:
     execution_id: str
-    deadline: float
     fetches: Fetches
-    # When the job's own timeout has passed in the worker: its fetches and tool calls end then.
-    fetch_deadline: float
     tools: ToolCalls
+    # When the job's script started (with the allowance for its start: restoring its heap), its
+    # own time (its timeout; time spent waiting on tool calls is not counted) and its wall
+    # deadline (waits on tools included), all after the allowance.
+    started: float
+    timeout: float
+    wall_deadline: float
+    grace: float
     cancel_deadline: float | None = None
+
+    @property
+    def fetch_deadline(self) -> float:
+        """When the job's time has passed in the worker: its own time, moved on by the time it
+        waited on tool calls, or its wall limit. Its fetches and tool calls end then."""
+        return min(self.wall_deadline, self.started + self.timeout + self.tools.waited())
+
+    @property
+    def deadline(self) -> float:
+        """Past it the worker is killed: it has not answered within a grace after the job's time."""
+        return self.fetch_deadline + self.grace
 
     def limit(self) -> float:
         if self.cancel_deadline is None:
             return self.deadline
         return min(self.deadline, self.cancel_deadline)
+
+
+def _limit_passed(limits: Limits, running: _Running) -> str:
+    """Which of the job's limits passed: its timeout, or its wall limit (which came first)."""
+    if limits.wall_secs > limits.timeout_secs and running.wall_deadline <= running.fetch_deadline:
+        return f"its {limits.wall_secs:g} s wall limit (wall_timeout_secs)"
+    return f"its {limits.timeout_secs:g} s timeout"
 
 
 def _describe_exit(code: int | None) -> str:
@@ -459,12 +482,15 @@ class WorkerSlot:
                 self._handoff("run:checked")
                 if cancelled:
                     return JobResult(status="cancelled", error="execution cancelled")
-                timeout = job.spec.limits.timeout_secs
-                now = time.monotonic()
-                fetch_deadline = now + timeout + self._start_allowance
-                tools.bound(fetch_deadline)
+                # The wall limit bounds everything the job does here: the script's own time
+                # (its timeout, enforced in the worker) and its waits on tools and fetches. A
+                # tool call's deadline is never past it.
+                limits = job.spec.limits
+                started = time.monotonic() + self._start_allowance
+                wall_deadline = started + limits.wall_secs
+                tools.bound(wall_deadline)
                 running = self._running = _Running(
-                    job.execution_id, fetch_deadline + self._grace, fetches, fetch_deadline, tools
+                    job.execution_id, fetches, tools, started, limits.timeout_secs, wall_deadline, self._grace
                 )
                 try:
                     conn.send_frame(frame, fd)
@@ -511,9 +537,12 @@ class WorkerSlot:
                 running.fetches.end()  # the job's timeout has passed: so have its fetches
                 running.tools.end()  # and its tool calls
             wait = limit if running.fetches.ended else min(limit, running.fetch_deadline)
+            # While a tool call is in flight the job's deadline moves on with the clock: look
+            # again a little later, not at once.
+            floor = 0.05 if running.tools.busy else 0.0
             conn_fd, wake_fd = conn.fileno(), self._wake_r.fileno()
             try:
-                readable, _, _ = select.select([conn_fd, wake_fd], [], [], max(0.0, wait - now))
+                readable, _, _ = select.select([conn_fd, wake_fd], [], [], max(floor, wait - now))
             except ValueError:  # stop() closed the sockets under this job
                 raise OSError("worker connection closed") from None
             if wake_fd in readable:
@@ -555,7 +584,7 @@ class WorkerSlot:
             elif time.monotonic() >= limit:  # nothing from the worker by its limit
                 self.kill()
                 how: TerminalStatus = "cancelled" if cancelled else "timed_out"
-                reason = "cancel" if cancelled else f"its {job.spec.limits.timeout_secs:g} s timeout"
+                reason = "cancel" if cancelled else _limit_passed(job.spec.limits, running)
                 return JobResult(status=how, error=f"worker did not stop after {reason} and was killed")
 
     @staticmethod

@@ -49,7 +49,7 @@ RESULT_LIMIT = 64 << 20  # the largest result a worker may send: the engine's ca
 # The largest body a fetch sends or receives through a worker's channel: a larger
 # --max-fetch-bytes is this limit in the spec.
 FETCH_BODY_LIMIT = 64 << 20
-SPEC_VERSION = 2  # 2: the tool calls' limits (``tools``); version 1 is read with the defaults
+SPEC_VERSION = 2  # 2: the tool calls' limits (``tools``) and the wall limit; version 1 is read too
 TOOL_ANSWER_LIMIT = ANSWER_LIMIT  # the largest tool answer a ``tool_reply`` carries (:mod:`.protocol`)
 # The engine's defaults (rust/engine/src/fetch.rs), for a spec built without settings.
 DEFAULT_FETCH_BYTES = 10 << 20
@@ -91,14 +91,24 @@ class ToolLimits:
 
 @dataclass(frozen=True)
 class Limits:
-    """The execution's caps: V8 heap (MB), run time (seconds), the JSON result (bytes: a larger
-    one fails the execution) and the console output a worker ships (bytes: the server's output
-    log stores its truncation marker past it)."""
+    """The execution's caps: V8 heap (MB), run time (seconds: the script's own, time spent waiting
+    on tool calls excluded), the JSON result (bytes: a larger one fails the execution), the console
+    output a worker ships (bytes: the server's output log stores its truncation marker past it) and
+    the wall time (seconds, waiting on tool calls included; None: the run time, nothing more)."""
 
     heap_limit_mb: int
     timeout_secs: float
     max_result_bytes: int
     max_output_bytes: int
+    wall_timeout_secs: float | None = None
+
+    @property
+    def wall_secs(self) -> float:
+        """The execution's time, waiting on tool calls included (``wall_timeout_secs``; at least
+        ``timeout_secs``, which bounds the script's own running time, waits on tools excluded)."""
+        if self.wall_timeout_secs is None:
+            return self.timeout_secs
+        return max(self.wall_timeout_secs, self.timeout_secs)
 
 
 @dataclass(frozen=True)
@@ -132,15 +142,20 @@ def spec_from_request(body: Mapping[str, Any], settings: Settings) -> ExecutionS
     # then refuses a larger result itself, with its own error, instead of the worker.
     max_result = settings.max_result_bytes
     max_tool_calls = body.get("max_tool_calls")
+    timeout = float(body.get("execution_timeout_secs") or settings.default_timeout_secs)
+    wall = float(body.get("wall_timeout_secs") or settings.default_wall_timeout_secs)
     return ExecutionSpec(
         code=body["code"],
         heap=body.get("heap"),
         snapshot=settings.snapshot_default if snapshot is None else snapshot,
         limits=Limits(
             heap_limit_mb=body.get("heap_memory_max_mb") or settings.default_heap_mb,
-            timeout_secs=float(body.get("execution_timeout_secs") or settings.default_timeout_secs),
+            timeout_secs=timeout,
             max_result_bytes=max_result if 0 < max_result <= RESULT_LIMIT else RESULT_LIMIT,
             max_output_bytes=settings.max_output_bytes,
+            # A request's timeout above the default wall raises the wall with it (the request
+            # checked that its own wall is not below its timeout).
+            wall_timeout_secs=max(wall, timeout),
         ),
         session=body.get("session"),
         tags=dict(body.get("tags") or {}),
@@ -184,10 +199,13 @@ _SPEC_V1_FIELDS = {
     ),
 }
 SPEC_V1_SCHEMA = Record(_SPEC_V1_FIELDS)
+_LIMITS_V1 = _SPEC_V1_FIELDS["limits"]
+assert isinstance(_LIMITS_V1, Record)
 SPEC_SCHEMA = Record(
     {
         **_SPEC_V1_FIELDS,
         "version": Integer(SPEC_VERSION, SPEC_VERSION),
+        "limits": Record({**_LIMITS_V1.fields, "wall_timeout_secs": Number(0, 86400 * 366, nullable=True)}),
         "tools": Record(
             {
                 "max_calls": Integer(0, 1 << 31),
@@ -199,7 +217,8 @@ SPEC_SCHEMA = Record(
 )
 """The spec's wire form, version 2 (what :func:`spec_to_wire` makes). A change is a new version,
 and :func:`spec_from_wire` goes on reading the versions a running release may meet: version 1
-(:data:`SPEC_V1_SCHEMA`, without ``tools``, whose limits are then the defaults)."""
+(:data:`SPEC_V1_SCHEMA`, without ``tools``, whose limits are then the defaults, nor
+``limits.wall_timeout_secs``: its run time is then its whole time, as that version meant)."""
 _SCHEMAS = {1: SPEC_V1_SCHEMA, SPEC_VERSION: SPEC_SCHEMA}
 
 
@@ -221,6 +240,7 @@ def spec_to_wire(spec: ExecutionSpec, *, check: bool = True) -> dict[str, Any]:
             "timeout_secs": limits.timeout_secs,
             "max_result_bytes": limits.max_result_bytes,
             "max_output_bytes": limits.max_output_bytes,
+            "wall_timeout_secs": limits.wall_timeout_secs,
         },
         "session": spec.session,
         "tags": dict(spec.tags),
@@ -267,6 +287,9 @@ def spec_from_wire(wire: Any, *, checked: bool = False) -> ExecutionSpec:
             timeout_secs=float(limits["timeout_secs"]),
             max_result_bytes=limits["max_result_bytes"],
             max_output_bytes=limits["max_output_bytes"],
+            wall_timeout_secs=None
+            if limits.get("wall_timeout_secs") is None
+            else float(limits["wall_timeout_secs"]),
         ),
         session=wire["session"],
         tags=dict(wire["tags"]),

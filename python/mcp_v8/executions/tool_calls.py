@@ -124,6 +124,9 @@ class ToolCalls:
         self._lock = threading.Lock()
         self._count = 0
         self._in_flight: dict[int, _InFlight] = {}
+        # The time during which at least one call was in flight: the execution waited on tools.
+        self._busy_since: float | None = None
+        self._waited = 0.0
         self._seen: set[int] = set()
         self._ended = False
         self._lost: str | None = None
@@ -132,6 +135,25 @@ class ToolCalls:
         """Sets the execution's deadline (``time.monotonic()``), past which no call runs."""
         with self._lock:
             self._deadline = deadline
+
+    def _idle_locked(self) -> None:
+        """No call is in flight any more (the lock held)."""
+        if self._busy_since is not None:
+            self._waited += time.monotonic() - self._busy_since
+            self._busy_since = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a call is in flight."""
+        with self._lock:
+            return bool(self._in_flight)
+
+    def waited(self) -> float:
+        """Seconds during which at least one call was in flight (so far): the time the execution
+        spent waiting on tools, which its timeout does not count."""
+        with self._lock:
+            busy = 0.0 if self._busy_since is None else time.monotonic() - self._busy_since
+            return self._waited + busy
 
     def _handoff(self, point: str) -> None:
         """Called at each hand-off point: ``"call:returned"`` (the caller returned, before the
@@ -176,6 +198,8 @@ class ToolCalls:
             # Reserved before the checks, so that a reply for it can only come from here. Of the
             # calls past the budget only the first is recorded: a script that goes on calling
             # in a loop adds no records.
+            if not self._in_flight:
+                self._busy_since = time.monotonic()
             self._in_flight[call.call_id] = _InFlight(
                 threading.Event(),
                 call,
@@ -291,6 +315,7 @@ class ToolCalls:
             self._ended = True
             entries = list(self._in_flight.values())
             self._in_flight.clear()
+            self._idle_locked()
         for entry in entries:
             entry.abandoned.set()
             if entry.timer is not None:
@@ -326,6 +351,8 @@ class ToolCalls:
         returned, and each call is answered once. Its record goes out after the lock."""
         with self._lock:
             entry = self._in_flight.pop(call_id, None)
+            if not self._in_flight:
+                self._idle_locked()
             if entry is None or self._ended:
                 return  # answered already (its deadline), or nobody waits for it any more
             if entry.timer is not None:

@@ -23,6 +23,7 @@ def exec_validator(ops: Operations) -> BodyValidator:
             "execution_timeout_secs": s.max_timeout_secs,
             "heap_memory_max_mb": s.max_heap_mb,
             "max_tool_calls": s.max_tool_calls_ceiling,
+            "wall_timeout_secs": s.max_wall_timeout_secs,
         },
     )
 
