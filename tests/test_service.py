@@ -15,6 +15,7 @@ from falcon import testing
 import mcp_v8
 from mcp_v8.app import Service, create_app
 from mcp_v8.config import Settings
+from mcp_v8.storage import ToolCallRow
 
 from .service_helpers import HOST, submit, wait, wait_for_output
 
@@ -681,7 +682,12 @@ def test_retention_prunes_finished_executions(tmp_path: Path) -> None:
         ]
         ids = [submit(c, f"console.log({i}); {i}", **f) for i, f in enumerate(fields)]
         infos = [wait(c, i) for i in ids]
+        # Tool call records go with their execution (written here as a run's would be).
+        calls = app.service.stores.tool_calls
+        for i in (ids[0], ids[4]):
+            calls.add(i, [ToolCallRow(1, "calc", "add", 13, "ok", None, "2026-01-01T00:00:00.000Z", 1.0)])
         assert app.service.prune() == 2
+        assert calls.list(ids[0]) == [] and len(calls.list(ids[4])) == 1
         listed = [
             e["execution_id"] for e in c.simulate_get("/api/executions", headers=HOST).json["executions"]
         ]

@@ -8,7 +8,7 @@ A worker holds no tool credentials and opens no session: each call of the script
 arguments checked against the tool's ``inputSchema``: a refusal is answered at once and nothing
 is sent to the tool server. An admitted call is made by the :class:`~.tool_caller.ToolCaller`
 on a thread of its own, so the calls a script awaits together run in parallel; each has a
-deadline (``call_timeout``, and never past the execution's own), and a result larger than
+deadline (``call_timeout``, and never past the execution's wall limit), and a result larger than
 ``max_result_bytes`` fails the call. With a :class:`~.gate.Gate` (the server's bound on the tool
 calls in flight), a call past it waits on its thread for a place, its deadline running: one
 whose deadline passes there fails as any late call does, and reaches no tool server.
