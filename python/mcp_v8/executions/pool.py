@@ -226,10 +226,12 @@ class _Running:
         """Past it the worker is killed: it has not answered within a grace after the job's time."""
         return self.fetch_deadline + self.grace
 
-    def limit(self) -> float:
-        if self.cancel_deadline is None:
+    def limit(self, cancel_deadline: float | None) -> float:
+        """The backstop's deadline, given the cancel's (read under the slot's lock; this reads
+        the job's tool calls, under their own lock, and is called without the slot's)."""
+        if cancel_deadline is None:
             return self.deadline
-        return min(self.deadline, self.cancel_deadline)
+        return min(self.deadline, cancel_deadline)
 
 
 def _limit_passed(limits: Limits, running: _Running) -> str:
@@ -527,8 +529,9 @@ class WorkerSlot:
         kills the worker. Raises ``_RelayFailed`` when the relay cannot go on."""
         while True:
             with self._lock:
-                limit = running.limit()
-                cancelled = running.cancel_deadline is not None
+                cancel_deadline = running.cancel_deadline
+            limit = running.limit(cancel_deadline)
+            cancelled = cancel_deadline is not None
             lost = running.fetches.lost or running.tools.lost
             if lost is not None:
                 raise _RelayFailed(lost)
