@@ -42,6 +42,21 @@ def client(server: LiveServer) -> Iterator[Client]:
         yield c
 
 
+def test_tool_limits_are_request_fields_and_records_are_read(client: Client) -> None:
+    # No tool servers here: the call is refused, and its record says so.
+    execution = client.execute(
+        "try { await tools.calc.add({a: 1}) } catch (e) { e.name }",
+        execution_timeout_secs=10,
+        wall_timeout_secs=20,
+        max_tool_calls=1,
+    )
+    assert execution.status == "completed" and execution.result == '"TypeError"'
+    (record,) = client.tool_calls(execution.execution_id)
+    assert (record["server"], record["tool"], record["outcome"]) == ("calc", "add", "TypeError")
+    with pytest.raises(NotFoundError):
+        client.tool_calls("00000000-0000-0000-0000-000000000000")
+
+
 def test_execute_waits_and_resumes_a_heap(client: Client) -> None:
     first = client.execute("var n = 41; n", session="client-resume")
     assert (first.status, first.value, first.done) == ("completed", 41, True)
@@ -88,6 +103,12 @@ def test_http_errors_keep_the_server_text(server: LiveServer, client: Client) ->
     with pytest.raises(BadRequestError, match="execution_timeout_secs must be between") as bad:
         client.execute("1", execution_timeout_secs=0)
     assert bad.value.status == 400
+    with pytest.raises(
+        BadRequestError, match=r"wall_timeout_secs \(5\) must be at least execution_timeout_secs"
+    ):
+        client.execute("1", execution_timeout_secs=10, wall_timeout_secs=5)
+    with pytest.raises(BadRequestError, match="max_tool_calls must be between"):
+        client.execute("1", max_tool_calls=-1)
     with pytest.raises(NotFoundError, match="heap .* not found"):
         client.execute("1", heap="0" * 64)
     with pytest.raises(NotFoundError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,6 +147,48 @@ def test_mcp_tool_calls() -> None:
     assert config.from_env({"MCP_V8_MCP_TOOL_CALLS": "4"}).mcp_tool_calls == 4
     with pytest.raises(ValueError, match="mcp_tool_calls must be at least 1"):
         Settings(mcp_tool_calls=0)
+
+
+def test_tool_call_limits() -> None:
+    s = Settings()
+    assert (
+        s.max_tool_calls,
+        s.max_tool_calls_ceiling,
+        s.tool_call_timeout_secs,
+        s.tool_result_max_bytes,
+    ) == (
+        50,
+        1000,
+        60,
+        4 << 20,
+    )
+    env = {
+        "MCP_V8_MAX_TOOL_CALLS": "0",
+        "MCP_V8_TOOL_CALL_TIMEOUT_SECS": "5",
+        "MCP_V8_TOOL_RESULT_MAX_BYTES": "99",
+    }
+    s = config.from_env(env)
+    assert (s.max_tool_calls, s.tool_call_timeout_secs, s.tool_result_max_bytes) == (0, 5, 99)
+    for bad, said in [
+        ({"max_tool_calls": 1001}, "max_tool_calls must be between 0 and max_tool_calls_ceiling (1000)"),
+        ({"max_tool_calls": 20, "max_tool_calls_ceiling": 10}, "max_tool_calls must be between 0 and"),
+        ({"max_tool_calls": -1}, "max_tool_calls must be between"),
+        ({"tool_call_timeout_secs": 0}, "tool_call_timeout_secs must be at least 1"),
+        ({"max_tool_calls_in_flight": 0}, "max_tool_calls_in_flight must be at least 1"),
+        ({"tool_result_max_bytes": (16 << 20) + 1}, "tool_result_max_bytes must be between 1 and 16777216"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(said)):
+            Settings(**bad)  # type: ignore[arg-type]
+
+
+def test_a_requests_max_tool_calls_or_the_servers_default_is_in_its_spec() -> None:
+    from mcp_v8.executions.spec import ToolLimits, spec_from_request
+
+    settings = Settings(max_tool_calls=7, tool_call_timeout_secs=3, tool_result_max_bytes=1000)
+    assert spec_from_request({"code": "1"}, settings).tools == ToolLimits(7, 3.0, 1000)
+    assert spec_from_request({"code": "1", "max_tool_calls": 0}, settings).tools.max_calls == 0
+    assert spec_from_request({"code": "1", "max_tool_calls": None}, settings).tools.max_calls == 7
+    assert spec_from_request({"code": "1", "max_tool_calls": 900}, settings).tools.max_calls == 900
 
 
 # -- passwords are never shown ---------------------------------------------------------------

@@ -18,7 +18,15 @@ EXEC = contract()["components"]["schemas"]["ExecRequest"]["properties"]
 
 @pytest.fixture(scope="module")
 def body() -> BodyValidator:
-    return BodyValidator("ExecRequest", maxima={"execution_timeout_secs": 300, "heap_memory_max_mb": 1024})
+    return BodyValidator(
+        "ExecRequest",
+        maxima={
+            "execution_timeout_secs": 300,
+            "heap_memory_max_mb": 1024,
+            "max_tool_calls": 1000,
+            "wall_timeout_secs": 900,
+        },
+    )
 
 
 @pytest.mark.parametrize(
@@ -155,6 +163,8 @@ _near = {  # values each field mostly takes: valid or just past a rule
     "code": st.sampled_from(["1", " ", "", "x", "\n1"]),
     "execution_timeout_secs": _numbers,
     "heap_memory_max_mb": _numbers,
+    "max_tool_calls": _numbers,
+    "wall_timeout_secs": _numbers,
     "wait_ms": _numbers,
     "heap": st.sampled_from([None, "a" * 64, "0" * 64, "A" * 64, "a" * 63, "a" * 65]),
     "session": st.one_of(st.none(), st.text(max_size=4), st.sampled_from(["x" * 256, "x" * 257])),

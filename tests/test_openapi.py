@@ -27,6 +27,7 @@ CONTRACT_SCHEMAS = {
     "JsError",
     "ExecutionSummary",
     "ExecutionOutput",
+    "ExecutionToolCalls",
     "HeapDeleted",
     "HeapInfo",
     "HeapList",
@@ -41,6 +42,7 @@ CONTRACT_SCHEMAS = {
     "SessionSummary",
     "Stats",
     "Tool",
+    "ToolCallRecord",
     "ToolCatalogue",
     "ToolServer",
 }
@@ -52,6 +54,7 @@ OPERATIONS = {
     ("get", "/api/executions/{id}"): ("getExecution", "Executions"),
     ("post", "/api/executions/{id}/cancel"): ("cancelExecution", "Executions"),
     ("get", "/api/executions/{id}/output"): ("getExecutionOutput", "Executions"),
+    ("get", "/api/executions/{id}/tool-calls"): ("getExecutionToolCalls", "Executions"),
     ("get", "/api/version"): ("getVersion", "Meta"),
     ("get", "/api/openapi.json"): ("getOpenApi", "Meta"),
     ("get", "/api/stats"): ("getStats", "Meta"),

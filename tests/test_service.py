@@ -15,6 +15,7 @@ from falcon import testing
 import mcp_v8
 from mcp_v8.app import Service, create_app
 from mcp_v8.config import Settings
+from mcp_v8.storage import ToolCallRow
 
 from .service_helpers import HOST, submit, wait, wait_for_output
 
@@ -492,6 +493,22 @@ def test_get_unknown_execution(client: testing.TestClient) -> None:
         ({"code": "1", "execution_timeout_secs": True}, 400, "execution_timeout_secs"),
         ({"code": "1", "heap_memory_max_mb": 1}, 400, "heap_memory_max_mb"),
         ({"code": "1", "heap_memory_max_mb": 1.5}, 400, "heap_memory_max_mb"),
+        ({"code": "1", "max_tool_calls": -1}, 400, "max_tool_calls must be between 0 and 1000"),
+        ({"code": "1", "max_tool_calls": 1001}, 400, "max_tool_calls must be between 0 and 1000"),
+        ({"code": "1", "max_tool_calls": 2.5}, 400, "max_tool_calls"),
+        ({"code": "1", "max_tool_calls": "2"}, 400, "max_tool_calls"),
+        ({"code": "1", "wall_timeout_secs": 0}, 400, "wall_timeout_secs"),
+        ({"code": "1", "wall_timeout_secs": 901}, 400, "wall_timeout_secs must be"),
+        (
+            {"code": "1", "wall_timeout_secs": 5},
+            400,
+            "wall_timeout_secs (5) must be at least execution_timeout_secs (30)",
+        ),
+        (
+            {"code": "1", "wall_timeout_secs": 50, "execution_timeout_secs": 60},
+            400,
+            "must be at least execution_timeout_secs (60)",
+        ),
         ({"code": "1", "heap": "../../etc/passwd"}, 400, "heap"),
         ({"code": "1", "heap": "A" * 64}, 400, "heap"),
         ({"code": "1", "heap": "0" * 64}, 404, "not found"),
@@ -665,7 +682,12 @@ def test_retention_prunes_finished_executions(tmp_path: Path) -> None:
         ]
         ids = [submit(c, f"console.log({i}); {i}", **f) for i, f in enumerate(fields)]
         infos = [wait(c, i) for i in ids]
+        # Tool call records go with their execution (written here as a run's would be).
+        calls = app.service.stores.tool_calls
+        for i in (ids[0], ids[4]):
+            calls.add(i, [ToolCallRow(1, "calc", "add", 13, "ok", None, "2026-01-01T00:00:00.000Z", 1.0)])
         assert app.service.prune() == 2
+        assert calls.list(ids[0]) == [] and len(calls.list(ids[4])) == 1
         listed = [
             e["execution_id"] for e in c.simulate_get("/api/executions", headers=HOST).json["executions"]
         ]

@@ -42,6 +42,9 @@ from mcp_v8.storage import (
     SessionSummary,
     SQLiteExecutionStore,
     SQLiteOutputLog,
+    SQLiteToolCallLog,
+    ToolCallLog,
+    ToolCallRow,
     truncation_marker,
 )
 
@@ -56,6 +59,7 @@ class Backend:
     open_executions: Callable[[Path], ExecutionStore]
     open_output: Callable[[Path, int], OutputLog]  # location, max_output_bytes
     pin_clock: Callable[[pytest.MonkeyPatch, Callable[[], datetime]], None]
+    open_tool_calls: Callable[[Path], ToolCallLog]
 
 
 def _sqlite_output(location: Path, max_output_bytes: int) -> OutputLog:
@@ -87,9 +91,16 @@ def _pg_output(location: Path, max_output_bytes: int) -> OutputLog:
     return PostgresOutputLog(url, schema=schema, max_output_bytes=max_output_bytes, flush_interval=None)
 
 
+def _pg_tool_calls(location: Path) -> ToolCallLog:
+    from mcp_v8.storage.postgres import PostgresToolCallLog
+
+    url, schema = _pg_schema(location)
+    return PostgresToolCallLog(url, schema=schema)
+
+
 BACKENDS = [
-    Backend("sqlite", SQLiteExecutionStore, _sqlite_output, _pin_clock),
-    Backend("postgres", _pg_executions, _pg_output, _pin_clock),  # one schema per location
+    Backend("sqlite", SQLiteExecutionStore, _sqlite_output, _pin_clock, SQLiteToolCallLog),
+    Backend("postgres", _pg_executions, _pg_output, _pin_clock, _pg_tool_calls),  # one schema per location
 ]
 
 
@@ -122,6 +133,13 @@ def output(backend: Backend, location: Path) -> Iterator[OutputLog]:
     log = backend.open_output(location, CAP)
     yield log
     log.close()
+
+
+@pytest.fixture
+def tool_calls(backend: Backend, location: Path) -> Iterator[ToolCallLog]:
+    store = backend.open_tool_calls(location)
+    yield store
+    store.close()
 
 
 @pytest.fixture
@@ -883,3 +901,72 @@ def test_a_seal_racing_appends_loses_nothing(
     finally:
         other.close()
     assert sorted(got) == sorted(f"t{t} {i}\n" for t in range(n) for i in range(per_thread))
+
+
+# -- the records of tool calls ---------------------------------------------------------------
+
+
+def _call(call_id: int, outcome: str = "ok", message: str | None = None, **fields: Any) -> ToolCallRow:
+    values: dict[str, Any] = {
+        "call_id": call_id,
+        "server": "calc",
+        "tool": "add",
+        "arguments_bytes": 14,
+        "outcome": outcome,
+        "message": message,
+        "started_at": f"2026-01-01T12:00:00.{call_id:03d}Z",
+        "duration_ms": 1.5,
+    }
+    return ToolCallRow(**{**values, **fields})
+
+
+def test_tool_call_log_protocol(tool_calls: ToolCallLog) -> None:
+    assert isinstance(tool_calls, ToolCallLog)
+
+
+def test_tool_calls_are_read_back_in_call_order_from_another_handle(
+    tool_calls: ToolCallLog, backend: Backend, location: Path
+) -> None:
+    tool_calls.add("e1", [_call(3, "abandoned"), _call(1)])
+    tool_calls.add("e1", [_call(2, "TypeError", "calc.add: arguments.a: 'x' is not of type 'number'")])
+    tool_calls.add("e2", [_call(1, server="other", tool="t-1", arguments_bytes=2, duration_ms=0.25)])
+    tool_calls.add("e3", [])
+    other = backend.open_tool_calls(location)
+    try:
+        got = other.list("e1")
+    finally:
+        other.close()
+    assert [c.call_id for c in got] == [1, 2, 3]
+    assert got[1] == _call(2, "TypeError", "calc.add: arguments.a: 'x' is not of type 'number'")
+    assert got[0] == _call(1) and got[2] == _call(3, "abandoned")
+    assert tool_calls.list("e2") == [
+        _call(1, server="other", tool="t-1", arguments_bytes=2, duration_ms=0.25)
+    ]
+    assert tool_calls.list("e1", after=1, limit=1) == [got[1]]
+    assert tool_calls.list("unknown") == [] and tool_calls.list("e3") == []
+
+
+def test_a_call_is_recorded_once_and_a_long_message_is_cut(tool_calls: ToolCallLog) -> None:
+    tool_calls.add("e", [_call(1)])
+    tool_calls.add("e", [_call(1, "Error", "later"), _call(2, "Error", "x" * 10_000)])
+    got = tool_calls.list("e")
+    assert got[0] == _call(1)  # the first record stands
+    assert got[1].message == "x" * 4096
+
+
+def test_tool_calls_hold_any_text(tool_calls: ToolCallLog) -> None:
+    odd = "s\u00e9rv\U0001f600 'q' \"d\" %s :x"
+    tool_calls.add(odd, [_call(1, server=odd, tool=odd, message=odd, outcome="Error")])
+    (got,) = tool_calls.list(odd)
+    assert (got.server, got.tool, got.message) == (odd, odd, odd)
+    tool_calls.add("nul", [_call(1, message="a\x00b", outcome="Error")])  # PostgreSQL text holds no NUL
+    assert (tool_calls.list("nul")[0].message or "").startswith("a")
+
+
+def test_tool_calls_are_deleted_with_their_executions(tool_calls: ToolCallLog) -> None:
+    for eid in ("a", "b", "c"):
+        tool_calls.add(eid, [_call(1), _call(2)])
+    assert tool_calls.delete(["a", "b", "unknown"]) == 4
+    assert tool_calls.list("a") == [] and tool_calls.list("b") == []
+    assert len(tool_calls.list("c")) == 2
+    assert tool_calls.delete([]) == 0

@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Callable
 
 import pytest
 
+from mcp_v8.executions.gate import Gate
 from mcp_v8.executions.protocol import ToolCall, ToolReply, Undeliverable
 from mcp_v8.executions.tool_caller import ToolInfo, ToolTimeout, ToolUnavailable
 from mcp_v8.executions.tool_calls import NO_TOOLS, ToolCallRecord, ToolCalls, ToolLimits
+from mcp_v8.executions.tool_records import ToolCallRecorder
+from mcp_v8.storage import ToolCallRow
 from mcp_v8.tool_answers import result_answer
 
 from .interleavings import HANG, ObservedLock, Parking
@@ -217,7 +220,7 @@ def test_a_result_over_the_cap_fails_the_call() -> None:
     error = json.loads(sent.wait(1)[0].answer)["error"]
     assert (
         error["message"].startswith("tool call failed: slow.wait answered 2")
-        and "max_tool_result_bytes" in error["message"]
+        and "tool_result_max_bytes" in error["message"]
     )
 
 
@@ -390,7 +393,8 @@ def test_every_call_is_recorded_once_answered_or_abandoned() -> None:
     calls.submit(call(2, arguments={"a": "x"}))
     calls.submit(call(3, "slow", "wait", {}))
     calls.submit(call(4))
-    sent.wait(3)
+    calls.submit(call(5))  # past the budget again: answered, not recorded
+    sent.wait(4)
     assert caller.started.wait(HANG)
     calls.end()
     caller.release.set()
@@ -402,3 +406,222 @@ def test_every_call_is_recorded_once_answered_or_abandoned() -> None:
     assert by_id[3].outcome == "abandoned"
     assert by_id[4].outcome == "TypeError" and "max_tool_calls" in (by_id[4].message or "")
     assert all(r.duration_ms >= 0 for r in records)
+
+
+# -- the server's bound on the tool calls in flight ----------------------------------------------
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + HANG
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.001)
+
+
+def test_a_call_past_the_servers_bound_waits_for_a_place_then_runs() -> None:
+    """Two executions share a gate of one place: the second's call waits, reaching no tool
+    server, until the first's returns."""
+    gate, caller = Gate(1), FakeCaller()
+    first, first_sent = make(caller, gate=gate)
+    second, second_sent = make(caller, gate=gate)
+    first.submit(call(1, "slow", "wait", {}))
+    assert caller.started.wait(HANG)
+    second.submit(call(1, arguments={"a": 2, "b": 3}))
+    wait_until(lambda: gate.waiting == 1)
+    assert caller.calls == [("slow", "wait", "{}")] and second_sent.replies == []
+    caller.release.set()
+    assert second_sent.wait(1)[0].answer == '{"value": {"sum": 5}}'
+    assert first_sent.wait(1)[0].answer == '{"value": "done"}'
+    wait_until(lambda: gate.in_flight == 0)
+
+
+def test_a_call_whose_deadline_passes_at_the_gate_fails_and_leaves_no_place_taken() -> None:
+    gate, caller = Gate(1), FakeCaller()
+    records: list[ToolCallRecord] = []
+    holder, _ = make(caller, gate=gate)
+    waiter, waiter_sent = make(
+        caller, gate=gate, limits=ToolLimits(call_timeout=0.2), on_record=records.append
+    )
+    holder.submit(call(1, "slow", "wait", {}))
+    assert caller.started.wait(HANG)
+    waiter.submit(call(7))
+    error = json.loads(waiter_sent.wait(1)[0].answer)["error"]
+    assert error == {"name": "Error", "message": "tool call failed: calc.add did not answer within its time"}
+    wait_until(lambda: gate.waiting == 0)  # it gave up its wait
+    assert [r.outcome for r in records] == ["Error"]
+    assert caller.calls == [("slow", "wait", "{}")]  # it never reached the tool server
+    caller.release.set()
+    wait_until(lambda: gate.in_flight == 0)
+    later, later_sent = make(caller, gate=gate)
+    later.submit(call(1))
+    assert later_sent.wait(1)[0].answer == '{"value": {"sum": 1}}'
+
+
+def test_end_stops_the_calls_waiting_at_the_gate() -> None:
+    gate, caller = Gate(1), FakeCaller()
+    holder, _ = make(caller, gate=gate)
+    waiter, waiter_sent = make(caller, gate=gate)
+    holder.submit(call(1, "slow", "wait", {}))
+    assert caller.started.wait(HANG)
+    waiter.submit(call(1))
+    waiter.submit(call(2))
+    wait_until(lambda: gate.waiting == 2)
+    waiter.end()
+    wait_until(lambda: gate.waiting == 0)
+    assert gate.in_flight == 1 and waiter_sent.replies == []  # the holder's place only
+    caller.release.set()
+    wait_until(lambda: gate.in_flight == 0)
+    assert caller.calls == [("slow", "wait", "{}")]
+
+
+def test_a_stopped_waiter_passes_on_the_wake_up_of_a_freed_place() -> None:
+    """A leave's single wake-up may reach a waiter whose call was stopped meanwhile (before its
+    execution woke the gate): it passes the wake-up on, so the other waiter takes the place."""
+    gate = Gate(1)
+    stopped, other = threading.Event(), threading.Event()
+    assert gate.enter(threading.Event())
+    results: dict[str, bool] = {}
+    first = threading.Thread(target=lambda: results.__setitem__("stopped", gate.enter(stopped)))
+    first.start()
+    wait_until(lambda: gate.waiting == 1)
+    second = threading.Thread(target=lambda: results.__setitem__("other", gate.enter(other)))
+    second.start()
+    wait_until(lambda: gate.waiting == 2)
+    stopped.set()  # no wake(): only the leave's notify can wake anyone
+    gate.leave()
+    first.join(HANG)
+    second.join(HANG)
+    assert results == {"stopped": False, "other": True} and gate.in_flight == 1
+
+
+# -- the records on their way to the store -------------------------------------------------------
+
+
+class SlowStore:
+    """A ToolCallLog whose writes wait until the test lets them go (``open``), or fail."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[ToolCallRow]] = {}
+        self.open = threading.Event()
+        self.writing = threading.Event()
+        self.fail = False
+
+    def add(self, execution_id: str, calls: Sequence[ToolCallRow]) -> None:
+        self.writing.set()
+        assert self.open.wait(HANG)
+        if self.fail:
+            raise OSError("the database is away")
+        self.rows.setdefault(execution_id, []).extend(calls)
+
+    def list(self, execution_id: str, *, after: int | None = None, limit: int = 1000) -> list[ToolCallRow]:
+        return sorted(self.rows.get(execution_id, []), key=lambda r: r.call_id)
+
+    def delete(self, execution_ids: Iterable[str]) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def record(call_id: int) -> ToolCallRecord:
+    return ToolCallRecord(call_id, "calc", "add", 8, "ok", None, 1.25, "2026-01-01T00:00:00.000Z")
+
+
+def test_recording_never_waits_for_the_database() -> None:
+    """The reader reports refused calls itself: a record must not wait for a write under way."""
+    store = SlowStore()
+    recorder = ToolCallRecorder(store, interval=None)
+    recorder.record("e", record(1))
+    flushing = threading.Thread(target=recorder.flush)
+    flushing.start()
+    assert store.writing.wait(HANG)  # a write holds the database
+    done = threading.Event()
+    threading.Thread(target=lambda: (recorder.record("e", record(2)), done.set())).start()
+    assert done.wait(HANG) and recorder.pending("e") == 1  # buffered while the write waits
+    store.open.set()
+    flushing.join(HANG)
+    recorder.flush("e")
+    assert [r.call_id for r in store.list("e")] == [1, 2]
+
+
+def test_a_refused_write_keeps_its_records_for_the_next_one() -> None:
+    store = SlowStore()
+    store.open.set()
+    store.fail = True
+    recorder = ToolCallRecorder(store, interval=None)
+    recorder.record("e", record(1))
+    recorder.record("e", record(2))
+    recorder.flush("e")
+    assert recorder.pending("e") == 2 and store.rows == {}
+    store.fail = False
+    recorder.record("e", record(3))
+    recorder.flush("e")
+    assert [r.call_id for r in store.list("e")] == [1, 2, 3] and recorder.pending("e") == 0
+
+
+def test_the_recorders_thread_writes_what_is_buffered_and_close_writes_the_rest() -> None:
+    store = SlowStore()
+    store.open.set()
+    recorder = ToolCallRecorder(store, interval=0.01)
+    recorder.record("a", record(1))
+    wait_until(lambda: len(store.list("a")) == 1)
+    recorder.close()
+    recorder.record("b", record(1))  # after the close: only an explicit flush writes it
+    assert store.list("b") == []
+    recorder.flush()
+    assert store.list("b")[0] == ToolCallRow(
+        1, "calc", "add", 8, "ok", None, "2026-01-01T00:00:00.000Z", 1.25
+    )
+
+
+# -- the time an execution waits on tools ---------------------------------------------------------
+
+
+def test_the_time_waited_on_tools_runs_while_a_call_is_in_flight_only() -> None:
+    caller = FakeCaller()
+    calls, sent = make(caller)
+    assert calls.waited() == 0.0 and not calls.busy
+    calls.submit(call(1, "slow", "wait", {}))
+    assert caller.started.wait(HANG) and calls.busy
+    time.sleep(0.2)
+    during = calls.waited()
+    assert during >= 0.2
+    caller.release.set()
+    sent.wait(1)
+    wait_until(lambda: not calls.busy)
+    after = calls.waited()
+    time.sleep(0.1)
+    assert calls.waited() == after >= during  # no call in flight: it stands still
+
+
+class FakeControl:
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+def test_the_script_clock_stops_while_a_call_is_outstanding() -> None:
+    from mcp_v8.executions.worker import _ScriptClock
+
+    control = FakeControl()
+    started = time.monotonic()
+    clock = _ScriptClock(0.3, control)
+    clock.calls(+1)
+    held = 1.0  # well past the timeout: waiting on a tool is not the script's time
+    time.sleep(held)
+    assert not control.cancelled.is_set() and not clock.expired
+    clock.calls(-1)
+    assert control.cancelled.wait(HANG) and clock.expired
+    assert time.monotonic() - started >= held + 0.3 * 0.9
+
+
+def test_a_stopped_script_clock_cancels_nothing() -> None:
+    from mcp_v8.executions.worker import _ScriptClock
+
+    control = FakeControl()
+    clock = _ScriptClock(0.1, control)
+    clock.stop()
+    time.sleep(0.3)
+    assert not control.cancelled.is_set() and not clock.expired

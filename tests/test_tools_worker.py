@@ -28,7 +28,7 @@ def caller() -> FakeCaller:
 
 @pytest.fixture
 def slot(tmp_path: Path, caller: FakeCaller) -> Iterator[WorkerSlot]:
-    slot = WorkerSlot(0, tmp_path, WorkerOptions(), tool_caller=caller, tool_limits=ToolLimits(max_calls=4))
+    slot = WorkerSlot(0, tmp_path, WorkerOptions(), tool_caller=caller)
     slot.start()
     yield slot
     slot.stop()
@@ -38,7 +38,10 @@ def job(execution_id: str, code: str, timeout: float = 60.0) -> Job:
     limits = Limits(
         heap_limit_mb=64, timeout_secs=timeout, max_result_bytes=1 << 20, max_output_bytes=1 << 20
     )
-    return Job(execution_id, ExecutionSpec(code=code, limits=limits, snapshot=False))
+    # The tool limits come with each job's spec.
+    return Job(
+        execution_id, ExecutionSpec(code=code, limits=limits, snapshot=False, tools=ToolLimits(max_calls=4))
+    )
 
 
 def test_a_scripts_tool_calls_are_made_by_the_server(slot: WorkerSlot, caller: FakeCaller) -> None:

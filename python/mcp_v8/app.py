@@ -36,6 +36,7 @@ from .resources.executions import (
     ExecutionListResource,
     ExecutionResource,
     OutputResource,
+    ToolCallsResource,
 )
 from .resources.heaps import HeapQueryResource, HeapResource, HeapTagsResource
 from .resources.meta import (
@@ -175,6 +176,8 @@ class Service:
             max_data_mb=data_limit_mb(settings.max_heap_mb),
             tool_caller=None if self.tools is None else SessionsCaller(self.tools),
             metrics=self.metrics,
+            tool_calls_in_flight=settings.max_tool_calls_in_flight,
+            tool_records=self.stores.tool_calls,
         )
         if work is not None:  # the cluster's queue: the same on every node (a query takes the max)
             self.metrics.cluster_gauge(
@@ -212,6 +215,7 @@ class Service:
         )
         # Output first: after a crash in between, the records left are still due and go next pass.
         self.output.delete(doomed)
+        self.stores.tool_calls.delete(doomed)
         removed = self.executions.delete(doomed)
         if s.retention_max_age_secs:
             self.catalogue.prune(float(s.retention_max_age_secs))
@@ -233,6 +237,7 @@ class Service:
             output=self.output,
             catalogue=self.catalogue,
             tools=self.tools,
+            tool_calls=self.stores.tool_calls,
         )
 
     def close(self) -> None:
@@ -391,6 +396,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_route("/api/executions/{id}", ExecutionResource(ops))
     app.add_route("/api/executions/{id}/cancel", CancelResource(ops))
     app.add_route("/api/executions/{id}/output", OutputResource(ops))
+    app.add_route("/api/executions/{id}/tool-calls", ToolCallsResource(ops))
     app.add_route("/api/heaps/query", HeapQueryResource(ops))
     app.add_route("/api/heaps/{key}", HeapResource(ops))
     app.add_route("/api/heaps/{key}/tags", HeapTagsResource(ops))

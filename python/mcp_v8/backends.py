@@ -37,6 +37,8 @@ from .storage import (
     SQLiteHeapIndex,
     SQLiteHeapTags,
     SQLiteOutputLog,
+    SQLiteToolCallLog,
+    ToolCallLog,
     open_database,
 )
 from .storage.heap_signing import generated_key
@@ -53,6 +55,7 @@ class Stores:
     output: OutputLog
     heap_tags: HeapTags
     heap_index: HeapIndex
+    tool_calls: ToolCallLog
     _closers: list[Callable[[], None]] = field(default_factory=list)
     # The queue other nodes share (PostgresQueue): set exactly when the registry may be shared.
     work: ClusterQueue | None = None
@@ -79,6 +82,7 @@ def open_stores(settings: Settings, heaps: FileHeapStore) -> Stores:
                 SQLiteOutputLog(database, max_output_bytes=settings.max_output_bytes),
                 SQLiteHeapTags(database),
                 SQLiteHeapIndex(database),
+                SQLiteToolCallLog(database),
                 closers,
             )
         else:
@@ -126,6 +130,7 @@ def _postgres(settings: Settings, closers: list[Callable[[], None]]) -> Stores:
         PostgresHeapIndex,
         PostgresHeapTags,
         PostgresOutputLog,
+        PostgresToolCallLog,
         open_postgres,
     )
     from .storage.postgres.queue import PostgresQueue
@@ -145,6 +150,7 @@ def _postgres(settings: Settings, closers: list[Callable[[], None]]) -> Stores:
         PostgresOutputLog(database, max_output_bytes=settings.max_output_bytes),
         PostgresHeapTags(database),
         PostgresHeapIndex(database),
+        PostgresToolCallLog(database),
         closers,
         work=PostgresQueue(database, settings.database_url),
     )

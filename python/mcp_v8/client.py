@@ -201,6 +201,8 @@ class Client:
         tags: Mapping[str, str] | None = None,
         heap_memory_max_mb: int | None = None,
         execution_timeout_secs: int | None = None,
+        wall_timeout_secs: int | None = None,
+        max_tool_calls: int | None = None,
         snapshot: bool | None = None,
         wait: bool = True,
         timeout: float | None = None,
@@ -216,6 +218,8 @@ class Client:
             ("tags", dict(tags) if tags is not None else None),
             ("heap_memory_max_mb", heap_memory_max_mb),
             ("execution_timeout_secs", execution_timeout_secs),
+            ("wall_timeout_secs", wall_timeout_secs),
+            ("max_tool_calls", max_tool_calls),
             ("snapshot", snapshot),
         ):
             if value is not None:
@@ -249,6 +253,11 @@ class Client:
         execution has that id (the server answers both with a refused CancelResult)."""
         doc = self._request("POST", f"/api/executions/{_segment(execution_id)}/cancel", accept=(400,))
         return bool(doc.get("ok"))
+
+    def tool_calls(self, execution_id: str) -> list[dict[str, Any]]:
+        """The records of the execution's tool calls, in call order (the contract's ToolCallRecord)."""
+        doc = self._request("GET", f"/api/executions/{_segment(execution_id)}/tool-calls")
+        return list(doc["tool_calls"])
 
     def output_pages(
         self, execution_id: str, *, follow: bool = True, byte_offset: int = 0

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from .logs import LOG_FORMATS
 from .redaction import passwords, redact_url
+from .tool_answers import ANSWER_LIMIT
 
 
 def _default_workers() -> int:
@@ -140,6 +141,14 @@ class Settings:
         default=30, metadata={"help": "execution timeout when the request has none"}
     )
     max_timeout_secs: int = field(default=300, metadata={"help": "largest execution_timeout_secs accepted"})
+    default_wall_timeout_secs: int = field(
+        default=120,
+        metadata={
+            "help": "an execution's whole time, waiting on tool calls included, when the request has no "
+            "wall_timeout_secs (execution_timeout_secs bounds the script's own time; a larger one raises this)"
+        },
+    )
+    max_wall_timeout_secs: int = field(default=900, metadata={"help": "largest wall_timeout_secs accepted"})
     default_heap_mb: int = field(default=64, metadata={"help": "heap cap when the request has none"})
     max_heap_mb: int = field(default=1024, metadata={"help": "largest heap_memory_max_mb accepted"})
     max_code_bytes: int = field(default=1 << 20, metadata={"help": "largest code accepted (UTF-8 bytes)"})
@@ -163,6 +172,35 @@ class Settings:
         },
     )
     max_fetch_requests: int = field(default=50, metadata={"help": "fetch requests one execution may make"})
+    max_tool_calls: int = field(
+        default=50,
+        metadata={
+            "help": "tool calls an execution may make when its request has no max_tool_calls (refused calls "
+            "count; the next one is refused with a TypeError)"
+        },
+    )
+    max_tool_calls_ceiling: int = field(
+        default=1000, metadata={"help": "largest max_tool_calls a request may ask for"}
+    )
+    tool_call_timeout_secs: int = field(
+        default=60,
+        metadata={
+            "help": "time one tool call may take; then it fails with an Error and the tool server is told"
+        },
+    )
+    tool_result_max_bytes: int = field(
+        default=4 << 20,
+        metadata={
+            "help": f"largest answer of one tool call (as JSON); a larger one fails the call. At most {ANSWER_LIMIT}"
+        },
+    )
+    max_tool_calls_in_flight: int = field(
+        default=64,
+        metadata={
+            "help": "tool calls in flight at once across this process's workers; a call past it waits for a "
+            "place (its tool_call_timeout_secs running)"
+        },
+    )
     durable_heaps: bool = field(
         default=False,
         metadata={"help": "fsync every heap snapshot (survives power loss; ~3.6 ms per execution)"},
@@ -304,6 +342,20 @@ class Settings:
         if self.max_fetch_bytes < 1 or self.max_fetch_requests < 1:
             raise ValueError("max_fetch_bytes and max_fetch_requests must be at least 1")
         fetch_origins(self.allow_fetch)
+        if not 0 <= self.max_tool_calls <= self.max_tool_calls_ceiling:
+            raise ValueError(
+                f"max_tool_calls must be between 0 and max_tool_calls_ceiling ({self.max_tool_calls_ceiling})"
+            )
+        if not 1 <= self.default_wall_timeout_secs <= self.max_wall_timeout_secs:
+            raise ValueError(
+                f"default_wall_timeout_secs must be between 1 and max_wall_timeout_secs ({self.max_wall_timeout_secs})"
+            )
+        if self.max_tool_calls_in_flight < 1:
+            raise ValueError("max_tool_calls_in_flight must be at least 1")
+        if self.tool_call_timeout_secs < 1:
+            raise ValueError("tool_call_timeout_secs must be at least 1")
+        if not 1 <= self.tool_result_max_bytes <= ANSWER_LIMIT:
+            raise ValueError(f"tool_result_max_bytes must be between 1 and {ANSWER_LIMIT}")
         if self.tools_config is not None:
             from .tools.config import load_tools_config
 

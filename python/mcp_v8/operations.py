@@ -33,6 +33,7 @@ from .storage import (
     InvalidCursor,
     InvalidHeapKey,
     SessionSummary,
+    ToolCallLog,
     validate_heap_key,
 )
 
@@ -111,6 +112,10 @@ def _shown(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+# Records one execution may have: max_tool_calls + 1 at most, under any ceiling a server sets.
+TOOL_CALLS_READ = 1 << 31
+
+
 def _execution_not_found(execution_id: str) -> NotFound:
     return NotFound(f"execution {_shown(execution_id)!r} not found")
 
@@ -127,10 +132,12 @@ class Operations:
         output: OutputLog,
         catalogue: HeapCatalogue,
         tools: ToolCaller | None = None,
+        tool_calls: ToolCallLog | None = None,
     ) -> None:
         self.settings = settings
         self.tools = tools
         self.metrics = manager.metrics  # what the doors count too (MCP tool calls)
+        self._tool_calls = tool_calls
         self._manager = manager
         self._executions = executions
         self._output = output
@@ -154,6 +161,15 @@ class Operations:
         if size > limit:
             raise TooLarge(f"code is {size} bytes, the limit is {limit}")
         heap = body.get("heap")
+        wall, timeout = (
+            body.get("wall_timeout_secs"),
+            body.get("execution_timeout_secs") or s.default_timeout_secs,
+        )
+        if wall is not None and wall < timeout:
+            raise BadInput(
+                f"wall_timeout_secs ({wall}) must be at least execution_timeout_secs ({timeout}): the wall "
+                "time holds the script's own time and its waits on tool calls"
+            )
         try:
             return self._manager.submit(spec_from_request(body, s))
         except QueueFull as e:
@@ -187,6 +203,21 @@ class Operations:
         """``listener`` hears of each batch of console output, then (None) of the end; see
         :meth:`ExecutionManager.follow`. Returns the function that stops it."""
         return self._manager.follow(execution_id, listener)
+
+    def tool_calls(self, execution_id: str) -> dict[str, Any]:
+        """The records of the execution's tool calls (ExecutionToolCalls), in call order. There are
+        at most ``max_tool_calls + 1`` (of the calls past the budget only the first is recorded)."""
+        if not EXECUTION_ID.fullmatch(execution_id):
+            raise _execution_not_found(execution_id)
+        if self._executions.get(execution_id) is None:
+            raise _execution_not_found(execution_id)
+        if self._tool_calls is None:
+            return {"execution_id": execution_id, "tool_calls": []}
+        recorder = self._manager.tool_records
+        if recorder is not None:
+            recorder.flush(execution_id)  # what this process holds in memory yet
+        calls = self._tool_calls.list(execution_id, limit=TOOL_CALLS_READ)
+        return {"execution_id": execution_id, "tool_calls": [c.as_json() for c in calls]}
 
     def output(
         self,

@@ -23,7 +23,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["error_answer", "held_answer", "result_answer"]
+__all__ = ["ANSWER_LIMIT", "error_answer", "held_answer", "result_answer"]
+
+ANSWER_LIMIT = 16 << 20  # the largest answer (JSON bytes) the service carries; its per-call cap is below
 
 
 def _block(block: Any) -> Any:

@@ -29,6 +29,7 @@ import logging
 import threading
 from typing import Any, Callable, Protocol
 
+from .gate import Gate
 from .protocol import FetchCall, FetchReply, Undeliverable
 from .spec import FetchPolicy
 
@@ -61,32 +62,11 @@ def refusal(message: str) -> str:
     return json.dumps({"name": "TypeError", "message": message})
 
 
-class FetchGate:
+class FetchGate(Gate):
     """The requests in flight across the server: at most ``capacity``."""
 
     def __init__(self, capacity: int = IN_FLIGHT) -> None:
-        self._cond = threading.Condition()
-        self._free = capacity
-
-    def enter(self, stopped: threading.Event) -> bool:
-        """Waits for a place; False (no place taken) once ``stopped`` is set."""
-        with self._cond:
-            while self._free == 0 and not stopped.is_set():
-                self._cond.wait()
-            if stopped.is_set():
-                return False
-            self._free -= 1
-            return True
-
-    def leave(self) -> None:
-        with self._cond:
-            self._free += 1
-            self._cond.notify()
-
-    def wake(self) -> None:
-        """Wakes the waiters, so that those whose execution ended give up."""
-        with self._cond:
-            self._cond.notify_all()
+        super().__init__(capacity)
 
 
 SERVER_GATE = FetchGate()

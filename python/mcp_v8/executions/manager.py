@@ -41,9 +41,11 @@ from ..storage import (
     HeapNotSigned,
     HeapStoreUnavailable,
     OutputLog,
+    ToolCallLog,
 )
 from .admission import Admission
 from .errors import QueueFull, ShuttingDown
+from .gate import Gate
 from .heap_fds import sealed_heap
 from .pool import (
     SpawnWorker,
@@ -57,11 +59,13 @@ from .protocol import Job, JobResult
 from .sandbox import default_mode
 from .spec import ExecutionSpec, spec_from_wire
 from .tool_caller import ToolCaller
-from .tool_calls import DEFAULT_LIMITS, ToolLimits
+from .tool_records import ToolCallRecorder
 from .waiters import FinishEvents, Waiters
 
 if TYPE_CHECKING:  # imported when a manager is made: workers import this package, not the library
     from ..metrics import Metrics
+
+DEFAULT_TOOL_CALLS_IN_FLIGHT = 64  # tool calls in flight across a manager's workers
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +107,9 @@ class ExecutionManager:
         max_data_mb: int = 0,
         jitless: bool = False,
         tool_caller: ToolCaller | None = None,
-        tool_limits: ToolLimits = DEFAULT_LIMITS,
         metrics: Metrics | None = None,
+        tool_calls_in_flight: int = DEFAULT_TOOL_CALLS_IN_FLIGHT,
+        tool_records: ToolCallLog | None = None,
     ) -> None:
         """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
         verified before an execution resuming it is accepted, verified again as its bytes are
@@ -120,8 +125,11 @@ class ExecutionManager:
         with its :class:`~.spec.ExecutionSpec`. ``sandbox`` is the workers' mode (:mod:`.sandbox`;
         default ``require`` on Linux) and ``max_data_mb`` their ``RLIMIT_DATA``; ``jitless`` runs their
         V8 without its JIT compilers. ``tool_caller`` makes the scripts' tool calls, under
-        ``tool_limits`` (None: every call is refused). ``metrics``: where what happens here is
-        counted (default: metrics of its own)."""
+        the limits of each one's spec (None: every call is refused), at most ``tool_calls_in_flight``
+        at once across the manager's workers (a call past it waits for a place); each call's
+        record is written to ``tool_records`` (buffered: :class:`~.tool_records.ToolCallRecorder`),
+        an execution's before its terminal status. ``metrics``: where what happens
+        here is counted (default: metrics of its own)."""
         self._owner = owner
         self._catalogue = catalogue
         self._admission = admission
@@ -155,6 +163,8 @@ class ExecutionManager:
         self._sandbox = sandbox or default_mode()
         options = WorkerOptions(sandbox=self._sandbox, max_data_mb=max_data_mb, jitless=jitless)
         self.jitless = jitless
+        tool_gate = Gate(tool_calls_in_flight)
+        self.tool_records = None if tool_records is None else ToolCallRecorder(tool_records)
         self._slots = [
             WorkerSlot(
                 i,
@@ -165,8 +175,9 @@ class ExecutionManager:
                 on_restart=functools.partial(self._worker_restarted, i),
                 on_violation=functools.partial(self._sandbox_violation, i),
                 tool_caller=tool_caller,
-                tool_limits=tool_limits,
                 metrics=self.metrics,
+                tool_gate=tool_gate,
+                on_tool_record=None if self.tool_records is None else self.tool_records.record,
             )
             for i in range(workers)
         ]
@@ -210,6 +221,8 @@ class ExecutionManager:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
         self.waiters.close()
+        if self.tool_records is not None:
+            self.tool_records.close()
 
     # -- API -------------------------------------------------------------------------
     def submit(self, spec: ExecutionSpec) -> str:
@@ -362,6 +375,8 @@ class ExecutionManager:
         with self._lock:
             self._unqueue(execution_id)
             slot = self._executing.get(execution_id)
+        if slot is not None:  # their records are written with the cancel
+            slot.end_tool_calls(execution_id)
         if not self._finish(execution_id, JobResult(status="cancelled", error="execution cancelled")):
             return CancelOutcome.ALREADY_FINISHED
         if slot is not None:
@@ -444,8 +459,11 @@ class ExecutionManager:
         """Records how the execution ended, unless it is terminal already (another node or a
         cancel wrote it first: then this node's part of it ends all the same). Returns whether
         this call wrote it."""
-        # Output first, so a client that sees the terminal status reads all of it.
+        # Output first, so a client that sees the terminal status reads all of it; the tool
+        # calls' records too.
         self._output.seal(execution_id)
+        if self.tool_records is not None:
+            self.tool_records.flush(execution_id)
         record = self._executions.finish(
             execution_id,
             result.status,

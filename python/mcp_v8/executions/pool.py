@@ -39,13 +39,16 @@ The worker makes no connection: its job's ``fetch`` calls are handed to the job'
 is ended (its requests in flight return at once, their replies dropped) when the job is done,
 cancelled, or past its timeout. Its tool calls go the same way to the job's
 :class:`~.tool_calls.ToolCalls`, made by the slot's :class:`~.tool_caller.ToolCaller` (none:
-every call is refused) and abandoned at the same moments.
+every call is refused) under the spec's limits and the server's bound on the tool calls in flight
+(the slot's ``tool_gate``, shared by the slots), and abandoned at the same moments; each call's
+record goes to ``on_tool_record(execution_id, record)``, which must not wait.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import select
@@ -63,6 +66,7 @@ from .. import _engine
 from ..storage import TerminalStatus
 from .channel import Channel
 from .fetches import SERVER_GATE, Fetches, FetchGate
+from .gate import Gate
 from .heap_fds import HeapFdError, heap_size_cap, read_heap
 from .protocol import (
     FRAME_SECONDS,
@@ -82,8 +86,9 @@ from .protocol import (
     heap_fd,
 )
 from .sandbox import VIOLATION_PREFIX, Walls, default_mode, violation, worker_environment
+from .spec import Limits
 from .tool_caller import ToolCaller
-from .tool_calls import DEFAULT_LIMITS, ToolCalls, ToolLimits
+from .tool_calls import ToolCallRecord, ToolCalls
 
 if TYPE_CHECKING:  # a worker imports this package: it needs none of the metrics library
     from ..metrics import Metrics
@@ -202,17 +207,41 @@ def _violation(process: WorkerProcess | None) -> str | None:
 @dataclass
 class _Running:
     execution_id: str
-    deadline: float
     fetches: Fetches
-    # When the job's own timeout has passed in the worker: its fetches and tool calls end then.
-    fetch_deadline: float
     tools: ToolCalls
+    # When the job's script started (with the allowance for its start: restoring its heap), its
+    # own time (its timeout; time spent waiting on tool calls is not counted) and its wall
+    # deadline (waits on tools included), all after the allowance.
+    started: float
+    timeout: float
+    wall_deadline: float
+    grace: float
     cancel_deadline: float | None = None
 
-    def limit(self) -> float:
-        if self.cancel_deadline is None:
+    @property
+    def fetch_deadline(self) -> float:
+        """When the job's time has passed in the worker: its own time, moved on by the time it
+        waited on tool calls, or its wall limit. Its fetches and tool calls end then."""
+        return min(self.wall_deadline, self.started + self.timeout + self.tools.waited())
+
+    @property
+    def deadline(self) -> float:
+        """Past it the worker is killed: it has not answered within a grace after the job's time."""
+        return self.fetch_deadline + self.grace
+
+    def limit(self, cancel_deadline: float | None) -> float:
+        """The backstop's deadline, given the cancel's (read under the slot's lock; this reads
+        the job's tool calls, under their own lock, and is called without the slot's)."""
+        if cancel_deadline is None:
             return self.deadline
-        return min(self.deadline, self.cancel_deadline)
+        return min(self.deadline, cancel_deadline)
+
+
+def _limit_passed(limits: Limits, running: _Running) -> str:
+    """Which of the job's limits passed: its timeout, or its wall limit (which came first)."""
+    if limits.wall_secs > limits.timeout_secs and running.wall_deadline <= running.fetch_deadline:
+        return f"its {limits.wall_secs:g} s wall limit (wall_timeout_secs)"
+    return f"its {limits.timeout_secs:g} s timeout"
 
 
 def _describe_exit(code: int | None) -> str:
@@ -250,13 +279,15 @@ class WorkerSlot:
         on_violation: Callable[[str, str], None] | None = None,
         fetch_gate: FetchGate = SERVER_GATE,
         tool_caller: ToolCaller | None = None,
-        tool_limits: ToolLimits = DEFAULT_LIMITS,
         metrics: Metrics | None = None,
+        tool_gate: Gate | None = None,
+        on_tool_record: Callable[[str, ToolCallRecord], None] | None = None,
     ) -> None:
         self.index = index
         self._metrics = metrics
         self._tool_caller = tool_caller
-        self._tool_limits = tool_limits
+        self._tool_gate = tool_gate
+        self._on_tool_record = on_tool_record
         self._stderr_path = log_dir / f"worker-{index}.stderr"
         self._options = options
         self._spawn = spawn
@@ -406,9 +437,24 @@ class WorkerSlot:
         running.tools.end()  # and its tool calls in flight are abandoned
         self._wake()
 
+    def end_tool_calls(self, execution_id: str) -> None:
+        """Abandons the tool calls in flight of ``execution_id`` when it runs here (a cancel does
+        so before its status is recorded, so that the records of those calls are written first)."""
+        with self._lock:
+            running = self._running
+        if running is not None and running.execution_id == execution_id:
+            running.tools.end()
+
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
+
+    def _tool_recorded(self, execution_id: str, record: ToolCallRecord) -> None:
+        """A tool call of ``execution_id`` ended: counted, and its record handed on."""
+        if self._metrics is not None:
+            self._metrics.tool_call(record.outcome)
+        if self._on_tool_record is not None:
+            self._on_tool_record(execution_id, record)
 
     def _fetch_lost(self, reason: str) -> None:
         self._wake()  # the relay finds the reason on the job's Fetches
@@ -442,9 +488,10 @@ class WorkerSlot:
             job.execution_id,
             self._tool_caller,
             conn.send,
-            limits=self._tool_limits,
+            limits=job.spec.tools,
             on_lost=self._fetch_lost,
-            on_record=None if metrics is None else lambda record: metrics.tool_call(record.outcome),
+            gate=self._tool_gate,
+            on_record=functools.partial(self._tool_recorded, job.execution_id),
         )
         try:
             with self._lock:
@@ -453,12 +500,15 @@ class WorkerSlot:
                 self._handoff("run:checked")
                 if cancelled:
                     return JobResult(status="cancelled", error="execution cancelled")
-                timeout = job.spec.limits.timeout_secs
-                now = time.monotonic()
-                fetch_deadline = now + timeout + self._start_allowance
-                tools.bound(fetch_deadline)
+                # The wall limit bounds everything the job does here: the script's own time
+                # (its timeout, enforced in the worker) and its waits on tools and fetches. A
+                # tool call's deadline is never past it.
+                limits = job.spec.limits
+                started = time.monotonic() + self._start_allowance
+                wall_deadline = started + limits.wall_secs
+                tools.bound(wall_deadline)
                 running = self._running = _Running(
-                    job.execution_id, fetch_deadline + self._grace, fetches, fetch_deadline, tools
+                    job.execution_id, fetches, tools, started, limits.timeout_secs, wall_deadline, self._grace
                 )
                 try:
                     conn.send_frame(frame, fd)
@@ -495,8 +545,9 @@ class WorkerSlot:
         kills the worker. Raises ``_RelayFailed`` when the relay cannot go on."""
         while True:
             with self._lock:
-                limit = running.limit()
-                cancelled = running.cancel_deadline is not None
+                cancel_deadline = running.cancel_deadline
+            limit = running.limit(cancel_deadline)
+            cancelled = cancel_deadline is not None
             lost = running.fetches.lost or running.tools.lost
             if lost is not None:
                 raise _RelayFailed(lost)
@@ -505,9 +556,12 @@ class WorkerSlot:
                 running.fetches.end()  # the job's timeout has passed: so have its fetches
                 running.tools.end()  # and its tool calls
             wait = limit if running.fetches.ended else min(limit, running.fetch_deadline)
+            # While a tool call is in flight the job's deadline moves on with the clock: look
+            # again a little later, not at once.
+            floor = 0.05 if running.tools.busy else 0.0
             conn_fd, wake_fd = conn.fileno(), self._wake_r.fileno()
             try:
-                readable, _, _ = select.select([conn_fd, wake_fd], [], [], max(0.0, wait - now))
+                readable, _, _ = select.select([conn_fd, wake_fd], [], [], max(floor, wait - now))
             except ValueError:  # stop() closed the sockets under this job
                 raise OSError("worker connection closed") from None
             if wake_fd in readable:
@@ -549,7 +603,7 @@ class WorkerSlot:
             elif time.monotonic() >= limit:  # nothing from the worker by its limit
                 self.kill()
                 how: TerminalStatus = "cancelled" if cancelled else "timed_out"
-                reason = "cancel" if cancelled else f"its {job.spec.limits.timeout_secs:g} s timeout"
+                reason = "cancel" if cancelled else _limit_passed(job.spec.limits, running)
                 return JobResult(status=how, error=f"worker did not stop after {reason} and was killed")
 
     @staticmethod

@@ -114,6 +114,7 @@ from .spec import (
     CODE_LIMIT,
     FETCH_BODY_LIMIT,
     RESULT_LIMIT,
+    TOOL_ANSWER_LIMIT,
     ExecutionSpec,
     check_spec_wire,
     spec_from_wire,
@@ -152,7 +153,6 @@ FETCH_HEAD_LIMIT = 2 << 20  # a fetch's response head as JSON (or its error)
 ERROR_LIMIT = 1 << 20  # an error text, a JS error's message or stack
 TOOL_NAME_LIMIT = 256  # a tool server's or a tool's name
 TOOL_ARGS_LIMIT = 4 << 20  # a tool call's arguments as JSON
-TOOL_ANSWER_LIMIT = 16 << 20  # a tool call's answer as JSON: the per-call result cap never exceeds it
 FRAME_SECONDS = 10.0  # a frame's bytes must all arrive within this of its first
 KiB = 1024
 FRAME_HEADER = struct.Struct(">I")  # a frame's length, before its msgpack bytes

@@ -5,8 +5,9 @@ record, through the queue (the local one holds the object; the shared PostgreSQL
 (the same form inside a ``run`` message, :mod:`.protocol`), and in the worker to the engine.
 
 A request sets the code, the heap to resume, whether to snapshot, the heap cap and timeout, the
-session and the tags; the server fills in the rest from its settings: the defaults of what the
-request left out, the result and output caps, and the fetch policy, which no request can set.
+tool calls the script may make, the session and the tags; the server fills in the rest from its
+settings: the defaults of what the request left out, the result and output caps, the tool calls'
+timeout and answer cap, and the fetch policy, which no request can set.
 ``language`` and ``filename`` are the engine's (``auto``, none); no request field sets them yet.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..tool_answers import ANSWER_LIMIT
 from .wire import Flag, Integer, Number, OneOf, Record, SchemaError, Text, TextList, TextMap
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ __all__ = [
     "ExecutionSpec",
     "FetchPolicy",
     "Limits",
+    "ToolLimits",
     "SchemaError",
     "check_spec_wire",
     "spec_from_request",
@@ -46,7 +49,8 @@ RESULT_LIMIT = 64 << 20  # the largest result a worker may send: the engine's ca
 # The largest body a fetch sends or receives through a worker's channel: a larger
 # --max-fetch-bytes is this limit in the spec.
 FETCH_BODY_LIMIT = 64 << 20
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: the tool calls' limits (``tools``) and the wall limit; version 1 is read too
+TOOL_ANSWER_LIMIT = ANSWER_LIMIT  # the largest tool answer a ``tool_reply`` carries (:mod:`.protocol`)
 # The engine's defaults (rust/engine/src/fetch.rs), for a spec built without settings.
 DEFAULT_FETCH_BYTES = 10 << 20
 DEFAULT_FETCH_REQUESTS = 50
@@ -62,16 +66,49 @@ class FetchPolicy:
     max_requests: int = DEFAULT_FETCH_REQUESTS
 
 
+DEFAULT_MAX_TOOL_CALLS = 50  # per execution
+DEFAULT_CALL_TIMEOUT = 60.0  # seconds, per call
+DEFAULT_MAX_TOOL_RESULT_BYTES = 4 << 20  # a call's answer as JSON
+
+
+@dataclass(frozen=True)
+class ToolLimits:
+    """What the script's tool calls may take: how many calls (refused ones included; the next one
+    is refused), each call's time (seconds) and the largest answer of one (JSON bytes)."""
+
+    max_calls: int = DEFAULT_MAX_TOOL_CALLS
+    call_timeout: float = DEFAULT_CALL_TIMEOUT
+    max_result_bytes: int = DEFAULT_MAX_TOOL_RESULT_BYTES
+
+    def __post_init__(self) -> None:
+        if self.max_calls < 0:
+            raise ValueError("max_calls must be at least 0")
+        if not self.call_timeout > 0:
+            raise ValueError("call_timeout must be positive")
+        if not 0 < self.max_result_bytes <= TOOL_ANSWER_LIMIT:
+            raise ValueError(f"max_result_bytes must be within 1..{TOOL_ANSWER_LIMIT}")
+
+
 @dataclass(frozen=True)
 class Limits:
-    """The execution's caps: V8 heap (MB), run time (seconds), the JSON result (bytes: a larger
-    one fails the execution) and the console output a worker ships (bytes: the server's output
-    log stores its truncation marker past it)."""
+    """The execution's caps: V8 heap (MB), run time (seconds: the script's own, time spent waiting
+    on tool calls excluded), the JSON result (bytes: a larger one fails the execution), the console
+    output a worker ships (bytes: the server's output log stores its truncation marker past it) and
+    the wall time (seconds, waiting on tool calls included; None: the run time, nothing more)."""
 
     heap_limit_mb: int
     timeout_secs: float
     max_result_bytes: int
     max_output_bytes: int
+    wall_timeout_secs: float | None = None
+
+    @property
+    def wall_secs(self) -> float:
+        """The execution's time, waiting on tool calls included (``wall_timeout_secs``; at least
+        ``timeout_secs``, which bounds the script's own running time, waits on tools excluded)."""
+        if self.wall_timeout_secs is None:
+            return self.timeout_secs
+        return max(self.wall_timeout_secs, self.timeout_secs)
 
 
 @dataclass(frozen=True)
@@ -90,6 +127,7 @@ class ExecutionSpec:
     session: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     fetch: FetchPolicy = FetchPolicy()
+    tools: ToolLimits = ToolLimits()
 
     @property
     def code_bytes(self) -> int:
@@ -108,15 +146,21 @@ def spec_from_request(body: Mapping[str, Any], settings: Settings) -> ExecutionS
     # 0 ("no cap") and anything above the channel's limit are the channel's limit: the engine
     # then refuses a larger result itself, with its own error, instead of the worker.
     max_result = settings.max_result_bytes
+    max_tool_calls = body.get("max_tool_calls")
+    timeout = float(body.get("execution_timeout_secs") or settings.default_timeout_secs)
+    wall = float(body.get("wall_timeout_secs") or settings.default_wall_timeout_secs)
     return ExecutionSpec(
         code=body["code"],
         heap=body.get("heap"),
         snapshot=settings.snapshot_default if snapshot is None else snapshot,
         limits=Limits(
             heap_limit_mb=body.get("heap_memory_max_mb") or settings.default_heap_mb,
-            timeout_secs=float(body.get("execution_timeout_secs") or settings.default_timeout_secs),
+            timeout_secs=timeout,
             max_result_bytes=max_result if 0 < max_result <= RESULT_LIMIT else RESULT_LIMIT,
             max_output_bytes=settings.max_output_bytes,
+            # A request's timeout above the default wall raises the wall with it (the request
+            # checked that its own wall is not below its timeout).
+            wall_timeout_secs=max(wall, timeout),
         ),
         session=body.get("session"),
         tags=dict(body.get("tags") or {}),
@@ -125,39 +169,62 @@ def spec_from_request(body: Mapping[str, Any], settings: Settings) -> ExecutionS
             max_bytes=min(settings.max_fetch_bytes, FETCH_BODY_LIMIT),
             max_requests=settings.max_fetch_requests,
         ),
+        tools=ToolLimits(
+            max_calls=settings.max_tool_calls if max_tool_calls is None else max_tool_calls,
+            call_timeout=float(settings.tool_call_timeout_secs),
+            max_result_bytes=settings.tool_result_max_bytes,
+        ),
     )
 
 
 _NAME = Text(1024)  # a session, a tag's key or value: 256 characters of up to 4 UTF-8 bytes
+_SPEC_V1_FIELDS = {
+    "version": Integer(1, 1),
+    "code": Text(CODE_LIMIT),
+    "language": OneOf(frozenset({"auto", "javascript", "typescript"})),
+    "filename": Text(4096, nullable=True),
+    "heap": Text(64, pattern="[0-9a-f]{64}", nullable=True),
+    "snapshot": Flag(),
+    "limits": Record(
+        {
+            "heap_limit_mb": Integer(1, 1 << 20),
+            "timeout_secs": Number(0, 86400 * 366),
+            "max_result_bytes": Integer(1, RESULT_LIMIT),
+            "max_output_bytes": Integer(0, 1 << 50),
+        }
+    ),
+    "session": Text(1024, nullable=True),
+    "tags": TextMap(64, _NAME, _NAME),
+    "fetch": Record(
+        {
+            "origins": TextList(256, Text(2048)),
+            "max_bytes": Integer(1, 1 << 50),
+            "max_requests": Integer(1, 1 << 31),
+        }
+    ),
+}
+SPEC_V1_SCHEMA = Record(_SPEC_V1_FIELDS)
+_LIMITS_V1 = _SPEC_V1_FIELDS["limits"]
+assert isinstance(_LIMITS_V1, Record)
 SPEC_SCHEMA = Record(
     {
+        **_SPEC_V1_FIELDS,
         "version": Integer(SPEC_VERSION, SPEC_VERSION),
-        "code": Text(CODE_LIMIT),
-        "language": OneOf(frozenset({"auto", "javascript", "typescript"})),
-        "filename": Text(4096, nullable=True),
-        "heap": Text(64, pattern="[0-9a-f]{64}", nullable=True),
-        "snapshot": Flag(),
-        "limits": Record(
+        "limits": Record({**_LIMITS_V1.fields, "wall_timeout_secs": Number(0, 86400 * 366, nullable=True)}),
+        "tools": Record(
             {
-                "heap_limit_mb": Integer(1, 1 << 20),
-                "timeout_secs": Number(0, 86400 * 366),
-                "max_result_bytes": Integer(1, RESULT_LIMIT),
-                "max_output_bytes": Integer(0, 1 << 50),
-            }
-        ),
-        "session": Text(1024, nullable=True),
-        "tags": TextMap(64, _NAME, _NAME),
-        "fetch": Record(
-            {
-                "origins": TextList(256, Text(2048)),
-                "max_bytes": Integer(1, 1 << 50),
-                "max_requests": Integer(1, 1 << 31),
+                "max_calls": Integer(0, 1 << 31),
+                "call_timeout_secs": Number(0.001, 86400 * 366),
+                "max_result_bytes": Integer(1, TOOL_ANSWER_LIMIT),
             }
         ),
     }
 )
-"""The spec's wire form, version 1 (what :func:`spec_to_wire` makes). A change is a new version,
-and :func:`spec_from_wire` goes on reading the versions a running release may meet."""
+"""The spec's wire form, version 2 (what :func:`spec_to_wire` makes). A change is a new version,
+and :func:`spec_from_wire` goes on reading the versions a running release may meet: version 1
+(:data:`SPEC_V1_SCHEMA`, without ``tools``, whose limits are then the defaults, nor
+``limits.wall_timeout_secs``: its run time is then its whole time, as that version meant)."""
+_SCHEMAS = {1: SPEC_V1_SCHEMA, SPEC_VERSION: SPEC_SCHEMA}
 
 
 def spec_to_wire(spec: ExecutionSpec, *, check: bool = True) -> dict[str, Any]:
@@ -165,7 +232,7 @@ def spec_to_wire(spec: ExecutionSpec, *, check: bool = True) -> dict[str, Any]:
     the shared queue (as JSON) and the worker channel (as msgpack). Raises :class:`SchemaError`
     when a field is out of its bounds (code above ``CODE_LIMIT``, too many tags...), unless
     ``check`` is false (the caller checks the map itself)."""
-    limits, fetch = spec.limits, spec.fetch
+    limits, fetch, tools = spec.limits, spec.fetch, spec.tools
     wire = {
         "version": SPEC_VERSION,
         "code": spec.code,
@@ -178,6 +245,7 @@ def spec_to_wire(spec: ExecutionSpec, *, check: bool = True) -> dict[str, Any]:
             "timeout_secs": limits.timeout_secs,
             "max_result_bytes": limits.max_result_bytes,
             "max_output_bytes": limits.max_output_bytes,
+            "wall_timeout_secs": limits.wall_timeout_secs,
         },
         "session": spec.session,
         "tags": dict(spec.tags),
@@ -185,6 +253,11 @@ def spec_to_wire(spec: ExecutionSpec, *, check: bool = True) -> dict[str, Any]:
             "origins": list(fetch.origins),
             "max_bytes": fetch.max_bytes,
             "max_requests": fetch.max_requests,
+        },
+        "tools": {
+            "max_calls": tools.max_calls,
+            "call_timeout_secs": tools.call_timeout,
+            "max_result_bytes": tools.max_result_bytes,
         },
     }
     if check:
@@ -195,9 +268,11 @@ def spec_to_wire(spec: ExecutionSpec, *, check: bool = True) -> dict[str, Any]:
 def check_spec_wire(wire: Any) -> None:
     """Raises :class:`SchemaError` unless ``wire`` is a spec's wire form of a version this release
     reads (an unknown or missing field, a wrong type or size are refused)."""
-    if type(wire) is dict and wire.get("version") != SPEC_VERSION:
-        raise SchemaError(f"spec.version {str(wire.get('version'))[:20]} is not one this release reads")
-    SPEC_SCHEMA.check(wire, "spec")
+    version = wire.get("version") if type(wire) is dict else SPEC_VERSION
+    schema = _SCHEMAS.get(version) if type(version) is int else None
+    if schema is None:
+        raise SchemaError(f"spec.version {str(version)[:20]} is not one this release reads")
+    schema.check(wire, "spec")
 
 
 def spec_from_wire(wire: Any, *, checked: bool = False) -> ExecutionSpec:
@@ -205,7 +280,7 @@ def spec_from_wire(wire: Any, *, checked: bool = False) -> ExecutionSpec:
     Raises :class:`SchemaError` for anything else."""
     if not checked:
         check_spec_wire(wire)
-    limits, fetch = wire["limits"], wire["fetch"]
+    limits, fetch, tools = wire["limits"], wire["fetch"], wire.get("tools")
     return ExecutionSpec(
         code=wire["code"],
         language=wire["language"],
@@ -217,6 +292,9 @@ def spec_from_wire(wire: Any, *, checked: bool = False) -> ExecutionSpec:
             timeout_secs=float(limits["timeout_secs"]),
             max_result_bytes=limits["max_result_bytes"],
             max_output_bytes=limits["max_output_bytes"],
+            wall_timeout_secs=None
+            if limits.get("wall_timeout_secs") is None
+            else float(limits["wall_timeout_secs"]),
         ),
         session=wire["session"],
         tags=dict(wire["tags"]),
@@ -224,5 +302,12 @@ def spec_from_wire(wire: Any, *, checked: bool = False) -> ExecutionSpec:
             origins=tuple(fetch["origins"]),
             max_bytes=fetch["max_bytes"],
             max_requests=fetch["max_requests"],
+        ),
+        tools=ToolLimits()
+        if tools is None  # version 1
+        else ToolLimits(
+            max_calls=tools["max_calls"],
+            call_timeout=float(tools["call_timeout_secs"]),
+            max_result_bytes=tools["max_result_bytes"],
         ),
     )

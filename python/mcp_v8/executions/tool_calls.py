@@ -8,8 +8,10 @@ A worker holds no tool credentials and opens no session: each call of the script
 arguments checked against the tool's ``inputSchema``: a refusal is answered at once and nothing
 is sent to the tool server. An admitted call is made by the :class:`~.tool_caller.ToolCaller`
 on a thread of its own, so the calls a script awaits together run in parallel; each has a
-deadline (``call_timeout``, and never past the execution's own), and a result larger than
-``max_result_bytes`` fails the call.
+deadline (``call_timeout``, and never past the execution's wall limit), and a result larger than
+``max_result_bytes`` fails the call. With a :class:`~.gate.Gate` (the server's bound on the tool
+calls in flight), a call past it waits on its thread for a place, its deadline running: one
+whose deadline passes there fails as any late call does, and reaches no tool server.
 
 :meth:`ToolCalls.end` (the execution finished, was cancelled or passed its deadline) abandons
 the calls in flight (their ``abandoned`` event is set: the caller tells the tool server) and
@@ -17,7 +19,8 @@ drops their answers; later calls are ignored. A reply the channel cannot carry
 (:class:`~.protocol.Undeliverable`) fails that call, not the worker; one the worker stops taking
 (``TimeoutError``: the frame is part sent) is reported through ``on_lost``. Every call that
 came is reported once through ``on_record`` (a :class:`ToolCallRecord`: what the execution's
-record keeps), when it is answered or abandoned.
+record keeps), when it is answered or abandoned; but of the calls past ``max_calls`` only the first
+is, so an execution has at most ``max_calls + 1`` records.
 
 State shared between the reader, the call threads, their timers and ``end`` is read and
 written under one lock per execution; ``_handoff`` marks the points a test parks a thread at.
@@ -30,11 +33,19 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 
 from ..tool_answers import error_answer, result_answer
 from ..tool_arguments import ArgumentsError, check_arguments
-from .protocol import TOOL_ANSWER_LIMIT, ToolCall, ToolReply, Undeliverable
+from .gate import Gate
+from .protocol import ToolCall, ToolReply, Undeliverable
+from .spec import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_MAX_TOOL_CALLS,
+    DEFAULT_MAX_TOOL_RESULT_BYTES,
+    ToolLimits,
+)
 from .tool_caller import ToolCaller, ToolTimeout, ToolUnavailable
 
 log = logging.getLogger(__name__)
@@ -42,32 +53,12 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_LIMITS",
-    "DEFAULT_MAX_RESULT_BYTES",
+    "DEFAULT_MAX_TOOL_RESULT_BYTES",
     "DEFAULT_MAX_TOOL_CALLS",
     "ToolCallRecord",
     "ToolCalls",
     "ToolLimits",
 ]
-
-DEFAULT_MAX_TOOL_CALLS = 50  # per execution
-DEFAULT_CALL_TIMEOUT = 60.0  # seconds, per call
-DEFAULT_MAX_RESULT_BYTES = 4 << 20  # a call's answer as JSON
-
-
-@dataclass(frozen=True)
-class ToolLimits:
-    max_calls: int = DEFAULT_MAX_TOOL_CALLS
-    call_timeout: float = DEFAULT_CALL_TIMEOUT
-    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
-
-    def __post_init__(self) -> None:
-        if self.max_calls < 0:
-            raise ValueError("max_calls must be at least 0")
-        if not self.call_timeout > 0:
-            raise ValueError("call_timeout must be positive")
-        if not 0 < self.max_result_bytes <= TOOL_ANSWER_LIMIT:
-            raise ValueError(f"max_result_bytes must be within 1..{TOOL_ANSWER_LIMIT}")
-
 
 DEFAULT_LIMITS = ToolLimits()
 NO_TOOLS = "tool call refused: no tool servers are configured"
@@ -87,6 +78,11 @@ class ToolCallRecord:
     outcome: str
     message: str | None
     duration_ms: float
+    started_at: str  # ISO-8601 UTC at milliseconds, with a Z
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -94,7 +90,9 @@ class _InFlight:
     abandoned: threading.Event
     call: ToolCall
     started: float
+    started_at: str
     timer: threading.Timer | None = None
+    recorded: bool = True  # False: a call past the budget after the first, answered unrecorded
 
 
 class ToolCalls:
@@ -111,8 +109,10 @@ class ToolCalls:
         deadline: float | None = None,
         on_lost: Callable[[str], None] | None = None,
         on_record: Callable[[ToolCallRecord], None] | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.execution_id = execution_id
+        self._gate = gate
         self._on_record = on_record
         self._caller = caller
         self._send = send
@@ -124,6 +124,9 @@ class ToolCalls:
         self._lock = threading.Lock()
         self._count = 0
         self._in_flight: dict[int, _InFlight] = {}
+        # The time during which at least one call was in flight: the execution waited on tools.
+        self._busy_since: float | None = None
+        self._waited = 0.0
         self._seen: set[int] = set()
         self._ended = False
         self._lost: str | None = None
@@ -132,6 +135,25 @@ class ToolCalls:
         """Sets the execution's deadline (``time.monotonic()``), past which no call runs."""
         with self._lock:
             self._deadline = deadline
+
+    def _idle_locked(self) -> None:
+        """No call is in flight any more (the lock held)."""
+        if self._busy_since is not None:
+            self._waited += time.monotonic() - self._busy_since
+            self._busy_since = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a call is in flight."""
+        with self._lock:
+            return bool(self._in_flight)
+
+    def waited(self) -> float:
+        """Seconds during which at least one call was in flight (so far): the time the execution
+        spent waiting on tools, which its timeout does not count."""
+        with self._lock:
+            busy = 0.0 if self._busy_since is None else time.monotonic() - self._busy_since
+            return self._waited + busy
 
     def _handoff(self, point: str) -> None:
         """Called at each hand-off point: ``"call:returned"`` (the caller returned, before the
@@ -173,8 +195,18 @@ class ToolCalls:
                     f"tool call refused: more than {self._limits.max_calls} tool calls in one "
                     "execution (max_tool_calls)",
                 )
-            # Reserved before the checks, so that a reply for it can only come from here.
-            self._in_flight[call.call_id] = _InFlight(threading.Event(), call, time.monotonic())
+            # Reserved before the checks, so that a reply for it can only come from here. Of the
+            # calls past the budget only the first is recorded: a script that goes on calling
+            # in a loop adds no records.
+            if not self._in_flight:
+                self._busy_since = time.monotonic()
+            self._in_flight[call.call_id] = _InFlight(
+                threading.Event(),
+                call,
+                time.monotonic(),
+                _now_iso(),
+                recorded=self._count <= self._limits.max_calls + 1,
+            )
         if refusal is None:
             refusal = self._check(call, name)
         if refusal is not None:
@@ -230,6 +262,8 @@ class ToolCalls:
 
     def _make(self, call: ToolCall, name: str, deadline: float, abandoned: threading.Event) -> None:
         assert self._caller is not None
+        if self._gate is not None and not self._gate.enter(abandoned):
+            return  # abandoned while waiting for a place: answered (its deadline) or ended
         try:
             result = self._caller.call(call.server, call.tool, call.arguments, deadline, abandoned)
             answer = result_answer(call.server, call.tool, result)
@@ -240,12 +274,15 @@ class ToolCalls:
         except Exception as e:  # the caller's own failure: this call fails, not the server
             log.exception("tool call %s of execution %s failed", name, self.execution_id)
             answer = error_answer("Error", f"tool call failed: {name}: {type(e).__name__}")
+        finally:
+            if self._gate is not None:
+                self._gate.leave()
         size = len(answer.encode("utf-8", "surrogatepass"))
         if size > self._limits.max_result_bytes:
             answer = error_answer(
                 "Error",
                 f"tool call failed: {name} answered {size} bytes, more than {self._limits.max_result_bytes} "
-                "(max_tool_result_bytes)",
+                "(tool_result_max_bytes)",
             )
         self._handoff("call:returned")
         self._finish(call.call_id, answer)
@@ -260,7 +297,13 @@ class ToolCalls:
         if entry is None:
             return
         entry.abandoned.set()
+        self._wake_gate()
         self._finish(call_id, self._timeout(name))
+
+    def _wake_gate(self) -> None:
+        """After setting calls' ``abandoned``: those waiting for a place give up."""
+        if self._gate is not None:
+            self._gate.wake()
 
     def end(self) -> None:
         """The execution ended: calls in flight are abandoned and answer nobody, later calls
@@ -272,14 +315,17 @@ class ToolCalls:
             self._ended = True
             entries = list(self._in_flight.values())
             self._in_flight.clear()
+            self._idle_locked()
         for entry in entries:
             entry.abandoned.set()
             if entry.timer is not None:
                 entry.timer.cancel()
+        self._wake_gate()
+        for entry in entries:
             self._record(entry, "abandoned", None)
 
     def _record(self, entry: _InFlight, outcome: str, message: str | None) -> None:
-        if self._on_record is None:
+        if self._on_record is None or not entry.recorded:
             return
         call = entry.call
         record = ToolCallRecord(
@@ -290,6 +336,7 @@ class ToolCalls:
             outcome,
             message,
             (time.monotonic() - entry.started) * 1000,
+            entry.started_at,
         )
         try:
             self._on_record(record)
@@ -304,6 +351,8 @@ class ToolCalls:
         returned, and each call is answered once. Its record goes out after the lock."""
         with self._lock:
             entry = self._in_flight.pop(call_id, None)
+            if not self._in_flight:
+                self._idle_locked()
             if entry is None or self._ended:
                 return  # answered already (its deadline), or nobody waits for it any more
             if entry.timer is not None:

@@ -34,6 +34,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from typing import Any
 
 from ..engine import Engine, set_jitless
@@ -61,7 +62,7 @@ from .protocol import (
     Undeliverable,
     encode,
 )
-from .spec import RESULT_LIMIT
+from .spec import RESULT_LIMIT, Limits
 
 FLUSH_SECONDS = 0.02
 FLUSH_BYTES = 64 * 1024
@@ -250,6 +251,57 @@ class _Fetches:
         return bool(relay.reply(reply.call_id, reply.ok, reply.head, reply.body))
 
 
+class _ScriptClock:
+    """The script's own running time in a job whose wall limit is above its timeout: the engine
+    runs under the wall limit, and this clock cancels the run (``expired``) once the time it spent
+    with no tool call outstanding reaches its timeout. ``calls(n)`` says how many are outstanding.
+    Its thread waits while a call is outstanding and wakes on each change."""
+
+    def __init__(self, timeout: float, control: Any) -> None:
+        self._timeout = timeout
+        self._control = control
+        self._cond = threading.Condition()
+        self._outstanding = 0
+        self._since: float | None = None  # when the current wait on tools began
+        self._waited = 0.0
+        self._started = time.monotonic()
+        self._stopped = False
+        self.expired = False
+        threading.Thread(target=self._run, daemon=True, name="mcp-v8-script-clock").start()
+
+    def calls(self, delta: int) -> None:
+        with self._cond:
+            before = self._outstanding
+            self._outstanding += delta
+            now = time.monotonic()
+            if before == 0 and self._outstanding > 0:
+                self._since = now
+            elif before > 0 and self._outstanding == 0 and self._since is not None:
+                self._waited += now - self._since
+                self._since = None
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                if self._outstanding > 0:
+                    self._cond.wait()
+                    continue
+                left = self._started + self._timeout + self._waited - time.monotonic()
+                if left <= 0:
+                    self.expired = True
+                    break
+                self._cond.wait(left)
+            else:
+                return
+        self._control.cancel()
+
+
 class _Tools:
     """The tool relays of the jobs in this worker: a job's tool calls go to the server as
     ``tool_call`` messages, named by the script's own call id, and the server's ``tool_reply``
@@ -261,12 +313,16 @@ class _Tools:
         self._lock = threading.Lock()
         # execution id -> (its relay, the calls waited for: script's call id -> host call id)
         self._jobs: dict[str, tuple[Any, dict[int, int]]] = {}
+        self._clocks: dict[str, _ScriptClock] = {}
 
-    def start(self, execution_id: str) -> Any:
-        """The relay of ``execution_id``'s execution (for ``Engine.execute``)."""
+    def start(self, execution_id: str, clock: _ScriptClock | None = None) -> Any:
+        """The relay of ``execution_id``'s execution (for ``Engine.execute``); ``clock`` hears
+        how many of its calls are outstanding."""
         from .. import _engine
 
         waiting: dict[int, int] = {}
+        if clock is not None:
+            self._clocks[execution_id] = clock
 
         def on_call(host_id: int, request_json: str) -> None:
             try:
@@ -288,11 +344,15 @@ class _Tools:
                     host_id, error_answer("TypeError", f"tool call refused: call {call.call_id} came twice")
                 )
                 return
+            if clock is not None:
+                clock.calls(+1)  # before the call leaves: its reply cannot come first
             try:
                 self._send(call)
             except Undeliverable as e:  # nothing was sent: the call fails, the job goes on
                 with self._lock:
                     waiting.pop(call.call_id, None)
+                if clock is not None:
+                    clock.calls(-1)
                 relay.reply(host_id, error_answer("TypeError", f"tool call refused: {e}"[:4096]))
 
         relay = _engine.ToolRelay(on_call)
@@ -303,15 +363,20 @@ class _Tools:
     def finish(self, execution_id: str) -> None:
         with self._lock:
             self._jobs.pop(execution_id, None)
+            self._clocks.pop(execution_id, None)
 
     def deliver(self, reply: ToolReply) -> bool:
         """Hands ``reply`` to its job's run; False when it was dropped."""
         with self._lock:
             job = self._jobs.get(reply.execution_id)
             host_id = None if job is None else job[1].pop(reply.call_id, None)
+            clock = self._clocks.get(reply.execution_id) if host_id is not None else None
         if job is None or host_id is None:
             return False
-        return bool(job[0].reply(host_id, reply.answer))
+        delivered = bool(job[0].reply(host_id, reply.answer))
+        if clock is not None:
+            clock.calls(-1)  # after the reply is the script's: its time runs again
+        return delivered
 
 
 # The server sends at most what it verified; this bounds a descriptor that is not what it says.
@@ -319,9 +384,17 @@ _HEAP_READ_LIMIT = 1 << 40
 
 
 def _run(
-    engine: Engine, job: Job, control: Any, output: _Output, relay: Any = None, tool_relay: Any = None
+    engine: Engine,
+    job: Job,
+    control: Any,
+    output: _Output,
+    relay: Any = None,
+    tool_relay: Any = None,
+    clock: _ScriptClock | None = None,
 ) -> tuple[JobResult, bytes | None]:
-    """Runs ``job``: its result, and the envelope of the heap it produced (when ``result.heap``)."""
+    """Runs ``job``: its result, and the envelope of the heap it produced (when ``result.heap``).
+    With a ``clock`` (the job's wall limit is above its timeout) the engine runs under the wall
+    limit and the clock enforces the timeout."""
     spec, limits = job.spec, job.spec.limits
     envelope = None
     if job.heap_fd is not None:
@@ -337,7 +410,7 @@ def _run(
             heap=envelope,
             snapshot=spec.snapshot,
             heap_limit_mb=limits.heap_limit_mb,
-            timeout=limits.timeout_secs,
+            timeout=limits.timeout_secs if clock is None else limits.wall_secs,
             language=spec.language,
             filename=spec.filename,
             on_console=output.write,
@@ -348,6 +421,13 @@ def _run(
         )
     except SnapshotError as e:
         return JobResult(status="failed", error=f"cannot restore heap: {e}"), None
+    finally:
+        if clock is not None:
+            clock.stop()
+    if clock is not None and outcome.status in ("cancelled", "timed_out"):
+        timed_out = _timed_out(limits, wall=outcome.status == "timed_out", expired=clock.expired)
+        if timed_out is not None:
+            return dataclasses.replace(timed_out, duration_ms=outcome.duration_ms), None
     if outcome.status == "suspended":  # the server answers no call {"held": true} yet
         error = "the script waits on tool calls held for approval, which this server cannot resume yet"
         return JobResult(status="failed", error=error, duration_ms=outcome.duration_ms), None
@@ -370,6 +450,23 @@ def _run(
         js_error=JsError.from_outcome(outcome),
     )
     return result, heap_bytes
+
+
+def _timed_out(limits: Limits, *, wall: bool, expired: bool) -> JobResult | None:
+    """The failure of a job the script clock or the wall limit stopped (None: a plain cancel).
+    The timeout's words are the engine's own, as when it enforces it itself."""
+    if wall:
+        message = (
+            f"execution timed out after {limits.wall_secs:g} s of wall time (wall_timeout_secs), "
+            "waiting on tool calls included"
+        )
+    elif expired:
+        message = f"execution timed out after {limits.timeout_secs:g} s"
+    else:
+        return None
+    error = f"TimeoutError: {message}"
+    js_error = JsError(name=None, message=message, stack=error, line=None, column=None)
+    return JobResult(status="timed_out", error=error, js_error=js_error)
 
 
 def _done(execution_id: str, result: JobResult) -> tuple[bytes, bool]:
@@ -469,9 +566,11 @@ def serve(conn: Channel, walls: sandbox.Walls | None = None) -> None:
             control = controls[job.execution_id]
         output.start(job.execution_id, job.spec.limits.max_output_bytes)
         relay = fetches.start(job.execution_id)
-        tool_relay = tools.start(job.execution_id)
+        limits = job.spec.limits
+        clock = _ScriptClock(limits.timeout_secs, control) if limits.wall_secs > limits.timeout_secs else None
+        tool_relay = tools.start(job.execution_id, clock)
         try:
-            result, envelope = _run(engine, job, control, output, relay, tool_relay)
+            result, envelope = _run(engine, job, control, output, relay, tool_relay, clock)
         finally:
             fetches.finish(job.execution_id)
             tools.finish(job.execution_id)

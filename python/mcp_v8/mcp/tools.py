@@ -234,6 +234,8 @@ def _run_js_input(ops: Operations) -> dict[str, Any]:
     props = body["properties"]
     props["execution_timeout_secs"]["maximum"] = s.max_timeout_secs
     props["heap_memory_max_mb"]["maximum"] = s.max_heap_mb
+    props["max_tool_calls"]["maximum"] = s.max_tool_calls_ceiling
+    props["wall_timeout_secs"]["maximum"] = s.max_wall_timeout_secs
     props["wait_ms"] = _described(
         props["wait_ms"],
         f"How long to wait for the run to finish, in milliseconds (default {RUN_JS_WAIT_MS}, "

@@ -1,4 +1,4 @@
-"""POST /api/exec, GET /api/executions, GET /api/executions/{id}, cancel, output: the
+"""POST /api/exec, GET /api/executions, GET /api/executions/{id}, cancel, output, tool calls: the
 query strings and bodies of the contract turned into calls of :class:`Operations`."""
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ def exec_validator(ops: Operations) -> BodyValidator:
     s = ops.settings
     return BodyValidator(
         "ExecRequest",
-        maxima={"execution_timeout_secs": s.max_timeout_secs, "heap_memory_max_mb": s.max_heap_mb},
+        maxima={
+            "execution_timeout_secs": s.max_timeout_secs,
+            "heap_memory_max_mb": s.max_heap_mb,
+            "max_tool_calls": s.max_tool_calls_ceiling,
+            "wall_timeout_secs": s.max_wall_timeout_secs,
+        },
     )
 
 
@@ -91,3 +96,11 @@ class OutputResource:
         q = query_params(OUTPUT_QUERY, req)
         given = {name: q[name] for name in OUTPUT_QUERY.names if req.get_param(name) is not None}
         resp.media = self._ops.output(id, **given)
+
+
+class ToolCallsResource:
+    def __init__(self, ops: Operations) -> None:
+        self._ops = ops
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        resp.media = self._ops.tool_calls(id)

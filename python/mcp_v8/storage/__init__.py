@@ -47,6 +47,7 @@ from .paging import Page
 from .schema import SCHEMA_VERSION, open_database
 from .shared_heaps import HeapBlobs, LocalHeaps, SharedHeaps
 from .sqlite import SQLiteDatabase
+from .tool_call_log import SQLiteToolCallLog, SQLToolCallLog, ToolCallLog, ToolCallRow
 from .work_queue import Claim, ClusterQueue, WorkQueue
 
 __all__ = [
@@ -81,6 +82,8 @@ __all__ = [
     "Lease",
     "LocalHeaps",
     "OutputLog",
+    "ToolCallLog",
+    "ToolCallRow",
     "OutputPage",
     "OutputTotals",
     "Page",
@@ -88,11 +91,13 @@ __all__ = [
     "SQLHeapIndex",
     "SQLHeapTags",
     "SQLOutputLog",
+    "SQLToolCallLog",
     "SQLiteDatabase",
     "SQLiteExecutionStore",
     "SQLiteHeapIndex",
     "SQLiteHeapTags",
     "SQLiteOutputLog",
+    "SQLiteToolCallLog",
     "SchemaVersionError",
     "SessionSummary",
     "SharedHeaps",

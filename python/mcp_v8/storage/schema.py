@@ -1,7 +1,8 @@
 """The service's SQLite database: one file, ``<data dir>/registry.sqlite3``, holding the tables of the
 execution store (:mod:`.executions`: ``executions``) and of the output log (:mod:`.output`:
 ``output_logs``, ``output_chunks``), the tags of heap snapshots (:mod:`.heap_tags`: ``heap_tags``)
-and the index of stored heaps (:mod:`.heap_index`: ``heaps``). Each store writes only its own
+the index of stored heaps (:mod:`.heap_index`: ``heaps``) and the records of the scripts' tool
+calls (:mod:`.tool_call_log`: ``tool_calls``). Each store writes only its own
 tables; they share the file and the :class:`~.sqlite.SQLiteDatabase` plumbing. Two reads cross
 them, both for the heap catalogue: an execution resuming a heap is recorded only while ``heaps``
 holds it, and a heap is in use while a running execution's ``heap_in`` names it.
@@ -157,6 +158,25 @@ ALTER TABLE heaps ADD COLUMN signature TEXT;
 """
 
 
+# Version 9: the records of the tool calls of each execution's script, owned by
+# :mod:`.tool_call_log` (one row per call, in call order by the script's call id; deleted with
+# their execution by retention).
+_V9 = """
+CREATE TABLE tool_calls (
+    execution_id    TEXT NOT NULL,
+    call_id         INTEGER NOT NULL,
+    server          TEXT NOT NULL,
+    tool            TEXT NOT NULL,
+    arguments_bytes INTEGER NOT NULL,
+    outcome         TEXT NOT NULL,
+    message         TEXT,
+    started_at      TEXT NOT NULL,
+    duration_ms     REAL NOT NULL,
+    PRIMARY KEY (execution_id, call_id)
+);
+"""
+
+
 def _index_heap_files(conn: sqlite3.Connection) -> None:
     """Version 6: the tables, then a row for each heap file of the data directory."""
     statements(_V6)(conn)
@@ -186,6 +206,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "the index of stored heaps", _index_heap_files),
     Migration(7, "the structured error of a script", statements(_V7)),
     Migration(8, "the signature of each heap", statements(_V8)),
+    Migration(9, "the records of the scripts' tool calls", statements(_V9)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from .database import POSTGRES, PgMigration, PostgresDatabase
 from .schema import MIGRATIONS, SCHEMA_VERSION, open_postgres
-from .stores import PostgresExecutionStore, PostgresHeapIndex, PostgresHeapTags, PostgresOutputLog
+from .stores import (
+    PostgresExecutionStore,
+    PostgresHeapIndex,
+    PostgresHeapTags,
+    PostgresOutputLog,
+    PostgresToolCallLog,
+)
 
 __all__ = [
     "MIGRATIONS",
@@ -25,5 +31,6 @@ __all__ = [
     "PostgresHeapIndex",
     "PostgresHeapTags",
     "PostgresOutputLog",
+    "PostgresToolCallLog",
     "open_postgres",
 ]

@@ -169,6 +169,23 @@ _V7 = """
 ALTER TABLE heaps ADD COLUMN signature text COLLATE "C";
 """
 
+# Version 8: the records of the tool calls of each execution's script, as SQLite's version 9
+# (:mod:`...tool_call_log`).
+_V8 = """
+CREATE TABLE tool_calls (
+    execution_id    text COLLATE "C" NOT NULL,
+    call_id         bigint NOT NULL,
+    server          text NOT NULL,
+    tool            text NOT NULL,
+    arguments_bytes bigint NOT NULL,
+    outcome         text NOT NULL,
+    message         text,
+    started_at      timestamptz NOT NULL,
+    duration_ms     double precision NOT NULL,
+    PRIMARY KEY (execution_id, call_id)
+);
+"""
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
     PgMigration(2, "usage counters of the limits nodes share", _V2),
@@ -177,6 +194,7 @@ MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(5, "the bytes of heap snapshots", _V5),
     PgMigration(6, "output logs without the count of their chunks", _V6),
     PgMigration(7, "the signature of each heap", _V7),
+    PgMigration(8, "the records of the scripts' tool calls", _V8),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

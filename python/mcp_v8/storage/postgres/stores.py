@@ -10,10 +10,18 @@ from ..execution_store import SQLExecutionStore
 from ..heap_index import SQLHeapIndex
 from ..heap_tags import SQLHeapTags
 from ..output_log import OutputOptions, SQLOutputLog
+from ..tool_call_log import SQLToolCallLog
 from .database import PostgresDatabase
 from .schema import open_postgres
 
-__all__ = ["PostgresExecutionStore", "PostgresHeapIndex", "PostgresHeapTags", "PostgresOutputLog", "opened"]
+__all__ = [
+    "PostgresExecutionStore",
+    "PostgresHeapIndex",
+    "PostgresHeapTags",
+    "PostgresOutputLog",
+    "PostgresToolCallLog",
+    "opened",
+]
 
 
 def opened(database: PostgresDatabase | str, schema: str | None = None) -> tuple[PostgresDatabase, bool]:
@@ -54,3 +62,12 @@ class PostgresHeapIndex(SQLHeapIndex):
 
     def __init__(self, database: PostgresDatabase) -> None:
         super().__init__(database)
+
+
+class PostgresToolCallLog(SQLToolCallLog):
+    """The tool call records in ``database``, or in the database of a connection URL (then
+    closed with the store)."""
+
+    def __init__(self, database: PostgresDatabase | str, *, schema: str | None = None) -> None:
+        db, owned = opened(database, schema)
+        super().__init__(db, owned=owned)
