@@ -46,6 +46,7 @@ from mcp_v8.executions.protocol import (
     Done,
     FetchCall,
     FetchReply,
+    HeldCall,
     Job,
     JobResult,
     Message,
@@ -57,6 +58,7 @@ from mcp_v8.executions.protocol import (
     ToolReply,
     encode,
 )
+from mcp_v8.executions.tool_caller import ToolInfo
 from mcp_v8.executions.worker import _run
 from mcp_v8.js_error import JsError
 from mcp_v8.storage import (
@@ -103,6 +105,7 @@ def done_body(execution_id: str = "a", **fields: Any) -> dict[str, Any]:
         "heap": None,
         "heap_size": None,
         "duration_ms": 1.0,
+        "pending_tool_calls": [],
     }
     return {**body, **fields}
 
@@ -129,7 +132,7 @@ FRAMES: dict[str, bytes] = {
     "a-servers-kind": packed(["run", 1, {"execution_id": "a", "spec": {}}]),
     "unknown-version": packed(["output", 2, {"execution_id": "a", "text": "x"}]),
     "wrong-field-type": packed(["output", 1, {"execution_id": "a", "text": b"bytes\n"}]),
-    "bool-for-an-integer": packed(["done", 2, done_body(heap_size=True)]),
+    "bool-for-an-integer": packed(["done", 3, done_body(heap_size=True)]),
     "fetch-body-as-text": packed(
         ["fetch", 1, {"execution_id": "a", "call_id": 1, "args": "[]", "body": "xxxx"}]
     ),
@@ -183,9 +186,18 @@ FRAMES: dict[str, bytes] = {
     ),
     "missing-field": packed(["output", 1, {"execution_id": "a"}]),
     "unknown-field": packed(["output", 1, {"execution_id": "a", "text": "x", "extra": 1}]),
-    "not-a-status": packed(["done", 2, done_body(status="exploded")]),
-    "not-a-heap-key": packed(["done", 2, done_body(heap="../../etc/passwd")]),
-    "bad-js-error": packed(["done", 2, done_body(status="failed", js_error={"name": "E"})]),
+    "not-a-status": packed(["done", 3, done_body(status="exploded")]),
+    "not-a-heap-key": packed(["done", 3, done_body(heap="../../etc/passwd")]),
+    "bad-js-error": packed(["done", 3, done_body(status="failed", js_error={"name": "E"})]),
+    "an-older-done": packed(["done", 2, {k: v for k, v in done_body().items() if k != "pending_tool_calls"}]),
+    "pending-call-without-arguments": packed(
+        [
+            "done",
+            3,
+            done_body(status="waiting", pending_tool_calls=[{"call_id": 1, "server": "s", "tool": "t"}]),
+        ]
+    ),
+    "pending-calls-not-a-list": packed(["done", 3, done_body(pending_tool_calls={"call_id": 1})]),
     "extension-type": frame(
         msgpack.packb(["output", 1, {"execution_id": "a", "text": msgpack.ExtType(5, b"x")}])
     ),
@@ -234,6 +246,27 @@ class FakeWorker(ThreadWorker):
         fd = heap_memfd(data)
         try:
             result = JobResult(status="completed", result="1", heap=key or ENVELOPE_KEY, heap_size=len(data))
+            self._conn.send(Done(execution_id, result, heap_fd=fd))
+        finally:
+            os.close(fd)
+
+    def _pause(self, execution_id: str, code: str) -> None:
+        """Calls the gated tool ``gated.drop`` (call 4, its arguments as sent) and, once the
+        server answered, pauses: a ``waiting`` done naming the calls ``code`` says."""
+        self._conn.send(ToolCall(execution_id, 4, "gated", "drop", '{"what": "all"}'))
+        reply = self._conn.recv()
+        self.received.put(reply)
+        named = (HeldCall(4, "gated", "other", '{"what": "nothing"}'),)
+        if code == "pause-naming-other-calls":
+            named = (HeldCall(5, "gated", "drop", "{}"),)
+        if code == "pause-without-heap":
+            self._conn.send(Done(execution_id, JobResult(status="waiting", pending_tool_calls=named)))
+            return
+        fd = heap_memfd(ENVELOPE)
+        result = JobResult(
+            status="waiting", heap=ENVELOPE_KEY, heap_size=len(ENVELOPE), pending_tool_calls=named
+        )
+        try:
             self._conn.send(Done(execution_id, result, heap_fd=fd))
         finally:
             os.close(fd)
@@ -287,6 +320,8 @@ class FakeWorker(ThreadWorker):
                         self._send(Done(eid, result))
                     elif code == "store-heap":  # a new heap, sent back as a worker sends it
                         self._send_heap(eid, ENVELOPE)
+                    elif code in ("pause-on-held", "pause-naming-other-calls", "pause-without-heap"):
+                        self._pause(eid, code)
                     elif code in BAD_HEAPS:
                         BAD_HEAPS[code](self, eid)
                     elif code == "throw":
@@ -771,6 +806,45 @@ def test_a_heap_the_worker_sends_is_read_once_checked_and_keyed_by_the_server(
     result = slot.run(job("a", "store-heap"), lambda text: None)
     assert (result.status, result.heap, result.heap_size) == ("completed", ENVELOPE_KEY, len(ENVELOPE))
     assert result.envelope == ENVELOPE
+
+
+class GatedCaller:
+    """A ToolCaller with one gated tool, ``gated.drop``, which it must never be asked to call."""
+
+    def tools(self) -> dict[str, dict[str, ToolInfo]]:
+        return {"gated": {"drop": ToolInfo(needs_approval=True)}}
+
+    def call(self, *args: Any) -> dict[str, Any]:
+        raise AssertionError("a held call was made")
+
+
+def test_a_paused_job_is_answered_with_the_calls_the_server_held_not_the_workers_word(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers
+) -> None:
+    slot = make_slot(tool_caller=GatedCaller())
+    result = slot.run(dataclasses.replace(job("a", "pause-on-held"), tool_calls_made=2), lambda text: None)
+    assert job_ids([workers.current.next_message()]) == ["a"]
+    assert workers.current.next_message() == ToolReply("a", 4, '{"held": true}')
+    assert (result.status, result.heap, result.envelope) == ("waiting", ENVELOPE_KEY, ENVELOPE)
+    # The worker named the call with another tool and arguments: the server's record stands.
+    assert result.pending_tool_calls == (HeldCall(4, "gated", "drop", '{"what": "all"}'),)
+    assert result.tool_calls_made == 3  # two before the pause, and the held one
+    assert slot.run(job("b", "complete"), lambda text: None).status == "completed"  # in step
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("pause-naming-other-calls", "the worker paused the script on tool calls this server did not hold"),
+        ("pause-without-heap", "the worker paused the script without its heap"),
+    ],
+)
+def test_a_pause_the_server_cannot_resume_fails_the_job(
+    make_slot: Callable[..., ParkingSlot], code: str, error: str
+) -> None:
+    slot = make_slot(tool_caller=GatedCaller())
+    result = slot.run(job("a", code), lambda text: None)
+    assert (result.status, result.error, result.pending_tool_calls) == ("failed", error, ())
 
 
 def test_a_frame_whose_length_prefix_is_huge_is_refused_before_its_body(
@@ -1414,6 +1488,21 @@ def test_every_message_kind_goes_through_the_channel_unchanged() -> None:
         ),
         (
             Done("e", JobResult(status="failed", error=thrown.stack, js_error=thrown, duration_ms=1.0)),
+            "worker",
+        ),
+        (
+            Done(
+                "e",
+                JobResult(
+                    status="waiting",
+                    heap="b" * 64,
+                    heap_size=9,
+                    pending_tool_calls=(
+                        HeldCall(3, "gh", "delete ü", '{"repo": "x"}'),
+                        HeldCall(9, "s", "t", "{}"),
+                    ),
+                ),
+            ),
             "worker",
         ),
     ]

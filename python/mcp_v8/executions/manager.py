@@ -421,6 +421,11 @@ class ExecutionManager:
         """Records how the execution ended, unless it is terminal already (another node or a
         cancel wrote it first: then this node's part of it ends all the same). Returns whether
         this call wrote it."""
+        if result.status == "waiting":  # a pause is not recorded yet
+            result = JobResult(
+                status="failed", error="the script paused on held tool calls, which is not recorded yet"
+            )
+        assert result.status != "waiting"
         # Output first, so a client that sees the terminal status reads all of it.
         self._output.seal(execution_id)
         record = self._executions.finish(
