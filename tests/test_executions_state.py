@@ -68,6 +68,7 @@ from mcp_v8.storage import (
     HeapNotFound,
     HeapSigner,
     LocalHeaps,
+    PendingToolCall,
     SQLiteExecutionStore,
     SQLiteHeapIndex,
     SQLiteHeapTags,
@@ -969,7 +970,9 @@ def test_a_worker_that_does_not_say_ready_is_killed(
 
 
 class Service:
-    def __init__(self, tmp_path: Path, workers: FakeWorkers, queue_limit: int, processes: int = 1) -> None:
+    def __init__(
+        self, tmp_path: Path, workers: FakeWorkers, queue_limit: int, processes: int = 1, **more: Any
+    ) -> None:
         self.database = open_database(tmp_path)
         self.executions = SQLiteExecutionStore(self.database)
         self.output = SQLiteOutputLog(self.database, max_output_bytes=1 << 20)
@@ -988,6 +991,7 @@ class Service:
             workers=processes,
             queue_limit=queue_limit,
             spawn_worker=workers,
+            **more,
         )
         self.manager.start()
 
@@ -1011,14 +1015,53 @@ class Service:
 def make_service(tmp_path: Path, workers: FakeWorkers) -> Iterator[Callable[..., Service]]:
     services: list[Service] = []
 
-    def make(queue_limit: int = 4, workers_: int = 1) -> Service:
-        service = Service(tmp_path, workers, queue_limit, workers_)
+    def make(queue_limit: int = 4, workers_: int = 1, **more: Any) -> Service:
+        service = Service(tmp_path, workers, queue_limit, workers_, **more)
         services.append(service)
         return service
 
     yield make
     for service in services:
         service.close()
+
+
+def test_a_paused_execution_waits_without_its_worker_and_runs_on_once_resumed(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service(tool_caller=GatedCaller())
+    paused = service.submit("pause-on-held")
+    record = service.finished(paused)  # the long-poll returns a waiting execution
+    assert (record.status, record.waiting_heap, record.tool_calls_made) == ("waiting", ENVELOPE_KEY, 1)
+    assert record.pending_tool_calls == (PendingToolCall(4, "gated", "drop", '{"what": "all"}'),)
+    assert record.resume_spec is not None and record.resume_spec["code"] == ""
+    assert service.catalogue.in_use(ENVELOPE_KEY)  # published, and kept while it waits
+    assert service.finished(service.submit("complete")).status == "completed"  # the one worker is free
+    # Its resume, the same execution, runs on the same worker with the rest of its calls.
+    assert service.executions.resume(paused, owner=None) is not None  # what a decision does first
+    service.manager.resume(paused, spec("complete", heap=ENVELOPE_KEY), 1)
+    done = service.finished(paused)
+    assert (done.status, done.result) == ("completed", '"done"')
+    assert not service.catalogue.in_use(ENVELOPE_KEY)
+    # A waiting execution is cancelled; one whose deadline passed fails.
+    cancelled = service.submit("pause-on-held")
+    assert service.finished(cancelled).status == "waiting"
+    assert service.manager.cancel(cancelled) is CancelOutcome.ACCEPTED
+    assert service.finished(cancelled).status == "cancelled"
+    assert service.manager.cancel(cancelled) is CancelOutcome.ALREADY_FINISHED
+
+
+def test_an_undecided_wait_fails_at_its_deadline_once(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service(tool_caller=GatedCaller(), approval_timeout_secs=0.0)
+    paused = service.submit("pause-on-held")
+    assert service.finished(paused).status == "waiting"
+    assert service.manager.expire_waiting() == [paused]
+    assert service.manager.expire_waiting() == []
+    record = service.finished(paused)
+    assert record.status == "failed" and "no decision on its held tool calls within 0 s" in (
+        record.error or ""
+    )
 
 
 def test_cancel_while_queued_never_reaches_a_worker(

@@ -38,6 +38,7 @@ from ..storage import (
     HeapNotSigned,
     HeapStoreUnavailable,
     OutputLog,
+    PendingToolCall,
 )
 from .admission import Admission
 from .errors import QueueFull, ShuttingDown
@@ -52,12 +53,14 @@ from .pool import (
 )
 from .protocol import Job, JobResult
 from .sandbox import default_mode
-from .spec import ExecutionSpec, spec_from_wire
+from .spec import ExecutionSpec, spec_from_wire, spec_to_wire
 from .tool_caller import ToolCaller
 from .tool_calls import DEFAULT_LIMITS, ToolLimits
 from .waiters import FinishEvents, Waiters
 
 log = logging.getLogger(__name__)
+
+DEFAULT_APPROVAL_TIMEOUT_SECS = 3600.0
 
 
 class CancelOutcome(Enum):
@@ -70,6 +73,7 @@ class CancelOutcome(Enum):
 class _Queued:
     execution_id: str
     spec: ExecutionSpec
+    tool_calls_made: int = 0  # a resume's: the calls its execution made before it paused
 
 
 class ExecutionManager:
@@ -93,6 +97,7 @@ class ExecutionManager:
         jitless: bool = False,
         tool_caller: ToolCaller | None = None,
         tool_limits: ToolLimits = DEFAULT_LIMITS,
+        approval_timeout_secs: float = DEFAULT_APPROVAL_TIMEOUT_SECS,
     ) -> None:
         """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
         verified before an execution resuming it is accepted, verified again as its bytes are
@@ -108,8 +113,12 @@ class ExecutionManager:
         with its :class:`~.spec.ExecutionSpec`. ``sandbox`` is the workers' mode (:mod:`.sandbox`;
         default ``require`` on Linux) and ``max_data_mb`` their ``RLIMIT_DATA``; ``jitless`` runs their
         V8 without its JIT compilers. ``tool_caller`` makes the scripts' tool calls, under
-        ``tool_limits`` (None: every call is refused)."""
+        ``tool_limits`` (None: every call is refused). An execution whose script waits only on tool
+        calls held for a decision is recorded ``waiting`` (its worker is free at once) and fails
+        undecided after ``approval_timeout_secs`` (:meth:`expire_waiting`); :meth:`resume` runs it
+        on, once decided (:mod:`.approvals`)."""
         self._owner = owner
+        self._approval_timeout = approval_timeout_secs
         self._catalogue = catalogue
         self._admission = admission
         self._executions = executions
@@ -265,20 +274,25 @@ class ExecutionManager:
             self._record_failure(execution_id, f"the execution could not be started on its node: {e}")
 
     def _adopt(self, execution_id: str, spec: ExecutionSpec) -> None:
+        made = None
         if spec.heap is not None:
             try:
                 self._catalogue.fetch(spec.heap)
             except (HeapNotFound, HeapNotSigned, HeapStoreUnavailable) as e:
                 self._finish_elsewhere(execution_id, f"its heap could not be read: {e}")
                 return
+            record = self._executions.get(execution_id)  # a resume runs on from the heap it paused in
+            if record is not None and record.waiting_heap == spec.heap:
+                made = record.tool_calls_made or 0
         self.waiters.accept(execution_id)
-        self._output.adopt(execution_id)  # its output is buffered here, as if submitted here
+        if made is None:
+            self._output.adopt(execution_id)  # its output is buffered here, as if submitted here
         with self._lock:
             if self._closed:
                 accepted = False
             else:
                 accepted = True
-                self._queue.append(_Queued(execution_id, spec))
+                self._queue.append(_Queued(execution_id, spec, made or 0))
                 self._lock.notify_all()
         if not accepted:
             self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
@@ -287,6 +301,39 @@ class ExecutionManager:
         record = self._executions.finish(execution_id, "failed", error=error)
         if record is not None:
             self.waiters.announce(execution_id)
+
+    def resume(self, execution_id: str, spec: ExecutionSpec, tool_calls_made: int) -> None:
+        """Runs on an execution taken back from ``waiting`` to ``running`` (its decision made:
+        :mod:`.approvals`): ``spec`` resumes the heap it paused in and settles its calls, with the
+        rest of its budget of calls. Queued here, or in the nodes' queue (any node with a free
+        worker runs it), regardless of the queue's limit: it was admitted before. Its console
+        output goes on in the same log."""
+        if self._admission is not None:
+            self._admission.resume(execution_id, spec)
+            return
+        self.waiters.accept(execution_id)
+        with self._lock:
+            accepted = not self._closed
+            if accepted:
+                self._queue.append(_Queued(execution_id, spec, tool_calls_made))
+                self._lock.notify()
+        if not accepted:
+            self._finish(execution_id, JobResult(status="failed", error="server shut down before it resumed"))
+
+    def fail(self, execution_id: str, error: str) -> None:
+        """Fails a running execution this process holds no job of (retrying while the stores
+        fail, see :meth:`_record_failure`)."""
+        self._record_failure(execution_id, error)
+
+    def expire_waiting(self) -> list[str]:
+        """Fails the waiting executions whose approval deadline passed (on several nodes, each
+        once: the store's transition decides); returns them."""
+        expired = self._executions.expire_waiting(
+            f"no decision on its held tool calls within {self._approval_timeout:g} s (--approval-timeout-secs)"
+        )
+        for record in expired:
+            self.waiters.announce(record.execution_id)
+        return [r.execution_id for r in expired]
 
     def wait_for_capacity(self, timeout: float) -> bool:
         """Waits until a worker here is free and nothing waits in this node's queue; False when
@@ -340,7 +387,8 @@ class ExecutionManager:
                     self._queue.remove(item)
                     break
             slot = self._executing.get(execution_id)
-        if not self._finish(execution_id, JobResult(status="cancelled", error="execution cancelled")):
+        cancelled = JobResult(status="cancelled", error="execution cancelled")
+        if not self._finish(execution_id, cancelled, waiting=True):  # a waiting one ends too
             return CancelOutcome.ALREADY_FINISHED
         if slot is not None:
             slot.cancel(execution_id)
@@ -417,26 +465,47 @@ class ExecutionManager:
     def _read(self, execution_id: str) -> ExecutionRecord | None:
         return self._executions.get(execution_id)
 
-    def _finish(self, execution_id: str, result: JobResult) -> bool:
+    def _finish(
+        self,
+        execution_id: str,
+        result: JobResult,
+        *,
+        spec: ExecutionSpec | None = None,
+        waiting: bool = False,
+    ) -> bool:
         """Records how the execution ended, unless it is terminal already (another node or a
-        cancel wrote it first: then this node's part of it ends all the same). Returns whether
-        this call wrote it."""
-        if result.status == "waiting":  # a pause is not recorded yet
-            result = JobResult(
-                status="failed", error="the script paused on held tool calls, which is not recorded yet"
-            )
-        assert result.status != "waiting"
+        cancel wrote it first: then this node's part of it ends all the same), or that it waits
+        for a decision (``result`` ``waiting``; ``spec``: what it ran, which its resume runs
+        under). ``waiting``: a waiting execution may end too (a cancel). Returns whether this
+        call wrote it."""
         # Output first, so a client that sees the terminal status reads all of it.
         self._output.seal(execution_id)
-        record = self._executions.finish(
-            execution_id,
-            result.status,
-            result=result.result,
-            error=result.error,
-            heap_out=result.heap,
-            duration_ms=result.duration_ms,
-            js_error=result.js_error,
-        )
+        record: ExecutionRecord | None
+        if result.status == "waiting":
+            assert spec is not None and result.heap is not None
+            record = self._executions.pause(
+                execution_id,
+                pending=[
+                    PendingToolCall(c.call_id, c.server, c.tool, c.arguments)
+                    for c in result.pending_tool_calls
+                ],
+                heap=result.heap,
+                tool_calls_made=result.tool_calls_made or 0,
+                resume_spec=spec_to_wire(dataclasses.replace(spec, code="", heap=None)),
+                approval_timeout_secs=self._approval_timeout,
+                duration_ms=result.duration_ms,
+            )
+        else:
+            record = self._executions.finish(
+                execution_id,
+                result.status,
+                result=result.result,
+                error=result.error,
+                heap_out=result.heap,
+                duration_ms=result.duration_ms,
+                js_error=result.js_error,
+                waiting=waiting,
+            )
         written = record is not None
         if not written:
             if not self.waiters.is_live(execution_id):
@@ -508,7 +577,7 @@ class ExecutionManager:
                 return JobResult(status="failed", error=f"cannot restore heap: {e.strerror or e}")
         try:
             return slot.run(
-                Job(item.execution_id, item.spec, heap_fd=fd),
+                Job(item.execution_id, item.spec, heap_fd=fd, tool_calls_made=item.tool_calls_made),
                 lambda text: self._output_written(item.execution_id, text),
             )
         except WorkerStartError as e:
@@ -539,4 +608,4 @@ class ExecutionManager:
         with self._lock:  # the worker is done: a node may claim its next job while this one is recorded
             self._executing.pop(item.execution_id, None)
             self._lock.notify_all()
-        self._finish(item.execution_id, result)
+        self._finish(item.execution_id, result, spec=spec)

@@ -32,6 +32,7 @@ from .executions import (
     ExecutionRecord,
     ExecutionStatus,
     ExecutionStore,
+    PendingToolCall,
     SessionSummary,
     TerminalStatus,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "SQLiteHeapTags",
     "SQLiteOutputLog",
     "SchemaVersionError",
+    "PendingToolCall",
     "SessionSummary",
     "SharedHeaps",
     "TerminalStatus",

@@ -169,6 +169,19 @@ _V7 = """
 ALTER TABLE heaps ADD COLUMN signature text COLLATE "C";
 """
 
+# Version 8: executions waiting for a person's decision on their held tool calls, as SQLite's
+# version 9: the status ``waiting`` and what the wait keeps.
+_V8 = """
+ALTER TABLE executions DROP CONSTRAINT executions_status_check;
+ALTER TABLE executions ADD CONSTRAINT executions_status_check
+    CHECK (status IN ('running', 'waiting', 'completed', 'failed', 'cancelled', 'timed_out'));
+ALTER TABLE executions ADD COLUMN pending_tool_calls jsonb, ADD COLUMN waiting_heap text COLLATE "C",
+    ADD COLUMN tool_calls_made integer, ADD COLUMN resume_spec jsonb, ADD COLUMN waiting_since timestamptz,
+    ADD COLUMN approval_deadline timestamptz;
+CREATE INDEX executions_waiting_by_deadline ON executions (approval_deadline) WHERE status = 'waiting';
+CREATE INDEX executions_waiting_by_heap ON executions (waiting_heap) WHERE waiting_heap IS NOT NULL;
+"""
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
     PgMigration(2, "usage counters of the limits nodes share", _V2),
@@ -177,6 +190,7 @@ MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(5, "the bytes of heap snapshots", _V5),
     PgMigration(6, "output logs without the count of their chunks", _V6),
     PgMigration(7, "the signature of each heap", _V7),
+    PgMigration(8, "executions waiting for a decision on their tool calls", _V8),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
