@@ -74,6 +74,7 @@ LEVELS: dict[str, str] = {
     "test_tools_catalogue": "engine",
     "test_tools_api": "service",
     "test_code_mode": "e2e",
+    "test_approval": "e2e",
     "test_blob_stores": "e2e",
     "test_nodes": "e2e",
     "test_cluster_faults": "e2e",

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from mcp_v8.executions import ExecutionSpec, Limits
+from mcp_v8.executions.approvals import resume_code
 from mcp_v8.executions.heap_fds import sealed_heap
 from mcp_v8.executions.pool import WorkerOptions, WorkerSlot
 from mcp_v8.executions.protocol import Job, JobResult
@@ -136,3 +137,21 @@ def test_without_a_snapshot_a_gated_call_is_denied_in_the_script(slot: WorkerSlo
         "ToolDenied",
         "a gated call cannot pause without a snapshot",
     ]
+
+
+def test_a_resumes_answers_go_in_as_data_whatever_they_hold(slot: WorkerSlot) -> None:
+    code = "const said = await tools.gated.drop({}); said"
+    first = dataclasses.replace(job("a", code), spec=dataclasses.replace(job("a", code).spec, snapshot=True))
+    paused = slot.run(first, lambda text: None)
+    assert paused.status == "waiting" and paused.heap is not None and paused.envelope is not None
+    hostile = "`); globalThis.pwned = 1; (`\u2028\u2029\"'\\ </script> ${1+1} \U0001f600"
+    resume = resume_code([(paused.pending_tool_calls[0].call_id, {"value": hostile})])
+    assert resume.isascii()
+    spec = dataclasses.replace(job("a", resume).spec, heap=paused.heap, snapshot=True)
+    fd = sealed_heap(paused.envelope)
+    try:
+        done = slot.run(Job("a", spec, heap_fd=fd, tool_calls_made=1), lambda text: None)
+    finally:
+        os.close(fd)
+    assert done.status == "completed", done
+    assert json.loads(done.result or "null") == hostile

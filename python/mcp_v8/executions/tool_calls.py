@@ -176,17 +176,20 @@ class ToolCalls:
             calls = sorted(self._held.values(), key=lambda c: c.call_id)
         return tuple(HeldCall(c.call_id, c.server, c.tool, c.arguments) for c in calls)
 
-    def submit(self, call: ToolCall) -> None:
+    def submit(self, call: ToolCall, *, approved: bool = False) -> None:
         """Takes a call from the worker (the slot's reader): counted and checked at once (a
-        refusal is answered then), then made on a thread of its own. Never waits for a call."""
+        refusal is answered then), then made on a thread of its own. Never waits for a call.
+        ``approved``: a held call a person approved (:mod:`.approvals`), counted when it was
+        held: checked again (the catalogue may have changed), but neither counted nor held."""
         name = f"{call.server}.{call.tool}"
         with self._lock:
             if self._ended or call.call_id in self._seen:
                 return  # a call id that came already: the worker is out of step, the first stands
             self._seen.add(call.call_id)
-            self._count += 1
+            if not approved:
+                self._count += 1
             refusal: str | None = None
-            if self._count > self._limits.max_calls:
+            if not approved and self._count > self._limits.max_calls:
                 refusal = error_answer(
                     "TypeError",
                     f"tool call refused: more than {self._limits.max_calls} tool calls in one "
@@ -195,7 +198,7 @@ class ToolCalls:
             # Reserved before the checks, so that a reply for it can only come from here.
             self._in_flight[call.call_id] = _InFlight(threading.Event(), call, time.monotonic())
         if refusal is None:
-            refusal = self._check(call, name)
+            refusal = self._check(call, name, approved)
         if refusal is _HOLD:
             self._finish(call.call_id, refusal, held=call)
             return
@@ -218,7 +221,7 @@ class ToolCalls:
         )
         thread.start()
 
-    def _check(self, call: ToolCall, name: str) -> str | None:
+    def _check(self, call: ToolCall, name: str, approved: bool = False) -> str | None:
         """The refusal of ``call`` by the catalogue, or None."""
         if self._caller is None:
             return error_answer("TypeError", NO_TOOLS)
@@ -242,7 +245,7 @@ class ToolCalls:
             check_arguments(call.server, call.tool, call.arguments, info.input_schema)
         except ArgumentsError as e:
             return error_answer("TypeError", str(e))
-        if info.needs_approval:
+        if info.needs_approval and not approved:
             if self._hold:
                 return _HOLD
             return error_answer(

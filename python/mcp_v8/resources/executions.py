@@ -91,3 +91,20 @@ class OutputResource:
         q = query_params(OUTPUT_QUERY, req)
         given = {name: q[name] for name in OUTPUT_QUERY.names if req.get_param(name) is not None}
         resp.media = self._ops.output(id, **given)
+
+
+class ApproveResource:
+    """POST /api/executions/{id}/approve: only the approver's credential reaches it (the
+    security middleware checks it, on this route only)."""
+
+    def __init__(self, ops: Operations) -> None:
+        self._ops = ops
+        self._body = BodyValidator("ApprovalRequest")
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        try:
+            body = self._body.validate(read_json_body(req, self._ops.settings.max_body_bytes))
+        except InvalidRequest as e:
+            raise bad_request(str(e)) from None
+        resp.status = falcon.HTTP_202
+        resp.media = self._ops.approve(id, body)

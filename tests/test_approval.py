@@ -1,0 +1,314 @@
+"""Approval of gated tool calls through the whole service: a script's call of a gated tool pauses
+it in its heap (status ``waiting``, no worker held), and the approver's decision on
+``POST /api/executions/{id}/approve`` resumes it on any node, after a restart too. A real stdio
+tool server (tests/tool_servers.py) gates ``echo`` by name and ``delete_everything`` by its
+destructive hint."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from falcon import testing
+
+from mcp_v8.app import Service, create_app
+from mcp_v8.config import Settings
+
+from .pg_server import PostgresServer
+from .service_helpers import HOST, SIGNING_KEY
+
+SERVERS = Path(__file__).resolve().parent / "tool_servers.py"
+API_TOKEN = "api-token-for-the-scripts-author"
+APPROVER_TOKEN = "approver-token-of-a-person"
+AS_AUTHOR = {**HOST, "Authorization": f"Bearer {API_TOKEN}"}
+AS_APPROVER = {**HOST, "Authorization": f"Bearer {APPROVER_TOKEN}"}
+HANG = 120.0  # seconds; only reached when something is broken
+
+# Pauses on a gated call between two lines of output, then returns what the call answered.
+GATED = """
+console.log('before');
+let said;
+try { said = await tools.t.echo({text: 'hi'}); } catch (e) { said = [e.name, e.reason, e.server, e.tool]; }
+console.log('after');
+said
+"""
+
+
+def tools_file(base: Path) -> Path:
+    path = base / "tools.json"
+    server = {
+        "command": sys.executable,
+        "args": [str(SERVERS), "stdio"],
+        "approve": ["echo"],
+        "approveDestructive": True,
+    }
+    path.write_text(json.dumps({"mcpServers": {"t": server}}))
+    return path
+
+
+def settings(base: Path, name: str = "data", **more: Any) -> Settings:
+    return Settings(
+        data_dir=base / name,
+        workers=1,
+        tools_config=tools_file(base),
+        api_token=API_TOKEN,
+        approver_token=APPROVER_TOKEN,
+        **more,
+    )
+
+
+def ready(client: testing.TestClient) -> testing.TestClient:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        server = client.simulate_get("/api/tools", headers=AS_AUTHOR).json["servers"][0]
+        if server["state"] == "ready":
+            return client
+        time.sleep(0.1)
+    raise AssertionError("the tool server never became ready")
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testing.TestClient]:
+    service = Service(settings(tmp_path_factory.mktemp("approval"))).start()
+    try:
+        yield ready(testing.TestClient(create_app(service=service)))
+    finally:
+        service.close()
+
+
+def submit(client: testing.TestClient, code: str, **fields: Any) -> str:
+    resp = client.simulate_post("/api/exec", json={"code": code, **fields}, headers=AS_AUTHOR)
+    assert resp.status_code == 202, resp.text
+    return str(resp.json["execution_id"])
+
+
+def settled(client: testing.TestClient, execution_id: str) -> dict[str, Any]:
+    """The execution once it is no longer running (waiting or terminal)."""
+    deadline = time.monotonic() + HANG
+    while True:
+        resp = client.simulate_get(
+            f"/api/executions/{execution_id}", params={"wait_ms": "5000"}, headers=AS_AUTHOR
+        )
+        assert resp.status_code == 200, resp.text
+        info: dict[str, Any] = resp.json
+        if info["status"] != "running" or time.monotonic() > deadline:
+            return info
+
+
+def approve(
+    client: testing.TestClient, execution_id: str, decisions: list[dict[str, Any]], **headers: str
+) -> Any:
+    return client.simulate_post(
+        f"/api/executions/{execution_id}/approve",
+        json={"decisions": decisions},
+        headers=headers or AS_APPROVER,
+    )
+
+
+def output(client: testing.TestClient, execution_id: str) -> str:
+    return str(client.simulate_get(f"/api/executions/{execution_id}/output", headers=AS_AUTHOR).json["data"])
+
+
+def test_a_gated_call_waits_without_a_worker_and_an_approval_completes_it(client: testing.TestClient) -> None:
+    execution_id = submit(client, GATED)
+    info = settled(client, execution_id)
+    assert info["status"] == "waiting", info
+    (call,) = info["pending_tool_calls"]
+    assert {k: call[k] for k in ("server", "tool", "arguments")} == {
+        "server": "t",
+        "tool": "echo",
+        "arguments": {"text": "hi"},
+    }
+    assert info["approval_deadline"] is not None and info["result"] is None and info["heap"] is None
+    # The one worker is free: another execution runs meanwhile.
+    other = settled(client, submit(client, "6 * 7"))
+    assert (other["status"], other["result"]) == ("completed", "42")
+    resp = approve(client, execution_id, [{"call_id": call["call_id"], "approved": True}])
+    assert resp.status_code == 202, resp.text
+    assert resp.json["status"] == "running" and resp.json["pending_tool_calls"] is None
+    info = settled(client, execution_id)
+    assert info["status"] == "completed", info
+    assert json.loads(info["result"]) == {"result": "hi"}  # what the tool answered
+    assert info["heap"] is not None  # it snapshots as it asked
+    assert output(client, execution_id) == "before\nafter\n"  # one log, both runs
+    again = approve(client, execution_id, [{"call_id": call["call_id"], "approved": True}])
+    assert again.status_code == 409, again.text
+
+
+def test_a_denied_call_throws_tool_denied_with_the_reason(client: testing.TestClient) -> None:
+    execution_id = submit(client, GATED)
+    info = settled(client, execution_id)
+    call_id = info["pending_tool_calls"][0]["call_id"]
+    assert (
+        approve(
+            client, execution_id, [{"call_id": call_id, "approved": False, "reason": "not today"}]
+        ).status_code
+        == 202
+    )
+    info = settled(client, execution_id)
+    assert info["status"] == "completed", info
+    assert json.loads(info["result"]) == ["ToolDenied", "not today", "t", "echo"]
+
+
+def test_a_free_call_finishes_first_then_the_script_waits_on_the_gated_one(
+    client: testing.TestClient,
+) -> None:
+    code = """
+    const order = [];
+    const [sum, gone] = await Promise.all([
+      tools.t.add({a: 2, b: 3}).then(r => { order.push('add'); return r; }),
+      tools.t.delete_everything({path: '/tmp/x'}).then(r => { order.push('delete'); return r; }),
+    ]);
+    ({sum, gone, order})
+    """
+    execution_id = submit(client, code)
+    info = settled(client, execution_id)
+    assert info["status"] == "waiting", info
+    assert [(c["tool"], c["arguments"]) for c in info["pending_tool_calls"]] == [
+        ("delete_everything", {"path": "/tmp/x"})
+    ]
+    call_id = info["pending_tool_calls"][0]["call_id"]
+    assert approve(client, execution_id, [{"call_id": call_id, "approved": True}]).status_code == 202
+    info = settled(client, execution_id)
+    assert info["status"] == "completed", info
+    result = json.loads(info["result"])
+    assert result["sum"] == {"result": 5} and result["order"] == ["add", "delete"]
+
+
+def test_a_waiting_execution_can_be_cancelled(client: testing.TestClient) -> None:
+    execution_id = submit(client, GATED)
+    call_id = settled(client, execution_id)["pending_tool_calls"][0]["call_id"]
+    resp = client.simulate_post(f"/api/executions/{execution_id}/cancel", headers=AS_AUTHOR)
+    assert resp.status_code == 200 and resp.json["ok"], resp.text
+    info = settled(client, execution_id)
+    assert (info["status"], info["pending_tool_calls"]) == ("cancelled", None)
+    resp = approve(client, execution_id, [{"call_id": call_id, "approved": True}])
+    assert resp.status_code == 409 and "cancelled" in resp.json["error"], resp.text
+
+
+def test_without_a_snapshot_a_gated_call_is_denied_at_once(client: testing.TestClient) -> None:
+    info = settled(client, submit(client, GATED, snapshot=False))
+    assert info["status"] == "completed", info
+    assert json.loads(info["result"])[:2] == ["ToolDenied", "a gated call cannot pause without a snapshot"]
+
+
+def test_only_the_approvers_token_approves(client: testing.TestClient) -> None:
+    execution_id = submit(client, GATED)
+    call_id = settled(client, execution_id)["pending_tool_calls"][0]["call_id"]
+    decisions = [{"call_id": call_id, "approved": True}]
+    assert approve(client, execution_id, decisions, **AS_AUTHOR).status_code == 403
+    assert approve(client, execution_id, decisions, **HOST).status_code == 401
+    assert (
+        approve(client, execution_id, decisions, **{**HOST, "Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
+    # The approver's token opens no other route.
+    assert client.simulate_get(f"/api/executions/{execution_id}", headers=AS_APPROVER).status_code == 401
+    assert settled(client, execution_id)["status"] == "waiting"  # nothing changed
+    assert approve(client, execution_id, decisions).status_code == 202
+    assert settled(client, execution_id)["status"] == "completed"
+
+
+def test_decisions_must_name_each_pending_call_once(client: testing.TestClient) -> None:
+    code = "await Promise.all([tools.t.echo({text: 'a'}), tools.t.echo({text: 'b'})])"
+    execution_id = submit(client, code)
+    info = settled(client, execution_id)
+    first, second = (c["call_id"] for c in info["pending_tool_calls"])
+    for decisions, said in [
+        ([{"call_id": first, "approved": True}], "undecided"),
+        ([{"call_id": first, "approved": True}, {"call_id": first, "approved": False}], "twice"),
+        (
+            [{"call_id": first, "approved": True}, {"call_id": 999, "approved": True}],
+            "not one this execution waits on",
+        ),
+        ([], None),
+        ([{"call_id": first}], None),
+    ]:
+        resp = approve(client, execution_id, decisions)
+        assert resp.status_code == 400, resp.text
+        assert said is None or said in resp.json["error"], resp.text
+    assert settled(client, execution_id)["status"] == "waiting"  # nothing changed
+    unknown = approve(client, str(uuid.uuid4()), [{"call_id": 1, "approved": True}])
+    assert unknown.status_code == 404, unknown.text
+    done = settled(client, submit(client, "1"))["execution_id"]
+    assert approve(client, done, [{"call_id": 1, "approved": True}]).status_code == 409
+    both = [{"call_id": first, "approved": True}, {"call_id": second, "approved": False}]
+    assert approve(client, execution_id, both).status_code == 202
+    info = settled(client, execution_id)
+    assert info["status"] == "failed" and "ToolDenied" in info["error"], info  # the script did not catch it
+
+
+def test_an_undecided_wait_fails_at_its_deadline(tmp_path: Path) -> None:
+    service = Service(settings(tmp_path, approval_timeout_secs=1)).start()
+    try:
+        client = ready(testing.TestClient(create_app(service=service)))
+        execution_id = submit(client, GATED)
+        assert settled(client, execution_id)["status"] == "waiting"
+        deadline = time.monotonic() + HANG
+        info = settled(client, execution_id)
+        while info["status"] == "waiting" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            info = settled(client, execution_id)
+        assert info["status"] == "failed", info
+        assert "no decision on its held tool calls within 1 s" in info["error"]
+    finally:
+        service.close()
+
+
+def test_a_wait_outlives_a_restart_of_the_server(tmp_path: Path) -> None:
+    first = Service(settings(tmp_path)).start()
+    try:
+        client = ready(testing.TestClient(create_app(service=first)))
+        execution_id = submit(client, GATED)
+        call_id = settled(client, execution_id)["pending_tool_calls"][0]["call_id"]
+    finally:
+        first.close()
+    second = Service(settings(tmp_path)).start()  # the same data directory
+    try:
+        client = ready(testing.TestClient(create_app(service=second)))
+        assert settled(client, execution_id)["status"] == "waiting"  # not failed as interrupted
+        assert approve(client, execution_id, [{"call_id": call_id, "approved": True}]).status_code == 202
+        info = settled(client, execution_id)
+        assert (info["status"], info["result"]) == ("completed", '{"result":"hi"}'), info
+        assert output(client, execution_id) == "before\nafter\n"
+    finally:
+        second.close()
+
+
+@pytest.mark.database
+def test_an_approval_on_another_node_completes_the_execution(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    database = postgres_server.create_database("approval_" + uuid.uuid4().hex[:12])
+    started: list[Service] = []
+
+    def node(name: str) -> testing.TestClient:
+        service = Service(
+            settings(tmp_path, name, database_url=database, heap_signing_key=(SIGNING_KEY,))
+        ).start()
+        started.append(service)
+        return ready(testing.TestClient(create_app(service=service)))
+
+    try:
+        a, b = node("a"), node("b")
+        execution_id = submit(a, GATED)
+        info = settled(b, execution_id)
+        assert info["status"] == "waiting", info
+        call_id = info["pending_tool_calls"][0]["call_id"]
+        assert approve(b, execution_id, [{"call_id": call_id, "approved": True}]).status_code == 202
+        assert (
+            approve(a, execution_id, [{"call_id": call_id, "approved": True}]).status_code == 409
+        )  # decided
+        for client in (a, b):
+            info = settled(client, execution_id)
+            assert (info["status"], info["result"]) == ("completed", '{"result":"hi"}'), info
+        assert output(a, execution_id) == "before\nafter\n"
+    finally:
+        for service in started:
+            service.close()
