@@ -312,3 +312,51 @@ def test_an_approval_on_another_node_completes_the_execution(
     finally:
         for service in started:
             service.close()
+
+
+def mcp(client: testing.TestClient, headers: dict[str, str], method: str, params: dict[str, Any]) -> Any:
+    resp = client.simulate_post(
+        "/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+        headers={**headers, "Content-Type": "application/json", "MCP-Protocol-Version": "2025-06-18"},
+    )
+    assert resp.status_code == 200, resp.text
+    return resp.json.get("result", resp.json)
+
+
+def test_over_mcp_run_js_returns_the_wait_and_only_the_approver_gets_approve_tool_calls(
+    client: testing.TestClient,
+) -> None:
+    author = {t["name"] for t in mcp(client, AS_AUTHOR, "tools/list", {})["tools"]}
+    approver = {t["name"] for t in mcp(client, AS_APPROVER, "tools/list", {})["tools"]}
+    assert "run_js" in author and "approve_tool_calls" not in author
+    assert approver == {"list_executions", "get_execution", "approve_tool_calls"}
+    ran = mcp(
+        client, AS_AUTHOR, "tools/call", {"name": "run_js", "arguments": {"code": GATED, "wait_ms": 30000}}
+    )
+    info = ran["structuredContent"]
+    assert info["status"] == "waiting" and not ran["isError"], ran
+    (call,) = info["pending_tool_calls"]
+    assert (call["tool"], call["arguments"]) == ("echo", {"text": "hi"})
+    denied = mcp(
+        client,
+        AS_AUTHOR,
+        "tools/call",
+        {"name": "approve_tool_calls", "arguments": {"execution_id": info["execution_id"], "decisions": []}},
+    )
+    assert "approve_tool_calls" in denied["error"]["message"], denied  # no such tool for the author
+    decided = mcp(
+        client,
+        AS_APPROVER,
+        "tools/call",
+        {
+            "name": "approve_tool_calls",
+            "arguments": {
+                "execution_id": info["execution_id"],
+                "decisions": [{"call_id": call["call_id"], "approved": True}],
+            },
+        },
+    )
+    assert decided["structuredContent"]["status"] == "running", decided
+    done = settled(client, info["execution_id"])
+    assert (done["status"], done["result"]) == ("completed", '{"result":"hi"}'), done

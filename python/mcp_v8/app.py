@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 PUBLIC_ROUTES = frozenset({"/api/version", "/api/openapi.json"})
 # The one route of the approver's credential (--approver-token), which takes no other.
 APPROVER_ROUTE = re.compile(r"/api/executions/[^/]*/approve/?")
+MCP_ROUTE = "/mcp"  # the approver's token opens it too, to its own tools
 RETENTION_INTERVAL_SECONDS = 300.0
 APPROVAL_SWEEP_SECONDS = 5.0
 
@@ -299,6 +300,8 @@ class SecurityMiddleware:
             )
         if APPROVER_ROUTE.fullmatch(req.path):
             self._check_approver(req)
+        elif req.path == MCP_ROUTE and self._approver is not None and _bearer_is(req, self._approver):
+            req.context.approver = True  # the approver's MCP tools, and only them
         elif self._token is not None and req.path not in PUBLIC_ROUTES and not _bearer_is(req, self._token):
             raise falcon.HTTPUnauthorized(
                 description="a valid bearer token is required", challenges=['Bearer realm="mcp-v8"']
