@@ -1050,6 +1050,21 @@ def test_a_paused_execution_waits_without_its_worker_and_runs_on_once_resumed(
     assert service.manager.cancel(cancelled) is CancelOutcome.ALREADY_FINISHED
 
 
+def test_a_resume_cancelled_before_it_was_queued_never_reaches_a_worker(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service(tool_caller=GatedCaller())
+    paused = service.submit("pause-on-held")
+    assert service.finished(paused).status == "waiting"
+    assert service.executions.resume(paused, owner=None) is not None  # decided: its calls being made
+    assert service.manager.cancel(paused) is CancelOutcome.ACCEPTED  # cancelled meanwhile
+    service.manager.resume(paused, spec("complete", heap=ENVELOPE_KEY), 1)
+    after = service.submit("complete")
+    assert service.finished(after).status == "completed"
+    assert job_ids([m for m in workers.current.all_received() if isinstance(m, Job)]) == [paused, after]
+    assert service.finished(paused).status == "cancelled"
+
+
 def test_an_undecided_wait_fails_at_its_deadline_once(
     make_service: Callable[..., Service], workers: FakeWorkers
 ) -> None:

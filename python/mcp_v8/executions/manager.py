@@ -309,9 +309,15 @@ class ExecutionManager:
         worker runs it), regardless of the queue's limit: it was admitted before. Its console
         output goes on in the same log."""
         if self._admission is not None:
-            self._admission.resume(execution_id, spec)
+            self._admission.resume(execution_id, spec)  # a node claims only a running execution's job
             return
         self.waiters.accept(execution_id)
+        # A cancel that came before it was live here found nothing to stop: it must not run.
+        # One that comes from now on finds it live (queued or executing), as any other.
+        record = self._executions.get(execution_id)
+        if record is None or record.status != "running":
+            self.waiters.forget(execution_id)
+            return
         with self._lock:
             accepted = not self._closed
             if accepted:
