@@ -249,7 +249,8 @@ def test_an_undecided_wait_fails_at_its_deadline(tmp_path: Path) -> None:
     try:
         client = ready(testing.TestClient(create_app(service=service)))
         execution_id = submit(client, GATED)
-        assert settled(client, execution_id)["status"] == "waiting"
+        # Waiting, unless a very busy machine let its second pass before this looked.
+        assert settled(client, execution_id)["status"] in ("waiting", "failed")
         deadline = time.monotonic() + HANG
         info = settled(client, execution_id)
         while info["status"] == "waiting" and time.monotonic() < deadline:

@@ -46,7 +46,6 @@ from mcp_v8.executions.protocol import (
     Done,
     FetchCall,
     FetchReply,
-    HeldCall,
     Job,
     JobResult,
     Message,
@@ -257,9 +256,9 @@ class FakeWorker(ThreadWorker):
         self._conn.send(ToolCall(execution_id, 4, "gated", "drop", '{"what": "all"}'))
         reply = self._conn.recv()
         self.received.put(reply)
-        named = (HeldCall(4, "gated", "other", '{"what": "nothing"}'),)
+        named = (PendingToolCall(4, "gated", "other", '{"what": "nothing"}'),)
         if code == "pause-naming-other-calls":
-            named = (HeldCall(5, "gated", "drop", "{}"),)
+            named = (PendingToolCall(5, "gated", "drop", "{}"),)
         if code == "pause-without-heap":
             self._conn.send(Done(execution_id, JobResult(status="waiting", pending_tool_calls=named)))
             return
@@ -828,7 +827,7 @@ def test_a_paused_job_is_answered_with_the_calls_the_server_held_not_the_workers
     assert workers.current.next_message() == ToolReply("a", 4, '{"held": true}')
     assert (result.status, result.heap, result.envelope) == ("waiting", ENVELOPE_KEY, ENVELOPE)
     # The worker named the call with another tool and arguments: the server's record stands.
-    assert result.pending_tool_calls == (HeldCall(4, "gated", "drop", '{"what": "all"}'),)
+    assert result.pending_tool_calls == (PendingToolCall(4, "gated", "drop", '{"what": "all"}'),)
     assert result.tool_calls_made == 3  # two before the pause, and the held one
     assert slot.run(job("b", "complete"), lambda text: None).status == "completed"  # in step
 
@@ -1556,8 +1555,8 @@ def test_every_message_kind_goes_through_the_channel_unchanged() -> None:
                     heap="b" * 64,
                     heap_size=9,
                     pending_tool_calls=(
-                        HeldCall(3, "gh", "delete ü", '{"repo": "x"}'),
-                        HeldCall(9, "s", "t", "{}"),
+                        PendingToolCall(3, "gh", "delete ü", '{"repo": "x"}'),
+                        PendingToolCall(9, "s", "t", "{}"),
                     ),
                 ),
             ),

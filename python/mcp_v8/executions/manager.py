@@ -38,7 +38,6 @@ from ..storage import (
     HeapNotSigned,
     HeapStoreUnavailable,
     OutputLog,
-    PendingToolCall,
 )
 from .admission import Admission
 from .errors import QueueFull, ShuttingDown
@@ -491,10 +490,7 @@ class ExecutionManager:
             assert spec is not None and result.heap is not None
             record = self._executions.pause(
                 execution_id,
-                pending=[
-                    PendingToolCall(c.call_id, c.server, c.tool, c.arguments)
-                    for c in result.pending_tool_calls
-                ],
+                pending=result.pending_tool_calls,
                 heap=result.heap,
                 tool_calls_made=result.tool_calls_made or 0,
                 resume_spec=spec_to_wire(dataclasses.replace(spec, code="", heap=None)),

@@ -116,7 +116,7 @@ from typing import Any, Callable, ClassVar, Literal, Union
 import msgpack
 
 from ..js_error import JsError
-from ..storage import TerminalStatus
+from ..storage import PendingToolCall, TerminalStatus
 from .sandbox import MODES, Walls
 from .spec import (
     CODE_LIMIT,
@@ -138,7 +138,6 @@ __all__ = [
     "Cancel",
     "Done",
     "FetchCall",
-    "HeldCall",
     "FetchReply",
     "Job",
     "JobResult",
@@ -183,30 +182,12 @@ JobStatus = Union[TerminalStatus, Literal["waiting"]]
 
 
 @dataclass(frozen=True)
-class HeldCall:
-    """A tool call the server answered ``{"held": true}``: it waits for a person's decision in
-    the paused script's heap. ``arguments``: the JSON text the script sent."""
-
-    call_id: int
-    server: str
-    tool: str
-    arguments: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "call_id": self.call_id,
-            "server": self.server,
-            "tool": self.tool,
-            "arguments": self.arguments,
-        }
-
-
-@dataclass(frozen=True)
 class JobResult:
     """What became of a job. ``heap`` is the key of the snapshot the job produced (a completed
     job that asked for one, or a paused one) and ``heap_size`` its size in bytes; ``js_error``
     the script's structured error, None when the failure is not the script's. ``waiting``: the
-    script paused on the held calls ``pending_tool_calls``."""
+    script paused on the held calls ``pending_tool_calls`` (each a call the server answered
+    ``{"held": true}``, its arguments the JSON text the script sent)."""
 
     status: JobStatus
     result: str | None = None
@@ -215,7 +196,7 @@ class JobResult:
     heap_size: int | None = None
     duration_ms: float | None = None
     js_error: JsError | None = None
-    pending_tool_calls: tuple[HeldCall, ...] = ()
+    pending_tool_calls: tuple[PendingToolCall, ...] = ()
     # The server's side only (never on the wire): the heap's envelope, read from its descriptor,
     # and the tool calls the execution made so far (its budget's use), when it paused.
     envelope: bytes | None = field(default=None, compare=False, repr=False)
@@ -404,7 +385,7 @@ def _done(b: dict[str, Any]) -> Done:
             heap_size=b["heap_size"],
             duration_ms=None if b["duration_ms"] is None else float(b["duration_ms"]),
             js_error=None if js is None else JsError(**js),
-            pending_tool_calls=tuple(HeldCall(**c) for c in b["pending_tool_calls"]),
+            pending_tool_calls=tuple(PendingToolCall(**c) for c in b["pending_tool_calls"]),
         ),
     )
 

@@ -39,8 +39,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from ..storage import PendingToolCall
 from ..tool_answers import error_answer, held_answer, result_answer
-from .protocol import TOOL_ANSWER_LIMIT, HeldCall, ToolCall, ToolReply, Undeliverable
+from .protocol import TOOL_ANSWER_LIMIT, ToolCall, ToolReply, Undeliverable
 from .tool_caller import ToolCaller, ToolTimeout, ToolUnavailable
 from .tool_values import ArgumentsError, check_arguments
 
@@ -170,11 +171,11 @@ class ToolCalls:
         with self._lock:
             return self._count
 
-    def held(self) -> tuple[HeldCall, ...]:
+    def held(self) -> tuple[PendingToolCall, ...]:
         """The calls answered ``{"held": true}``, by call id: this server's record of them."""
         with self._lock:
             calls = sorted(self._held.values(), key=lambda c: c.call_id)
-        return tuple(HeldCall(c.call_id, c.server, c.tool, c.arguments) for c in calls)
+        return tuple(PendingToolCall(c.call_id, c.server, c.tool, c.arguments) for c in calls)
 
     def submit(self, call: ToolCall, *, approved: bool = False) -> None:
         """Takes a call from the worker (the slot's reader): counted and checked at once (a

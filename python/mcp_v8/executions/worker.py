@@ -39,6 +39,7 @@ from typing import Any
 from ..engine import Engine, set_jitless
 from ..errors import SnapshotError
 from ..js_error import JsError
+from ..storage import PendingToolCall
 from ..tool_answers import error_answer, held_answer
 from . import sandbox
 from .channel import Channel
@@ -50,7 +51,6 @@ from .protocol import (
     Done,
     FetchCall,
     FetchReply,
-    HeldCall,
     Job,
     JobResult,
     Output,
@@ -308,7 +308,7 @@ class _Tools:
             self._jobs[execution_id] = (relay, waiting, held)
         return relay
 
-    def finish(self, execution_id: str) -> tuple[HeldCall, ...]:
+    def finish(self, execution_id: str) -> tuple[PendingToolCall, ...]:
         """Ends the job's relay; returns the calls held in it, by call id."""
         with self._lock:
             job = self._jobs.pop(execution_id, None)
@@ -316,7 +316,9 @@ class _Tools:
                 del self._calls[key]
         if job is None:
             return ()
-        return tuple(HeldCall(c.call_id, c.server, c.tool, c.arguments) for _, c in sorted(job[2].items()))
+        return tuple(
+            PendingToolCall(c.call_id, c.server, c.tool, c.arguments) for _, c in sorted(job[2].items())
+        )
 
     def deliver(self, reply: ToolReply) -> bool:
         """Hands ``reply`` to its job's run; False when it was dropped."""
