@@ -116,10 +116,15 @@ def output(client: testing.TestClient, execution_id: str) -> str:
 
 
 def test_a_gated_call_waits_without_a_worker_and_an_approval_completes_it(client: testing.TestClient) -> None:
-    execution_id = submit(client, GATED)
+    execution_id = submit(client, GATED, tags={"suite": "approval"})
     info = settled(client, execution_id)
     assert info["status"] == "waiting", info
     (call,) = info["pending_tool_calls"]
+    listed = client.simulate_get("/api/executions", params={"status": "waiting"}, headers=AS_AUTHOR).json
+    assert execution_id in [e["execution_id"] for e in listed["executions"]]
+    # The heap it paused in is its own: no tag query finds it.
+    query = client.simulate_post("/api/heaps/query", json={"tags": {"suite": "approval"}}, headers=AS_AUTHOR)
+    assert query.json["heaps"] == [], query.text
     assert {k: call[k] for k in ("server", "tool", "arguments")} == {
         "server": "t",
         "tool": "echo",
@@ -135,7 +140,9 @@ def test_a_gated_call_waits_without_a_worker_and_an_approval_completes_it(client
     info = settled(client, execution_id)
     assert info["status"] == "completed", info
     assert json.loads(info["result"]) == {"result": "hi"}  # what the tool answered
-    assert info["heap"] is not None  # it snapshots as it asked
+    assert info["heap"] is not None  # it snapshots as it asked, with its tags
+    query = client.simulate_post("/api/heaps/query", json={"tags": {"suite": "approval"}}, headers=AS_AUTHOR)
+    assert [h["heap"] for h in query.json["heaps"]] == [info["heap"]]
     assert output(client, execution_id) == "before\nafter\n"  # one log, both runs
     again = approve(client, execution_id, [{"call_id": call["call_id"], "approved": True}])
     assert again.status_code == 409, again.text

@@ -596,9 +596,9 @@ class ExecutionManager:
         result = self._run(slot, item)
         if result.envelope is not None and result.heap is not None:
             try:  # published, signed and indexed before a client can see the key: any node resumes it
-                self._catalogue.add(
-                    result.heap, result.envelope, session=spec.session, tags=dict(spec.tags) or None
-                )
+                # A paused heap is the execution's own, not one a client finds by its tags.
+                tags = None if result.status == "waiting" else dict(spec.tags) or None
+                self._catalogue.add(result.heap, result.envelope, session=spec.session, tags=tags)
             except (HeapStoreUnavailable, HeapNotFound, OSError) as e:
                 result = JobResult(
                     status="failed",
