@@ -4,7 +4,12 @@ An execution is ``running`` from the moment it is accepted (queued or executing,
 contract says) until its first terminal transition (``completed``, ``failed``,
 ``cancelled``, ``timed_out``), which the execution store makes atomic: later transitions are
 ignored, so a cancelled execution is never overwritten by what its worker reports
-afterwards. The queue is bounded; a full queue is refused (``QueueFull``), never grown.
+afterwards. A run whose script waits only on tool calls held for a person's decision ends
+``waiting`` instead (its worker free, its heap published, the calls the server held recorded);
+a decision takes it back to ``running`` and :meth:`ExecutionManager.resume` queues the resume
+of that heap as a job of the same execution, appending to the same output log; a cancel or
+the approval deadline ends it while it waits (:meth:`ExecutionManager.expire_waiting`).
+The queue is bounded; a full queue is refused (``QueueFull``), never grown.
 Worker crashes and restarts are logged and counted for ``stats()`` (``GET /api/stats``).
 Heaps are the catalogue's (:mod:`..storage.heap_catalogue`): the manager asks it to count a use,
 for the verified bytes of a heap an execution resumes (handed to the worker as a sealed,
