@@ -38,6 +38,7 @@ import pytest
 from mcp_v8 import _engine
 from mcp_v8.errors import SnapshotError
 from mcp_v8.executions import CancelOutcome, ExecutionManager, ExecutionSpec, FetchPolicy, Limits, QueueFull
+from mcp_v8.executions.approvals import Approvals, Decision
 from mcp_v8.executions.heap_fds import heap_memfd, read_heap
 from mcp_v8.executions.pool import WorkerOptions, WorkerSlot, WorkerStartError
 from mcp_v8.executions.protocol import (
@@ -1062,6 +1063,44 @@ def test_a_resume_cancelled_before_it_was_queued_never_reaches_a_worker(
     assert service.finished(after).status == "completed"
     assert job_ids([m for m in workers.current.all_received() if isinstance(m, Job)]) == [paused, after]
     assert service.finished(paused).status == "cancelled"
+
+
+class BlockingGatedCaller(GatedCaller):
+    """``gated.drop``, gated; once approved, its call blocks until it is abandoned."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.abandoned = threading.Event()
+
+    def call(
+        self, server: str, tool: str, arguments: str, deadline: float, abandoned: threading.Event
+    ) -> Any:
+        self.started.set()
+        if abandoned.wait(HANG):
+            self.abandoned.set()
+        return {"content": []}
+
+
+def test_a_cancel_abandons_the_approved_calls_being_made_and_nothing_resumes(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    caller = BlockingGatedCaller()
+    service = make_service(tool_caller=caller)
+    approvals = Approvals(service.executions, service.manager, caller)
+    paused = service.submit("pause-on-held")
+    assert service.finished(paused).status == "waiting"
+    assert approvals.decide(paused, [Decision(4, approved=True)]).status == "running"
+    assert caller.started.wait(HANG), "the approved call was never made"
+    assert service.manager.cancel(paused) is CancelOutcome.ACCEPTED
+    assert caller.abandoned.wait(HANG), "the approved call outlived the cancel"
+    assert service.finished(paused).status == "cancelled"
+    deadline = time.monotonic() + HANG
+    while service.manager.waiters.is_live(paused) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the decision's thread lets it go
+    assert not service.manager.waiters.is_live(paused)
+    after = service.submit("complete")
+    assert service.finished(after).status == "completed"
+    assert job_ids([m for m in workers.current.all_received() if isinstance(m, Job)]) == [paused, after]
 
 
 def test_an_undecided_wait_fails_at_its_deadline_once(

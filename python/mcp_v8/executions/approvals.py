@@ -94,6 +94,55 @@ def denial(call: PendingToolCall, reason: str | None) -> str:
     return error_answer("ToolDenied", f"{call.server}.{call.tool} was denied: {why}", reason=why)
 
 
+class _Room:
+    """The approved calls of one decision, made through a :class:`~.tool_calls.ToolCalls` of
+    their own; :meth:`abandon` (a cancel, any thread) ends them and the wait for them."""
+
+    def __init__(self, execution_id: str, caller: ToolCaller | None, limits: ToolLimits) -> None:
+        self._execution_id = execution_id
+        self._limits = limits
+        self._done = threading.Condition()
+        self._replies: dict[int, str] = {}  # under _done, with _abandoned
+        self._abandoned = False
+        self._calls = ToolCalls(execution_id, caller, self._send, limits=limits)
+
+    def _send(self, reply: ToolReply) -> None:
+        with self._done:
+            self._replies[reply.call_id] = reply.answer
+            self._done.notify_all()
+
+    def abandon(self) -> None:
+        with self._done:
+            self._abandoned = True
+            self._done.notify_all()
+        self._calls.end()  # the calls in flight are abandoned: their servers are told
+
+    def make(self, calls: Sequence[PendingToolCall]) -> dict[int, str] | None:
+        """Makes ``calls`` (in parallel, each under its deadline); their answers by call id, or
+        None when abandoned."""
+        eid = self._execution_id
+        try:
+            for c in calls:
+                self._calls.submit(ToolCall(eid, c.call_id, c.server, c.tool, c.arguments), approved=True)
+            with self._done:
+                self._done.wait_for(
+                    lambda: self._abandoned or len(self._replies) == len(calls),
+                    self._limits.call_timeout + _MARGIN_SECS,
+                )
+                if self._abandoned:
+                    return None
+        finally:
+            self._calls.end()
+        with self._done:
+            return {
+                c.call_id: self._replies.get(c.call_id)
+                or error_answer(
+                    "Error", f"tool call failed: {c.server}.{c.tool} did not answer within its time"
+                )
+                for c in calls
+            }
+
+
 class Approvals:
     """The decisions on this deployment's waiting executions, made on this process (``owner``,
     the owner its resumes are recorded with)."""
@@ -134,52 +183,40 @@ class Approvals:
         return claimed
 
     def _carry_out(self, record: ExecutionRecord, decisions: Sequence[Decision]) -> None:
-        """Makes the approved calls and queues the resume; a failure fails the execution."""
+        """Makes the approved calls and queues the resume; a failure fails the execution. A
+        cancel meanwhile (here or anywhere) abandons the calls: no resume then."""
         execution_id = record.execution_id
+        room = _Room(execution_id, self._caller, self._limits)
+        if not self._manager.deciding(execution_id, room.abandon):
+            return  # cancelled before a call was made
         try:
-            spec = self.resume_spec(record, self.answers(record, decisions))
+            answers = self.answers(record, decisions, room)
+            if answers is None:
+                self._manager.undecided(execution_id)
+                return
+            spec = self.resume_spec(record, answers)
             self._manager.resume(execution_id, spec, record.tool_calls_made or 0)
         except Exception as e:
             log.exception("could not resume execution %s", execution_id)
+            self._manager.undecided(execution_id)
             self._manager.fail(execution_id, f"the execution could not be resumed: {type(e).__name__}: {e}")
 
-    def answers(self, record: ExecutionRecord, decisions: Sequence[Decision]) -> list[tuple[int, object]]:
-        """Each pending call's answer, as a JSON value: the approved ones made now."""
+    def answers(
+        self, record: ExecutionRecord, decisions: Sequence[Decision], room: _Room | None = None
+    ) -> list[tuple[int, object]] | None:
+        """Each pending call's answer, as a JSON value: the approved ones made now (in ``room``).
+        None when the calls were abandoned (the execution was cancelled)."""
         pending = {c.call_id: c for c in record.pending_tool_calls or ()}
         approved = [pending[d.call_id] for d in decisions if d.approved]
-        made = self._make(record.execution_id, approved) if approved else {}
+        room = room or _Room(record.execution_id, self._caller, self._limits)
+        made = room.make(approved) if approved else {}
+        if made is None:
+            return None
         answers: list[tuple[int, object]] = []
         for d in sorted(decisions, key=lambda d: d.call_id):
             text = made[d.call_id] if d.approved else denial(pending[d.call_id], d.reason)
             answers.append((d.call_id, json.loads(text)))
         return answers
-
-    def _make(self, execution_id: str, calls: Sequence[PendingToolCall]) -> dict[int, str]:
-        """Makes ``calls`` (in parallel, each under its deadline); their answers by call id."""
-        replies: dict[int, str] = {}
-        done = threading.Condition()
-
-        def send(reply: ToolReply) -> None:
-            with done:
-                replies[reply.call_id] = reply.answer
-                done.notify_all()
-
-        room = ToolCalls(execution_id, self._caller, send, limits=self._limits)
-        try:
-            for c in calls:
-                room.submit(ToolCall(execution_id, c.call_id, c.server, c.tool, c.arguments), approved=True)
-            with done:
-                done.wait_for(lambda: len(replies) == len(calls), self._limits.call_timeout + _MARGIN_SECS)
-        finally:
-            room.end()
-        with done:
-            return {
-                c.call_id: replies.get(c.call_id)
-                or error_answer(
-                    "Error", f"tool call failed: {c.server}.{c.tool} did not answer within its time"
-                )
-                for c in calls
-            }
 
     @staticmethod
     def resume_spec(record: ExecutionRecord, answers: Sequence[tuple[int, object]]) -> ExecutionSpec:

@@ -132,6 +132,9 @@ class ExecutionManager:
         self._queue: collections.deque[_Queued] = collections.deque()
         self._reserved = 0  # places taken by submits whose record is being written
         self._executing: dict[str, WorkerSlot] = {}
+        # Decided executions whose approved calls are being made here, before their resume:
+        # how to abandon those calls (a cancel here, or written by another process or node).
+        self._deciding: dict[str, Callable[[], None]] = {}
         # Executions accepted here and not yet terminal, their long-polls and followers.
         self.waiters = Waiters(
             self._read, events=events, recheck_secs=recheck_secs, ended_elsewhere=self._ended_elsewhere
@@ -306,13 +309,45 @@ class ExecutionManager:
         if record is not None:
             self.waiters.announce(execution_id)
 
+    def deciding(self, execution_id: str, abandon: Callable[[], None]) -> bool:
+        """The approved calls of ``execution_id``, taken back to ``running`` by a decision, are
+        about to be made here (:mod:`.approvals`): it is live here until :meth:`resume`, and a
+        cancel (here, or written by another process or node) calls ``abandon``. False when it
+        is no longer running (a cancel came first): make nothing."""
+        with self._lock:
+            self._deciding[execution_id] = abandon
+        self.waiters.accept(execution_id)
+        record = self._executions.get(execution_id)  # a cancel before the line above found it nowhere
+        if record is not None and record.status == "running":
+            return True
+        with self._lock:
+            self._deciding.pop(execution_id, None)
+        self.waiters.forget(execution_id)
+        return False
+
+    def undecided(self, execution_id: str) -> None:
+        """The approved calls of ``execution_id`` were abandoned or failed: it is no longer live
+        here (see :meth:`deciding`)."""
+        with self._lock:
+            self._deciding.pop(execution_id, None)
+        self.waiters.forget(execution_id)
+
+    def _abandon_decision(self, execution_id: str) -> None:
+        with self._lock:
+            abandon = self._deciding.pop(execution_id, None)
+        if abandon is not None:
+            abandon()
+
     def resume(self, execution_id: str, spec: ExecutionSpec, tool_calls_made: int) -> None:
         """Runs on an execution taken back from ``waiting`` to ``running`` (its decision made:
         :mod:`.approvals`): ``spec`` resumes the heap it paused in and settles its calls, with the
         rest of its budget of calls. Queued here, or in the nodes' queue (any node with a free
         worker runs it), regardless of the queue's limit: it was admitted before. Its console
         output goes on in the same log."""
+        with self._lock:
+            self._deciding.pop(execution_id, None)
         if self._admission is not None:
+            self.waiters.forget(execution_id)  # live where a node claims it (maybe this one)
             self._admission.resume(execution_id, spec)  # a node claims only a running execution's job
             return
         self.waiters.accept(execution_id)
@@ -369,6 +404,7 @@ class ExecutionManager:
         stops it here if it runs or waits here."""
         if not self.waiters.is_live(execution_id):
             return
+        self._abandon_decision(execution_id)
         with self._lock:
             queued = next((i for i in self._queue if i.execution_id == execution_id), None)
             if queued is not None:
@@ -400,6 +436,7 @@ class ExecutionManager:
         cancelled = JobResult(status="cancelled", error="execution cancelled")
         if not self._finish(execution_id, cancelled, waiting=True):  # a waiting one ends too
             return CancelOutcome.ALREADY_FINISHED
+        self._abandon_decision(execution_id)  # its approved calls, if they are being made here
         if slot is not None:
             slot.cancel(execution_id)
         elif self._admission is not None:  # it may run on another node
