@@ -14,7 +14,9 @@ fails its call); denied ones are answered ``ToolDenied`` with the reason. The re
 execution of the paused heap whose code calls the engine's resume function with the answers,
 which go in as one JSON string literal parsed by the script (data, never code), under the spec the
 execution ran with, and the rest of its budget of calls; the manager queues it, here or for any
-node. Its script may pause again.
+node. Its script may pause again. While the approved calls are made the execution is live on
+this process (:meth:`~.manager.ExecutionManager.deciding`): a cancel abandons them (their tool
+servers are told) and nothing resumes.
 """
 
 from __future__ import annotations
