@@ -18,8 +18,11 @@ import pytest
 from falcon import testing
 
 from mcp_v8.app import Service, create_app
+from mcp_v8.client import Client
 from mcp_v8.config import Settings
+from mcp_v8.errors import APIError
 
+from .live_server import LiveServer
 from .pg_server import PostgresServer
 from .service_helpers import HOST, SIGNING_KEY
 
@@ -368,3 +371,38 @@ def test_over_mcp_run_js_returns_the_wait_and_only_the_approver_gets_approve_too
     assert decided["structuredContent"]["status"] == "running", decided
     done = settled(client, info["execution_id"])
     assert (done["status"], done["result"]) == ("completed", '{"result":"hi"}'), done
+
+
+def test_the_python_client_sees_the_wait_and_the_approvers_client_decides(tmp_path: Path) -> None:
+    live = LiveServer(
+        tmp_path / "data",
+        "--workers",
+        "1",
+        "--api-token",
+        API_TOKEN,
+        "--approver-token",
+        APPROVER_TOKEN,
+        "--tools-config",
+        str(tools_file(tmp_path)),
+    ).start()
+    try:
+        with Client(live.url, token=API_TOKEN) as author, Client(live.url, token=APPROVER_TOKEN) as approver:
+            deadline = time.monotonic() + HANG
+            waiting = author.execute(GATED, timeout=HANG)
+            while (
+                waiting.status == "completed" and time.monotonic() < deadline
+            ):  # the tool server was not up yet
+                time.sleep(0.2)
+                waiting = author.execute(GATED, timeout=HANG)
+            assert waiting.done and waiting.status == "waiting", waiting
+            assert waiting.pending_tool_calls is not None and waiting.approval_deadline is not None
+            call_id = waiting.pending_tool_calls[0]["call_id"]
+            with pytest.raises(APIError) as refused:  # the author's token cannot approve
+                author.approve(waiting.execution_id, [{"call_id": call_id, "approved": True}])
+            assert refused.value.status == 403
+            resumed = approver.approve(waiting.execution_id, [{"call_id": call_id, "approved": True}])
+            assert resumed.status == "running"
+            done = author.wait(waiting.execution_id, timeout=HANG)
+            assert (done.status, done.value) == ("completed", {"result": "hi"})
+    finally:
+        live.stop()
