@@ -77,6 +77,7 @@ LEVELS: dict[str, str] = {
     "test_tool_schemas": "unit",
     "test_mcp_client_requests": "unit",
     "test_tool_limits": "e2e",
+    "test_approval": "e2e",
     "test_blob_stores": "e2e",
     "test_nodes": "e2e",
     "test_cluster_faults": "e2e",

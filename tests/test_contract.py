@@ -99,7 +99,10 @@ def test_query_parameters_from_the_contract() -> None:
         ({"limit": "1.5"}, "limit must be an integer"),
         ({"limit": "0"}, "limit must be between 1 and 1000"),
         ({"limit": ["1", "2"]}, "limit must be given once"),
-        ({"status": "done"}, "status must be one of running, completed, failed, cancelled, timed_out"),
+        (
+            {"status": "done"},
+            "status must be one of running, waiting, completed, failed, cancelled, timed_out",
+        ),
         ({"session": "s" * 257}, "session must be at most 256 characters"),
         ({"session": ["a", "b"]}, "session must be given once"),
         ({"cursor": ""}, "cursor must be the next_cursor of an earlier page"),

@@ -39,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mcp_v8 import _engine
 from mcp_v8.errors import SnapshotError
 from mcp_v8.executions import CancelOutcome, ExecutionManager, ExecutionSpec, FetchPolicy, Limits, QueueFull
+from mcp_v8.executions.approvals import Approvals, Decision
 from mcp_v8.executions.heap_fds import heap_memfd, read_heap
 from mcp_v8.executions.pool import WorkerOptions, WorkerSlot, WorkerStartError
 from mcp_v8.executions.protocol import (
@@ -59,6 +60,7 @@ from mcp_v8.executions.protocol import (
     encode,
 )
 from mcp_v8.executions.spec import ToolLimits
+from mcp_v8.executions.tool_caller import ToolInfo
 from mcp_v8.executions.worker import _run
 from mcp_v8.js_error import JsError
 from mcp_v8.storage import (
@@ -68,6 +70,7 @@ from mcp_v8.storage import (
     HeapNotFound,
     HeapSigner,
     LocalHeaps,
+    PendingToolCall,
     SQLiteExecutionStore,
     SQLiteHeapIndex,
     SQLiteHeapTags,
@@ -105,6 +108,7 @@ def done_body(execution_id: str = "a", **fields: Any) -> dict[str, Any]:
         "heap": None,
         "heap_size": None,
         "duration_ms": 1.0,
+        "pending_tool_calls": [],
     }
     return {**body, **fields}
 
@@ -131,7 +135,7 @@ FRAMES: dict[str, bytes] = {
     "a-servers-kind": packed(["run", 1, {"execution_id": "a", "spec": {}}]),
     "unknown-version": packed(["output", 2, {"execution_id": "a", "text": "x"}]),
     "wrong-field-type": packed(["output", 1, {"execution_id": "a", "text": b"bytes\n"}]),
-    "bool-for-an-integer": packed(["done", 2, done_body(heap_size=True)]),
+    "bool-for-an-integer": packed(["done", 3, done_body(heap_size=True)]),
     "fetch-body-as-text": packed(
         ["fetch", 1, {"execution_id": "a", "call_id": 1, "args": "[]", "body": "xxxx"}]
     ),
@@ -185,9 +189,18 @@ FRAMES: dict[str, bytes] = {
     ),
     "missing-field": packed(["output", 1, {"execution_id": "a"}]),
     "unknown-field": packed(["output", 1, {"execution_id": "a", "text": "x", "extra": 1}]),
-    "not-a-status": packed(["done", 2, done_body(status="exploded")]),
-    "not-a-heap-key": packed(["done", 2, done_body(heap="../../etc/passwd")]),
-    "bad-js-error": packed(["done", 2, done_body(status="failed", js_error={"name": "E"})]),
+    "not-a-status": packed(["done", 3, done_body(status="exploded")]),
+    "not-a-heap-key": packed(["done", 3, done_body(heap="../../etc/passwd")]),
+    "bad-js-error": packed(["done", 3, done_body(status="failed", js_error={"name": "E"})]),
+    "an-older-done": packed(["done", 2, {k: v for k, v in done_body().items() if k != "pending_tool_calls"}]),
+    "pending-call-without-arguments": packed(
+        [
+            "done",
+            3,
+            done_body(status="waiting", pending_tool_calls=[{"call_id": 1, "server": "s", "tool": "t"}]),
+        ]
+    ),
+    "pending-calls-not-a-list": packed(["done", 3, done_body(pending_tool_calls={"call_id": 1})]),
     "extension-type": frame(
         msgpack.packb(["output", 1, {"execution_id": "a", "text": msgpack.ExtType(5, b"x")}])
     ),
@@ -236,6 +249,27 @@ class FakeWorker(ThreadWorker):
         fd = heap_memfd(data)
         try:
             result = JobResult(status="completed", result="1", heap=key or ENVELOPE_KEY, heap_size=len(data))
+            self._conn.send(Done(execution_id, result, heap_fd=fd))
+        finally:
+            os.close(fd)
+
+    def _pause(self, execution_id: str, code: str) -> None:
+        """Calls the gated tool ``gated.drop`` (call 4, its arguments as sent) and, once the
+        server answered, pauses: a ``waiting`` done naming the calls ``code`` says."""
+        self._conn.send(ToolCall(execution_id, 4, "gated", "drop", '{"what": "all"}'))
+        reply = self._conn.recv()
+        self.received.put(reply)
+        named = (PendingToolCall(4, "gated", "other", '{"what": "nothing"}'),)
+        if code == "pause-naming-other-calls":
+            named = (PendingToolCall(5, "gated", "drop", "{}"),)
+        if code == "pause-without-heap":
+            self._conn.send(Done(execution_id, JobResult(status="waiting", pending_tool_calls=named)))
+            return
+        fd = heap_memfd(ENVELOPE)
+        result = JobResult(
+            status="waiting", heap=ENVELOPE_KEY, heap_size=len(ENVELOPE), pending_tool_calls=named
+        )
+        try:
             self._conn.send(Done(execution_id, result, heap_fd=fd))
         finally:
             os.close(fd)
@@ -289,6 +323,8 @@ class FakeWorker(ThreadWorker):
                         self._send(Done(eid, result))
                     elif code == "store-heap":  # a new heap, sent back as a worker sends it
                         self._send_heap(eid, ENVELOPE)
+                    elif code in ("pause-on-held", "pause-naming-other-calls", "pause-without-heap"):
+                        self._pause(eid, code)
                     elif code in BAD_HEAPS:
                         BAD_HEAPS[code](self, eid)
                     elif code == "throw":
@@ -775,6 +811,45 @@ def test_a_heap_the_worker_sends_is_read_once_checked_and_keyed_by_the_server(
     assert result.envelope == ENVELOPE
 
 
+class GatedCaller:
+    """A ToolCaller with one gated tool, ``gated.drop``, which it must never be asked to call."""
+
+    def tools(self) -> dict[str, dict[str, ToolInfo]]:
+        return {"gated": {"drop": ToolInfo(needs_approval=True)}}
+
+    def call(self, *args: Any) -> dict[str, Any]:
+        raise AssertionError("a held call was made")
+
+
+def test_a_paused_job_is_answered_with_the_calls_the_server_held_not_the_workers_word(
+    make_slot: Callable[..., ParkingSlot], workers: FakeWorkers
+) -> None:
+    slot = make_slot(tool_caller=GatedCaller())
+    result = slot.run(dataclasses.replace(job("a", "pause-on-held"), tool_calls_made=2), lambda text: None)
+    assert job_ids([workers.current.next_message()]) == ["a"]
+    assert workers.current.next_message() == ToolReply("a", 4, '{"held": true}')
+    assert (result.status, result.heap, result.envelope) == ("waiting", ENVELOPE_KEY, ENVELOPE)
+    # The worker named the call with another tool and arguments: the server's record stands.
+    assert result.pending_tool_calls == (PendingToolCall(4, "gated", "drop", '{"what": "all"}'),)
+    assert result.tool_calls_made == 3  # two before the pause, and the held one
+    assert slot.run(job("b", "complete"), lambda text: None).status == "completed"  # in step
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("pause-naming-other-calls", "the worker paused the script on tool calls this server did not hold"),
+        ("pause-without-heap", "the worker paused the script without its heap"),
+    ],
+)
+def test_a_pause_the_server_cannot_resume_fails_the_job(
+    make_slot: Callable[..., ParkingSlot], code: str, error: str
+) -> None:
+    slot = make_slot(tool_caller=GatedCaller())
+    result = slot.run(job("a", code), lambda text: None)
+    assert (result.status, result.error, result.pending_tool_calls) == ("failed", error, ())
+
+
 def test_a_frame_whose_length_prefix_is_huge_is_refused_before_its_body(
     make_slot: Callable[..., ParkingSlot], workers: FakeWorkers, reports: Reports
 ) -> None:
@@ -897,7 +972,9 @@ def test_a_worker_that_does_not_say_ready_is_killed(
 
 
 class Service:
-    def __init__(self, tmp_path: Path, workers: FakeWorkers, queue_limit: int, processes: int = 1) -> None:
+    def __init__(
+        self, tmp_path: Path, workers: FakeWorkers, queue_limit: int, processes: int = 1, **more: Any
+    ) -> None:
         self.database = open_database(tmp_path)
         self.executions = SQLiteExecutionStore(self.database)
         self.output = SQLiteOutputLog(self.database, max_output_bytes=1 << 20)
@@ -916,6 +993,7 @@ class Service:
             workers=processes,
             queue_limit=queue_limit,
             spawn_worker=workers,
+            **more,
         )
         self.manager.start()
 
@@ -939,14 +1017,106 @@ class Service:
 def make_service(tmp_path: Path, workers: FakeWorkers) -> Iterator[Callable[..., Service]]:
     services: list[Service] = []
 
-    def make(queue_limit: int = 4, workers_: int = 1) -> Service:
-        service = Service(tmp_path, workers, queue_limit, workers_)
+    def make(queue_limit: int = 4, workers_: int = 1, **more: Any) -> Service:
+        service = Service(tmp_path, workers, queue_limit, workers_, **more)
         services.append(service)
         return service
 
     yield make
     for service in services:
         service.close()
+
+
+def test_a_paused_execution_waits_without_its_worker_and_runs_on_once_resumed(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service(tool_caller=GatedCaller())
+    paused = service.submit("pause-on-held")
+    record = service.finished(paused)  # the long-poll returns a waiting execution
+    assert (record.status, record.waiting_heap, record.tool_calls_made) == ("waiting", ENVELOPE_KEY, 1)
+    assert record.pending_tool_calls == (PendingToolCall(4, "gated", "drop", '{"what": "all"}'),)
+    assert record.resume_spec is not None and record.resume_spec["code"] == ""
+    assert service.catalogue.in_use(ENVELOPE_KEY)  # published, and kept while it waits
+    assert service.finished(service.submit("complete")).status == "completed"  # the one worker is free
+    # Its resume, the same execution, runs on the same worker with the rest of its calls.
+    assert service.executions.resume(paused, owner=None) is not None  # what a decision does first
+    service.manager.resume(paused, spec("complete", heap=ENVELOPE_KEY), 1)
+    done = service.finished(paused)
+    assert (done.status, done.result) == ("completed", '"done"')
+    assert not service.catalogue.in_use(ENVELOPE_KEY)
+    # A waiting execution is cancelled; one whose deadline passed fails.
+    cancelled = service.submit("pause-on-held")
+    assert service.finished(cancelled).status == "waiting"
+    assert service.manager.cancel(cancelled) is CancelOutcome.ACCEPTED
+    assert service.finished(cancelled).status == "cancelled"
+    assert service.manager.cancel(cancelled) is CancelOutcome.ALREADY_FINISHED
+
+
+def test_a_resume_cancelled_before_it_was_queued_never_reaches_a_worker(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service(tool_caller=GatedCaller())
+    paused = service.submit("pause-on-held")
+    assert service.finished(paused).status == "waiting"
+    assert service.executions.resume(paused, owner=None) is not None  # decided: its calls being made
+    assert service.manager.cancel(paused) is CancelOutcome.ACCEPTED  # cancelled meanwhile
+    service.manager.resume(paused, spec("complete", heap=ENVELOPE_KEY), 1)
+    after = service.submit("complete")
+    assert service.finished(after).status == "completed"
+    assert job_ids([m for m in workers.current.all_received() if isinstance(m, Job)]) == [paused, after]
+    assert service.finished(paused).status == "cancelled"
+
+
+class BlockingGatedCaller(GatedCaller):
+    """``gated.drop``, gated; once approved, its call blocks until it is abandoned."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.abandoned = threading.Event()
+
+    def call(
+        self, server: str, tool: str, arguments: str, deadline: float, abandoned: threading.Event
+    ) -> Any:
+        self.started.set()
+        if abandoned.wait(HANG):
+            self.abandoned.set()
+        return {"content": []}
+
+
+def test_a_cancel_abandons_the_approved_calls_being_made_and_nothing_resumes(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    caller = BlockingGatedCaller()
+    service = make_service(tool_caller=caller)
+    approvals = Approvals(service.executions, service.manager, caller)
+    paused = service.submit("pause-on-held")
+    assert service.finished(paused).status == "waiting"
+    assert approvals.decide(paused, [Decision(4, approved=True)]).status == "running"
+    assert caller.started.wait(HANG), "the approved call was never made"
+    assert service.manager.cancel(paused) is CancelOutcome.ACCEPTED
+    assert caller.abandoned.wait(HANG), "the approved call outlived the cancel"
+    assert service.finished(paused).status == "cancelled"
+    deadline = time.monotonic() + HANG
+    while service.manager.waiters.is_live(paused) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the decision's thread lets it go
+    assert not service.manager.waiters.is_live(paused)
+    after = service.submit("complete")
+    assert service.finished(after).status == "completed"
+    assert job_ids([m for m in workers.current.all_received() if isinstance(m, Job)]) == [paused, after]
+
+
+def test_an_undecided_wait_fails_at_its_deadline_once(
+    make_service: Callable[..., Service], workers: FakeWorkers
+) -> None:
+    service = make_service(tool_caller=GatedCaller(), approval_timeout_secs=0.0)
+    paused = service.submit("pause-on-held")
+    assert service.finished(paused).status == "waiting"
+    assert service.manager.expire_waiting() == [paused]
+    assert service.manager.expire_waiting() == []
+    record = service.finished(paused)
+    assert record.status == "failed" and "no decision on its held tool calls within 0 s" in (
+        record.error or ""
+    )
 
 
 def test_cancel_while_queued_never_reaches_a_worker(
@@ -1461,6 +1631,21 @@ def test_every_message_kind_goes_through_the_channel_unchanged() -> None:
         ),
         (
             Done("e", JobResult(status="failed", error=thrown.stack, js_error=thrown, duration_ms=1.0)),
+            "worker",
+        ),
+        (
+            Done(
+                "e",
+                JobResult(
+                    status="waiting",
+                    heap="b" * 64,
+                    heap_size=9,
+                    pending_tool_calls=(
+                        PendingToolCall(3, "gh", "delete ü", '{"repo": "x"}'),
+                        PendingToolCall(9, "s", "t", "{}"),
+                    ),
+                ),
+            ),
             "worker",
         ),
     ]

@@ -330,6 +330,24 @@ def test_tags_patched_on_one_node_are_queried_on_another(deployment: Deployment)
 # -- in use, everywhere ------------------------------------------------------------------------------
 
 
+def test_the_heap_a_waiting_execution_paused_in_is_in_use_until_its_resume_is_over(
+    deployment: Deployment,
+) -> None:
+    a, b = deployment.node(), deployment.node()
+    key = a.produce(b"paused")
+    a.executions.create("w")
+    assert a.executions.pause(
+        "w", pending=[], heap=key, tool_calls_made=1, resume_spec={}, approval_timeout_secs=60
+    )
+    assert b.catalogue.in_use(key) and b.catalogue.in_use_all() == {key}
+    with pytest.raises(HeapInUse):
+        b.catalogue.delete(key)
+    assert a.executions.resume("w", owner=None) is not None  # running again: its resume restores it
+    assert b.catalogue.in_use(key)
+    assert a.executions.finish("w", "completed") is not None
+    assert not b.catalogue.in_use(key) and b.catalogue.delete(key) is True
+
+
 def test_a_heap_resumed_on_one_node_cannot_be_deleted_on_another(deployment: Deployment) -> None:
     a, b = deployment.node(), deployment.node()
     key = a.produce(b"resumed", tags={"t": "1"})

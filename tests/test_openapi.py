@@ -17,6 +17,7 @@ HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "tra
 
 CONTRACT_SCHEMAS = {
     "ApiError",
+    "ApprovalRequest",
     "CancelResult",
     "CliAsset",
     "CliIndex",
@@ -36,6 +37,7 @@ CONTRACT_SCHEMAS = {
     "JsonRpcMessage",
     "JsonRpcResponse",
     "OutputQuery",
+    "PendingToolCall",
     "SessionList",
     "SessionLog",
     "SessionLogEntry",
@@ -43,6 +45,7 @@ CONTRACT_SCHEMAS = {
     "Stats",
     "Tool",
     "ToolCallRecord",
+    "ToolCallDecision",
     "ToolCatalogue",
     "ToolServer",
 }
@@ -53,6 +56,7 @@ OPERATIONS = {
     ("get", "/api/executions"): ("listExecutions", "Executions"),
     ("get", "/api/executions/{id}"): ("getExecution", "Executions"),
     ("post", "/api/executions/{id}/cancel"): ("cancelExecution", "Executions"),
+    ("post", "/api/executions/{id}/approve"): ("approveToolCalls", "Executions"),
     ("get", "/api/executions/{id}/output"): ("getExecutionOutput", "Executions"),
     ("get", "/api/executions/{id}/tool-calls"): ("getExecutionToolCalls", "Executions"),
     ("get", "/api/version"): ("getVersion", "Meta"),
@@ -72,6 +76,7 @@ OPERATIONS = {
     ("delete", "/mcp"): ("mcpEndSession", "MCP"),
 }
 PUBLIC = {"/api/version", "/api/openapi.json"}  # no token needed, even when one is configured
+APPROVER = {"/api/executions/{id}/approve"}  # the approver's token only
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +162,9 @@ def test_security_everywhere_but_the_public_routes(spec: dict[str, Any]) -> None
         if path in PUBLIC:
             assert op["security"] == []
             assert "401" not in op["responses"]
+        elif path in APPROVER:
+            assert op["security"] == [{"approverAuth": []}]
+            assert {"401", "403"} <= set(op["responses"]), (method, path)
         else:
             assert "security" not in op  # inherits bearerAuth
             assert "401" in op["responses"], (method, path)
@@ -280,6 +288,8 @@ def test_execution_info_shapes(spec: dict[str, Any]) -> None:
         "tags",
         "duration_ms",
         "js_error",
+        "pending_tool_calls",
+        "approval_deadline",
     }
     thrown = {"name": "TypeError", "message": "bad", "stack": "TypeError: bad\n    at <input>:1:1", "line": 1}
     failed = {"execution_id": "e1", "started_at": "2024-05-01T10:00:00.000Z", "status": "failed"}
@@ -307,7 +317,14 @@ def test_output_schema_and_parameters(spec: dict[str, Any]) -> None:
         1000,
         100,
     )
-    assert set(listing["status"]["enum"]) == {"running", "completed", "failed", "cancelled", "timed_out"}
+    assert set(listing["status"]["enum"]) == {
+        "running",
+        "waiting",
+        "completed",
+        "failed",
+        "cancelled",
+        "timed_out",
+    }
 
 
 def test_paged_listings(spec: dict[str, Any]) -> None:

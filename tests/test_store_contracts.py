@@ -39,6 +39,7 @@ from mcp_v8.storage import (
     OutputPage,
     OutputTotals,
     Page,
+    PendingToolCall,
     SessionSummary,
     SQLiteExecutionStore,
     SQLiteOutputLog,
@@ -287,6 +288,99 @@ def test_the_first_terminal_transition_wins_across_threads_and_handles(
             assert (rec.status, rec.error) == (statuses[(t + ids.index(execution_id)) % 4], f"racer {t}")
     finally:
         other.close()
+
+
+def _pause(store: ExecutionStore, execution_id: str, timeout: float = 3600.0) -> ExecutionRecord | None:
+    return store.pause(
+        execution_id,
+        pending=[PendingToolCall(3, "gh", "delete ü", '{"repo": "x"}'), PendingToolCall(5, "s", "t", "{}")],
+        heap="d" * 64,
+        tool_calls_made=4,
+        resume_spec={"version": 1, "limits": {"timeout_secs": 5}},
+        approval_timeout_secs=timeout,
+        duration_ms=7.0,
+    )
+
+
+def test_a_running_execution_waits_for_a_decision_and_each_way_out_of_waiting_is_one_transition(
+    backend: Backend, location: Path, executions: ExecutionStore
+) -> None:
+    executions.create("w", session="s")
+    waiting = _pause(executions, "w")
+    assert waiting is not None and waiting == executions.get("w")
+    assert (waiting.status, waiting.is_terminal, waiting.stopped, waiting.completed_at) == (
+        "waiting",
+        False,
+        True,
+        None,
+    )
+    assert waiting.pending_tool_calls == (
+        PendingToolCall(3, "gh", "delete ü", '{"repo": "x"}'),
+        PendingToolCall(5, "s", "t", "{}"),
+    )
+    assert (waiting.waiting_heap, waiting.tool_calls_made) == ("d" * 64, 4)
+    assert waiting.resume_spec == {"version": 1, "limits": {"timeout_secs": 5}}
+    assert waiting.waiting_since is not None and waiting.approval_deadline is not None
+    assert waiting.approval_deadline > waiting.waiting_since
+    assert _pause(executions, "w") is None  # only a running execution pauses
+    assert executions.finish("w", "completed", result="1") is None  # a worker's late word: nothing
+    assert [r.execution_id for r in executions.list(status="waiting")] == ["w"]
+    # Startup recovery and lost nodes leave it alone, and retention neither deletes it nor its heap.
+    assert executions.fail_running_on_startup("restarted") == 0
+    assert executions.fail_running_of({None}, "gone") == 0
+    assert executions.prunable(max_age_seconds=0, max_count=0) == []
+    assert executions.delete(["w"]) == 0
+    assert "d" * 64 in executions.heaps_used_since(0)
+    # Two deciders at once (two handles, as two nodes): one resumes it.
+    other = backend.open_executions(location)
+    try:
+        won: list[ExecutionRecord] = []
+        lock = threading.Lock()
+
+        def decide(t: int) -> None:
+            record = (executions if t % 2 else other).resume("w", owner=f"node {t}")
+            if record is not None:
+                with lock:
+                    won.append(record)
+
+        run_together(8, decide)
+        assert len(won) == 1 and won[0].status == "running" and won[0].pending_tool_calls is not None
+        assert executions.resume("w", owner="late") is None
+        assert "d" * 64 in executions.heaps_used_since(0)  # its resume, running, restores it
+        rec = other.get("w")
+        assert rec is not None and rec.status == "running"
+    finally:
+        other.close()
+    # Paused again, then cancelled: a cancel ends a waiting execution, a resume then finds nothing.
+    assert _pause(executions, "w") is not None
+    assert executions.finish("w", "cancelled", error="execution cancelled") is None  # not without ``waiting``
+    cancelled = executions.finish("w", "cancelled", error="execution cancelled", waiting=True)
+    assert cancelled is not None and cancelled.status == "cancelled" and cancelled.completed_at is not None
+    assert executions.resume("w", owner="late") is None
+    assert executions.prunable(max_age_seconds=None, max_count=0) == ["w"]
+
+
+def test_a_wait_past_its_approval_deadline_fails_once(
+    backend: Backend, location: Path, executions: ExecutionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    clock = [start]
+    backend.pin_clock(monkeypatch, lambda: clock[0])
+    for execution_id in ("soon", "later", "running"):
+        executions.create(execution_id)
+    _pause(executions, "soon", timeout=60)
+    _pause(executions, "later", timeout=600)
+    assert executions.expire_waiting("undecided") == []
+    clock[0] = start + timedelta(seconds=61)
+    expired = executions.expire_waiting("no decision within 60 s")
+    assert [(r.execution_id, r.status, r.error) for r in expired] == [
+        ("soon", "failed", "no decision within 60 s")
+    ]
+    assert executions.expire_waiting("again") == []  # once
+    assert executions.resume("soon", owner="late") is None
+    later, running = executions.get("later"), executions.get("running")
+    assert later is not None and later.status == "waiting"
+    assert running is not None and running.status == "running"
 
 
 def test_concurrent_creates_of_one_id_record_it_once(executions: ExecutionStore) -> None:

@@ -186,13 +186,39 @@ def test_a_repeated_call_id_is_ignored() -> None:
     assert len(sent.replies) == 1 and calls.count == 1
 
 
-def test_a_gated_tool_is_denied_while_approval_cannot_be_asked() -> None:
+def test_a_gated_call_without_a_snapshot_is_denied_with_the_reason() -> None:
     caller = FakeCaller()
-    calls, sent = make(caller)
+    calls, sent = make(caller)  # hold=False: the execution makes no snapshot
     calls.submit(call(1, "gated", "drop", {}))
     error = json.loads(sent.wait(1)[0].answer)["error"]
-    assert error["name"] == "ToolDenied" and error["reason"] == "approval unavailable"
-    assert caller.calls == []
+    assert error["name"] == "ToolDenied"
+    assert error["reason"] == "a gated call cannot pause without a snapshot"
+    assert caller.calls == [] and calls.held() == ()
+
+
+def test_a_gated_call_is_held_when_the_execution_snapshots_and_named_by_the_servers_record() -> None:
+    caller = FakeCaller()
+    records: list[ToolCallRecord] = []
+    calls, sent = make(caller, hold=True, made=3, on_record=records.append)
+    calls.submit(call(7, "gated", "drop", {"x": 1}))
+    calls.submit(call(2, arguments={"a": 2}))  # a free call beside it is made as ever
+    sent.wait(2)
+    assert sent.answers() == {7: {"held": True}, 2: {"value": {"sum": 2}}}
+    assert caller.calls == [("calc", "add", '{"a": 2}')]  # the gated one never reached its server
+    assert [(c.call_id, c.server, c.tool, c.arguments) for c in calls.held()] == [
+        (7, "gated", "drop", '{"x": 1}')
+    ]
+    assert calls.count == 5  # counted on from the calls made before the pause
+    assert sorted(r.outcome for r in records) == ["held", "ok"]
+    calls.submit(call(7, "gated", "drop", {"x": 2}))  # a repeated id: the first stands
+    assert calls.held()[0].arguments == '{"x": 1}'
+
+
+def test_a_resumed_execution_counts_its_calls_on_from_before_its_pause() -> None:
+    calls, sent = make(limits=ToolLimits(max_calls=2), made=2)
+    calls.submit(call(1))
+    error = json.loads(sent.wait(1)[0].answer)["error"]
+    assert error["name"] == "TypeError" and "more than 2 tool calls" in error["message"]
 
 
 @pytest.mark.parametrize(

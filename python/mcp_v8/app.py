@@ -22,6 +22,7 @@ from falcon.routing import CompiledRouter
 from .backends import BackendError, open_stores
 from .config import Settings, normalize_origin, origin_allowlist
 from .executions import Admission, ExecutionManager, SharedQueue
+from .executions.approvals import Approvals
 from .executions.cluster import Cluster
 from .executions.sandbox import data_limit_mb
 from .executions.siblings import RECHECK_SECS, SiblingEvents
@@ -31,6 +32,7 @@ from .mcp import McpResource
 from .metrics import Metrics
 from .operations import OperationError, Operations
 from .resources.executions import (
+    ApproveResource,
     CancelResource,
     ExecResource,
     ExecutionListResource,
@@ -69,7 +71,11 @@ if TYPE_CHECKING:
 # package, and what tells a client that the other routes may need a token).
 PUBLIC_ROUTES = frozenset({"/api/version", "/api/openapi.json"})
 METRICS_ROUTE = "/metrics"  # public too with --metrics-public
+# The one route of the approver's credential (--approver-token), which takes no other.
+APPROVER_ROUTE = re.compile(r"/api/executions/[^/]*/approve/?")
+MCP_ROUTE = "/mcp"  # the approver's token opens it too, to its own tools
 RETENTION_INTERVAL_SECONDS = 300.0
+APPROVAL_SWEEP_SECONDS = 5.0
 
 
 class StartupError(RuntimeError):
@@ -159,6 +165,7 @@ class Service:
         else:
             admission = SharedQueue(work, self.catalogue, settings.queue_limit)
             events = QueueEvents(work)
+        caller = None if self.tools is None else SessionsCaller(self.tools)
         self.manager = ExecutionManager(
             executions=self.executions,
             output=self.output,
@@ -174,11 +181,13 @@ class Service:
             sandbox=settings.sandbox,
             jitless=settings.jitless,
             max_data_mb=data_limit_mb(settings.max_heap_mb),
-            tool_caller=None if self.tools is None else SessionsCaller(self.tools),
+            tool_caller=caller,
             metrics=self.metrics,
             tool_calls_in_flight=settings.max_tool_calls_in_flight,
             tool_records=self.stores.tool_calls,
+            approval_timeout_secs=float(settings.approval_timeout_secs),
         )
+        self.approvals = Approvals(self.executions, self.manager, caller, owner=self.lease.id)
         if work is not None:  # the cluster's queue: the same on every node (a query takes the max)
             self.metrics.cluster_gauge(
                 "mcp_v8_cluster_queued",
@@ -192,6 +201,7 @@ class Service:
         )
         self._stop = threading.Event()
         self._pruner: threading.Thread | None = None
+        self._expirer: threading.Thread | None = None
 
     def start(self) -> Service:
         if self.tools is not None:
@@ -201,6 +211,10 @@ class Service:
             self.cluster.start()
         self._pruner = threading.Thread(target=self._prune_loop, daemon=True, name="mcp-v8-retention")
         self._pruner.start()
+        self._expirer = threading.Thread(
+            target=self._expire_loop, daemon=True, name="mcp-v8-approval-timeout"
+        )
+        self._expirer.start()
         return self
 
     def prune(self) -> int:
@@ -228,6 +242,16 @@ class Service:
             except Exception:  # retention must never take the server down
                 log.exception("retention pass failed")
 
+    def _expire_loop(self) -> None:
+        """Fails the waits for a decision past their deadline (``--approval-timeout-secs``), a
+        few times within that timeout: on several nodes, the store's transition fails each once."""
+        interval = min(APPROVAL_SWEEP_SECONDS, max(0.2, self.settings.approval_timeout_secs / 4))
+        while not self._stop.wait(interval):
+            try:
+                self.manager.expire_waiting()
+            except Exception:  # the sweep must never take the server down
+                log.exception("the approval timeout sweep failed")
+
     def operations(self) -> Operations:
         """What clients can do with this service, for any door (REST, MCP over HTTP or stdio)."""
         return Operations(
@@ -238,6 +262,7 @@ class Service:
             catalogue=self.catalogue,
             tools=self.tools,
             tool_calls=self.stores.tool_calls,
+            approvals=self.approvals,
         )
 
     def close(self) -> None:
@@ -276,6 +301,7 @@ class SecurityMiddleware:
         self._origins = origin_allowlist(settings.allowed_origins)
         self._any_origin = "*" in self._origins
         self._token = settings.api_token
+        self._approver = settings.approver_token
         self._max_body = settings.max_body_bytes
         self._public = PUBLIC_ROUTES | ({METRICS_ROUTE} if settings.metrics_public else set())
         # A scraper names the server by its address: /metrics skips the Host check when it is
@@ -301,20 +327,47 @@ class SecurityMiddleware:
             raise falcon.HTTPForbidden(
                 description=f"Origin {shown!r} is not allowed by this server's allowlist (--allowed-origins)"
             )
-        if self._token is not None and req.path not in self._public:
-            header = req.get_header("Authorization") or ""
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), self._token.encode()
-            ):
-                raise falcon.HTTPUnauthorized(
-                    description="a valid bearer token is required", challenges=['Bearer realm="mcp-v8"']
-                )
+        if APPROVER_ROUTE.fullmatch(req.path):
+            self._check_approver(req)
+        elif req.path == MCP_ROUTE and self._approver is not None and _bearer_is(req, self._approver):
+            req.context.approver = True  # the approver's MCP tools, and only them
+        elif self._token is not None and req.path not in self._public and not _bearer_is(req, self._token):
+            raise falcon.HTTPUnauthorized(
+                description="a valid bearer token is required", challenges=['Bearer realm="mcp-v8"']
+            )
         length = req.content_length
         if length is not None and length > self._max_body:
             raise falcon.HTTPContentTooLarge(
                 description=f"request body is larger than {self._max_body} bytes"
             )
+
+    def _check_approver(self, req: falcon.Request) -> None:
+        """The approver's token, and only it: no bearer token is 401; the API token is known but
+        may not approve (403); on a server without an approver token nobody approves (403);
+        another token is 401."""
+        if self._approver is not None and _bearer_is(req, self._approver):
+            return
+        scheme, _, given = (req.get_header("Authorization") or "").partition(" ")
+        unauthorized = falcon.HTTPUnauthorized(
+            description="the approver's bearer token is required",
+            challenges=['Bearer realm="mcp-v8-approver"'],
+        )
+        if scheme.lower() != "bearer" or not given.strip():
+            raise unauthorized
+        if self._token is not None and _bearer_is(req, self._token):
+            raise falcon.HTTPForbidden(
+                description="the API token cannot approve tool calls: the approver token (--approver-token) is required"
+            )
+        if self._approver is None:
+            raise falcon.HTTPForbidden(description="this server has no --approver-token: nobody can approve")
+        raise unauthorized
+
+
+def _bearer_is(req: falcon.Request, token: str) -> bool:
+    """Whether the request's bearer token is ``token`` (compared in constant time)."""
+    header = req.get_header("Authorization") or ""
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 class QueryParamsMiddleware:
@@ -395,6 +448,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_route("/api/executions", ExecutionListResource(ops))
     app.add_route("/api/executions/{id}", ExecutionResource(ops))
     app.add_route("/api/executions/{id}/cancel", CancelResource(ops))
+    app.add_route("/api/executions/{id}/approve", ApproveResource(ops))
     app.add_route("/api/executions/{id}/output", OutputResource(ops))
     app.add_route("/api/executions/{id}/tool-calls", ToolCallsResource(ops))
     app.add_route("/api/heaps/query", HeapQueryResource(ops))

@@ -22,7 +22,7 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
@@ -56,7 +56,8 @@ class Execution:
     """An execution as ``GET /api/executions/{id}`` answers it. ``result`` is the JSON text of the
     completion value (``value`` parses it); ``heap`` the key of the snapshot it produced;
     ``js_error`` the script's error taken apart (name, message, stack, line, column), when the
-    script's error ended it."""
+    script's error ended it. ``waiting``: the script waits for a person's decision on the gated
+    tool calls ``pending_tool_calls`` (see :meth:`Client.approve`), until ``approval_deadline``."""
 
     execution_id: str
     status: str
@@ -69,9 +70,12 @@ class Execution:
     tags: dict[str, str] | None = None
     duration_ms: float | None = None
     js_error: dict[str, Any] | None = None
+    pending_tool_calls: list[dict[str, Any]] | None = None
+    approval_deadline: str | None = None
 
     @property
     def done(self) -> bool:
+        """Nothing runs it: it ended, or waits for a decision (``waiting``)."""
         return self.status != "running"
 
     @property
@@ -247,6 +251,15 @@ class Client:
             execution = _typed(Execution, doc)
             if execution.done or _wait_ms_left(deadline) == 0:
                 return execution
+
+    def approve(self, execution_id: str, decisions: Iterable[Mapping[str, Any]]) -> Execution:
+        """Decides every tool call a waiting execution holds, each once
+        (``{"call_id", "approved", "reason"?}``); returns it running again. Needs a client made
+        with the approver's token (``--approver-token``)."""
+        body = {"decisions": [dict(d) for d in decisions]}
+        return _typed(
+            Execution, self._request("POST", f"/api/executions/{_segment(execution_id)}/approve", body)
+        )
 
     def cancel(self, execution_id: str) -> bool:
         """True when this cancel stopped the execution; False when it had already ended or no

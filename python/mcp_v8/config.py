@@ -304,6 +304,13 @@ class Settings:
             "script author's to do"
         },
     )
+    approval_timeout_secs: int = field(
+        default=3600,
+        metadata={
+            "help": "an execution waiting for a decision on its held tool calls (status waiting) fails when "
+            "none came within this many seconds"
+        },
+    )
     api_token: str | None = field(
         default=None,
         metadata={"help": "bearer token required on every route but /api/version and /api/openapi.json"},
@@ -369,6 +376,8 @@ class Settings:
                     f"tools_config gates tools of {', '.join(gating)} (approve, approveDestructive) but no "
                     "approver_token is set: approving a call needs a credential of its own"
                 )
+        if self.approval_timeout_secs < 1:
+            raise ValueError("approval_timeout_secs must be at least 1")
         if self.approver_token is not None and self.approver_token == self.api_token:
             raise ValueError(
                 "approver_token must differ from api_token: approving is not the script author's to do"

@@ -14,11 +14,13 @@ answers for the whole deployment (every node, every process on the data director
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from .executions import CancelOutcome, QueueFull, ShuttingDown, spec_from_request
+from .executions.approvals import BadDecisions, Decision, NotWaiting, UnknownExecution
 from .executions.spec import CODE_LIMIT
 from .storage import (
     ExecutionNotFound,
@@ -40,6 +42,7 @@ from .storage import (
 if TYPE_CHECKING:
     from .config import Settings
     from .executions import ExecutionManager
+    from .executions.approvals import Approvals
     from .storage import ExecutionStore, HeapCatalogue, OutputLog
     from .tools.caller import ServerInfo, ToolCaller
 
@@ -96,7 +99,16 @@ def execution_info(record: ExecutionRecord) -> dict[str, Any]:
         "tags": record.tags,
         "duration_ms": record.duration_ms,
         "js_error": None if record.js_error is None else record.js_error.to_dict(),
+        "pending_tool_calls": _pending(record),
+        "approval_deadline": record.approval_deadline if record.status == "waiting" else None,
     }
+
+
+def _pending(record: ExecutionRecord) -> list[dict[str, Any]] | None:
+    """The calls a waiting execution holds, their arguments as the JSON value the script sent."""
+    if record.status != "waiting" or record.pending_tool_calls is None:
+        return None
+    return [{**c.to_dict(), "arguments": json.loads(c.arguments)} for c in record.pending_tool_calls]
 
 
 def _summary(record: ExecutionRecord) -> dict[str, Any]:
@@ -133,11 +145,13 @@ class Operations:
         catalogue: HeapCatalogue,
         tools: ToolCaller | None = None,
         tool_calls: ToolCallLog | None = None,
+        approvals: Approvals | None = None,
     ) -> None:
         self.settings = settings
         self.tools = tools
         self.metrics = manager.metrics  # what the doors count too (MCP tool calls)
         self._tool_calls = tool_calls
+        self._approvals = approvals
         self._manager = manager
         self._executions = executions
         self._output = output
@@ -276,6 +290,24 @@ class Operations:
             status = record.status if record else "finished"
             return {"ok": False, "error": f"execution already finished ({status})"}
         return {"ok": True, "error": None}
+
+    def approve(self, execution_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Decides every tool call a waiting execution holds (``body``: an ApprovalRequest the door
+        validated, from the approver); returns its ExecutionInfo, running again. NotFound, Conflict
+        (not waiting, or another decision first), BadInput (decisions that do not name each
+        pending call once)."""
+        if not EXECUTION_ID.fullmatch(execution_id) or self._approvals is None:
+            raise _execution_not_found(execution_id)
+        decisions = [Decision(d["call_id"], d["approved"], d.get("reason")) for d in body["decisions"]]
+        try:
+            record = self._approvals.decide(execution_id, decisions)
+        except UnknownExecution:
+            raise _execution_not_found(execution_id) from None
+        except NotWaiting as e:
+            raise Conflict(str(e)) from None
+        except BadDecisions as e:
+            raise BadInput(str(e)) from None
+        return execution_info(record)
 
     def list_executions(
         self,

@@ -29,6 +29,8 @@ __all__ = ["Admission", "SharedQueue"]
 
 log = logging.getLogger(__name__)
 
+_NO_LIMIT = 1 << 62  # a resume takes a place of the queue beyond its limit
+
 
 class Admission(Protocol):
     def admit(self, spec: ExecutionSpec) -> str:
@@ -40,6 +42,11 @@ class Admission(Protocol):
     def cancelled(self, execution_id: str) -> None:
         """``execution_id``, cancelled (its terminal status written), may be queued or running
         where this process cannot stop it: whoever can hears it."""
+        ...
+
+    def resume(self, execution_id: str, spec: ExecutionSpec) -> None:
+        """Queues the resume of ``execution_id`` (recorded, running again after a wait for a
+        decision), whatever the queue's limit: it was admitted before."""
         ...
 
 
@@ -68,6 +75,10 @@ class SharedQueue:
         if not queued:
             raise QueueFull(f"the queue is full ({self._limit} executions waiting); retry later")
         return execution_id
+
+    def resume(self, execution_id: str, spec: ExecutionSpec) -> None:
+        if not self._work.enqueue(execution_id, spec_to_wire(spec), limit=_NO_LIMIT):
+            raise RuntimeError("the resume could not be queued")
 
     def cancelled(self, execution_id: str) -> None:
         try:

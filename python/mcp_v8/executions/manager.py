@@ -4,10 +4,16 @@ An execution is ``running`` from the moment it is accepted (queued or executing,
 contract says) until its first terminal transition (``completed``, ``failed``,
 ``cancelled``, ``timed_out``), which the execution store makes atomic: later transitions are
 ignored, so a cancelled execution is never overwritten by what its worker reports
-afterwards. The queue is bounded; a full queue is refused (``QueueFull``), never grown.
+afterwards. A run whose script waits only on tool calls held for a person's decision ends
+``waiting`` instead (its worker free, its heap published, the calls the server held recorded);
+a decision takes it back to ``running`` and :meth:`ExecutionManager.resume` queues the resume
+of that heap as a job of the same execution, appending to the same output log; a cancel or
+the approval deadline ends it while it waits (:meth:`ExecutionManager.expire_waiting`).
+The queue is bounded; a full queue is refused (``QueueFull``), never grown.
 Worker crashes and restarts are logged and counted in the service's :class:`~..metrics.Metrics`,
 which ``stats()`` (``GET /api/stats``) and ``GET /metrics`` both read; so are the executions
-started here and how they ended, their queue wait and run time, the heaps they restore and save.
+started here and how they ended (a run that pauses ends ``waiting``; its resume starts again),
+their queue wait and run time, the heaps they restore and save.
 Heaps are the catalogue's (:mod:`..storage.heap_catalogue`): the manager asks it to count a use,
 for the verified bytes of a heap an execution resumes (handed to the worker as a sealed,
 read-only descriptor: :mod:`.heap_fds`) and to publish and sign the heaps workers produce (which
@@ -57,8 +63,9 @@ from .pool import (
 )
 from .protocol import Job, JobResult
 from .sandbox import default_mode
-from .spec import ExecutionSpec, spec_from_wire
+from .spec import ExecutionSpec, spec_from_wire, spec_to_wire
 from .tool_caller import ToolCaller
+from .tool_calls import ToolCallRecord
 from .tool_records import ToolCallRecorder
 from .waiters import FinishEvents, Waiters
 
@@ -68,6 +75,8 @@ if TYPE_CHECKING:  # imported when a manager is made: workers import this packag
 DEFAULT_TOOL_CALLS_IN_FLIGHT = 64  # tool calls in flight across a manager's workers
 
 log = logging.getLogger(__name__)
+
+DEFAULT_APPROVAL_TIMEOUT_SECS = 3600.0
 
 
 class CancelOutcome(Enum):
@@ -80,6 +89,7 @@ class CancelOutcome(Enum):
 class _Queued:
     execution_id: str
     spec: ExecutionSpec
+    tool_calls_made: int = 0  # a resume's: the calls its execution made before it paused
     since: float = dataclasses.field(default_factory=time.monotonic)  # accepted into this queue
 
     @property
@@ -110,6 +120,7 @@ class ExecutionManager:
         metrics: Metrics | None = None,
         tool_calls_in_flight: int = DEFAULT_TOOL_CALLS_IN_FLIGHT,
         tool_records: ToolCallLog | None = None,
+        approval_timeout_secs: float = DEFAULT_APPROVAL_TIMEOUT_SECS,
     ) -> None:
         """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
         verified before an execution resuming it is accepted, verified again as its bytes are
@@ -129,8 +140,12 @@ class ExecutionManager:
         at once across the manager's workers (a call past it waits for a place); each call's
         record is written to ``tool_records`` (buffered: :class:`~.tool_records.ToolCallRecorder`),
         an execution's before its terminal status. ``metrics``: where what happens
-        here is counted (default: metrics of its own)."""
+        here is counted (default: metrics of its own). An execution
+        whose script waits only on tool calls held for a decision is recorded ``waiting`` (its
+        worker is free at once) and fails undecided after ``approval_timeout_secs``
+        (:meth:`expire_waiting`); :meth:`resume` runs it on, once decided (:mod:`.approvals`)."""
         self._owner = owner
+        self._approval_timeout = approval_timeout_secs
         self._catalogue = catalogue
         self._admission = admission
         self._executions = executions
@@ -142,6 +157,9 @@ class ExecutionManager:
         self._executing: dict[str, WorkerSlot] = {}
         # Executions started here (taken into this queue) whose end is not counted yet: their mode.
         self._started: dict[str, str] = {}
+        # Decided executions whose approved calls are being made here, before their resume:
+        # how to abandon those calls (a cancel here, or written by another process or node).
+        self._deciding: dict[str, Callable[[], None]] = {}
         # Executions accepted here and not yet terminal, their long-polls and followers.
         self.waiters = Waiters(
             self._read, events=events, recheck_secs=recheck_secs, ended_elsewhere=self._ended_elsewhere
@@ -302,23 +320,28 @@ class ExecutionManager:
                 self._record_failure(execution_id, f"the execution could not be started on its node: {e}")
 
     def _adopt(self, execution_id: str, spec: ExecutionSpec) -> None:
+        made = None
         if spec.heap is not None:
             try:
                 self._catalogue.fetch(spec.heap)
             except (HeapNotFound, HeapNotSigned, HeapStoreUnavailable) as e:
                 self._finish_elsewhere(execution_id, f"its heap could not be read: {e}")
                 return
+            record = self._executions.get(execution_id)  # a resume runs on from the heap it paused in
+            if record is not None and record.waiting_heap == spec.heap:
+                made = record.tool_calls_made or 0
         with self._lock:
             self._started[execution_id] = spec.mode  # before a cancel can end it here
         self.metrics.executions_started.labels(spec.mode).inc()
         self.waiters.accept(execution_id)
-        self._output.adopt(execution_id)  # its output is buffered here, as if submitted here
+        if made is None:
+            self._output.adopt(execution_id)  # its output is buffered here, as if submitted here
         with self._lock:
             if self._closed:
                 accepted = False
             else:
                 accepted = True
-                self._enqueue(_Queued(execution_id, spec))
+                self._enqueue(_Queued(execution_id, spec, tool_calls_made=made or 0))
                 self._lock.notify_all()
         if not accepted:
             self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
@@ -327,6 +350,87 @@ class ExecutionManager:
         record = self._executions.finish(execution_id, "failed", error=error)
         if record is not None:
             self.waiters.announce(execution_id)
+
+    def deciding(self, execution_id: str, abandon: Callable[[], None]) -> bool:
+        """The approved calls of ``execution_id``, taken back to ``running`` by a decision, are
+        about to be made here (:mod:`.approvals`): it is live here until :meth:`resume`, and a
+        cancel (here, or written by another process or node) calls ``abandon``. False when it
+        is no longer running (a cancel came first): make nothing."""
+        with self._lock:
+            self._deciding[execution_id] = abandon
+        self.waiters.accept(execution_id)
+        record = self._executions.get(execution_id)  # a cancel before the line above found it nowhere
+        if record is not None and record.status == "running":
+            return True
+        with self._lock:
+            self._deciding.pop(execution_id, None)
+        self.waiters.forget(execution_id)
+        return False
+
+    def undecided(self, execution_id: str) -> None:
+        """The approved calls of ``execution_id`` were abandoned or failed: it is no longer live
+        here (see :meth:`deciding`)."""
+        with self._lock:
+            self._deciding.pop(execution_id, None)
+        self.waiters.forget(execution_id)
+
+    def _abandon_decision(self, execution_id: str) -> None:
+        with self._lock:
+            abandon = self._deciding.pop(execution_id, None)
+        if abandon is not None:
+            abandon()
+
+    def tool_call_recorded(self, execution_id: str, record: ToolCallRecord) -> None:
+        """A tool call of ``execution_id`` made (or denied) outside a worker's job (the approved
+        calls of a decision): counted and recorded as a job's are."""
+        self.metrics.tool_call(record.outcome)
+        if self.tool_records is not None:
+            self.tool_records.record(execution_id, record)
+
+    def resume(self, execution_id: str, spec: ExecutionSpec, tool_calls_made: int) -> None:
+        """Runs on an execution taken back from ``waiting`` to ``running`` (its decision made:
+        :mod:`.approvals`): ``spec`` resumes the heap it paused in and settles its calls, with the
+        rest of its budget of calls. Queued here, or in the nodes' queue (any node with a free
+        worker runs it), regardless of the queue's limit: it was admitted before. Its console
+        output goes on in the same log."""
+        with self._lock:
+            self._deciding.pop(execution_id, None)
+        if self._admission is not None:
+            self.waiters.forget(execution_id)  # live where a node claims it (maybe this one)
+            self._admission.resume(execution_id, spec)  # a node claims only a running execution's job
+            return
+        self.waiters.accept(execution_id)
+        # A cancel that came before it was live here found nothing to stop: it must not run.
+        # One that comes from now on finds it live (queued or executing), as any other.
+        record = self._executions.get(execution_id)
+        if record is None or record.status != "running":
+            self.waiters.forget(execution_id)
+            return
+        with self._lock:
+            accepted = not self._closed
+            if accepted:
+                self._started[execution_id] = spec.mode  # a run of its own, counted as any
+                self._enqueue(_Queued(execution_id, spec, tool_calls_made))
+                self._lock.notify()
+        if accepted:
+            self.metrics.executions_started.labels(spec.mode).inc()
+        if not accepted:
+            self._finish(execution_id, JobResult(status="failed", error="server shut down before it resumed"))
+
+    def fail(self, execution_id: str, error: str) -> None:
+        """Fails a running execution this process holds no job of (retrying while the stores
+        fail, see :meth:`_record_failure`)."""
+        self._record_failure(execution_id, error)
+
+    def expire_waiting(self) -> list[str]:
+        """Fails the waiting executions whose approval deadline passed (on several nodes, each
+        once: the store's transition decides); returns them."""
+        expired = self._executions.expire_waiting(
+            f"no decision on its held tool calls within {self._approval_timeout:g} s (--approval-timeout-secs)"
+        )
+        for record in expired:
+            self.waiters.announce(record.execution_id)
+        return [r.execution_id for r in expired]
 
     def wait_for_capacity(self, timeout: float) -> bool:
         """Waits until a worker here is free and nothing waits in this node's queue; False when
@@ -352,6 +456,7 @@ class ExecutionManager:
         stops it here if it runs or waits here."""
         if not self.waiters.is_live(execution_id):
             return
+        self._abandon_decision(execution_id)
         with self._lock:
             queued = self._unqueue(execution_id)
             slot = self._executing.get(execution_id)
@@ -377,8 +482,10 @@ class ExecutionManager:
             slot = self._executing.get(execution_id)
         if slot is not None:  # their records are written with the cancel
             slot.end_tool_calls(execution_id)
-        if not self._finish(execution_id, JobResult(status="cancelled", error="execution cancelled")):
+        cancelled = JobResult(status="cancelled", error="execution cancelled")
+        if not self._finish(execution_id, cancelled, waiting=True):  # a waiting one ends too
             return CancelOutcome.ALREADY_FINISHED
+        self._abandon_decision(execution_id)  # its approved calls, if they are being made here
         if slot is not None:
             slot.cancel(execution_id)
         elif self._admission is not None:  # it may run on another node
@@ -455,24 +562,47 @@ class ExecutionManager:
     def _read(self, execution_id: str) -> ExecutionRecord | None:
         return self._executions.get(execution_id)
 
-    def _finish(self, execution_id: str, result: JobResult) -> bool:
+    def _finish(
+        self,
+        execution_id: str,
+        result: JobResult,
+        *,
+        spec: ExecutionSpec | None = None,
+        waiting: bool = False,
+    ) -> bool:
         """Records how the execution ended, unless it is terminal already (another node or a
-        cancel wrote it first: then this node's part of it ends all the same). Returns whether
-        this call wrote it."""
+        cancel wrote it first: then this node's part of it ends all the same), or that it waits
+        for a decision (``result`` ``waiting``; ``spec``: what it ran, which its resume runs
+        under). ``waiting``: a waiting execution may end too (a cancel). Returns whether this
+        call wrote it."""
         # Output first, so a client that sees the terminal status reads all of it; the tool
         # calls' records too.
         self._output.seal(execution_id)
         if self.tool_records is not None:
             self.tool_records.flush(execution_id)
-        record = self._executions.finish(
-            execution_id,
-            result.status,
-            result=result.result,
-            error=result.error,
-            heap_out=result.heap,
-            duration_ms=result.duration_ms,
-            js_error=result.js_error,
-        )
+        record: ExecutionRecord | None
+        if result.status == "waiting":
+            assert spec is not None and result.heap is not None
+            record = self._executions.pause(
+                execution_id,
+                pending=result.pending_tool_calls,
+                heap=result.heap,
+                tool_calls_made=result.tool_calls_made or 0,
+                resume_spec=spec_to_wire(dataclasses.replace(spec, code="", heap=None)),
+                approval_timeout_secs=self._approval_timeout,
+                duration_ms=result.duration_ms,
+            )
+        else:
+            record = self._executions.finish(
+                execution_id,
+                result.status,
+                result=result.result,
+                error=result.error,
+                heap_out=result.heap,
+                duration_ms=result.duration_ms,
+                js_error=result.js_error,
+                waiting=waiting,
+            )
         written = record is not None
         if not written:
             if not self.waiters.is_live(execution_id):
@@ -564,7 +694,7 @@ class ExecutionManager:
         started = time.monotonic()
         try:
             return slot.run(
-                Job(item.execution_id, item.spec, heap_fd=fd),
+                Job(item.execution_id, item.spec, heap_fd=fd, tool_calls_made=item.tool_calls_made),
                 lambda text: self._output_written(item.execution_id, text),
             )
         except WorkerStartError as e:
@@ -582,10 +712,10 @@ class ExecutionManager:
         result = self._run(slot, item)
         if result.envelope is not None and result.heap is not None:
             try:  # published, signed and indexed before a client can see the key: any node resumes it
+                # A paused heap is the execution's own, not one a client finds by its tags.
+                tags = None if result.status == "waiting" else dict(spec.tags) or None
                 started = time.monotonic()
-                self._catalogue.add(
-                    result.heap, result.envelope, session=spec.session, tags=dict(spec.tags) or None
-                )
+                self._catalogue.add(result.heap, result.envelope, session=spec.session, tags=tags)
                 self.metrics.save_time.observe(time.monotonic() - started)
                 self.metrics.save_size.observe(len(result.envelope))
             except (HeapStoreUnavailable, HeapNotFound, OSError) as e:
@@ -600,7 +730,7 @@ class ExecutionManager:
             self._executing.pop(item.execution_id, None)
             self._gauges()
             self._lock.notify_all()
-        self._finish(item.execution_id, result)
+        self._finish(item.execution_id, result, spec=spec)
 
     # -- the queue's state and what is counted of it -----------------------------------
     def _gauges(self) -> None:

@@ -41,7 +41,10 @@ cancelled, or past its timeout. Its tool calls go the same way to the job's
 :class:`~.tool_calls.ToolCalls`, made by the slot's :class:`~.tool_caller.ToolCaller` (none:
 every call is refused) under the spec's limits and the server's bound on the tool calls in flight
 (the slot's ``tool_gate``, shared by the slots), and abandoned at the same moments; each call's
-record goes to ``on_tool_record(execution_id, record)``, which must not wait.
+record goes to ``on_tool_record(execution_id, record)``, which must not wait. A job that snapshots has its calls
+of gated tools held (:mod:`.tool_calls`); when the worker says the script paused on them
+(``done`` with status ``waiting``), the slot checks the calls it names against those the job's
+``ToolCalls`` held and answers with its own record of them, and the job's count of calls.
 """
 
 from __future__ import annotations
@@ -492,6 +495,8 @@ class WorkerSlot:
             on_lost=self._fetch_lost,
             gate=self._tool_gate,
             on_record=functools.partial(self._tool_recorded, job.execution_id),
+            hold=job.spec.snapshot,
+            made=job.tool_calls_made,
         )
         try:
             with self._lock:
@@ -514,7 +519,7 @@ class WorkerSlot:
                     conn.send_frame(frame, fd)
                 except TimeoutError as e:  # part of the frame may be out: the stream is lost
                     raise _RelayFailed(str(e)) from None
-            return self._relay(job, running, conn, on_output)
+            return self._paused(self._relay(job, running, conn, on_output), tools)
         except (EOFError, OSError):
             return self._crashed(job)
         except _RelayFailed as e:
@@ -605,6 +610,24 @@ class WorkerSlot:
                 how: TerminalStatus = "cancelled" if cancelled else "timed_out"
                 reason = "cancel" if cancelled else _limit_passed(job.spec.limits, running)
                 return JobResult(status=how, error=f"worker did not stop after {reason} and was killed")
+
+    @staticmethod
+    def _paused(result: JobResult, tools: ToolCalls) -> JobResult:
+        """``result``; when the worker says the script paused, with the calls this server held
+        for it (never the worker's word for them) and the job's count of calls, or a failure
+        when the pause is not one this server can resume."""
+        if result.status != "waiting":
+            return result
+        held = tools.held()
+        named = sorted(c.call_id for c in result.pending_tool_calls)
+        error = None
+        if result.heap is None or result.envelope is None:
+            error = "the worker paused the script without its heap"
+        elif not held or named != [c.call_id for c in held]:
+            error = "the worker paused the script on tool calls this server did not hold"
+        if error is not None:
+            return JobResult(status="failed", error=error, duration_ms=result.duration_ms)
+        return dataclasses.replace(result, pending_tool_calls=held, tool_calls_made=tools.count)
 
     @staticmethod
     def _checked_heap(result: JobResult, envelope: bytes) -> JobResult:

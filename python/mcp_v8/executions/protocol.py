@@ -47,15 +47,23 @@ worker -> server
     ``output``  {execution_id, text}   console output, batched, rendered with level markers; text
                                         at most ``OUTPUT_CHUNK`` bytes (the worker splits larger
                                         batches). ``OUTPUT_CHUNK`` + 1 KiB.
-    ``done`` v2 {execution_id, status, result, error, js_error, heap, heap_size, duration_ms}
-                                        how the execution ended: ``status`` terminal, ``result``
+    ``done`` v3 {execution_id, status, result, error, js_error, heap, heap_size, duration_ms,
+                 pending_tool_calls}
+                                        how the execution ended: ``status`` terminal, or
+                                        ``waiting`` (the script waits only on tool calls the
+                                        server answered ``{"held": true}``: ``heap`` is the
+                                        heap it paused in, ``pending_tool_calls`` those calls,
+                                        each {call_id, server, tool, arguments} as its
+                                        ``tool_call`` said, at most ``HELD_CALLS`` of them and
+                                        ``HELD_LIMIT`` bytes in all; the server believes only
+                                        its own record of the calls it held), ``result``
                                         at most ``RESULT_LIMIT`` bytes, ``error`` at most
                                         ``ERROR_LIMIT``, ``js_error`` null or {name, message,
                                         stack, line, column} (:class:`~mcp_v8.js_error.JsError`),
                                         ``heap`` null or 64 hex digits (the key the worker claims;
                                         the server computes its own); carries the new heap as a
                                         descriptor exactly when ``heap`` is set.
-                                        ``RESULT_LIMIT`` + 4 MiB.
+                                        ``RESULT_LIMIT`` + ``HELD_LIMIT`` + 4 MiB.
     ``fetch``   {execution_id, call_id, args, body}
                                         a call of the script's ``fetch``, for the server to make
                                         (the worker makes no connection): ``args`` the request as
@@ -103,12 +111,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Union
+from typing import Any, Callable, ClassVar, Literal, Union
 
 import msgpack
 
 from ..js_error import JsError
-from ..storage import TerminalStatus
+from ..storage import PendingToolCall, TerminalStatus
 from .sandbox import MODES, Walls
 from .spec import (
     CODE_LIMIT,
@@ -120,7 +128,7 @@ from .spec import (
     spec_from_wire,
     spec_to_wire,
 )
-from .wire import Bytes, Flag, Integer, Number, OneOf, Record, SchemaError, Text, TextList, Type
+from .wire import Bytes, Flag, Integer, Number, OneOf, Record, RecordList, SchemaError, Text, TextList, Type
 
 __all__ = [
     "ERROR_LIMIT",
@@ -134,6 +142,7 @@ __all__ = [
     "FetchReply",
     "Job",
     "JobResult",
+    "JobStatus",
     "Message",
     "Output",
     "ProtocolError",
@@ -153,6 +162,8 @@ FETCH_HEAD_LIMIT = 2 << 20  # a fetch's response head as JSON (or its error)
 ERROR_LIMIT = 1 << 20  # an error text, a JS error's message or stack
 TOOL_NAME_LIMIT = 256  # a tool server's or a tool's name
 TOOL_ARGS_LIMIT = 4 << 20  # a tool call's arguments as JSON
+HELD_CALLS = 4096  # the held calls a paused execution's ``done`` names
+HELD_LIMIT = 16 << 20  # their frame's share
 FRAME_SECONDS = 10.0  # a frame's bytes must all arrive within this of its first
 KiB = 1024
 FRAME_HEADER = struct.Struct(">I")  # a frame's length, before its msgpack bytes
@@ -167,31 +178,41 @@ class Undeliverable(ValueError):
     """A message that cannot be encoded within its kind's schema: it was not sent."""
 
 
+JobStatus = Union[TerminalStatus, Literal["waiting"]]
+
+
 @dataclass(frozen=True)
 class JobResult:
     """What became of a job. ``heap`` is the key of the snapshot the job produced (a completed
-    job that asked for one only) and ``heap_size`` its size in bytes; ``js_error`` the script's
-    structured error, None when the failure is not the script's."""
+    job that asked for one, or a paused one) and ``heap_size`` its size in bytes; ``js_error``
+    the script's structured error, None when the failure is not the script's. ``waiting``: the
+    script paused on the held calls ``pending_tool_calls`` (each a call the server answered
+    ``{"held": true}``, its arguments the JSON text the script sent)."""
 
-    status: TerminalStatus
+    status: JobStatus
     result: str | None = None
     error: str | None = None
     heap: str | None = None
     heap_size: int | None = None
     duration_ms: float | None = None
     js_error: JsError | None = None
-    # The server's side only (never on the wire): the heap's envelope, read from its descriptor.
+    pending_tool_calls: tuple[PendingToolCall, ...] = ()
+    # The server's side only (never on the wire): the heap's envelope, read from its descriptor,
+    # and the tool calls the execution made so far (its budget's use), when it paused.
     envelope: bytes | None = field(default=None, compare=False, repr=False)
+    tool_calls_made: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class Job:
     """``run``: one execution. ``heap_fd``: the descriptor of the heap to restore (exactly when
-    ``spec.heap`` is set), sent with the frame; the caller owns it."""
+    ``spec.heap`` is set), sent with the frame; the caller owns it. ``tool_calls_made``: the
+    server's side only (never on the wire): the calls a resumed execution made before."""
 
     execution_id: str
     spec: ExecutionSpec
     heap_fd: int | None = field(default=None, compare=False)
+    tool_calls_made: int = field(default=0, compare=False)
     KIND: ClassVar[str] = "run"
 
 
@@ -289,6 +310,15 @@ _JS_ERROR = Record(
     nullable=True,
 )
 
+_HELD_CALL = Record(
+    {
+        "call_id": _CALL_ID,
+        "server": Text(TOOL_NAME_LIMIT, min_bytes=1),
+        "tool": Text(TOOL_NAME_LIMIT, min_bytes=1),
+        "arguments": Text(TOOL_ARGS_LIMIT, min_bytes=2),
+    }
+)
+
 _WALLS = Record(
     {
         "mode": OneOf(frozenset(MODES)),
@@ -339,6 +369,7 @@ def _result_body(m: Done) -> dict[str, Any]:
         "heap": r.heap,
         "heap_size": r.heap_size,
         "duration_ms": r.duration_ms,
+        "pending_tool_calls": [c.to_dict() for c in r.pending_tool_calls],
     }
 
 
@@ -354,6 +385,7 @@ def _done(b: dict[str, Any]) -> Done:
             heap_size=b["heap_size"],
             duration_ms=None if b["duration_ms"] is None else float(b["duration_ms"]),
             js_error=None if js is None else JsError(**js),
+            pending_tool_calls=tuple(PendingToolCall(**c) for c in b["pending_tool_calls"]),
         ),
     )
 
@@ -401,19 +433,20 @@ KINDS: dict[str, Kind] = {
         ),
         Kind(
             "done",
-            2,
+            3,
             "worker",
-            RESULT_LIMIT + 4096 * KiB,
+            RESULT_LIMIT + HELD_LIMIT + 4096 * KiB,
             Record(
                 {
                     "execution_id": _ID,
-                    "status": OneOf(frozenset({"completed", "failed", "cancelled", "timed_out"})),
+                    "status": OneOf(frozenset({"completed", "failed", "cancelled", "timed_out", "waiting"})),
                     "result": Text(RESULT_LIMIT, nullable=True),
                     "error": Text(ERROR_LIMIT, nullable=True),
                     "js_error": _JS_ERROR,
                     "heap": Text(64, pattern="[0-9a-f]{64}", nullable=True),
                     "heap_size": Integer(0, 1 << 50, nullable=True),
                     "duration_ms": Number(0, 1e12, nullable=True),
+                    "pending_tool_calls": RecordList(HELD_CALLS, _HELD_CALL),
                 }
             ),
             _result_body,

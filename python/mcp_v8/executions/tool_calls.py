@@ -22,6 +22,13 @@ came is reported once through ``on_record`` (a :class:`ToolCallRecord`: what the
 record keeps), when it is answered or abandoned; but of the calls past ``max_calls`` only the first
 is, so an execution has at most ``max_calls + 1`` records.
 
+A call of a gated tool (``needs_approval``), checked like any other, is answered
+``{"held": true}`` when the execution snapshots (``hold``): it stays pending in the script's
+heap, and :meth:`ToolCalls.held` names it, from the server's own record, for the execution to
+wait for a person's decision (the worker's word for which calls were held is only checked
+against it). Without a snapshot there is nothing to pause in: it is refused with
+``ToolDenied``. A resumed execution's calls count on from ``made``, its calls so far.
+
 State shared between the reader, the call threads, their timers and ``end`` is read and
 written under one lock per execution; ``_handoff`` marks the points a test parks a thread at.
 """
@@ -36,7 +43,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from ..tool_answers import error_answer, result_answer
+from ..storage import PendingToolCall
+from ..tool_answers import error_answer, held_answer, result_answer
 from ..tool_arguments import ArgumentsError, check_arguments
 from .gate import Gate
 from .protocol import ToolCall, ToolReply, Undeliverable
@@ -62,13 +70,15 @@ __all__ = [
 
 DEFAULT_LIMITS = ToolLimits()
 NO_TOOLS = "tool call refused: no tool servers are configured"
+_HOLD = held_answer()
 
 
 @dataclass(frozen=True)
 class ToolCallRecord:
     """One call as the execution's record keeps it: ``outcome`` is ``"ok"``, the name of the
     error the script got (``"TypeError"``: refused; ``"ToolError"``, ``"ToolDenied"``,
-    ``"Error"``: failed) or ``"abandoned"`` (the execution ended first); ``message`` that
+    ``"Error"``: failed), ``"held"`` (gated: it waits for a decision) or ``"abandoned"`` (the
+    execution ended first); ``message`` that
     error's; the arguments by their size only."""
 
     call_id: int
@@ -110,9 +120,12 @@ class ToolCalls:
         on_lost: Callable[[str], None] | None = None,
         on_record: Callable[[ToolCallRecord], None] | None = None,
         gate: Gate | None = None,
+        hold: bool = False,
+        made: int = 0,
     ) -> None:
         self.execution_id = execution_id
         self._gate = gate
+        self._hold = hold
         self._on_record = on_record
         self._caller = caller
         self._send = send
@@ -122,7 +135,8 @@ class ToolCalls:
         # Under _lock: how many calls came, which are in flight (call id -> its state), the
         # call ids seen, whether the execution ended.
         self._lock = threading.Lock()
-        self._count = 0
+        self._count = made
+        self._held: dict[int, ToolCall] = {}
         self._in_flight: dict[int, _InFlight] = {}
         # The time during which at least one call was in flight: the execution waited on tools.
         self._busy_since: float | None = None
@@ -179,17 +193,26 @@ class ToolCalls:
         with self._lock:
             return self._count
 
-    def submit(self, call: ToolCall) -> None:
+    def held(self) -> tuple[PendingToolCall, ...]:
+        """The calls answered ``{"held": true}``, by call id: this server's record of them."""
+        with self._lock:
+            calls = sorted(self._held.values(), key=lambda c: c.call_id)
+        return tuple(PendingToolCall(c.call_id, c.server, c.tool, c.arguments) for c in calls)
+
+    def submit(self, call: ToolCall, *, approved: bool = False) -> None:
         """Takes a call from the worker (the slot's reader): counted and checked at once (a
-        refusal is answered then), then made on a thread of its own. Never waits for a call."""
+        refusal is answered then), then made on a thread of its own. Never waits for a call.
+        ``approved``: a held call a person approved (:mod:`.approvals`), counted when it was
+        held: checked again (the catalogue may have changed), but neither counted nor held."""
         name = f"{call.server}.{call.tool}"
         with self._lock:
             if self._ended or call.call_id in self._seen:
                 return  # a call id that came already: the worker is out of step, the first stands
             self._seen.add(call.call_id)
-            self._count += 1
+            if not approved:
+                self._count += 1
             refusal: str | None = None
-            if self._count > self._limits.max_calls:
+            if not approved and self._count > self._limits.max_calls:
                 refusal = error_answer(
                     "TypeError",
                     f"tool call refused: more than {self._limits.max_calls} tool calls in one "
@@ -208,7 +231,10 @@ class ToolCalls:
                 recorded=self._count <= self._limits.max_calls + 1,
             )
         if refusal is None:
-            refusal = self._check(call, name)
+            refusal = self._check(call, name, approved)
+        if refusal is _HOLD:
+            self._finish(call.call_id, refusal, held=call)
+            return
         if refusal is not None:
             self._finish(call.call_id, refusal)
             return
@@ -228,7 +254,7 @@ class ToolCalls:
         )
         thread.start()
 
-    def _check(self, call: ToolCall, name: str) -> str | None:
+    def _check(self, call: ToolCall, name: str, approved: bool = False) -> str | None:
         """The refusal of ``call`` by the catalogue, or None."""
         if self._caller is None:
             return error_answer("TypeError", NO_TOOLS)
@@ -252,11 +278,14 @@ class ToolCalls:
             check_arguments(call.server, call.tool, call.arguments, info.input_schema)
         except ArgumentsError as e:
             return error_answer("TypeError", str(e))
-        if info.needs_approval:
+        if info.needs_approval and not approved:
+            if self._hold:
+                return _HOLD
             return error_answer(
                 "ToolDenied",
-                f"{name} needs a person's approval, which this server cannot ask for yet",
-                reason="approval unavailable",
+                f"{name} needs a person's approval, and an execution without a snapshot cannot "
+                "pause to wait for it",
+                reason="a gated call cannot pause without a snapshot",
             )
         return None
 
@@ -345,10 +374,11 @@ class ToolCalls:
                 "the record of tool call %s of execution %s failed", call.call_id, self.execution_id
             )
 
-    def _finish(self, call_id: int, answer: str) -> None:
+    def _finish(self, call_id: int, answer: str, held: ToolCall | None = None) -> None:
         """Sends the answer unless the call is answered already or the execution ended. The
         check and the send are one step under the lock, so no reply leaves once ``end`` has
-        returned, and each call is answered once. Its record goes out after the lock."""
+        returned, and each call is answered once. Its record goes out after the lock. ``held``:
+        the call, answered ``{"held": true}``, is kept as held once that answer is sent."""
         with self._lock:
             entry = self._in_flight.pop(call_id, None)
             if not self._in_flight:
@@ -359,6 +389,13 @@ class ToolCalls:
                 entry.timer.cancel()
             self._handoff("reply:checked")
             lost = self._send_locked(call_id, answer)
+            if held is not None and lost is None:
+                self._held[call_id] = held
+        if held is not None:
+            self._record(entry, "held", None)
+            if lost is not None and self._on_lost is not None:
+                self._on_lost(lost)
+            return
         error = json.loads(answer).get("error")
         if error is None:
             self._record(entry, "ok", None)

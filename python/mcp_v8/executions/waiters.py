@@ -173,7 +173,7 @@ class Waiters:
         try:
             if not live:
                 record = self._read(execution_id)
-                if record is None or record.is_terminal:
+                if record is None or record.stopped:
                     return record
             self._waiting(execution_id)
             return self._block(execution_id, waiter, deadline)
@@ -202,7 +202,7 @@ class Waiters:
             # Another process's event (or the re-read's time): even for an execution running
             # here, another process may have cancelled it, and this one's worker go on a while.
             record = self._read(execution_id)
-            if record is None or record.is_terminal:
+            if record is None or record.stopped:
                 return record
 
     def wake(self, execution_id: str | None = None) -> None:

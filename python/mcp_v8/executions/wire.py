@@ -24,6 +24,7 @@ __all__ = [
     "Number",
     "OneOf",
     "Record",
+    "RecordList",
     "SchemaError",
     "Text",
     "TextList",
@@ -211,3 +212,22 @@ class Record(Type):
         prefix = f"{path}." if path else ""
         for name, field in self.fields.items():
             field.check(value[name], prefix + name)
+
+
+@dataclass(frozen=True)
+class RecordList(Type):
+    """A list (or, built by Python code, a tuple) of at most ``max_items`` records."""
+
+    max_items: int
+    item: Record
+    nullable: bool = False
+
+    def _check(self, value: Any, path: str) -> None:
+        if type(value) not in (list, tuple):
+            raise SchemaError(f"{_name(path)} must be a list, not {type(value).__name__}")
+        if len(value) > self.max_items:
+            raise SchemaError(
+                f"{_name(path)} has {len(value)} items, more than its limit of {self.max_items}"
+            )
+        for i, item in enumerate(value):
+            self.item.check(item, f"{path}[{i}]")

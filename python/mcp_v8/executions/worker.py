@@ -40,7 +40,8 @@ from typing import Any
 from ..engine import Engine, set_jitless
 from ..errors import SnapshotError
 from ..js_error import JsError
-from ..tool_answers import error_answer
+from ..storage import PendingToolCall
+from ..tool_answers import error_answer, held_answer
 from . import sandbox
 from .channel import Channel
 from .heap_fds import HeapFdError, heap_memfd, read_heap
@@ -306,13 +307,17 @@ class _Tools:
     """The tool relays of the jobs in this worker: a job's tool calls go to the server as
     ``tool_call`` messages, named by the script's own call id, and the server's ``tool_reply``
     answers them. A reply for a call that is not waited for (its job has ended or never ran
-    here, or it was answered) is dropped."""
+    here, or it was answered) is dropped. A call answered ``{"held": true}`` stays pending in
+    the script: it is kept, as its ``tool_call`` said, for the job's ``done`` to name when the
+    script pauses on it."""
 
     def __init__(self, send: Any) -> None:
         self._send = send
         self._lock = threading.Lock()
-        # execution id -> (its relay, the calls waited for: script's call id -> host call id)
-        self._jobs: dict[str, tuple[Any, dict[int, int]]] = {}
+        # execution id -> (its relay, the calls waited for: script's call id -> host call id,
+        # the calls held: script's call id -> the call)
+        self._jobs: dict[str, tuple[Any, dict[int, int], dict[int, ToolCall]]] = {}
+        self._calls: dict[tuple[str, int], ToolCall] = {}  # the calls waited for, as sent
         self._clocks: dict[str, _ScriptClock] = {}
 
     def start(self, execution_id: str, clock: _ScriptClock | None = None) -> Any:
@@ -323,6 +328,7 @@ class _Tools:
         waiting: dict[int, int] = {}
         if clock is not None:
             self._clocks[execution_id] = clock
+        held: dict[int, ToolCall] = {}
 
         def on_call(host_id: int, request_json: str) -> None:
             try:
@@ -339,6 +345,7 @@ class _Tools:
                 else:
                     duplicate = False
                     waiting[call.call_id] = host_id
+                    self._calls[execution_id, call.call_id] = call
             if duplicate:
                 relay.reply(
                     host_id, error_answer("TypeError", f"tool call refused: call {call.call_id} came twice")
@@ -351,19 +358,28 @@ class _Tools:
             except Undeliverable as e:  # nothing was sent: the call fails, the job goes on
                 with self._lock:
                     waiting.pop(call.call_id, None)
+                    self._calls.pop((execution_id, call.call_id), None)
                 if clock is not None:
                     clock.calls(-1)
                 relay.reply(host_id, error_answer("TypeError", f"tool call refused: {e}"[:4096]))
 
         relay = _engine.ToolRelay(on_call)
         with self._lock:
-            self._jobs[execution_id] = (relay, waiting)
+            self._jobs[execution_id] = (relay, waiting, held)
         return relay
 
-    def finish(self, execution_id: str) -> None:
+    def finish(self, execution_id: str) -> tuple[PendingToolCall, ...]:
+        """Ends the job's relay; returns the calls held in it, by call id."""
         with self._lock:
-            self._jobs.pop(execution_id, None)
+            job = self._jobs.pop(execution_id, None)
             self._clocks.pop(execution_id, None)
+            for key in [k for k in self._calls if k[0] == execution_id]:
+                del self._calls[key]
+        if job is None:
+            return ()
+        return tuple(
+            PendingToolCall(c.call_id, c.server, c.tool, c.arguments) for _, c in sorted(job[2].items())
+        )
 
     def deliver(self, reply: ToolReply) -> bool:
         """Hands ``reply`` to its job's run; False when it was dropped."""
@@ -371,6 +387,9 @@ class _Tools:
             job = self._jobs.get(reply.execution_id)
             host_id = None if job is None else job[1].pop(reply.call_id, None)
             clock = self._clocks.get(reply.execution_id) if host_id is not None else None
+            call = self._calls.pop((reply.execution_id, reply.call_id), None)
+            if job is not None and host_id is not None and call is not None and reply.answer == _HELD:
+                job[2][reply.call_id] = call
         if job is None or host_id is None:
             return False
         delivered = bool(job[0].reply(host_id, reply.answer))
@@ -379,6 +398,7 @@ class _Tools:
         return delivered
 
 
+_HELD = held_answer()
 # The server sends at most what it verified; this bounds a descriptor that is not what it says.
 _HEAP_READ_LIMIT = 1 << 40
 
@@ -428,18 +448,21 @@ def _run(
         timed_out = _timed_out(limits, wall=outcome.status == "timed_out", expired=clock.expired)
         if timed_out is not None:
             return dataclasses.replace(timed_out, duration_ms=outcome.duration_ms), None
-    if outcome.status == "suspended":  # the server answers no call {"held": true} yet
-        error = "the script waits on tool calls held for approval, which this server cannot resume yet"
-        return JobResult(status="failed", error=error, duration_ms=outcome.duration_ms), None
     heap, heap_size, heap_bytes = None, None, None
     if (
         spec.snapshot
-        and outcome.status == "completed"
+        and outcome.status in ("completed", "suspended")
         and outcome.snapshot is not None
         and outcome.heap_key is not None
     ):
         heap_bytes = outcome.snapshot
         heap, heap_size = outcome.heap_key, len(heap_bytes)
+    if outcome.status == "suspended":  # it waits only on held calls: paused in its heap
+        if heap is None:  # the server holds no call of an execution without a snapshot
+            error = "the script waits on tool calls held for approval, but it has no heap to pause in"
+            return JobResult(status="failed", error=error, duration_ms=outcome.duration_ms), None
+        paused = JobResult(status="waiting", heap=heap, heap_size=heap_size, duration_ms=outcome.duration_ms)
+        return paused, heap_bytes
     result = JobResult(
         status=outcome.status,
         result=outcome.result,
@@ -573,7 +596,9 @@ def serve(conn: Channel, walls: sandbox.Walls | None = None) -> None:
             result, envelope = _run(engine, job, control, output, relay, tool_relay, clock)
         finally:
             fetches.finish(job.execution_id)
-            tools.finish(job.execution_id)
+            held = tools.finish(job.execution_id)
+        if result.status == "waiting":
+            result = dataclasses.replace(result, pending_tool_calls=held)
         output.flush()
         with controls_lock:
             controls.pop(job.execution_id, None)

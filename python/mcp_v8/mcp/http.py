@@ -3,7 +3,8 @@
 Every POST is answered with one ``application/json`` body (a response, or an array of them for
 a batch), or 202 with none when it held only notifications and responses. The server offers
 no SSE stream and issues no session id, so GET and DELETE are 405. Host, Origin (403) and
-bearer token are checked by the app's middleware as on every route; here: ``Content-Type``
+bearer token are checked by the app's middleware as on every route (the approver's token, too,
+which gets the approver's tools only: :func:`.tools.build_approver_tools`); here: ``Content-Type``
 (415 unless ``application/json``, parameters allowed, as the MCP SDK's own server answers),
 ``MCP-Protocol-Version`` (400 when unsupported; absent means 2025-03-26), the body limit, and
 JSON-RPC (the checks of :func:`.protocol.classify`, shared with stdio).
@@ -25,7 +26,6 @@ from .protocol import (
     INVALID_REQUEST,
     SUPPORTED_VERSIONS,
     ProtocolError,
-    Request,
     Server,
     classify,
     error_response,
@@ -49,6 +49,8 @@ def _answer(resp: falcon.Response, status: str, body: Any) -> None:
 class McpResource:
     def __init__(self, ops: Operations) -> None:
         self._server = Server(ops)
+        # The approver's credential gets a server of its own tools (the middleware says which).
+        self._approver = Server(ops, approver=True) if ops.settings.approver_token else None
         self._max_body = ops.settings.max_body_bytes
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -103,7 +105,10 @@ class McpResource:
                 except ProtocolError as e:
                     _answer(resp, falcon.HTTP_400, error_response(e.id, e.code, str(e)))
                     return
-            responses = [r for r in (self._handle(q, version) for q in requests) if r is not None]
+            server = self._server_for(req)
+            responses = [
+                r for r in (server.handle(q, version) for q in requests if q is not None) if r is not None
+            ]
             if not responses:
                 resp.status = falcon.HTTP_202
                 return
@@ -114,11 +119,13 @@ class McpResource:
         except ProtocolError as e:  # not JSON-RPC: the client's mistake, as a bad REST body is
             _answer(resp, falcon.HTTP_400, error_response(e.id, e.code, str(e)))
             return
-        response = self._handle(request, version)
+        response = None if request is None else self._server_for(req).handle(request, version)
         if response is None:
             resp.status = falcon.HTTP_202
             return
         _answer(resp, falcon.HTTP_200, response)
 
-    def _handle(self, request: Request | None, version: str) -> dict[str, Any] | None:
-        return None if request is None else self._server.handle(request, version)
+    def _server_for(self, req: falcon.Request) -> Server:
+        if self._approver is not None and req.context.get("approver"):
+            return self._approver
+        return self._server

@@ -20,7 +20,7 @@ from typing import Any
 from .. import __version__
 from ..contract import json_value_problem
 from ..operations import Operations
-from .tools import Call, Tool, build_tools, call_tool
+from .tools import Call, Tool, build_approver_tools, build_tools, call_tool
 
 log = logging.getLogger("mcp_v8.mcp")
 
@@ -173,9 +173,11 @@ def negotiate(requested: Any) -> str:
 class Server:
     """The MCP server of one service: turns requests into responses."""
 
-    def __init__(self, ops: Operations) -> None:
+    def __init__(self, ops: Operations, *, approver: bool = False) -> None:
+        """``approver``: the server of the approver's credential, whose tools are only those
+        that decide held tool calls (:func:`.tools.build_approver_tools`)."""
         self.ops = ops
-        self.tools: dict[str, Tool] = build_tools(ops)
+        self.tools: dict[str, Tool] = build_approver_tools(ops) if approver else build_tools(ops)
 
     def handle(self, request: Request, version: str, call: Call | None = None) -> dict[str, Any] | None:
         """The response to ``request`` (None for a notification). ``version``: the protocol

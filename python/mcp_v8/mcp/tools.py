@@ -586,6 +586,36 @@ def build_tools(ops: Operations) -> dict[str, Tool]:
     return {t.name: t for t in tools}
 
 
+def _approve(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
+    info = ops.approve(args["execution_id"], {"decisions": args["decisions"]})
+    return _execution_result(ops, info)
+
+
+def build_approver_tools(ops: Operations) -> dict[str, Tool]:
+    """The tools of the approver's credential (``--approver-token`` on /mcp), and only them:
+    find the executions waiting for a decision, read one, decide its held tool calls."""
+    tools = build_tools(ops)
+    decisions = schema("ApprovalRequest")["properties"]["decisions"]
+    approve = Tool(
+        "approve_tool_calls",
+        "Approve or deny held tool calls",
+        "Decides every tool call a waiting execution holds (its `pending_tool_calls`), each once: "
+        "approved calls are made by the server and their results handed to the script, denied ones "
+        "reject in the script with ToolDenied and the `reason`. The execution then runs on from "
+        "where it paused (status running); follow it with get_execution. Find waiting executions "
+        "with list_executions and status waiting.",
+        _object({"execution_id": _EXECUTION_ID, "decisions": decisions}, ("execution_id", "decisions")),
+        _output_schema("ExecutionInfo", output=_OUTPUT_EXCERPT),
+        _approve,
+        read_only=False,
+    )
+    return {
+        "list_executions": tools["list_executions"],
+        "get_execution": tools["get_execution"],
+        approve.name: approve,
+    }
+
+
 def call_tool(ops: Operations, tool: Tool, arguments: Any, call: Call) -> ToolResult:
     """Runs ``tool``: bad arguments and the service's refusals are error results naming why."""
     try:

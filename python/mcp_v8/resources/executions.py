@@ -104,3 +104,20 @@ class ToolCallsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         resp.media = self._ops.tool_calls(id)
+
+
+class ApproveResource:
+    """POST /api/executions/{id}/approve: only the approver's credential reaches it (the
+    security middleware checks it, on this route only)."""
+
+    def __init__(self, ops: Operations) -> None:
+        self._ops = ops
+        self._body = BodyValidator("ApprovalRequest")
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        try:
+            body = self._body.validate(read_json_body(req, self._ops.settings.max_body_bytes))
+        except InvalidRequest as e:
+            raise bad_request(str(e)) from None
+        resp.status = falcon.HTTP_202
+        resp.media = self._ops.approve(id, body)

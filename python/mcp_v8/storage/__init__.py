@@ -32,6 +32,7 @@ from .executions import (
     ExecutionRecord,
     ExecutionStatus,
     ExecutionStore,
+    PendingToolCall,
     SessionSummary,
     TerminalStatus,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "SQLiteOutputLog",
     "SQLiteToolCallLog",
     "SchemaVersionError",
+    "PendingToolCall",
     "SessionSummary",
     "SharedHeaps",
     "TerminalStatus",

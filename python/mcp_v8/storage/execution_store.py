@@ -27,6 +27,7 @@ from .executions import (
     TERMINAL_STATUSES,
     ExecutionRecord,
     ExecutionStatus,
+    PendingToolCall,
     SessionSummary,
     TerminalStatus,
 )
@@ -38,16 +39,20 @@ from .sqlite import SQLiteDatabase
 __all__ = ["NEW_RECORD", "SQLExecutionStore", "SQLiteExecutionStore", "new_record_params"]
 
 _DELETE_BATCH = 500
-_COLUMNS = (
+_COLUMN_NAMES = (
     "execution_id, status, started_at, completed_at, result, error, heap_out, session, tags, "
-    "duration_ms, heap_in, code_bytes, js_error"
+    "duration_ms, heap_in, code_bytes, js_error, pending_tool_calls, waiting_heap, tool_calls_made, "
+    "resume_spec, waiting_since, approval_deadline"
 )
+_COLUMNS = _COLUMN_NAMES
+_ID_COLUMN = len(_COLUMN_NAMES.split(","))  # where a listing's row has its ``id``, after the record
 # A new record, as an INSERT's columns and the values of a SELECT (see new_record_params): the
 # queue of several nodes records one in the statement that queues it, with these same words.
 NEW_RECORD = (
     "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags, code_bytes, owner)",
     "SELECT :execution_id, 'running', :now, :heap_in, :session, {json:tags}, :code_bytes, :owner",
 )
+_ENDED = "status NOT IN ('running', 'waiting')"  # terminal: what retention may delete
 _HEAP_HELD = "EXISTS (SELECT 1 FROM heaps WHERE key = :heap_in{for_key_share})"
 _FAIL_RUNNING = (
     "UPDATE executions SET status = 'failed', error = :reason, completed_at = :now WHERE status = 'running'"
@@ -179,18 +184,21 @@ class SQLExecutionStore(Closing):
         heap_out: str | None = None,
         duration_ms: float | None = None,
         js_error: JsError | None = None,
+        waiting: bool = False,
     ) -> ExecutionRecord | None:
-        """Records the first terminal transition of a running execution and returns its terminal
+        """Records the first terminal transition of a running execution (or, with ``waiting``, of
+        a waiting one too) and returns its terminal
         record (read in the same statement, so a caller can answer from it without reading again);
         returns None (and changes nothing) when it is already terminal or unknown. ``duration_ms``
         defaults to the time since ``started_at``; ``js_error`` is kept as a JSON object."""
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"not a terminal status: {status!r}")
+        which = "status IN ('running', 'waiting')" if waiting else "status = 'running'"
         rows = self._db.run(
             "UPDATE executions SET status = :status, completed_at = :now, result = :result, error = :error,"
             " heap_out = :heap_out, duration_ms = coalesce(:duration_ms, {ms_since:started_at}),"
             " js_error = {json:js_error}"
-            f" WHERE execution_id = :execution_id AND status = 'running' RETURNING {_COLUMNS}",
+            f" WHERE execution_id = :execution_id AND {which} RETURNING {_COLUMNS}",
             {
                 "status": status,
                 "now": _ms(_now()),
@@ -203,6 +211,56 @@ class SQLExecutionStore(Closing):
             },
         )
         return _record(rows[0]) if rows else None
+
+    def pause(
+        self,
+        execution_id: str,
+        *,
+        pending: Iterable[PendingToolCall],
+        heap: str,
+        tool_calls_made: int,
+        resume_spec: dict[str, Any],
+        approval_timeout_secs: float,
+        duration_ms: float | None = None,
+    ) -> ExecutionRecord | None:
+        """``running`` → ``waiting`` in one conditional ``UPDATE`` (see the contract)."""
+        now = _ms(_now())
+        rows = self._db.run(
+            "UPDATE executions SET status = 'waiting', pending_tool_calls = {json:pending},"
+            " waiting_heap = :heap, tool_calls_made = :made, resume_spec = {json:spec},"
+            " waiting_since = :now, approval_deadline = :deadline, duration_ms = :duration_ms"
+            f" WHERE execution_id = :execution_id AND status = 'running' RETURNING {_COLUMNS}",
+            {
+                "pending": Json([c.to_dict() for c in pending]),
+                "heap": heap,
+                "made": tool_calls_made,
+                "spec": Json(resume_spec),
+                "now": now,
+                "deadline": _ms(now + timedelta(seconds=approval_timeout_secs)),
+                "duration_ms": duration_ms,
+                "execution_id": execution_id,
+            },
+        )
+        return _record(rows[0]) if rows else None
+
+    def resume(self, execution_id: str, *, owner: str | None) -> ExecutionRecord | None:
+        """``waiting`` → ``running`` in one conditional ``UPDATE``: of two deciders, one wins."""
+        rows = self._db.run(
+            "UPDATE executions SET status = 'running', owner = :owner"
+            f" WHERE execution_id = :execution_id AND status = 'waiting' RETURNING {_COLUMNS}",
+            {"owner": owner, "execution_id": execution_id},
+        )
+        return _record(rows[0]) if rows else None
+
+    def expire_waiting(self, reason: str) -> builtins.list[ExecutionRecord]:
+        """``waiting`` → ``failed`` for those past their approval deadline, in one ``UPDATE``."""
+        rows = self._db.run(
+            "UPDATE executions SET status = 'failed', error = :reason, completed_at = :now,"
+            " duration_ms = coalesce(duration_ms, {ms_since:started_at})"
+            f" WHERE status = 'waiting' AND approval_deadline <= :now RETURNING {_COLUMNS}",
+            {"reason": reason, "now": _ms(_now())},
+        )
+        return [_record(row) for row in rows]
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
         """The record of ``execution_id``, or None."""
@@ -317,7 +375,9 @@ class SQLExecutionStore(Closing):
     def heaps_used_since(self, max_age_seconds: float) -> set[str]:
         rows = self._db.run(
             "SELECT heap_in FROM executions WHERE heap_in IS NOT NULL AND (started_at >= :cutoff OR status = 'running')"
-            " UNION SELECT heap_out FROM executions WHERE heap_out IS NOT NULL AND completed_at >= :cutoff",
+            " UNION SELECT heap_out FROM executions WHERE heap_out IS NOT NULL AND completed_at >= :cutoff"
+            " UNION SELECT waiting_heap FROM executions WHERE waiting_heap IS NOT NULL"
+            " AND status IN ('running', 'waiting')",
             {"cutoff": _ms(_now() - timedelta(seconds=max_age_seconds))},
         )
         return {str(r[0]) for r in rows}
@@ -326,20 +386,21 @@ class SQLExecutionStore(Closing):
         self, max_age_seconds: float | None = None, max_count: int | None = None
     ) -> builtins.list[str]:
         """Ids of terminal executions that completed more than ``max_age_seconds`` ago or that are
-        not among the newest ``max_count`` terminal executions (running ones do not count), sorted."""
+        not among the newest ``max_count`` terminal executions (running and waiting ones do not
+        count), sorted."""
         if max_count is not None and max_count < 0:
             raise ValueError("max_count must be >= 0")
         doomed: set[str] = set()
         with self._db.session() as session:
             if max_age_seconds is not None:
                 rows = session.run(
-                    "SELECT execution_id FROM executions WHERE status <> 'running' AND completed_at < :cutoff",
+                    f"SELECT execution_id FROM executions WHERE {_ENDED} AND completed_at < :cutoff",
                     {"cutoff": _ms(_now() - timedelta(seconds=max_age_seconds))},
                 )
                 doomed.update(str(row[0]) for row in rows)
             if max_count is not None:
                 rows = session.run(
-                    "SELECT execution_id FROM executions WHERE status <> 'running'"
+                    f"SELECT execution_id FROM executions WHERE {_ENDED}"
                     " ORDER BY started_at DESC, id DESC LIMIT {all} OFFSET :offset",
                     {"offset": max_count},
                 )
@@ -352,7 +413,7 @@ class SQLExecutionStore(Closing):
         deleted = 0
         for i in range(0, len(ids), _DELETE_BATCH):
             deleted += self._db.count(
-                "DELETE FROM executions WHERE status <> 'running' AND execution_id {any:ids}",
+                f"DELETE FROM executions WHERE {_ENDED} AND execution_id {{any:ids}}",
                 {"ids": ids[i : i + _DELETE_BATCH]},
             )
         return deleted
@@ -374,7 +435,7 @@ def _record_page(listing: str, rows: Sequence[Row], limit: int) -> Page[Executio
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = encode_cursor(listing, [last[2], last[13]])  # (started_at, id)
+        next_cursor = encode_cursor(listing, [last[2], last[_ID_COLUMN]])  # (started_at, id)
     return Page(items, next_cursor)
 
 
@@ -403,4 +464,12 @@ def _record(row: Row) -> ExecutionRecord:
         heap_in=row[10],
         code_bytes=int(row[11]),
         js_error=JsError.from_dict(json.loads(row[12])) if row[12] is not None else None,
+        pending_tool_calls=None
+        if row[13] is None
+        else tuple(PendingToolCall(**c) for c in json.loads(row[13])),
+        waiting_heap=row[14],
+        tool_calls_made=None if row[15] is None else int(row[15]),
+        resume_spec=None if row[16] is None else json.loads(row[16]),
+        waiting_since=row[17],
+        approval_deadline=row[18],
     )

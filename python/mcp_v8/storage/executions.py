@@ -2,7 +2,12 @@
 
 An execution is ``running`` from the moment it is recorded until its first terminal transition
 (``completed``, ``failed``, ``cancelled``, ``timed_out``); the store makes that transition atomic, so
-whoever reports second (a worker after a cancel, a cancel after a crash) changes nothing. Console
+whoever reports second (a worker after a cancel, a cancel after a crash) changes nothing. A running
+execution whose script waits only on tool calls held for a person's decision is ``waiting`` (not
+terminal, run by nobody: its heap, its pending calls and what its resume needs are in its record)
+until a decision takes it back to ``running`` (:meth:`ExecutionStore.resume`), a cancel ends it,
+or its approval deadline passes (:meth:`ExecutionStore.expire_waiting`); each of these is one
+conditional transition, so of two nodes deciding at once one wins. Console
 output is not here: it is the output log's (:mod:`.output`), keyed by the same execution id.
 
 Sessions are not stored apart: a session is the ``session`` field of its executions, and what the
@@ -21,7 +26,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from ..js_error import JsError
 from .errors import DuplicateExecution, ExecutionNotFound
@@ -34,20 +39,44 @@ __all__ = [
     "ExecutionRecord",
     "ExecutionStatus",
     "ExecutionStore",
+    "PendingToolCall",
     "SessionSummary",
     "TerminalStatus",
 ]
 
-ExecutionStatus = Literal["running", "completed", "failed", "cancelled", "timed_out"]
+ExecutionStatus = Literal["running", "waiting", "completed", "failed", "cancelled", "timed_out"]
 TerminalStatus = Literal["completed", "failed", "cancelled", "timed_out"]
 TERMINAL_STATUSES: frozenset[str] = frozenset(get_args(TerminalStatus))
+
+
+@dataclass(frozen=True)
+class PendingToolCall:
+    """A tool call a waiting execution's script holds: ``arguments`` is the JSON text it sent."""
+
+    call_id: int
+    server: str
+    tool: str
+    arguments: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "server": self.server,
+            "tool": self.tool,
+            "arguments": self.arguments,
+        }
 
 
 @dataclass(frozen=True)
 class ExecutionRecord:
     """One execution as recorded. ``heap`` is the snapshot key it produced; ``heap_in`` the one it
     restored; ``js_error`` the script's structured error, when it ended on one (``error`` is then
-    its stack). Timestamps are ISO-8601 UTC with millisecond precision and a ``Z``."""
+    its stack). Timestamps are ISO-8601 UTC with millisecond precision and a ``Z``.
+
+    What a wait for a decision keeps (set by :meth:`ExecutionStore.pause`, kept after it for the
+    record): the calls it waits on, the heap it paused in, the tool calls made so far, the spec
+    its resume runs under (wire form, without the code), when the wait started and when it fails
+    undecided."""
 
     execution_id: str
     status: ExecutionStatus
@@ -62,9 +91,20 @@ class ExecutionRecord:
     heap_in: str | None = None
     code_bytes: int = 0
     js_error: JsError | None = None
+    pending_tool_calls: tuple[PendingToolCall, ...] | None = None
+    waiting_heap: str | None = None
+    tool_calls_made: int | None = None
+    resume_spec: dict[str, Any] | None = None
+    waiting_since: str | None = None
+    approval_deadline: str | None = None
 
     @property
     def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def stopped(self) -> bool:
+        """Terminal, or waiting: nothing runs it, and a long-poll returns it."""
         return self.status != "running"
 
 
@@ -105,7 +145,12 @@ class ExecutionStore(Protocol):
       listing could have returned raises :class:`~.errors.InvalidCursor`.
     * Sessions are derived from the retained executions (those with a ``session``), never stored
       apart: a pruned execution leaves no trace in them.
-    * :meth:`prunable` and :meth:`delete` never touch a ``running`` execution.
+    * :meth:`prunable` and :meth:`delete` never touch a ``running`` or ``waiting`` execution.
+    * ``running`` → ``waiting`` (:meth:`pause`), ``waiting`` → ``running`` (:meth:`resume`),
+      ``waiting`` → ``cancelled`` (:meth:`finish` with ``waiting``) and ``waiting`` → ``failed``
+      (:meth:`expire_waiting`) are each one conditional transition: of concurrent calls for one
+      id, one wins and the others change nothing. Startup recovery and lost nodes
+      (:meth:`fail_running_on_startup`, :meth:`fail_running_of`) leave waiting executions alone.
     * Every method may be called from many threads at once.
 
     Both backends keep the same table (in PostgreSQL: ``tags`` as ``jsonb``, timestamps as
@@ -145,10 +190,38 @@ class ExecutionStore(Protocol):
         heap_out: str | None = None,
         duration_ms: float | None = None,
         js_error: JsError | None = None,
+        waiting: bool = False,
     ) -> ExecutionRecord | None:
         """Records the first terminal transition and returns the terminal record; None (and
         nothing changes) when already terminal or unknown. ``duration_ms`` defaults to the time
-        since ``started_at``; ``js_error`` is kept as a JSON object and read back equal."""
+        since ``started_at``; ``js_error`` is kept as a JSON object and read back equal.
+        ``waiting``: a waiting execution may end too (a cancel), not only a running one."""
+        ...
+
+    def pause(
+        self,
+        execution_id: str,
+        *,
+        pending: Iterable[PendingToolCall],
+        heap: str,
+        tool_calls_made: int,
+        resume_spec: dict[str, Any],
+        approval_timeout_secs: float,
+        duration_ms: float | None = None,
+    ) -> ExecutionRecord | None:
+        """``running`` → ``waiting`` on the calls ``pending``, paused in ``heap``, its decision
+        due within ``approval_timeout_secs``; returns the waiting record, or None (nothing
+        changes) when it is not running."""
+        ...
+
+    def resume(self, execution_id: str, *, owner: str | None) -> ExecutionRecord | None:
+        """``waiting`` → ``running``, run by ``owner`` from now: the record (with what the wait
+        kept), or None (nothing changes) when it is not waiting (decided, cancelled, expired)."""
+        ...
+
+    def expire_waiting(self, reason: str) -> builtins.list[ExecutionRecord]:
+        """Fails with ``reason`` the waiting executions whose approval deadline passed; returns
+        their terminal records."""
         ...
 
     def get(self, execution_id: str) -> ExecutionRecord | None:

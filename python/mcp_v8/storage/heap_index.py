@@ -82,11 +82,12 @@ class HeapIndex(Protocol):
         ...
 
     def in_use(self, key: str) -> bool:
-        """Whether a ``running`` (queued or executing) execution resumes the heap."""
+        """Whether a ``running`` (queued or executing) execution resumes the heap, or a waiting
+        execution paused in it."""
         ...
 
     def in_use_all(self) -> set[str]:
-        """The heaps that ``running`` executions resume."""
+        """The heaps that ``running`` executions resume, and those waiting ones paused in."""
         ...
 
     def used_since(self, max_age_seconds: float) -> set[str]:
@@ -120,7 +121,12 @@ _ENTRY = (
     " FROM heaps AS h LEFT JOIN heap_tags AS t ON t.key = h.key"
 )
 _COLUMNS = "key, size, created_at, last_used_at, session, tags"
-_BUSY = "SELECT 1 FROM executions WHERE heap_in = :key AND status = 'running' LIMIT 1"
+# In use: resumed by a running execution, or the heap a waiting execution paused in (until its
+# resume, running, is over).
+_BUSY = (
+    "SELECT 1 FROM executions WHERE (heap_in = :key AND status = 'running')"
+    " OR (waiting_heap = :key AND status IN ('running', 'waiting')) LIMIT 1"
+)
 
 
 def _meta(row: Sequence[Any]) -> HeapMeta:
@@ -226,7 +232,9 @@ class SQLHeapIndex:
 
     def in_use_all(self) -> set[str]:
         rows = self._db.run(
-            "SELECT DISTINCT heap_in FROM executions WHERE status = 'running' AND heap_in IS NOT NULL"
+            "SELECT heap_in FROM executions WHERE status = 'running' AND heap_in IS NOT NULL"
+            " UNION SELECT waiting_heap FROM executions WHERE waiting_heap IS NOT NULL"
+            " AND status IN ('running', 'waiting')"
         )
         return {str(r[0]) for r in rows}
 

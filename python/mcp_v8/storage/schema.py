@@ -157,7 +157,6 @@ _V8 = """
 ALTER TABLE heaps ADD COLUMN signature TEXT;
 """
 
-
 # Version 9: the records of the tool calls of each execution's script, owned by
 # :mod:`.tool_call_log` (one row per call, in call order by the script's call id; deleted with
 # their execution by retention).
@@ -174,6 +173,54 @@ CREATE TABLE tool_calls (
     duration_ms     REAL NOT NULL,
     PRIMARY KEY (execution_id, call_id)
 );
+"""
+
+# Version 10: an execution may wait for a person's decision on the tool calls its script holds
+# (status ``waiting``, not terminal: nothing runs it). The calls it waits on
+# (``pending_tool_calls``, a JSON list of {call_id, server, tool, arguments}), the heap it paused
+# in (``waiting_heap``), the tool calls it made so far (``tool_calls_made``), what its resume runs
+# under (``resume_spec``: its spec's wire form without the code), when the wait started and when
+# an undecided wait fails (``waiting_since``, ``approval_deadline``). SQLite checks ``status``
+# with a CHECK of the table, so the table is rebuilt (keeping ``id``, which orders records).
+_V10_EXECUTIONS = """
+    id                 INTEGER PRIMARY KEY,
+    execution_id       TEXT NOT NULL UNIQUE,
+    status             TEXT NOT NULL
+                       CHECK (status IN ('running', 'waiting', 'completed', 'failed', 'cancelled', 'timed_out')),
+    started_at         TEXT NOT NULL,
+    completed_at       TEXT,
+    result             TEXT,
+    error              TEXT,
+    heap_in            TEXT,
+    heap_out           TEXT,
+    session            TEXT,
+    tags               TEXT,
+    code_bytes         INTEGER NOT NULL DEFAULT 0,
+    duration_ms        REAL,
+    owner              TEXT,
+    js_error           TEXT,
+    pending_tool_calls TEXT,
+    waiting_heap       TEXT,
+    tool_calls_made    INTEGER,
+    resume_spec        TEXT,
+    waiting_since      TEXT,
+    approval_deadline  TEXT"""
+_V10 = f"""
+CREATE TABLE executions_v10 ({_V10_EXECUTIONS}
+);
+INSERT INTO executions_v10 (id, execution_id, status, started_at, completed_at, result, error, heap_in,
+                           heap_out, session, tags, code_bytes, duration_ms, owner, js_error)
+    SELECT id, execution_id, status, started_at, completed_at, result, error, heap_in,
+           heap_out, session, tags, code_bytes, duration_ms, owner, js_error FROM executions;
+DROP TABLE executions;
+ALTER TABLE executions_v10 RENAME TO executions;
+CREATE INDEX executions_by_start ON executions (started_at);
+CREATE INDEX executions_by_status ON executions (status, started_at);
+CREATE INDEX executions_by_session ON executions (session, started_at, id) WHERE session IS NOT NULL;
+CREATE INDEX executions_running_by_owner ON executions (owner) WHERE status = 'running';
+CREATE INDEX executions_running_by_heap ON executions (heap_in) WHERE status = 'running';
+CREATE INDEX executions_waiting_by_deadline ON executions (approval_deadline) WHERE status = 'waiting';
+CREATE INDEX executions_waiting_by_heap ON executions (waiting_heap) WHERE waiting_heap IS NOT NULL
 """
 
 
@@ -207,6 +254,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "the structured error of a script", statements(_V7)),
     Migration(8, "the signature of each heap", statements(_V8)),
     Migration(9, "the records of the scripts' tool calls", statements(_V9)),
+    Migration(10, "executions waiting for a decision on their tool calls", statements(_V10)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -121,7 +121,11 @@ class SQLToolCallLog:
         self._db.many(
             f"INSERT INTO tool_calls (execution_id, {_COLUMNS}) VALUES (:execution_id, :call_id, :server, :tool,"
             " :arguments_bytes, :outcome, :message, :started_at, :duration_ms)"
-            " ON CONFLICT (execution_id, call_id) DO NOTHING",
+            # A call held for a decision is recorded twice: held, then as its decision went
+            # (made or denied); any other repeat leaves the first record standing.
+            " ON CONFLICT (execution_id, call_id) DO UPDATE SET outcome = excluded.outcome,"
+            " message = excluded.message, duration_ms = excluded.duration_ms"
+            " WHERE tool_calls.outcome = 'held'",
             rows,
         )
 

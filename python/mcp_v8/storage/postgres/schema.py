@@ -186,6 +186,19 @@ CREATE TABLE tool_calls (
 );
 """
 
+# Version 9: executions waiting for a person's decision on their held tool calls, as SQLite's
+# version 10: the status ``waiting`` and what the wait keeps.
+_V9 = """
+ALTER TABLE executions DROP CONSTRAINT executions_status_check;
+ALTER TABLE executions ADD CONSTRAINT executions_status_check
+    CHECK (status IN ('running', 'waiting', 'completed', 'failed', 'cancelled', 'timed_out'));
+ALTER TABLE executions ADD COLUMN pending_tool_calls jsonb, ADD COLUMN waiting_heap text COLLATE "C",
+    ADD COLUMN tool_calls_made integer, ADD COLUMN resume_spec jsonb, ADD COLUMN waiting_since timestamptz,
+    ADD COLUMN approval_deadline timestamptz;
+CREATE INDEX executions_waiting_by_deadline ON executions (approval_deadline) WHERE status = 'waiting';
+CREATE INDEX executions_waiting_by_heap ON executions (waiting_heap) WHERE waiting_heap IS NOT NULL;
+"""
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
     PgMigration(2, "usage counters of the limits nodes share", _V2),
@@ -195,6 +208,7 @@ MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(6, "output logs without the count of their chunks", _V6),
     PgMigration(7, "the signature of each heap", _V7),
     PgMigration(8, "the records of the scripts' tool calls", _V8),
+    PgMigration(9, "executions waiting for a decision on their tool calls", _V9),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
