@@ -331,3 +331,82 @@ def test_an_official_sdk_client_with_only_run_js_does_a_three_tool_task(
         "said": {"result": "the sum is 42"},
         "p": {"x": 42, "y": -1},
     }
+
+
+GATED_TASK = """
+const {result: sum} = await tools.calc.add({a: 40, b: 2});
+let said;
+try { said = await tools.calc.echo({text: `the sum is ${sum}`}); }
+catch (e) { said = `${e.name}: ${e.reason}`; }
+({sum, said})
+"""
+
+
+async def _elicited_run(tools_file: Path, data_dir: Path, answer: dict[str, Any]) -> tuple[list[Any], Any]:
+    """run_js over stdio by an SDK client that declares elicitation and answers ``answer``
+    (an ElicitResult's fields) to each question; the questions asked and the run."""
+    from mcp import types
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    asked: list[Any] = []
+
+    async def on_elicit(context: Any, params: Any) -> Any:
+        asked.append(params)
+        return types.ElicitResult(**answer)
+
+    env = {
+        "MCP_V8_TOOLS_CONFIG": str(tools_file),
+        "MCP_V8_APPROVER_TOKEN": "the-approver",
+        "MCP_V8_DATA_DIR": str(data_dir),
+        "MCP_V8_WORKERS": "1",
+        **_pythonpath(),
+    }
+    params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_v8", "mcp"], env=env)
+    async with contextlib.AsyncExitStack() as stack:
+        read, write = await stack.enter_async_context(stdio_client(params))
+        session = await stack.enter_async_context(ClientSession(read, write, elicitation_callback=on_elicit))
+        await session.initialize()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while True:  # the tool servers connect in the background
+            found = await session.call_tool("search_tools", {"query": "echo"})
+            if found.structured_content and found.structured_content["matches"]:
+                break
+            assert loop.time() < deadline, "calc never listed"
+            await asyncio.sleep(0.2)
+        result = await session.call_tool("run_js", {"code": GATED_TASK})
+        return asked, result.structured_content
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        ({"action": "accept", "content": {"approve": True}}, {"result": "the sum is 42"}),
+        ({"action": "accept", "content": {"approve": False, "reason": "not now"}}, "ToolDenied: not now"),
+        ({"action": "decline"}, "ToolDenied: declined by the user"),
+    ],
+)
+def test_over_stdio_the_person_behind_the_client_approves_through_elicitation(
+    answer: dict[str, Any], said: Any, tmp_path: Path
+) -> None:
+    tools_file = tmp_path / "tools.json"
+    tools_file.write_text(json.dumps({"mcpServers": {"calc": stdio_server(approve=["echo"])}}))
+    asked, execution = asyncio.run(
+        asyncio.wait_for(_elicited_run(tools_file, tmp_path / "data", answer), timeout=WAIT * 2)
+    )
+    assert len(asked) == 1  # one gated call: one question, naming it
+    assert "calc.echo" in asked[0].message and '"the sum is 42"' in asked[0].message
+    assert execution["status"] == "completed", execution
+    assert json.loads(execution["result"]) == {"sum": 42, "said": said}
+
+
+def test_a_dismissed_question_leaves_the_run_waiting_for_the_approver(tmp_path: Path) -> None:
+    tools_file = tmp_path / "tools.json"
+    tools_file.write_text(json.dumps({"mcpServers": {"calc": stdio_server(approve=["echo"])}}))
+    asked, execution = asyncio.run(
+        asyncio.wait_for(_elicited_run(tools_file, tmp_path / "data", {"action": "cancel"}), timeout=WAIT * 2)
+    )
+    assert len(asked) == 1
+    assert execution["status"] == "waiting", execution
+    assert [(c["server"], c["tool"]) for c in execution["pending_tool_calls"]] == [("calc", "echo")]

@@ -22,6 +22,7 @@ from ..contract import InvalidRequest, SchemaValidator, parameters, schema
 from ..operations import EXECUTION_ID, OperationError, Operations
 from ..storage import DatabaseUnavailable
 from ..tools.catalogue import describe_tools, search_tools
+from .approval import ask_until_decided
 
 RUN_JS_WAIT_MS = 30_000  # run_js waits this long by default: the contract's largest wait_ms
 FIRST_OUTPUT_LINES = 100  # console lines a run_js or get_execution result carries
@@ -332,8 +333,12 @@ def _tool_error(message: str) -> ToolResult:
 def _run_js(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
     body = {k: v for k, v in args.items() if k != "wait_ms"}
     execution_id = ops.submit(body)
-    wait_ms = args.get("wait_ms")
-    info = _wait(ops, execution_id, RUN_JS_WAIT_MS if wait_ms is None else wait_ms, call, owned=True)
+    wait_ms = RUN_JS_WAIT_MS if args.get("wait_ms") is None else args["wait_ms"]
+    info = _wait(ops, execution_id, wait_ms, call, owned=True)
+    if call.elicit is not None and info["status"] == "waiting":  # the person behind the client decides
+        info = ask_until_decided(
+            ops, info, call.elicit, lambda eid: _wait(ops, eid, wait_ms, call, owned=True)
+        )
     return _execution_result(ops, info)
 
 
