@@ -233,6 +233,15 @@ class Settings:
             "scripts run up to ~3x slower (benches/jitless.py). Heaps restore across both settings"
         },
     )
+    warm_isolates: bool = field(
+        default=True,
+        metadata={
+            "help": "each worker prepares the isolate of its next execution while idle (the base context, the "
+            "heap cap of its last execution that restored no heap and made no snapshot, at first "
+            "--default-heap-mb): such an execution (snapshot false, no heap) starts without creating one, "
+            "about 2 ms sooner; it costs ~1.1 MB of RSS per worker"
+        },
+    )
     sandbox: str = field(
         default_factory=default_sandbox,
         metadata={
@@ -390,6 +399,7 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "snapshot_default": _bool,
         "sandbox": _sandbox,
         "jitless": _bool,
+        "warm_isolates": _bool,
         "host": str,
     }
     return special.get(name, int)

@@ -91,6 +91,7 @@ class ExecutionManager:
         sandbox: str | None = None,
         max_data_mb: int = 0,
         jitless: bool = False,
+        warm_heap_mb: int = 0,
         tool_caller: ToolCaller | None = None,
         tool_limits: ToolLimits = DEFAULT_LIMITS,
     ) -> None:
@@ -107,7 +108,8 @@ class ExecutionManager:
         running here (a cancel written there) stops it here once its record says so. What an execution may do (limits, fetch) comes
         with its :class:`~.spec.ExecutionSpec`. ``sandbox`` is the workers' mode (:mod:`.sandbox`;
         default ``require`` on Linux) and ``max_data_mb`` their ``RLIMIT_DATA``; ``jitless`` runs their
-        V8 without its JIT compilers. ``tool_caller`` makes the scripts' tool calls, under
+        V8 without its JIT compilers; ``warm_heap_mb`` (0: off) has each worker prepare its next
+        isolate while idle, first with that heap cap (:func:`.worker._prepare_next`). ``tool_caller`` makes the scripts' tool calls, under
         ``tool_limits`` (None: every call is refused)."""
         self._owner = owner
         self._catalogue = catalogue
@@ -136,7 +138,9 @@ class ExecutionManager:
         self._last_violation: dict[str, str] | None = None
         log_dir = log_dir or worker_log_dir(data_dir)
         self._sandbox = sandbox or default_mode()
-        options = WorkerOptions(sandbox=self._sandbox, max_data_mb=max_data_mb, jitless=jitless)
+        options = WorkerOptions(
+            sandbox=self._sandbox, max_data_mb=max_data_mb, jitless=jitless, warm_heap_mb=warm_heap_mb
+        )
         self.jitless = jitless
         self._slots = [
             WorkerSlot(
