@@ -239,7 +239,7 @@ class Settings:
             "help": "each worker prepares the isolate of its next execution while idle (the base context, the "
             "heap cap of its last execution that restored no heap and made no snapshot, at first "
             "--default-heap-mb): such an execution (snapshot false, no heap) starts without creating one, "
-            "about 2 ms sooner; it costs ~1.1 MB of RSS per worker"
+            "about 2 ms sooner; it costs 1 to 3 MB of RSS per worker"
         },
     )
     sandbox: str = field(
