@@ -180,6 +180,7 @@ class Service:
             log_dir=self.lease.worker_log_dir,
             sandbox=settings.sandbox,
             jitless=settings.jitless,
+            warm_heap_mb=settings.default_heap_mb if settings.warm_isolates else 0,
             max_data_mb=data_limit_mb(settings.max_heap_mb),
             tool_caller=caller,
             metrics=self.metrics,

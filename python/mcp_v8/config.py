@@ -279,6 +279,15 @@ class Settings:
             "scripts run up to ~3x slower (benches/jitless.py). Heaps restore across both settings"
         },
     )
+    warm_isolates: bool = field(
+        default=True,
+        metadata={
+            "help": "each worker prepares the isolate of its next execution while idle (the base context, the "
+            "heap cap of its last execution that restored no heap and made no snapshot, at first "
+            "--default-heap-mb): such an execution (snapshot false, no heap) starts without creating one, "
+            "about 2 ms sooner; it costs 1 to 3 MB of RSS per worker"
+        },
+    )
     sandbox: str = field(
         default_factory=default_sandbox,
         metadata={
@@ -475,6 +484,7 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "jitless": _bool,
         "metrics_public": _bool,
         "log_format": _log_format,
+        "warm_isolates": _bool,
         "host": str,
     }
     return special.get(name, int)

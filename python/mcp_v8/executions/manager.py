@@ -116,6 +116,7 @@ class ExecutionManager:
         sandbox: str | None = None,
         max_data_mb: int = 0,
         jitless: bool = False,
+        warm_heap_mb: int = 0,
         tool_caller: ToolCaller | None = None,
         metrics: Metrics | None = None,
         tool_calls_in_flight: int = DEFAULT_TOOL_CALLS_IN_FLIGHT,
@@ -135,7 +136,8 @@ class ExecutionManager:
         running here (a cancel written there) stops it here once its record says so. What an execution may do (limits, fetch) comes
         with its :class:`~.spec.ExecutionSpec`. ``sandbox`` is the workers' mode (:mod:`.sandbox`;
         default ``require`` on Linux) and ``max_data_mb`` their ``RLIMIT_DATA``; ``jitless`` runs their
-        V8 without its JIT compilers. ``tool_caller`` makes the scripts' tool calls, under
+        V8 without its JIT compilers; ``warm_heap_mb`` (0: off) has each worker prepare its next
+        isolate while idle, first with that heap cap (:func:`.worker._prepare_next`). ``tool_caller`` makes the scripts' tool calls, under
         the limits of each one's spec (None: every call is refused), at most ``tool_calls_in_flight``
         at once across the manager's workers (a call past it waits for a place); each call's
         record is written to ``tool_records`` (buffered: :class:`~.tool_records.ToolCallRecorder`),
@@ -179,7 +181,9 @@ class ExecutionManager:
         self._last_violation: dict[str, str] | None = None
         log_dir = log_dir or worker_log_dir(data_dir)
         self._sandbox = sandbox or default_mode()
-        options = WorkerOptions(sandbox=self._sandbox, max_data_mb=max_data_mb, jitless=jitless)
+        options = WorkerOptions(
+            sandbox=self._sandbox, max_data_mb=max_data_mb, jitless=jitless, warm_heap_mb=warm_heap_mb
+        )
         self.jitless = jitless
         tool_gate = Gate(tool_calls_in_flight)
         self.tool_records = None if tool_records is None else ToolCallRecorder(tool_records)

@@ -122,6 +122,7 @@ class WorkerOptions:
     sandbox: str = field(default_factory=default_mode)  # require, auto or off (:mod:`.sandbox`)
     max_data_mb: int = 0  # the workers' RLIMIT_DATA (0: unchanged)
     jitless: bool = False  # V8 without its JIT compilers (process-wide: a worker's setting)
+    warm_heap_mb: int = 0  # prepare each next isolate while idle, first with this heap cap (0: off)
 
 
 class WorkerProcess(Protocol):
@@ -181,6 +182,7 @@ def spawn_worker_process(
         "--max-data-mb",
         str(options.max_data_mb),
         *(["--jitless"] if options.jitless else []),
+        *(["--warm-heap-mb", str(options.warm_heap_mb)] if options.warm_heap_mb else []),
         *extra,
     ]
     try:

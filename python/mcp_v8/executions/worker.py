@@ -38,7 +38,7 @@ import time
 from typing import Any
 
 from ..engine import Engine, set_jitless
-from ..errors import SnapshotError
+from ..errors import EngineError, SnapshotError
 from ..js_error import JsError
 from ..storage import PendingToolCall
 from ..tool_answers import error_answer, held_answer
@@ -515,6 +515,27 @@ def _send_done(conn: Channel, execution_id: str, result: JobResult, envelope: by
         os.close(fd)
 
 
+def _prepare_next(engine: Engine, last: Job | None, heap_limit_mb: int, jobs: queue.SimpleQueue[Any]) -> None:
+    """Makes the isolate of the next job while this worker is idle (a warm isolate), so that a
+    job that restores no heap and makes no snapshot starts without creating one. Its heap cap is
+    the last such job's (``last``), else ``heap_limit_mb`` (the server's default); one that is
+    held already stays (a job of another kind left it). Done on this thread, the one that runs
+    the jobs (V8 binds an isolate to the thread that makes it), and not while a job waits: that
+    one runs now, in an isolate of its own."""
+    stateless = last is not None and last.spec.heap is None and not last.spec.snapshot
+    if last is not None and stateless:
+        heap_limit_mb = last.spec.limits.heap_limit_mb
+    held = engine.prepared()
+    if held is not None and (not stateless or held["heap_limit_mb"] == heap_limit_mb):
+        return
+    if not jobs.empty():
+        return
+    try:
+        engine.prepare(heap_limit_mb=heap_limit_mb)
+    except EngineError as e:  # the next job makes its own
+        print(f"mcp-v8 worker: could not prepare an isolate: {e}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="mcp-v8 worker process (started by the server)")
     parser.add_argument("--fd", type=int, required=True, help="inherited socket to the server")
@@ -523,6 +544,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-data-mb", type=int, default=0, help="RLIMIT_DATA (0: unchanged)")
     parser.add_argument("--jitless", action="store_true", help="V8 without its JIT compilers")
     parser.add_argument("--probe", help="sandbox-check: try this forbidden thing instead of serving")
+    parser.add_argument(
+        "--warm-heap-mb", type=int, default=0, help="prepare each next isolate with this heap cap (0: none)"
+    )
     args = parser.parse_args(argv)
     try:  # first, before V8 or any thread starts
         walls = sandbox.enter(args.sandbox, [], args.report_fd, args.max_data_mb)
@@ -536,10 +560,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     _keep_freed_memory()
     set_jitless(args.jitless)  # before V8 starts: its flags are the process's
-    serve(Channel.from_fd(args.fd, peer="server"), walls=walls)
+    serve(Channel.from_fd(args.fd, peer="server"), walls=walls, warm_heap_mb=args.warm_heap_mb)
 
 
-def serve(conn: Channel, walls: sandbox.Walls | None = None) -> None:
+def serve(conn: Channel, walls: sandbox.Walls | None = None, warm_heap_mb: int = 0) -> None:
+    """Runs the jobs the server sends on ``conn``. ``warm_heap_mb`` (0: off): while idle, the
+    worker prepares the isolate of its next job (:func:`_prepare_next`), first with this cap."""
     from .. import _engine
 
     # Fetch is the server's: every job's calls go through its relay, whatever its policy.
@@ -580,6 +606,8 @@ def serve(conn: Channel, walls: sandbox.Walls | None = None) -> None:
     output = _Output(conn.send, 0)
     threading.Thread(target=reader, daemon=True, name="mcp-v8-reader").start()
     threading.Thread(target=output.run_flusher, daemon=True, name="mcp-v8-flusher").start()
+    if warm_heap_mb:
+        _prepare_next(engine, None, warm_heap_mb, jobs)
     conn.send(Ready(walls or sandbox.Walls()))
     while True:
         job = jobs.get()
@@ -603,6 +631,8 @@ def serve(conn: Channel, walls: sandbox.Walls | None = None) -> None:
         with controls_lock:
             controls.pop(job.execution_id, None)
         _send_done(conn, job.execution_id, result, envelope)
+        if warm_heap_mb:
+            _prepare_next(engine, job, warm_heap_mb, jobs)
 
 
 if __name__ == "__main__":

@@ -161,6 +161,7 @@ void LiveContext::DoRun(const mv8_context_request& request, mv8_response* respon
     return;
   }
   budget_.ClearRefused();
+  process_->SetWasmCap(heap_limit_);  // process-wide: set by each run as it starts
   {
     v8::Isolate::Scope isolate_scope(isolate_);
     v8::HandleScope handle_scope(isolate_);

@@ -12,6 +12,7 @@
 #include "evaluation.h"
 #include "host.h"
 #include "host_calls.h"
+#include "plain_isolate.h"
 #include "replies_handle.h"
 #include "run_scope.h"
 #include "stack_trace_limit.h"
@@ -22,8 +23,12 @@ namespace {
 
 class Execution {
  public:
-  Execution(const mv8_request& req, mv8_response* resp, V8Process* process)
-      : req_(req), resp_(resp), process_(process), budget_(req.isolate.heap_limit_bytes), allocator_(&budget_) {
+  Execution(const mv8_request& req, mv8_response* resp, V8Process* process, std::unique_ptr<PlainIsolate> prepared)
+      : req_(req),
+        resp_(resp),
+        process_(process),
+        prepared_(std::move(prepared)),
+        budget_(req.isolate.heap_limit_bytes) {
     control_ = RunScope::ControlFor(req.run);
   }
 
@@ -41,7 +46,17 @@ class Execution {
       creator_ = process_->NewSnapshotCreator(&blob, req_.isolate.heap_limit_bytes);
       isolate_ = creator_->GetIsolate();
       bool adopted = req_.isolate.heap_limit_bytes != 0 && AdoptSnapshotAllocator(isolate_, &budget_);
-      RunInIsolate();
+      process_->SetWasmCap(req_.isolate.heap_limit_bytes);
+      IsolateHooks hooks;
+      hooks.Arm(isolate_);
+      {
+        v8::HandleScope handle_scope(isolate_);
+        v8::Local<v8::Context> context = v8::Context::New(isolate_);
+        v8::Context::Scope context_scope(context);
+        StackTraceLimit::Install(context);
+        RunInContext(context, hooks, &budget_);
+      }
+      hooks.Disarm();
       if (adopted) ReleaseSnapshotAllocator(isolate_);
       if (resp_->status == MV8_COMPLETED || resp_->status == MV8_SUSPENDED) {
         v8::StartupData out = creator_->CreateBlob(v8::SnapshotCreator::FunctionCodeHandling::kKeep);
@@ -55,54 +70,52 @@ class Execution {
         }
       }
       creator_.reset();
+      resp_->external_bytes = budget_.peak();
     } else {
-      v8::Isolate::CreateParams params;
-      params.snapshot_blob = &blob;
-      params.external_references = host::ExternalReferences();
-      params.array_buffer_allocator = &allocator_;
-      isolate_ = process_->NewIsolate(&params, req_.isolate.heap_limit_bytes);
+      std::unique_ptr<PlainIsolate> plain = std::move(prepared_);
+      if (plain == nullptr) {
+        std::string error;
+        plain = PlainIsolate::New(process_, &blob, req_.isolate.heap_limit_bytes, &error);
+        if (plain == nullptr) return SetInternal(error);
+      }
+      isolate_ = plain->isolate();
+      process_->SetWasmCap(req_.isolate.heap_limit_bytes);
       {
         v8::Isolate::Scope isolate_scope(isolate_);
-        RunInIsolate();
+        v8::HandleScope handle_scope(isolate_);
+        v8::Local<v8::Context> context = plain->context();
+        v8::Context::Scope context_scope(context);
+        RunInContext(context, plain->hooks(), plain->budget());
       }
-      isolate_->Dispose();
+      resp_->external_bytes = plain->budget()->peak();
     }
-    resp_->external_bytes = budget_.peak();
   }
 
  private:
-  void RunInIsolate() {
-    IsolateHooks hooks;
-    hooks.Arm(isolate_);
-    {
-      v8::HandleScope handle_scope(isolate_);
-      v8::Local<v8::Context> context = v8::Context::New(isolate_);
-      v8::Context::Scope context_scope(context);
-      StackTraceLimit::Install(context);
-      std::optional<HostCalls> calls;
-      if (req_.host_call != nullptr && req_.replies != nullptr) {
-        calls.emplace(req_.host_call, req_.host_call_user_data, req_.replies->replies);
-      }
-      Evaluation evaluation(isolate_, control_.get(), hooks.guard(), &budget_,
-                            EvaluationLimits::Of(req_.run, req_.isolate.heap_limit_bytes));
-      Evaluation::End end;
-      {
-        RunScope run(isolate_, process_->platform(), control_, calls ? &*calls : nullptr, req_.run, nullptr);
-        const char* filename = req_.run.filename != nullptr ? req_.run.filename : "";  // Rust names it
-        end = evaluation.RunScript(context, run.loop(), req_.code, req_.code_len, filename);
-        resp_->heap_used_bytes = run.End();
-      }
-      if ((end == Evaluation::End::kCompleted || end == Evaluation::End::kSuspended) && req_.isolate.snapshots) {
-        std::string why;
-        if (StackTraceLimit::Stash(context, &why)) {
-          creator_->SetDefaultContext(context);
-        } else {
-          end = evaluation.Fail(ErrorInfo::Plain("Error", why));
-        }
-      }
-      evaluation.Finish(end, resp_);
+  // Runs the script in `context` (entered), its isolate's hooks armed.
+  void RunInContext(v8::Local<v8::Context> context, const IsolateHooks& hooks, OffHeapBudget* budget) {
+    std::optional<HostCalls> calls;
+    if (req_.host_call != nullptr && req_.replies != nullptr) {
+      calls.emplace(req_.host_call, req_.host_call_user_data, req_.replies->replies);
     }
-    hooks.Disarm();
+    Evaluation evaluation(isolate_, control_.get(), hooks.guard(), budget,
+                          EvaluationLimits::Of(req_.run, req_.isolate.heap_limit_bytes));
+    Evaluation::End end;
+    {
+      RunScope run(isolate_, process_->platform(), control_, calls ? &*calls : nullptr, req_.run, nullptr);
+      const char* filename = req_.run.filename != nullptr ? req_.run.filename : "";  // Rust names it
+      end = evaluation.RunScript(context, run.loop(), req_.code, req_.code_len, filename);
+      resp_->heap_used_bytes = run.End();
+    }
+    if ((end == Evaluation::End::kCompleted || end == Evaluation::End::kSuspended) && req_.isolate.snapshots) {
+      std::string why;
+      if (StackTraceLimit::Stash(context, &why)) {
+        creator_->SetDefaultContext(context);
+      } else {
+        end = evaluation.Fail(ErrorInfo::Plain("Error", why));
+      }
+    }
+    evaluation.Finish(end, resp_);
   }
 
   void SetInternal(const std::string& message) {
@@ -116,16 +129,16 @@ class Execution {
   const mv8_request& req_;
   mv8_response* resp_;
   V8Process* process_;
+  std::unique_ptr<PlainIsolate> prepared_;  // made ahead for this execution, or none
   std::shared_ptr<Control> control_;
-  OffHeapBudget budget_;
-  BoundedAllocator allocator_;
+  OffHeapBudget budget_;  // a SnapshotCreator's (a plain isolate has its own)
   std::unique_ptr<v8::SnapshotCreator> creator_;
   v8::Isolate* isolate_ = nullptr;
 };
 
 }  // namespace
 
-void Execute(const mv8_request& request, mv8_response* response) {
+void Execute(const mv8_request& request, mv8_response* response, std::unique_ptr<PlainIsolate> prepared) {
   std::memset(response, 0, sizeof *response);
   std::string error;
   V8Process* process = V8Process::Get(&error);
@@ -134,7 +147,24 @@ void Execute(const mv8_request& request, mv8_response* response) {
     SetError(response, ErrorInfo::Plain("InternalError", error));
     return;
   }
-  Execution(request, response, process).Run();
+  // Only where it fits: what the request would have made itself, on this thread.
+  if (prepared != nullptr && !Fits(*prepared, request.isolate)) prepared.reset();
+  Execution(request, response, process, std::move(prepared)).Run();
+}
+
+bool Fits(const PlainIsolate& prepared, const mv8_isolate_options& options) {
+  return options.snapshot == nullptr && options.snapshots == 0 &&
+         options.heap_limit_bytes == prepared.heap_limit_bytes() && prepared.OnThisThread();
+}
+
+std::unique_ptr<PlainIsolate> Prepare(const mv8_isolate_options& options, std::string* error) {
+  if (options.snapshot != nullptr || options.snapshots != 0) {
+    *error = "only an isolate from the base context that makes no snapshot can be prepared";
+    return nullptr;
+  }
+  V8Process* process = V8Process::Get(error);
+  if (process == nullptr) return nullptr;
+  return PlainIsolate::New(process, process->base_snapshot(), options.heap_limit_bytes, error);
 }
 
 }  // namespace mv8

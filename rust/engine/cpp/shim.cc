@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <new>
 #include <string>
 
@@ -49,15 +50,60 @@ void mv8_control_terminate(mv8_control* control, int reason) {
   if (control != nullptr) control->control->Terminate(reason);
 }
 
-void mv8_execute(const mv8_request* request, mv8_response* response) {
+struct mv8_isolate {
+  std::unique_ptr<mv8::PlainIsolate> plain;
+};
+
+void mv8_execute(mv8_isolate* prepared, const mv8_request* request, mv8_response* response) {
+  std::unique_ptr<mv8::PlainIsolate> plain;
+  if (prepared != nullptr) {
+    plain = std::move(prepared->plain);
+    delete prepared;
+  }
   try {
-    mv8::Execute(*request, response);
+    mv8::Execute(*request, response, std::move(plain));
   } catch (const std::bad_alloc&) {
     response->status = MV8_INTERNAL;
     response->error_message = strdup("out of memory in the engine");
   } catch (const std::exception& e) {
     response->status = MV8_INTERNAL;
     response->error_message = strdup(e.what());
+  }
+}
+
+mv8_isolate* mv8_isolate_new(const mv8_isolate_options* options, mv8_response* response) {
+  std::memset(response, 0, sizeof *response);
+  try {
+    std::string error;
+    std::unique_ptr<mv8::PlainIsolate> plain = mv8::Prepare(*options, &error);
+    if (plain == nullptr) {
+      response->status = MV8_INTERNAL;
+      response->error_message = strdup(error.c_str());
+      return nullptr;
+    }
+    return new mv8_isolate{std::move(plain)};
+  } catch (const std::bad_alloc&) {
+    response->status = MV8_INTERNAL;
+    response->error_message = strdup("out of memory in the engine");
+  } catch (const std::exception& e) {
+    response->status = MV8_INTERNAL;
+    response->error_message = strdup(e.what());
+  }
+  return nullptr;
+}
+
+void mv8_isolate_free(mv8_isolate* isolate) {
+  try {
+    delete isolate;
+  } catch (...) {
+  }
+}
+
+int mv8_isolate_fits(const mv8_isolate* isolate, const mv8_isolate_options* options) {
+  try {
+    return isolate != nullptr && mv8::Fits(*isolate->plain, *options) ? 1 : 0;
+  } catch (...) {
+    return 0;
   }
 }
 

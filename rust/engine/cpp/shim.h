@@ -29,6 +29,7 @@ enum { MV8_REASON_CANCEL = 1, MV8_REASON_TIMEOUT = 2 };
 enum { MV8_LOG = 0, MV8_INFO = 1, MV8_WARN = 2, MV8_ERROR = 3, MV8_DEBUG = 4, MV8_TRACE = 5 };
 
 typedef struct mv8_control mv8_control;
+typedef struct mv8_isolate mv8_isolate;  // a prepared isolate (see below)
 typedef void (*mv8_console_fn)(void* user_data, int level, const char* text, size_t len);
 
 typedef struct {
@@ -143,8 +144,23 @@ void mv8_control_free(mv8_control* control);
 // Thread-safe; the first reason wins. Works before, during and after a run.
 void mv8_control_terminate(mv8_control* control, int reason);
 
-void mv8_execute(const mv8_request* request, mv8_response* response);
+// Runs one execution: in `prepared` (made by mv8_isolate_new; may be NULL) when it fits the
+// request, else in an isolate made now. Takes `prepared` either way: it is used once.
+void mv8_execute(mv8_isolate* prepared, const mv8_request* request, mv8_response* response);
 void mv8_response_free(mv8_response* response);
+
+// ---- Prepared isolates: the isolate of an execution, made ahead of it (plain_isolate.h). ----
+// An embedder that idles between executions makes the next one's isolate in the meantime; the
+// execution then starts without creating one. Only the isolate of an execution that restores
+// no heap and makes no snapshot can be prepared, and only the thread that made it runs it.
+// Its time origin and the WebAssembly memory cap are set when the execution starts.
+
+// Makes, on the calling thread, the isolate an execution with `options` would make (`snapshot`
+// NULL, `snapshots` 0). NULL on failure, with the error in `response` (status MV8_INTERNAL).
+mv8_isolate* mv8_isolate_new(const mv8_isolate_options* options, mv8_response* response);
+void mv8_isolate_free(mv8_isolate* isolate);
+// 1 when an execution with `options` on the calling thread would run in `isolate` (mv8_execute).
+int mv8_isolate_fits(const mv8_isolate* isolate, const mv8_isolate_options* options);
 
 // ---- Live contexts: one isolate whose globals persist across runs (live_context.h). ----
 // Values cross as JSON text with byte strings beside it: a byte string stands in the JSON

@@ -86,12 +86,17 @@ bool V8Process::Initialize(std::string* error) {
 void V8Process::SetHeapFlag(size_t heap_limit_bytes) {
   // 0 restores V8's own heuristics.
   std::string flag = "--max-old-space-size=" + std::to_string((heap_limit_bytes + (1 << 20) - 1) >> 20);
+  v8::V8::SetFlagsFromString(flag.c_str(), flag.size());
+}
+
+void V8Process::SetWasmCap(size_t heap_limit_bytes) {
   // WebAssembly memories are reserved by V8's page allocator, not the ArrayBuffer
   // allocator, so their bound is this flag (64 KiB pages; 65536 is V8's default, 4 GiB).
-  // V8 reads it when a memory grows: with concurrent executions in one process the
-  // most recently created isolate's cap applies (the service runs one per process).
+  // V8 reads it when a memory is made or grows: with concurrent runs in one process the
+  // cap of the run that started last applies (the service runs one at a time per process).
   size_t pages = heap_limit_bytes == 0 ? 65536 : std::max<size_t>(1, heap_limit_bytes >> 16);
-  flag += " --wasm-max-mem-pages=" + std::to_string(std::min<size_t>(pages, 65536));
+  std::string flag = "--wasm-max-mem-pages=" + std::to_string(std::min<size_t>(pages, 65536));
+  std::lock_guard<std::mutex> lock(create_mu_);
   v8::V8::SetFlagsFromString(flag.c_str(), flag.size());
 }
 

@@ -6,7 +6,9 @@
 // no CreateParams, so its heap cap is set through --max-old-space-size, a process-wide
 // flag that V8 reads while it configures a new heap (and that overrides
 // ResourceConstraints); every isolate is therefore created with the flag set to its
-// own cap.
+// own cap. The other flag of a cap, the WebAssembly memory bound, is set when a run starts
+// (SetWasmCap), not when its isolate is made: an isolate made ahead of its run (plain_isolate.h)
+// must not change the bound of another that runs.
 #pragma once
 #include <libplatform/libplatform.h>
 #include <v8.h>
@@ -32,6 +34,9 @@ class V8Process {
 
   v8::Isolate* NewIsolate(v8::Isolate::CreateParams* params, size_t heap_limit_bytes);
   std::unique_ptr<v8::SnapshotCreator> NewSnapshotCreator(v8::StartupData* blob, size_t heap_limit_bytes);
+  // The process-wide bound of WebAssembly memories, for a run about to start in an isolate
+  // capped at `heap_limit_bytes` (0: V8's default, 4 GiB).
+  void SetWasmCap(size_t heap_limit_bytes);
 
  private:
   V8Process() = default;

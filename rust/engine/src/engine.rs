@@ -1,6 +1,7 @@
 //! The safe Rust layer over the shim: the execution spec ([`Options`]: the isolate, the run),
-//! and [`execute`], which runs one execution in a fresh isolate. Live contexts
-//! (`context.rs`) take the same spec apart: the isolate when they are made, the run each time.
+//! and [`execute`], which runs one execution in a fresh isolate: one made when it starts, or
+//! the one [`prepare`] made ahead of it on the same thread. Live contexts (`context.rs`) take
+//! the same spec apart: the isolate when they are made, the run each time.
 
 use std::ffi::{c_void, CString};
 use std::os::raw::{c_char, c_int};
@@ -15,6 +16,7 @@ use crate::fetch::{self, FetchPolicy, Fetcher};
 use crate::ffi;
 use crate::host_calls::{on_host_call, Dispatch, HostCall, Replies};
 use crate::outcome::{source_failure, Outcome, Response};
+use crate::prepared;
 use crate::source::{self, Language};
 use crate::tools::{self, TOOL};
 pub use crate::v8_process::{initialize, jitless, set_jitless, v8_version};
@@ -273,6 +275,7 @@ pub fn execute(code: &str, opts: Options<'_>) -> Result<Outcome, EngineError> {
     };
     let (replies, dispatch) = route(replies, fetch_dispatch, tool_relay)?;
     let raw_isolate = isolate.raw(restores.then_some(blob.0.as_slice()));
+    let prepared = prepared::take_fitting(&raw_isolate); // null: none fits, the shim makes one
     run_in_shim(
         run,
         Some(&script.name),
@@ -290,9 +293,38 @@ pub fn execute(code: &str, opts: Options<'_>) -> Result<Outcome, EngineError> {
                 }),
                 replies: replies.as_ref().map_or(std::ptr::null_mut(), |r| r.raw()),
             };
-            unsafe { ffi::mv8_execute(&request, response) };
+            unsafe { ffi::mv8_execute(prepared, &request, response) };
         },
     )
+}
+
+/// Makes the isolate of this thread's next execution now, while the thread is idle: the base
+/// context, no snapshot, `isolate.heap_limit_bytes` (`isolate.fetch` is the execution's, not
+/// the isolate's: any applies). The next [`execute`] on this thread that restores no heap,
+/// makes no snapshot and has the same heap cap runs in it and does not create an isolate; any
+/// other execution creates its own and leaves it for a later one. One per thread: preparing
+/// again replaces it. Nothing of the run is fixed now: its clock (`performance.timeOrigin`)
+/// starts when the execution does, and the process-wide WebAssembly memory cap is set then, so
+/// preparing never changes the cap of an execution running on another thread.
+pub fn prepare(isolate: &IsolateOptions<'_>) -> Result<(), EngineError> {
+    initialize()?;
+    if isolate.heap.is_some() || isolate.snapshot {
+        return Err(EngineError::Internal(
+            "only an isolate from the base context that makes no snapshot can be prepared".into(),
+        ));
+    }
+    prepared::prepare(&isolate.raw(None))
+}
+
+/// The heap cap (bytes, 0: none) of the isolate this thread holds prepared ([`prepare`]), if
+/// it holds one.
+pub fn prepared_heap_limit() -> Option<u64> {
+    prepared::held()
+}
+
+/// Disposes the isolate this thread holds prepared, if any (its memory goes back).
+pub fn discard_prepared() {
+    prepared::discard()
 }
 
 /// One dispatch for the calls out of an execution: tool calls to `tool_relay`, `fetch` to

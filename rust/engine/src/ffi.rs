@@ -63,6 +63,11 @@ pub struct mv8_hooks {
 }
 
 #[repr(C)]
+pub struct mv8_isolate {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
 pub struct mv8_context {
     _private: [u8; 0],
 }
@@ -175,8 +180,21 @@ extern "C" {
     pub fn mv8_control_new() -> *mut mv8_control;
     pub fn mv8_control_free(control: *mut mv8_control);
     pub fn mv8_control_terminate(control: *mut mv8_control, reason: c_int);
-    pub fn mv8_execute(request: *const mv8_request, response: *mut mv8_response);
+    pub fn mv8_execute(
+        prepared: *mut mv8_isolate,
+        request: *const mv8_request,
+        response: *mut mv8_response,
+    );
     pub fn mv8_response_free(response: *mut mv8_response);
+    pub fn mv8_isolate_new(
+        options: *const mv8_isolate_options,
+        response: *mut mv8_response,
+    ) -> *mut mv8_isolate;
+    pub fn mv8_isolate_free(isolate: *mut mv8_isolate);
+    pub fn mv8_isolate_fits(
+        isolate: *const mv8_isolate,
+        options: *const mv8_isolate_options,
+    ) -> c_int;
     pub fn mv8_context_new(
         options: *const mv8_context_options,
         response: *mut mv8_response,

@@ -8,6 +8,7 @@
 //! - `python/`: the PyO3 boundary;
 //! - `context.rs`: live contexts, made and run with the parts of the spec;
 //! - `engine.rs`: the execution spec ([`Options`]) and one-shot executions;
+//! - `prepared.rs`: the isolate of a thread's next execution, made ahead of it;
 //! - `outcome.rs` (how a run ended), `v8_process.rs` (V8 started once), `web.rs` (services the
 //!   shim asks of Rust), `fetch/` (fetch under an allowlist), `host_calls.rs` (calls out of
 //!   JavaScript), `console.rs`, `error.rs`;
@@ -29,6 +30,7 @@ pub mod nesting;
 mod outcome;
 mod parse;
 mod positions;
+mod prepared;
 pub mod sandbox;
 pub mod source;
 pub mod tools;
@@ -42,8 +44,9 @@ mod python;
 pub use console::{ConsoleLine, Level};
 pub use context::{ContextOptions, LiveContext};
 pub use engine::{
-    execute, initialize, jitless, set_jitless, v8_version, Control, IsolateOptions, Options, Relay,
-    RunOptions, DEFAULT_CONSOLE_LIMIT_BYTES, DEFAULT_FILENAME,
+    discard_prepared, execute, initialize, jitless, prepare, prepared_heap_limit, set_jitless,
+    v8_version, Control, IsolateOptions, Options, Relay, RunOptions, DEFAULT_CONSOLE_LIMIT_BYTES,
+    DEFAULT_FILENAME,
 };
 pub use error::EngineError;
 pub use fetch::{FetchPolicy, FetchRun};

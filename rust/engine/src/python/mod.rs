@@ -456,6 +456,39 @@ fn execute(
         .map_err(|e| to_pyerr(py, e))
 }
 
+/// Makes, on the calling thread, the isolate of its next execution (the base context, no
+/// snapshot, `heap_limit_mb`): see mcp_v8.Engine.prepare. Replaces the one held before.
+#[pyfunction]
+#[pyo3(signature = (*, heap_limit_mb=None))]
+fn prepare_isolate(py: Python<'_>, heap_limit_mb: Option<u64>) -> PyResult<()> {
+    let heap_limit_bytes = parse_heap_limit(heap_limit_mb)?;
+    let isolate = engine::IsolateOptions {
+        heap_limit_bytes,
+        ..engine::IsolateOptions::default()
+    };
+    // Released, not moved: the isolate is made on this thread, the one that will run it.
+    py.detach(|| engine::prepare(&isolate))
+        .map_err(|e| to_pyerr(py, e))
+}
+
+/// The isolate the calling thread holds prepared, as {"heap_limit_mb": int | None}; None when
+/// it holds none.
+#[pyfunction]
+fn prepared_isolate(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
+    let Some(bytes) = engine::prepared_heap_limit() else {
+        return Ok(None);
+    };
+    let held = PyDict::new(py);
+    held.set_item("heap_limit_mb", (bytes != 0).then_some(bytes >> 20))?;
+    Ok(Some(held))
+}
+
+/// Disposes the isolate the calling thread holds prepared, if any.
+#[pyfunction]
+fn discard_prepared_isolate(py: Python<'_>) {
+    py.detach(engine::discard_prepared)
+}
+
 /// The V8 version the engine runs, e.g. "10.2.154.26-node.28".
 #[pyfunction]
 fn v8_version() -> &'static str {
@@ -494,6 +527,9 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFetchRequest>()?;
     m.add_function(wrap_pyfunction!(execute, m)?)?;
     m.add_function(wrap_pyfunction!(v8_version, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_isolate, m)?)?;
+    m.add_function(wrap_pyfunction!(prepared_isolate, m)?)?;
+    m.add_function(wrap_pyfunction!(discard_prepared_isolate, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_key, m)?)?;
     m.add_function(wrap_pyfunction!(set_jitless, m)?)?;
     m.add_function(wrap_pyfunction!(jitless, m)?)?;
