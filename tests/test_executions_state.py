@@ -1605,7 +1605,7 @@ def test_no_channel_module_imports_pickle(name: str) -> None:
 
 
 def test_every_message_kind_goes_through_the_channel_unchanged() -> None:
-    from mcp_v8.executions.protocol import KINDS, decode, encode
+    from mcp_v8.executions.protocol import KINDS, Spans, WorkerSpan, decode, encode
 
     thrown = JsError("RangeError", "too far", "RangeError: too far\n    at f (<input>:2:8)", 2, 8)
     messages: list[tuple[Message, str]] = [
@@ -1648,6 +1648,11 @@ def test_every_message_kind_goes_through_the_channel_unchanged() -> None:
             ),
             "worker",
         ),
+        (
+            Spans("e", (WorkerSpan("execute", 1, 2, {"bytes": "9 ü"}), WorkerSpan("heap_write", 2, 2))),
+            "worker",
+        ),
+        (Spans("e", ()), "worker"),
     ]
     assert {m.KIND for m, _ in messages} == set(KINDS)
     for message, sender in messages:
