@@ -7,7 +7,9 @@ thread, nothing of opentelemetry imported."""
 from __future__ import annotations
 
 import http.server
+import io
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -26,6 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from mcp_v8.app import Service, create_app
 from mcp_v8.config import Settings, from_env
 from mcp_v8.executions.protocol import WorkerSpan
+from mcp_v8.logs import configure
 from mcp_v8.tracing import OFF, Tracer, endpoint_from, parse_traceparent
 
 from .service_helpers import HOST
@@ -384,3 +387,20 @@ def test_traceparent_and_endpoint_parsing() -> None:
     with pytest.raises(ValueError, match="MCP_V8_OTLP_ENDPOINT"):
         from_env({"MCP_V8_OTLP_ENDPOINT": "ftp://c"})
     assert Settings().otlp_endpoint is None and OFF.enabled is False
+
+
+def test_json_log_lines_about_a_traced_execution_carry_its_trace_id(client: testing.TestClient) -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure("json", logging.INFO, stream)
+        headers = {**HOST, "traceparent": f"00-{'ab' * 16}-{CALLER_SPAN}-01"}
+        body = {"code": "new Array(1e9).fill(0)", "heap_memory_max_mb": 64, "wait_ms": 30000}
+        info = client.simulate_post("/api/exec", json=body, headers=headers).json
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    assert info["status"] == "failed" and info["error"].startswith("worker crashed:"), info
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    crash = [e for e in lines if "crashed while running" in e["message"]]
+    assert [(e["execution_id"], e["trace_id"]) for e in crash] == [(info["execution_id"], "ab" * 16)]
