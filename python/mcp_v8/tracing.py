@@ -79,8 +79,15 @@ class Tracing:
 
     enabled = False
 
-    def begin(self, execution_id: str, traceparent: str | None, attributes: Mapping[str, Any]) -> str | None:
-        """Starts the trace of ``execution_id``; returns its trace id (32 hex digits) or None."""
+    def begin(
+        self,
+        execution_id: str,
+        traceparent: str | None,
+        attributes: Mapping[str, Any],
+        start_ns: int | None = None,
+    ) -> str | None:
+        """Starts the trace of ``execution_id`` (its root at ``start_ns``, default now); returns its
+        trace id (32 hex digits) or None."""
         return None
 
     def trace_id(self, execution_id: str) -> str | None:
@@ -162,7 +169,13 @@ class Tracer(Tracing):
             ended = self._ended.get(execution_id)
         return None if ended is None else self._trace.set_span_in_context(self._trace.NonRecordingSpan(ended))
 
-    def begin(self, execution_id: str, traceparent: str | None, attributes: Mapping[str, Any]) -> str | None:
+    def begin(
+        self,
+        execution_id: str,
+        traceparent: str | None,
+        attributes: Mapping[str, Any],
+        start_ns: int | None = None,
+    ) -> str | None:
         trace = self._trace
         context = None
         caller = parse_traceparent(traceparent)
@@ -173,7 +186,9 @@ class Tracer(Tracing):
             )
             context = trace.set_span_in_context(trace.NonRecordingSpan(remote))
         attrs = {PREFIX + "execution.id": execution_id, **_attributes(attributes)}
-        root = self._tracer.start_span(PREFIX + "execution", context=context, attributes=attrs)
+        root = self._tracer.start_span(
+            PREFIX + "execution", context=context, attributes=attrs, start_time=start_ns
+        )
         with self._lock:
             self._live[execution_id] = root
         return format(root.get_span_context().trace_id, "032x")

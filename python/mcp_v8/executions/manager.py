@@ -275,7 +275,7 @@ class ExecutionManager:
             self._reserved += 1
             self._started[execution_id] = spec.mode  # its end is counted from here on
         self.waiters.accept(execution_id)  # live before its record exists: never running and unknown here
-        trace_id = self._trace_begin(execution_id, spec, traceparent)
+        trace_id = self._trace_begin(execution_id, spec, traceparent, begun)
         try:  # the writes happen outside the lock the dispatchers need
             self._record(execution_id, spec, self._owner, trace_id)
         except BaseException:
@@ -297,12 +297,14 @@ class ExecutionManager:
             self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
         return execution_id
 
-    def _trace_begin(self, execution_id: str, spec: ExecutionSpec, traceparent: str | None) -> str | None:
-        """Starts the execution's trace (traces on); its id."""
+    def _trace_begin(
+        self, execution_id: str, spec: ExecutionSpec, traceparent: str | None, begun: int
+    ) -> str | None:
+        """Starts the execution's trace (traces on), its root from ``begun``; its id."""
         if not self.tracing.enabled:
             return None
         attributes = {"execution.mode": spec.mode, "session": spec.session}
-        return self.tracing.begin(execution_id, traceparent, attributes)
+        return self.tracing.begin(execution_id, traceparent, attributes, begun)
 
     def _record(
         self, execution_id: str, spec: ExecutionSpec, owner: str | None, trace_id: str | None = None
