@@ -404,3 +404,31 @@ def test_json_log_lines_about_a_traced_execution_carry_its_trace_id(client: test
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     crash = [e for e in lines if "crashed while running" in e["message"]]
     assert [(e["execution_id"], e["trace_id"]) for e in crash] == [(info["execution_id"], "ab" * 16)]
+
+
+def test_spans_after_the_end_join_the_same_trace_for_the_latest_ended_executions(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mcp_v8.tracing as tracing
+
+    monkeypatch.setattr(tracing, "ENDED_KEPT", 2)
+    tracer = Tracer(receiver.url + "/v1/traces")
+    try:
+        ids = {eid: tracer.begin(eid, None, {}) for eid in ("old", "e-2", "e-3")}
+        for eid in ids:
+            tracer.end(eid, {"execution.status": "waiting"})
+        with tracer.span("e-3", "long_poll"):  # a wait after the end, or a resume's run
+            pass
+        tracer.record("e-3", "queue", 1_000, 2_000)
+        tracer.record("old", "queue", 1_000, 2_000)  # beyond the ended ones kept: not traced
+        assert (tracer.trace_id("e-3"), tracer.trace_id("old")) == (ids["e-3"], None)
+        assert tracer.flush()
+        spans = receiver.trace(str(ids["e-3"]), _complete("mcp_v8.long_poll", "mcp_v8.queue"))
+        root = next(s for s in spans if s.name == "mcp_v8.execution")
+        assert sorted(s.name for s in spans if s.parent == root.span_id) == [
+            "mcp_v8.long_poll",
+            "mcp_v8.queue",
+        ]
+        assert receiver.trace(str(ids["old"]), lambda spans: len(spans) == 1)[0].name == "mcp_v8.execution"
+    finally:
+        tracer.close()
