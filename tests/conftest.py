@@ -86,6 +86,7 @@ LEVELS: dict[str, str] = {
     "test_metrics": "service",
     "test_metrics_http": "unit",
     "test_metrics_processes": "e2e",
+    "test_traces": "service",
     "test_secrets_shown": "e2e",
     "test_wheel": "packaging",
     "test_bench_ceiling": "packaging",

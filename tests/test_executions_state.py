@@ -54,9 +54,11 @@ from mcp_v8.executions.protocol import (
     Output,
     ProtocolError,
     Ready,
+    Spans,
     Stop,
     ToolCall,
     ToolReply,
+    WorkerSpan,
     encode,
 )
 from mcp_v8.executions.spec import ToolLimits
@@ -120,7 +122,15 @@ STRAYS: dict[str, Message] = {
     "stray-done": Done("another-execution", JobResult(status="completed", result="1")),
     "stray-ready": Ready(),
     "stray-fetch": FetchCall("another-execution", 1, "[]", None),  # a fetch for a job not its own
+    "spans-unasked": Spans("a", ()),  # its own job's spans, from a worker started without --trace
 }
+
+
+def span(**fields: Any) -> dict[str, Any]:
+    """A worker's span as the ``spans`` message carries it, with ``fields`` changed."""
+    return {"name": "execute", "start_ns": 1, "end_ns": 2, "attributes": {}, **fields}
+
+
 # What breaks the channel's protocol (raw bytes): each one kills the worker.
 FRAMES: dict[str, bytes] = {
     "garbage": frame(b"\x80\x05not msgpack, nor anything"),
@@ -208,6 +218,18 @@ FRAMES: dict[str, bytes] = {
     "invalid-utf8": frame(b"\x93\xa6output\x01\x82\xacexecution_id\xa1a\xa4text\xa2\xff\xfe"),
     "oversized-output": packed(["output", 1, {"execution_id": "a", "text": "x" * (OUTPUT_CHUNK + 1)}]),
     "deep-nesting": frame(b"\x91" * 100_000 + b"\xc0"),
+    "spans-name-not-a-word": packed(["spans", 1, {"execution_id": "a", "spans": [span(name="Run; drop")]}]),
+    "spans-ending-before-they-start": packed(
+        ["spans", 1, {"execution_id": "a", "spans": [span(start_ns=10, end_ns=9)]}]
+    ),
+    "spans-negative-time": packed(["spans", 1, {"execution_id": "a", "spans": [span(start_ns=-1)]}]),
+    "spans-too-many": packed(["spans", 1, {"execution_id": "a", "spans": [span()] * 257}]),
+    "spans-too-many-attributes": packed(
+        ["spans", 1, {"execution_id": "a", "spans": [span(attributes={f"a{i}": "v" for i in range(33)})]}]
+    ),
+    "spans-attribute-not-text": packed(
+        ["spans", 1, {"execution_id": "a", "spans": [span(attributes={"a": 1})]}]
+    ),
 }
 
 
@@ -1648,6 +1670,11 @@ def test_every_message_kind_goes_through_the_channel_unchanged() -> None:
             ),
             "worker",
         ),
+        (
+            Spans("e", (WorkerSpan("execute", 1, 2, {"bytes": "9 ü"}), WorkerSpan("heap_write", 2, 2))),
+            "worker",
+        ),
+        (Spans("e", ()), "worker"),
     ]
     assert {m.KIND for m, _ in messages} == set(KINDS)
     for message, sender in messages:

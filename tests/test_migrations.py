@@ -89,6 +89,7 @@ WAIT_FIELDS = dict.fromkeys(
         "resume_spec",
         "waiting_since",
         "approval_deadline",
+        "trace_id",  # version 11's: the execution's trace
     )
 )
 

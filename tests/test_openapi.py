@@ -290,6 +290,7 @@ def test_execution_info_shapes(spec: dict[str, Any]) -> None:
         "js_error",
         "pending_tool_calls",
         "approval_deadline",
+        "trace_id",
     }
     thrown = {"name": "TypeError", "message": "bad", "stack": "TypeError: bad\n    at <input>:1:1", "line": 1}
     failed = {"execution_id": "e1", "started_at": "2024-05-01T10:00:00.000Z", "status": "failed"}

@@ -191,6 +191,16 @@ def test_create_and_get(executions: ExecutionStore) -> None:
     b = executions.get("b")
     assert b is not None and (b.session, b.tags, b.heap_in, b.code_bytes) == (None, None, None, 0)
     assert executions.get("nobody") is None
+    assert (rec.trace_id, b.trace_id) == (None, None)  # not traced
+
+
+def test_the_trace_id_is_kept_through_the_end(executions: ExecutionStore) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    executions.create("t", trace_id=trace)
+    assert executions.get("t").trace_id == trace  # type: ignore[union-attr]
+    ended = executions.finish("t", "completed", result="1")
+    assert ended is not None and ended.trace_id == trace
+    assert [r.trace_id for r in executions.list(limit=10)] == [trace]
 
 
 def test_a_duplicate_create_changes_nothing(executions: ExecutionStore) -> None:

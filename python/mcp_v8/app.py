@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import re
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +63,7 @@ from .storage import (
     OutputLog,
 )
 from .tools.config import ToolsConfigError, load_tools_config
+from .tracing import OFF, Tracer, Tracing, endpoint_from
 
 log = logging.getLogger("mcp_v8")
 
@@ -84,6 +87,11 @@ class StartupError(RuntimeError):
 
 class DataDirError(StartupError):
     """The data directory cannot be used (missing permissions, read-only, full)."""
+
+
+class TracingError(StartupError):
+    """Traces are asked for (``--otlp-endpoint``, ``OTEL_EXPORTER_OTLP_*``) without the ``otel``
+    extra installed."""
 
 
 class ToolServersError(StartupError):
@@ -121,12 +129,28 @@ def _tool_sessions(settings: Settings) -> ToolSessions | None:
     return ToolSessions(config)
 
 
+def _tracing(settings: Settings) -> Tracing:
+    """The service's traces (:mod:`.tracing`): on with ``--otlp-endpoint`` or the standard
+    variables, which need the ``otel`` extra installed."""
+    endpoint = endpoint_from(settings.otlp_endpoint)
+    if endpoint is None:
+        return OFF
+    try:
+        return Tracer(endpoint, {"service.instance.id": f"{socket.gethostname()}:{os.getpid()}"})
+    except ImportError as e:
+        raise TracingError(
+            f"traces are on (--otlp-endpoint or OTEL_EXPORTER_OTLP_*), but {e.name or e} is not installed: "
+            "pip install 'mcp-v8[otel]'"
+        ) from None
+
+
 class Service:
     """Storage and execution manager of one server process."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()  # this service's registry: /metrics and /api/stats read it
+        self.tracing = _tracing(settings)  # this service's tracer provider (traces off: OFF)
         check_data_dir(settings.data_dir)
         self.tools = _tool_sessions(settings)  # before anything is opened: it may refuse to start
         try:
@@ -187,6 +211,7 @@ class Service:
             tool_calls_in_flight=settings.max_tool_calls_in_flight,
             tool_records=self.stores.tool_calls,
             approval_timeout_secs=float(settings.approval_timeout_secs),
+            tracing=self.tracing,
         )
         self.approvals = Approvals(self.executions, self.manager, caller, owner=self.lease.id)
         if work is not None:  # the cluster's queue: the same on every node (a query takes the max)
@@ -274,6 +299,7 @@ class Service:
         if self.cluster is not None:
             self.cluster.stop()
         self.manager.close()
+        self.tracing.close()  # the spans of what the manager recorded, exported
         if self.cluster is not None:
             self.cluster.leave()
         self.output.close()

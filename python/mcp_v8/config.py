@@ -42,6 +42,15 @@ def _log_format(value: str) -> str:
     return chosen
 
 
+def _otlp_endpoint(value: str) -> str | None:
+    url = value.strip()
+    if not url:
+        return None
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", url):
+        raise ValueError("expected an http:// or https:// URL")
+    return url
+
+
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -339,7 +348,16 @@ class Settings:
         default="text",
         metadata={
             "help": "the server's log lines on standard error: text (human-readable) or json (one object a "
-            "line: time, level, logger, message, execution_id, node)"
+            "line: time, level, logger, message, execution_id, trace_id, node)"
+        },
+    )
+    otlp_endpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "export OpenTelemetry traces of each execution over OTLP/HTTP to this collector (its base "
+            "URL, e.g. http://localhost:4318: spans go to /v1/traces); without it the standard "
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT turns them on; needs the "
+            "mcp-v8[otel] extra. Off by default"
         },
     )
     allowed_origins: tuple[str, ...] = field(
@@ -485,6 +503,7 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "metrics_public": _bool,
         "log_format": _log_format,
         "warm_isolates": _bool,
+        "otlp_endpoint": _otlp_endpoint,
         "host": str,
     }
     return special.get(name, int)

@@ -3,7 +3,7 @@ or one JSON object a line (``--log-format json``) for a log system to index.
 
 A JSON line has ``time`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``, ``message``,
 then ``execution_id`` when the line is about one execution (the thread logging it is handling it:
-:func:`execution_context`), ``node`` (this process's lease id, once the service has one) and
+:func:`execution_context`), ``trace_id`` when that execution is traced (:mod:`.tracing`), ``node`` (this process's lease id, once the service has one) and
 ``exception`` (the traceback) when there is one. Workers' standard error is not the server's log:
 it stays in their files, as it is.
 """
@@ -27,15 +27,18 @@ _HANDLER = "mcp-v8"  # the name of the handler configure() installs (others are 
 
 # The execution the current thread (or task) is handling, for the lines it logs.
 _execution: contextvars.ContextVar[str | None] = contextvars.ContextVar("mcp_v8_execution", default=None)
+_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("mcp_v8_trace", default=None)
 
 
 @contextlib.contextmanager
-def execution_context(execution_id: str) -> Iterator[None]:
-    """The lines logged inside (by this thread) are about ``execution_id``."""
-    token = _execution.set(execution_id)
+def execution_context(execution_id: str, trace_id: str | None = None) -> Iterator[None]:
+    """The lines logged inside (by this thread) are about ``execution_id``, of the trace
+    ``trace_id`` (None: not traced)."""
+    token, trace_token = _execution.set(execution_id), _trace.set(trace_id)
     try:
         yield
     finally:
+        _trace.reset(trace_token)
         _execution.reset(token)
 
 
@@ -61,6 +64,9 @@ class JsonFormatter(logging.Formatter):
         execution_id = getattr(record, "execution_id", None) or _execution.get()
         if execution_id is not None:
             line["execution_id"] = execution_id
+        trace_id = getattr(record, "trace_id", None) or _trace.get()
+        if trace_id is not None:
+            line["trace_id"] = trace_id
         if self.node is not None:
             line["node"] = self.node
         if record.exc_info:

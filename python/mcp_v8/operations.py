@@ -101,6 +101,7 @@ def execution_info(record: ExecutionRecord) -> dict[str, Any]:
         "js_error": None if record.js_error is None else record.js_error.to_dict(),
         "pending_tool_calls": _pending(record),
         "approval_deadline": record.approval_deadline if record.status == "waiting" else None,
+        "trace_id": record.trace_id,
     }
 
 
@@ -166,8 +167,10 @@ class Operations:
 
     # -- executions --------------------------------------------------------------------
 
-    def submit(self, body: Mapping[str, Any]) -> str:
-        """Accepts an execution; ``body`` is an ExecRequest the door validated. Returns its id."""
+    def submit(self, body: Mapping[str, Any], traceparent: str | None = None) -> str:
+        """Accepts an execution; ``body`` is an ExecRequest the door validated. Returns its id.
+        ``traceparent``: the caller's W3C trace context (the door's), which the execution's trace
+        joins when traces are on; a value that is not one is ignored, as the standard says."""
         s = self.settings
         code: str = body["code"]
         size = len(code.encode("utf-8"))
@@ -185,7 +188,7 @@ class Operations:
                 "time holds the script's own time and its waits on tool calls"
             )
         try:
-            return self._manager.submit(spec_from_request(body, s))
+            return self._manager.submit(spec_from_request(body, s), traceparent)
         except QueueFull as e:
             raise Busy(str(e)) from None
         except ShuttingDown as e:

@@ -27,6 +27,8 @@ import contextvars
 import json
 import logging
 import threading
+import time
+import urllib.parse
 from typing import Any, Callable, Protocol
 
 from .gate import Gate
@@ -72,6 +74,24 @@ class FetchGate(Gate):
 SERVER_GATE = FetchGate()
 
 
+class _Span:
+    """When a traced call came, and what its span says of it: the method and the origin the script
+    asked for (as it wrote them: the policy decides what is allowed)."""
+
+    def __init__(self, args: str) -> None:
+        self.start_ns = time.time_ns()
+        try:
+            request = json.loads(args)
+            if isinstance(request, list):  # [the request, ...] as web.js sends it
+                request = request[0]
+            url = urllib.parse.urlsplit(str(request.get("url", "")))
+            origin = f"{url.scheme}://{url.netloc.rpartition('@')[2]}" if url.scheme else ""
+            method = str(request.get("method", ""))[:16]
+        except (ValueError, AttributeError, IndexError):
+            origin, method = "", ""
+        self.attributes = {"fetch.method": method, "fetch.origin": origin[:256]}
+
+
 class Fetches:
     """The fetches of one execution. ``send`` carries a reply to the worker (the slot's
     channel); ``on_lost(reason)`` says the channel lost a frame part sent."""
@@ -87,10 +107,13 @@ class Fetches:
         on_lost: Callable[[str], None] | None = None,
         make_run: Callable[[FetchPolicy], Run] = _make_run,
         on_outcome: Callable[[str], None] | None = None,
+        on_span: Callable[[int, int, dict[str, Any]], None] | None = None,
     ) -> None:
         """``on_outcome(outcome)`` is told how each call the worker made ended, once: ``ok`` (a
         response), ``failed`` (the request failed), ``refused`` (by the policy, before any
-        request) or ``abandoned`` (the execution ended first)."""
+        request) or ``abandoned`` (the execution ended first). ``on_span(start_ns, end_ns,
+        attributes)`` (traces on) hears of each call answered or abandoned as it was answered:
+        when it came and ended, its outcome, method and origin (never its path or query)."""
         self.execution_id = execution_id
         self._policy = policy
         self._send = send
@@ -99,12 +122,14 @@ class Fetches:
         self._on_lost = on_lost
         self._make_run = make_run
         self._on_outcome = on_outcome
+        self._on_span = on_span
         # Under _lock: the run (made at the first call), the calls admitted and waiting, the
         # request threads running, and whether the execution ended (also _ended, an Event for
         # the gate's waiters).
         self._lock = threading.Lock()
         self._run: Run | None = None
-        self._queue: collections.deque[tuple[int, Any]] = collections.deque()  # (call id, request)
+        # (call id, request, its span when traced)
+        self._queue: collections.deque[tuple[int, Any, _Span | None]] = collections.deque()
         self._threads = 0
         self._ended = threading.Event()
         self._lost: str | None = None
@@ -121,6 +146,7 @@ class Fetches:
         its body, which the policy bounds. Never waits for a request."""
         answer: str | None = None
         request: Any = None
+        span = None if self._on_span is None else _Span(call.args)
         with self._lock:
             if self._ended.is_set():
                 self._count("abandoned")
@@ -138,13 +164,13 @@ class Fetches:
             if isinstance(request, str):
                 answer = request
         if answer is not None:
-            self._reply(call.call_id, False, answer, None, "refused")
+            self._reply(call.call_id, False, answer, None, "refused", span)
             return
         with self._lock:
             if self._ended.is_set():
                 self._count("abandoned")
                 return
-            self._queue.append((call.call_id, request))
+            self._queue.append((call.call_id, request, span))
             start_thread = self._threads < self._per_execution
             if start_thread:
                 self._threads += 1
@@ -187,7 +213,7 @@ class Fetches:
                     if self._ended.is_set() or not self._queue:
                         self._threads -= 1
                         return
-                    (call_id, request), run = self._queue.popleft(), self._run
+                    (call_id, request, span), run = self._queue.popleft(), self._run
                 assert run is not None
                 if not self._gate.enter(self._ended):
                     continue  # ended while waiting: the loop sees it
@@ -199,7 +225,7 @@ class Fetches:
                 finally:
                     self._gate.leave()
                 self._handoff("perform:returned")
-                self._reply(call_id, ok, head, body if ok else None, "ok" if ok else "failed")
+                self._reply(call_id, ok, head, body if ok else None, "ok" if ok else "failed", span)
         except BaseException:
             with self._lock:
                 self._threads -= 1
@@ -209,7 +235,13 @@ class Fetches:
         if self._on_outcome is not None:
             self._on_outcome(outcome)
 
-    def _reply(self, call_id: int, ok: bool, head: str, body: bytes | None, outcome: str) -> None:
+    def _traced(self, span: _Span | None, outcome: str) -> None:
+        if span is not None and self._on_span is not None:
+            self._on_span(span.start_ns, time.time_ns(), {**span.attributes, "fetch.outcome": outcome})
+
+    def _reply(
+        self, call_id: int, ok: bool, head: str, body: bytes | None, outcome: str, span: _Span | None = None
+    ) -> None:
         """Sends the reply unless the execution ended (the call's ``outcome`` is counted then,
         else ``abandoned``). The check and the send are one step under the lock, so no reply
         leaves once ``end`` has returned."""
@@ -217,8 +249,10 @@ class Fetches:
         with self._lock:
             if self._ended.is_set():
                 self._count("abandoned")
+                self._traced(span, "abandoned")
                 return  # nobody waits for it any more
             self._count(outcome)
+            self._traced(span, outcome)
             self._handoff("reply:checked")
             try:
                 try:

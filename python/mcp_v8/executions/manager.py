@@ -71,6 +71,7 @@ from .waiters import FinishEvents, Waiters
 
 if TYPE_CHECKING:  # imported when a manager is made: workers import this package, not the library
     from ..metrics import Metrics
+    from ..tracing import Tracing
 
 DEFAULT_TOOL_CALLS_IN_FLIGHT = 64  # tool calls in flight across a manager's workers
 
@@ -122,6 +123,7 @@ class ExecutionManager:
         tool_calls_in_flight: int = DEFAULT_TOOL_CALLS_IN_FLIGHT,
         tool_records: ToolCallLog | None = None,
         approval_timeout_secs: float = DEFAULT_APPROVAL_TIMEOUT_SECS,
+        tracing: Tracing | None = None,
     ) -> None:
         """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
         verified before an execution resuming it is accepted, verified again as its bytes are
@@ -145,7 +147,8 @@ class ExecutionManager:
         here is counted (default: metrics of its own). An execution
         whose script waits only on tool calls held for a decision is recorded ``waiting`` (its
         worker is free at once) and fails undecided after ``approval_timeout_secs``
-        (:meth:`expire_waiting`); :meth:`resume` runs it on, once decided (:mod:`.approvals`)."""
+        (:meth:`expire_waiting`); :meth:`resume` runs it on, once decided (:mod:`.approvals`).
+        ``tracing``: the traces of the executions submitted here (:mod:`mcp_v8.tracing`; None: off)."""
         self._owner = owner
         self._approval_timeout = approval_timeout_secs
         self._catalogue = catalogue
@@ -175,6 +178,11 @@ class ExecutionManager:
 
             metrics = Metrics()
         self.metrics = metrics
+        if tracing is None:
+            from ..tracing import OFF
+
+            tracing = OFF
+        self.tracing: Tracing = tracing
         self._stats_lock = threading.Lock()
         self._created = time.monotonic()
         self._last_crash: dict[str, str] | None = None
@@ -182,7 +190,11 @@ class ExecutionManager:
         log_dir = log_dir or worker_log_dir(data_dir)
         self._sandbox = sandbox or default_mode()
         options = WorkerOptions(
-            sandbox=self._sandbox, max_data_mb=max_data_mb, jitless=jitless, warm_heap_mb=warm_heap_mb
+            sandbox=self._sandbox,
+            max_data_mb=max_data_mb,
+            jitless=jitless,
+            warm_heap_mb=warm_heap_mb,
+            trace=tracing.enabled,
         )
         self.jitless = jitless
         tool_gate = Gate(tool_calls_in_flight)
@@ -200,6 +212,7 @@ class ExecutionManager:
                 metrics=self.metrics,
                 tool_gate=tool_gate,
                 on_tool_record=None if self.tool_records is None else self.tool_records.record,
+                tracing=tracing,
             )
             for i in range(workers)
         ]
@@ -247,8 +260,10 @@ class ExecutionManager:
             self.tool_records.close()
 
     # -- API -------------------------------------------------------------------------
-    def submit(self, spec: ExecutionSpec) -> str:
-        """Accepts an execution of ``spec`` (see :class:`~.admission.Admission`); returns its id."""
+    def submit(self, spec: ExecutionSpec, traceparent: str | None = None) -> str:
+        """Accepts an execution of ``spec`` (see :class:`~.admission.Admission`); returns its id.
+        ``traceparent``: the caller's W3C trace context, which its trace joins (traces on)."""
+        begun = time.time_ns()
         if self._admission is not None:
             with self._lock:
                 if self._closed:
@@ -266,13 +281,15 @@ class ExecutionManager:
             self._reserved += 1
             self._started[execution_id] = spec.mode  # its end is counted from here on
         self.waiters.accept(execution_id)  # live before its record exists: never running and unknown here
+        trace_id = self._trace_begin(execution_id, spec, traceparent, begun)
         try:  # the writes happen outside the lock the dispatchers need
-            self._record(execution_id, spec, self._owner)
+            self._record(execution_id, spec, self._owner, trace_id)
         except BaseException:
             with self._lock:
                 self._reserved -= 1
                 self._started.pop(execution_id, None)
             self.waiters.forget(execution_id)
+            self.tracing.end(execution_id, {"execution.status": "refused"})
             raise
         self.metrics.executions_started.labels(spec.mode).inc()
         with self._lock:
@@ -281,11 +298,23 @@ class ExecutionManager:
             if accepted:
                 self._enqueue(_Queued(execution_id, spec))
                 self._lock.notify()
+        self.tracing.record(execution_id, "submit", begun, time.time_ns())
         if not accepted:
             self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
         return execution_id
 
-    def _record(self, execution_id: str, spec: ExecutionSpec, owner: str | None) -> None:
+    def _trace_begin(
+        self, execution_id: str, spec: ExecutionSpec, traceparent: str | None, begun: int
+    ) -> str | None:
+        """Starts the execution's trace (traces on), its root from ``begun``; its id."""
+        if not self.tracing.enabled:
+            return None
+        attributes = {"execution.mode": spec.mode, "session": spec.session}
+        return self.tracing.begin(execution_id, traceparent, attributes, begun)
+
+    def _record(
+        self, execution_id: str, spec: ExecutionSpec, owner: str | None, trace_id: str | None = None
+    ) -> None:
         """Creates the execution's output log, then its record (running, started now): a record
         is never without its log, even after a crash in between. The record of an execution
         resuming a heap is created only while the catalogue's index holds the heap, in one step
@@ -301,6 +330,7 @@ class ExecutionManager:
                 code_bytes=spec.code_bytes,
                 owner=owner,
                 require_heap=spec.heap is not None,
+                trace_id=trace_id,
             )
         except BaseException:
             self._output.delete([execution_id])
@@ -499,7 +529,8 @@ class ExecutionManager:
     def wait(self, execution_id: str, timeout: float) -> ExecutionRecord | None:
         """See :meth:`~.waiters.Waiters.wait`: the terminal record, or None when the caller must
         read it (the wait timed out)."""
-        return self.waiters.wait(execution_id, timeout)
+        with self.tracing.span(execution_id, "long_poll", {"long_poll.timeout_ms": int(timeout * 1000)}):
+            return self.waiters.wait(execution_id, timeout)
 
     def follow(self, execution_id: str, listener: Callable[[str | None], None]) -> Callable[[], None]:
         """Calls ``listener(text)`` with each batch of console output the execution writes from
@@ -613,6 +644,8 @@ class ExecutionManager:
                 return False
             record = self._executions.get(execution_id)  # cancelled by another process or node
         self._count_end(execution_id, record)
+        if record is not None:
+            self.tracing.end(execution_id, {"execution.status": record.status})
         # Handed over here before it is announced: this process's waiters never read it again.
         self.waiters.finished(execution_id, record)
         if written:
@@ -657,7 +690,11 @@ class ExecutionManager:
             item = self._queue.popleft()
             self._executing[item.execution_id] = slot
             self._gauges()
-        self.metrics.queue_wait.observe(time.monotonic() - item.since)
+        waited = time.monotonic() - item.since
+        self.metrics.queue_wait.observe(waited)
+        if self.tracing.enabled:
+            now = time.time_ns()
+            self.tracing.record(item.execution_id, "queue", now - int(waited * 1e9), now)
         return item
 
     def _dispatch(self, slot: WorkerSlot) -> None:
@@ -665,7 +702,7 @@ class ExecutionManager:
             item = self._next(slot)
             if item is None:
                 return
-            with execution_context(item.execution_id):
+            with execution_context(item.execution_id, self.tracing.trace_id(item.execution_id)):
                 try:
                     self._execute(slot, item)
                 except Exception as e:  # never lose an execution to a bug in this thread
@@ -684,8 +721,9 @@ class ExecutionManager:
         if item.spec.heap is not None:
             try:
                 started = time.monotonic()
-                data = self._catalogue.open(item.spec.heap)
-                fd = sealed_heap(data)
+                with self.tracing.span(item.execution_id, "heap_load"):
+                    data = self._catalogue.open(item.spec.heap)
+                    fd = sealed_heap(data)
                 metrics.restore_time.observe(time.monotonic() - started)
                 metrics.restore_size.observe(len(data))
                 del data
@@ -695,12 +733,14 @@ class ExecutionManager:
                 return JobResult(status="failed", error=str(e))
             except OSError as e:
                 return JobResult(status="failed", error=f"cannot restore heap: {e.strerror or e}")
-        started = time.monotonic()
+        started, begun = time.monotonic(), time.time_ns()
         try:
-            return slot.run(
+            result = slot.run(
                 Job(item.execution_id, item.spec, heap_fd=fd, tool_calls_made=item.tool_calls_made),
                 lambda text: self._output_written(item.execution_id, text),
             )
+            self._trace_worker(slot, item, begun, result)
+            return result
         except WorkerStartError as e:
             log.warning("worker %d could not start for execution %s: %s", slot.index, item.execution_id, e)
             return JobResult(status="failed", error=str(e))
@@ -719,7 +759,8 @@ class ExecutionManager:
                 # A paused heap is the execution's own, not one a client finds by its tags.
                 tags = None if result.status == "waiting" else dict(spec.tags) or None
                 started = time.monotonic()
-                self._catalogue.add(result.heap, result.envelope, session=spec.session, tags=tags)
+                with self.tracing.span(item.execution_id, "store", {"heap.bytes": len(result.envelope)}):
+                    self._catalogue.add(result.heap, result.envelope, session=spec.session, tags=tags)
                 self.metrics.save_time.observe(time.monotonic() - started)
                 self.metrics.save_size.observe(len(result.envelope))
             except (HeapStoreUnavailable, HeapNotFound, OSError) as e:
@@ -735,6 +776,12 @@ class ExecutionManager:
             self._gauges()
             self._lock.notify_all()
         self._finish(item.execution_id, result, spec=spec)
+
+    def _trace_worker(self, slot: WorkerSlot, item: _Queued, begun: int, result: JobResult) -> None:
+        """The worker's run of ``item`` (traces on), with the spans the worker sent."""
+        if self.tracing.enabled:
+            attributes = {"worker.index": slot.index, "worker.status": result.status}
+            self.tracing.worker(item.execution_id, begun, time.time_ns(), result.spans, attributes)
 
     # -- the queue's state and what is counted of it -----------------------------------
     def _gauges(self) -> None:

@@ -63,7 +63,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Protocol
 
 from .. import _engine
 from ..storage import TerminalStatus
@@ -82,9 +82,11 @@ from .protocol import (
     Output,
     ProtocolError,
     Ready,
+    Spans,
     Stop,
     ToolCall,
     Undeliverable,
+    WorkerSpan,
     encode,
     heap_fd,
 )
@@ -95,6 +97,7 @@ from .tool_calls import ToolCallRecord, ToolCalls
 
 if TYPE_CHECKING:  # a worker imports this package: it needs none of the metrics library
     from ..metrics import Metrics
+    from ..tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +126,7 @@ class WorkerOptions:
     max_data_mb: int = 0  # the workers' RLIMIT_DATA (0: unchanged)
     jitless: bool = False  # V8 without its JIT compilers (process-wide: a worker's setting)
     warm_heap_mb: int = 0  # prepare each next isolate while idle, first with this heap cap (0: off)
+    trace: bool = False  # each job's spans sent before its done (traces on: mcp_v8.tracing)
 
 
 class WorkerProcess(Protocol):
@@ -183,6 +187,7 @@ def spawn_worker_process(
         str(options.max_data_mb),
         *(["--jitless"] if options.jitless else []),
         *(["--warm-heap-mb", str(options.warm_heap_mb)] if options.warm_heap_mb else []),
+        *(["--trace"] if options.trace else []),
         *extra,
     ]
     try:
@@ -222,6 +227,7 @@ class _Running:
     wall_deadline: float
     grace: float
     cancel_deadline: float | None = None
+    spans: tuple[WorkerSpan, ...] | None = None  # what the worker's ``spans`` said, once
 
     @property
     def fetch_deadline(self) -> float:
@@ -287,8 +293,11 @@ class WorkerSlot:
         metrics: Metrics | None = None,
         tool_gate: Gate | None = None,
         on_tool_record: Callable[[str, ToolCallRecord], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``tracing`` (traces on, with ``options.trace``) hears of each fetch and tool call."""
         self.index = index
+        self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._metrics = metrics
         self._tool_caller = tool_caller
         self._tool_gate = tool_gate
@@ -460,6 +469,23 @@ class WorkerSlot:
             self._metrics.tool_call(record.outcome)
         if self._on_tool_record is not None:
             self._on_tool_record(execution_id, record)
+        if self._tracing is not None:
+            end = time.time_ns()
+            attributes = {
+                "tool.server": record.server,
+                "tool.name": record.tool,
+                "tool.outcome": record.outcome,
+            }
+            self._tracing.record(
+                execution_id, "tool_call", end - int(record.duration_ms * 1e6), end, attributes
+            )
+
+    def _fetch_span(self, execution_id: str) -> Callable[[int, int, dict[str, Any]], None] | None:
+        """What records the span of each fetch of ``execution_id`` (None: traces are off)."""
+        tracing = self._tracing
+        if tracing is None:
+            return None
+        return lambda start, end, attributes: tracing.record(execution_id, "fetch", start, end, attributes)
 
     def _fetch_lost(self, reason: str) -> None:
         self._wake()  # the relay finds the reason on the job's Fetches
@@ -488,6 +514,7 @@ class WorkerSlot:
             gate=self._fetch_gate,
             on_lost=self._fetch_lost,
             on_outcome=None if metrics is None else lambda outcome: metrics.fetch_calls.labels(outcome).inc(),
+            on_span=self._fetch_span(job.execution_id),
         )
         tools = ToolCalls(
             job.execution_id,
@@ -521,7 +548,8 @@ class WorkerSlot:
                     conn.send_frame(frame, fd)
                 except TimeoutError as e:  # part of the frame may be out: the stream is lost
                     raise _RelayFailed(str(e)) from None
-            return self._paused(self._relay(job, running, conn, on_output), tools)
+            result = self._paused(self._relay(job, running, conn, on_output), tools)
+            return result if running.spans is None else dataclasses.replace(result, spans=running.spans)
         except (EOFError, OSError):
             return self._crashed(job)
         except _RelayFailed as e:
@@ -603,6 +631,8 @@ class WorkerSlot:
                     running.tools.submit(message)
                 elif mine and isinstance(message, Done):
                     return message.result
+                elif mine and isinstance(message, Spans) and self._options.trace and running.spans is None:
+                    running.spans = message.spans
                 else:
                     raise _RelayFailed(
                         f"worker sent {_describe_message(message)} while running {job.execution_id}"

@@ -83,6 +83,16 @@ worker -> server
                                         text of the script's object, at most ``TOOL_ARGS_LIMIT``.
                                         Only for the execution the worker runs.
                                         ``TOOL_ARGS_LIMIT`` + 2 KiB.
+    ``spans``   {execution_id, spans}  the worker's spans of the execution it runs (sent only when
+                                        the server started it with ``--trace``, once, before its
+                                        ``done``): at most ``SPANS`` of {name, start_ns, end_ns,
+                                        attributes}, ``name`` lower-case words and dots of at most
+                                        64 bytes, times in nanoseconds since the epoch
+                                        (``start_ns`` <= ``end_ns``), ``attributes`` a map of at
+                                        most ``SPAN_ATTRIBUTES`` texts (names as span names,
+                                        values of at most 256 bytes). The server believes none of
+                                        it but the shape: it clamps the times into the worker's
+                                        run as it saw it (:mod:`mcp_v8.tracing`). 256 KiB.
 
 **Heaps as file descriptors.** Heap bytes never travel as frames, and the worker opens no store:
 a descriptor rides with ``SCM_RIGHTS`` on the first byte of its frame (:mod:`.heap_fds`). The
@@ -98,9 +108,6 @@ Planned (written down so the schema grows without a break; none of it exists yet
   {session, heap key or fd, limits}, ``run`` v2 with an optional ``session``, ``snapshot``
   {session}, ``close`` {session, snapshot: bool}; worker -> server ``opened``/``closed``
   {session} and ``done`` v2 with ``session`` and the snapshot taken, if any.
-- **Spans** (traces of each execution): worker -> server ``spans`` {execution_id, spans: list
-  of at most 256 {name, start_ns, end_ns, attributes: map of at most 32 texts}}, 256 KiB, sent
-  before ``done``.
 
 A kind's body change is a new version of that kind; each side keeps reading the versions the
 other side of a running deployment may send (server and workers come from one install, so today
@@ -128,7 +135,20 @@ from .spec import (
     spec_from_wire,
     spec_to_wire,
 )
-from .wire import Bytes, Flag, Integer, Number, OneOf, Record, RecordList, SchemaError, Text, TextList, Type
+from .wire import (
+    Bytes,
+    Flag,
+    Integer,
+    Number,
+    OneOf,
+    Record,
+    RecordList,
+    SchemaError,
+    Text,
+    TextList,
+    TextMap,
+    Type,
+)
 
 __all__ = [
     "ERROR_LIMIT",
@@ -147,10 +167,12 @@ __all__ = [
     "Output",
     "ProtocolError",
     "Ready",
+    "Spans",
     "Stop",
     "ToolCall",
     "ToolReply",
     "Undeliverable",
+    "WorkerSpan",
     "decode",
     "encode",
     "heap_fd",
@@ -164,6 +186,9 @@ TOOL_NAME_LIMIT = 256  # a tool server's or a tool's name
 TOOL_ARGS_LIMIT = 4 << 20  # a tool call's arguments as JSON
 HELD_CALLS = 4096  # the held calls a paused execution's ``done`` names
 HELD_LIMIT = 16 << 20  # their frame's share
+SPANS = 256  # the spans of one ``spans`` message
+SPAN_ATTRIBUTES = 32  # the attributes of one span
+SPANS_LIMIT = 256 * 1024  # a ``spans`` frame
 FRAME_SECONDS = 10.0  # a frame's bytes must all arrive within this of its first
 KiB = 1024
 FRAME_HEADER = struct.Struct(">I")  # a frame's length, before its msgpack bytes
@@ -179,6 +204,16 @@ class Undeliverable(ValueError):
 
 
 JobStatus = Union[TerminalStatus, Literal["waiting"]]
+
+
+@dataclass(frozen=True)
+class WorkerSpan:
+    """One phase of a job in the worker (``time.time_ns()`` times)."""
+
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -201,6 +236,7 @@ class JobResult:
     # and the tool calls the execution made so far (its budget's use), when it paused.
     envelope: bytes | None = field(default=None, compare=False, repr=False)
     tool_calls_made: int | None = field(default=None, compare=False)
+    spans: tuple[WorkerSpan, ...] = field(default=(), compare=False, repr=False)  # its ``spans``
 
 
 @dataclass(frozen=True)
@@ -295,7 +331,16 @@ class ToolReply:
     KIND: ClassVar[str] = "tool_reply"
 
 
-Message = Union[Job, Cancel, Stop, Ready, Output, Done, FetchCall, FetchReply, ToolCall, ToolReply]
+@dataclass(frozen=True)
+class Spans:
+    """``spans``: the worker's spans of the job it runs, sent before its ``done``."""
+
+    execution_id: str
+    spans: tuple[WorkerSpan, ...]
+    KIND: ClassVar[str] = "spans"
+
+
+Message = Union[Job, Cancel, Stop, Ready, Output, Done, FetchCall, FetchReply, ToolCall, ToolReply, Spans]
 
 _ID = Text(128, min_bytes=1)
 _CALL_ID = Integer(0, (1 << 64) - 1)
@@ -333,6 +378,46 @@ _WALLS = Record(
         "missing": TextList(16, Text(512)),
     }
 )
+
+
+_SPAN_NAME = Text(64, min_bytes=1, pattern=r"[a-z][a-z0-9_.]*")
+_NS = Integer(0, (1 << 63) - 1)
+
+
+class _Span(Record):
+    """A span: its fields, and an end no earlier than its start."""
+
+    def _check(self, value: Any, path: str) -> None:
+        super()._check(value, path)
+        if value["end_ns"] < value["start_ns"]:
+            raise SchemaError(f"{path}.end_ns is before its start_ns")
+
+
+_SPAN = _Span(
+    {
+        "name": _SPAN_NAME,
+        "start_ns": _NS,
+        "end_ns": _NS,
+        "attributes": TextMap(SPAN_ATTRIBUTES, _SPAN_NAME, Text(256)),
+    }
+)
+
+
+def _spans_body(m: Spans) -> dict[str, Any]:
+    return {
+        "execution_id": m.execution_id,
+        "spans": [
+            {"name": s.name, "start_ns": s.start_ns, "end_ns": s.end_ns, "attributes": dict(s.attributes)}
+            for s in m.spans
+        ],
+    }
+
+
+def _spans(b: dict[str, Any]) -> Spans:
+    return Spans(
+        b["execution_id"],
+        tuple(WorkerSpan(s["name"], s["start_ns"], s["end_ns"], dict(s["attributes"])) for s in b["spans"]),
+    )
 
 
 class _Spec(Type):
@@ -525,6 +610,15 @@ KINDS: dict[str, Kind] = {
             ),
             lambda m: {"execution_id": m.execution_id, "call_id": m.call_id, "answer": m.answer},
             lambda b: ToolReply(b["execution_id"], b["call_id"], b["answer"]),
+        ),
+        Kind(
+            "spans",
+            1,
+            "worker",
+            SPANS_LIMIT,
+            Record({"execution_id": _ID, "spans": RecordList(SPANS, _SPAN)}),
+            _spans_body,
+            _spans,
         ),
     )
 }

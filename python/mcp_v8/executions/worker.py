@@ -27,6 +27,7 @@ still cannot be sent is replaced by a failure that says why.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
 import json
@@ -35,6 +36,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ..engine import Engine, set_jitless
@@ -57,10 +59,12 @@ from .protocol import (
     Output,
     ProtocolError,
     Ready,
+    Spans,
     Stop,
     ToolCall,
     ToolReply,
     Undeliverable,
+    WorkerSpan,
     encode,
 )
 from .spec import RESULT_LIMIT, Limits
@@ -211,6 +215,38 @@ class _Output:
             # before goes out with this batch.
             self._pending.clear()
             self.flush()
+
+
+class _Phases:
+    """The spans of one job's phases in this worker (``--trace``), sent to the server before its
+    ``done``: ``heap_read`` (the heap to restore, read from its descriptor), ``execute`` (the
+    engine: the script compiled, its heap restored, run, and its snapshot taken) and
+    ``heap_write`` (the snapshot copied into the descriptor that goes back)."""
+
+    def __init__(self) -> None:
+        self.spans: list[WorkerSpan] = []
+
+    @contextlib.contextmanager
+    def phase(self, name: str, **attributes: str) -> Iterator[dict[str, str]]:
+        """Times the block; the block may add attributes to the map it gets."""
+        start = time.time_ns()
+        try:
+            yield attributes
+        finally:
+            self.spans.append(WorkerSpan(name, start, time.time_ns(), attributes))
+
+    def send(self, conn: Channel, execution_id: str) -> None:
+        with contextlib.suppress(Undeliverable):  # never, at these sizes: the job's outcome matters more
+            conn.send(Spans(execution_id, tuple(self.spans)))
+
+
+@contextlib.contextmanager
+def _phase(phases: _Phases | None, name: str) -> Iterator[dict[str, str]]:
+    if phases is None:
+        yield {}
+    else:
+        with phases.phase(name) as attributes:
+            yield attributes
 
 
 class _Fetches:
@@ -411,6 +447,7 @@ def _run(
     relay: Any = None,
     tool_relay: Any = None,
     clock: _ScriptClock | None = None,
+    phases: _Phases | None = None,
 ) -> tuple[JobResult, bytes | None]:
     """Runs ``job``: its result, and the envelope of the heap it produced (when ``result.heap``).
     With a ``clock`` (the job's wall limit is above its timeout) the engine runs under the wall
@@ -419,26 +456,28 @@ def _run(
     envelope = None
     if job.heap_fd is not None:
         try:
-            envelope = read_heap(job.heap_fd, _HEAP_READ_LIMIT)
+            with _phase(phases, "heap_read"):
+                envelope = read_heap(job.heap_fd, _HEAP_READ_LIMIT)
         except HeapFdError as e:
             return JobResult(status="failed", error=f"cannot restore heap: the server sent {e}"), None
         finally:
             os.close(job.heap_fd)
     try:
-        outcome = engine.execute(
-            spec.code,
-            heap=envelope,
-            snapshot=spec.snapshot,
-            heap_limit_mb=limits.heap_limit_mb,
-            timeout=limits.timeout_secs if clock is None else limits.wall_secs,
-            language=spec.language,
-            filename=spec.filename,
-            on_console=output.write,
-            control=control,
-            max_result_bytes=limits.max_result_bytes,
-            fetch_relay=relay,
-            tool_relay=tool_relay,
-        )
+        with _phase(phases, "execute"):
+            outcome = engine.execute(
+                spec.code,
+                heap=envelope,
+                snapshot=spec.snapshot,
+                heap_limit_mb=limits.heap_limit_mb,
+                timeout=limits.timeout_secs if clock is None else limits.wall_secs,
+                language=spec.language,
+                filename=spec.filename,
+                on_console=output.write,
+                control=control,
+                max_result_bytes=limits.max_result_bytes,
+                fetch_relay=relay,
+                tool_relay=tool_relay,
+            )
     except SnapshotError as e:
         return JobResult(status="failed", error=f"cannot restore heap: {e}"), None
     finally:
@@ -503,13 +542,22 @@ def _done(execution_id: str, result: JobResult) -> tuple[bytes, bool]:
         return encode(Done(execution_id, failed)), False
 
 
-def _send_done(conn: Channel, execution_id: str, result: JobResult, envelope: bytes | None) -> None:
+def _send_done(
+    conn: Channel, execution_id: str, result: JobResult, envelope: bytes | None, phases: _Phases | None = None
+) -> None:
+    """Sends the job's ``done`` (with its heap's descriptor), after its spans when it is traced."""
     frame, carries_heap = _done(execution_id, result)
     if not carries_heap or envelope is None:
+        if phases is not None:
+            phases.send(conn, execution_id)
         conn.send_frame(frame)
         return
-    fd = heap_memfd(envelope)
+    with _phase(phases, "heap_write") as attributes:
+        fd = heap_memfd(envelope)
+        attributes["bytes"] = str(len(envelope))
     try:
+        if phases is not None:
+            phases.send(conn, execution_id)
         conn.send_frame(frame, fd)
     finally:
         os.close(fd)
@@ -547,6 +595,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--warm-heap-mb", type=int, default=0, help="prepare each next isolate with this heap cap (0: none)"
     )
+    parser.add_argument("--trace", action="store_true", help="send the spans of each job before its done")
     args = parser.parse_args(argv)
     try:  # first, before V8 or any thread starts
         walls = sandbox.enter(args.sandbox, [], args.report_fd, args.max_data_mb)
@@ -560,12 +609,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     _keep_freed_memory()
     set_jitless(args.jitless)  # before V8 starts: its flags are the process's
-    serve(Channel.from_fd(args.fd, peer="server"), walls=walls, warm_heap_mb=args.warm_heap_mb)
+    serve(
+        Channel.from_fd(args.fd, peer="server"), walls=walls, warm_heap_mb=args.warm_heap_mb, trace=args.trace
+    )
 
 
-def serve(conn: Channel, walls: sandbox.Walls | None = None, warm_heap_mb: int = 0) -> None:
+def serve(
+    conn: Channel, walls: sandbox.Walls | None = None, warm_heap_mb: int = 0, trace: bool = False
+) -> None:
     """Runs the jobs the server sends on ``conn``. ``warm_heap_mb`` (0: off): while idle, the
-    worker prepares the isolate of its next job (:func:`_prepare_next`), first with this cap."""
+    worker prepares the isolate of its next job (:func:`_prepare_next`), first with this cap.
+    ``trace``: each job's spans are sent before its ``done``."""
     from .. import _engine
 
     # Fetch is the server's: every job's calls go through its relay, whatever its policy.
@@ -620,8 +674,9 @@ def serve(conn: Channel, walls: sandbox.Walls | None = None, warm_heap_mb: int =
         limits = job.spec.limits
         clock = _ScriptClock(limits.timeout_secs, control) if limits.wall_secs > limits.timeout_secs else None
         tool_relay = tools.start(job.execution_id, clock)
+        phases = _Phases() if trace else None
         try:
-            result, envelope = _run(engine, job, control, output, relay, tool_relay, clock)
+            result, envelope = _run(engine, job, control, output, relay, tool_relay, clock, phases)
         finally:
             fetches.finish(job.execution_id)
             held = tools.finish(job.execution_id)
@@ -630,7 +685,7 @@ def serve(conn: Channel, walls: sandbox.Walls | None = None, warm_heap_mb: int =
         output.flush()
         with controls_lock:
             controls.pop(job.execution_id, None)
-        _send_done(conn, job.execution_id, result, envelope)
+        _send_done(conn, job.execution_id, result, envelope, phases)
         if warm_heap_mb:
             _prepare_next(engine, job, warm_heap_mb, jobs)
 

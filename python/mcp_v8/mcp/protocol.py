@@ -224,6 +224,9 @@ class Server:
         tool = self.tools.get(name)
         if tool is None:
             raise ProtocolError(INVALID_PARAMS, f"unknown tool: {name[:100]}")
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and isinstance(meta.get("traceparent"), str):
+            call.traceparent = meta["traceparent"]
         result = call_tool(self.ops, tool, params.get("arguments"), call)
         self.ops.metrics.mcp_tool_calls.labels(name, "error" if result.is_error else "ok").inc()
         text = result.text if result.text is not None else json.dumps(result.structured, ensure_ascii=False)

@@ -97,6 +97,8 @@ class Call:
     elicit: Callable[[dict[str, Any], float], dict[str, Any]] | None = None
     # The execution the call waits for, so that cancelling the call cancels it.
     execution_id: str | None = None
+    # The caller's W3C trace context (``params._meta.traceparent``), which run_js's trace joins.
+    traceparent: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _wake: threading.Event | None = None
 
@@ -332,7 +334,7 @@ def _tool_error(message: str) -> ToolResult:
 
 def _run_js(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
     body = {k: v for k, v in args.items() if k != "wait_ms"}
-    execution_id = ops.submit(body)
+    execution_id = ops.submit(body, call.traceparent)
     wait_ms = RUN_JS_WAIT_MS if args.get("wait_ms") is None else args["wait_ms"]
     info = _wait(ops, execution_id, wait_ms, call, owned=True)
     if call.elicit is not None and info["status"] == "waiting":  # the person behind the client decides

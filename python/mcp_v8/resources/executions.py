@@ -38,7 +38,7 @@ class ExecResource:
             body = self._body.validate(read_json_body(req, self._ops.settings.max_body_bytes))
         except InvalidRequest as e:
             raise bad_request(str(e)) from None
-        new_id = self._ops.submit(body)
+        new_id = self._ops.submit(body, req.get_header("traceparent"))
         wait_ms = body.get("wait_ms")
         if not wait_ms:
             resp.status = falcon.HTTP_202

@@ -42,15 +42,16 @@ _DELETE_BATCH = 500
 _COLUMN_NAMES = (
     "execution_id, status, started_at, completed_at, result, error, heap_out, session, tags, "
     "duration_ms, heap_in, code_bytes, js_error, pending_tool_calls, waiting_heap, tool_calls_made, "
-    "resume_spec, waiting_since, approval_deadline"
+    "resume_spec, waiting_since, approval_deadline, trace_id"
 )
 _COLUMNS = _COLUMN_NAMES
 _ID_COLUMN = len(_COLUMN_NAMES.split(","))  # where a listing's row has its ``id``, after the record
 # A new record, as an INSERT's columns and the values of a SELECT (see new_record_params): the
 # queue of several nodes records one in the statement that queues it, with these same words.
 NEW_RECORD = (
-    "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags, code_bytes, owner)",
-    "SELECT :execution_id, 'running', :now, :heap_in, :session, {json:tags}, :code_bytes, :owner",
+    "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags, code_bytes, owner, "
+    "trace_id)",
+    "SELECT :execution_id, 'running', :now, :heap_in, :session, {json:tags}, :code_bytes, :owner, :trace_id",
 )
 _ENDED = "status NOT IN ('running', 'waiting')"  # terminal: what retention may delete
 _HEAP_HELD = "EXISTS (SELECT 1 FROM heaps WHERE key = :heap_in{for_key_share})"
@@ -116,6 +117,7 @@ def new_record_params(
     heap_in: str | None,
     code_bytes: int,
     owner: str | None,
+    trace_id: str | None = None,
 ) -> dict[str, Any]:
     """The parameters of :data:`NEW_RECORD`: ``running``, started now."""
     return {
@@ -126,6 +128,7 @@ def new_record_params(
         "tags": None if tags is None else Json(tags),
         "code_bytes": code_bytes,
         "owner": owner,
+        "trace_id": trace_id,
     }
 
 
@@ -153,6 +156,7 @@ class SQLExecutionStore(Closing):
         code_bytes: int = 0,
         owner: str | None = None,
         require_heap: bool = False,
+        trace_id: str | None = None,
     ) -> None:
         """Records a new execution as ``running``, started now, run by the process ``owner``.
         Raises :class:`~.errors.DuplicateExecution`; with ``require_heap``,
@@ -161,7 +165,13 @@ class SQLExecutionStore(Closing):
         holds across its check; PostgreSQL takes the index row's ``FOR KEY SHARE`` lock, which
         the removal's ``FOR UPDATE`` waits for (and makes this wait, then find the row gone)."""
         params = new_record_params(
-            execution_id, session=session, tags=tags, heap_in=heap_in, code_bytes=code_bytes, owner=owner
+            execution_id,
+            session=session,
+            tags=tags,
+            heap_in=heap_in,
+            code_bytes=code_bytes,
+            owner=owner,
+            trace_id=trace_id,
         )
         insert, values = NEW_RECORD
         try:
@@ -472,4 +482,5 @@ def _record(row: Row) -> ExecutionRecord:
         resume_spec=None if row[16] is None else json.loads(row[16]),
         waiting_since=row[17],
         approval_deadline=row[18],
+        trace_id=row[19],
     )

@@ -97,6 +97,7 @@ class ExecutionRecord:
     resume_spec: dict[str, Any] | None = None
     waiting_since: str | None = None
     approval_deadline: str | None = None
+    trace_id: str | None = None  # its trace's id, when it was traced (mcp_v8.tracing)
 
     @property
     def is_terminal(self) -> bool:
@@ -171,9 +172,10 @@ class ExecutionStore(Protocol):
         code_bytes: int = 0,
         owner: str | None = None,
         require_heap: bool = False,
+        trace_id: str | None = None,
     ) -> None:
-        """Records a new execution as ``running``, started now, run by the process ``owner``.
-        With ``require_heap``, only while the heap index of the same database (``heaps``, see
+        """Records a new execution as ``running``, started now, run by the process ``owner``,
+        traced under ``trace_id`` (kept as it is). With ``require_heap``, only while the heap index of the same database (``heaps``, see
         :mod:`.heap_index`) holds ``heap_in``, in one step with that check: otherwise it raises
         :class:`~.errors.HeapNotFound` and records nothing. A heap's deletion
         (:meth:`~.heap_index.HeapIndex.remove`) serialises with it: the heap is gone before the

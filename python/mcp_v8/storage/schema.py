@@ -223,6 +223,12 @@ CREATE INDEX executions_waiting_by_deadline ON executions (approval_deadline) WH
 CREATE INDEX executions_waiting_by_heap ON executions (waiting_heap) WHERE waiting_heap IS NOT NULL
 """
 
+# Version 11: the id of each execution's trace (32 hex digits, ``--otlp-endpoint``: :mod:`mcp_v8.tracing`);
+# NULL when it was not traced.
+_V11 = """
+ALTER TABLE executions ADD COLUMN trace_id TEXT;
+"""
+
 
 def _index_heap_files(conn: sqlite3.Connection) -> None:
     """Version 6: the tables, then a row for each heap file of the data directory."""
@@ -255,6 +261,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "the signature of each heap", statements(_V8)),
     Migration(9, "the records of the scripts' tool calls", statements(_V9)),
     Migration(10, "executions waiting for a decision on their tool calls", statements(_V10)),
+    Migration(11, "the trace id of each execution", statements(_V11)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

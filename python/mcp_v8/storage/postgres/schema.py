@@ -198,6 +198,10 @@ ALTER TABLE executions ADD COLUMN pending_tool_calls jsonb, ADD COLUMN waiting_h
 CREATE INDEX executions_waiting_by_deadline ON executions (approval_deadline) WHERE status = 'waiting';
 CREATE INDEX executions_waiting_by_heap ON executions (waiting_heap) WHERE waiting_heap IS NOT NULL;
 """
+# Version 10: the trace id of each execution, as SQLite's version 11.
+_V10 = """
+ALTER TABLE executions ADD COLUMN trace_id text;
+"""
 
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
@@ -209,6 +213,7 @@ MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(7, "the signature of each heap", _V7),
     PgMigration(8, "the records of the scripts' tool calls", _V8),
     PgMigration(9, "executions waiting for a decision on their tool calls", _V9),
+    PgMigration(10, "the trace id of each execution", _V10),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
