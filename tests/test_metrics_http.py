@@ -174,3 +174,19 @@ def test_log_format_and_metrics_public_settings() -> None:
     assert (env.log_format, env.metrics_public) == ("json", True)
     with pytest.raises(ValueError, match="expected one of text, json"):
         from_env({"MCP_V8_LOG_FORMAT": "xml"})
+
+
+def test_tool_call_outcomes_are_a_bounded_set() -> None:
+    from mcp_v8.metrics import _tool_outcome
+
+    outcomes = ("ok", "TypeError", "ToolDenied", "ToolError", "Error", "abandoned", "held", "AnythingElse")
+    assert [_tool_outcome(o) for o in outcomes] == [
+        "ok",
+        "refused",
+        "denied",
+        "failed",
+        "failed",
+        "abandoned",
+        "held",  # a call the execution paused on: not a failure
+        "failed",
+    ]

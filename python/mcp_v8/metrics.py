@@ -75,8 +75,8 @@ MODES = ("snapshot", "no_snapshot", "live")
 
 def _tool_outcome(outcome: str) -> str:
     """The ``outcome`` label of a script's tool call from its record's outcome (``ok``, the
-    name of the error the script got, or ``abandoned``): a bounded set."""
-    if outcome in ("ok", "abandoned"):
+    name of the error the script got, ``held`` or ``abandoned``): a bounded set."""
+    if outcome in ("ok", "abandoned", "held"):
         return outcome
     if outcome == "TypeError":  # refused before anything was sent: budget, catalogue, arguments
         return "refused"
