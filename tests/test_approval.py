@@ -25,6 +25,7 @@ from mcp_v8.errors import APIError
 from .live_server import LiveServer
 from .pg_server import PostgresServer
 from .service_helpers import HOST, SIGNING_KEY
+from .tool_server_process import tools_ready
 
 SERVERS = Path(__file__).resolve().parent / "tool_servers.py"
 API_TOKEN = "api-token-for-the-scripts-author"
@@ -67,13 +68,7 @@ def settings(base: Path, name: str = "data", **more: Any) -> Settings:
 
 
 def ready(client: testing.TestClient) -> testing.TestClient:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        server = client.simulate_get("/api/tools", headers=AS_AUTHOR).json["servers"][0]
-        if server["state"] == "ready":
-            return client
-        time.sleep(0.1)
-    raise AssertionError("the tool server never became ready")
+    return tools_ready(client, AS_AUTHOR)
 
 
 @pytest.fixture(scope="module")

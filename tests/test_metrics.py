@@ -21,6 +21,7 @@ from mcp_v8.app import Service, create_app
 from mcp_v8.config import Settings
 
 from .service_helpers import HOST
+from .tool_server_process import tools_ready
 
 TOKEN = "metrics-test-token"
 AUTH = {**HOST, "Authorization": f"Bearer {TOKEN}"}
@@ -71,13 +72,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, origin: str) -> Iterator[S
 
 @pytest.fixture(scope="module")
 def client(service: Service) -> testing.TestClient:
-    client = testing.TestClient(create_app(service=service))
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if client.simulate_get("/api/tools", headers=AUTH).json["servers"][0]["state"] == "ready":
-            break
-        time.sleep(0.1)
-    return client
+    return tools_ready(testing.TestClient(create_app(service=service)), AUTH)
 
 
 def scrape(client: testing.TestClient) -> Samples:

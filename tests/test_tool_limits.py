@@ -20,6 +20,7 @@ from mcp_v8.app import Service, create_app
 from mcp_v8.config import Settings
 
 from .service_helpers import HOST, submit, wait, wait_for_output
+from .tool_server_process import tools_ready
 
 SERVERS = Path(__file__).resolve().parent / "tool_servers.py"
 SIGNING_KEY = "a-heap-signing-key-of-this-test"
@@ -56,12 +57,7 @@ def client(
     )
     service = Service(settings).start()
     try:
-        client = testing.TestClient(create_app(service=service))
-        deadline = time.monotonic() + 90
-        while client.simulate_get("/api/tools", headers=HOST).json["servers"][0]["state"] != "ready":
-            assert time.monotonic() < deadline, "the tool server never became ready"
-            time.sleep(0.1)
-        yield client
+        yield tools_ready(testing.TestClient(create_app(service=service)), HOST)
     finally:
         service.close()
 

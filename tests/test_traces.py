@@ -32,6 +32,7 @@ from mcp_v8.logs import configure
 from mcp_v8.tracing import OFF, Tracer, endpoint_from, parse_traceparent
 
 from .service_helpers import HOST
+from .tool_server_process import tools_ready
 
 SERVERS = Path(__file__).resolve().parent / "tool_servers.py"
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -160,13 +161,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, origin: str, receiver: Rec
 
 @pytest.fixture(scope="module")
 def client(service: Service) -> testing.TestClient:
-    client = testing.TestClient(create_app(service=service))
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if client.simulate_get("/api/tools", headers=HOST).json["servers"][0]["state"] == "ready":
-            break
-        time.sleep(0.1)
-    return client
+    return tools_ready(testing.TestClient(create_app(service=service)), HOST)
 
 
 def _names(spans: list[Span]) -> list[str]:

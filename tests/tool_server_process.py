@@ -26,6 +26,17 @@ def wait_until(predicate: Any, timeout: float = WAIT, what: str = "") -> None:
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
+def tools_ready(client: Any, headers: dict[str, str]) -> Any:
+    """``client`` (a falcon TestClient) once every tool server of its service is ready."""
+
+    def ready() -> bool:
+        servers = client.simulate_get("/api/tools", headers=headers).json["servers"]
+        return all(s["state"] == "ready" for s in servers)
+
+    wait_until(ready, what="the tool servers are ready")
+    return client
+
+
 def stdio_server(**extra: Any) -> dict[str, Any]:
     """A tools file's entry for the test tool server over stdio (``extra``: tools, approve...)."""
     return {"command": sys.executable, "args": [str(SERVERS), "stdio"], **extra}

@@ -153,6 +153,16 @@ class OneOf(Type):
             raise SchemaError(f"{_name(path)} must be one of {', '.join(sorted(self.values))}")
 
 
+def _check_items(value: Any, path: str, max_items: int, item: Type) -> None:
+    """A list (or, built by Python code, a tuple) of at most ``max_items``, each ``item``."""
+    if type(value) not in (list, tuple):
+        raise SchemaError(f"{_name(path)} must be a list, not {type(value).__name__}")
+    if len(value) > max_items:
+        raise SchemaError(f"{_name(path)} has {len(value)} items, more than its limit of {max_items}")
+    for i, element in enumerate(value):
+        item.check(element, f"{path}[{i}]")
+
+
 @dataclass(frozen=True)
 class TextList(Type):
     """A list (or, built by Python code, a tuple) of at most ``max_items`` texts."""
@@ -162,14 +172,7 @@ class TextList(Type):
     nullable: bool = False
 
     def _check(self, value: Any, path: str) -> None:
-        if type(value) not in (list, tuple):
-            raise SchemaError(f"{_name(path)} must be a list, not {type(value).__name__}")
-        if len(value) > self.max_items:
-            raise SchemaError(
-                f"{_name(path)} has {len(value)} items, more than its limit of {self.max_items}"
-            )
-        for i, item in enumerate(value):
-            self.item.check(item, f"{path}[{i}]")
+        _check_items(value, path, self.max_items, self.item)
 
 
 @dataclass(frozen=True)
@@ -223,11 +226,4 @@ class RecordList(Type):
     nullable: bool = False
 
     def _check(self, value: Any, path: str) -> None:
-        if type(value) not in (list, tuple):
-            raise SchemaError(f"{_name(path)} must be a list, not {type(value).__name__}")
-        if len(value) > self.max_items:
-            raise SchemaError(
-                f"{_name(path)} has {len(value)} items, more than its limit of {self.max_items}"
-            )
-        for i, item in enumerate(value):
-            self.item.check(item, f"{path}[{i}]")
+        _check_items(value, path, self.max_items, self.item)
