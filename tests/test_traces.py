@@ -393,11 +393,19 @@ def test_json_log_lines_about_a_traced_execution_carry_its_trace_id(client: test
         headers = {**HOST, "traceparent": f"00-{'ab' * 16}-{CALLER_SPAN}-01"}
         body = {"code": "new Array(1e9).fill(0)", "heap_memory_max_mb": 64, "wait_ms": 30000}
         info = client.simulate_post("/api/exec", json=body, headers=headers).json
+
+        def crash_lines() -> list[dict[str, Any]]:
+            lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+            return [e for e in lines if "crashed while running" in e["message"]]
+
+        # The dispatcher logs the crash beside recording it: the answer may come first.
+        deadline = time.monotonic() + 30
+        while not crash_lines() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        crash = crash_lines()
     finally:
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
     assert info["status"] == "failed" and info["error"].startswith("worker crashed:"), info
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    crash = [e for e in lines if "crashed while running" in e["message"]]
     assert [(e["execution_id"], e["trace_id"]) for e in crash] == [(info["execution_id"], "ab" * 16)]
 
 
