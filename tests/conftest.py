@@ -50,6 +50,7 @@ LEVELS: dict[str, str] = {
     "test_tools_engine": "engine",
     "test_tool_calls": "unit",
     "test_tools_worker": "service",
+    "test_live_worker": "service",
     "test_console": "engine",
     "test_snapshots": "engine",
     "test_repl_mode": "engine",

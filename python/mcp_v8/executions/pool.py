@@ -75,6 +75,7 @@ from .protocol import (
     FRAME_SECONDS,
     Cancel,
     Done,
+    Ended,
     FetchCall,
     Job,
     JobResult,
@@ -82,6 +83,7 @@ from .protocol import (
     Output,
     ProtocolError,
     Ready,
+    Step,
     Stop,
     ToolCall,
     Undeliverable,
@@ -220,6 +222,8 @@ class _Running:
     wall_deadline: float
     grace: float
     cancel_deadline: float | None = None
+    session: str | None = None  # a live step's session
+    ended: str | None = None  # why the worker said the step ended its session's context
 
     @property
     def fetch_deadline(self) -> float:
@@ -462,12 +466,15 @@ class WorkerSlot:
     def _fetch_lost(self, reason: str) -> None:
         self._wake()  # the relay finds the reason on the job's Fetches
 
-    def run(self, job: Job, on_output: Callable[[str], None]) -> JobResult:
+    def run(self, job: Job, on_output: Callable[[str], None], *, session: str | None = None) -> JobResult:
         """Runs ``job`` and returns its result; never raises for what the job did. When it
         returns, the worker is idle and in step, or killed (see the module's docstring).
-        ``job.heap_fd`` (the heap to restore) stays the caller's."""
+        ``job.heap_fd`` (the heap to restore) stays the caller's. With a ``session``, the job is
+        a step in that session's live context in the worker (sent as ``step``: no heap is
+        restored, and no tool call is held, for a live step has no heap to pause in)."""
         try:
-            frame, fd = encode(job), heap_fd(job)
+            message: Message = job if session is None else Step(job.execution_id, session, job.spec)
+            frame, fd = encode(message), heap_fd(message)
         except Undeliverable as e:  # nothing sent: the worker stays as it is
             with self._lock:
                 if self._cancelled == job.execution_id:
@@ -495,7 +502,7 @@ class WorkerSlot:
             on_lost=self._fetch_lost,
             gate=self._tool_gate,
             on_record=functools.partial(self._tool_recorded, job.execution_id),
-            hold=job.spec.snapshot,
+            hold=job.spec.snapshot and session is None,
             made=job.tool_calls_made,
         )
         try:
@@ -513,13 +520,23 @@ class WorkerSlot:
                 wall_deadline = started + limits.wall_secs
                 tools.bound(wall_deadline)
                 running = self._running = _Running(
-                    job.execution_id, fetches, tools, started, limits.timeout_secs, wall_deadline, self._grace
+                    job.execution_id,
+                    fetches,
+                    tools,
+                    started,
+                    limits.timeout_secs,
+                    wall_deadline,
+                    self._grace,
+                    session=session,
                 )
                 try:
                     conn.send_frame(frame, fd)
                 except TimeoutError as e:  # part of the frame may be out: the stream is lost
                     raise _RelayFailed(str(e)) from None
-            return self._paused(self._relay(job, running, conn, on_output), tools)
+            result = self._paused(self._relay(job, running, conn, on_output), tools)
+            if running.ended is not None:
+                result = dataclasses.replace(result, session_ended=running.ended)
+            return result
         except (EOFError, OSError):
             return self._crashed(job)
         except _RelayFailed as e:
@@ -601,6 +618,12 @@ class WorkerSlot:
                     running.tools.submit(message)
                 elif mine and isinstance(message, Done):
                     return message.result
+                elif (
+                    isinstance(message, Ended)
+                    and running.session is not None
+                    and message.session == running.session
+                ):
+                    running.ended = message.reason
                 else:
                     raise _RelayFailed(
                         f"worker sent {_describe_message(message)} while running {job.execution_id}"
