@@ -51,6 +51,7 @@ LEVELS: dict[str, str] = {
     "test_tool_calls": "unit",
     "test_tools_worker": "service",
     "test_live_worker": "service",
+    "test_live_service": "service",
     "test_console": "engine",
     "test_snapshots": "engine",
     "test_repl_mode": "engine",
