@@ -52,6 +52,7 @@ LEVELS: dict[str, str] = {
     "test_tools_worker": "service",
     "test_live_worker": "service",
     "test_live_service": "service",
+    "test_live_state": "unit",
     "test_console": "engine",
     "test_snapshots": "engine",
     "test_repl_mode": "engine",

@@ -233,6 +233,8 @@ class LiveSessions:
                 raise QueueFull(f"the queue is full ({self._queue_limit} live steps waiting); retry later")
             if session is None:
                 session = self._sessions[name] = _Session(name)
+            if spec.heap is not None:  # the client says where the session resumes: nothing to report
+                session.lost = None
             item = _Item(next(self._seq), "step", execution_id, spec, ready=False)
             session.items.append(item)  # its place in the session's order, taken now
         self._m.waiters.accept(execution_id)
