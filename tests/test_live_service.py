@@ -226,3 +226,22 @@ def test_a_graceful_restart_keeps_the_session(tmp_path: Path) -> None:
         assert [e["tags"] for e in log_of(client, "s") if e["heap"]] == [{"live_snapshot": "shutdown"}]
     finally:
         service.close()
+
+
+def test_a_session_live_in_another_process_on_the_data_directory_is_a_conflict_naming_it(
+    tmp_path: Path,
+) -> None:
+    first, second = make(tmp_path), make(tmp_path)
+    try:
+        a, b = (testing.TestClient(create_app(service=s)) for s in (first, second))
+        step(a, "s", "var here = 'first'")
+        resp = b.simulate_post("/api/exec", json={"code": "1", "session": "s", "live": True}, headers=HOST)
+        assert resp.status_code == 409, resp.text
+        assert f"live in another process on this data directory: process {os.getpid()}" in resp.json["error"]
+        assert step(b, "t", "'another session'")["status"] == "completed"
+        ended = a.simulate_delete("/api/sessions/snapshot", params={"session": "s"}, headers=HOST)
+        assert ended.status_code == 200
+        assert step(b, "s", "here")["result"] == '"first"'  # released, and resumed from its heap
+    finally:
+        first.close()
+        second.close()

@@ -22,8 +22,10 @@ the session will resume from (its last snapshot, or the base context), never a s
 step after it resumes from there. A step over its heap cap ends its session's context (V8 does
 not reuse the isolate): its failure says where the next step resumes.
 
-A live session lives in one process: another process on the same data directory, or another node,
-does not know of it (its steps there would start from the session's latest heap).
+A live session lives in one process. Another process on the same data directory refuses its steps
+with a 409 naming the holder (a lock file a session, :mod:`.live_locks`, released when the session
+stops being live there or its process dies); another node does not know of it (its steps there
+would start from the session's latest heap).
 
 State shared between threads (the sessions, their queues and where they live) is guarded by one
 condition, ``_cond``; a step or command runs outside it, the session marked ``busy``.
@@ -48,6 +50,7 @@ from ..logs import execution_context
 from ..storage import HeapNotFound, HeapNotSigned, HeapStoreUnavailable
 from .errors import QueueFull, ShuttingDown
 from .heap_fds import sealed_heap
+from .live_locks import SessionLocks
 from .live_slot import LiveSessionError, LiveSlot
 from .protocol import Job, JobResult
 from .spec import ExecutionSpec
@@ -151,8 +154,10 @@ class LiveSessions:
         snapshot_secs: float = 60.0,
         idle_secs: float = 300.0,
         queue_limit: int = 1000,
+        locks: SessionLocks | None = None,
     ) -> None:
         self._m = manager
+        self._locks = locks
         self.slots = slots
         self._per_worker = sessions_per_worker
         self._snapshot_secs = snapshot_secs
@@ -206,6 +211,8 @@ class LiveSessions:
             thread.join(max(0.0, deadline - time.monotonic()))
         for slot in self.slots:
             slot.stop()
+        if self._locks is not None:
+            self._locks.release_all()
 
     # -- requests ----------------------------------------------------------------------
     def submit(self, spec: ExecutionSpec) -> str:
@@ -232,6 +239,12 @@ class LiveSessions:
             if sum(len(s.items) for s in self._sessions.values()) >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} live steps waiting); retry later")
             if session is None:
+                holder = None if self._locks is None else self._locks.acquire(name)
+                if holder is not None:
+                    raise LiveConflict(
+                        f"session {name!r} is live in another process on this data directory: {holder}; "
+                        "send its steps there, or end it there first"
+                    )
                 session = self._sessions[name] = _Session(name)
             if spec.heap is not None:  # the client says where the session resumes: nothing to report
                 session.lost = None
@@ -321,8 +334,9 @@ class LiveSessions:
     # -- the dispatchers ------------------------------------------------------------------
     def _forget_if_unused(self, session: _Session) -> None:
         """Drops the session's entry when nothing of it is left here (under ``_cond``)."""
-        if not session.items and not session.busy and session.slot is None and session.lost is None:
-            self._sessions.pop(session.name, None)
+        unused = not session.items and not session.busy and session.slot is None and session.lost is None
+        if unused and self._sessions.pop(session.name, None) is not None and self._locks is not None:
+            self._locks.release(session.name)
 
     def _pick(self, index: int) -> tuple[_Session, _Item, _Session | None] | None:
         """The next thing live worker ``index`` does (under ``_cond``): a session, the item at its

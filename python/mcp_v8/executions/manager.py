@@ -54,6 +54,7 @@ from .errors import QueueFull, ShuttingDown
 from .gate import Gate
 from .heap_fds import sealed_heap
 from .live import LiveSessions
+from .live_locks import SessionLocks
 from .live_slot import LiveSlot
 from .pool import (
     SpawnWorker,
@@ -232,6 +233,7 @@ class ExecutionManager:
             snapshot_secs=live_snapshot_secs,
             idle_secs=live_idle_secs,
             queue_limit=queue_limit,
+            locks=SessionLocks(data_dir / "live-sessions", f"lease {owner}") if live_workers else None,
         )
 
     # -- lifecycle -----------------------------------------------------------------
