@@ -245,3 +245,17 @@ def test_a_session_live_in_another_process_on_the_data_directory_is_a_conflict_n
     finally:
         first.close()
         second.close()
+
+
+def test_sessions_run_in_parallel_across_live_workers(tmp_path: Path) -> None:
+    service = make(tmp_path, live_workers=2)
+    try:
+        client = testing.TestClient(create_app(service=service))
+        busy = submit(client, "console.log('busy'); while (true) {}", session="a", live=True)
+        wait_for_output(client, busy, "busy")
+        assert step(client, "b", "'beside it'")["result"] == '"beside it"'  # on the other live worker
+        assert {live_of(client, s)["worker"] for s in ("a", "b")} == {0, 1}
+        client.simulate_post(f"/api/executions/{busy}/cancel", headers=HOST)
+        assert wait(client, busy)["status"] == "cancelled"
+    finally:
+        service.close()

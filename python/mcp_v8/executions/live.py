@@ -396,7 +396,6 @@ class LiveSessions:
                     self._m._record_failure(item.execution_id, f"internal error: {e}")
                 item.error = item.error or f"internal error: {e}"
             finally:
-                item.done.set()
                 with self._cond:
                     if item.execution_id is not None:
                         self._running.pop(item.execution_id, None)
@@ -406,8 +405,9 @@ class LiveSessions:
                     self._collect_lost(slot)
                     for s in (session, evict):
                         if s is not None:
-                            self._forget_if_unused(s)
+                            self._forget_if_unused(s)  # its lock released before its client hears
                     self._cond.notify_all()
+                item.done.set()
 
     def _collect_lost(self, slot: LiveSlot) -> None:
         """Marks the sessions a dead worker took with it (under ``_cond``)."""
