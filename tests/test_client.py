@@ -66,6 +66,14 @@ def test_execute_waits_and_resumes_a_heap(client: Client) -> None:
     assert client.get(first.execution_id) == first
 
 
+def test_execute_live_keeps_the_sessions_context(client: Client) -> None:
+    assert client.execute("let k = 1; k", session="client-live", live=True).heap is None
+    step = client.execute("k += 1", session="client-live", live=True)
+    assert (step.value, step.heap, step.session) == (2, None, "client-live")
+    with pytest.raises(ConflictError, match="already live"):
+        client.execute("k", session="client-live", live=True, heap=client.execute("1").heap)
+
+
 def test_execute_without_wait_then_wait_and_output(client: Client) -> None:
     code = "for (let i = 0; i < 3; i++) console.log('line ' + i); await new Promise(r => setTimeout(r, 200)); 'end'"
     started = client.execute(code, wait=False)

@@ -172,6 +172,7 @@ _near = {  # values each field mostly takes: valid or just past a rule
     "heap": st.sampled_from([None, "a" * 64, "0" * 64, "A" * 64, "a" * 63, "a" * 65]),
     "session": st.one_of(st.none(), st.text(max_size=4), st.sampled_from(["x" * 256, "x" * 257])),
     "snapshot": st.sampled_from([None, True, False, 0, 1]),
+    "live": st.sampled_from([None, True, False, 0, 1, "true"]),
     "tags": _tags,
 }
 assert set(_near) == set(EXEC), "a field of ExecRequest without values to test"

@@ -1627,7 +1627,19 @@ def test_no_channel_module_imports_pickle(name: str) -> None:
 
 
 def test_every_message_kind_goes_through_the_channel_unchanged() -> None:
-    from mcp_v8.executions.protocol import KINDS, decode, encode
+    from mcp_v8.executions.protocol import (
+        KINDS,
+        Close,
+        Closed,
+        Ended,
+        Open,
+        Opened,
+        SessionHeap,
+        Snapshot,
+        Step,
+        decode,
+        encode,
+    )
 
     thrown = JsError("RangeError", "too far", "RangeError: too far\n    at f (<input>:2:8)", 2, 8)
     messages: list[tuple[Message, str]] = [
@@ -1675,6 +1687,17 @@ def test_every_message_kind_goes_through_the_channel_unchanged() -> None:
             "worker",
         ),
         (Spans("e", ()), "worker"),
+        (Open("sess ü", "c" * 64, 64), "server"),
+        (Open("s", None, 1), "server"),
+        (Step("e", "sess ü", spec("n += 1", session="sess ü", snapshot=True)), "server"),
+        (Snapshot("s"), "server"),
+        (Close("s", True), "server"),
+        (Opened("s", None), "worker"),
+        (Opened("s", "cannot restore heap: ü"), "worker"),
+        (SessionHeap("s", "d" * 64, 12, None), "worker"),
+        (SessionHeap("s", None, None, "cannot snapshot the session"), "worker"),
+        (Closed("s", None, None, None), "worker"),
+        (Ended("s", "HeapLimitError: heap limit exceeded"), "worker"),
     ]
     assert {m.KIND for m, _ in messages} == set(KINDS)
     for message, sender in messages:

@@ -48,7 +48,7 @@ def wait_output(url: str, eid: str, needle: str) -> None:
 
 
 def test_worker_killed_mid_execution(tmp_path: Path) -> None:
-    live = LiveServer(tmp_path, "--workers", "1").start()
+    live = LiveServer(tmp_path, "--workers", "1", "--live-workers", "0").start()  # one worker process
     try:
         assert live.process is not None
         before = children(live.process.pid)

@@ -302,7 +302,7 @@ def test_stats_shape_and_access(client: testing.TestClient) -> None:
     assert client.simulate_get("/api/stats", params={"x": "1"}, headers=AUTH).status_code == 400
     stats = client.simulate_get("/api/stats", headers=AUTH).json
     assert set(stats) == {"uptime_secs", "workers", "workers_busy", "queued", "worker_crashes",
-                          "worker_restarts", "last_worker_crash", "heaps_refused", "sandbox"}  # fmt: skip
+                          "worker_restarts", "last_worker_crash", "heaps_refused", "sandbox", "live"}  # fmt: skip
     assert stats["workers"] == 1 and stats["uptime_secs"] >= 0
     sandbox = stats["sandbox"]  # the default mode, every wall held on this machine
     assert (sandbox["mode"], sandbox["violations"], sandbox["last_violation"]) == ("require", 0, None)
@@ -322,7 +322,7 @@ def test_worker_killed_mid_execution_is_counted_and_logged(
 ) -> None:
     caplog.set_level(logging.INFO, logger="mcp_v8")
     before = set(children(os.getpid()))
-    service = Service(Settings(data_dir=tmp_path, workers=1)).start()
+    service = Service(Settings(data_dir=tmp_path, workers=1, live_workers=0)).start()  # one worker process
     try:
         client = testing.TestClient(create_app(service=service))
         workers = set(children(os.getpid())) - before
@@ -368,7 +368,7 @@ def test_an_output_log_failing_under_an_execution_replaces_its_worker(
     # next job) and only that execution fail; the next one runs on a new process.
     caplog.set_level(logging.WARNING, logger="mcp_v8")
     before = set(children(os.getpid()))
-    service = Service(Settings(data_dir=tmp_path, workers=1)).start()
+    service = Service(Settings(data_dir=tmp_path, workers=1, live_workers=0)).start()  # one worker process
     try:
         client = testing.TestClient(create_app(service=service))
         first_worker = set(children(os.getpid())) - before
@@ -397,7 +397,7 @@ def test_an_output_log_failing_under_an_execution_replaces_its_worker(
 
 
 def test_stats_reports_queued_executions(tmp_path: Path) -> None:
-    service = Service(Settings(data_dir=tmp_path, workers=1)).start()
+    service = Service(Settings(data_dir=tmp_path, workers=1, live_workers=0)).start()  # one worker process
     try:
         client = testing.TestClient(create_app(service=service))
 

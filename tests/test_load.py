@@ -113,7 +113,7 @@ def rss_kb(pid: int) -> int:
 
 
 def test_worker_rss_stays_flat_over_5000_executions(tmp_path: Path) -> None:
-    live = LiveServer(tmp_path, "--workers", "1", "--threads", "16").start()
+    live = LiveServer(tmp_path, "--workers", "1", "--live-workers", "0", "--threads", "16").start()
     try:
         assert live.process is not None
         (worker,) = children(live.process.pid)

@@ -370,7 +370,11 @@ def test_session_and_heap_tags(connect: Connect) -> None:
         session = "s1-" + uuid.uuid4().hex[:8]
         async with connect() as client:
             sc = await run_js(
-                client, "var parsed = [1, 2, 3]; parsed.length", session=session, tags={"step": "parsed"}
+                client,
+                "var parsed = [1, 2, 3]; parsed.length",
+                session=session,
+                tags={"step": "parsed"},
+                snapshot=True,  # a live step makes a heap only when asked
             )
             assert sc["result"] == "3" and sc["session"] == session and sc["tags"] == {"step": "parsed"}
             heap = sc["heap"]
@@ -411,6 +415,37 @@ def test_session_and_heap_tags(connect: Connect) -> None:
             assert (await run_js(client, "parsed.length + 1", heap=heap))["result"] == "4"
             missing = await client.call_tool("get_heap_tags", {"heap": "0" * 64})
             assert missing.is_error is True and "not found" in missing.content[0].text  # type: ignore[union-attr]
+
+    run(body)
+
+
+def test_run_js_with_a_session_alone_runs_live(connect: Connect) -> None:
+    async def body() -> None:
+        session = "live-" + uuid.uuid4().hex[:8]
+        async with connect() as client:
+            listing = {t.name: t for t in (await client.list_tools()).tools}
+            assert "live context" in (listing["run_js"].description or "")
+            assert "live" not in listing["run_js"].input_schema["properties"]  # the server decides
+            first = await run_js(client, "let n = 1; n", session=session)
+            assert (first["result"], first["heap"], first["session"]) == ("1", None, session)
+            assert (await run_js(client, "n += 1", session=session))["result"] == "2"
+            made = await run_js(client, "n", session=session, snapshot=True)
+            assert made["result"] == "2" and made["heap"] is not None and made["session"] == session
+            # With a heap it runs as before: that heap resumed, a new one made.
+            chained = await run_js(client, "n += 10", session=session, heap=made["heap"])
+            assert chained["result"] == "12" and chained["heap"] not in (None, made["heap"])
+            assert (await run_js(client, "n", session=session))["result"] == "2"  # the live one went on
+
+    run(body)
+
+
+def test_mcp_sessions_snapshot_runs_every_run_js_on_heaps(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with Client(stdio_params(tmp_path, MCP_V8_MCP_SESSIONS="snapshot")) as client:
+            listing = {t.name: t for t in (await client.list_tools()).tools}
+            assert "live context" not in (listing["run_js"].description or "")
+            sc = await run_js(client, "var kept = 1; kept", session="s")
+            assert sc["heap"] is not None  # a heap chain, as without live sessions
 
     run(body)
 
@@ -1073,7 +1108,8 @@ def test_stdio_control_messages_never_wait_behind_tool_calls(stdio_dir: Path) ->
         assert raw.answer(15)["result"]["structuredContent"]["result"] == '"after"'
         assert listed(16, "c") == []  # the cancelled waiting call never ran
         assert listed(17, "again") == []  # nor did the refused one
-        (a,) = listed(18, "a")
+        # a's live context made room for d's: its heap is in a's log too, a completed entry of no code
+        (a,) = [e for e in listed(18, "a") if e["status"] != "completed"]
         final = {"jsonrpc": "2.0", "id": 19, "method": "tools/call", "params": {
             "name": "get_execution", "arguments": {"execution_id": a["execution_id"], "wait_ms": 30000}}}  # fmt: skip
         raw.send_message(final)

@@ -26,6 +26,7 @@ CONTRACT_SCHEMAS = {
     "ExecutionInfo",
     "ExecutionList",
     "JsError",
+    "LiveSessionHeap",
     "ExecutionSummary",
     "ExecutionOutput",
     "ExecutionToolCalls",
@@ -65,6 +66,8 @@ OPERATIONS = {
     ("get", "/metrics"): ("getMetrics", "Meta"),
     ("get", "/api/sessions"): ("listSessions", "Sessions"),
     ("get", "/api/sessions/log"): ("getSessionLog", "Sessions"),
+    ("post", "/api/sessions/snapshot"): ("snapshotLiveSession", "Sessions"),
+    ("delete", "/api/sessions/snapshot"): ("endLiveSession", "Sessions"),
     ("get", "/api/heaps/{key}"): ("getHeap", "Heaps"),
     ("delete", "/api/heaps/{key}"): ("deleteHeap", "Heaps"),
     ("patch", "/api/heaps/{key}/tags"): ("patchHeapTags", "Heaps"),
@@ -429,7 +432,8 @@ def test_stats(spec: dict[str, Any]) -> None:
              "missing": []}  # fmt: skip
     sandbox = {"mode": "require", "walls": walls, "violations": 0, "last_violation": None}
     counters = {"uptime_secs": 1.5, "workers": 2, "workers_busy": 0, "queued": 0, "worker_crashes": 0,
-                "worker_restarts": 0, "heaps_refused": 0, "sandbox": sandbox}  # fmt: skip
+                "worker_restarts": 0, "heaps_refused": 0, "sandbox": sandbox,
+                "live": {"workers": 1, "sessions_per_worker": 1, "sessions": 0, "queued": 0}}  # fmt: skip
     v.validate({**counters, "last_worker_crash": None})
     violation = {"execution_id": "e2", "syscall": "socket", "at": "2024-05-01T10:00:00.000Z"}
     v.validate({**counters, "last_worker_crash": None, "sandbox": {**sandbox, "violations": 1,

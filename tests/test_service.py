@@ -23,7 +23,11 @@ from .service_helpers import HOST, submit, wait, wait_for_output
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"), workers=2, queue_limit=50, max_code_bytes=10000
+        data_dir=tmp_path_factory.mktemp("data"),
+        workers=2,
+        live_workers=0,  # the live sessions' are tests/test_live_service.py's
+        queue_limit=50,
+        max_code_bytes=10000,
     )
     svc = Service(settings).start()
     yield svc
@@ -157,7 +161,7 @@ def test_jitless_workers_run_without_the_jit_and_share_heaps_with_jit_workers(
     and the other way round."""
     made = wait(client, submit(client, "var n = 20; function f(x) { return x * 2 } f(n)"))
     assert made["status"] == "completed" and made["heap"] is not None, made
-    settings = Settings(data_dir=service.settings.data_dir, workers=1, jitless=True)
+    settings = Settings(data_dir=service.settings.data_dir, workers=1, live_workers=0, jitless=True)
     app = create_app(settings)
     c = testing.TestClient(app)
     try:
@@ -384,6 +388,7 @@ def test_sessions_and_a_session_log(client: testing.TestClient) -> None:
         "last_activity_at": max(times),
         "latest_heap": second["heap"],  # the third produced none
         "latest_heap_stored": True,
+        "live": None,  # not a live session
     }
     assert [s for s in sessions if s["session"] == SESSION] == [mine]
     assert [s for p in every_page(client, "/api/sessions", "sessions", limit="1") for s in p] == sessions

@@ -51,7 +51,7 @@ from .resources.meta import (
     VersionResource,
 )
 from .resources.metrics import MetricsResource, RequestMetrics
-from .resources.sessions import SessionListResource, SessionLogResource
+from .resources.sessions import LiveSessionResource, SessionListResource, SessionLogResource
 from .resources.tools import ToolDeclarationsResource, ToolsResource
 from .resources.validation import check_query
 from .storage import (
@@ -212,6 +212,10 @@ class Service:
             tool_records=self.stores.tool_calls,
             approval_timeout_secs=float(settings.approval_timeout_secs),
             tracing=self.tracing,
+            live_workers=settings.live_workers,
+            live_sessions_per_worker=settings.live_sessions_per_worker,
+            live_snapshot_secs=float(settings.live_snapshot_secs),
+            live_idle_secs=float(settings.live_idle_secs),
         )
         self.approvals = Approvals(self.executions, self.manager, caller, owner=self.lease.id)
         if work is not None:  # the cluster's queue: the same on every node (a query takes the max)
@@ -483,6 +487,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_route("/api/heaps/{key}/tags", HeapTagsResource(ops))
     app.add_route("/api/sessions", SessionListResource(ops))
     app.add_route("/api/sessions/log", SessionLogResource(ops))
+    app.add_route("/api/sessions/snapshot", LiveSessionResource(ops))
     app.add_route("/api/tools", ToolsResource(ops))
     app.add_route("/api/tools/declarations", ToolDeclarationsResource(ops))
     app.add_route("/mcp", McpResource(ops))

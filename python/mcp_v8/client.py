@@ -208,13 +208,15 @@ class Client:
         wall_timeout_secs: int | None = None,
         max_tool_calls: int | None = None,
         snapshot: bool | None = None,
+        live: bool | None = None,
         wait: bool = True,
         timeout: float | None = None,
     ) -> Execution:
         """Submits ``code``. With ``wait`` (the default) returns the execution once it has ended,
         or as it stands when ``timeout`` seconds (None: no limit) have passed; without, at once
-        (status ``running``, only ``execution_id`` known). The script's own failure is not an
-        exception here: see :meth:`Execution.check`."""
+        (status ``running``, only ``execution_id`` known). ``live`` (with a ``session``): a step
+        in the session's live context. The script's own failure is not an exception here: see
+        :meth:`Execution.check`."""
         body: dict[str, Any] = {"code": code}
         for name, value in (
             ("heap", heap),
@@ -225,6 +227,7 @@ class Client:
             ("wall_timeout_secs", wall_timeout_secs),
             ("max_tool_calls", max_tool_calls),
             ("snapshot", snapshot),
+            ("live", live),
         ):
             if value is not None:
                 body[name] = value

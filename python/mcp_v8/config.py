@@ -19,6 +19,10 @@ def _default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def _default_live_workers() -> int:
+    return min(2, _default_workers())
+
+
 SANDBOX_MODES = ("require", "auto", "off")
 
 
@@ -33,6 +37,16 @@ def _sandbox(value: str) -> str:
     if mode not in SANDBOX_MODES:
         raise ValueError(f"expected one of {', '.join(SANDBOX_MODES)}")
     return mode
+
+
+MCP_SESSIONS = ("live", "snapshot")
+
+
+def _mcp_sessions(value: str) -> str:
+    chosen = value.strip().lower()
+    if chosen not in MCP_SESSIONS:
+        raise ValueError(f"expected one of {', '.join(MCP_SESSIONS)}")
+    return chosen
 
 
 def _log_format(value: str) -> str:
@@ -322,6 +336,38 @@ class Settings:
             "script author's to do"
         },
     )
+    mcp_sessions: str = field(
+        default="live",
+        metadata={
+            "help": "live: run_js with a session and no heap runs in the session's live context (needs "
+            "--live-workers); snapshot: every run_js resumes and makes heap snapshots, as with a heap"
+        },
+    )
+    live_workers: int = field(
+        default_factory=_default_live_workers,
+        metadata={
+            "help": "worker processes for live sessions (POST /api/exec with live: true), a pool of their own "
+            "beside --workers, so live sessions never starve one-off executions (0: no live sessions; "
+            "default: 2, or 1 on one CPU)"
+        },
+    )
+    live_sessions_per_worker: int = field(
+        default=1,
+        metadata={
+            "help": "live sessions one live worker holds at once; above 1, a V8 fatal error or a sandbox kill "
+            "under one session ends the others it holds too (they resume from their last snapshots)"
+        },
+    )
+    live_snapshot_secs: int = field(
+        default=60,
+        metadata={
+            "help": "a live session that changed is snapshotted this often: the most a worker crash can lose"
+        },
+    )
+    live_idle_secs: int = field(
+        default=300,
+        metadata={"help": "a live session idle this long is snapshotted and its live context ended"},
+    )
     approval_timeout_secs: int = field(
         default=3600,
         metadata={
@@ -405,6 +451,11 @@ class Settings:
                 )
         if self.approval_timeout_secs < 1:
             raise ValueError("approval_timeout_secs must be at least 1")
+        if self.live_workers < 0:
+            raise ValueError("live_workers must be at least 0")
+        for name in ("live_sessions_per_worker", "live_snapshot_secs", "live_idle_secs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
         if self.approver_token is not None and self.approver_token == self.api_token:
             raise ValueError(
                 "approver_token must differ from api_token: approving is not the script author's to do"
@@ -504,6 +555,7 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "log_format": _log_format,
         "warm_isolates": _bool,
         "otlp_endpoint": _otlp_endpoint,
+        "mcp_sessions": _mcp_sessions,
         "host": str,
     }
     return special.get(name, int)

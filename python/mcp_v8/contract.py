@@ -359,6 +359,10 @@ class QueryValidator:
                 if not re.fullmatch(r"[+-]?[0-9]{1,30}", given.strip()):
                     raise InvalidRequest(f"{name} must be an integer")
                 value = int(given)
+            elif sub.get("type") == "boolean":
+                if given not in ("true", "false"):
+                    raise InvalidRequest(f"{name} must be true or false")
+                value = given == "true"
             check = self._checks[name]
             if check is not None and check(value):
                 values[name] = value

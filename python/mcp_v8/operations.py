@@ -14,6 +14,7 @@ answers for the whole deployment (every node, every process on the data director
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,7 +22,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .executions import CancelOutcome, QueueFull, ShuttingDown, spec_from_request
 from .executions.approvals import BadDecisions, Decision, NotWaiting, UnknownExecution
-from .executions.spec import CODE_LIMIT
+from .executions.live import LiveConflict, LiveUnavailable, NotLive
+from .executions.live_slot import LiveSessionError
+from .executions.spec import CODE_LIMIT, ExecutionSpec
 from .storage import (
     ExecutionNotFound,
     ExecutionRecord,
@@ -187,8 +190,11 @@ class Operations:
                 f"wall_timeout_secs ({wall}) must be at least execution_timeout_secs ({timeout}): the wall "
                 "time holds the script's own time and its waits on tool calls"
             )
+        spec = spec_from_request(body, s)
+        if body.get("live"):
+            return self._submit_live(body, spec)
         try:
-            return self._manager.submit(spec_from_request(body, s), traceparent)
+            return self._manager.submit(spec, traceparent)
         except QueueFull as e:
             raise Busy(str(e)) from None
         except ShuttingDown as e:
@@ -199,6 +205,39 @@ class Operations:
             raise BadInput(str(e)) from None
         except HeapStoreUnavailable as e:
             raise Unavailable(str(e)) from None
+
+    def _submit_live(self, body: Mapping[str, Any], spec: ExecutionSpec) -> str:
+        """A step in its session's live context (:mod:`.executions.live`): it makes a snapshot only
+        when it asks for one (the server's default does not apply)."""
+        if spec.session is None:
+            raise BadInput("live needs a session: the live context is the session's")
+        spec = dataclasses.replace(spec, snapshot=body.get("snapshot") is True)
+        try:
+            return self._manager.live.submit(spec)
+        except LiveConflict as e:
+            raise Conflict(str(e)) from None
+        except LiveUnavailable as e:
+            raise BadInput(str(e)) from None
+        except QueueFull as e:
+            raise Busy(str(e)) from None
+        except ShuttingDown as e:
+            raise Unavailable(str(e)) from None
+        except HeapNotFound:
+            raise NotFound(f"heap {spec.heap} not found") from None
+        except HeapNotSigned as e:
+            raise BadInput(str(e)) from None
+        except HeapStoreUnavailable as e:
+            raise Unavailable(str(e)) from None
+
+    def snapshot_session(self, session: str) -> dict[str, Any]:
+        """LiveSessionHeap: the live session's heap now (made unless nothing changed)."""
+        with _live_errors(session):
+            return {"session": session, "heap": self._manager.live.snapshot(session)}
+
+    def end_session(self, session: str, snapshot: bool = True) -> dict[str, Any]:
+        """LiveSessionHeap: ends the live session, snapshotting it first unless told not to."""
+        with _live_errors(session):
+            return {"session": session, "heap": self._manager.live.end(session, snapshot)}
 
     def get(self, execution_id: str, wait_ms: int = 0) -> dict[str, Any]:
         """ExecutionInfo; with ``wait_ms``, once the execution is terminal or that long passed.
@@ -338,7 +377,11 @@ class Operations:
         except InvalidCursor as e:
             raise BadInput(str(e)) from None
         stored = self._stored(s.latest_heap for s in page.items)
-        return {"sessions": [_session(s, stored) for s in page.items], "next_cursor": page.next_cursor}
+        live = self._manager.live
+        return {
+            "sessions": [_session(s, stored, live.status(s.session)) for s in page.items],
+            "next_cursor": page.next_cursor,
+        }
 
     def session_log(self, session: str, limit: int = 100, *, cursor: str | None = None) -> dict[str, Any]:
         """SessionLog, oldest first; NotFound when no retained execution belongs to it."""
@@ -433,7 +476,20 @@ def check_heap_key(key: str) -> str:
         raise BadInput(str(e)) from None
 
 
-def _session(summary: SessionSummary, stored: set[str]) -> dict[str, Any]:
+@contextlib.contextmanager
+def _live_errors(session: str) -> Iterator[None]:
+    """A live-session command's refusals as the contract gives them."""
+    try:
+        yield
+    except NotLive:
+        raise NotFound(f"session {_shown(session)!r} is not live here") from None
+    except ShuttingDown as e:
+        raise Unavailable(str(e)) from None
+    except LiveSessionError as e:
+        raise Unavailable(str(e)) from None
+
+
+def _session(summary: SessionSummary, stored: set[str], live: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "session": summary.session,
         "executions": summary.executions,
@@ -441,6 +497,7 @@ def _session(summary: SessionSummary, stored: set[str]) -> dict[str, Any]:
         "last_activity_at": summary.last_activity_at,
         "latest_heap": summary.latest_heap,
         "latest_heap_stored": None if summary.latest_heap is None else summary.latest_heap in stored,
+        "live": live,
     }
 
 

@@ -53,6 +53,9 @@ from .admission import Admission
 from .errors import QueueFull, ShuttingDown
 from .gate import Gate
 from .heap_fds import sealed_heap
+from .live import LiveSessions
+from .live_locks import SessionLocks
+from .live_slot import LiveSlot
 from .pool import (
     SpawnWorker,
     WorkerOptions,
@@ -124,6 +127,10 @@ class ExecutionManager:
         tool_records: ToolCallLog | None = None,
         approval_timeout_secs: float = DEFAULT_APPROVAL_TIMEOUT_SECS,
         tracing: Tracing | None = None,
+        live_workers: int = 0,
+        live_sessions_per_worker: int = 1,
+        live_snapshot_secs: float = 60.0,
+        live_idle_secs: float = 300.0,
     ) -> None:
         """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
         verified before an execution resuming it is accepted, verified again as its bytes are
@@ -148,7 +155,10 @@ class ExecutionManager:
         whose script waits only on tool calls held for a decision is recorded ``waiting`` (its
         worker is free at once) and fails undecided after ``approval_timeout_secs``
         (:meth:`expire_waiting`); :meth:`resume` runs it on, once decided (:mod:`.approvals`).
-        ``tracing``: the traces of the executions submitted here (:mod:`mcp_v8.tracing`; None: off)."""
+        ``tracing``: the traces of the executions submitted here (:mod:`mcp_v8.tracing`; None: off).
+        ``live_workers`` run live sessions (:mod:`.live`), ``live_sessions_per_worker`` each,
+        snapshotted every ``live_snapshot_secs`` while they change and closed after
+        ``live_idle_secs`` idle."""
         self._owner = owner
         self._approval_timeout = approval_timeout_secs
         self._catalogue = catalogue
@@ -217,6 +227,31 @@ class ExecutionManager:
             for i in range(workers)
         ]
         self.metrics.workers.set(workers)
+        live_dir = log_dir / "live"
+        live_dir.mkdir(parents=True, exist_ok=True)
+        self.live = LiveSessions(
+            self,
+            [
+                LiveSlot(
+                    i,
+                    live_dir,
+                    options,
+                    spawn=spawn_worker,
+                    on_crash=functools.partial(self._worker_crashed, i),
+                    on_violation=functools.partial(self._sandbox_violation, i),
+                    tool_caller=tool_caller,
+                    metrics=self.metrics,
+                    tool_gate=tool_gate,
+                    on_tool_record=None if self.tool_records is None else self.tool_records.record,
+                )
+                for i in range(live_workers)
+            ],
+            sessions_per_worker=live_sessions_per_worker,
+            snapshot_secs=live_snapshot_secs,
+            idle_secs=live_idle_secs,
+            queue_limit=queue_limit,
+            locks=SessionLocks(data_dir / "live-sessions", f"lease {owner}") if live_workers else None,
+        )
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -227,6 +262,7 @@ class ExecutionManager:
         walls = self._slots[0].walls if self._slots else None
         if walls is not None and walls.missing:
             log.warning("worker sandbox (%s): missing %s", walls.mode, "; ".join(walls.missing))
+        self.live.start()
         self.waiters.start()
         for slot in self._slots:
             thread = threading.Thread(
@@ -239,6 +275,7 @@ class ExecutionManager:
         """Fails what is queued, stops the workers, and waits (up to ``join_timeout`` seconds)
         for the dispatchers to record how their executions ended: the stores they write to
         are closed after this returns."""
+        self.live.close()  # its sessions' heaps recorded while the stores are open
         with self._lock:
             self._closed = True
             pending = list(self._queue)
@@ -513,7 +550,9 @@ class ExecutionManager:
                 return CancelOutcome.ALREADY_FINISHED
         with self._lock:
             self._unqueue(execution_id)
-            slot = self._executing.get(execution_id)
+            slot: WorkerSlot | None = self._executing.get(execution_id)
+        if slot is None:
+            slot = self.live.take(execution_id)  # a live step: unqueued, or where it runs
         if slot is not None:  # their records are written with the cancel
             slot.end_tool_calls(execution_id)
         cancelled = JobResult(status="cancelled", error="execution cancelled")
@@ -565,6 +604,7 @@ class ExecutionManager:
             "worker_restarts": restarts,
             "last_worker_crash": last,
             "heaps_refused": self._catalogue.refusals(),
+            "live": self.live.stats(),
             "sandbox": {
                 "mode": self._sandbox,
                 "walls": None if walls is None else {**walls.to_dict(), "missing": missing},
@@ -753,13 +793,22 @@ class ExecutionManager:
         if not self.waiters.is_live(item.execution_id):
             return  # cancelled while its submit was still being recorded
         spec = item.spec
-        result = self._run(slot, item)
+        result = self._publish(item.execution_id, self._run(slot, item), spec)
+        with self._lock:  # the worker is done: a node may claim its next job while this one is recorded
+            self._executing.pop(item.execution_id, None)
+            self._gauges()
+            self._lock.notify_all()
+        self._finish(item.execution_id, result, spec=spec)
+
+    def _publish(self, execution_id: str, result: JobResult, spec: ExecutionSpec) -> JobResult:
+        """``result`` with its heap published, signed and indexed (its envelope then dropped), or
+        a failure saying why the heap could not be stored."""
         if result.envelope is not None and result.heap is not None:
             try:  # published, signed and indexed before a client can see the key: any node resumes it
                 # A paused heap is the execution's own, not one a client finds by its tags.
                 tags = None if result.status == "waiting" else dict(spec.tags) or None
                 started = time.monotonic()
-                with self.tracing.span(item.execution_id, "store", {"heap.bytes": len(result.envelope)}):
+                with self.tracing.span(execution_id, "store", {"heap.bytes": len(result.envelope)}):
                     self._catalogue.add(result.heap, result.envelope, session=spec.session, tags=tags)
                 self.metrics.save_time.observe(time.monotonic() - started)
                 self.metrics.save_size.observe(len(result.envelope))
@@ -771,11 +820,7 @@ class ExecutionManager:
                 )
             else:
                 result = dataclasses.replace(result, envelope=None)
-        with self._lock:  # the worker is done: a node may claim its next job while this one is recorded
-            self._executing.pop(item.execution_id, None)
-            self._gauges()
-            self._lock.notify_all()
-        self._finish(item.execution_id, result, spec=spec)
+        return result
 
     def _trace_worker(self, slot: WorkerSlot, item: _Queued, begun: int, result: JobResult) -> None:
         """The worker's run of ``item`` (traces on), with the spans the worker sent."""

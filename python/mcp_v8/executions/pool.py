@@ -75,6 +75,7 @@ from .protocol import (
     FRAME_SECONDS,
     Cancel,
     Done,
+    Ended,
     FetchCall,
     Job,
     JobResult,
@@ -83,6 +84,7 @@ from .protocol import (
     ProtocolError,
     Ready,
     Spans,
+    Step,
     Stop,
     ToolCall,
     Undeliverable,
@@ -228,6 +230,8 @@ class _Running:
     grace: float
     cancel_deadline: float | None = None
     spans: tuple[WorkerSpan, ...] | None = None  # what the worker's ``spans`` said, once
+    session: str | None = None  # a live step's session
+    ended: str | None = None  # why the worker said the step ended its session's context
 
     @property
     def fetch_deadline(self) -> float:
@@ -490,12 +494,15 @@ class WorkerSlot:
     def _fetch_lost(self, reason: str) -> None:
         self._wake()  # the relay finds the reason on the job's Fetches
 
-    def run(self, job: Job, on_output: Callable[[str], None]) -> JobResult:
+    def run(self, job: Job, on_output: Callable[[str], None], *, session: str | None = None) -> JobResult:
         """Runs ``job`` and returns its result; never raises for what the job did. When it
         returns, the worker is idle and in step, or killed (see the module's docstring).
-        ``job.heap_fd`` (the heap to restore) stays the caller's."""
+        ``job.heap_fd`` (the heap to restore) stays the caller's. With a ``session``, the job is
+        a step in that session's live context in the worker (sent as ``step``: no heap is
+        restored, and no tool call is held, for a live step has no heap to pause in)."""
         try:
-            frame, fd = encode(job), heap_fd(job)
+            message: Message = job if session is None else Step(job.execution_id, session, job.spec)
+            frame, fd = encode(message), heap_fd(message)
         except Undeliverable as e:  # nothing sent: the worker stays as it is
             with self._lock:
                 if self._cancelled == job.execution_id:
@@ -524,7 +531,7 @@ class WorkerSlot:
             on_lost=self._fetch_lost,
             gate=self._tool_gate,
             on_record=functools.partial(self._tool_recorded, job.execution_id),
-            hold=job.spec.snapshot,
+            hold=job.spec.snapshot and session is None,
             made=job.tool_calls_made,
         )
         try:
@@ -542,14 +549,25 @@ class WorkerSlot:
                 wall_deadline = started + limits.wall_secs
                 tools.bound(wall_deadline)
                 running = self._running = _Running(
-                    job.execution_id, fetches, tools, started, limits.timeout_secs, wall_deadline, self._grace
+                    job.execution_id,
+                    fetches,
+                    tools,
+                    started,
+                    limits.timeout_secs,
+                    wall_deadline,
+                    self._grace,
+                    session=session,
                 )
                 try:
                     conn.send_frame(frame, fd)
                 except TimeoutError as e:  # part of the frame may be out: the stream is lost
                     raise _RelayFailed(str(e)) from None
             result = self._paused(self._relay(job, running, conn, on_output), tools)
-            return result if running.spans is None else dataclasses.replace(result, spans=running.spans)
+            if running.spans is not None:
+                result = dataclasses.replace(result, spans=running.spans)
+            if running.ended is not None:
+                result = dataclasses.replace(result, session_ended=running.ended)
+            return result
         except (EOFError, OSError):
             return self._crashed(job)
         except _RelayFailed as e:
@@ -633,6 +651,12 @@ class WorkerSlot:
                     return message.result
                 elif mine and isinstance(message, Spans) and self._options.trace and running.spans is None:
                     running.spans = message.spans
+                elif (
+                    isinstance(message, Ended)
+                    and running.session is not None
+                    and message.session == running.session
+                ):
+                    running.ended = message.reason
                 else:
                     raise _RelayFailed(
                         f"worker sent {_describe_message(message)} while running {job.execution_id}"

@@ -102,12 +102,38 @@ says it has no heap), a heap kind without its descriptor, more than one, or a tr
 message is a ProtocolError, and every descriptor received is closed on every path but the one
 that hands it to the caller (the message's ``heap_fd``, which the caller then owns).
 
-Planned (written down so the schema grows without a break; none of it exists yet):
+**Live sessions** (a context kept in the worker between executions, :class:`_LiveSessions` in
+:mod:`.worker`). The server sends one command at a time and waits for its answer, with no job
+running (a step is a job: cancel, output, fetch and tool calls as for ``run``):
 
-- **Live-session commands** (an isolate kept between executions): server -> worker ``open``
-  {session, heap key or fd, limits}, ``run`` v2 with an optional ``session``, ``snapshot``
-  {session}, ``close`` {session, snapshot: bool}; worker -> server ``opened``/``closed``
-  {session} and ``done`` v2 with ``session`` and the snapshot taken, if any.
+server -> worker
+    ``open``    {session, heap, heap_limit_mb}
+                                        make the session's live context, from the heap whose key
+                                        ``heap`` names (carried as a descriptor exactly when it is
+                                        set) or from the base context. Answered by ``opened``. 1 KiB.
+    ``step``    {execution_id, session, spec}
+                                        run one execution in the session's context (``spec`` as in
+                                        ``run``; its ``heap`` is not restored: the context is the
+                                        state). Answered as a ``run`` is, by ``done``, which carries
+                                        the context's snapshot when ``spec.snapshot``; the context
+                                        goes on from it. Limit ``CODE_LIMIT`` + 1 MiB.
+    ``snapshot`` {session}             snapshot the context (it goes on from the snapshot).
+                                        Answered by ``session_heap``. 1 KiB.
+    ``close``   {session, snapshot}    end the context, snapshotting it first when ``snapshot``.
+                                        Answered by ``closed``. 1 KiB.
+worker -> server
+    ``opened``  {session, error}       the context is made (``error`` null) or why it is not.
+                                        ``ERROR_LIMIT`` + 1 KiB.
+    ``session_heap`` {session, heap, heap_size, error}
+                                        the snapshot (``heap`` its key, carried as a descriptor
+                                        exactly when it is set) or why there is none.
+                                        ``ERROR_LIMIT`` + 1 KiB.
+    ``closed``  {session, heap, heap_size, error}
+                                        the context is gone; its last snapshot as ``session_heap``
+                                        says it, when one was asked for. ``ERROR_LIMIT`` + 1 KiB.
+    ``ended``   {session, reason}      sent before a step's ``done`` when the step ended the
+                                        context (it went over its heap cap: V8 does not reuse an
+                                        isolate after that). ``ERROR_LIMIT`` + 1 KiB.
 
 A kind's body change is a new version of that kind; each side keeps reading the versions the
 other side of a running deployment may send (server and workers come from one install, so today
@@ -157,17 +183,26 @@ __all__ = [
     "KINDS",
     "OUTPUT_CHUNK",
     "Cancel",
+    "Close",
+    "Closed",
     "Done",
+    "Ended",
     "FetchCall",
     "FetchReply",
     "Job",
     "JobResult",
     "JobStatus",
+    "LiveCommand",
     "Message",
+    "Open",
+    "Opened",
     "Output",
     "ProtocolError",
     "Ready",
     "Spans",
+    "SessionHeap",
+    "Snapshot",
+    "Step",
     "Stop",
     "ToolCall",
     "ToolReply",
@@ -237,6 +272,8 @@ class JobResult:
     envelope: bytes | None = field(default=None, compare=False, repr=False)
     tool_calls_made: int | None = field(default=None, compare=False)
     spans: tuple[WorkerSpan, ...] = field(default=(), compare=False, repr=False)  # its ``spans``
+    # A live step's: why its session's context ended under it (its worker said ``ended``).
+    session_ended: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -340,9 +377,108 @@ class Spans:
     KIND: ClassVar[str] = "spans"
 
 
-Message = Union[Job, Cancel, Stop, Ready, Output, Done, FetchCall, FetchReply, ToolCall, ToolReply, Spans]
+@dataclass(frozen=True)
+class Open:
+    """``open``: make ``session``'s live context, from the heap ``heap`` names (its descriptor
+    ``heap_fd``, the caller's, exactly when ``heap`` is set) or from the base context."""
+
+    session: str
+    heap: str | None
+    heap_limit_mb: int
+    heap_fd: int | None = field(default=None, compare=False)
+    KIND: ClassVar[str] = "open"
+
+
+@dataclass(frozen=True)
+class Step:
+    """``step``: one execution in ``session``'s live context."""
+
+    execution_id: str
+    session: str
+    spec: ExecutionSpec
+    KIND: ClassVar[str] = "step"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    session: str
+    KIND: ClassVar[str] = "snapshot"
+
+
+@dataclass(frozen=True)
+class Close:
+    session: str
+    snapshot: bool
+    KIND: ClassVar[str] = "close"
+
+
+@dataclass(frozen=True)
+class Opened:
+    session: str
+    error: str | None
+    KIND: ClassVar[str] = "opened"
+
+
+@dataclass(frozen=True)
+class SessionHeap:
+    """``session_heap``: the answer to a :class:`Snapshot`; ``heap_fd`` exactly when ``heap``."""
+
+    session: str
+    heap: str | None
+    heap_size: int | None
+    error: str | None
+    heap_fd: int | None = field(default=None, compare=False)
+    KIND: ClassVar[str] = "session_heap"
+
+
+@dataclass(frozen=True)
+class Closed:
+    """``closed``: the answer to a :class:`Close`; ``heap_fd`` exactly when ``heap``."""
+
+    session: str
+    heap: str | None
+    heap_size: int | None
+    error: str | None
+    heap_fd: int | None = field(default=None, compare=False)
+    KIND: ClassVar[str] = "closed"
+
+
+@dataclass(frozen=True)
+class Ended:
+    """``ended``: the step running in ``session`` ended its context (sent before its ``done``)."""
+
+    session: str
+    reason: str
+    KIND: ClassVar[str] = "ended"
+
+
+LiveCommand = Union[Open, Step, Snapshot, Close]
+Message = Union[
+    Job,
+    Cancel,
+    Stop,
+    Ready,
+    Output,
+    Done,
+    FetchCall,
+    FetchReply,
+    ToolCall,
+    ToolReply,
+    Open,
+    Step,
+    Snapshot,
+    Close,
+    Opened,
+    SessionHeap,
+    Closed,
+    Ended,
+    Spans,
+]
 
 _ID = Text(128, min_bytes=1)
+_SESSION = Text(1024)  # a session's name: up to 256 characters of up to 4 UTF-8 bytes (or none)
+_HEAP_KEY = Text(64, pattern="[0-9a-f]{64}", nullable=True)
+_HEAP_SIZE = Integer(0, 1 << 50, nullable=True)
 _CALL_ID = Integer(0, (1 << 64) - 1)
 _JS_ERROR = Record(
     {
@@ -619,6 +755,99 @@ KINDS: dict[str, Kind] = {
             Record({"execution_id": _ID, "spans": RecordList(SPANS, _SPAN)}),
             _spans_body,
             _spans,
+        ),
+        Kind(
+            "open",
+            1,
+            "server",
+            KiB,
+            Record({"session": _SESSION, "heap": _HEAP_KEY, "heap_limit_mb": Integer(1, 1 << 20)}),
+            lambda m: {"session": m.session, "heap": m.heap, "heap_limit_mb": m.heap_limit_mb},
+            lambda b: Open(b["session"], b["heap"], b["heap_limit_mb"]),
+            heap=lambda m: m.heap is not None,
+        ),
+        Kind(
+            "step",
+            1,
+            "server",
+            CODE_LIMIT + 1024 * KiB,
+            Record({"execution_id": _ID, "session": _SESSION, "spec": _Spec()}),
+            lambda m: {
+                "execution_id": m.execution_id,
+                "session": m.session,
+                "spec": spec_to_wire(m.spec, check=False),
+            },
+            lambda b: Step(b["execution_id"], b["session"], spec_from_wire(b["spec"], checked=True)),
+        ),
+        Kind(
+            "snapshot",
+            1,
+            "server",
+            KiB,
+            Record({"session": _SESSION}),
+            lambda m: {"session": m.session},
+            lambda b: Snapshot(b["session"]),
+        ),
+        Kind(
+            "close",
+            1,
+            "server",
+            KiB,
+            Record({"session": _SESSION, "snapshot": Flag()}),
+            lambda m: {"session": m.session, "snapshot": m.snapshot},
+            lambda b: Close(b["session"], b["snapshot"]),
+        ),
+        Kind(
+            "opened",
+            1,
+            "worker",
+            ERROR_LIMIT + KiB,
+            Record({"session": _SESSION, "error": Text(ERROR_LIMIT, nullable=True)}),
+            lambda m: {"session": m.session, "error": m.error},
+            lambda b: Opened(b["session"], b["error"]),
+        ),
+        Kind(
+            "session_heap",
+            1,
+            "worker",
+            ERROR_LIMIT + KiB,
+            Record(
+                {
+                    "session": _SESSION,
+                    "heap": _HEAP_KEY,
+                    "heap_size": _HEAP_SIZE,
+                    "error": Text(ERROR_LIMIT, nullable=True),
+                }
+            ),
+            lambda m: {"session": m.session, "heap": m.heap, "heap_size": m.heap_size, "error": m.error},
+            lambda b: SessionHeap(b["session"], b["heap"], b["heap_size"], b["error"]),
+            heap=lambda m: m.heap is not None,
+        ),
+        Kind(
+            "closed",
+            1,
+            "worker",
+            ERROR_LIMIT + KiB,
+            Record(
+                {
+                    "session": _SESSION,
+                    "heap": _HEAP_KEY,
+                    "heap_size": _HEAP_SIZE,
+                    "error": Text(ERROR_LIMIT, nullable=True),
+                }
+            ),
+            lambda m: {"session": m.session, "heap": m.heap, "heap_size": m.heap_size, "error": m.error},
+            lambda b: Closed(b["session"], b["heap"], b["heap_size"], b["error"]),
+            heap=lambda m: m.heap is not None,
+        ),
+        Kind(
+            "ended",
+            1,
+            "worker",
+            ERROR_LIMIT + KiB,
+            Record({"session": _SESSION, "reason": Text(ERROR_LIMIT)}),
+            lambda m: {"session": m.session, "reason": m.reason},
+            lambda b: Ended(b["session"], b["reason"]),
         ),
     )
 }

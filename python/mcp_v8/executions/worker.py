@@ -42,6 +42,7 @@ from typing import Any
 from ..engine import Engine, set_jitless
 from ..errors import EngineError, SnapshotError
 from ..js_error import JsError
+from ..local_tools import TOOL_CALL
 from ..storage import PendingToolCall
 from ..tool_answers import error_answer, held_answer
 from . import sandbox
@@ -51,15 +52,24 @@ from .protocol import (
     ERROR_LIMIT,
     OUTPUT_CHUNK,
     Cancel,
+    Close,
+    Closed,
     Done,
+    Ended,
     FetchCall,
     FetchReply,
     Job,
     JobResult,
+    LiveCommand,
+    Open,
+    Opened,
     Output,
     ProtocolError,
     Ready,
+    SessionHeap,
+    Snapshot,
     Spans,
+    Step,
     Stop,
     ToolCall,
     ToolReply,
@@ -356,9 +366,10 @@ class _Tools:
         self._calls: dict[tuple[str, int], ToolCall] = {}  # the calls waited for, as sent
         self._clocks: dict[str, _ScriptClock] = {}
 
-    def start(self, execution_id: str, clock: _ScriptClock | None = None) -> Any:
+    def start(self, execution_id: str, clock: _ScriptClock | None = None, make_relay: Any = None) -> Any:
         """The relay of ``execution_id``'s execution (for ``Engine.execute``); ``clock`` hears
-        how many of its calls are outstanding."""
+        how many of its calls are outstanding. ``make_relay(on_call)``: the relay (an object
+        with ``reply(host_id, answer)``), the engine's ``ToolRelay`` unless given."""
         from .. import _engine
 
         waiting: dict[int, int] = {}
@@ -399,7 +410,7 @@ class _Tools:
                     clock.calls(-1)
                 relay.reply(host_id, error_answer("TypeError", f"tool call refused: {e}"[:4096]))
 
-        relay = _engine.ToolRelay(on_call)
+        relay = (make_relay or _engine.ToolRelay)(on_call)
         with self._lock:
             self._jobs[execution_id] = (relay, waiting, held)
         return relay
@@ -584,6 +595,202 @@ def _prepare_next(engine: Engine, last: Job | None, heap_limit_mb: int, jobs: qu
         print(f"mcp-v8 worker: could not prepare an isolate: {e}", file=sys.stderr, flush=True)
 
 
+class _LiveToolRelay:
+    """A live context's tool relay for :class:`_Tools`: an answer goes back as the value of the
+    context's host call (web.js reads the same answer as from the engine's ``ToolRelay``)."""
+
+    def __init__(self, live: Any) -> None:
+        self._live = live
+
+    def reply(self, host_id: int, answer: str) -> bool:
+        self._live.reply(host_id, True, answer, [])
+        return True
+
+
+class _LiveSession:
+    """One session's live context, and where its tool calls go while a step runs."""
+
+    def __init__(self, name: str, live: Any) -> None:
+        self.name = name
+        self.live = live
+        self.on_tool_call: Any = None  # the running step's, else None
+
+    def dispatch(self, call_id: int, name: str, args_json: str, buffers: list[bytes]) -> None:
+        on_call = self.on_tool_call
+        if name == TOOL_CALL and on_call is not None:
+            try:
+                (request,) = json.loads(args_json)
+                on_call(call_id, json.dumps(request))
+                return
+            except ValueError:
+                pass
+        refusal = {"name": "TypeError", "message": "no function answers this call"}
+        self.live.reply(call_id, False, json.dumps(refusal), [])
+
+
+class _LiveSessions:
+    """The live sessions this worker holds: one live context each (the engine's
+    ``LiveContext``, made able to snapshot, so it has no ``WebAssembly``), kept between the
+    steps the server sends. A step runs as a job does (its limits, console output, cancel,
+    timeout, tool calls through the server); a timeout or a cancel leaves the context usable,
+    a step that goes over the heap cap ends it (``ended`` before its ``done``). A script's
+    ``fetch`` is refused in a live step: the server's fetch relay serves one-off executions."""
+
+    def __init__(self, conn: Channel, output: _Output, tools: _Tools) -> None:
+        self._conn = conn
+        self._output = output
+        self._tools = tools
+        self._sessions: dict[str, _LiveSession] = {}
+
+    def command(self, message: LiveCommand) -> None:
+        if isinstance(message, Open):
+            self._conn.send(Opened(message.session, _cut(self._open(message))))
+        elif isinstance(message, Snapshot):
+            session = self._sessions.get(message.session)
+            if session is None:
+                self._conn.send(SessionHeap(message.session, None, None, "no such live session here"))
+                return
+            heap, envelope, error = self._snapshot(session)
+            self._send_heap(SessionHeap(message.session, heap, _size(envelope), _cut(error)), envelope)
+        elif isinstance(message, Close):
+            session = self._sessions.pop(message.session, None)
+            heap, envelope, error = None, None, None
+            if session is None:
+                error = "no such live session here"
+            else:
+                if message.snapshot:
+                    heap, envelope, error = self._snapshot(session)
+                session.live.close()
+            self._send_heap(Closed(message.session, heap, _size(envelope), _cut(error)), envelope)
+
+    def _open(self, message: Open) -> str | None:
+        """Makes the session's context; None, or why it could not be made."""
+        from .. import _engine
+
+        envelope = None
+        if message.heap_fd is not None:
+            try:
+                envelope = read_heap(message.heap_fd, _HEAP_READ_LIMIT)
+            except HeapFdError as e:
+                return f"cannot restore heap: the server sent {e}"
+            finally:
+                os.close(message.heap_fd)
+        if message.session in self._sessions:
+            return "the session is already live in this worker"
+        holder: list[_LiveSession] = []
+        try:
+            live = _engine.LiveContext(
+                heap=envelope,
+                snapshots=True,
+                heap_limit_mb=message.heap_limit_mb,
+                dispatch=lambda *call: holder[0].dispatch(*call),
+            )
+        except Exception as e:  # the engine's SnapshotError or EngineError: the heap's fault
+            return f"cannot restore heap: {e}" if envelope is not None else f"cannot make the context: {e}"
+        session = _LiveSession(message.session, live)
+        holder.append(session)
+        self._sessions[message.session] = session
+        return None
+
+    @staticmethod
+    def _snapshot(session: _LiveSession) -> tuple[str | None, bytes | None, str | None]:
+        """(key, envelope, None) of the context's snapshot, or (None, None, why not)."""
+        try:
+            envelope, key, _raw, _used = session.live.snapshot()
+        except Exception as e:  # the engine's: the context is closed, or V8 could not
+            return None, None, f"cannot snapshot the session: {e}"
+        return key, envelope, None
+
+    def _send_heap(self, message: SessionHeap | Closed, envelope: bytes | None) -> None:
+        if envelope is None:
+            self._conn.send(message)
+            return
+        fd = heap_memfd(envelope)
+        try:
+            self._conn.send(dataclasses.replace(message, heap_fd=fd))
+        finally:
+            os.close(fd)
+
+    def step(self, step: Step, control: Any) -> None:
+        """Runs ``step`` in its session's context and sends its ``done``."""
+        session = self._sessions.get(step.session)
+        if session is None:
+            failed = JobResult(status="failed", error=f"no live session {step.session!r} in this worker")
+            _send_done(self._conn, step.execution_id, failed, None)
+            return
+        limits = step.spec.limits
+        output = self._output
+        output.start(step.execution_id, limits.max_output_bytes)
+        clock = _ScriptClock(limits.timeout_secs, control) if limits.wall_secs > limits.timeout_secs else None
+
+        def make_relay(on_call: Any) -> _LiveToolRelay:
+            session.on_tool_call = on_call
+            return _LiveToolRelay(session.live)
+
+        self._tools.start(step.execution_id, clock, make_relay)
+        try:
+            result, envelope = self._run(session, step, control, clock)
+        finally:
+            session.on_tool_call = None
+            self._tools.finish(step.execution_id)
+        output.flush()
+        if session.live.closed:
+            del self._sessions[step.session]
+            reason = result.error or "the context was closed"
+            self._conn.send(Ended(step.session, _cut(reason) or ""))
+        _send_done(self._conn, step.execution_id, result, envelope)
+
+    def _run(
+        self, session: _LiveSession, step: Step, control: Any, clock: _ScriptClock | None
+    ) -> tuple[JobResult, bytes | None]:
+        spec, limits = step.spec, step.spec.limits
+        try:
+            outcome = session.live.run(
+                spec.code,
+                timeout=limits.timeout_secs if clock is None else limits.wall_secs,
+                language=spec.language,
+                filename=spec.filename,
+                max_result_bytes=limits.max_result_bytes,
+                keep_console=False,
+                on_console=self._output.write,
+                control=control,
+            )
+        except Exception as e:  # the engine's: the context was closed under the step
+            return JobResult(status="failed", error=f"the live session's context is gone: {e}"), None
+        finally:
+            if clock is not None:
+                clock.stop()
+        if clock is not None and outcome.status in ("cancelled", "timed_out"):
+            timed_out = _timed_out(limits, wall=outcome.status == "timed_out", expired=clock.expired)
+            if timed_out is not None:
+                return dataclasses.replace(timed_out, duration_ms=outcome.duration_ms), None
+        heap, heap_size, envelope = None, None, None
+        if spec.snapshot and outcome.status == "completed":
+            heap, envelope, error = self._snapshot(session)
+            if error is not None:
+                return JobResult(status="failed", error=error, duration_ms=outcome.duration_ms), None
+            heap_size = _size(envelope)
+        result = JobResult(
+            status=outcome.status,
+            result=outcome.result,
+            error=outcome.error,
+            heap=heap,
+            heap_size=heap_size,
+            duration_ms=outcome.duration_ms,
+            js_error=JsError.from_outcome(outcome),
+        )
+        return result, envelope
+
+    def close_all(self) -> None:
+        for session in self._sessions.values():
+            session.live.close()
+        self._sessions.clear()
+
+
+def _size(envelope: bytes | None) -> int | None:
+    return None if envelope is None else len(envelope)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="mcp-v8 worker process (started by the server)")
     parser.add_argument("--fd", type=int, required=True, help="inherited socket to the server")
@@ -627,7 +834,7 @@ def serve(
     engine.execute("1")  # initialise V8 before saying ready
     fetches = _Fetches(conn.send)
     tools = _Tools(conn.send)
-    jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+    jobs: queue.SimpleQueue[Job | LiveCommand | None] = queue.SimpleQueue()
     controls: dict[str, Any] = {}  # the server sends a cancel only after its job
     controls_lock = threading.Lock()
 
@@ -635,10 +842,12 @@ def serve(
         try:
             while True:
                 message = conn.recv()
-                if isinstance(message, Job):
+                if isinstance(message, (Job, Step)):
                     with controls_lock:
                         controls[message.execution_id] = _engine.Control()
                     jobs.put(message)
+                elif isinstance(message, (Open, Snapshot, Close)):
+                    jobs.put(message)  # in order with the steps
                 elif isinstance(message, Cancel):
                     with controls_lock:
                         known = controls.get(message.execution_id)
@@ -663,10 +872,22 @@ def serve(
     if warm_heap_mb:
         _prepare_next(engine, None, warm_heap_mb, jobs)
     conn.send(Ready(walls or sandbox.Walls()))
+    live = _LiveSessions(conn, output, tools)
     while True:
         job = jobs.get()
         if job is None:
+            live.close_all()
             return
+        if not isinstance(job, Job):
+            if isinstance(job, Step):
+                with controls_lock:
+                    step_control = controls[job.execution_id]
+                live.step(job, step_control)
+                with controls_lock:
+                    controls.pop(job.execution_id, None)
+            else:
+                live.command(job)
+            continue
         with controls_lock:
             control = controls[job.execution_id]
         output.start(job.execution_id, job.spec.limits.max_output_bytes)

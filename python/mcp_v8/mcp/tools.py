@@ -29,6 +29,18 @@ FIRST_OUTPUT_LINES = 100  # console lines a run_js or get_execution result carri
 FIRST_OUTPUT_BYTES = 16_384
 SEARCH_BUDGET = 4000  # characters of search_tools lines
 
+_LIVE = """\
+With a `session` name and no `heap`, a run is a step of that session's live context, which \
+the server keeps between calls: globals are as the session's last step left them, and no \
+snapshot is made (`heap` null) unless you pass `snapshot: true`; the result names the \
+session, and the heap when one was made. Steps of one session run one at a time, in order. \
+A live session is snapshotted while it changes, when idle and at shutdown, and resumes \
+transparently from its latest heap; should its worker be lost, the next step says so and \
+names the heap it resumes from. A live context has no `WebAssembly` and its `fetch` \
+rejects.
+
+"""
+
 _STATE = """\
 State carries over between calls through heap snapshots: every run that completes returns \
 `heap`, the key of a snapshot of its whole global state; pass it back as `heap` to continue \
@@ -41,7 +53,7 @@ one heap; changing a name's kind (`const` to `let`, `var` to `let`) is a SyntaxE
 Top-level `await` works anywhere and the result is the script's completion value (the last \
 statement's value, `if`/`try`/loops included)."""
 
-RUN_JS = f"""\
+_RUN_JS = """\
 Run JavaScript or TypeScript (enums and namespaces too) in a fresh, isolated V8 sandbox and \
 return the JSON of the script's completion value (the value of its last expression statement, \
 awaited when it is a promise; top-level `await` works). There is no file system, `require` or \
@@ -52,7 +64,7 @@ awaited when it is a promise; top-level `await` works). There is no file system,
 `EventTarget`, `Headers`/`Request`/`Response`/`Blob` (data only), and ES2023-2025 built-ins \
 (`toSorted`, `Object.groupBy`, Set methods, iterator helpers, `Promise.withResolvers`).
 
-{_STATE}
+{state}
 
 Limits: `heap_memory_max_mb` caps the V8 heap and `execution_timeout_secs` the run time (the \
 server's defaults apply when absent); a script over either ends with an error, as does one \
@@ -61,15 +73,26 @@ to `wait_ms` (default {RUN_JS_WAIT_MS}) for the script to finish; when it is sti
 the result has `status: "running"`, and get_execution with `wait_ms` waits for the rest. \
 Pass `snapshot: false` for throwaway runs that need no state afterwards: faster, no `heap` \
 returned, and `WebAssembly`/`SharedArrayBuffer`/`Atomics` are available."""
+_RUN_JS_VALUES = {"FIRST_OUTPUT_LINES": FIRST_OUTPUT_LINES, "RUN_JS_WAIT_MS": RUN_JS_WAIT_MS}
+_STATE_BESIDE_LIVE = _STATE.replace(
+    "State carries over between calls through heap snapshots: every run that completes",
+    "Otherwise state carries over between calls through heap snapshots: every such run that completes",
+)
+RUN_JS = _RUN_JS.format(
+    state=_LIVE + _STATE_BESIDE_LIVE, **_RUN_JS_VALUES
+)  # --mcp-sessions live (the default)
+RUN_JS_SNAPSHOTS = _RUN_JS.format(state=_STATE, **_RUN_JS_VALUES)  # --mcp-sessions snapshot
 
 
-def _run_js_description(servers: list[str]) -> str:
-    """run_js's description: :data:`RUN_JS`, and with --tools-config how scripts call the tool
-    servers it names (``servers``; the names are the file's, known before any connects)."""
+def _run_js_description(servers: list[str], live: bool = True) -> str:
+    """run_js's description: :data:`RUN_JS` (:data:`RUN_JS_SNAPSHOTS` when sessions do not run
+    live), and with --tools-config how scripts call the tool servers it names (``servers``; the
+    names are the file's, known before any connects)."""
+    base = RUN_JS if live else RUN_JS_SNAPSHOTS
     if not servers:
-        return RUN_JS
+        return base
     named = ", ".join(f"`{name}`" for name in servers)
-    return f"""{RUN_JS}
+    return f"""{base}
 
 Tool servers: scripts can call the tools of {named}. `await tools.<server>.<tool>(args)` \
 (a name that is not an identifier: `tools.srv["odd-name"]`) or `await \
@@ -239,6 +262,7 @@ def _run_js_input(ops: Operations) -> dict[str, Any]:
     props["heap_memory_max_mb"]["maximum"] = s.max_heap_mb
     props["max_tool_calls"]["maximum"] = s.max_tool_calls_ceiling
     props["wall_timeout_secs"]["maximum"] = s.max_wall_timeout_secs
+    props.pop("live", None)  # the server decides: a session without a heap runs live (--mcp-sessions)
     props["wait_ms"] = _described(
         props["wait_ms"],
         f"How long to wait for the run to finish, in milliseconds (default {RUN_JS_WAIT_MS}, "
@@ -332,8 +356,15 @@ def _tool_error(message: str) -> ToolResult:
 # -- the tools -----------------------------------------------------------------------------
 
 
+def _runs_live(ops: Operations) -> bool:
+    """Whether run_js runs a session's steps live: ``--mcp-sessions live`` and live workers."""
+    return ops.settings.mcp_sessions == "live" and ops.settings.live_workers > 0
+
+
 def _run_js(ops: Operations, args: dict[str, Any], call: Call) -> ToolResult:
     body = {k: v for k, v in args.items() if k != "wait_ms"}
+    if body.get("session") is not None and body.get("heap") is None and _runs_live(ops):
+        body["live"] = True  # the session's name alone keeps its state
     execution_id = ops.submit(body, call.traceparent)
     wait_ms = RUN_JS_WAIT_MS if args.get("wait_ms") is None else args["wait_ms"]
     info = _wait(ops, execution_id, wait_ms, call, owned=True)
@@ -474,7 +505,7 @@ def build_tools(ops: Operations) -> dict[str, Tool]:
         Tool(
             "run_js",
             "Run JavaScript",
-            _run_js_description([server.name for server in ops.tool_servers()]),
+            _run_js_description([server.name for server in ops.tool_servers()], _runs_live(ops)),
             _run_js_input(ops),
             execution_out,
             _run_js,

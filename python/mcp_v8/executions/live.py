@@ -1,0 +1,597 @@
+"""Live sessions on the server: the steps of a session run in one live context kept in a live
+worker (:class:`~.live_slot.LiveSlot`) between them, with no heap restored and no snapshot made
+unless a step asks for one.
+
+The live workers are a pool of their own beside the execution workers (``--live-workers``), each
+holding up to ``--live-sessions-per-worker`` sessions. Everything a session does goes through its
+own queue, in submission order: its steps, and the snapshots and closes asked for by a client or
+by the housekeeping. One dispatcher thread per live worker takes, among the sessions it holds or
+could hold, the oldest item at the head of a session's queue; a session not yet live is opened on
+the first worker with room (or where the least recently used idle session is evicted for it:
+snapshotted, then closed), from the step's ``heap``, else the session's latest heap (its log's),
+else the base context.
+
+**Never silently lost.** A session that changed is snapshotted every ``--live-snapshot-secs``,
+and snapshotted and closed after ``--live-idle-secs`` idle, when its room is needed and at a
+graceful shutdown. Each such heap is published as a step's would be and recorded in the
+session's log as an execution of no code, tagged ``live_snapshot`` with the reason (``periodic``,
+``idle``, ``room``, ``shutdown``, ``requested``, ``closed``), so it is the session's latest heap
+and the next step resumes from it. A worker that dies takes the sessions it held with it: the
+step running then fails saying so, and the next step of each other session fails naming the heap
+the session will resume from (its last snapshot, or the base context), never a silent reset; the
+step after it resumes from there. A step over its heap cap ends its session's context (V8 does
+not reuse the isolate): its failure says where the next step resumes.
+
+A live session lives in one process. Another process on the same data directory refuses its steps
+with a 409 naming the holder (a lock file a session, :mod:`.live_locks`, released when the session
+stops being live there or its process dies); another node does not know of it (its steps there
+would start from the session's latest heap).
+
+State shared between threads (the sessions, their queues and where they live) is guarded by one
+condition, ``_cond``; a step or command runs outside it, the session marked ``busy``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import itertools
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..logs import execution_context
+from ..storage import HeapNotFound, HeapNotSigned, HeapStoreUnavailable
+from .errors import QueueFull, ShuttingDown
+from .heap_fds import sealed_heap
+from .live_locks import SessionLocks
+from .live_slot import LiveSessionError, LiveSlot
+from .protocol import Job, JobResult
+from .spec import ExecutionSpec
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
+    from ..storage import ExecutionStore, HeapCatalogue, OutputLog
+    from .waiters import Waiters
+
+
+class Host(Protocol):
+    """What live sessions use of the execution manager: its stores and its way of recording an
+    execution, its output and its end (one record of executions for both kinds of worker)."""
+
+    _catalogue: HeapCatalogue
+    _executions: ExecutionStore
+    _output: OutputLog
+    _owner: str | None
+    waiters: Waiters
+    metrics: Metrics
+
+    def _record(self, execution_id: str, spec: ExecutionSpec, owner: str | None) -> None: ...
+    def _finish(
+        self,
+        execution_id: str,
+        result: JobResult,
+        *,
+        spec: ExecutionSpec | None = None,
+        waiting: bool = False,
+    ) -> bool: ...
+    def _record_failure(self, execution_id: str, error: str) -> None: ...
+    def _output_written(self, execution_id: str, text: str) -> None: ...
+    def _publish(self, execution_id: str, result: JobResult, spec: ExecutionSpec) -> JobResult: ...
+
+
+__all__ = ["LiveConflict", "LiveSessions", "LiveUnavailable", "NotLive"]
+
+log = logging.getLogger(__name__)
+
+COMMAND_WAIT_SECONDS = 120.0  # a client's snapshot or close waits this long for its turn and answer
+LIVE_SNAPSHOT_TAG = "live_snapshot"
+
+
+class LiveConflict(Exception):
+    """A request that contradicts the session's state (a heap for a session already live)."""
+
+
+class NotLive(LookupError):
+    """The session is not live in this process."""
+
+
+class LiveUnavailable(Exception):
+    """This server runs no live workers (``--live-workers 0``)."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class _Item:
+    """One thing a session's queue holds: a step (``execution_id``, ``spec``), a ``snapshot`` or a
+    ``close`` (with ``snapshot`` and the ``reason`` its heap is recorded with). ``ready``: a
+    step's record is written (until then the session's queue waits behind it). A command's
+    answer is ``heap`` or ``error``, set before ``done``."""
+
+    seq: int
+    kind: str
+    execution_id: str | None = None
+    spec: ExecutionSpec | None = None
+    snapshot: bool = True
+    reason: str = "requested"
+    ready: bool = True
+    done: threading.Event = field(default_factory=threading.Event)
+    heap: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Session:
+    name: str
+    items: collections.deque[_Item] = field(default_factory=collections.deque)
+    slot: int | None = None  # the live worker holding its context, None: not live
+    since: str | None = None  # when it became live there
+    busy: bool = False  # a step or command of it runs (outside the lock)
+    last_used: float = field(default_factory=time.monotonic)
+    last_snapshot: float = field(default_factory=time.monotonic)
+    dirty: bool = False  # changed since its last snapshot
+    heap: str | None = None  # its latest heap, as far as this process made or looked it up
+    heap_known: bool = False
+    lost: str | None = None  # why its context was lost, until a step has said so
+
+
+class LiveSessions:
+    def __init__(
+        self,
+        manager: Host,
+        slots: list[LiveSlot],
+        *,
+        sessions_per_worker: int = 1,
+        snapshot_secs: float = 60.0,
+        idle_secs: float = 300.0,
+        queue_limit: int = 1000,
+        locks: SessionLocks | None = None,
+    ) -> None:
+        self._m = manager
+        self._locks = locks
+        self.slots = slots
+        self._per_worker = sessions_per_worker
+        self._snapshot_secs = snapshot_secs
+        self._idle_secs = idle_secs
+        self._queue_limit = queue_limit
+        self._cond = threading.Condition()
+        self._sessions: dict[str, _Session] = {}
+        self._running: dict[str, int] = {}  # execution id of a running step -> its slot's index
+        self._seq = itertools.count()
+        self._closed = False
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        # A live worker's process starts with its first session (LiveSlot.open), so a server
+        # whose clients never run live pays nothing for its live workers.
+        for slot in self.slots:
+            thread = threading.Thread(
+                target=self._dispatch, args=(slot,), daemon=True, name=f"mcp-v8-live-{slot.index}"
+            )
+            thread.start()
+            self._threads.append(thread)
+        if self.slots:
+            keeper = threading.Thread(target=self._keep, daemon=True, name="mcp-v8-live-keeper")
+            keeper.start()
+            self._threads.append(keeper)
+
+    def close(self, join_timeout: float = 30.0) -> None:
+        """Fails the steps not started, snapshots and closes every live session (its heap recorded
+        as the session's latest), then stops the live workers."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            failed: list[_Item] = []
+            for session in self._sessions.values():
+                for item in list(session.items):
+                    if item.kind == "step":
+                        session.items.remove(item)
+                        failed.append(item)
+                if session.slot is not None:
+                    session.items.append(_Item(next(self._seq), "close", reason="shutdown"))
+            self._cond.notify_all()
+        for item in failed:
+            if item.ready and item.execution_id is not None:
+                self._m._finish(
+                    item.execution_id, JobResult(status="failed", error="server shut down before it started")
+                )
+        deadline = time.monotonic() + join_timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for slot in self.slots:
+            slot.stop()
+        if self._locks is not None:
+            self._locks.release_all()
+
+    # -- requests ----------------------------------------------------------------------
+    def submit(self, spec: ExecutionSpec) -> str:
+        """Accepts a step of ``spec.session`` (its ``heap``: where a session not yet live starts);
+        returns its execution id. LiveConflict for a heap sent to a session already live."""
+        name = spec.session
+        assert name is not None
+        if not self.slots:
+            raise LiveUnavailable("this server runs no live workers (--live-workers 0)")
+        if spec.heap is not None:  # before the lock: an unknown heap is refused first
+            self._m._catalogue.use(spec.heap)
+            self._m._catalogue.fetch(spec.heap)
+        execution_id = str(uuid.uuid4())
+        with self._cond:
+            if self._closed:
+                raise ShuttingDown("the server is shutting down")
+            session = self._sessions.get(name)
+            if spec.heap is not None and session is not None and (session.slot is not None or session.items):
+                where = "queued to become live" if session.slot is None else f"live since {session.since}"
+                raise LiveConflict(
+                    f"session {name!r} is already {where}: a heap is for a session not live; end it first "
+                    f"(DELETE /api/sessions/snapshot?session=...) or send the step without a heap"
+                )
+            if sum(len(s.items) for s in self._sessions.values()) >= self._queue_limit:
+                raise QueueFull(f"the queue is full ({self._queue_limit} live steps waiting); retry later")
+            if session is None:
+                holder = None if self._locks is None else self._locks.acquire(name)
+                if holder is not None:
+                    raise LiveConflict(
+                        f"session {name!r} is live in another process on this data directory: {holder}; "
+                        "send its steps there, or end it there first"
+                    )
+                session = self._sessions[name] = _Session(name)
+            if spec.heap is not None:  # the client says where the session resumes: nothing to report
+                session.lost = None
+            item = _Item(next(self._seq), "step", execution_id, spec, ready=False)
+            session.items.append(item)  # its place in the session's order, taken now
+        self._m.waiters.accept(execution_id)
+        try:
+            self._m._record(execution_id, spec, self._m._owner)
+        except BaseException:
+            with self._cond:
+                session.items.remove(item)
+                self._forget_if_unused(session)
+                self._cond.notify_all()
+            self._m.waiters.forget(execution_id)
+            raise
+        with self._cond:
+            item.ready = True
+            self._cond.notify_all()
+        return execution_id
+
+    def snapshot(self, name: str, timeout: float = COMMAND_WAIT_SECONDS) -> str:
+        """Snapshots the live session ``name`` after the steps queued before; its heap's key."""
+        item = self._command(name, "snapshot", snapshot=True)
+        return self._answer(item, timeout, name) or ""
+
+    def end(self, name: str, snapshot: bool = True, timeout: float = COMMAND_WAIT_SECONDS) -> str | None:
+        """Ends the live session ``name`` after the steps queued before, snapshotting it first
+        (unless ``snapshot`` is false or nothing changed since its last heap); that heap's key."""
+        item = self._command(name, "close", snapshot=snapshot, reason="closed")
+        return self._answer(item, timeout, name)
+
+    def _command(self, name: str, kind: str, *, snapshot: bool, reason: str = "requested") -> _Item:
+        with self._cond:
+            if self._closed:
+                raise ShuttingDown("the server is shutting down")
+            session = self._sessions.get(name)
+            if session is None or (session.slot is None and not session.items):
+                raise NotLive(f"session {name!r} is not live here")
+            item = _Item(next(self._seq), kind, snapshot=snapshot, reason=reason)
+            session.items.append(item)
+            self._cond.notify_all()
+        return item
+
+    @staticmethod
+    def _answer(item: _Item, timeout: float, name: str) -> str | None:
+        if not item.done.wait(timeout):
+            raise LiveSessionError(f"session {name!r} did not answer within {timeout:g} s")
+        if item.error is not None:
+            raise LiveSessionError(item.error)
+        return item.heap
+
+    def take(self, execution_id: str) -> LiveSlot | None:
+        """A cancel: removes the step from its session's queue when it waits there (None: the
+        caller records it cancelled), or the slot it runs on (to cancel it there)."""
+        with self._cond:
+            index = self._running.get(execution_id)
+            if index is not None:
+                return self.slots[index]
+            for session in self._sessions.values():
+                for item in session.items:
+                    if item.execution_id == execution_id:
+                        session.items.remove(item)
+                        self._forget_if_unused(session)
+                        self._cond.notify_all()
+                        return None
+        return None
+
+    def status(self, name: str) -> dict[str, Any] | None:
+        """Where the session is live ({"worker", "since"}), None when it is not live here."""
+        with self._cond:
+            session = self._sessions.get(name)
+            if session is None or session.slot is None:
+                return None
+            return {"worker": session.slot, "since": session.since}
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            live = sum(1 for s in self._sessions.values() if s.slot is not None)
+            queued = sum(len(s.items) for s in self._sessions.values())
+        return {
+            "workers": len(self.slots),
+            "sessions_per_worker": self._per_worker,
+            "sessions": live,
+            "queued": queued,
+        }
+
+    # -- the dispatchers ------------------------------------------------------------------
+    def _forget_if_unused(self, session: _Session) -> None:
+        """Drops the session's entry when nothing of it is left here (under ``_cond``)."""
+        unused = not session.items and not session.busy and session.slot is None and session.lost is None
+        if unused and self._sessions.pop(session.name, None) is not None and self._locks is not None:
+            self._locks.release(session.name)
+
+    def _pick(self, index: int) -> tuple[_Session, _Item, _Session | None] | None:
+        """The next thing live worker ``index`` does (under ``_cond``): a session, the item at its
+        head, and the idle session to evict first for its room (or None)."""
+        on_slot = [s for s in self._sessions.values() if s.slot == index]
+        candidates = sorted(
+            (
+                s
+                for s in self._sessions.values()
+                if s.items and s.items[0].ready and not s.busy and (s.slot == index or s.slot is None)
+            ),
+            key=lambda s: s.items[0].seq,
+        )
+        for session in candidates:
+            if session.slot == index or session.items[0].kind != "step":
+                return session, session.items[0], None
+            if len(on_slot) < self._per_worker:
+                return session, session.items[0], None
+            idle = [s for s in on_slot if not s.busy and not s.items]
+            if idle:
+                return session, session.items[0], min(idle, key=lambda s: s.last_used)
+        return None
+
+    def _dispatch(self, slot: LiveSlot) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    picked = self._pick(slot.index)
+                    if picked is not None:
+                        break
+                    if self._closed and not any(s.slot == slot.index for s in self._sessions.values()):
+                        return
+                    self._cond.wait()
+                session, item, evict = picked
+                session.items.popleft()
+                session.busy = True
+                if evict is not None:
+                    evict.busy = True
+                if session.slot is None and item.kind == "step":
+                    session.slot = slot.index  # its room, taken now
+                if item.kind == "step" and item.execution_id is not None:
+                    self._running[item.execution_id] = slot.index
+            try:
+                if evict is not None:
+                    self._close(slot, evict, _Item(next(self._seq), "close", reason="room"))
+                if item.kind == "step":
+                    assert item.execution_id is not None
+                    with execution_context(item.execution_id):
+                        self._step(slot, session, item)
+                elif item.kind == "snapshot":
+                    self._snapshot(slot, session, item)
+                else:
+                    self._close(slot, session, item)
+            except Exception as e:  # never lose a step to a bug in this thread
+                log.exception("live worker %d failed under session %r", slot.index, session.name)
+                if item.kind == "step" and item.execution_id is not None:
+                    self._m._record_failure(item.execution_id, f"internal error: {e}")
+                item.error = item.error or f"internal error: {e}"
+            finally:
+                with self._cond:
+                    if item.execution_id is not None:
+                        self._running.pop(item.execution_id, None)
+                    for lost_session in (session, evict):
+                        if lost_session is not None:
+                            lost_session.busy = False
+                    self._collect_lost(slot)
+                    for s in (session, evict):
+                        if s is not None:
+                            self._forget_if_unused(s)  # its lock released before its client hears
+                    self._cond.notify_all()
+                item.done.set()
+
+    def _collect_lost(self, slot: LiveSlot) -> None:
+        """Marks the sessions a dead worker took with it (under ``_cond``)."""
+        for name, why in slot.lost().items():
+            session = self._sessions.get(name)
+            if session is not None and session.slot == slot.index:
+                session.slot, session.since = None, None
+                session.lost = why
+
+    # -- one step ---------------------------------------------------------------------------
+    def _resume_from(self, session: _Session) -> str | None:
+        """The session's latest heap: the last this process made or read, else its log's."""
+        if not session.heap_known:
+            session.heap = self._latest_heap(session.name)
+            session.heap_known = True
+        return session.heap
+
+    def _latest_heap(self, name: str) -> str | None:
+        cursor, heap = None, None
+        while True:
+            page = self._m._executions.session_log(name, 1000, cursor=cursor)
+            if page is None:
+                return None
+            for record in page.items:
+                if record.heap is not None:
+                    heap = record.heap
+            if page.next_cursor is None:
+                return heap
+            cursor = page.next_cursor
+
+    def _where_next(self, session: _Session) -> str:
+        heap = self._resume_from(session)
+        return "the base context" if heap is None else f"heap {heap} (its last snapshot)"
+
+    def _step(self, slot: LiveSlot, session: _Session, item: _Item) -> None:
+        execution_id, spec = item.execution_id, item.spec
+        assert execution_id is not None and spec is not None
+        if not self._m.waiters.is_live(execution_id):
+            return  # cancelled while its submit was still being recorded
+        if session.lost is not None:
+            lost, session.lost = session.lost, None
+            error = (
+                f"live session {session.name!r} was lost ({lost}): what it did after its last snapshot is "
+                f"gone; this step did not run, and the next one resumes from {self._where_next(session)}"
+            )
+            with self._cond:
+                session.slot, session.since = None, None
+            self._m._finish(execution_id, JobResult(status="failed", error=error), spec=spec)
+            return
+        if session.name not in slot.sessions():
+            opened = self._open(slot, session, spec)
+            if opened is not None:
+                with self._cond:
+                    session.slot, session.since = None, None
+                self._m._finish(execution_id, JobResult(status="failed", error=opened), spec=spec)
+                return
+        started = time.monotonic()
+        result = slot.step(
+            Job(execution_id, spec), session.name, functools.partial(self._m._output_written, execution_id)
+        )
+        self._m.metrics.run_time.labels("live").observe(time.monotonic() - started)
+        session.last_used = time.monotonic()
+        gone = slot.lost()
+        if gone:
+            with self._cond:
+                for name, why in gone.items():
+                    other = self._sessions.get(name)
+                    if other is not None and other is not session and other.slot == slot.index:
+                        other.slot, other.since, other.lost = None, None, why
+                session.slot, session.since = None, None
+            where = self._where_next(session)
+            result = dataclasses.replace(
+                result,
+                error=f"{result.error}; the live session {session.name!r} was lost with its worker: the next "
+                f"step resumes from {where}",
+            )
+        elif result.session_ended is not None:
+            with self._cond:
+                session.slot, session.since = None, None
+            result = dataclasses.replace(
+                result,
+                error=f"{result.error}; the live session {session.name!r} ended (V8 does not reuse a context "
+                f"after that): the next step resumes from {self._where_next(session)}",
+            )
+        else:
+            session.dirty = True
+        result = self._m._publish(execution_id, result, spec)
+        if result.heap is not None:
+            session.heap, session.heap_known = result.heap, True
+            session.dirty, session.last_snapshot = False, time.monotonic()
+        self._m._finish(execution_id, result, spec=spec)
+
+    def _open(self, slot: LiveSlot, session: _Session, spec: ExecutionSpec) -> str | None:
+        """Makes the session live on ``slot``; None, or the step's error."""
+        heap = spec.heap if spec.heap is not None else self._resume_from(session)
+        fd = None
+        try:
+            if heap is not None:
+                try:
+                    fd = sealed_heap(self._m._catalogue.open(heap))
+                except HeapNotFound:
+                    return f"heap {heap} not found: session {session.name!r} cannot resume from it"
+                except (HeapNotSigned, HeapStoreUnavailable) as e:
+                    return str(e)
+                except OSError as e:
+                    return f"cannot restore heap: {e.strerror or e}"
+            slot.open(session.name, spec.limits.heap_limit_mb, heap, fd)
+        except LiveSessionError as e:
+            return f"live session {session.name!r} could not be opened: {e}"
+        finally:
+            if fd is not None:
+                os.close(fd)
+        with self._cond:
+            session.since = _now()
+        session.heap, session.heap_known = heap, True
+        session.dirty, session.last_snapshot = False, time.monotonic()
+        return None
+
+    # -- snapshots and closes --------------------------------------------------------------
+    def _record_heap(self, session: _Session, key: str, envelope: bytes, reason: str) -> None:
+        """Publishes the heap and records it in the session's log (an execution of no code,
+        tagged ``live_snapshot``), so it is the session's latest heap."""
+        self._m._catalogue.add(key, envelope, session=session.name, tags=None)
+        execution_id = str(uuid.uuid4())
+        self._m._output.create(execution_id)
+        self._m._executions.create(
+            execution_id,
+            session=session.name,
+            tags={LIVE_SNAPSHOT_TAG: reason},
+            heap_in=None,
+            code_bytes=0,
+            owner=self._m._owner,
+        )
+        self._m._output.seal(execution_id)
+        self._m._executions.finish(execution_id, "completed", heap_out=key, duration_ms=0.0)
+        session.heap, session.heap_known = key, True
+        session.dirty, session.last_snapshot = False, time.monotonic()
+
+    def _snapshot(self, slot: LiveSlot, session: _Session, item: _Item) -> None:
+        if session.slot != slot.index:
+            item.error = f"session {session.name!r} is not live here"
+            return
+        if not session.dirty and session.heap is not None:
+            item.heap = session.heap  # nothing changed since that heap
+            return
+        try:
+            key, envelope = slot.snapshot(session.name)
+            self._record_heap(session, key, envelope, item.reason)
+            item.heap = key
+        except (LiveSessionError, HeapStoreUnavailable, HeapNotFound, OSError) as e:
+            item.error = f"session {session.name!r} could not be snapshotted: {e}"
+
+    def _close(self, slot: LiveSlot, session: _Session, item: _Item) -> None:
+        if session.slot != slot.index:
+            item.error = f"session {session.name!r} is not live here"
+            return
+        keep = item.snapshot and session.dirty
+        try:
+            made = slot.close(session.name, snapshot=keep)
+            if made is not None:
+                self._record_heap(session, made[0], made[1], item.reason)
+            item.heap = session.heap if item.snapshot else None
+        except (LiveSessionError, HeapStoreUnavailable, HeapNotFound, OSError) as e:
+            item.error = f"session {session.name!r} could not be snapshotted before it closed: {e}"
+            log.warning("%s", item.error)
+        finally:
+            with self._cond:
+                session.slot, session.since = None, None
+
+    # -- housekeeping ------------------------------------------------------------------------
+    def _keep(self) -> None:
+        """Queues the periodic snapshots of the sessions that changed and the closes of idle ones."""
+        tick = max(0.05, min(1.0, self._snapshot_secs / 4, self._idle_secs / 4))
+        with self._cond:
+            while not self._closed:
+                self._cond.wait(tick)
+                now = time.monotonic()
+                for session in self._sessions.values():
+                    if session.slot is None or session.busy or session.items:
+                        continue
+                    if now - session.last_used >= self._idle_secs:
+                        session.items.append(_Item(next(self._seq), "close", reason="idle"))
+                    elif session.dirty and now - session.last_snapshot >= self._snapshot_secs:
+                        session.items.append(_Item(next(self._seq), "snapshot", reason="periodic"))
+                    else:
+                        continue
+                    self._cond.notify_all()

@@ -1,0 +1,283 @@
+"""The live sessions' state machine (executions/live.py) against fakes, without V8 or processes:
+submission order while records are written, the 409 of a heap for a session already queued or
+live (also while its first step is still being recorded), a cancel in a session's queue, the
+sessions a dead worker took with it, and eviction of the least recently used idle session."""
+
+from __future__ import annotations
+
+import threading
+import types
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+
+from mcp_v8.executions import ExecutionSpec, Limits
+from mcp_v8.executions.live import LiveConflict, LiveSessions
+from mcp_v8.executions.live_slot import LiveSessionError
+from mcp_v8.executions.protocol import Job, JobResult
+from mcp_v8.storage import Page
+
+from .interleavings import HANG
+
+LIMITS = Limits(heap_limit_mb=64, timeout_secs=5, max_result_bytes=1 << 20, max_output_bytes=1 << 20)
+
+
+def spec(session: str, code: str = "1", heap: str | None = None, snapshot: bool = False) -> ExecutionSpec:
+    return ExecutionSpec(code=code, limits=LIMITS, session=session, heap=heap, snapshot=snapshot)
+
+
+class Labels:
+    def labels(self, *args: Any) -> Labels:
+        return self
+
+    def observe(self, value: float) -> None:
+        pass
+
+
+class FakeHost:
+    """The manager's side: records what ends how; ``record_gate`` (when set) holds a submit's
+    record until the test releases it."""
+
+    def __init__(self) -> None:
+        self.finished: dict[str, JobResult] = {}
+        self.done = threading.Condition()
+        self.record_gate: dict[str, threading.Event] = {}
+        self.recorded: list[str] = []
+        self.heaps: dict[str, bytes] = {}
+        self.log: list[tuple[str, str]] = []  # (session, heap) of recorded snapshots
+        self._catalogue = self
+        self._executions = self
+        self._output = type(
+            "Output", (), {"create": lambda self, eid: None, "seal": lambda self, eid: None}
+        )()
+        self._owner = None
+        self.waiters = self
+        self.metrics = type("M", (), {"run_time": Labels()})()
+        self._live: set[str] = set()
+
+    # the catalogue
+    def use(self, key: str) -> None: ...
+    def fetch(self, key: str) -> None: ...
+    def open(self, key: str) -> bytes:
+        return self.heaps[key]
+
+    def add(self, key: str, envelope: bytes, session: str | None = None, tags: Any = None) -> None:
+        self.heaps[key] = envelope
+
+    # the execution store and output log (snapshot records)
+    def create(self, execution_id: str, **fields: Any) -> None:
+        self._snap = (fields["session"], fields["tags"])
+
+    def finish(self, execution_id: str, status: str, **fields: Any) -> None:
+        if fields.get("heap_out"):
+            self.log.append((self._snap[0], fields["heap_out"]))
+
+    def session_log(self, session: str, limit: int, cursor: str | None = None) -> Page[Any] | None:
+        heaps = [types.SimpleNamespace(heap=heap) for name, heap in self.log if name == session]
+        return Page(heaps, None) if heaps else None
+
+    # the waiters
+    def accept(self, execution_id: str) -> None:
+        self._live.add(execution_id)
+
+    def forget(self, execution_id: str) -> None:
+        self._live.discard(execution_id)
+
+    def is_live(self, execution_id: str) -> bool:
+        return execution_id in self._live
+
+    # recording
+    def _record(self, execution_id: str, spec: ExecutionSpec, owner: str | None) -> None:
+        gate = self.record_gate.get(spec.code)
+        if gate is not None:
+            assert gate.wait(HANG)
+        self.recorded.append(spec.code)
+
+    def _finish(self, execution_id: str, result: JobResult, **kw: Any) -> bool:
+        with self.done:
+            self.finished.setdefault(execution_id, result)
+            self._live.discard(execution_id)
+            self.done.notify_all()
+        return True
+
+    def _record_failure(self, execution_id: str, error: str) -> None:
+        self._finish(execution_id, JobResult(status="failed", error=error))
+
+    def _output_written(self, execution_id: str, text: str) -> None: ...
+
+    def _publish(self, execution_id: str, result: JobResult, spec: ExecutionSpec) -> JobResult:
+        return result
+
+    def wait(self, execution_id: str) -> JobResult:
+        with self.done:
+            assert self.done.wait_for(lambda: execution_id in self.finished, HANG), execution_id
+            return self.finished[execution_id]
+
+
+class FakeSlot:
+    """A live worker: its sessions are names; a step runs ``on_step`` (the test's) and returns
+    its code as the result; ``die()`` loses every session at the next step."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.held: dict[str, str | None] = {}  # session -> the heap it was opened from
+        self.steps: list[tuple[str, str]] = []
+        self.on_step: Callable[[str, str], None] = lambda session, code: None
+        self._lost: dict[str, str] = {}
+        self.dead = False
+        self.closed: list[str] = []
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def cancel(self, execution_id: str) -> None: ...
+    def end_tool_calls(self, execution_id: str) -> None: ...
+
+    def sessions(self) -> frozenset[str]:
+        return frozenset(self.held)
+
+    def lost(self) -> dict[str, str]:
+        lost, self._lost = self._lost, {}
+        return lost
+
+    def open(
+        self, session: str, heap_limit_mb: int, heap: str | None = None, heap_fd: int | None = None
+    ) -> None:
+        self.held[session] = heap
+
+    def step(self, job: Job, session: str, on_output: Callable[[str], None]) -> JobResult:
+        if self.dead:
+            self._lost.update({name: "its worker process ended" for name in self.held})
+            self.held.clear()
+            self.dead = False
+            return JobResult(status="failed", error=f"the session {session!r} is not live in this worker")
+        self.on_step(session, job.spec.code)
+        self.steps.append((session, job.spec.code))
+        return JobResult(status="completed", result=job.spec.code)
+
+    def snapshot(self, session: str) -> tuple[str, bytes]:
+        if session not in self.held:
+            raise LiveSessionError("not live")
+        key = f"{len(self.closed) + len(self.steps):064x}"
+        return key, b"heap of " + session.encode()
+
+    def close(self, session: str, snapshot: bool = True) -> tuple[str, bytes] | None:
+        made = self.snapshot(session) if snapshot else None
+        self.held.pop(session, None)
+        self.closed.append(session)
+        return made
+
+
+@pytest.fixture
+def host() -> FakeHost:
+    return FakeHost()
+
+
+@pytest.fixture
+def slot() -> FakeSlot:
+    return FakeSlot(0)
+
+
+@pytest.fixture
+def live(host: FakeHost, slot: FakeSlot) -> Iterator[LiveSessions]:
+    sessions = LiveSessions(host, [slot], sessions_per_worker=1, snapshot_secs=3600, idle_secs=3600)  # type: ignore[arg-type, list-item]
+    sessions.start()
+    yield sessions
+    sessions.close(join_timeout=HANG)
+
+
+def test_a_step_waits_behind_an_earlier_one_whose_record_is_still_written(
+    live: LiveSessions, host: FakeHost, slot: FakeSlot
+) -> None:
+    host.record_gate["first"] = threading.Event()
+    ids: list[str] = []
+    first = threading.Thread(target=lambda: ids.append(live.submit(spec("s", "first"))))
+    first.start()
+    deadline = threading.Event()
+    while not live.stats()["queued"]:  # the first took its place, its record not yet written
+        deadline.wait(0.001)
+    second = live.submit(spec("s", "second"))
+    assert slot.steps == []  # the second is recorded, but waits behind the first
+    host.record_gate["first"].set()
+    first.join(HANG)
+    assert host.wait(second).result == "second" and host.wait(ids[0]).result == "first"
+    assert slot.steps == [("s", "first"), ("s", "second")]
+
+
+def test_a_heap_for_a_session_queued_or_live_is_a_conflict(live: LiveSessions, host: FakeHost) -> None:
+    host.record_gate["first"] = threading.Event()
+    threading.Thread(target=lambda: live.submit(spec("s", "first"))).start()
+    while not live.stats()["queued"]:
+        threading.Event().wait(0.001)
+    with pytest.raises(LiveConflict, match="'s' is already queued to become live"):
+        live.submit(spec("s", heap="a" * 64))
+    host.record_gate["first"].set()
+    while live.status("s") is None or live.stats()["queued"]:
+        threading.Event().wait(0.001)
+    with pytest.raises(LiveConflict, match="'s' is already live since"):
+        live.submit(spec("s", heap="a" * 64))
+    assert live.submit(spec("other", heap=None))  # another session is another matter
+
+
+def test_a_cancel_takes_a_step_out_of_its_sessions_queue(
+    live: LiveSessions, host: FakeHost, slot: FakeSlot
+) -> None:
+    running, release = threading.Event(), threading.Event()
+
+    def hold(session: str, code: str) -> None:
+        if code == "hold":
+            running.set()
+            assert release.wait(HANG)
+
+    slot.on_step = hold
+    held = live.submit(spec("s", "hold"))
+    assert running.wait(HANG)
+    queued = live.submit(spec("s", "queued"))
+    assert live.take(queued) is None  # unqueued: the caller records it cancelled
+    assert live.take(held) is slot  # running there: the caller cancels it there
+    release.set()
+    host.wait(held)
+    after = live.submit(spec("s", "after"))
+    host.wait(after)
+    assert slot.steps == [("s", "hold"), ("s", "after")]
+
+
+def test_the_sessions_a_dead_worker_took_say_so_at_their_next_step(host: FakeHost, slot: FakeSlot) -> None:
+    live = LiveSessions(host, [slot], sessions_per_worker=2, snapshot_secs=3600, idle_secs=3600)  # type: ignore[arg-type, list-item]
+    live.start()
+    try:
+        host.wait(live.submit(spec("a", "var a")))
+        made = host.wait(live.submit(spec("b", "var b")))
+        assert made.status == "completed"
+        assert live.end("b") is not None  # b's heap, recorded
+        (_, b_heap) = host.log[-1]
+        host.wait(live.submit(spec("b", "again")))  # live again, from that heap
+        assert slot.held["b"] == b_heap
+        slot.dead = True
+        crashed = host.wait(live.submit(spec("a", "a step")))
+        assert crashed.status == "failed" and "was lost with its worker" in crashed.error  # type: ignore[operator]
+        assert "resumes from the base context" in crashed.error  # type: ignore[operator]
+        told = host.wait(live.submit(spec("b", "b step")))
+        assert told.status == "failed", told
+        assert "was lost (its worker process ended)" in told.error and b_heap in told.error  # type: ignore[operator]
+        resumed = host.wait(live.submit(spec("b", "b again")))
+        assert resumed.status == "completed" and slot.held["b"] == b_heap  # from the heap it named
+        assert ("b", "b step") not in slot.steps  # the step that reported the loss did not run
+    finally:
+        live.close(join_timeout=HANG)
+
+
+def test_room_is_made_by_the_least_recently_used_idle_session(host: FakeHost, slot: FakeSlot) -> None:
+    live = LiveSessions(host, [slot], sessions_per_worker=2, snapshot_secs=3600, idle_secs=3600)  # type: ignore[arg-type, list-item]
+    live.start()
+    try:
+        host.wait(live.submit(spec("a", "1")))
+        host.wait(live.submit(spec("b", "1")))
+        host.wait(live.submit(spec("a", "2")))  # b is now the least recently used
+        host.wait(live.submit(spec("c", "1")))
+        assert slot.closed == ["b"] and set(slot.held) == {"a", "c"}
+        assert [session for session, _ in host.log] == ["b"]  # its heap recorded for its next step
+    finally:
+        live.close(join_timeout=HANG)
+    assert sorted(slot.closed) == ["a", "b", "c"]  # a graceful close ends every live session
+    assert sorted(session for session, _ in host.log) == ["a", "b", "c"]
