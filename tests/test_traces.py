@@ -178,6 +178,17 @@ def _complete(*names: str) -> Any:
     return lambda spans: {"mcp_v8.execution", *names} <= {s.name for s in spans}
 
 
+def _phases_of(spans: list[Span], execute: Span) -> list[Span]:
+    """The children of ``execute`` in the order they started, checked to follow one another
+    within it."""
+    phases = sorted((s for s in spans if s.parent == execute.span_id), key=lambda s: s.start)
+    last = execute.start
+    for s in phases:
+        assert last <= s.start <= s.end <= execute.end, (s, last, execute.end)
+        last = s.end
+    return phases
+
+
 def test_a_traced_execution_with_a_fetch_a_tool_call_and_a_snapshot_is_one_trace_under_the_callers_span(
     client: testing.TestClient, service: Service, receiver: Receiver, origin: str
 ) -> None:
@@ -220,7 +231,17 @@ def test_a_traced_execution_with_a_fetch_a_tool_call_and_a_snapshot_is_one_trace
         "mcp_v8.worker.execute",
         "mcp_v8.worker.heap_write",
     ]
-    assert len(spans) == len(server_side) + 3  # one trace, nothing else in it
+    # The engine's phases, each where it ran: in order, one after the other, inside `execute`.
+    execute = by_name["mcp_v8.worker.execute"]
+    phases = _phases_of(spans, execute)
+    assert [s.name for s in phases] == [
+        "mcp_v8.worker.transpile",
+        "mcp_v8.worker.restore",
+        "mcp_v8.worker.evaluate",
+        "mcp_v8.worker.run",
+        "mcp_v8.worker.snapshot",
+    ]
+    assert len(spans) == len(server_side) + 3 + len(phases)  # one trace, nothing else in it
     for s in spans:
         assert s.end >= s.start > 0
     for s in spans:
@@ -254,6 +275,13 @@ def test_a_traced_execution_with_a_fetch_a_tool_call_and_a_snapshot_is_one_trace
     assert root.parent == ""  # the root of a new trace
     assert root.attributes["mcp_v8.execution.mode"] == "no_snapshot"
     assert "mcp_v8.heap_load" in _names([s for s in spans if s.parent == root.span_id])
+    execute = next(s for s in spans if s.name == "mcp_v8.worker.execute")
+    assert [s.name for s in _phases_of(spans, execute)] == [  # a heap restored, none made
+        "mcp_v8.worker.transpile",
+        "mcp_v8.worker.restore",
+        "mcp_v8.worker.evaluate",
+        "mcp_v8.worker.run",
+    ]
 
 
 def test_run_js_over_mcp_joins_the_trace_of_meta_traceparent(
@@ -347,13 +375,21 @@ def test_the_worker_s_spans_are_kept_within_the_run_the_server_saw(receiver: Rec
         told = (
             WorkerSpan("execute", 0, (1 << 63) - 1, {"status": "completed"}),  # before and after the run
             WorkerSpan("heap_write", end + 5, end + 10),  # after it
+            WorkerSpan("run", start - 10, end + 10, parent=0),  # a child of execute, outside the run
+            WorkerSpan("evaluate", start + 10, start + 20, parent=3),  # its parent is not earlier
         )
         tracer.worker("e-1", start, end, told, {"worker.index": 0})
         tracer.end("e-1", {"execution.status": "completed"})
         tracer.worker("unknown", start, end, told, {})  # not traced here: nothing
         assert tracer.flush()
-        spans = receiver.trace(trace_id, _complete("mcp_v8.worker.heap_write"))
+        spans = receiver.trace(
+            trace_id, _complete("mcp_v8.worker.heap_write", "mcp_v8.worker.run", "mcp_v8.worker.evaluate")
+        )
         by_name = {s.name: s for s in spans}
+        run, worker = by_name["mcp_v8.worker.run"], by_name["mcp_v8.worker"]
+        assert run.parent == by_name["mcp_v8.worker.execute"].span_id
+        assert (run.start, run.end) == (start, end)  # within its parent, itself within the run
+        assert by_name["mcp_v8.worker.evaluate"].parent == worker.span_id  # under the run instead
         assert (by_name["mcp_v8.worker.execute"].start, by_name["mcp_v8.worker.execute"].end) == (start, end)
         assert (by_name["mcp_v8.worker.heap_write"].start, by_name["mcp_v8.worker.heap_write"].end) == (
             end,
