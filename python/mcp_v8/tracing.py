@@ -16,7 +16,10 @@ for a worker), ``mcp_v8.worker`` (the worker's run: its own spans, sent over its
 the span names (the engine's phases under ``execute``), their names, counts and times bounded by
 the channel's schema and their times clamped into their parent's), ``mcp_v8.store`` (the heap
 it produced, published), ``mcp_v8.fetch`` and ``mcp_v8.tool_call`` (each call the server made for
-the script) and ``mcp_v8.long_poll`` (each wait of a client for its end). Spans are recorded where
+the script) and ``mcp_v8.long_poll`` (each wait of a client for its end). On the nodes of a
+database, the node that accepts an execution begins its root and ends it when it hears of its
+end; the node that claims it joins the root's context, carried with the job, and its spans hang
+under that root. Spans are recorded where
 their phase is known, with explicit parents, never through the thread's current context: the
 phases of one execution happen on several threads.
 """
@@ -93,6 +96,19 @@ class Tracing:
 
     def trace_id(self, execution_id: str) -> str | None:
         return None
+
+    def traceparent(self, execution_id: str) -> str | None:
+        """The W3C ``traceparent`` of the execution's root span (for another node to join), or
+        None."""
+        return None
+
+    def join(self, execution_id: str, traceparent: str | None) -> None:
+        """The execution's spans here hang under ``traceparent`` (its root span, begun on the
+        node that accepted it), unless its root is here already; an invalid one is ignored."""
+
+    def live(self, execution_id: str) -> bool:
+        """Whether the execution's root span is begun here and not ended."""
+        return False
 
     @contextmanager
     def span(
@@ -199,6 +215,28 @@ class Tracer(Tracing):
         if context is None:
             return None
         return format(self._trace.get_current_span(context).get_span_context().trace_id, "032x")
+
+    def traceparent(self, execution_id: str) -> str | None:
+        context = self._parent(execution_id)
+        if context is None:
+            return None
+        span = self._trace.get_current_span(context).get_span_context()
+        return f"00-{span.trace_id:032x}-{span.span_id:016x}-{int(span.trace_flags) & 1:02x}"
+
+    def join(self, execution_id: str, traceparent: str | None) -> None:
+        root = parse_traceparent(traceparent)
+        if root is None:
+            return
+        trace = self._trace
+        trace_id, span_id, flags = root
+        remote = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags & 1))
+        with self._lock:  # ending it here ends nothing: its node ends it
+            self._live.setdefault(execution_id, trace.NonRecordingSpan(remote))
+
+    def live(self, execution_id: str) -> bool:
+        with self._lock:
+            root = self._live.get(execution_id)
+        return root is not None and root.is_recording()
 
     @contextmanager
     def span(
