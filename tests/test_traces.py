@@ -586,3 +586,53 @@ def _owner(service: Service, execution_id: str) -> str | None:
         "SELECT owner FROM executions WHERE execution_id = :id", {"id": execution_id}
     )
     return None if not rows or rows[0][0] is None else str(rows[0][0])
+
+
+@pytest.mark.database
+def test_a_node_that_missed_the_end_ends_the_root_when_it_looks_again(
+    tmp_path: Path, postgres_server: PostgresServer, receiver: Receiver
+) -> None:
+    """Node A (claiming nothing, deaf to events: its cluster threads stopped) accepts, B runs: A's
+    root stays open until A looks again, as after a reconnection, and then ends with the status."""
+    database = postgres_server.create_database("traces_" + uuid.uuid4().hex[:12])
+    started: list[Service] = []
+    try:
+        for name in ("a", "b"):
+            settings = Settings(
+                data_dir=tmp_path / name,
+                workers=1,
+                database_url=database,
+                heap_signing_key=(SIGNING_KEY,),
+                otlp_endpoint=receiver.url,
+            )
+            started.append(Service(settings).start())
+        a, b = started
+        assert a.cluster is not None
+        a.cluster.stop()
+        eid = a.operations().submit({"code": "6 * 7"})
+        trace_id = a.tracing.trace_id(eid)
+        assert trace_id is not None
+        ops = b.operations()
+        deadline = time.monotonic() + 240
+        info = ops.get(eid, 30_000)
+        while info["status"] == "running" and time.monotonic() < deadline:
+            info = ops.get(eid, 30_000)
+        assert (info["status"], info["result"]) == ("completed", "42"), info
+        assert b.tracing.flush()
+        receiver.trace(
+            trace_id,
+            lambda got: "mcp_v8.store" in {s.name for s in got} or "mcp_v8.worker" in {s.name for s in got},
+        )
+        assert a.tracing.live(eid)  # A never heard of the end
+        a.manager.wake(None)  # what its listener does once connected again
+        assert not a.tracing.live(eid)
+        assert a.tracing.flush()
+        spans = receiver.trace(trace_id, lambda got: any(s.name == "mcp_v8.execution" for s in got))
+        roots = [s for s in spans if s.name == "mcp_v8.execution"]
+        assert len(roots) == 1 and roots[0].attributes["mcp_v8.execution.status"] == "completed"
+        assert {"mcp_v8.submit", "mcp_v8.queue", "mcp_v8.worker"} <= set(
+            _names([s for s in spans if s.parent == roots[0].span_id])
+        )
+    finally:
+        for service in started:
+            service.close()
