@@ -128,7 +128,7 @@ STRAYS: dict[str, Message] = {
 
 def span(**fields: Any) -> dict[str, Any]:
     """A worker's span as the ``spans`` message carries it, with ``fields`` changed."""
-    return {"name": "execute", "start_ns": 1, "end_ns": 2, "attributes": {}, **fields}
+    return {"name": "execute", "start_ns": 1, "end_ns": 2, "attributes": {}, "parent": None, **fields}
 
 
 # What breaks the channel's protocol (raw bytes): each one kills the worker.
@@ -226,6 +226,11 @@ FRAMES: dict[str, bytes] = {
     "spans-too-many": packed(["spans", 1, {"execution_id": "a", "spans": [span()] * 257}]),
     "spans-too-many-attributes": packed(
         ["spans", 1, {"execution_id": "a", "spans": [span(attributes={f"a{i}": "v" for i in range(33)})]}]
+    ),
+    "spans-parent-not-an-index": packed(["spans", 1, {"execution_id": "a", "spans": [span(parent="0")]}]),
+    "spans-parent-out-of-range": packed(["spans", 1, {"execution_id": "a", "spans": [span(parent=256)]}]),
+    "spans-parent-missing": packed(
+        ["spans", 1, {"execution_id": "a", "spans": [{k: v for k, v in span().items() if k != "parent"}]}]
     ),
     "spans-attribute-not-text": packed(
         ["spans", 1, {"execution_id": "a", "spans": [span(attributes={"a": 1})]}]
@@ -1683,7 +1688,14 @@ def test_every_message_kind_goes_through_the_channel_unchanged() -> None:
             "worker",
         ),
         (
-            Spans("e", (WorkerSpan("execute", 1, 2, {"bytes": "9 ü"}), WorkerSpan("heap_write", 2, 2))),
+            Spans(
+                "e",
+                (
+                    WorkerSpan("execute", 1, 2, {"bytes": "9 ü"}),
+                    WorkerSpan("run", 1, 2, parent=0),
+                    WorkerSpan("heap_write", 2, 2),
+                ),
+            ),
             "worker",
         ),
         (Spans("e", ()), "worker"),

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,15 @@ from mcp_v8.executions.protocol import WorkerSpan
 from mcp_v8.logs import configure
 from mcp_v8.tracing import OFF, Tracer, endpoint_from, parse_traceparent
 
-from .service_helpers import HOST
+from .pg_server import PostgresServer
+from .service_helpers import HOST, SIGNING_KEY
 from .tool_server_process import tools_ready
 
 SERVERS = Path(__file__).resolve().parent / "tool_servers.py"
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+CLUSTER_TRACE = "5cf92f3577b34da6a3ce929d0e0e4737"
 
 
 class Span:
@@ -173,6 +176,17 @@ def _complete(*names: str) -> Any:
     return lambda spans: {"mcp_v8.execution", *names} <= {s.name for s in spans}
 
 
+def _phases_of(spans: list[Span], execute: Span) -> list[Span]:
+    """The children of ``execute`` in the order they started, checked to follow one another
+    within it."""
+    phases = sorted((s for s in spans if s.parent == execute.span_id), key=lambda s: s.start)
+    last = execute.start
+    for s in phases:
+        assert last <= s.start <= s.end <= execute.end, (s, last, execute.end)
+        last = s.end
+    return phases
+
+
 def test_a_traced_execution_with_a_fetch_a_tool_call_and_a_snapshot_is_one_trace_under_the_callers_span(
     client: testing.TestClient, service: Service, receiver: Receiver, origin: str
 ) -> None:
@@ -215,7 +229,17 @@ def test_a_traced_execution_with_a_fetch_a_tool_call_and_a_snapshot_is_one_trace
         "mcp_v8.worker.execute",
         "mcp_v8.worker.heap_write",
     ]
-    assert len(spans) == len(server_side) + 3  # one trace, nothing else in it
+    # The engine's phases, each where it ran: in order, one after the other, inside `execute`.
+    execute = by_name["mcp_v8.worker.execute"]
+    phases = _phases_of(spans, execute)
+    assert [s.name for s in phases] == [
+        "mcp_v8.worker.transpile",
+        "mcp_v8.worker.restore",
+        "mcp_v8.worker.evaluate",
+        "mcp_v8.worker.run",
+        "mcp_v8.worker.snapshot",
+    ]
+    assert len(spans) == len(server_side) + 3 + len(phases)  # one trace, nothing else in it
     for s in spans:
         assert s.end >= s.start > 0
     for s in spans:
@@ -249,6 +273,13 @@ def test_a_traced_execution_with_a_fetch_a_tool_call_and_a_snapshot_is_one_trace
     assert root.parent == ""  # the root of a new trace
     assert root.attributes["mcp_v8.execution.mode"] == "no_snapshot"
     assert "mcp_v8.heap_load" in _names([s for s in spans if s.parent == root.span_id])
+    execute = next(s for s in spans if s.name == "mcp_v8.worker.execute")
+    assert [s.name for s in _phases_of(spans, execute)] == [  # a heap restored, none made
+        "mcp_v8.worker.transpile",
+        "mcp_v8.worker.restore",
+        "mcp_v8.worker.evaluate",
+        "mcp_v8.worker.run",
+    ]
 
 
 def test_run_js_over_mcp_joins_the_trace_of_meta_traceparent(
@@ -342,13 +373,21 @@ def test_the_worker_s_spans_are_kept_within_the_run_the_server_saw(receiver: Rec
         told = (
             WorkerSpan("execute", 0, (1 << 63) - 1, {"status": "completed"}),  # before and after the run
             WorkerSpan("heap_write", end + 5, end + 10),  # after it
+            WorkerSpan("run", start - 10, end + 10, parent=0),  # a child of execute, outside the run
+            WorkerSpan("evaluate", start + 10, start + 20, parent=3),  # its parent is not earlier
         )
         tracer.worker("e-1", start, end, told, {"worker.index": 0})
         tracer.end("e-1", {"execution.status": "completed"})
         tracer.worker("unknown", start, end, told, {})  # not traced here: nothing
         assert tracer.flush()
-        spans = receiver.trace(trace_id, _complete("mcp_v8.worker.heap_write"))
+        spans = receiver.trace(
+            trace_id, _complete("mcp_v8.worker.heap_write", "mcp_v8.worker.run", "mcp_v8.worker.evaluate")
+        )
         by_name = {s.name: s for s in spans}
+        run, worker = by_name["mcp_v8.worker.run"], by_name["mcp_v8.worker"]
+        assert run.parent == by_name["mcp_v8.worker.execute"].span_id
+        assert (run.start, run.end) == (start, end)  # within its parent, itself within the run
+        assert by_name["mcp_v8.worker.evaluate"].parent == worker.span_id  # under the run instead
         assert (by_name["mcp_v8.worker.execute"].start, by_name["mcp_v8.worker.execute"].end) == (start, end)
         assert (by_name["mcp_v8.worker.heap_write"].start, by_name["mcp_v8.worker.heap_write"].end) == (
             end,
@@ -435,3 +474,168 @@ def test_spans_after_the_end_join_the_same_trace_for_the_latest_ended_executions
         assert receiver.trace(str(ids["old"]), lambda spans: len(spans) == 1)[0].name == "mcp_v8.execution"
     finally:
         tracer.close()
+
+
+@pytest.mark.database
+def test_an_execution_claimed_by_another_node_is_one_trace_across_both(
+    tmp_path: Path, postgres_server: PostgresServer, receiver: Receiver
+) -> None:
+    """Submitted on node A (its worker busy), claimed and run by node B: B's spans (queue,
+    worker, the engine's phases, store) join the trace A's root began under the caller's span,
+    and A ends that root when it hears of the end."""
+    database = postgres_server.create_database("traces_" + uuid.uuid4().hex[:12])
+    started: list[Service] = []
+
+    def node(name: str) -> tuple[Service, testing.TestClient]:
+        settings = Settings(
+            data_dir=tmp_path / name,
+            workers=1,
+            database_url=database,
+            heap_signing_key=(SIGNING_KEY,),
+            otlp_endpoint=receiver.url,
+        )
+        service = Service(settings).start()
+        started.append(service)
+        return service, testing.TestClient(create_app(service=service))
+
+    try:
+        a, client_a = node("a")
+        # A's one worker busy (A alone claims it): A claims nothing more while it runs.
+        accepted = client_a.simulate_post(
+            "/api/exec", json={"code": "await new Promise(r => setTimeout(r, 600000))"}, headers=HOST
+        ).json
+        busy = accepted["execution_id"]
+        busy_trace = client_a.simulate_get(f"/api/executions/{busy}", headers=HOST).json["trace_id"]
+        assert busy_trace is not None
+        deadline = time.monotonic() + 120
+        while _owner(a, busy) is None:
+            assert time.monotonic() < deadline, "node A never claimed its execution"
+            time.sleep(0.05)
+        b, client_b = node("b")
+
+        resp = client_a.simulate_post(
+            "/api/exec",
+            json={"code": "globalThis.n = 20; await null; n + 1", "snapshot": True},
+            headers={**HOST, "traceparent": f"00-{CLUSTER_TRACE}-{CALLER_SPAN}-01"},
+        )
+        assert resp.status_code == 202, resp.text
+        eid = resp.json["execution_id"]
+        deadline = time.monotonic() + 240
+        info = {"status": "running"}
+        while info["status"] == "running" and time.monotonic() < deadline:
+            resp = client_b.simulate_get(f"/api/executions/{eid}", params={"wait_ms": "30000"}, headers=HOST)
+            assert resp.status_code == 200, resp.text
+            info = resp.json
+        assert (info["status"], info["result"]) == ("completed", "21"), info
+        assert info["trace_id"] == CLUSTER_TRACE  # the record A wrote keeps it
+        assert _owner(a, eid) == b.lease.id  # B ran it
+        assert client_a.simulate_post(f"/api/executions/{busy}/cancel", headers=HOST).status_code < 300
+
+        for service in (a, b):
+            assert service.tracing.flush()
+        spans = receiver.trace(
+            CLUSTER_TRACE,
+            lambda got: (
+                {"mcp_v8.store", "mcp_v8.worker.snapshot"} <= {s.name for s in got}
+                and any(
+                    s.name == "mcp_v8.execution" and "mcp_v8.execution.status" in s.attributes for s in got
+                )
+            ),
+            timeout=120,
+        )
+        by_name = {s.name: s for s in spans}
+        root = by_name["mcp_v8.execution"]
+        assert root.parent == CALLER_SPAN
+        assert root.attributes["mcp_v8.execution.id"] == eid
+        assert root.attributes["mcp_v8.execution.status"] == "completed"  # A ended it, hearing of the end
+        assert [s.name for s in spans].count("mcp_v8.execution") == 1
+
+        # A's submit and B's queue wait, run and store: all children of A's root.
+        assert {"mcp_v8.submit", "mcp_v8.queue", "mcp_v8.worker", "mcp_v8.store"} <= set(
+            _names([s for s in spans if s.parent == root.span_id])
+        )
+        execute = by_name["mcp_v8.worker.execute"]
+        assert execute.parent == by_name["mcp_v8.worker"].span_id
+        assert [s.name for s in _phases_of(spans, execute)] == [
+            "mcp_v8.worker.transpile",
+            "mcp_v8.worker.restore",
+            "mcp_v8.worker.evaluate",
+            "mcp_v8.worker.run",
+            "mcp_v8.worker.snapshot",
+        ]
+
+        # The one A accepted and claimed itself: its own root, ended once, its spans under it.
+        spans = receiver.trace(
+            busy_trace,
+            lambda got: (
+                any("mcp_v8.execution.status" in s.attributes for s in got)
+                and "mcp_v8.worker" in {s.name for s in got}
+            ),
+            timeout=120,
+        )
+        roots = [s for s in spans if s.name == "mcp_v8.execution"]
+        assert len(roots) == 1 and roots[0].attributes["mcp_v8.execution.status"] == "cancelled"
+        assert {"mcp_v8.submit", "mcp_v8.queue", "mcp_v8.worker"} <= set(
+            _names([s for s in spans if s.parent == roots[0].span_id])
+        )
+    finally:
+        for service in started:
+            service.close()
+
+
+def _owner(service: Service, execution_id: str) -> str | None:
+    """The lease of the node that claimed the execution (None: not claimed yet)."""
+    rows = service.stores.work._db.run(  # type: ignore[union-attr]
+        "SELECT owner FROM executions WHERE execution_id = :id", {"id": execution_id}
+    )
+    return None if not rows or rows[0][0] is None else str(rows[0][0])
+
+
+@pytest.mark.database
+def test_a_node_that_missed_the_end_ends_the_root_when_it_looks_again(
+    tmp_path: Path, postgres_server: PostgresServer, receiver: Receiver
+) -> None:
+    """Node A (claiming nothing, deaf to events: its cluster threads stopped) accepts, B runs: A's
+    root stays open until A looks again, as after a reconnection, and then ends with the status."""
+    database = postgres_server.create_database("traces_" + uuid.uuid4().hex[:12])
+    started: list[Service] = []
+    try:
+        for name in ("a", "b"):
+            settings = Settings(
+                data_dir=tmp_path / name,
+                workers=1,
+                database_url=database,
+                heap_signing_key=(SIGNING_KEY,),
+                otlp_endpoint=receiver.url,
+            )
+            started.append(Service(settings).start())
+        a, b = started
+        assert a.cluster is not None
+        a.cluster.stop()
+        eid = a.operations().submit({"code": "6 * 7"})
+        trace_id = a.tracing.trace_id(eid)
+        assert trace_id is not None
+        ops = b.operations()
+        deadline = time.monotonic() + 240
+        info = ops.get(eid, 30_000)
+        while info["status"] == "running" and time.monotonic() < deadline:
+            info = ops.get(eid, 30_000)
+        assert (info["status"], info["result"]) == ("completed", "42"), info
+        assert b.tracing.flush()
+        receiver.trace(
+            trace_id,
+            lambda got: "mcp_v8.store" in {s.name for s in got} or "mcp_v8.worker" in {s.name for s in got},
+        )
+        assert a.tracing.live(eid)  # A never heard of the end
+        a.manager.wake(None)  # what its listener does once connected again
+        assert not a.tracing.live(eid)
+        assert a.tracing.flush()
+        spans = receiver.trace(trace_id, lambda got: any(s.name == "mcp_v8.execution" for s in got))
+        roots = [s for s in spans if s.name == "mcp_v8.execution"]
+        assert len(roots) == 1 and roots[0].attributes["mcp_v8.execution.status"] == "completed"
+        assert {"mcp_v8.submit", "mcp_v8.queue", "mcp_v8.worker"} <= set(
+            _names([s for s in spans if s.parent == roots[0].span_id])
+        )
+    finally:
+        for service in started:
+            service.close()

@@ -12,10 +12,14 @@ child of the caller's span when the request carried a W3C ``traceparent`` (REST:
 ``params._meta.traceparent`` of ``tools/call``), and the root of a new trace otherwise. Its
 children: ``mcp_v8.submit`` (accepting it: the record written, queued), ``mcp_v8.queue`` (the wait
 for a worker), ``mcp_v8.worker`` (the worker's run: its own spans, sent over its channel as a
-``spans`` message, become its children ``mcp_v8.worker.<name>``, their names, counts and times
-bounded by the channel's schema and their times clamped into the run), ``mcp_v8.store`` (the heap
+``spans`` message, become its children ``mcp_v8.worker.<name>``, or children of an earlier one
+the span names (the engine's phases under ``execute``), their names, counts and times bounded by
+the channel's schema and their times clamped into their parent's), ``mcp_v8.store`` (the heap
 it produced, published), ``mcp_v8.fetch`` and ``mcp_v8.tool_call`` (each call the server made for
-the script) and ``mcp_v8.long_poll`` (each wait of a client for its end). Spans are recorded where
+the script) and ``mcp_v8.long_poll`` (each wait of a client for its end). On the nodes of a
+database, the node that accepts an execution begins its root and ends it when it hears of its
+end; the node that claims it joins the root's context, carried with the job, and its spans hang
+under that root. Spans are recorded where
 their phase is known, with explicit parents, never through the thread's current context: the
 phases of one execution happen on several threads.
 """
@@ -92,6 +96,19 @@ class Tracing:
 
     def trace_id(self, execution_id: str) -> str | None:
         return None
+
+    def traceparent(self, execution_id: str) -> str | None:
+        """The W3C ``traceparent`` of the execution's root span (for another node to join), or
+        None."""
+        return None
+
+    def join(self, execution_id: str, traceparent: str | None) -> None:
+        """The execution's spans here hang under ``traceparent`` (its root span, begun on the
+        node that accepted it), unless its root is here already; an invalid one is ignored."""
+
+    def live(self, execution_id: str) -> bool:
+        """Whether the execution's root span is begun here and not ended."""
+        return False
 
     @contextmanager
     def span(
@@ -199,6 +216,28 @@ class Tracer(Tracing):
             return None
         return format(self._trace.get_current_span(context).get_span_context().trace_id, "032x")
 
+    def traceparent(self, execution_id: str) -> str | None:
+        context = self._parent(execution_id)
+        if context is None:
+            return None
+        span = self._trace.get_current_span(context).get_span_context()
+        return f"00-{span.trace_id:032x}-{span.span_id:016x}-{int(span.trace_flags) & 1:02x}"
+
+    def join(self, execution_id: str, traceparent: str | None) -> None:
+        root = parse_traceparent(traceparent)
+        if root is None:
+            return
+        trace = self._trace
+        trace_id, span_id, flags = root
+        remote = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags & 1))
+        with self._lock:  # ending it here ends nothing: its node ends it
+            self._live.setdefault(execution_id, trace.NonRecordingSpan(remote))
+
+    def live(self, execution_id: str) -> bool:
+        with self._lock:
+            root = self._live.get(execution_id)
+        return root is not None and root.is_recording()
+
     @contextmanager
     def span(
         self, execution_id: str, name: str, attributes: Mapping[str, Any] | None = None
@@ -245,15 +284,25 @@ class Tracer(Tracing):
         run = self._tracer.start_span(
             PREFIX + "worker", context=parent, attributes=_attributes(attributes), start_time=start_ns
         )
-        inside = self._trace.set_span_in_context(run)
         end_ns = max(start_ns, end_ns)
-        for s in spans:  # the worker's word: its times are kept within the run the server saw
-            begin = min(max(s.start_ns, start_ns), end_ns)
-            finish = min(max(s.end_ns, begin), end_ns)
+        # The worker's word: each span hangs under an earlier one it names, else under the run,
+        # and its times are kept within its parent's (the run's as the server saw it).
+        made: list[tuple[Any, int, int]] = []
+        for s in spans:
+            parent, low, high = run, start_ns, end_ns
+            if isinstance(s.parent, int) and 0 <= s.parent < len(made):
+                parent, low, high = made[s.parent]
+            begin = min(max(s.start_ns, low), high)
+            finish = min(max(s.end_ns, begin), high)
             attrs = {PREFIX + "worker." + k: v for k, v in s.attributes.items()}
             child = self._tracer.start_span(
-                PREFIX + "worker." + s.name, context=inside, attributes=attrs, start_time=begin
+                PREFIX + "worker." + s.name,
+                context=self._trace.set_span_in_context(parent),
+                attributes=attrs,
+                start_time=begin,
             )
+            made.append((child, begin, finish))
+        for child, _, finish in made:
             child.end(end_time=finish)
         run.end(end_time=end_ns)
 

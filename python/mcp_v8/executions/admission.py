@@ -9,7 +9,8 @@ the execution manager does differently on one machine and on the nodes of a data
   the queue the nodes share, in one statement that also takes its place (the queue limit holds
   for all nodes at once); whichever node has a free worker claims it (:mod:`.cluster`) and runs
   it in its own queue (:meth:`~.manager.ExecutionManager.adopt`). A cancel is sent to the nodes,
-  since another one may run it.
+  since another one may run it. A traced execution's job carries its trace context (the root
+  span's, as a W3C ``traceparent``) beside its spec: the node that claims it joins that trace.
 
 The composition root (``app.Service``) chooses, once.
 """
@@ -17,25 +18,51 @@ The composition root (``app.Service``) chooses, once.
 from __future__ import annotations
 
 import logging
-import uuid
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..storage import HeapCatalogue
 from ..storage.work_queue import WorkQueue
 from .errors import QueueFull
 from .spec import ExecutionSpec, spec_to_wire
 
-__all__ = ["Admission", "SharedQueue"]
+__all__ = ["TRACEPARENT_KEY", "Admission", "SharedQueue", "queued_job", "unqueued_job"]
 
 log = logging.getLogger(__name__)
 
 _NO_LIMIT = 1 << 62  # a resume takes a place of the queue beyond its limit
+TRACEPARENT_KEY = "traceparent"  # beside the spec's fields in a queued job, when it is traced
+
+
+def queued_job(spec: ExecutionSpec, traceparent: str | None = None) -> dict[str, Any]:
+    """The job the nodes' queue holds: the spec's wire form (checked), and the trace context the
+    claiming node's spans join, if any."""
+    job = spec_to_wire(spec)
+    if traceparent is not None:
+        job[TRACEPARENT_KEY] = traceparent
+    return job
+
+
+def unqueued_job(job: dict[str, Any]) -> tuple[Any, str | None]:
+    """A queued job's spec (wire form, for :func:`~.spec.spec_from_wire`) and its trace context
+    (a text, or None; the tracer ignores one that is not a ``traceparent``)."""
+    if type(job) is not dict or TRACEPARENT_KEY not in job:
+        return job, None
+    wire = dict(job)
+    traceparent = wire.pop(TRACEPARENT_KEY)
+    return wire, traceparent if isinstance(traceparent, str) else None
 
 
 class Admission(Protocol):
-    def admit(self, spec: ExecutionSpec) -> str:
-        """Records an execution of ``spec`` and queues it; returns its id. Raises
-        :class:`QueueFull` having recorded nothing, and
+    def admit(
+        self,
+        execution_id: str,
+        spec: ExecutionSpec,
+        traceparent: str | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        """Records the execution ``execution_id`` of ``spec`` and queues it, traced under
+        ``traceparent`` (its root span's context) in the trace ``trace_id`` when it is traced.
+        Raises :class:`QueueFull` having recorded nothing, and
         :class:`~..storage.HeapNotFound` for a heap the catalogue does not have."""
         ...
 
@@ -44,9 +71,10 @@ class Admission(Protocol):
         where this process cannot stop it: whoever can hears it."""
         ...
 
-    def resume(self, execution_id: str, spec: ExecutionSpec) -> None:
+    def resume(self, execution_id: str, spec: ExecutionSpec, traceparent: str | None = None) -> None:
         """Queues the resume of ``execution_id`` (recorded, running again after a wait for a
-        decision), whatever the queue's limit: it was admitted before."""
+        decision), whatever the queue's limit: it was admitted before. ``traceparent``: its
+        trace's root, when it is traced."""
         ...
 
 
@@ -58,9 +86,14 @@ class SharedQueue:
         self._catalogue = catalogue
         self._limit = queue_limit
 
-    def admit(self, spec: ExecutionSpec) -> str:
-        execution_id = str(uuid.uuid4())
-        job = spec_to_wire(spec)  # before anything is recorded: a spec out of bounds is refused
+    def admit(
+        self,
+        execution_id: str,
+        spec: ExecutionSpec,
+        traceparent: str | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        job = queued_job(spec, traceparent)  # before anything is recorded: a spec out of bounds is refused
         if spec.heap is not None:
             self._catalogue.use(spec.heap)  # the node that claims it fetches it
         queued = self._work.submit(
@@ -71,13 +104,13 @@ class SharedQueue:
             tags=dict(spec.tags) or None,
             heap_in=spec.heap,
             code_bytes=spec.code_bytes,
+            trace_id=trace_id,
         )  # its owner: the node that claims it
         if not queued:
             raise QueueFull(f"the queue is full ({self._limit} executions waiting); retry later")
-        return execution_id
 
-    def resume(self, execution_id: str, spec: ExecutionSpec) -> None:
-        if not self._work.enqueue(execution_id, spec_to_wire(spec), limit=_NO_LIMIT):
+    def resume(self, execution_id: str, spec: ExecutionSpec, traceparent: str | None = None) -> None:
+        if not self._work.enqueue(execution_id, queued_job(spec, traceparent), limit=_NO_LIMIT):
             raise RuntimeError("the resume could not be queued")
 
     def cancelled(self, execution_id: str) -> None:

@@ -49,7 +49,7 @@ from ..storage import (
     OutputLog,
     ToolCallLog,
 )
-from .admission import Admission
+from .admission import Admission, unqueued_job
 from .errors import QueueFull, ShuttingDown
 from .gate import Gate
 from .heap_fds import sealed_heap
@@ -172,6 +172,9 @@ class ExecutionManager:
         self._executing: dict[str, WorkerSlot] = {}
         # Executions started here (taken into this queue) whose end is not counted yet: their mode.
         self._started: dict[str, str] = {}
+        # Under _lock: the executions submitted here to the nodes' queue whose root span, begun
+        # here, ends when this node hears of their end.
+        self._traced_elsewhere: set[str] = set()
         # Decided executions whose approved calls are being made here, before their resume:
         # how to abandon those calls (a cancel here, or written by another process or node).
         self._deciding: dict[str, Callable[[], None]] = {}
@@ -302,10 +305,7 @@ class ExecutionManager:
         ``traceparent``: the caller's W3C trace context, which its trace joins (traces on)."""
         begun = time.time_ns()
         if self._admission is not None:
-            with self._lock:
-                if self._closed:
-                    raise ShuttingDown("the server is shutting down")
-            return self._admission.admit(spec)
+            return self._admit(self._admission, spec, traceparent, begun)
         execution_id = str(uuid.uuid4())
         if spec.heap is not None:  # before the lock: an unknown heap is refused before a full queue
             self._catalogue.use(spec.heap)
@@ -339,6 +339,48 @@ class ExecutionManager:
         if not accepted:
             self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
         return execution_id
+
+    def _admit(self, admission: Admission, spec: ExecutionSpec, traceparent: str | None, begun: int) -> str:
+        """:meth:`submit` to the nodes' queue. A traced execution's root begins here and its
+        context goes with the job; it ends when this node hears of the end (:meth:`wake`)."""
+        with self._lock:
+            if self._closed:
+                raise ShuttingDown("the server is shutting down")
+        execution_id = str(uuid.uuid4())
+        trace_id = self._trace_begin(execution_id, spec, traceparent, begun)
+        if trace_id is not None:
+            with self._lock:
+                self._traced_elsewhere.add(execution_id)
+        try:
+            admission.admit(execution_id, spec, self.tracing.traceparent(execution_id), trace_id)
+        except BaseException:
+            with self._lock:
+                self._traced_elsewhere.discard(execution_id)
+            self.tracing.end(execution_id, {"execution.status": "refused"})
+            raise
+        self.tracing.record(execution_id, "submit", begun, time.time_ns())
+        return execution_id
+
+    def _end_traces_elsewhere(self, execution_id: str | None) -> None:
+        """Ends the roots begun here of executions submitted to the nodes' queue that ended
+        (``execution_id``, or every one: events may have been lost), wherever they ran."""
+        with self._lock:
+            ids = list(self._traced_elsewhere) if execution_id is None else [execution_id]
+            ids = [i for i in ids if i in self._traced_elsewhere]
+        for eid in ids:
+            if not self.tracing.live(eid):  # ended here (it ran here, or was refused)
+                with self._lock:
+                    self._traced_elsewhere.discard(eid)
+                continue
+            try:
+                record = self._executions.get(eid)
+            except Exception as e:  # the next event, or the next reconnection, looks again
+                log.warning("could not read execution %s to end its trace: %s", eid, e)
+                continue
+            if record is None or record.status in TERMINAL_STATUSES or record.status == "waiting":
+                with self._lock:
+                    self._traced_elsewhere.discard(eid)
+                self.tracing.end(eid, {"execution.status": None if record is None else record.status})
 
     def _trace_begin(
         self, execution_id: str, spec: ExecutionSpec, traceparent: str | None, begun: int
@@ -383,9 +425,11 @@ class ExecutionManager:
         disk) would most likely fail again, on this node at once, and a job that bounced between
         nodes would never answer its client; a failure is an answer, and a submit again is one
         request away."""
-        with execution_context(execution_id):
+        wire, traceparent = unqueued_job(job)
+        self.tracing.join(execution_id, traceparent)  # its spans here join the trace of its submit
+        with execution_context(execution_id, self.tracing.trace_id(execution_id)):
             try:
-                self._adopt(execution_id, spec_from_wire(job))
+                self._adopt(execution_id, spec_from_wire(wire))
             except Exception as e:
                 log.exception("could not start claimed execution %s", execution_id)
                 self._record_failure(execution_id, f"the execution could not be started on its node: {e}")
@@ -468,7 +512,8 @@ class ExecutionManager:
             self._deciding.pop(execution_id, None)
         if self._admission is not None:
             self.waiters.forget(execution_id)  # live where a node claims it (maybe this one)
-            self._admission.resume(execution_id, spec)  # a node claims only a running execution's job
+            # A node claims only a running execution's job; it joins the trace of its submit.
+            self._admission.resume(execution_id, spec, self.tracing.traceparent(execution_id))
             return
         self.waiters.accept(execution_id)
         # A cancel that came before it was live here found nothing to stop: it must not run.
@@ -538,8 +583,11 @@ class ExecutionManager:
 
     def wake(self, execution_id: str | None = None) -> None:
         """An execution became terminal on another node (None: events may have been lost): the
-        long-polls waiting here for it (for any execution not running here) read it again."""
+        long-polls waiting here for it (for any execution not running here) read it again, and
+        the trace of one submitted here ends."""
         self.waiters.wake(execution_id)
+        if self.tracing.enabled:
+            self._end_traces_elsewhere(execution_id)
 
     def cancel(self, execution_id: str) -> CancelOutcome:
         if not self.waiters.is_live(execution_id):

@@ -86,13 +86,17 @@ worker -> server
     ``spans``   {execution_id, spans}  the worker's spans of the execution it runs (sent only when
                                         the server started it with ``--trace``, once, before its
                                         ``done``): at most ``SPANS`` of {name, start_ns, end_ns,
-                                        attributes}, ``name`` lower-case words and dots of at most
-                                        64 bytes, times in nanoseconds since the epoch
+                                        attributes, parent}, ``name`` lower-case words and dots of
+                                        at most 64 bytes, times in nanoseconds since the epoch
                                         (``start_ns`` <= ``end_ns``), ``attributes`` a map of at
                                         most ``SPAN_ATTRIBUTES`` texts (names as span names,
-                                        values of at most 256 bytes). The server believes none of
-                                        it but the shape: it clamps the times into the worker's
-                                        run as it saw it (:mod:`mcp_v8.tracing`). 256 KiB.
+                                        values of at most 256 bytes), ``parent`` null (a child of
+                                        the worker's run) or the index of an earlier span of the
+                                        list. The server believes none of it but the shape: it
+                                        clamps the times into the worker's run as it saw it, a
+                                        child's into its parent's, and hangs a span whose parent
+                                        is not an earlier one under the run
+                                        (:mod:`mcp_v8.tracing`). 256 KiB.
 
 **Heaps as file descriptors.** Heap bytes never travel as frames, and the worker opens no store:
 a descriptor rides with ``SCM_RIGHTS`` on the first byte of its frame (:mod:`.heap_fds`). The
@@ -249,6 +253,7 @@ class WorkerSpan:
     start_ns: int
     end_ns: int
     attributes: dict[str, str] = field(default_factory=dict)
+    parent: int | None = None  # the index of its parent among the job's spans; None: the run
 
 
 @dataclass(frozen=True)
@@ -535,6 +540,7 @@ _SPAN = _Span(
         "start_ns": _NS,
         "end_ns": _NS,
         "attributes": TextMap(SPAN_ATTRIBUTES, _SPAN_NAME, Text(256)),
+        "parent": Integer(0, SPANS - 1, nullable=True),
     }
 )
 
@@ -543,7 +549,13 @@ def _spans_body(m: Spans) -> dict[str, Any]:
     return {
         "execution_id": m.execution_id,
         "spans": [
-            {"name": s.name, "start_ns": s.start_ns, "end_ns": s.end_ns, "attributes": dict(s.attributes)}
+            {
+                "name": s.name,
+                "start_ns": s.start_ns,
+                "end_ns": s.end_ns,
+                "attributes": dict(s.attributes),
+                "parent": s.parent,
+            }
             for s in m.spans
         ],
     }
@@ -552,7 +564,10 @@ def _spans_body(m: Spans) -> dict[str, Any]:
 def _spans(b: dict[str, Any]) -> Spans:
     return Spans(
         b["execution_id"],
-        tuple(WorkerSpan(s["name"], s["start_ns"], s["end_ns"], dict(s["attributes"])) for s in b["spans"]),
+        tuple(
+            WorkerSpan(s["name"], s["start_ns"], s["end_ns"], dict(s["attributes"]), s["parent"])
+            for s in b["spans"]
+        ),
     )
 
 

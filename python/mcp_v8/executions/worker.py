@@ -36,7 +36,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..engine import Engine, set_jitless
@@ -230,20 +230,35 @@ class _Output:
 class _Phases:
     """The spans of one job's phases in this worker (``--trace``), sent to the server before its
     ``done``: ``heap_read`` (the heap to restore, read from its descriptor), ``execute`` (the
-    engine: the script compiled, its heap restored, run, and its snapshot taken) and
-    ``heap_write`` (the snapshot copied into the descriptor that goes back)."""
+    engine) with the engine's own phases as its children (``transpile``, ``restore``,
+    ``evaluate``, ``run``, ``snapshot``: ``Outcome.phases``), and ``heap_write`` (the snapshot
+    copied into the descriptor that goes back)."""
 
     def __init__(self) -> None:
         self.spans: list[WorkerSpan] = []
+        self._inner: list[list[WorkerSpan]] = []  # the children of each phase being timed
 
     @contextlib.contextmanager
     def phase(self, name: str, **attributes: str) -> Iterator[dict[str, str]]:
         """Times the block; the block may add attributes to the map it gets."""
         start = time.time_ns()
+        inner: list[WorkerSpan] = []
+        self._inner.append(inner)
         try:
             yield attributes
         finally:
+            self._inner.pop()
+            parent = len(self.spans)
             self.spans.append(WorkerSpan(name, start, time.time_ns(), attributes))
+            self.spans.extend(dataclasses.replace(s, parent=parent) for s in inner)
+
+    def engine(self, phases: Sequence[tuple[str, int, int]]) -> None:
+        """The engine's phases of a run (``Outcome.phases``: ``time.monotonic_ns()`` readings)
+        as children of the phase being timed, on the clock of spans."""
+        if not self._inner:
+            return
+        offset = time.time_ns() - time.monotonic_ns()
+        self._inner[-1].extend(WorkerSpan(name, start + offset, end + offset) for name, start, end in phases)
 
     def send(self, conn: Channel, execution_id: str) -> None:
         with contextlib.suppress(Undeliverable):  # never, at these sizes: the job's outcome matters more
@@ -257,6 +272,12 @@ def _phase(phases: _Phases | None, name: str) -> Iterator[dict[str, str]]:
     else:
         with phases.phase(name) as attributes:
             yield attributes
+
+
+def _engine_phases(phases: _Phases | None, outcome: Any) -> None:
+    """The engine's phases of ``outcome``, inside the phase being timed (when traced)."""
+    if phases is not None:
+        phases.engine(outcome.phases)
 
 
 class _Fetches:
@@ -489,6 +510,7 @@ def _run(
                 fetch_relay=relay,
                 tool_relay=tool_relay,
             )
+            _engine_phases(phases, outcome)
     except SnapshotError as e:
         return JobResult(status="failed", error=f"cannot restore heap: {e}"), None
     finally:

@@ -45,6 +45,7 @@ class WorkQueue(Protocol):
         tags: dict[str, str] | None,
         heap_in: str | None,
         code_bytes: int,
+        trace_id: str | None = None,
     ) -> bool:
         """Records a new execution (``running``, owned by no node yet, as
         :meth:`~.executions.ExecutionStore.create` records one), its empty output log and its

@@ -3,12 +3,19 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 #include "repl_script.h"
 #include "serializer.h"
 #include "values.h"
 
 namespace mv8 {
+
+uint64_t MonotonicNs() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000u + static_cast<uint64_t>(now.tv_nsec);
+}
 
 char* Dup(const std::string& s) {
   char* p = static_cast<char*>(std::malloc(s.size() + 1));
@@ -58,7 +65,10 @@ Evaluation::End Evaluation::RunScript(v8::Local<v8::Context> context, EventLoop*
   {
     v8::TryCatch try_catch(isolate_);
     bool too_long = false;
-    if (!ReplScript::Evaluate(isolate_, code, code_len, filename, &too_long).ToLocal(&completion)) {
+    phases_.evaluating = MonotonicNs();
+    bool evaluated = ReplScript::Evaluate(isolate_, code, code_len, filename, &too_long).ToLocal(&completion);
+    phases_.evaluated = MonotonicNs();
+    if (!evaluated) {
       if (too_long) {
         error_ = ErrorInfo::Plain("RangeError", "the source code is too long");
         return End::kFailed;
@@ -74,7 +84,9 @@ Evaluation::End Evaluation::RunScript(v8::Local<v8::Context> context, EventLoop*
       return Failed(context, try_catch, &script);
     }
   }
-  return Settle(context, loop, completion, /*repl=*/true);
+  End end = Settle(context, loop, completion, /*repl=*/true);
+  phases_.settled = MonotonicNs();
+  return end;
 }
 
 namespace {
@@ -95,6 +107,7 @@ bool IsIdentifier(const std::string& name) {
 Evaluation::End Evaluation::RunCall(v8::Local<v8::Context> context, EventLoop* loop, const std::string& path,
                                     const std::string& args_json, const std::vector<std::string>& buffers) {
   v8::Local<v8::Value> completion;
+  phases_.evaluating = MonotonicNs();
   {
     v8::TryCatch try_catch(isolate_);
     // The first name may be a global property or a top-level let, const or class (which
@@ -151,7 +164,10 @@ Evaluation::End Evaluation::RunCall(v8::Local<v8::Context> context, EventLoop* l
       return Failed(context, try_catch);
     }
   }
-  return Settle(context, loop, completion, /*repl=*/false);
+  phases_.evaluated = MonotonicNs();
+  End end = Settle(context, loop, completion, /*repl=*/false);
+  phases_.settled = MonotonicNs();
+  return end;
 }
 
 Evaluation::End Evaluation::Settle(v8::Local<v8::Context> context, EventLoop* loop, v8::Local<v8::Value> completion,
@@ -232,6 +248,9 @@ Evaluation::End Evaluation::Suspend(v8::Local<v8::Context> context, v8::Local<v8
 }
 
 void Evaluation::Finish(End end, mv8_response* resp) {
+  resp->phases.evaluating = phases_.evaluating;
+  resp->phases.evaluated = phases_.evaluated;
+  resp->phases.settled = phases_.settled;
   switch (end) {
     case End::kSuspended:
       resp->status = MV8_SUSPENDED;

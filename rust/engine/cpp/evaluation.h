@@ -71,7 +71,8 @@ class Evaluation {
     buffers_.clear();
     return End::kFailed;
   }
-  // Writes status, result, buffers and error into `response`.
+  // Writes status, result, buffers, error and the phases it timed (evaluating, evaluated,
+  // settled) into `response`.
   void Finish(End end, mv8_response* response);
 
   bool terminated() const { return control_->reason() != 0 || (guard_ != nullptr && guard_->hit); }
@@ -92,9 +93,13 @@ class Evaluation {
   EvaluationLimits limits_;
   ErrorInfo error_;
   bool syntax_error_ = false;  // the failure is the source not compiling
+  mv8_phases phases_{};        // the marks of the phases it ran through (MonotonicNs)
   std::string result_;
   std::vector<std::string> buffers_;
 };
+
+// The clock of mv8_phases: CLOCK_MONOTONIC, in nanoseconds.
+uint64_t MonotonicNs();
 
 // malloc'd copy of `s`, NUL-terminated (what mv8_response_free releases).
 char* Dup(const std::string& s);

@@ -33,6 +33,7 @@ class Execution {
   }
 
   void Run() {
+    resp_->phases.started = MonotonicNs();
     if (control_->reason() != 0) {
       Evaluation(nullptr, control_.get(), nullptr, nullptr, EvaluationLimits()).Finish(Evaluation::End::kTerminated, resp_);
       return;
@@ -54,6 +55,7 @@ class Execution {
         v8::Local<v8::Context> context = v8::Context::New(isolate_);
         v8::Context::Scope context_scope(context);
         StackTraceLimit::Install(context);
+        resp_->phases.restored = MonotonicNs();
         RunInContext(context, hooks, &budget_);
       }
       hooks.Disarm();
@@ -67,6 +69,7 @@ class Execution {
           // releases it with delete[].
           resp_->snapshot = reinterpret_cast<uint8_t*>(const_cast<char*>(out.data));
           resp_->snapshot_len = static_cast<size_t>(out.raw_size);
+          resp_->phases.snapshotted = MonotonicNs();
         }
       }
       creator_.reset();
@@ -85,6 +88,7 @@ class Execution {
         v8::HandleScope handle_scope(isolate_);
         v8::Local<v8::Context> context = plain->context();
         v8::Context::Scope context_scope(context);
+        resp_->phases.restored = MonotonicNs();
         RunInContext(context, plain->hooks(), plain->budget());
       }
       resp_->external_bytes = plain->budget()->peak();

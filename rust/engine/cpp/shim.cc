@@ -42,6 +42,8 @@ int mv8_jitless(void) { return mv8::V8Process::Jitless() ? 1 : 0; }
 
 const char* mv8_v8_version(void) { return v8::V8::GetVersion(); }
 
+uint64_t mv8_monotonic_ns(void) { return mv8::MonotonicNs(); }
+
 mv8_control* mv8_control_new(void) { return new (std::nothrow) mv8_control(); }
 
 void mv8_control_free(mv8_control* control) { delete control; }

@@ -84,6 +84,19 @@ typedef struct {
   mv8_replies* replies;          // where host_call's answers go (required with host_call)
 } mv8_request;
 
+// When the phases of a run began and ended: readings of the monotonic clock (CLOCK_MONOTONIC,
+// the clock of mv8_monotonic_ns), in nanoseconds; 0 where the run did not get to that point.
+// A script runs in REPL mode (repl_script.h), where compiling it and running its top level are
+// one call to V8: `evaluating`..`evaluated` covers both.
+typedef struct {
+  uint64_t started;      // the execution began (a live context's run: 0, it restores nothing)
+  uint64_t restored;     // its isolate and context are ready: made, restored from the blob, or prepared
+  uint64_t evaluating;   // the code is handed to V8 (compile + top level), after the run's scope is set
+  uint64_t evaluated;    // it compiled and its top level ran (or it failed to compile)
+  uint64_t settled;      // the event loop ran until the result settled, and it was serialised
+  uint64_t snapshotted;  // the heap snapshot was made (only when one was asked for)
+} mv8_phases;
+
 typedef struct {
   int status;
   int heap_limit_exceeded;       // the heap cap stopped the script (status FAILED)
@@ -101,6 +114,7 @@ typedef struct {
   uint64_t external_bytes;       // peak ArrayBuffer bytes counted by the bounded allocator
   mv8_buffer* buffers;           // byte strings the result's markers name (bytes_result)
   size_t n_buffers;
+  mv8_phases phases;
 } mv8_response;
 
 // Services the shim asks of the embedder for the web platform globals (web.h): WHATWG URL
@@ -138,6 +152,8 @@ int mv8_set_jitless(int jitless);
 // 1 when V8 runs (or will start) without its JIT compilers.
 int mv8_jitless(void);
 const char* mv8_v8_version(void);
+// The monotonic clock of mv8_phases, in nanoseconds (CLOCK_MONOTONIC on Linux).
+uint64_t mv8_monotonic_ns(void);
 
 mv8_control* mv8_control_new(void);
 void mv8_control_free(mv8_control* control);

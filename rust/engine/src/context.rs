@@ -111,7 +111,7 @@ impl LiveContext {
             Ok(script) => script,
             Err(refused) => return Ok(*refused),
         };
-        self.request(
+        let outcome = self.request(
             ffi::MV8_RUN_SCRIPT,
             script.code.as_bytes(),
             Some(&script.name),
@@ -119,7 +119,8 @@ impl LiveContext {
             &[],
             opts,
             started,
-        )
+        );
+        script.with_transpile(outcome)
     }
 
     /// Calls the function at the dotted `path` with the arguments of `args_json` (a JSON

@@ -15,7 +15,7 @@ use crate::error::EngineError;
 use crate::fetch::{self, FetchPolicy, Fetcher};
 use crate::ffi;
 use crate::host_calls::{on_host_call, Dispatch, HostCall, Replies};
-use crate::outcome::{source_failure, Outcome, Response};
+use crate::outcome::{monotonic_ns, source_failure, Outcome, Phase, Response};
 use crate::prepared;
 use crate::source::{self, Language};
 use crate::tools::{self, TOOL};
@@ -164,6 +164,8 @@ impl IsolateOptions<'_> {
 pub(crate) struct Script {
     pub(crate) code: String,
     pub(crate) name: CString,
+    /// How long preparing it took: the outcome's first phase.
+    pub(crate) transpile: Phase,
 }
 
 impl Script {
@@ -178,13 +180,32 @@ impl Script {
         } else {
             run.filename.replace('\0', "")
         };
-        match source::prepare(code, run.language) {
+        let start_ns = monotonic_ns();
+        let prepared = source::prepare(code, run.language);
+        let transpile = Phase {
+            name: "transpile",
+            start_ns,
+            end_ns: monotonic_ns(),
+        };
+        match prepared {
             Ok(prepared) => Ok(Script {
                 code: prepared.code,
                 name: CString::new(name).expect("NUL bytes were removed"),
+                transpile,
             }),
-            Err(e) => Err(Box::new(source_failure(e, &name, started))),
+            Err(e) => Err(Box::new(source_failure(e, &name, started, transpile))),
         }
+    }
+
+    /// `outcome` (of this script's run) with the phase of its preparation first.
+    pub(crate) fn with_transpile(
+        &self,
+        outcome: Result<Outcome, EngineError>,
+    ) -> Result<Outcome, EngineError> {
+        outcome.map(|mut outcome| {
+            outcome.phases.insert(0, self.transpile);
+            outcome
+        })
     }
 }
 
@@ -276,7 +297,7 @@ pub fn execute(code: &str, opts: Options<'_>) -> Result<Outcome, EngineError> {
     let (replies, dispatch) = route(replies, fetch_dispatch, tool_relay)?;
     let raw_isolate = isolate.raw(restores.then_some(blob.0.as_slice()));
     let prepared = prepared::take_fitting(&raw_isolate); // null: none fits, the shim makes one
-    run_in_shim(
+    let outcome = run_in_shim(
         run,
         Some(&script.name),
         fetcher.as_deref(),
@@ -295,7 +316,8 @@ pub fn execute(code: &str, opts: Options<'_>) -> Result<Outcome, EngineError> {
             };
             unsafe { ffi::mv8_execute(prepared, &request, response) };
         },
-    )
+    );
+    script.with_transpile(outcome)
 }
 
 /// Makes the isolate of this thread's next execution now, while the thread is idle: the base

@@ -151,6 +151,18 @@ pub struct mv8_request {
     pub replies: *mut mv8_replies,
 }
 
+/// When the phases of a run began and ended (CLOCK_MONOTONIC, ns; 0: not reached).
+#[repr(C)]
+#[derive(Default, Clone, Copy, Debug)]
+pub struct mv8_phases {
+    pub started: u64,
+    pub restored: u64,
+    pub evaluating: u64,
+    pub evaluated: u64,
+    pub settled: u64,
+    pub snapshotted: u64,
+}
+
 #[repr(C)]
 pub struct mv8_response {
     pub status: c_int,
@@ -169,6 +181,7 @@ pub struct mv8_response {
     pub external_bytes: u64,
     pub buffers: *mut mv8_buffer,
     pub n_buffers: usize,
+    pub phases: mv8_phases,
 }
 
 extern "C" {
@@ -177,6 +190,7 @@ extern "C" {
     pub fn mv8_v8_version() -> *const c_char;
     pub fn mv8_set_jitless(jitless: c_int) -> c_int;
     pub fn mv8_jitless() -> c_int;
+    pub fn mv8_monotonic_ns() -> u64;
     pub fn mv8_control_new() -> *mut mv8_control;
     pub fn mv8_control_free(control: *mut mv8_control);
     pub fn mv8_control_terminate(control: *mut mv8_control, reason: c_int);

@@ -51,5 +51,5 @@ pub use engine::{
 pub use error::EngineError;
 pub use fetch::{FetchPolicy, FetchRun};
 pub use host_calls::{Dispatch, HostCall, Replies};
-pub use outcome::{JsError, Outcome, Status};
+pub use outcome::{monotonic_ns, JsError, Outcome, Phase, Status};
 pub use source::Language;

@@ -46,6 +46,43 @@ pub struct JsError {
     pub column: Option<u32>,
 }
 
+/// One phase of a run, between two readings of the monotonic clock ([`monotonic_ns`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phase {
+    /// `transpile` (the source checked, TypeScript's types erased: before V8), `restore` (the
+    /// isolate and its context made, restored from a heap, or taken prepared), `evaluate` (the
+    /// script compiled and its top level run: one call to V8 in REPL mode, which cannot be
+    /// split), `run` (the event loop until the result settled, and the result serialised),
+    /// `snapshot` (the heap snapshot made).
+    pub name: &'static str,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// The clock of [`Phase`]: CLOCK_MONOTONIC in nanoseconds (Python's `time.monotonic_ns()`
+/// on Linux).
+pub fn monotonic_ns() -> u64 {
+    unsafe { ffi::mv8_monotonic_ns() }
+}
+
+/// The phases the shim timed, in order: those it reached, both ends known.
+fn phases_of(p: &ffi::mv8_phases) -> Vec<Phase> {
+    [
+        ("restore", p.started, p.restored),
+        ("evaluate", p.evaluating, p.evaluated),
+        ("run", p.evaluated, p.settled),
+        ("snapshot", p.settled, p.snapshotted),
+    ]
+    .into_iter()
+    .filter(|&(_, start, end)| start != 0 && end >= start)
+    .map(|(name, start_ns, end_ns)| Phase {
+        name,
+        start_ns,
+        end_ns,
+    })
+    .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub status: Status,
@@ -65,10 +102,18 @@ pub struct Outcome {
     pub external_peak_bytes: u64,
     /// Byte strings the result's markers name (`bytes_result` asked for them; else empty).
     pub buffers: Vec<Vec<u8>>,
+    /// The phases of the run, in the order they ran (see [`Phase`]).
+    pub phases: Vec<Phase>,
 }
 
 /// The outcome of a source that did not get to V8: it does not compile (`SourceError`).
-pub(crate) fn source_failure(err: SourceError, filename: &str, started: Instant) -> Outcome {
+/// `transpile`: the phase that refused it.
+pub(crate) fn source_failure(
+    err: SourceError,
+    filename: &str,
+    started: Instant,
+    transpile: Phase,
+) -> Outcome {
     let stack = format!(
         "SyntaxError: {}\n    at {}:{}:{}",
         err.message, filename, err.line, err.column
@@ -92,6 +137,7 @@ pub(crate) fn source_failure(err: SourceError, filename: &str, started: Instant)
         heap_used_bytes: 0,
         external_peak_bytes: 0,
         buffers: Vec::new(),
+        phases: vec![transpile],
     }
 }
 
@@ -187,5 +233,6 @@ unsafe fn convert(
                 std::slice::from_raw_parts(b.data, b.len).to_vec()
             })
             .collect(),
+        phases: phases_of(&r.phases),
     })
 }

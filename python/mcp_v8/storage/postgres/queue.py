@@ -102,6 +102,7 @@ class PostgresQueue:
         tags: dict[str, str] | None,
         heap_in: str | None,
         code_bytes: int,
+        trace_id: str | None = None,
     ) -> bool:
         """Records the execution, its output log and its job, taking a place, in one statement
         (see :class:`~..work_queue.WorkQueue`); the heap, when resumed, is held as
@@ -119,7 +120,13 @@ class PostgresQueue:
             "job AS (INSERT INTO queue (execution_id, job) SELECT execution_id, :job FROM record)",
         ]
         params = new_record_params(
-            execution_id, session=session, tags=tags, heap_in=heap_in, code_bytes=code_bytes, owner=None
+            execution_id,
+            session=session,
+            tags=tags,
+            heap_in=heap_in,
+            code_bytes=code_bytes,
+            owner=None,
+            trace_id=trace_id,
         )
         try:
             rows = self._db.run(

@@ -169,6 +169,16 @@ impl PyOutcome {
     fn duration_ms(&self) -> f64 {
         self.inner.duration.as_secs_f64() * 1000.0
     }
+    /// The phases of the run, in order: (name, start, end), readings of
+    /// ``time.monotonic_ns()``'s clock (CLOCK_MONOTONIC).
+    #[getter]
+    fn phases(&self) -> Vec<(&'static str, u64, u64)> {
+        self.inner
+            .phases
+            .iter()
+            .map(|p| (p.name, p.start_ns, p.end_ns))
+            .collect()
+    }
     #[getter]
     fn heap_used_bytes(&self) -> u64 {
         self.inner.heap_used_bytes
