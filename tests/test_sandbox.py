@@ -115,8 +115,17 @@ def secret_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[L
 
 def test_every_worker_of_a_default_server_is_sandboxed_and_sees_no_secret(secret_server: LiveServer) -> None:
     assert secret_server.process is not None
+    headers = {"Authorization": f"Bearer {SECRETS['MCP_V8_API_TOKEN']}"}
+    # A live worker starts with its first session: one session, one live worker.
+    live = requests.post(
+        secret_server.url + "/api/exec",
+        json={"code": "6 * 7", "session": "s", "live": True, "wait_ms": 30000},
+        headers=headers,
+        timeout=60,
+    ).json()
+    assert (live["status"], live["result"]) == ("completed", "42"), live
     workers = children(secret_server.process.pid)
-    assert len(workers) == 2 + min(2, os.cpu_count() or 1)  # --workers 2, and the default live workers
+    assert len(workers) == 2 + 1, workers  # --workers 2, and the live worker
     for pid in workers:
         status = _status(pid)
         assert status["Seccomp"].strip() == "2"
@@ -128,7 +137,6 @@ def test_every_worker_of_a_default_server_is_sandboxed_and_sees_no_secret(secret
             assert value.encode() not in environ, name
             assert value.encode() not in cmdline, name
             assert name.encode() not in environ, name
-    headers = {"Authorization": f"Bearer {SECRETS['MCP_V8_API_TOKEN']}"}
     stats = requests.get(secret_server.url + "/api/stats", headers=headers, timeout=10).json()
     sandbox = stats["sandbox"]
     assert sandbox["mode"] == "require"
@@ -260,7 +268,7 @@ def test_the_workers_of_mcp_over_stdio_are_sandboxed_the_same(tmp_path: Path) ->
             "--workers",
             "1",
             "--live-workers",
-            "1",
+            "0",
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -275,10 +283,10 @@ def test_the_workers_of_mcp_over_stdio_are_sandboxed_the_same(tmp_path: Path) ->
             for pid in children(server.pid):
                 with contextlib.suppress(OSError):  # a worker that just ended
                     statuses.append(_status(pid))
-            if len(statuses) == 2 and all(s["Seccomp"].strip() == "2" for s in statuses):
+            if len(statuses) == 1 and all(s["Seccomp"].strip() == "2" for s in statuses):
                 break
             time.sleep(0.1)
-        assert len(statuses) == 2, statuses  # the worker and the live worker
+        assert len(statuses) == 1, statuses  # the one worker (live workers start with a session)
         for status in statuses:
             assert status["Seccomp"].strip() == "2" and status["NoNewPrivs"].strip() == "1"
         for pid in children(server.pid):

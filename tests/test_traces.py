@@ -425,16 +425,22 @@ def test_traceparent_and_endpoint_parsing() -> None:
 
 def test_json_log_lines_about_a_traced_execution_carry_its_trace_id(client: testing.TestClient) -> None:
     stream = io.StringIO()
-    root = logging.getLogger()
+    root, package = logging.getLogger(), logging.getLogger("mcp_v8")
     saved = root.handlers[:], root.level
+    # The package's logger gets the same formatter too, so the line is read even when something
+    # else of the process rearranged the root's handlers meanwhile.
+    mirror = io.StringIO()
     try:
-        configure("json", logging.INFO, stream)
+        formatter = configure("json", logging.INFO, stream)
+        extra = logging.StreamHandler(mirror)
+        extra.setFormatter(formatter)
+        package.addHandler(extra)
         headers = {**HOST, "traceparent": f"00-{'ab' * 16}-{CALLER_SPAN}-01"}
         body = {"code": "new Array(1e9).fill(0)", "heap_memory_max_mb": 64, "wait_ms": 30000}
         info = client.simulate_post("/api/exec", json=body, headers=headers).json
 
         def crash_lines() -> list[dict[str, Any]]:
-            lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+            lines = [json.loads(line) for line in mirror.getvalue().splitlines()]
             return [e for e in lines if "crashed while running" in e["message"]]
 
         # The dispatcher logs the crash beside recording it: the answer may come first.
@@ -442,10 +448,15 @@ def test_json_log_lines_about_a_traced_execution_carry_its_trace_id(client: test
         while not crash_lines() and time.monotonic() < deadline:
             time.sleep(0.02)
         crash = crash_lines()
+        state = f"root: {root.handlers} level {root.level}; mcp_v8: {package.level} {package.disabled}"
     finally:
+        package.removeHandler(extra)
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
     assert info["status"] == "failed" and info["error"].startswith("worker crashed:"), info
-    assert [(e["execution_id"], e["trace_id"]) for e in crash] == [(info["execution_id"], "ab" * 16)]
+    assert [(e["execution_id"], e["trace_id"]) for e in crash] == [(info["execution_id"], "ab" * 16)], (
+        state,
+        mirror.getvalue()[-2000:],
+    )
 
 
 def test_spans_after_the_end_join_the_same_trace_for_the_latest_ended_executions(
