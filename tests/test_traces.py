@@ -425,15 +425,18 @@ def test_traceparent_and_endpoint_parsing() -> None:
 
 def test_json_log_lines_about_a_traced_execution_carry_its_trace_id(client: testing.TestClient) -> None:
     stream = io.StringIO()
-    root, package = logging.getLogger(), logging.getLogger("mcp_v8")
+    # The manager's own logger gets the formatter too, enabled at INFO for the test: the line is
+    # read whatever the rest of the process did to the loggers above it.
+    root, package = logging.getLogger(), logging.getLogger("mcp_v8.executions.manager")
     saved = root.handlers[:], root.level
-    # The package's logger gets the same formatter too, so the line is read even when something
-    # else of the process rearranged the root's handlers meanwhile.
+    package_saved = package.level, package.disabled
     mirror = io.StringIO()
+    extra = logging.StreamHandler(mirror)
     try:
         formatter = configure("json", logging.INFO, stream)
-        extra = logging.StreamHandler(mirror)
         extra.setFormatter(formatter)
+        package.setLevel(logging.INFO)
+        package.disabled = False
         package.addHandler(extra)
         headers = {**HOST, "traceparent": f"00-{'ab' * 16}-{CALLER_SPAN}-01"}
         body = {"code": "new Array(1e9).fill(0)", "heap_memory_max_mb": 64, "wait_ms": 30000}
@@ -448,9 +451,11 @@ def test_json_log_lines_about_a_traced_execution_carry_its_trace_id(client: test
         while not crash_lines() and time.monotonic() < deadline:
             time.sleep(0.02)
         crash = crash_lines()
-        state = f"root: {root.handlers} level {root.level}; mcp_v8: {package.level} {package.disabled}"
+        state = f"root: {root.handlers} level {root.level}; manager: {package_saved}"
     finally:
         package.removeHandler(extra)
+        package.setLevel(package_saved[0])
+        package.disabled = package_saved[1]
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
     assert info["status"] == "failed" and info["error"].startswith("worker crashed:"), info
     assert [(e["execution_id"], e["trace_id"]) for e in crash] == [(info["execution_id"], "ab" * 16)], (
