@@ -516,10 +516,9 @@ def _run(
     finally:
         if clock is not None:
             clock.stop()
-    if clock is not None and outcome.status in ("cancelled", "timed_out"):
-        timed_out = _timed_out(limits, wall=outcome.status == "timed_out", expired=clock.expired)
-        if timed_out is not None:
-            return dataclasses.replace(timed_out, duration_ms=outcome.duration_ms), None
+    timed_out = _clock_verdict(outcome, limits, clock)
+    if timed_out is not None:
+        return timed_out, None
     heap, heap_size, heap_bytes = None, None, None
     if (
         spec.snapshot
@@ -535,7 +534,12 @@ def _run(
             return JobResult(status="failed", error=error, duration_ms=outcome.duration_ms), None
         paused = JobResult(status="waiting", heap=heap, heap_size=heap_size, duration_ms=outcome.duration_ms)
         return paused, heap_bytes
-    result = JobResult(
+    return _result(outcome, heap, heap_size), heap_bytes
+
+
+def _result(outcome: Any, heap: str | None, heap_size: int | None) -> JobResult:
+    """A run's result from the engine's outcome (a job's or a live step's) and its heap."""
+    return JobResult(
         status=outcome.status,
         result=outcome.result,
         error=outcome.error,
@@ -544,7 +548,15 @@ def _run(
         duration_ms=outcome.duration_ms,
         js_error=JsError.from_outcome(outcome),
     )
-    return result, heap_bytes
+
+
+def _clock_verdict(outcome: Any, limits: Limits, clock: _ScriptClock | None) -> JobResult | None:
+    """With the script's clock in charge (the engine ran under the wall limit), the timeout that
+    ended the run as the clock saw it; None when the outcome stands as it is."""
+    if clock is None or outcome.status not in ("cancelled", "timed_out"):
+        return None
+    timed_out = _timed_out(limits, wall=outcome.status == "timed_out", expired=clock.expired)
+    return None if timed_out is None else dataclasses.replace(timed_out, duration_ms=outcome.duration_ms)
 
 
 def _timed_out(limits: Limits, *, wall: bool, expired: bool) -> JobResult | None:
@@ -782,26 +794,16 @@ class _LiveSessions:
         finally:
             if clock is not None:
                 clock.stop()
-        if clock is not None and outcome.status in ("cancelled", "timed_out"):
-            timed_out = _timed_out(limits, wall=outcome.status == "timed_out", expired=clock.expired)
-            if timed_out is not None:
-                return dataclasses.replace(timed_out, duration_ms=outcome.duration_ms), None
+        timed_out = _clock_verdict(outcome, limits, clock)
+        if timed_out is not None:
+            return timed_out, None
         heap, heap_size, envelope = None, None, None
         if spec.snapshot and outcome.status == "completed":
             heap, envelope, error = self._snapshot(session)
             if error is not None:
                 return JobResult(status="failed", error=error, duration_ms=outcome.duration_ms), None
             heap_size = _size(envelope)
-        result = JobResult(
-            status=outcome.status,
-            result=outcome.result,
-            error=outcome.error,
-            heap=heap,
-            heap_size=heap_size,
-            duration_ms=outcome.duration_ms,
-            js_error=JsError.from_outcome(outcome),
-        )
-        return result, envelope
+        return _result(outcome, heap, heap_size), envelope
 
     def close_all(self) -> None:
         for session in self._sessions.values():
