@@ -79,6 +79,7 @@ LEVELS: dict[str, str] = {
     "test_tools_api": "service",
     "test_code_mode": "e2e",
     "test_tool_schemas": "unit",
+    "test_sessions_caller": "unit",
     "test_mcp_client_requests": "unit",
     "test_tool_limits": "e2e",
     "test_approval": "e2e",
