@@ -33,6 +33,7 @@ from .executions.waiters import FinishEvents, QueueEvents
 from .mcp import McpResource
 from .metrics import Metrics
 from .operations import OperationError, Operations
+from .principal import DEFAULT_TENANT, Principal, single_tenant
 from .resources.executions import (
     ApproveResource,
     CancelResource,
@@ -333,6 +334,10 @@ class SecurityMiddleware:
         self._any_origin = "*" in self._origins
         self._token = settings.api_token
         self._approver = settings.approver_token
+        # Without an auth config there is one tenant: the API token (or no token) acts for it
+        # with every scope but approve, the approver token reads and approves.
+        self._everyone = single_tenant("api-token" if settings.api_token is not None else None)
+        self._approving = Principal(DEFAULT_TENANT, frozenset({"read", "approve"}), "approver-token")
         self._max_body = settings.max_body_bytes
         self._public = PUBLIC_ROUTES | ({METRICS_ROUTE} if settings.metrics_public else set())
         # A scraper names the server by its address: /metrics skips the Host check when it is
@@ -358,10 +363,13 @@ class SecurityMiddleware:
             raise falcon.HTTPForbidden(
                 description=f"Origin {shown!r} is not allowed by this server's allowlist (--allowed-origins)"
             )
+        req.context.principal = self._everyone
         if APPROVER_ROUTE.fullmatch(req.path):
             self._check_approver(req)
+            req.context.principal = self._approving
         elif req.path == MCP_ROUTE and self._approver is not None and _bearer_is(req, self._approver):
             req.context.approver = True  # the approver's MCP tools, and only them
+            req.context.principal = self._approving
         elif self._token is not None and req.path not in self._public and not _bearer_is(req, self._token):
             raise falcon.HTTPUnauthorized(
                 description="a valid bearer token is required", challenges=['Bearer realm="mcp-v8"']

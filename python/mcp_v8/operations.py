@@ -14,6 +14,7 @@ answers for the whole deployment (every node, every process on the data director
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import re
@@ -25,6 +26,7 @@ from .executions.approvals import BadDecisions, Decision, NotWaiting, UnknownExe
 from .executions.live import LiveConflict, LiveUnavailable, NotLive
 from .executions.live_slot import LiveSessionError
 from .executions.spec import CODE_LIMIT, ExecutionSpec
+from .principal import Principal, single_tenant
 from .storage import (
     ExecutionNotFound,
     ExecutionRecord,
@@ -160,6 +162,16 @@ class Operations:
         self._executions = executions
         self._output = output
         self._catalogue = catalogue
+        self.principal = single_tenant()  # whom these operations act for (for_principal)
+
+    def for_principal(self, principal: Principal) -> Operations:
+        """These operations acting for ``principal``: the same stores and manager, answered for
+        its tenant (:mod:`mcp_v8.principal`). Cheap: one per request."""
+        if principal == self.principal:
+            return self
+        bound = copy.copy(self)
+        bound.principal = principal
+        return bound
 
     # -- tools -------------------------------------------------------------------------
 

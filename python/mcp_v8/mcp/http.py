@@ -106,8 +106,11 @@ class McpResource:
                     _answer(resp, falcon.HTTP_400, error_response(e.id, e.code, str(e)))
                     return
             server = self._server_for(req)
+            principal = req.context.get("principal")
             responses = [
-                r for r in (server.handle(q, version) for q in requests if q is not None) if r is not None
+                r
+                for r in (server.handle(q, version, principal=principal) for q in requests if q is not None)
+                if r is not None
             ]
             if not responses:
                 resp.status = falcon.HTTP_202
@@ -119,7 +122,11 @@ class McpResource:
         except ProtocolError as e:  # not JSON-RPC: the client's mistake, as a bad REST body is
             _answer(resp, falcon.HTTP_400, error_response(e.id, e.code, str(e)))
             return
-        response = None if request is None else self._server_for(req).handle(request, version)
+        response = (
+            None
+            if request is None
+            else self._server_for(req).handle(request, version, principal=req.context.get("principal"))
+        )
         if response is None:
             resp.status = falcon.HTTP_202
             return

@@ -20,6 +20,7 @@ from typing import Any
 from .. import __version__
 from ..contract import json_value_problem
 from ..operations import Operations
+from ..principal import Principal
 from .tools import Call, Tool, build_approver_tools, build_tools, call_tool
 
 log = logging.getLogger("mcp_v8.mcp")
@@ -179,11 +180,15 @@ class Server:
         self.ops = ops
         self.tools: dict[str, Tool] = build_approver_tools(ops) if approver else build_tools(ops)
 
-    def handle(self, request: Request, version: str, call: Call | None = None) -> dict[str, Any] | None:
+    def handle(
+        self, request: Request, version: str, call: Call | None = None, principal: Principal | None = None
+    ) -> dict[str, Any] | None:
         """The response to ``request`` (None for a notification). ``version``: the protocol
-        version of the exchange; ``call``: the tools/call's progress and cancellation."""
+        version of the exchange; ``call``: the tools/call's progress and cancellation;
+        ``principal``: whom the request acts for (None: the server's operations' own)."""
+        ops = self.ops if principal is None else self.ops.for_principal(principal)
         try:
-            result = self._dispatch(request, version, call or Call())
+            result = self._dispatch(ops, request, version, call or Call())
         except ProtocolError as e:
             return None if request.is_notification else error_response(request.id, e.code, str(e))
         except Exception:  # a bug here must cost one request, never the server
@@ -195,7 +200,7 @@ class Server:
             return None
         return {"jsonrpc": "2.0", "id": request.id, "result": result}
 
-    def _dispatch(self, request: Request, version: str, call: Call) -> dict[str, Any]:
+    def _dispatch(self, ops: Operations, request: Request, version: str, call: Call) -> dict[str, Any]:
         method, params = request.method, request.params
         if request.is_notification:
             return {}  # initialized, cancelled (the transport handles it), anything else: nothing to say
@@ -216,10 +221,10 @@ class Server:
             structured = version in STRUCTURED_VERSIONS
             return {"tools": [t.listing(structured) for t in self.tools.values()]}
         if method == "tools/call":
-            return self._call(params, version, call)
+            return self._call(ops, params, version, call)
         raise ProtocolError(METHOD_NOT_FOUND, f"method not found: {method[:100]}")
 
-    def _call(self, params: dict[str, Any], version: str, call: Call) -> dict[str, Any]:
+    def _call(self, ops: Operations, params: dict[str, Any], version: str, call: Call) -> dict[str, Any]:
         name: str = params["name"]  # classify checked it, and arguments
         tool = self.tools.get(name)
         if tool is None:
@@ -227,8 +232,8 @@ class Server:
         meta = params.get("_meta")
         if isinstance(meta, dict) and isinstance(meta.get("traceparent"), str):
             call.traceparent = meta["traceparent"]
-        result = call_tool(self.ops, tool, params.get("arguments"), call)
-        self.ops.metrics.mcp_tool_calls.labels(name, "error" if result.is_error else "ok").inc()
+        result = call_tool(ops, tool, params.get("arguments"), call)
+        ops.metrics.mcp_tool_calls.labels(name, "error" if result.is_error else "ok").inc()
         text = result.text if result.text is not None else json.dumps(result.structured, ensure_ascii=False)
         out: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": result.is_error}
         if version in STRUCTURED_VERSIONS and not (

@@ -7,6 +7,7 @@ import falcon
 
 from ..contract import BodyValidator, InvalidRequest, QueryValidator
 from ..operations import Operations
+from .tenancy import ops_for
 from .validation import bad_request, query_params, read_json_body
 
 LIST_QUERY = QueryValidator("/api/executions", "get")
@@ -38,14 +39,14 @@ class ExecResource:
             body = self._body.validate(read_json_body(req, self._ops.settings.max_body_bytes))
         except InvalidRequest as e:
             raise bad_request(str(e)) from None
-        new_id = self._ops.submit(body, req.get_header("traceparent"))
+        new_id = ops_for(self._ops, req).submit(body, req.get_header("traceparent"))
         wait_ms = body.get("wait_ms")
         if not wait_ms:
             resp.status = falcon.HTTP_202
             resp.media = {"execution_id": new_id}
             return
         # Submit and long-poll in one request: the execution as GET ?wait_ms= would answer it.
-        info = self._ops.get(new_id, wait_ms)
+        info = ops_for(self._ops, req).get(new_id, wait_ms)
         resp.status = falcon.HTTP_202 if info["status"] == "running" else falcon.HTTP_200
         resp.media = info
 
@@ -58,7 +59,7 @@ class ExecutionListResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = query_params(LIST_QUERY, req)
-        resp.media = self._ops.list_executions(
+        resp.media = ops_for(self._ops, req).list_executions(
             q["limit"], status=q["status"], session=q["session"], cursor=q["cursor"]
         )
 
@@ -70,7 +71,7 @@ class ExecutionResource:
         self._ops = ops
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        resp.media = self._ops.get(id, query_params(GET_QUERY, req)["wait_ms"])
+        resp.media = ops_for(self._ops, req).get(id, query_params(GET_QUERY, req)["wait_ms"])
 
 
 class CancelResource:
@@ -80,7 +81,7 @@ class CancelResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         # The contract answers a cancel with a CancelResult only (200, or 400 with ok
         # false), so an id that cannot exist or is unknown is a 400 too, not a 404.
-        result = self._ops.cancel(id)
+        result = ops_for(self._ops, req).cancel(id)
         if not result["ok"]:
             resp.status = falcon.HTTP_400
         resp.media = result
@@ -95,7 +96,7 @@ class OutputResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         q = query_params(OUTPUT_QUERY, req)
         given = {name: q[name] for name in OUTPUT_QUERY.names if req.get_param(name) is not None}
-        resp.media = self._ops.output(id, **given)
+        resp.media = ops_for(self._ops, req).output(id, **given)
 
 
 class ToolCallsResource:
@@ -103,7 +104,7 @@ class ToolCallsResource:
         self._ops = ops
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        resp.media = self._ops.tool_calls(id)
+        resp.media = ops_for(self._ops, req).tool_calls(id)
 
 
 class ApproveResource:
@@ -120,4 +121,4 @@ class ApproveResource:
         except InvalidRequest as e:
             raise bad_request(str(e)) from None
         resp.status = falcon.HTTP_202
-        resp.media = self._ops.approve(id, body)
+        resp.media = ops_for(self._ops, req).approve(id, body)

@@ -6,6 +6,7 @@ import falcon
 
 from ..contract import BodyValidator, InvalidRequest
 from ..operations import Operations, check_heap_key
+from .tenancy import ops_for
 from .validation import bad_request, read_json_body
 
 
@@ -22,10 +23,10 @@ class _Heaps:
 
 class HeapResource(_Heaps):
     def on_get(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
-        resp.media = self._ops.heap(key)
+        resp.media = ops_for(self._ops, req).heap(key)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
-        resp.media = self._ops.delete_heap(key)
+        resp.media = ops_for(self._ops, req).delete_heap(key)
 
 
 class HeapTagsResource(_Heaps):
@@ -34,7 +35,7 @@ class HeapTagsResource(_Heaps):
     def on_patch(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
         check_heap_key(key)  # a malformed key is said before the body's mistakes
         patch = self._body(self.PATCH, req)
-        resp.media = self._ops.patch_heap_tags(key, patch)  # type: ignore[arg-type]
+        resp.media = ops_for(self._ops, req).patch_heap_tags(key, patch)  # type: ignore[arg-type]
 
 
 class HeapQueryResource(_Heaps):
@@ -42,7 +43,7 @@ class HeapQueryResource(_Heaps):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self._body(self.QUERY, req)
-        resp.media = self._ops.query_heaps(
+        resp.media = ops_for(self._ops, req).query_heaps(
             body["tags"],  # type: ignore[arg-type]
             body.get("limit", 100),  # type: ignore[arg-type]
             cursor=body.get("cursor"),  # type: ignore[arg-type]

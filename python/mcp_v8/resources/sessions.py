@@ -7,6 +7,7 @@ import falcon
 
 from ..contract import QueryValidator
 from ..operations import Operations
+from .tenancy import ops_for
 from .validation import bad_request, query_params
 
 SESSIONS_QUERY = QueryValidator("/api/sessions", "get")
@@ -23,7 +24,7 @@ class SessionListResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = query_params(SESSIONS_QUERY, req)
-        resp.media = self._ops.sessions(q["limit"], cursor=q["cursor"])
+        resp.media = ops_for(self._ops, req).sessions(q["limit"], cursor=q["cursor"])
 
 
 class SessionLogResource:
@@ -34,7 +35,7 @@ class SessionLogResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = query_params(LOG_QUERY, req)
-        resp.media = self._ops.session_log(q["session"], q["limit"], cursor=q["cursor"])
+        resp.media = ops_for(self._ops, req).session_log(q["session"], q["limit"], cursor=q["cursor"])
 
 
 class LiveSessionResource:
@@ -47,9 +48,9 @@ class LiveSessionResource:
         if "snapshot" in req.params:  # DELETE's alone
             raise bad_request("unknown query parameter(s): 'snapshot'")
         q = query_params(SNAPSHOT_QUERY, req)
-        resp.media = self._ops.snapshot_session(q["session"])
+        resp.media = ops_for(self._ops, req).snapshot_session(q["session"])
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = query_params(END_QUERY, req)
         snapshot = q.get("snapshot")
-        resp.media = self._ops.end_session(q["session"], snapshot is not False)
+        resp.media = ops_for(self._ops, req).end_session(q["session"], snapshot is not False)

@@ -6,6 +6,7 @@ import falcon
 
 from ..operations import Operations
 from ..tools.catalogue import declarations
+from .tenancy import ops_for
 
 
 class ToolsResource:
@@ -16,7 +17,7 @@ class ToolsResource:
         self._ops = ops
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"servers": [s.as_json() for s in self._ops.tool_servers()]}
+        resp.media = {"servers": [s.as_json() for s in ops_for(self._ops, req).tool_servers()]}
 
 
 class ToolDeclarationsResource:
@@ -27,4 +28,4 @@ class ToolDeclarationsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = "text/plain; charset=utf-8"
-        resp.text = declarations(self._ops.tool_servers())
+        resp.text = declarations(ops_for(self._ops, req).tool_servers())
