@@ -1734,24 +1734,34 @@ def test_the_specs_wire_form_is_versioned_and_strict() -> None:
         ),
         fetch=FetchPolicy(("http://127.0.0.1:8080",), 5, 2),
         tools=ToolLimits(max_calls=3, call_timeout=2.5, max_result_bytes=1000),
+        tenant="acme",
     )
     full = dataclasses.replace(full, limits=dataclasses.replace(full.limits, wall_timeout_secs=90.0))
     wire = spec_to_wire(full)
     assert (
-        wire["version"] == 2 and spec_from_wire(json.loads(json.dumps(wire))) == full
+        wire["version"] == 3 and spec_from_wire(json.loads(json.dumps(wire))) == full
     )  # as the queue holds it
+    # A version 2 spec (a release before tenants) is the default tenant's.
+    v2 = {k: v for k, v in wire.items() if k != "tenant"}
+    assert spec_from_wire({**v2, "version": 2}) == dataclasses.replace(full, tenant="default")
     # A version 1 spec (a release before the tool limits, in the shared queue) is read with the
     # default tool limits.
-    old = {k: v for k, v in wire.items() if k != "tools"}
+    old = {k: v for k, v in v2.items() if k != "tools"}
     old["limits"] = {k: v for k, v in wire["limits"].items() if k != "wall_timeout_secs"}
     assert spec_from_wire({**old, "version": 1}) == dataclasses.replace(
-        full, tools=ToolLimits(), limits=dataclasses.replace(full.limits, wall_timeout_secs=None)
+        full,
+        tools=ToolLimits(),
+        limits=dataclasses.replace(full.limits, wall_timeout_secs=None),
+        tenant="default",
     )
     for broken, said in [
-        ({**wire, "version": 3}, "spec.version 3 is not one this release reads"),
+        ({**wire, "version": 4}, "spec.version 4 is not one this release reads"),
         ({**old, "version": 2}, "spec has missing field(s) tools"),
+        ({**wire, "version": 2}, "spec has unknown field(s) tenant"),
+        (v2, "spec has missing field(s) tenant"),
+        ({**wire, "tenant": "Not A Tenant"}, "spec.tenant does not match"),
         ({**wire, "limits": old["limits"]}, "spec.limits has missing field(s) wall_timeout_secs"),
-        ({**wire, "version": 1}, "spec has unknown field(s) tools"),
+        ({**v2, "version": 1}, "spec has unknown field(s) tools"),
         (
             {**wire, "tools": {**wire["tools"], "max_calls": -1}},
             "spec.tools.max_calls must be between 0 and",

@@ -101,9 +101,8 @@ def test_a_version_1_data_dir_reads_back(datadir: Path) -> None:
         assert db.schema_version == SCHEMA_VERSION
         assert [r.execution_id for r in executions.list()] == EXPECTED["list"]
         for name, execution_id in IDS.items():
-            expected = dict(
-                EXPECTED["records"][name], js_error=None, **WAIT_FIELDS
-            )  # later fields: none then
+            # Later fields: none then; executions from before tenants are the default tenant's.
+            expected = dict(EXPECTED["records"][name], js_error=None, **WAIT_FIELDS, tenant="default")
             totals = OutputTotals(*(expected.pop(f) for f in OUTPUT_FIELDS))
             record = executions.get(execution_id)
             assert record is not None and dataclasses.asdict(record) == expected, name
@@ -230,7 +229,7 @@ def test_a_version_2_data_dir_reads_back(datadir_v2: Path) -> None:
         for name, execution_id in IDS_V2.items():
             expected = EXPECTED_V2["records"][name]
             if expected is not None:
-                expected = {**expected, "js_error": None, **WAIT_FIELDS}  # later fields: none then
+                expected = {**expected, "js_error": None, **WAIT_FIELDS, "tenant": "default"}  # later fields
             record = executions.get(execution_id)
             assert (dataclasses.asdict(record) if record else None) == expected, name
             if expected is None:  # deleted by retention before the upgrade

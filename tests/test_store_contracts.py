@@ -203,6 +203,15 @@ def test_the_trace_id_is_kept_through_the_end(executions: ExecutionStore) -> Non
     assert [r.trace_id for r in executions.list(limit=10)] == [trace]
 
 
+def test_the_tenant_is_kept_through_the_end(executions: ExecutionStore) -> None:
+    executions.create("t", tenant="acme")
+    executions.create("u")
+    assert executions.get("t").tenant == "acme"  # type: ignore[union-attr]
+    ended = executions.finish("t", "completed", result="1")
+    assert ended is not None and ended.tenant == "acme"
+    assert {r.execution_id: r.tenant for r in executions.list(limit=10)} == {"t": "acme", "u": "default"}
+
+
 def test_a_duplicate_create_changes_nothing(executions: ExecutionStore) -> None:
     executions.create("a", session="first")
     before = executions.get("a")

@@ -202,7 +202,7 @@ class Operations:
                 f"wall_timeout_secs ({wall}) must be at least execution_timeout_secs ({timeout}): the wall "
                 "time holds the script's own time and its waits on tool calls"
             )
-        spec = spec_from_request(body, s)
+        spec = spec_from_request(body, s, self.principal.tenant)
         if body.get("live"):
             return self._submit_live(body, spec)
         try:

@@ -105,6 +105,7 @@ class SharedQueue:
             heap_in=spec.heap,
             code_bytes=spec.code_bytes,
             trace_id=trace_id,
+            tenant=spec.tenant,
         )  # its owner: the node that claims it
         if not queued:
             raise QueueFull(f"the queue is full ({self._limit} executions waiting); retry later")

@@ -410,6 +410,7 @@ class ExecutionManager:
                 owner=owner,
                 require_heap=spec.heap is not None,
                 trace_id=trace_id,
+                tenant=spec.tenant,
             )
         except BaseException:
             self._output.delete([execution_id])

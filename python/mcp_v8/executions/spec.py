@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..principal import DEFAULT_TENANT, TENANT_PATTERN
 from ..tool_answers import ANSWER_LIMIT
 from .wire import Flag, Integer, Number, OneOf, Record, SchemaError, Text, TextList, TextMap
 
@@ -49,7 +50,9 @@ RESULT_LIMIT = 64 << 20  # the largest result a worker may send: the engine's ca
 # The largest body a fetch sends or receives through a worker's channel: a larger
 # --max-fetch-bytes is this limit in the spec.
 FETCH_BODY_LIMIT = 64 << 20
-SPEC_VERSION = 2  # 2: the tool calls' limits (``tools``) and the wall limit; version 1 is read too
+SPEC_VERSION = (
+    3  # 3: the tenant; 2: the tool calls' limits (``tools``) and the wall limit; 1 and 2 are read too
+)
 TOOL_ANSWER_LIMIT = ANSWER_LIMIT  # the largest tool answer a ``tool_reply`` carries (:mod:`.protocol`)
 # The engine's defaults (rust/engine/src/fetch.rs), for a spec built without settings.
 DEFAULT_FETCH_BYTES = 10 << 20
@@ -128,6 +131,7 @@ class ExecutionSpec:
     tags: Mapping[str, str] = field(default_factory=dict)
     fetch: FetchPolicy = FetchPolicy()
     tools: ToolLimits = ToolLimits()
+    tenant: str = DEFAULT_TENANT  # whose execution it is (mcp_v8.principal): its record's, its quotas'
 
     @property
     def code_bytes(self) -> int:
@@ -139,9 +143,11 @@ class ExecutionSpec:
         return "snapshot" if self.snapshot else "no_snapshot"
 
 
-def spec_from_request(body: Mapping[str, Any], settings: Settings) -> ExecutionSpec:
+def spec_from_request(
+    body: Mapping[str, Any], settings: Settings, tenant: str = DEFAULT_TENANT
+) -> ExecutionSpec:
     """The spec of an ExecRequest (``body``, validated against the contract by the door), with
-    what the server decides filled in from ``settings``."""
+    what the server decides filled in from ``settings``, for ``tenant`` (the request's principal's)."""
     snapshot = body.get("snapshot")
     # 0 ("no cap") and anything above the channel's limit are the channel's limit: the engine
     # then refuses a larger result itself, with its own error, instead of the worker.
@@ -174,6 +180,7 @@ def spec_from_request(body: Mapping[str, Any], settings: Settings) -> ExecutionS
             call_timeout=float(settings.tool_call_timeout_secs),
             max_result_bytes=settings.tool_result_max_bytes,
         ),
+        tenant=tenant,
     )
 
 
@@ -206,10 +213,10 @@ _SPEC_V1_FIELDS = {
 SPEC_V1_SCHEMA = Record(_SPEC_V1_FIELDS)
 _LIMITS_V1 = _SPEC_V1_FIELDS["limits"]
 assert isinstance(_LIMITS_V1, Record)
-SPEC_SCHEMA = Record(
+SPEC_V2_SCHEMA = Record(
     {
         **_SPEC_V1_FIELDS,
-        "version": Integer(SPEC_VERSION, SPEC_VERSION),
+        "version": Integer(2, 2),
         "limits": Record({**_LIMITS_V1.fields, "wall_timeout_secs": Number(0, 86400 * 366, nullable=True)}),
         "tools": Record(
             {
@@ -220,11 +227,19 @@ SPEC_SCHEMA = Record(
         ),
     }
 )
-"""The spec's wire form, version 2 (what :func:`spec_to_wire` makes). A change is a new version,
-and :func:`spec_from_wire` goes on reading the versions a running release may meet: version 1
-(:data:`SPEC_V1_SCHEMA`, without ``tools``, whose limits are then the defaults, nor
+SPEC_SCHEMA = Record(
+    {
+        **SPEC_V2_SCHEMA.fields,
+        "version": Integer(SPEC_VERSION, SPEC_VERSION),
+        "tenant": Text(64, pattern=TENANT_PATTERN.pattern),
+    }
+)
+"""The spec's wire form, version 3 (what :func:`spec_to_wire` makes). A change is a new version,
+and :func:`spec_from_wire` goes on reading the versions a running release may meet: version 2
+(:data:`SPEC_V2_SCHEMA`, without ``tenant``: the default tenant's) and version 1
+(:data:`SPEC_V1_SCHEMA`, without ``tools`` either, whose limits are then the defaults, nor
 ``limits.wall_timeout_secs``: its run time is then its whole time, as that version meant)."""
-_SCHEMAS = {1: SPEC_V1_SCHEMA, SPEC_VERSION: SPEC_SCHEMA}
+_SCHEMAS = {1: SPEC_V1_SCHEMA, 2: SPEC_V2_SCHEMA, SPEC_VERSION: SPEC_SCHEMA}
 
 
 def spec_to_wire(spec: ExecutionSpec, *, check: bool = True) -> dict[str, Any]:
@@ -259,6 +274,7 @@ def spec_to_wire(spec: ExecutionSpec, *, check: bool = True) -> dict[str, Any]:
             "call_timeout_secs": tools.call_timeout,
             "max_result_bytes": tools.max_result_bytes,
         },
+        "tenant": spec.tenant,
     }
     if check:
         SPEC_SCHEMA.check(wire, "spec")
@@ -310,4 +326,5 @@ def spec_from_wire(wire: Any, *, checked: bool = False) -> ExecutionSpec:
             call_timeout=float(tools["call_timeout_secs"]),
             max_result_bytes=tools["max_result_bytes"],
         ),
+        tenant=wire.get("tenant", DEFAULT_TENANT),  # versions 1 and 2: the default tenant's
     )

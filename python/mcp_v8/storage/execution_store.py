@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..js_error import JsError
+from ..principal import DEFAULT_TENANT
 from .errors import DuplicateExecution, DuplicateKey, HeapNotFound, InvalidCursor
 from .executions import (
     TERMINAL_STATUSES,
@@ -42,7 +43,7 @@ _DELETE_BATCH = 500
 _COLUMN_NAMES = (
     "execution_id, status, started_at, completed_at, result, error, heap_out, session, tags, "
     "duration_ms, heap_in, code_bytes, js_error, pending_tool_calls, waiting_heap, tool_calls_made, "
-    "resume_spec, waiting_since, approval_deadline, trace_id"
+    "resume_spec, waiting_since, approval_deadline, trace_id, tenant"
 )
 _COLUMNS = _COLUMN_NAMES
 _ID_COLUMN = len(_COLUMN_NAMES.split(","))  # where a listing's row has its ``id``, after the record
@@ -50,8 +51,9 @@ _ID_COLUMN = len(_COLUMN_NAMES.split(","))  # where a listing's row has its ``id
 # queue of several nodes records one in the statement that queues it, with these same words.
 NEW_RECORD = (
     "INSERT INTO executions (execution_id, status, started_at, heap_in, session, tags, code_bytes, owner, "
-    "trace_id)",
-    "SELECT :execution_id, 'running', :now, :heap_in, :session, {json:tags}, :code_bytes, :owner, :trace_id",
+    "trace_id, tenant)",
+    "SELECT :execution_id, 'running', :now, :heap_in, :session, {json:tags}, :code_bytes, :owner, :trace_id,"
+    " :tenant",
 )
 _ENDED = "status NOT IN ('running', 'waiting')"  # terminal: what retention may delete
 _HEAP_HELD = "EXISTS (SELECT 1 FROM heaps WHERE key = :heap_in{for_key_share})"
@@ -118,6 +120,7 @@ def new_record_params(
     code_bytes: int,
     owner: str | None,
     trace_id: str | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> dict[str, Any]:
     """The parameters of :data:`NEW_RECORD`: ``running``, started now."""
     return {
@@ -129,6 +132,7 @@ def new_record_params(
         "code_bytes": code_bytes,
         "owner": owner,
         "trace_id": trace_id,
+        "tenant": tenant,
     }
 
 
@@ -157,8 +161,9 @@ class SQLExecutionStore(Closing):
         owner: str | None = None,
         require_heap: bool = False,
         trace_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> None:
-        """Records a new execution as ``running``, started now, run by the process ``owner``.
+        """Records a new execution of ``tenant`` as ``running``, started now, run by the process ``owner``.
         Raises :class:`~.errors.DuplicateExecution`; with ``require_heap``,
         :class:`~.errors.HeapNotFound` unless the heap index holds ``heap_in``, in the same
         statement: SQLite runs it under the database's write lock, which the index's removal
@@ -172,6 +177,7 @@ class SQLExecutionStore(Closing):
             code_bytes=code_bytes,
             owner=owner,
             trace_id=trace_id,
+            tenant=tenant,
         )
         insert, values = NEW_RECORD
         try:
@@ -483,4 +489,5 @@ def _record(row: Row) -> ExecutionRecord:
         waiting_since=row[17],
         approval_deadline=row[18],
         trace_id=row[19],
+        tenant=row[20],
     )

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from ..js_error import JsError
+from ..principal import DEFAULT_TENANT
 from .errors import DuplicateExecution, ExecutionNotFound
 from .paging import Page
 
@@ -98,6 +99,7 @@ class ExecutionRecord:
     waiting_since: str | None = None
     approval_deadline: str | None = None
     trace_id: str | None = None  # its trace's id, when it was traced (mcp_v8.tracing)
+    tenant: str = DEFAULT_TENANT  # whose it is (mcp_v8.principal)
 
     @property
     def is_terminal(self) -> bool:
@@ -173,8 +175,9 @@ class ExecutionStore(Protocol):
         owner: str | None = None,
         require_heap: bool = False,
         trace_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> None:
-        """Records a new execution as ``running``, started now, run by the process ``owner``,
+        """Records a new execution of ``tenant`` as ``running``, started now, run by the process ``owner``,
         traced under ``trace_id`` (kept as it is). With ``require_heap``, only while the heap index of the same database (``heaps``, see
         :mod:`.heap_index`) holds ``heap_in``, in one step with that check: otherwise it raises
         :class:`~.errors.HeapNotFound` and records nothing. A heap's deletion

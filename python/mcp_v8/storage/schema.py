@@ -229,6 +229,15 @@ _V11 = """
 ALTER TABLE executions ADD COLUMN trace_id TEXT;
 """
 
+# Version 12: whose each execution is (``tenant``, :mod:`mcp_v8.principal`): existing executions
+# are the default tenant's. Listings and sessions of one tenant walk their own index.
+_V12 = """
+ALTER TABLE executions ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX executions_by_tenant ON executions (tenant, started_at, id);
+CREATE INDEX executions_by_tenant_session ON executions (tenant, session, started_at, id)
+    WHERE session IS NOT NULL;
+"""
+
 
 def _index_heap_files(conn: sqlite3.Connection) -> None:
     """Version 6: the tables, then a row for each heap file of the data directory."""
@@ -262,6 +271,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "the records of the scripts' tool calls", statements(_V9)),
     Migration(10, "executions waiting for a decision on their tool calls", statements(_V10)),
     Migration(11, "the trace id of each execution", statements(_V11)),
+    Migration(12, "the tenant of each execution", statements(_V12)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from ..principal import DEFAULT_TENANT
+
 __all__ = ["Claim", "ClusterQueue", "WorkQueue"]
 
 
@@ -46,6 +48,7 @@ class WorkQueue(Protocol):
         heap_in: str | None,
         code_bytes: int,
         trace_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> bool:
         """Records a new execution (``running``, owned by no node yet, as
         :meth:`~.executions.ExecutionStore.create` records one), its empty output log and its

@@ -35,6 +35,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ...principal import DEFAULT_TENANT
 from ..errors import DuplicateExecution, DuplicateKey, HeapNotFound
 from ..execution_store import NEW_RECORD, new_record_params
 from ..work_queue import Claim
@@ -103,6 +104,7 @@ class PostgresQueue:
         heap_in: str | None,
         code_bytes: int,
         trace_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> bool:
         """Records the execution, its output log and its job, taking a place, in one statement
         (see :class:`~..work_queue.WorkQueue`); the heap, when resumed, is held as
@@ -127,6 +129,7 @@ class PostgresQueue:
             code_bytes=code_bytes,
             owner=None,
             trace_id=trace_id,
+            tenant=tenant,
         )
         try:
             rows = self._db.run(

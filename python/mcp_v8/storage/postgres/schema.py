@@ -202,6 +202,13 @@ CREATE INDEX executions_waiting_by_heap ON executions (waiting_heap) WHERE waiti
 _V10 = """
 ALTER TABLE executions ADD COLUMN trace_id text;
 """
+# Version 11: the tenant of each execution, as SQLite's version 12.
+_V11 = """
+ALTER TABLE executions ADD COLUMN tenant text COLLATE "C" NOT NULL DEFAULT 'default';
+CREATE INDEX executions_by_tenant ON executions (tenant, started_at, id);
+CREATE INDEX executions_by_tenant_session ON executions (tenant, session, started_at, id)
+    WHERE session IS NOT NULL;
+"""
 
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
@@ -214,6 +221,7 @@ MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(8, "the records of the scripts' tool calls", _V8),
     PgMigration(9, "executions waiting for a decision on their tool calls", _V9),
     PgMigration(10, "the trace id of each execution", _V10),
+    PgMigration(11, "the tenant of each execution", _V11),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
