@@ -86,6 +86,8 @@ LEVELS: dict[str, str] = {
     "test_blob_stores": "e2e",
     "test_nodes": "e2e",
     "test_cluster_faults": "e2e",
+    "test_live_nodes": "e2e",
+    "test_live_holds": "engine",
     "test_processes": "e2e",
     "test_metrics": "service",
     "test_metrics_http": "unit",

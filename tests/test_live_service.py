@@ -237,7 +237,10 @@ def test_a_session_live_in_another_process_on_the_data_directory_is_a_conflict_n
         step(a, "s", "var here = 'first'")
         resp = b.simulate_post("/api/exec", json={"code": "1", "session": "s", "live": True}, headers=HOST)
         assert resp.status_code == 409, resp.text
-        assert f"live in another process on this data directory: process {os.getpid()}" in resp.json["error"]
+        assert (
+            f"live elsewhere: another process on this data directory: process {os.getpid()}"
+            in resp.json["error"]
+        )
         assert step(b, "t", "'another session'")["status"] == "completed"
         ended = a.simulate_delete("/api/sessions/snapshot", params={"session": "s"}, headers=HOST)
         assert ended.status_code == 200

@@ -217,6 +217,7 @@ class Service:
             live_sessions_per_worker=settings.live_sessions_per_worker,
             live_snapshot_secs=float(settings.live_snapshot_secs),
             live_idle_secs=float(settings.live_idle_secs),
+            live_holds=None if self.stores.live_holds is None else self.stores.live_holds(self.lease.id),
         )
         self.approvals = Approvals(self.executions, self.manager, caller, owner=self.lease.id)
         if work is not None:  # the cluster's queue: the same on every node (a query takes the max)

@@ -13,6 +13,7 @@ and the heaps' bytes, whichever they are, and signs and verifies heaps with the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from .storage import (
     open_database,
 )
 from .storage.heap_signing import generated_key
+from .storage.live_holds import LiveHolds
 from .storage.work_queue import ClusterQueue
 
 
@@ -59,6 +61,8 @@ class Stores:
     _closers: list[Callable[[], None]] = field(default_factory=list)
     # The queue other nodes share (PostgresQueue): set exactly when the registry may be shared.
     work: ClusterQueue | None = None
+    # Where the nodes hold their live sessions (PostgresLiveHolds of a node's id): set with ``work``.
+    live_holds: Callable[[str], LiveHolds] | None = None
     catalogue: HeapCatalogue = field(init=False)
 
     def close(self) -> None:
@@ -133,6 +137,7 @@ def _postgres(settings: Settings, closers: list[Callable[[], None]]) -> Stores:
         PostgresToolCallLog,
         open_postgres,
     )
+    from .storage.postgres.live_holds import PostgresLiveHolds
     from .storage.postgres.queue import PostgresQueue
 
     assert settings.database_url is not None
@@ -153,6 +158,7 @@ def _postgres(settings: Settings, closers: list[Callable[[], None]]) -> Stores:
         PostgresToolCallLog(database),
         closers,
         work=PostgresQueue(database, settings.database_url),
+        live_holds=functools.partial(PostgresLiveHolds, database),
     )
 
 

@@ -389,9 +389,9 @@ class Operations:
         except InvalidCursor as e:
             raise BadInput(str(e)) from None
         stored = self._stored(s.latest_heap for s in page.items)
-        live = self._manager.live
+        live = self._manager.live.statuses([s.session for s in page.items])
         return {
-            "sessions": [_session(s, stored, live.status(s.session)) for s in page.items],
+            "sessions": [_session(s, stored, live.get(s.session)) for s in page.items],
             "next_cursor": page.next_cursor,
         }
 

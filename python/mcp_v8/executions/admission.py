@@ -71,6 +71,11 @@ class Admission(Protocol):
         where this process cannot stop it: whoever can hears it."""
         ...
 
+    def forward_live(self, execution_id: str, spec: ExecutionSpec, node: str) -> None:
+        """Records the live step ``execution_id`` of ``spec`` and queues it for ``node``, which
+        holds its session (:mod:`.live`). Raises :class:`QueueFull` having recorded nothing."""
+        ...
+
     def resume(self, execution_id: str, spec: ExecutionSpec, traceparent: str | None = None) -> None:
         """Queues the resume of ``execution_id`` (recorded, running again after a wait for a
         decision), whatever the queue's limit: it was admitted before. ``traceparent``: its
@@ -107,6 +112,21 @@ class SharedQueue:
             trace_id=trace_id,
             tenant=spec.tenant,
         )  # its owner: the node that claims it
+        if not queued:
+            raise QueueFull(f"the queue is full ({self._limit} executions waiting); retry later")
+
+    def forward_live(self, execution_id: str, spec: ExecutionSpec, node: str) -> None:
+        queued = self._work.submit(
+            execution_id,
+            queued_job(spec),
+            limit=self._limit,
+            session=spec.session,
+            tags=dict(spec.tags) or None,
+            heap_in=spec.heap,
+            code_bytes=spec.code_bytes,
+            tenant=spec.tenant,
+            live_node=node,
+        )
         if not queued:
             raise QueueFull(f"the queue is full ({self._limit} executions waiting); retry later")
 

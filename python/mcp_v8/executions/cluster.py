@@ -4,6 +4,9 @@ manager to the shared queue, to the other nodes' events, and to the leases.
 - the **feeder** claims a queued job whenever a worker here is free (woken by the queue's
   notifications, with a slow re-check in case one was lost) and hands it to the manager, which
   queues it here or, when it cannot, fails it (never leaving a claimed execution running);
+- the **live feeder** (on a node with live workers) claims the live steps other nodes queued for
+  this one, which holds their sessions, or for a node that is gone, and hands them to the live
+  sessions, which queue each in its session's order (:mod:`.live`);
 - the **listener** turns events into calls: ``cancel:<id>`` stops it here, ``done:<id>`` wakes
   the long-polls waiting here, ``work`` wakes the feeder; after a reconnection everything is
   re-checked, since notifications sent meanwhile are lost;
@@ -44,11 +47,15 @@ class Cluster:
         self._lease = lease_secs
         self._stop = threading.Event()
         self._work = threading.Event()
+        self._live_work = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> Cluster:
         self._queue.heartbeat(self.node, self._lease)  # a lease before the first claim
-        for name, target in (("listener", self._listen), ("feeder", self._feed), ("heartbeat", self._beat)):
+        threads = [("listener", self._listen), ("feeder", self._feed), ("heartbeat", self._beat)]
+        if self._manager.live.slots:
+            threads.append(("live-feeder", self._feed_live))
+        for name, target in threads:
             thread = threading.Thread(target=target, daemon=True, name=f"mcp-v8-{name}")
             thread.start()
             self._threads.append(thread)
@@ -59,6 +66,7 @@ class Cluster:
         executions keep their owner) until :meth:`leave`."""
         self._stop.set()
         self._work.set()
+        self._live_work.set()
         for thread in self._threads:
             thread.join(10.0)
 
@@ -78,12 +86,14 @@ class Cluster:
         kind, _, execution_id = event.partition(":")
         if kind == "work":
             self._work.set()
+            self._live_work.set()
         elif kind == "cancel":
             self._manager.stop_here(execution_id)
         elif kind == "done":
             self._manager.wake(execution_id)
         elif kind == "connected":  # events may have been lost while disconnected
             self._work.set()
+            self._live_work.set()
             self._manager.wake(None)
 
     def _listen(self) -> None:
@@ -105,6 +115,28 @@ class Cluster:
                 continue
             if claimed is None or not claimed.more:  # the queue was empty: wait to hear of work
                 self._work.wait(RECHECK_SECONDS)
+
+    def _feed_live(self) -> None:
+        """Claims the live steps queued for this node, one after the other, as long as there
+        are some; they queue in their sessions here (whose limits refuse what is too much)."""
+        backoff = 0.1
+        while not self._stop.is_set():
+            self._live_work.clear()
+            try:
+                claimed = self._queue.claim_live(self.node)
+                backoff = 0.1
+            except Exception as e:
+                log.warning("could not claim live steps: %s", e)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if claimed is None:
+                self._live_work.wait(RECHECK_SECONDS)
+                continue
+            try:
+                self._manager.adopt_live(claimed.execution_id, claimed.job)
+            except Exception:  # only a bug gets here: keep feeding
+                log.exception("could not start claimed live step %s", claimed.execution_id)
 
     def _take_one(self) -> Claim | None:
         """Claims one queued job for this node and hands it to the manager; None when none was

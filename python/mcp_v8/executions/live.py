@@ -22,10 +22,14 @@ the session will resume from (its last snapshot, or the base context), never a s
 step after it resumes from there. A step over its heap cap ends its session's context (V8 does
 not reuse the isolate): its failure says where the next step resumes.
 
-A live session lives in one process. Another process on the same data directory refuses its steps
-with a 409 naming the holder (a lock file a session, :mod:`.live_locks`, released when the session
-stops being live there or its process dies); another node does not know of it (its steps there
-would start from the session's latest heap).
+A live session lives in one process, which holds it (:mod:`..storage.live_holds`) from its first
+step until it is no longer live there. Another process on the same data directory refuses its
+steps with a 409 naming the holder (a lock file a session, :mod:`.live_locks`, released when the
+session stops being live there or its process dies). Among the nodes of a database, a step sent
+to another node than the session's is queued for the session's node (``forward``), which runs it
+in order with the others; when that node is lost, the next node to run a step of the session takes
+it over, and that step fails saying what was lost and where the session resumes, as after a
+worker's death.
 
 State shared between threads (the sessions, their queues and where they live) is guarded by one
 condition, ``_cond``; a step or command runs outside it, the session marked ``busy``.
@@ -42,15 +46,16 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..logs import execution_context
 from ..storage import HeapNotFound, HeapNotSigned, HeapStoreUnavailable
+from ..storage.live_holds import LiveHolds
 from .errors import QueueFull, ShuttingDown
 from .heap_fds import sealed_heap
-from .live_locks import SessionLocks
 from .live_slot import LiveSessionError, LiveSlot
 from .protocol import Job, JobResult
 from .spec import ExecutionSpec
@@ -154,10 +159,15 @@ class LiveSessions:
         snapshot_secs: float = 60.0,
         idle_secs: float = 300.0,
         queue_limit: int = 1000,
-        locks: SessionLocks | None = None,
+        locks: LiveHolds | None = None,
+        forward: Callable[[str, ExecutionSpec, str], None] | None = None,
     ) -> None:
+        """``locks``: where this process holds its sessions; ``forward(execution_id, spec,
+        node)``: records a step and queues it for ``node``, which holds its session (nodes of a
+        database; None: a session held elsewhere is refused)."""
         self._m = manager
         self._locks = locks
+        self._forward = forward
         self.slots = slots
         self._per_worker = sessions_per_worker
         self._snapshot_secs = snapshot_secs
@@ -218,14 +228,36 @@ class LiveSessions:
     def submit(self, spec: ExecutionSpec) -> str:
         """Accepts a step of ``spec.session`` (its ``heap``: where a session not yet live starts);
         returns its execution id. LiveConflict for a heap sent to a session already live."""
-        name = spec.session
-        assert name is not None
         if not self.slots:
             raise LiveUnavailable("this server runs no live workers (--live-workers 0)")
         if spec.heap is not None:  # before the lock: an unknown heap is refused first
             self._m._catalogue.use(spec.heap)
             self._m._catalogue.fetch(spec.heap)
         execution_id = str(uuid.uuid4())
+        node = self._accept(execution_id, spec, recorded=False)
+        if node is not None:
+            assert self._forward is not None
+            self._forward(execution_id, spec, node)
+        return execution_id
+
+    def adopt(self, execution_id: str, spec: ExecutionSpec) -> None:
+        """Runs here a step another node recorded and queued for this one, which holds (or held)
+        its session. Never raises: a step that cannot run here fails saying why."""
+        try:
+            self._m._output.adopt(execution_id)  # its output is buffered here, as if submitted here
+            if self._accept(execution_id, spec, recorded=True) is not None:
+                raise LiveConflict(f"session {spec.session!r} moved to another node")
+        except Exception as e:
+            if not isinstance(e, (LiveConflict, ShuttingDown, QueueFull)):
+                log.exception("could not run live step %s", execution_id)
+            self._m._record_failure(execution_id, f"the live step could not run on its session's node: {e}")
+
+    def _accept(self, execution_id: str, spec: ExecutionSpec, *, recorded: bool) -> str | None:
+        """Queues the step in its session's order (recording it unless ``recorded``); or, when
+        another node holds the session and steps can be sent there, returns that node (and
+        queues nothing)."""
+        name = spec.session
+        assert name is not None
         with self._cond:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
@@ -241,16 +273,25 @@ class LiveSessions:
             if session is None:
                 holder = None if self._locks is None else self._locks.acquire(name)
                 if holder is not None:
+                    if holder.node is not None and self._forward is not None and not recorded:
+                        return holder.node
                     raise LiveConflict(
-                        f"session {name!r} is live in another process on this data directory: {holder}; "
-                        "send its steps there, or end it there first"
+                        f"session {name!r} is live elsewhere: {holder.said}; send its steps there, "
+                        "or end it there first"
                     )
                 session = self._sessions[name] = _Session(name)
+                lost = None if self._locks is None else self._locks.lost(name)
+                if lost is not None:
+                    session.lost = lost
             if spec.heap is not None:  # the client says where the session resumes: nothing to report
                 session.lost = None
-            item = _Item(next(self._seq), "step", execution_id, spec, ready=False)
+            item = _Item(next(self._seq), "step", execution_id, spec, ready=recorded)
             session.items.append(item)  # its place in the session's order, taken now
+            if recorded:
+                self._cond.notify_all()
         self._m.waiters.accept(execution_id)
+        if recorded:
+            return None
         try:
             self._m._record(execution_id, spec, self._m._owner)
         except BaseException:
@@ -263,7 +304,7 @@ class LiveSessions:
         with self._cond:
             item.ready = True
             self._cond.notify_all()
-        return execution_id
+        return None
 
     def snapshot(self, name: str, timeout: float = COMMAND_WAIT_SECONDS) -> str:
         """Snapshots the live session ``name`` after the steps queued before; its heap's key."""
@@ -319,6 +360,14 @@ class LiveSessions:
             if session is None or session.slot is None:
                 return None
             return {"worker": session.slot, "since": session.since}
+
+    def statuses(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """Of ``names``, the sessions live here ({"worker", "since"}) or on another node
+        ({"node", "since"})."""
+        here = {name: status for name in names if (status := self.status(name)) is not None}
+        others = [name for name in names if name not in here]
+        elsewhere = {} if self._locks is None or not others else self._locks.where(others)
+        return {**here, **{name: {"node": n, "since": since} for name, (n, since) in elsewhere.items()}}
 
     def stats(self) -> dict[str, Any]:
         with self._cond:

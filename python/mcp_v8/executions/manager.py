@@ -49,6 +49,7 @@ from ..storage import (
     OutputLog,
     ToolCallLog,
 )
+from ..storage.live_holds import LiveHolds
 from .admission import Admission, unqueued_job
 from .errors import QueueFull, ShuttingDown
 from .gate import Gate
@@ -131,6 +132,7 @@ class ExecutionManager:
         live_sessions_per_worker: int = 1,
         live_snapshot_secs: float = 60.0,
         live_idle_secs: float = 300.0,
+        live_holds: LiveHolds | None = None,
     ) -> None:
         """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
         verified before an execution resuming it is accepted, verified again as its bytes are
@@ -158,7 +160,9 @@ class ExecutionManager:
         ``tracing``: the traces of the executions submitted here (:mod:`mcp_v8.tracing`; None: off).
         ``live_workers`` run live sessions (:mod:`.live`), ``live_sessions_per_worker`` each,
         snapshotted every ``live_snapshot_secs`` while they change and closed after
-        ``live_idle_secs`` idle."""
+        ``live_idle_secs`` idle, held under ``live_holds`` (default: lock files in ``data_dir``;
+        the nodes of a database hold them in it, and a step for a session another node holds is
+        queued for that node through ``admission``)."""
         self._owner = owner
         self._approval_timeout = approval_timeout_secs
         self._catalogue = catalogue
@@ -253,7 +257,10 @@ class ExecutionManager:
             snapshot_secs=live_snapshot_secs,
             idle_secs=live_idle_secs,
             queue_limit=queue_limit,
-            locks=SessionLocks(data_dir / "live-sessions", f"lease {owner}") if live_workers else None,
+            locks=(live_holds or SessionLocks(data_dir / "live-sessions", f"lease {owner}"))
+            if live_workers
+            else None,
+            forward=None if admission is None else admission.forward_live,
         )
 
     # -- lifecycle -----------------------------------------------------------------
@@ -435,6 +442,19 @@ class ExecutionManager:
                 log.exception("could not start claimed execution %s", execution_id)
                 self._record_failure(execution_id, f"the execution could not be started on its node: {e}")
 
+    def adopt_live(self, execution_id: str, job: dict[str, Any]) -> None:
+        """Runs here a live step another node queued for this one (it holds the step's session),
+        as :meth:`adopt` runs a job. Never raises."""
+        wire, traceparent = unqueued_job(job)
+        self.tracing.join(execution_id, traceparent)
+        with execution_context(execution_id, self.tracing.trace_id(execution_id)):
+            try:
+                spec = spec_from_wire(wire)
+            except Exception as e:
+                self._record_failure(execution_id, f"the live step could not be started on its node: {e}")
+                return
+            self.live.adopt(execution_id, spec)
+
     def _adopt(self, execution_id: str, spec: ExecutionSpec) -> None:
         made = None
         if spec.heap is not None:
@@ -579,8 +599,13 @@ class ExecutionManager:
             slot = self._executing.get(execution_id)
         if slot is not None:
             slot.cancel(execution_id)  # the dispatcher then finds it terminal and only cleans up
-        elif queued is not None:
-            self._finish(execution_id, JobResult(status="cancelled", error="execution cancelled"))
+            return
+        if queued is None:  # a live step of a session held here, sent by another node
+            live = self.live.take(execution_id)
+            if live is not None:
+                live.cancel(execution_id)
+                return
+        self._finish(execution_id, JobResult(status="cancelled", error="execution cancelled"))
 
     def wake(self, execution_id: str | None = None) -> None:
         """An execution became terminal on another node (None: events may have been lost): the

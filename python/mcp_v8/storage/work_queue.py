@@ -49,6 +49,7 @@ class WorkQueue(Protocol):
         code_bytes: int,
         trace_id: str | None = None,
         tenant: str = DEFAULT_TENANT,
+        live_node: str | None = None,
     ) -> bool:
         """Records a new execution (``running``, owned by no node yet, as
         :meth:`~.executions.ExecutionStore.create` records one), its empty output log and its
@@ -56,7 +57,8 @@ class WorkQueue(Protocol):
         nothing, when no place is left. With ``heap_in``, only while the heap index holds it
         (else :class:`~.errors.HeapNotFound`, and nothing is recorded), serialised with its
         deletion as :meth:`~.executions.ExecutionStore.create` with ``require_heap`` is. Every
-        node hears of the job."""
+        node hears of the job. ``live_node``: the job is a live step for the node holding its
+        session, claimed only by :meth:`ClusterQueue.claim_live`."""
         ...
 
     def enqueue(self, execution_id: str, job: dict[str, Any], *, limit: int) -> bool:
@@ -85,7 +87,12 @@ class ClusterQueue(WorkQueue, Protocol):
 
     def claim(self, node: str) -> Claim | None:
         """The oldest unclaimed job of a running execution, claimed for ``node`` (which becomes
-        its owner, and gives its place back); None when there is none."""
+        its owner, and gives its place back); None when there is none. Never a live step."""
+        ...
+
+    def claim_live(self, node: str) -> Claim | None:
+        """The oldest unclaimed live step queued for ``node``, or for a node that is gone,
+        claimed as :meth:`claim` claims; None when there is none."""
         ...
 
     def heartbeat(self, node: str, lease_secs: float) -> None:

@@ -81,6 +81,13 @@ def _job(job: dict[str, Any]) -> bytes:
     return json.dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
+def _claim(rows: list[Any]) -> Claim | None:
+    if not rows:
+        return None
+    execution_id, job, left = rows[0]
+    return Claim(str(execution_id), json.loads(bytes(job).decode("utf-8", "surrogatepass")), bool(left))
+
+
 class PostgresQueue:
     """The queue, leases and events of the nodes sharing ``database``: a
     :class:`~..work_queue.ClusterQueue`. Safe to share between threads."""
@@ -105,10 +112,12 @@ class PostgresQueue:
         code_bytes: int,
         trace_id: str | None = None,
         tenant: str = DEFAULT_TENANT,
+        live_node: str | None = None,
     ) -> bool:
         """Records the execution, its output log and its job, taking a place, in one statement
         (see :class:`~..work_queue.WorkQueue`); the heap, when resumed, is held as
-        :meth:`~..execution_store.SQLExecutionStore.create` holds it."""
+        :meth:`~..execution_store.SQLExecutionStore.create` holds it. ``live_node``: a live step
+        for the node holding its session (:meth:`claim_live`)."""
         insert, values = NEW_RECORD
         held = "true"
         steps = []
@@ -119,7 +128,8 @@ class PostgresQueue:
             usage.take("place", held),
             f"record AS ({insert} {values} FROM place RETURNING execution_id)",
             "log AS (INSERT INTO output_logs (execution_id) SELECT execution_id FROM record)",
-            "job AS (INSERT INTO queue (execution_id, job) SELECT execution_id, :job FROM record)",
+            "job AS (INSERT INTO queue (execution_id, job, live_node) SELECT execution_id, :job, :live_node"
+            " FROM record)",
         ]
         params = new_record_params(
             execution_id,
@@ -135,7 +145,13 @@ class PostgresQueue:
             rows = self._db.run(
                 f"WITH {', '.join(steps)} SELECT {held}, EXISTS (SELECT 1 FROM record),"
                 " (SELECT pg_notify(:channel, '') FROM record)",
-                {**params, **self._place(limit), "job": _job(job), "channel": self.work_channel},
+                {
+                    **params,
+                    **self._place(limit),
+                    "job": _job(job),
+                    "channel": self.work_channel,
+                    "live_node": live_node,
+                },
             )
         except DuplicateKey:
             raise DuplicateExecution(execution_id) from None
@@ -170,7 +186,7 @@ class PostgresQueue:
             "WITH claimed AS ("
             " UPDATE queue SET claimed_by = :node, claimed_at = now() WHERE id = ("
             "  SELECT q.id FROM queue AS q JOIN executions AS e USING (execution_id)"
-            "  WHERE q.claimed_by IS NULL AND e.status = 'running'"
+            "  WHERE q.claimed_by IS NULL AND q.live_node IS NULL AND e.status = 'running'"
             "  ORDER BY q.id FOR UPDATE OF q SKIP LOCKED LIMIT 1)"
             " RETURNING execution_id, job, claimed_by),"
             " owned AS (UPDATE executions SET owner = :node FROM claimed"
@@ -179,10 +195,28 @@ class PostgresQueue:
             " SELECT execution_id, job, (SELECT used FROM placed) FROM claimed",
             {"node": node, "resource": QUEUED},
         )
-        if not rows:
-            return None
-        execution_id, job, left = rows[0]
-        return Claim(str(execution_id), json.loads(bytes(job).decode("utf-8", "surrogatepass")), bool(left))
+        return _claim(rows)
+
+    def claim_live(self, node: str) -> Claim | None:
+        """The oldest unclaimed live step queued for ``node`` (the node holding its session), or
+        for a node that is gone (its lease expired: the session is taken over by whoever runs
+        it), claimed as :meth:`claim` claims; None when there is none."""
+        rows = self._db.run(
+            "WITH claimed AS ("
+            " UPDATE queue SET claimed_by = :node, claimed_at = now() WHERE id = ("
+            "  SELECT q.id FROM queue AS q JOIN executions AS e USING (execution_id)"
+            "  WHERE q.claimed_by IS NULL AND q.live_node IS NOT NULL AND e.status = 'running'"
+            "  AND (q.live_node = :node OR NOT EXISTS"
+            "   (SELECT 1 FROM nodes AS n WHERE n.id = q.live_node AND n.lease_until > now()))"
+            "  ORDER BY q.id FOR UPDATE OF q SKIP LOCKED LIMIT 1)"
+            " RETURNING execution_id, job, claimed_by),"
+            " owned AS (UPDATE executions SET owner = :node FROM claimed"
+            "  WHERE executions.execution_id = claimed.execution_id AND executions.status = 'running'),"
+            f" {usage.give_back('placed', 'claimed', 'true')}"
+            " SELECT execution_id, job, (SELECT used FROM placed) FROM claimed",
+            {"node": node, "resource": QUEUED},
+        )
+        return _claim(rows)
 
     def finished(self, execution_id: str) -> None:
         """The execution is terminal: its job goes (and its place, when unclaimed) and every node

@@ -209,6 +209,21 @@ CREATE INDEX executions_by_tenant ON executions (tenant, started_at, id);
 CREATE INDEX executions_by_tenant_session ON executions (tenant, session, started_at, id)
     WHERE session IS NOT NULL;
 """
+# Version 12: which node each live session is live on (:mod:`.live_holds`), and the jobs queued
+# for the node holding their live session (``queue.live_node``: a live step sent to another node
+# than its session's; claimed only by that node, or by any node once it is lost).
+_V12 = """
+CREATE TABLE live_sessions (
+    tenant  text COLLATE "C" NOT NULL,
+    session text COLLATE "C" NOT NULL,
+    node    text COLLATE "C" NOT NULL,
+    since   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, session)
+);
+CREATE INDEX live_sessions_by_node ON live_sessions (node);
+ALTER TABLE queue ADD COLUMN live_node text COLLATE "C";
+CREATE INDEX queue_live_unclaimed ON queue (live_node, id) WHERE claimed_by IS NULL AND live_node IS NOT NULL;
+"""
 
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
@@ -222,6 +237,7 @@ MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(9, "executions waiting for a decision on their tool calls", _V9),
     PgMigration(10, "the trace id of each execution", _V10),
     PgMigration(11, "the tenant of each execution", _V11),
+    PgMigration(12, "the node of each live session, and live steps queued for it", _V12),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
