@@ -24,11 +24,11 @@ def database(postgres_server: PostgresServer) -> str:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Callable[[str, str], Node]]:
+def cluster(tmp_path: Path) -> Iterator[Callable[..., Node]]:
     made: list[Node] = []
 
-    def make(name: str, database_url: str) -> Node:
-        node = Node(tmp_path / name, database_url, "--live-workers", "1")
+    def make(name: str, database_url: str, *extra: str) -> Node:
+        node = Node(tmp_path / name, database_url, "--live-workers", "1", *extra)
         made.append(node)
         return node
 
@@ -44,7 +44,7 @@ def sessions(node: Node) -> dict[str, object]:
 
 
 def test_a_live_session_runs_on_its_node_and_moves_when_that_node_is_lost(
-    database: str, cluster: Callable[[str, str], Node]
+    database: str, cluster: Callable[..., Node]
 ) -> None:
     a, b = cluster("a", database).start(), cluster("b", database).start()
     first = a.run("var n = 1; const seen = ['a']; n", session="s", live=True)
@@ -85,7 +85,7 @@ def test_a_live_session_runs_on_its_node_and_moves_when_that_node_is_lost(
 
 
 def test_a_node_that_stops_hands_its_live_sessions_on_with_their_state(
-    database: str, cluster: Callable[[str, str], Node]
+    database: str, cluster: Callable[..., Node]
 ) -> None:
     a, b = cluster("a", database).start(), cluster("b", database).start()
     assert a.run("var kept = [1, 2]; kept.length", session="t", live=True)["result"] == "2"
@@ -94,3 +94,37 @@ def test_a_node_that_stops_hands_its_live_sessions_on_with_their_state(
     assert sql(database, "SELECT count(*) FROM live_sessions")[0][0] == 0
     after = b.run("kept.push(4); kept.join()", session="t", live=True)
     assert (after["status"], after["result"]) == ("completed", '"1,2,3,4"'), after
+
+
+def test_a_thousand_step_session_keeps_its_state_through_eviction_a_restart_and_another_node(
+    database: str, cluster: Callable[..., Node]
+) -> None:
+    """The issue's whole path: 1,000 steps of one session, sent to two nodes, with an idle
+    eviction and a graceful restart of the node holding it on the way; two heaps in all."""
+    extra = ("--live-idle-secs", "2", "--live-snapshot-secs", "3600")
+    a, b = cluster("a", database, *extra).start(), cluster("b", database, *extra).start()
+    assert a.run("var total = 0, steps = 0; total", session="long", live=True)["result"] == "0"
+    expected = 0
+    for i in range(1, 1000):
+        node = b if i % 10 == 0 else a
+        info = node.run(f"total += {i}; steps += 1; total", session="long", live=True)
+        expected += i
+        assert (info["status"], info["result"]) == ("completed", str(expected)), (i, info)
+        if i == 300:  # idle: snapshotted and ended, then resumed by the next step
+            until(
+                lambda: bool(sql(database, "SELECT 1 FROM executions WHERE tags->>'live_snapshot' = 'idle'")),
+                60,
+                "idle",
+            )
+            assert sql(database, "SELECT count(*) FROM live_sessions")[0][0] == 0
+        if i == 600:  # a graceful restart of the node holding it
+            a.stop()
+            a.start()
+    final = b.run("[steps, total]", session="long", live=True)
+    assert final["result"] == f"[999,{expected}]", final
+    reasons = sorted(
+        r[0]
+        for r in sql(database, "SELECT tags->>'live_snapshot' FROM executions WHERE tags ? 'live_snapshot'")
+    )
+    assert reasons == ["idle", "shutdown"], reasons
+    assert sql(database, "SELECT count(*) FROM heaps")[0][0] <= 3
