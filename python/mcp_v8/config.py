@@ -558,10 +558,6 @@ class Settings:
                         f"{name} cannot be used with {with_}: every token is then a tenant's (list it in the "
                         "auth config, hashed, with its scopes); a token of its own would act across tenants"
                     )
-        elif self.jwt_issuer or self.jwt_audience or self.jwt_tenant_claim:
-            raise ValueError(
-                "jwt_issuer, jwt_audience and jwt_tenant_claim need jwks_url (or an auth_config's jwt)"
-            )
         if self.tenant is not None:
             from .principal import check_tenant_name
 
