@@ -22,6 +22,7 @@ LEVELS: dict[str, str] = {
     "test_config": "unit",
     "test_auth": "unit",
     "test_auth_service": "service",
+    "test_auth_mcp": "e2e",
     "test_layers": "unit",
     "test_contract": "unit",
     "test_openapi": "unit",

@@ -178,16 +178,14 @@ class Server:
     def __init__(self, ops: Operations, *, approver: bool = False) -> None:
         """``approver``: the server of the approver's credential (``--approver-token``, a server
         of one tenant), whose tools are only those that decide held tool calls
-        (:func:`.tools.build_approver_tools`). Otherwise every tool, each offered to the
-        principals that hold its scope (:data:`mcp_v8.auth.TOOL_SCOPES`): approve_tool_calls
-        to those with ``approve``."""
+        (:func:`.tools.build_approver_tools`). Otherwise the script author's tools and, on a
+        server of principals (an auth config or a JWKS), approve_tool_calls; each offered to
+        the principals that hold its scope (:data:`mcp_v8.auth.TOOL_SCOPES`)."""
         self.ops = ops
         approving = build_approver_tools(ops)
-        self.tools: dict[str, Tool] = (
-            approving
-            if approver
-            else {**build_tools(ops), "approve_tool_calls": approving["approve_tool_calls"]}
-        )
+        self.tools: dict[str, Tool] = approving if approver else build_tools(ops)
+        if not approver and ops.settings.auth.enabled:
+            self.tools["approve_tool_calls"] = approving["approve_tool_calls"]
 
     def handle(
         self, request: Request, version: str, call: Call | None = None, principal: Principal | None = None
