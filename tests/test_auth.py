@@ -411,9 +411,19 @@ def test_the_keys_expire_after_cache_secs_and_survive_a_jwks_outage() -> None:
         assert idp.fetches == 4
     with jwks_server([key]) as idp:
         idp.failing = True
-        auth = _jwt_auth(idp.url)
-        with pytest.raises(KeysUnavailable):  # nothing to verify with: not the client's fault
-            auth.principal(token)
+        keys = JwksKeys(idp.url, cache_secs=300, refetch_secs=10, clock=lambda: clock[0])
+        auth = Authenticator(
+            parse_auth_config({"jwt": {**JWT_OK, "jwks_url": idp.url}}), JwtVerifier(verifier.config, keys)
+        )
+        for _ in range(5):
+            with pytest.raises(
+                KeysUnavailable, match="HTTP Error 500"
+            ):  # nothing to verify with: not the client's fault
+                auth.principal(token)
+        assert idp.fetches == 1  # no fetch per request while it is down
+        idp.failing = False
+        clock[0] += 10
+        assert auth.principal(token).tenant == "acme" and idp.fetches == 2
 
 
 # -- the middleware ----------------------------------------------------------------------------

@@ -57,6 +57,7 @@ class JwksKeys:
         self._keys: dict[str | None, SigningKey] | None = None  # by key id; None: never fetched
         self._loaded_at = 0.0  # when the keys were fetched
         self._tried_at: float | None = None  # the last fetch, failed or not
+        self._failure = ""  # why the last fetch failed
         self.fetches = 0  # fetches tried (for tests and logs)
 
     def key(self, kid: str | None) -> SigningKey:
@@ -83,8 +84,12 @@ class JwksKeys:
         with self._lock:
             now = self._clock()
             keys = self._keys
-            if keys is not None:
-                if self._tried_at is not None and now - self._tried_at < self._refetch_secs:
+            recent = self._tried_at is not None and now - self._tried_at < self._refetch_secs
+            if keys is None:
+                if recent:  # the last try failed just now: no fetch per request while it is down
+                    raise KeysUnavailable(f"the JWKS cannot be fetched: {self._failure}")
+            else:
+                if recent:
                     return keys  # fetched (or tried) just now, by this call's turn or another's
                 if stale and now - self._loaded_at < self._cache_secs:
                     return keys  # another thread refreshed them while this one waited
@@ -95,9 +100,10 @@ class JwksKeys:
             try:
                 fetched = self._fetch()
             except Exception as e:
+                self._failure = str(e)[:200]
                 if keys is None:
                     log.warning("the JWKS at %s cannot be fetched: %s", self._url, e)
-                    raise KeysUnavailable(f"the JWKS cannot be fetched: {e}") from None
+                    raise KeysUnavailable(f"the JWKS cannot be fetched: {self._failure}") from None
                 log.warning(
                     "the JWKS at %s cannot be fetched, keeping its keys from before: %s", self._url, e
                 )
