@@ -6,9 +6,11 @@ and MCP tool needs, held to openapi.json and to the tools."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
+import pickle
 import subprocess
 import sys
 import time
@@ -97,6 +99,8 @@ def test_the_config_parsed() -> None:
     assert beta.tool_servers is None and beta.may_use("anything") and dict(beta.quotas) == {}
     with pytest.raises(TypeError):
         acme.quotas["live_sessions"] = 1  # type: ignore[index]
+    assert copy.deepcopy(auth) == auth and pickle.loads(pickle.dumps(auth)) == auth  # as settings are
+    assert hash(acme) == hash(copy.deepcopy(acme))
     # A tenant not listed (one tenant, or a JWT's when none are listed): unlimited.
     assert auth.listed("acme") and not auth.listed("gamma")
     assert dict(NO_AUTH.tenant(DEFAULT_TENANT).quotas) == {} and NO_AUTH.tenant("x").tool_servers is None

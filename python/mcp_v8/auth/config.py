@@ -17,10 +17,9 @@ import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -84,6 +83,37 @@ _JWT_KEYS = {
 MAX_LEEWAY_SECS = 300
 
 
+class FrozenMap(Mapping[str, Any]):
+    """A read-only mapping that copies, deep-copies and pickles (a ``MappingProxyType`` does not),
+    hashable when its values are."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+        self._items = dict(items or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._items.items())))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._items!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._items
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._items = dict(state)
+
+
 class AuthConfigError(ValueError):
     """The auth config is unreadable or malformed; the message names the field."""
 
@@ -111,7 +141,7 @@ class TenantConfig:
 
     name: str
     tokens: tuple[TokenEntry, ...] = ()
-    quotas: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    quotas: Mapping[str, int] = field(default_factory=FrozenMap)
     tool_servers: frozenset[str] | None = None
 
     def quota(self, key: str) -> int | None:
@@ -230,7 +260,7 @@ def _quotas(raw: Any, where: str) -> Mapping[str, int]:
     for key in raw:
         if key not in QUOTA_KEYS:
             raise AuthConfigError(f"{where}.{key}: unknown quota (known: {', '.join(QUOTA_KEYS)})")
-    return MappingProxyType({key: _int(raw[key], f"{where}.{key}") for key in QUOTA_KEYS if key in raw})
+    return FrozenMap({key: _int(raw[key], f"{where}.{key}") for key in QUOTA_KEYS if key in raw})
 
 
 def _tool_servers(raw: Any, where: str) -> frozenset[str] | None:
@@ -359,7 +389,7 @@ def parse_auth_config(data: Any, jwt_flags: Mapping[str, Any] | None = None) -> 
                 seen[token.sha256] = f"tenants.{tenant.name}.tokens[{i}]"
         if jwt is None and not seen:
             raise AuthConfigError("tenants: no tenant has a token, and there is no jwt: nobody could sign in")
-    return AuthConfig(None if tenants is None else MappingProxyType(tenants), jwt)
+    return AuthConfig(None if tenants is None else FrozenMap(tenants), jwt)
 
 
 def load_auth_config(path: Path | None, jwt_flags: Mapping[str, Any] | None = None) -> AuthConfig:
