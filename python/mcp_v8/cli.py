@@ -266,9 +266,12 @@ def run(args: argparse.Namespace) -> int:
 def hash_token(args: argparse.Namespace) -> int:
     """Prints the SHA-256 of the token on standard input (its first line, without the line
     break), as an auth config's ``sha256`` holds it: the token itself is never written down."""
+    import getpass
+
     from .auth import hash_token as sha256_hex
 
-    line = sys.stdin.readline()
+    # Typed at a terminal: not echoed (getpass asks on the terminal, not on stdout).
+    line = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline()
     token = line[:-1] if line.endswith("\n") else line
     token = token[:-1] if token.endswith("\r") else token
     if not token.strip():
