@@ -20,6 +20,9 @@ from .s3_server import s3_server  # noqa: F401  (fixture)
 # `make test` runs every level; `make test-fast` all but e2e and packaging.
 LEVELS: dict[str, str] = {
     "test_config": "unit",
+    "test_auth": "unit",
+    "test_auth_service": "service",
+    "test_auth_mcp": "e2e",
     "test_layers": "unit",
     "test_contract": "unit",
     "test_openapi": "unit",

@@ -165,12 +165,12 @@ def test_security_everywhere_but_the_public_routes(spec: dict[str, Any]) -> None
         if path in PUBLIC:
             assert op["security"] == []
             assert "401" not in op["responses"]
-        elif path in APPROVER:
-            assert op["security"] == [{"approverAuth": []}]
-            assert {"401", "403"} <= set(op["responses"]), (method, path)
-        else:
-            assert "security" not in op  # inherits bearerAuth
-            assert "401" in op["responses"], (method, path)
+        elif path in APPROVER:  # the approver token, or a principal with the approve scope
+            assert op["security"] == [{"approverAuth": []}, {"bearerAuth": ["approve"]}]
+            assert {"401", "403", "503"} <= set(op["responses"]), (method, path)
+        else:  # a token when one is configured; its scope with principals (ROUTE_SCOPES)
+            assert op["security"][0] == {} and list(op["security"][1]) == ["bearerAuth"], (method, path)
+            assert {"401", "403", "503"} <= set(op["responses"]), (method, path)
 
 
 def test_error_responses_use_api_error(spec: dict[str, Any]) -> None:
@@ -446,12 +446,14 @@ def test_stats(spec: dict[str, Any]) -> None:
     assert not v.is_valid({**counters, "last_worker_crash": {"reason": "x"}})
     assert not v.is_valid({**counters, "worker_crashes": -1, "last_worker_crash": None})
     op = spec["paths"]["/api/stats"]["get"]
-    assert "security" not in op and "401" in op["responses"]
+    assert op["security"] == [{}, {"bearerAuth": ["read"]}] and "401" in op["responses"]
 
 
 def test_metrics(spec: dict[str, Any]) -> None:
     op = spec["paths"]["/metrics"]["get"]
-    assert "security" not in op and "401" in op["responses"]  # the token, unless --metrics-public
+    assert (
+        op["security"] == [{}, {"bearerAuth": ["admin"]}] and "401" in op["responses"]
+    )  # unless --metrics-public
     assert "--metrics-public" in spec["components"]["securitySchemes"]["bearerAuth"]["description"]
     assert set(op["responses"]["200"]["content"]) == {"text/plain"}
     example = op["responses"]["200"]["content"]["text/plain"]["example"]

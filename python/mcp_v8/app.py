@@ -21,6 +21,16 @@ from typing import TYPE_CHECKING, Any
 import falcon
 from falcon.routing import CompiledRouter
 
+from .auth import (
+    ANY,
+    PUBLIC,
+    Authenticator,
+    KeysUnavailable,
+    Unauthenticated,
+    bearer_token,
+    lacks,
+    route_scope,
+)
 from .backends import BackendError, open_stores
 from .config import Settings, normalize_origin, origin_allowlist
 from .executions import Admission, ExecutionManager, SharedQueue
@@ -326,7 +336,13 @@ def _host_name(header: str) -> str | None:
 
 class SecurityMiddleware:
     """Host allowlist (DNS rebinding), Origin allowlist (cross-origin requests from
-    browsers), bearer token, request body limit; all before any route does work."""
+    browsers), the request's principal (its bearer token) and the scope its route needs
+    (:data:`mcp_v8.auth.ROUTE_SCOPES`), request body limit; all before any route does work.
+
+    With an auth config or a JWKS (``settings.auth.enabled``), every route but the public ones
+    needs the principal of a tenant's token or of a JWT (401 without), and each route its scope
+    (403). Without, the server has one tenant: the API token (or none) acts for it with every
+    scope but ``approve``, which is the approver token's (``--approver-token``)."""
 
     def __init__(self, settings: Settings) -> None:
         self._hosts = {h.lower() for h in settings.allowed_hosts}
@@ -339,14 +355,15 @@ class SecurityMiddleware:
         # with every scope but approve, the approver token reads and approves.
         self._everyone = single_tenant("api-token" if settings.api_token is not None else None)
         self._approving = Principal(DEFAULT_TENANT, frozenset({"read", "approve"}), "approver-token")
+        self._authenticator = Authenticator(settings.auth) if settings.auth.enabled else None
         self._max_body = settings.max_body_bytes
+        self._metrics_public = settings.metrics_public
         self._public = PUBLIC_ROUTES | ({METRICS_ROUTE} if settings.metrics_public else set())
         # A scraper names the server by its address: /metrics skips the Host check when it is
         # authenticated (a token is required) or public by choice; without a token, the Host
         # check is what keeps a web page (DNS rebinding) from reading it, and it stays.
-        self._any_host_for = (
-            {METRICS_ROUTE} if settings.metrics_public or settings.api_token is not None else set()
-        )
+        authenticated = settings.api_token is not None or self._authenticator is not None
+        self._any_host_for = {METRICS_ROUTE} if settings.metrics_public or authenticated else set()
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if (
@@ -364,6 +381,52 @@ class SecurityMiddleware:
             raise falcon.HTTPForbidden(
                 description=f"Origin {shown!r} is not allowed by this server's allowlist (--allowed-origins)"
             )
+        if self._authenticator is not None:
+            req.context.principal = None if req.path in self._public else self._principal(req)
+        else:
+            self._single_tenant(req)
+        length = req.content_length
+        if length is not None and length > self._max_body:
+            raise falcon.HTTPContentTooLarge(
+                description=f"request body is larger than {self._max_body} bytes"
+            )
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any
+    ) -> None:
+        """With principals, the scope the route needs, from the one table; a responder the table
+        lacks is refused to everyone (a route added without its scope serves nobody). A server
+        of one tenant has its tokens' rules instead (:meth:`_single_tenant`)."""
+        if resource is None or self._authenticator is None:
+            return  # 404, or one tenant
+        scope = route_scope(req.method, req.uri_template)
+        if scope is None:
+            if hasattr(resource, f"on_{req.method.lower()}"):
+                raise falcon.HTTPForbidden(description="no scope allows this route")
+            return  # 405, or the default OPTIONS
+        if scope == PUBLIC or (req.path == METRICS_ROUTE and self._metrics_public):
+            return
+        principal: Principal | None = req.context.get("principal")
+        if principal is None:  # a route the table and PUBLIC_ROUTES disagree on: refused
+            raise _unauthorized("a valid bearer token is required")
+        if scope != ANY and not principal.may(scope):
+            raise falcon.HTTPForbidden(description=lacks(scope))
+
+    def _principal(self, req: falcon.Request) -> Principal:
+        """The principal of the request's bearer token (a tenant's API token, or a JWT): 401
+        without one, 503 while the JWKS cannot be fetched."""
+        assert self._authenticator is not None
+        try:
+            return self._authenticator.principal(req.get_header("Authorization"))
+        except Unauthenticated as e:
+            invalid = bearer_token(req.get_header("Authorization")) is not None
+            raise _unauthorized(str(e), invalid=invalid) from None
+        except KeysUnavailable as e:
+            raise falcon.HTTPServiceUnavailable(description=str(e), retry_after=5) from None
+
+    def _single_tenant(self, req: falcon.Request) -> None:
+        """The request's principal on a server of one tenant: the API token's (or anyone's
+        without one), or the approver token's on the approve route and /mcp."""
         req.context.principal = self._everyone
         if APPROVER_ROUTE.fullmatch(req.path):
             self._check_approver(req)
@@ -372,14 +435,7 @@ class SecurityMiddleware:
             req.context.approver = True  # the approver's MCP tools, and only them
             req.context.principal = self._approving
         elif self._token is not None and req.path not in self._public and not _bearer_is(req, self._token):
-            raise falcon.HTTPUnauthorized(
-                description="a valid bearer token is required", challenges=['Bearer realm="mcp-v8"']
-            )
-        length = req.content_length
-        if length is not None and length > self._max_body:
-            raise falcon.HTTPContentTooLarge(
-                description=f"request body is larger than {self._max_body} bytes"
-            )
+            raise _unauthorized("a valid bearer token is required")
 
     def _check_approver(self, req: falcon.Request) -> None:
         """The approver's token, and only it: no bearer token is 401; the API token is known but
@@ -401,6 +457,12 @@ class SecurityMiddleware:
         if self._approver is None:
             raise falcon.HTTPForbidden(description="this server has no --approver-token: nobody can approve")
         raise unauthorized
+
+
+def _unauthorized(description: str, *, invalid: bool = False) -> falcon.HTTPUnauthorized:
+    """401 with the bearer challenge (RFC 6750: ``error="invalid_token"`` when a token was sent)."""
+    challenge = 'Bearer realm="mcp-v8"' + (', error="invalid_token"' if invalid else "")
+    return falcon.HTTPUnauthorized(description=description, challenges=[challenge])
 
 
 def _bearer_is(req: falcon.Request, token: str) -> bool:

@@ -1,5 +1,6 @@
 """``mcp-v8``: ``serve`` the HTTP API (and MCP at ``/mcp``) on Waitress, serve ``mcp`` on
-stdio, ``run`` one snippet locally, or ``sandbox-check`` the walls around worker processes.
+stdio, ``run`` one snippet locally, ``sandbox-check`` the walls around worker processes, or
+``hash-token`` a token for the auth config.
 
 Every ``serve`` and ``mcp`` flag is also read from an ``MCP_V8_*`` environment variable (the
 flag wins); ``mcp-v8 serve --help`` prints the defaults in force.
@@ -210,9 +211,15 @@ def mcp(args: argparse.Namespace) -> int:
 
     protocol = claim_stdout()  # before anything can print: stdout is the protocol's alone
     from .app import Service, StartupError
+    from .auth import stdio_principal
     from .executions.pool import WorkerStartError
 
     settings = _settings(args)
+    try:  # the local user acts for --tenant (a tenant of the auth config)
+        principal = stdio_principal(settings.auth, settings.tenant)
+    except ValueError as e:
+        print(f"mcp-v8: {e}", file=sys.stderr)
+        return 2
     formatter = configure_logs(settings.log_format, logging.WARNING, sys.stderr)
     redact_logs(config.secrets(settings))
     try:
@@ -223,8 +230,9 @@ def mcp(args: argparse.Namespace) -> int:
     if isinstance(formatter, JsonFormatter):
         formatter.node = service.lease.id
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    ops = service.operations()
     try:
-        serve_stdio(service.operations(), sys.stdin.buffer, protocol)
+        serve_stdio(ops if principal is None else ops.for_principal(principal), sys.stdin.buffer, protocol)
     except KeyboardInterrupt:
         pass
     finally:
@@ -253,6 +261,29 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(outcome.error, file=sys.stderr)
     return 1
+
+
+def hash_token(args: argparse.Namespace) -> int:
+    """Prints the SHA-256 of the token on standard input (its first line, without the line
+    break), as an auth config's ``sha256`` holds it: the token itself is never written down."""
+    import getpass
+
+    from .auth import hash_token as sha256_hex
+
+    # Typed at a terminal: not echoed (getpass asks on the terminal, not on stdout).
+    line = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline()
+    token = line[:-1] if line.endswith("\n") else line
+    token = token[:-1] if token.endswith("\r") else token
+    if not token.strip():
+        print("mcp-v8: hash-token reads a token on standard input; it was empty", file=sys.stderr)
+        return 2
+    if token != token.strip():
+        print(
+            "mcp-v8: the token starts or ends with white space, which a bearer header drops", file=sys.stderr
+        )
+        return 2
+    print(sha256_hex(token))
+    return 0
 
 
 def sandbox_check(args: argparse.Namespace) -> int:
@@ -303,8 +334,21 @@ def main(argv: list[str] | None = None) -> int:
         default=sandbox_default,
         help=f"the mode to check [env {config.env_name('sandbox')}; default: {sandbox_default}]",
     )
+    sub.add_parser(
+        "hash-token",
+        help="read a token on standard input, print its SHA-256 (hex) for the sha256 of an auth config",
+        description="Read an API token on standard input (one line) and print its SHA-256 in hex, "
+        'as the "sha256" of a token in --auth-config holds it; e.g. '
+        "`openssl rand -hex 32 | tee token.txt | mcp-v8 hash-token`.",
+    )
     args = parser.parse_args(argv)
-    commands = {"serve": serve, "mcp": mcp, "run": run, "sandbox-check": sandbox_check}
+    commands = {
+        "serve": serve,
+        "mcp": mcp,
+        "run": run,
+        "sandbox-check": sandbox_check,
+        "hash-token": hash_token,
+    }
     return commands[args.command](args)
 
 

@@ -8,11 +8,14 @@ import re
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .logs import LOG_FORMATS
 from .redaction import passwords, redact_url
 from .tool_answers import ANSWER_LIMIT
+
+if TYPE_CHECKING:
+    from .auth.config import AuthConfig
 
 
 def _default_workers() -> int:
@@ -377,7 +380,44 @@ class Settings:
     )
     api_token: str | None = field(
         default=None,
-        metadata={"help": "bearer token required on every route but /api/version and /api/openapi.json"},
+        metadata={
+            "help": "bearer token required on every route but /api/version and /api/openapi.json (a server "
+            "of one tenant; not with --auth-config or --jwks-url, whose principals have tokens of their own)"
+        },
+    )
+    auth_config: Path | None = field(
+        default=None,
+        metadata={
+            "help": "a JSON file of tenants: their API tokens (SHA-256 hashes: mcp-v8 hash-token) and scopes (run, "
+            "read, cancel, approve, admin), quotas and tool servers; and how JWTs are verified (jwt). Every "
+            "route but the public ones then needs a token of a tenant; checked at startup"
+        },
+    )
+    jwks_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "accept JWT bearer tokens signed by a key of this JWKS (https://, or http:// on loopback); "
+            "with --jwt-issuer and --jwt-audience. Overrides the auth config's jwt.jwks_url"
+        },
+    )
+    jwt_issuer: str | None = field(
+        default=None, metadata={"help": "the iss a JWT must have (overrides jwt.issuer)"}
+    )
+    jwt_audience: str | None = field(
+        default=None, metadata={"help": "the aud a JWT must hold (overrides jwt.audience)"}
+    )
+    jwt_tenant_claim: str | None = field(
+        default=None,
+        metadata={
+            "help": "the JWT claim naming the principal's tenant (overrides jwt.tenant_claim; default: tenant)"
+        },
+    )
+    tenant: str | None = field(
+        default=None,
+        metadata={
+            "help": "mcp only: the tenant of the auth config that stdio acts for (with run, read, cancel and "
+            "approve); required with --auth-config, and only the default tenant without one"
+        },
     )
     allowed_hosts: tuple[str, ...] = field(
         default=("127.0.0.1", "localhost", "[::1]"),
@@ -436,6 +476,7 @@ class Settings:
             raise ValueError("tool_call_timeout_secs must be at least 1")
         if not 1 <= self.tool_result_max_bytes <= ANSWER_LIMIT:
             raise ValueError(f"tool_result_max_bytes must be between 1 and {ANSWER_LIMIT}")
+        self._check_auth()
         if self.tools_config is not None:
             from .tools.config import load_tools_config
 
@@ -444,11 +485,25 @@ class Settings:
             except ValueError as e:
                 raise ValueError(f"tools_config: {e}") from None
             gating = [s.name for s in tools.servers if s.gates_any]
-            if gating and not self.approver_token:
+            if gating and not self.approver_token and not self.auth.enabled:
                 raise ValueError(
                     f"tools_config gates tools of {', '.join(gating)} (approve, approveDestructive) but no "
                     "approver_token is set: approving a call needs a credential of its own"
                 )
+            for tenant in (self.auth.tenants or {}).values():
+                unknown = sorted((tenant.tool_servers or frozenset()) - {s.name for s in tools.servers})
+                if unknown:
+                    raise ValueError(
+                        f"auth_config: tenants.{tenant.name}.tool_servers: {unknown[0]!r} is not a server of "
+                        "the tools_config"
+                    )
+        else:
+            for tenant in (self.auth.tenants or {}).values():
+                if tenant.tool_servers:
+                    raise ValueError(
+                        f"auth_config: tenants.{tenant.name}.tool_servers names tool servers, but there is no "
+                        "tools_config"
+                    )
         if self.approval_timeout_secs < 1:
             raise ValueError("approval_timeout_secs must be at least 1")
         if self.live_workers < 0:
@@ -477,6 +532,44 @@ class Settings:
                 "a shared heap store (database_url, or heap_store postgresql or s3://...) needs a heap signing "
                 "key, the same on every node: set MCP_V8_HEAP_SIGNING_KEY or --heap-signing-key-file"
             )
+
+    def _check_auth(self) -> None:
+        """Parses the auth config and the JWT settings once (:attr:`auth`), and refuses a token of
+        the single tenant beside them: it would act across every tenant."""
+        from .auth.config import build_auth
+
+        try:
+            auth = build_auth(
+                self.auth_config,
+                jwks_url=self.jwks_url,
+                issuer=self.jwt_issuer,
+                audience=self.jwt_audience,
+                tenant_claim=self.jwt_tenant_claim,
+            )
+        except ValueError as e:
+            where = "auth_config" if self.auth_config is not None else "jwks_url"
+            raise ValueError(f"{where}: {e}") from None
+        object.__setattr__(self, "_auth", auth)
+        if auth.enabled:
+            with_ = "auth_config" if self.auth_config is not None else "jwks_url"
+            for name in ("api_token", "approver_token"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name} cannot be used with {with_}: every token is then a tenant's (list it in the "
+                        "auth config, hashed, with its scopes); a token of its own would act across tenants"
+                    )
+        if self.tenant is not None:
+            from .principal import check_tenant_name
+
+            check_tenant_name(self.tenant)
+
+    @property
+    def auth(self) -> AuthConfig:
+        """The principals this server knows (:class:`mcp_v8.auth.AuthConfig`), parsed from
+        ``auth_config`` and the JWT settings when the settings were made: tenants, their tokens,
+        quotas and tool servers (``settings.auth.tenant(name)``)."""
+        auth: AuthConfig = self.__dict__["_auth"]
+        return auth
 
     @property
     def shared_heaps(self) -> bool:
@@ -532,6 +625,14 @@ def _signing_keys(value: str) -> tuple[str, ...]:
     return _csv(value)
 
 
+def _tenant(value: str) -> str | None:
+    if not value:
+        return None
+    from .principal import check_tenant_name
+
+    return check_tenant_name(value)
+
+
 def parser_for(name: str) -> Callable[[str], Any]:
     special: dict[str, Callable[[str], Any]] = {
         "data_dir": Path,
@@ -543,6 +644,12 @@ def parser_for(name: str) -> Callable[[str], Any]:
         "heap_signing_key": _signing_keys,
         "heap_signing_key_file": lambda v: Path(v) if v else None,
         "tools_config": lambda v: Path(v) if v else None,
+        "auth_config": lambda v: Path(v) if v else None,
+        "jwks_url": lambda v: v or None,
+        "jwt_issuer": lambda v: v or None,
+        "jwt_audience": lambda v: v or None,
+        "jwt_tenant_claim": lambda v: v or None,
+        "tenant": _tenant,
         "trust_unsigned_heaps": _bool,
         "database_url": _database_url,
         "heap_store": _heap_store,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
+from ..auth import TOOL_SCOPES, lacks
 from ..contract import json_value_problem
 from ..operations import Operations
 from ..principal import Principal
@@ -175,10 +176,16 @@ class Server:
     """The MCP server of one service: turns requests into responses."""
 
     def __init__(self, ops: Operations, *, approver: bool = False) -> None:
-        """``approver``: the server of the approver's credential, whose tools are only those
-        that decide held tool calls (:func:`.tools.build_approver_tools`)."""
+        """``approver``: the server of the approver's credential (``--approver-token``, a server
+        of one tenant), whose tools are only those that decide held tool calls
+        (:func:`.tools.build_approver_tools`). Otherwise the script author's tools and, on a
+        server of principals (an auth config or a JWKS), approve_tool_calls; each offered to
+        the principals that hold its scope (:data:`mcp_v8.auth.TOOL_SCOPES`)."""
         self.ops = ops
-        self.tools: dict[str, Tool] = build_approver_tools(ops) if approver else build_tools(ops)
+        approving = build_approver_tools(ops)
+        self.tools: dict[str, Tool] = approving if approver else build_tools(ops)
+        if not approver and ops.settings.auth.enabled:
+            self.tools["approve_tool_calls"] = approving["approve_tool_calls"]
 
     def handle(
         self, request: Request, version: str, call: Call | None = None, principal: Principal | None = None
@@ -219,7 +226,8 @@ class Server:
             return {}
         if method == "tools/list":
             structured = version in STRUCTURED_VERSIONS
-            return {"tools": [t.listing(structured) for t in self.tools.values()]}
+            offered = [t for t in self.tools.values() if _refusal(ops.principal, t.name) is None]
+            return {"tools": [t.listing(structured) for t in offered]}
         if method == "tools/call":
             return self._call(ops, params, version, call)
         raise ProtocolError(METHOD_NOT_FOUND, f"method not found: {method[:100]}")
@@ -229,6 +237,10 @@ class Server:
         tool = self.tools.get(name)
         if tool is None:
             raise ProtocolError(INVALID_PARAMS, f"unknown tool: {name[:100]}")
+        refusal = _refusal(ops.principal, name)
+        if refusal is not None:  # not offered to this principal: an error result naming why
+            ops.metrics.mcp_tool_calls.labels(name, "error").inc()
+            return {"content": [{"type": "text", "text": refusal}], "isError": True}
         meta = params.get("_meta")
         if isinstance(meta, dict) and isinstance(meta.get("traceparent"), str):
             call.traceparent = meta["traceparent"]
@@ -241,6 +253,15 @@ class Server:
         ):
             out["structuredContent"] = result.structured
         return out
+
+
+def _refusal(principal: Principal, tool: str) -> str | None:
+    """Why ``principal`` may not use ``tool`` (it lacks the tool's scope; a tool the table does
+    not name is nobody's), None when it may."""
+    scope = TOOL_SCOPES.get(tool)
+    if scope is None:
+        return f"the tool {tool!r} has no scope: nobody may use it"
+    return None if principal.may(scope) else lacks(scope)
 
 
 def progress_token(request: Request) -> Any:
