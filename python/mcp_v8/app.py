@@ -22,7 +22,7 @@ import falcon
 from falcon.routing import CompiledRouter
 
 from .backends import BackendError, open_stores
-from .config import Settings, normalize_origin, origin_allowlist
+from .config import TENANT_QUOTA_SETTINGS, Settings, normalize_origin, origin_allowlist
 from .executions import Admission, ExecutionManager, SharedQueue
 from .executions.approvals import Approvals
 from .executions.cluster import Cluster
@@ -34,6 +34,7 @@ from .mcp import McpResource
 from .metrics import Metrics
 from .operations import OperationError, Operations
 from .principal import DEFAULT_TENANT, Principal, single_tenant
+from .quotas import QuotaSource, TenantQuotas, every_tenant, from_limits
 from .resources.executions import (
     ApproveResource,
     CancelResource,
@@ -54,6 +55,7 @@ from .resources.meta import (
 from .resources.metrics import MetricsResource, RequestMetrics
 from .resources.sessions import LiveSessionResource, SessionListResource, SessionLogResource
 from .resources.tools import ToolDeclarationsResource, ToolsResource
+from .resources.usage import UsageResource
 from .resources.validation import check_query
 from .storage import (
     DatabaseUnavailable,
@@ -145,12 +147,29 @@ def _tracing(settings: Settings) -> Tracing:
         ) from None
 
 
+def default_quotas(settings: Settings) -> TenantQuotas:
+    """The quotas of every tenant the auth config gives none: the ``--tenant-*`` settings (0:
+    unlimited)."""
+    return from_limits((quota, getattr(settings, name)) for quota, name in TENANT_QUOTA_SETTINGS.items())
+
+
 class Service:
     """Storage and execution manager of one server process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        quotas: QuotaSource | None = None,
+        named_tenants: frozenset[str] = frozenset(),
+    ) -> None:
+        """``quotas``: each tenant's (:mod:`.quotas`; default: :func:`default_quotas` for every
+        tenant). ``named_tenants``: the tenants the configuration names, whose names label the
+        metrics (others are ``other``)."""
         self.settings = settings
+        self.quotas: QuotaSource = quotas or every_tenant(default_quotas(settings))
         self.metrics = Metrics()  # this service's registry: /metrics and /api/stats read it
+        self.metrics.named_tenants = frozenset({DEFAULT_TENANT}) | named_tenants
         self.tracing = _tracing(settings)  # this service's tracer provider (traces off: OFF)
         check_data_dir(settings.data_dir)
         self.tools = _tool_sessions(settings)  # before anything is opened: it may refuse to start
@@ -188,7 +207,7 @@ class Service:
         if work is None:
             events, recheck = SiblingEvents(self.lease), RECHECK_SECS
         else:
-            admission = SharedQueue(work, self.catalogue, settings.queue_limit)
+            admission = SharedQueue(work, self.catalogue, settings.queue_limit, self.quotas)
             events = QueueEvents(work)
         caller = None if self.tools is None else SessionsCaller(self.tools)
         self.manager = ExecutionManager(
@@ -217,6 +236,7 @@ class Service:
             live_sessions_per_worker=settings.live_sessions_per_worker,
             live_snapshot_secs=float(settings.live_snapshot_secs),
             live_idle_secs=float(settings.live_idle_secs),
+            quotas=self.quotas,
         )
         self.approvals = Approvals(self.executions, self.manager, caller, owner=self.lease.id)
         if work is not None:  # the cluster's queue: the same on every node (a query takes the max)
@@ -498,6 +518,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_route("/api/sessions/snapshot", LiveSessionResource(ops))
     app.add_route("/api/tools", ToolsResource(ops))
     app.add_route("/api/tools/declarations", ToolDeclarationsResource(ops))
+    app.add_route("/api/usage", UsageResource(ops))
     app.add_route("/mcp", McpResource(ops))
     app.add_route("/api/version", VersionResource(service.manager.jitless))
     app.add_route("/api/openapi.json", OpenApiResource())

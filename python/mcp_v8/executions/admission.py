@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from ..quotas import UNLIMITED, QuotaSource, every_tenant
 from ..storage import HeapCatalogue
 from ..storage.work_queue import WorkQueue
 from .errors import QueueFull
@@ -62,13 +63,18 @@ class Admission(Protocol):
     ) -> None:
         """Records the execution ``execution_id`` of ``spec`` and queues it, traced under
         ``traceparent`` (its root span's context) in the trace ``trace_id`` when it is traced.
-        Raises :class:`QueueFull` having recorded nothing, and
+        Raises :class:`QueueFull` or :class:`~mcp_v8.quotas.QuotaReached` (the tenant's quotas,
+        checked in the step that records it) having recorded nothing, and
         :class:`~..storage.HeapNotFound` for a heap the catalogue does not have."""
         ...
 
     def cancelled(self, execution_id: str) -> None:
         """``execution_id``, cancelled (its terminal status written), may be queued or running
         where this process cannot stop it: whoever can hears it."""
+        ...
+
+    def queued_of(self, tenant: str) -> int:
+        """How many executions of ``tenant`` wait in the queue for a worker."""
         ...
 
     def resume(self, execution_id: str, spec: ExecutionSpec, traceparent: str | None = None) -> None:
@@ -81,10 +87,17 @@ class Admission(Protocol):
 class SharedQueue:
     """The :class:`Admission` of the nodes sharing ``work``'s database."""
 
-    def __init__(self, work: WorkQueue, catalogue: HeapCatalogue, queue_limit: int) -> None:
+    def __init__(
+        self, work: WorkQueue, catalogue: HeapCatalogue, queue_limit: int, quotas: QuotaSource | None = None
+    ) -> None:
+        """``quotas``: each tenant's (None: unlimited), checked as its execution is recorded."""
         self._work = work
         self._catalogue = catalogue
         self._limit = queue_limit
+        self._quotas: QuotaSource = quotas or every_tenant(UNLIMITED)
+
+    def queued_of(self, tenant: str) -> int:
+        return self._work.waiting_of(tenant)
 
     def admit(
         self,
@@ -106,6 +119,7 @@ class SharedQueue:
             code_bytes=spec.code_bytes,
             trace_id=trace_id,
             tenant=spec.tenant,
+            quotas=self._quotas(spec.tenant),
         )  # its owner: the node that claims it
         if not queued:
             raise QueueFull(f"the queue is full ({self._limit} executions waiting); retry later")
