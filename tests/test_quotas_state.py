@@ -120,8 +120,10 @@ class Machine:
     def running(self, tenant: str) -> int:
         return self.stores.executions.tenant_usage(tenant).running
 
-    def close(self) -> None:
+    def close(self) -> None:  # as the service closes them
         self.manager.close()
+        self.stores.output.close()
+        self.stores.executions.close()
         self.stores.close()
 
 
