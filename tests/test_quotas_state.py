@@ -321,3 +321,17 @@ def test_a_tenants_scripts_see_only_its_tool_servers_and_their_calls_per_minute(
     assert inner.made == [("calc", "add")] * 2 + [("mail", "send")] * 3  # the refused reached no server
     assert [(r.tenant, r.retry_after) for r in refusals] == [(ACME, 10)]
     assert tools.calls.used(ACME) == 2
+
+
+def test_the_running_count_walks_the_tenants_running_executions_only(tmp_path: Path) -> None:
+    """A submit under a concurrency quota counts under the database's write lock: through the
+    partial index of running executions, never the tenant's whole history."""
+    from mcp_v8.storage.schema import open_database
+    from mcp_v8.storage.tenant_usage import RUNNING
+
+    db = open_database(tmp_path)
+    try:
+        plan = " ".join(str(row[-1]) for row in db.run(f"EXPLAIN QUERY PLAN {RUNNING}", {"tenant": ACME}))
+    finally:
+        db.close()
+    assert "executions_running_by_tenant" in plan, plan

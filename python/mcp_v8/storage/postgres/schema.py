@@ -209,6 +209,10 @@ CREATE INDEX executions_by_tenant ON executions (tenant, started_at, id);
 CREATE INDEX executions_by_tenant_session ON executions (tenant, session, started_at, id)
     WHERE session IS NOT NULL;
 """
+# Version 12: a tenant's running executions, as SQLite's version 13.
+_V12 = """
+CREATE INDEX executions_running_by_tenant ON executions (tenant) WHERE status = 'running';
+"""
 
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
@@ -222,6 +226,7 @@ MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(9, "executions waiting for a decision on their tool calls", _V9),
     PgMigration(10, "the trace id of each execution", _V10),
     PgMigration(11, "the tenant of each execution", _V11),
+    PgMigration(12, "an index of each tenant's running executions", _V12),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
