@@ -152,6 +152,7 @@ def test_concurrent_executions_are_refused_at_the_quota_and_a_cancel_frees_a_pla
     assert (refused.quota, refused.limit, refused.retry_after) == ("concurrent_executions", 2, 1)
     assert str(refused) == "tenant 'acme' quota concurrent_executions (2) reached: 2 executions running"
     assert m.running(ACME) == 2  # the refused one recorded nothing
+    assert m.manager.queued_of(ACME) == 2  # the refused one holds no place of the queue either
     m.manager.submit(spec(OTHER))  # another tenant's quota is its own
     m.manager.cancel(first)
     m.manager.submit(spec())
@@ -169,6 +170,63 @@ def test_queued_executions_count_this_processs_queue(machines: Callable[..., Mac
     m.manager.cancel(queued)
     assert m.manager.queued_of(ACME) == 0
     m.manager.submit(spec())
+
+
+class GatedStore:
+    """The real execution store, whose ``create`` waits for ``release`` once ``entered`` is set."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def create(self, execution_id: str, **fields: Any) -> None:
+        self.entered.set()
+        assert self.release.wait(HANG)
+        self._inner.create(execution_id, **fields)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_submit_whose_record_is_being_written_holds_its_place_of_the_queue(
+    machines: Callable[..., Machine],
+) -> None:
+    m = machines({ACME: TenantQuotas(queued_executions=1)})
+    gated = GatedStore(m.stores.executions)
+    m.manager._executions = gated  # type: ignore[assignment]
+    first: list[str] = []
+    writer = threading.Thread(target=lambda: first.append(m.manager.submit(spec())))
+    writer.start()
+    assert gated.entered.wait(HANG)  # its place taken, its record not written yet
+    assert m.manager.queued_of(ACME) == 1
+    gated.release.set()  # the second's create would pass through at once
+    assert m.refused(spec()).quota == "queued_executions"
+    writer.join(HANG)
+    assert len(first) == 1 and m.manager.queued_of(ACME) == 1
+    m.manager.cancel(first[0])
+    assert m.manager.queued_of(ACME) == 0
+
+
+def test_the_minute_counter_takes_exactly_its_limit_from_racing_threads() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    counter = MinuteCounter("tool_calls_per_minute", clock=lambda: now)
+    start = threading.Barrier(12)
+    taken: list[int] = []
+
+    def take(i: int) -> None:
+        start.wait(HANG)
+        try:
+            counter.take(ACME, 5, "calls")
+        except QuotaReached:
+            return
+        taken.append(i)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(HANG)
+    assert len(taken) == 5 and counter.used(ACME) == 5
 
 
 def test_executions_per_minute_hold_for_the_clock_minute(
