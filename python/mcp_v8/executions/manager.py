@@ -395,13 +395,9 @@ class ExecutionManager:
                 self._traced_elsewhere.add(execution_id)
         try:
             admission.admit(execution_id, spec, self.tracing.traceparent(execution_id), trace_id)
-        except QuotaReached as e:
-            with self._lock:
-                self._traced_elsewhere.discard(execution_id)
-            self.tracing.end(execution_id, {"execution.status": "refused"})
-            self._quota_refused(e)
-            raise
-        except BaseException:
+        except BaseException as e:
+            if isinstance(e, QuotaReached):
+                self._quota_refused(e)
             with self._lock:
                 self._traced_elsewhere.discard(execution_id)
             self.tracing.end(execution_id, {"execution.status": "refused"})
@@ -461,11 +457,9 @@ class ExecutionManager:
                 tenant=spec.tenant,
                 quotas=self.quotas(spec.tenant),
             )
-        except QuotaReached as e:
-            self._output.delete([execution_id])
-            self._quota_refused(e)
-            raise
-        except BaseException:
+        except BaseException as e:
+            if isinstance(e, QuotaReached):
+                self._quota_refused(e)
             self._output.delete([execution_id])
             raise
 
