@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 import mcp_v8.storage.execution_store
 from mcp_v8.js_error import JsError
+from mcp_v8.quotas import QuotaReached, TenantQuotas
 from mcp_v8.storage import (
     DuplicateExecution,
     ExecutionNotFound,
@@ -48,6 +49,7 @@ from mcp_v8.storage import (
     ToolCallRow,
     truncation_marker,
 )
+from mcp_v8.storage.tenant_usage import TenantUsage
 
 from .pg_server import running_server, schema_for
 
@@ -210,6 +212,50 @@ def test_the_tenant_is_kept_through_the_end(executions: ExecutionStore) -> None:
     ended = executions.finish("t", "completed", result="1")
     assert ended is not None and ended.tenant == "acme"
     assert {r.execution_id: r.tenant for r in executions.list(limit=10)} == {"t": "acme", "u": "default"}
+
+
+def test_a_create_passes_its_tenants_quotas(
+    executions: ExecutionStore, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [datetime(2026, 1, 1, 12, 0, 10, tzinfo=timezone.utc)]
+    backend.pin_clock(monkeypatch, lambda: now[0])
+    quotas = TenantQuotas(concurrent_executions=2, executions_per_minute=3)
+    executions.create("a", tenant="acme", quotas=quotas)
+    executions.create("b", tenant="acme", quotas=quotas)
+    with pytest.raises(QuotaReached) as refused:
+        executions.create("c", tenant="acme", quotas=quotas)
+    assert (refused.value.quota, refused.value.retry_after) == ("concurrent_executions", 1)
+    assert executions.get("c") is None  # nothing recorded
+    executions.create("x", tenant="other", quotas=quotas)  # its own count
+    executions.finish("a", "completed", result="1")
+    executions.create("c", tenant="acme", quotas=quotas)
+    executions.finish("c", "failed", error="x")
+    with pytest.raises(QuotaReached) as refused:
+        executions.create("d", tenant="acme", quotas=quotas)
+    assert (refused.value.quota, refused.value.retry_after) == ("executions_per_minute", 50)
+    assert executions.tenant_usage("acme") == TenantUsage(running=1, started_this_minute=3, heap_bytes=0)
+    now[0] = datetime(2026, 1, 1, 12, 1, tzinfo=timezone.utc)
+    executions.create("d", tenant="acme", quotas=quotas)
+    assert executions.tenant_usage("acme").started_this_minute == 1
+
+
+def test_creates_racing_on_two_handles_never_pass_a_concurrency_quota(
+    backend: Backend, location: Path
+) -> None:
+    handles = [backend.open_executions(location) for _ in range(2)]
+    quotas = TenantQuotas(concurrent_executions=4)
+    try:
+
+        def create(t: int) -> None:
+            with contextlib.suppress(QuotaReached):
+                handles[t % 2].create(f"e{t}", tenant="acme", quotas=quotas)
+
+        run_together(16, create)
+        assert handles[0].tenant_usage("acme").running == 4
+        assert len(handles[1].list(limit=100)) == 4
+    finally:
+        for handle in handles:
+            handle.close()
 
 
 def test_a_duplicate_create_changes_nothing(executions: ExecutionStore) -> None:

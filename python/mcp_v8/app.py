@@ -9,6 +9,7 @@ request (``GET /metrics``) and one error mapping that turns everything into
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import os
@@ -16,7 +17,7 @@ import re
 import socket
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import falcon
 from falcon.routing import CompiledRouter
@@ -32,7 +33,7 @@ from .auth import (
     route_scope,
 )
 from .backends import BackendError, open_stores
-from .config import Settings, normalize_origin, origin_allowlist
+from .config import TENANT_QUOTA_SETTINGS, Settings, normalize_origin, origin_allowlist
 from .executions import Admission, ExecutionManager, SharedQueue
 from .executions.approvals import Approvals
 from .executions.cluster import Cluster
@@ -44,6 +45,7 @@ from .mcp import McpResource
 from .metrics import Metrics
 from .operations import OperationError, Operations
 from .principal import DEFAULT_TENANT, Principal, single_tenant
+from .quotas import QuotaSource, TenantQuotas, from_limits
 from .resources.executions import (
     ApproveResource,
     CancelResource,
@@ -64,6 +66,7 @@ from .resources.meta import (
 from .resources.metrics import MetricsResource, RequestMetrics
 from .resources.sessions import LiveSessionResource, SessionListResource, SessionLogResource
 from .resources.tools import ToolDeclarationsResource, ToolsResource
+from .resources.usage import UsageResource
 from .resources.validation import check_query
 from .storage import (
     DatabaseUnavailable,
@@ -155,12 +158,42 @@ def _tracing(settings: Settings) -> Tracing:
         ) from None
 
 
+def default_quotas(settings: Settings) -> TenantQuotas:
+    """The quotas of every tenant the auth config gives none: the ``--tenant-*`` settings (0:
+    unlimited)."""
+    return from_limits((quota, getattr(settings, name)) for quota, name in TENANT_QUOTA_SETTINGS.items())
+
+
+def configured_quotas(settings: Settings) -> QuotaSource:
+    """Each tenant's quotas: those of its entry in the auth config when it has ``"quotas"``
+    (absent ones unlimited), else the ``--tenant-*`` settings; its tool servers are its entry's
+    (every one when it has none)."""
+    defaults = default_quotas(settings)
+    configured: dict[str, TenantQuotas] = {}
+    for name, tenant in (settings.auth.tenants or {}).items():
+        base = TenantQuotas(**cast(Any, dict(tenant.quotas))) if tenant.quotas else defaults  # 0: none
+        configured[name] = dataclasses.replace(base, tool_servers=tenant.tool_servers)
+    return lambda tenant: configured.get(tenant, defaults)
+
+
 class Service:
     """Storage and execution manager of one server process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        quotas: QuotaSource | None = None,
+        named_tenants: frozenset[str] = frozenset(),
+    ) -> None:
+        """``quotas``: each tenant's (:mod:`.quotas`; default: :func:`configured_quotas`).
+        ``named_tenants``: the tenants the configuration names beside the auth config's, whose
+        names label the metrics (others are ``other``)."""
         self.settings = settings
+        self.quotas: QuotaSource = quotas or configured_quotas(settings)
         self.metrics = Metrics()  # this service's registry: /metrics and /api/stats read it
+        listed = frozenset(settings.auth.tenants or ())
+        self.metrics.named_tenants = frozenset({DEFAULT_TENANT}) | listed | named_tenants
         self.tracing = _tracing(settings)  # this service's tracer provider (traces off: OFF)
         check_data_dir(settings.data_dir)
         self.tools = _tool_sessions(settings)  # before anything is opened: it may refuse to start
@@ -198,7 +231,7 @@ class Service:
         if work is None:
             events, recheck = SiblingEvents(self.lease), RECHECK_SECS
         else:
-            admission = SharedQueue(work, self.catalogue, settings.queue_limit)
+            admission = SharedQueue(work, self.catalogue, settings.queue_limit, self.quotas)
             events = QueueEvents(work)
         caller = None if self.tools is None else SessionsCaller(self.tools)
         self.manager = ExecutionManager(
@@ -228,6 +261,7 @@ class Service:
             live_snapshot_secs=float(settings.live_snapshot_secs),
             live_idle_secs=float(settings.live_idle_secs),
             live_holds=None if self.stores.live_holds is None else self.stores.live_holds(self.lease.id),
+            quotas=self.quotas,
         )
         self.approvals = Approvals(self.executions, self.manager, caller, owner=self.lease.id)
         if work is not None:  # the cluster's queue: the same on every node (a query takes the max)
@@ -561,6 +595,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_route("/api/sessions/snapshot", LiveSessionResource(ops))
     app.add_route("/api/tools", ToolsResource(ops))
     app.add_route("/api/tools/declarations", ToolDeclarationsResource(ops))
+    app.add_route("/api/usage", UsageResource(ops))
     app.add_route("/mcp", McpResource(ops))
     app.add_route("/api/version", VersionResource(service.manager.jitless))
     app.add_route("/api/openapi.json", OpenApiResource())

@@ -136,6 +136,17 @@ def _origins(value: str) -> tuple[str, ...]:
     return entries
 
 
+# Each tenant's quota (mcp_v8.quotas) and the setting of its default for every tenant.
+TENANT_QUOTA_SETTINGS = {
+    "concurrent_executions": "tenant_max_concurrent",
+    "queued_executions": "tenant_max_queued",
+    "live_sessions": "tenant_max_live_sessions",
+    "heap_bytes": "tenant_max_heap_bytes",
+    "executions_per_minute": "tenant_executions_per_minute",
+    "tool_calls_per_minute": "tenant_tool_calls_per_minute",
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind (loopback by default)"})
@@ -378,6 +389,41 @@ class Settings:
             "none came within this many seconds"
         },
     )
+    tenant_max_concurrent: int = field(
+        default=0,
+        metadata={
+            "help": "each tenant's executions running at once (queued or on a worker, every node; 429 beyond); "
+            "the auth config's per-tenant quotas win. 0: unlimited"
+        },
+    )
+    tenant_max_queued: int = field(
+        default=0,
+        metadata={"help": "each tenant's executions waiting for a worker (429 beyond). 0: unlimited"},
+    )
+    tenant_max_live_sessions: int = field(
+        default=0,
+        metadata={"help": "each tenant's live sessions open in one process (429 beyond). 0: unlimited"},
+    )
+    tenant_max_heap_bytes: int = field(
+        default=0,
+        metadata={
+            "help": "bytes of stored heaps each tenant's executions produced; a submit at or over it gets 429. "
+            "0: unlimited"
+        },
+    )
+    tenant_executions_per_minute: int = field(
+        default=0,
+        metadata={
+            "help": "executions each tenant starts per clock minute, every node (429 beyond). 0: unlimited"
+        },
+    )
+    tenant_tool_calls_per_minute: int = field(
+        default=0,
+        metadata={
+            "help": "tool calls each tenant's scripts make per clock minute in one process (a call beyond "
+            "throws in the script). 0: unlimited"
+        },
+    )
     api_token: str | None = field(
         default=None,
         metadata={
@@ -504,6 +550,9 @@ class Settings:
                         f"auth_config: tenants.{tenant.name}.tool_servers names tool servers, but there is no "
                         "tools_config"
                     )
+        for name in TENANT_QUOTA_SETTINGS.values():
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be at least 0 (0: unlimited)")
         if self.approval_timeout_secs < 1:
             raise ValueError("approval_timeout_secs must be at least 1")
         if self.live_workers < 0:

@@ -53,6 +53,7 @@ __all__ = [
     "CONTENT_TYPE",
     "MODES",
     "MULTIPROCESS_ENV",
+    "OTHER_TENANT",
     "RUN_BUCKETS",
     "SIZE_BUCKETS",
     "STORE_BUCKETS",
@@ -71,6 +72,7 @@ SIZE_BUCKETS = tuple(float(1 << n) for n in (14, 15, 16, 17, 18, 19, 20, 22, 24,
 # The ``mode`` label (``ExecutionSpec.mode``): an execution that produces a heap snapshot, or
 # not; ``live`` is kept for the live sessions to come.
 MODES = ("snapshot", "no_snapshot", "live")
+OTHER_TENANT = "other"  # the tenant label of every tenant the configuration does not name
 
 
 def _tool_outcome(outcome: str) -> str:
@@ -218,7 +220,25 @@ class Metrics:
             registry=r,
         )
 
+        self.quota_refusals = Counter(
+            "mcp_v8_quota_refusals",
+            "Requests and tool calls a tenant's quota refused, by tenant (those the configuration "
+            "names; others are 'other') and quota",
+            ["tenant", "quota"],
+            registry=r,
+        )
+        # The tenants whose names may be labels (bounded: the configuration's, never a client's).
+        self.named_tenants: frozenset[str] = frozenset({"default"})
+
     # -- what the service counts ---------------------------------------------------
+    def tenant_label(self, tenant: str) -> str:
+        """``tenant`` as a label: its name when the configuration names it, else ``other``."""
+        return tenant if tenant in self.named_tenants else OTHER_TENANT
+
+    def quota_refused(self, tenant: str, quota: str) -> None:
+        """A quota of ``tenant`` refused a request or a tool call."""
+        self.quota_refusals.labels(self.tenant_label(tenant), quota).inc()
+
     def tool_call(self, outcome: str) -> None:
         """A script's tool call ended with the record's ``outcome``."""
         self.tool_calls.labels(_tool_outcome(outcome)).inc()

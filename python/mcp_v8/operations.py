@@ -26,7 +26,8 @@ from .executions.approvals import BadDecisions, Decision, NotWaiting, UnknownExe
 from .executions.live import LiveConflict, LiveUnavailable, NotLive
 from .executions.live_slot import LiveSessionError
 from .executions.spec import CODE_LIMIT, ExecutionSpec
-from .principal import Principal, single_tenant
+from .principal import TENANT_PATTERN, Principal, single_tenant
+from .quotas import QUOTAS, QuotaReached
 from .storage import (
     ExecutionNotFound,
     ExecutionRecord,
@@ -88,6 +89,18 @@ class Busy(OperationError):
 class Unavailable(OperationError):
     status = 503
     retry_after = 5
+
+
+class QuotaExceeded(OperationError):
+    """A tenant's quota refused the request (:mod:`mcp_v8.quotas`): 429, retry after the seconds
+    the quota says (the rest of the minute for a per-minute one)."""
+
+    status = 429
+
+    def __init__(self, reached: QuotaReached) -> None:
+        super().__init__(str(reached))
+        self.quota = reached.quota
+        self.retry_after = reached.retry_after
 
 
 def execution_info(record: ExecutionRecord) -> dict[str, Any]:
@@ -176,9 +189,37 @@ class Operations:
     # -- tools -------------------------------------------------------------------------
 
     def tool_servers(self) -> list[ServerInfo]:
-        """The tool servers of ``--tools-config``, their state and exposed tools (none without
-        the setting)."""
-        return [] if self.tools is None else self.tools.catalogue()
+        """The tool servers of ``--tools-config`` the principal's tenant may call (its
+        ``tool_servers``), their state and exposed tools (none without the setting)."""
+        if self.tools is None:
+            return []
+        quotas = self._manager.quotas(self.principal.tenant)
+        return [info for info in self.tools.catalogue() if quotas.may_call(info.name)]
+
+    # -- usage -------------------------------------------------------------------------
+
+    def usage(self, tenant: str | None = None) -> dict[str, Any]:
+        """TenantUsage: each quota of the principal's tenant (or of ``tenant``, for a principal
+        that reads across tenants; another's is NotFound otherwise), its limit and what is used."""
+        if tenant is None or tenant == self.principal.tenant:
+            tenant = self.principal.tenant
+        elif not self.principal.sees_all or TENANT_PATTERN.fullmatch(tenant) is None:
+            raise NotFound(f"tenant {_shown(tenant)!r} not found")
+        quotas = self._manager.quotas(tenant)
+        counted = self._executions.tenant_usage(tenant)
+        used = {
+            "concurrent_executions": counted.running,
+            "queued_executions": self._manager.queued_of(tenant),
+            "live_sessions": self._manager.live.open_of(tenant),
+            "heap_bytes": counted.heap_bytes,
+            "executions_per_minute": counted.started_this_minute,
+            "tool_calls_per_minute": self._manager.tenant_tools.calls.used(tenant),
+        }
+        return {
+            "tenant": tenant,
+            "quotas": {name: {"limit": quotas.limit(name), "used": used[name]} for name in QUOTAS},
+            "tool_servers": None if quotas.tool_servers is None else sorted(quotas.tool_servers),
+        }
 
     # -- executions --------------------------------------------------------------------
 
@@ -207,6 +248,8 @@ class Operations:
             return self._submit_live(body, spec)
         try:
             return self._manager.submit(spec, traceparent)
+        except QuotaReached as e:
+            raise QuotaExceeded(e) from None
         except QueueFull as e:
             raise Busy(str(e)) from None
         except ShuttingDown as e:
@@ -230,6 +273,8 @@ class Operations:
             raise Conflict(str(e)) from None
         except LiveUnavailable as e:
             raise BadInput(str(e)) from None
+        except QuotaReached as e:
+            raise QuotaExceeded(e) from None
         except QueueFull as e:
             raise Busy(str(e)) from None
         except ShuttingDown as e:

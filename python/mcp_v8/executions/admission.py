@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from ..quotas import UNLIMITED, QuotaSource, every_tenant
 from ..storage import HeapCatalogue
 from ..storage.work_queue import WorkQueue
 from .errors import QueueFull
@@ -62,7 +63,8 @@ class Admission(Protocol):
     ) -> None:
         """Records the execution ``execution_id`` of ``spec`` and queues it, traced under
         ``traceparent`` (its root span's context) in the trace ``trace_id`` when it is traced.
-        Raises :class:`QueueFull` having recorded nothing, and
+        Raises :class:`QueueFull` or :class:`~mcp_v8.quotas.QuotaReached` (the tenant's quotas,
+        checked in the step that records it) having recorded nothing, and
         :class:`~..storage.HeapNotFound` for a heap the catalogue does not have."""
         ...
 
@@ -73,7 +75,12 @@ class Admission(Protocol):
 
     def forward_live(self, execution_id: str, spec: ExecutionSpec, node: str) -> None:
         """Records the live step ``execution_id`` of ``spec`` and queues it for ``node``, which
-        holds its session (:mod:`.live`). Raises :class:`QueueFull` having recorded nothing."""
+        holds its session (:mod:`.live`). Raises :class:`QueueFull` or
+        :class:`~mcp_v8.quotas.QuotaReached` having recorded nothing."""
+        ...
+
+    def queued_of(self, tenant: str) -> int:
+        """How many executions of ``tenant`` wait in the queue for a worker."""
         ...
 
     def resume(self, execution_id: str, spec: ExecutionSpec, traceparent: str | None = None) -> None:
@@ -86,10 +93,17 @@ class Admission(Protocol):
 class SharedQueue:
     """The :class:`Admission` of the nodes sharing ``work``'s database."""
 
-    def __init__(self, work: WorkQueue, catalogue: HeapCatalogue, queue_limit: int) -> None:
+    def __init__(
+        self, work: WorkQueue, catalogue: HeapCatalogue, queue_limit: int, quotas: QuotaSource | None = None
+    ) -> None:
+        """``quotas``: each tenant's (None: unlimited), checked as its execution is recorded."""
         self._work = work
         self._catalogue = catalogue
         self._limit = queue_limit
+        self._quotas: QuotaSource = quotas or every_tenant(UNLIMITED)
+
+    def queued_of(self, tenant: str) -> int:
+        return self._work.waiting_of(tenant)
 
     def admit(
         self,
@@ -111,6 +125,7 @@ class SharedQueue:
             code_bytes=spec.code_bytes,
             trace_id=trace_id,
             tenant=spec.tenant,
+            quotas=self._quotas(spec.tenant),
         )  # its owner: the node that claims it
         if not queued:
             raise QueueFull(f"the queue is full ({self._limit} executions waiting); retry later")
@@ -126,6 +141,7 @@ class SharedQueue:
             code_bytes=spec.code_bytes,
             tenant=spec.tenant,
             live_node=node,
+            quotas=self._quotas(spec.tenant),
         )
         if not queued:
             raise QueueFull(f"the queue is full ({self._limit} executions waiting); retry later")

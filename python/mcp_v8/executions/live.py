@@ -52,6 +52,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..logs import execution_context
+from ..principal import DEFAULT_TENANT
+from ..quotas import CONCURRENCY_RETRY_SECS, UNLIMITED, QuotaReached, QuotaSource, every_tenant
 from ..storage import HeapNotFound, HeapNotSigned, HeapStoreUnavailable
 from ..storage.live_holds import LiveHolds
 from .errors import QueueFull, ShuttingDown
@@ -147,6 +149,7 @@ class _Session:
     heap: str | None = None  # its latest heap, as far as this process made or looked it up
     heap_known: bool = False
     lost: str | None = None  # why its context was lost, until a step has said so
+    tenant: str = DEFAULT_TENANT  # whose it is (its live_sessions quota)
 
 
 class LiveSessions:
@@ -161,11 +164,17 @@ class LiveSessions:
         queue_limit: int = 1000,
         locks: LiveHolds | None = None,
         forward: Callable[[str, ExecutionSpec, str], None] | None = None,
+        quotas: QuotaSource | None = None,
+        on_refused: Callable[[QuotaReached], None] | None = None,
     ) -> None:
         """``locks``: where this process holds its sessions; ``forward(execution_id, spec,
         node)``: records a step and queues it for ``node``, which holds its session (nodes of a
-        database; None: a session held elsewhere is refused)."""
+        database; None: a session held elsewhere is refused). ``quotas``: each tenant's; a
+        session beyond its ``live_sessions`` open here is refused
+        (:class:`~mcp_v8.quotas.QuotaReached`, heard by ``on_refused``)."""
         self._m = manager
+        self._quotas: QuotaSource = quotas or every_tenant(UNLIMITED)
+        self._on_refused = on_refused
         self._locks = locks
         self._forward = forward
         self.slots = slots
@@ -270,6 +279,8 @@ class LiveSessions:
                 )
             if sum(len(s.items) for s in self._sessions.values()) >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} live steps waiting); retry later")
+            if session is None or (session.slot is None and not session.items):  # to be opened
+                self._check_quota(spec.tenant)
             if session is None:
                 holder = None if self._locks is None else self._locks.acquire(name)
                 if holder is not None:
@@ -279,7 +290,7 @@ class LiveSessions:
                         f"session {name!r} is live elsewhere: {holder.said}; send its steps there, "
                         "or end it there first"
                     )
-                session = self._sessions[name] = _Session(name)
+                session = self._sessions[name] = _Session(name, tenant=spec.tenant)
                 lost = None if self._locks is None else self._locks.lost(name)
                 if lost is not None:
                     session.lost = lost
@@ -305,6 +316,30 @@ class LiveSessions:
             item.ready = True
             self._cond.notify_all()
         return None
+
+    def _check_quota(self, tenant: str) -> None:
+        """Refuses (under ``_cond``) a new session of ``tenant`` at its ``live_sessions`` quota: its
+        sessions here, live or queued to become live."""
+        limit = self._quotas(tenant).live_sessions
+        if limit is None:
+            return
+        used = self.open_of(tenant, locked=True)
+        if used >= limit:
+            e = QuotaReached(
+                tenant, "live_sessions", limit, CONCURRENCY_RETRY_SECS, f"{used} live sessions open"
+            )
+            if self._on_refused is not None:
+                self._on_refused(e)
+            raise e
+
+    def open_of(self, tenant: str, *, locked: bool = False) -> int:
+        """How many sessions of ``tenant`` are live here or queued to become live."""
+        if not locked:
+            with self._cond:
+                return self.open_of(tenant, locked=True)
+        return sum(
+            1 for s in self._sessions.values() if s.tenant == tenant and (s.slot is not None or s.items)
+        )
 
     def snapshot(self, name: str, timeout: float = COMMAND_WAIT_SECONDS) -> str:
         """Snapshots the live session ``name`` after the steps queued before; its heap's key."""

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..logs import execution_context
+from ..quotas import CONCURRENCY_RETRY_SECS, UNLIMITED, QuotaReached, QuotaSource, every_tenant
 from ..storage import (
     TERMINAL_STATUSES,
     ExecutionRecord,
@@ -68,6 +69,7 @@ from .pool import (
 from .protocol import Job, JobResult
 from .sandbox import default_mode
 from .spec import ExecutionSpec, spec_from_wire, spec_to_wire
+from .tenant_tools import TenantTools
 from .tool_caller import ToolCaller
 from .tool_calls import ToolCallRecord
 from .tool_records import ToolCallRecorder
@@ -133,6 +135,7 @@ class ExecutionManager:
         live_snapshot_secs: float = 60.0,
         live_idle_secs: float = 300.0,
         live_holds: LiveHolds | None = None,
+        quotas: QuotaSource | None = None,
     ) -> None:
         """``catalogue`` answers for heaps: a heap is counted as used, fetched (when shared) and
         verified before an execution resuming it is accepted, verified again as its bytes are
@@ -162,7 +165,12 @@ class ExecutionManager:
         snapshotted every ``live_snapshot_secs`` while they change and closed after
         ``live_idle_secs`` idle, held under ``live_holds`` (default: lock files in ``data_dir``;
         the nodes of a database hold them in it, and a step for a session another node holds is
-        queued for that node through ``admission``)."""
+        queued for that node through ``admission``). ``quotas``: each tenant's
+        (:mod:`mcp_v8.quotas`; None: unlimited), which a submit here passes (a refusal is
+        :class:`~mcp_v8.quotas.QuotaReached`): its queued executions in this manager's queue, the
+        rest in the transaction that records it; its scripts' tool calls go through
+        :class:`~.tenant_tools.TenantTools`."""
+        self.quotas: QuotaSource = quotas or every_tenant(UNLIMITED)
         self._owner = owner
         self._approval_timeout = approval_timeout_secs
         self._catalogue = catalogue
@@ -173,6 +181,7 @@ class ExecutionManager:
         self._lock = threading.Condition()
         self._queue: collections.deque[_Queued] = collections.deque()
         self._reserved = 0  # places taken by submits whose record is being written
+        self._reserved_by: collections.Counter[str] = collections.Counter()  # of them, each tenant's
         self._executing: dict[str, WorkerSlot] = {}
         # Executions started here (taken into this queue) whose end is not counted yet: their mode.
         self._started: dict[str, str] = {}
@@ -215,6 +224,7 @@ class ExecutionManager:
         )
         self.jitless = jitless
         tool_gate = Gate(tool_calls_in_flight)
+        self.tenant_tools = TenantTools(self.quotas, on_refused=self._quota_refused)
         self.tool_records = None if tool_records is None else ToolCallRecorder(tool_records)
         self._slots = [
             WorkerSlot(
@@ -230,6 +240,7 @@ class ExecutionManager:
                 tool_gate=tool_gate,
                 on_tool_record=None if self.tool_records is None else self.tool_records.record,
                 tracing=tracing,
+                tenant_tools=self.tenant_tools,
             )
             for i in range(workers)
         ]
@@ -250,6 +261,7 @@ class ExecutionManager:
                     metrics=self.metrics,
                     tool_gate=tool_gate,
                     on_tool_record=None if self.tool_records is None else self.tool_records.record,
+                    tenant_tools=self.tenant_tools,
                 )
                 for i in range(live_workers)
             ],
@@ -261,6 +273,8 @@ class ExecutionManager:
             if live_workers
             else None,
             forward=None if admission is None else admission.forward_live,
+            quotas=self.quotas,
+            on_refused=self._quota_refused,
         )
 
     # -- lifecycle -----------------------------------------------------------------
@@ -322,7 +336,9 @@ class ExecutionManager:
                 raise ShuttingDown("the server is shutting down")
             if len(self._queue) + self._reserved >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
+            self._check_queued(spec.tenant)
             self._reserved += 1
+            self._reserved_by[spec.tenant] += 1
             self._started[execution_id] = spec.mode  # its end is counted from here on
         self.waiters.accept(execution_id)  # live before its record exists: never running and unknown here
         trace_id = self._trace_begin(execution_id, spec, traceparent, begun)
@@ -331,6 +347,7 @@ class ExecutionManager:
         except BaseException:
             with self._lock:
                 self._reserved -= 1
+                self._reserved_by[spec.tenant] -= 1
                 self._started.pop(execution_id, None)
             self.waiters.forget(execution_id)
             self.tracing.end(execution_id, {"execution.status": "refused"})
@@ -338,6 +355,7 @@ class ExecutionManager:
         self.metrics.executions_started.labels(spec.mode).inc()
         with self._lock:
             self._reserved -= 1
+            self._reserved_by[spec.tenant] -= 1
             accepted = not self._closed
             if accepted:
                 self._enqueue(_Queued(execution_id, spec))
@@ -346,6 +364,31 @@ class ExecutionManager:
         if not accepted:
             self._finish(execution_id, JobResult(status="failed", error="server shut down before it started"))
         return execution_id
+
+    def _check_queued(self, tenant: str) -> None:
+        """Refuses (under ``_lock``) a submit of ``tenant`` when its executions waiting in this
+        queue (or being recorded for it) are at its ``queued_executions`` quota."""
+        limit = self.quotas(tenant).queued_executions
+        if limit is None:
+            return
+        waiting = self._reserved_by[tenant] + sum(1 for i in self._queue if i.spec.tenant == tenant)
+        if waiting >= limit:
+            e = QuotaReached(
+                tenant, "queued_executions", limit, CONCURRENCY_RETRY_SECS, f"{waiting} executions queued"
+            )
+            self._quota_refused(e)
+            raise e
+
+    def queued_of(self, tenant: str) -> int:
+        """How many executions of ``tenant`` wait in this process's queue (one machine) or in the
+        nodes' queue (for every node)."""
+        if self._admission is not None:
+            return self._admission.queued_of(tenant)
+        with self._lock:
+            return self._reserved_by[tenant] + sum(1 for i in self._queue if i.spec.tenant == tenant)
+
+    def _quota_refused(self, e: QuotaReached) -> None:
+        self.metrics.quota_refused(e.tenant, e.quota)
 
     def _admit(self, admission: Admission, spec: ExecutionSpec, traceparent: str | None, begun: int) -> str:
         """:meth:`submit` to the nodes' queue. A traced execution's root begins here and its
@@ -360,7 +403,9 @@ class ExecutionManager:
                 self._traced_elsewhere.add(execution_id)
         try:
             admission.admit(execution_id, spec, self.tracing.traceparent(execution_id), trace_id)
-        except BaseException:
+        except BaseException as e:
+            if isinstance(e, QuotaReached):
+                self._quota_refused(e)
             with self._lock:
                 self._traced_elsewhere.discard(execution_id)
             self.tracing.end(execution_id, {"execution.status": "refused"})
@@ -418,8 +463,11 @@ class ExecutionManager:
                 require_heap=spec.heap is not None,
                 trace_id=trace_id,
                 tenant=spec.tenant,
+                quotas=self.quotas(spec.tenant),
             )
-        except BaseException:
+        except BaseException as e:
+            if isinstance(e, QuotaReached):
+                self._quota_refused(e)
             self._output.delete([execution_id])
             raise
 

@@ -94,6 +94,7 @@ from .protocol import (
 )
 from .sandbox import VIOLATION_PREFIX, Walls, default_mode, violation, worker_environment
 from .spec import Limits
+from .tenant_tools import TenantTools
 from .tool_caller import ToolCaller
 from .tool_calls import ToolCallRecord, ToolCalls
 
@@ -298,9 +299,13 @@ class WorkerSlot:
         tool_gate: Gate | None = None,
         on_tool_record: Callable[[str, ToolCallRecord], None] | None = None,
         tracing: Tracing | None = None,
+        tenant_tools: TenantTools | None = None,
     ) -> None:
-        """``tracing`` (traces on, with ``options.trace``) hears of each fetch and tool call."""
+        """``tracing`` (traces on, with ``options.trace``) hears of each fetch and tool call.
+        ``tenant_tools``: what each tenant's scripts may do with ``tool_caller``
+        (:mod:`.tenant_tools`; None: anything)."""
         self.index = index
+        self._tenant_tools = tenant_tools
         self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._metrics = metrics
         self._tool_caller = tool_caller
@@ -523,9 +528,12 @@ class WorkerSlot:
             on_outcome=None if metrics is None else lambda outcome: metrics.fetch_calls.labels(outcome).inc(),
             on_span=self._fetch_span(job.execution_id),
         )
+        caller = self._tool_caller
+        if self._tenant_tools is not None:
+            caller = self._tenant_tools.caller(caller, job.spec.tenant)
         tools = ToolCalls(
             job.execution_id,
-            self._tool_caller,
+            caller,
             conn.send,
             limits=job.spec.tools,
             on_lost=self._fetch_lost,

@@ -23,6 +23,8 @@ from typing import Any
 
 from ..js_error import JsError
 from ..principal import DEFAULT_TENANT
+from ..quotas import TenantQuotas
+from . import tenant_usage
 from .errors import DuplicateExecution, DuplicateKey, HeapNotFound, InvalidCursor
 from .executions import (
     TERMINAL_STATUSES,
@@ -36,6 +38,7 @@ from .paging import Page, decode_cursor, encode_cursor, is_row_id, is_text, is_t
 from .schema import opened
 from .sql import Closing, Connector, Json, Row
 from .sqlite import SQLiteDatabase
+from .tenant_usage import TenantUsage
 
 __all__ = ["NEW_RECORD", "SQLExecutionStore", "SQLiteExecutionStore", "new_record_params"]
 
@@ -162,8 +165,11 @@ class SQLExecutionStore(Closing):
         require_heap: bool = False,
         trace_id: str | None = None,
         tenant: str = DEFAULT_TENANT,
+        quotas: TenantQuotas | None = None,
     ) -> None:
         """Records a new execution of ``tenant`` as ``running``, started now, run by the process ``owner``.
+        With ``quotas``, only when the tenant's record passes them, checked in the transaction
+        that inserts it (:func:`.tenant_usage.admit`; else :class:`~mcp_v8.quotas.QuotaReached`).
         Raises :class:`~.errors.DuplicateExecution`; with ``require_heap``,
         :class:`~.errors.HeapNotFound` unless the heap index holds ``heap_in``, in the same
         statement: SQLite runs it under the database's write lock, which the index's removal
@@ -180,15 +186,25 @@ class SQLExecutionStore(Closing):
             tenant=tenant,
         )
         insert, values = NEW_RECORD
+        held = require_heap and heap_in is not None
+        statement = f"{insert} {values} WHERE {_HEAP_HELD} RETURNING id" if held else f"{insert} {values}"
         try:
-            if not require_heap or heap_in is None:
-                self._db.run(f"{insert} {values}", params)
-                return
-            rows = self._db.run(f"{insert} {values} WHERE {_HEAP_HELD} RETURNING id", params)
+            if quotas is not None and quotas.limits_admission:
+                with self._db.transaction() as tx:
+                    tenant_usage.admit(tx, self._db.dialect.name, tenant, quotas, params["now"])
+                    rows = tx.run(statement, params)
+            else:
+                rows = self._db.run(statement, params)
         except DuplicateKey:
             raise DuplicateExecution(execution_id) from None
-        if not rows:
+        if held and not rows:
             raise HeapNotFound(heap_in)
+
+    def tenant_usage(self, tenant: str) -> TenantUsage:
+        """What ``tenant``'s records use now of the quotas counted from them (the running, those
+        started this minute, the bytes of the stored heaps they produced)."""
+        with self._db.session() as session:
+            return tenant_usage.read(session, tenant, _ms(_now()))
 
     def finish(
         self,

@@ -30,8 +30,10 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from ..js_error import JsError
 from ..principal import DEFAULT_TENANT
+from ..quotas import TenantQuotas
 from .errors import DuplicateExecution, ExecutionNotFound
 from .paging import Page
+from .tenant_usage import TenantUsage
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -176,13 +178,23 @@ class ExecutionStore(Protocol):
         require_heap: bool = False,
         trace_id: str | None = None,
         tenant: str = DEFAULT_TENANT,
+        quotas: TenantQuotas | None = None,
     ) -> None:
         """Records a new execution of ``tenant`` as ``running``, started now, run by the process ``owner``,
         traced under ``trace_id`` (kept as it is). With ``require_heap``, only while the heap index of the same database (``heaps``, see
         :mod:`.heap_index`) holds ``heap_in``, in one step with that check: otherwise it raises
         :class:`~.errors.HeapNotFound` and records nothing. A heap's deletion
         (:meth:`~.heap_index.HeapIndex.remove`) serialises with it: the heap is gone before the
-        record exists, or the record exists (and the heap is in use) before the deletion looks."""
+        record exists, or the record exists (and the heap is in use) before the deletion looks.
+        With ``quotas``, only when the tenant's new record passes them
+        (:func:`.tenant_usage.admit`), checked in one transaction with the insert under the
+        tenant's lock, whichever processes and nodes insert at once: else
+        :class:`~mcp_v8.quotas.QuotaReached`, and nothing is recorded."""
+        ...
+
+    def tenant_usage(self, tenant: str) -> TenantUsage:
+        """What ``tenant``'s records use now of its quotas (:class:`.tenant_usage.TenantUsage`,
+        without ``queued``)."""
         ...
 
     def finish(

@@ -238,6 +238,12 @@ CREATE INDEX executions_by_tenant_session ON executions (tenant, session, starte
     WHERE session IS NOT NULL;
 """
 
+# Version 13: a tenant's running executions, which a submit under a concurrency quota counts
+# (:mod:`.tenant_usage`): an entry per running execution, whatever the tenant's history.
+_V13 = """
+CREATE INDEX executions_running_by_tenant ON executions (tenant) WHERE status = 'running';
+"""
+
 
 def _index_heap_files(conn: sqlite3.Connection) -> None:
     """Version 6: the tables, then a row for each heap file of the data directory."""
@@ -272,6 +278,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "executions waiting for a decision on their tool calls", statements(_V10)),
     Migration(11, "the trace id of each execution", statements(_V11)),
     Migration(12, "the tenant of each execution", statements(_V12)),
+    Migration(13, "an index of each tenant's running executions", statements(_V13)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from ..principal import DEFAULT_TENANT
+from ..quotas import TenantQuotas
 
 __all__ = ["Claim", "ClusterQueue", "WorkQueue"]
 
@@ -50,15 +51,19 @@ class WorkQueue(Protocol):
         trace_id: str | None = None,
         tenant: str = DEFAULT_TENANT,
         live_node: str | None = None,
+        quotas: TenantQuotas | None = None,
     ) -> bool:
         """Records a new execution (``running``, owned by no node yet, as
         :meth:`~.executions.ExecutionStore.create` records one), its empty output log and its
         job, in one step that also takes a place of the queue; returns False, and records
         nothing, when no place is left. With ``heap_in``, only while the heap index holds it
         (else :class:`~.errors.HeapNotFound`, and nothing is recorded), serialised with its
-        deletion as :meth:`~.executions.ExecutionStore.create` with ``require_heap`` is. Every
-        node hears of the job. ``live_node``: the job is a live step for the node holding its
-        session, claimed only by :meth:`ClusterQueue.claim_live`."""
+        deletion as :meth:`~.executions.ExecutionStore.create` with ``require_heap`` is. With
+        ``quotas``, only when the tenant's new record passes them, its queued jobs among them
+        (else :class:`~mcp_v8.quotas.QuotaReached`, and nothing is recorded), as
+        :meth:`~.executions.ExecutionStore.create` checks them. Every node hears of the job.
+        ``live_node``: the job is a live step for the node holding its session, claimed only by
+        :meth:`ClusterQueue.claim_live`."""
         ...
 
     def enqueue(self, execution_id: str, job: dict[str, Any], *, limit: int) -> bool:
@@ -68,6 +73,10 @@ class WorkQueue(Protocol):
 
     def waiting(self) -> int:
         """How many places of the queue are taken: its jobs no node has claimed."""
+        ...
+
+    def waiting_of(self, tenant: str) -> int:
+        """How many of the jobs no node has claimed are ``tenant``'s."""
         ...
 
     def finished(self, execution_id: str) -> None:

@@ -36,6 +36,8 @@ import psycopg
 from psycopg import sql
 
 from ...principal import DEFAULT_TENANT
+from ...quotas import TenantQuotas
+from .. import tenant_usage
 from ..errors import DuplicateExecution, DuplicateKey, HeapNotFound
 from ..execution_store import NEW_RECORD, new_record_params
 from ..work_queue import Claim
@@ -113,11 +115,14 @@ class PostgresQueue:
         trace_id: str | None = None,
         tenant: str = DEFAULT_TENANT,
         live_node: str | None = None,
+        quotas: TenantQuotas | None = None,
     ) -> bool:
         """Records the execution, its output log and its job, taking a place, in one statement
         (see :class:`~..work_queue.WorkQueue`); the heap, when resumed, is held as
         :meth:`~..execution_store.SQLExecutionStore.create` holds it. ``live_node``: a live step
-        for the node holding its session (:meth:`claim_live`)."""
+        for the node holding its session (:meth:`claim_live`). With ``quotas`` that limit
+        a new record, that statement follows the tenant's lock and counts in one transaction
+        (:func:`..tenant_usage.admit`, the tenant's queued jobs among them)."""
         insert, values = NEW_RECORD
         held = "true"
         steps = []
@@ -141,18 +146,24 @@ class PostgresQueue:
             trace_id=trace_id,
             tenant=tenant,
         )
+        statement = (
+            f"WITH {', '.join(steps)} SELECT {held}, EXISTS (SELECT 1 FROM record),"
+            " (SELECT pg_notify(:channel, '') FROM record)"
+        )
+        bound = {
+            **params,
+            **self._place(limit),
+            "job": _job(job),
+            "channel": self.work_channel,
+            "live_node": live_node,
+        }
         try:
-            rows = self._db.run(
-                f"WITH {', '.join(steps)} SELECT {held}, EXISTS (SELECT 1 FROM record),"
-                " (SELECT pg_notify(:channel, '') FROM record)",
-                {
-                    **params,
-                    **self._place(limit),
-                    "job": _job(job),
-                    "channel": self.work_channel,
-                    "live_node": live_node,
-                },
-            )
+            if quotas is not None and quotas.limits_admission:
+                with self._db.transaction() as tx:
+                    tenant_usage.admit(tx, self._db.dialect.name, tenant, quotas, params["now"], queue=True)
+                    rows = tx.run(statement, bound)
+            else:
+                rows = self._db.run(statement, bound)
         except DuplicateKey:
             raise DuplicateExecution(execution_id) from None
         heap_found, queued = rows[0][:2]
@@ -178,6 +189,11 @@ class PostgresQueue:
     def waiting(self) -> int:
         """How many places of the queue are taken: its jobs no node has claimed."""
         return usage.used(self._db, QUEUED)
+
+    def waiting_of(self, tenant: str) -> int:
+        """How many of the queue's unclaimed jobs are ``tenant``'s executions."""
+        rows = self._db.run(tenant_usage.QUEUED, {"tenant": tenant})
+        return 0 if not rows else int(rows[0][0])
 
     def claim(self, node: str) -> Claim | None:
         """The oldest unclaimed job of a running execution, claimed for ``node`` (which becomes

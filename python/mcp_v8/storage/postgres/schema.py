@@ -224,6 +224,10 @@ CREATE INDEX live_sessions_by_node ON live_sessions (node);
 ALTER TABLE queue ADD COLUMN live_node text COLLATE "C";
 CREATE INDEX queue_live_unclaimed ON queue (live_node, id) WHERE claimed_by IS NULL AND live_node IS NOT NULL;
 """
+# Version 13: a tenant's running executions, as SQLite's version 13.
+_V13 = """
+CREATE INDEX executions_running_by_tenant ON executions (tenant) WHERE status = 'running';
+"""
 
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
@@ -238,6 +242,7 @@ MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(10, "the trace id of each execution", _V10),
     PgMigration(11, "the tenant of each execution", _V11),
     PgMigration(12, "the node of each live session, and live steps queued for it", _V12),
+    PgMigration(13, "an index of each tenant's running executions", _V13),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
