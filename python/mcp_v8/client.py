@@ -371,6 +371,11 @@ class Client:
     def stats(self) -> dict[str, Any]:
         return self._request("GET", "/api/stats")
 
+    def usage(self, tenant: str | None = None) -> dict[str, Any]:
+        """The quotas of the token's tenant and what it uses of each (``GET /api/usage``);
+        ``tenant``: another tenant's, for a token with the ``admin`` scope."""
+        return self._request("GET", "/api/usage", query=None if tenant is None else {"tenant": tenant})
+
     def close(self) -> None:
         """Closes every connection this client opened (in any thread)."""
         with self._lock:
