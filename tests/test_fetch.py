@@ -22,7 +22,7 @@ from falcon import testing
 from mcp_v8 import Control, Engine, _engine
 from mcp_v8.app import create_app
 from mcp_v8.config import Settings, from_env
-from mcp_v8.executions import worker
+from mcp_v8.executions import worker, worker_common
 from mcp_v8.executions.pool import WorkerOptions, WorkerProcess, WorkerSlot
 from mcp_v8.executions.protocol import FETCH_ARGS_LIMIT, FetchCall, FetchReply, Job, decode, encode
 from mcp_v8.executions.spec import ExecutionSpec, FetchPolicy, Limits
@@ -540,7 +540,7 @@ def test_the_workers_relay_forwards_each_call_and_drops_replies_once_its_job_is_
     def send(message: FetchCall) -> None:  # through the channel's encoding, as the worker sends
         calls.put(decode(encode(message)[4:], "worker"))
 
-    fetches = worker._Fetches(send)
+    fetches = worker_common.Fetches(send)
     run = _engine.FetchRun([server.origin])  # the server's side, played by this test
 
     def answer() -> None:
@@ -561,7 +561,7 @@ def test_the_workers_relay_forwards_each_call_and_drops_replies_once_its_job_is_
     """
     limits = Limits(heap_limit_mb=64, timeout_secs=60, max_result_bytes=1 << 20, max_output_bytes=1 << 20)
     spec = ExecutionSpec(code=code, limits=limits, snapshot=False)  # no policy: the worker needs none
-    output = worker._Output(lambda message: None, 1 << 20)
+    output = worker_common.ConsoleOutput(lambda message: None, 1 << 20)
     relay = fetches.start("e")
     try:
         result, _ = worker._run(Engine(), Job("e", spec), None, output, relay)

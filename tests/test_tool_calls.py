@@ -629,11 +629,11 @@ class FakeControl:
 
 
 def test_the_script_clock_stops_while_a_call_is_outstanding() -> None:
-    from mcp_v8.executions.worker import _ScriptClock
+    from mcp_v8.executions.worker_common import ScriptClock
 
     control = FakeControl()
     started = time.monotonic()
-    clock = _ScriptClock(0.3, control)
+    clock = ScriptClock(0.3, control)
     clock.calls(+1)
     held = 1.0  # well past the timeout: waiting on a tool is not the script's time
     time.sleep(held)
@@ -644,10 +644,10 @@ def test_the_script_clock_stops_while_a_call_is_outstanding() -> None:
 
 
 def test_a_stopped_script_clock_cancels_nothing() -> None:
-    from mcp_v8.executions.worker import _ScriptClock
+    from mcp_v8.executions.worker_common import ScriptClock
 
     control = FakeControl()
-    clock = _ScriptClock(0.1, control)
+    clock = ScriptClock(0.1, control)
     clock.stop()
     time.sleep(0.3)
     assert not control.cancelled.is_set() and not clock.expired
