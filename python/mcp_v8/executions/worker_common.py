@@ -253,22 +253,22 @@ class ScriptClock:
     """The script's own running time in a job whose wall limit is above its timeout: the engine
     runs under the wall limit, and this clock cancels the run (``expired``) once the time it spent
     with no tool call outstanding reaches its timeout. ``calls(n)`` says how many are outstanding.
-    Its thread waits while a call is outstanding and wakes on each change."""
+    The clocks of a process share one thread (:class:`ScriptClocks`): a job or a live step starts
+    none of its own, which would cost it a thread's start and a wake-up of that thread."""
 
-    def __init__(self, timeout: float, control: Any) -> None:
+    def __init__(self, timeout: float, control: Any, clocks: ScriptClocks | None = None) -> None:
         self._timeout = timeout
         self._control = control
-        self._cond = threading.Condition()
         self._outstanding = 0
         self._since: float | None = None  # when the current wait on tools began
         self._waited = 0.0
         self._started = time.monotonic()
-        self._stopped = False
         self.expired = False
-        threading.Thread(target=self._run, daemon=True, name="mcp-v8-script-clock").start()
+        self._clocks = clocks or ScriptClocks.shared()
+        self._clocks.add(self)
 
     def calls(self, delta: int) -> None:
-        with self._cond:
+        with self._clocks.cond:
             before = self._outstanding
             self._outstanding += delta
             now = time.monotonic()
@@ -277,27 +277,73 @@ class ScriptClock:
             elif before > 0 and self._outstanding == 0 and self._since is not None:
                 self._waited += now - self._since
                 self._since = None
-            self._cond.notify_all()
+                self._clocks.due(self)  # its time runs again: it has a deadline anew
 
     def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
+        self._clocks.remove(self)
+
+    def deadline(self) -> float | None:
+        """When it expires (``time.monotonic()``), None while a call is outstanding (under the
+        clocks' condition)."""
+        if self._outstanding > 0:
+            return None
+        return self._started + self._timeout + self._waited
+
+
+class ScriptClocks:
+    """The thread that judges the :class:`ScriptClock` s of a process: it sleeps until the earliest
+    deadline among them and cancels the run of each clock whose time is up. It is woken only when
+    a deadline comes before the one it sleeps until (a clock added, or a clock whose tool calls
+    are answered), never by a clock that stops; a wake-up that finds nothing due just sleeps again.
+    State is guarded by ``cond``; a run is cancelled outside it."""
+
+    _shared: ScriptClocks | None = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self._clocks: set[ScriptClock] = set()
+        self._wake_at = float("inf")  # when the thread wakes next by itself
+        threading.Thread(target=self._run, daemon=True, name="mcp-v8-script-clocks").start()
+
+    @classmethod
+    def shared(cls) -> ScriptClocks:
+        """The process's clocks, started with the first clock."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def add(self, clock: ScriptClock) -> None:
+        with self.cond:
+            self._clocks.add(clock)
+            self.due(clock)
+
+    def remove(self, clock: ScriptClock) -> None:
+        with self.cond:
+            self._clocks.discard(clock)
+
+    def due(self, clock: ScriptClock) -> None:
+        """Wakes the thread when ``clock`` is due before it would wake (under ``cond``)."""
+        deadline = clock.deadline()
+        if deadline is not None and deadline < self._wake_at:
+            self._wake_at = deadline
+            self.cond.notify_all()
 
     def _run(self) -> None:
-        with self._cond:
-            while not self._stopped:
-                if self._outstanding > 0:
-                    self._cond.wait()
-                    continue
-                left = self._started + self._timeout + self._waited - time.monotonic()
-                if left <= 0:
-                    self.expired = True
-                    break
-                self._cond.wait(left)
-            else:
-                return
-        self._control.cancel()
+        while True:
+            with self.cond:
+                now = time.monotonic()
+                expired = [c for c in self._clocks if (d := c.deadline()) is not None and d <= now]
+                for clock in expired:
+                    clock.expired = True
+                    self._clocks.discard(clock)
+                if not expired:
+                    deadlines = [d for c in self._clocks if (d := c.deadline()) is not None]
+                    self._wake_at = min(deadlines, default=float("inf"))
+                    self.cond.wait(None if self._wake_at == float("inf") else self._wake_at - now)
+            for clock in expired:
+                clock._control.cancel()
 
 
 class Tools:
