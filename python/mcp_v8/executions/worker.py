@@ -269,7 +269,7 @@ def serve(
     if warm_heap_mb:
         _prepare_next(engine, None, warm_heap_mb, jobs)
     conn.send(Ready(walls or sandbox.Walls()))
-    live = LiveSessions(conn, output, tools)
+    live = LiveSessions(conn, output, tools, fetches)
     while True:
         job = jobs.get()
         if job is None:

@@ -220,8 +220,10 @@ class Fetches:
         self._lock = threading.Lock()
         self._relays: dict[str, Any] = {}
 
-    def start(self, execution_id: str) -> Any:
-        """The relay of ``execution_id``'s execution (for ``Engine.execute``)."""
+    def start(self, execution_id: str, make_relay: Any = None) -> Any:
+        """The relay of ``execution_id``'s execution (for ``Engine.execute``). ``make_relay(on_call)``:
+        the relay (an object with ``reply(call_id, ok, head, body)``), the engine's ``FetchRelay``
+        unless given."""
         from .. import _engine
 
         def on_call(call_id: int, args: str, body: bytes | None) -> None:
@@ -231,7 +233,7 @@ class Fetches:
                 refusal = {"name": "TypeError", "message": f"fetch refused: {e}"}
                 relay.reply(call_id, False, json.dumps(refusal))
 
-        relay = _engine.FetchRelay(on_call)
+        relay = (make_relay or _engine.FetchRelay)(on_call)
         with self._lock:
             self._relays[execution_id] = relay
         return relay

@@ -28,6 +28,7 @@ from .protocol import (
 from .worker_common import (
     HEAP_READ_LIMIT,
     ConsoleOutput,
+    Fetches,
     ScriptClock,
     Tools,
     clock_verdict,
@@ -36,6 +37,21 @@ from .worker_common import (
     outcome_result,
     send_done,
 )
+
+FETCH_CALL = "mcp-v8:fetch"  # the host call of web.js's fetch (rust/engine/src/fetch/mod.rs)
+
+
+class _LiveFetchRelay:
+    """A live context's fetch relay for :class:`.worker_common.Fetches`: the server's answer goes
+    back as the value of the context's host call, as the engine's ``FetchRelay`` posts it (the
+    response head as JSON and its body; or the error as JSON)."""
+
+    def __init__(self, live: Any) -> None:
+        self._live = live
+
+    def reply(self, call_id: int, ok: bool, head: str, body: bytes | None = None) -> bool:
+        self._live.reply(call_id, ok, head, [body or b""] if ok else [])
+        return True
 
 
 class _LiveToolRelay:
@@ -51,14 +67,18 @@ class _LiveToolRelay:
 
 
 class _LiveSession:
-    """One session's live context, and where its tool calls go while a step runs."""
+    """One session's live context, and where its tool calls and fetches go while a step runs."""
 
     def __init__(self, name: str, live: Any) -> None:
         self.name = name
         self.live = live
         self.on_tool_call: Any = None  # the running step's, else None
+        self.on_fetch: Any = None  # the running step's, else None
 
     def dispatch(self, call_id: int, name: str, args_json: str, buffers: list[bytes]) -> None:
+        if name == FETCH_CALL:
+            self._fetch(call_id, args_json, buffers)
+            return
         on_call = self.on_tool_call
         if name == TOOL_CALL and on_call is not None:
             try:
@@ -70,19 +90,29 @@ class _LiveSession:
         refusal = {"name": "TypeError", "message": "no function answers this call"}
         self.live.reply(call_id, False, json.dumps(refusal), [])
 
+    def _fetch(self, call_id: int, args_json: str, buffers: list[bytes]) -> None:
+        """A call of ``fetch``: to the server, as a one-off execution's (its policy and caps)."""
+        on_fetch = self.on_fetch
+        if on_fetch is not None and len(buffers) <= 1:
+            on_fetch(call_id, args_json, buffers[0] if buffers else None)
+            return
+        why = "fetch: more than one request body" if on_fetch is not None else "fetch: no step is running"
+        self.live.reply(call_id, False, json.dumps({"name": "TypeError", "message": why}), [])
+
 
 class LiveSessions:
     """The live sessions this worker holds: one live context each (the engine's
     ``LiveContext``, made able to snapshot, so it has no ``WebAssembly``), kept between the
     steps the server sends. A step runs as a job does (its limits, console output, cancel,
-    timeout, tool calls through the server); a timeout or a cancel leaves the context usable,
-    a step that goes over the heap cap ends it (``ended`` before its ``done``). A script's
-    ``fetch`` is refused in a live step: the server's fetch relay serves one-off executions."""
+    timeout, tool calls and ``fetch`` through the server, under the policy of the step's spec);
+    a timeout or a cancel leaves the context usable, a step that goes over the heap cap ends it
+    (``ended`` before its ``done``)."""
 
-    def __init__(self, conn: Channel, output: ConsoleOutput, tools: Tools) -> None:
+    def __init__(self, conn: Channel, output: ConsoleOutput, tools: Tools, fetches: Fetches) -> None:
         self._conn = conn
         self._output = output
         self._tools = tools
+        self._fetches = fetches
         self._sessions: dict[str, _LiveSession] = {}
 
     def command(self, message: LiveCommand) -> None:
@@ -127,6 +157,7 @@ class LiveSessions:
                 snapshots=True,
                 heap_limit_mb=message.heap_limit_mb,
                 dispatch=lambda *call: holder[0].dispatch(*call),
+                fetch_to_dispatch=True,  # the server makes the requests: this process makes none
             )
         except Exception as e:  # the engine's SnapshotError or EngineError: the heap's fault
             return f"cannot restore heap: {e}" if envelope is not None else f"cannot make the context: {e}"
@@ -170,11 +201,17 @@ class LiveSessions:
             session.on_tool_call = on_call
             return _LiveToolRelay(session.live)
 
+        def make_fetch_relay(on_call: Any) -> _LiveFetchRelay:
+            session.on_fetch = on_call
+            return _LiveFetchRelay(session.live)
+
         self._tools.start(step.execution_id, clock, make_relay)
+        self._fetches.start(step.execution_id, make_fetch_relay)
         try:
             result, envelope = self._run(session, step, control, clock)
         finally:
-            session.on_tool_call = None
+            session.on_tool_call = session.on_fetch = None
+            self._fetches.finish(step.execution_id)
             self._tools.finish(step.execution_id)
         output.flush()
         if session.live.closed:
