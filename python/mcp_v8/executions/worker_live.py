@@ -38,6 +38,8 @@ from .worker_common import (
     send_done,
 )
 
+# Why a context ends when its step pauses (the ``ended`` before the step's ``done``).
+PAUSED = "the step waits for a decision on its tool calls: the session goes on from its resumed execution"
 FETCH_CALL = "mcp-v8:fetch"  # the host call of web.js's fetch (rust/engine/src/fetch/mod.rs)
 
 
@@ -212,11 +214,13 @@ class LiveSessions:
         finally:
             session.on_tool_call = session.on_fetch = None
             self._fetches.finish(step.execution_id)
-            self._tools.finish(step.execution_id)
+            held = self._tools.finish(step.execution_id)
+        if result.status == "waiting":
+            result = dataclasses.replace(result, pending_tool_calls=held)
         output.flush()
         if session.live.closed:
             del self._sessions[step.session]
-            reason = result.error or "the context was closed"
+            reason = PAUSED if result.status == "waiting" else result.error or "the context was closed"
             self._conn.send(Ended(step.session, cut(reason) or ""))
         send_done(self._conn, step.execution_id, result, envelope)
 
@@ -243,6 +247,8 @@ class LiveSessions:
         timed_out = clock_verdict(outcome, limits, clock)
         if timed_out is not None:
             return timed_out, None
+        if outcome.status == "suspended":  # it waits only on held calls: paused in its heap
+            return self._pause(session, outcome)
         heap, heap_size, envelope = None, None, None
         if spec.snapshot and outcome.status == "completed":
             heap, envelope, error = self._snapshot(session)
@@ -250,6 +256,20 @@ class LiveSessions:
                 return JobResult(status="failed", error=error, duration_ms=outcome.duration_ms), None
             heap_size = envelope_size(envelope)
         return outcome_result(outcome, heap, heap_size), envelope
+
+    def _pause(self, session: _LiveSession, outcome: Any) -> tuple[JobResult, bytes | None]:
+        """The step waits on tool calls held for a decision: the context's heap (the script's
+        pending result in it, as a job's that pauses) and the end of the context, so the worker
+        is not held for a person's response time; the execution resumes from that heap."""
+        heap, envelope, error = self._snapshot(session)
+        session.live.close()
+        if error is not None or heap is None:
+            why = f"the script waits on tool calls held for approval, but {error or 'no heap was made'}"
+            return JobResult(status="failed", error=why, duration_ms=outcome.duration_ms), None
+        paused = JobResult(
+            status="waiting", heap=heap, heap_size=envelope_size(envelope), duration_ms=outcome.duration_ms
+        )
+        return paused, envelope
 
     def close_all(self) -> None:
         for session in self._sessions.values():
