@@ -45,7 +45,7 @@ RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("worker", "heap store: read snapshot", ("FileHeapStore.get",)),
     ("worker", "engine (V8 run + snapshot)", ("Engine.execute",)),
     ("worker", "send result (encode + write)", ("Channel.send",)),
-    ("worker", "flush console output", ("_Output.flush",)),
+    ("worker", "flush console output", ("ConsoleOutput.flush",)),
     ("worker", "idle", ()),
     ("http", "POST: output log insert", ("ExecResource.on_post", "SQLiteOutputLog.create")),
     ("http", "POST: record insert", ("ExecResource.on_post", "SQLiteExecutionStore.create")),

@@ -78,7 +78,7 @@ def worker_steps(root: str) -> Steps:
     import os
 
     from mcp_v8.engine import Engine
-    from mcp_v8.executions import worker
+    from mcp_v8.executions import worker, worker_common
     from mcp_v8.executions.heap_fds import heap_memfd
     from mcp_v8.executions.protocol import Job
     from mcp_v8.executions.spec import ExecutionSpec, Limits
@@ -89,7 +89,7 @@ def worker_steps(root: str) -> Steps:
     engine = Engine(keep_console=False)  # as serve() makes it
     engine.execute("1")
     sent: list[Any] = []
-    output = worker._Output(sent.append, 1 << 20)
+    output = worker_common.ConsoleOutput(sent.append, 1 << 20)
 
     def run(code: str, heap: tuple[str, bytes] | None, snapshot: bool = True) -> tuple[str, bytes] | None:
         limits = Limits(

@@ -219,6 +219,30 @@ def test_without_a_snapshot_a_gated_call_is_denied_at_once(client: testing.TestC
     assert json.loads(info["result"])[:2] == ["ToolDenied", "a gated call cannot pause without a snapshot"]
 
 
+def test_a_live_step_pauses_on_a_gated_call_and_its_session_goes_on_from_the_resume(
+    client: testing.TestClient,
+) -> None:
+    session = f"live-{uuid.uuid4()}"
+    first = settled(client, submit(client, "var kept = 41", session=session, live=True))
+    assert first["status"] == "completed", first
+    code = "kept += 1; console.log('before'); var said = await tools.t.echo({text: 'hi'}); console.log('after'); said"
+    paused = submit(client, code, session=session, live=True)
+    info = settled(client, paused)
+    assert info["status"] == "waiting", info  # in its context's heap: the live worker is free
+    (call,) = info["pending_tool_calls"]
+    # Until the paused step has ended, the session has nowhere to go on from: a step fails, unrun.
+    early = settled(client, submit(client, "kept = 0", session=session, live=True))
+    assert early["status"] == "failed" and paused in early["error"], early
+    assert approve(client, paused, [{"call_id": call["call_id"], "approved": True}]).status_code == 202
+    info = settled(client, paused)
+    assert info["status"] == "completed" and json.loads(info["result"]) == {"result": "hi"}, info
+    assert info["heap"] is not None and output(client, paused) == "before\nafter\n"
+    # The next live step starts from the heap the resumed execution made, in a new context.
+    after = settled(client, submit(client, "[kept, said]", session=session, live=True))
+    assert json.loads(after["result"]) == [42, {"result": "hi"}], after
+    assert settled(client, submit(client, "kept += 1", session=session, live=True))["result"] == "43"
+
+
 def test_only_the_approvers_token_approves(client: testing.TestClient) -> None:
     execution_id = submit(client, GATED)
     call_id = settled(client, execution_id)["pending_tool_calls"][0]["call_id"]

@@ -22,7 +22,8 @@ from falcon import testing
 from mcp_v8 import Control, Engine, _engine
 from mcp_v8.app import create_app
 from mcp_v8.config import Settings, from_env
-from mcp_v8.executions import worker
+from mcp_v8.executions import worker, worker_common
+from mcp_v8.executions.live_slot import LiveSlot
 from mcp_v8.executions.pool import WorkerOptions, WorkerProcess, WorkerSlot
 from mcp_v8.executions.protocol import FETCH_ARGS_LIMIT, FetchCall, FetchReply, Job, decode, encode
 from mcp_v8.executions.spec import ExecutionSpec, FetchPolicy, Limits
@@ -473,12 +474,16 @@ def spawn_without_network(options: WorkerOptions, sock: socket.socket, stderr: B
 UNSHARE = ["unshare", "--user", "--map-root-user", "--net"]
 
 
-@pytest.fixture
-def cut_slot(tmp_path: Path, server: Server) -> Iterator[WorkerSlot]:
-    # The wall holds: from inside it, the test's server cannot be reached.
+def cut_probe(server: Server) -> None:
+    """The wall holds: from inside it, the test's server cannot be reached."""
     probe = f"import socket; socket.create_connection(('127.0.0.1', {server.port}), timeout=5)"
     reached = subprocess.run([*UNSHARE, sys.executable, "-c", probe], capture_output=True, timeout=60)
     assert reached.returncode != 0 and b"unreachable" in reached.stderr, reached
+
+
+@pytest.fixture
+def cut_slot(tmp_path: Path, server: Server) -> Iterator[WorkerSlot]:
+    cut_probe(server)
     slot = WorkerSlot(0, tmp_path, WorkerOptions(), spawn=spawn_without_network)
     slot.start()
     yield slot
@@ -512,6 +517,74 @@ def test_a_worker_without_network_fetches_through_the_server(cut_slot: WorkerSlo
     assert sorted(json.loads(result.result or "null")) == ["fulfilled"] * 5 + ["rejected"] * 2, result
 
 
+def test_a_live_step_in_a_worker_without_network_fetches_through_the_server(
+    tmp_path: Path, server: Server
+) -> None:
+    cut_probe(server)
+    slot = LiveSlot(0, tmp_path, WorkerOptions(), spawn=spawn_without_network)
+    slot.start()
+    try:
+        slot.open("s", 64)
+        code = f"""
+            var got = await (await fetch('{server.origin}/json')).json();
+            const posted = await (await fetch('{server.origin}/echo', {{method: 'POST', body: 'hello'}})).json();
+            const refused = await fetch('{server.other_origin}/json').catch(e => e.message);
+            [got, posted.body, refused]
+        """
+        result = slot.step(job("a", code, server), "s", lambda text: None)
+        assert result.status == "completed", result
+        got, posted, refused = json.loads(result.result or "null")
+        assert got == {"ok": True} and posted == "hello" and "is not an allowed origin" in refused
+        # The policy is the step's, counted on the server for each step: 5 requests, then refusals.
+        code = f"Promise.allSettled([...Array(7)].map(() => fetch('{server.origin}/json'))).then(r => r.map(x => x.status))"
+        for step in ("b", "c"):
+            result = slot.step(job(step, code, server), "s", lambda text: None)
+            assert sorted(json.loads(result.result or "null")) == ["fulfilled"] * 5 + ["rejected"] * 2, result
+        assert slot.step(job("d", "got.ok", server), "s", lambda text: None).result == "true"  # still live
+    finally:
+        slot.stop()
+
+
+def test_the_service_relays_a_live_steps_fetch_under_its_settings(server: Server, tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path, workers=1, live_workers=1, allow_fetch=(server.origin,), max_fetch_bytes=BIG - 1
+    )
+    app = create_app(settings)
+    c = testing.TestClient(app)
+    try:
+        code = f"var got = await (await fetch('{server.origin}/json')).json(); got.ok"
+        done = wait(c, submit(c, code, session="s", live=True))
+        assert (done["status"], done["result"]) == ("completed", "true"), done
+        done = wait(
+            c,
+            submit(
+                c,
+                f"await fetch('{server.origin}/big').then(r => r.text(), e => e.message)",
+                session="s",
+                live=True,
+            ),
+        )
+        assert "larger than 65535 bytes" in json.loads(done["result"]), done
+        done = wait(
+            c,
+            submit(
+                c, f"await fetch('{server.other_origin}/json').catch(e => e.message)", session="s", live=True
+            ),
+        )
+        assert "is not an allowed origin" in json.loads(done["result"]), done
+    finally:
+        app.service.close()
+    off = create_app(Settings(data_dir=tmp_path / "off", workers=1, live_workers=1))
+    c = testing.TestClient(off)
+    try:  # no --allow-fetch: refused as in a one-off execution
+        done = wait(
+            c, submit(c, f"await fetch('{server.origin}/json').catch(e => e.message)", session="s", live=True)
+        )
+        assert "fetch is off" in json.loads(done["result"]), done
+    finally:
+        off.service.close()
+
+
 def test_cancel_and_timeout_end_the_servers_request_for_a_worker_without_network(
     cut_slot: WorkerSlot, server: Server
 ) -> None:
@@ -540,7 +613,7 @@ def test_the_workers_relay_forwards_each_call_and_drops_replies_once_its_job_is_
     def send(message: FetchCall) -> None:  # through the channel's encoding, as the worker sends
         calls.put(decode(encode(message)[4:], "worker"))
 
-    fetches = worker._Fetches(send)
+    fetches = worker_common.Fetches(send)
     run = _engine.FetchRun([server.origin])  # the server's side, played by this test
 
     def answer() -> None:
@@ -561,7 +634,7 @@ def test_the_workers_relay_forwards_each_call_and_drops_replies_once_its_job_is_
     """
     limits = Limits(heap_limit_mb=64, timeout_secs=60, max_result_bytes=1 << 20, max_output_bytes=1 << 20)
     spec = ExecutionSpec(code=code, limits=limits, snapshot=False)  # no policy: the worker needs none
-    output = worker._Output(lambda message: None, 1 << 20)
+    output = worker_common.ConsoleOutput(lambda message: None, 1 << 20)
     relay = fetches.start("e")
     try:
         result, _ = worker._run(Engine(), Job("e", spec), None, output, relay)
@@ -582,3 +655,10 @@ def test_the_workers_relay_forwards_each_call_and_drops_replies_once_its_job_is_
     assert not fetches.deliver(late) and not relay_of_next.reply(
         1, True, "{}", b""
     )  # not "f"'s, and "f" has no run yet
+
+
+def test_a_live_context_relays_fetch_only_to_a_dispatch_and_never_with_its_own_policy() -> None:
+    with pytest.raises(ValueError, match="fetch_to_dispatch needs a dispatch"):
+        _engine.LiveContext(fetch_to_dispatch=True)
+    with pytest.raises(ValueError, match="fetch_to_dispatch needs a dispatch"):
+        _engine.LiveContext(fetch_to_dispatch=True, dispatch=print, allow_fetch=["http://127.0.0.1:1"])

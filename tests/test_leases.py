@@ -148,3 +148,23 @@ def test_a_start_fails_what_a_killed_server_was_running(tmp_path: Path) -> None:
         if child.poll() is None:
             child.kill()
             child.wait(HANG)
+
+
+def test_others_lists_the_directory_again_only_when_it_changed(
+    tmp_path: Path, lease: Lease, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = Lease(tmp_path)
+    settled = time.time_ns() - 10 * 10**9
+    os.utime(tmp_path / "leases", ns=(settled, settled))  # unchanged for ten seconds
+    listings: list[object] = []
+    listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: listings.append(path) or listdir(path))
+    assert lease.others() == [other.id]
+    assert lease.others() == [other.id]
+    assert len(listings) == 1  # the second answered from the first: every finish asks
+    third = Lease(tmp_path)  # the directory changes: listed again, and while its change is recent
+    assert sorted(lease.others()) == sorted([other.id, third.id])
+    other.close()
+    assert lease.others() == [third.id]
+    third.close()
+    assert lease.others() == []

@@ -46,6 +46,8 @@ class FakeHost:
         self.recorded: list[str] = []
         self.heaps: dict[str, bytes] = {}
         self.log: list[tuple[str, str]] = []  # (session, heap) of recorded snapshots
+        self.entries: list[tuple[str, Any]] = []  # (session, record) the test puts in the log
+        self.specs: dict[str, ExecutionSpec | None] = {}  # the spec each end was recorded with
         self._catalogue = self
         self._executions = self
         self._output = type(
@@ -74,7 +76,11 @@ class FakeHost:
             self.log.append((self._snap[0], fields["heap_out"]))
 
     def session_log(self, session: str, limit: int, cursor: str | None = None) -> Page[Any] | None:
-        heaps = [types.SimpleNamespace(heap=heap) for name, heap in self.log if name == session]
+        heaps = [
+            types.SimpleNamespace(heap=heap, waiting_heap=None, status="completed", execution_id=str(i))
+            for i, (name, heap) in enumerate(self.log)
+            if name == session
+        ] + [record for name, record in self.entries if name == session]
         return Page(heaps, None) if heaps else None
 
     # the waiters
@@ -97,6 +103,7 @@ class FakeHost:
     def _finish(self, execution_id: str, result: JobResult, **kw: Any) -> bool:
         with self.done:
             self.finished.setdefault(execution_id, result)
+            self.specs.setdefault(execution_id, kw.get("spec"))
             self._live.discard(execution_id)
             self.done.notify_all()
         return True
@@ -113,6 +120,9 @@ class FakeHost:
         with self.done:
             assert self.done.wait_for(lambda: execution_id in self.finished, HANG), execution_id
             return self.finished[execution_id]
+
+
+PAUSED_HEAP = "ab" * 32
 
 
 class FakeSlot:
@@ -153,6 +163,9 @@ class FakeSlot:
             return JobResult(status="failed", error=f"the session {session!r} is not live in this worker")
         self.on_step(session, job.spec.code)
         self.steps.append((session, job.spec.code))
+        if job.spec.code == "pause":  # a gated call: the worker snapshots and ends the context
+            self.held.pop(session)
+            return JobResult(status="waiting", heap=PAUSED_HEAP, session_ended="paused")
         return JobResult(status="completed", result=job.spec.code)
 
     def snapshot(self, session: str) -> tuple[str, bytes]:
@@ -281,3 +294,39 @@ def test_room_is_made_by_the_least_recently_used_idle_session(host: FakeHost, sl
         live.close(join_timeout=HANG)
     assert sorted(slot.closed) == ["a", "b", "c"]  # a graceful close ends every live session
     assert sorted(session for session, _ in host.log) == ["a", "b", "c"]
+
+
+def test_a_paused_step_ends_its_context_and_the_session_goes_on_from_its_resume(
+    live: LiveSessions, host: FakeHost, slot: FakeSlot
+) -> None:
+    host.wait(live.submit(spec("s", "var a")))
+    paused = live.submit(spec("s", "pause"))
+    assert host.wait(paused).status == "waiting"
+    resume_spec = host.specs[paused]
+    assert resume_spec is not None and resume_spec.snapshot  # its resume makes the heap to go on from
+    assert slot.sessions() == frozenset()  # the context ended with the pause
+    record = types.SimpleNamespace(execution_id=paused, heap=None, waiting_heap=PAUSED_HEAP, status="waiting")
+    host.entries.append(("s", record))
+    for status in ("waiting", "running"):  # waiting for a decision, then resumed and running
+        record.status = status
+        early = host.wait(live.submit(spec("s", "early")))
+        assert early.status == "failed" and paused in (early.error or ""), early
+    assert ("s", "early") not in slot.steps  # nothing ran from before the pause
+    resumed = "cd" * 32
+    host.heaps[resumed] = b"heap of the resume"
+    record.status, record.heap = "completed", resumed
+    after = host.wait(live.submit(spec("s", "after")))
+    assert after.status == "completed" and slot.held["s"] == resumed
+    # A pause that ends without a heap (cancelled) leaves the session as it was when it paused.
+    again = live.submit(spec("s", "pause"))
+    assert host.wait(again).status == "waiting"
+    host.heaps[PAUSED_HEAP] = b"heap of the pause"
+    host.entries.append(
+        (
+            "s",
+            types.SimpleNamespace(
+                execution_id=again, heap=None, waiting_heap=PAUSED_HEAP, status="cancelled"
+            ),
+        )
+    )
+    assert host.wait(live.submit(spec("s", "on"))).status == "completed" and slot.held["s"] == PAUSED_HEAP

@@ -144,11 +144,14 @@ def test_a_steps_tool_calls_are_made_by_the_server(slot: LiveSlot, caller: FakeC
     slot.open("a", 64)
     result = run(slot, "a", step("1", "var s = await tools.calc.add({a: 1, b: 2}); s.sum"))
     assert result.result == "3", result
-    refused = run(slot, "a", step("2", "try { await tools.gated.drop({}) } catch (e) { e.name }"))
-    assert refused.result == '"ToolDenied"', refused  # a live step has no heap to pause in
-    assert run(slot, "a", step("3", "s.sum + 1")).result == "4"
-    fetched = run(slot, "a", step("4", "try { await fetch('https://example.com') } catch (e) { e.name }"))
-    assert fetched.result == '"TypeError"'
+    assert run(slot, "a", step("2", "s.sum + 1")).result == "4"
+    fetched = run(slot, "a", step("3", "try { await fetch('https://example.com') } catch (e) { e.name }"))
+    assert fetched.result == '"TypeError"'  # no origin in the step's policy: refused by the server
+    # A gated call pauses the step in its context's heap, and the context ends.
+    paused = run(slot, "a", step("4", "var dropped = await tools.gated.drop({}); 'after'"))
+    assert paused.status == "waiting" and paused.heap is not None and paused.envelope is not None, paused
+    assert [(c.server, c.tool) for c in paused.pending_tool_calls] == [("gated", "drop")]
+    assert paused.session_ended is not None and slot.sessions() == frozenset()
 
 
 def test_a_step_over_its_heap_cap_ends_only_its_session(slot: LiveSlot) -> None:

@@ -629,11 +629,11 @@ class FakeControl:
 
 
 def test_the_script_clock_stops_while_a_call_is_outstanding() -> None:
-    from mcp_v8.executions.worker import _ScriptClock
+    from mcp_v8.executions.worker_common import ScriptClock
 
     control = FakeControl()
     started = time.monotonic()
-    clock = _ScriptClock(0.3, control)
+    clock = ScriptClock(0.3, control)
     clock.calls(+1)
     held = 1.0  # well past the timeout: waiting on a tool is not the script's time
     time.sleep(held)
@@ -644,10 +644,41 @@ def test_the_script_clock_stops_while_a_call_is_outstanding() -> None:
 
 
 def test_a_stopped_script_clock_cancels_nothing() -> None:
-    from mcp_v8.executions.worker import _ScriptClock
+    from mcp_v8.executions.worker_common import ScriptClock
 
     control = FakeControl()
-    clock = _ScriptClock(0.1, control)
+    clock = ScriptClock(0.1, control)
     clock.stop()
     time.sleep(0.3)
     assert not control.cancelled.is_set() and not clock.expired
+
+
+def test_script_clocks_share_one_thread_whatever_the_number_of_jobs() -> None:
+    from mcp_v8.executions.worker_common import ScriptClock
+
+    ScriptClock(60, FakeControl()).stop()  # the process's clocks' thread, if not started yet
+    before = threading.active_count()
+    clocks = [ScriptClock(60, FakeControl()) for _ in range(20)]  # a thread each would show
+    assert threading.active_count() == before
+    for clock in clocks:
+        clock.stop()
+
+
+def test_a_clock_due_before_the_one_its_thread_waits_for_expires_on_time() -> None:
+    from mcp_v8.executions.worker_common import ScriptClock, ScriptClocks
+
+    clocks = ScriptClocks()
+    slow, quick = FakeControl(), FakeControl()
+    ScriptClock(600, slow, clocks)  # the thread sleeps until its deadline
+    started = time.monotonic()
+    short = ScriptClock(0.2, quick, clocks)  # due long before: the thread is woken for it
+    assert quick.cancelled.wait(HANG) and short.expired
+    assert time.monotonic() - started >= 0.2 * 0.9
+    assert not slow.cancelled.is_set()
+    later = FakeControl()
+    back = ScriptClock(0.2, later, clocks)
+    back.calls(+1)  # waits on a tool: no deadline, and the thread sleeps on
+    time.sleep(0.4)
+    assert not back.expired
+    back.calls(-1)  # its time runs again: due in about 0.2 s, the thread is woken for it
+    assert later.cancelled.wait(HANG) and back.expired

@@ -111,6 +111,7 @@ class LiveContext:
         allow_fetch: list[str] | None = None,
         max_fetch_bytes: int = ...,
         max_fetch_requests: int = ...,
+        fetch_to_dispatch: bool = False,
     ) -> LiveContext: ...
     def run(
         self,

@@ -22,6 +22,12 @@ the session will resume from (its last snapshot, or the base context), never a s
 step after it resumes from there. A step over its heap cap ends its session's context (V8 does
 not reuse the isolate): its failure says where the next step resumes.
 
+A step that calls a gated tool pauses as any execution does: the worker snapshots its context
+into the heap it waits in and ends the context, and the execution goes ``waiting``; after the
+decision it resumes from that heap as an execution (one that makes a heap). The session goes on
+from the heap that execution ends with (the heap it paused in, when it ends without one); until
+it has ended, a step of the session fails unrun, naming it.
+
 A live session lives in one process, which holds it (:mod:`..storage.live_holds`) from its first
 step until it is no longer live there. Another process on the same data directory refuses its
 steps with a 409 naming the holder (a lock file a session, :mod:`.live_locks`, released when the
@@ -148,6 +154,7 @@ class _Session:
     dirty: bool = False  # changed since its last snapshot
     heap: str | None = None  # its latest heap, as far as this process made or looked it up
     heap_known: bool = False
+    paused: str | None = None  # with heap_known: an execution of it that paused and has not ended
     lost: str | None = None  # why its context was lost, until a step has said so
     tenant: str = DEFAULT_TENANT  # whose it is (its live_sessions quota)
 
@@ -503,23 +510,32 @@ class LiveSessions:
 
     # -- one step ---------------------------------------------------------------------------
     def _resume_from(self, session: _Session) -> str | None:
-        """The session's latest heap: the last this process made or read, else its log's."""
+        """The session's latest heap: the last this process made or read, else its log's (and
+        ``session.paused`` with it)."""
         if not session.heap_known:
-            session.heap = self._latest_heap(session.name)
+            session.heap, session.paused = self._latest_heap(session.name)
             session.heap_known = True
         return session.heap
 
-    def _latest_heap(self, name: str) -> str | None:
-        cursor, heap = None, None
+    def _latest_heap(self, name: str) -> tuple[str | None, str | None]:
+        """The latest heap of the session's log, and the last execution of it that paused for a
+        decision on its tool calls and has not ended (waiting, or running again from its heap).
+        A paused execution that ended without a heap (cancelled, expired, failed) leaves the heap
+        it paused in: the session's state when it paused."""
+        cursor, heap, paused = None, None, None
         while True:
             page = self._m._executions.session_log(name, 1000, cursor=cursor)
             if page is None:
-                return None
+                return None, None
             for record in page.items:
                 if record.heap is not None:
                     heap = record.heap
+                elif record.waiting_heap is not None and record.status not in ("waiting", "running"):
+                    heap = record.waiting_heap
+                if record.waiting_heap is not None and record.status in ("waiting", "running"):
+                    paused = record.execution_id
             if page.next_cursor is None:
-                return heap
+                return heap, paused
             cursor = page.next_cursor
 
     def _where_next(self, session: _Session) -> str:
@@ -542,6 +558,17 @@ class LiveSessions:
             self._m._finish(execution_id, JobResult(status="failed", error=error), spec=spec)
             return
         if session.name not in slot.sessions():
+            if spec.heap is None:
+                self._resume_from(session)
+                if session.paused is not None:
+                    session.heap_known = False  # read again for the next step
+                    error = (
+                        f"live session {session.name!r} waits on execution {session.paused}: a step of it "
+                        "paused for a decision on its tool calls, and the session goes on from the heap that "
+                        "execution ends with; this step did not run: send it again once that one has ended"
+                    )
+                    self._m._finish(execution_id, JobResult(status="failed", error=error), spec=spec)
+                    return
             opened = self._open(slot, session, spec)
             if opened is not None:
                 with self._cond:
@@ -568,6 +595,10 @@ class LiveSessions:
                 error=f"{result.error}; the live session {session.name!r} was lost with its worker: the next "
                 f"step resumes from {where}",
             )
+        elif result.status == "waiting":  # its context ended: the session goes on from the resume
+            with self._cond:
+                session.slot, session.since = None, None
+            session.heap_known, session.dirty = False, False
         elif result.session_ended is not None:
             with self._cond:
                 session.slot, session.since = None, None
@@ -579,6 +610,9 @@ class LiveSessions:
         else:
             session.dirty = True
         result = self._m._publish(execution_id, result, spec)
+        if result.status == "waiting":  # it resumes as an execution, with a heap to go on from
+            self._m._finish(execution_id, result, spec=dataclasses.replace(spec, snapshot=True))
+            return
         if result.heap is not None:
             session.heap, session.heap_known = result.heap, True
             session.dirty, session.last_snapshot = False, time.monotonic()

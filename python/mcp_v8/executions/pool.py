@@ -504,7 +504,8 @@ class WorkerSlot:
         returns, the worker is idle and in step, or killed (see the module's docstring).
         ``job.heap_fd`` (the heap to restore) stays the caller's. With a ``session``, the job is
         a step in that session's live context in the worker (sent as ``step``: no heap is
-        restored, and no tool call is held, for a live step has no heap to pause in)."""
+        restored; a call held for a decision pauses it in its context's heap, which ends the
+        context)."""
         try:
             message: Message = job if session is None else Step(job.execution_id, session, job.spec)
             frame, fd = encode(message), heap_fd(message)
@@ -539,7 +540,7 @@ class WorkerSlot:
             on_lost=self._fetch_lost,
             gate=self._tool_gate,
             on_record=functools.partial(self._tool_recorded, job.execution_id),
-            hold=job.spec.snapshot and session is None,
+            hold=job.spec.snapshot or session is not None,  # a live step pauses in its context's heap
             made=job.tool_calls_made,
         )
         try:

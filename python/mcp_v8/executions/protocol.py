@@ -106,8 +106,7 @@ says it has no heap), a heap kind without its descriptor, more than one, or a tr
 message is a ProtocolError, and every descriptor received is closed on every path but the one
 that hands it to the caller (the message's ``heap_fd``, which the caller then owns).
 
-**Live sessions** (a context kept in the worker between executions, :class:`_LiveSessions` in
-:mod:`.worker`). The server sends one command at a time and waits for its answer, with no job
+**Live sessions** (a context kept in the worker between executions, :class:`.worker_live.LiveSessions`). The server sends one command at a time and waits for its answer, with no job
 running (a step is a job: cancel, output, fetch and tool calls as for ``run``):
 
 server -> worker

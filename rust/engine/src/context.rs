@@ -17,11 +17,15 @@ use crate::host_calls::{bytes_views, on_host_call, Dispatch, HostCall, Replies};
 use crate::outcome::{Outcome, Response};
 
 /// How a live context is made: its isolate as an execution's (`isolate.snapshot`: the context
-/// can take snapshots), and where the calls of its exposed functions go.
+/// can take snapshots), and where the calls of its exposed functions go. `fetch_to_dispatch`:
+/// the calls of `fetch` go to `dispatch` too (named [`FETCH`]), for a process that makes no
+/// request itself and relays them (answered as a fetch relay's are); without it they go to
+/// the isolate's fetch policy, refused when it has none.
 #[derive(Default)]
 pub struct ContextOptions<'a> {
     pub isolate: IsolateOptions<'a>,
     pub dispatch: Option<Dispatch>,
+    pub fetch_to_dispatch: bool,
 }
 
 pub type HeapStats = ffi::mv8_heap_stats;
@@ -47,11 +51,12 @@ impl LiveContext {
         let fetcher: Arc<OnceLock<Fetcher>> = Arc::new(OnceLock::new());
         let replies_of_fetch: Arc<OnceLock<Arc<Replies>>> = Arc::new(OnceLock::new());
         let user = opts.dispatch;
+        let fetch_to_dispatch = opts.fetch_to_dispatch && user.is_some();
         let routed = {
             let fetcher = fetcher.clone();
             let replies = replies_of_fetch.clone();
             Box::new(move |call: HostCall<'_>| {
-                if call.name == FETCH {
+                if call.name == FETCH && !fetch_to_dispatch {
                     match fetcher.get() {
                         Some(f) => f.dispatch(call),
                         None => {

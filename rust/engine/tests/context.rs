@@ -14,6 +14,7 @@ fn context(isolate: IsolateOptions<'_>) -> LiveContext {
     LiveContext::new(ContextOptions {
         isolate,
         dispatch: None,
+        fetch_to_dispatch: false,
     })
     .unwrap()
 }
@@ -111,6 +112,7 @@ fn exposed_functions_are_answered_from_another_thread() {
     let live = LiveContext::new(ContextOptions {
         isolate: IsolateOptions::default(),
         dispatch: Some(dispatch),
+        fetch_to_dispatch: false,
     })
     .unwrap();
     live.expose("greet").unwrap();
@@ -223,6 +225,7 @@ fn a_corrupt_heap_is_refused_before_a_context_is_made() {
             ..IsolateOptions::default()
         },
         dispatch: None,
+        fetch_to_dispatch: false,
     })
     .err()
     .expect("refused");

@@ -114,6 +114,7 @@ fn a_live_context_fetches_under_its_policy_and_counts_each_run_apart() {
             ..IsolateOptions::default()
         },
         dispatch: None,
+        fetch_to_dispatch: false,
     })
     .unwrap();
     for run in ["first", "second"] {

@@ -33,11 +33,15 @@ impl PyLiveContext {
 impl PyLiveContext {
     /// `dispatch(call_id, name, args_json, buffers)` receives the calls of exposed
     /// functions on the context's thread; it must hand them on and return at once, and
-    /// answer later through `reply`. When it raises, the JS promise is rejected.
+    /// answer later through `reply`. When it raises, the JS promise is rejected. With
+    /// `fetch_to_dispatch` it receives the calls of `fetch` too (named `mcp-v8:fetch`, the
+    /// request's body, if any, as a buffer), answered as a `FetchRelay`'s are: `reply(id,
+    /// True, head_json, [body])` or `reply(id, False, error_json, [])`.
     #[new]
     #[pyo3(signature = (
         *, heap=None, snapshots=false, heap_limit_mb=None, dispatch=None, allow_fetch=None,
-        max_fetch_bytes=fetch::DEFAULT_MAX_BYTES, max_fetch_requests=fetch::DEFAULT_MAX_REQUESTS
+        max_fetch_bytes=fetch::DEFAULT_MAX_BYTES, max_fetch_requests=fetch::DEFAULT_MAX_REQUESTS,
+        fetch_to_dispatch=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -49,8 +53,14 @@ impl PyLiveContext {
         allow_fetch: Option<Vec<String>>,
         max_fetch_bytes: u64,
         max_fetch_requests: u32,
+        fetch_to_dispatch: bool,
     ) -> PyResult<Self> {
         let heap_limit_bytes = parse_heap_limit(heap_limit_mb)?;
+        if fetch_to_dispatch && (dispatch.is_none() || allow_fetch.is_some()) {
+            return Err(PyValueError::new_err(
+                "fetch_to_dispatch needs a dispatch, and no allow_fetch: fetch is relayed, not made here",
+            ));
+        }
         let fetch_policy = parse_fetch(allow_fetch, max_fetch_bytes, max_fetch_requests)?;
         check_callable(py, "dispatch", &dispatch)?;
         let replies_slot: Arc<OnceLock<Arc<Replies>>> = Arc::new(OnceLock::new());
@@ -81,6 +91,7 @@ impl PyLiveContext {
                         fetch: fetch_policy.as_ref(),
                     },
                     dispatch,
+                    fetch_to_dispatch,
                 })
             })
             .map_err(|e| to_pyerr(py, e))?;
