@@ -6,8 +6,11 @@ an execution with a snapshot and long-polls it, ``POST /api/exec`` with ``wait_m
 
 - the latency histogram the clients saw (submit to answer), with its p50, p95 and p99;
 - a timeline of a sample of executions by phase, from their spans: submit, queue wait, the
-  worker's run (the engine's ``execute``, the snapshot handed back), the heap stored, the
-  long-poll; one row per execution, times from its submit.
+  worker's run (the engine's call, ``execute``, and within it the engine's own phases:
+  ``transpile``, ``restore``, ``evaluate``, ``run``, ``snapshot``; the snapshot handed back),
+  the heap stored, the long-poll; one row per execution, times from its submit, a phase drawn
+  over the phase it happens within (what shows of the engine's call around its phases is the
+  binding's own work).
 
 Next to the picture, ``phases.json`` holds the latencies' percentiles and each phase's median.
 matplotlib (Agg backend) is installed with pip when missing, as benches/plot.py does. Needs the
@@ -42,14 +45,22 @@ from mcp_v8.config import Settings
 FILE = "phases.png"
 HOST = {"Host": "127.0.0.1:3000"}
 CODE = "globalThis.n = (globalThis.n || 0) + 1; const a = []; for (let i = 0; i < 2000; i++) a.push(i * n); a.length"
-# phase span -> (label, colour), in the order they happen
+# phase span -> (label, colour, bar height), in the order they happen; a taller bar is drawn first,
+# under the phases that happen within it (``mcp_v8.worker.run`` is the engine's run, under the
+# engine's call, itself under the worker's run ``mcp_v8.worker``)
 PHASES = {
-    "mcp_v8.submit": ("submit", "tab:gray"),
-    "mcp_v8.queue": ("queue wait", "tab:red"),
-    "mcp_v8.worker": ("worker run (relay)", "lightsteelblue"),
-    "mcp_v8.worker.execute": ("engine: compile, run, snapshot", "tab:blue"),
-    "mcp_v8.worker.heap_write": ("snapshot handed back", "tab:purple"),
-    "mcp_v8.store": ("heap stored", "tab:green"),
+    "mcp_v8.submit": ("submit", "tab:gray", 0.5),
+    "mcp_v8.queue": ("queue wait", "tab:red", 0.5),
+    "mcp_v8.long_poll": ("long-poll", "wheat", 0.9),
+    "mcp_v8.worker": ("worker run (relay)", "lightsteelblue", 0.8),
+    "mcp_v8.worker.execute": ("engine call", "slategray", 0.65),
+    "mcp_v8.worker.transpile": ("engine: transpile", "tab:olive", 0.5),
+    "mcp_v8.worker.restore": ("engine: restore", "tab:orange", 0.5),
+    "mcp_v8.worker.evaluate": ("engine: evaluate", "tab:cyan", 0.5),
+    "mcp_v8.worker.run": ("engine: run", "tab:pink", 0.5),
+    "mcp_v8.worker.snapshot": ("engine: snapshot", "tab:blue", 0.5),
+    "mcp_v8.worker.heap_write": ("snapshot handed back", "tab:purple", 0.5),
+    "mcp_v8.store": ("heap stored", "tab:green", 0.5),
 }
 
 
@@ -138,17 +149,14 @@ def draw(path: Path, latencies: list[float], sample: list[list[tuple[str, int, i
     for row, spans in enumerate(sample):
         origin = min(start for name, start, _ in spans if name == "mcp_v8.execution")
         order = list(PHASES)
-        for name, start, end in sorted((s for s in spans if s[0] in PHASES), key=lambda s: order.index(s[0])):
-            thin = name == "mcp_v8.worker"  # its children are drawn over it
-            timeline.barh(
-                row,
-                (end - start) / 1e6,
-                left=(start - origin) / 1e6,
-                height=0.8 if thin else 0.5,
-                color=PHASES[name][1],
-            )
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colour) for _, colour in PHASES.values()]
-    labels = [label for label, _ in PHASES.values()]
+        drawn = sorted(
+            (s for s in spans if s[0] in PHASES), key=lambda s: (-PHASES[s[0]][2], order.index(s[0]))
+        )
+        for name, start, end in drawn:
+            _, colour, height = PHASES[name]
+            timeline.barh(row, (end - start) / 1e6, left=(start - origin) / 1e6, height=height, color=colour)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour) for _, colour, _ in PHASES.values()]
+    labels = [label for label, _, _ in PHASES.values()]
     timeline.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small")
     timeline.set_xlabel("time since the submit (ms)")
     timeline.set_ylabel("execution (in order of submit)")
@@ -188,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             service.close()
     receiver.httpd.shutdown()
-    wanted = {"mcp_v8.execution", "mcp_v8.store", "mcp_v8.worker.execute"}
+    wanted = {"mcp_v8.execution", "mcp_v8.store", "mcp_v8.worker.execute", "mcp_v8.worker.snapshot"}
     traced = [(t, lat) for t, lat in done if wanted <= {name for name, _, _ in receiver.traces.get(t, [])}]
     if not traced:
         log("no complete trace arrived")
@@ -203,12 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     draw(args.out, latencies, sample, title)
-    phases = {
-        label: statistics.median(
-            [(end - start) / 1e6 for t, _ in traced for n, start, end in receiver.traces[t] if n == name]
-        )
-        for name, (label, _) in PHASES.items()
+    durations = {
+        label: [(end - start) / 1e6 for t, _ in traced for n, start, end in receiver.traces[t] if n == name]
+        for name, (label, _, _) in PHASES.items()
     }
+    phases = {label: statistics.median(ms) for label, ms in durations.items() if ms}
     summary = {
         "executions": len(done),
         "clients": args.clients,
