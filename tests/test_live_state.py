@@ -5,6 +5,7 @@ sessions a dead worker took with it, and eviction of the least recently used idl
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import types
 from collections.abc import Iterator
@@ -330,3 +331,64 @@ def test_a_paused_step_ends_its_context_and_the_session_goes_on_from_its_resume(
         )
     )
     assert host.wait(live.submit(spec("s", "on"))).status == "completed" and slot.held["s"] == PAUSED_HEAP
+
+
+def of(tenant: str, session: str, code: str = "1") -> ExecutionSpec:
+    return dataclasses.replace(spec(session, code), tenant=tenant)
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = threading.Event()
+    for _ in range(int(HANG / 0.001)):
+        if condition():
+            return
+        deadline.wait(0.001)
+    raise AssertionError("never came to pass")
+
+
+def test_sessions_of_different_tenants_never_share_a_live_worker(host: FakeHost) -> None:
+    slots = [FakeSlot(0), FakeSlot(1)]
+    live = LiveSessions(host, slots, sessions_per_worker=2, snapshot_secs=3600, idle_secs=3600)  # type: ignore[arg-type, list-item]
+    live.start()
+    try:
+        host.wait(live.submit(of("a", "a1")))
+        (first,) = [s for s in slots if s.held]
+        other = slots[1 - first.index]
+        host.wait(live.submit(of("b", "b1")))  # room beside a1, but not a's tenant: the other worker
+        assert set(first.held) == {"a1"} and set(other.held) == {"b1"}
+        host.wait(live.submit(of("a", "a2")))  # a's second session joins a's worker
+        host.wait(live.submit(of("b", "b2")))
+        assert set(first.held) == {"a1", "a2"} and set(other.held) == {"b1", "b2"}
+        assert first.closed == other.closed == []  # nothing evicted while there was room
+    finally:
+        live.close(join_timeout=HANG)
+
+
+def test_a_tenants_session_takes_a_worker_by_evicting_only_idle_sessions_of_another(host: FakeHost) -> None:
+    slot = FakeSlot(0)
+    live = LiveSessions(host, [slot], sessions_per_worker=2, snapshot_secs=3600, idle_secs=3600)  # type: ignore[arg-type, list-item]
+    live.start()
+    running, release = threading.Event(), threading.Event()
+
+    def hold(session: str, code: str) -> None:
+        if code == "hold":
+            running.set()
+            assert release.wait(HANG)
+
+    slot.on_step = hold
+    try:
+        host.wait(live.submit(of("a", "a1")))
+        held = live.submit(of("a", "a2", "hold"))
+        assert running.wait(HANG)
+        waiting = live.submit(of("b", "b1"))  # a2 is busy: b waits for the worker
+        assert waiting not in host.finished and set(slot.held) == {"a1", "a2"}
+        release.set()
+        host.wait(held)
+        assert host.wait(waiting).result == "1"  # both of a's idle sessions evicted for it
+        assert sorted(slot.closed) == ["a1", "a2"] and set(slot.held) == {"b1"}
+        wait_until(lambda: live.status("a1") is None and live.status("a2") is None)
+        assert host.wait(live.submit(of("a", "a1", "back"))).result == "back"  # and back again
+        assert set(slot.held) == {"a1"} and "b1" in slot.closed
+    finally:
+        release.set()
+        live.close(join_timeout=HANG)

@@ -429,9 +429,12 @@ class LiveSessions:
         if unused and self._sessions.pop(session.name, None) is not None and self._locks is not None:
             self._locks.release(session.name)
 
-    def _pick(self, index: int) -> tuple[_Session, _Item, _Session | None] | None:
+    def _pick(self, index: int) -> tuple[_Session, _Item, list[_Session]] | None:
         """The next thing live worker ``index`` does (under ``_cond``): a session, the item at its
-        head, and the idle session to evict first for its room (or None)."""
+        head, and the idle sessions to evict first for its room. Sessions of different tenants
+        never share a live worker (a V8 escape in one must not reach another tenant's context):
+        a session goes where only its tenant's are, or takes a worker whose other tenant's
+        sessions are all idle by evicting them. A worker with room is used before one evicts."""
         on_slot = [s for s in self._sessions.values() if s.slot == index]
         candidates = sorted(
             (
@@ -443,13 +446,32 @@ class LiveSessions:
         )
         for session in candidates:
             if session.slot == index or session.items[0].kind != "step":
-                return session, session.items[0], None
-            if len(on_slot) < self._per_worker:
-                return session, session.items[0], None
+                return session, session.items[0], []
+            others = [s for s in on_slot if s.tenant != session.tenant]
+            if not others and len(on_slot) < self._per_worker:
+                return session, session.items[0], []
+            if self._room_elsewhere(session, index):
+                continue  # that worker's dispatcher takes it, evicting nothing
+            if others:
+                if all(not s.busy and not s.items for s in others):
+                    return session, session.items[0], others
+                continue
             idle = [s for s in on_slot if not s.busy and not s.items]
             if idle:
-                return session, session.items[0], min(idle, key=lambda s: s.last_used)
+                return session, session.items[0], [min(idle, key=lambda s: s.last_used)]
         return None
+
+    def _room_elsewhere(self, session: _Session, index: int) -> bool:
+        """Whether another live worker than ``index``, free now, has room for ``session`` without
+        evicting (under ``_cond``)."""
+        for slot in self.slots:
+            if slot.index == index:
+                continue
+            there = [s for s in self._sessions.values() if s.slot == slot.index]
+            idle = not any(s.busy for s in there)  # its dispatcher is free to take it now
+            if idle and len(there) < self._per_worker and all(s.tenant == session.tenant for s in there):
+                return True
+        return False
 
     def _dispatch(self, slot: LiveSlot) -> None:
         while True:
@@ -461,17 +483,17 @@ class LiveSessions:
                     if self._closed and not any(s.slot == slot.index for s in self._sessions.values()):
                         return
                     self._cond.wait()
-                session, item, evict = picked
+                session, item, evicted = picked
                 session.items.popleft()
                 session.busy = True
-                if evict is not None:
+                for evict in evicted:
                     evict.busy = True
                 if session.slot is None and item.kind == "step":
                     session.slot = slot.index  # its room, taken now
                 if item.kind == "step" and item.execution_id is not None:
                     self._running[item.execution_id] = slot.index
             try:
-                if evict is not None:
+                for evict in evicted:
                     self._close(slot, evict, _Item(next(self._seq), "close", reason="room"))
                 if item.kind == "step":
                     assert item.execution_id is not None
@@ -490,13 +512,11 @@ class LiveSessions:
                 with self._cond:
                     if item.execution_id is not None:
                         self._running.pop(item.execution_id, None)
-                    for lost_session in (session, evict):
-                        if lost_session is not None:
-                            lost_session.busy = False
+                    for s in (session, *evicted):
+                        s.busy = False
                     self._collect_lost(slot)
-                    for s in (session, evict):
-                        if s is not None:
-                            self._forget_if_unused(s)  # its lock released before its client hears
+                    for s in (session, *evicted):
+                        self._forget_if_unused(s)  # its lock released before its client hears
                     self._cond.notify_all()
                 item.done.set()
 
