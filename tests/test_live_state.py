@@ -13,9 +13,10 @@ from typing import Any, Callable
 import pytest
 
 from mcp_v8.executions import ExecutionSpec, Limits
-from mcp_v8.executions.live import LiveConflict, LiveSessions
+from mcp_v8.executions.live import LiveConflict, LiveSessions, NotLive
 from mcp_v8.executions.live_slot import LiveSessionError
 from mcp_v8.executions.protocol import Job, JobResult
+from mcp_v8.principal import DEFAULT_TENANT
 from mcp_v8.storage import Page
 
 from .interleavings import HANG
@@ -23,8 +24,16 @@ from .interleavings import HANG
 LIMITS = Limits(heap_limit_mb=64, timeout_secs=5, max_result_bytes=1 << 20, max_output_bytes=1 << 20)
 
 
-def spec(session: str, code: str = "1", heap: str | None = None, snapshot: bool = False) -> ExecutionSpec:
-    return ExecutionSpec(code=code, limits=LIMITS, session=session, heap=heap, snapshot=snapshot)
+def spec(
+    session: str,
+    code: str = "1",
+    heap: str | None = None,
+    snapshot: bool = False,
+    tenant: str = DEFAULT_TENANT,
+) -> ExecutionSpec:
+    return ExecutionSpec(
+        code=code, limits=LIMITS, session=session, heap=heap, snapshot=snapshot, tenant=tenant
+    )
 
 
 class Labels:
@@ -45,7 +54,9 @@ class FakeHost:
         self.record_gate: dict[str, threading.Event] = {}
         self.recorded: list[str] = []
         self.heaps: dict[str, bytes] = {}
-        self.log: list[tuple[str, str]] = []  # (session, heap) of recorded snapshots
+        self.owners: dict[str, set[str]] = {}  # heap -> the tenants it was recorded for
+        self.log: list[tuple[str, str, str]] = []  # (tenant, session, heap) of recorded snapshots
+        self.used: list[tuple[str, str]] = []  # (tenant, heap) of the heaps steps resumed
         self._catalogue = self
         self._executions = self
         self._output = type(
@@ -57,24 +68,40 @@ class FakeHost:
         self._live: set[str] = set()
 
     # the catalogue
-    def use(self, key: str) -> None: ...
+    def use(self, key: str, *, tenant: str = DEFAULT_TENANT) -> None:
+        self.used.append((tenant, key))
+
     def fetch(self, key: str) -> None: ...
     def open(self, key: str) -> bytes:
         return self.heaps[key]
 
-    def add(self, key: str, envelope: bytes, session: str | None = None, tags: Any = None) -> None:
+    def add(
+        self,
+        key: str,
+        envelope: bytes,
+        session: str | None = None,
+        tags: Any = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> None:
         self.heaps[key] = envelope
+        self.owners.setdefault(key, set()).add(tenant)
 
     # the execution store and output log (snapshot records)
     def create(self, execution_id: str, **fields: Any) -> None:
-        self._snap = (fields["session"], fields["tags"])
+        self._snap = (fields.get("tenant", DEFAULT_TENANT), fields["session"], fields["tags"])
 
     def finish(self, execution_id: str, status: str, **fields: Any) -> None:
         if fields.get("heap_out"):
-            self.log.append((self._snap[0], fields["heap_out"]))
+            self.log.append((self._snap[0], self._snap[1], fields["heap_out"]))
 
-    def session_log(self, session: str, limit: int, cursor: str | None = None) -> Page[Any] | None:
-        heaps = [types.SimpleNamespace(heap=heap) for name, heap in self.log if name == session]
+    def session_log(
+        self, session: str, limit: int, cursor: str | None = None, tenant: str | None = None
+    ) -> Page[Any] | None:
+        heaps = [
+            types.SimpleNamespace(heap=heap)
+            for of, name, heap in self.log
+            if name == session and tenant in (None, of)
+        ]
         return Page(heaps, None) if heaps else None
 
     # the waiters
@@ -250,7 +277,7 @@ def test_the_sessions_a_dead_worker_took_say_so_at_their_next_step(host: FakeHos
         made = host.wait(live.submit(spec("b", "var b")))
         assert made.status == "completed"
         assert live.end("b") is not None  # b's heap, recorded
-        (_, b_heap) = host.log[-1]
+        (_, _, b_heap) = host.log[-1]
         host.wait(live.submit(spec("b", "again")))  # live again, from that heap
         assert slot.held["b"] == b_heap
         slot.dead = True
@@ -276,8 +303,39 @@ def test_room_is_made_by_the_least_recently_used_idle_session(host: FakeHost, sl
         host.wait(live.submit(spec("a", "2")))  # b is now the least recently used
         host.wait(live.submit(spec("c", "1")))
         assert slot.closed == ["b"] and set(slot.held) == {"a", "c"}
-        assert [session for session, _ in host.log] == ["b"]  # its heap recorded for its next step
+        assert [session for _, session, _ in host.log] == ["b"]  # its heap recorded for its next step
     finally:
         live.close(join_timeout=HANG)
     assert sorted(slot.closed) == ["a", "b", "c"]  # a graceful close ends every live session
-    assert sorted(session for session, _ in host.log) == ["a", "b", "c"]
+    assert sorted(session for _, session, _ in host.log) == ["a", "b", "c"]
+
+
+def test_two_tenants_sessions_of_one_name_are_two_live_sessions(host: FakeHost, slot: FakeSlot) -> None:
+    """Steps, snapshots, status and ends of tenant acme's session ``s`` never reach the default
+    tenant's ``s``: each has its own context in the worker, its own snapshots recorded for it."""
+    live = LiveSessions(host, [slot], sessions_per_worker=2, snapshot_secs=3600, idle_secs=3600)  # type: ignore[arg-type, list-item]
+    live.start()
+    try:
+        mine = host.wait(live.submit(spec("s", "mine")))
+        assert mine.result == "mine"
+        with pytest.raises(NotLive):  # acme has no live session s yet
+            live.snapshot("s", tenant="acme")
+        assert live.status("s", tenant="acme") is None and live.status("s") is not None
+        theirs = host.wait(live.submit(spec("s", "theirs", tenant="acme")))
+        assert theirs.result == "theirs"
+        assert len(slot.held) == 2  # two contexts
+        (acme_key,) = [k for k in slot.held if k != "s"]
+        assert slot.steps == [("s", "mine"), (acme_key, "theirs")]
+        heap = live.snapshot("s", tenant="acme")
+        assert host.log == [("acme", "s", heap)] and host.owners[heap] == {"acme"}
+        assert live.end("s", tenant="acme") == heap
+        assert live.status("s", tenant="acme") is None and live.status("s") is not None
+        with pytest.raises(NotLive):
+            live.end("s", tenant="acme")
+        # acme's next step resumes from acme's snapshot, found in acme's log only
+        host.wait(live.submit(spec("s", "again", tenant="acme")))
+        assert slot.held[acme_key] == heap and slot.held["s"] is None
+        live.submit(spec("other", heap="b" * 64, tenant="acme"))
+        assert host.used == [("acme", "b" * 64)]  # a heap is resumed as its tenant's
+    finally:
+        live.close(join_timeout=HANG)

@@ -47,6 +47,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..logs import execution_context
+from ..principal import DEFAULT_TENANT
 from ..storage import HeapNotFound, HeapNotSigned, HeapStoreUnavailable
 from .errors import QueueFull, ShuttingDown
 from .heap_fds import sealed_heap
@@ -129,9 +130,18 @@ class _Item:
     error: str | None = None
 
 
+def live_key(tenant: str, name: str) -> str:
+    """What names the session ``name`` of ``tenant`` in this process, its live workers and its
+    lock (:mod:`.live_locks`): the name for the default tenant; for another, a NUL, the tenant's
+    name, a NUL, then the session's name (no session name holds a NUL: the contract refuses it).
+    Two tenants' sessions of one name are two sessions."""
+    return name if tenant == DEFAULT_TENANT else f"\x00{tenant}\x00{name}"
+
+
 @dataclass
 class _Session:
-    name: str
+    name: str  # the client's name of it (its tenant's)
+    tenant: str = DEFAULT_TENANT
     items: collections.deque[_Item] = field(default_factory=collections.deque)
     slot: int | None = None  # the live worker holding its context, None: not live
     since: str | None = None  # when it became live there
@@ -142,6 +152,11 @@ class _Session:
     heap: str | None = None  # its latest heap, as far as this process made or looked it up
     heap_known: bool = False
     lost: str | None = None  # why its context was lost, until a step has said so
+
+    @property
+    def key(self) -> str:
+        """Its key in this process and its live workers (:func:`live_key`)."""
+        return live_key(self.tenant, self.name)
 
 
 class LiveSessions:
@@ -223,13 +238,14 @@ class LiveSessions:
         if not self.slots:
             raise LiveUnavailable("this server runs no live workers (--live-workers 0)")
         if spec.heap is not None:  # before the lock: an unknown heap is refused first
-            self._m._catalogue.use(spec.heap)
+            self._m._catalogue.use(spec.heap, tenant=spec.tenant)  # one of its tenant's heaps
             self._m._catalogue.fetch(spec.heap)
         execution_id = str(uuid.uuid4())
+        key = live_key(spec.tenant, name)
         with self._cond:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
-            session = self._sessions.get(name)
+            session = self._sessions.get(key)
             if spec.heap is not None and session is not None and (session.slot is not None or session.items):
                 where = "queued to become live" if session.slot is None else f"live since {session.since}"
                 raise LiveConflict(
@@ -239,13 +255,13 @@ class LiveSessions:
             if sum(len(s.items) for s in self._sessions.values()) >= self._queue_limit:
                 raise QueueFull(f"the queue is full ({self._queue_limit} live steps waiting); retry later")
             if session is None:
-                holder = None if self._locks is None else self._locks.acquire(name)
+                holder = None if self._locks is None else self._locks.acquire(key)
                 if holder is not None:
                     raise LiveConflict(
                         f"session {name!r} is live in another process on this data directory: {holder}; "
                         "send its steps there, or end it there first"
                     )
-                session = self._sessions[name] = _Session(name)
+                session = self._sessions[key] = _Session(name, spec.tenant)
             if spec.heap is not None:  # the client says where the session resumes: nothing to report
                 session.lost = None
             item = _Item(next(self._seq), "step", execution_id, spec, ready=False)
@@ -265,22 +281,31 @@ class LiveSessions:
             self._cond.notify_all()
         return execution_id
 
-    def snapshot(self, name: str, timeout: float = COMMAND_WAIT_SECONDS) -> str:
-        """Snapshots the live session ``name`` after the steps queued before; its heap's key."""
-        item = self._command(name, "snapshot", snapshot=True)
+    def snapshot(
+        self, name: str, timeout: float = COMMAND_WAIT_SECONDS, *, tenant: str = DEFAULT_TENANT
+    ) -> str:
+        """Snapshots the live session ``name`` of ``tenant`` after the steps queued before; its heap's key."""
+        item = self._command(live_key(tenant, name), name, "snapshot", snapshot=True)
         return self._answer(item, timeout, name) or ""
 
-    def end(self, name: str, snapshot: bool = True, timeout: float = COMMAND_WAIT_SECONDS) -> str | None:
-        """Ends the live session ``name`` after the steps queued before, snapshotting it first
-        (unless ``snapshot`` is false or nothing changed since its last heap); that heap's key."""
-        item = self._command(name, "close", snapshot=snapshot, reason="closed")
+    def end(
+        self,
+        name: str,
+        snapshot: bool = True,
+        timeout: float = COMMAND_WAIT_SECONDS,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> str | None:
+        """Ends the live session ``name`` of ``tenant`` after the steps queued before, snapshotting
+        it first (unless ``snapshot`` is false or nothing changed since its last heap); that heap's key."""
+        item = self._command(live_key(tenant, name), name, "close", snapshot=snapshot, reason="closed")
         return self._answer(item, timeout, name)
 
-    def _command(self, name: str, kind: str, *, snapshot: bool, reason: str = "requested") -> _Item:
+    def _command(self, key: str, name: str, kind: str, *, snapshot: bool, reason: str = "requested") -> _Item:
         with self._cond:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
-            session = self._sessions.get(name)
+            session = self._sessions.get(key)
             if session is None or (session.slot is None and not session.items):
                 raise NotLive(f"session {name!r} is not live here")
             item = _Item(next(self._seq), kind, snapshot=snapshot, reason=reason)
@@ -312,10 +337,11 @@ class LiveSessions:
                         return None
         return None
 
-    def status(self, name: str) -> dict[str, Any] | None:
-        """Where the session is live ({"worker", "since"}), None when it is not live here."""
+    def status(self, name: str, *, tenant: str = DEFAULT_TENANT) -> dict[str, Any] | None:
+        """Where the session ``name`` of ``tenant`` is live ({"worker", "since"}), None when it is
+        not live here."""
         with self._cond:
-            session = self._sessions.get(name)
+            session = self._sessions.get(live_key(tenant, name))
             if session is None or session.slot is None:
                 return None
             return {"worker": session.slot, "since": session.since}
@@ -335,8 +361,8 @@ class LiveSessions:
     def _forget_if_unused(self, session: _Session) -> None:
         """Drops the session's entry when nothing of it is left here (under ``_cond``)."""
         unused = not session.items and not session.busy and session.slot is None and session.lost is None
-        if unused and self._sessions.pop(session.name, None) is not None and self._locks is not None:
-            self._locks.release(session.name)
+        if unused and self._sessions.pop(session.key, None) is not None and self._locks is not None:
+            self._locks.release(session.key)
 
     def _pick(self, index: int) -> tuple[_Session, _Item, _Session | None] | None:
         """The next thing live worker ``index`` does (under ``_cond``): a session, the item at its
@@ -421,14 +447,14 @@ class LiveSessions:
     def _resume_from(self, session: _Session) -> str | None:
         """The session's latest heap: the last this process made or read, else its log's."""
         if not session.heap_known:
-            session.heap = self._latest_heap(session.name)
+            session.heap = self._latest_heap(session.name, session.tenant)
             session.heap_known = True
         return session.heap
 
-    def _latest_heap(self, name: str) -> str | None:
+    def _latest_heap(self, name: str, tenant: str) -> str | None:
         cursor, heap = None, None
         while True:
-            page = self._m._executions.session_log(name, 1000, cursor=cursor)
+            page = self._m._executions.session_log(name, 1000, cursor=cursor, tenant=tenant)
             if page is None:
                 return None
             for record in page.items:
@@ -457,7 +483,7 @@ class LiveSessions:
                 session.slot, session.since = None, None
             self._m._finish(execution_id, JobResult(status="failed", error=error), spec=spec)
             return
-        if session.name not in slot.sessions():
+        if session.key not in slot.sessions():
             opened = self._open(slot, session, spec)
             if opened is not None:
                 with self._cond:
@@ -466,7 +492,7 @@ class LiveSessions:
                 return
         started = time.monotonic()
         result = slot.step(
-            Job(execution_id, spec), session.name, functools.partial(self._m._output_written, execution_id)
+            Job(execution_id, spec), session.key, functools.partial(self._m._output_written, execution_id)
         )
         self._m.metrics.run_time.labels("live").observe(time.monotonic() - started)
         session.last_used = time.monotonic()
@@ -514,7 +540,7 @@ class LiveSessions:
                     return str(e)
                 except OSError as e:
                     return f"cannot restore heap: {e.strerror or e}"
-            slot.open(session.name, spec.limits.heap_limit_mb, heap, fd)
+            slot.open(session.key, spec.limits.heap_limit_mb, heap, fd)
         except LiveSessionError as e:
             return f"live session {session.name!r} could not be opened: {e}"
         finally:
@@ -530,7 +556,7 @@ class LiveSessions:
     def _record_heap(self, session: _Session, key: str, envelope: bytes, reason: str) -> None:
         """Publishes the heap and records it in the session's log (an execution of no code,
         tagged ``live_snapshot``), so it is the session's latest heap."""
-        self._m._catalogue.add(key, envelope, session=session.name, tags=None)
+        self._m._catalogue.add(key, envelope, session=session.name, tags=None, tenant=session.tenant)
         execution_id = str(uuid.uuid4())
         self._m._output.create(execution_id)
         self._m._executions.create(
@@ -540,6 +566,7 @@ class LiveSessions:
             heap_in=None,
             code_bytes=0,
             owner=self._m._owner,
+            tenant=session.tenant,
         )
         self._m._output.seal(execution_id)
         self._m._executions.finish(execution_id, "completed", heap_out=key, duration_ms=0.0)
@@ -554,7 +581,7 @@ class LiveSessions:
             item.heap = session.heap  # nothing changed since that heap
             return
         try:
-            key, envelope = slot.snapshot(session.name)
+            key, envelope = slot.snapshot(session.key)
             self._record_heap(session, key, envelope, item.reason)
             item.heap = key
         except (LiveSessionError, HeapStoreUnavailable, HeapNotFound, OSError) as e:
@@ -566,7 +593,7 @@ class LiveSessions:
             return
         keep = item.snapshot and session.dirty
         try:
-            made = slot.close(session.name, snapshot=keep)
+            made = slot.close(session.key, snapshot=keep)
             if made is not None:
                 self._record_heap(session, made[0], made[1], item.reason)
             item.heap = session.heap if item.snapshot else None

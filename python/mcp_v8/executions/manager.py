@@ -308,7 +308,7 @@ class ExecutionManager:
             return self._admit(self._admission, spec, traceparent, begun)
         execution_id = str(uuid.uuid4())
         if spec.heap is not None:  # before the lock: an unknown heap is refused before a full queue
-            self._catalogue.use(spec.heap)
+            self._catalogue.use(spec.heap, tenant=spec.tenant)  # one of its tenant's heaps
             self._catalogue.fetch(spec.heap)
         with self._lock:
             if self._closed:
@@ -858,7 +858,9 @@ class ExecutionManager:
                 tags = None if result.status == "waiting" else dict(spec.tags) or None
                 started = time.monotonic()
                 with self.tracing.span(execution_id, "store", {"heap.bytes": len(result.envelope)}):
-                    self._catalogue.add(result.heap, result.envelope, session=spec.session, tags=tags)
+                    self._catalogue.add(
+                        result.heap, result.envelope, session=spec.session, tags=tags, tenant=spec.tenant
+                    )
                 self.metrics.save_time.observe(time.monotonic() - started)
                 self.metrics.save_size.observe(len(result.envelope))
             except (HeapStoreUnavailable, HeapNotFound, OSError) as e:

@@ -209,6 +209,26 @@ CREATE INDEX executions_by_tenant ON executions (tenant, started_at, id);
 CREATE INDEX executions_by_tenant_session ON executions (tenant, session, started_at, id)
     WHERE session IS NOT NULL;
 """
+# Version 12: who owns each heap, and heap tags per tenant, as SQLite's version 13.
+_V12 = """
+CREATE TABLE heap_owners (
+    key          text COLLATE "C" NOT NULL,
+    tenant       text COLLATE "C" NOT NULL,
+    created_at   timestamptz NOT NULL,
+    last_used_at timestamptz NOT NULL,
+    session      text COLLATE "C",
+    tags         jsonb,
+    PRIMARY KEY (key, tenant)
+);
+INSERT INTO heap_owners (key, tenant, created_at, last_used_at, session, tags)
+    SELECT key, 'default', created_at, last_used_at, session, tags FROM heaps;
+ALTER TABLE heap_tags ADD COLUMN tenant text COLLATE "C" NOT NULL DEFAULT 'default';
+ALTER TABLE heap_tags ALTER COLUMN tenant DROP DEFAULT;
+ALTER TABLE heap_tags DROP CONSTRAINT heap_tags_pkey;
+ALTER TABLE heap_tags ADD PRIMARY KEY (tenant, key);
+DROP INDEX heap_tags_by_creation;
+CREATE INDEX heap_tags_by_creation ON heap_tags (tenant, created_at, key);
+"""
 
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
@@ -222,6 +242,7 @@ MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(9, "executions waiting for a decision on their tool calls", _V9),
     PgMigration(10, "the trace id of each execution", _V10),
     PgMigration(11, "the tenant of each execution", _V11),
+    PgMigration(12, "the owners of each heap, and heap tags per tenant", _V12),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
