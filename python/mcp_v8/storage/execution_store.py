@@ -66,6 +66,7 @@ _EXECUTIONS, _SESSION_LOG, _SESSIONS = "executions", "session-log", "sessions"
 _RECORD_POSITION = (is_timestamp, is_row_id)  # (started_at, id)
 _SESSION_POSITION = (is_timestamp, is_text, is_text)  # (last activity, session, tenant)
 _SESSION_POSITION_V1 = (is_timestamp, is_text)  # a cursor from before tenants: (last activity, session)
+_AFTER_EVERY_TENANT = "~"  # sorts after every tenant's name (principal.TENANT_PATTERN), in code point order
 # Sessions by latest activity. The aggregate walks the index by session, so executions without a
 # session cost it nothing; only the sessions of the page look up their latest heap, walking their
 # entries of that index backwards from the newest until one produced a heap.
@@ -377,9 +378,9 @@ class SQLExecutionStore(Closing):
         if cursor is not None:
             try:
                 last_at, session, after_tenant = decode_cursor(_SESSIONS, cursor, _SESSION_POSITION)
-            except InvalidCursor:  # a cursor of a release before tenants: before every tenant of its place
+            except InvalidCursor:  # a cursor of a release before tenants: after every tenant's at its place
                 last_at, session = decode_cursor(_SESSIONS, cursor, _SESSION_POSITION_V1)
-                after_tenant = ""
+                after_tenant = _AFTER_EVERY_TENANT
             if self._nul:  # no name holds U+0000: those after "ab\x00..." are those after "ab"
                 session = session.split("\x00", 1)[0]
             after, params["at"], params["after"] = _SESSIONS_AFTER, _at(last_at), session
