@@ -480,6 +480,32 @@ def test_a_submit_during_a_deletion_waits_for_it_and_is_refused(deployment: Depl
     assert not a.catalogue.in_use(key) and a.catalogue.meta(key) is None
 
 
+@pytest.mark.parametrize("point", ["remove:locked", "remove:checked"])
+def test_a_submit_during_a_deletion_of_one_ownership_waits_and_is_refused(
+    deployment: Deployment, point: str
+) -> None:
+    """As above, with another tenant owning the heap too: the deletion removes acme's ownership
+    only, and acme's submit, waiting for it, is refused; beta's ownership and the bytes stay."""
+    a, b = deployment.node(), deployment.node()
+    key = a.produce(b"contested by one of two", tenant="acme")
+    a.produce(b"contested by one of two", tenant="beta")
+    park = Park(b, point)
+    deleting = Background(lambda: b.catalogue.delete(key, tenant="acme"))
+    assert park.reached.wait(HANG)
+    execution_id = str(uuid.uuid4())
+    submitting = Background(
+        lambda: a.executions.create(execution_id, heap_in=key, require_heap=True, tenant="acme")
+    )
+    until(lambda: submitting.done.is_set() or deployment.waits(a, "INSERT INTO executions"))
+    park.release.set()
+    assert deleting.result() is True
+    with pytest.raises(HeapNotFound):
+        submitting.result()
+    assert a.executions.get(execution_id) is None
+    assert a.catalogue.index.owners(key) == ["beta"] and a.catalogue.meta(key, tenant="beta") is not None
+    a.resume(key, "beta")  # the bytes are there for beta
+
+
 def test_a_deletion_during_a_submit_waits_for_it_and_finds_the_heap_in_use(deployment: Deployment) -> None:
     """A submit holds the heap's row with its execution written, not yet committed; a deletion on
     another node waits for it, then sees the execution (not the snapshot from before it waited)."""
