@@ -101,17 +101,24 @@ def test_each_tenant_s_session_main_is_its_own(tenants: Tenants) -> None:
 def test_an_admin_reads_every_tenant_s_executions_and_changes_only_its_own(tenants: Tenants) -> None:
     admin = tenants.ops.for_principal(principal("ops", admin=True))
     acme = tenants.acme_objects
+    own = settle(admin, admin.submit({"code": "'its own'", "session": "main", "snapshot": False}))
+    assert own["status"] == "completed" and "tenant" not in own  # its own: no tenant named
     listed = admin.list_executions(1000)["executions"]
-    tenant_of = {e["execution_id"]: e["tenant"] for e in listed}
+    tenant_of = {e["execution_id"]: e.get("tenant") for e in listed}
     assert {tenant_of[i] for i in acme.executions} == {"acme"}
     assert {tenant_of[i] for i in tenants.beta_objects.executions} == {"beta"}
+    assert tenant_of[own["execution_id"]] is None
     info = admin.get(acme.executions[0])
     assert (info["tenant"], info["result"]) == ("acme", '"acme-0"')
     assert "acme says 0" in admin.output(acme.executions[0])["data"]
-    sessions = {(s["tenant"], s["session"]) for s in admin.sessions(1000)["sessions"]}
-    assert {("acme", "main"), ("beta", "main"), ("acme", acme.only_session)} <= sessions
+    sessions = {(s.get("tenant"), s["session"]) for s in admin.sessions(1000)["sessions"]}
+    assert {("acme", "main"), ("beta", "main"), ("acme", acme.only_session), (None, "main")} <= sessions
     log = admin.session_log("main", 1000)["executions"]
-    assert {(e["tenant"], e["execution_id"]) for e in log} >= {("acme", i) for i in acme.executions[:2]}
+    assert {(e.get("tenant"), e["execution_id"]) for e in log} >= {
+        *(("acme", i) for i in acme.executions[:2]),
+        *(("beta", i) for i in tenants.beta_objects.executions[:2]),
+        (None, own["execution_id"]),
+    }
     # What it changes is its own tenant's: another's execution, heap and live session are missing to it.
     assert admin.cancel(acme.running) == {"ok": False, "error": f"execution {acme.running!r} not found"}
     assert admin.get(acme.running)["status"] == "running"

@@ -14,7 +14,7 @@ Operations act for a principal (:meth:`Operations.for_principal`, :mod:`.princip
 execution, output, session, live session, heap and heap tag belongs to a tenant, and another
 tenant's are answered exactly as ones that do not exist (404; a cancel's ``ok: false``
 "not found"), never listed. A principal with ``admin`` reads every tenant's executions, outputs
-and sessions (each then says its ``tenant``); what it changes (submits, cancels, decisions,
+and sessions (another tenant's then say their ``tenant``); what it changes (submits, cancels, decisions,
 heaps and their tags, live sessions) is its own tenant's, as for anyone.
 """
 
@@ -98,7 +98,8 @@ class Unavailable(OperationError):
 
 
 def execution_info(record: ExecutionRecord, *, tenant: bool = False) -> dict[str, Any]:
-    """The contract's ExecutionInfo (with its ``tenant`` when ``tenant``: for an admin)."""
+    """The contract's ExecutionInfo (with its ``tenant`` when ``tenant``: another tenant's, read
+    by an admin)."""
     info = {
         "execution_id": record.execution_id,
         "status": record.status,
@@ -199,6 +200,11 @@ class Operations:
     def _sees(self, record: ExecutionRecord | None) -> bool:
         """Whether the principal may read ``record`` (its tenant's, or any for an admin)."""
         return record is not None and self._reads in (None, record.tenant)
+
+    def _foreign(self, tenant: str) -> bool:
+        """Whether an object of ``tenant`` the principal reads is another tenant's (an admin's
+        reading across tenants): its answer then names its tenant."""
+        return tenant != self._tenant
 
     def _owns(self, record: ExecutionRecord | None) -> bool:
         """Whether ``record`` is of the principal's tenant: what it may change."""
@@ -323,7 +329,7 @@ class Operations:
         """ExecutionInfo; with ``wait_ms``, once the execution is terminal or that long passed.
         The wait is on the manager's completion event, never a poll."""
         record = self.record(execution_id, wait_ms)
-        return execution_info(record, tenant=self._reads is None)
+        return execution_info(record, tenant=self._foreign(record.tenant))
 
     def record(self, execution_id: str, wait_ms: int = 0) -> ExecutionRecord:
         """The record of an execution the principal may read (NotFound otherwise, at once: another
@@ -428,7 +434,7 @@ class Operations:
             raise Conflict(str(e)) from None
         except BadDecisions as e:
             raise BadInput(str(e)) from None
-        return execution_info(record, tenant=self._reads is None)
+        return execution_info(record, tenant=self._foreign(record.tenant))
 
     def list_executions(
         self,
@@ -449,31 +455,33 @@ class Operations:
             )
         except InvalidCursor as e:
             raise BadInput(str(e)) from None
-        every = self._reads is None
-        return {"executions": [_summary(r, every) for r in page.items], "next_cursor": page.next_cursor}
+        return {
+            "executions": [_summary(r, self._foreign(r.tenant)) for r in page.items],
+            "next_cursor": page.next_cursor,
+        }
 
     # -- sessions ----------------------------------------------------------------------
 
     def sessions(self, limit: int = 100, *, cursor: str | None = None) -> dict[str, Any]:
         """SessionList, latest activity first: the tenant's (every tenant's for an admin, each
-        (tenant, session) one session)."""
+        (tenant, session) one session, another tenant's naming it)."""
         try:
             page = self._executions.sessions(limit, cursor=cursor, tenant=self._reads)
         except InvalidCursor as e:
             raise BadInput(str(e)) from None
         stored = self._stored(s.latest_heap for s in page.items)
         live = self._manager.live
-        every = self._reads is None
         return {
             "sessions": [
-                _session(s, stored, live.status(s.session, tenant=s.tenant), every) for s in page.items
+                _session(s, stored, live.status(s.session, tenant=s.tenant), self._foreign(s.tenant))
+                for s in page.items
             ],
             "next_cursor": page.next_cursor,
         }
 
     def session_log(self, session: str, limit: int = 100, *, cursor: str | None = None) -> dict[str, Any]:
         """SessionLog, oldest first; NotFound when no retained execution belongs to it. The
-        tenant's session of that name (an admin's: every tenant's, each entry saying its tenant)."""
+        tenant's session of that name (an admin's: every tenant's, another tenant's entries naming it)."""
         try:
             page = self._executions.session_log(session, limit, cursor=cursor, tenant=self._reads)
         except InvalidCursor as e:
@@ -483,7 +491,7 @@ class Operations:
         stored = self._stored(r.heap for r in page.items)
         return {
             "session": session,
-            "executions": [_log_entry(r, stored, self._reads is None) for r in page.items],
+            "executions": [_log_entry(r, stored, self._foreign(r.tenant)) for r in page.items],
             "next_cursor": page.next_cursor,
         }
 
