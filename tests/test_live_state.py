@@ -105,7 +105,7 @@ class FakeHost:
         return Page(heaps, None) if heaps else None
 
     # the waiters
-    def accept(self, execution_id: str) -> None:
+    def accept(self, execution_id: str, tenant: str | None = None) -> None:
         self._live.add(execution_id)
 
     def forget(self, execution_id: str) -> None:

@@ -333,13 +333,19 @@ class Operations:
 
     def record(self, execution_id: str, wait_ms: int = 0) -> ExecutionRecord:
         """The record of an execution the principal may read (NotFound otherwise, at once: another
-        tenant's is never waited on), once it stopped or ``wait_ms`` passed."""
-        record = self._readable(execution_id)
-        if wait_ms and not record.stopped:
-            waited = self._manager.wait(execution_id, wait_ms / 1000) or self._executions.get(execution_id)
-            if waited is None:  # pruned meanwhile
-                raise _execution_not_found(execution_id)
-            record = waited
+        tenant's is never waited on), once it stopped or ``wait_ms`` passed. A long-poll reads the
+        record only when the wait does not hand it over (the waiters know the tenant of what is
+        live here)."""
+        if not wait_ms:
+            return self._readable(execution_id)
+        if not EXECUTION_ID.fullmatch(execution_id):
+            raise _execution_not_found(execution_id)
+        record = self._manager.wait(execution_id, wait_ms / 1000, self._reads) or self._executions.get(
+            execution_id
+        )
+        if not self._sees(record):
+            raise _execution_not_found(execution_id)
+        assert record is not None
         return record
 
     def follow(self, execution_id: str, listener: Callable[[str | None], None]) -> Callable[[], None]:

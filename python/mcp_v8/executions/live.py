@@ -266,7 +266,7 @@ class LiveSessions:
                 session.lost = None
             item = _Item(next(self._seq), "step", execution_id, spec, ready=False)
             session.items.append(item)  # its place in the session's order, taken now
-        self._m.waiters.accept(execution_id)
+        self._m.waiters.accept(execution_id, spec.tenant)
         try:
             self._m._record(execution_id, spec, self._m._owner)
         except BaseException:

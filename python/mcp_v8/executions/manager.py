@@ -317,7 +317,9 @@ class ExecutionManager:
                 raise QueueFull(f"the queue is full ({self._queue_limit} executions waiting); retry later")
             self._reserved += 1
             self._started[execution_id] = spec.mode  # its end is counted from here on
-        self.waiters.accept(execution_id)  # live before its record exists: never running and unknown here
+        self.waiters.accept(
+            execution_id, spec.tenant
+        )  # live before its record exists: never running and unknown here
         trace_id = self._trace_begin(execution_id, spec, traceparent, begun)
         try:  # the writes happen outside the lock the dispatchers need
             self._record(execution_id, spec, self._owner, trace_id)
@@ -449,7 +451,7 @@ class ExecutionManager:
         with self._lock:
             self._started[execution_id] = spec.mode  # before a cancel can end it here
         self.metrics.executions_started.labels(spec.mode).inc()
-        self.waiters.accept(execution_id)
+        self.waiters.accept(execution_id, spec.tenant)
         if made is None:
             self._output.adopt(execution_id)  # its output is buffered here, as if submitted here
         with self._lock:
@@ -516,7 +518,7 @@ class ExecutionManager:
             # A node claims only a running execution's job; it joins the trace of its submit.
             self._admission.resume(execution_id, spec, self.tracing.traceparent(execution_id))
             return
-        self.waiters.accept(execution_id)
+        self.waiters.accept(execution_id, spec.tenant)
         # A cancel that came before it was live here found nothing to stop: it must not run.
         # One that comes from now on finds it live (queued or executing), as any other.
         record = self._executions.get(execution_id)
@@ -614,11 +616,11 @@ class ExecutionManager:
             self._admission.cancelled(execution_id)
         return CancelOutcome.ACCEPTED
 
-    def wait(self, execution_id: str, timeout: float) -> ExecutionRecord | None:
+    def wait(self, execution_id: str, timeout: float, tenant: str | None = None) -> ExecutionRecord | None:
         """See :meth:`~.waiters.Waiters.wait`: the terminal record, or None when the caller must
-        read it (the wait timed out)."""
+        read it (the wait timed out); with ``tenant``, never a wait on another tenant's."""
         with self.tracing.span(execution_id, "long_poll", {"long_poll.timeout_ms": int(timeout * 1000)}):
-            return self.waiters.wait(execution_id, timeout)
+            return self.waiters.wait(execution_id, timeout, tenant)
 
     def follow(self, execution_id: str, listener: Callable[[str | None], None]) -> Callable[[], None]:
         """Calls ``listener(text)`` with each batch of console output the execution writes from
