@@ -361,3 +361,91 @@ class McpDoor:
 
     def end_session(self, session: str) -> None:
         return None
+
+
+class RestDoor:
+    """The REST API through a falcon test client, with ``headers`` (the Host, and whatever names
+    the principal: a bearer token): a status and the JSON body. Operations without a route
+    answer None."""
+
+    def __init__(self, client: Any, headers: dict[str, str]) -> None:
+        self.client = client
+        self.headers = headers
+
+    def _answer(self, resp: Any) -> Answer:
+        return resp.status_code, resp.json
+
+    def _get(self, path: str, **params: Any) -> Answer:
+        given = {k: str(v) for k, v in params.items() if v is not None}
+        return self._answer(self.client.simulate_get(path, params=given, headers=self.headers))
+
+    def get(self, execution_id: str, wait_ms: int = 0) -> Answer:
+        return self._get(f"/api/executions/{execution_id}", wait_ms=wait_ms or None)
+
+    def output(self, execution_id: str) -> Answer:
+        return self._get(f"/api/executions/{execution_id}/output")
+
+    def tool_calls(self, execution_id: str) -> Answer:
+        return self._get(f"/api/executions/{execution_id}/tool-calls")
+
+    def cancel(self, execution_id: str) -> Answer:
+        return self._answer(
+            self.client.simulate_post(f"/api/executions/{execution_id}/cancel", headers=self.headers)
+        )
+
+    def approve(self, execution_id: str) -> Answer:
+        body = {"decisions": [{"call_id": 1, "approved": True}]}
+        return self._answer(
+            self.client.simulate_post(
+                f"/api/executions/{execution_id}/approve", json=body, headers=self.headers
+            )
+        )
+
+    def list_executions(self, *, cursor: str | None = None, session: str | None = None) -> Answer:
+        return self._get("/api/executions", cursor=cursor, session=session, limit=100)
+
+    def sessions(self, *, cursor: str | None = None) -> Answer:
+        return self._get("/api/sessions", cursor=cursor, limit=100)
+
+    def session_log(self, session: str, *, cursor: str | None = None) -> Answer:
+        return self._get("/api/sessions/log", session=session, cursor=cursor, limit=100)
+
+    def heap(self, key: str) -> Answer:
+        return self._get(f"/api/heaps/{key}")
+
+    def patch_tags(self, key: str, patch: dict[str, str | None]) -> Answer:
+        headers = {**self.headers, "Content-Type": "application/merge-patch+json"}
+        return self._answer(self.client.simulate_patch(f"/api/heaps/{key}/tags", json=patch, headers=headers))
+
+    def replace_tags(self, key: str, tags: dict[str, str]) -> None:
+        return None
+
+    def remove_tags(self, key: str, names: list[str] | None) -> None:
+        return None
+
+    def query(self, tags: dict[str, str], *, cursor: str | None = None) -> Answer | None:
+        if not tags:  # the route needs at least one pair
+            return None
+        body: dict[str, Any] = {"tags": tags, **({"cursor": cursor} if cursor else {})}
+        return self._answer(self.client.simulate_post("/api/heaps/query", json=body, headers=self.headers))
+
+    def delete_heap(self, key: str) -> Answer:
+        return self._answer(self.client.simulate_delete(f"/api/heaps/{key}", headers=self.headers))
+
+    def resume(self, key: str) -> Answer:
+        body = {"code": "who", "heap": key}
+        return self._answer(self.client.simulate_post("/api/exec", json=body, headers=self.headers))
+
+    def snapshot_session(self, session: str) -> Answer:
+        return self._answer(
+            self.client.simulate_post(
+                "/api/sessions/snapshot", params={"session": session}, headers=self.headers
+            )
+        )
+
+    def end_session(self, session: str) -> Answer:
+        return self._answer(
+            self.client.simulate_delete(
+                "/api/sessions/snapshot", params={"session": session}, headers=self.headers
+            )
+        )

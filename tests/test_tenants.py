@@ -12,14 +12,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import falcon
 import pytest
+from falcon import testing
 
-from mcp_v8.app import Service
+from mcp_v8.app import Service, create_app
 from mcp_v8.config import Settings
 from mcp_v8.operations import NotFound, Operations
 from mcp_v8.principal import SCOPES, Principal
 
-from .tenant_battery import McpDoor, Objects, OperationsDoor, cross_tenant, make_objects, settle
+from .service_helpers import HOST
+from .tenant_battery import McpDoor, Objects, OperationsDoor, RestDoor, cross_tenant, make_objects, settle
 
 SIGNING_KEY = "the heap signing key of the tenants test"
 TENANT_SCOPES = frozenset(SCOPES) - {"admin"}
@@ -75,6 +78,28 @@ def test_every_mcp_tool_on_another_tenant_s_objects_answers_as_for_missing_ones(
     # The door is the tenant's: its own objects answer.
     assert door.get(tenants.beta_objects.executions[0])[0] == 200
     assert door.heap(tenants.beta_objects.heaps[0])[0] == 200
+
+
+class ActAs:
+    """Test-only: the principal a request names in ``X-Test-Tenant``, after the security
+    middleware (which, without an auth config, acts for the default tenant). What the routes
+    make of a principal is under test here, not how a token names one."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        name = req.get_header("X-Test-Tenant")
+        if name is not None:
+            req.context.principal = principal(name)
+
+
+def test_every_route_on_another_tenant_s_objects_answers_as_for_missing_ones(tenants: Tenants) -> None:
+    app = create_app(service=tenants.service)
+    app.add_middleware(ActAs())
+    client = testing.TestClient(app)
+    door = RestDoor(client, {**HOST, "X-Test-Tenant": "beta"})
+    cross_tenant(door, tenants.beta_objects, tenants.acme_objects, tenants.acme)
+    fake = str(uuid.uuid4())
+    assert door.get(fake)[0] == 404 and door.cancel(fake)[0] == 400  # what "missing" is over REST
+    assert door.get(tenants.beta_objects.executions[0])[0] == 200
 
 
 def test_each_tenant_s_session_main_is_its_own(tenants: Tenants) -> None:
