@@ -17,7 +17,7 @@ from mcp_v8.executions.live import LiveConflict, LiveSessions, NotLive
 from mcp_v8.executions.live_slot import LiveSessionError
 from mcp_v8.executions.protocol import Job, JobResult
 from mcp_v8.principal import DEFAULT_TENANT
-from mcp_v8.storage import Page
+from mcp_v8.storage import HeapNotFound, Page
 
 from .interleavings import HANG
 
@@ -57,6 +57,7 @@ class FakeHost:
         self.owners: dict[str, set[str]] = {}  # heap -> the tenants it was recorded for
         self.log: list[tuple[str, str, str]] = []  # (tenant, session, heap) of recorded snapshots
         self.used: list[tuple[str, str]] = []  # (tenant, heap) of the heaps steps resumed
+        self.disowned: set[tuple[str, str]] = set()  # (tenant, heap) the tenant no longer owns
         self._catalogue = self
         self._executions = self
         self._output = type(
@@ -70,6 +71,8 @@ class FakeHost:
     # the catalogue
     def use(self, key: str, *, tenant: str = DEFAULT_TENANT) -> None:
         self.used.append((tenant, key))
+        if (tenant, key) in self.disowned:
+            raise HeapNotFound(key)
 
     def fetch(self, key: str) -> None: ...
     def open(self, key: str) -> bytes:
@@ -336,6 +339,29 @@ def test_two_tenants_sessions_of_one_name_are_two_live_sessions(host: FakeHost, 
         host.wait(live.submit(spec("s", "again", tenant="acme")))
         assert slot.held[acme_key] == heap and slot.held["s"] is None
         live.submit(spec("other", heap="b" * 64, tenant="acme"))
-        assert host.used == [("acme", "b" * 64)]  # a heap is resumed as its tenant's
+        # A heap is resumed as its tenant's: the session's latest too, when it reopens from it.
+        assert host.used == [("acme", heap), ("acme", "b" * 64)]
+    finally:
+        live.close(join_timeout=HANG)
+
+
+def test_a_session_does_not_reopen_from_a_heap_its_tenant_no_longer_owns(
+    host: FakeHost, slot: FakeSlot
+) -> None:
+    """Its latest heap, deleted by its tenant (the bytes another tenant still owns): the next
+    step fails saying so, as for a heap that is gone, and never restores it."""
+    live = LiveSessions(host, [slot], sessions_per_worker=2, snapshot_secs=3600, idle_secs=3600)  # type: ignore[arg-type, list-item]
+    live.start()
+    try:
+        host.wait(live.submit(spec("s", "first", tenant="acme")))
+        heap = live.end("s", tenant="acme")
+        assert heap is not None
+        host.disowned.add(("acme", heap))
+        failed = host.wait(live.submit(spec("s", "again", tenant="acme")))
+        assert (
+            failed.status == "failed"
+            and failed.error == f"heap {heap} not found: session 's' cannot resume from it"
+        )
+        assert ("again" not in [code for _, code in slot.steps]) and heap not in slot.held.values()
     finally:
         live.close(join_timeout=HANG)

@@ -533,6 +533,8 @@ class LiveSessions:
         try:
             if heap is not None:
                 try:
+                    if spec.heap is None:  # the session's latest: resumed while its tenant still owns it
+                        self._m._catalogue.use(heap, tenant=session.tenant)
                     fd = sealed_heap(self._m._catalogue.open(heap))
                 except HeapNotFound:
                     return f"heap {heap} not found: session {session.name!r} cannot resume from it"
