@@ -39,6 +39,7 @@ LEVELS: dict[str, str] = {
     "test_leases": "service",
     "test_mcp_protocol": "unit",
     "test_heaps_service": "service",
+    "test_tenants": "service",
     "test_signed_heaps": "service",
     "test_worker": "unit",
     "test_cli_module": "unit",

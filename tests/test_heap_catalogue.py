@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from mcp_v8.principal import DEFAULT_TENANT
 from mcp_v8.storage import (
     Catalogue,
     ExecutionStore,
@@ -58,17 +59,24 @@ class Node:
     traced: list[str] = field(default_factory=list)  # SQLite: statements begun on this node's connections
     closers: list[Callable[[], None]] = field(default_factory=list)
 
-    def produce(self, data: bytes, *, session: str | None = None, tags: dict[str, str] | None = None) -> str:
-        """A heap as a worker of this node stores it, then made known as the manager does."""
+    def produce(
+        self,
+        data: bytes,
+        *,
+        session: str | None = None,
+        tags: dict[str, str] | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> str:
+        """A heap as a worker of this node stores it for ``tenant``, then made known as the manager does."""
         key = hashlib.sha256(data).hexdigest()
-        self.catalogue.add(key, data, session=session, tags=tags)
+        self.catalogue.add(key, data, session=session, tags=tags, tenant=tenant)
         return key
 
-    def resume(self, key: str) -> str:
-        """Accepts an execution resuming ``key`` as a submit does; returns its id."""
+    def resume(self, key: str, tenant: str = DEFAULT_TENANT) -> str:
+        """Accepts an execution of ``tenant`` resuming ``key`` as a submit does; returns its id."""
         execution_id = str(uuid.uuid4())
-        self.catalogue.use(key)
-        self.executions.create(execution_id, heap_in=key, require_heap=True)
+        self.catalogue.use(key, tenant=tenant)
+        self.executions.create(execution_id, heap_in=key, require_heap=True, tenant=tenant)
         return execution_id
 
 
@@ -160,8 +168,9 @@ class Deployment:
     @contextlib.contextmanager
     def submit_in_flight(self, key: str, execution_id: str) -> Iterator[None]:
         """A submit of an execution resuming ``key`` between its check of the heap and its commit,
-        as the execution store's insert is inside its one statement: the row held (PostgreSQL's
-        ``FOR KEY SHARE``, SQLite's write lock), the record written, not yet committed."""
+        as the execution store's insert is inside its one statement: the tenant's ownership row
+        held (PostgreSQL's ``FOR KEY SHARE``, SQLite's write lock), the record written, not yet
+        committed."""
         if self.pg is None:
             import sqlite3
 
@@ -170,7 +179,9 @@ class Deployment:
             conn = sqlite3.connect(database_path(self.tmp_path / "data"), isolation_level=None)
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                assert conn.execute("SELECT 1 FROM heaps WHERE key = ?", (key,)).fetchone()
+                assert conn.execute(
+                    "SELECT 1 FROM heap_owners WHERE key = ? AND tenant = 'default'", (key,)
+                ).fetchone()
                 conn.execute(
                     "INSERT INTO executions (execution_id, status, started_at, heap_in)"
                     " VALUES (?, 'running', '2030-01-01T00:00:00.000Z', ?)",
@@ -185,7 +196,9 @@ class Deployment:
 
         options = f"-c search_path={self.schema}"
         with psycopg.connect(self.pg.url, autocommit=True, options=options) as conn, conn.transaction():
-            assert conn.execute("SELECT 1 FROM heaps WHERE key = %s FOR KEY SHARE", (key,)).fetchone()
+            assert conn.execute(
+                "SELECT 1 FROM heap_owners WHERE key = %s AND tenant = 'default' FOR KEY SHARE", (key,)
+            ).fetchone()
             conn.execute(
                 "INSERT INTO executions (execution_id, status, started_at, heap_in)"
                 " VALUES (%s, 'running', now(), %s)",
@@ -327,6 +340,74 @@ def test_tags_patched_on_one_node_are_queried_on_another(deployment: Deployment)
         a.catalogue.query({"suite": "q"}, 2, cursor="not a cursor")
 
 
+# -- owners -----------------------------------------------------------------------------------------
+
+
+def test_two_tenants_producing_the_same_bytes_each_own_the_one_blob(deployment: Deployment) -> None:
+    """Ownership rows, one blob: each tenant has its own session, tags, query; a third none."""
+    a, b = deployment.node(), deployment.node()
+    key = a.produce(b"the same state", session="main", tags={"k": "a"}, tenant="acme")
+    assert b.produce(b"the same state", session="other", tags={"k": "b"}, tenant="beta") == key
+    assert a.catalogue.index.owners(key) == ["acme", "beta"]
+    acme, beta = b.catalogue.meta(key, tenant="acme"), a.catalogue.meta(key, tenant="beta")
+    assert acme is not None and (acme.session, acme.tags) == ("main", {"k": "a"})
+    assert beta is not None and (beta.session, beta.tags) == ("other", {"k": "b"})
+    for stranger in ("gamma", DEFAULT_TENANT):
+        assert a.catalogue.meta(key, tenant=stranger) is None
+        assert a.catalogue.stored([key], tenant=stranger) == set()
+        with pytest.raises(HeapNotFound):
+            a.catalogue.patch_tags(key, {"x": "y"}, tenant=stranger)
+        with pytest.raises(HeapNotFound):
+            a.resume(key, stranger)
+        assert a.catalogue.delete(key, tenant=stranger) is False
+    assert a.catalogue.stored([key]) == {key} and a.catalogue.stored([key], tenant="beta") == {key}
+    # Tags are each tenant's: a patch of one is not the other's, and the query finds its own only.
+    assert a.catalogue.patch_tags(key, {"k": "patched"}, tenant="acme").tags == {"k": "patched"}
+    assert b.catalogue.meta(key, tenant="beta").tags == {"k": "b"}  # type: ignore[union-attr]
+    assert [m.key for m in b.catalogue.query({"k": "patched"}, 10, tenant="acme").items] == [key]
+    assert b.catalogue.query({"k": "patched"}, 10, tenant="beta").items == []
+    assert b.catalogue.query({"k": "b"}, 10, tenant="acme").items == []
+    assert [m.tags for m in a.catalogue.query({}, 10, tenant="beta").items] == [{"k": "b"}]
+
+
+def test_a_deletion_removes_one_ownership_and_the_blob_with_the_last(deployment: Deployment) -> None:
+    a, b = deployment.node(), deployment.node()
+    key = a.produce(b"shared bytes", tags={"t": "1"}, tenant="acme")
+    b.produce(b"shared bytes", tags={"t": "1"}, tenant="beta")
+    running = b.resume(key, "beta")  # beta's execution resumes it: acme's ownership may go all the same
+    assert a.catalogue.delete(key, tenant="acme") is True
+    assert a.catalogue.delete(key, tenant="acme") is False
+    assert (
+        a.catalogue.meta(key, tenant="acme") is None
+        and a.catalogue.query({"t": "1"}, 5, tenant="acme").items == []
+    )
+    with pytest.raises(HeapNotFound):
+        a.resume(key, "acme")  # not its heap any more, even with the key
+    assert a.catalogue.index.owners(key) == ["beta"] and a.heaps.exists(key)
+    assert [m.key for m in b.catalogue.query({"t": "1"}, 5, tenant="beta").items] == [key]
+    with pytest.raises(HeapInUse):  # its own execution resumes it, and it is the last owner
+        b.catalogue.delete(key, tenant="beta")
+    assert b.executions.finish(running, "completed") is not None
+    assert b.catalogue.delete(key, tenant="beta") is True
+    assert a.catalogue.stored([key]) == set() and a.catalogue.index.owners(key) == []
+    assert not b.heaps.exists(key)  # the blob went with the last owner
+    assert b.catalogue.query({"t": "1"}, 5, tenant="beta").items == []
+
+
+def test_an_owner_s_running_execution_keeps_its_ownership_while_others_own_the_heap(
+    deployment: Deployment,
+) -> None:
+    a, b = deployment.node(), deployment.node()
+    key = a.produce(b"kept by its use", tenant="acme")
+    b.produce(b"kept by its use", tenant="beta")
+    running = a.resume(key, "acme")
+    with pytest.raises(HeapInUse):
+        b.catalogue.delete(key, tenant="acme")
+    assert b.catalogue.delete(key, tenant="beta") is True  # beta's goes: acme's execution needs acme's
+    assert a.executions.finish(running, "completed") is not None
+    assert a.catalogue.delete(key, tenant="acme") is True and not a.heaps.exists(key)
+
+
 # -- in use, everywhere ------------------------------------------------------------------------------
 
 
@@ -399,6 +480,32 @@ def test_a_submit_during_a_deletion_waits_for_it_and_is_refused(deployment: Depl
     assert not a.catalogue.in_use(key) and a.catalogue.meta(key) is None
 
 
+@pytest.mark.parametrize("point", ["remove:locked", "remove:checked"])
+def test_a_submit_during_a_deletion_of_one_ownership_waits_and_is_refused(
+    deployment: Deployment, point: str
+) -> None:
+    """As above, with another tenant owning the heap too: the deletion removes acme's ownership
+    only, and acme's submit, waiting for it, is refused; beta's ownership and the bytes stay."""
+    a, b = deployment.node(), deployment.node()
+    key = a.produce(b"contested by one of two", tenant="acme")
+    a.produce(b"contested by one of two", tenant="beta")
+    park = Park(b, point)
+    deleting = Background(lambda: b.catalogue.delete(key, tenant="acme"))
+    assert park.reached.wait(HANG)
+    execution_id = str(uuid.uuid4())
+    submitting = Background(
+        lambda: a.executions.create(execution_id, heap_in=key, require_heap=True, tenant="acme")
+    )
+    until(lambda: submitting.done.is_set() or deployment.waits(a, "INSERT INTO executions"))
+    park.release.set()
+    assert deleting.result() is True
+    with pytest.raises(HeapNotFound):
+        submitting.result()
+    assert a.executions.get(execution_id) is None
+    assert a.catalogue.index.owners(key) == ["beta"] and a.catalogue.meta(key, tenant="beta") is not None
+    a.resume(key, "beta")  # the bytes are there for beta
+
+
 def test_a_deletion_during_a_submit_waits_for_it_and_finds_the_heap_in_use(deployment: Deployment) -> None:
     """A submit holds the heap's row with its execution written, not yet committed; a deletion on
     another node waits for it, then sees the execution (not the snapshot from before it waited)."""
@@ -407,7 +514,7 @@ def test_a_deletion_during_a_submit_waits_for_it_and_finds_the_heap_in_use(deplo
     execution_id = str(uuid.uuid4())
     with deployment.submit_in_flight(key, execution_id):
         deleting = Background(lambda: b.catalogue.delete(key))
-        first = "BEGIN IMMEDIATE" if deployment.pg is None else "SELECT 1 FROM heaps"
+        first = "BEGIN IMMEDIATE" if deployment.pg is None else "SELECT tenant FROM heap_owners"
         until(lambda: deleting.done.is_set() or deployment.waits(b, first))
     with pytest.raises(HeapInUse):
         deleting.result()

@@ -105,3 +105,29 @@ def test_query_matches_every_pair_newest_first_by_pages(tags: SQLiteHeapTags) ->
     assert paged == expected
     with pytest.raises(InvalidCursor):
         tags.query({"team": "x"}, 2, cursor="bm90LWEtY3Vyc29y")
+
+
+def test_each_tenant_has_its_own_tags_of_a_heap(tags: SQLiteHeapTags) -> None:
+    """Rows keyed by tenant and heap: a record, patch, query and delete of one tenant never touch
+    another's tags of the same heap; a delete for every tenant (None) removes them all."""
+    at = "2024-01-01T00:00:00.000Z"
+    tags.record(key(1), {"team": "a"}, at, tenant="acme")
+    tags.record(key(1), {"team": "b"}, at, tenant="beta")  # first wins per tenant
+    assert tags.get(key(1), tenant="acme") == {"team": "a"} and tags.get(key(1), tenant="beta") == {
+        "team": "b"
+    }
+    assert tags.get(key(1)) is None  # the default tenant has none
+    assert tags.patch(key(1), {"x": "1"}, base=None, created_at=at, tenant="acme") == {"team": "a", "x": "1"}
+    assert tags.get(key(1), tenant="beta") == {"team": "b"}
+    assert [k for k, _ in tags.query({"team": "a"}, 10, tenant="acme").items] == [key(1)]
+    assert tags.query({"team": "a"}, 10, tenant="beta").items == []
+    assert tags.query({"team": "b"}, 10).items == []
+    cursor = tags.query({}, 1, tenant="acme").next_cursor
+    assert cursor is None  # one heap of acme's
+    tags.record(key(2), {"team": "a"}, "2024-01-02T00:00:00.000Z", tenant="acme")
+    cursor = tags.query({}, 1, tenant="acme").next_cursor
+    assert cursor is not None  # acme's cursor, given to beta's query: beta's rows after that place only
+    assert tags.query({}, 10, cursor=cursor, tenant="beta").items == [(key(1), {"team": "b"})]
+    assert tags.delete(key(1), tenant="acme") and tags.get(key(1), tenant="beta") == {"team": "b"}
+    assert tags.tagged() == {key(1), key(2)}  # beta's still keeps key(1) from retention
+    assert tags.delete(key(2), tenant=None) and not tags.delete(key(2), tenant="acme")

@@ -14,18 +14,27 @@ from typing import Any, Callable
 import pytest
 
 from mcp_v8.executions import ExecutionSpec, Limits
-from mcp_v8.executions.live import LiveConflict, LiveSessions
+from mcp_v8.executions.live import LiveConflict, LiveSessions, NotLive
 from mcp_v8.executions.live_slot import LiveSessionError
 from mcp_v8.executions.protocol import Job, JobResult
-from mcp_v8.storage import Page
+from mcp_v8.principal import DEFAULT_TENANT
+from mcp_v8.storage import HeapNotFound, Page
 
 from .interleavings import HANG
 
 LIMITS = Limits(heap_limit_mb=64, timeout_secs=5, max_result_bytes=1 << 20, max_output_bytes=1 << 20)
 
 
-def spec(session: str, code: str = "1", heap: str | None = None, snapshot: bool = False) -> ExecutionSpec:
-    return ExecutionSpec(code=code, limits=LIMITS, session=session, heap=heap, snapshot=snapshot)
+def spec(
+    session: str,
+    code: str = "1",
+    heap: str | None = None,
+    snapshot: bool = False,
+    tenant: str = DEFAULT_TENANT,
+) -> ExecutionSpec:
+    return ExecutionSpec(
+        code=code, limits=LIMITS, session=session, heap=heap, snapshot=snapshot, tenant=tenant
+    )
 
 
 class Labels:
@@ -46,7 +55,10 @@ class FakeHost:
         self.record_gate: dict[str, threading.Event] = {}
         self.recorded: list[str] = []
         self.heaps: dict[str, bytes] = {}
-        self.log: list[tuple[str, str]] = []  # (session, heap) of recorded snapshots
+        self.owners: dict[str, set[str]] = {}  # heap -> the tenants it was recorded for
+        self.log: list[tuple[str, str, str]] = []  # (tenant, session, heap) of recorded snapshots
+        self.used: list[tuple[str, str]] = []  # (tenant, heap) of the heaps steps resumed
+        self.disowned: set[tuple[str, str]] = set()  # (tenant, heap) the tenant no longer owns
         self.entries: list[tuple[str, Any]] = []  # (session, record) the test puts in the log
         self.specs: dict[str, ExecutionSpec | None] = {}  # the spec each end was recorded with
         self._catalogue = self
@@ -60,32 +72,46 @@ class FakeHost:
         self._live: set[str] = set()
 
     # the catalogue
-    def use(self, key: str) -> None: ...
+    def use(self, key: str, *, tenant: str = DEFAULT_TENANT) -> None:
+        self.used.append((tenant, key))
+        if (tenant, key) in self.disowned:
+            raise HeapNotFound(key)
+
     def fetch(self, key: str) -> None: ...
     def open(self, key: str) -> bytes:
         return self.heaps[key]
 
-    def add(self, key: str, envelope: bytes, session: str | None = None, tags: Any = None) -> None:
+    def add(
+        self,
+        key: str,
+        envelope: bytes,
+        session: str | None = None,
+        tags: Any = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> None:
         self.heaps[key] = envelope
+        self.owners.setdefault(key, set()).add(tenant)
 
     # the execution store and output log (snapshot records)
     def create(self, execution_id: str, **fields: Any) -> None:
-        self._snap = (fields["session"], fields["tags"])
+        self._snap = (fields.get("tenant", DEFAULT_TENANT), fields["session"], fields["tags"])
 
     def finish(self, execution_id: str, status: str, **fields: Any) -> None:
         if fields.get("heap_out"):
-            self.log.append((self._snap[0], fields["heap_out"]))
+            self.log.append((self._snap[0], self._snap[1], fields["heap_out"]))
 
-    def session_log(self, session: str, limit: int, cursor: str | None = None) -> Page[Any] | None:
+    def session_log(
+        self, session: str, limit: int, cursor: str | None = None, tenant: str | None = None
+    ) -> Page[Any] | None:
         heaps = [
             types.SimpleNamespace(heap=heap, waiting_heap=None, status="completed", execution_id=str(i))
-            for i, (name, heap) in enumerate(self.log)
-            if name == session
+            for i, (of, name, heap) in enumerate(self.log)
+            if name == session and tenant in (None, of)
         ] + [record for name, record in self.entries if name == session]
         return Page(heaps, None) if heaps else None
 
     # the waiters
-    def accept(self, execution_id: str) -> None:
+    def accept(self, execution_id: str, tenant: str | None = None) -> None:
         self._live.add(execution_id)
 
     def forget(self, execution_id: str) -> None:
@@ -264,7 +290,7 @@ def test_the_sessions_a_dead_worker_took_say_so_at_their_next_step(host: FakeHos
         made = host.wait(live.submit(spec("b", "var b")))
         assert made.status == "completed"
         assert live.end("b") is not None  # b's heap, recorded
-        (_, b_heap) = host.log[-1]
+        (_, _, b_heap) = host.log[-1]
         host.wait(live.submit(spec("b", "again")))  # live again, from that heap
         assert slot.held["b"] == b_heap
         slot.dead = True
@@ -290,11 +316,11 @@ def test_room_is_made_by_the_least_recently_used_idle_session(host: FakeHost, sl
         host.wait(live.submit(spec("a", "2")))  # b is now the least recently used
         host.wait(live.submit(spec("c", "1")))
         assert slot.closed == ["b"] and set(slot.held) == {"a", "c"}
-        assert [session for session, _ in host.log] == ["b"]  # its heap recorded for its next step
+        assert [session for _, session, _ in host.log] == ["b"]  # its heap recorded for its next step
     finally:
         live.close(join_timeout=HANG)
     assert sorted(slot.closed) == ["a", "b", "c"]  # a graceful close ends every live session
-    assert sorted(session for session, _ in host.log) == ["a", "b", "c"]
+    assert sorted(session for _, session, _ in host.log) == ["a", "b", "c"]
 
 
 def test_a_paused_step_ends_its_context_and_the_session_goes_on_from_its_resume(
@@ -337,6 +363,11 @@ def of(tenant: str, session: str, code: str = "1") -> ExecutionSpec:
     return dataclasses.replace(spec(session, code), tenant=tenant)
 
 
+def names(keys: Any) -> set[str]:
+    """The session names of a fake worker's keys (whatever their tenants)."""
+    return {key.split("\x00")[-1] for key in keys}
+
+
 def wait_until(condition: Callable[[], bool]) -> None:
     deadline = threading.Event()
     for _ in range(int(HANG / 0.001)):
@@ -355,10 +386,10 @@ def test_sessions_of_different_tenants_never_share_a_live_worker(host: FakeHost)
         (first,) = [s for s in slots if s.held]
         other = slots[1 - first.index]
         host.wait(live.submit(of("b", "b1")))  # room beside a1, but not a's tenant: the other worker
-        assert set(first.held) == {"a1"} and set(other.held) == {"b1"}
+        assert names(first.held) == {"a1"} and names(other.held) == {"b1"}
         host.wait(live.submit(of("a", "a2")))  # a's second session joins a's worker
         host.wait(live.submit(of("b", "b2")))
-        assert set(first.held) == {"a1", "a2"} and set(other.held) == {"b1", "b2"}
+        assert names(first.held) == {"a1", "a2"} and names(other.held) == {"b1", "b2"}
         assert first.closed == other.closed == []  # nothing evicted while there was room
     finally:
         live.close(join_timeout=HANG)
@@ -381,14 +412,70 @@ def test_a_tenants_session_takes_a_worker_by_evicting_only_idle_sessions_of_anot
         held = live.submit(of("a", "a2", "hold"))
         assert running.wait(HANG)
         waiting = live.submit(of("b", "b1"))  # a2 is busy: b waits for the worker
-        assert waiting not in host.finished and set(slot.held) == {"a1", "a2"}
+        assert waiting not in host.finished and names(slot.held) == {"a1", "a2"}
         release.set()
         host.wait(held)
         assert host.wait(waiting).result == "1"  # both of a's idle sessions evicted for it
-        assert sorted(slot.closed) == ["a1", "a2"] and set(slot.held) == {"b1"}
-        wait_until(lambda: live.status("a1") is None and live.status("a2") is None)
+        assert sorted(names(slot.closed)) == ["a1", "a2"] and names(slot.held) == {"b1"}
+        wait_until(lambda: live.status("a1", tenant="a") is None and live.status("a2", tenant="a") is None)
         assert host.wait(live.submit(of("a", "a1", "back"))).result == "back"  # and back again
-        assert set(slot.held) == {"a1"} and "b1" in slot.closed
+        assert names(slot.held) == {"a1"} and "b1" in names(slot.closed)
     finally:
         release.set()
+        live.close(join_timeout=HANG)
+
+
+def test_two_tenants_sessions_of_one_name_are_two_live_sessions(host: FakeHost, slot: FakeSlot) -> None:
+    """Steps, snapshots, status and ends of tenant acme's session ``s`` never reach the default
+    tenant's ``s``: each has its own context (in a worker of its own: tenants never share one), its
+    own snapshots recorded for it."""
+    second = FakeSlot(1)
+    live = LiveSessions(host, [slot, second], sessions_per_worker=2, snapshot_secs=3600, idle_secs=3600)  # type: ignore[arg-type, list-item]
+    live.start()
+    try:
+        mine = host.wait(live.submit(spec("s", "mine")))
+        assert mine.result == "mine"
+        with pytest.raises(NotLive):  # acme has no live session s yet
+            live.snapshot("s", tenant="acme")
+        assert live.status("s", tenant="acme") is None and live.status("s") is not None
+        theirs = host.wait(live.submit(spec("s", "theirs", tenant="acme")))
+        assert theirs.result == "theirs"
+        assert set(slot.held) == {"s"} and len(second.held) == 1  # two contexts, two workers
+        (acme_key,) = second.held
+        assert slot.steps == [("s", "mine")] and second.steps == [(acme_key, "theirs")]
+        heap = live.snapshot("s", tenant="acme")
+        assert host.log == [("acme", "s", heap)] and host.owners[heap] == {"acme"}
+        assert live.end("s", tenant="acme") == heap
+        assert live.status("s", tenant="acme") is None and live.status("s") is not None
+        with pytest.raises(NotLive):
+            live.end("s", tenant="acme")
+        # acme's next step resumes from acme's snapshot, found in acme's log only
+        host.wait(live.submit(spec("s", "again", tenant="acme")))
+        assert second.held[acme_key] == heap and slot.held["s"] is None
+        live.submit(spec("other", heap="b" * 64, tenant="acme"))
+        # A heap is resumed as its tenant's: the session's latest too, when it reopens from it.
+        assert host.used == [("acme", heap), ("acme", "b" * 64)]
+    finally:
+        live.close(join_timeout=HANG)
+
+
+def test_a_session_does_not_reopen_from_a_heap_its_tenant_no_longer_owns(
+    host: FakeHost, slot: FakeSlot
+) -> None:
+    """Its latest heap, deleted by its tenant (the bytes another tenant still owns): the next
+    step fails saying so, as for a heap that is gone, and never restores it."""
+    live = LiveSessions(host, [slot], sessions_per_worker=2, snapshot_secs=3600, idle_secs=3600)  # type: ignore[arg-type, list-item]
+    live.start()
+    try:
+        host.wait(live.submit(spec("s", "first", tenant="acme")))
+        heap = live.end("s", tenant="acme")
+        assert heap is not None
+        host.disowned.add(("acme", heap))
+        failed = host.wait(live.submit(spec("s", "again", tenant="acme")))
+        assert (
+            failed.status == "failed"
+            and failed.error == f"heap {heap} not found: session 's' cannot resume from it"
+        )
+        assert ("again" not in [code for _, code in slot.steps]) and heap not in slot.held.values()
+    finally:
         live.close(join_timeout=HANG)

@@ -288,10 +288,17 @@ def test_a_version_2_data_dir_serves_sessions(datadir_v2: Path) -> None:
         assert [s["session"] for s in listed["sessions"]] == [s.session for s in sessions_v2()]
         # A session's latest heap says whether it is still stored: fixture-session's is not.
         stored = {None: None, EXPECTED_V2["heap"]["key"]: True, EXPECTED_V2["gone_heap"]: False}
-        assert listed["sessions"][1:] == [
-            {**dataclasses.asdict(s), "latest_heap_stored": stored[s.latest_heap], "live": None}
-            for s in sessions_v2()[1:]
-        ]
+        assert (
+            listed["sessions"][1:]
+            == [  # the default tenant's, its own: no tenant named
+                {
+                    **{k: v for k, v in dataclasses.asdict(s).items() if k != "tenant"},
+                    "latest_heap_stored": stored[s.latest_heap],
+                    "live": None,
+                }
+                for s in sessions_v2()[1:]
+            ]
+        )
         assert stored[None] is None and False in [s["latest_heap_stored"] for s in listed["sessions"]]
         fixture_log = client.simulate_get(
             "/api/sessions/log", params={"session": "fixture-session"}, headers=HOST
@@ -455,3 +462,56 @@ def test_migrations_must_be_numbered_in_order(tmp_path: Path) -> None:
     for numbers in ([2], [1, 3], [2, 1], [1, 1]):
         with pytest.raises(ValueError, match="numbered"):
             SQLiteDatabase(tmp_path / "db", [Migration(n, "t", step) for n in numbers])
+
+
+def test_a_version_12_data_dir_gives_every_heap_and_tag_to_the_default_tenant(tmp_path: Path) -> None:
+    """Version 14 makes heaps owned per tenant and their tags per tenant: the heaps and tags of
+    an earlier file, and its executions (version 12), are the default tenant's, with the same
+    first session, tags and times; another tenant sees none of them."""
+    from mcp_v8.storage import Catalogue, HeapSigner, LocalHeaps, SQLiteHeapIndex, SQLiteHeapTags
+    from mcp_v8.storage.schema import MIGRATIONS
+
+    root = tmp_path / "data"
+    root.mkdir()
+    SQLiteDatabase(database_path(root), MIGRATIONS[:12]).close()
+    tagged, plain = "a" * 64, "b" * 64
+    for sql in (
+        "INSERT INTO heaps (key, size, created_at, last_used_at, session, tags) VALUES"
+        f" ('{tagged}', 10, '2026-01-01T00:00:00.000Z', '2026-01-02T00:00:00.000Z', 'main', '{{\"k\": \"first\"}}'),"
+        f" ('{plain}', 20, '2026-01-03T00:00:00.000Z', '2026-01-03T00:00:00.000Z', NULL, NULL)",
+        "INSERT INTO heap_tags (key, tags, created_at, updated_at) VALUES"
+        f" ('{tagged}', '{{\"k\": \"patched\"}}', '2026-01-01T00:00:00.000Z', '2026-01-04T00:00:00.000Z')",
+        "INSERT INTO executions (execution_id, status, started_at, completed_at, session, heap_out) VALUES"
+        f" ('old', 'completed', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z', 'main', '{tagged}')",
+    ):
+        query_write(root, sql)
+    db = open_database(root)
+    try:
+        assert db.schema_version == SCHEMA_VERSION
+        catalogue = Catalogue(
+            SQLiteHeapIndex(db),
+            SQLiteHeapTags(db),
+            LocalHeaps(FileHeapStore(root, durable=False)),
+            HeapSigner([b"a signing key of this test"], trust_unsigned=True),
+        )
+        meta = catalogue.meta(tagged, tenant="default")
+        assert meta == HeapMeta(
+            key=tagged,
+            size=10,
+            created_at="2026-01-01T00:00:00.000Z",
+            session="main",
+            tags={"k": "patched"},
+            last_used_at="2026-01-02T00:00:00.000Z",
+        )
+        assert catalogue.meta(plain, tenant="default") is not None
+        assert catalogue.index.owners(tagged) == ["default"] and catalogue.index.owners(plain) == ["default"]
+        assert [m.key for m in catalogue.query({"k": "patched"}, 10, tenant="default").items] == [tagged]
+        for key in (tagged, plain):
+            assert catalogue.meta(key, tenant="acme") is None
+        assert catalogue.query({}, 10, tenant="acme").items == []
+        executions = SQLiteExecutionStore(db)
+        assert executions.get("old").tenant == "default"  # type: ignore[union-attr]
+        assert [s.session for s in executions.sessions(tenant="default").items] == ["main"]
+        assert executions.sessions(tenant="acme").items == []
+    finally:
+        db.close()

@@ -232,7 +232,7 @@ def test_a_heap_copied_from_a_deployment_with_another_key_is_refused_on_postgres
     tmp_path: Path, postgres_server: PostgresServer
 ) -> None:
     """Two deployments in two schemas of one database, with keys of their own: a heap of one,
-    copied into the other's tables (its bytes and its index row, signature and all) as someone who
+    copied into the other's tables (its bytes, its index row, signature and all, and its owner) as someone who
     can write them would, is refused there before any worker receives it; an unsigned copy too."""
     import psycopg
 
@@ -252,7 +252,7 @@ def test_a_heap_copied_from_a_deployment_with_another_key_is_refused_on_postgres
         made = run(theirs.operations(), "var secret = 'theirs'; secret")
         heap = made["heap"]
         with psycopg.connect(database, autocommit=True) as conn:
-            for table in ("heap_blobs", "heaps"):
+            for table in ("heap_blobs", "heaps", "heap_owners"):  # its bytes, index row and ownership
                 conn.execute(f"INSERT INTO ours.{table} SELECT * FROM theirs.{table} WHERE key = %s", (heap,))
         restarts = ours.manager.stats()["worker_restarts"]
         refused = run(ours.operations(), "secret", heap=heap)  # refused as the claiming node queues it

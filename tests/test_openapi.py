@@ -297,7 +297,9 @@ def test_execution_info_shapes(spec: dict[str, Any]) -> None:
         "pending_tool_calls",
         "approval_deadline",
         "trace_id",
+        "tenant",  # an admin's answers only
     }
+    assert "tenant" not in spec["components"]["schemas"]["ExecutionInfo"]["required"]
     thrown = {"name": "TypeError", "message": "bad", "stack": "TypeError: bad\n    at <input>:1:1", "line": 1}
     failed = {"execution_id": "e1", "started_at": "2024-05-01T10:00:00.000Z", "status": "failed"}
     v.validate({**failed, "error": thrown["stack"], "js_error": {**thrown, "column": 1}})
@@ -373,9 +375,10 @@ def test_paged_listings(spec: dict[str, Any]) -> None:
 
 def test_session_schemas(spec: dict[str, Any]) -> None:
     summary = spec["components"]["schemas"]["SessionSummary"]
-    assert set(summary["required"]) == set(summary["properties"])  # every field always there
+    # Every field always there, but the tenant (an admin's answers only).
+    assert set(summary["required"]) == set(summary["properties"]) - {"tenant"}
     entry = spec["components"]["schemas"]["SessionLogEntry"]
-    assert set(entry["required"]) == set(entry["properties"]) == {
+    assert set(entry["required"]) == set(entry["properties"]) - {"tenant"} == {
         "execution_id", "status", "heap_in", "heap", "heap_stored", "tags", "started_at", "completed_at",
     }  # fmt: skip
     v = schema_validator(spec, "SessionList")

@@ -367,3 +367,45 @@ def test_an_output_log_of_an_earlier_release_reads_and_grows_after_the_migration
 def test_a_statement_runs_as_written_whatever_its_literals_hold(db: PostgresDatabase) -> None:
     rows = db.run("SELECT '5% :x {y}' || :x, 7 % 4, :d::date::text", {"x": "a", "d": "2024-02-03"})
     assert rows == [("5% :x {y}a", 3, "2024-02-03")]
+
+
+def test_a_version_11_schema_gives_every_heap_and_tag_to_the_default_tenant(
+    postgres_server: PostgresServer, schema: str
+) -> None:
+    """Version 12 makes heaps owned per tenant and their tags per tenant, as SQLite's 13: every
+    heap and tags row of an earlier schema is the default tenant's, another tenant sees none."""
+    url = postgres_server.url
+    postgres.PostgresDatabase(url, postgres.MIGRATIONS[:11], schema=schema).close()
+    key = "c" * 64
+    with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute(
+            "INSERT INTO heaps (key, size, created_at, last_used_at, session, tags)"
+            " VALUES (%s, 10, '2026-01-01Z', '2026-01-02Z', 'main', '{\"k\": \"first\"}')",
+            (key,),
+        )
+        conn.execute(
+            "INSERT INTO heap_tags (key, tags, created_at, updated_at)"
+            " VALUES (%s, '{\"k\": \"patched\"}', '2026-01-01Z', '2026-01-04Z')",
+            (key,),
+        )
+    db = postgres.open_postgres(url, schema=schema)
+    try:
+        assert db.schema_version == postgres.SCHEMA_VERSION
+        index, tags = postgres.PostgresHeapIndex(db), postgres.PostgresHeapTags(db)
+        meta = index.entry(key, tenant="default")
+        assert meta is not None and (meta.session, meta.tags, meta.size) == ("main", {"k": "patched"}, 10)
+        assert (meta.created_at, meta.last_used_at) == (
+            "2026-01-01T00:00:00.000Z",
+            "2026-01-02T00:00:00.000Z",
+        )
+        assert index.owners(key) == ["default"] and index.entry(key, tenant="acme") is None
+        assert [k for k, _ in tags.query({"k": "patched"}, 10, tenant="default").items] == [key]
+        assert tags.query({}, 10, tenant="acme").items == []
+        tags.patch(
+            key, {"k": "theirs"}, base=None, created_at=meta.created_at, tenant="acme"
+        )  # a row of its own
+        assert tags.get(key, tenant="default") == {"k": "patched"} and tags.get(key, tenant="acme") == {
+            "k": "theirs"
+        }
+    finally:
+        db.close()

@@ -310,12 +310,12 @@ def test_two_processes_on_one_data_directory_never_pass_the_concurrency_quota(
 
 
 def test_a_live_session_past_the_tenants_quota_is_refused_and_an_end_frees_it() -> None:
-    host, slot = FakeHost(), FakeSlot(0)
+    host, slots = FakeHost(), [FakeSlot(0), FakeSlot(1)]  # a worker each: tenants never share one
     refusals: list[QuotaReached] = []
     quotas = {ACME: TenantQuotas(live_sessions=1)}
     live = LiveSessions(
         host,  # type: ignore[arg-type]
-        [slot],  # type: ignore[list-item]
+        slots,  # type: ignore[arg-type]
         sessions_per_worker=4,
         snapshot_secs=3600,
         idle_secs=3600,
@@ -332,7 +332,7 @@ def test_a_live_session_past_the_tenants_quota_is_refused_and_an_end_frees_it() 
         assert [r.quota for r in refusals] == ["live_sessions"]
         host.wait(live.submit(spec(OTHER, session="two")))  # another tenant's own quota
         assert live.open_of(ACME) == 1 and live.open_of(OTHER) == 1
-        live.end("one", snapshot=False)
+        live.end("one", snapshot=False, tenant=ACME)
         assert live.open_of(ACME) == 0
         host.wait(live.submit(spec(session="two-acme")))
     finally:

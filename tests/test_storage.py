@@ -554,6 +554,7 @@ def test_a_page_costs_the_same_at_any_depth(tmp_path: Path, monkeypatch: pytest.
         listings: dict[str, Callable[[str | None], Any]] = {
             "executions": lambda c: st.executions.list_page(50, cursor=c),
             "by status": lambda c: st.executions.list_page(50, status="completed", cursor=c),
+            "of a tenant": lambda c: st.executions.list_page(50, tenant="default", cursor=c),
             "by session": lambda c: st.executions.list_page(50, session="s1", cursor=c),
             "session log": lambda c: st.executions.session_log("s1", 50, cursor=c),
         }
@@ -567,12 +568,15 @@ def test_a_page_costs_the_same_at_any_depth(tmp_path: Path, monkeypatch: pytest.
                 cursor = page.next_cursor
                 if cursor is None:
                     break
-            assert seen == (6000 if name in ("executions", "by status") else 1200), name
+            assert seen == (6000 if name in ("executions", "by status", "of a tenant") else 1200), name
             assert len(costs) >= 24
             assert max(costs[1:]) <= 2 * costs[1] + 20, (name, costs)  # no page costs more for its depth
-        sessions = render(SQLITE, executions_module.SESSIONS_SQL.replace("{after}", "true"))
-        plan = sql(st.root, "EXPLAIN QUERY PLAN " + sessions.replace(":limit", "10"))
-        assert any("executions_by_session" in row[-1] for row in plan), plan
+        for tenant in ("", " AND tenant = 'default'"):  # every tenant's, one tenant's
+            sessions = render(
+                SQLITE, executions_module.SESSIONS_SQL.replace("{after}", "true").replace("{tenant}", tenant)
+            )
+            plan = sql(st.root, "EXPLAIN QUERY PLAN " + sessions.replace(":limit", "10"))
+            assert any("executions_by_tenant_session" in row[-1] for row in plan), plan
 
 
 def test_restart_keeps_data_and_fails_running(tmp_path: Path) -> None:

@@ -1129,3 +1129,86 @@ def test_tool_calls_are_deleted_with_their_executions(tool_calls: ToolCallLog) -
     assert tool_calls.list("a") == [] and tool_calls.list("b") == []
     assert len(tool_calls.list("c")) == 2
     assert tool_calls.delete([]) == 0
+
+
+# -- tenants ------------------------------------------------------------------------------------
+
+
+def test_listings_of_a_tenant_hold_its_executions_only_and_a_cursor_serves_its_own(
+    executions: ExecutionStore, clock: Clock
+) -> None:
+    """Two tenants with a session of one name: each listing, session log and sessions page of one
+    tenant holds its own only; a cursor of one tenant's listing given to another's yields that
+    other's rows (never the first's); every tenant's (None) holds both, each (tenant, session) a
+    session of its own."""
+    made: dict[str, list[str]] = {"acme": [], "beta": []}
+    for n in range(6):
+        tenant = ("acme", "beta")[n % 2]
+        executions.create(f"{tenant}-{n}", session="main", tenant=tenant)
+        executions.finish(f"{tenant}-{n}", "completed", heap_out=HEAPS[n], duration_ms=1.0)
+        made[tenant].append(f"{tenant}-{n}")
+        clock.tick(1 if n % 3 else 0)  # ties too
+    executions.create("acme-only", session="only", tenant="acme")
+    made["acme"].append("acme-only")
+    for tenant, other in (("acme", "beta"), ("beta", "acme")):
+        listed = [
+            r for p in follow(lambda c, t=tenant: executions.list_page(1, cursor=c, tenant=t), 1) for r in p
+        ]
+        assert sorted(ids(listed)) == sorted(made[tenant]) and {r.tenant for r in listed} == {tenant}
+        log = [
+            r
+            for p in follow(lambda c, t=tenant: executions.session_log("main", 1, cursor=c, tenant=t), 1)
+            for r in p
+        ]
+        assert ids(log) == [e for e in made[tenant] if e != "acme-only"]
+        assert executions.list_page(10, session="only", tenant=tenant).items == (
+            [executions.get("acme-only")] if tenant == "acme" else []
+        )
+        assert (executions.session_log("only", tenant=tenant) is None) == (tenant == "beta")
+        (main,) = [s for s in executions.sessions(10, tenant=tenant).items if s.session == "main"]
+        assert (main.tenant, main.executions, main.latest_heap) == (
+            tenant,
+            3,
+            HEAPS[4 if tenant == "acme" else 5],
+        )
+        # Another tenant's cursors, given to this tenant's listings: this tenant's rows only.
+        theirs = executions.list_page(1, tenant=other).next_cursor
+        assert theirs is not None
+        assert set(ids(executions.list_page(100, cursor=theirs, tenant=tenant).items)) <= set(made[tenant])
+        their_log = executions.session_log("main", 1, tenant=other)
+        assert their_log is not None and their_log.next_cursor is not None
+        page = executions.session_log("main", 100, cursor=their_log.next_cursor, tenant=tenant)
+        assert page is not None and set(ids(page.items)) <= set(made[tenant])
+        their_sessions = executions.sessions(1, tenant=other).next_cursor
+        if their_sessions is not None:
+            assert {
+                s.tenant for s in executions.sessions(100, cursor=their_sessions, tenant=tenant).items
+            } <= {tenant}
+    every = [s for p in follow(lambda c: executions.sessions(1, cursor=c), 1) for s in p]
+    assert sorted((s.tenant, s.session) for s in every) == [
+        ("acme", "main"),
+        ("acme", "only"),
+        ("beta", "main"),
+    ]
+    assert len(ids(executions.list_page(100).items)) == 7
+    assert len(ids(executions.session_log("main", 100).items)) == 6  # type: ignore[union-attr]
+
+
+def test_a_sessions_cursor_of_a_release_before_tenants_is_read(
+    executions: ExecutionStore, clock: Clock
+) -> None:
+    """(last activity, session): a cursor without a tenant goes on after that place, after every
+    tenant's session of that name and time."""
+    from mcp_v8.storage.paging import encode_cursor
+
+    for name, tenant in (("a", "default"), ("a", "zz"), ("b", "default"), ("c", "acme")):
+        executions.create(f"{name}-{tenant}", session=name, tenant=tenant)  # one time: by name, tenant
+    at = executions.get("a-default").started_at  # type: ignore[union-attr]
+    page = executions.sessions(10, cursor=encode_cursor("sessions", [at, "a"]))
+    assert [(s.session, s.tenant) for s in page.items] == [("b", "default"), ("c", "acme")]
+    assert [(s.session, s.tenant) for s in executions.sessions(10).items] == [
+        ("a", "default"),
+        ("a", "zz"),
+        ("b", "default"),
+        ("c", "acme"),
+    ]

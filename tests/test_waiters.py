@@ -114,6 +114,24 @@ def test_an_execution_of_another_process_is_read_once_when_it_is_over(store: Sto
     assert waiters.wait(ID, 0.01) is None and store.reads == [ID, OTHER]
 
 
+def test_a_long_poll_for_a_tenant_never_waits_on_another_tenant_s_execution(store: Store) -> None:
+    """Live here: the waiters know its tenant, so another tenant's long-poll returns at once
+    without a read (the caller reads, and answers 404) and its own waits without one. Not live
+    here, or live here with its tenant unknown: the one read says whose it is."""
+    import dataclasses
+
+    waiters, _ = make(store)
+    waiters.accept(ID, "acme")
+    assert waiters.wait(ID, WAIT, "beta") is None and store.reads == []
+    assert waiters.wait(ID, 0.01, "acme") is None and store.reads == []  # its own: waited, timed out
+    assert waiters.wait(ID, 0.01) is None and store.reads == []  # every tenant's (an admin)
+    theirs = store.records[OTHER] = dataclasses.replace(record(OTHER, "running"), tenant="acme")
+    assert waiters.wait(OTHER, WAIT, "beta") == theirs and store.reads == [OTHER]  # at once, read
+    waiters.accept(OTHER)  # live here, its tenant not known (a decision's calls, made here)
+    assert waiters.wait(OTHER, WAIT, "beta") == theirs and store.reads == [OTHER, OTHER]
+    assert waiters.wait(OTHER, 0.01, "acme") is None and store.reads == [OTHER] * 3  # its own: waited
+
+
 def test_a_finish_elsewhere_while_the_waiter_reads_is_not_missed(store: Store) -> None:
     """The waiter registered, read "running", and is parked before it waits: the other process
     writes the terminal record and its event arrives then. The waiter must not wait it out."""

@@ -9,6 +9,13 @@ contract's JSON documents as dicts; refusals are :class:`OperationError` with th
 the contract gives them, which each door turns into its own form (an ``{"error"}`` response,
 an MCP tool result with ``isError``). Every heap question goes to the heap catalogue, which
 answers for the whole deployment (every node, every process on the data directory).
+
+Operations act for a principal (:meth:`Operations.for_principal`, :mod:`.principal`): every
+execution, output, session, live session, heap and heap tag belongs to a tenant, and another
+tenant's are answered exactly as ones that do not exist (404; a cancel's ``ok: false``
+"not found"), never listed. A principal with ``admin`` reads every tenant's executions, outputs
+and sessions (another tenant's then say their ``tenant``); what it changes (submits, cancels, decisions,
+heaps and their tags, live sessions) is its own tenant's, as for anyone.
 """
 
 from __future__ import annotations
@@ -103,9 +110,10 @@ class QuotaExceeded(OperationError):
         self.retry_after = reached.retry_after
 
 
-def execution_info(record: ExecutionRecord) -> dict[str, Any]:
-    """The contract's ExecutionInfo."""
-    return {
+def execution_info(record: ExecutionRecord, *, tenant: bool = False) -> dict[str, Any]:
+    """The contract's ExecutionInfo (with its ``tenant`` when ``tenant``: another tenant's, read
+    by an admin)."""
+    info = {
         "execution_id": record.execution_id,
         "status": record.status,
         "started_at": record.started_at,
@@ -121,6 +129,9 @@ def execution_info(record: ExecutionRecord) -> dict[str, Any]:
         "approval_deadline": record.approval_deadline if record.status == "waiting" else None,
         "trace_id": record.trace_id,
     }
+    if tenant:
+        info["tenant"] = record.tenant
+    return info
 
 
 def _pending(record: ExecutionRecord) -> list[dict[str, Any]] | None:
@@ -130,13 +141,16 @@ def _pending(record: ExecutionRecord) -> list[dict[str, Any]] | None:
     return [{**c.to_dict(), "arguments": json.loads(c.arguments)} for c in record.pending_tool_calls]
 
 
-def _summary(record: ExecutionRecord) -> dict[str, Any]:
-    return {
+def _summary(record: ExecutionRecord, tenant: bool) -> dict[str, Any]:
+    summary = {
         "execution_id": record.execution_id,
         "status": record.status,
         "started_at": record.started_at,
         "completed_at": record.completed_at,
     }
+    if tenant:
+        summary["tenant"] = record.tenant
+    return summary
 
 
 def _shown(text: str, limit: int = 80) -> str:
@@ -185,6 +199,63 @@ class Operations:
         bound = copy.copy(self)
         bound.principal = principal
         return bound
+
+    @property
+    def _tenant(self) -> str:
+        """The tenant these operations act for: what they create and change is its."""
+        return self.principal.tenant
+
+    @property
+    def _reads(self) -> str | None:
+        """The tenant these operations read (None: every tenant's, for an admin)."""
+        return self.principal.tenant_filter
+
+    def _sees(self, record: ExecutionRecord | None) -> bool:
+        """Whether the principal may read ``record`` (its tenant's, or any for an admin)."""
+        return record is not None and self._reads in (None, record.tenant)
+
+    def _foreign(self, tenant: str) -> bool:
+        """Whether an object of ``tenant`` the principal reads is another tenant's (an admin's
+        reading across tenants): its answer then names its tenant."""
+        return tenant != self._tenant
+
+    def _owns(self, record: ExecutionRecord | None) -> bool:
+        """Whether ``record`` is of the principal's tenant: what it may change."""
+        return record is not None and record.tenant == self._tenant
+
+    def _readable(self, execution_id: str) -> ExecutionRecord:
+        """The record of an execution the principal may read; NotFound otherwise, as for an
+        unknown one."""
+        if not EXECUTION_ID.fullmatch(execution_id):
+            raise _execution_not_found(execution_id)
+        record = self._executions.get(execution_id)
+        if not self._sees(record):
+            raise _execution_not_found(execution_id)
+        assert record is not None
+        return record
+
+    # -- the server ----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Stats: the server's counters (they name no tenant's object), with the details of the
+        last worker crash and the last sandbox violation only when the principal may read the
+        execution they name (an admin always): another tenant's show as none."""
+        stats = self._manager.stats()
+        if self._reads is None:
+            return stats
+        if not self._names_readable(stats.get("last_worker_crash")):
+            stats["last_worker_crash"] = None
+        sandbox = stats.get("sandbox")
+        if isinstance(sandbox, dict) and not self._names_readable(sandbox.get("last_violation")):
+            sandbox["last_violation"] = None
+        return stats
+
+    def _names_readable(self, detail: Any) -> bool:
+        """Whether ``detail`` (a crash's or violation's, naming an execution) may be shown."""
+        if not isinstance(detail, dict):
+            return False
+        execution_id = detail.get("execution_id")
+        return isinstance(execution_id, str) and self._sees(self._executions.get(execution_id))
 
     # -- tools -------------------------------------------------------------------------
 
@@ -289,41 +360,50 @@ class Operations:
     def snapshot_session(self, session: str) -> dict[str, Any]:
         """LiveSessionHeap: the live session's heap now (made unless nothing changed)."""
         with _live_errors(session):
-            return {"session": session, "heap": self._manager.live.snapshot(session)}
+            return {"session": session, "heap": self._manager.live.snapshot(session, tenant=self._tenant)}
 
     def end_session(self, session: str, snapshot: bool = True) -> dict[str, Any]:
         """LiveSessionHeap: ends the live session, snapshotting it first unless told not to."""
         with _live_errors(session):
-            return {"session": session, "heap": self._manager.live.end(session, snapshot)}
+            return {
+                "session": session,
+                "heap": self._manager.live.end(session, snapshot, tenant=self._tenant),
+            }
 
     def get(self, execution_id: str, wait_ms: int = 0) -> dict[str, Any]:
         """ExecutionInfo; with ``wait_ms``, once the execution is terminal or that long passed.
         The wait is on the manager's completion event, never a poll."""
         record = self.record(execution_id, wait_ms)
-        return execution_info(record)
+        return execution_info(record, tenant=self._foreign(record.tenant))
 
     def record(self, execution_id: str, wait_ms: int = 0) -> ExecutionRecord:
+        """The record of an execution the principal may read (NotFound otherwise, at once: another
+        tenant's is never waited on), once it stopped or ``wait_ms`` passed. A long-poll reads the
+        record only when the wait does not hand it over (the waiters know the tenant of what is
+        live here)."""
+        if not wait_ms:
+            return self._readable(execution_id)
         if not EXECUTION_ID.fullmatch(execution_id):
             raise _execution_not_found(execution_id)
-        record = self._manager.wait(execution_id, wait_ms / 1000) if wait_ms else None
-        if record is None:
-            record = self._executions.get(execution_id)
-        if record is None:
+        record = self._manager.wait(execution_id, wait_ms / 1000, self._reads) or self._executions.get(
+            execution_id
+        )
+        if not self._sees(record):
             raise _execution_not_found(execution_id)
+        assert record is not None
         return record
 
     def follow(self, execution_id: str, listener: Callable[[str | None], None]) -> Callable[[], None]:
         """``listener`` hears of each batch of console output, then (None) of the end; see
-        :meth:`ExecutionManager.follow`. Returns the function that stops it."""
+        :meth:`ExecutionManager.follow`. Returns the function that stops it. NotFound for an
+        execution the principal may not read."""
+        self._readable(execution_id)
         return self._manager.follow(execution_id, listener)
 
     def tool_calls(self, execution_id: str) -> dict[str, Any]:
         """The records of the execution's tool calls (ExecutionToolCalls), in call order. There are
         at most ``max_tool_calls + 1`` (of the calls past the budget only the first is recorded)."""
-        if not EXECUTION_ID.fullmatch(execution_id):
-            raise _execution_not_found(execution_id)
-        if self._executions.get(execution_id) is None:
-            raise _execution_not_found(execution_id)
+        self._readable(execution_id)
         if self._tool_calls is None:
             return {"execution_id": execution_id, "tool_calls": []}
         recorder = self._manager.tool_records
@@ -346,11 +426,7 @@ class Operations:
         byte_mode = byte_offset is not None or byte_limit is not None
         if byte_mode and (line_offset is not None or line_limit is not None):
             raise BadInput("use either line_offset/line_limit or byte_offset/byte_limit, not both")
-        if not EXECUTION_ID.fullmatch(execution_id):
-            raise _execution_not_found(execution_id)
-        record = self._executions.get(execution_id)
-        if record is None:
-            raise _execution_not_found(execution_id)
+        record = self._readable(execution_id)
         try:
             if byte_mode:
                 page = self._output.read_bytes(
@@ -379,8 +455,9 @@ class Operations:
 
     def cancel(self, execution_id: str) -> dict[str, Any]:
         """CancelResult: ``ok`` true when the cancel was accepted, else false with the reason
-        (unknown, or already finished: the contract answers both with 400)."""
-        valid = EXECUTION_ID.fullmatch(execution_id)
+        (unknown, or already finished: the contract answers both with 400). Another tenant's
+        execution is unknown (an admin's too: it reads across tenants, it cancels its own)."""
+        valid = EXECUTION_ID.fullmatch(execution_id) and self._owns(self._executions.get(execution_id))
         outcome = self._manager.cancel(execution_id) if valid else CancelOutcome.UNKNOWN
         if outcome is CancelOutcome.UNKNOWN:
             return {"ok": False, "error": f"execution {_shown(execution_id)!r} not found"}
@@ -397,6 +474,8 @@ class Operations:
         pending call once)."""
         if not EXECUTION_ID.fullmatch(execution_id) or self._approvals is None:
             raise _execution_not_found(execution_id)
+        if not self._owns(self._executions.get(execution_id)):  # its tenant's approvers decide
+            raise _execution_not_found(execution_id)
         decisions = [Decision(d["call_id"], d["approved"], d.get("reason")) for d in body["decisions"]]
         try:
             record = self._approvals.decide(execution_id, decisions)
@@ -406,7 +485,7 @@ class Operations:
             raise Conflict(str(e)) from None
         except BadDecisions as e:
             raise BadInput(str(e)) from None
-        return execution_info(record)
+        return execution_info(record, tenant=self._foreign(record.tenant))
 
     def list_executions(
         self,
@@ -416,34 +495,46 @@ class Operations:
         session: str | None = None,
         cursor: str | None = None,
     ) -> dict[str, Any]:
-        """ExecutionList, newest first."""
+        """ExecutionList, newest first: the tenant's (every tenant's for an admin)."""
         try:
             page = self._executions.list_page(
-                limit, status=cast(ExecutionStatus, status), session=session, cursor=cursor
+                limit,
+                status=cast(ExecutionStatus, status),
+                session=session,
+                cursor=cursor,
+                tenant=self._reads,
             )
         except InvalidCursor as e:
             raise BadInput(str(e)) from None
-        return {"executions": [_summary(r) for r in page.items], "next_cursor": page.next_cursor}
+        return {
+            "executions": [_summary(r, self._foreign(r.tenant)) for r in page.items],
+            "next_cursor": page.next_cursor,
+        }
 
     # -- sessions ----------------------------------------------------------------------
 
     def sessions(self, limit: int = 100, *, cursor: str | None = None) -> dict[str, Any]:
-        """SessionList, latest activity first."""
+        """SessionList, latest activity first: the tenant's (every tenant's for an admin, each
+        (tenant, session) one session, another tenant's naming it)."""
         try:
-            page = self._executions.sessions(limit, cursor=cursor)
+            page = self._executions.sessions(limit, cursor=cursor, tenant=self._reads)
         except InvalidCursor as e:
             raise BadInput(str(e)) from None
         stored = self._stored(s.latest_heap for s in page.items)
-        live = self._manager.live.statuses([s.session for s in page.items])
+        live = self._manager.live.statuses([(s.tenant, s.session) for s in page.items])
         return {
-            "sessions": [_session(s, stored, live.get(s.session)) for s in page.items],
+            "sessions": [
+                _session(s, stored, live.get((s.tenant, s.session)), self._foreign(s.tenant))
+                for s in page.items
+            ],
             "next_cursor": page.next_cursor,
         }
 
     def session_log(self, session: str, limit: int = 100, *, cursor: str | None = None) -> dict[str, Any]:
-        """SessionLog, oldest first; NotFound when no retained execution belongs to it."""
+        """SessionLog, oldest first; NotFound when no retained execution belongs to it. The
+        tenant's session of that name (an admin's: every tenant's, another tenant's entries naming it)."""
         try:
-            page = self._executions.session_log(session, limit, cursor=cursor)
+            page = self._executions.session_log(session, limit, cursor=cursor, tenant=self._reads)
         except InvalidCursor as e:
             raise BadInput(str(e)) from None
         if page is None:
@@ -451,7 +542,7 @@ class Operations:
         stored = self._stored(r.heap for r in page.items)
         return {
             "session": session,
-            "executions": [_log_entry(r, stored) for r in page.items],
+            "executions": [_log_entry(r, stored, self._foreign(r.tenant)) for r in page.items],
             "next_cursor": page.next_cursor,
         }
 
@@ -460,14 +551,15 @@ class Operations:
         log keeps the keys its executions produced, and retention or a delete may have removed
         one."""
         with _heap_errors():
-            return self._catalogue.stored(keys)
+            return self._catalogue.stored(keys, tenant=self._reads)
 
     # -- heaps -------------------------------------------------------------------------
 
     def heap(self, key: str) -> dict[str, Any]:
-        """HeapInfo; NotFound when the heap is not stored."""
+        """HeapInfo (the tenant's: its session, tags, creation and use); NotFound when the tenant
+        does not own the heap (an admin's too: heaps are read per owner)."""
         with _heap_errors(check_heap_key(key)):
-            meta = self._catalogue.meta(key)
+            meta = self._catalogue.meta(key, tenant=self._tenant)
         if meta is None:
             raise NotFound(f"heap {key} not found")
         return _heap_info(meta)
@@ -489,21 +581,22 @@ class Operations:
 
     def _change_tags(self, key: str, patch: Mapping[str, str | None], *, replace: bool) -> dict[str, Any]:
         with _heap_errors(check_heap_key(key)):
-            return _heap_info(self._catalogue.patch_tags(key, patch, replace=replace))
+            return _heap_info(self._catalogue.patch_tags(key, patch, replace=replace, tenant=self._tenant))
 
     def query_heaps(
         self, tags: Mapping[str, str], limit: int = 100, *, cursor: str | None = None
     ) -> dict[str, Any]:
-        """HeapList: the heaps whose tags hold every pair of ``tags``, newest first."""
+        """HeapList: the tenant's heaps whose tags (its own) hold every pair of ``tags``, newest first."""
         with _heap_errors():
-            page = self._catalogue.query(tags, limit, cursor=cursor)
+            page = self._catalogue.query(tags, limit, cursor=cursor, tenant=self._tenant)
         return {"heaps": [_heap_info(m) for m in page.items], "next_cursor": page.next_cursor}
 
     def delete_heap(self, key: str) -> dict[str, Any]:
-        """Removes a heap and its tags; Conflict while a queued or running execution of any node
-        resumes it."""
+        """Removes the tenant's ownership of a heap and its tags of it, and the heap with its last
+        owner's; Conflict while a queued or running execution of any node resumes it (of the
+        tenant's, while others own it too); NotFound when the tenant does not own it."""
         with _heap_errors(check_heap_key(key)):
-            removed = self._catalogue.delete(key)
+            removed = self._catalogue.delete(key, tenant=self._tenant)
         if not removed:
             raise NotFound(f"heap {key} not found")
         return {"ok": True}
@@ -546,8 +639,10 @@ def _live_errors(session: str) -> Iterator[None]:
         raise Unavailable(str(e)) from None
 
 
-def _session(summary: SessionSummary, stored: set[str], live: dict[str, Any] | None) -> dict[str, Any]:
-    return {
+def _session(
+    summary: SessionSummary, stored: set[str], live: dict[str, Any] | None, tenant: bool
+) -> dict[str, Any]:
+    shown = {
         "session": summary.session,
         "executions": summary.executions,
         "first_activity_at": summary.first_activity_at,
@@ -556,10 +651,13 @@ def _session(summary: SessionSummary, stored: set[str], live: dict[str, Any] | N
         "latest_heap_stored": None if summary.latest_heap is None else summary.latest_heap in stored,
         "live": live,
     }
+    if tenant:
+        shown["tenant"] = summary.tenant
+    return shown
 
 
-def _log_entry(record: ExecutionRecord, stored: set[str]) -> dict[str, Any]:
-    return {
+def _log_entry(record: ExecutionRecord, stored: set[str], tenant: bool) -> dict[str, Any]:
+    entry = {
         "execution_id": record.execution_id,
         "status": record.status,
         "heap_in": record.heap_in,
@@ -569,6 +667,9 @@ def _log_entry(record: ExecutionRecord, stored: set[str]) -> dict[str, Any]:
         "started_at": record.started_at,
         "completed_at": record.completed_at,
     }
+    if tenant:
+        entry["tenant"] = record.tenant
+    return entry
 
 
 def _heap_info(meta: HeapMeta) -> dict[str, Any]:

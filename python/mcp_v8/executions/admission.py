@@ -114,7 +114,7 @@ class SharedQueue:
     ) -> None:
         job = queued_job(spec, traceparent)  # before anything is recorded: a spec out of bounds is refused
         if spec.heap is not None:
-            self._catalogue.use(spec.heap)  # the node that claims it fetches it
+            self._catalogue.use(spec.heap, tenant=spec.tenant)  # the node that claims it fetches it
         queued = self._work.submit(
             execution_id,
             job,

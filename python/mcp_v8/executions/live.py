@@ -142,9 +142,18 @@ class _Item:
     error: str | None = None
 
 
+def live_key(tenant: str, name: str) -> str:
+    """What names the session ``name`` of ``tenant`` in this process, its live workers and its
+    lock (:mod:`.live_locks`): the name for the default tenant; for another, a NUL, the tenant's
+    name, a NUL, then the session's name (no session name holds a NUL: the contract refuses it).
+    Two tenants' sessions of one name are two sessions."""
+    return name if tenant == DEFAULT_TENANT else f"\x00{tenant}\x00{name}"
+
+
 @dataclass
 class _Session:
-    name: str
+    name: str  # the client's name of it (its tenant's)
+    tenant: str = DEFAULT_TENANT  # whose it is (its key, its heaps, its live_sessions quota)
     items: collections.deque[_Item] = field(default_factory=collections.deque)
     slot: int | None = None  # the live worker holding its context, None: not live
     since: str | None = None  # when it became live there
@@ -156,7 +165,11 @@ class _Session:
     heap_known: bool = False
     paused: str | None = None  # with heap_known: an execution of it that paused and has not ended
     lost: str | None = None  # why its context was lost, until a step has said so
-    tenant: str = DEFAULT_TENANT  # whose it is (its live_sessions quota)
+
+    @property
+    def key(self) -> str:
+        """Its key in this process and its live workers (:func:`live_key`)."""
+        return live_key(self.tenant, self.name)
 
 
 class LiveSessions:
@@ -247,7 +260,7 @@ class LiveSessions:
         if not self.slots:
             raise LiveUnavailable("this server runs no live workers (--live-workers 0)")
         if spec.heap is not None:  # before the lock: an unknown heap is refused first
-            self._m._catalogue.use(spec.heap)
+            self._m._catalogue.use(spec.heap, tenant=spec.tenant)  # one of its tenant's heaps
             self._m._catalogue.fetch(spec.heap)
         execution_id = str(uuid.uuid4())
         node = self._accept(execution_id, spec, recorded=False)
@@ -274,10 +287,11 @@ class LiveSessions:
         queues nothing)."""
         name = spec.session
         assert name is not None
+        key = live_key(spec.tenant, name)
         with self._cond:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
-            session = self._sessions.get(name)
+            session = self._sessions.get(key)
             if spec.heap is not None and session is not None and (session.slot is not None or session.items):
                 where = "queued to become live" if session.slot is None else f"live since {session.since}"
                 raise LiveConflict(
@@ -289,7 +303,7 @@ class LiveSessions:
             if session is None or (session.slot is None and not session.items):  # to be opened
                 self._check_quota(spec.tenant)
             if session is None:
-                holder = None if self._locks is None else self._locks.acquire(name)
+                holder = None if self._locks is None else self._locks.acquire(name, spec.tenant)
                 if holder is not None:
                     if holder.node is not None and self._forward is not None and not recorded:
                         return holder.node
@@ -297,8 +311,8 @@ class LiveSessions:
                         f"session {name!r} is live elsewhere: {holder.said}; send its steps there, "
                         "or end it there first"
                     )
-                session = self._sessions[name] = _Session(name, tenant=spec.tenant)
-                lost = None if self._locks is None else self._locks.lost(name)
+                session = self._sessions[key] = _Session(name, spec.tenant)
+                lost = None if self._locks is None else self._locks.lost(name, spec.tenant)
                 if lost is not None:
                     session.lost = lost
             if spec.heap is not None:  # the client says where the session resumes: nothing to report
@@ -307,7 +321,7 @@ class LiveSessions:
             session.items.append(item)  # its place in the session's order, taken now
             if recorded:
                 self._cond.notify_all()
-        self._m.waiters.accept(execution_id)
+        self._m.waiters.accept(execution_id, spec.tenant)
         if recorded:
             return None
         try:
@@ -348,22 +362,31 @@ class LiveSessions:
             1 for s in self._sessions.values() if s.tenant == tenant and (s.slot is not None or s.items)
         )
 
-    def snapshot(self, name: str, timeout: float = COMMAND_WAIT_SECONDS) -> str:
-        """Snapshots the live session ``name`` after the steps queued before; its heap's key."""
-        item = self._command(name, "snapshot", snapshot=True)
+    def snapshot(
+        self, name: str, timeout: float = COMMAND_WAIT_SECONDS, *, tenant: str = DEFAULT_TENANT
+    ) -> str:
+        """Snapshots the live session ``name`` of ``tenant`` after the steps queued before; its heap's key."""
+        item = self._command(live_key(tenant, name), name, "snapshot", snapshot=True)
         return self._answer(item, timeout, name) or ""
 
-    def end(self, name: str, snapshot: bool = True, timeout: float = COMMAND_WAIT_SECONDS) -> str | None:
-        """Ends the live session ``name`` after the steps queued before, snapshotting it first
-        (unless ``snapshot`` is false or nothing changed since its last heap); that heap's key."""
-        item = self._command(name, "close", snapshot=snapshot, reason="closed")
+    def end(
+        self,
+        name: str,
+        snapshot: bool = True,
+        timeout: float = COMMAND_WAIT_SECONDS,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> str | None:
+        """Ends the live session ``name`` of ``tenant`` after the steps queued before, snapshotting
+        it first (unless ``snapshot`` is false or nothing changed since its last heap); that heap's key."""
+        item = self._command(live_key(tenant, name), name, "close", snapshot=snapshot, reason="closed")
         return self._answer(item, timeout, name)
 
-    def _command(self, name: str, kind: str, *, snapshot: bool, reason: str = "requested") -> _Item:
+    def _command(self, key: str, name: str, kind: str, *, snapshot: bool, reason: str = "requested") -> _Item:
         with self._cond:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
-            session = self._sessions.get(name)
+            session = self._sessions.get(key)
             if session is None or (session.slot is None and not session.items):
                 raise NotLive(f"session {name!r} is not live here")
             item = _Item(next(self._seq), kind, snapshot=snapshot, reason=reason)
@@ -395,21 +418,31 @@ class LiveSessions:
                         return None
         return None
 
-    def status(self, name: str) -> dict[str, Any] | None:
-        """Where the session is live ({"worker", "since"}), None when it is not live here."""
+    def status(self, name: str, *, tenant: str = DEFAULT_TENANT) -> dict[str, Any] | None:
+        """Where the session ``name`` of ``tenant`` is live ({"worker", "since"}), None when it is
+        not live here."""
         with self._cond:
-            session = self._sessions.get(name)
+            session = self._sessions.get(live_key(tenant, name))
             if session is None or session.slot is None:
                 return None
             return {"worker": session.slot, "since": session.since}
 
-    def statuses(self, names: list[str]) -> dict[str, dict[str, Any]]:
-        """Of ``names``, the sessions live here ({"worker", "since"}) or on another node
-        ({"node", "since"})."""
-        here = {name: status for name in names if (status := self.status(name)) is not None}
-        others = [name for name in names if name not in here]
-        elsewhere = {} if self._locks is None or not others else self._locks.where(others)
-        return {**here, **{name: {"node": n, "since": since} for name, (n, since) in elsewhere.items()}}
+    def statuses(self, sessions: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Of ``sessions`` ((tenant, name) pairs), those live here ({"worker", "since"}) or on
+        another node ({"node", "since"})."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        others: dict[str, list[str]] = {}
+        for tenant, name in sessions:
+            status = self.status(name, tenant=tenant)
+            if status is not None:
+                found[(tenant, name)] = status
+            else:
+                others.setdefault(tenant, []).append(name)
+        if self._locks is not None:
+            for tenant, names in others.items():
+                for name, (node, since) in self._locks.where(names, tenant).items():
+                    found[(tenant, name)] = {"node": node, "since": since}
+        return found
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
@@ -426,8 +459,8 @@ class LiveSessions:
     def _forget_if_unused(self, session: _Session) -> None:
         """Drops the session's entry when nothing of it is left here (under ``_cond``)."""
         unused = not session.items and not session.busy and session.slot is None and session.lost is None
-        if unused and self._sessions.pop(session.name, None) is not None and self._locks is not None:
-            self._locks.release(session.name)
+        if unused and self._sessions.pop(session.key, None) is not None and self._locks is not None:
+            self._locks.release(session.name, session.tenant)
 
     def _pick(self, index: int) -> tuple[_Session, _Item, list[_Session]] | None:
         """The next thing live worker ``index`` does (under ``_cond``): a session, the item at its
@@ -533,18 +566,18 @@ class LiveSessions:
         """The session's latest heap: the last this process made or read, else its log's (and
         ``session.paused`` with it)."""
         if not session.heap_known:
-            session.heap, session.paused = self._latest_heap(session.name)
+            session.heap, session.paused = self._latest_heap(session.name, session.tenant)
             session.heap_known = True
         return session.heap
 
-    def _latest_heap(self, name: str) -> tuple[str | None, str | None]:
+    def _latest_heap(self, name: str, tenant: str) -> tuple[str | None, str | None]:
         """The latest heap of the session's log, and the last execution of it that paused for a
         decision on its tool calls and has not ended (waiting, or running again from its heap).
         A paused execution that ended without a heap (cancelled, expired, failed) leaves the heap
         it paused in: the session's state when it paused."""
         cursor, heap, paused = None, None, None
         while True:
-            page = self._m._executions.session_log(name, 1000, cursor=cursor)
+            page = self._m._executions.session_log(name, 1000, cursor=cursor, tenant=tenant)
             if page is None:
                 return None, None
             for record in page.items:
@@ -577,7 +610,7 @@ class LiveSessions:
                 session.slot, session.since = None, None
             self._m._finish(execution_id, JobResult(status="failed", error=error), spec=spec)
             return
-        if session.name not in slot.sessions():
+        if session.key not in slot.sessions():
             if spec.heap is None:
                 self._resume_from(session)
                 if session.paused is not None:
@@ -597,7 +630,7 @@ class LiveSessions:
                 return
         started = time.monotonic()
         result = slot.step(
-            Job(execution_id, spec), session.name, functools.partial(self._m._output_written, execution_id)
+            Job(execution_id, spec), session.key, functools.partial(self._m._output_written, execution_id)
         )
         self._m.metrics.run_time.labels("live").observe(time.monotonic() - started)
         session.last_used = time.monotonic()
@@ -645,6 +678,8 @@ class LiveSessions:
         try:
             if heap is not None:
                 try:
+                    if spec.heap is None:  # the session's latest: resumed while its tenant still owns it
+                        self._m._catalogue.use(heap, tenant=session.tenant)
                     fd = sealed_heap(self._m._catalogue.open(heap))
                 except HeapNotFound:
                     return f"heap {heap} not found: session {session.name!r} cannot resume from it"
@@ -652,7 +687,7 @@ class LiveSessions:
                     return str(e)
                 except OSError as e:
                     return f"cannot restore heap: {e.strerror or e}"
-            slot.open(session.name, spec.limits.heap_limit_mb, heap, fd)
+            slot.open(session.key, spec.limits.heap_limit_mb, heap, fd)
         except LiveSessionError as e:
             return f"live session {session.name!r} could not be opened: {e}"
         finally:
@@ -668,7 +703,7 @@ class LiveSessions:
     def _record_heap(self, session: _Session, key: str, envelope: bytes, reason: str) -> None:
         """Publishes the heap and records it in the session's log (an execution of no code,
         tagged ``live_snapshot``), so it is the session's latest heap."""
-        self._m._catalogue.add(key, envelope, session=session.name, tags=None)
+        self._m._catalogue.add(key, envelope, session=session.name, tags=None, tenant=session.tenant)
         execution_id = str(uuid.uuid4())
         self._m._output.create(execution_id)
         self._m._executions.create(
@@ -678,6 +713,7 @@ class LiveSessions:
             heap_in=None,
             code_bytes=0,
             owner=self._m._owner,
+            tenant=session.tenant,
         )
         self._m._output.seal(execution_id)
         self._m._executions.finish(execution_id, "completed", heap_out=key, duration_ms=0.0)
@@ -692,7 +728,7 @@ class LiveSessions:
             item.heap = session.heap  # nothing changed since that heap
             return
         try:
-            key, envelope = slot.snapshot(session.name)
+            key, envelope = slot.snapshot(session.key)
             self._record_heap(session, key, envelope, item.reason)
             item.heap = key
         except (LiveSessionError, HeapStoreUnavailable, HeapNotFound, OSError) as e:
@@ -704,7 +740,7 @@ class LiveSessions:
             return
         keep = item.snapshot and session.dirty
         try:
-            made = slot.close(session.name, snapshot=keep)
+            made = slot.close(session.key, snapshot=keep)
             if made is not None:
                 self._record_heap(session, made[0], made[1], item.reason)
             item.heap = session.heap if item.snapshot else None

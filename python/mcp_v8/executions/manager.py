@@ -329,7 +329,7 @@ class ExecutionManager:
             return self._admit(self._admission, spec, traceparent, begun)
         execution_id = str(uuid.uuid4())
         if spec.heap is not None:  # before the lock: an unknown heap is refused before a full queue
-            self._catalogue.use(spec.heap)
+            self._catalogue.use(spec.heap, tenant=spec.tenant)  # one of its tenant's heaps
             self._catalogue.fetch(spec.heap)
         with self._lock:
             if self._closed:
@@ -340,7 +340,9 @@ class ExecutionManager:
             self._reserved += 1
             self._reserved_by[spec.tenant] += 1
             self._started[execution_id] = spec.mode  # its end is counted from here on
-        self.waiters.accept(execution_id)  # live before its record exists: never running and unknown here
+        self.waiters.accept(
+            execution_id, spec.tenant
+        )  # live before its record exists: never running and unknown here
         trace_id = self._trace_begin(execution_id, spec, traceparent, begun)
         try:  # the writes happen outside the lock the dispatchers need
             self._record(execution_id, spec, self._owner, trace_id)
@@ -517,7 +519,7 @@ class ExecutionManager:
         with self._lock:
             self._started[execution_id] = spec.mode  # before a cancel can end it here
         self.metrics.executions_started.labels(spec.mode).inc()
-        self.waiters.accept(execution_id)
+        self.waiters.accept(execution_id, spec.tenant)
         if made is None:
             self._output.adopt(execution_id)  # its output is buffered here, as if submitted here
         with self._lock:
@@ -584,7 +586,7 @@ class ExecutionManager:
             # A node claims only a running execution's job; it joins the trace of its submit.
             self._admission.resume(execution_id, spec, self.tracing.traceparent(execution_id))
             return
-        self.waiters.accept(execution_id)
+        self.waiters.accept(execution_id, spec.tenant)
         # A cancel that came before it was live here found nothing to stop: it must not run.
         # One that comes from now on finds it live (queued or executing), as any other.
         record = self._executions.get(execution_id)
@@ -687,11 +689,11 @@ class ExecutionManager:
             self._admission.cancelled(execution_id)
         return CancelOutcome.ACCEPTED
 
-    def wait(self, execution_id: str, timeout: float) -> ExecutionRecord | None:
+    def wait(self, execution_id: str, timeout: float, tenant: str | None = None) -> ExecutionRecord | None:
         """See :meth:`~.waiters.Waiters.wait`: the terminal record, or None when the caller must
-        read it (the wait timed out)."""
+        read it (the wait timed out); with ``tenant``, never a wait on another tenant's."""
         with self.tracing.span(execution_id, "long_poll", {"long_poll.timeout_ms": int(timeout * 1000)}):
-            return self.waiters.wait(execution_id, timeout)
+            return self.waiters.wait(execution_id, timeout, tenant)
 
     def follow(self, execution_id: str, listener: Callable[[str | None], None]) -> Callable[[], None]:
         """Calls ``listener(text)`` with each batch of console output the execution writes from
@@ -931,7 +933,9 @@ class ExecutionManager:
                 tags = None if result.status == "waiting" else dict(spec.tags) or None
                 started = time.monotonic()
                 with self.tracing.span(execution_id, "store", {"heap.bytes": len(result.envelope)}):
-                    self._catalogue.add(result.heap, result.envelope, session=spec.session, tags=tags)
+                    self._catalogue.add(
+                        result.heap, result.envelope, session=spec.session, tags=tags, tenant=spec.tenant
+                    )
                 self.metrics.save_time.observe(time.monotonic() - started)
                 self.metrics.save_size.observe(len(result.envelope))
             except (HeapStoreUnavailable, HeapNotFound, OSError) as e:

@@ -480,7 +480,9 @@ Message = Union[
 ]
 
 _ID = Text(128, min_bytes=1)
-_SESSION = Text(1024)  # a session's name: up to 256 characters of up to 4 UTF-8 bytes (or none)
+# A session's key (live.live_key): a name of up to 256 characters of up to 4 UTF-8 bytes (or
+# none), after its tenant's name (up to 64) between two NULs.
+_SESSION = Text(1024 + 66)
 _HEAP_KEY = Text(64, pattern="[0-9a-f]{64}", nullable=True)
 _HEAP_SIZE = Integer(0, 1 << 50, nullable=True)
 _CALL_ID = Integer(0, (1 << 64) - 1)

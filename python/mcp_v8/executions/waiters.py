@@ -108,7 +108,7 @@ class Waiters:
         # Under ``_lock``: executions accepted here and not yet terminal, the waiters of each
         # execution (live here or not), and the followers of live ones.
         self._lock = threading.Lock()
-        self._live: set[str] = set()
+        self._live: dict[str, str | None] = {}  # each with its tenant (None: not known here)
         self._waiters: dict[str, list[_Waiter]] = {}
         self._followers: dict[str, list[Listener]] = {}
 
@@ -122,16 +122,16 @@ class Waiters:
 
     # -- executions live here ------------------------------------------------------------------
 
-    def accept(self, execution_id: str) -> None:
-        """``execution_id`` is accepted here (before its record exists: never running and
-        unknown here)."""
+    def accept(self, execution_id: str, tenant: str | None = None) -> None:
+        """``execution_id`` (of ``tenant``, when known) is accepted here (before its record
+        exists: never running and unknown here)."""
         with self._lock:
-            self._live.add(execution_id)
+            self._live[execution_id] = tenant
 
     def forget(self, execution_id: str) -> None:
         """A submit accepted here failed before its execution existed."""
         with self._lock:
-            self._live.discard(execution_id)
+            self._live.pop(execution_id, None)
 
     def is_live(self, execution_id: str) -> bool:
         with self._lock:
@@ -141,7 +141,7 @@ class Waiters:
         """The execution's terminal ``record`` (None: unknown) is written: hands it to its waiters,
         tells its followers it ended, and it is no longer live here."""
         with self._lock:
-            self._live.discard(execution_id)
+            self._live.pop(execution_id, None)
             for waiter in self._waiters.get(execution_id, ()):
                 waiter.record = record
                 waiter.event.set()
@@ -160,20 +160,24 @@ class Waiters:
 
     # -- long-polls ------------------------------------------------------------------------------
 
-    def wait(self, execution_id: str, timeout: float) -> ExecutionRecord | None:
+    def wait(self, execution_id: str, timeout: float, tenant: str | None = None) -> ExecutionRecord | None:
         """Blocks until the execution is terminal or ``timeout`` seconds passed. Returns its
         record when that needs no further read: the terminal record its finish handed over, or
         the one read because it is not live here (terminal, or None for an unknown id). Returns
-        None when the caller must read it (the wait timed out)."""
+        None when the caller must read it (the wait timed out). With ``tenant``, an execution of
+        another tenant is never waited for: at once, its record (read) or None (read it)."""
         deadline = time.monotonic() + timeout
         waiter = _Waiter()
         with self._lock:
-            self._waiters.setdefault(execution_id, []).append(waiter)
             live = execution_id in self._live
+            of = self._live.get(execution_id)
+            if tenant is not None and live and of is not None and of != tenant:
+                return None
+            self._waiters.setdefault(execution_id, []).append(waiter)
         try:
-            if not live:
+            if not live or (tenant is not None and of is None):
                 record = self._read(execution_id)
-                if record is None or record.stopped:
+                if record is None or record.stopped or (tenant is not None and record.tenant != tenant):
                     return record
             self._waiting(execution_id)
             return self._block(execution_id, waiter, deadline)

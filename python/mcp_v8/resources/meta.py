@@ -9,7 +9,8 @@ import falcon
 from .. import __version__
 from ..contract import contract, contract_bytes
 from ..engine import v8_version
-from ..executions import ExecutionManager
+from ..operations import Operations
+from .tenancy import ops_for
 
 # The platforms the contract names for /api/cli/{platform}.
 PLATFORMS: tuple[str, ...] = tuple(
@@ -52,13 +53,14 @@ class OpenApiResource:
 
 class StatsResource:
     """Counters of the running server for operators: worker crashes and restarts since
-    it started, busy workers, queued executions."""
+    it started, busy workers, queued executions; a crash's details only for whom may read its
+    execution (:meth:`~mcp_v8.operations.Operations.stats`)."""
 
-    def __init__(self, manager: ExecutionManager) -> None:
-        self._manager = manager
+    def __init__(self, ops: Operations) -> None:
+        self._ops = ops
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self._manager.stats()
+        resp.media = ops_for(self._ops, req).stats()
 
 
 class CliIndexResource:

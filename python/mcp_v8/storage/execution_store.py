@@ -59,33 +59,41 @@ NEW_RECORD = (
     " :tenant",
 )
 _ENDED = "status NOT IN ('running', 'waiting')"  # terminal: what retention may delete
-_HEAP_HELD = "EXISTS (SELECT 1 FROM heaps WHERE key = :heap_in{for_key_share})"
+# The heap resumed is one of the tenant's (its ownership row, which a removal locks).
+_HEAP_HELD = "EXISTS (SELECT 1 FROM heap_owners WHERE key = :heap_in AND tenant = :tenant{for_key_share})"
 _FAIL_RUNNING = (
     "UPDATE executions SET status = 'failed', error = :reason, completed_at = :now WHERE status = 'running'"
 )
 # Paged listings: each name is a cursor's ``list``, and its position is the sort key of an item.
 _EXECUTIONS, _SESSION_LOG, _SESSIONS = "executions", "session-log", "sessions"
 _RECORD_POSITION = (is_timestamp, is_row_id)  # (started_at, id)
-_SESSION_POSITION = (is_timestamp, is_text)  # (last activity, session)
+_SESSION_POSITION = (is_timestamp, is_text, is_text)  # (last activity, session, tenant)
+_SESSION_POSITION_V1 = (is_timestamp, is_text)  # a cursor from before tenants: (last activity, session)
+_AFTER_EVERY_TENANT = "~"  # sorts after every tenant's name (principal.TENANT_PATTERN), in code point order
 # Sessions by latest activity. The aggregate walks the index by session, so executions without a
 # session cost it nothing; only the sessions of the page look up their latest heap, walking their
 # entries of that index backwards from the newest until one produced a heap.
 SESSIONS_SQL = """
 WITH activity AS (
-    SELECT session, count(*) AS executions, min(started_at) AS first_at,
+    SELECT session, tenant, count(*) AS executions, min(started_at) AS first_at,
            {greatest}(max(started_at), coalesce(max(completed_at), max(started_at))) AS last_at
-    FROM executions WHERE session IS NOT NULL GROUP BY session
+    FROM executions WHERE session IS NOT NULL{tenant} GROUP BY tenant, session
 ), page AS MATERIALIZED (
-    SELECT session, executions, first_at, last_at FROM activity WHERE {after}
-    ORDER BY last_at DESC, session LIMIT :limit
+    SELECT session, tenant, executions, first_at, last_at FROM activity WHERE {after}
+    ORDER BY last_at DESC, session, tenant LIMIT :limit
 )
 SELECT session, executions, first_at, last_at,
        (SELECT heap_out FROM executions AS e
-        WHERE e.session = page.session AND e.heap_out IS NOT NULL
-        ORDER BY e.started_at DESC, e.id DESC LIMIT 1)
-FROM page ORDER BY last_at DESC, session
+        WHERE e.tenant = page.tenant AND e.session = page.session AND e.heap_out IS NOT NULL
+        ORDER BY e.started_at DESC, e.id DESC LIMIT 1),
+       tenant
+FROM page ORDER BY last_at DESC, session, tenant
 """
-_SESSIONS_AFTER = "last_at <= :at AND (last_at < :at OR session > :after)"
+# A tenant's sessions walk its index (tenant, session, started_at, id); every tenant's, the one by session.
+_SESSIONS_OF = " AND tenant = :tenant"
+_SESSIONS_AFTER = (
+    "last_at <= :at AND (last_at < :at OR session > :after OR (session = :after AND tenant > :after_tenant))"
+)
 
 
 def _now() -> datetime:
@@ -320,13 +328,17 @@ class SQLExecutionStore(Closing):
         status: ExecutionStatus | None = None,
         session: str | None = None,
         cursor: str | None = None,
+        tenant: str | None = None,
     ) -> Page[ExecutionRecord]:
         """A page of up to ``limit`` records, newest first (by ``started_at``, then by insertion
-        order), of ``status`` and of ``session`` when given, after ``cursor`` when given. Raises
-        :class:`~.errors.InvalidCursor`."""
+        order), of ``status``, of ``session`` and of ``tenant`` when given, after ``cursor`` when
+        given. Raises :class:`~.errors.InvalidCursor`. A tenant's listing walks its index
+        (``tenant, started_at, id``), so a cursor of another listing yields its rows only."""
         _check_limit(limit)
         where: builtins.list[str] = []
-        params: dict[str, Any] = {"status": status, "session": session, "limit": limit + 1}
+        params: dict[str, Any] = {"status": status, "session": session, "limit": limit + 1, "tenant": tenant}
+        if tenant is not None:
+            where.append("tenant = :tenant")
         if cursor is not None:
             at, params["row_id"] = decode_cursor(_EXECUTIONS, cursor, _RECORD_POSITION)
             params["at"] = _at(at)
@@ -344,14 +356,15 @@ class SQLExecutionStore(Closing):
         return _record_page(_EXECUTIONS, rows, limit)
 
     def session_log(
-        self, session: str, limit: int = 100, *, cursor: str | None = None
+        self, session: str, limit: int = 100, *, cursor: str | None = None, tenant: str | None = None
     ) -> Page[ExecutionRecord] | None:
-        """A page of up to ``limit`` records of ``session``, oldest first (by ``started_at``, then
-        by insertion order), after ``cursor`` when given; None when no retained execution belongs
-        to ``session``. Raises :class:`~.errors.InvalidCursor`."""
+        """A page of up to ``limit`` records of ``session`` (of ``tenant`` when given), oldest first
+        (by ``started_at``, then by insertion order), after ``cursor`` when given; None when no
+        retained execution belongs to it. Raises :class:`~.errors.InvalidCursor`."""
         _check_limit(limit)
-        sql = f"SELECT {_COLUMNS}, id FROM executions WHERE session = :session"
-        params: dict[str, Any] = {"session": session, "limit": limit + 1}
+        of = "session = :session" if tenant is None else "tenant = :tenant AND session = :session"
+        sql = f"SELECT {_COLUMNS}, id FROM executions WHERE {of}"
+        params: dict[str, Any] = {"session": session, "limit": limit + 1, "tenant": tenant}
         if cursor is not None:
             at, params["row_id"] = decode_cursor(_SESSION_LOG, cursor, _RECORD_POSITION)
             params["at"] = _at(at)
@@ -360,29 +373,44 @@ class SQLExecutionStore(Closing):
             return None
         rows = self._db.run(sql + " ORDER BY started_at, id LIMIT :limit", params)
         if not rows and not self._db.run(
-            "SELECT 1 FROM executions WHERE session = :session LIMIT 1", {"session": session}
+            f"SELECT 1 FROM executions WHERE {of} LIMIT 1", {"session": session, "tenant": tenant}
         ):
             return None
         return _record_page(_SESSION_LOG, rows, limit)
 
-    def sessions(self, limit: int = 100, *, cursor: str | None = None) -> Page[SessionSummary]:
-        """A page of up to ``limit`` sessions, latest activity first (ties by session name, code
-        point order), after ``cursor`` when given. Raises :class:`~.errors.InvalidCursor`.
+    def sessions(
+        self, limit: int = 100, *, cursor: str | None = None, tenant: str | None = None
+    ) -> Page[SessionSummary]:
+        """A page of up to ``limit`` sessions (of ``tenant`` when given, else of every tenant: each
+        (tenant, session) is one), latest activity first (ties by session name, code point order,
+        then tenant), after ``cursor`` when given. Raises :class:`~.errors.InvalidCursor`.
 
         Every page aggregates the executions of every session (the order is by an aggregate, so no
-        index can hand it over sorted): linear in the retained executions that have a session."""
+        index can hand it over sorted): linear in the retained executions that have a session
+        (of the tenant, walking its index, when one is given)."""
         _check_limit(limit)
         after = "true"
-        params: dict[str, Any] = {"limit": limit + 1}
+        params: dict[str, Any] = {"limit": limit + 1, "tenant": tenant}
         if cursor is not None:
-            last_at, session = decode_cursor(_SESSIONS, cursor, _SESSION_POSITION)
+            try:
+                last_at, session, after_tenant = decode_cursor(_SESSIONS, cursor, _SESSION_POSITION)
+            except InvalidCursor:  # a cursor of a release before tenants: after every tenant's at its place
+                last_at, session = decode_cursor(_SESSIONS, cursor, _SESSION_POSITION_V1)
+                after_tenant = _AFTER_EVERY_TENANT
             if self._nul:  # no name holds U+0000: those after "ab\x00..." are those after "ab"
                 session = session.split("\x00", 1)[0]
             after, params["at"], params["after"] = _SESSIONS_AFTER, _at(last_at), session
-        rows = self._db.run(SESSIONS_SQL.replace("{after}", after), params)
+            params["after_tenant"] = after_tenant
+        sql = SESSIONS_SQL.replace("{after}", after).replace(
+            "{tenant}", "" if tenant is None else _SESSIONS_OF
+        )
+        rows = self._db.run(sql, params)
         items = [_session(row) for row in rows[:limit]]
         last = items[-1] if len(rows) > limit else None
-        return Page(items, encode_cursor(_SESSIONS, [last.last_activity_at, last.session]) if last else None)
+        return Page(
+            items,
+            encode_cursor(_SESSIONS, [last.last_activity_at, last.session, last.tenant]) if last else None,
+        )
 
     def fail_running_on_startup(self, reason: str) -> int:
         """Marks every ``running`` execution ``failed`` with ``reason`` (after a restart nothing can
@@ -478,6 +506,7 @@ def _session(row: Row) -> SessionSummary:
         first_activity_at=row[2],
         last_activity_at=row[3],
         latest_heap=row[4],
+        tenant=row[5],
     )
 
 

@@ -126,6 +126,7 @@ class SessionSummary:
     first_activity_at: str
     last_activity_at: str
     latest_heap: str | None
+    tenant: str = DEFAULT_TENANT  # whose session it is: two tenants' sessions of one name are two
 
 
 @runtime_checkable
@@ -181,8 +182,8 @@ class ExecutionStore(Protocol):
         quotas: TenantQuotas | None = None,
     ) -> None:
         """Records a new execution of ``tenant`` as ``running``, started now, run by the process ``owner``,
-        traced under ``trace_id`` (kept as it is). With ``require_heap``, only while the heap index of the same database (``heaps``, see
-        :mod:`.heap_index`) holds ``heap_in``, in one step with that check: otherwise it raises
+        traced under ``trace_id`` (kept as it is). With ``require_heap``, only while the heap index of the same database (``heap_owners``, see
+        :mod:`.heap_index`) holds ``heap_in`` as a heap of ``tenant``, in one step with that check: otherwise it raises
         :class:`~.errors.HeapNotFound` and records nothing. A heap's deletion
         (:meth:`~.heap_index.HeapIndex.remove`) serialises with it: the heap is gone before the
         record exists, or the record exists (and the heap is in use) before the deletion looks.
@@ -256,20 +257,26 @@ class ExecutionStore(Protocol):
         status: ExecutionStatus | None = None,
         session: str | None = None,
         cursor: str | None = None,
+        tenant: str | None = None,
     ) -> Page[ExecutionRecord]:
-        """A page of up to ``limit`` (>= 1) records, newest first, of ``status`` and of ``session``
-        when given, after ``cursor`` when given."""
+        """A page of up to ``limit`` (>= 1) records, newest first, of ``status``, of ``session``
+        and of ``tenant`` when given (None: every tenant's), after ``cursor`` when given."""
         ...
 
-    def sessions(self, limit: int = 100, *, cursor: str | None = None) -> Page[SessionSummary]:
-        """A page of up to ``limit`` (>= 1) sessions, latest activity first, after ``cursor``."""
+    def sessions(
+        self, limit: int = 100, *, cursor: str | None = None, tenant: str | None = None
+    ) -> Page[SessionSummary]:
+        """A page of up to ``limit`` (>= 1) sessions, latest activity first, after ``cursor``; of
+        ``tenant`` when given (None: every tenant's, each (tenant, session) one session, ties by
+        name then tenant)."""
         ...
 
     def session_log(
-        self, session: str, limit: int = 100, *, cursor: str | None = None
+        self, session: str, limit: int = 100, *, cursor: str | None = None, tenant: str | None = None
     ) -> Page[ExecutionRecord] | None:
-        """A page of up to ``limit`` (>= 1) records of ``session``, oldest first, after ``cursor``;
-        None when no retained execution belongs to ``session``."""
+        """A page of up to ``limit`` (>= 1) records of ``session`` (of ``tenant`` when given, None:
+        of every tenant), oldest first, after ``cursor``; None when no retained execution belongs
+        to it."""
         ...
 
     def fail_running_on_startup(self, reason: str) -> int:

@@ -35,9 +35,14 @@ single node trusts its own data directory and signs it on first use; a shared st
 (:class:`~.errors.HeapNotSigned`) unless the signer was told to trust unsigned heaps (an operator
 re-admitting the heaps of an earlier release).
 
+Heaps are content-addressed and owned per tenant (:mod:`mcp_v8.principal`): what a client asks
+(metadata, tags, the query, a resume, a deletion) is answered for its ``tenant`` only, from its
+ownership row (:mod:`.heap_index`), and a heap it does not own is one that is not stored. A
+deletion removes the tenant's ownership, and the bytes with the last owner's.
+
 Blobs that a shared store held before the index existed (an S3 store of an earlier release)
 are indexed the first time a single key names them (a resume, ``GET``, a tag patch, a delete);
-``heap_blobs`` rows were indexed by the migration.
+``heap_blobs`` rows were indexed by the migration; both are the default tenant's.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import threading
 from collections.abc import Collection, Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
+from ..principal import DEFAULT_TENANT
 from .errors import HeapCorrupt, HeapNotSigned
 from .heap_index import HeapIndex, HeapInUse
 from .heap_signing import HeapSigner, envelope_header
@@ -68,23 +74,34 @@ class HeapCatalogue(Protocol):
     (:class:`~.heaps.InvalidHeapKey`) before any I/O; a remote store that fails raises
     :class:`~.errors.HeapStoreUnavailable`. Safe to share between threads."""
 
-    def meta(self, key: str) -> HeapMeta | None:
-        """The heap's metadata, ``tags`` as they stand (patched, else the first execution's);
-        None when it is not stored."""
+    def meta(self, key: str, *, tenant: str = DEFAULT_TENANT) -> HeapMeta | None:
+        """The heap's metadata for ``tenant``, ``tags`` as they stand (its patched ones, else its
+        first execution's); None when ``tenant`` does not own it."""
         ...
 
-    def stored(self, keys: Iterable[str | None]) -> set[str]:
-        """Those of ``keys`` that are stored (None entries are skipped): one query per page."""
+    def stored(self, keys: Iterable[str | None], *, tenant: str | None = None) -> set[str]:
+        """Those of ``keys`` that are stored (owned by ``tenant`` when given; None entries are
+        skipped): one query per page."""
         ...
 
-    def query(self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None) -> Page[HeapMeta]:
-        """The stored heaps whose tags hold every pair of ``tags``, newest first, a page of
-        ``limit``; :class:`~.errors.InvalidCursor` for a bad cursor."""
+    def query(
+        self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None, tenant: str = DEFAULT_TENANT
+    ) -> Page[HeapMeta]:
+        """``tenant``'s stored heaps whose tags (its own) hold every pair of ``tags``, newest
+        first, a page of ``limit``; :class:`~.errors.InvalidCursor` for a bad cursor."""
         ...
 
-    def patch_tags(self, key: str, patch: Mapping[str, str | None], *, replace: bool = False) -> HeapMeta:
-        """Applies a merge patch to the heap's tags (``replace``: ``patch`` becomes all of them)
-        and returns its metadata; :class:`HeapNotFound`, :class:`~.errors.HeapTagLimit`."""
+    def patch_tags(
+        self,
+        key: str,
+        patch: Mapping[str, str | None],
+        *,
+        replace: bool = False,
+        tenant: str = DEFAULT_TENANT,
+    ) -> HeapMeta:
+        """Applies a merge patch to ``tenant``'s tags of the heap (``replace``: ``patch`` becomes
+        all of them) and returns its metadata; :class:`HeapNotFound` (``tenant`` does not own it),
+        :class:`~.errors.HeapTagLimit`."""
         ...
 
     def in_use(self, key: str) -> bool:
@@ -95,9 +112,9 @@ class HeapCatalogue(Protocol):
         """Every heap a queued or running execution resumes."""
         ...
 
-    def use(self, key: str) -> None:
-        """An execution is about to resume the heap: counts the use (what retention goes by);
-        :class:`HeapNotFound` when it is not stored. The execution's record is then created with
+    def use(self, key: str, *, tenant: str = DEFAULT_TENANT) -> None:
+        """An execution of ``tenant`` is about to resume the heap: counts the use (what retention
+        goes by); :class:`HeapNotFound` when ``tenant`` does not own it. The execution's record is then created with
         ``require_heap``, which is the check that counts against a deletion."""
         ...
 
@@ -113,19 +130,29 @@ class HeapCatalogue(Protocol):
         :class:`~.errors.HeapStoreUnavailable`."""
         ...
 
-    def add(self, key: str, envelope: bytes, *, session: str | None, tags: Mapping[str, str] | None) -> None:
-        """A worker of this node produced ``envelope``, whose key the server computed (``key``):
-        stored, published to every node, signed, then indexed with the request's session and tags
-        (kept only if it is the first to store the key)."""
+    def add(
+        self,
+        key: str,
+        envelope: bytes,
+        *,
+        session: str | None,
+        tags: Mapping[str, str] | None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> None:
+        """A worker of this node produced ``envelope`` for ``tenant``, whose key the server computed
+        (``key``): stored, published to every node, signed, then indexed as ``tenant``'s with the
+        request's session and tags (kept only if it is the first of ``tenant``'s to store the key)."""
         ...
 
     def refusals(self) -> int:
         """How many times a heap was refused because its signature did not verify, since start."""
         ...
 
-    def delete(self, key: str) -> bool:
-        """Removes the heap and its tags; :class:`HeapInUse` (nothing changes) while an execution
-        of any node resumes it. Returns whether it was stored."""
+    def delete(self, key: str, *, tenant: str = DEFAULT_TENANT) -> bool:
+        """Removes ``tenant``'s ownership of the heap and its tags of it, and the heap itself with
+        its last owner's; :class:`HeapInUse` (nothing changes) while an execution of ``tenant``
+        resumes it (of any tenant when the heap goes), on any node. Returns whether ``tenant``
+        owned it."""
         ...
 
     def prune(self, max_age_seconds: float, *, keep: Collection[str] = ()) -> int:
@@ -147,28 +174,39 @@ class Catalogue:
 
     # -- what clients ask ----------------------------------------------------------------------
 
-    def meta(self, key: str) -> HeapMeta | None:
-        meta = self.index.entry(validate_heap_key(key))
-        if meta is None and self._adopt(key):
-            meta = self.index.entry(key)
+    def meta(self, key: str, *, tenant: str = DEFAULT_TENANT) -> HeapMeta | None:
+        meta = self.index.entry(validate_heap_key(key), tenant=tenant)
+        if meta is None and self._adopt(key, tenant):
+            meta = self.index.entry(key, tenant=tenant)
         return meta
 
-    def stored(self, keys: Iterable[str | None]) -> set[str]:
-        return self.index.stored(k for k in keys if k is not None)
+    def stored(self, keys: Iterable[str | None], *, tenant: str | None = None) -> set[str]:
+        return self.index.stored((k for k in keys if k is not None), tenant=tenant)
 
-    def query(self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None) -> Page[HeapMeta]:
-        page = self.tags.query(tags, limit, cursor=cursor)
-        found = self.index.entries([key for key, _ in page.items])
-        # A tags row without a heap (its removal crashed in between) is not a heap.
+    def query(
+        self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None, tenant: str = DEFAULT_TENANT
+    ) -> Page[HeapMeta]:
+        page = self.tags.query(tags, limit, cursor=cursor, tenant=tenant)
+        found = self.index.entries([key for key, _ in page.items], tenant=tenant)
+        # A tags row without the tenant's heap (its removal crashed in between) is not a heap.
         items = [dataclasses.replace(found[key], tags=t) for key, t in page.items if key in found]
         return Page(items, page.next_cursor)
 
-    def patch_tags(self, key: str, patch: Mapping[str, str | None], *, replace: bool = False) -> HeapMeta:
-        meta = self.meta(key)
+    def patch_tags(
+        self,
+        key: str,
+        patch: Mapping[str, str | None],
+        *,
+        replace: bool = False,
+        tenant: str = DEFAULT_TENANT,
+    ) -> HeapMeta:
+        meta = self.meta(key, tenant=tenant)
         if meta is None:
             raise HeapNotFound(key)
         # With no tags row yet, the patch applies to the first execution's tags (``meta.tags``).
-        tags = self.tags.patch(key, patch, base=meta.tags, created_at=meta.created_at, replace=replace)
+        tags = self.tags.patch(
+            key, patch, base=meta.tags, created_at=meta.created_at, replace=replace, tenant=tenant
+        )
         return dataclasses.replace(meta, tags=tags)
 
     def in_use(self, key: str) -> bool:
@@ -177,14 +215,19 @@ class Catalogue:
     def in_use_all(self) -> set[str]:
         return self.index.in_use_all()
 
-    def delete(self, key: str) -> bool:
-        # Its bytes go while the index holds its row, then the row: a failure of the blob store
-        # changes nothing (HeapStoreUnavailable), and nothing indexes the bytes again meanwhile.
-        removed = self.index.remove(validate_heap_key(key), lambda found: found and self.blobs.remove(key))
-        if not removed and self._adopt(key):
-            removed = self.index.remove(key, lambda found: found and self.blobs.remove(key))
+    def delete(self, key: str, *, tenant: str = DEFAULT_TENANT) -> bool:
+        # Its bytes go (with the last owner) while the index holds its rows, then the rows: a
+        # failure of the blob store changes nothing (HeapStoreUnavailable), and nothing indexes
+        # the bytes again meanwhile.
+        def bytes_gone(found: bool) -> None:
+            if found:
+                self.blobs.remove(key)
+
+        removed = self.index.remove(validate_heap_key(key), bytes_gone, tenant=tenant)
+        if not removed and self._adopt(key, tenant):
+            removed = self.index.remove(key, bytes_gone, tenant=tenant)
         # Then its tags: a crash in between leaves tags without a heap, which nothing answers.
-        self.tags.delete(key)
+        self.tags.delete(key, tenant=tenant)
         return removed
 
     def prune(self, max_age_seconds: float, *, keep: Collection[str] = ()) -> int:
@@ -204,8 +247,8 @@ class Catalogue:
 
     # -- what the execution manager asks ---------------------------------------------------------
 
-    def use(self, key: str) -> None:
-        if not self.index.use(validate_heap_key(key)) and not self._adopt(key):
+    def use(self, key: str, *, tenant: str = DEFAULT_TENANT) -> None:
+        if not self.index.use(validate_heap_key(key), tenant=tenant) and not self._adopt(key, tenant):
             raise HeapNotFound(key)
 
     def fetch(self, key: str) -> None:
@@ -244,15 +287,23 @@ class Catalogue:
             self.index.sign(key, self._signer.sign(key, header), replacing=signature)
         return data
 
-    def add(self, key: str, envelope: bytes, *, session: str | None, tags: Mapping[str, str] | None) -> None:
+    def add(
+        self,
+        key: str,
+        envelope: bytes,
+        *,
+        session: str | None,
+        tags: Mapping[str, str] | None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> None:
         header = envelope_header(validate_heap_key(key), envelope)
         if header is None:
             raise ValueError(f"the bytes given are not heap {key}")
         size = self.blobs.publish(key, envelope)
         signature = self._signer.sign(key, header)
-        first = self.index.add(key, size=size, session=session, tags=tags, signature=signature)
-        if tags and first.tags:  # the first execution's tags, for the tag query (unless patched)
-            self.tags.record(key, first.tags, first.created_at)
+        first = self.index.add(key, size=size, session=session, tags=tags, signature=signature, tenant=tenant)
+        if tags and first.tags:  # the tenant's first execution's tags, for its tag query (unless patched)
+            self.tags.record(key, first.tags, first.created_at, tenant=tenant)
 
     def refusals(self) -> int:
         with self._refused_lock:
@@ -269,14 +320,18 @@ class Catalogue:
             nonlocal gone
             gone = self.blobs.remove(key)
 
-        self.index.remove(key, bytes_gone)
-        self.tags.delete(key)  # an emptied tags row
+        self.index.remove(key, bytes_gone, tenant=None)  # every owner's
+        self.tags.delete(key, tenant=None)  # emptied tags rows
         return gone
 
-    def _adopt(self, key: str) -> bool:
-        """Indexes a blob the shared store has but the index does not know; whether it did."""
+    def _adopt(self, key: str, tenant: str = DEFAULT_TENANT) -> bool:
+        """Indexes a blob the shared store has but the index does not know, as the default
+        tenant's (blobs from before tenants are its, as the migrations made every heap); whether
+        ``tenant`` now owns it."""
+        if tenant != DEFAULT_TENANT or self.index.signature(key)[0]:
+            return False  # indexed already: owned by whom the index says
         size = self.blobs.find(key)
         if size is None:
             return False
-        self.index.add(key, size=size, session=None, tags=None)
+        self.index.add(key, size=size, session=None, tags=None, tenant=DEFAULT_TENANT)
         return True

@@ -2,7 +2,8 @@
 
 A heap's first meta (session, tags) is its row in the heap index (:mod:`.heap_index`); its
 tags as clients change them (``PATCH /api/heaps/{key}/tags``) and as they are searched
-(``POST /api/heaps/query``) live here, one row per heap: ``tags`` (a JSON object), ``created_at``
+(``POST /api/heaps/query``) live here, one row per heap and tenant (schema version 14: each tenant
+owning a heap has its own tags for it, and the query finds only its tenant's): ``tags`` (a JSON object), ``created_at``
 (the heap's creation time, which orders the query's results) and ``updated_at``. The heap
 catalogue (:mod:`.heap_catalogue`) keeps the two together.
 
@@ -24,6 +25,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
+from ..principal import DEFAULT_TENANT
 from .errors import HeapTagLimit, InvalidCursor
 from .heaps import is_heap_key, validate_heap_key
 from .paging import Page, decode_cursor, encode_cursor, is_timestamp
@@ -44,8 +46,8 @@ MAX_TAGS = 64  # entries, as ExecRequest.tags
 MAX_TAG_CHARS = 256  # characters of a key or a value
 _LISTING = "heaps"
 _UPSERT = (
-    "INSERT INTO heap_tags (key, tags, created_at, updated_at) VALUES (:key, {json:tags}, :created_at, :now)"
-    " ON CONFLICT (key) DO"
+    "INSERT INTO heap_tags (tenant, key, tags, created_at, updated_at)"
+    " VALUES (:tenant, :key, {json:tags}, :created_at, :now) ON CONFLICT (tenant, key) DO"
 )
 
 
@@ -93,13 +95,15 @@ class HeapTags(Protocol):
     """The ``heap_tags`` rows of a registry database. Every method may be called from many
     threads (and processes, or nodes, sharing the database) at once."""
 
-    def get(self, key: str) -> dict[str, str] | None:
-        """The heap's tags as recorded here, or None when it has no row."""
+    def get(self, key: str, *, tenant: str = DEFAULT_TENANT) -> dict[str, str] | None:
+        """``tenant``'s tags of the heap as recorded here, or None when it has no row."""
         ...
 
-    def record(self, key: str, tags: Mapping[str, str], created_at: str) -> None:
-        """Records the tags a heap was stored with, unless it has a row already (first wins, as
-        the blob's meta does)."""
+    def record(
+        self, key: str, tags: Mapping[str, str], created_at: str, *, tenant: str = DEFAULT_TENANT
+    ) -> None:
+        """Records the tags ``tenant``'s heap was stored with, unless it has a row already (first
+        wins, as the ownership's meta does)."""
         ...
 
     def patch(
@@ -110,25 +114,26 @@ class HeapTags(Protocol):
         base: Mapping[str, str] | None,
         created_at: str,
         replace: bool = False,
+        tenant: str = DEFAULT_TENANT,
     ) -> dict[str, str]:
-        """Applies a merge patch to the heap's tags (its row's, else ``base``: the blob's meta)
+        """Applies a merge patch to ``tenant``'s tags of the heap (its row's, else ``base``: the blob's meta)
         in one transaction that holds the row, and returns the result; with ``replace``,
         ``patch`` becomes all of its tags. Raises :class:`HeapTagLimit`."""
         ...
 
-    def delete(self, key: str) -> bool:
-        """Removes the heap's row; whether there was one."""
+    def delete(self, key: str, *, tenant: str | None = DEFAULT_TENANT) -> bool:
+        """Removes ``tenant``'s row of the heap (None: every tenant's); whether there was one."""
         ...
 
     def tagged(self) -> set[str]:
-        """Keys of the heaps with at least one tag here: kept by age-based retention."""
+        """Keys of the heaps with at least one tag here, of any tenant: kept by age-based retention."""
         ...
 
     def query(
-        self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None
+        self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None, tenant: str = DEFAULT_TENANT
     ) -> Page[tuple[str, dict[str, str]]]:
-        """Keys and tags of the heaps whose tags hold every pair of ``tags``, newest first (by
-        ``created_at``, then key, both descending), a page of ``limit``. Raises
+        """Keys and tags of ``tenant``'s heaps whose tags hold every pair of ``tags``, newest first
+        (by ``created_at``, then key, both descending), a page of ``limit``. Raises
         :class:`~.errors.InvalidCursor`."""
         ...
 
@@ -139,14 +144,20 @@ class SQLHeapTags:
     def __init__(self, database: Connector) -> None:
         self._db = database
 
-    def get(self, key: str) -> dict[str, str] | None:
-        rows = self._db.run("SELECT tags FROM heap_tags WHERE key = :key", {"key": validate_heap_key(key)})
+    def get(self, key: str, *, tenant: str = DEFAULT_TENANT) -> dict[str, str] | None:
+        rows = self._db.run(
+            "SELECT tags FROM heap_tags WHERE tenant = :tenant AND key = :key",
+            {"key": validate_heap_key(key), "tenant": tenant},
+        )
         return _loads(rows[0][0]) if rows else None
 
-    def record(self, key: str, tags: Mapping[str, str], created_at: str) -> None:
+    def record(
+        self, key: str, tags: Mapping[str, str], created_at: str, *, tenant: str = DEFAULT_TENANT
+    ) -> None:
         self._db.run(
             f"{_UPSERT} NOTHING",
             {
+                "tenant": tenant,
                 "key": validate_heap_key(key),
                 "tags": Json(dict(tags)),
                 "created_at": _at(created_at),
@@ -162,21 +173,33 @@ class SQLHeapTags:
         base: Mapping[str, str] | None,
         created_at: str,
         replace: bool = False,
+        tenant: str = DEFAULT_TENANT,
     ) -> dict[str, str]:
         validate_heap_key(key)
         with self._db.transaction() as session:
-            rows = session.run("SELECT tags FROM heap_tags WHERE key = :key{for_update}", {"key": key})
+            rows = session.run(
+                "SELECT tags FROM heap_tags WHERE tenant = :tenant AND key = :key{for_update}",
+                {"key": key, "tenant": tenant},
+            )
             current = {} if replace else _loads(rows[0][0]) if rows else dict(base or {})
             merged = merge_patch(current, patch)
             session.run(
                 f"{_UPSERT} UPDATE SET tags = excluded.tags, updated_at = excluded.updated_at",
-                {"key": key, "tags": Json(merged), "created_at": _at(created_at), "now": _now()},
+                {
+                    "tenant": tenant,
+                    "key": key,
+                    "tags": Json(merged),
+                    "created_at": _at(created_at),
+                    "now": _now(),
+                },
             )
         return merged
 
-    def delete(self, key: str) -> bool:
+    def delete(self, key: str, *, tenant: str | None = DEFAULT_TENANT) -> bool:
+        of = "key = :key" if tenant is None else "tenant = :tenant AND key = :key"
         rows = self._db.run(
-            "DELETE FROM heap_tags WHERE key = :key RETURNING key", {"key": validate_heap_key(key)}
+            f"DELETE FROM heap_tags WHERE {of} RETURNING key",
+            {"key": validate_heap_key(key), "tenant": tenant},
         )
         return bool(rows)
 
@@ -185,10 +208,10 @@ class SQLHeapTags:
         return {str(r[0]) for r in rows}
 
     def query(
-        self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None
+        self, tags: Mapping[str, str], limit: int, *, cursor: str | None = None, tenant: str = DEFAULT_TENANT
     ) -> Page[tuple[str, dict[str, str]]]:
-        sql = "SELECT key, created_at, tags FROM heap_tags WHERE {tags_hold:query}"
-        params: dict[str, object] = {"query": Json(dict(tags)), "limit": limit + 1}
+        sql = "SELECT key, created_at, tags FROM heap_tags WHERE tenant = :tenant AND {tags_hold:query}"
+        params: dict[str, object] = {"query": Json(dict(tags)), "limit": limit + 1, "tenant": tenant}
         if cursor is not None:
             created_at, params["after"] = decode_cursor(_LISTING, cursor, (is_timestamp, is_heap_key))
             try:

@@ -1,11 +1,11 @@
 """The service's SQLite database: one file, ``<data dir>/registry.sqlite3``, holding the tables of the
 execution store (:mod:`.executions`: ``executions``) and of the output log (:mod:`.output`:
 ``output_logs``, ``output_chunks``), the tags of heap snapshots (:mod:`.heap_tags`: ``heap_tags``)
-the index of stored heaps (:mod:`.heap_index`: ``heaps``) and the records of the scripts' tool
+the index of stored heaps and their owners (:mod:`.heap_index`: ``heaps``, ``heap_owners``) and the records of the scripts' tool
 calls (:mod:`.tool_call_log`: ``tool_calls``). Each store writes only its own
 tables; they share the file and the :class:`~.sqlite.SQLiteDatabase` plumbing. Two reads cross
-them, both for the heap catalogue: an execution resuming a heap is recorded only while ``heaps``
-holds it, and a heap is in use while a running execution's ``heap_in`` names it.
+them, both for the heap catalogue: an execution resuming a heap is recorded only while
+``heap_owners`` holds it as its tenant's, and a heap is in use while a running execution's ``heap_in`` names it.
 
 The migrations below are the file's history and are never edited once released: a change of schema
 is a new migration at the end (see :mod:`.sqlite` for how they are applied). Every released version
@@ -244,6 +244,38 @@ _V13 = """
 CREATE INDEX executions_running_by_tenant ON executions (tenant) WHERE status = 'running';
 """
 
+# Version 14: who owns each heap (``heap_owners``, :mod:`.heap_index`): heaps are content-addressed,
+# so two tenants producing the same bytes share one blob and each has its ownership row, with its
+# own first session and tags, creation and last use. A heap's tags as clients change them are per
+# tenant (``heap_tags`` keyed by tenant and key). Every heap and tags row already there is the default
+# tenant's.
+_V14 = """
+CREATE TABLE heap_owners (
+    key          TEXT NOT NULL,
+    tenant       TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    last_used_at TEXT NOT NULL,
+    session      TEXT,
+    tags         TEXT,
+    PRIMARY KEY (key, tenant)
+);
+INSERT INTO heap_owners (key, tenant, created_at, last_used_at, session, tags)
+    SELECT key, 'default', created_at, last_used_at, session, tags FROM heaps;
+CREATE TABLE heap_tags_of_tenants (
+    tenant     TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    tags       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+INSERT INTO heap_tags_of_tenants (tenant, key, tags, created_at, updated_at)
+    SELECT 'default', key, tags, created_at, updated_at FROM heap_tags;
+DROP TABLE heap_tags;
+ALTER TABLE heap_tags_of_tenants RENAME TO heap_tags;
+CREATE INDEX heap_tags_by_creation ON heap_tags (tenant, created_at, key);
+"""
+
 
 def _index_heap_files(conn: sqlite3.Connection) -> None:
     """Version 6: the tables, then a row for each heap file of the data directory."""
@@ -279,6 +311,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "the trace id of each execution", statements(_V11)),
     Migration(12, "the tenant of each execution", statements(_V12)),
     Migration(13, "an index of each tenant's running executions", statements(_V13)),
+    Migration(14, "the owners of each heap, and heap tags per tenant", statements(_V14)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

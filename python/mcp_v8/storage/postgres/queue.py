@@ -127,7 +127,9 @@ class PostgresQueue:
         held = "true"
         steps = []
         if heap_in is not None:
-            steps.append("held AS (SELECT 1 FROM heaps WHERE key = :heap_in{for_key_share})")
+            steps.append(  # one of the tenant's heaps (see heap_index)
+                "held AS (SELECT 1 FROM heap_owners WHERE key = :heap_in AND tenant = :tenant{for_key_share})"
+            )
             held = "EXISTS (SELECT 1 FROM held)"
         steps += [
             usage.take("place", held),

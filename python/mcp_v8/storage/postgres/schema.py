@@ -228,6 +228,26 @@ CREATE INDEX queue_live_unclaimed ON queue (live_node, id) WHERE claimed_by IS N
 _V13 = """
 CREATE INDEX executions_running_by_tenant ON executions (tenant) WHERE status = 'running';
 """
+# Version 14: who owns each heap, and heap tags per tenant, as SQLite's version 14.
+_V14 = """
+CREATE TABLE heap_owners (
+    key          text COLLATE "C" NOT NULL,
+    tenant       text COLLATE "C" NOT NULL,
+    created_at   timestamptz NOT NULL,
+    last_used_at timestamptz NOT NULL,
+    session      text COLLATE "C",
+    tags         jsonb,
+    PRIMARY KEY (key, tenant)
+);
+INSERT INTO heap_owners (key, tenant, created_at, last_used_at, session, tags)
+    SELECT key, 'default', created_at, last_used_at, session, tags FROM heaps;
+ALTER TABLE heap_tags ADD COLUMN tenant text COLLATE "C" NOT NULL DEFAULT 'default';
+ALTER TABLE heap_tags ALTER COLUMN tenant DROP DEFAULT;
+ALTER TABLE heap_tags DROP CONSTRAINT heap_tags_pkey;
+ALTER TABLE heap_tags ADD PRIMARY KEY (tenant, key);
+DROP INDEX heap_tags_by_creation;
+CREATE INDEX heap_tags_by_creation ON heap_tags (tenant, created_at, key);
+"""
 
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "executions, output logs and chunks, heap tags", _V1),
@@ -243,6 +263,7 @@ MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(11, "the tenant of each execution", _V11),
     PgMigration(12, "the node of each live session, and live steps queued for it", _V12),
     PgMigration(13, "an index of each tenant's running executions", _V13),
+    PgMigration(14, "the owners of each heap, and heap tags per tenant", _V14),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
