@@ -92,6 +92,7 @@ LEVELS: dict[str, str] = {
     "test_cluster_faults": "e2e",
     "test_live_nodes": "e2e",
     "test_live_holds": "engine",
+    "test_tenants_client": "e2e",
     "test_processes": "e2e",
     "test_metrics": "service",
     "test_quotas_state": "unit",
