@@ -122,6 +122,8 @@ def make_node(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Calla
     yield make
     for node in made:
         node.manager.close()
+        node.output.close()  # its flusher thread stops with it
+    for node in made:
         node.db.close()
 
 

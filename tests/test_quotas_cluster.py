@@ -63,6 +63,7 @@ class Node:
 @pytest.fixture
 def make_node(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Callable[..., Node]]:
     made: list[Node] = []
+    outputs: list[Any] = []
     schema = postgres_server.create_schema(schema_for(tmp_path))
 
     def make(name: str, quotas: dict[str, TenantQuotas]) -> Node:
@@ -73,6 +74,7 @@ def make_node(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Calla
         work = pg_queue.PostgresQueue(db, postgres_server.url)
         executions = postgres.PostgresExecutionStore(db)
         output = postgres.PostgresOutputLog(db, max_output_bytes=1 << 20)
+        outputs.append(output)
         root = tmp_path / name
         signer = HeapSigner([b"the key of this test cluster"], trust_unsigned=False)
         catalogue = Catalogue(
@@ -102,6 +104,9 @@ def make_node(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Calla
     yield make
     for node in made:
         node.manager.close()
+    for output in outputs:
+        output.close()  # its flusher thread stops with it
+    for node in made:
         node.db.close()
 
 

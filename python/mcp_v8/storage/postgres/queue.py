@@ -83,13 +83,6 @@ def _job(job: dict[str, Any]) -> bytes:
     return json.dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
-def _claim(rows: list[Any]) -> Claim | None:
-    if not rows:
-        return None
-    execution_id, job, left = rows[0]
-    return Claim(str(execution_id), json.loads(bytes(job).decode("utf-8", "surrogatepass")), bool(left))
-
-
 class PostgresQueue:
     """The queue, leases and events of the nodes sharing ``database``: a
     :class:`~..work_queue.ClusterQueue`. Safe to share between threads."""
@@ -200,32 +193,26 @@ class PostgresQueue:
     def claim(self, node: str) -> Claim | None:
         """The oldest unclaimed job of a running execution, claimed for ``node`` (which becomes
         its owner), its place given back, in one statement; None when there is none."""
-        rows = self._db.run(
-            "WITH claimed AS ("
-            " UPDATE queue SET claimed_by = :node, claimed_at = now() WHERE id = ("
-            "  SELECT q.id FROM queue AS q JOIN executions AS e USING (execution_id)"
-            "  WHERE q.claimed_by IS NULL AND q.live_node IS NULL AND e.status = 'running'"
-            "  ORDER BY q.id FOR UPDATE OF q SKIP LOCKED LIMIT 1)"
-            " RETURNING execution_id, job, claimed_by),"
-            " owned AS (UPDATE executions SET owner = :node FROM claimed"
-            "  WHERE executions.execution_id = claimed.execution_id AND executions.status = 'running'),"
-            f" {usage.give_back('placed', 'claimed', 'true')}"
-            " SELECT execution_id, job, (SELECT used FROM placed) FROM claimed",
-            {"node": node, "resource": QUEUED},
-        )
-        return _claim(rows)
+        return self._claim(node, "q.live_node IS NULL")
 
     def claim_live(self, node: str) -> Claim | None:
         """The oldest unclaimed live step queued for ``node`` (the node holding its session), or
         for a node that is gone (its lease expired: the session is taken over by whoever runs
         it), claimed as :meth:`claim` claims; None when there is none."""
+        return self._claim(
+            node,
+            "q.live_node IS NOT NULL AND (q.live_node = :node OR NOT EXISTS"
+            " (SELECT 1 FROM nodes AS n WHERE n.id = q.live_node AND n.lease_until > now()))",
+        )
+
+    def _claim(self, node: str, which: str) -> Claim | None:
+        """Claims the oldest unclaimed job of a running execution that ``which`` (a condition on
+        the queue's row ``q``) selects, for ``node``."""
         rows = self._db.run(
             "WITH claimed AS ("
             " UPDATE queue SET claimed_by = :node, claimed_at = now() WHERE id = ("
             "  SELECT q.id FROM queue AS q JOIN executions AS e USING (execution_id)"
-            "  WHERE q.claimed_by IS NULL AND q.live_node IS NOT NULL AND e.status = 'running'"
-            "  AND (q.live_node = :node OR NOT EXISTS"
-            "   (SELECT 1 FROM nodes AS n WHERE n.id = q.live_node AND n.lease_until > now()))"
+            f"  WHERE q.claimed_by IS NULL AND e.status = 'running' AND {which}"
             "  ORDER BY q.id FOR UPDATE OF q SKIP LOCKED LIMIT 1)"
             " RETURNING execution_id, job, claimed_by),"
             " owned AS (UPDATE executions SET owner = :node FROM claimed"
@@ -234,7 +221,10 @@ class PostgresQueue:
             " SELECT execution_id, job, (SELECT used FROM placed) FROM claimed",
             {"node": node, "resource": QUEUED},
         )
-        return _claim(rows)
+        if not rows:
+            return None
+        execution_id, job, left = rows[0]
+        return Claim(str(execution_id), json.loads(bytes(job).decode("utf-8", "surrogatepass")), bool(left))
 
     def finished(self, execution_id: str) -> None:
         """The execution is terminal: its job goes (and its place, when unclaimed) and every node
