@@ -23,7 +23,6 @@ import pytest
 from falcon import testing
 
 from mcp_v8 import cli
-from mcp_v8.app import SecurityMiddleware
 from mcp_v8.auth import (
     NO_AUTH,
     QUOTA_KEYS,
@@ -43,6 +42,7 @@ from mcp_v8.auth.scopes import ANY, PUBLIC
 from mcp_v8.config import Settings, from_env
 from mcp_v8.mcp.tools import build_approver_tools, build_tools
 from mcp_v8.principal import DEFAULT_TENANT, SCOPES, Principal
+from mcp_v8.resources.security import SecurityMiddleware
 
 from .jwks_server import AUDIENCE, ISSUER, Key, claims, jwks_server
 

@@ -19,9 +19,10 @@ import falcon
 import pytest
 from falcon import testing
 
-from mcp_v8.app import QueryParamsMiddleware, Service, create_app
+from mcp_v8.app import Service, create_app
 from mcp_v8.config import Settings
 from mcp_v8.contract import MAX_BODY_DEPTH
+from mcp_v8.resources.security import QueryParamsMiddleware
 
 from .live_server import children
 

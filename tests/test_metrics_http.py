@@ -15,11 +15,11 @@ from falcon import testing
 from falcon.routing import CompiledRouter
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcp_v8.app import METRICS_ROUTE, SecurityMiddleware
 from mcp_v8.config import Settings, from_env
 from mcp_v8.logs import JsonFormatter, configure, execution_context
 from mcp_v8.metrics import Metrics
 from mcp_v8.resources.metrics import MetricsResource, RequestMetrics
+from mcp_v8.resources.security import METRICS_ROUTE, SecurityMiddleware
 
 TOKEN = "unit-metrics-token"
 BY_ADDRESS = {"Host": "10.1.2.3:3000"}  # a scraper names the server by its address

@@ -1,8 +1,8 @@
 """The WSGI application: ``create_app(settings)``.
 
 ``Service`` owns what the app needs (heap store, execution store, output log, execution
-manager with its worker processes); ``create_app`` wires it to Falcon resources, the security
-middleware (Host and Origin allowlists, bearer token, body size limit), the count of every
+manager with its worker processes); ``create_app`` wires it to Falcon resources, the door's
+middleware (:mod:`.resources.security`: allowlists, principals and scopes, body limit), the count of every
 request (``GET /metrics``) and one error mapping that turns everything into
 ``{"error": "..."}`` with no server stack trace.
 """
@@ -10,10 +10,8 @@ request (``GET /metrics``) and one error mapping that turns everything into
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import logging
 import os
-import re
 import socket
 import threading
 from pathlib import Path
@@ -22,18 +20,8 @@ from typing import TYPE_CHECKING, Any, cast
 import falcon
 from falcon.routing import CompiledRouter
 
-from .auth import (
-    ANY,
-    PUBLIC,
-    Authenticator,
-    KeysUnavailable,
-    Unauthenticated,
-    bearer_token,
-    lacks,
-    route_scope,
-)
 from .backends import BackendError, open_stores
-from .config import TENANT_QUOTA_SETTINGS, Settings, normalize_origin, origin_allowlist
+from .config import TENANT_QUOTA_SETTINGS, Settings
 from .executions import Admission, ExecutionManager, SharedQueue
 from .executions.approvals import Approvals
 from .executions.cluster import Cluster
@@ -44,7 +32,7 @@ from .executions.waiters import FinishEvents, QueueEvents
 from .mcp import McpResource
 from .metrics import Metrics
 from .operations import OperationError, Operations
-from .principal import DEFAULT_TENANT, Principal, single_tenant
+from .principal import DEFAULT_TENANT
 from .quotas import QuotaSource, TenantQuotas, from_limits
 from .resources.executions import (
     ApproveResource,
@@ -64,10 +52,10 @@ from .resources.meta import (
     VersionResource,
 )
 from .resources.metrics import MetricsResource, RequestMetrics
+from .resources.security import METRICS_ROUTE, QueryParamsMiddleware, SecurityMiddleware
 from .resources.sessions import LiveSessionResource, SessionListResource, SessionLogResource
 from .resources.tools import ToolDeclarationsResource, ToolsResource
 from .resources.usage import UsageResource
-from .resources.validation import check_query
 from .storage import (
     DatabaseUnavailable,
     ExecutionStore,
@@ -84,13 +72,6 @@ log = logging.getLogger("mcp_v8")
 if TYPE_CHECKING:
     from .tools.sessions import ToolSessions
 
-# Routes that need no token: the version, and the contract (public anyway, as it ships in the
-# package, and what tells a client that the other routes may need a token).
-PUBLIC_ROUTES = frozenset({"/api/version", "/api/openapi.json"})
-METRICS_ROUTE = "/metrics"  # public too with --metrics-public
-# The one route of the approver's credential (--approver-token), which takes no other.
-APPROVER_ROUTE = re.compile(r"/api/executions/[^/]*/approve/?")
-MCP_ROUTE = "/mcp"  # the approver's token opens it too, to its own tools
 RETENTION_INTERVAL_SECONDS = 300.0
 APPROVAL_SWEEP_SECONDS = 5.0
 
@@ -356,172 +337,6 @@ class Service:
         self.executions.close()
         self.stores.close()
         self.lease.close()
-
-
-_HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[^\[\]:@/\s]+)(?::[0-9]{1,5})?")
-
-
-def _host_name(header: str) -> str | None:
-    """The host part of a Host header (``name``, ``name:port``, ``[v6]:port``), or
-    None when the header is not of that shape."""
-    match = _HOST.fullmatch(header.strip())
-    return match.group(1).lower() if match else None
-
-
-class SecurityMiddleware:
-    """Host allowlist (DNS rebinding), Origin allowlist (cross-origin requests from
-    browsers), the request's principal (its bearer token) and the scope its route needs
-    (:data:`mcp_v8.auth.ROUTE_SCOPES`), request body limit; all before any route does work.
-
-    With an auth config or a JWKS (``settings.auth.enabled``), every route but the public ones
-    needs the principal of a tenant's token or of a JWT (401 without), and each route its scope
-    (403). Without, the server has one tenant: the API token (or none) acts for it with every
-    scope but ``approve``, which is the approver token's (``--approver-token``)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._hosts = {h.lower() for h in settings.allowed_hosts}
-        self._any_host = "*" in self._hosts
-        self._origins = origin_allowlist(settings.allowed_origins)
-        self._any_origin = "*" in self._origins
-        self._token = settings.api_token
-        self._approver = settings.approver_token
-        # Without an auth config there is one tenant: the API token (or no token) acts for it
-        # with every scope but approve, the approver token reads and approves.
-        self._everyone = single_tenant("api-token" if settings.api_token is not None else None)
-        self._approving = Principal(DEFAULT_TENANT, frozenset({"read", "approve"}), "approver-token")
-        self._authenticator = Authenticator(settings.auth) if settings.auth.enabled else None
-        self._max_body = settings.max_body_bytes
-        self._metrics_public = settings.metrics_public
-        self._public = PUBLIC_ROUTES | ({METRICS_ROUTE} if settings.metrics_public else set())
-        # A scraper names the server by its address: /metrics skips the Host check when it is
-        # authenticated (a token is required) or public by choice; without a token, the Host
-        # check is what keeps a web page (DNS rebinding) from reading it, and it stays.
-        authenticated = settings.api_token is not None or self._authenticator is not None
-        self._any_host_for = {METRICS_ROUTE} if settings.metrics_public or authenticated else set()
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if (
-            not self._any_host
-            and req.path not in self._any_host_for
-            and _host_name(req.get_header("Host") or "") not in self._hosts
-        ):
-            raise falcon.HTTPBadRequest(description="Host header not allowed by this server's allowlist")
-        # A web page can send a "simple" request (a POST of text/plain, which this API
-        # parses as JSON) to any server without a CORS preflight; browsers always say
-        # where it came from in Origin. Clients outside browsers send no Origin.
-        origin = req.get_header("Origin")
-        if origin is not None and not self._any_origin and normalize_origin(origin) not in self._origins:
-            shown = origin if len(origin) <= 100 else origin[:100] + "..."
-            raise falcon.HTTPForbidden(
-                description=f"Origin {shown!r} is not allowed by this server's allowlist (--allowed-origins)"
-            )
-        if self._authenticator is not None:
-            req.context.principal = None if req.path in self._public else self._principal(req)
-        else:
-            self._single_tenant(req)
-        length = req.content_length
-        if length is not None and length > self._max_body:
-            raise falcon.HTTPContentTooLarge(
-                description=f"request body is larger than {self._max_body} bytes"
-            )
-
-    def process_resource(
-        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any
-    ) -> None:
-        """With principals, the scope the route needs, from the one table; a responder the table
-        lacks is refused to everyone (a route added without its scope serves nobody). A server
-        of one tenant has its tokens' rules instead (:meth:`_single_tenant`)."""
-        if resource is None or self._authenticator is None:
-            return  # 404, or one tenant
-        scope = route_scope(req.method, req.uri_template)
-        if scope is None:
-            if hasattr(resource, f"on_{req.method.lower()}"):
-                raise falcon.HTTPForbidden(description="no scope allows this route")
-            return  # 405, or the default OPTIONS
-        if scope == PUBLIC or (req.path == METRICS_ROUTE and self._metrics_public):
-            return
-        principal: Principal | None = req.context.get("principal")
-        if principal is None:  # a route the table and PUBLIC_ROUTES disagree on: refused
-            raise _unauthorized("a valid bearer token is required")
-        if scope != ANY and not principal.may(scope):
-            raise falcon.HTTPForbidden(description=lacks(scope))
-
-    def _principal(self, req: falcon.Request) -> Principal:
-        """The principal of the request's bearer token (a tenant's API token, or a JWT): 401
-        without one, 503 while the JWKS cannot be fetched."""
-        assert self._authenticator is not None
-        try:
-            return self._authenticator.principal(req.get_header("Authorization"))
-        except Unauthenticated as e:
-            invalid = bearer_token(req.get_header("Authorization")) is not None
-            raise _unauthorized(str(e), invalid=invalid) from None
-        except KeysUnavailable as e:
-            raise falcon.HTTPServiceUnavailable(description=str(e), retry_after=5) from None
-
-    def _single_tenant(self, req: falcon.Request) -> None:
-        """The request's principal on a server of one tenant: the API token's (or anyone's
-        without one), or the approver token's on the approve route and /mcp."""
-        req.context.principal = self._everyone
-        if APPROVER_ROUTE.fullmatch(req.path):
-            self._check_approver(req)
-            req.context.principal = self._approving
-        elif req.path == MCP_ROUTE and self._approver is not None and _bearer_is(req, self._approver):
-            req.context.approver = True  # the approver's MCP tools, and only them
-            req.context.principal = self._approving
-        elif self._token is not None and req.path not in self._public and not _bearer_is(req, self._token):
-            raise _unauthorized("a valid bearer token is required")
-
-    def _check_approver(self, req: falcon.Request) -> None:
-        """The approver's token, and only it: no bearer token is 401; the API token is known but
-        may not approve (403); on a server without an approver token nobody approves (403);
-        another token is 401."""
-        if self._approver is not None and _bearer_is(req, self._approver):
-            return
-        scheme, _, given = (req.get_header("Authorization") or "").partition(" ")
-        unauthorized = falcon.HTTPUnauthorized(
-            description="the approver's bearer token is required",
-            challenges=['Bearer realm="mcp-v8-approver"'],
-        )
-        if scheme.lower() != "bearer" or not given.strip():
-            raise unauthorized
-        if self._token is not None and _bearer_is(req, self._token):
-            raise falcon.HTTPForbidden(
-                description="the API token cannot approve tool calls: the approver token (--approver-token) is required"
-            )
-        if self._approver is None:
-            raise falcon.HTTPForbidden(description="this server has no --approver-token: nobody can approve")
-        raise unauthorized
-
-
-def _unauthorized(description: str, *, invalid: bool = False) -> falcon.HTTPUnauthorized:
-    """401 with the bearer challenge (RFC 6750: ``error="invalid_token"`` when a token was sent)."""
-    challenge = 'Bearer realm="mcp-v8"' + (', error="invalid_token"' if invalid else "")
-    return falcon.HTTPUnauthorized(description=description, challenges=[challenge])
-
-
-def _bearer_is(req: falcon.Request, token: str) -> bool:
-    """Whether the request's bearer token is ``token`` (compared in constant time)."""
-    header = req.get_header("Authorization") or ""
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
-class QueryParamsMiddleware:
-    """Query parameters must be valid Unicode on every route, and unknown ones are a
-    client mistake (400), as unknown body fields are. Each resource lists the ones it
-    takes in ``QUERY_PARAMS``."""
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        check_query(req)
-
-    def process_resource(
-        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any
-    ) -> None:
-        allowed: frozenset[str] = getattr(resource, "QUERY_PARAMS", frozenset())
-        unknown = sorted(set(req.params) - allowed)
-        if unknown:
-            shown = ", ".join(repr(u[:40]) for u in unknown[:5])
-            raise falcon.HTTPBadRequest(description=f"unknown query parameter(s): {shown}")
 
 
 def _serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
