@@ -394,6 +394,22 @@ def test_a_deletion_removes_one_ownership_and_the_blob_with_the_last(deployment:
     assert b.catalogue.query({"t": "1"}, 5, tenant="beta").items == []
 
 
+def test_a_tenants_heap_bytes_are_those_of_the_heaps_it_owns(deployment: Deployment) -> None:
+    """What the heap_bytes quota counts: a heap a tenant deleted no longer counts for it, though
+    another tenant keeps the bytes."""
+    a = deployment.node()
+    shared = a.produce(b"the bytes both tenants made", tenant="acme")
+    a.produce(b"the bytes both tenants made", tenant="beta")
+    own = a.produce(b"acme's alone", tenant="acme")
+    sizes = {key: a.catalogue.meta(key, tenant="acme").size for key in (shared, own)}  # type: ignore[union-attr]
+    assert a.executions.tenant_usage("acme").heap_bytes == sizes[shared] + sizes[own]
+    assert a.executions.tenant_usage("beta").heap_bytes == sizes[shared]
+    assert a.catalogue.delete(shared, tenant="acme") is True
+    assert a.executions.tenant_usage("acme").heap_bytes == sizes[own]
+    assert a.executions.tenant_usage("beta").heap_bytes == sizes[shared]
+    assert a.executions.tenant_usage("gamma").heap_bytes == 0
+
+
 def test_an_owner_s_running_execution_keeps_its_ownership_while_others_own_the_heap(
     deployment: Deployment,
 ) -> None:

@@ -251,13 +251,13 @@ def test_heap_bytes_refuse_a_submit_while_the_tenant_is_at_its_quota(
     m = machines({ACME: TenantQuotas(heap_bytes=1000)})
     made = m.manager.submit(spec())
     key = "ab" * 32
-    m.stores.heap_index.add(key, size=1000, session=None, tags=None)
+    m.stores.heap_index.add(key, size=1000, session=None, tags=None, tenant=ACME)  # acme owns it
     m.stores.executions.finish(made, "completed", result="1", heap_out=key)
     refused = m.refused(spec())
     assert (refused.quota, refused.limit) == ("heap_bytes", 1000)
     assert "1000 bytes of heaps stored" in str(refused)
     m.manager.submit(spec(OTHER))  # the heap is acme's, not theirs
-    assert m.stores.heap_index.remove(key, lambda found: None)
+    assert m.stores.heap_index.remove(key, lambda found: None, tenant=ACME)
     m.manager.submit(spec())
 
 

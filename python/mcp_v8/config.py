@@ -407,7 +407,7 @@ class Settings:
     tenant_max_heap_bytes: int = field(
         default=0,
         metadata={
-            "help": "bytes of stored heaps each tenant's executions produced; a submit at or over it gets 429. "
+            "help": "bytes of the stored heaps each tenant owns; a submit at or over it gets 429. "
             "0: unlimited"
         },
     )

@@ -16,7 +16,8 @@ absent (None) is unlimited. What each one counts, and where it is enforced:
   count).
 - ``live_sessions``: the tenant's live sessions open in this process (a live session is held by
   one process), a new one refused beyond it; steps of open ones are not.
-- ``heap_bytes``: the bytes of the stored heaps the tenant's executions produced. A submit is
+- ``heap_bytes``: the bytes of the stored heaps the tenant owns (its executions produced them,
+  and it has not deleted them; bytes another tenant also owns count for both). A submit is
   refused while the tenant is at or over it; a running execution finishes, and its heap is kept
   (an execution's heap size is known only at its end).
 - ``executions_per_minute``: executions the tenant started in the current minute of the clock

@@ -209,8 +209,8 @@ class SQLExecutionStore(Closing):
             raise HeapNotFound(heap_in)
 
     def tenant_usage(self, tenant: str) -> TenantUsage:
-        """What ``tenant``'s records use now of the quotas counted from them (the running, those
-        started this minute, the bytes of the stored heaps they produced)."""
+        """What ``tenant`` uses now of the quotas counted from the records (the running, those
+        started this minute) and of the heaps it owns (their bytes, from ``heap_owners``)."""
         with self._db.session() as session:
             return tenant_usage.read(session, tenant, _ms(_now()))
 

@@ -274,6 +274,7 @@ INSERT INTO heap_tags_of_tenants (tenant, key, tags, created_at, updated_at)
 DROP TABLE heap_tags;
 ALTER TABLE heap_tags_of_tenants RENAME TO heap_tags;
 CREATE INDEX heap_tags_by_creation ON heap_tags (tenant, created_at, key);
+CREATE INDEX heap_owners_by_tenant ON heap_owners (tenant, key);
 """
 
 

@@ -16,8 +16,9 @@ Counted from the records rather than kept in a counter: the statements that end 
 The running count walks the partial index of running executions by tenant (one entry per
 running execution: about 0.1 ms under SQLite's write lock with 100,000 retained executions of the
 tenant, where walking its whole history took 50 ms), the per-minute count the tenant's entries of
-``(tenant, started_at, id)`` since the minute began; the heap bytes walk every retained execution
-of the tenant (only for a tenant with that quota). Only the quotas a tenant has are counted.
+``(tenant, started_at, id)`` since the minute began; the heap bytes sum the sizes of the heaps the
+tenant owns (``heap_owners`` by tenant: a heap it deleted no longer counts, though another
+tenant keeps its bytes). Only the quotas a tenant has are counted.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ __all__ = ["TenantUsage", "admit", "lock", "read"]
 RUNNING = "SELECT count(*) FROM executions WHERE tenant = :tenant AND status = 'running'"
 STARTED_SINCE = "SELECT count(*) FROM executions WHERE tenant = :tenant AND started_at >= :since"
 HEAP_BYTES = (
-    "SELECT coalesce(sum(size), 0) FROM heaps WHERE key IN"
-    " (SELECT heap_out FROM executions WHERE tenant = :tenant AND heap_out IS NOT NULL)"
+    "SELECT coalesce(sum(h.size), 0) FROM heap_owners AS o JOIN heaps AS h ON h.key = o.key"
+    " WHERE o.tenant = :tenant"
 )
 # The tenant's jobs of the nodes' queue that no node claimed (PostgreSQL's queue).
 QUEUED = (

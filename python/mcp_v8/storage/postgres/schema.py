@@ -247,6 +247,7 @@ ALTER TABLE heap_tags DROP CONSTRAINT heap_tags_pkey;
 ALTER TABLE heap_tags ADD PRIMARY KEY (tenant, key);
 DROP INDEX heap_tags_by_creation;
 CREATE INDEX heap_tags_by_creation ON heap_tags (tenant, created_at, key);
+CREATE INDEX heap_owners_by_tenant ON heap_owners (tenant, key);
 """
 
 MIGRATIONS: tuple[PgMigration, ...] = (
