@@ -10,6 +10,7 @@ import copy
 import hashlib
 import io
 import json
+import logging
 import pickle
 import subprocess
 import sys
@@ -42,7 +43,7 @@ from mcp_v8.auth.scopes import ANY, PUBLIC
 from mcp_v8.config import Settings, from_env
 from mcp_v8.mcp.tools import build_approver_tools, build_tools
 from mcp_v8.principal import DEFAULT_TENANT, SCOPES, Principal
-from mcp_v8.resources.security import SecurityMiddleware
+from mcp_v8.resources.security import RefusalLog, SecurityMiddleware
 
 from .jwks_server import AUDIENCE, ISSUER, Key, claims, jwks_server
 
@@ -491,6 +492,30 @@ def test_the_middleware_with_principals(tmp_path: Path) -> None:
         "/api/executions", headers={"Authorization": f"Bearer {key.sign(claims())}"}
     )
     assert resp.status_code == 503 and "JWKS cannot be fetched" in resp.json["error"]
+
+
+def test_refused_tokens_are_logged_without_the_token_at_most_a_line_a_second(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    middleware = SecurityMiddleware(Settings(auth_config=write(tmp_path, tenants())))
+    now = [100.0]
+    middleware.refusals = RefusalLog(clock=lambda: now[0])
+    app = falcon.App(middleware=[middleware])
+    app.add_route("/api/executions", _Echo())
+    client = testing.TestClient(app, headers={"Host": "127.0.0.1"})
+    secret = "a-guessed-token-that-must-not-reach-the-log"
+    with caplog.at_level(logging.WARNING, logger="mcp_v8.auth"):
+        assert client.simulate_get("/api/executions").status_code == 401  # no token: not a refusal
+        for _ in range(3):
+            resp = client.simulate_get("/api/executions", headers={"Authorization": f"Bearer {secret}"})
+            assert resp.status_code == 401
+        now[0] += 1.5
+        client.simulate_get("/api/executions", headers={"Authorization": f"Bearer {secret}"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "mcp_v8.auth"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("refused a bearer token on GET /api/executions: ") and "more" not in lines[0]
+    assert lines[1].endswith("(and 2 more refused since the last line)")
+    assert all(secret not in line for line in lines)
 
 
 # -- the tables ------------------------------------------------------------------------------

@@ -10,7 +10,11 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import re
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -35,8 +39,11 @@ __all__ = [
     "METRICS_ROUTE",
     "PUBLIC_ROUTES",
     "QueryParamsMiddleware",
+    "RefusalLog",
     "SecurityMiddleware",
 ]
+
+log = logging.getLogger("mcp_v8.auth")
 
 # Routes that need no token: the version, and the contract (public anyway, as it ships in the
 # package, and what tells a client that the other routes may need a token).
@@ -78,6 +85,7 @@ class SecurityMiddleware:
         self._everyone = single_tenant("api-token" if settings.api_token is not None else None)
         self._approving = Principal(DEFAULT_TENANT, frozenset({"read", "approve"}), "approver-token")
         self._authenticator = Authenticator(settings.auth) if settings.auth.enabled else None
+        self.refusals = RefusalLog()
         self._max_body = settings.max_body_bytes
         self._metrics_public = settings.metrics_public
         self._public = PUBLIC_ROUTES | ({METRICS_ROUTE} if settings.metrics_public else set())
@@ -142,6 +150,8 @@ class SecurityMiddleware:
             return self._authenticator.principal(req.get_header("Authorization"))
         except Unauthenticated as e:
             invalid = bearer_token(req.get_header("Authorization")) is not None
+            if invalid:  # a token was sent and refused: the operator hears of it (never the token)
+                self.refusals.refused(f"{req.method} {req.path}", str(e))
             raise _unauthorized(str(e), invalid=invalid) from None
         except KeysUnavailable as e:
             raise falcon.HTTPServiceUnavailable(description=str(e), retry_after=5) from None
@@ -179,6 +189,29 @@ class SecurityMiddleware:
         if self._approver is None:
             raise falcon.HTTPForbidden(description="this server has no --approver-token: nobody can approve")
         raise unauthorized
+
+
+class RefusalLog:
+    """Logs refused bearer tokens (the route and why, never the token) as WARNING lines, at most
+    one every ``interval`` seconds: a flood of bad tokens is one line a second, each saying how
+    many were refused since the one before."""
+
+    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: float | None = None
+        self._unsaid = 0
+
+    def refused(self, route: str, why: str) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._last is not None and now - self._last < self._interval:
+                self._unsaid += 1
+                return
+            unsaid, self._unsaid, self._last = self._unsaid, 0, now
+        more = f" (and {unsaid} more refused since the last line)" if unsaid else ""
+        log.warning("refused a bearer token on %s: %s%s", route, why, more)
 
 
 def _unauthorized(description: str, *, invalid: bool = False) -> falcon.HTTPUnauthorized:
