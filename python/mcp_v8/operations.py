@@ -317,20 +317,8 @@ class Operations:
         spec = spec_from_request(body, s, self.principal.tenant)
         if body.get("live"):
             return self._submit_live(body, spec)
-        try:
+        with _submit_errors(heap):
             return self._manager.submit(spec, traceparent)
-        except QuotaReached as e:
-            raise QuotaExceeded(e) from None
-        except QueueFull as e:
-            raise Busy(str(e)) from None
-        except ShuttingDown as e:
-            raise Unavailable(str(e)) from None
-        except HeapNotFound:
-            raise NotFound(f"heap {heap} not found") from None
-        except HeapNotSigned as e:  # stored, but not by this deployment: never restored
-            raise BadInput(str(e)) from None
-        except HeapStoreUnavailable as e:
-            raise Unavailable(str(e)) from None
 
     def _submit_live(self, body: Mapping[str, Any], spec: ExecutionSpec) -> str:
         """A step in its session's live context (:mod:`.executions.live`): it makes a snapshot only
@@ -339,23 +327,12 @@ class Operations:
             raise BadInput("live needs a session: the live context is the session's")
         spec = dataclasses.replace(spec, snapshot=body.get("snapshot") is True)
         try:
-            return self._manager.live.submit(spec)
+            with _submit_errors(spec.heap):
+                return self._manager.live.submit(spec)
         except LiveConflict as e:
             raise Conflict(str(e)) from None
         except LiveUnavailable as e:
             raise BadInput(str(e)) from None
-        except QuotaReached as e:
-            raise QuotaExceeded(e) from None
-        except QueueFull as e:
-            raise Busy(str(e)) from None
-        except ShuttingDown as e:
-            raise Unavailable(str(e)) from None
-        except HeapNotFound:
-            raise NotFound(f"heap {spec.heap} not found") from None
-        except HeapNotSigned as e:
-            raise BadInput(str(e)) from None
-        except HeapStoreUnavailable as e:
-            raise Unavailable(str(e)) from None
 
     def snapshot_session(self, session: str) -> dict[str, Any]:
         """LiveSessionHeap: the live session's heap now (made unless nothing changed)."""
@@ -600,6 +577,25 @@ class Operations:
         if not removed:
             raise NotFound(f"heap {key} not found")
         return {"ok": True}
+
+
+@contextlib.contextmanager
+def _submit_errors(heap: str | None) -> Iterator[None]:
+    """A submit's refusals as the contract gives them: a quota 429 (with its Retry-After), a full
+    queue 429, shutting down or a heap store away 503, an unknown heap 404, one not signed by this
+    deployment 400 (stored, but never restored)."""
+    try:
+        yield
+    except QuotaReached as e:
+        raise QuotaExceeded(e) from None
+    except QueueFull as e:
+        raise Busy(str(e)) from None
+    except (ShuttingDown, HeapStoreUnavailable) as e:
+        raise Unavailable(str(e)) from None
+    except HeapNotFound:
+        raise NotFound(f"heap {heap} not found") from None
+    except HeapNotSigned as e:
+        raise BadInput(str(e)) from None
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""How much each tenant may use: the vocabulary of quotas (issue 21).
+"""How much each tenant may use: the vocabulary of quotas.
 
 A tenant's quotas (:class:`TenantQuotas`) come from a :data:`QuotaSource`, a function of the
 tenant's name: the auth config's per-tenant ``"quotas"`` where it names them, else the
