@@ -19,6 +19,7 @@ from mcp_v8.executions.live_slot import LiveSessionError
 from mcp_v8.executions.protocol import Job, JobResult
 from mcp_v8.principal import DEFAULT_TENANT
 from mcp_v8.storage import HeapNotFound, Page
+from mcp_v8.storage.live_holds import Holder
 
 from .interleavings import HANG
 
@@ -64,7 +65,13 @@ class FakeHost:
         self._catalogue = self
         self._executions = self
         self._output = type(
-            "Output", (), {"create": lambda self, eid: None, "seal": lambda self, eid: None}
+            "Output",
+            (),
+            {
+                "create": lambda self, eid: None,
+                "seal": lambda self, eid: None,
+                "adopt": lambda self, eid: None,
+            },
         )()
         self._owner = None
         self.waiters = self
@@ -480,5 +487,52 @@ def test_a_session_does_not_reopen_from_a_heap_its_tenant_no_longer_owns(
             and failed.error == f"heap {heap} not found: session 's' cannot resume from it"
         )
         assert ("again" not in [code for _, code in slot.steps]) and heap not in slot.held.values()
+    finally:
+        live.close(join_timeout=HANG)
+
+
+class HeldElsewhere:
+    """Holds: every session is held by node ``n2`` (its steps go there)."""
+
+    def __init__(self) -> None:
+        self.forwarded: list[tuple[str, str]] = []
+
+    def acquire(self, session: str, tenant: str = DEFAULT_TENANT) -> Holder | None:
+        return Holder("node n2 (live there since then)", "n2")
+
+    def lost(self, session: str, tenant: str = DEFAULT_TENANT) -> str | None:
+        return None
+
+    def where(self, sessions: Any, tenant: str = DEFAULT_TENANT) -> dict[str, tuple[str, str]]:
+        return {name: ("n2", "then") for name in sessions}
+
+    def release(self, session: str, tenant: str = DEFAULT_TENANT) -> None: ...
+    def release_all(self) -> None: ...
+
+
+def test_a_step_for_a_session_another_node_holds_is_forwarded_there_and_fails_if_it_moved_on(
+    host: FakeHost, slot: FakeSlot
+) -> None:
+    holds = HeldElsewhere()
+    forwarded: list[tuple[str, str, str]] = []
+    live = LiveSessions(
+        host,  # type: ignore[arg-type]
+        [slot],  # type: ignore[list-item]
+        locks=holds,
+        forward=lambda eid, spec, node: forwarded.append((eid, spec.code, node)),
+    )
+    live.start()
+    try:
+        sent = live.submit(spec("s", "there"))
+        assert forwarded == [(sent, "there", "n2")] and host.recorded == []  # recorded by forward, not here
+        assert live.statuses([(DEFAULT_TENANT, "s")]) == {
+            (DEFAULT_TENANT, "s"): {"node": "n2", "since": "then"}
+        }
+        # A step this node claimed for a session that has moved on meanwhile: it fails saying so.
+        host.accept("claimed")
+        live.adopt("claimed", spec("s", "late"))
+        failed = host.wait("claimed")
+        assert failed.status == "failed" and "is live elsewhere: node n2" in (failed.error or ""), failed
+        assert slot.steps == []
     finally:
         live.close(join_timeout=HANG)

@@ -274,8 +274,7 @@ class LiveSessions:
         its session. Never raises: a step that cannot run here fails saying why."""
         try:
             self._m._output.adopt(execution_id)  # its output is buffered here, as if submitted here
-            if self._accept(execution_id, spec, recorded=True) is not None:
-                raise LiveConflict(f"session {spec.session!r} moved to another node")
+            self._accept(execution_id, spec, recorded=True)  # a session that moved on: LiveConflict
         except Exception as e:
             if not isinstance(e, (LiveConflict, ShuttingDown, QueueFull)):
                 log.exception("could not run live step %s", execution_id)
